@@ -1,0 +1,64 @@
+# The Makefile is the contract CI runs (.ci/run calls `make ci`).
+# Tools are pinned in tools/go.mod and built into ./bin from the Go module
+# proxy; nothing else is downloaded.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+BIN := $(CURDIR)/bin
+export PATH := $(BIN):$(PATH)
+# Every module of the workspace (no root go.mod: tools run per module).
+MODULES := $(shell go list -m -f '{{.Dir}}' 2>/dev/null)
+PKGS := $(shell go list -m 2>/dev/null | sed 's|$$|/...|')
+TOOLS := github.com/bufbuild/buf/cmd/buf google.golang.org/protobuf/cmd/protoc-gen-go \
+	google.golang.org/grpc/cmd/protoc-gen-go-grpc
+GOTEST_FLAGS ?= -race -count=1 -timeout 20m
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: tools
+tools: ## Build the pinned tools (buf, protoc plugins) into ./bin.
+	@cd tools && GOWORK=off go build -o $(BIN)/ $(TOOLS)
+
+.PHONY: generate
+generate: tools ## Regenerate proto/gen from proto/ with buf.
+	buf generate
+
+.PHONY: check-generated
+check-generated: generate ## Fail if regenerating changes anything under proto/gen.
+	@git add -N proto/gen >/dev/null 2>&1 || true
+	@git diff --exit-code --stat -- proto/gen || { echo "proto/gen is stale: run 'make generate' and commit"; exit 1; }
+
+.PHONY: lint
+lint: tools ## gofmt, go vet, buf lint, buf breaking against main, go mod tidy -diff.
+	@out=$$(gofmt -l $(MODULES) tools 2>&1); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet $(PKGS)
+	buf lint
+	@if git rev-parse --verify -q main >/dev/null && git cat-file -e main:proto 2>/dev/null; then \
+		echo "buf breaking --against .git#branch=main"; buf breaking --against '.git#branch=main'; \
+	else echo "buf breaking: main has no proto yet, skipped"; fi
+	@for m in $(MODULES) $(CURDIR)/tools; do \
+		(cd $$m && GOWORK=off go mod tidy -diff >/dev/null) || { echo "go mod tidy needed in $$m"; exit 1; }; \
+	done
+
+.PHONY: test
+test: ## Run every module's tests with the race detector.
+	go test $(GOTEST_FLAGS) $(PKGS)
+
+.PHONY: e2e
+e2e: ## Run the end-to-end tests against real binaries (not built yet).
+	@echo "make e2e: the end-to-end suite is not built yet (issue #8)."; exit 1
+
+.PHONY: bench
+bench: ## Run the benchmarks and print the comparison tables (not built yet).
+	@echo "make bench: the benchmark suite is not built yet (issue #9)."; exit 1
+
+.PHONY: run
+run: ## Start a local stack (not built yet).
+	@echo "make run: the local stack (veltrix dev) is not built yet (issue #8)."; exit 1
+
+.PHONY: ci
+ci: check-generated lint test ## What CI runs: check-generated, lint, test.

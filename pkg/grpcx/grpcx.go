@@ -1,0 +1,215 @@
+// Package grpcx builds the gRPC servers and client connections every Veltrix
+// service uses, so they all share one interceptor chain (panic recovery,
+// logging, Prometheus metrics), the same message size limits, the standard
+// health service and server reflection (so grpcurl works against any of them).
+package grpcx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+)
+
+// MaxMessageSize is the largest gRPC message any Veltrix service sends or
+// accepts: a 64 MiB value plus its key and framing.
+const MaxMessageSize = 64<<20 + 1<<20
+
+// ServerOptions configures NewServer.
+type ServerOptions struct {
+	// Logger receives one line per failed call (debug for successful ones).
+	// Default: slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the gRPC server metrics. Default: none (metrics are
+	// collected but not exported).
+	Registerer prometheus.Registerer
+	// MaxMessageSize bounds received and sent messages. Default:
+	// MaxMessageSize.
+	MaxMessageSize int
+}
+
+// Server is a gRPC server with health and reflection registered.
+type Server struct {
+	*grpc.Server
+	// Health is the standard health service; services set their status on it.
+	Health  *health.Server
+	metrics *grpcprom.ServerMetrics
+}
+
+// NewServer returns a gRPC server with the shared interceptor chain, health
+// and reflection. Register services on it, then call InitMetrics once before
+// serving so every method's series exists from the start.
+func NewServer(o ServerOptions, extra ...grpc.ServerOption) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxMessageSize == 0 {
+		o.MaxMessageSize = MaxMessageSize
+	}
+	metrics := grpcprom.NewServerMetrics(
+		grpcprom.WithServerHandlingTimeHistogram(
+			grpcprom.WithHistogramBuckets([]float64{
+				.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10,
+			}),
+		),
+	)
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(metrics)
+	}
+	logger := o.Logger
+	recover := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		logger.ErrorContext(ctx, "panic in gRPC handler", "panic", p, "stack", string(debug.Stack()))
+		return status.Errorf(codes.Internal, "internal error: %v", p)
+	})
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithLevels(func(c codes.Code) logging.Level {
+			switch c {
+			case codes.OK, codes.NotFound, codes.Canceled, codes.AlreadyExists, codes.InvalidArgument, codes.FailedPrecondition:
+				return logging.LevelDebug
+			case codes.Internal, codes.Unknown, codes.DataLoss:
+				return logging.LevelError
+			default:
+				return logging.LevelWarn
+			}
+		}),
+	}
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(o.MaxMessageSize),
+		grpc.MaxSendMsgSize(o.MaxMessageSize),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(
+			metrics.UnaryServerInterceptor(),
+			logging.UnaryServerInterceptor(slogAdapter(logger), logOpts...),
+			recovery.UnaryServerInterceptor(recover),
+		),
+		grpc.ChainStreamInterceptor(
+			metrics.StreamServerInterceptor(),
+			logging.StreamServerInterceptor(slogAdapter(logger), logOpts...),
+			recovery.StreamServerInterceptor(recover),
+		),
+	}
+	s := &Server{
+		Server:  grpc.NewServer(append(opts, extra...)...),
+		Health:  health.NewServer(),
+		metrics: metrics,
+	}
+	healthpb.RegisterHealthServer(s.Server, s.Health)
+	reflection.Register(s.Server)
+	return s
+}
+
+// InitMetrics pre-creates the metric series of every registered method.
+func (s *Server) InitMetrics() { s.metrics.InitializeMetrics(s.Server) }
+
+// Shutdown marks every service NOT_SERVING, then stops gracefully, forcing
+// the stop once ctx is done.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.Health.Shutdown()
+	done := make(chan struct{})
+	go func() {
+		s.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.Stop()
+		<-done
+	}
+}
+
+func slogAdapter(l *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		l.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+}
+
+// Dial opens a client connection to a Veltrix service with the shared
+// message size limits and keepalives. Connections are lazy: the first call
+// connects.
+func Dial(addr string, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(MaxMessageSize),
+			grpc.MaxCallSendMsgSize(MaxMessageSize),
+		),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+	}
+	cc, err := grpc.NewClient(addr, append(opts, extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("grpcx: dial %s: %w", addr, err)
+	}
+	return cc, nil
+}
+
+// NewRegistry returns a Prometheus registry with the Go runtime and process
+// collectors, for a service's /metrics endpoint.
+func NewRegistry() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+// MetricsServer serves /metrics (and /healthz) over HTTP.
+type MetricsServer struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// ServeMetrics listens on addr and serves the registry at /metrics.
+func ServeMetrics(addr string, g prometheus.Gatherer, logger *slog.Logger) (*MetricsServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("grpcx: metrics listener on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	m := &MetricsServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}
+	go func() {
+		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return m, nil
+}
+
+// Addr is the address the metrics server listens on.
+func (m *MetricsServer) Addr() string { return m.ln.Addr().String() }
+
+// Close stops the metrics server.
+func (m *MetricsServer) Close(ctx context.Context) error { return m.srv.Shutdown(ctx) }
+
+// ContextCode maps context errors to their gRPC codes, so cancelled and timed
+// out calls are reported as such and not as internal errors. It returns
+// false for any other error.
+func ContextCode(err error) (codes.Code, bool) {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled, true
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded, true
+	}
+	return codes.OK, false
+}

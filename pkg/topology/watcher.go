@@ -1,0 +1,274 @@
+package topology
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/veltrixdb/veltrix/pkg/placement"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Snapshot is an immutable view of the cluster's documents at one etcd
+// revision. Never modify one: the watcher shares them between readers.
+type Snapshot struct {
+	// Revision is the etcd revision the snapshot reflects.
+	Revision int64
+	// Config is the cluster config; nil before bootstrap.
+	Config *ClusterConfig
+	// Nodes are the registered nodes by id.
+	Nodes map[string]Node
+	// Placement is the current placement; nil before the controller wrote
+	// one.
+	Placement *placement.Document
+	// Tables are the tables by name.
+	Tables map[string]Table
+	// TablesByID are the same tables by id.
+	TablesByID map[uint64]Table
+}
+
+// WatcherOptions configures Watch.
+type WatcherOptions struct {
+	// Logger reports decode errors and lost connections. Default
+	// slog.Default().
+	Logger *slog.Logger
+	// PingInterval is how often the watcher checks that etcd answers, to
+	// report staleness. Default 1s.
+	PingInterval time.Duration
+}
+
+// Watcher keeps a Snapshot of the cluster current from an etcd watch. When
+// etcd is unreachable the last snapshot stays in use and Stale reports true.
+type Watcher struct {
+	store  *Store
+	logger *slog.Logger
+	ping   time.Duration
+
+	snap    atomic.Pointer[Snapshot]
+	stale   atomic.Bool
+	mu      sync.Mutex
+	changes []chan struct{}
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Watch loads the cluster's documents and keeps them current until Close.
+func (s *Store) Watch(ctx context.Context, o WatcherOptions) (*Watcher, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = time.Second
+	}
+	w := &Watcher{store: s, logger: o.Logger, ping: o.PingInterval}
+	snap, err := w.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w.snap.Store(snap)
+	bg, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	w.wg.Add(2)
+	go w.watchLoop(bg, snap.Revision)
+	go w.pingLoop(bg)
+	return w, nil
+}
+
+// Snapshot returns the current snapshot.
+func (w *Watcher) Snapshot() *Snapshot { return w.snap.Load() }
+
+// Stale reports whether etcd stopped answering; the snapshot may be old.
+func (w *Watcher) Stale() bool { return w.stale.Load() }
+
+// Changes returns a channel that receives (coalesced) after every change to
+// the snapshot.
+func (w *Watcher) Changes() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	w.mu.Lock()
+	w.changes = append(w.changes, ch)
+	w.mu.Unlock()
+	return ch
+}
+
+// Close stops watching.
+func (w *Watcher) Close() {
+	w.cancel()
+	w.wg.Wait()
+}
+
+func (w *Watcher) load(ctx context.Context) (*Snapshot, error) {
+	resp, err := w.store.Client.Get(ctx, w.store.Keys.Prefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("topology: load cluster state: %w", err)
+	}
+	snap := &Snapshot{
+		Revision:   resp.Header.Revision,
+		Nodes:      map[string]Node{},
+		Tables:     map[string]Table{},
+		TablesByID: map[uint64]Table{},
+	}
+	for _, kv := range resp.Kvs {
+		w.apply(snap, kv, false)
+	}
+	return snap, nil
+}
+
+// apply folds one key change into snap (which the caller owns).
+func (w *Watcher) apply(snap *Snapshot, kv *mvccpb.KeyValue, deleted bool) {
+	k := w.store.Keys
+	key := string(kv.Key)
+	switch {
+	case key == k.Config():
+		if deleted {
+			snap.Config = nil
+			return
+		}
+		var c ClusterConfig
+		if w.decode(kv, &c) {
+			snap.Config = &c
+		}
+	case key == k.Placement():
+		if deleted {
+			snap.Placement = nil
+			return
+		}
+		p, err := placement.Unmarshal(kv.Value)
+		if err != nil {
+			w.logger.Error("ignoring invalid placement", "err", err)
+			return
+		}
+		snap.Placement = &p
+	default:
+		if id, ok := child(key, k.NodesPrefix()); ok {
+			if deleted {
+				delete(snap.Nodes, id)
+				return
+			}
+			var n Node
+			if w.decode(kv, &n) {
+				snap.Nodes[id] = n
+			}
+			return
+		}
+		if name, ok := child(key, k.TablesPrefix()); ok {
+			if old, ok := snap.Tables[name]; ok {
+				delete(snap.TablesByID, old.ID)
+				delete(snap.Tables, name)
+			}
+			if deleted {
+				return
+			}
+			t, err := decodeTable(kv)
+			if err != nil {
+				w.logger.Error("ignoring undecodable table", "err", err)
+				return
+			}
+			snap.Tables[name] = t
+			snap.TablesByID[t.ID] = t
+		}
+	}
+}
+
+func (w *Watcher) decode(kv *mvccpb.KeyValue, v any) bool {
+	if err := json.Unmarshal(kv.Value, v); err != nil {
+		w.logger.Error("ignoring undecodable etcd value", "key", string(kv.Key), "err", err)
+		return false
+	}
+	return true
+}
+
+func (w *Watcher) publish(snap *Snapshot) {
+	w.snap.Store(snap)
+	w.mu.Lock()
+	for _, ch := range w.changes {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	w.mu.Unlock()
+}
+
+func (w *Watcher) watchLoop(ctx context.Context, rev int64) {
+	defer w.wg.Done()
+	for ctx.Err() == nil {
+		wctx := clientv3.WithRequireLeader(ctx)
+		wch := w.store.Client.Watch(wctx, w.store.Keys.Prefix(), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+		for resp := range wch {
+			if err := resp.Err(); err != nil {
+				w.logger.Warn("topology watch interrupted", "err", err)
+				break
+			}
+			if len(resp.Events) == 0 {
+				continue
+			}
+			cur := w.snap.Load()
+			next := &Snapshot{
+				Revision:   resp.Header.Revision,
+				Config:     cur.Config,
+				Nodes:      maps.Clone(cur.Nodes),
+				Placement:  cur.Placement,
+				Tables:     maps.Clone(cur.Tables),
+				TablesByID: maps.Clone(cur.TablesByID),
+			}
+			for _, ev := range resp.Events {
+				w.apply(next, ev.Kv, ev.Type == clientv3.EventTypeDelete)
+			}
+			rev = resp.Header.Revision
+			w.publish(next)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// The watch ended (compaction, lost leader): reload everything and
+		// watch again from the reloaded revision.
+		for ctx.Err() == nil {
+			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			snap, err := w.load(lctx)
+			cancel()
+			if err == nil {
+				rev = snap.Revision
+				w.publish(snap)
+				break
+			}
+			w.logger.Warn("reload cluster state", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(w.ping):
+			}
+		}
+	}
+}
+
+func (w *Watcher) pingLoop(ctx context.Context) {
+	defer w.wg.Done()
+	t := time.NewTicker(w.ping)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, w.ping)
+		_, err := w.store.Client.Get(pctx, w.store.Keys.Config(), clientv3.WithCountOnly())
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		was := w.stale.Swap(err != nil)
+		switch {
+		case err != nil && !was:
+			w.logger.Warn("etcd unreachable; serving from the last topology snapshot", "err", err)
+		case err == nil && was:
+			w.logger.Info("etcd reachable again")
+		}
+	}
+}
