@@ -1,0 +1,286 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/status"
+
+	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+)
+
+// resolverScheme names the per-client static resolver that lists the
+// routers. It is registered on the connection only (grpc.WithResolvers), so
+// it does not clash with other clients or packages.
+const resolverScheme = "veltrix"
+
+// serviceConfig spreads calls over every router.
+const serviceConfig = `{"loadBalancingConfig": [{"round_robin": {}}]}`
+
+// Defaults of the client options.
+const (
+	DefaultMaxRetries  = 5                     // WithMaxRetries
+	DefaultBackoffBase = 20 * time.Millisecond // WithBackoff
+	DefaultBackoffMax  = time.Second           // WithBackoff
+	DefaultTimeout     = 10 * time.Second      // WithDefaultTimeout
+)
+
+// Server limits the client works with.
+const (
+	maxBatch              = 1000 // BatchGet keys and BatchWrite mutations per call
+	defaultQueryPageLimit = 1000 // Query page size when none is given
+)
+
+// Client talks to a Veltrix cluster through its routers. It is safe for
+// concurrent use. Close it when done.
+type Client struct {
+	cc        *grpc.ClientConn
+	kv        kvv1.KVServiceClient
+	admin     kvv1.AdminServiceClient
+	opts      options
+	endpoints []string
+}
+
+// Option configures a Client.
+type Option func(*options)
+
+type options struct {
+	maxRetries       int
+	backoffBase      time.Duration
+	backoffMax       time.Duration
+	timeout          time.Duration
+	readConsistency  kvv1.Consistency
+	writeConsistency kvv1.Consistency
+	dialOptions      []grpc.DialOption
+}
+
+// WithMaxRetries sets how many times a call failing with Unavailable is
+// retried; 0 disables retries. Default: 5.
+func WithMaxRetries(n int) Option { return func(o *options) { o.maxRetries = n } }
+
+// WithBackoff sets the exponential backoff between retries: retry n waits a
+// uniformly random time in [0, min(max, base·2ⁿ⁻¹)] ("full jitter").
+// Default: 20ms, 1s.
+func WithBackoff(base, max time.Duration) Option {
+	return func(o *options) { o.backoffBase, o.backoffMax = base, max }
+}
+
+// WithDefaultTimeout sets the deadline given to a unary call, retries
+// included, whose context has none; 0 leaves such calls unbounded. Scan
+// streams never get one: a scan may legitimately run for hours. Default: 10s.
+func WithDefaultTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithReadConsistency sets the consistency of Get, BatchGet and Query calls
+// that do not choose one. Default: CONSISTENCY_UNSPECIFIED, which the router
+// reads as ONE.
+func WithReadConsistency(c kvv1.Consistency) Option {
+	return func(o *options) { o.readConsistency = c }
+}
+
+// WithWriteConsistency sets the consistency of Put, Delete and BatchWrite
+// calls that do not choose one. Default: CONSISTENCY_UNSPECIFIED, which the
+// router reads as QUORUM.
+func WithWriteConsistency(c kvv1.Consistency) Option {
+	return func(o *options) { o.writeConsistency = c }
+}
+
+// WithDialOptions adds gRPC dial options after the client's own (plaintext,
+// 64 MiB message limits, keepalives, round robin, the retry interceptor), so
+// they can override them: pass grpc.WithTransportCredentials for TLS.
+// Interceptors added here run once per attempt, inside the retries.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(o *options) { o.dialOptions = append(o.dialOptions, opts...) }
+}
+
+func (o *options) validate(endpoints []string) error {
+	var errs []error
+	if len(endpoints) == 0 {
+		errs = append(errs, errors.New("no router endpoints"))
+	}
+	seen := make(map[string]bool, len(endpoints))
+	for i, e := range endpoints {
+		if _, _, err := net.SplitHostPort(e); err != nil {
+			errs = append(errs, fmt.Errorf("endpoint %d %q: want host:port: %w", i, e, err))
+		}
+		if seen[e] {
+			errs = append(errs, fmt.Errorf("endpoint %d %q: listed twice", i, e))
+		}
+		seen[e] = true
+	}
+	if o.maxRetries < 0 {
+		errs = append(errs, fmt.Errorf("max retries %d: must be >= 0", o.maxRetries))
+	}
+	if o.backoffBase <= 0 || o.backoffMax < o.backoffBase {
+		errs = append(errs, fmt.Errorf("backoff (%v, %v): want 0 < base <= max", o.backoffBase, o.backoffMax))
+	}
+	if o.timeout < 0 {
+		errs = append(errs, fmt.Errorf("default timeout %v: must be >= 0", o.timeout))
+	}
+	for _, c := range []kvv1.Consistency{o.readConsistency, o.writeConsistency} {
+		if _, ok := kvv1.Consistency_name[int32(c)]; !ok {
+			errs = append(errs, fmt.Errorf("unknown consistency %d", c))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("client: invalid options: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// New returns a client of the routers at endpoints (host:port each). It
+// waits until at least one of them accepts a connection, for as long as ctx
+// allows, or for the default timeout if ctx has no deadline (forever if
+// both are unset). The routers are used round robin; see the package
+// documentation for retries.
+func New(ctx context.Context, endpoints []string, opts ...Option) (*Client, error) {
+	o := options{
+		maxRetries:  DefaultMaxRetries,
+		backoffBase: DefaultBackoffBase,
+		backoffMax:  DefaultBackoffMax,
+		timeout:     DefaultTimeout,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := o.validate(endpoints); err != nil {
+		return nil, err
+	}
+	eps := make([]resolver.Endpoint, len(endpoints))
+	for i, e := range endpoints {
+		// ServerName makes TLS verify each router by its own name rather
+		// than by the made-up target below.
+		eps[i] = resolver.Endpoint{Addresses: []resolver.Address{{Addr: e, ServerName: e}}}
+	}
+	r := manual.NewBuilderWithScheme(resolverScheme)
+	r.InitialState(resolver.State{Endpoints: eps})
+
+	c := &Client{opts: o, endpoints: append([]string(nil), endpoints...)}
+	dialOpts := append([]grpc.DialOption{
+		grpc.WithResolvers(r),
+		grpc.WithDefaultServiceConfig(serviceConfig),
+		grpc.WithChainUnaryInterceptor(c.retryInterceptor),
+	}, o.dialOptions...)
+	cc, err := grpcx.Dial(resolverScheme+":///"+strings.Join(endpoints, ","), dialOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	c.cc = cc
+	c.kv = kvv1.NewKVServiceClient(cc)
+	c.admin = kvv1.NewAdminServiceClient(cc)
+	if err := c.waitReady(ctx); err != nil {
+		_ = cc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// waitReady blocks until some router is connected.
+func (c *Client) waitReady(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok && c.opts.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.timeout)
+		defer cancel()
+	}
+	c.cc.Connect()
+	for {
+		s := c.cc.GetState()
+		if s == connectivity.Ready {
+			return nil
+		}
+		if s == connectivity.Idle {
+			c.cc.Connect()
+		}
+		if !c.cc.WaitForStateChange(ctx, s) {
+			return fmt.Errorf("client: no router reachable at %s: %w", strings.Join(c.endpoints, ", "), ctx.Err())
+		}
+	}
+}
+
+// Close closes the connections to the routers. Calls in flight fail with
+// Canceled.
+func (c *Client) Close() error { return c.cc.Close() }
+
+// KV returns the raw KVService client. Its unary calls get the client's
+// retries and default timeout; Scan streams are not retried.
+func (c *Client) KV() kvv1.KVServiceClient { return c.kv }
+
+// Admin returns the raw AdminService client, with the client's retries and
+// default timeout.
+func (c *Client) Admin() kvv1.AdminServiceClient { return c.admin }
+
+// retryInterceptor gives a call the default deadline if it has none and
+// retries it while it fails with Unavailable.
+func (c *Client) retryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if _, ok := ctx.Deadline(); !ok && c.opts.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.timeout)
+		defer cancel()
+	}
+	for attempt := 0; ; attempt++ {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		if !retryable(err) {
+			return err
+		}
+		if attempt == c.opts.maxRetries {
+			if attempt == 0 {
+				return err
+			}
+			return fmt.Errorf("gave up after %d attempts: %w", attempt+1, err)
+		}
+		if werr := c.sleep(ctx, attempt+1); werr != nil {
+			return retryCanceled(werr, err)
+		}
+	}
+}
+
+func retryable(err error) bool { return err != nil && status.Code(err) == codes.Unavailable }
+
+// retryCanceled reports a context that ended while waiting to retry: the
+// code is the context's, the message keeps the failure being retried.
+func retryCanceled(ctxErr, last error) error {
+	return status.Errorf(status.FromContextError(ctxErr).Code(), "%v while waiting to retry after: %v", ctxErr, last)
+}
+
+// backoff returns the wait before the retry-th retry (1-based): uniform in
+// [0, min(max, base·2^(retry-1))].
+func (c *Client) backoff(retry int) time.Duration {
+	ceil := c.opts.backoffMax
+	if shift := retry - 1; shift < 62 {
+		if d := c.opts.backoffBase << shift; d > 0 && d < ceil && d>>shift == c.opts.backoffBase {
+			ceil = d
+		}
+	}
+	return rand.N(ceil + 1)
+}
+
+// sleep waits before a retry, returning ctx's error if it ends first.
+func (c *Client) sleep(ctx context.Context, retry int) error {
+	t := time.NewTimer(c.backoff(retry))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// IsNotFound reports whether err (possibly wrapped) is a gRPC NotFound: an
+// unknown table. A missing item is not an error.
+func IsNotFound(err error) bool { return status.Code(err) == codes.NotFound }
+
+// IsUnavailable reports whether err (possibly wrapped) is a gRPC
+// Unavailable: no router reachable, or the consistency level not reached,
+// after every retry.
+func IsUnavailable(err error) bool { return status.Code(err) == codes.Unavailable }

@@ -1,0 +1,62 @@
+// Package client is the Go client of Veltrix: typed helpers over the public
+// KVService and AdminService that every router serves, with load spreading
+// and retries built in.
+//
+// # Endpoints
+//
+// New takes the addresses (host:port) of one or more routers. Routers are
+// stateless and interchangeable, so the client opens one gRPC connection per
+// router behind a single grpc.ClientConn and spreads calls over them round
+// robin. A router that is down or unreachable drops out of the rotation until
+// it reconnects; calls go to the others in the meantime. New waits until at
+// least one router is reachable.
+//
+// # Retries
+//
+// A call that fails with codes.Unavailable (the router is unreachable or
+// shutting down, or the requested consistency level could not be reached) is
+// retried, up to WithMaxRetries times (default 5), after an exponential
+// backoff with full jitter: the n-th retry waits a uniformly random time in
+// [0, min(max, base·2ⁿ⁻¹)] (WithBackoff, default base 20ms, max 1s). Round
+// robin sends each retry to the next router. No other code is retried: not
+// DeadlineExceeded, not ResourceExhausted, and nothing a retry cannot fix.
+// Retries stop as soon as the context is done; the error then carries the
+// context's code (Canceled or DeadlineExceeded) and the last failure. A call
+// whose context has no deadline gets one: WithDefaultTimeout (default 10s)
+// bounds the call and all its retries.
+//
+// Every write carries a version, and replicas apply a write only if its
+// version is newer than the stored one, so retrying a write with the same
+// version is idempotent. A Put or Delete without an explicit version gets a
+// fresh version from the router on every attempt: if an attempt failed
+// ambiguously (it reached the router but the answer was lost), the retry may
+// apply the write a second time with a newer version. Last-writer-wins makes
+// that harmless unless another client wrote the same key in between, in
+// which case the retry can overwrite that write. Pass WithVersion (for
+// instance from your own hybrid logical clock, see package hlc) when retries
+// must be strictly idempotent. CreateTable and DeleteTable are not
+// idempotent either: a retry after an ambiguous failure can report
+// AlreadyExists or NotFound for a call that in fact succeeded.
+//
+// Scan resumes an interrupted stream from its last page token, with the same
+// retry budget and backoff. Query follows page tokens, one retried call per
+// page.
+//
+// # Consistency
+//
+// Reads (Get, BatchGet, Query) and writes (Put, Delete, BatchWrite) send
+// CONSISTENCY_UNSPECIFIED by default, which the router reads as ONE for reads
+// and QUORUM for writes. WithReadConsistency and WithWriteConsistency change
+// the client's defaults; the WithConsistency call option (or
+// QueryOptions.Consistency) overrides them for one call. A call that cannot
+// reach its consistency level fails with Unavailable; it never succeeds
+// silently.
+//
+// # Errors
+//
+// Errors are gRPC status errors, possibly wrapped with the operation and the
+// key; status.Code, IsNotFound and IsUnavailable see through the wrapping.
+// NotFound means an unknown table: a missing item is not an error (Get
+// reports found == false). Invalid arguments caught by the client are
+// reported as InvalidArgument, like the server's.
+package client

@@ -1,0 +1,161 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/veltrixdb/veltrix/pkg/client"
+	"github.com/veltrixdb/veltrix/pkg/hlc"
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+)
+
+// startExampleRouters starts two in-process stand-ins for Veltrix routers on
+// loopback ports, so the examples run without a cluster.
+func startExampleRouters() (endpoints []string, stop func()) {
+	st := newStore()
+	var fs []*fakeRouter
+	for range 2 {
+		f, err := startFake(st)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fs = append(fs, f)
+		endpoints = append(endpoints, f.addr)
+	}
+	return endpoints, func() {
+		for _, f := range fs {
+			f.srv.Stop()
+		}
+	}
+}
+
+func ExampleClient() {
+	// The routers' addresses. Against a real cluster these are your
+	// routers, for instance []string{"127.0.0.1:7400"} for the dev stack;
+	// here two in-process fakes on loopback ports stand in for them.
+	endpoints, stop := startExampleRouters()
+	defer stop()
+
+	ctx := context.Background()
+	c, err := client.New(ctx, endpoints)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+
+	if _, err := c.CreateTable(ctx, "carts"); err != nil {
+		fmt.Println(err)
+		return
+	}
+	user := []byte("user-1")
+	for _, item := range []string{"apple", "bread", "cheese"} {
+		if _, err := c.Put(ctx, "carts", user, []byte("item#"+item), []byte("1"), client.WithTTL(24*time.Hour)); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+
+	item, found, err := c.Get(ctx, "carts", user, []byte("item#bread"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("bread:", found, string(item.Value), !item.ExpireTime.IsZero())
+
+	_, found, err = c.Get(ctx, "carts", user, []byte("item#eggs"))
+	fmt.Println("eggs:", found, err)
+
+	// Query pages through the partition key's items in sort-key order.
+	for item, err := range c.Query(ctx, "carts", user, client.QueryOptions{Prefix: []byte("item#"), Reverse: true}) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(string(item.SortKey))
+	}
+
+	// An unknown table is NotFound; a missing item is not an error.
+	_, _, err = c.Get(ctx, "cartz", user, nil)
+	fmt.Println(client.IsNotFound(err), status.Code(err) == codes.NotFound)
+	// Output:
+	// bread: true 1 true
+	// eggs: false <nil>
+	// item#cheese
+	// item#bread
+	// item#apple
+	// true true
+}
+
+func ExampleClient_BatchWrite() {
+	endpoints, stop := startExampleRouters()
+	defer stop()
+	ctx := context.Background()
+	c, err := client.New(ctx, endpoints)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	if _, err := c.CreateTable(ctx, "sessions"); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// Any number of mutations: the client sends them 1000 per call, in order.
+	muts := make([]client.Mutation, 2500)
+	for i := range muts {
+		muts[i] = client.Mutation{
+			Key:        client.Key{Table: "sessions", PartitionKey: fmt.Appendf(nil, "s%04d", i)},
+			Value:      []byte("{}"),
+			ExpireTime: time.Now().Add(time.Hour),
+		}
+	}
+	versions, err := c.BatchWrite(ctx, muts)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(len(versions), "writes")
+
+	n := 0
+	for _, err := range c.Scan(ctx, "sessions", 0, 1) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		n++
+	}
+	fmt.Println(n, "items scanned")
+	// Output:
+	// 2500 writes
+	// 2500 items scanned
+}
+
+// New with every option; not run, as it needs routers on these ports.
+func ExampleNew() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := client.New(ctx, []string{"127.0.0.1:7400", "127.0.0.1:7401"},
+		client.WithMaxRetries(8),
+		client.WithBackoff(50*time.Millisecond, 2*time.Second),
+		client.WithDefaultTimeout(3*time.Second),
+		client.WithReadConsistency(kvv1.Consistency_CONSISTENCY_QUORUM),
+		client.WithWriteConsistency(kvv1.Consistency_CONSISTENCY_ALL),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	// A version of your own makes a retried write strictly idempotent.
+	clock := hlc.New()
+	if _, err := c.Put(ctx, "profiles", []byte("user-1"), nil, []byte(`{"name":"Ada"}`), client.WithVersion(clock.Now())); err != nil {
+		log.Fatal(err)
+	}
+}
