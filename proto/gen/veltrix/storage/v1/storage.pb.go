@@ -515,7 +515,7 @@ func (x *ApplyResponse) GetOutcomes() []Outcome {
 	return nil
 }
 
-// ScanRequest reads the live records of one partition key.
+// ScanRequest reads the records of one partition key.
 type ScanRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// partition of the partition key.
@@ -536,9 +536,12 @@ type ScanRequest struct {
 	// reverse reads in descending sort-key order.
 	Reverse bool `protobuf:"varint,8,opt,name=reverse,proto3" json:"reverse,omitempty"`
 	// resume continues after the position in a previous response.
-	Resume        []byte `protobuf:"bytes,9,opt,name=resume,proto3" json:"resume,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Resume []byte `protobuf:"bytes,9,opt,name=resume,proto3" json:"resume,omitempty"`
+	// include_tombstones also returns tombstones, so a router merging the
+	// pages of several replicas can tell a delete from a missed write.
+	IncludeTombstones bool `protobuf:"varint,10,opt,name=include_tombstones,json=includeTombstones,proto3" json:"include_tombstones,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ScanRequest) Reset() {
@@ -632,6 +635,13 @@ func (x *ScanRequest) GetResume() []byte {
 		return x.Resume
 	}
 	return nil
+}
+
+func (x *ScanRequest) GetIncludeTombstones() bool {
+	if x != nil {
+		return x.IncludeTombstones
+	}
+	return false
 }
 
 // ScanResponse is one page of records.
@@ -1005,7 +1015,7 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"\fApplyRequest\x124\n" +
 	"\arecords\x18\x01 \x03(\v2\x1a.veltrix.storage.v1.RecordR\arecords\"H\n" +
 	"\rApplyResponse\x127\n" +
-	"\boutcomes\x18\x01 \x03(\x0e2\x1b.veltrix.storage.v1.OutcomeR\boutcomes\"\xf3\x01\n" +
+	"\boutcomes\x18\x01 \x03(\x0e2\x1b.veltrix.storage.v1.OutcomeR\boutcomes\"\xa2\x02\n" +
 	"\vScanRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x19\n" +
 	"\btable_id\x18\x02 \x01(\x04R\atableId\x12#\n" +
@@ -1015,7 +1025,9 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"\x06prefix\x18\x06 \x01(\fR\x06prefix\x12\x14\n" +
 	"\x05limit\x18\a \x01(\rR\x05limit\x12\x18\n" +
 	"\areverse\x18\b \x01(\bR\areverse\x12\x16\n" +
-	"\x06resume\x18\t \x01(\fR\x06resume\"\\\n" +
+	"\x06resume\x18\t \x01(\fR\x06resume\x12-\n" +
+	"\x12include_tombstones\x18\n" +
+	" \x01(\bR\x11includeTombstones\"\\\n" +
 	"\fScanResponse\x124\n" +
 	"\arecords\x18\x01 \x03(\v2\x1a.veltrix.storage.v1.RecordR\arecords\x12\x16\n" +
 	"\x06resume\x18\x02 \x01(\fR\x06resume\"\x90\x01\n" +

@@ -50,7 +50,8 @@ type StorageServiceClient interface {
 	// with --sync=false). All or nothing: a batch that fails validation
 	// applies nothing.
 	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
-	// Scan reads the live records of one partition key in sort-key order.
+	// Scan reads the live records of one partition key in sort-key order
+	// (tombstones too on request).
 	Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (*ScanResponse, error)
 	// StreamPartition streams every record of a partition, tombstones
 	// included, in key order: rebalancing backfill and repair.
@@ -160,7 +161,8 @@ type StorageServiceServer interface {
 	// with --sync=false). All or nothing: a batch that fails validation
 	// applies nothing.
 	Apply(context.Context, *ApplyRequest) (*ApplyResponse, error)
-	// Scan reads the live records of one partition key in sort-key order.
+	// Scan reads the live records of one partition key in sort-key order
+	// (tombstones too on request).
 	Scan(context.Context, *ScanRequest) (*ScanResponse, error)
 	// StreamPartition streams every record of a partition, tombstones
 	// included, in key order: rebalancing backfill and repair.

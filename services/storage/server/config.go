@@ -1,0 +1,134 @@
+// Package server is the embeddable storage node: it opens the engine,
+// serves veltrix.storage.v1.StorageService over gRPC, registers the node in
+// etcd under a kept-alive lease and exports Prometheus metrics. The
+// veltrix-storage binary, the dev stack and the tests all start it the same
+// way: fill a Config, Start, Close.
+package server
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/veltrixdb/veltrix/pkg/flagenv"
+	"github.com/veltrixdb/veltrix/pkg/topology"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Config configures a storage node.
+type Config struct {
+	// ID is the node's stable identifier. Default: the id stored in
+	// DataDir/NODE_ID, created on first start.
+	ID string
+	// ListenAddr is the gRPC listen address. Default: 127.0.0.1:0 (a free
+	// port).
+	ListenAddr string
+	// AdvertiseAddr is the address registered in etcd for routers to dial.
+	// Default: the address actually listened on.
+	AdvertiseAddr string
+	// MetricsAddr serves /metrics over HTTP; empty disables it. Default: "".
+	MetricsAddr string
+	// DataDir holds Pebble's files and NODE_ID. Required.
+	DataDir string
+	// Zone is the node's failure domain label. Default: "".
+	Zone string
+	// CapacityBytes is the disk capacity the node offers. Default: 0
+	// (unknown).
+	CapacityBytes uint64
+	// Cluster is the cluster name (etcd key prefix). Default: "default".
+	Cluster string
+	// EtcdEndpoints are the etcd client URLs; ignored when EtcdClient is
+	// set. Default: http://127.0.0.1:2379.
+	EtcdEndpoints []string
+	// EtcdClient, when set, is used instead of dialing EtcdEndpoints (the dev
+	// stack shares one). The node does not close it.
+	EtcdClient *clientv3.Client
+	// NoSync acknowledges writes before the WAL is synced: a crash can lose
+	// acknowledged writes. Default: false (every write is on disk first).
+	NoSync bool
+	// CacheBytes is the size of the LIRS cache for point reads; 0 disables
+	// it. Default: 256 MiB (set by AddFlags and EnsureDefaults when negative).
+	CacheBytes int64
+	// TombstoneGrace is how long tombstones are kept. Default: 24h.
+	TombstoneGrace time.Duration
+	// LeaseTTL is the TTL of the node's registration lease. Default: 10s.
+	LeaseTTL time.Duration
+	// ShutdownTimeout bounds the graceful drain on Close. Default: 10s.
+	ShutdownTimeout time.Duration
+	// Logger receives the node's logs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultCacheBytes is the default LIRS cache size.
+const DefaultCacheBytes = 256 << 20
+
+// AddFlags registers the config's flags on fs; every flag can also be set
+// through its VELTRIX_* environment variable (see pkg/flagenv).
+func (c *Config) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.ID, "node-id", "", "node id (default: stored in <data-dir>/NODE_ID, created on first start)")
+	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:7500", "gRPC listen address")
+	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "address registered for routers (default: the listen address)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9500", "HTTP address for /metrics (empty: off)")
+	fs.StringVar(&c.DataDir, "data-dir", "", "directory for the node's data (required)")
+	fs.StringVar(&c.Zone, "zone", "", "failure domain label; replicas are spread across zones")
+	fs.Uint64Var(&c.CapacityBytes, "capacity-bytes", 0, "disk capacity offered, in bytes (0: unknown)")
+	fs.StringVar(&c.Cluster, "cluster", "default", "cluster name (etcd key prefix)")
+	c.EtcdEndpoints = []string{"http://127.0.0.1:2379"}
+	fs.Var((*flagenv.StringList)(&c.EtcdEndpoints), "etcd-endpoints", "comma-separated etcd client URLs")
+	fs.BoolVar(&c.NoSync, "no-sync", false, "acknowledge writes before the WAL is synced (unsafe: a crash can lose acknowledged writes)")
+	fs.Int64Var(&c.CacheBytes, "cache-bytes", DefaultCacheBytes, "LIRS read cache size in bytes (0: off)")
+	fs.DurationVar(&c.TombstoneGrace, "tombstone-grace", 24*time.Hour, "how long deletes are remembered")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 10*time.Second, "registration lease TTL")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful shutdown deadline")
+}
+
+// EnsureDefaults fills unset fields with their defaults.
+func (c *Config) EnsureDefaults() {
+	if c.ListenAddr == "" {
+		c.ListenAddr = "127.0.0.1:0"
+	}
+	if c.Cluster == "" {
+		c.Cluster = "default"
+	}
+	if len(c.EtcdEndpoints) == 0 && c.EtcdClient == nil {
+		c.EtcdEndpoints = []string{"http://127.0.0.1:2379"}
+	}
+	if c.CacheBytes < 0 {
+		c.CacheBytes = DefaultCacheBytes
+	}
+	if c.TombstoneGrace == 0 {
+		c.TombstoneGrace = 24 * time.Hour
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = 10 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem of the config at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is required"))
+	}
+	if err := topology.ValidateClusterName(c.Cluster); err != nil {
+		errs = append(errs, err)
+	}
+	if c.TombstoneGrace < time.Minute {
+		errs = append(errs, fmt.Errorf("--tombstone-grace %s: want at least 1m (a replica that was down longer than this can resurrect deletes)", c.TombstoneGrace))
+	}
+	if c.LeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("--lease-ttl %s: want at least 1s", c.LeaseTTL))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("storage: invalid config: %w", err)
+	}
+	return nil
+}

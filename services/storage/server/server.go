@@ -1,0 +1,246 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	"github.com/veltrixdb/veltrix/pkg/topology"
+	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
+	"github.com/veltrixdb/veltrix/services/storage/internal/engine"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// Server is a running storage node.
+type Server struct {
+	cfg     Config
+	logger  *slog.Logger
+	id      string
+	eng     *engine.Engine
+	etcd    *clientv3.Client
+	ownEtcd bool
+	watcher *topology.Watcher
+	reg     *topology.Registration
+	grpc    *grpcx.Server
+	ln      net.Listener
+	metrics *grpcx.MetricsServer
+	// Registry holds the node's metrics (also served at MetricsAddr).
+	Registry *prometheus.Registry
+	serveErr chan error
+}
+
+// Start opens the engine, starts serving and registers the node. On error
+// everything already started is stopped again.
+func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, logger: cfg.Logger, Registry: grpcx.NewRegistry(), serveErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.abort()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("storage: data dir: %w", err)
+	}
+	if s.id, err = nodeID(cfg); err != nil {
+		return nil, err
+	}
+	s.logger = s.logger.With("node", s.id)
+
+	var cache engine.Cache
+	if cfg.CacheBytes > 0 {
+		cache = newCache(cfg.CacheBytes)
+	}
+	s.eng, err = engine.Open(engine.Options{
+		Dir:            filepath.Join(cfg.DataDir, "pebble"),
+		NoSync:         cfg.NoSync,
+		TombstoneGrace: cfg.TombstoneGrace,
+		Cache:          cache,
+		Logger:         s.logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: open engine in %s: %w", cfg.DataDir, err)
+	}
+
+	if cfg.EtcdClient != nil {
+		s.etcd = cfg.EtcdClient
+	} else {
+		s.etcd, err = clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			return nil, fmt.Errorf("storage: etcd client for %v: %w", cfg.EtcdEndpoints, err)
+		}
+		s.ownEtcd = true
+	}
+	store := topology.NewStore(s.etcd, cfg.Cluster)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	s.watcher, err = store.Watch(wctx, topology.WatcherOptions{Logger: s.logger})
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("storage: cannot read cluster state from etcd %v: %w", cfg.EtcdEndpoints, err)
+	}
+
+	s.ln, err = net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("storage: listen on %s: %w", cfg.ListenAddr, err)
+	}
+	s.grpc = grpcx.NewServer(grpcx.ServerOptions{Logger: s.logger, Registerer: s.Registry})
+	storagev1.RegisterStorageServiceServer(s.grpc.Server, &service{s: s})
+	s.grpc.InitMetrics()
+	s.Registry.MustRegister(newCollector(s))
+	go func() { s.serveErr <- s.grpc.Serve(s.ln) }()
+	s.grpc.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.grpc.Health.SetServingStatus(storagev1.StorageService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+
+	if cfg.MetricsAddr != "" {
+		if s.metrics, err = grpcx.ServeMetrics(cfg.MetricsAddr, s.Registry, s.logger); err != nil {
+			return nil, err
+		}
+	}
+
+	adv := cfg.AdvertiseAddr
+	if adv == "" {
+		adv = s.ln.Addr().String()
+	}
+	s.reg, err = store.Register(ctx, topology.Node{
+		ID: s.id, Address: adv, Zone: cfg.Zone, CapacityBytes: cfg.CapacityBytes,
+		State: topology.NodeUp, StartTime: time.Now().UTC(),
+	}, cfg.LeaseTTL, s.logger)
+	if err != nil {
+		return nil, fmt.Errorf("storage: register in etcd: %w", err)
+	}
+	s.logger.Info("storage node serving", "addr", s.ln.Addr().String(), "advertise", adv, "data_dir", cfg.DataDir)
+	return s, nil
+}
+
+// ID is the node's id.
+func (s *Server) ID() string { return s.id }
+
+// Addr is the gRPC address the node listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// MetricsAddr is the HTTP address of /metrics, or "" when off.
+func (s *Server) MetricsAddr() string {
+	if s.metrics == nil {
+		return ""
+	}
+	return s.metrics.Addr()
+}
+
+// Err receives the gRPC server's error if it stops serving on its own.
+func (s *Server) Err() <-chan error { return s.serveErr }
+
+// Close drains the node: it reports draining and deregisters (so routers
+// stop sending), finishes in-flight requests within ShutdownTimeout, and
+// closes the engine last.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if s.reg != nil {
+		// Deregister first so routers stop sending. If etcd is unreachable
+		// the lease expires on its own within LeaseTTL; that is no reason to
+		// fail the shutdown.
+		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := s.reg.Close(rctx); err != nil {
+			s.logger.Warn("deregister failed; the registration expires with its lease", "ttl", s.cfg.LeaseTTL, "err", err)
+		}
+		rcancel()
+		s.reg = nil
+	}
+	if s.grpc != nil {
+		s.grpc.Shutdown(ctx)
+	}
+	s.abort()
+	if err := s.closeEngine(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// abort stops whatever Start got to, except the engine (Close) or, on a
+// failed start, including it.
+func (s *Server) abort() {
+	if s.reg != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = s.reg.Close(ctx)
+		cancel()
+		s.reg = nil
+	}
+	if s.grpc != nil {
+		s.grpc.Stop()
+	}
+	if s.metrics != nil {
+		_ = s.metrics.Close(context.Background())
+		s.metrics = nil
+	}
+	if s.watcher != nil {
+		s.watcher.Close()
+		s.watcher = nil
+	}
+	if s.ownEtcd && s.etcd != nil {
+		_ = s.etcd.Close()
+		s.etcd = nil
+	}
+	_ = s.closeEngine()
+}
+
+func (s *Server) closeEngine() error {
+	if s.eng == nil {
+		return nil
+	}
+	err := s.eng.Close()
+	s.eng = nil
+	return err
+}
+
+// nodeID returns cfg.ID, or the id stored in the data dir, creating one on
+// first start. A configured id that differs from the stored one is an error:
+// the data belongs to another node.
+func nodeID(cfg Config) (string, error) {
+	path := filepath.Join(cfg.DataDir, "NODE_ID")
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		stored := strings.TrimSpace(string(b))
+		if cfg.ID != "" && cfg.ID != stored {
+			return "", fmt.Errorf("storage: --node-id %q but %s holds the data of node %q", cfg.ID, cfg.DataDir, stored)
+		}
+		return stored, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("storage: read node id: %w", err)
+	}
+	id := cfg.ID
+	if id == "" {
+		var r [4]byte
+		if _, err := rand.Read(r[:]); err != nil {
+			return "", err
+		}
+		id = "n-" + hex.EncodeToString(r[:])
+	}
+	if err := (topology.Node{ID: id, Address: "x"}).Validate(); err != nil {
+		return "", err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("storage: write node id: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("storage: write node id: %w", err)
+	}
+	return id, nil
+}

@@ -1,0 +1,308 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	"github.com/veltrixdb/veltrix/pkg/placement"
+	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
+	"github.com/veltrixdb/veltrix/services/storage/internal/engine"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+const (
+	defaultScanLimit = 1000
+	maxScanLimit     = 10000
+	// streamChunkRecords and streamChunkBytes bound one StreamPartition
+	// message.
+	streamChunkRecords = 1000
+	streamChunkBytes   = 4 << 20
+)
+
+// errNotOwner marks a request for a partition this node does not hold.
+var errNotOwner = errors.New("storage: partition not held by this node")
+
+type service struct {
+	storagev1.UnimplementedStorageServiceServer
+	s *Server
+}
+
+// toStatus is the one place engine and service errors become gRPC codes.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if c, ok := grpcx.ContextCode(err); ok {
+		return status.Error(c, err.Error())
+	}
+	switch {
+	case errors.Is(err, engine.ErrInvalidArgument):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, engine.ErrTooLarge):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, errNotOwner):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, engine.ErrClosed):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, engine.ErrCorrupt):
+		return status.Error(codes.DataLoss, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func invalid(format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, args...)
+}
+
+// checkOwner verifies that this node holds partition p in the current
+// placement and, when pk is given, that p is the partition of (table, pk):
+// a router with a wrong partition count must not scatter data.
+func (svc *service) checkOwner(p uint32, table uint64, pk []byte) error {
+	snap := svc.s.watcher.Snapshot()
+	if snap.Config != nil {
+		if p >= snap.Config.Partitions {
+			return fmt.Errorf("%w: partition %d out of range (cluster has %d)", engine.ErrInvalidArgument, p, snap.Config.Partitions)
+		}
+		if pk != nil {
+			if want := placement.PartitionOf(table, pk, snap.Config.Partitions); want != p {
+				return fmt.Errorf("%w: partition %d given for a key of partition %d", engine.ErrInvalidArgument, p, want)
+			}
+		}
+	}
+	if snap.Placement == nil {
+		return fmt.Errorf("%w: node %s: no placement published yet", errNotOwner, svc.s.id)
+	}
+	if int(p) >= len(snap.Placement.Replicas) {
+		return fmt.Errorf("%w: partition %d out of range (placement has %d)", engine.ErrInvalidArgument, p, len(snap.Placement.Replicas))
+	}
+	for _, id := range snap.Placement.Replicas[p] {
+		if id == svc.s.id {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: node %s does not hold partition %d (placement epoch %d)", errNotOwner, svc.s.id, p, snap.Placement.Epoch)
+}
+
+func keyFromProto(k *storagev1.Key) engine.Key {
+	if k == nil {
+		return engine.Key{}
+	}
+	return engine.Key{Partition: k.Partition, TableID: k.TableId, PartitionKey: k.PartitionKey, SortKey: k.SortKey}
+}
+
+func keyToProto(k engine.Key) *storagev1.Key {
+	return &storagev1.Key{Partition: k.Partition, TableId: k.TableID, PartitionKey: k.PartitionKey, SortKey: k.SortKey}
+}
+
+func recordToProto(r engine.Record) *storagev1.Record {
+	return &storagev1.Record{Key: keyToProto(r.Key), Version: r.Version, Tombstone: r.Tombstone, ExpireUnixNanos: r.ExpireAt, Value: r.Value}
+}
+
+// readKey validates one key of a read and returns it for the engine.
+func (svc *service) readKey(k *storagev1.Key, where string) (engine.Key, error) {
+	if k == nil {
+		return engine.Key{}, fmt.Errorf("%w: %s: key is missing", engine.ErrInvalidArgument, where)
+	}
+	ek := keyFromProto(k)
+	if err := engine.ValidateKey(ek); err != nil {
+		return engine.Key{}, fmt.Errorf("%s: %w", where, err)
+	}
+	if err := svc.checkOwner(ek.Partition, ek.TableID, ek.PartitionKey); err != nil {
+		return engine.Key{}, fmt.Errorf("%s: %w", where, err)
+	}
+	return ek, nil
+}
+
+func (svc *service) Read(ctx context.Context, req *storagev1.ReadRequest) (*storagev1.ReadResponse, error) {
+	k, err := svc.readKey(req.GetKey(), "key")
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	rec, found, err := svc.s.eng.Get(k)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if !found {
+		return &storagev1.ReadResponse{}, nil
+	}
+	return &storagev1.ReadResponse{Found: true, Record: recordToProto(rec)}, nil
+}
+
+func (svc *service) BatchRead(ctx context.Context, req *storagev1.BatchReadRequest) (*storagev1.BatchReadResponse, error) {
+	keys := make([]engine.Key, len(req.GetKeys()))
+	for i, k := range req.GetKeys() {
+		var err error
+		if keys[i], err = svc.readKey(k, fmt.Sprintf("keys[%d]", i)); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	recs, found, err := svc.s.eng.GetBatch(keys)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &storagev1.BatchReadResponse{Results: make([]*storagev1.ReadResponse, len(keys))}
+	for i := range keys {
+		if found[i] {
+			resp.Results[i] = &storagev1.ReadResponse{Found: true, Record: recordToProto(recs[i])}
+		} else {
+			resp.Results[i] = &storagev1.ReadResponse{}
+		}
+	}
+	return resp, nil
+}
+
+func (svc *service) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*storagev1.ApplyResponse, error) {
+	if len(req.GetRecords()) == 0 {
+		return nil, invalid("records: empty batch")
+	}
+	recs := make([]engine.Record, len(req.GetRecords()))
+	for i, r := range req.GetRecords() {
+		where := fmt.Sprintf("records[%d]", i)
+		k, err := svc.readKey(r.GetKey(), where)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		if r.GetVersion() == 0 {
+			return nil, invalid("%s: version is 0; every mutation needs a version", where)
+		}
+		if r.GetTombstone() && (len(r.GetValue()) > 0 || r.GetExpireUnixNanos() != 0) {
+			return nil, invalid("%s: a tombstone carries no value or expiry", where)
+		}
+		if r.GetExpireUnixNanos() < 0 {
+			return nil, invalid("%s: negative expiry %d", where, r.GetExpireUnixNanos())
+		}
+		recs[i] = engine.Record{Key: k, Version: r.GetVersion(), Tombstone: r.GetTombstone(), ExpireAt: r.GetExpireUnixNanos(), Value: r.GetValue()}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, toStatus(err)
+	}
+	outcomes, err := svc.s.eng.Apply(recs)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &storagev1.ApplyResponse{Outcomes: make([]storagev1.Outcome, len(outcomes))}
+	for i, o := range outcomes {
+		if o == engine.OutcomeApplied {
+			resp.Outcomes[i] = storagev1.Outcome_OUTCOME_APPLIED
+		} else {
+			resp.Outcomes[i] = storagev1.Outcome_OUTCOME_SUPERSEDED
+		}
+	}
+	return resp, nil
+}
+
+func (svc *service) Scan(ctx context.Context, req *storagev1.ScanRequest) (*storagev1.ScanResponse, error) {
+	if len(req.GetPartitionKey()) == 0 {
+		return nil, invalid("partition_key: empty")
+	}
+	if err := svc.checkOwner(req.GetPartition(), req.GetTableId(), req.GetPartitionKey()); err != nil {
+		return nil, toStatus(err)
+	}
+	limit := int(req.GetLimit())
+	switch {
+	case limit == 0:
+		limit = defaultScanLimit
+	case limit > maxScanLimit:
+		return nil, invalid("limit %d: at most %d", limit, maxScanLimit)
+	}
+	var end []byte
+	if len(req.GetEnd()) > 0 {
+		end = req.GetEnd()
+	}
+	recs, resume, err := svc.s.eng.Scan(engine.ScanOptions{
+		Partition: req.GetPartition(), TableID: req.GetTableId(), PartitionKey: req.GetPartitionKey(),
+		Start: req.GetStart(), End: end, Prefix: req.GetPrefix(),
+		Limit: limit, MaxBytes: streamChunkBytes, Reverse: req.GetReverse(), Resume: req.GetResume(),
+		IncludeTombstones: req.GetIncludeTombstones(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &storagev1.ScanResponse{Records: make([]*storagev1.Record, len(recs)), Resume: resume}
+	for i, r := range recs {
+		resp.Records[i] = recordToProto(r)
+	}
+	return resp, nil
+}
+
+// StreamPartition sends the partition in chunks; each chunk's resume token
+// lets a client that lost the stream continue where it stopped.
+func (svc *service) StreamPartition(req *storagev1.StreamPartitionRequest, stream storagev1.StorageService_StreamPartitionServer) error {
+	p := req.GetPartition()
+	if err := svc.checkOwner(p, 0, nil); err != nil {
+		return toStatus(err)
+	}
+	var after []byte
+	if len(req.GetAfter()) > 0 {
+		after = req.GetAfter()
+	}
+	now := svc.s.now().UnixNano()
+	chunk := &storagev1.StreamPartitionResponse{}
+	size := 0
+	flush := func(last engine.Key) error {
+		if len(chunk.Records) == 0 {
+			return nil
+		}
+		chunk.Resume = engine.EncodeKey(last)
+		if err := stream.Send(chunk); err != nil {
+			return err
+		}
+		chunk, size = &storagev1.StreamPartitionResponse{}, 0
+		return nil
+	}
+	var last engine.Key
+	err := svc.s.eng.StreamPartition(p, after, func(r engine.Record) error {
+		if err := stream.Context().Err(); err != nil {
+			return err
+		}
+		last = r.Key
+		if req.GetTableId() != 0 && r.Key.TableID != req.GetTableId() {
+			return nil
+		}
+		if !req.GetIncludeExpired() && !r.Tombstone && r.ExpireAt != 0 && r.ExpireAt <= now {
+			return nil
+		}
+		chunk.Records = append(chunk.Records, recordToProto(r))
+		size += len(r.Value) + len(r.Key.PartitionKey) + len(r.Key.SortKey)
+		if len(chunk.Records) >= streamChunkRecords || size >= streamChunkBytes {
+			return flush(r.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return toStatus(err)
+	}
+	return toStatus(flush(last))
+}
+
+func (svc *service) PartitionDigests(ctx context.Context, req *storagev1.PartitionDigestsRequest) (*storagev1.PartitionDigestsResponse, error) {
+	resp := &storagev1.PartitionDigestsResponse{}
+	if len(req.GetPartitions()) == 0 {
+		all, err := svc.s.eng.Digests()
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		for p, d := range all {
+			resp.Digests = append(resp.Digests, &storagev1.PartitionDigest{Partition: p, Count: d.Count, Sum: d.Sum})
+		}
+		sortDigests(resp.Digests)
+		return resp, nil
+	}
+	for _, p := range req.GetPartitions() {
+		d, err := svc.s.eng.Digest(p)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		resp.Digests = append(resp.Digests, &storagev1.PartitionDigest{Partition: p, Count: d.Count, Sum: d.Sum})
+	}
+	sortDigests(resp.Digests)
+	return resp, nil
+}
+
+func sortDigests(ds []*storagev1.PartitionDigest) {
+	sort.Slice(ds, func(i, j int) bool { return ds[i].Partition < ds[j].Partition })
+}
