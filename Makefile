@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 MODULES := $(shell go list -m -f '{{.Dir}}' 2>/dev/null)
 PKGS := $(shell go list -m 2>/dev/null | sed 's|$$|/...|')
 TOOLS := github.com/bufbuild/buf/cmd/buf google.golang.org/protobuf/cmd/protoc-gen-go \
-	google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	google.golang.org/grpc/cmd/protoc-gen-go-grpc github.com/fullstorydev/grpcurl/cmd/grpcurl
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 
 .PHONY: help

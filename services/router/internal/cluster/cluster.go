@@ -1,0 +1,195 @@
+// Package cluster is the router's view of the storage nodes: an immutable
+// routing table (partition → replica nodes) rebuilt from every topology
+// snapshot, one reused gRPC connection per node, and per-node latency
+// estimates for choosing and hedging replicas. Nothing here reads etcd on
+// the request path.
+package cluster
+
+import (
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	"github.com/veltrixdb/veltrix/pkg/topology"
+	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
+	"google.golang.org/grpc"
+)
+
+// Node is a storage node the router talks to.
+type Node struct {
+	ID     string
+	Addr   string
+	Client storagev1.StorageServiceClient
+	conn   *grpc.ClientConn
+	lat    latency
+}
+
+// ObserveLatency records the duration of a successful call to the node.
+func (n *Node) ObserveLatency(d time.Duration) { n.lat.observe(d) }
+
+// Latency is the node's smoothed call latency (0 before any call).
+func (n *Node) Latency() time.Duration { return time.Duration(n.lat.mean.Load()) }
+
+// HedgeDelay is how long to wait for the node before asking another
+// replica: its smoothed latency plus four mean deviations (roughly a high
+// percentile), clamped to [lo, hi].
+func (n *Node) HedgeDelay(lo, hi time.Duration) time.Duration {
+	d := time.Duration(n.lat.mean.Load() + 4*n.lat.dev.Load())
+	return min(max(d, lo), hi)
+}
+
+// latency is an exponentially weighted moving average of call latency and of
+// its mean absolute deviation (as TCP's RTO estimator, RFC 6298).
+// Concurrent updates may lose a sample; that is fine for an estimate.
+type latency struct {
+	mean, dev atomic.Int64
+}
+
+func (l *latency) observe(d time.Duration) {
+	x := int64(d)
+	m := l.mean.Load()
+	if m == 0 {
+		l.mean.Store(x)
+		l.dev.Store(x / 2)
+		return
+	}
+	diff := x - m
+	l.mean.Store(m + diff/8)
+	l.dev.Store(l.dev.Load() + (int64(math.Abs(float64(diff)))-l.dev.Load())/4)
+}
+
+// View is an immutable routing table built from one topology snapshot.
+type View struct {
+	// Snapshot is the topology it was built from.
+	Snapshot *topology.Snapshot
+	// Partitions is P; 0 before the cluster is bootstrapped.
+	Partitions uint32
+	// Epoch is the placement epoch; 0 before the first placement.
+	Epoch uint64
+	// replicas[p] lists the replica nodes of partition p in placement
+	// order; a nil entry is a replica whose node is not registered (down).
+	replicas [][]*Node
+}
+
+// Ready reports whether the view can route: config and placement exist.
+func (v *View) Ready() bool { return v.Partitions > 0 && v.replicas != nil }
+
+// Replicas returns the replica nodes of partition p in placement order, nil
+// entries for nodes that are down. The slice is shared: do not modify it.
+func (v *View) Replicas(p uint32) []*Node {
+	if int(p) >= len(v.replicas) {
+		return nil
+	}
+	return v.replicas[p]
+}
+
+// ReplicaIDs returns the node ids of partition p's replica set.
+func (v *View) ReplicaIDs(p uint32) []string {
+	if v.Snapshot.Placement == nil || int(p) >= len(v.Snapshot.Placement.Replicas) {
+		return nil
+	}
+	return v.Snapshot.Placement.Replicas[p]
+}
+
+// Cluster keeps the current View and the node connections.
+type Cluster struct {
+	watcher *topology.Watcher
+	logger  *slog.Logger
+
+	mu    sync.Mutex
+	nodes map[string]*Node
+	view  atomic.Pointer[View]
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// New builds the view from the watcher's snapshot and follows its changes
+// until Close.
+func New(w *topology.Watcher, logger *slog.Logger) *Cluster {
+	c := &Cluster{watcher: w, logger: logger, nodes: map[string]*Node{}, stop: make(chan struct{}), done: make(chan struct{})}
+	changes := w.Changes()
+	c.rebuild(w.Snapshot())
+	go func() {
+		defer close(c.done)
+		for {
+			select {
+			case <-c.stop:
+				return
+			case <-changes:
+				c.rebuild(w.Snapshot())
+			}
+		}
+	}()
+	return c
+}
+
+// View returns the current routing table.
+func (c *Cluster) View() *View { return c.view.Load() }
+
+// Stale reports whether the topology may be out of date (etcd unreachable).
+func (c *Cluster) Stale() bool { return c.watcher.Stale() }
+
+// Node returns the connection to a registered node.
+func (c *Cluster) Node(id string) (*Node, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.nodes[id]
+	return n, ok
+}
+
+func (c *Cluster) rebuild(snap *topology.Snapshot) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Connections follow registrations; a node that re-registers with a new
+	// address gets a new connection.
+	for id, n := range c.nodes {
+		reg, ok := snap.Nodes[id]
+		if !ok || reg.Address != n.Addr {
+			_ = n.conn.Close()
+			delete(c.nodes, id)
+		}
+	}
+	for id, reg := range snap.Nodes {
+		if _, ok := c.nodes[id]; ok {
+			continue
+		}
+		conn, err := grpcx.Dial(reg.Address)
+		if err != nil {
+			c.logger.Error("dial storage node", "node", id, "addr", reg.Address, "err", err)
+			continue
+		}
+		c.nodes[id] = &Node{ID: id, Addr: reg.Address, conn: conn, Client: storagev1.NewStorageServiceClient(conn)}
+	}
+	v := &View{Snapshot: snap}
+	if snap.Config != nil {
+		v.Partitions = snap.Config.Partitions
+	}
+	if p := snap.Placement; p != nil && snap.Config != nil && p.Partitions == snap.Config.Partitions {
+		v.Epoch = p.Epoch
+		v.replicas = make([][]*Node, len(p.Replicas))
+		for i, ids := range p.Replicas {
+			rs := make([]*Node, len(ids))
+			for j, id := range ids {
+				rs[j] = c.nodes[id]
+			}
+			v.replicas[i] = rs
+		}
+	}
+	c.view.Store(v)
+}
+
+// Close stops following the topology and closes every connection.
+func (c *Cluster) Close() {
+	close(c.stop)
+	<-c.done
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, n := range c.nodes {
+		_ = n.conn.Close()
+		delete(c.nodes, id)
+	}
+}

@@ -1,0 +1,241 @@
+// Package coord is the router's replication coordinator: leaderless,
+// Dynamo-style quorum writes and reads over the replica sets of the current
+// placement, with hedged reads and read repair.
+//
+//   - A write goes to every live replica of its partition and succeeds once
+//     W replicas acknowledged it. Stragglers keep going in the background
+//     after the caller has its answer. If fewer than W replicas are live the
+//     write is refused before anything is sent.
+//   - A read asks R replicas (the fastest first). If the first does not
+//     answer within its hedge delay (its smoothed latency plus four mean
+//     deviations), one more replica is asked; failures move on to the next
+//     replica at once. With R > 1 the newest version wins and replicas that
+//     answered with an older version, or nothing, are repaired in the
+//     background.
+//
+// Versions decide everything: storage nodes apply a record only if it is
+// newer, so retries, hedges and repairs are all safe to repeat.
+package coord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
+	"github.com/veltrixdb/veltrix/services/router/internal/cluster"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Sentinel errors; use errors.Is.
+var (
+	// ErrUnavailable means the consistency level could not be reached.
+	ErrUnavailable = errors.New("not enough replicas")
+	// ErrNotReady means the cluster has no config or placement yet.
+	ErrNotReady = errors.New("cluster not ready")
+	// ErrInvalidArgument means a storage node rejected the input itself.
+	ErrInvalidArgument = errors.New("invalid argument")
+)
+
+// Level is a consistency level.
+type Level int
+
+// Consistency levels.
+const (
+	One Level = iota + 1
+	Quorum
+	All
+)
+
+func (l Level) String() string {
+	switch l {
+	case One:
+		return "ONE"
+	case Quorum:
+		return "QUORUM"
+	case All:
+		return "ALL"
+	}
+	return fmt.Sprintf("Level(%d)", int(l))
+}
+
+// Need is the number of replicas out of rf that level requires.
+func Need(l Level, rf int) int {
+	switch l {
+	case One:
+		return 1
+	case All:
+		return rf
+	}
+	return rf/2 + 1
+}
+
+// Metrics are the coordinator's Prometheus metrics.
+type Metrics struct {
+	ReplicaErrors *prometheus.CounterVec
+	Hedges        prometheus.Counter
+	ReadRepairs   prometheus.Counter
+}
+
+// NewMetrics creates (and registers, when reg is not nil) the metrics.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		ReplicaErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "veltrix_router_replica_errors_total",
+			Help: "Calls to storage replicas that failed, by node and gRPC code.",
+		}, []string{"node", "code"}),
+		Hedges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "veltrix_router_hedged_reads_total",
+			Help: "Reads that asked one more replica because the first was slow.",
+		}),
+		ReadRepairs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "veltrix_router_read_repairs_total",
+			Help: "Stale replicas repaired by reads.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.ReplicaErrors, m.Hedges, m.ReadRepairs)
+	}
+	return m
+}
+
+// Options configure a Coordinator.
+type Options struct {
+	// HedgeMin and HedgeMax clamp the hedge delay. Defaults: 1ms and 50ms.
+	HedgeMin, HedgeMax time.Duration
+	// Timeout bounds replica calls that outlive the caller's request
+	// (straggling writes, repairs) and calls made without a deadline.
+	// Default: 5s.
+	Timeout time.Duration
+	// Logger reports repair failures. Default: slog.Default().
+	Logger *slog.Logger
+	// Metrics receive the counters. Default: unregistered metrics.
+	Metrics *Metrics
+}
+
+// Coordinator replicates reads and writes over a Cluster.
+type Coordinator struct {
+	c *cluster.Cluster
+	o Options
+}
+
+// New returns a coordinator over c.
+func New(c *cluster.Cluster, o Options) *Coordinator {
+	if o.HedgeMin == 0 {
+		o.HedgeMin = time.Millisecond
+	}
+	if o.HedgeMax == 0 {
+		o.HedgeMax = 50 * time.Millisecond
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	return &Coordinator{c: c, o: o}
+}
+
+// View returns the routing table the coordinator uses now.
+func (co *Coordinator) View() (*cluster.View, error) {
+	v := co.c.View()
+	if !v.Ready() {
+		if v.Partitions == 0 {
+			return nil, fmt.Errorf("%w: no cluster config in etcd yet (is a router running the placement controller?)", ErrNotReady)
+		}
+		return nil, fmt.Errorf("%w: no placement yet (waiting for enough storage nodes to register)", ErrNotReady)
+	}
+	return v, nil
+}
+
+// replicaErr records a failed replica call and returns a short description.
+func (co *Coordinator) replicaErr(n *cluster.Node, err error) string {
+	code := status.Code(err)
+	co.o.Metrics.ReplicaErrors.WithLabelValues(n.ID, code.String()).Inc()
+	msg := status.Convert(err).Message()
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	return fmt.Sprintf("%s: %s: %s", n.ID, code, msg)
+}
+
+// inputErr turns a storage node's InvalidArgument into ErrInvalidArgument:
+// the request itself is bad and every replica would say the same.
+func inputErr(err error) error {
+	if status.Code(err) == codes.InvalidArgument {
+		return fmt.Errorf("%w: %s", ErrInvalidArgument, status.Convert(err).Message())
+	}
+	return nil
+}
+
+// detached returns a context for replica calls that must outlive ctx's
+// cancellation but not its deadline.
+func (co *Coordinator) detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := co.o.Timeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = max(time.Until(dl), time.Millisecond)
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), d)
+}
+
+// candidates returns the live replicas of partition p in the order to ask
+// them: the faster of two random replicas first (power of two choices, so
+// load spreads while slow nodes are avoided), then the rest in placement
+// order.
+func candidates(v *cluster.View, p uint32) []*cluster.Node {
+	reps := v.Replicas(p)
+	out := make([]*cluster.Node, 0, len(reps))
+	for _, n := range reps {
+		if n != nil {
+			out = append(out, n)
+		}
+	}
+	if len(out) > 1 {
+		i, j := rand.IntN(len(out)), rand.IntN(len(out))
+		best := i
+		if lj, li := out[j].Latency(), out[i].Latency(); lj < li {
+			best = j
+		}
+		out[0], out[best] = out[best], out[0]
+	}
+	return out
+}
+
+func downReplicas(v *cluster.View, p uint32) []string {
+	var down []string
+	ids := v.ReplicaIDs(p)
+	for i, n := range v.Replicas(p) {
+		if n == nil {
+			down = append(down, ids[i]+": not registered")
+		}
+	}
+	return down
+}
+
+func unavailable(what string, got, need int, errs []string) error {
+	detail := ""
+	if len(errs) > 0 {
+		detail = ": " + strings.Join(errs, "; ")
+	}
+	return fmt.Errorf("%w: %s reached %d of %d required replicas%s", ErrUnavailable, what, got, need, detail)
+}
+
+func keyString(k *storagev1.Key) string {
+	return fmt.Sprintf("key (table %d, partition key %q, sort key %q) in partition %d", k.GetTableId(), trunc(k.GetPartitionKey()), trunc(k.GetSortKey()), k.GetPartition())
+}
+
+func trunc(b []byte) string {
+	if len(b) > 64 {
+		return string(b[:64]) + "…"
+	}
+	return string(b)
+}

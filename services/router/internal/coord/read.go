@@ -1,0 +1,389 @@
+package coord
+
+import (
+	"bytes"
+	"context"
+	"time"
+
+	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
+	"github.com/veltrixdb/veltrix/services/router/internal/cluster"
+)
+
+type reply[T any] struct {
+	node *cluster.Node
+	resp T
+	err  error
+}
+
+// gather calls call on candidates until need of them succeeded: need at
+// once, the next one whenever one fails, and one hedge when the first has
+// not answered within its hedge delay. Outstanding calls are cancelled when
+// it returns.
+func gather[T any](ctx context.Context, co *Coordinator, what string, cands []*cluster.Node, need int, call func(context.Context, *cluster.Node) (T, error)) ([]reply[T], error) {
+	if len(cands) < need {
+		return nil, unavailable(what, len(cands), need, []string{"not enough live replicas"})
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := make(chan reply[T], len(cands))
+	next, inflight := 0, 0
+	launch := func() {
+		n := cands[next]
+		next++
+		inflight++
+		go func() {
+			start := time.Now()
+			resp, err := call(ctx, n)
+			if err == nil {
+				n.ObserveLatency(time.Since(start))
+			}
+			ch <- reply[T]{node: n, resp: resp, err: err}
+		}()
+	}
+	for range need {
+		launch()
+	}
+	var hedge <-chan time.Time
+	if next < len(cands) {
+		t := time.NewTimer(cands[0].HedgeDelay(co.o.HedgeMin, co.o.HedgeMax))
+		defer t.Stop()
+		hedge = t.C
+	}
+	var ok []reply[T]
+	var errs []string
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-hedge:
+			hedge = nil
+			if next < len(cands) {
+				co.o.Metrics.Hedges.Inc()
+				launch()
+			}
+		case r := <-ch:
+			inflight--
+			if r.err == nil {
+				ok = append(ok, r)
+				if len(ok) == need {
+					return ok, nil
+				}
+				continue
+			}
+			if err := inputErr(r.err); err != nil {
+				return nil, err
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			errs = append(errs, co.replicaErr(r.node, r.err))
+			if next < len(cands) {
+				launch()
+			} else if len(ok)+inflight < need {
+				return nil, unavailable(what, len(ok), need, errs)
+			}
+		}
+	}
+}
+
+// newer reports whether a is newer than b under last-writer-wins, for
+// choosing what to return and what to repair. Equal versions count as the
+// same write: storage nodes resolve any difference between them.
+func newer(a, b *storagev1.Record) bool {
+	if b == nil {
+		return a != nil
+	}
+	return a != nil && a.GetVersion() > b.GetVersion()
+}
+
+// Read returns the newest record of key among Need(level) replicas, or nil
+// when none has it. Tombstones are returned (the caller reports them as
+// absent). Stale replicas are repaired in the background.
+func (co *Coordinator) Read(ctx context.Context, key *storagev1.Key, level Level) (*storagev1.Record, error) {
+	v, err := co.View()
+	if err != nil {
+		return nil, err
+	}
+	p := key.GetPartition()
+	need := Need(level, len(v.ReplicaIDs(p)))
+	what := "read of " + keyString(key) + " at " + level.String()
+	cands := candidates(v, p)
+	if len(cands) < need {
+		return nil, unavailable(what, len(cands), need, downReplicas(v, p))
+	}
+	req := &storagev1.ReadRequest{Key: key}
+	replies, err := gather(ctx, co, what, cands, need, func(ctx context.Context, n *cluster.Node) (*storagev1.ReadResponse, error) {
+		return n.Client.Read(ctx, req)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var winner *storagev1.Record
+	for _, r := range replies {
+		if rec := r.resp.GetRecord(); r.resp.GetFound() && newer(rec, winner) {
+			winner = rec
+		}
+	}
+	if winner != nil && len(replies) > 1 {
+		repairs := map[*cluster.Node][]*storagev1.Record{}
+		for _, r := range replies {
+			if !r.resp.GetFound() || r.resp.GetRecord().GetVersion() < winner.GetVersion() {
+				repairs[r.node] = append(repairs[r.node], winner)
+			}
+		}
+		co.repair(repairs)
+	}
+	return winner, nil
+}
+
+// repair sends the newest records to replicas that answered with older ones,
+// in the background.
+func (co *Coordinator) repair(repairs map[*cluster.Node][]*storagev1.Record) {
+	for node, recs := range repairs {
+		co.o.Metrics.ReadRepairs.Add(float64(len(recs)))
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), co.o.Timeout)
+			defer cancel()
+			if _, err := node.Client.Apply(ctx, &storagev1.ApplyRequest{Records: recs}); err != nil {
+				co.o.Logger.Warn("read repair failed", "node", node.ID, "records", len(recs), "err", co.replicaErr(node, err))
+			}
+		}()
+	}
+}
+
+type batchState struct {
+	cands []*cluster.Node
+	next  int
+	need  int
+	ok    []*cluster.Node
+	recs  []*storagev1.Record // found records, parallel to ok (nil: not found)
+	errs  []string
+}
+
+// BatchRead reads keys at level, grouping keys per node so each round sends
+// one BatchRead per node; keys whose replica failed move to their next
+// replica in the following round. Results are in key order; nil means not
+// found.
+func (co *Coordinator) BatchRead(ctx context.Context, keys []*storagev1.Key, level Level) ([]*storagev1.Record, error) {
+	v, err := co.View()
+	if err != nil {
+		return nil, err
+	}
+	states := make([]*batchState, len(keys))
+	for i, k := range keys {
+		p := k.GetPartition()
+		st := &batchState{cands: candidates(v, p), need: Need(level, len(v.ReplicaIDs(p)))}
+		if len(st.cands) < st.need {
+			return nil, unavailable("read of "+keyString(k)+" at "+level.String(), len(st.cands), st.need, downReplicas(v, p))
+		}
+		states[i] = st
+	}
+	type result struct {
+		node *cluster.Node
+		idxs []int
+		resp *storagev1.BatchReadResponse
+		err  error
+	}
+	for {
+		groups := map[*cluster.Node][]int{}
+		for i, st := range states {
+			for want := st.need - len(st.ok); want > 0 && st.next < len(st.cands); want-- {
+				n := st.cands[st.next]
+				st.next++
+				groups[n] = append(groups[n], i)
+			}
+		}
+		if len(groups) == 0 {
+			break
+		}
+		ch := make(chan result, len(groups))
+		for node, idxs := range groups {
+			req := &storagev1.BatchReadRequest{Keys: make([]*storagev1.Key, len(idxs))}
+			for j, i := range idxs {
+				req.Keys[j] = keys[i]
+			}
+			go func() {
+				start := time.Now()
+				resp, err := node.Client.BatchRead(ctx, req)
+				if err == nil {
+					node.ObserveLatency(time.Since(start))
+				}
+				ch <- result{node: node, idxs: idxs, resp: resp, err: err}
+			}()
+		}
+		var inErr error
+		for range groups {
+			r := <-ch
+			if r.err != nil {
+				if err := inputErr(r.err); err != nil {
+					inErr = err
+				}
+				desc := co.replicaErr(r.node, r.err)
+				for _, i := range r.idxs {
+					states[i].errs = append(states[i].errs, desc)
+				}
+				continue
+			}
+			for j, i := range r.idxs {
+				st := states[i]
+				st.ok = append(st.ok, r.node)
+				if res := r.resp.GetResults()[j]; res.GetFound() {
+					st.recs = append(st.recs, res.GetRecord())
+				} else {
+					st.recs = append(st.recs, nil)
+				}
+			}
+		}
+		if inErr != nil {
+			return nil, inErr
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		for i, st := range states {
+			if len(st.ok)+len(st.cands)-st.next < st.need {
+				return nil, unavailable("read of "+keyString(keys[i])+" at "+level.String(), len(st.ok), st.need, st.errs)
+			}
+		}
+	}
+	out := make([]*storagev1.Record, len(keys))
+	repairs := map[*cluster.Node][]*storagev1.Record{}
+	for i, st := range states {
+		var winner *storagev1.Record
+		for _, rec := range st.recs {
+			if newer(rec, winner) {
+				winner = rec
+			}
+		}
+		out[i] = winner
+		if winner == nil || len(st.ok) < 2 {
+			continue
+		}
+		for j, node := range st.ok {
+			if st.recs[j] == nil || st.recs[j].GetVersion() < winner.GetVersion() {
+				repairs[node] = append(repairs[node], winner)
+			}
+		}
+	}
+	co.repair(repairs)
+	return out, nil
+}
+
+// QueryOptions select a sort-key range of one partition key.
+type QueryOptions struct {
+	Partition    uint32
+	TableID      uint64
+	PartitionKey []byte
+	// Start and End bound sort keys to [Start, End); nil End: unbounded.
+	Start, End []byte
+	Prefix     []byte
+	Limit      int
+	Reverse    bool
+}
+
+// Query reads up to Limit live records of a partition key in sort-key
+// order from Need(level) replicas, merging by newest version. next is the
+// sort key the replicas were read up to when more records may follow (the
+// next page starts after it), or nil at the end.
+func (co *Coordinator) Query(ctx context.Context, q QueryOptions, level Level) (recs []*storagev1.Record, next []byte, err error) {
+	v, err := co.View()
+	if err != nil {
+		return nil, nil, err
+	}
+	need := Need(level, len(v.ReplicaIDs(q.Partition)))
+	what := "query of partition key " + `"` + trunc(q.PartitionKey) + `"` + " at " + level.String()
+	cands := candidates(v, q.Partition)
+	if len(cands) < need {
+		return nil, nil, unavailable(what, len(cands), need, downReplicas(v, q.Partition))
+	}
+	req := &storagev1.ScanRequest{
+		Partition: q.Partition, TableId: q.TableID, PartitionKey: q.PartitionKey,
+		Start: q.Start, End: q.End, Prefix: q.Prefix, Limit: uint32(q.Limit), Reverse: q.Reverse,
+		IncludeTombstones: need > 1,
+	}
+	replies, err := gather(ctx, co, what, cands, need, func(ctx context.Context, n *cluster.Node) (*storagev1.ScanResponse, error) {
+		return n.Client.Scan(ctx, req)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(replies) == 1 {
+		recs := replies[0].resp.GetRecords()
+		if len(replies[0].resp.GetResume()) > 0 && len(recs) > 0 {
+			// Non-nil even for an empty sort key: nil means the end.
+			next = append([]byte{}, recs[len(recs)-1].GetKey().GetSortKey()...)
+		}
+		return recs, next, nil
+	}
+	return co.mergeScans(replies, q.Reverse)
+}
+
+// mergeScans merges pages of one sort-key range from several replicas. A
+// replica that returned a full page (it has a resume token) has only been
+// seen up to its last key, so the merge stops at the earliest such bound;
+// the caller resumes after it. Within the bound the newest version of each
+// key wins, tombstones are dropped, and stale replicas are repaired.
+func (co *Coordinator) mergeScans(replies []reply[*storagev1.ScanResponse], reverse bool) ([]*storagev1.Record, []byte, error) {
+	before := func(a, b []byte) bool {
+		if reverse {
+			return bytes.Compare(a, b) > 0
+		}
+		return bytes.Compare(a, b) < 0
+	}
+	var bound []byte
+	more := false
+	for _, r := range replies {
+		recs := r.resp.GetRecords()
+		if len(r.resp.GetResume()) == 0 || len(recs) == 0 {
+			continue
+		}
+		last := recs[len(recs)-1].GetKey().GetSortKey()
+		if !more || before(last, bound) {
+			bound = append([]byte{}, last...)
+		}
+		more = true
+	}
+	type entry struct {
+		win  *storagev1.Record
+		seen map[*cluster.Node]uint64
+	}
+	entries := map[string]*entry{}
+	var order [][]byte
+	for _, r := range replies {
+		for _, rec := range r.resp.GetRecords() {
+			sk := rec.GetKey().GetSortKey()
+			if more && before(bound, sk) {
+				break
+			}
+			e, ok := entries[string(sk)]
+			if !ok {
+				e = &entry{seen: map[*cluster.Node]uint64{}}
+				entries[string(sk)] = e
+				order = append(order, sk)
+			}
+			e.seen[r.node] = rec.GetVersion()
+			if newer(rec, e.win) {
+				e.win = rec
+			}
+		}
+	}
+	sortKeys(order, before)
+	out := make([]*storagev1.Record, 0, len(order))
+	repairs := map[*cluster.Node][]*storagev1.Record{}
+	for _, sk := range order {
+		e := entries[string(sk)]
+		for _, r := range replies {
+			if ver, ok := e.seen[r.node]; !ok || ver < e.win.GetVersion() {
+				repairs[r.node] = append(repairs[r.node], e.win)
+			}
+		}
+		if !e.win.GetTombstone() {
+			out = append(out, e.win)
+		}
+	}
+	co.repair(repairs)
+	if !more {
+		bound = nil
+	}
+	return out, bound, nil
+}

@@ -1,0 +1,183 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/veltrixdb/veltrix/pkg/topology"
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+type adminService struct {
+	kvv1.UnimplementedAdminServiceServer
+	s *Server
+}
+
+func attrType(t kvv1.AttributeType) (string, error) {
+	switch t {
+	case kvv1.AttributeType_ATTRIBUTE_TYPE_S:
+		return "S", nil
+	case kvv1.AttributeType_ATTRIBUTE_TYPE_N:
+		return "N", nil
+	case kvv1.AttributeType_ATTRIBUTE_TYPE_B:
+		return "B", nil
+	}
+	return "", invalidf("key_schema: attribute type must be S, N or B")
+}
+
+func attrTypeProto(t string) kvv1.AttributeType {
+	switch t {
+	case "S":
+		return kvv1.AttributeType_ATTRIBUTE_TYPE_S
+	case "N":
+		return kvv1.AttributeType_ATTRIBUTE_TYPE_N
+	case "B":
+		return kvv1.AttributeType_ATTRIBUTE_TYPE_B
+	}
+	return kvv1.AttributeType_ATTRIBUTE_TYPE_UNSPECIFIED
+}
+
+func tableProto(t topology.Table) *kvv1.Table {
+	out := &kvv1.Table{Name: t.Name, Id: t.ID, CreateTime: timestamppb.New(t.CreateTime)}
+	if t.DefaultTTL > 0 {
+		out.DefaultTtl = durationpb.New(t.DefaultTTL)
+	}
+	if ks := t.KeySchema; ks != nil {
+		out.KeySchema = &kvv1.KeySchema{PartitionKey: &kvv1.KeyAttribute{Name: ks.PartitionKey.Name, Type: attrTypeProto(ks.PartitionKey.Type)}}
+		if ks.SortKey != nil {
+			out.KeySchema.SortKey = &kvv1.KeyAttribute{Name: ks.SortKey.Name, Type: attrTypeProto(ks.SortKey.Type)}
+		}
+	}
+	return out
+}
+
+func (a *adminService) CreateTable(ctx context.Context, req *kvv1.CreateTableRequest) (*kvv1.CreateTableResponse, error) {
+	if err := topology.ValidateTableName(req.GetName()); err != nil {
+		return nil, toStatus(invalidf("name: %v", err))
+	}
+	t := topology.Table{Name: req.GetName()}
+	if d := req.GetDefaultTtl(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+			return nil, toStatus(invalidf("default_ttl: must be a non-negative duration"))
+		}
+		t.DefaultTTL = d.AsDuration()
+	}
+	if ks := req.GetKeySchema(); ks != nil && ks.GetPartitionKey().GetName() != "" {
+		pt, err := attrType(ks.GetPartitionKey().GetType())
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		t.KeySchema = &topology.KeySchema{PartitionKey: topology.KeyAttribute{Name: ks.GetPartitionKey().GetName(), Type: pt}}
+		if sk := ks.GetSortKey(); sk.GetName() != "" {
+			st, err := attrType(sk.GetType())
+			if err != nil {
+				return nil, toStatus(err)
+			}
+			t.KeySchema.SortKey = &topology.KeyAttribute{Name: sk.GetName(), Type: st}
+		}
+	}
+	created, err := a.s.store.CreateTable(ctx, t)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	// Wait until this router's snapshot has the table, so a write sent
+	// right after CreateTable returns finds it.
+	deadline := time.Now().Add(5 * time.Second)
+	for a.s.watcher.Snapshot().Tables[created.Name].ID != created.ID && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return &kvv1.CreateTableResponse{Table: tableProto(created)}, nil
+}
+
+func (a *adminService) DeleteTable(ctx context.Context, req *kvv1.DeleteTableRequest) (*kvv1.DeleteTableResponse, error) {
+	t, err := a.s.store.DeleteTable(ctx, req.GetName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for a.s.watcher.Snapshot().Tables[t.Name].ID == t.ID && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return &kvv1.DeleteTableResponse{Table: tableProto(t)}, nil
+}
+
+func (a *adminService) ListTables(ctx context.Context, req *kvv1.ListTablesRequest) (*kvv1.ListTablesResponse, error) {
+	snap := a.s.watcher.Snapshot()
+	resp := &kvv1.ListTablesResponse{}
+	for _, t := range snap.Tables {
+		resp.Tables = append(resp.Tables, tableProto(t))
+	}
+	sort.Slice(resp.Tables, func(i, j int) bool { return resp.Tables[i].Name < resp.Tables[j].Name })
+	return resp, nil
+}
+
+func (a *adminService) DescribeTable(ctx context.Context, req *kvv1.DescribeTableRequest) (*kvv1.DescribeTableResponse, error) {
+	t, ok := a.s.watcher.Snapshot().Tables[req.GetName()]
+	if !ok {
+		return nil, toStatus(invalidOrNotFound(req.GetName()))
+	}
+	return &kvv1.DescribeTableResponse{Table: tableProto(t)}, nil
+}
+
+func invalidOrNotFound(name string) error {
+	if name == "" {
+		return invalidf("name: empty")
+	}
+	return fmt.Errorf("%w: %q", topology.ErrTableNotFound, name)
+}
+
+func (a *adminService) ClusterStatus(ctx context.Context, req *kvv1.ClusterStatusRequest) (*kvv1.ClusterStatusResponse, error) {
+	v := a.s.cluster.View()
+	snap := v.Snapshot
+	resp := &kvv1.ClusterStatusResponse{
+		Cluster: a.s.cfg.Cluster, PlacementEpoch: v.Epoch, TopologyStale: a.s.watcher.Stale(), RouterId: a.s.cfg.ID,
+	}
+	if snap.Config != nil {
+		resp.Partitions = snap.Config.Partitions
+		resp.ReplicationFactor = uint32(snap.Config.ReplicationFactor)
+	}
+	nodes := map[string]*kvv1.NodeStatus{}
+	for id, n := range snap.Nodes {
+		st := kvv1.NodeState_NODE_STATE_UP
+		if n.State == topology.NodeDraining {
+			st = kvv1.NodeState_NODE_STATE_DRAINING
+		}
+		nodes[id] = &kvv1.NodeStatus{Id: id, Address: n.Address, Zone: n.Zone, State: st, CapacityBytes: n.CapacityBytes}
+	}
+	if p := snap.Placement; p != nil {
+		for _, rs := range p.Replicas {
+			for i, id := range rs {
+				ns, ok := nodes[id]
+				if !ok {
+					ns = &kvv1.NodeStatus{Id: id, State: kvv1.NodeState_NODE_STATE_DOWN}
+					nodes[id] = ns
+				}
+				ns.Replicas++
+				if i == 0 {
+					ns.Primaries++
+				}
+			}
+		}
+		for _, ns := range nodes {
+			if ns.Replicas == 0 && ns.State == kvv1.NodeState_NODE_STATE_UP {
+				ns.State = kvv1.NodeState_NODE_STATE_JOINING
+			}
+		}
+	}
+	for _, ns := range nodes {
+		resp.Nodes = append(resp.Nodes, ns)
+	}
+	sort.Slice(resp.Nodes, func(i, j int) bool { return resp.Nodes[i].Id < resp.Nodes[j].Id })
+	if a.s.ctrl != nil {
+		lctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if id, err := a.s.ctrl.Leader(lctx); err == nil {
+			resp.ControllerId = id
+		}
+	}
+	return resp, nil
+}

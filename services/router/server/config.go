@@ -1,0 +1,157 @@
+// Package server is the embeddable router: it watches the topology in etcd,
+// runs the placement controller election, and serves the public
+// veltrix.kv.v1 KVService and AdminService over gRPC, replicating every
+// request to the storage nodes. The veltrix-router binary, the dev stack and
+// the tests all start it the same way: fill a Config, Start, Close.
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/veltrixdb/veltrix/pkg/flagenv"
+	"github.com/veltrixdb/veltrix/pkg/topology"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Config configures a router.
+type Config struct {
+	// ID identifies the router in the controller election and in
+	// ClusterStatus. Default: <hostname>-<random>.
+	ID string
+	// ListenAddr is the public gRPC address. Default: 127.0.0.1:7400.
+	ListenAddr string
+	// MetricsAddr serves /metrics over HTTP; empty disables it.
+	MetricsAddr string
+	// Cluster is the cluster name (etcd key prefix). Default: "default".
+	Cluster string
+	// EtcdEndpoints are the etcd client URLs; ignored when EtcdClient is set.
+	// Default: http://127.0.0.1:2379.
+	EtcdEndpoints []string
+	// EtcdClient, when set, is used instead of dialing EtcdEndpoints. The
+	// router does not close it.
+	EtcdClient *clientv3.Client
+	// Partitions is P, used only when this router bootstraps the cluster.
+	// Default: 1024.
+	Partitions uint32
+	// ReplicationFactor is RF, used only at bootstrap. Default: 3.
+	ReplicationFactor int
+	// MinNodes is how many storage nodes must register before the first
+	// placement. Default: ReplicationFactor.
+	MinNodes int
+	// HedgeMin and HedgeMax clamp the delay before a slow read is hedged to
+	// another replica. Defaults: 1ms and 50ms.
+	HedgeMin, HedgeMax time.Duration
+	// RequestTimeout is the deadline of a request that carries none.
+	// Default: 10s.
+	RequestTimeout time.Duration
+	// MaxBatch is the most keys or mutations in one batch request. Default:
+	// 1000.
+	MaxBatch int
+	// ShutdownTimeout bounds the graceful drain on Close. Default: 10s.
+	ShutdownTimeout time.Duration
+	// Logger receives the router's logs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// AddFlags registers the config's flags on fs (each also read from its
+// VELTRIX_* environment variable).
+func (c *Config) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.ID, "router-id", "", "router id (default: hostname plus a random suffix)")
+	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:7400", "public gRPC listen address")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9400", "HTTP address for /metrics (empty: off)")
+	fs.StringVar(&c.Cluster, "cluster", "default", "cluster name (etcd key prefix)")
+	c.EtcdEndpoints = []string{"http://127.0.0.1:2379"}
+	fs.Var((*flagenv.StringList)(&c.EtcdEndpoints), "etcd-endpoints", "comma-separated etcd client URLs")
+	fs.Func("partitions", "partitions P, used when bootstrapping a new cluster (default 1024)", func(s string) error {
+		var p uint32
+		if _, err := fmt.Sscan(s, &p); err != nil {
+			return err
+		}
+		c.Partitions = p
+		return nil
+	})
+	fs.IntVar(&c.ReplicationFactor, "replication-factor", 3, "replicas per partition, used when bootstrapping a new cluster")
+	fs.IntVar(&c.MinNodes, "min-nodes", 0, "storage nodes required before the first placement (default: the replication factor)")
+	fs.DurationVar(&c.HedgeMin, "hedge-min", time.Millisecond, "shortest delay before hedging a slow read")
+	fs.DurationVar(&c.HedgeMax, "hedge-max", 50*time.Millisecond, "longest delay before hedging a slow read")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", 10*time.Second, "deadline for requests that carry none")
+	fs.IntVar(&c.MaxBatch, "max-batch", 1000, "most keys or mutations per batch request")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful shutdown deadline")
+}
+
+// EnsureDefaults fills unset fields with their defaults.
+func (c *Config) EnsureDefaults() {
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		var r [3]byte
+		_, _ = rand.Read(r[:])
+		c.ID = host + "-" + hex.EncodeToString(r[:])
+	}
+	if c.ListenAddr == "" {
+		c.ListenAddr = "127.0.0.1:7400"
+	}
+	if c.Cluster == "" {
+		c.Cluster = "default"
+	}
+	if len(c.EtcdEndpoints) == 0 && c.EtcdClient == nil {
+		c.EtcdEndpoints = []string{"http://127.0.0.1:2379"}
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 1024
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = 3
+	}
+	if c.HedgeMin == 0 {
+		c.HedgeMin = time.Millisecond
+	}
+	if c.HedgeMax == 0 {
+		c.HedgeMax = 50 * time.Millisecond
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 10 * time.Second
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 1000
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if err := topology.ValidateClusterName(c.Cluster); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Partitions > 1<<16 {
+		errs = append(errs, fmt.Errorf("--partitions %d: at most 65536", c.Partitions))
+	}
+	if c.ReplicationFactor < 1 || c.ReplicationFactor > 7 {
+		errs = append(errs, fmt.Errorf("--replication-factor %d: want 1 to 7", c.ReplicationFactor))
+	}
+	if c.MinNodes < 0 {
+		errs = append(errs, fmt.Errorf("--min-nodes %d: negative", c.MinNodes))
+	}
+	if c.HedgeMin > c.HedgeMax {
+		errs = append(errs, fmt.Errorf("--hedge-min %s exceeds --hedge-max %s", c.HedgeMin, c.HedgeMax))
+	}
+	if c.MaxBatch < 1 || c.MaxBatch > 100000 {
+		errs = append(errs, fmt.Errorf("--max-batch %d: want 1 to 100000", c.MaxBatch))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("router: invalid config: %w", err)
+	}
+	return nil
+}

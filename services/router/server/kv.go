@@ -1,0 +1,419 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	"github.com/veltrixdb/veltrix/pkg/placement"
+	"github.com/veltrixdb/veltrix/pkg/topology"
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
+	"github.com/veltrixdb/veltrix/services/router/internal/cluster"
+	"github.com/veltrixdb/veltrix/services/router/internal/coord"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Limits on keys and values (DynamoDB's key limits; 64 MiB values).
+const (
+	MaxPartitionKey = 2048
+	MaxSortKey      = 1024
+	MaxValue        = 64 << 20
+	defaultLimit    = 1000
+	maxLimit        = 10000
+	scanChunk       = 1000
+)
+
+// errInvalid marks bad input found by the router itself.
+var errInvalid = errors.New("invalid argument")
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errInvalid}, args...)...)
+}
+
+// toStatus is the one place router errors become gRPC status codes.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if st, ok := status.FromError(err); ok {
+		return st.Err()
+	}
+	if c, ok := grpcx.ContextCode(err); ok {
+		return status.Error(c, err.Error())
+	}
+	switch {
+	case errors.Is(err, errInvalid), errors.Is(err, coord.ErrInvalidArgument):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, topology.ErrTableNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, topology.ErrTableExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, coord.ErrUnavailable), errors.Is(err, coord.ErrNotReady):
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func level(c kvv1.Consistency, def coord.Level) (coord.Level, error) {
+	switch c {
+	case kvv1.Consistency_CONSISTENCY_UNSPECIFIED:
+		return def, nil
+	case kvv1.Consistency_CONSISTENCY_ONE:
+		return coord.One, nil
+	case kvv1.Consistency_CONSISTENCY_QUORUM:
+		return coord.Quorum, nil
+	case kvv1.Consistency_CONSISTENCY_ALL:
+		return coord.All, nil
+	}
+	return 0, invalidf("consistency: unknown value %d", c)
+}
+
+type kvService struct {
+	kvv1.UnimplementedKVServiceServer
+	s *Server
+}
+
+// withTimeout applies the default deadline to requests that carry none.
+func (kv *kvService) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, kv.s.cfg.RequestTimeout)
+}
+
+// resolver resolves table names and partitions against one view.
+type resolver struct {
+	view *cluster.View
+}
+
+func (kv *kvService) resolver() (resolver, error) {
+	v, err := kv.s.coord.View()
+	if err != nil {
+		return resolver{}, err
+	}
+	return resolver{view: v}, nil
+}
+
+func (r resolver) table(name, where string) (topology.Table, error) {
+	if name == "" {
+		return topology.Table{}, invalidf("%s: table is empty", where)
+	}
+	t, ok := r.view.Snapshot.Tables[name]
+	if !ok {
+		return topology.Table{}, fmt.Errorf("%w: %q (%s)", topology.ErrTableNotFound, name, where)
+	}
+	return t, nil
+}
+
+func checkKeyParts(pk, sk []byte, where string) error {
+	switch {
+	case len(pk) == 0:
+		return invalidf("%s.partition_key: empty; every item needs a partition key", where)
+	case len(pk) > MaxPartitionKey:
+		return invalidf("%s.partition_key: %d bytes, at most %d", where, len(pk), MaxPartitionKey)
+	case len(sk) > MaxSortKey:
+		return invalidf("%s.sort_key: %d bytes, at most %d", where, len(sk), MaxSortKey)
+	}
+	return nil
+}
+
+// key validates a public key and returns its storage key and table.
+func (r resolver) key(k *kvv1.Key, where string) (*storagev1.Key, topology.Table, error) {
+	if k == nil {
+		return nil, topology.Table{}, invalidf("%s: missing", where)
+	}
+	t, err := r.table(k.GetTable(), where)
+	if err != nil {
+		return nil, t, err
+	}
+	if err := checkKeyParts(k.GetPartitionKey(), k.GetSortKey(), where); err != nil {
+		return nil, t, err
+	}
+	return &storagev1.Key{
+		Partition:    placement.PartitionOf(t.ID, k.GetPartitionKey(), r.view.Partitions),
+		TableId:      t.ID,
+		PartitionKey: k.GetPartitionKey(),
+		SortKey:      k.GetSortKey(),
+	}, t, nil
+}
+
+func expiryNanos(ts *timestamppb.Timestamp, t topology.Table, now time.Time, where string) (int64, error) {
+	if ts == nil {
+		if t.DefaultTTL > 0 {
+			return now.Add(t.DefaultTTL).UnixNano(), nil
+		}
+		return 0, nil
+	}
+	if err := ts.CheckValid(); err != nil {
+		return 0, invalidf("%s.expire_time: %v", where, err)
+	}
+	n := ts.AsTime().UnixNano()
+	if n <= 0 {
+		return 0, invalidf("%s.expire_time: %s is before 1970", where, ts.AsTime())
+	}
+	return n, nil
+}
+
+func expireTime(n int64) *timestamppb.Timestamp {
+	if n == 0 {
+		return nil
+	}
+	return timestamppb.New(time.Unix(0, n))
+}
+
+// record builds the storage record of one put or delete.
+func (kv *kvService) record(r resolver, k *kvv1.Key, del bool, value []byte, exp *timestamppb.Timestamp, version uint64, where string) (*storagev1.Record, error) {
+	sk, t, err := r.key(k, where+".key")
+	if err != nil {
+		return nil, err
+	}
+	rec := &storagev1.Record{Key: sk, Version: version, Tombstone: del}
+	if !del {
+		if len(value) > MaxValue {
+			return nil, invalidf("%s.value: %d bytes, at most %d", where, len(value), MaxValue)
+		}
+		rec.Value = value
+		if rec.ExpireUnixNanos, err = expiryNanos(exp, t, time.Now(), where); err != nil {
+			return nil, err
+		}
+	}
+	if rec.Version == 0 {
+		rec.Version = kv.s.clock.Now()
+	}
+	return rec, nil
+}
+
+func (kv *kvService) Get(ctx context.Context, req *kvv1.GetRequest) (*kvv1.GetResponse, error) {
+	ctx, cancel := kv.withTimeout(ctx)
+	defer cancel()
+	lvl, err := level(req.GetConsistency(), coord.One)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	r, err := kv.resolver()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	sk, _, err := r.key(req.GetKey(), "key")
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	rec, err := kv.s.coord.Read(ctx, sk, lvl)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return getResponse(rec), nil
+}
+
+func getResponse(rec *storagev1.Record) *kvv1.GetResponse {
+	if rec == nil || rec.GetTombstone() {
+		return &kvv1.GetResponse{}
+	}
+	return &kvv1.GetResponse{Found: true, Value: rec.GetValue(), Version: rec.GetVersion(), ExpireTime: expireTime(rec.GetExpireUnixNanos())}
+}
+
+func (kv *kvService) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutResponse, error) {
+	ctx, cancel := kv.withTimeout(ctx)
+	defer cancel()
+	lvl, err := level(req.GetConsistency(), coord.Quorum)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	r, err := kv.resolver()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	rec, err := kv.record(r, req.GetKey(), false, req.GetValue(), req.GetExpireTime(), req.GetVersion(), "put")
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := kv.s.coord.Write(ctx, []*storagev1.Record{rec}, lvl); err != nil {
+		return nil, toStatus(err)
+	}
+	return &kvv1.PutResponse{Version: rec.Version}, nil
+}
+
+func (kv *kvService) Delete(ctx context.Context, req *kvv1.DeleteRequest) (*kvv1.DeleteResponse, error) {
+	ctx, cancel := kv.withTimeout(ctx)
+	defer cancel()
+	lvl, err := level(req.GetConsistency(), coord.Quorum)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	r, err := kv.resolver()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	rec, err := kv.record(r, req.GetKey(), true, nil, nil, req.GetVersion(), "delete")
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := kv.s.coord.Write(ctx, []*storagev1.Record{rec}, lvl); err != nil {
+		return nil, toStatus(err)
+	}
+	return &kvv1.DeleteResponse{Version: rec.Version}, nil
+}
+
+func (kv *kvService) BatchGet(ctx context.Context, req *kvv1.BatchGetRequest) (*kvv1.BatchGetResponse, error) {
+	ctx, cancel := kv.withTimeout(ctx)
+	defer cancel()
+	if n := len(req.GetKeys()); n > kv.s.cfg.MaxBatch {
+		return nil, status.Errorf(codes.InvalidArgument, "keys: %d keys, at most %d per BatchGet", n, kv.s.cfg.MaxBatch)
+	}
+	lvl, err := level(req.GetConsistency(), coord.One)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	r, err := kv.resolver()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	keys := make([]*storagev1.Key, len(req.GetKeys()))
+	for i, k := range req.GetKeys() {
+		if keys[i], _, err = r.key(k, fmt.Sprintf("keys[%d]", i)); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	recs, err := kv.s.coord.BatchRead(ctx, keys, lvl)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &kvv1.BatchGetResponse{Results: make([]*kvv1.GetResponse, len(recs))}
+	for i, rec := range recs {
+		resp.Results[i] = getResponse(rec)
+	}
+	return resp, nil
+}
+
+func (kv *kvService) BatchWrite(ctx context.Context, req *kvv1.BatchWriteRequest) (*kvv1.BatchWriteResponse, error) {
+	ctx, cancel := kv.withTimeout(ctx)
+	defer cancel()
+	if n := len(req.GetMutations()); n > kv.s.cfg.MaxBatch {
+		return nil, status.Errorf(codes.InvalidArgument, "mutations: %d mutations, at most %d per BatchWrite", n, kv.s.cfg.MaxBatch)
+	}
+	lvl, err := level(req.GetConsistency(), coord.Quorum)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	r, err := kv.resolver()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	recs := make([]*storagev1.Record, len(req.GetMutations()))
+	resp := &kvv1.BatchWriteResponse{Versions: make([]uint64, len(recs))}
+	for i, m := range req.GetMutations() {
+		where := fmt.Sprintf("mutations[%d]", i)
+		var del bool
+		switch m.GetType() {
+		case kvv1.Mutation_MUTATION_TYPE_PUT:
+		case kvv1.Mutation_MUTATION_TYPE_DELETE:
+			if len(m.GetValue()) > 0 || m.GetExpireTime() != nil {
+				return nil, toStatus(invalidf("%s: a DELETE carries no value or expire_time", where))
+			}
+			del = true
+		default:
+			return nil, toStatus(invalidf("%s.type: must be PUT or DELETE", where))
+		}
+		if recs[i], err = kv.record(r, m.GetKey(), del, m.GetValue(), m.GetExpireTime(), m.GetVersion(), where); err != nil {
+			return nil, toStatus(err)
+		}
+		resp.Versions[i] = recs[i].Version
+	}
+	if err := kv.s.coord.Write(ctx, recs, lvl); err != nil {
+		return nil, toStatus(err)
+	}
+	return resp, nil
+}
+
+// Query page tokens are a version byte and the sort key the previous page
+// ended at; the next page starts after it in the query's direction.
+const pageTokenV1 = 1
+
+func (kv *kvService) Query(ctx context.Context, req *kvv1.QueryRequest) (*kvv1.QueryResponse, error) {
+	ctx, cancel := kv.withTimeout(ctx)
+	defer cancel()
+	lvl, err := level(req.GetConsistency(), coord.One)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	r, err := kv.resolver()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	t, err := r.table(req.GetTable(), "table")
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := checkKeyParts(req.GetPartitionKey(), nil, "query"); err != nil {
+		return nil, toStatus(err)
+	}
+	limit := int(req.GetLimit())
+	switch {
+	case limit == 0:
+		limit = defaultLimit
+	case limit > maxLimit:
+		return nil, toStatus(invalidf("limit: %d, at most %d", limit, maxLimit))
+	}
+	q := coord.QueryOptions{
+		Partition: placement.PartitionOf(t.ID, req.GetPartitionKey(), r.view.Partitions),
+		TableID:   t.ID, PartitionKey: req.GetPartitionKey(), Limit: limit, Reverse: req.GetReverse(),
+	}
+	switch c := req.GetCondition().(type) {
+	case *kvv1.QueryRequest_Range:
+		q.Start = c.Range.GetStart()
+		if len(c.Range.GetEnd()) > 0 {
+			q.End = c.Range.GetEnd()
+			if bytes.Compare(q.Start, q.End) >= 0 {
+				return nil, toStatus(invalidf("range: start %q is not before end %q", q.Start, q.End))
+			}
+		}
+	case *kvv1.QueryRequest_Prefix:
+		q.Prefix = c.Prefix
+	}
+	if tok := req.GetPageToken(); len(tok) > 0 {
+		if tok[0] != pageTokenV1 {
+			return nil, toStatus(invalidf("page_token: not a token this router issued"))
+		}
+		last := tok[1:]
+		if q.Reverse {
+			if q.End == nil || bytes.Compare(last, q.End) < 0 {
+				q.End = last
+			}
+		} else {
+			after := append(append([]byte{}, last...), 0)
+			if bytes.Compare(after, q.Start) > 0 {
+				q.Start = after
+			}
+		}
+		if q.End != nil && bytes.Compare(q.Start, q.End) >= 0 {
+			return &kvv1.QueryResponse{}, nil
+		}
+	}
+	recs, next, err := kv.s.coord.Query(ctx, q, lvl)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &kvv1.QueryResponse{Items: make([]*kvv1.Item, 0, len(recs))}
+	for _, rec := range recs {
+		resp.Items = append(resp.Items, item(req.GetTable(), rec))
+	}
+	if next != nil {
+		resp.NextPageToken = append([]byte{pageTokenV1}, next...)
+	}
+	return resp, nil
+}
+
+func item(table string, rec *storagev1.Record) *kvv1.Item {
+	return &kvv1.Item{
+		Key:        &kvv1.Key{Table: table, PartitionKey: rec.GetKey().GetPartitionKey(), SortKey: rec.GetKey().GetSortKey()},
+		Value:      rec.GetValue(),
+		Version:    rec.GetVersion(),
+		ExpireTime: expireTime(rec.GetExpireUnixNanos()),
+	}
+}

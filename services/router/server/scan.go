@@ -1,0 +1,118 @@
+package server
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
+	"github.com/veltrixdb/veltrix/services/router/internal/coord"
+	"google.golang.org/grpc/status"
+)
+
+// Scan page tokens: version byte, big-endian partition, then the storage
+// node's resume position within that partition (empty: its start).
+const scanTokenV1 = 1
+
+func encodeScanToken(p uint32, resume []byte) []byte {
+	tok := make([]byte, 5, 5+len(resume))
+	tok[0] = scanTokenV1
+	binary.BigEndian.PutUint32(tok[1:], p)
+	return append(tok, resume...)
+}
+
+func decodeScanToken(tok []byte) (uint32, []byte, error) {
+	if len(tok) < 5 || tok[0] != scanTokenV1 {
+		return 0, nil, invalidf("page_token: not a scan token this router issued")
+	}
+	return binary.BigEndian.Uint32(tok[1:5]), tok[5:], nil
+}
+
+// Scan streams a segment of a table: its share of the partitions, each read
+// from one live replica (the next one if a replica fails mid-stream, resuming
+// where the failed one stopped).
+func (kv *kvService) Scan(req *kvv1.ScanRequest, stream kvv1.KVService_ScanServer) error {
+	ctx := stream.Context()
+	r, err := kv.resolver()
+	if err != nil {
+		return toStatus(err)
+	}
+	t, err := r.table(req.GetTable(), "table")
+	if err != nil {
+		return toStatus(err)
+	}
+	total := max(req.GetTotalSegments(), 1)
+	if req.GetSegment() >= total {
+		return toStatus(invalidf("segment %d: must be less than total_segments %d", req.GetSegment(), total))
+	}
+	parts := uint64(r.view.Partitions)
+	first := uint32(uint64(req.GetSegment()) * parts / uint64(total))
+	end := uint32(uint64(req.GetSegment()+1) * parts / uint64(total))
+	var resume []byte
+	if tok := req.GetPageToken(); len(tok) > 0 {
+		p, res, err := decodeScanToken(tok)
+		if err != nil {
+			return toStatus(err)
+		}
+		if p < first || p >= end {
+			return toStatus(invalidf("page_token: partition %d is outside segment %d of %d", p, req.GetSegment(), total))
+		}
+		first, resume = p, res
+	}
+	for p := first; p < end; p++ {
+		if err := kv.scanPartition(stream, r, req.GetTable(), t.ID, p, resume); err != nil {
+			return err
+		}
+		resume = nil
+		// Mark the partition done so a resumed scan skips it.
+		if p+1 < end {
+			if err := stream.Send(&kvv1.ScanResponse{PageToken: encodeScanToken(p+1, nil)}); err != nil {
+				return err
+			}
+		}
+		if ctx.Err() != nil {
+			return toStatus(ctx.Err())
+		}
+	}
+	return nil
+}
+
+func (kv *kvService) scanPartition(stream kvv1.KVService_ScanServer, r resolver, table string, tableID uint64, p uint32, resume []byte) error {
+	ctx := stream.Context()
+	var errs []string
+	for _, node := range r.view.Replicas(p) {
+		if node == nil {
+			continue
+		}
+		ss, err := node.Client.StreamPartition(ctx, &storagev1.StreamPartitionRequest{Partition: p, After: resume, TableId: tableID})
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", node.ID, status.Convert(err).Message()))
+			continue
+		}
+		for {
+			msg, err := ss.Recv()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return toStatus(ctx.Err())
+				}
+				errs = append(errs, fmt.Sprintf("%s: %v", node.ID, status.Convert(err).Message()))
+				break
+			}
+			out := &kvv1.ScanResponse{Items: make([]*kvv1.Item, 0, len(msg.GetRecords())), PageToken: encodeScanToken(p, msg.GetResume())}
+			for _, rec := range msg.GetRecords() {
+				if !rec.GetTombstone() {
+					out.Items = append(out.Items, item(table, rec))
+				}
+			}
+			if err := stream.Send(out); err != nil {
+				return err
+			}
+			resume = msg.GetResume()
+		}
+	}
+	return toStatus(fmt.Errorf("%w: scan of partition %d: no replica could stream it: %v", coord.ErrUnavailable, p, errs))
+}

@@ -1,0 +1,223 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	"github.com/veltrixdb/veltrix/pkg/hlc"
+	"github.com/veltrixdb/veltrix/pkg/placement"
+	"github.com/veltrixdb/veltrix/pkg/topology"
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+	"github.com/veltrixdb/veltrix/services/router/internal/cluster"
+	"github.com/veltrixdb/veltrix/services/router/internal/controller"
+	"github.com/veltrixdb/veltrix/services/router/internal/coord"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// TopologyHealthService is the health service name that reports
+// NOT_SERVING while etcd is unreachable and the router serves from its last
+// topology snapshot. The router itself ("" and the KV services) stays
+// SERVING.
+const TopologyHealthService = "veltrix.router.topology"
+
+// Server is a running router.
+type Server struct {
+	cfg     Config
+	logger  *slog.Logger
+	etcd    *clientv3.Client
+	ownEtcd bool
+	store   *topology.Store
+	watcher *topology.Watcher
+	cluster *cluster.Cluster
+	coord   *coord.Coordinator
+	ctrl    *controller.Controller
+	clock   *hlc.Clock
+	grpc    *grpcx.Server
+	ln      net.Listener
+	metrics *grpcx.MetricsServer
+	// Registry holds the router's metrics (also served at MetricsAddr).
+	Registry *prometheus.Registry
+	serveErr chan error
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// Start connects to etcd, loads the topology, joins the controller election
+// and starts serving.
+func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, logger: cfg.Logger.With("router", cfg.ID), Registry: grpcx.NewRegistry(),
+		clock: hlc.New(), serveErr: make(chan error, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	defer func() {
+		if err != nil {
+			s.abort()
+		}
+	}()
+	if cfg.EtcdClient != nil {
+		s.etcd = cfg.EtcdClient
+	} else {
+		s.etcd, err = clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			return nil, fmt.Errorf("router: etcd client for %v: %w", cfg.EtcdEndpoints, err)
+		}
+		s.ownEtcd = true
+	}
+	s.store = topology.NewStore(s.etcd, cfg.Cluster)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	s.watcher, err = s.store.Watch(wctx, topology.WatcherOptions{Logger: s.logger})
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("router: cannot read cluster state from etcd %v: %w", cfg.EtcdEndpoints, err)
+	}
+	if c := s.watcher.Snapshot().Config; c != nil && c.HashFunction != placement.HashFunction {
+		return nil, fmt.Errorf("router: cluster %q uses partition hash %q, this build uses %q", cfg.Cluster, c.HashFunction, placement.HashFunction)
+	}
+	s.cluster = cluster.New(s.watcher, s.logger)
+	s.coord = coord.New(s.cluster, coord.Options{
+		HedgeMin: cfg.HedgeMin, HedgeMax: cfg.HedgeMax, Timeout: cfg.RequestTimeout,
+		Logger: s.logger, Metrics: coord.NewMetrics(s.Registry),
+	})
+	s.ctrl = controller.Start(s.etcd, s.store, s.watcher, controller.Config{
+		ID: cfg.ID,
+		Cluster: topology.ClusterConfig{
+			Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor,
+			HashFunction: placement.HashFunction, CreateTime: time.Now().UTC(),
+		},
+		MinNodes: cfg.MinNodes,
+		Logger:   s.logger,
+	})
+
+	s.ln, err = net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("router: listen on %s: %w", cfg.ListenAddr, err)
+	}
+	s.grpc = grpcx.NewServer(grpcx.ServerOptions{Logger: s.logger, Registerer: s.Registry})
+	go s.watchHealth()
+	kvv1.RegisterKVServiceServer(s.grpc.Server, &kvService{s: s})
+	kvv1.RegisterAdminServiceServer(s.grpc.Server, &adminService{s: s})
+	s.grpc.InitMetrics()
+	s.Registry.MustRegister(newCollector(s))
+	go func() { s.serveErr <- s.grpc.Serve(s.ln) }()
+	for _, name := range []string{"", kvv1.KVService_ServiceDesc.ServiceName, kvv1.AdminService_ServiceDesc.ServiceName} {
+		s.grpc.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+
+	if cfg.MetricsAddr != "" {
+		if s.metrics, err = grpcx.ServeMetrics(cfg.MetricsAddr, s.Registry, s.logger); err != nil {
+			return nil, err
+		}
+	}
+	s.logger.Info("router serving", "addr", s.ln.Addr().String())
+	return s, nil
+}
+
+// watchHealth mirrors topology staleness into the health service.
+func (s *Server) watchHealth() {
+	defer close(s.done)
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st := healthpb.HealthCheckResponse_SERVING
+		if s.watcher.Stale() {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		s.grpc.Health.SetServingStatus(TopologyHealthService, st)
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Addr is the address the router listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// ID is the router's id.
+func (s *Server) ID() string { return s.cfg.ID }
+
+// MetricsAddr is the HTTP address of /metrics, or "" when off.
+func (s *Server) MetricsAddr() string {
+	if s.metrics == nil {
+		return ""
+	}
+	return s.metrics.Addr()
+}
+
+// Err receives the gRPC server's error if it stops serving on its own.
+func (s *Server) Err() <-chan error { return s.serveErr }
+
+// IsController reports whether this router runs the placement controller.
+func (s *Server) IsController() bool { return s.ctrl != nil && s.ctrl.IsLeader() }
+
+// WaitReady blocks until the router can route (config and placement known)
+// or ctx ends.
+func (s *Server) WaitReady(ctx context.Context) error {
+	for {
+		if _, err := s.coord.View(); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			_, err := s.coord.View()
+			return fmt.Errorf("router: not ready: %w (%w)", err, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops accepting requests, drains in-flight ones within
+// ShutdownTimeout, resigns the controller role and disconnects.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if s.grpc != nil {
+		s.grpc.Shutdown(ctx)
+	}
+	s.abort()
+	return nil
+}
+
+func (s *Server) abort() {
+	if s.grpc != nil {
+		select {
+		case <-s.stop:
+		default:
+			close(s.stop)
+			<-s.done
+		}
+		s.grpc.Stop()
+	}
+	if s.metrics != nil {
+		_ = s.metrics.Close(context.Background())
+		s.metrics = nil
+	}
+	if s.ctrl != nil {
+		s.ctrl.Close()
+		s.ctrl = nil
+	}
+	if s.cluster != nil {
+		s.cluster.Close()
+		s.cluster = nil
+	}
+	if s.watcher != nil {
+		s.watcher.Close()
+		s.watcher = nil
+	}
+	if s.ownEtcd && s.etcd != nil {
+		_ = s.etcd.Close()
+		s.etcd = nil
+	}
+}
