@@ -29,6 +29,7 @@ type Server struct {
 	logger  *slog.Logger
 	id      string
 	eng     *engine.Engine
+	cache   *lirsCache // nil when --cache-bytes is 0
 	etcd    *clientv3.Client
 	ownEtcd bool
 	watcher *topology.Watcher
@@ -64,7 +65,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	var cache engine.Cache
 	if cfg.CacheBytes > 0 {
-		cache = newCache(cfg.CacheBytes)
+		if s.cache, err = newCache(cfg.CacheBytes); err != nil {
+			return nil, fmt.Errorf("storage: cache: %w", err)
+		}
+		cache = s.cache
 	}
 	s.eng, err = engine.Open(engine.Options{
 		Dir:            filepath.Join(cfg.DataDir, "pebble"),
@@ -243,4 +247,11 @@ func nodeID(cfg Config) (string, error) {
 		return "", fmt.Errorf("storage: write node id: %w", err)
 	}
 	return id, nil
+}
+
+func (s *Server) cacheBytes() int64 {
+	if s.cache == nil {
+		return 0
+	}
+	return s.cache.Stats().Bytes
 }

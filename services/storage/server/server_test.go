@@ -132,6 +132,16 @@ func TestApplyReadScanStream(t *testing.T) {
 	if err != nil || !r.Found || !r.Record.Tombstone || r.Record.Version != 11 {
 		t.Fatalf("read tombstone = %v, %v", r, err)
 	}
+	// The second read of a key is served by the LIRS cache.
+	if _, err := env.c.Read(ctx, &storagev1.ReadRequest{Key: key(7, pk, "a")}); err != nil {
+		t.Fatal(err)
+	}
+	if hits := metric(t, env.srv, "veltrix_storage_cache_hits_total"); hits < 1 {
+		t.Fatalf("cache hits = %v after reading a key twice", hits)
+	}
+	if b := metric(t, env.srv, "veltrix_storage_cache_bytes"); b <= 0 {
+		t.Fatalf("cache bytes = %v", b)
+	}
 	br, err := env.c.BatchRead(ctx, &storagev1.BatchReadRequest{Keys: []*storagev1.Key{key(7, pk, "c"), key(7, pk, "zz")}})
 	if err != nil || !br.Results[0].Found || br.Results[1].Found {
 		t.Fatalf("batch read = %v, %v", br, err)
@@ -286,4 +296,23 @@ func TestRegistrationAndShutdown(t *testing.T) {
 	if again.ID() != "a" {
 		t.Fatalf("restarted node id = %q", again.ID())
 	}
+}
+
+func metric(t *testing.T, srv *server.Server, name string) float64 {
+	t.Helper()
+	mfs, err := srv.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not exported", name)
+	return 0
 }
