@@ -12,7 +12,8 @@ export PATH := $(BIN):$(PATH)
 MODULES := $(shell go list -m -f '{{.Dir}}' 2>/dev/null)
 PKGS := $(shell go list -m 2>/dev/null | sed 's|$$|/...|')
 TOOLS := github.com/bufbuild/buf/cmd/buf google.golang.org/protobuf/cmd/protoc-gen-go \
-	google.golang.org/grpc/cmd/protoc-gen-go-grpc github.com/fullstorydev/grpcurl/cmd/grpcurl
+	google.golang.org/grpc/cmd/protoc-gen-go-grpc github.com/fullstorydev/grpcurl/cmd/grpcurl \
+	helm.sh/helm/v3/cmd/helm
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 
 .PHONY: help
@@ -33,20 +34,31 @@ check-generated: generate ## Fail if regenerating changes anything under proto/g
 	@git diff --exit-code --stat -- proto/gen || { echo "proto/gen is stale: run 'make generate' and commit"; exit 1; }
 
 .PHONY: lint
-lint: tools ## gofmt, go vet, buf lint, buf breaking against main, go mod tidy -diff.
+lint: tools ## gofmt, go vet, buf lint, buf breaking against main, helm lint/template, go mod tidy -diff.
 	@out=$$(gofmt -l $(MODULES) tools 2>&1); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet $(PKGS)
 	buf lint
 	@if git rev-parse --verify -q main >/dev/null && git cat-file -e main:proto 2>/dev/null; then \
 		echo "buf breaking --against .git#branch=main"; buf breaking --against '.git#branch=main'; \
 	else echo "buf breaking: main has no proto yet, skipped"; fi
+	helm lint --strict --kube-version 1.33.0 deploy/helm/veltrix
+	helm template veltrix deploy/helm/veltrix --kube-version 1.33.0 >/dev/null
 	@for m in $(MODULES) $(CURDIR)/tools; do \
 		(cd $$m && GOWORK=off go mod tidy -diff >/dev/null) || { echo "go mod tidy needed in $$m"; exit 1; }; \
 	done
 
+.PHONY: e2e-deps
+e2e-deps: ## Install the npm packages the e2e tests use (Node gRPC client, kinesalite, dynalite).
+	@for d in e2e/node e2e/peers; do \
+		[ -f $$d/package-lock.json ] || continue; \
+		if [ -f $$d/node_modules/.package-lock.json ] && [ $$d/node_modules/.package-lock.json -nt $$d/package-lock.json ]; then continue; fi; \
+		command -v npm >/dev/null || { echo "npm is needed for the e2e tests (apt-get install -y nodejs npm)"; exit 1; }; \
+		echo "npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund --loglevel=error); \
+	done
+
 .PHONY: test
-test: ## Run every module's tests with the race detector.
-	go test $(GOTEST_FLAGS) $(PKGS)
+test: e2e-deps tools ## Run every module's tests with the race detector (e2e included).
+	VELTRIX_HELM=$(BIN)/helm go test $(GOTEST_FLAGS) $(PKGS)
 
 .PHONY: e2e
 e2e: ## Run the end-to-end tests against real binaries (not built yet).
