@@ -219,6 +219,7 @@ type Registration struct {
 	node  Node
 	lease clientv3.LeaseID
 
+	bg     context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -235,13 +236,13 @@ func (s *Store) Register(ctx context.Context, n Node, ttl time.Duration, logger 
 	if logger == nil {
 		logger = slog.Default()
 	}
-	r := &Registration{store: s, logger: logger, ttl: ttl, node: n, done: make(chan struct{})}
+	bg, cancel := context.WithCancel(context.Background())
+	r := &Registration{store: s, logger: logger, ttl: ttl, node: n, bg: bg, cancel: cancel, done: make(chan struct{})}
 	ka, err := r.grant(ctx)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
-	bg, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
 	go r.run(bg, ka)
 	return r, nil
 }
@@ -265,7 +266,7 @@ func (r *Registration) grant(ctx context.Context) (<-chan *clientv3.LeaseKeepAli
 	}
 	// The keepalive stream lives until the registration is closed, not
 	// until ctx (the caller's start-up context) ends.
-	ka, err := cli.KeepAlive(context.WithoutCancel(ctx), lease.ID)
+	ka, err := cli.KeepAlive(r.bg, lease.ID)
 	if err != nil {
 		return nil, fmt.Errorf("topology: keep lease alive: %w", err)
 	}
