@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/veltrixdb/veltrix/cmd/veltrix/internal/sample"
+	"github.com/veltrixdb/veltrix/pkg/etcdembed"
+	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
+	migrator "github.com/veltrixdb/veltrix/services/migrator/server"
+	router "github.com/veltrixdb/veltrix/services/router/server"
+	storage "github.com/veltrixdb/veltrix/services/storage/server"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func init() {
+	register(command{name: "dev", usage: "run a local stack: embedded etcd, 3 storage nodes, a router, a migrator; import a sample", run: dev})
+}
+
+// sampleJobID makes the sample import idempotent across runs.
+const sampleJobID = "dev-sample-import"
+
+type devStack struct {
+	etcd     *etcdembed.Etcd
+	cli      *clientv3.Client
+	nodes    []*storage.Server
+	router   *router.Server
+	migrator *migrator.Server
+}
+
+func (s *devStack) close(w io.Writer) {
+	if s.migrator != nil {
+		_ = s.migrator.Close()
+	}
+	if s.router != nil {
+		_ = s.router.Close()
+	}
+	for _, n := range s.nodes {
+		_ = n.Close()
+	}
+	if s.cli != nil {
+		_ = s.cli.Close()
+	}
+	if s.etcd != nil {
+		s.etcd.Close()
+	}
+	fmt.Fprintln(w, "stopped cleanly")
+}
+
+func dev(args []string, w io.Writer) error {
+	flags := flag.NewFlagSet("veltrix dev", flag.ContinueOnError)
+	dataDir := flags.String("data-dir", ".veltrix", "where the stack keeps its data (reused by the next run)")
+	listen := flags.String("listen-addr", "127.0.0.1:7400", "router address")
+	migAddr := flags.String("migrator-addr", "127.0.0.1:7600", "migrator address")
+	noSample := flags.Bool("no-sample", false, "do not import the bundled sample export")
+	logLevel := flags.String("log-level", "warn", "log level of the services")
+	exitAfterReady := flags.Bool("exit-after-ready", false, "stop once the stack is ready and the sample imported (for tests)")
+	if _, err := parse(flags, args, 0, 0, nil); err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usageErr("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	abs, err := filepath.Abs(*dataDir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Veltrix dev stack, data in %s\n", abs)
+	st := &devStack{}
+	defer st.close(w)
+
+	if st.etcd, err = etcdembed.Start(etcdembed.Config{Dir: filepath.Join(abs, "etcd")}); err != nil {
+		return fmt.Errorf("start etcd: %w (is another 'veltrix dev' using %s?)", err, abs)
+	}
+	cli, err := st.etcd.Client()
+	if err != nil {
+		return err
+	}
+	st.cli = cli
+	if st.router, err = router.Start(ctx, router.Config{
+		ID: "router-1", ListenAddr: *listen, MetricsAddr: "127.0.0.1:0", EtcdClient: cli,
+		Partitions: 256, ReplicationFactor: 3, Logger: logger,
+	}); err != nil {
+		return fmt.Errorf("start router: %w (is something else listening on %s? pass --listen-addr)", err, *listen)
+	}
+	for i := 1; i <= 3; i++ {
+		n, err := storage.Start(ctx, storage.Config{
+			ID: fmt.Sprintf("n%d", i), ListenAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
+			DataDir: filepath.Join(abs, fmt.Sprintf("n%d", i)), Zone: fmt.Sprintf("z%d", i),
+			EtcdClient: cli, CacheBytes: 64 << 20, Logger: logger,
+		})
+		if err != nil {
+			return fmt.Errorf("start storage node n%d: %w", i, err)
+		}
+		st.nodes = append(st.nodes, n)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	err = st.router.WaitReady(rctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if st.migrator, err = migrator.Start(ctx, migrator.Config{
+		ID: "migrator-1", ListenAddr: *migAddr, MetricsAddr: "127.0.0.1:0", EtcdClient: cli,
+		RouterEndpoints: []string{st.router.Addr()}, Logger: logger,
+	}); err != nil {
+		return fmt.Errorf("start migrator: %w (is something else listening on %s? pass --migrator-addr)", err, *migAddr)
+	}
+
+	fmt.Fprintf(w, "\n  etcd      %s\n", st.etcd.Endpoint())
+	for _, n := range st.nodes {
+		fmt.Fprintf(w, "  storage   %s  %s  (metrics http://%s/metrics)\n", n.ID(), n.Addr(), n.MetricsAddr())
+	}
+	fmt.Fprintf(w, "  router    %s  (metrics http://%s/metrics)\n", st.router.Addr(), st.router.MetricsAddr())
+	fmt.Fprintf(w, "  migrator  %s  (metrics http://%s/metrics)\n\n", st.migrator.Addr(), st.migrator.MetricsAddr())
+
+	if !*noSample {
+		if err := importSample(ctx, w, abs, st); err != nil {
+			return err
+		}
+	}
+	printTry(w, st.router.Addr())
+	if *exitAfterReady {
+		return nil
+	}
+	fmt.Fprintln(w, "ready; press Ctrl-C to stop")
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(w, "\nshutting down…")
+	case err := <-st.router.Err():
+		return fmt.Errorf("router stopped: %w", err)
+	}
+	return nil
+}
+
+// importSample writes the bundled export to the data dir and imports it,
+// unless a previous run already did.
+func importSample(ctx context.Context, w io.Writer, dir string, st *devStack) error {
+	cc, err := grpcx.Dial(st.migrator.Addr())
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	mc := migratorv1.NewMigratorServiceClient(cc)
+	if resp, err := mc.GetJob(ctx, &migratorv1.GetJobRequest{Id: sampleJobID}); err == nil && resp.Job.State == migratorv1.JobState_JOB_STATE_SUCCEEDED {
+		fmt.Fprintf(w, "sample import already done (job %s, %d items); skipping\n\n", sampleJobID, resp.Job.GetProgress().GetItemsWritten())
+		return nil
+	}
+	exportDir := filepath.Join(dir, "sample-export")
+	if err := sample.Generate(exportDir); err != nil {
+		return fmt.Errorf("generate the sample export: %w", err)
+	}
+	resp, err := mc.StartImport(ctx, &migratorv1.StartImportRequest{JobId: sampleJobID, Spec: sample.ImportSpec(exportDir)})
+	if err != nil {
+		return explain(err, "start sample import")
+	}
+	fmt.Fprintf(w, "importing the sample DynamoDB export (%s) into table %q\n", exportDir, sample.Table)
+	c := &conn{output: "table", timeout: 30 * time.Second}
+	if err := follow(ctx, w, c, mc, resp.Job, false); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	return nil
+}
+
+func printTry(w io.Writer, addr string) {
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	fmt.Fprintln(w, "Try it (grpcurl -plaintext; bytes fields are base64 in JSON):")
+	fmt.Fprintf(w, "  grpcurl -plaintext %s list\n", addr)
+	fmt.Fprintf(w, "  grpcurl -plaintext -d '{\"key\":{\"table\":\"%s\",\"partition_key\":\"%s\",\"sort_key\":\"%s\"}}' %s veltrix.kv.v1.KVService/Get\n",
+		sample.Table, b64(sample.ExampleUser), b64(sample.ExampleSession), addr)
+	fmt.Fprintf(w, "  grpcurl -plaintext -d '{\"table\":\"%s\",\"partition_key\":\"%s\",\"limit\":5}' %s veltrix.kv.v1.KVService/Query\n",
+		sample.Table, b64(sample.ExampleUser), addr)
+	fmt.Fprintf(w, "Or with the CLI: veltrix status; veltrix kv query %s %s\n\n", sample.Table, sample.ExampleUser)
+}

@@ -1,0 +1,6 @@
+package main
+
+import "os"
+
+// lookupEnv is os.LookupEnv; tests replace it.
+var lookupEnv = os.LookupEnv

@@ -1,0 +1,577 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
+)
+
+func init() {
+	register(command{name: "import", usage: "import a DynamoDB export (S3 or a local folder) and watch its progress", run: importCmd})
+	register(command{name: "verify", usage: "compare a DynamoDB export with a Veltrix table", run: verifyCmd})
+	register(command{name: "stream", usage: "start a CDC job (DynamoDB Streams or Kinesis) and watch its lag", run: streamCmd})
+	register(command{name: "jobs", usage: "list, get, watch, cancel jobs and list their rejects", run: subcommand("jobs", map[string]func([]string, io.Writer) error{
+		"list":    jobsList,
+		"get":     jobsGet,
+		"watch":   jobsWatch,
+		"cancel":  jobsCancel,
+		"rejects": jobsRejects,
+	})})
+}
+
+// mappingFlags are the source-to-table mapping flags import, verify and
+// stream share.
+type mappingFlags struct {
+	table, pk, sk, encoding, ttlAttr, filter string
+	create                                   bool
+	region, endpoint                         string
+	pathStyle                                bool
+	jobID                                    string
+	detach                                   bool
+}
+
+func (m *mappingFlags) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&m.table, "table", "", "target Veltrix table (required)")
+	fs.BoolVar(&m.create, "create-table", false, "create the target table if it does not exist")
+	fs.StringVar(&m.pk, "pk", "", "partition key attribute, NAME:TYPE with TYPE S, N or B (required)")
+	fs.StringVar(&m.sk, "sk", "", "sort key attribute, NAME:TYPE (optional)")
+	fs.StringVar(&m.encoding, "encoding", "canonical", "value encoding: canonical, json or attr:NAME")
+	fs.StringVar(&m.ttlAttr, "ttl-attr", "", "attribute holding the item's expiry in Unix seconds")
+	fs.StringVar(&m.filter, "filter", "", `keep only matching items, e.g. 'attribute_exists(email) AND status = "active"'`)
+	fs.StringVar(&m.region, "region", "", "AWS region (default: from the environment)")
+	fs.StringVar(&m.endpoint, "aws-endpoint", "", "AWS endpoint override (a local S3 or DynamoDB)")
+	fs.BoolVar(&m.pathStyle, "s3-path-style", false, "use path-style S3 addressing")
+	fs.StringVar(&m.jobID, "job-id", "", "job id; starting the same id again returns the existing job")
+	fs.BoolVar(&m.detach, "detach", false, "start the job and return without watching it")
+}
+
+func keyAttrM(flagName, s string) (*migratorv1.KeyAttribute, error) {
+	name, typ, ok := strings.Cut(s, ":")
+	t, known := migratorv1.KeyType_value["KEY_TYPE_"+strings.ToUpper(typ)]
+	if !ok || name == "" || !known || t == 0 {
+		return nil, usageErr("--%s %q: want NAME:TYPE with TYPE S, N or B", flagName, s)
+	}
+	return &migratorv1.KeyAttribute{Name: name, Type: migratorv1.KeyType(t)}, nil
+}
+
+func (m *mappingFlags) mapping() (*migratorv1.Mapping, error) {
+	if m.table == "" {
+		return nil, usageErr("--table is required")
+	}
+	if m.pk == "" {
+		return nil, usageErr("--pk is required (e.g. --pk userId:S)")
+	}
+	out := &migratorv1.Mapping{TargetTable: m.table, CreateTable: m.create, TtlAttribute: m.ttlAttr, Filter: m.filter}
+	var err error
+	if out.PartitionKey, err = keyAttrM("pk", m.pk); err != nil {
+		return nil, err
+	}
+	if m.sk != "" {
+		if out.SortKey, err = keyAttrM("sk", m.sk); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case m.encoding == "canonical":
+		out.Encoding = migratorv1.ValueEncoding_VALUE_ENCODING_CANONICAL
+	case m.encoding == "json":
+		out.Encoding = migratorv1.ValueEncoding_VALUE_ENCODING_JSON
+	case strings.HasPrefix(m.encoding, "attr:") && len(m.encoding) > 5:
+		out.Encoding = migratorv1.ValueEncoding_VALUE_ENCODING_ATTRIBUTE
+		out.ValueAttribute = m.encoding[5:]
+	default:
+		return nil, usageErr("--encoding %q: want canonical, json or attr:NAME", m.encoding)
+	}
+	return out, nil
+}
+
+func (m *mappingFlags) aws() *migratorv1.AwsOptions {
+	return &migratorv1.AwsOptions{Region: m.region, Endpoint: m.endpoint, S3PathStyle: m.pathStyle}
+}
+
+func importCmd(args []string, w io.Writer) error {
+	var c conn
+	var m mappingFlags
+	fs := flag.NewFlagSet("veltrix import --source s3://bucket/prefix|DIR --table T --pk NAME:TYPE", flag.ContinueOnError)
+	c.addFlags(fs)
+	m.addFlags(fs)
+	source := fs.String("source", "", "export location: s3://bucket/prefix or a local folder with manifest-summary.json (required)")
+	format := fs.String("format", "", "override the manifest's format: dynamodb_json or ion")
+	maxRejects := fs.Uint64("max-rejects", 0, "fail the job after this many rejected lines (0: never)")
+	rate := fs.Float64("rate", 0, "items per second at most (0: unlimited)")
+	par := fs.Uint("parallelism", 0, "files read at once (default 4)")
+	if _, err := parse(fs, args, 0, 0, &c); err != nil {
+		return err
+	}
+	if *source == "" {
+		return usageErr("--source is required")
+	}
+	mp, err := m.mapping()
+	if err != nil {
+		return err
+	}
+	exp := &migratorv1.ExportSource{Uri: *source, Aws: m.aws()}
+	switch strings.ToLower(*format) {
+	case "":
+	case "dynamodb_json":
+		exp.Format = migratorv1.ExportFormat_EXPORT_FORMAT_DYNAMODB_JSON
+	case "ion":
+		exp.Format = migratorv1.ExportFormat_EXPORT_FORMAT_ION
+	default:
+		return usageErr("--format %q: want dynamodb_json or ion", *format)
+	}
+	spec := &migratorv1.ImportSpec{
+		Source:  &migratorv1.ImportSpec_Export{Export: exp},
+		Mapping: mp, MaxRejects: *maxRejects, ItemsPerSecond: *rate, Parallelism: uint32(*par),
+	}
+	mc, closeFn, err := c.migratorClient()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx := context.Background()
+	sctx, cancel := context.WithTimeout(ctx, c.timeout)
+	resp, err := mc.StartImport(sctx, &migratorv1.StartImportRequest{Spec: spec, JobId: m.jobID})
+	cancel()
+	if err != nil {
+		return explain(err, "start import")
+	}
+	return follow(ctx, w, &c, mc, resp.Job, m.detach)
+}
+
+func verifyCmd(args []string, w io.Writer) error {
+	var c conn
+	var m mappingFlags
+	fs := flag.NewFlagSet("veltrix verify --source s3://bucket/prefix|DIR --table T --pk NAME:TYPE", flag.ContinueOnError)
+	c.addFlags(fs)
+	m.addFlags(fs)
+	source := fs.String("source", "", "export location, as for import (required)")
+	sample := fs.Float64("sample", 1, "fraction of items compared byte for byte (0 < f <= 1)")
+	extra := fs.Bool("check-extra", false, "also scan the table for items the source lacks")
+	maxMis := fs.Uint("max-mismatches", 1000, "most mismatches listed in the report")
+	if _, err := parse(fs, args, 0, 0, &c); err != nil {
+		return err
+	}
+	if *source == "" {
+		return usageErr("--source is required")
+	}
+	if *sample <= 0 || *sample > 1 {
+		return usageErr("--sample %v: want 0 < f <= 1", *sample)
+	}
+	mp, err := m.mapping()
+	if err != nil {
+		return err
+	}
+	spec := &migratorv1.VerifySpec{
+		Source:  &migratorv1.VerifySpec_Export{Export: &migratorv1.ExportSource{Uri: *source, Aws: m.aws()}},
+		Mapping: mp, SampleFraction: *sample, CheckExtra: *extra, MaxMismatches: uint32(*maxMis),
+	}
+	mc, closeFn, err := c.migratorClient()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx := context.Background()
+	sctx, cancel := context.WithTimeout(ctx, c.timeout)
+	resp, err := mc.StartVerify(sctx, &migratorv1.StartVerifyRequest{Spec: spec, JobId: m.jobID})
+	cancel()
+	if err != nil {
+		return explain(err, "start verify")
+	}
+	if err := follow(ctx, w, &c, mc, resp.Job, m.detach); err != nil {
+		return err
+	}
+	return nil
+}
+
+func streamCmd(args []string, w io.Writer) error {
+	var c conn
+	var m mappingFlags
+	fs := flag.NewFlagSet("veltrix stream --kind dynamodb|kinesis --stream ARN|NAME --table T --pk NAME:TYPE", flag.ContinueOnError)
+	c.addFlags(fs)
+	m.addFlags(fs)
+	kind := fs.String("kind", "", "dynamodb (DynamoDB Streams) or kinesis (Kinesis Data Streams for DynamoDB) (required)")
+	stream := fs.String("stream", "", "stream ARN (dynamodb) or name/ARN (kinesis) (required)")
+	start := fs.String("start", "trim_horizon", "where a new job starts: trim_horizon, latest, at_sequence_number, after_sequence_number")
+	shard := fs.String("shard-id", "", "shard for the *_sequence_number starts")
+	seq := fs.String("sequence-number", "", "sequence number for the *_sequence_number starts")
+	if _, err := parse(fs, args, 0, 0, &c); err != nil {
+		return err
+	}
+	spec := &migratorv1.StreamSpec{Stream: *stream, ShardId: *shard, SequenceNumber: *seq, Aws: m.aws()}
+	switch *kind {
+	case "dynamodb":
+		spec.Kind = migratorv1.StreamKind_STREAM_KIND_DYNAMODB_STREAMS
+	case "kinesis":
+		spec.Kind = migratorv1.StreamKind_STREAM_KIND_KINESIS
+	default:
+		return usageErr("--kind %q: want dynamodb or kinesis", *kind)
+	}
+	if *stream == "" {
+		return usageErr("--stream is required")
+	}
+	sp, ok := migratorv1.StartPosition_value["START_POSITION_"+strings.ToUpper(*start)]
+	if !ok || sp == 0 {
+		return usageErr("--start %q: want trim_horizon, latest, at_sequence_number or after_sequence_number", *start)
+	}
+	spec.Start = migratorv1.StartPosition(sp)
+	var err error
+	if spec.Mapping, err = m.mapping(); err != nil {
+		return err
+	}
+	mc, closeFn, err := c.migratorClient()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx := context.Background()
+	sctx, cancel := context.WithTimeout(ctx, c.timeout)
+	resp, err := mc.StartStream(sctx, &migratorv1.StartStreamRequest{Spec: spec, JobId: m.jobID})
+	cancel()
+	if err != nil {
+		return explain(err, "start stream")
+	}
+	return follow(ctx, w, &c, mc, resp.Job, m.detach)
+}
+
+func terminal(s migratorv1.JobState) bool {
+	return s == migratorv1.JobState_JOB_STATE_SUCCEEDED || s == migratorv1.JobState_JOB_STATE_FAILED || s == migratorv1.JobState_JOB_STATE_CANCELLED
+}
+
+// follow watches a job until it ends (or Ctrl-C, which leaves it running),
+// drawing a progress bar on a terminal, then prints the final report.
+func follow(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, job *migratorv1.Job, detach bool) error {
+	if detach || terminal(job.State) {
+		return report(w, c, mc, job)
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	last, err := watch(ctx, w, c, mc, job)
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(w, "\nstopped watching; job %s keeps running (veltrix jobs watch %s)\n", job.Id, job.Id)
+			return nil
+		}
+		return explain(err, "watch job")
+	}
+	return report(w, c, mc, last)
+}
+
+// watch streams a job's progress; on a terminal it draws a bar, otherwise
+// (and with --output json) it prints a line every few seconds.
+func watch(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, job *migratorv1.Job) (*migratorv1.Job, error) {
+	stream, err := mc.WatchJob(ctx, &migratorv1.WatchJobRequest{Id: job.Id})
+	if err != nil {
+		return nil, err
+	}
+	tty := isTerminal(w) && c.output == "table"
+	var p *mpb.Progress
+	var bar *mpb.Bar
+	if tty {
+		p = mpb.NewWithContext(ctx, mpb.WithOutput(w), mpb.WithWidth(48), mpb.WithRefreshRate(200*time.Millisecond))
+	}
+	last := job
+	lastLine := time.Time{}
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if p != nil {
+				if bar != nil {
+					bar.Abort(false)
+				}
+				p.Wait()
+			}
+			return last, err
+		}
+		last = resp.Job
+		pr := last.GetProgress()
+		total := int64(pr.GetItemsTotal())
+		done := int64(pr.GetItemsWritten() + pr.GetItemsCompared())
+		if p != nil {
+			if bar == nil {
+				bar = p.AddBar(max(total, 1),
+					mpb.PrependDecorators(decor.Name(shortKind(last.Kind)+" "+last.Id+" "), decor.CountersNoUnit("%d / %d")),
+					mpb.AppendDecorators(decor.Percentage(), decor.Any(func(decor.Statistics) string { return rateETA(last) })),
+				)
+			}
+			if total > 0 {
+				bar.SetTotal(total, false)
+			}
+			bar.SetCurrent(done)
+		} else if time.Since(lastLine) > 2*time.Second || terminal(last.State) {
+			lastLine = time.Now()
+			fmt.Fprintf(w, "%s %s: %d/%d items, %d rejects%s\n", shortKind(last.Kind), strings.TrimPrefix(last.State.String(), "JOB_STATE_"), done, total, pr.GetRejects(), rateETA(last))
+		}
+		if terminal(last.State) {
+			break
+		}
+	}
+	if p != nil && bar != nil {
+		if last.State == migratorv1.JobState_JOB_STATE_SUCCEEDED {
+			bar.SetTotal(-1, true)
+		} else {
+			bar.Abort(false)
+		}
+		p.Wait()
+	}
+	return last, nil
+}
+
+func shortKind(k migratorv1.JobKind) string {
+	return strings.ToLower(strings.TrimPrefix(k.String(), "JOB_KIND_"))
+}
+
+func rateETA(j *migratorv1.Job) string {
+	pr := j.GetProgress()
+	s := ""
+	if r := pr.GetItemsPerSecond(); r > 0 {
+		s += fmt.Sprintf("  %.0f items/s", r)
+	}
+	if e := pr.GetEta(); e != nil && !terminal(j.State) {
+		s += "  ETA " + e.AsDuration().Round(time.Second).String()
+	}
+	if l := pr.GetLag(); l != nil {
+		s += "  lag " + l.AsDuration().Round(time.Millisecond).String()
+	}
+	return s
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// report prints a job's final state: counts, duration, verify results and
+// the first rejects.
+func report(w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, j *migratorv1.Job) error {
+	if c.output == "json" {
+		if err := printJSON(w, j); err != nil {
+			return err
+		}
+		return verdict(j)
+	}
+	pr := j.GetProgress()
+	fmt.Fprintf(w, "job %s (%s): %s\n", j.Id, shortKind(j.Kind), strings.TrimPrefix(j.State.String(), "JOB_STATE_"))
+	if j.Error != "" {
+		fmt.Fprintf(w, "  error:            %s\n", j.Error)
+	}
+	dur := "-"
+	if j.StartTime != nil {
+		end := time.Now()
+		if j.EndTime != nil {
+			end = j.EndTime.AsTime()
+		}
+		dur = end.Sub(j.StartTime.AsTime()).Round(time.Millisecond).String()
+	}
+	rows := [][]string{
+		{"items written", strconv.FormatUint(pr.GetItemsWritten(), 10)},
+		{"deletes", strconv.FormatUint(pr.GetDeletes(), 10)},
+		{"bytes read", strconv.FormatUint(pr.GetBytesRead(), 10)},
+		{"rejects", strconv.FormatUint(pr.GetRejects(), 10)},
+		{"skipped (expired)", strconv.FormatUint(pr.GetSkippedExpired(), 10)},
+		{"filtered", strconv.FormatUint(pr.GetFiltered(), 10)},
+		{"files", fmt.Sprintf("%d/%d", pr.GetFilesDone(), pr.GetFilesTotal())},
+		{"duration", dur},
+	}
+	if vr := j.GetVerifyReport(); vr != nil {
+		rows = append(rows,
+			[]string{"source items", strconv.FormatUint(vr.SourceItems, 10)},
+			[]string{"compared", strconv.FormatUint(vr.Compared, 10)},
+			[]string{"missing", strconv.FormatUint(vr.Missing, 10)},
+			[]string{"different", strconv.FormatUint(vr.Different, 10)},
+			[]string{"extra", strconv.FormatUint(vr.Extra, 10)},
+			[]string{"checksums", fmt.Sprintf("source %016x, target %016x", vr.SourceChecksum, vr.TargetChecksum)},
+		)
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "  %-18s %s\n", r[0]+":", r[1])
+	}
+	if vr := j.GetVerifyReport(); vr != nil && len(vr.Mismatches) > 0 {
+		fmt.Fprintln(w, "  mismatches:")
+		for i, m := range vr.Mismatches {
+			if i == 20 {
+				fmt.Fprintf(w, "    … %d more (veltrix jobs get %s --output json)\n", len(vr.Mismatches)-20, j.Id)
+				break
+			}
+			fmt.Fprintf(w, "    %-9s pk=%s sk=%s %s\n", strings.TrimPrefix(m.Kind.String(), "MISMATCH_KIND_"), show(m.PartitionKey), show(m.SortKey), m.Detail)
+		}
+	}
+	if pr.GetRejects() > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		defer cancel()
+		rj, err := mc.ListRejects(ctx, &migratorv1.ListRejectsRequest{JobId: j.Id, PageSize: 10})
+		if err == nil {
+			fmt.Fprintln(w, "  first rejects:")
+			for _, r := range rj.Rejects {
+				fmt.Fprintf(w, "    %s:%d: %s\n", r.Source, r.Line, r.Reason)
+			}
+			fmt.Fprintf(w, "  all rejects: veltrix jobs rejects %s\n", j.Id)
+		}
+	}
+	return verdict(j)
+}
+
+// verdict makes a failed job or a verify with mismatches a non-zero exit.
+func verdict(j *migratorv1.Job) error {
+	if j.State == migratorv1.JobState_JOB_STATE_FAILED {
+		return fmt.Errorf("job %s failed: %s", j.Id, j.Error)
+	}
+	if vr := j.GetVerifyReport(); vr != nil && vr.Missing+vr.Different+vr.Extra > 0 {
+		return fmt.Errorf("verify found %d mismatches (%d missing, %d different, %d extra)", vr.Missing+vr.Different+vr.Extra, vr.Missing, vr.Different, vr.Extra)
+	}
+	return nil
+}
+
+func jobsList(args []string, w io.Writer) error {
+	var c conn
+	fs := flag.NewFlagSet("veltrix jobs list", flag.ContinueOnError)
+	c.addFlags(fs)
+	if _, err := parse(fs, args, 0, 0, &c); err != nil {
+		return err
+	}
+	mc, closeFn, err := c.migratorClient()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	resp, err := mc.ListJobs(ctx, &migratorv1.ListJobsRequest{})
+	if err != nil {
+		return explain(err, "list jobs")
+	}
+	if c.output == "json" {
+		return printJSON(w, resp)
+	}
+	var rows [][]string
+	for _, j := range resp.Jobs {
+		pr := j.GetProgress()
+		rows = append(rows, []string{j.Id, shortKind(j.Kind), strings.TrimPrefix(j.State.String(), "JOB_STATE_"),
+			fmt.Sprintf("%d/%d", pr.GetItemsWritten()+pr.GetItemsCompared(), pr.GetItemsTotal()), strconv.FormatUint(pr.GetRejects(), 10), fmtTime(j.CreateTime.AsTime())})
+	}
+	return table(w, []string{"ID", "KIND", "STATE", "ITEMS", "REJECTS", "CREATED"}, rows)
+}
+
+func jobByID(args []string, name string) (*conn, string, error) {
+	var c conn
+	fs := flag.NewFlagSet("veltrix jobs "+name+" JOB_ID", flag.ContinueOnError)
+	c.addFlags(fs)
+	pos, err := parse(fs, args, 1, 1, &c)
+	if err != nil {
+		return nil, "", err
+	}
+	return &c, pos[0], nil
+}
+
+func jobsGet(args []string, w io.Writer) error {
+	c, id, err := jobByID(args, "get")
+	if err != nil {
+		return err
+	}
+	mc, closeFn, err := c.migratorClient()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	resp, err := mc.GetJob(ctx, &migratorv1.GetJobRequest{Id: id})
+	if err != nil {
+		return explain(err, "get job")
+	}
+	return report(w, c, mc, resp.Job)
+}
+
+func jobsWatch(args []string, w io.Writer) error {
+	c, id, err := jobByID(args, "watch")
+	if err != nil {
+		return err
+	}
+	mc, closeFn, err := c.migratorClient()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	resp, err := mc.GetJob(ctx, &migratorv1.GetJobRequest{Id: id})
+	cancel()
+	if err != nil {
+		return explain(err, "get job")
+	}
+	return follow(context.Background(), w, c, mc, resp.Job, false)
+}
+
+func jobsCancel(args []string, w io.Writer) error {
+	c, id, err := jobByID(args, "cancel")
+	if err != nil {
+		return err
+	}
+	mc, closeFn, err := c.migratorClient()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	resp, err := mc.CancelJob(ctx, &migratorv1.CancelJobRequest{Id: id})
+	if err != nil {
+		return explain(err, "cancel job")
+	}
+	if c.output == "json" {
+		return printJSON(w, resp.Job)
+	}
+	_, err = fmt.Fprintf(w, "job %s: %s\n", id, strings.TrimPrefix(resp.Job.State.String(), "JOB_STATE_"))
+	return err
+}
+
+func jobsRejects(args []string, w io.Writer) error {
+	c, id, err := jobByID(args, "rejects")
+	if err != nil {
+		return err
+	}
+	mc, closeFn, err := c.migratorClient()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	var all []*migratorv1.Reject
+	token := ""
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		resp, err := mc.ListRejects(ctx, &migratorv1.ListRejectsRequest{JobId: id, PageToken: token, PageSize: 1000})
+		cancel()
+		if err != nil {
+			return explain(err, "list rejects")
+		}
+		all = append(all, resp.Rejects...)
+		if token = resp.NextPageToken; token == "" {
+			break
+		}
+	}
+	if c.output == "json" {
+		return printJSON(w, &migratorv1.ListRejectsResponse{Rejects: all})
+	}
+	var rows [][]string
+	for _, r := range all {
+		rows = append(rows, []string{r.Source, strconv.FormatUint(r.Line, 10), r.Reason})
+	}
+	return table(w, []string{"SOURCE", "LINE", "REASON"}, rows)
+}

@@ -1,0 +1,353 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/veltrixdb/veltrix/pkg/client"
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+)
+
+// Options shape a cluster. Zero values take the defaults.
+type Options struct {
+	// Nodes is the number of storage nodes. Default 3.
+	Nodes int
+	// RF is the replication factor. Default min(3, Nodes).
+	RF int
+	// Partitions is P. Default 64 (small clusters place faster).
+	Partitions uint32
+	// Routers is the number of routers. Default 1.
+	Routers int
+	// Migrator also starts a veltrix-migrator; the test is skipped if its
+	// package does not exist yet.
+	Migrator bool
+	// NoSync starts the storage nodes with --no-sync (acknowledged writes
+	// may be lost in a crash). Default false: every write is synced.
+	NoSync bool
+	// Cluster is the cluster name. Default "e2e".
+	Cluster string
+	// StorageArgs, RouterArgs and MigratorArgs are extra flags.
+	StorageArgs, RouterArgs, MigratorArgs []string
+	// StartTimeout bounds each process's wait for SERVING. Default 60s.
+	StartTimeout time.Duration
+	// StopTimeout bounds each graceful stop before SIGKILL. Default 20s.
+	StopTimeout time.Duration
+	// ReadyTimeout bounds the wait for the routers to place partitions on
+	// every node. Default 60s.
+	ReadyTimeout time.Duration
+}
+
+func (o *Options) ensureDefaults() {
+	if o.Nodes == 0 {
+		o.Nodes = 3
+	}
+	if o.RF == 0 {
+		o.RF = min(3, o.Nodes)
+	}
+	if o.Partitions == 0 {
+		o.Partitions = 64
+	}
+	if o.Routers == 0 {
+		o.Routers = 1
+	}
+	if o.Cluster == "" {
+		o.Cluster = "e2e"
+	}
+	if o.StartTimeout == 0 {
+		o.StartTimeout = DefaultStartTimeout
+	}
+	if o.StopTimeout == 0 {
+		o.StopTimeout = DefaultStopTimeout
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 60 * time.Second
+	}
+}
+
+// Cluster is a running cluster of real processes.
+type Cluster struct {
+	// Bins are the binaries the processes run.
+	Bins Binaries
+	// Opts are the options with defaults filled in.
+	Opts Options
+	// Dir holds every process's data directory and log.
+	Dir string
+	// Etcd is the etcd member.
+	Etcd *Process
+	// Nodes are the storage nodes storage-1..N, with node ids n1..nN.
+	Nodes []*Process
+	// Routers are the routers router-1..N, with router ids r1..rN.
+	Routers []*Process
+	// Migrator is the migrator, nil unless Options.Migrator.
+	Migrator *Process
+}
+
+// Start builds the binaries (once per test process) and starts etcd, the
+// routers, the storage nodes and the migrator, each as its own process on
+// free loopback ports with its data under t.TempDir() and its own log file.
+// It returns once every process answers its health check with SERVING and
+// every router has placed partitions on every node. When the test ends the
+// processes are stopped (SIGTERM, then SIGKILL) and, if the test failed,
+// every log is printed.
+func Start(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	o.ensureDefaults()
+	bins := Build(t)
+	var migratorBin string
+	if o.Migrator {
+		migratorBin = bins.Path(t, Migrator)
+	}
+	begin := time.Now()
+	c := &Cluster{Bins: bins, Opts: o, Dir: t.TempDir()}
+	// Registered after TempDir, so it runs before the directory is removed.
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() {
+		c.shutdown(t)
+		cancel()
+	})
+	newProc := func(name, bin string, args []string, ports ...*portFlag) *Process {
+		return &Process{
+			Name: name, LogPath: filepath.Join(c.Dir, name+".log"),
+			bin: bin, args: args, ports: ports,
+			startTimeout: o.StartTimeout, stopTimeout: o.StopTimeout, ctx: ctx,
+		}
+	}
+
+	c.Etcd = newProc("etcd", bins.Etcd,
+		[]string{"--data-dir", filepath.Join(c.Dir, "etcd"), "--unsafe-no-fsync"},
+		&portFlag{flag: "client-port", grpc: true}, &portFlag{flag: "peer-port"})
+	if err := c.Etcd.start(false); err != nil {
+		t.Fatal(err)
+	}
+	etcdURL := c.EtcdEndpoint()
+
+	for i := 1; i <= o.Routers; i++ {
+		args := []string{
+			"--router-id", "r" + strconv.Itoa(i), "--cluster", o.Cluster, "--etcd-endpoints", etcdURL,
+			"--partitions", strconv.Itoa(int(o.Partitions)), "--replication-factor", strconv.Itoa(o.RF),
+			"--min-nodes", strconv.Itoa(o.Nodes), "--shutdown-timeout", "5s",
+		}
+		c.Routers = append(c.Routers, newProc("router-"+strconv.Itoa(i), bins.Router, append(args, o.RouterArgs...),
+			&portFlag{flag: "listen-addr", hostPort: true, grpc: true}, &portFlag{flag: "metrics-addr", hostPort: true}))
+	}
+	for i := 1; i <= o.Nodes; i++ {
+		name := "storage-" + strconv.Itoa(i)
+		args := []string{
+			"--node-id", "n" + strconv.Itoa(i), "--cluster", o.Cluster, "--etcd-endpoints", etcdURL,
+			"--data-dir", filepath.Join(c.Dir, name), "--no-sync=" + strconv.FormatBool(o.NoSync),
+			"--cache-bytes", strconv.Itoa(16 << 20), "--shutdown-timeout", "5s",
+		}
+		c.Nodes = append(c.Nodes, newProc(name, bins.Storage, append(args, o.StorageArgs...),
+			&portFlag{flag: "listen-addr", hostPort: true, grpc: true}, &portFlag{flag: "metrics-addr", hostPort: true}))
+	}
+	// Routers first: they bootstrap the cluster config the nodes join.
+	startAll(t, c.Routers)
+	startAll(t, c.Nodes)
+	if o.Migrator {
+		args := []string{
+			"--migrator-id", "m1", "--cluster", o.Cluster, "--etcd-endpoints", etcdURL,
+			"--router-endpoints", strings.Join(c.RouterAddrs(), ","), "--shutdown-timeout", "5s",
+		}
+		c.Migrator = newProc("migrator", migratorBin, append(args, o.MigratorArgs...),
+			&portFlag{flag: "listen-addr", hostPort: true, grpc: true}, &portFlag{flag: "metrics-addr", hostPort: true})
+		startAll(t, []*Process{c.Migrator})
+	}
+	c.WaitReady(t)
+	t.Logf("framework: cluster started in %s", time.Since(begin).Round(time.Millisecond))
+	for _, p := range c.Processes() {
+		t.Logf("framework: %s serving on %s (pid %d, log %s)", p.Name, p.Addr(), p.PID(), p.LogPath)
+	}
+	return c
+}
+
+// startAll starts processes concurrently and fails the test if any fails.
+func startAll(t testing.TB, procs []*Process) {
+	t.Helper()
+	errs := make([]error, len(procs))
+	var wg sync.WaitGroup
+	for i, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = p.start(false)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// shutdown stops the routers and the migrator, then the storage nodes, then
+// etcd (each group concurrently), so every process can shut down gracefully
+// with etcd still there. A process that does not stop gracefully fails the
+// test. If the test failed, every log is printed.
+func (c *Cluster) shutdown(t testing.TB) {
+	for _, p := range c.Processes() {
+		if p.exitedOnItsOwn() {
+			t.Errorf("framework: %s exited on its own during the test (%v); log tail:\n%s", p.Name, p.ExitErr(), p.LogTail(4096))
+		}
+	}
+	var first []*Process
+	first = append(first, c.Routers...)
+	if c.Migrator != nil {
+		first = append(first, c.Migrator)
+	}
+	start := time.Now()
+	defer func() { t.Logf("framework: cluster stopped in %s", time.Since(start).Round(time.Millisecond)) }()
+	for _, group := range [][]*Process{first, c.Nodes, {c.Etcd}} {
+		errs := make([]error, len(group))
+		var wg sync.WaitGroup
+		for i, p := range group {
+			if p == nil {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = p.stop()
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("framework: stop %s: %v", group[i].Name, err)
+			}
+		}
+	}
+	// Every process must be gone: stop waited for each; check anyway.
+	for _, p := range c.Processes() {
+		if p.Running() {
+			t.Errorf("framework: %s (pid %d) still running after shutdown", p.Name, p.PID())
+		}
+	}
+	if t.Failed() {
+		for _, p := range c.Processes() {
+			t.Logf("framework: ===== log of %s (%s) =====\n%s", p.Name, p.LogPath, p.LogTail(logDumpBytes))
+		}
+	}
+}
+
+// Processes lists every process of the cluster.
+func (c *Cluster) Processes() []*Process {
+	var out []*Process
+	if c.Etcd != nil {
+		out = append(out, c.Etcd)
+	}
+	out = append(out, c.Routers...)
+	out = append(out, c.Nodes...)
+	if c.Migrator != nil {
+		out = append(out, c.Migrator)
+	}
+	return slices.DeleteFunc(out, func(p *Process) bool { return p == nil })
+}
+
+// EtcdEndpoint is etcd's client URL.
+func (c *Cluster) EtcdEndpoint() string { return "http://" + c.Etcd.Addr() }
+
+// RouterAddrs are the routers' gRPC addresses.
+func (c *Cluster) RouterAddrs() []string {
+	var out []string
+	for _, r := range c.Routers {
+		out = append(out, r.Addr())
+	}
+	return out
+}
+
+// MigratorAddr is the migrator's gRPC address, "" without a migrator.
+func (c *Cluster) MigratorAddr() string {
+	if c.Migrator == nil {
+		return ""
+	}
+	return c.Migrator.Addr()
+}
+
+// Client returns a pkg/client Client of every router, closed when the test
+// ends.
+func (c *Cluster) Client(t testing.TB, opts ...client.Option) *client.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := client.New(ctx, c.RouterAddrs(), opts...)
+	if err != nil {
+		t.Fatalf("framework: client of %v: %v", c.RouterAddrs(), err)
+	}
+	t.Cleanup(func() { _ = cl.Close() })
+	return cl
+}
+
+// WaitReady waits until every running router reports a placement in which
+// every running storage node is UP, and its topology is fresh.
+func (c *Cluster) WaitReady(t testing.TB) {
+	t.Helper()
+	var want []string
+	for i, n := range c.Nodes {
+		if n.Running() {
+			want = append(want, "n"+strconv.Itoa(i+1))
+		}
+	}
+	deadline := time.Now().Add(c.Opts.ReadyTimeout)
+	for _, r := range c.Routers {
+		if !r.Running() {
+			continue
+		}
+		if err := waitPlaced(r, want, deadline); err != nil {
+			t.Fatalf("framework: cluster not ready: %v", err)
+		}
+	}
+}
+
+func waitPlaced(r *Process, want []string, deadline time.Time) error {
+	cc, err := dialFast(r.Addr())
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	admin := kvv1.NewAdminServiceClient(cc)
+	last := "no answer yet"
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		st, err := admin.ClusterStatus(ctx, &kvv1.ClusterStatusRequest{})
+		cancel()
+		if err != nil {
+			last = err.Error()
+		} else if msg := placedProblem(st, want); msg != "" {
+			last = msg
+		} else {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %s; log tail:\n%s", r.Name, last, r.LogTail(4096))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// placedProblem says why st is not ready, or "" when it is.
+func placedProblem(st *kvv1.ClusterStatusResponse, want []string) string {
+	if st.GetPlacementEpoch() == 0 {
+		return "no placement yet"
+	}
+	if st.GetTopologyStale() {
+		return "topology stale"
+	}
+	up := map[string]bool{}
+	for _, n := range st.GetNodes() {
+		up[n.GetId()] = n.GetState() == kvv1.NodeState_NODE_STATE_UP
+	}
+	for _, id := range want {
+		if !up[id] {
+			return fmt.Sprintf("node %s not UP in placement epoch %d (nodes: %v)", id, st.GetPlacementEpoch(), st.GetNodes())
+		}
+	}
+	return ""
+}

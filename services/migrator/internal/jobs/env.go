@@ -1,0 +1,132 @@
+// Package jobs runs the migrator's import and verify jobs, keeping their
+// specs, state, checkpoints, claims and dead-letter reports in etcd (see
+// Store for the key layout).
+//
+// # Import
+//
+// A job's data files are its unit of sharing: a migrator claims a file
+// (an etcd key under its session lease), reads it, and checkpoints it after
+// every committed batch. A reader goroutine per file decodes and maps lines
+// into batches that a pool of writers sends to the routers' BatchWrite; a
+// per-file committer applies finished batches in line order, so a
+// checkpoint's line number only ever covers lines whose writes succeeded
+// and its counters count exactly those lines. Memory is bounded by the
+// batch channel (two batches per writer) and the longest line.
+//
+// A migrator that stops (or whose lease expires) leaves its files'
+// checkpoints behind; whoever claims such a file next re-reads it from the
+// start, skips the committed lines and goes on. Lines between the last
+// checkpoint and the crash are written twice, which changes nothing:
+// every write carries the version of its source (see mapping.FullExportVersion)
+// and the storage nodes keep the highest version, equal records being the
+// same mutation.
+//
+// # Verify
+//
+// A verify job is run by one migrator at a time (claim "verify") from the
+// start; it holds its state in memory and writes progress to the job
+// document every second. See verify.go.
+package jobs
+
+import (
+	"context"
+	"iter"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/veltrixdb/veltrix/pkg/client"
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Target is the Veltrix cluster a job writes to and reads from;
+// *client.Client implements it.
+type Target interface {
+	BatchWrite(ctx context.Context, muts []client.Mutation, opts ...client.CallOption) ([]uint64, error)
+	BatchGet(ctx context.Context, keys []client.Key, opts ...client.CallOption) ([]client.Result, error)
+	Scan(ctx context.Context, table string, segment, totalSegments int) iter.Seq2[client.Item, error]
+	DescribeTable(ctx context.Context, name string) (*kvv1.Table, error)
+	CreateTable(ctx context.Context, name string, opts ...client.TableOption) (*kvv1.Table, error)
+}
+
+// Observer receives counts for metrics; the server turns them into
+// Prometheus series.
+type Observer interface {
+	ItemsWritten(job string, n int)
+	BytesRead(job string, n int64)
+	Rejects(job string, n int)
+	Progress(job string, ratio float64)
+	JobDone(job string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ItemsWritten(string, int) {}
+func (nopObserver) BytesRead(string, int64)  {}
+func (nopObserver) Rejects(string, int)      {}
+func (nopObserver) Progress(string, float64) {}
+func (nopObserver) JobDone(string)           {}
+
+// Env is what runners need.
+type Env struct {
+	// Store is the job store.
+	Store *Store
+	// Target is the cluster.
+	Target Target
+	// ID names this migrator in claims and checkpoints.
+	ID string
+	// Logger receives the runners' logs.
+	Logger *slog.Logger
+	// Observer receives metrics; nil for none.
+	Observer Observer
+	// Rates estimates rates and ETAs.
+	Rates *Rates
+	// MaxStoredRejects caps the rejects stored per job (all are counted).
+	// Default 10000.
+	MaxStoredRejects int64
+	// WriteRetry is how long a failing write to Veltrix is retried before
+	// the job fails. Default 2m.
+	WriteRetry time.Duration
+	// PollInterval is how often a runner refreshes the job's state and
+	// progress. Default 1s.
+	PollInterval time.Duration
+	// Now is the clock deciding expiries. Default time.Now.
+	Now func() time.Time
+
+	// crashed makes runs keep their claims when they stop, as a crashed
+	// migrator does (tests of lease expiry).
+	crashed atomic.Bool
+}
+
+// release drops a claim of this migrator (unless it plays crashed).
+func (e *Env) release(ctx context.Context, id, name string, lease clientv3.LeaseID) error {
+	if e.crashed.Load() {
+		return nil
+	}
+	return e.Store.Release(ctx, id, name, lease)
+}
+
+func (e *Env) defaults() {
+	if e.Observer == nil {
+		e.Observer = nopObserver{}
+	}
+	if e.Rates == nil {
+		e.Rates = NewRates(0)
+	}
+	if e.MaxStoredRejects == 0 {
+		e.MaxStoredRejects = 10000
+	}
+	if e.WriteRetry == 0 {
+		e.WriteRetry = 2 * time.Minute
+	}
+	if e.PollInterval == 0 {
+		e.PollInterval = time.Second
+	}
+	if e.Now == nil {
+		e.Now = time.Now
+	}
+	if e.Logger == nil {
+		e.Logger = slog.Default()
+	}
+}

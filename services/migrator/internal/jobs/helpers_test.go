@@ -1,0 +1,289 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/veltrixdb/veltrix/pkg/client"
+	"github.com/veltrixdb/veltrix/pkg/etcdembed"
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+var testEtcd *etcdembed.Etcd
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "jobs-etcd-")
+	if err != nil {
+		panic(err)
+	}
+	testEtcd, err = etcdembed.Start(etcdembed.Config{Dir: dir, UnsafeNoFsync: true})
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	testEtcd.Close()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var clusterSeq atomic.Int64
+
+// newStore returns a store on a fresh cluster name.
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	cli, err := testEtcd.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return NewStore(cli, fmt.Sprintf("t%d", clusterSeq.Add(1)))
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// fakeTarget is an in-memory Veltrix with last-writer-wins versions.
+type fakeTarget struct {
+	mu      sync.Mutex
+	tables  map[string]bool
+	items   map[string]fakeItem
+	writes  atomic.Int64 // mutations applied or superseded
+	delay   time.Duration
+	refuse  func(m client.Mutation) bool // InvalidArgument for these
+	failFor atomic.Int64                 // Unavailable for this many calls
+}
+
+type fakeItem struct {
+	key     client.Key
+	value   []byte
+	expire  time.Time
+	version uint64
+	deleted bool
+}
+
+func newFake() *fakeTarget {
+	return &fakeTarget{tables: map[string]bool{}, items: map[string]fakeItem{}}
+}
+
+func fkey(k client.Key) string {
+	return fmt.Sprintf("%s\x00%d:%s\x00%s", k.Table, len(k.PartitionKey), k.PartitionKey, k.SortKey)
+}
+
+func (f *fakeTarget) BatchWrite(ctx context.Context, muts []client.Mutation, _ ...client.CallOption) ([]uint64, error) {
+	if f.delay > 0 {
+		select {
+		case <-time.After(f.delay):
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	if f.failFor.Add(-1) >= 0 {
+		return nil, status.Error(codes.Unavailable, "fake: quorum not reached")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, m := range muts {
+		if !f.tables[m.Key.Table] {
+			return nil, status.Errorf(codes.NotFound, "table %q not found", m.Key.Table)
+		}
+		if f.refuse != nil && f.refuse(m) {
+			return nil, status.Errorf(codes.InvalidArgument, "mutations: fake refuses key %q", m.Key.PartitionKey)
+		}
+		if m.Version == 0 {
+			return nil, status.Error(codes.InvalidArgument, "fake: the migrator must send versions")
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	out := make([]uint64, len(muts))
+	for i, m := range muts {
+		k := fkey(m.Key)
+		old, ok := f.items[k]
+		f.writes.Add(1)
+		out[i] = m.Version
+		if ok && (old.version > m.Version || old.version == m.Version && old.deleted) {
+			continue
+		}
+		f.items[k] = fakeItem{key: m.Key, value: m.Value, expire: m.ExpireTime, version: m.Version, deleted: m.Delete}
+	}
+	return out, nil
+}
+
+func (f *fakeTarget) BatchGet(_ context.Context, keys []client.Key, _ ...client.CallOption) ([]client.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]client.Result, len(keys))
+	for i, k := range keys {
+		it, ok := f.items[fkey(k)]
+		out[i].Item = client.Item{Table: k.Table, PartitionKey: k.PartitionKey, SortKey: k.SortKey}
+		if ok && !it.deleted && (it.expire.IsZero() || it.expire.After(time.Now())) {
+			out[i].Found = true
+			out[i].Item.Value, out[i].Item.ExpireTime, out[i].Item.Version = it.value, it.expire, it.version
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeTarget) Scan(_ context.Context, table string, segment, total int) iter.Seq2[client.Item, error] {
+	return func(yield func(client.Item, error) bool) {
+		f.mu.Lock()
+		var items []client.Item
+		for k, it := range f.items {
+			if it.key.Table != table || it.deleted || len(k)%max(total, 1) != segment {
+				continue
+			}
+			items = append(items, client.Item{Table: table, PartitionKey: it.key.PartitionKey, SortKey: it.key.SortKey, Value: it.value, ExpireTime: it.expire, Version: it.version})
+		}
+		f.mu.Unlock()
+		for _, it := range items {
+			if !yield(it, nil) {
+				return
+			}
+		}
+	}
+}
+
+func (f *fakeTarget) DescribeTable(_ context.Context, name string) (*kvv1.Table, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.tables[name] {
+		return nil, status.Errorf(codes.NotFound, "table %q not found", name)
+	}
+	return &kvv1.Table{Name: name}, nil
+}
+
+func (f *fakeTarget) CreateTable(_ context.Context, name string, _ ...client.TableOption) (*kvv1.Table, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.tables[name] {
+		return nil, status.Errorf(codes.AlreadyExists, "table %q exists", name)
+	}
+	f.tables[name] = true
+	return &kvv1.Table{Name: name}, nil
+}
+
+// live returns the live items of a table by "pk|sk".
+func (f *fakeTarget) live(table string) map[string]fakeItem {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]fakeItem{}
+	for _, it := range f.items {
+		if it.key.Table == table && !it.deleted {
+			out[string(it.key.PartitionKey)+"|"+string(it.key.SortKey)] = it
+		}
+	}
+	return out
+}
+
+func (f *fakeTarget) put(it fakeItem) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.items[fkey(it.key)] = it
+}
+
+// migrator is one manager over the fake target.
+type migrator struct {
+	env *Env
+	mgr *Manager
+}
+
+func startMigrator(t *testing.T, store *Store, target Target, id string) *migrator {
+	t.Helper()
+	env := &Env{Store: store, Target: target, ID: id, Logger: testLogger(t).With("migrator", id), PollInterval: 50 * time.Millisecond,
+		WriteRetry: 5 * time.Second}
+	mgr, err := StartManager(env, ManagerOptions{SessionTTL: 2 * time.Second, RescanInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &migrator{env: env, mgr: mgr}
+	t.Cleanup(m.close)
+	return m
+}
+
+func (m *migrator) close() {
+	if m.mgr != nil {
+		m.mgr.Close()
+		m.mgr = nil
+	}
+}
+
+func createJob(t *testing.T, store *Store, j *migratorv1.Job) *migratorv1.Job {
+	t.Helper()
+	if j.Id == "" {
+		j.Id = fmt.Sprintf("job-%d", clusterSeq.Add(1))
+	}
+	j.State = migratorv1.JobState_JOB_STATE_PENDING
+	j.CreateTime = timestamppb.Now()
+	out, _, err := store.Create(context.Background(), j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// waitJob waits until the job ends and returns it with its progress.
+func waitJob(t *testing.T, store *Store, id string, timeout time.Duration) *migratorv1.Job {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		j, err := store.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if Terminal(j.GetState()) {
+			agg, err := store.Aggregate(context.Background(), j)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return agg
+		}
+		if time.Now().After(deadline) {
+			agg, _ := store.Aggregate(context.Background(), j)
+			t.Fatalf("job %s still %s after %s: %v", id, j.GetState(), timeout, agg.GetProgress())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func allRejects(t *testing.T, store *Store, id string) []*migratorv1.Reject {
+	t.Helper()
+	var out []*migratorv1.Reject
+	tok := ""
+	for {
+		rs, next, err := store.ListRejects(context.Background(), id, 3, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rs...)
+		if next == "" {
+			return out
+		}
+		tok = next
+	}
+}
+
+func rejectSummary(rs []*migratorv1.Reject) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, fmt.Sprintf("%s:%d", r.GetSource(), r.GetLine()))
+	}
+	sort.Strings(out)
+	return out
+}
+
+var _ = clientv3.NoLease

@@ -1,0 +1,161 @@
+// Package server is the embeddable migrator: it serves the
+// veltrix.migrator.v1 MigratorService over gRPC, keeps jobs in etcd, and
+// runs the import and verify jobs it can claim, writing to Veltrix through
+// the routers. The veltrix-migrator binary, the dev stack and the tests all
+// start it the same way: fill a Config, Start, Close.
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/veltrixdb/veltrix/pkg/flagenv"
+	"github.com/veltrixdb/veltrix/pkg/topology"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Config configures a migrator.
+type Config struct {
+	// ID identifies the migrator in job claims, checkpoints and
+	// Job.owners. Default: <hostname>-<random>.
+	ID string
+	// ListenAddr is the gRPC address. Default: 127.0.0.1:7600.
+	ListenAddr string
+	// MetricsAddr serves /metrics over HTTP; empty disables it. Default
+	// (flag): 127.0.0.1:9600.
+	MetricsAddr string
+	// Cluster is the cluster name (etcd key prefix). Default: "default".
+	Cluster string
+	// EtcdEndpoints are the etcd client URLs; ignored when EtcdClient is
+	// set. Default: http://127.0.0.1:2379.
+	EtcdEndpoints []string
+	// EtcdClient, when set, is used instead of dialing EtcdEndpoints. The
+	// migrator does not close it.
+	EtcdClient *clientv3.Client
+	// RouterEndpoints are the routers (host:port) the migrator writes and
+	// reads through. Default: 127.0.0.1:7400.
+	RouterEndpoints []string
+	// MaxConcurrentJobs is the most jobs this migrator works on at once.
+	// Default: 4.
+	MaxConcurrentJobs int
+	// SessionTTL is the etcd lease TTL of this migrator's claims on data
+	// files: after a crash, its files are taken over this long later (a
+	// clean Close releases them at once). Default: 10s.
+	SessionTTL time.Duration
+	// MaxStoredRejects caps the dead-letter records stored per job; every
+	// reject is counted regardless. Default: 10000.
+	MaxStoredRejects int
+	// WriteRetry is how long failing writes to Veltrix are retried before
+	// the job fails. Default: 2m.
+	WriteRetry time.Duration
+	// StartTimeout bounds waiting for a router at Start. Default: 30s.
+	StartTimeout time.Duration
+	// ShutdownTimeout bounds the graceful drain on Close. Default: 10s.
+	ShutdownTimeout time.Duration
+	// Logger receives the migrator's logs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// AddFlags registers the config's flags on fs (each also read from its
+// VELTRIX_* environment variable).
+func (c *Config) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.ID, "migrator-id", "", "migrator id (default: hostname plus a random suffix)")
+	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:7600", "gRPC listen address")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9600", "HTTP address for /metrics (empty: off)")
+	fs.StringVar(&c.Cluster, "cluster", "default", "cluster name (etcd key prefix)")
+	c.EtcdEndpoints = []string{"http://127.0.0.1:2379"}
+	fs.Var((*flagenv.StringList)(&c.EtcdEndpoints), "etcd-endpoints", "comma-separated etcd client URLs")
+	c.RouterEndpoints = []string{"127.0.0.1:7400"}
+	fs.Var((*flagenv.StringList)(&c.RouterEndpoints), "router-endpoints", "comma-separated router gRPC addresses (host:port)")
+	fs.IntVar(&c.MaxConcurrentJobs, "max-concurrent-jobs", 4, "most jobs this migrator works on at once")
+	fs.DurationVar(&c.SessionTTL, "session-ttl", 10*time.Second, "lease TTL of this migrator's claims (how soon another migrator takes over after a crash)")
+	fs.IntVar(&c.MaxStoredRejects, "max-stored-rejects", 10000, "dead-letter records stored per job (all are counted)")
+	fs.DurationVar(&c.WriteRetry, "write-retry", 2*time.Minute, "how long failing writes to Veltrix are retried before a job fails")
+	fs.DurationVar(&c.StartTimeout, "start-timeout", 30*time.Second, "how long to wait for a router at startup")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful shutdown deadline")
+}
+
+// EnsureDefaults fills unset fields with their defaults.
+func (c *Config) EnsureDefaults() {
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		var r [3]byte
+		_, _ = rand.Read(r[:])
+		c.ID = host + "-" + hex.EncodeToString(r[:])
+	}
+	if c.ListenAddr == "" {
+		c.ListenAddr = "127.0.0.1:7600"
+	}
+	if c.Cluster == "" {
+		c.Cluster = "default"
+	}
+	if len(c.EtcdEndpoints) == 0 && c.EtcdClient == nil {
+		c.EtcdEndpoints = []string{"http://127.0.0.1:2379"}
+	}
+	if len(c.RouterEndpoints) == 0 {
+		c.RouterEndpoints = []string{"127.0.0.1:7400"}
+	}
+	if c.MaxConcurrentJobs == 0 {
+		c.MaxConcurrentJobs = 4
+	}
+	if c.SessionTTL == 0 {
+		c.SessionTTL = 10 * time.Second
+	}
+	if c.MaxStoredRejects == 0 {
+		c.MaxStoredRejects = 10000
+	}
+	if c.WriteRetry == 0 {
+		c.WriteRetry = 2 * time.Minute
+	}
+	if c.StartTimeout == 0 {
+		c.StartTimeout = 30 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if err := topology.ValidateClusterName(c.Cluster); err != nil {
+		errs = append(errs, err)
+	}
+	if c.ID == "" {
+		errs = append(errs, errors.New("--migrator-id: empty"))
+	}
+	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+		errs = append(errs, fmt.Errorf("--listen-addr %q: want host:port", c.ListenAddr))
+	}
+	for _, e := range c.RouterEndpoints {
+		if _, _, err := net.SplitHostPort(e); err != nil {
+			errs = append(errs, fmt.Errorf("--router-endpoints: %q: want host:port", e))
+		}
+	}
+	if c.MaxConcurrentJobs < 1 || c.MaxConcurrentJobs > 1000 {
+		errs = append(errs, fmt.Errorf("--max-concurrent-jobs %d: want 1 to 1000", c.MaxConcurrentJobs))
+	}
+	if c.SessionTTL < time.Second {
+		errs = append(errs, fmt.Errorf("--session-ttl %s: at least 1s", c.SessionTTL))
+	}
+	if c.MaxStoredRejects < 1 {
+		errs = append(errs, fmt.Errorf("--max-stored-rejects %d: at least 1", c.MaxStoredRejects))
+	}
+	if c.WriteRetry < 0 || c.StartTimeout < 0 || c.ShutdownTimeout < 0 {
+		errs = append(errs, errors.New("--write-retry, --start-timeout and --shutdown-timeout must not be negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("migrator: invalid config: %w", err)
+	}
+	return nil
+}
