@@ -87,7 +87,8 @@ func TestRouterPutGetThroughEitherRouter(t *testing.T) {
 		return err
 	})
 	parallel(t, n, 16, func(i int) error {
-		resp, err := kvs[(i+1)%2].Get(ctx, &kvv1.GetRequest{Key: key("users", fmt.Sprintf("user-%d", i), "")})
+		// QUORUM reads after QUORUM writes always see the write (R + W > RF).
+		resp, err := kvs[(i+1)%2].Get(ctx, &kvv1.GetRequest{Key: key("users", fmt.Sprintf("user-%d", i), ""), Consistency: kvv1.Consistency_CONSISTENCY_QUORUM})
 		if err != nil {
 			return err
 		}
@@ -103,7 +104,7 @@ func TestRouterPutGetThroughEitherRouter(t *testing.T) {
 		muts = append(muts, &kvv1.Mutation{Type: kvv1.Mutation_MUTATION_TYPE_PUT, Key: key("users", fmt.Sprintf("batch-%d", i), "s"), Value: []byte(fmt.Sprint(i))})
 	}
 	muts = append(muts, &kvv1.Mutation{Type: kvv1.Mutation_MUTATION_TYPE_DELETE, Key: key("users", "user-1", "")})
-	bw, err := kv1c.BatchWrite(ctx, &kvv1.BatchWriteRequest{Mutations: muts})
+	bw, err := kv1c.BatchWrite(ctx, &kvv1.BatchWriteRequest{Mutations: muts, Consistency: kvv1.Consistency_CONSISTENCY_ALL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,8 @@ func TestRouterQuery(t *testing.T) {
 	}
 	// Another partition key must not leak into the query.
 	muts = append(muts, &kvv1.Mutation{Type: kvv1.Mutation_MUTATION_TYPE_PUT, Key: key("events", "dev-2", "a#000"), Value: []byte("other")})
-	if _, err := kv.BatchWrite(ctx, &kvv1.BatchWriteRequest{Mutations: muts}); err != nil {
+	// ALL, so a ONE query on any replica sees every item.
+	if _, err := kv.BatchWrite(ctx, &kvv1.BatchWriteRequest{Mutations: muts, Consistency: kvv1.Consistency_CONSISTENCY_ALL}); err != nil {
 		t.Fatal(err)
 	}
 	sortStrings(all)
@@ -198,7 +200,7 @@ func TestRouterQuery(t *testing.T) {
 		}
 	}
 	// A deleted item disappears from queries at every level.
-	if _, err := kv.Delete(ctx, &kvv1.DeleteRequest{Key: key("events", "dev-1", "a#000")}); err != nil {
+	if _, err := kv.Delete(ctx, &kvv1.DeleteRequest{Key: key("events", "dev-1", "a#000"), Consistency: kvv1.Consistency_CONSISTENCY_ALL}); err != nil {
 		t.Fatal(err)
 	}
 	for _, lvl := range []kvv1.Consistency{kvv1.Consistency_CONSISTENCY_ONE, kvv1.Consistency_CONSISTENCY_ALL} {

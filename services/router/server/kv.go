@@ -87,6 +87,45 @@ func (kv *kvService) withTimeout(ctx context.Context) (context.Context, context.
 	return context.WithTimeout(ctx, kv.s.cfg.RequestTimeout)
 }
 
+// request is what every KV handler starts with: the deadline, the
+// consistency level and a resolver over the current view.
+type request struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	lvl    coord.Level
+	r      resolver
+}
+
+func (kv *kvService) begin(ctx context.Context, c kvv1.Consistency, def coord.Level) (*request, error) {
+	lvl, err := level(c, def)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	r, err := kv.resolver()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	ctx, cancel := kv.withTimeout(ctx)
+	return &request{ctx: ctx, cancel: cancel, lvl: lvl, r: r}, nil
+}
+
+// writeOne applies a single put or delete and returns its version.
+func (kv *kvService) writeOne(ctx context.Context, c kvv1.Consistency, k *kvv1.Key, del bool, value []byte, exp *timestamppb.Timestamp, version uint64, where string) (uint64, error) {
+	req, err := kv.begin(ctx, c, coord.Quorum)
+	if err != nil {
+		return 0, err
+	}
+	defer req.cancel()
+	rec, err := kv.record(req.r, k, del, value, exp, version, where)
+	if err != nil {
+		return 0, toStatus(err)
+	}
+	if err := kv.s.coord.Write(req.ctx, []*storagev1.Record{rec}, req.lvl); err != nil {
+		return 0, toStatus(err)
+	}
+	return rec.Version, nil
+}
+
 // resolver resolves table names and partitions against one view.
 type resolver struct {
 	view *cluster.View
@@ -190,21 +229,16 @@ func (kv *kvService) record(r resolver, k *kvv1.Key, del bool, value []byte, exp
 }
 
 func (kv *kvService) Get(ctx context.Context, req *kvv1.GetRequest) (*kvv1.GetResponse, error) {
-	ctx, cancel := kv.withTimeout(ctx)
-	defer cancel()
-	lvl, err := level(req.GetConsistency(), coord.One)
+	rq, err := kv.begin(ctx, req.GetConsistency(), coord.One)
+	if err != nil {
+		return nil, err
+	}
+	defer rq.cancel()
+	sk, _, err := rq.r.key(req.GetKey(), "key")
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	r, err := kv.resolver()
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	sk, _, err := r.key(req.GetKey(), "key")
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	rec, err := kv.s.coord.Read(ctx, sk, lvl)
+	rec, err := kv.s.coord.Read(rq.ctx, sk, rq.lvl)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -219,68 +253,37 @@ func getResponse(rec *storagev1.Record) *kvv1.GetResponse {
 }
 
 func (kv *kvService) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutResponse, error) {
-	ctx, cancel := kv.withTimeout(ctx)
-	defer cancel()
-	lvl, err := level(req.GetConsistency(), coord.Quorum)
+	v, err := kv.writeOne(ctx, req.GetConsistency(), req.GetKey(), false, req.GetValue(), req.GetExpireTime(), req.GetVersion(), "put")
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	r, err := kv.resolver()
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	rec, err := kv.record(r, req.GetKey(), false, req.GetValue(), req.GetExpireTime(), req.GetVersion(), "put")
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	if err := kv.s.coord.Write(ctx, []*storagev1.Record{rec}, lvl); err != nil {
-		return nil, toStatus(err)
-	}
-	return &kvv1.PutResponse{Version: rec.Version}, nil
+	return &kvv1.PutResponse{Version: v}, nil
 }
 
 func (kv *kvService) Delete(ctx context.Context, req *kvv1.DeleteRequest) (*kvv1.DeleteResponse, error) {
-	ctx, cancel := kv.withTimeout(ctx)
-	defer cancel()
-	lvl, err := level(req.GetConsistency(), coord.Quorum)
+	v, err := kv.writeOne(ctx, req.GetConsistency(), req.GetKey(), true, nil, nil, req.GetVersion(), "delete")
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	r, err := kv.resolver()
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	rec, err := kv.record(r, req.GetKey(), true, nil, nil, req.GetVersion(), "delete")
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	if err := kv.s.coord.Write(ctx, []*storagev1.Record{rec}, lvl); err != nil {
-		return nil, toStatus(err)
-	}
-	return &kvv1.DeleteResponse{Version: rec.Version}, nil
+	return &kvv1.DeleteResponse{Version: v}, nil
 }
 
 func (kv *kvService) BatchGet(ctx context.Context, req *kvv1.BatchGetRequest) (*kvv1.BatchGetResponse, error) {
-	ctx, cancel := kv.withTimeout(ctx)
-	defer cancel()
 	if n := len(req.GetKeys()); n > kv.s.cfg.MaxBatch {
 		return nil, status.Errorf(codes.InvalidArgument, "keys: %d keys, at most %d per BatchGet", n, kv.s.cfg.MaxBatch)
 	}
-	lvl, err := level(req.GetConsistency(), coord.One)
+	rq, err := kv.begin(ctx, req.GetConsistency(), coord.One)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	r, err := kv.resolver()
-	if err != nil {
-		return nil, toStatus(err)
-	}
+	defer rq.cancel()
 	keys := make([]*storagev1.Key, len(req.GetKeys()))
 	for i, k := range req.GetKeys() {
-		if keys[i], _, err = r.key(k, fmt.Sprintf("keys[%d]", i)); err != nil {
+		if keys[i], _, err = rq.r.key(k, fmt.Sprintf("keys[%d]", i)); err != nil {
 			return nil, toStatus(err)
 		}
 	}
-	recs, err := kv.s.coord.BatchRead(ctx, keys, lvl)
+	recs, err := kv.s.coord.BatchRead(rq.ctx, keys, rq.lvl)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -292,19 +295,15 @@ func (kv *kvService) BatchGet(ctx context.Context, req *kvv1.BatchGetRequest) (*
 }
 
 func (kv *kvService) BatchWrite(ctx context.Context, req *kvv1.BatchWriteRequest) (*kvv1.BatchWriteResponse, error) {
-	ctx, cancel := kv.withTimeout(ctx)
-	defer cancel()
 	if n := len(req.GetMutations()); n > kv.s.cfg.MaxBatch {
 		return nil, status.Errorf(codes.InvalidArgument, "mutations: %d mutations, at most %d per BatchWrite", n, kv.s.cfg.MaxBatch)
 	}
-	lvl, err := level(req.GetConsistency(), coord.Quorum)
+	rq, err := kv.begin(ctx, req.GetConsistency(), coord.Quorum)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	r, err := kv.resolver()
-	if err != nil {
-		return nil, toStatus(err)
-	}
+	defer rq.cancel()
+	r := rq.r
 	recs := make([]*storagev1.Record, len(req.GetMutations()))
 	resp := &kvv1.BatchWriteResponse{Versions: make([]uint64, len(recs))}
 	for i, m := range req.GetMutations() {
@@ -325,7 +324,7 @@ func (kv *kvService) BatchWrite(ctx context.Context, req *kvv1.BatchWriteRequest
 		}
 		resp.Versions[i] = recs[i].Version
 	}
-	if err := kv.s.coord.Write(ctx, recs, lvl); err != nil {
+	if err := kv.s.coord.Write(rq.ctx, recs, rq.lvl); err != nil {
 		return nil, toStatus(err)
 	}
 	return resp, nil
@@ -336,16 +335,12 @@ func (kv *kvService) BatchWrite(ctx context.Context, req *kvv1.BatchWriteRequest
 const pageTokenV1 = 1
 
 func (kv *kvService) Query(ctx context.Context, req *kvv1.QueryRequest) (*kvv1.QueryResponse, error) {
-	ctx, cancel := kv.withTimeout(ctx)
-	defer cancel()
-	lvl, err := level(req.GetConsistency(), coord.One)
+	rq, err := kv.begin(ctx, req.GetConsistency(), coord.One)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	r, err := kv.resolver()
-	if err != nil {
-		return nil, toStatus(err)
-	}
+	defer rq.cancel()
+	r := rq.r
 	t, err := r.table(req.GetTable(), "table")
 	if err != nil {
 		return nil, toStatus(err)
@@ -395,7 +390,7 @@ func (kv *kvService) Query(ctx context.Context, req *kvv1.QueryRequest) (*kvv1.Q
 			return &kvv1.QueryResponse{}, nil
 		}
 	}
-	recs, next, err := kv.s.coord.Query(ctx, q, lvl)
+	recs, next, err := kv.s.coord.Query(rq.ctx, q, rq.lvl)
 	if err != nil {
 		return nil, toStatus(err)
 	}
