@@ -70,6 +70,7 @@ bench: ## Run the benchmarks and print the comparison tables (not built yet).
 
 .PHONY: run
 run: ## Start a local stack (veltrix dev): etcd, 3 storage nodes, router :7400, migrator :7600, sample import.
+	@cd tools && GOWORK=off go build -o $(BIN)/ github.com/fullstorydev/grpcurl/cmd/grpcurl
 	go build -o $(BIN)/veltrix ./cmd/veltrix
 	$(BIN)/veltrix dev
 

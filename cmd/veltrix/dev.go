@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -178,13 +179,26 @@ func importSample(ctx context.Context, w io.Writer, dir string, st *devStack) er
 	return nil
 }
 
+// grpcurlCommand is how to run grpcurl from here: from PATH, else the copy
+// `make run` builds into bin/.
+func grpcurlCommand() string {
+	if _, err := exec.LookPath("grpcurl"); err == nil {
+		return "grpcurl"
+	}
+	if _, err := os.Stat(filepath.Join("bin", "grpcurl")); err == nil {
+		return "bin/grpcurl"
+	}
+	return "grpcurl"
+}
+
 func printTry(w io.Writer, addr string) {
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
-	fmt.Fprintln(w, "Try it (grpcurl -plaintext; bytes fields are base64 in JSON):")
-	fmt.Fprintf(w, "  grpcurl -plaintext %s list\n", addr)
-	fmt.Fprintf(w, "  grpcurl -plaintext -d '{\"key\":{\"table\":\"%s\",\"partition_key\":\"%s\",\"sort_key\":\"%s\"}}' %s veltrix.kv.v1.KVService/Get\n",
-		sample.Table, b64(sample.ExampleUser), b64(sample.ExampleSession), addr)
-	fmt.Fprintf(w, "  grpcurl -plaintext -d '{\"table\":\"%s\",\"partition_key\":\"%s\",\"limit\":5}' %s veltrix.kv.v1.KVService/Query\n",
-		sample.Table, b64(sample.ExampleUser), addr)
+	g := grpcurlCommand()
+	fmt.Fprintln(w, "Try it (bytes fields are base64 in grpcurl's JSON):")
+	fmt.Fprintf(w, "  %s -plaintext %s list\n", g, addr)
+	fmt.Fprintf(w, "  %s -plaintext -d '{\"key\":{\"table\":\"%s\",\"partition_key\":\"%s\",\"sort_key\":\"%s\"}}' %s veltrix.kv.v1.KVService/Get\n",
+		g, sample.Table, b64(sample.ExampleUser), b64(sample.ExampleSession), addr)
+	fmt.Fprintf(w, "  %s -plaintext -d '{\"table\":\"%s\",\"partition_key\":\"%s\",\"limit\":5}' %s veltrix.kv.v1.KVService/Query\n",
+		g, sample.Table, b64(sample.ExampleUser), addr)
 	fmt.Fprintf(w, "Or with the CLI: veltrix status; veltrix kv query %s %s\n\n", sample.Table, sample.ExampleUser)
 }
