@@ -38,22 +38,22 @@ import (
 
 const deployDir = "../deploy"
 
-// migratorMetrics are the migrator's per-job metrics and their labels as
-// Prometheus stores them: their own "job" label collides with the target
-// label and becomes "exported_job". They are vectors with no series until a
-// job runs, so Gather cannot list them; the test asks the migrator's
-// registry whether each name is registered instead (see registered).
+// migratorMetrics are the migrator's per-job metrics and their labels:
+// job_id, not job, which Prometheus' target label would rename to
+// exported_job. They are vectors with no series until a job runs, so
+// Gather cannot list them; the test asks the migrator's registry whether
+// each name is registered instead (see registered).
 var migratorMetrics = map[string][]string{
-	"veltrix_migrator_items_written_total": {"exported_job"},
-	"veltrix_migrator_rejects_total":       {"exported_job"},
-	"veltrix_migrator_job_progress_ratio":  {"exported_job"},
-	"veltrix_migrator_bytes_read_total":    {"exported_job"},
-	"veltrix_migrator_stream_lag_seconds":  {"exported_job"},
+	"veltrix_migrator_items_written_total": {"job_id"},
+	"veltrix_migrator_rejects_total":       {"job_id"},
+	"veltrix_migrator_job_progress_ratio":  {"job_id"},
+	"veltrix_migrator_bytes_read_total":    {"job_id"},
+	"veltrix_migrator_stream_lag_seconds":  {"job_id"},
 }
 
-// plannedMetrics are agreed but not exported yet (CDC is not built). The
-// dashboard may show them; remove an entry once the code exports it.
-var plannedMetrics = map[string]bool{"veltrix_migrator_stream_lag_seconds": true}
+// plannedMetrics are agreed but not exported yet. The dashboard may show
+// them; remove an entry once the code exports it.
+var plannedMetrics = map[string]bool{}
 
 // dashboardMustShow are the series the dashboard promises (issue #8).
 var dashboardMustShow = []string{

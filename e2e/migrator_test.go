@@ -553,7 +553,7 @@ func TestMigrator(t *testing.T) {
 		_, err = m.api.ListRejects(ctx, &migratorv1.ListRejectsRequest{JobId: "no-such-job"})
 		code(err, codes.NotFound, "no-such-job")
 		_, err = m.api.StartStream(ctx, &migratorv1.StartStreamRequest{})
-		code(err, codes.Unimplemented, "")
+		code(err, codes.InvalidArgument, "spec: required")
 
 		// A source that is not there fails the job with a clear error.
 		req := &migratorv1.StartImportRequest{JobId: "missing-source", Spec: &migratorv1.ImportSpec{

@@ -385,3 +385,32 @@ func TestClusterStatus(t *testing.T) {
 		t.Fatalf("controller = %q", st.ControllerId)
 	}
 }
+
+func TestControllerFailover(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Routers: 2, NoSync: true})
+	leader := -1
+	for i, r := range c.Routers {
+		if r.IsController() {
+			leader = i
+		}
+	}
+	if leader < 0 {
+		t.Fatal("no router runs the placement controller")
+	}
+	other := 1 - leader
+	if c.Routers[other].IsController() {
+		t.Fatal("both routers claim the controller role")
+	}
+	c.StopRouter(leader)
+	// The survivor takes over once the leader's session is gone (it resigns
+	// on a clean stop) and keeps serving the existing placement.
+	waitFor(t, "the surviving router to become controller", c.Routers[other].IsController)
+	_, admin := c.Clients(other)
+	st, err := admin.ClusterStatus(context.Background(), &kvv1.ClusterStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ControllerId != c.Routers[other].ID() || st.PlacementEpoch != 1 {
+		t.Fatalf("after failover: controller %q epoch %d", st.ControllerId, st.PlacementEpoch)
+	}
+}

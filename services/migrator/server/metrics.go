@@ -1,6 +1,15 @@
 package server
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// jobLabel names the job id label. Not "job": Prometheus sets its own job
+// label (the scrape target's) on every series and would rename ours to
+// exported_job.
+const jobLabel = "job_id"
 
 // metrics turns the job runners' counts into Prometheus series. Counters
 // count what this migrator did; a job shared by several migrators is the
@@ -10,28 +19,33 @@ type metrics struct {
 	bytes    *prometheus.CounterVec
 	rejects  *prometheus.CounterVec
 	progress *prometheus.GaugeVec
+	lag      *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		items: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "veltrix_migrator_items_written_total",
-			Help: "Items (puts and deletes) written to Veltrix by import jobs, by job.",
-		}, []string{"job"}),
+			Help: "Items (puts and deletes) written to Veltrix by import and stream jobs, by job.",
+		}, []string{jobLabel}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "veltrix_migrator_bytes_read_total",
 			Help: "Uncompressed source bytes read by import jobs, by job.",
-		}, []string{"job"}),
+		}, []string{jobLabel}),
 		rejects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "veltrix_migrator_rejects_total",
-			Help: "Source lines rejected into a job's dead-letter report, by job.",
-		}, []string{"job"}),
+			Help: "Source lines and records rejected into a job's dead-letter report, by job.",
+		}, []string{jobLabel}),
 		progress: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "veltrix_migrator_job_progress_ratio",
 			Help: "Progress of a job this migrator works on, from 0 to 1.",
-		}, []string{"job"}),
+		}, []string{jobLabel}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "veltrix_migrator_stream_lag_seconds",
+			Help: "Age of the last applied change of the shard furthest behind, per stream (CDC) job this migrator runs; 0 when caught up.",
+		}, []string{jobLabel}),
 	}
-	reg.MustRegister(m.items, m.bytes, m.rejects, m.progress)
+	reg.MustRegister(m.items, m.bytes, m.rejects, m.progress, m.lag)
 	return m
 }
 
@@ -39,4 +53,10 @@ func (m *metrics) ItemsWritten(job string, n int)     { m.items.WithLabelValues(
 func (m *metrics) BytesRead(job string, n int64)      { m.bytes.WithLabelValues(job).Add(float64(n)) }
 func (m *metrics) Rejects(job string, n int)          { m.rejects.WithLabelValues(job).Add(float64(n)) }
 func (m *metrics) Progress(job string, ratio float64) { m.progress.WithLabelValues(job).Set(ratio) }
-func (m *metrics) JobDone(job string)                 {}
+func (m *metrics) StreamLag(job string, lag time.Duration) {
+	m.lag.WithLabelValues(job).Set(lag.Seconds())
+}
+
+// JobDone drops the lag of a stream this migrator no longer reads, so it
+// does not report a stale one.
+func (m *metrics) JobDone(job string) { m.lag.DeleteLabelValues(job) }

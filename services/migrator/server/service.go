@@ -26,6 +26,7 @@ const (
 	defaultPageSize = 100
 	maxPageSize     = 1000
 	maxParallelism  = 256
+	maxSegments     = 1_000_000
 )
 
 type service struct {
@@ -68,6 +69,19 @@ func checkExport(src *migratorv1.ExportSource, field string, problems *[]string)
 	}
 	if _, ok := migratorv1.ExportFormat_name[int32(src.GetFormat())]; !ok {
 		*problems = append(*problems, fmt.Sprintf("%s.format: unknown format %d", field, src.GetFormat()))
+	}
+}
+
+// checkTableScan validates a live-table source.
+func checkTableScan(src *migratorv1.TableScanSource, field string, problems *[]string) {
+	if src.GetTableName() == "" {
+		*problems = append(*problems, field+".table_name: required")
+	}
+	if n := src.GetSegments(); n > maxSegments {
+		*problems = append(*problems, fmt.Sprintf("%s.segments: %d: at most %d (DynamoDB's TotalSegments limit)", field, n, maxSegments))
+	}
+	if r := src.GetReadCapacityPerSecond(); r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		*problems = append(*problems, fmt.Sprintf("%s.read_capacity_per_second: %v: want 0 (no cap) or a positive rate", field, r))
 	}
 }
 
@@ -124,9 +138,9 @@ func (sv *service) StartImport(ctx context.Context, req *migratorv1.StartImportR
 	case spec == nil:
 		return nil, invalid([]string{"spec: required"})
 	case spec.GetTableScan() != nil:
-		return nil, status.Error(codes.Unimplemented, "spec.table_scan: live-table imports are not implemented yet; import an export")
+		checkTableScan(spec.GetTableScan(), "spec.table_scan", &problems)
 	case spec.GetExport() == nil:
-		problems = append(problems, "spec.export: required")
+		problems = append(problems, "spec.export or spec.table_scan: required")
 	default:
 		checkExport(spec.GetExport(), "spec.export", &problems)
 	}
@@ -161,9 +175,9 @@ func (sv *service) StartVerify(ctx context.Context, req *migratorv1.StartVerifyR
 	case spec == nil:
 		return nil, invalid([]string{"spec: required"})
 	case spec.GetTableScan() != nil:
-		return nil, status.Error(codes.Unimplemented, "spec.table_scan: verifying against a live table is not implemented yet (it comes with CDC); verify against an export")
+		checkTableScan(spec.GetTableScan(), "spec.table_scan", &problems)
 	case spec.GetExport() == nil:
-		problems = append(problems, "spec.export: required")
+		problems = append(problems, "spec.export or spec.table_scan: required")
 	default:
 		checkExport(spec.GetExport(), "spec.export", &problems)
 	}
@@ -185,8 +199,49 @@ func (sv *service) StartVerify(ctx context.Context, req *migratorv1.StartVerifyR
 	return &migratorv1.StartVerifyResponse{Job: j}, nil
 }
 
-func (sv *service) StartStream(context.Context, *migratorv1.StartStreamRequest) (*migratorv1.StartStreamResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "stream (CDC) jobs are not implemented yet")
+func (sv *service) StartStream(ctx context.Context, req *migratorv1.StartStreamRequest) (*migratorv1.StartStreamResponse, error) {
+	spec := req.GetSpec()
+	if spec == nil {
+		return nil, invalid([]string{"spec: required"})
+	}
+	var problems []string
+	switch spec.GetKind() {
+	case migratorv1.StreamKind_STREAM_KIND_DYNAMODB_STREAMS, migratorv1.StreamKind_STREAM_KIND_KINESIS:
+	default:
+		problems = append(problems, fmt.Sprintf("spec.kind: %s: want STREAM_KIND_DYNAMODB_STREAMS or STREAM_KIND_KINESIS", spec.GetKind()))
+	}
+	if spec.GetStream() == "" {
+		problems = append(problems, "spec.stream: required (a DynamoDB stream ARN or table name, or a Kinesis stream name or ARN)")
+	}
+	switch spec.GetStart() {
+	case migratorv1.StartPosition_START_POSITION_UNSPECIFIED, migratorv1.StartPosition_START_POSITION_TRIM_HORIZON,
+		migratorv1.StartPosition_START_POSITION_LATEST:
+		if spec.GetShardId() != "" || spec.GetSequenceNumber() != "" {
+			problems = append(problems, fmt.Sprintf("spec.shard_id, spec.sequence_number: only with the *_SEQUENCE_NUMBER starts, not %s", spec.GetStart()))
+		}
+	case migratorv1.StartPosition_START_POSITION_AT_SEQUENCE_NUMBER, migratorv1.StartPosition_START_POSITION_AFTER_SEQUENCE_NUMBER:
+		if spec.GetShardId() == "" || spec.GetSequenceNumber() == "" {
+			problems = append(problems, fmt.Sprintf("spec.shard_id, spec.sequence_number: both required with %s", spec.GetStart()))
+		}
+	default:
+		problems = append(problems, fmt.Sprintf("spec.start: unknown start position %d", spec.GetStart()))
+	}
+	checkMapping(spec.GetMapping(), &problems)
+	if b := spec.GetBatchSize(); b > jobs.MaxBatchSize {
+		problems = append(problems, fmt.Sprintf("spec.batch_size: %d: at most %d (the router's BatchWrite limit)", b, jobs.MaxBatchSize))
+	}
+	if len(problems) > 0 {
+		return nil, invalid(problems)
+	}
+	j, err := sv.create(ctx, req.GetJobId(), "stream", &migratorv1.Job{
+		Kind: migratorv1.JobKind_JOB_KIND_STREAM,
+		Spec: &migratorv1.Job_StreamSpec{StreamSpec: proto.Clone(spec).(*migratorv1.StreamSpec)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	sv.s.mgr.Wake()
+	return &migratorv1.StartStreamResponse{Job: j}, nil
 }
 
 func (sv *service) get(ctx context.Context, id string) (*migratorv1.Job, error) {

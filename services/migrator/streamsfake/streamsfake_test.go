@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 	"github.com/veltrixdb/veltrix/pkg/ddb"
-	"github.com/veltrixdb/veltrix/services/migrator/internal/streamsfake"
+	"github.com/veltrixdb/veltrix/services/migrator/streamsfake"
 )
 
 // TestSemantics checks the fake's answers through the real SDK client.

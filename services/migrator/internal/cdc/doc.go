@@ -116,5 +116,5 @@
 // behind; a shard whose last read found nothing more is caught up and
 // counts as 0 (DynamoDB Streams can return empty pages while records wait,
 // so this errs toward 0 there). Jobs report it as Progress.lag and the
-// metric veltrix_migrator_stream_lag_seconds{job}.
+// metric veltrix_migrator_stream_lag_seconds{job_id}.
 package cdc

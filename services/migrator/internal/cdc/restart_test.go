@@ -14,7 +14,7 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc/checkpoint"
-	"github.com/veltrixdb/veltrix/services/migrator/internal/streamsfake"
+	"github.com/veltrixdb/veltrix/services/migrator/streamsfake"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 

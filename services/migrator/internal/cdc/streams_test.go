@@ -16,7 +16,7 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/hlc"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc/checkpoint"
-	"github.com/veltrixdb/veltrix/services/migrator/internal/streamsfake"
+	"github.com/veltrixdb/veltrix/services/migrator/streamsfake"
 )
 
 // fakeStream is a fake DynamoDB stream and an SDK client talking to it

@@ -26,6 +26,15 @@
 // A verify job is run by one migrator at a time (claim "verify") from the
 // start; it holds its state in memory and writes progress to the job
 // document every second. See verify.go.
+//
+// # Streams and table scans
+//
+// A stream (CDC) job and a table-scan import are each run by one migrator
+// at a time (claims "stream" and "scan"), which checkpoints every shard or
+// Scan segment in etcd under a guard on its claim, so a migrator that lost
+// the job cannot move them; the next one resumes from them. Their counters
+// live in the job document, written every second. See stream.go and
+// tablescan.go.
 package jobs
 
 import (
@@ -35,8 +44,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/veltrixdb/veltrix/pkg/client"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
+	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -57,16 +69,20 @@ type Observer interface {
 	BytesRead(job string, n int64)
 	Rejects(job string, n int)
 	Progress(job string, ratio float64)
+	// StreamLag is a stream job's lag (cdc.Stats.Lag) on this migrator.
+	StreamLag(job string, lag time.Duration)
+	// JobDone says this migrator stopped working on job.
 	JobDone(job string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) ItemsWritten(string, int) {}
-func (nopObserver) BytesRead(string, int64)  {}
-func (nopObserver) Rejects(string, int)      {}
-func (nopObserver) Progress(string, float64) {}
-func (nopObserver) JobDone(string)           {}
+func (nopObserver) ItemsWritten(string, int)        {}
+func (nopObserver) BytesRead(string, int64)         {}
+func (nopObserver) Rejects(string, int)             {}
+func (nopObserver) Progress(string, float64)        {}
+func (nopObserver) StreamLag(string, time.Duration) {}
+func (nopObserver) JobDone(string)                  {}
 
 // Env is what runners need.
 type Env struct {
@@ -93,6 +109,14 @@ type Env struct {
 	PollInterval time.Duration
 	// Now is the clock deciding expiries. Default time.Now.
 	Now func() time.Time
+	// AWSConfig loads the SDK configuration stream and table-scan sources
+	// reach AWS with. Default: LoadAWSConfig (the default credential
+	// chain).
+	AWSConfig func(ctx context.Context, o *migratorv1.AwsOptions) (aws.Config, error)
+	// StreamOptions are the base options of stream consumers and
+	// table-scan sources (tests shorten their waits). Default: their own
+	// defaults.
+	StreamOptions cdc.Options
 
 	// crashed makes runs keep their claims when they stop, as a crashed
 	// migrator does (tests of lease expiry).
@@ -128,5 +152,8 @@ func (e *Env) defaults() {
 	}
 	if e.Logger == nil {
 		e.Logger = slog.Default()
+	}
+	if e.AWSConfig == nil {
+		e.AWSConfig = LoadAWSConfig
 	}
 }

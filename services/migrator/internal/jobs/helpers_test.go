@@ -12,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/veltrixdb/veltrix/pkg/client"
 	"github.com/veltrixdb/veltrix/pkg/etcdembed"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
+	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -196,6 +199,13 @@ func (f *fakeTarget) put(it fakeItem) {
 	f.items[fkey(it.key)] = it
 }
 
+// staticAWS is the AWS configuration of tests: fake credentials, no SDK
+// retries (the consumers retry).
+func staticAWS(context.Context, *migratorv1.AwsOptions) (aws.Config, error) {
+	return aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("fake", "fake", ""),
+		Retryer: func() aws.Retryer { return aws.NopRetryer{} }}, nil
+}
+
 // migrator is one manager over the fake target.
 type migrator struct {
 	env *Env
@@ -205,7 +215,9 @@ type migrator struct {
 func startMigrator(t *testing.T, store *Store, target Target, id string) *migrator {
 	t.Helper()
 	env := &Env{Store: store, Target: target, ID: id, Logger: testLogger(t).With("migrator", id), PollInterval: 50 * time.Millisecond,
-		WriteRetry: 5 * time.Second}
+		WriteRetry: 5 * time.Second, AWSConfig: staticAWS,
+		StreamOptions: cdc.Options{PollInterval: 10 * time.Millisecond, DiscoveryInterval: 50 * time.Millisecond,
+			MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond}}
 	mgr, err := StartManager(env, ManagerOptions{SessionTTL: 2 * time.Second, RescanInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -74,6 +74,9 @@ func (b *batch) reject(index int, f string, line int64, tag, reason string, raw 
 // returns nil in both cases; the job's outcome is in the store.
 func (e *Env) RunImport(ctx context.Context, job *migratorv1.Job, lease clientv3.LeaseID) error {
 	e.defaults()
+	if job.GetImportSpec().GetTableScan() != nil {
+		return e.runTableScanImport(ctx, job, lease)
+	}
 	r := &importRun{env: e, id: job.GetId(), spec: job.GetImportSpec(), lease: lease}
 	err := r.run(ctx)
 	if msg, ok := isJobError(err); ok {
@@ -93,7 +96,7 @@ func (r *importRun) run(ctx context.Context) error {
 	e := r.env
 	var err error
 	if r.spec.GetExport() == nil {
-		return fail("import source: only export sources are implemented (table_scan is not yet)")
+		return fail("import source: want an export or a table_scan")
 	}
 	if r.m, err = mapping.FromProto(r.spec.GetMapping(), "spec.mapping"); err != nil {
 		return fail("%v", err)

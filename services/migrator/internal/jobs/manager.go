@@ -28,8 +28,8 @@ type ManagerOptions struct {
 	RescanInterval time.Duration
 }
 
-// Manager watches the jobs in etcd and runs, in this migrator, the import
-// and verify jobs that are pending or running, up to MaxConcurrentJobs at
+// Manager watches the jobs in etcd and runs, in this migrator, the import,
+// stream and verify jobs that are pending or running, up to MaxConcurrentJobs at
 // a time. It also tells subscribers (WatchJob streams) when anything of a
 // job changes.
 type Manager struct {
@@ -285,8 +285,16 @@ func (m *Manager) consider(j *migratorv1.Job) {
 		return
 	}
 	kind := j.GetKind()
-	if kind != migratorv1.JobKind_JOB_KIND_IMPORT && kind != migratorv1.JobKind_JOB_KIND_VERIFY {
-		return // stream jobs are not run by this version
+	var run func(context.Context, *migratorv1.Job, clientv3.LeaseID) error
+	switch kind {
+	case migratorv1.JobKind_JOB_KIND_IMPORT:
+		run = m.env.RunImport
+	case migratorv1.JobKind_JOB_KIND_VERIFY:
+		run = m.env.RunVerify
+	case migratorv1.JobKind_JOB_KIND_STREAM:
+		run = m.env.RunStream
+	default:
+		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -299,12 +307,7 @@ func (m *Manager) consider(j *migratorv1.Job) {
 	lease := m.session.Lease()
 	go func() {
 		defer close(r.done)
-		var err error
-		if kind == migratorv1.JobKind_JOB_KIND_IMPORT {
-			err = m.env.RunImport(ctx, j, lease)
-		} else {
-			err = m.env.RunVerify(ctx, j, lease)
-		}
+		err := run(ctx, j, lease)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			m.env.Logger.Warn("job run stopped; it will be picked up again", "job", id, "err", err)
 		}

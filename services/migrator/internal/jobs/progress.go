@@ -65,7 +65,9 @@ func (s *Store) Aggregate(ctx context.Context, j *migratorv1.Job) (*migratorv1.J
 	if j.Progress == nil {
 		j.Progress = &migratorv1.Progress{}
 	}
-	if j.GetKind() == migratorv1.JobKind_JOB_KIND_IMPORT {
+	// Table-scan imports and stream jobs keep their progress in the job
+	// document (their runner writes it every second).
+	if j.GetKind() == migratorv1.JobKind_JOB_KIND_IMPORT && j.GetImportSpec().GetTableScan() == nil {
 		cps, err := s.Checkpoints(ctx, j.GetId())
 		if err != nil {
 			return nil, err

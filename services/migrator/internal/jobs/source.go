@@ -95,6 +95,9 @@ func ensureTable(ctx context.Context, t Target, m *mapping.Mapping) error {
 		ks.SortKey = &kvv1.KeyAttribute{Name: m.Keys.SortKey.Name, Type: attrType(m.Keys.SortKey.Type)}
 	}
 	if _, err := t.CreateTable(ctx, m.Table, client.WithKeySchema(ks)); err != nil && status.Code(err) != codes.AlreadyExists {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fail("cannot create target table %q: %v", m.Table, err)
 	}
 	return nil

@@ -61,6 +61,10 @@ func Terminal(s migratorv1.JobState) bool {
 //	                                   of a whole file has a -reason suffix
 //	<job>/rejects/manifest/<reason>    rejects about the manifests
 //	<job>/mismatches/<seq>             the verify report's Mismatch list (8 digits)
+//	<job>/shards/<shard id>            a stream job's shard checkpoints (package checkpoint)
+//	<job>/segments/<segment>           a table-scan import's segment checkpoints
+//	<job>/rejects/stream/<shard>/<seq> a stream job's dead-letter records
+//	<job>/rejects/scan/<segment>/<n>   a table-scan job's dead-letter records
 type Store struct {
 	cli  *clientv3.Client
 	keys topology.Keys
@@ -86,8 +90,32 @@ func (s *Store) mismatchPrefix(id string) string { return s.keys.Job(id) + "/mis
 // FileName is the checkpoint and claim name of data file index.
 func FileName(index int) string { return fmt.Sprintf("%06d", index) }
 
-// VerifyClaim is the claim name of a verify job, which one migrator runs.
-const VerifyClaim = "verify"
+// Claim names of the jobs one migrator runs at a time.
+const (
+	// VerifyClaim is the claim of a verify job.
+	VerifyClaim = "verify"
+	// StreamClaim is the claim of a stream (CDC) job.
+	StreamClaim = "stream"
+	// ScanClaim is the claim of a table-scan import.
+	ScanClaim = "scan"
+)
+
+// ClaimKey is the etcd key of claim name of job id.
+func (s *Store) ClaimKey(id, name string) string { return s.claimsPrefix(id) + name }
+
+// ShardsPrefix is where a stream job's per-shard checkpoints live
+// (package checkpoint).
+func (s *Store) ShardsPrefix(id string) string { return s.keys.Job(id) + "/shards/" }
+
+// SegmentsPrefix is where a table-scan import's per-segment checkpoints
+// live (package checkpoint).
+func (s *Store) SegmentsPrefix(id string) string { return s.keys.Job(id) + "/segments/" }
+
+// OwnsClaim is the comparison that holds while lease holds claim name of
+// job id: the guard of every write a claimed run makes.
+func (s *Store) OwnsClaim(id, name string, lease clientv3.LeaseID) clientv3.Cmp {
+	return clientv3.Compare(clientv3.LeaseValue(s.ClaimKey(id, name)), "=", lease)
+}
 
 // SplitKey returns the job id of an etcd key below the jobs prefix and the
 // rest of the key after the id ("" for the job document itself).
@@ -160,6 +188,13 @@ func (s *Store) Get(ctx context.Context, id string) (*migratorv1.Job, error) {
 // Update applies fn to the stored job and writes it back, retrying on
 // concurrent changes. fn returning an error aborts the update.
 func (s *Store) Update(ctx context.Context, id string, fn func(*migratorv1.Job) error) (*migratorv1.Job, error) {
+	return s.UpdateGuarded(ctx, id, nil, fn)
+}
+
+// UpdateGuarded is Update that writes only while every guard holds, and
+// fails with ErrClaimLost otherwise (a migrator that lost a job must not
+// overwrite the progress of the one that took it over).
+func (s *Store) UpdateGuarded(ctx context.Context, id string, guards []clientv3.Cmp, fn func(*migratorv1.Job) error) (*migratorv1.Job, error) {
 	key := s.jobKey(id)
 	for {
 		resp, err := s.cli.Get(ctx, key)
@@ -184,14 +219,23 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*migratorv1.Job) 
 		if err != nil {
 			return nil, fmt.Errorf("jobs: encode job %s: %w", id, err)
 		}
-		tr, err := s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).
-			Then(clientv3.OpPut(key, string(b))).Commit()
+		cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)}, guards...)
+		tr, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(b))).Commit()
 		if err != nil {
 			return nil, fmt.Errorf("jobs: write job %s: %w", id, err)
 		}
 		if tr.Succeeded {
 			return j, nil
+		}
+		if len(guards) > 0 {
+			// Tell a lost guard from a concurrent change of the job.
+			g, err := s.cli.Txn(ctx).If(guards...).Commit()
+			if err != nil {
+				return nil, fmt.Errorf("jobs: write job %s: %w", id, err)
+			}
+			if !g.Succeeded {
+				return nil, fmt.Errorf("%w: job %s", ErrClaimLost, id)
+			}
 		}
 	}
 }
@@ -392,6 +436,13 @@ func RejectKey(index int, line int64, tag string) string {
 	}
 	return k
 }
+
+// StreamRejectKey is where the reject of a stream record is stored.
+func StreamRejectKey(shard, seq string) string { return "stream/" + shard + "/" + seq }
+
+// ScanRejectKey is where the reject of a scanned item is stored: segment,
+// then a sequence unique within the run (tag).
+func ScanRejectKey(segment int, tag string) string { return fmt.Sprintf("scan/%06d/%s", segment, tag) }
 
 // ManifestRejectKey is where a reject about the manifests is stored.
 func ManifestRejectKey(tag string) string { return "manifest/" + tag }

@@ -74,7 +74,8 @@ func sampled(keyHash uint64, fraction float64) bool {
 	return float64(keyHash) < fraction*math.MaxUint64
 }
 
-// verifyRun compares an export with Veltrix.
+// verifyRun compares an export, or a live table read with a parallel
+// Scan, with Veltrix.
 //
 // Every source item is mapped exactly as import maps it; the sampled ones
 // are looked up with BatchGet and compared byte for byte (value and
@@ -168,8 +169,9 @@ func ignoreCanceled(err error) error {
 func (r *verifyRun) run(ctx context.Context) (*migratorv1.VerifyReport, error) {
 	e := r.env
 	var err error
-	if r.spec.GetExport() == nil {
-		return nil, fail("verify source: only export sources are implemented (table_scan is not yet)")
+	ts := r.spec.GetTableScan()
+	if r.spec.GetExport() == nil && ts == nil {
+		return nil, fail("verify source: want an export or a table_scan")
 	}
 	if r.m, err = mapping.FromProto(r.spec.GetMapping(), "spec.mapping"); err != nil {
 		return nil, fail("%v", err)
@@ -179,8 +181,10 @@ func (r *verifyRun) run(ctx context.Context) (*migratorv1.VerifyReport, error) {
 		r.maxMismatches = DefaultMaxMismatches
 	}
 	r.fraction = r.spec.GetSampleFraction()
-	if r.exp, err = openExport(ctx, r.spec.GetExport()); err != nil {
-		return nil, err
+	if ts == nil {
+		if r.exp, err = openExport(ctx, r.spec.GetExport()); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := e.Target.DescribeTable(ctx, r.m.Table); err != nil {
 		if ctx.Err() != nil {
@@ -197,7 +201,10 @@ func (r *verifyRun) run(ctx context.Context) (*migratorv1.VerifyReport, error) {
 		if j.StartTime == nil {
 			j.StartTime = timestamp(e.Now())
 		}
-		j.Progress = &migratorv1.Progress{ItemsTotal: uint64(r.exp.ItemCount()), FilesTotal: uint32(len(r.exp.Files))}
+		j.Progress = &migratorv1.Progress{}
+		if r.exp != nil {
+			j.Progress.ItemsTotal, j.Progress.FilesTotal = uint64(r.exp.ItemCount()), uint32(len(r.exp.Files))
+		}
 		return nil
 	}); err != nil {
 		return nil, err
@@ -234,6 +241,32 @@ func (r *verifyRun) run(ctx context.Context) (*migratorv1.VerifyReport, error) {
 		<-progressDone
 	}()
 
+	if ts != nil {
+		if err := r.verifyScan(ctx, ts); err != nil {
+			return nil, err
+		}
+	} else if err := r.verifyExport(ctx); err != nil {
+		return nil, err
+	}
+	if r.spec.GetCheckExtra() {
+		if err := r.scanExtra(ctx); err != nil {
+			return nil, err
+		}
+	}
+	rep := &r.report
+	rep.Compared = r.compared.Load()
+	rep.SourceChecksum = r.sourceSum.Load()
+	rep.TargetChecksum = r.targetSum.Load()
+	out := &migratorv1.VerifyReport{
+		SourceItems: rep.SourceItems, TargetItems: rep.TargetItems, Compared: rep.Compared,
+		Missing: rep.Missing, Extra: rep.Extra, Different: rep.Different,
+		SourceChecksum: rep.SourceChecksum, TargetChecksum: rep.TargetChecksum,
+	}
+	return out, nil
+}
+
+// verifyExport compares every data file of the export.
+func (r *verifyRun) verifyExport(ctx context.Context) error {
 	files := make(chan export.File)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -258,24 +291,7 @@ func (r *verifyRun) run(ctx context.Context) (*migratorv1.VerifyReport, error) {
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	if r.spec.GetCheckExtra() {
-		if err := r.scanExtra(ctx); err != nil {
-			return nil, err
-		}
-	}
-	rep := &r.report
-	rep.Compared = r.compared.Load()
-	rep.SourceChecksum = r.sourceSum.Load()
-	rep.TargetChecksum = r.targetSum.Load()
-	out := &migratorv1.VerifyReport{
-		SourceItems: rep.SourceItems, TargetItems: rep.TargetItems, Compared: rep.Compared,
-		Missing: rep.Missing, Extra: rep.Extra, Different: rep.Different,
-		SourceChecksum: rep.SourceChecksum, TargetChecksum: rep.TargetChecksum,
-	}
-	return out, nil
+	return g.Wait()
 }
 
 func (r *verifyRun) progress(p *migratorv1.Progress) *migratorv1.Progress {

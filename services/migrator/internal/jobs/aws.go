@@ -1,0 +1,72 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
+)
+
+// LoadAWSConfig loads the SDK configuration from the default credential
+// chain (environment, shared config, SSO, instance role) and o's region
+// (default: the environment's, else us-east-1).
+func LoadAWSConfig(ctx context.Context, o *migratorv1.AwsOptions) (aws.Config, error) {
+	opts := []func(*config.LoadOptions) error{
+		config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+			// A server that accepts the connection but never answers must
+			// not hang the job.
+			tr.ResponseHeaderTimeout = 30 * time.Second
+		})),
+	}
+	if r := o.GetRegion(); r != "" {
+		opts = append(opts, config.WithRegion(r))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS config: %w", err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	return cfg, nil
+}
+
+// endpoint returns o's endpoint override, or nil for the SDK's own.
+func endpoint(o *migratorv1.AwsOptions) *string {
+	if ep := o.GetEndpoint(); ep != "" {
+		return aws.String(ep)
+	}
+	return nil
+}
+
+func (e *Env) kinesisClient(ctx context.Context, o *migratorv1.AwsOptions) (*kinesis.Client, error) {
+	cfg, err := e.AWSConfig(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return kinesis.NewFromConfig(cfg, func(ko *kinesis.Options) { ko.BaseEndpoint = endpoint(o) }), nil
+}
+
+func (e *Env) streamsClient(ctx context.Context, o *migratorv1.AwsOptions) (*dynamodbstreams.Client, error) {
+	cfg, err := e.AWSConfig(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return dynamodbstreams.NewFromConfig(cfg, func(so *dynamodbstreams.Options) { so.BaseEndpoint = endpoint(o) }), nil
+}
+
+func (e *Env) dynamoDBClient(ctx context.Context, o *migratorv1.AwsOptions) (*dynamodb.Client, error) {
+	cfg, err := e.AWSConfig(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return dynamodb.NewFromConfig(cfg, func(do *dynamodb.Options) { do.BaseEndpoint = endpoint(o) }), nil
+}

@@ -1,0 +1,279 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/veltrixdb/veltrix/pkg/client"
+	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
+	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc"
+	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc/checkpoint"
+	"github.com/veltrixdb/veltrix/services/migrator/internal/mapping"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// consumer is a CDC consumer (cdc.StreamsConsumer, cdc.KinesisConsumer).
+type consumer interface {
+	Run(ctx context.Context, apply cdc.ApplyFunc) error
+	Stats() cdc.Stats
+}
+
+// streamRun is the run of a stream (CDC) job by the migrator holding its
+// claim.
+//
+// Each GetRecords page the consumer hands over is mapped (a put as an
+// import maps an item, with the record's version; a delete on the mapped
+// keys) and written with BatchWrite before apply returns, so the shard is
+// checkpointed only after its records are in Veltrix. A put whose image
+// the filter drops, or whose TTL has passed, is written as a delete with
+// the record's version, so an older copy of the item does not stay live.
+type streamRun struct {
+	env       *Env
+	id        string
+	spec      *migratorv1.StreamSpec
+	m         *mapping.Mapping
+	guard     clientv3.Cmp
+	batchSize int
+	sink      *rejectSink
+	counts    counters
+	consumer  consumer
+}
+
+// RunStream runs a stream job if this migrator gets its claim, or waits
+// while another migrator runs it. It returns when the job has ended, the
+// claim is lost or ctx is cancelled; a returned error means the run
+// should be tried again.
+func (e *Env) RunStream(ctx context.Context, job *migratorv1.Job, lease clientv3.LeaseID) error {
+	e.defaults()
+	id := job.GetId()
+	ok, err := e.waitClaim(ctx, id, StreamClaim, lease)
+	if !ok || err != nil {
+		return ignoreCanceled(err)
+	}
+	defer func() { _ = e.release(context.WithoutCancel(ctx), id, StreamClaim, lease) }()
+	defer e.Observer.JobDone(id)
+	r := &streamRun{env: e, id: id, spec: job.GetStreamSpec(), guard: e.Store.OwnsClaim(id, StreamClaim, lease),
+		sink: &rejectSink{env: e, id: id}}
+	return e.endClaimedRun(ctx, id, "stream", r.run(ctx))
+}
+
+// StartPosition converts a spec's start.
+func StartPosition(spec *migratorv1.StreamSpec) cdc.StartPosition {
+	p := cdc.StartPosition{ShardID: spec.GetShardId(), SequenceNumber: spec.GetSequenceNumber()}
+	switch spec.GetStart() {
+	case migratorv1.StartPosition_START_POSITION_LATEST:
+		p.Type = cdc.Latest
+	case migratorv1.StartPosition_START_POSITION_AT_SEQUENCE_NUMBER:
+		p.Type = cdc.AtSequence
+	case migratorv1.StartPosition_START_POSITION_AFTER_SEQUENCE_NUMBER:
+		p.Type = cdc.AfterSequence
+	default:
+		p.Type = cdc.TrimHorizon
+	}
+	return p
+}
+
+func (r *streamRun) run(ctx context.Context) error {
+	e := r.env
+	var err error
+	if r.m, err = mapping.FromProto(r.spec.GetMapping(), "spec.mapping"); err != nil {
+		return fail("%v", err)
+	}
+	r.batchSize = int(r.spec.GetBatchSize())
+	if r.batchSize == 0 {
+		r.batchSize = DefaultBatchSize
+	}
+	r.batchSize = min(r.batchSize, MaxBatchSize)
+	if err := ensureTable(ctx, e.Target, r.m); err != nil {
+		return err
+	}
+	base, err := e.markRunning(ctx, r.id, r.guard)
+	if err != nil {
+		return err
+	}
+	base.Lag = nil
+	r.sink.init(ctx)
+	if r.consumer, err = r.newConsumer(ctx); err != nil {
+		return err
+	}
+	e.Logger.Info("stream running", "job", r.id, "kind", r.spec.GetKind(), "stream", r.spec.GetStream(), "start", StartPosition(r.spec).Type)
+
+	publish := func(ctx context.Context) {
+		lag := r.consumer.Stats().Lag
+		e.Observer.StreamLag(r.id, lag)
+		_, err := e.publishProgress(ctx, r.id, r.guard, func(*migratorv1.Progress) *migratorv1.Progress {
+			p := r.counts.onto(base)
+			p.Lag = durationpb.New(lag)
+			return p
+		})
+		if err != nil && ctx.Err() == nil && !errors.Is(err, ErrFinished) {
+			e.Logger.Warn("cannot write a stream job's progress", "job", r.id, "err", err)
+		}
+	}
+	stop := e.everyPoll(ctx, publish)
+	err = r.consumer.Run(ctx, r.apply)
+	stop()
+	if ctx.Err() == nil {
+		publish(ctx)
+	} else {
+		// Keep what this run counted for the next one.
+		publish(context.WithoutCancel(ctx))
+	}
+	switch {
+	case err == nil:
+		// Every shard was closed and applied: the stream was disabled or
+		// deleted, and no record will come.
+		_, err := e.Store.Finish(ctx, r.id, migratorv1.JobState_JOB_STATE_SUCCEEDED, "", e.Now(), nil)
+		e.Logger.Info("stream ended: every shard is closed and applied", "job", r.id)
+		return err
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, checkpoint.ErrFenced):
+		return fmt.Errorf("%w: %v", ErrClaimLost, err)
+	case errors.Is(err, cdc.ErrTrimmed):
+		return fail("%v; re-seed the table from a newer export and start a new stream job", err)
+	case errors.Is(err, cdc.ErrViewType), errors.Is(err, cdc.ErrStreamNotFound), errors.Is(err, cdc.ErrInvalidStart),
+		errors.Is(err, cdc.ErrBadRecord):
+		return fail("%v", err)
+	}
+	return err
+}
+
+func (r *streamRun) newConsumer(ctx context.Context) (consumer, error) {
+	e := r.env
+	store := checkpoint.NewEtcd(e.Store.Client(), e.Store.ShardsPrefix(r.id), checkpoint.WithGuard(r.guard))
+	opts := e.StreamOptions
+	opts.Logger = e.Logger.With("job", r.id)
+	opts.Reject = r.rejectRecord
+	start := StartPosition(r.spec)
+	name := r.spec.GetStream()
+	switch r.spec.GetKind() {
+	case migratorv1.StreamKind_STREAM_KIND_KINESIS:
+		cli, err := e.kinesisClient(ctx, r.spec.GetAws())
+		if err != nil {
+			return nil, fail("Kinesis stream %s: %v", name, err)
+		}
+		c, err := cdc.NewKinesisConsumer(cli, name, start, store, opts)
+		if err != nil {
+			return nil, fail("Kinesis stream %s: %v", name, err)
+		}
+		return c, nil
+	case migratorv1.StreamKind_STREAM_KIND_DYNAMODB_STREAMS:
+		cli, err := e.streamsClient(ctx, r.spec.GetAws())
+		if err != nil {
+			return nil, fail("DynamoDB stream %s: %v", name, err)
+		}
+		if !strings.HasPrefix(name, "arn:") {
+			// A table name: its latest stream.
+			arn, err := cdc.LatestStreamARN(ctx, cli, name)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				if errors.Is(err, cdc.ErrStreamNotFound) {
+					return nil, fail("table %s: %v", name, err)
+				}
+				return nil, err
+			}
+			name = arn
+		}
+		c, err := cdc.NewStreamsConsumer(cli, name, start, store, opts)
+		if err != nil {
+			return nil, fail("DynamoDB stream %s: %v", name, err)
+		}
+		return c, nil
+	}
+	return nil, fail("spec.kind: %s is not a stream kind", r.spec.GetKind())
+}
+
+// rejectRecord takes a record the consumer cannot decode into the job's
+// dead-letter report; the job goes on.
+func (r *streamRun) rejectRecord(ctx context.Context, rj cdc.Reject) error {
+	r.counts.rejects.Add(1)
+	r.env.Logger.Warn("stream record rejected", "job", r.id, "shard", rj.Shard, "seq", rj.Seq, "reason", rj.Reason)
+	return r.sink.put(ctx, []StoredReject{{Key: StreamRejectKey(rj.Shard, rj.Seq), Reject: &migratorv1.Reject{
+		Source: "shard " + rj.Shard + " record " + rj.Seq, Reason: rj.Reason, Excerpt: excerpt(rj.Data)}}})
+}
+
+// apply writes one page of changes of one shard.
+func (r *streamRun) apply(ctx context.Context, changes []cdc.Change) error {
+	now := r.env.Now()
+	muts := make([]client.Mutation, 0, len(changes))
+	from := make([]int, 0, len(changes)) // the change of each mutation
+	var d delta
+	var rejects []StoredReject
+	reject := func(c cdc.Change, reason string) {
+		d.rejects++
+		rejects = append(rejects, StoredReject{Key: StreamRejectKey(c.Shard, c.Seq), Reject: &migratorv1.Reject{
+			Source: "shard " + c.Shard + " record " + c.Seq, Reason: reason}})
+	}
+	del := func(i int, c cdc.Change) bool {
+		pk, sk, err := r.m.Keys.Key(c.Keys)
+		if err != nil {
+			reject(c, "Keys: "+err.Error())
+			return false
+		}
+		muts = append(muts, client.Mutation{Key: client.Key{Table: r.m.Table, PartitionKey: pk, SortKey: sk}, Delete: true, Version: c.Version})
+		from = append(from, i)
+		return true
+	}
+	for i, c := range changes {
+		if c.Kind == cdc.Delete {
+			if del(i, c) {
+				d.deletes++
+				if c.TTLDelete {
+					d.ttlDeletes++
+				}
+			}
+			continue
+		}
+		res := r.m.MapItem(c.NewImage, c.Version, now)
+		switch res.Kind {
+		case mapping.Put:
+			muts = append(muts, client.Mutation{Key: client.Key{Table: r.m.Table, PartitionKey: res.PK, SortKey: res.SK},
+				Value: res.Value, ExpireTime: res.Expire, Version: res.Version})
+			from = append(from, i)
+			d.items++
+		case mapping.SkipExpired:
+			if del(i, c) {
+				d.expired++
+			}
+		case mapping.SkipFiltered:
+			if del(i, c) {
+				d.filtered++
+			}
+		case mapping.Reject:
+			reject(c, res.Reason)
+		}
+	}
+	err := r.env.writeRefusing(ctx, r.m.Table, "stream job "+r.id, muts, r.batchSize, func(i int, err error) {
+		c := changes[from[i]]
+		switch m := muts[i]; {
+		case !m.Delete:
+			d.items--
+		case c.Kind == cdc.Delete:
+			d.deletes--
+			if c.TTLDelete {
+				d.ttlDeletes--
+			}
+		case r.m.Filter.Match(c.NewImage):
+			d.expired--
+		default:
+			d.filtered--
+		}
+		reject(c, "Veltrix refused the write: "+status.Convert(err).Message())
+	})
+	if err != nil {
+		return err
+	}
+	if err := r.sink.put(ctx, rejects); err != nil {
+		return err
+	}
+	r.counts.add(d)
+	r.env.Observer.ItemsWritten(r.id, int(d.items+d.deletes+d.expired+d.filtered))
+	return nil
+}
