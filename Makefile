@@ -57,16 +57,23 @@ e2e-deps: ## Install the npm packages the e2e tests use (Node gRPC client, kines
 	done
 
 .PHONY: test
-test: e2e-deps tools ## Run every module's tests with the race detector (e2e included).
+test: e2e-deps bench-deps tools ## Run every module's tests with the race detector (e2e included).
 	VELTRIX_HELM=$(BIN)/helm go test $(GOTEST_FLAGS) $(PKGS)
 
 .PHONY: e2e
 e2e: e2e-deps tools ## Run only the end-to-end tests of the real binaries (also part of make test).
 	go test -race -count=1 -timeout 15m -run 'TestBin' ./e2e/
 
+.PHONY: bench-deps
+bench-deps: ## Install redis-server and redis-benchmark (Debian) for make bench and the bench tests, if missing.
+	@if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; fi
+
+BENCH_FLAGS ?= --duration 4s --keys 50000 --import-items 100000
+
 .PHONY: bench
-bench: ## Run the benchmarks and print the comparison tables (not built yet).
-	@echo "make bench: the benchmark suite is not built yet (issue #9)."; exit 1
+bench: bench-deps ## Veltrix vs etcd, Redis and raw Pebble side by side: YCSB A-D, PUT, BatchGet, bulk import (~5 min on 2 cores).
+	go run ./cmd/veltrix bench $(BENCH_FLAGS)
 
 .PHONY: run
 run: ## Start a local stack (veltrix dev): etcd, 3 storage nodes, router :7400, migrator :7600, sample import.

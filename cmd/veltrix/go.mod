@@ -14,6 +14,7 @@ replace github.com/veltrixdb/veltrix/services/migrator => ../../services/migrato
 
 require (
 	github.com/cockroachdb/pebble/v2 v2.1.7
+	github.com/klauspost/compress v1.20.1
 	github.com/redis/go-redis/v9 v9.7.3
 	github.com/vbauerster/mpb/v8 v8.9.3
 	github.com/veltrixdb/veltrix/pkg v0.0.0-00010101000000-000000000000
@@ -83,7 +84,6 @@ require (
 	github.com/grpc-ecosystem/go-grpc-middleware/v2 v2.3.4 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.29.0 // indirect
 	github.com/jonboulle/clockwork v0.5.0 // indirect
-	github.com/klauspost/compress v1.20.1 // indirect
 	github.com/kr/pretty v0.3.1 // indirect
 	github.com/kr/text v0.2.0 // indirect
 	github.com/mattn/go-runewidth v0.0.16 // indirect

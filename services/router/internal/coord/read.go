@@ -3,6 +3,7 @@ package coord
 import (
 	"bytes"
 	"context"
+	"sync/atomic"
 	"time"
 
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
@@ -19,6 +20,11 @@ type reply[T any] struct {
 // once, the next one whenever one fails, and one hedge when the first has
 // not answered within its hedge delay. Outstanding calls are cancelled when
 // it returns.
+//
+// With need == 1 (reads at ONE, the common case) the first replica is
+// called in the caller's goroutine: no goroutine, channel hop or stack
+// growth on the path that almost every read takes. A hedge runs in the
+// timer's goroutine and cancels the first call when it answers first.
 func gather[T any](ctx context.Context, co *Coordinator, what string, cands []*cluster.Node, need int, call func(context.Context, *cluster.Node) (T, error)) ([]reply[T], error) {
 	if len(cands) < need {
 		return nil, unavailable(what, len(cands), need, []string{"not enough live replicas"})
@@ -26,31 +32,85 @@ func gather[T any](ctx context.Context, co *Coordinator, what string, cands []*c
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := make(chan reply[T], len(cands))
+	do := func(ctx context.Context, n *cluster.Node) reply[T] {
+		start := time.Now()
+		resp, err := call(ctx, n)
+		if err == nil {
+			n.ObserveLatency(time.Since(start))
+		}
+		return reply[T]{node: n, resp: resp, err: err}
+	}
 	next, inflight := 0, 0
 	launch := func() {
 		n := cands[next]
 		next++
 		inflight++
-		go func() {
-			start := time.Now()
-			resp, err := call(ctx, n)
-			if err == nil {
-				n.ObserveLatency(time.Since(start))
-			}
-			ch <- reply[T]{node: n, resp: resp, err: err}
-		}()
-	}
-	for range need {
-		launch()
-	}
-	var hedge <-chan time.Time
-	if next < len(cands) {
-		t := time.NewTimer(cands[0].HedgeDelay(co.o.HedgeMin, co.o.HedgeMax))
-		defer t.Stop()
-		hedge = t.C
+		go func() { ch <- do(ctx, n) }()
 	}
 	var ok []reply[T]
 	var errs []string
+	// failed records a failed reply and launches the next replica; it
+	// returns an error when gather must give up.
+	failed := func(r reply[T]) error {
+		if err := inputErr(r.err); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		errs = append(errs, co.replicaErr(r.node, r.err))
+		if next < len(cands) {
+			launch()
+		} else if len(ok)+inflight < need {
+			return unavailable(what, len(ok), need, errs)
+		}
+		return nil
+	}
+
+	var hedge <-chan time.Time
+	if need == 1 {
+		firstCtx, firstCancel := context.WithCancel(ctx)
+		next = 1
+		var hedgeWon atomic.Bool
+		var t *time.Timer
+		if len(cands) > 1 {
+			second := cands[1]
+			t = time.AfterFunc(cands[0].HedgeDelay(co.o.HedgeMin, co.o.HedgeMax), func() {
+				co.o.Metrics.Hedges.Inc()
+				r := do(ctx, second)
+				if r.err == nil {
+					hedgeWon.Store(true)
+					firstCancel()
+				}
+				ch <- r
+			})
+		}
+		r := do(firstCtx, cands[0])
+		firstCancel()
+		if t != nil && !t.Stop() {
+			// The hedge started: its reply will arrive on ch.
+			next, inflight = 2, 1
+		}
+		switch {
+		case r.err == nil:
+			return []reply[T]{r}, nil
+		case hedgeWon.Load():
+			// Cancelled because the hedge answered first: take its reply.
+		default:
+			if err := failed(r); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		for range need {
+			launch()
+		}
+		if next < len(cands) {
+			t := time.NewTimer(cands[0].HedgeDelay(co.o.HedgeMin, co.o.HedgeMax))
+			defer t.Stop()
+			hedge = t.C
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -70,17 +130,8 @@ func gather[T any](ctx context.Context, co *Coordinator, what string, cands []*c
 				}
 				continue
 			}
-			if err := inputErr(r.err); err != nil {
+			if err := failed(r); err != nil {
 				return nil, err
-			}
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			errs = append(errs, co.replicaErr(r.node, r.err))
-			if next < len(cands) {
-				launch()
-			} else if len(ok)+inflight < need {
-				return nil, unavailable(what, len(ok), need, errs)
 			}
 		}
 	}

@@ -1,0 +1,453 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is everything one bench run measured. It is printed as tables
+// (WriteTable) or JSON (WriteJSON).
+type Report struct {
+	Command  string    `json:"command"`
+	Started  time.Time `json:"started"`
+	Elapsed  Seconds   `json:"elapsed_s"`
+	Machine  Machine   `json:"machine"`
+	Settings Settings  `json:"settings"`
+	// Peers are the peers that ran (or were skipped, with a note).
+	Peers []PeerInfo `json:"peers"`
+	// Results are the workload runs, peer by peer.
+	Results []Result `json:"results"`
+	// RedisBenchmark is redis-benchmark's own GET run, when it ran.
+	RedisBenchmark *RedisBenchmarkRow `json:"redis_benchmark,omitempty"`
+	// Imports are the bulk imports.
+	Imports []ImportRow `json:"imports,omitempty"`
+	// Targets are the issue's targets, met or not.
+	Targets []Target `json:"targets,omitempty"`
+	Notes   []string `json:"notes,omitempty"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPUs       int    `json:"cpus"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	GoVersion  string `json:"go_version"`
+	OS         string `json:"os"`
+	// LoadBefore and LoadAfter are /proc/loadavg's 1, 5 and 15 minute load
+	// averages when the run started and ended.
+	LoadBefore string `json:"load_before,omitempty"`
+	LoadAfter  string `json:"load_after,omitempty"`
+}
+
+// Settings are the workload parameters shared by every peer.
+type Settings struct {
+	Keys         uint64       `json:"keys"`
+	ValueSize    int          `json:"value_size"`
+	Concurrency  int          `json:"concurrency"`
+	Duration     Seconds      `json:"duration_s"`
+	Warmup       Seconds      `json:"warmup_s"`
+	Distribution Distribution `json:"distribution"`
+	Rate         float64      `json:"rate,omitempty"`
+	Sync         bool         `json:"sync"`
+}
+
+// PeerInfo describes one peer of the run.
+type PeerInfo struct {
+	Name        string  `json:"name"`
+	Description string  `json:"description"`
+	Durability  string  `json:"durability"`
+	LoadSeconds Seconds `json:"load_s,omitempty"`
+	LoadKeysSec float64 `json:"load_keys_per_s,omitempty"`
+	Skipped     string  `json:"skipped,omitempty"`
+}
+
+// Result is one workload run against one peer.
+type Result struct {
+	Peer     string `json:"peer"`
+	Workload string `json:"workload"`
+	// Mode is "closed" or "open".
+	Mode       string  `json:"mode"`
+	Note       string  `json:"note,omitempty"`
+	TargetRate float64 `json:"target_rate,omitempty"`
+	OpsPerSec  float64 `json:"ops_per_s"`
+	KeysPerSec float64 `json:"keys_per_s"`
+	Ops        uint64  `json:"ops"`
+	Errors     uint64  `json:"errors"`
+	FirstError string  `json:"first_error,omitempty"`
+	NotFound   uint64  `json:"not_found"`
+	Missed     uint64  `json:"missed,omitempty"`
+	Latency    Lat     `json:"latency"`
+	// CPUPerOp is the CPU time per operation, clients and servers
+	// together (an out-of-process server's included).
+	CPUPerOp Micros `json:"cpu_per_op_us"`
+	// ByOp splits the latencies by operation kind (read, update, …).
+	ByOp map[string]Lat `json:"by_op,omitempty"`
+}
+
+// Lat summarizes a latency histogram.
+type Lat struct {
+	P50  Micros `json:"p50_us"`
+	P99  Micros `json:"p99_us"`
+	P999 Micros `json:"p999_us"`
+	Max  Micros `json:"max_us"`
+	Mean Micros `json:"mean_us"`
+}
+
+// LatOf summarizes h.
+func LatOf(h *Histogram) Lat {
+	return Lat{
+		P50: Micros(h.Quantile(0.50)), P99: Micros(h.Quantile(0.99)), P999: Micros(h.Quantile(0.999)),
+		Max: Micros(h.Max()), Mean: Micros(h.Mean()),
+	}
+}
+
+// ResultOf turns a measurement into a Result.
+func ResultOf(peer, workload string, m *Measurement) Result {
+	r := Result{
+		Peer: peer, Workload: workload, Mode: "closed", TargetRate: m.TargetRate,
+		OpsPerSec: m.OpsPerSec(), KeysPerSec: m.KeysPerSec(), Ops: m.Ops, Errors: m.Errors,
+		FirstError: m.FirstError, NotFound: m.NotFound, Missed: m.Missed, Latency: LatOf(&m.Latency),
+		CPUPerOp: Micros(m.CPUPerOp()),
+	}
+	if m.TargetRate > 0 {
+		r.Mode = "open"
+	}
+	if len(m.ByKind) > 1 {
+		r.ByOp = map[string]Lat{}
+		for k, h := range m.ByKind {
+			r.ByOp[k.String()] = LatOf(h)
+		}
+	}
+	return r
+}
+
+// RedisBenchmarkRow is redis-benchmark's result.
+type RedisBenchmarkRow struct {
+	Command     string  `json:"command"`
+	RPS         float64 `json:"rps"`
+	P50Ms       float64 `json:"p50_ms"`
+	P99Ms       float64 `json:"p99_ms"`
+	Concurrency int     `json:"clients"`
+	Pipeline    int     `json:"pipeline"`
+}
+
+// ImportRow is one bulk import.
+type ImportRow struct {
+	Peer           string  `json:"peer"`
+	Items          int64   `json:"items"`
+	ItemBytes      int     `json:"item_bytes"`
+	Seconds        Seconds `json:"seconds"`
+	ItemsPerSec    float64 `json:"items_per_s"`
+	MBPerSec       float64 `json:"mb_per_s"`
+	ItemsPerSecCPU float64 `json:"items_per_s_per_core"`
+	// VsClaim is ItemsPerSecCPU over the published 42,000 items/s per vCPU.
+	VsClaim float64 `json:"vs_42k_per_vcpu"`
+	Method  string  `json:"method"`
+}
+
+// ClaimItemsPerVCPU is the published bulk import rate per vCPU the issue
+// measures us against (3 M writes/s on 72 vCPUs).
+const ClaimItemsPerVCPU = 42000
+
+// Target is one of the issue's targets.
+type Target struct {
+	Name      string  `json:"name"`
+	Measured  float64 `json:"measured"`
+	Reference float64 `json:"reference"`
+	// Ratio is Measured / Reference; Want is the ratio (or, for latency
+	// targets, the bound) to reach.
+	Ratio float64 `json:"ratio"`
+	Want  string  `json:"want"`
+	Met   bool    `json:"met"`
+	Unit  string  `json:"unit"`
+	Note  string  `json:"note,omitempty"`
+}
+
+// Seconds marshals a duration as seconds.
+type Seconds time.Duration
+
+// MarshalJSON writes the duration in seconds with millisecond precision.
+func (s Seconds) MarshalJSON() ([]byte, error) {
+	return []byte(fmt.Sprintf("%.3f", time.Duration(s).Seconds())), nil
+}
+
+// Micros marshals a duration as microseconds.
+type Micros time.Duration
+
+// MarshalJSON writes the duration in microseconds with 0.1 µs precision.
+func (m Micros) MarshalJSON() ([]byte, error) {
+	return []byte(fmt.Sprintf("%.1f", float64(m)/1e3)), nil
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// fmtLat prints a latency in milliseconds with three significant digits.
+func fmtLat(m Micros) string {
+	ms := float64(m) / 1e6
+	switch {
+	case ms == 0:
+		return "0"
+	case ms < 1:
+		return fmt.Sprintf("%.3f", ms)
+	case ms < 10:
+		return fmt.Sprintf("%.2f", ms)
+	case ms < 100:
+		return fmt.Sprintf("%.1f", ms)
+	}
+	return fmt.Sprintf("%.0f", ms)
+}
+
+// fmtRate prints a rate with thousands separators.
+func fmtRate(v float64) string {
+	if v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return "-"
+	}
+	n := int64(math.Round(v))
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// fmtCPU prints a CPU time per operation in microseconds.
+func fmtCPU(m Micros) string {
+	us := float64(m) / 1e3
+	switch {
+	case us <= 0:
+		return "-"
+	case us < 10:
+		return fmt.Sprintf("%.1f", us)
+	}
+	return fmt.Sprintf("%.0f", us)
+}
+
+func fmtRatio(v float64) string {
+	if v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", v)
+}
+
+// WriteTable writes the report as aligned tables.
+func (r *Report) WriteTable(w io.Writer) error {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	s := r.Settings
+	mode := "closed loop"
+	if s.Rate > 0 {
+		mode = fmt.Sprintf("open loop at %s ops/s", fmtRate(s.Rate))
+	}
+	p("veltrix bench: %d keys × %d B values, %d clients, %s keys, %s, %s per run (+%s warm-up), sync=%t\n",
+		s.Keys, s.ValueSize, s.Concurrency, s.Distribution, mode, time.Duration(s.Duration), time.Duration(s.Warmup), s.Sync)
+	p("machine: %d CPUs (GOMAXPROCS %d), %s, %s; load average %s before, %s after; run took %s\n",
+		r.Machine.CPUs, r.Machine.GOMAXPROCS, r.Machine.OS, r.Machine.GoVersion,
+		orDash(r.Machine.LoadBefore), orDash(r.Machine.LoadAfter), time.Duration(r.Elapsed).Round(time.Second))
+	if r.Command != "" {
+		p("command: %s\n", r.Command)
+	}
+
+	p("\nPeers\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tDURABILITY\tLOAD\tWHAT RUNS")
+	for _, pi := range r.Peers {
+		load := "-"
+		if pi.Skipped != "" {
+			load = "skipped: " + pi.Skipped
+		} else if pi.LoadSeconds > 0 {
+			load = fmt.Sprintf("%.1fs (%s keys/s)", time.Duration(pi.LoadSeconds).Seconds(), fmtRate(pi.LoadKeysSec))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pi.Name, pi.Durability, load, pi.Description)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	if len(r.Results) > 0 {
+		p("\nWorkloads (latencies in ms, measured from the intended start in open loop)\n")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "WORKLOAD\tPEER\tMODE\tOPS/S\tKEYS/S\tP50\tP99\tP99.9\tMAX\tCPU µs/OP\tERRORS\t")
+		last := ""
+		for _, res := range r.sortedResults() {
+			if last != "" && res.Workload != last {
+				fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t")
+			}
+			last = res.Workload
+			mode := res.Mode
+			if res.Mode == "open" {
+				mode = fmt.Sprintf("open %s/s", fmtRate(res.TargetRate))
+			}
+			if res.Note != "" {
+				mode += " (" + res.Note + ")"
+			}
+			errs := fmt.Sprint(res.Errors)
+			if res.Missed > 0 {
+				errs += fmt.Sprintf(" +%d missed", res.Missed)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.Workload, res.Peer, mode,
+				fmtRate(res.OpsPerSec), fmtRate(res.KeysPerSec), fmtLat(res.Latency.P50), fmtLat(res.Latency.P99),
+				fmtLat(res.Latency.P999), fmtLat(res.Latency.Max), fmtCPU(res.CPUPerOp), errs)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if rb := r.RedisBenchmark; rb != nil {
+		p("\nredis-benchmark: %s → %s GET/s (P50 %.3f ms, P99 %.3f ms)\n", rb.Command, fmtRate(rb.RPS), rb.P50Ms, rb.P99Ms)
+	}
+
+	if len(r.Imports) > 0 {
+		p("\nBulk import (%s)\n", r.Imports[0].Method)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "PEER\tITEMS\tITEM BYTES\tSECONDS\tITEMS/S\tMB/S\tITEMS/S PER CORE (%d)\tVS 42,000/vCPU\t\n", r.Machine.CPUs)
+		for _, im := range r.Imports {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%s\t%.1f\t%s\t%s\t\n", im.Peer, im.Items, im.ItemBytes,
+				time.Duration(im.Seconds).Seconds(), fmtRate(im.ItemsPerSec), im.MBPerSec, fmtRate(im.ItemsPerSecCPU), fmtRatio(im.VsClaim))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
+	if len(r.Targets) > 0 {
+		p("\nTargets\n")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TARGET\tMEASURED\tREFERENCE\tRATIO\tWANT\tMET")
+		for _, t := range r.Targets {
+			met := "no"
+			if t.Met {
+				met = "yes"
+			}
+			if t.Note != "" {
+				met += " (" + t.Note + ")"
+			}
+			ratio := fmtRatio(t.Ratio)
+			meas, ref := fmtRate(t.Measured)+" "+t.Unit, fmtRate(t.Reference)+" "+t.Unit
+			if t.Unit == "ms" {
+				meas, ref, ratio = fmt.Sprintf("%.3f ms", t.Measured), fmt.Sprintf("%.3f ms", t.Reference), "-"
+			}
+			if t.Reference == 0 {
+				ref = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, meas, ref, ratio, t.Want, met)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	for _, n := range r.Notes {
+		p("note: %s\n", n)
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// find returns the closed-loop result of peer and workload, if any.
+func (r *Report) find(peer, workload, mode string) *Result {
+	for i := range r.Results {
+		res := &r.Results[i]
+		if res.Peer == peer && res.Workload == workload && res.Mode == mode && res.Note == "" {
+			return res
+		}
+	}
+	return nil
+}
+
+func (r *Report) findNote(peer, workload, note string) *Result {
+	for i := range r.Results {
+		res := &r.Results[i]
+		if res.Peer == peer && res.Workload == workload && res.Note == note {
+			return res
+		}
+	}
+	return nil
+}
+
+// HalfPeakNote marks the open-loop run at half of the peak throughput.
+const HalfPeakNote = "50% of peak"
+
+// ComputeTargets fills r.Targets from the results present; a target whose
+// measurements are missing is left out.
+func (r *Report) ComputeTargets() {
+	r.Targets = nil
+	ratio := func(name, unit string, meas, ref, want float64, wantText, note string) {
+		t := Target{Name: name, Measured: meas, Reference: ref, Unit: unit, Want: wantText, Note: note}
+		if ref > 0 {
+			t.Ratio = meas / ref
+			t.Met = t.Ratio >= want
+		}
+		r.Targets = append(r.Targets, t)
+	}
+	for _, v := range []string{"veltrix-rf3", "veltrix-rf1"} {
+		if a, b := r.find(v, "C", "closed"), r.find("etcd-1", "C", "closed"); a != nil && b != nil {
+			ratio("GET ops/s, "+v+" vs etcd-1 Range (workload C)", "ops/s", a.OpsPerSec, b.OpsPerSec, 0.8, "≥ 0.80×", "")
+		}
+	}
+	if a, b := r.find("veltrix-rf1", "PUT", "closed"), r.find("etcd-1", "PUT", "closed"); a != nil && b != nil {
+		ratio("PUT ops/s, veltrix-rf1 vs etcd-1 Put", "ops/s", a.OpsPerSec, b.OpsPerSec, 1.5, "≥ 1.50×", "")
+	}
+	if a, b := r.find("veltrix-rf3", "PUT", "closed"), r.find("etcd-3", "PUT", "closed"); a != nil && b != nil {
+		ratio("PUT ops/s, veltrix-rf3 vs etcd-3 Put", "ops/s", a.OpsPerSec, b.OpsPerSec, 2, "≥ 2.00×", "")
+	}
+	for _, v := range []string{"veltrix-rf3", "veltrix-rf1"} {
+		a := r.find(v, "BATCHGET", "closed")
+		if a == nil {
+			continue
+		}
+		switch {
+		case r.RedisBenchmark != nil:
+			ratio("BatchGet keys/s, "+v+" vs redis-benchmark GET -P 16", "keys/s", a.KeysPerSec, r.RedisBenchmark.RPS, 0.5, "≥ 0.50×", "")
+		case r.find("redis-pipelined", "BATCHGET", "closed") != nil:
+			ratio("BatchGet keys/s, "+v+" vs redis pipelined GET ×16 (go-redis)", "keys/s", a.KeysPerSec,
+				r.find("redis-pipelined", "BATCHGET", "closed").KeysPerSec, 0.5, "≥ 0.50×", "redis-benchmark did not run")
+		}
+	}
+	for _, v := range []string{"veltrix-rf3", "veltrix-rf1"} {
+		if h := r.findNote(v, "C", HalfPeakNote); h != nil {
+			p99 := float64(h.Latency.P99) / 1e6
+			t := Target{Name: "GET P99 at 50% of peak, " + v + " (open loop)", Measured: p99, Reference: 1, Unit: "ms",
+				Want: "≤ 1 ms", Met: p99 <= 1 && h.Missed == 0}
+			r.Targets = append(r.Targets, t)
+		}
+	}
+	for _, im := range r.Imports {
+		if im.Peer == "veltrix-rf1" {
+			ratio("bulk import items/s per core, RF 1", "items/s", im.ItemsPerSecCPU, ClaimItemsPerVCPU, 1, "≥ 1.00× (42,000)", "")
+		}
+	}
+}
+
+// sortedResults groups the results by workload, in Workloads order, keeping
+// the peers' order within a workload.
+func (r *Report) sortedResults() []Result {
+	rank := func(name string) int {
+		for i, w := range Workloads {
+			if w.Name == name {
+				return i
+			}
+		}
+		return len(Workloads)
+	}
+	out := slices.Clone(r.Results)
+	slices.SortStableFunc(out, func(a, b Result) int { return rank(a.Workload) - rank(b.Workload) })
+	return out
+}
