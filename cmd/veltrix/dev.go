@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -179,12 +178,10 @@ func importSample(ctx context.Context, w io.Writer, dir string, st *devStack) er
 	return nil
 }
 
-// grpcurlCommand is how to run grpcurl from here: from PATH, else the copy
-// `make run` builds into bin/.
+// grpcurlCommand is how to run grpcurl from the directory the stack was
+// started in: the copy `make run` builds into bin/ (make puts bin/ on its
+// own PATH, which the user's shell does not have), else grpcurl on PATH.
 func grpcurlCommand() string {
-	if _, err := exec.LookPath("grpcurl"); err == nil {
-		return "grpcurl"
-	}
 	if _, err := os.Stat(filepath.Join("bin", "grpcurl")); err == nil {
 		return "bin/grpcurl"
 	}
