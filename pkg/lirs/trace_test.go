@@ -149,8 +149,8 @@ func TestTraces(t *testing.T) {
 // configuration and the lirs.c model and requires identical hit counts.
 func TestTracesMatchReferenceModel(t *testing.T) {
 	requireTraces(t)
-	if testing.Short() || raceEnabled {
-		t.Skip("-short or -race: long single-goroutine replays, run without them")
+	if testing.Short() {
+		t.Skip("-short: replays every trace at every size")
 	}
 	sizes, table := referenceTable(t)
 	for name := range table {
