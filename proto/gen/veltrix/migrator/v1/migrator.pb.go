@@ -375,12 +375,18 @@ const (
 	JobState_JOB_STATE_PENDING JobState = 1
 	// JOB_STATE_RUNNING is being worked on.
 	JobState_JOB_STATE_RUNNING JobState = 2
-	// JOB_STATE_SUCCEEDED finished; for verify, see the report.
+	// JOB_STATE_SUCCEEDED finished with nothing lost: every source item was
+	// written or skipped by a rule the user set (expired TTL, filter); for a
+	// verify, the verdict passed.
 	JobState_JOB_STATE_SUCCEEDED JobState = 3
 	// JOB_STATE_FAILED stopped on an error (see error).
 	JobState_JOB_STATE_FAILED JobState = 4
 	// JOB_STATE_CANCELLED was cancelled.
 	JobState_JOB_STATE_CANCELLED JobState = 5
+	// JOB_STATE_COMPLETED_WITH_ERRORS ran to the end but source data was not
+	// imported (rejects, unreadable or missing files, count disagreements),
+	// or, for a verify, the verdict failed. Job.problems says what and where.
+	JobState_JOB_STATE_COMPLETED_WITH_ERRORS JobState = 6
 )
 
 // Enum value maps for JobState.
@@ -392,14 +398,16 @@ var (
 		3: "JOB_STATE_SUCCEEDED",
 		4: "JOB_STATE_FAILED",
 		5: "JOB_STATE_CANCELLED",
+		6: "JOB_STATE_COMPLETED_WITH_ERRORS",
 	}
 	JobState_value = map[string]int32{
-		"JOB_STATE_UNSPECIFIED": 0,
-		"JOB_STATE_PENDING":     1,
-		"JOB_STATE_RUNNING":     2,
-		"JOB_STATE_SUCCEEDED":   3,
-		"JOB_STATE_FAILED":      4,
-		"JOB_STATE_CANCELLED":   5,
+		"JOB_STATE_UNSPECIFIED":           0,
+		"JOB_STATE_PENDING":               1,
+		"JOB_STATE_RUNNING":               2,
+		"JOB_STATE_SUCCEEDED":             3,
+		"JOB_STATE_FAILED":                4,
+		"JOB_STATE_CANCELLED":             5,
+		"JOB_STATE_COMPLETED_WITH_ERRORS": 6,
 	}
 )
 
@@ -428,6 +436,86 @@ func (x JobState) Number() protoreflect.EnumNumber {
 // Deprecated: Use JobState.Descriptor instead.
 func (JobState) EnumDescriptor() ([]byte, []int) {
 	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{6}
+}
+
+// ProblemKind classifies why a job did not fully succeed.
+type ProblemKind int32
+
+const (
+	// PROBLEM_KIND_UNSPECIFIED is never reported.
+	ProblemKind_PROBLEM_KIND_UNSPECIFIED ProblemKind = 0
+	// PROBLEM_KIND_CHECKSUM_MISMATCH is a data file whose MD5 does not match
+	// the manifest.
+	ProblemKind_PROBLEM_KIND_CHECKSUM_MISMATCH ProblemKind = 1
+	// PROBLEM_KIND_FILE_MISSING is a data file the manifest lists that does
+	// not exist.
+	ProblemKind_PROBLEM_KIND_FILE_MISSING ProblemKind = 2
+	// PROBLEM_KIND_CORRUPT_FILE is a data file whose gzip stream is damaged:
+	// the rest of it could not be read.
+	ProblemKind_PROBLEM_KIND_CORRUPT_FILE ProblemKind = 3
+	// PROBLEM_KIND_REJECTED_LINES is lines or records of a file that could
+	// not be decoded or mapped, or that Veltrix refused.
+	ProblemKind_PROBLEM_KIND_REJECTED_LINES ProblemKind = 4
+	// PROBLEM_KIND_ITEM_COUNT_MISMATCH is a disagreement between the
+	// manifest's itemCount, the files' counts and the lines read.
+	ProblemKind_PROBLEM_KIND_ITEM_COUNT_MISMATCH ProblemKind = 5
+	// PROBLEM_KIND_MISMATCHES is a verify that found items missing,
+	// different or extra.
+	ProblemKind_PROBLEM_KIND_MISMATCHES ProblemKind = 6
+	// PROBLEM_KIND_SOURCE_UNAVAILABLE is a source (stream, table) that could
+	// not be read.
+	ProblemKind_PROBLEM_KIND_SOURCE_UNAVAILABLE ProblemKind = 7
+)
+
+// Enum value maps for ProblemKind.
+var (
+	ProblemKind_name = map[int32]string{
+		0: "PROBLEM_KIND_UNSPECIFIED",
+		1: "PROBLEM_KIND_CHECKSUM_MISMATCH",
+		2: "PROBLEM_KIND_FILE_MISSING",
+		3: "PROBLEM_KIND_CORRUPT_FILE",
+		4: "PROBLEM_KIND_REJECTED_LINES",
+		5: "PROBLEM_KIND_ITEM_COUNT_MISMATCH",
+		6: "PROBLEM_KIND_MISMATCHES",
+		7: "PROBLEM_KIND_SOURCE_UNAVAILABLE",
+	}
+	ProblemKind_value = map[string]int32{
+		"PROBLEM_KIND_UNSPECIFIED":         0,
+		"PROBLEM_KIND_CHECKSUM_MISMATCH":   1,
+		"PROBLEM_KIND_FILE_MISSING":        2,
+		"PROBLEM_KIND_CORRUPT_FILE":        3,
+		"PROBLEM_KIND_REJECTED_LINES":      4,
+		"PROBLEM_KIND_ITEM_COUNT_MISMATCH": 5,
+		"PROBLEM_KIND_MISMATCHES":          6,
+		"PROBLEM_KIND_SOURCE_UNAVAILABLE":  7,
+	}
+)
+
+func (x ProblemKind) Enum() *ProblemKind {
+	p := new(ProblemKind)
+	*p = x
+	return p
+}
+
+func (x ProblemKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ProblemKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_veltrix_migrator_v1_migrator_proto_enumTypes[7].Descriptor()
+}
+
+func (ProblemKind) Type() protoreflect.EnumType {
+	return &file_veltrix_migrator_v1_migrator_proto_enumTypes[7]
+}
+
+func (x ProblemKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ProblemKind.Descriptor instead.
+func (ProblemKind) EnumDescriptor() ([]byte, []int) {
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{7}
 }
 
 // MismatchKind classifies a verify difference.
@@ -471,11 +559,11 @@ func (x MismatchKind) String() string {
 }
 
 func (MismatchKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_veltrix_migrator_v1_migrator_proto_enumTypes[7].Descriptor()
+	return file_veltrix_migrator_v1_migrator_proto_enumTypes[8].Descriptor()
 }
 
 func (MismatchKind) Type() protoreflect.EnumType {
-	return &file_veltrix_migrator_v1_migrator_proto_enumTypes[7]
+	return &file_veltrix_migrator_v1_migrator_proto_enumTypes[8]
 }
 
 func (x MismatchKind) Number() protoreflect.EnumNumber {
@@ -484,7 +572,7 @@ func (x MismatchKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MismatchKind.Descriptor instead.
 func (MismatchKind) EnumDescriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{7}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{8}
 }
 
 // AwsOptions says how to reach an AWS API (or a compatible local server).
@@ -496,9 +584,17 @@ type AwsOptions struct {
 	// endpoint overrides the service endpoint URL.
 	Endpoint string `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// s3_path_style uses path-style S3 addressing.
-	S3PathStyle   bool `protobuf:"varint,3,opt,name=s3_path_style,json=s3PathStyle,proto3" json:"s3_path_style,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	S3PathStyle bool `protobuf:"varint,3,opt,name=s3_path_style,json=s3PathStyle,proto3" json:"s3_path_style,omitempty"`
+	// profile names a profile of the shared AWS config and credentials files
+	// on the migrator's host (AWS_PROFILE). Only the name is stored with the
+	// job, never a secret.
+	Profile string `protobuf:"bytes,4,opt,name=profile,proto3" json:"profile,omitempty"`
+	// credentials_file is the path, on the migrator's host, of a shared
+	// credentials file (INI, as ~/.aws/credentials) to read profile from, for
+	// example a mounted Kubernetes secret. Only the path is stored.
+	CredentialsFile string `protobuf:"bytes,5,opt,name=credentials_file,json=credentialsFile,proto3" json:"credentials_file,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AwsOptions) Reset() {
@@ -550,6 +646,20 @@ func (x *AwsOptions) GetS3PathStyle() bool {
 		return x.S3PathStyle
 	}
 	return false
+}
+
+func (x *AwsOptions) GetProfile() string {
+	if x != nil {
+		return x.Profile
+	}
+	return ""
+}
+
+func (x *AwsOptions) GetCredentialsFile() string {
+	if x != nil {
+		return x.CredentialsFile
+	}
+	return ""
 }
 
 // ExportSource is a DynamoDB ExportTableToPointInTime export (full or
@@ -1013,7 +1123,11 @@ type StreamSpec struct {
 	// aws reaches the stream API.
 	Aws *AwsOptions `protobuf:"bytes,7,opt,name=aws,proto3" json:"aws,omitempty"`
 	// batch_size is the number of records per BatchWrite. Default 100.
-	BatchSize     uint32 `protobuf:"varint,8,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	BatchSize uint32 `protobuf:"varint,8,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	// fail_after moves the job to FAILED when reading or writing has failed
+	// without a single success for this long. Default 15m; the job's health
+	// shows the failure from the first error on.
+	FailAfter     *durationpb.Duration `protobuf:"bytes,9,opt,name=fail_after,json=failAfter,proto3" json:"fail_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1104,6 +1218,13 @@ func (x *StreamSpec) GetBatchSize() uint32 {
 	return 0
 }
 
+func (x *StreamSpec) GetFailAfter() *durationpb.Duration {
+	if x != nil {
+		return x.FailAfter
+	}
+	return nil
+}
+
 // VerifySpec describes a verification job.
 type VerifySpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1124,8 +1245,14 @@ type VerifySpec struct {
 	// max_mismatches is the most mismatches listed in the report. Default
 	// 1000; counts are always exact.
 	MaxMismatches uint32 `protobuf:"varint,6,opt,name=max_mismatches,json=maxMismatches,proto3" json:"max_mismatches,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// accept_rejects_job names an import job whose rejects the user accepts:
+	// a source line or file this verify could not compare passes the verdict
+	// when that import rejected the same line or file. Recorded in the
+	// report. Items that are absent from Veltrix are MISSING whatever the
+	// import thought of them.
+	AcceptRejectsJob string `protobuf:"bytes,7,opt,name=accept_rejects_job,json=acceptRejectsJob,proto3" json:"accept_rejects_job,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *VerifySpec) Reset() {
@@ -1211,6 +1338,13 @@ func (x *VerifySpec) GetMaxMismatches() uint32 {
 	return 0
 }
 
+func (x *VerifySpec) GetAcceptRejectsJob() string {
+	if x != nil {
+		return x.AcceptRejectsJob
+	}
+	return ""
+}
+
 type isVerifySpec_Source interface {
 	isVerifySpec_Source()
 }
@@ -1260,14 +1394,19 @@ type Progress struct {
 	ItemsPerSecond float64 `protobuf:"fixed64,12,opt,name=items_per_second,json=itemsPerSecond,proto3" json:"items_per_second,omitempty"`
 	// eta is the estimated time to completion, when known.
 	Eta *durationpb.Duration `protobuf:"bytes,13,opt,name=eta,proto3" json:"eta,omitempty"`
-	// lag is the age of the last applied CDC record.
+	// lag is the age of the last applied CDC record; unset while no record
+	// has been read (unknown, not zero).
 	Lag *durationpb.Duration `protobuf:"bytes,14,opt,name=lag,proto3" json:"lag,omitempty"`
 	// items_compared is the number of items a verify job compared.
 	ItemsCompared uint64 `protobuf:"varint,15,opt,name=items_compared,json=itemsCompared,proto3" json:"items_compared,omitempty"`
 	// mismatches is the number of differences a verify job found.
-	Mismatches    uint64 `protobuf:"varint,16,opt,name=mismatches,proto3" json:"mismatches,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Mismatches uint64 `protobuf:"varint,16,opt,name=mismatches,proto3" json:"mismatches,omitempty"`
+	// items_superseded is the number of items Veltrix already held at a
+	// newer version, so the write was not applied (items_written excludes
+	// them).
+	ItemsSuperseded uint64 `protobuf:"varint,17,opt,name=items_superseded,json=itemsSuperseded,proto3" json:"items_superseded,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Progress) Reset() {
@@ -1412,6 +1551,171 @@ func (x *Progress) GetMismatches() uint64 {
 	return 0
 }
 
+func (x *Progress) GetItemsSuperseded() uint64 {
+	if x != nil {
+		return x.ItemsSuperseded
+	}
+	return 0
+}
+
+// Problem is one reason a job is not SUCCEEDED, named by file and counted.
+type Problem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind classifies the problem.
+	Kind ProblemKind `protobuf:"varint,1,opt,name=kind,proto3,enum=veltrix.migrator.v1.ProblemKind" json:"kind,omitempty"`
+	// source names the file, shard or segment, or the manifest.
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// items is the number of source items affected; 0 when unknown.
+	Items uint64 `protobuf:"varint,3,opt,name=items,proto3" json:"items,omitempty"`
+	// detail says what happened, for a person.
+	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	// accepted is set when the user accepted it (verify's
+	// accept_rejects_job): it no longer fails the verdict.
+	Accepted      bool `protobuf:"varint,5,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Problem) Reset() {
+	*x = Problem{}
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Problem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Problem) ProtoMessage() {}
+
+func (x *Problem) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Problem.ProtoReflect.Descriptor instead.
+func (*Problem) Descriptor() ([]byte, []int) {
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Problem) GetKind() ProblemKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ProblemKind_PROBLEM_KIND_UNSPECIFIED
+}
+
+func (x *Problem) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Problem) GetItems() uint64 {
+	if x != nil {
+		return x.Items
+	}
+	return 0
+}
+
+func (x *Problem) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *Problem) GetAccepted() bool {
+	if x != nil {
+		return x.Accepted
+	}
+	return false
+}
+
+// JobHealth says whether a running job is making progress.
+type JobHealth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// last_error is the most recent error reading the source or writing to
+	// Veltrix; empty when the last attempt succeeded.
+	LastError string `protobuf:"bytes,1,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// last_error_time is when last_error happened.
+	LastErrorTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=last_error_time,json=lastErrorTime,proto3" json:"last_error_time,omitempty"`
+	// failing_since is when the current run of failures began; unset while
+	// healthy.
+	FailingSince *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
+	// consecutive_failures counts failures since the last success.
+	ConsecutiveFailures uint32 `protobuf:"varint,4,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *JobHealth) Reset() {
+	*x = JobHealth{}
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobHealth) ProtoMessage() {}
+
+func (x *JobHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobHealth.ProtoReflect.Descriptor instead.
+func (*JobHealth) Descriptor() ([]byte, []int) {
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *JobHealth) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *JobHealth) GetLastErrorTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastErrorTime
+	}
+	return nil
+}
+
+func (x *JobHealth) GetFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailingSince
+	}
+	return nil
+}
+
+func (x *JobHealth) GetConsecutiveFailures() uint32 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
 // Mismatch is one verify difference.
 type Mismatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1429,7 +1733,7 @@ type Mismatch struct {
 
 func (x *Mismatch) Reset() {
 	*x = Mismatch{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[9]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1745,7 @@ func (x *Mismatch) String() string {
 func (*Mismatch) ProtoMessage() {}
 
 func (x *Mismatch) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[9]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1758,7 @@ func (x *Mismatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mismatch.ProtoReflect.Descriptor instead.
 func (*Mismatch) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{9}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Mismatch) GetKind() MismatchKind {
@@ -1506,14 +1810,29 @@ type VerifyReport struct {
 	// target_checksum is the same checksum over the Veltrix items.
 	TargetChecksum uint64 `protobuf:"fixed64,8,opt,name=target_checksum,json=targetChecksum,proto3" json:"target_checksum,omitempty"`
 	// mismatches lists differences, at most VerifySpec.max_mismatches.
-	Mismatches    []*Mismatch `protobuf:"bytes,9,rep,name=mismatches,proto3" json:"mismatches,omitempty"`
+	Mismatches []*Mismatch `protobuf:"bytes,9,rep,name=mismatches,proto3" json:"mismatches,omitempty"`
+	// unreadable is the number of source items that could not be read at
+	// all (a missing data file, the rest of a corrupt gzip stream), counted
+	// from the manifest; they fail the verdict.
+	Unreadable uint64 `protobuf:"varint,10,opt,name=unreadable,proto3" json:"unreadable,omitempty"`
+	// rejects is the number of source lines that could not be decoded or
+	// mapped; they fail the verdict unless accepted.
+	Rejects uint64 `protobuf:"varint,11,opt,name=rejects,proto3" json:"rejects,omitempty"`
+	// accepted_rejects is how many of rejects were accepted through
+	// accept_rejects_job.
+	AcceptedRejects uint64 `protobuf:"varint,12,opt,name=accepted_rejects,json=acceptedRejects,proto3" json:"accepted_rejects,omitempty"`
+	// accept_rejects_job is the import job whose rejects were accepted.
+	AcceptRejectsJob string `protobuf:"bytes,13,opt,name=accept_rejects_job,json=acceptRejectsJob,proto3" json:"accept_rejects_job,omitempty"`
+	// passed is the verdict: no item missing, different or extra, nothing
+	// unreadable, every reject accepted and the manifest's counts agree.
+	Passed        bool `protobuf:"varint,14,opt,name=passed,proto3" json:"passed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VerifyReport) Reset() {
 	*x = VerifyReport{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[10]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1844,7 @@ func (x *VerifyReport) String() string {
 func (*VerifyReport) ProtoMessage() {}
 
 func (x *VerifyReport) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[10]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1857,7 @@ func (x *VerifyReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyReport.ProtoReflect.Descriptor instead.
 func (*VerifyReport) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{10}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *VerifyReport) GetSourceItems() uint64 {
@@ -1604,6 +1923,41 @@ func (x *VerifyReport) GetMismatches() []*Mismatch {
 	return nil
 }
 
+func (x *VerifyReport) GetUnreadable() uint64 {
+	if x != nil {
+		return x.Unreadable
+	}
+	return 0
+}
+
+func (x *VerifyReport) GetRejects() uint64 {
+	if x != nil {
+		return x.Rejects
+	}
+	return 0
+}
+
+func (x *VerifyReport) GetAcceptedRejects() uint64 {
+	if x != nil {
+		return x.AcceptedRejects
+	}
+	return 0
+}
+
+func (x *VerifyReport) GetAcceptRejectsJob() string {
+	if x != nil {
+		return x.AcceptRejectsJob
+	}
+	return ""
+}
+
+func (x *VerifyReport) GetPassed() bool {
+	if x != nil {
+		return x.Passed
+	}
+	return false
+}
+
 // Job is a migration job.
 type Job struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1634,14 +1988,20 @@ type Job struct {
 	// verify_report is the result of a verify job.
 	VerifyReport *VerifyReport `protobuf:"bytes,12,opt,name=verify_report,json=verifyReport,proto3" json:"verify_report,omitempty"`
 	// owners are the migrator instances working on it now.
-	Owners        []string `protobuf:"bytes,13,rep,name=owners,proto3" json:"owners,omitempty"`
+	Owners []string `protobuf:"bytes,13,rep,name=owners,proto3" json:"owners,omitempty"`
+	// problems names every reason the job is not SUCCEEDED, per file.
+	Problems []*Problem `protobuf:"bytes,14,rep,name=problems,proto3" json:"problems,omitempty"`
+	// health says whether a running job is making progress (stream jobs).
+	Health *JobHealth `protobuf:"bytes,15,opt,name=health,proto3" json:"health,omitempty"`
+	// attempts is how many times the job was started (RetryJob adds one).
+	Attempts      uint32 `protobuf:"varint,16,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[11]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +2013,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[11]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +2026,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{11}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Job) GetId() string {
@@ -1773,6 +2133,27 @@ func (x *Job) GetOwners() []string {
 	return nil
 }
 
+func (x *Job) GetProblems() []*Problem {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+func (x *Job) GetHealth() *JobHealth {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
+func (x *Job) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
 type isJob_Spec interface {
 	isJob_Spec()
 }
@@ -1812,7 +2193,7 @@ type StartImportRequest struct {
 
 func (x *StartImportRequest) Reset() {
 	*x = StartImportRequest{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[12]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1824,7 +2205,7 @@ func (x *StartImportRequest) String() string {
 func (*StartImportRequest) ProtoMessage() {}
 
 func (x *StartImportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[12]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1837,7 +2218,7 @@ func (x *StartImportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartImportRequest.ProtoReflect.Descriptor instead.
 func (*StartImportRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{12}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StartImportRequest) GetSpec() *ImportSpec {
@@ -1865,7 +2246,7 @@ type StartImportResponse struct {
 
 func (x *StartImportResponse) Reset() {
 	*x = StartImportResponse{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[13]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +2258,7 @@ func (x *StartImportResponse) String() string {
 func (*StartImportResponse) ProtoMessage() {}
 
 func (x *StartImportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[13]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +2271,7 @@ func (x *StartImportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartImportResponse.ProtoReflect.Descriptor instead.
 func (*StartImportResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{13}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StartImportResponse) GetJob() *Job {
@@ -1913,7 +2294,7 @@ type StartStreamRequest struct {
 
 func (x *StartStreamRequest) Reset() {
 	*x = StartStreamRequest{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[14]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2306,7 @@ func (x *StartStreamRequest) String() string {
 func (*StartStreamRequest) ProtoMessage() {}
 
 func (x *StartStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[14]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2319,7 @@ func (x *StartStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartStreamRequest.ProtoReflect.Descriptor instead.
 func (*StartStreamRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{14}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StartStreamRequest) GetSpec() *StreamSpec {
@@ -1966,7 +2347,7 @@ type StartStreamResponse struct {
 
 func (x *StartStreamResponse) Reset() {
 	*x = StartStreamResponse{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[15]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1978,7 +2359,7 @@ func (x *StartStreamResponse) String() string {
 func (*StartStreamResponse) ProtoMessage() {}
 
 func (x *StartStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[15]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1991,7 +2372,7 @@ func (x *StartStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartStreamResponse.ProtoReflect.Descriptor instead.
 func (*StartStreamResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{15}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StartStreamResponse) GetJob() *Job {
@@ -2014,7 +2395,7 @@ type StartVerifyRequest struct {
 
 func (x *StartVerifyRequest) Reset() {
 	*x = StartVerifyRequest{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[16]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2026,7 +2407,7 @@ func (x *StartVerifyRequest) String() string {
 func (*StartVerifyRequest) ProtoMessage() {}
 
 func (x *StartVerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[16]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2039,7 +2420,7 @@ func (x *StartVerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartVerifyRequest.ProtoReflect.Descriptor instead.
 func (*StartVerifyRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{16}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StartVerifyRequest) GetSpec() *VerifySpec {
@@ -2067,7 +2448,7 @@ type StartVerifyResponse struct {
 
 func (x *StartVerifyResponse) Reset() {
 	*x = StartVerifyResponse{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[17]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2460,7 @@ func (x *StartVerifyResponse) String() string {
 func (*StartVerifyResponse) ProtoMessage() {}
 
 func (x *StartVerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[17]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2473,7 @@ func (x *StartVerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartVerifyResponse.ProtoReflect.Descriptor instead.
 func (*StartVerifyResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{17}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StartVerifyResponse) GetJob() *Job {
@@ -2113,7 +2494,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[18]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2506,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[18]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2519,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{18}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -2159,7 +2540,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[19]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2171,7 +2552,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[19]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2184,7 +2565,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{19}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -2209,7 +2590,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[20]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2221,7 +2602,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[20]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2234,7 +2615,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{20}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListJobsRequest) GetKind() JobKind {
@@ -2271,7 +2652,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[21]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2664,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[21]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2677,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{21}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2324,7 +2705,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[22]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2336,7 +2717,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[22]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2349,7 +2730,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{22}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -2370,7 +2751,7 @@ type WatchJobResponse struct {
 
 func (x *WatchJobResponse) Reset() {
 	*x = WatchJobResponse{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[23]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2382,7 +2763,7 @@ func (x *WatchJobResponse) String() string {
 func (*WatchJobResponse) ProtoMessage() {}
 
 func (x *WatchJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[23]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2395,7 +2776,7 @@ func (x *WatchJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobResponse.ProtoReflect.Descriptor instead.
 func (*WatchJobResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{23}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WatchJobResponse) GetJob() *Job {
@@ -2416,7 +2797,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[24]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2428,7 +2809,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[24]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2441,7 +2822,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{24}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -2462,7 +2843,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[25]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2474,7 +2855,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[25]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2487,7 +2868,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{25}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -2514,7 +2895,7 @@ type Reject struct {
 
 func (x *Reject) Reset() {
 	*x = Reject{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[26]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2526,7 +2907,7 @@ func (x *Reject) String() string {
 func (*Reject) ProtoMessage() {}
 
 func (x *Reject) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[26]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2539,7 +2920,7 @@ func (x *Reject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reject.ProtoReflect.Descriptor instead.
 func (*Reject) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{26}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Reject) GetSource() string {
@@ -2570,6 +2951,98 @@ func (x *Reject) GetExcerpt() []byte {
 	return nil
 }
 
+// RetryJobRequest retries a job.
+type RetryJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id of the job.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryJobRequest) Reset() {
+	*x = RetryJobRequest{}
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryJobRequest) ProtoMessage() {}
+
+func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryJobRequest.ProtoReflect.Descriptor instead.
+func (*RetryJobRequest) Descriptor() ([]byte, []int) {
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RetryJobRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// RetryJobResponse is the job, PENDING again.
+type RetryJobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// job after the retry was accepted.
+	Job           *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryJobResponse) Reset() {
+	*x = RetryJobResponse{}
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryJobResponse) ProtoMessage() {}
+
+func (x *RetryJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryJobResponse.ProtoReflect.Descriptor instead.
+func (*RetryJobResponse) Descriptor() ([]byte, []int) {
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RetryJobResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
 // ListRejectsRequest pages through a job's rejects.
 type ListRejectsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2585,7 +3058,7 @@ type ListRejectsRequest struct {
 
 func (x *ListRejectsRequest) Reset() {
 	*x = ListRejectsRequest{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[27]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2597,7 +3070,7 @@ func (x *ListRejectsRequest) String() string {
 func (*ListRejectsRequest) ProtoMessage() {}
 
 func (x *ListRejectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[27]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2610,7 +3083,7 @@ func (x *ListRejectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRejectsRequest.ProtoReflect.Descriptor instead.
 func (*ListRejectsRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{27}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListRejectsRequest) GetJobId() string {
@@ -2647,7 +3120,7 @@ type ListRejectsResponse struct {
 
 func (x *ListRejectsResponse) Reset() {
 	*x = ListRejectsResponse{}
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[28]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2659,7 +3132,7 @@ func (x *ListRejectsResponse) String() string {
 func (*ListRejectsResponse) ProtoMessage() {}
 
 func (x *ListRejectsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[28]
+	mi := &file_veltrix_migrator_v1_migrator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2672,7 +3145,7 @@ func (x *ListRejectsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRejectsResponse.ProtoReflect.Descriptor instead.
 func (*ListRejectsResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{28}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListRejectsResponse) GetRejects() []*Reject {
@@ -2693,12 +3166,14 @@ var File_veltrix_migrator_v1_migrator_proto protoreflect.FileDescriptor
 
 const file_veltrix_migrator_v1_migrator_proto_rawDesc = "" +
 	"\n" +
-	"\"veltrix/migrator/v1/migrator.proto\x12\x13veltrix.migrator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"d\n" +
+	"\"veltrix/migrator/v1/migrator.proto\x12\x13veltrix.migrator.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x01\n" +
 	"\n" +
 	"AwsOptions\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1a\n" +
 	"\bendpoint\x18\x02 \x01(\tR\bendpoint\x12\"\n" +
-	"\rs3_path_style\x18\x03 \x01(\bR\vs3PathStyle\"\x8e\x01\n" +
+	"\rs3_path_style\x18\x03 \x01(\bR\vs3PathStyle\x12\x18\n" +
+	"\aprofile\x18\x04 \x01(\tR\aprofile\x12)\n" +
+	"\x10credentials_file\x18\x05 \x01(\tR\x0fcredentialsFile\"\x8e\x01\n" +
 	"\fExportSource\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x129\n" +
 	"\x06format\x18\x02 \x01(\x0e2!.veltrix.migrator.v1.ExportFormatR\x06format\x121\n" +
@@ -2733,7 +3208,7 @@ const file_veltrix_migrator_v1_migrator_proto_rawDesc = "" +
 	"\vparallelism\x18\x06 \x01(\rR\vparallelism\x12\x1d\n" +
 	"\n" +
 	"batch_size\x18\a \x01(\rR\tbatchSizeB\b\n" +
-	"\x06source\"\xe1\x02\n" +
+	"\x06source\"\x9b\x03\n" +
 	"\n" +
 	"StreamSpec\x123\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1f.veltrix.migrator.v1.StreamKindR\x04kind\x12\x16\n" +
@@ -2744,7 +3219,9 @@ const file_veltrix_migrator_v1_migrator_proto_rawDesc = "" +
 	"\amapping\x18\x06 \x01(\v2\x1c.veltrix.migrator.v1.MappingR\amapping\x121\n" +
 	"\x03aws\x18\a \x01(\v2\x1f.veltrix.migrator.v1.AwsOptionsR\x03aws\x12\x1d\n" +
 	"\n" +
-	"batch_size\x18\b \x01(\rR\tbatchSize\"\xc3\x02\n" +
+	"batch_size\x18\b \x01(\rR\tbatchSize\x128\n" +
+	"\n" +
+	"fail_after\x18\t \x01(\v2\x19.google.protobuf.DurationR\tfailAfter\"\xf1\x02\n" +
 	"\n" +
 	"VerifySpec\x12;\n" +
 	"\x06export\x18\x01 \x01(\v2!.veltrix.migrator.v1.ExportSourceH\x00R\x06export\x12E\n" +
@@ -2754,8 +3231,9 @@ const file_veltrix_migrator_v1_migrator_proto_rawDesc = "" +
 	"\x0fsample_fraction\x18\x04 \x01(\x01R\x0esampleFraction\x12\x1f\n" +
 	"\vcheck_extra\x18\x05 \x01(\bR\n" +
 	"checkExtra\x12%\n" +
-	"\x0emax_mismatches\x18\x06 \x01(\rR\rmaxMismatchesB\b\n" +
-	"\x06source\"\xb5\x04\n" +
+	"\x0emax_mismatches\x18\x06 \x01(\rR\rmaxMismatches\x12,\n" +
+	"\x12accept_rejects_job\x18\a \x01(\tR\x10acceptRejectsJobB\b\n" +
+	"\x06source\"\xe0\x04\n" +
 	"\bProgress\x12\x1f\n" +
 	"\vitems_total\x18\x01 \x01(\x04R\n" +
 	"itemsTotal\x12#\n" +
@@ -2781,12 +3259,25 @@ const file_veltrix_migrator_v1_migrator_proto_rawDesc = "" +
 	"\x0eitems_compared\x18\x0f \x01(\x04R\ritemsCompared\x12\x1e\n" +
 	"\n" +
 	"mismatches\x18\x10 \x01(\x04R\n" +
-	"mismatches\"\x99\x01\n" +
+	"mismatches\x12)\n" +
+	"\x10items_superseded\x18\x11 \x01(\x04R\x0fitemsSuperseded\"\xa1\x01\n" +
+	"\aProblem\x124\n" +
+	"\x04kind\x18\x01 \x01(\x0e2 .veltrix.migrator.v1.ProblemKindR\x04kind\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x14\n" +
+	"\x05items\x18\x03 \x01(\x04R\x05items\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x1a\n" +
+	"\baccepted\x18\x05 \x01(\bR\baccepted\"\xe2\x01\n" +
+	"\tJobHealth\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x01 \x01(\tR\tlastError\x12B\n" +
+	"\x0flast_error_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rlastErrorTime\x12?\n" +
+	"\rfailing_since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x121\n" +
+	"\x14consecutive_failures\x18\x04 \x01(\rR\x13consecutiveFailures\"\x99\x01\n" +
 	"\bMismatch\x125\n" +
 	"\x04kind\x18\x01 \x01(\x0e2!.veltrix.migrator.v1.MismatchKindR\x04kind\x12#\n" +
 	"\rpartition_key\x18\x02 \x01(\fR\fpartitionKey\x12\x19\n" +
 	"\bsort_key\x18\x03 \x01(\fR\asortKey\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xcf\x02\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xfa\x03\n" +
 	"\fVerifyReport\x12!\n" +
 	"\fsource_items\x18\x01 \x01(\x04R\vsourceItems\x12!\n" +
 	"\ftarget_items\x18\x02 \x01(\x04R\vtargetItems\x12\x1a\n" +
@@ -2798,7 +3289,15 @@ const file_veltrix_migrator_v1_migrator_proto_rawDesc = "" +
 	"\x0ftarget_checksum\x18\b \x01(\x06R\x0etargetChecksum\x12=\n" +
 	"\n" +
 	"mismatches\x18\t \x03(\v2\x1d.veltrix.migrator.v1.MismatchR\n" +
-	"mismatches\"\xb0\x05\n" +
+	"mismatches\x12\x1e\n" +
+	"\n" +
+	"unreadable\x18\n" +
+	" \x01(\x04R\n" +
+	"unreadable\x12\x18\n" +
+	"\arejects\x18\v \x01(\x04R\arejects\x12)\n" +
+	"\x10accepted_rejects\x18\f \x01(\x04R\x0facceptedRejects\x12,\n" +
+	"\x12accept_rejects_job\x18\r \x01(\tR\x10acceptRejectsJob\x12\x16\n" +
+	"\x06passed\x18\x0e \x01(\bR\x06passed\"\xbe\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x120\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1c.veltrix.migrator.v1.JobKindR\x04kind\x123\n" +
@@ -2818,7 +3317,10 @@ const file_veltrix_migrator_v1_migrator_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12F\n" +
 	"\rverify_report\x18\f \x01(\v2!.veltrix.migrator.v1.VerifyReportR\fverifyReport\x12\x16\n" +
-	"\x06owners\x18\r \x03(\tR\x06ownersB\x06\n" +
+	"\x06owners\x18\r \x03(\tR\x06owners\x128\n" +
+	"\bproblems\x18\x0e \x03(\v2\x1c.veltrix.migrator.v1.ProblemR\bproblems\x126\n" +
+	"\x06health\x18\x0f \x01(\v2\x1e.veltrix.migrator.v1.JobHealthR\x06health\x12\x1a\n" +
+	"\battempts\x18\x10 \x01(\rR\battemptsB\x06\n" +
 	"\x04spec\"`\n" +
 	"\x12StartImportRequest\x123\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1f.veltrix.migrator.v1.ImportSpecR\x04spec\x12\x15\n" +
@@ -2859,7 +3361,11 @@ const file_veltrix_migrator_v1_migrator_proto_rawDesc = "" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x12\n" +
 	"\x04line\x18\x02 \x01(\x04R\x04line\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
-	"\aexcerpt\x18\x04 \x01(\fR\aexcerpt\"g\n" +
+	"\aexcerpt\x18\x04 \x01(\fR\aexcerpt\"!\n" +
+	"\x0fRetryJobRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\">\n" +
+	"\x10RetryJobResponse\x12*\n" +
+	"\x03job\x18\x01 \x01(\v2\x18.veltrix.migrator.v1.JobR\x03job\"g\n" +
 	"\x12ListRejectsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
@@ -2900,19 +3406,29 @@ const file_veltrix_migrator_v1_migrator_proto_rawDesc = "" +
 	"\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fJOB_KIND_IMPORT\x10\x01\x12\x13\n" +
 	"\x0fJOB_KIND_STREAM\x10\x02\x12\x13\n" +
-	"\x0fJOB_KIND_VERIFY\x10\x03*\x9b\x01\n" +
+	"\x0fJOB_KIND_VERIFY\x10\x03*\xc0\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x15\n" +
 	"\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n" +
 	"\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n" +
 	"\x10JOB_STATE_FAILED\x10\x04\x12\x17\n" +
-	"\x13JOB_STATE_CANCELLED\x10\x05*~\n" +
+	"\x13JOB_STATE_CANCELLED\x10\x05\x12#\n" +
+	"\x1fJOB_STATE_COMPLETED_WITH_ERRORS\x10\x06*\x96\x02\n" +
+	"\vProblemKind\x12\x1c\n" +
+	"\x18PROBLEM_KIND_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1ePROBLEM_KIND_CHECKSUM_MISMATCH\x10\x01\x12\x1d\n" +
+	"\x19PROBLEM_KIND_FILE_MISSING\x10\x02\x12\x1d\n" +
+	"\x19PROBLEM_KIND_CORRUPT_FILE\x10\x03\x12\x1f\n" +
+	"\x1bPROBLEM_KIND_REJECTED_LINES\x10\x04\x12$\n" +
+	" PROBLEM_KIND_ITEM_COUNT_MISMATCH\x10\x05\x12\x1b\n" +
+	"\x17PROBLEM_KIND_MISMATCHES\x10\x06\x12#\n" +
+	"\x1fPROBLEM_KIND_SOURCE_UNAVAILABLE\x10\a*~\n" +
 	"\fMismatchKind\x12\x1d\n" +
 	"\x19MISMATCH_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15MISMATCH_KIND_MISSING\x10\x01\x12\x17\n" +
 	"\x13MISMATCH_KIND_EXTRA\x10\x02\x12\x1b\n" +
-	"\x17MISMATCH_KIND_DIFFERENT\x10\x032\xfc\x05\n" +
+	"\x17MISMATCH_KIND_DIFFERENT\x10\x032\xd5\x06\n" +
 	"\x0fMigratorService\x12`\n" +
 	"\vStartImport\x12'.veltrix.migrator.v1.StartImportRequest\x1a(.veltrix.migrator.v1.StartImportResponse\x12`\n" +
 	"\vStartStream\x12'.veltrix.migrator.v1.StartStreamRequest\x1a(.veltrix.migrator.v1.StartStreamResponse\x12`\n" +
@@ -2921,7 +3437,8 @@ const file_veltrix_migrator_v1_migrator_proto_rawDesc = "" +
 	"\bListJobs\x12$.veltrix.migrator.v1.ListJobsRequest\x1a%.veltrix.migrator.v1.ListJobsResponse\x12Y\n" +
 	"\bWatchJob\x12$.veltrix.migrator.v1.WatchJobRequest\x1a%.veltrix.migrator.v1.WatchJobResponse0\x01\x12Z\n" +
 	"\tCancelJob\x12%.veltrix.migrator.v1.CancelJobRequest\x1a&.veltrix.migrator.v1.CancelJobResponse\x12`\n" +
-	"\vListRejects\x12'.veltrix.migrator.v1.ListRejectsRequest\x1a(.veltrix.migrator.v1.ListRejectsResponseBGZEgithub.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1;migratorv1b\x06proto3"
+	"\vListRejects\x12'.veltrix.migrator.v1.ListRejectsRequest\x1a(.veltrix.migrator.v1.ListRejectsResponse\x12W\n" +
+	"\bRetryJob\x12$.veltrix.migrator.v1.RetryJobRequest\x1a%.veltrix.migrator.v1.RetryJobResponseBGZEgithub.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1;migratorv1b\x06proto3"
 
 var (
 	file_veltrix_migrator_v1_migrator_proto_rawDescOnce sync.Once
@@ -2935,8 +3452,8 @@ func file_veltrix_migrator_v1_migrator_proto_rawDescGZIP() []byte {
 	return file_veltrix_migrator_v1_migrator_proto_rawDescData
 }
 
-var file_veltrix_migrator_v1_migrator_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_veltrix_migrator_v1_migrator_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_veltrix_migrator_v1_migrator_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_veltrix_migrator_v1_migrator_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_veltrix_migrator_v1_migrator_proto_goTypes = []any{
 	(ExportFormat)(0),             // 0: veltrix.migrator.v1.ExportFormat
 	(ValueEncoding)(0),            // 1: veltrix.migrator.v1.ValueEncoding
@@ -2945,104 +3462,118 @@ var file_veltrix_migrator_v1_migrator_proto_goTypes = []any{
 	(StartPosition)(0),            // 4: veltrix.migrator.v1.StartPosition
 	(JobKind)(0),                  // 5: veltrix.migrator.v1.JobKind
 	(JobState)(0),                 // 6: veltrix.migrator.v1.JobState
-	(MismatchKind)(0),             // 7: veltrix.migrator.v1.MismatchKind
-	(*AwsOptions)(nil),            // 8: veltrix.migrator.v1.AwsOptions
-	(*ExportSource)(nil),          // 9: veltrix.migrator.v1.ExportSource
-	(*TableScanSource)(nil),       // 10: veltrix.migrator.v1.TableScanSource
-	(*KeyAttribute)(nil),          // 11: veltrix.migrator.v1.KeyAttribute
-	(*Mapping)(nil),               // 12: veltrix.migrator.v1.Mapping
-	(*ImportSpec)(nil),            // 13: veltrix.migrator.v1.ImportSpec
-	(*StreamSpec)(nil),            // 14: veltrix.migrator.v1.StreamSpec
-	(*VerifySpec)(nil),            // 15: veltrix.migrator.v1.VerifySpec
-	(*Progress)(nil),              // 16: veltrix.migrator.v1.Progress
-	(*Mismatch)(nil),              // 17: veltrix.migrator.v1.Mismatch
-	(*VerifyReport)(nil),          // 18: veltrix.migrator.v1.VerifyReport
-	(*Job)(nil),                   // 19: veltrix.migrator.v1.Job
-	(*StartImportRequest)(nil),    // 20: veltrix.migrator.v1.StartImportRequest
-	(*StartImportResponse)(nil),   // 21: veltrix.migrator.v1.StartImportResponse
-	(*StartStreamRequest)(nil),    // 22: veltrix.migrator.v1.StartStreamRequest
-	(*StartStreamResponse)(nil),   // 23: veltrix.migrator.v1.StartStreamResponse
-	(*StartVerifyRequest)(nil),    // 24: veltrix.migrator.v1.StartVerifyRequest
-	(*StartVerifyResponse)(nil),   // 25: veltrix.migrator.v1.StartVerifyResponse
-	(*GetJobRequest)(nil),         // 26: veltrix.migrator.v1.GetJobRequest
-	(*GetJobResponse)(nil),        // 27: veltrix.migrator.v1.GetJobResponse
-	(*ListJobsRequest)(nil),       // 28: veltrix.migrator.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 29: veltrix.migrator.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),       // 30: veltrix.migrator.v1.WatchJobRequest
-	(*WatchJobResponse)(nil),      // 31: veltrix.migrator.v1.WatchJobResponse
-	(*CancelJobRequest)(nil),      // 32: veltrix.migrator.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),     // 33: veltrix.migrator.v1.CancelJobResponse
-	(*Reject)(nil),                // 34: veltrix.migrator.v1.Reject
-	(*ListRejectsRequest)(nil),    // 35: veltrix.migrator.v1.ListRejectsRequest
-	(*ListRejectsResponse)(nil),   // 36: veltrix.migrator.v1.ListRejectsResponse
-	(*durationpb.Duration)(nil),   // 37: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
+	(ProblemKind)(0),              // 7: veltrix.migrator.v1.ProblemKind
+	(MismatchKind)(0),             // 8: veltrix.migrator.v1.MismatchKind
+	(*AwsOptions)(nil),            // 9: veltrix.migrator.v1.AwsOptions
+	(*ExportSource)(nil),          // 10: veltrix.migrator.v1.ExportSource
+	(*TableScanSource)(nil),       // 11: veltrix.migrator.v1.TableScanSource
+	(*KeyAttribute)(nil),          // 12: veltrix.migrator.v1.KeyAttribute
+	(*Mapping)(nil),               // 13: veltrix.migrator.v1.Mapping
+	(*ImportSpec)(nil),            // 14: veltrix.migrator.v1.ImportSpec
+	(*StreamSpec)(nil),            // 15: veltrix.migrator.v1.StreamSpec
+	(*VerifySpec)(nil),            // 16: veltrix.migrator.v1.VerifySpec
+	(*Progress)(nil),              // 17: veltrix.migrator.v1.Progress
+	(*Problem)(nil),               // 18: veltrix.migrator.v1.Problem
+	(*JobHealth)(nil),             // 19: veltrix.migrator.v1.JobHealth
+	(*Mismatch)(nil),              // 20: veltrix.migrator.v1.Mismatch
+	(*VerifyReport)(nil),          // 21: veltrix.migrator.v1.VerifyReport
+	(*Job)(nil),                   // 22: veltrix.migrator.v1.Job
+	(*StartImportRequest)(nil),    // 23: veltrix.migrator.v1.StartImportRequest
+	(*StartImportResponse)(nil),   // 24: veltrix.migrator.v1.StartImportResponse
+	(*StartStreamRequest)(nil),    // 25: veltrix.migrator.v1.StartStreamRequest
+	(*StartStreamResponse)(nil),   // 26: veltrix.migrator.v1.StartStreamResponse
+	(*StartVerifyRequest)(nil),    // 27: veltrix.migrator.v1.StartVerifyRequest
+	(*StartVerifyResponse)(nil),   // 28: veltrix.migrator.v1.StartVerifyResponse
+	(*GetJobRequest)(nil),         // 29: veltrix.migrator.v1.GetJobRequest
+	(*GetJobResponse)(nil),        // 30: veltrix.migrator.v1.GetJobResponse
+	(*ListJobsRequest)(nil),       // 31: veltrix.migrator.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 32: veltrix.migrator.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),       // 33: veltrix.migrator.v1.WatchJobRequest
+	(*WatchJobResponse)(nil),      // 34: veltrix.migrator.v1.WatchJobResponse
+	(*CancelJobRequest)(nil),      // 35: veltrix.migrator.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),     // 36: veltrix.migrator.v1.CancelJobResponse
+	(*Reject)(nil),                // 37: veltrix.migrator.v1.Reject
+	(*RetryJobRequest)(nil),       // 38: veltrix.migrator.v1.RetryJobRequest
+	(*RetryJobResponse)(nil),      // 39: veltrix.migrator.v1.RetryJobResponse
+	(*ListRejectsRequest)(nil),    // 40: veltrix.migrator.v1.ListRejectsRequest
+	(*ListRejectsResponse)(nil),   // 41: veltrix.migrator.v1.ListRejectsResponse
+	(*durationpb.Duration)(nil),   // 42: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 43: google.protobuf.Timestamp
 }
 var file_veltrix_migrator_v1_migrator_proto_depIdxs = []int32{
 	0,  // 0: veltrix.migrator.v1.ExportSource.format:type_name -> veltrix.migrator.v1.ExportFormat
-	8,  // 1: veltrix.migrator.v1.ExportSource.aws:type_name -> veltrix.migrator.v1.AwsOptions
-	8,  // 2: veltrix.migrator.v1.TableScanSource.aws:type_name -> veltrix.migrator.v1.AwsOptions
+	9,  // 1: veltrix.migrator.v1.ExportSource.aws:type_name -> veltrix.migrator.v1.AwsOptions
+	9,  // 2: veltrix.migrator.v1.TableScanSource.aws:type_name -> veltrix.migrator.v1.AwsOptions
 	2,  // 3: veltrix.migrator.v1.KeyAttribute.type:type_name -> veltrix.migrator.v1.KeyType
-	11, // 4: veltrix.migrator.v1.Mapping.partition_key:type_name -> veltrix.migrator.v1.KeyAttribute
-	11, // 5: veltrix.migrator.v1.Mapping.sort_key:type_name -> veltrix.migrator.v1.KeyAttribute
+	12, // 4: veltrix.migrator.v1.Mapping.partition_key:type_name -> veltrix.migrator.v1.KeyAttribute
+	12, // 5: veltrix.migrator.v1.Mapping.sort_key:type_name -> veltrix.migrator.v1.KeyAttribute
 	1,  // 6: veltrix.migrator.v1.Mapping.encoding:type_name -> veltrix.migrator.v1.ValueEncoding
-	9,  // 7: veltrix.migrator.v1.ImportSpec.export:type_name -> veltrix.migrator.v1.ExportSource
-	10, // 8: veltrix.migrator.v1.ImportSpec.table_scan:type_name -> veltrix.migrator.v1.TableScanSource
-	12, // 9: veltrix.migrator.v1.ImportSpec.mapping:type_name -> veltrix.migrator.v1.Mapping
+	10, // 7: veltrix.migrator.v1.ImportSpec.export:type_name -> veltrix.migrator.v1.ExportSource
+	11, // 8: veltrix.migrator.v1.ImportSpec.table_scan:type_name -> veltrix.migrator.v1.TableScanSource
+	13, // 9: veltrix.migrator.v1.ImportSpec.mapping:type_name -> veltrix.migrator.v1.Mapping
 	3,  // 10: veltrix.migrator.v1.StreamSpec.kind:type_name -> veltrix.migrator.v1.StreamKind
 	4,  // 11: veltrix.migrator.v1.StreamSpec.start:type_name -> veltrix.migrator.v1.StartPosition
-	12, // 12: veltrix.migrator.v1.StreamSpec.mapping:type_name -> veltrix.migrator.v1.Mapping
-	8,  // 13: veltrix.migrator.v1.StreamSpec.aws:type_name -> veltrix.migrator.v1.AwsOptions
-	9,  // 14: veltrix.migrator.v1.VerifySpec.export:type_name -> veltrix.migrator.v1.ExportSource
-	10, // 15: veltrix.migrator.v1.VerifySpec.table_scan:type_name -> veltrix.migrator.v1.TableScanSource
-	12, // 16: veltrix.migrator.v1.VerifySpec.mapping:type_name -> veltrix.migrator.v1.Mapping
-	37, // 17: veltrix.migrator.v1.Progress.eta:type_name -> google.protobuf.Duration
-	37, // 18: veltrix.migrator.v1.Progress.lag:type_name -> google.protobuf.Duration
-	7,  // 19: veltrix.migrator.v1.Mismatch.kind:type_name -> veltrix.migrator.v1.MismatchKind
-	17, // 20: veltrix.migrator.v1.VerifyReport.mismatches:type_name -> veltrix.migrator.v1.Mismatch
-	5,  // 21: veltrix.migrator.v1.Job.kind:type_name -> veltrix.migrator.v1.JobKind
-	6,  // 22: veltrix.migrator.v1.Job.state:type_name -> veltrix.migrator.v1.JobState
-	13, // 23: veltrix.migrator.v1.Job.import_spec:type_name -> veltrix.migrator.v1.ImportSpec
-	14, // 24: veltrix.migrator.v1.Job.stream_spec:type_name -> veltrix.migrator.v1.StreamSpec
-	15, // 25: veltrix.migrator.v1.Job.verify_spec:type_name -> veltrix.migrator.v1.VerifySpec
-	16, // 26: veltrix.migrator.v1.Job.progress:type_name -> veltrix.migrator.v1.Progress
-	38, // 27: veltrix.migrator.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	38, // 28: veltrix.migrator.v1.Job.start_time:type_name -> google.protobuf.Timestamp
-	38, // 29: veltrix.migrator.v1.Job.end_time:type_name -> google.protobuf.Timestamp
-	18, // 30: veltrix.migrator.v1.Job.verify_report:type_name -> veltrix.migrator.v1.VerifyReport
-	13, // 31: veltrix.migrator.v1.StartImportRequest.spec:type_name -> veltrix.migrator.v1.ImportSpec
-	19, // 32: veltrix.migrator.v1.StartImportResponse.job:type_name -> veltrix.migrator.v1.Job
-	14, // 33: veltrix.migrator.v1.StartStreamRequest.spec:type_name -> veltrix.migrator.v1.StreamSpec
-	19, // 34: veltrix.migrator.v1.StartStreamResponse.job:type_name -> veltrix.migrator.v1.Job
-	15, // 35: veltrix.migrator.v1.StartVerifyRequest.spec:type_name -> veltrix.migrator.v1.VerifySpec
-	19, // 36: veltrix.migrator.v1.StartVerifyResponse.job:type_name -> veltrix.migrator.v1.Job
-	19, // 37: veltrix.migrator.v1.GetJobResponse.job:type_name -> veltrix.migrator.v1.Job
-	5,  // 38: veltrix.migrator.v1.ListJobsRequest.kind:type_name -> veltrix.migrator.v1.JobKind
-	19, // 39: veltrix.migrator.v1.ListJobsResponse.jobs:type_name -> veltrix.migrator.v1.Job
-	19, // 40: veltrix.migrator.v1.WatchJobResponse.job:type_name -> veltrix.migrator.v1.Job
-	19, // 41: veltrix.migrator.v1.CancelJobResponse.job:type_name -> veltrix.migrator.v1.Job
-	34, // 42: veltrix.migrator.v1.ListRejectsResponse.rejects:type_name -> veltrix.migrator.v1.Reject
-	20, // 43: veltrix.migrator.v1.MigratorService.StartImport:input_type -> veltrix.migrator.v1.StartImportRequest
-	22, // 44: veltrix.migrator.v1.MigratorService.StartStream:input_type -> veltrix.migrator.v1.StartStreamRequest
-	24, // 45: veltrix.migrator.v1.MigratorService.StartVerify:input_type -> veltrix.migrator.v1.StartVerifyRequest
-	26, // 46: veltrix.migrator.v1.MigratorService.GetJob:input_type -> veltrix.migrator.v1.GetJobRequest
-	28, // 47: veltrix.migrator.v1.MigratorService.ListJobs:input_type -> veltrix.migrator.v1.ListJobsRequest
-	30, // 48: veltrix.migrator.v1.MigratorService.WatchJob:input_type -> veltrix.migrator.v1.WatchJobRequest
-	32, // 49: veltrix.migrator.v1.MigratorService.CancelJob:input_type -> veltrix.migrator.v1.CancelJobRequest
-	35, // 50: veltrix.migrator.v1.MigratorService.ListRejects:input_type -> veltrix.migrator.v1.ListRejectsRequest
-	21, // 51: veltrix.migrator.v1.MigratorService.StartImport:output_type -> veltrix.migrator.v1.StartImportResponse
-	23, // 52: veltrix.migrator.v1.MigratorService.StartStream:output_type -> veltrix.migrator.v1.StartStreamResponse
-	25, // 53: veltrix.migrator.v1.MigratorService.StartVerify:output_type -> veltrix.migrator.v1.StartVerifyResponse
-	27, // 54: veltrix.migrator.v1.MigratorService.GetJob:output_type -> veltrix.migrator.v1.GetJobResponse
-	29, // 55: veltrix.migrator.v1.MigratorService.ListJobs:output_type -> veltrix.migrator.v1.ListJobsResponse
-	31, // 56: veltrix.migrator.v1.MigratorService.WatchJob:output_type -> veltrix.migrator.v1.WatchJobResponse
-	33, // 57: veltrix.migrator.v1.MigratorService.CancelJob:output_type -> veltrix.migrator.v1.CancelJobResponse
-	36, // 58: veltrix.migrator.v1.MigratorService.ListRejects:output_type -> veltrix.migrator.v1.ListRejectsResponse
-	51, // [51:59] is the sub-list for method output_type
-	43, // [43:51] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	13, // 12: veltrix.migrator.v1.StreamSpec.mapping:type_name -> veltrix.migrator.v1.Mapping
+	9,  // 13: veltrix.migrator.v1.StreamSpec.aws:type_name -> veltrix.migrator.v1.AwsOptions
+	42, // 14: veltrix.migrator.v1.StreamSpec.fail_after:type_name -> google.protobuf.Duration
+	10, // 15: veltrix.migrator.v1.VerifySpec.export:type_name -> veltrix.migrator.v1.ExportSource
+	11, // 16: veltrix.migrator.v1.VerifySpec.table_scan:type_name -> veltrix.migrator.v1.TableScanSource
+	13, // 17: veltrix.migrator.v1.VerifySpec.mapping:type_name -> veltrix.migrator.v1.Mapping
+	42, // 18: veltrix.migrator.v1.Progress.eta:type_name -> google.protobuf.Duration
+	42, // 19: veltrix.migrator.v1.Progress.lag:type_name -> google.protobuf.Duration
+	7,  // 20: veltrix.migrator.v1.Problem.kind:type_name -> veltrix.migrator.v1.ProblemKind
+	43, // 21: veltrix.migrator.v1.JobHealth.last_error_time:type_name -> google.protobuf.Timestamp
+	43, // 22: veltrix.migrator.v1.JobHealth.failing_since:type_name -> google.protobuf.Timestamp
+	8,  // 23: veltrix.migrator.v1.Mismatch.kind:type_name -> veltrix.migrator.v1.MismatchKind
+	20, // 24: veltrix.migrator.v1.VerifyReport.mismatches:type_name -> veltrix.migrator.v1.Mismatch
+	5,  // 25: veltrix.migrator.v1.Job.kind:type_name -> veltrix.migrator.v1.JobKind
+	6,  // 26: veltrix.migrator.v1.Job.state:type_name -> veltrix.migrator.v1.JobState
+	14, // 27: veltrix.migrator.v1.Job.import_spec:type_name -> veltrix.migrator.v1.ImportSpec
+	15, // 28: veltrix.migrator.v1.Job.stream_spec:type_name -> veltrix.migrator.v1.StreamSpec
+	16, // 29: veltrix.migrator.v1.Job.verify_spec:type_name -> veltrix.migrator.v1.VerifySpec
+	17, // 30: veltrix.migrator.v1.Job.progress:type_name -> veltrix.migrator.v1.Progress
+	43, // 31: veltrix.migrator.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	43, // 32: veltrix.migrator.v1.Job.start_time:type_name -> google.protobuf.Timestamp
+	43, // 33: veltrix.migrator.v1.Job.end_time:type_name -> google.protobuf.Timestamp
+	21, // 34: veltrix.migrator.v1.Job.verify_report:type_name -> veltrix.migrator.v1.VerifyReport
+	18, // 35: veltrix.migrator.v1.Job.problems:type_name -> veltrix.migrator.v1.Problem
+	19, // 36: veltrix.migrator.v1.Job.health:type_name -> veltrix.migrator.v1.JobHealth
+	14, // 37: veltrix.migrator.v1.StartImportRequest.spec:type_name -> veltrix.migrator.v1.ImportSpec
+	22, // 38: veltrix.migrator.v1.StartImportResponse.job:type_name -> veltrix.migrator.v1.Job
+	15, // 39: veltrix.migrator.v1.StartStreamRequest.spec:type_name -> veltrix.migrator.v1.StreamSpec
+	22, // 40: veltrix.migrator.v1.StartStreamResponse.job:type_name -> veltrix.migrator.v1.Job
+	16, // 41: veltrix.migrator.v1.StartVerifyRequest.spec:type_name -> veltrix.migrator.v1.VerifySpec
+	22, // 42: veltrix.migrator.v1.StartVerifyResponse.job:type_name -> veltrix.migrator.v1.Job
+	22, // 43: veltrix.migrator.v1.GetJobResponse.job:type_name -> veltrix.migrator.v1.Job
+	5,  // 44: veltrix.migrator.v1.ListJobsRequest.kind:type_name -> veltrix.migrator.v1.JobKind
+	22, // 45: veltrix.migrator.v1.ListJobsResponse.jobs:type_name -> veltrix.migrator.v1.Job
+	22, // 46: veltrix.migrator.v1.WatchJobResponse.job:type_name -> veltrix.migrator.v1.Job
+	22, // 47: veltrix.migrator.v1.CancelJobResponse.job:type_name -> veltrix.migrator.v1.Job
+	22, // 48: veltrix.migrator.v1.RetryJobResponse.job:type_name -> veltrix.migrator.v1.Job
+	37, // 49: veltrix.migrator.v1.ListRejectsResponse.rejects:type_name -> veltrix.migrator.v1.Reject
+	23, // 50: veltrix.migrator.v1.MigratorService.StartImport:input_type -> veltrix.migrator.v1.StartImportRequest
+	25, // 51: veltrix.migrator.v1.MigratorService.StartStream:input_type -> veltrix.migrator.v1.StartStreamRequest
+	27, // 52: veltrix.migrator.v1.MigratorService.StartVerify:input_type -> veltrix.migrator.v1.StartVerifyRequest
+	29, // 53: veltrix.migrator.v1.MigratorService.GetJob:input_type -> veltrix.migrator.v1.GetJobRequest
+	31, // 54: veltrix.migrator.v1.MigratorService.ListJobs:input_type -> veltrix.migrator.v1.ListJobsRequest
+	33, // 55: veltrix.migrator.v1.MigratorService.WatchJob:input_type -> veltrix.migrator.v1.WatchJobRequest
+	35, // 56: veltrix.migrator.v1.MigratorService.CancelJob:input_type -> veltrix.migrator.v1.CancelJobRequest
+	40, // 57: veltrix.migrator.v1.MigratorService.ListRejects:input_type -> veltrix.migrator.v1.ListRejectsRequest
+	38, // 58: veltrix.migrator.v1.MigratorService.RetryJob:input_type -> veltrix.migrator.v1.RetryJobRequest
+	24, // 59: veltrix.migrator.v1.MigratorService.StartImport:output_type -> veltrix.migrator.v1.StartImportResponse
+	26, // 60: veltrix.migrator.v1.MigratorService.StartStream:output_type -> veltrix.migrator.v1.StartStreamResponse
+	28, // 61: veltrix.migrator.v1.MigratorService.StartVerify:output_type -> veltrix.migrator.v1.StartVerifyResponse
+	30, // 62: veltrix.migrator.v1.MigratorService.GetJob:output_type -> veltrix.migrator.v1.GetJobResponse
+	32, // 63: veltrix.migrator.v1.MigratorService.ListJobs:output_type -> veltrix.migrator.v1.ListJobsResponse
+	34, // 64: veltrix.migrator.v1.MigratorService.WatchJob:output_type -> veltrix.migrator.v1.WatchJobResponse
+	36, // 65: veltrix.migrator.v1.MigratorService.CancelJob:output_type -> veltrix.migrator.v1.CancelJobResponse
+	41, // 66: veltrix.migrator.v1.MigratorService.ListRejects:output_type -> veltrix.migrator.v1.ListRejectsResponse
+	39, // 67: veltrix.migrator.v1.MigratorService.RetryJob:output_type -> veltrix.migrator.v1.RetryJobResponse
+	59, // [59:68] is the sub-list for method output_type
+	50, // [50:59] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_veltrix_migrator_v1_migrator_proto_init() }
@@ -3058,7 +3589,7 @@ func file_veltrix_migrator_v1_migrator_proto_init() {
 		(*VerifySpec_Export)(nil),
 		(*VerifySpec_TableScan)(nil),
 	}
-	file_veltrix_migrator_v1_migrator_proto_msgTypes[11].OneofWrappers = []any{
+	file_veltrix_migrator_v1_migrator_proto_msgTypes[13].OneofWrappers = []any{
 		(*Job_ImportSpec)(nil),
 		(*Job_StreamSpec)(nil),
 		(*Job_VerifySpec)(nil),
@@ -3068,8 +3599,8 @@ func file_veltrix_migrator_v1_migrator_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_veltrix_migrator_v1_migrator_proto_rawDesc), len(file_veltrix_migrator_v1_migrator_proto_rawDesc)),
-			NumEnums:      8,
-			NumMessages:   29,
+			NumEnums:      9,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	MigratorService_WatchJob_FullMethodName    = "/veltrix.migrator.v1.MigratorService/WatchJob"
 	MigratorService_CancelJob_FullMethodName   = "/veltrix.migrator.v1.MigratorService/CancelJob"
 	MigratorService_ListRejects_FullMethodName = "/veltrix.migrator.v1.MigratorService/ListRejects"
+	MigratorService_RetryJob_FullMethodName    = "/veltrix.migrator.v1.MigratorService/RetryJob"
 )
 
 // MigratorServiceClient is the client API for MigratorService service.
@@ -55,6 +56,12 @@ type MigratorServiceClient interface {
 	CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*CancelJobResponse, error)
 	// ListRejects pages through a job's dead-letter report.
 	ListRejects(ctx context.Context, in *ListRejectsRequest, opts ...grpc.CallOption) (*ListRejectsResponse, error)
+	// RetryJob runs a job that ended FAILED, COMPLETED_WITH_ERRORS or
+	// CANCELLED again under the same id. An import resumes from its
+	// checkpoints (finished files are not read again); a verify or stream
+	// starts over. The previous attempt's outcome is kept in the job's
+	// attempts.
+	RetryJob(ctx context.Context, in *RetryJobRequest, opts ...grpc.CallOption) (*RetryJobResponse, error)
 }
 
 type migratorServiceClient struct {
@@ -154,6 +161,16 @@ func (c *migratorServiceClient) ListRejects(ctx context.Context, in *ListRejects
 	return out, nil
 }
 
+func (c *migratorServiceClient) RetryJob(ctx context.Context, in *RetryJobRequest, opts ...grpc.CallOption) (*RetryJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetryJobResponse)
+	err := c.cc.Invoke(ctx, MigratorService_RetryJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MigratorServiceServer is the server API for MigratorService service.
 // All implementations must embed UnimplementedMigratorServiceServer
 // for forward compatibility.
@@ -180,6 +197,12 @@ type MigratorServiceServer interface {
 	CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error)
 	// ListRejects pages through a job's dead-letter report.
 	ListRejects(context.Context, *ListRejectsRequest) (*ListRejectsResponse, error)
+	// RetryJob runs a job that ended FAILED, COMPLETED_WITH_ERRORS or
+	// CANCELLED again under the same id. An import resumes from its
+	// checkpoints (finished files are not read again); a verify or stream
+	// starts over. The previous attempt's outcome is kept in the job's
+	// attempts.
+	RetryJob(context.Context, *RetryJobRequest) (*RetryJobResponse, error)
 	mustEmbedUnimplementedMigratorServiceServer()
 }
 
@@ -213,6 +236,9 @@ func (UnimplementedMigratorServiceServer) CancelJob(context.Context, *CancelJobR
 }
 func (UnimplementedMigratorServiceServer) ListRejects(context.Context, *ListRejectsRequest) (*ListRejectsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRejects not implemented")
+}
+func (UnimplementedMigratorServiceServer) RetryJob(context.Context, *RetryJobRequest) (*RetryJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetryJob not implemented")
 }
 func (UnimplementedMigratorServiceServer) mustEmbedUnimplementedMigratorServiceServer() {}
 func (UnimplementedMigratorServiceServer) testEmbeddedByValue()                         {}
@@ -372,6 +398,24 @@ func _MigratorService_ListRejects_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MigratorService_RetryJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MigratorServiceServer).RetryJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MigratorService_RetryJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MigratorServiceServer).RetryJob(ctx, req.(*RetryJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MigratorService_ServiceDesc is the grpc.ServiceDesc for MigratorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -406,6 +450,10 @@ var MigratorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListRejects",
 			Handler:    _MigratorService_ListRejects_Handler,
+		},
+		{
+			MethodName: "RetryJob",
+			Handler:    _MigratorService_RetryJob_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
