@@ -62,6 +62,7 @@ func parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int, c *conn) ([]st
 			if errors.Is(err, flag.ErrHelp) {
 				fs.SetOutput(nil)
 				fs.Usage()
+				fmt.Fprintf(fs.Output(), "\n%s\n", exitCodes)
 				return nil, flag.ErrHelp
 			}
 			return nil, usageErr("%v", err)

@@ -160,6 +160,7 @@ func verifyCmd(args []string, w io.Writer) error {
 	sample := fs.Float64("sample", 1, "fraction of items compared byte for byte (0 < f <= 1)")
 	extra := fs.Bool("check-extra", false, "also scan the table for items the source lacks")
 	maxMis := fs.Uint("max-mismatches", 1000, "most mismatches listed in the report")
+	accept := fs.String("accept-rejects", "", "IMPORT_JOB_ID: source lines this verify cannot compare pass when that import rejected them too (recorded in the report)")
 	if _, err := parse(fs, args, 0, 0, &c); err != nil {
 		return err
 	}
@@ -176,6 +177,7 @@ func verifyCmd(args []string, w io.Writer) error {
 	spec := &migratorv1.VerifySpec{
 		Source:  &migratorv1.VerifySpec_Export{Export: &migratorv1.ExportSource{Uri: *source, Aws: m.aws()}},
 		Mapping: mp, SampleFraction: *sample, CheckExtra: *extra, MaxMismatches: uint32(*maxMis),
+		AcceptRejectsJob: *accept,
 	}
 	mc, closeFn, err := c.migratorClient()
 	if err != nil {
@@ -246,7 +248,12 @@ func streamCmd(args []string, w io.Writer) error {
 }
 
 func terminal(s migratorv1.JobState) bool {
-	return s == migratorv1.JobState_JOB_STATE_SUCCEEDED || s == migratorv1.JobState_JOB_STATE_FAILED || s == migratorv1.JobState_JOB_STATE_CANCELLED
+	switch s {
+	case migratorv1.JobState_JOB_STATE_SUCCEEDED, migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS,
+		migratorv1.JobState_JOB_STATE_FAILED, migratorv1.JobState_JOB_STATE_CANCELLED:
+		return true
+	}
+	return false
 }
 
 // follow watches a job until it ends (or Ctrl-C, which leaves it running),
@@ -370,7 +377,7 @@ func report(w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, j *migrat
 	}
 	pr := j.GetProgress()
 	fmt.Fprintf(w, "job %s (%s): %s\n", j.Id, shortKind(j.Kind), strings.TrimPrefix(j.State.String(), "JOB_STATE_"))
-	if j.Error != "" {
+	if j.Error != "" && j.State != migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS {
 		fmt.Fprintf(w, "  error:            %s\n", j.Error)
 	}
 	dur := "-"
@@ -392,17 +399,38 @@ func report(w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, j *migrat
 		{"duration", dur},
 	}
 	if vr := j.GetVerifyReport(); vr != nil {
+		verdict := "FAILED"
+		if vr.Passed {
+			verdict = "PASSED"
+		}
+		rejects := strconv.FormatUint(vr.Rejects, 10)
+		if vr.AcceptRejectsJob != "" {
+			rejects += fmt.Sprintf(" (%d accepted as rejected by import %s)", vr.AcceptedRejects, vr.AcceptRejectsJob)
+		}
 		rows = append(rows,
+			[]string{"verdict", verdict},
 			[]string{"source items", strconv.FormatUint(vr.SourceItems, 10)},
 			[]string{"compared", strconv.FormatUint(vr.Compared, 10)},
 			[]string{"missing", strconv.FormatUint(vr.Missing, 10)},
 			[]string{"different", strconv.FormatUint(vr.Different, 10)},
 			[]string{"extra", strconv.FormatUint(vr.Extra, 10)},
+			[]string{"unreadable", strconv.FormatUint(vr.Unreadable, 10)},
+			[]string{"source rejects", rejects},
 			[]string{"checksums", fmt.Sprintf("source %016x, target %016x", vr.SourceChecksum, vr.TargetChecksum)},
 		)
 	}
 	for _, r := range rows {
 		fmt.Fprintf(w, "  %-18s %s\n", r[0]+":", r[1])
+	}
+	if len(j.Problems) > 0 {
+		fmt.Fprintln(w, "  problems:")
+		for _, p := range j.Problems {
+			mark := ""
+			if p.Accepted {
+				mark = " [accepted]"
+			}
+			fmt.Fprintf(w, "    %s%s\n", problemLine(p), mark)
+		}
 	}
 	if vr := j.GetVerifyReport(); vr != nil && len(vr.Mismatches) > 0 {
 		fmt.Fprintln(w, "  mismatches:")
@@ -429,15 +457,44 @@ func report(w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, j *migrat
 	return verdict(j)
 }
 
-// verdict makes a failed job or a verify with mismatches a non-zero exit.
+// verdict turns a job's final state into the command's exit code (see
+// exitCodes): 0 only for SUCCEEDED.
 func verdict(j *migratorv1.Job) error {
-	if j.State == migratorv1.JobState_JOB_STATE_FAILED {
-		return fmt.Errorf("job %s failed: %s", j.Id, j.Error)
+	switch j.State {
+	case migratorv1.JobState_JOB_STATE_SUCCEEDED:
+		// A migrator older than the verdict said SUCCEEDED for any verify
+		// that ran to its end: never let a mismatch exit 0.
+		if vr := j.GetVerifyReport(); vr != nil && vr.Missing+vr.Different+vr.Extra+vr.Unreadable > 0 {
+			return withExit(exitIncomplete, fmt.Errorf("verify found %d mismatches (%d missing, %d different, %d extra) and %d unreadable items",
+				vr.Missing+vr.Different+vr.Extra, vr.Missing, vr.Different, vr.Extra, vr.Unreadable))
+		}
+		return nil
+	case migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS:
+		what := "lost source data"
+		if j.Kind == migratorv1.JobKind_JOB_KIND_VERIFY {
+			what = "failed its verdict"
+		}
+		var standing int
+		for _, p := range j.Problems {
+			if !p.Accepted {
+				standing++
+			}
+		}
+		return withExit(exitIncomplete, fmt.Errorf("job %s %s: %d problems (listed above; veltrix jobs get %s)", j.Id, what, standing, j.Id))
+	case migratorv1.JobState_JOB_STATE_CANCELLED:
+		return fmt.Errorf("job %s was cancelled", j.Id)
 	}
-	if vr := j.GetVerifyReport(); vr != nil && vr.Missing+vr.Different+vr.Extra > 0 {
-		return fmt.Errorf("verify found %d mismatches (%d missing, %d different, %d extra)", vr.Missing+vr.Different+vr.Extra, vr.Missing, vr.Different, vr.Extra)
+	return fmt.Errorf("job %s %s: %s", j.Id, strings.ToLower(strings.TrimPrefix(j.State.String(), "JOB_STATE_")), j.Error)
+}
+
+// problemLine renders a job problem: "source: kind (N items): detail".
+func problemLine(p *migratorv1.Problem) string {
+	kind := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(p.Kind.String(), "PROBLEM_KIND_"), "_", " "))
+	items := ""
+	if p.Items > 0 {
+		items = fmt.Sprintf(" (%d items)", p.Items)
 	}
-	return nil
+	return fmt.Sprintf("%s: %s%s: %s", p.Source, kind, items, p.Detail)
 }
 
 func jobsList(args []string, w io.Writer) error {

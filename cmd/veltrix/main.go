@@ -36,6 +36,8 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'veltrix <command> -h' for a command's flags. Every flag can also be set")
 	fmt.Fprintln(w, "through its environment variable: --endpoints ↔ VELTRIX_ENDPOINTS.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, exitCodes)
 }
 
 func main() {
@@ -52,22 +54,59 @@ func run(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		err := c.run(args[1:], stdout)
+		var ee *exitError
 		switch {
 		case err == nil:
-			return 0
+			return exitOK
 		case errors.Is(err, flag.ErrHelp):
-			return 0
+			return exitOK
 		case errors.Is(err, errUsage):
 			fmt.Fprintf(stderr, "veltrix %s: %v\n", c.name, err)
-			return 2
+			return exitUsage
+		case errors.As(err, &ee):
+			fmt.Fprintf(stderr, "veltrix %s: %v\n", c.name, err)
+			return ee.code
 		}
 		fmt.Fprintf(stderr, "veltrix %s: %v\n", c.name, err)
-		return 1
+		return exitFailure
 	}
 	fmt.Fprintf(stderr, "veltrix: unknown command %q\n\n", args[0])
 	usage(stderr)
 	return 2
 }
+
+// Exit codes, documented in usage and the README; scripts rely on them.
+const (
+	// exitOK: the command did what was asked; a job SUCCEEDED (a verify
+	// passed its verdict).
+	exitOK = 0
+	// exitFailure: the command failed: a server unreachable or refusing the
+	// request, a job FAILED or CANCELLED.
+	exitFailure = 1
+	// exitUsage: the command was called wrongly (flags, arguments).
+	exitUsage = 2
+	// exitIncomplete: a job ran to its end but is COMPLETED_WITH_ERRORS: an
+	// import that did not write every source item, a verify whose verdict
+	// failed. Never decommission a source on this code.
+	exitIncomplete = 3
+)
+
+const exitCodes = `Exit codes:
+  0  success: the job SUCCEEDED (a verify passed: nothing missing, different, extra or unread)
+  1  failure: a server unreachable or refusing the request, a job FAILED or CANCELLED
+  2  usage error: wrong flags or arguments
+  3  completed with errors: an import that lost source data, a verify whose verdict failed`
+
+// exitError carries a specific exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func withExit(code int, err error) error { return &exitError{code: code, err: err} }
 
 // errUsage marks errors in how a command was called.
 var errUsage = errors.New("usage")

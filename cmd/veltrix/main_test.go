@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -108,16 +110,35 @@ func TestShowAndArg(t *testing.T) {
 }
 
 func TestVerdict(t *testing.T) {
-	ok := &migratorv1.Job{Id: "j", State: migratorv1.JobState_JOB_STATE_SUCCEEDED, VerifyReport: &migratorv1.VerifyReport{}}
-	if err := verdict(ok); err != nil {
-		t.Fatal(err)
-	}
-	bad := &migratorv1.Job{Id: "j", State: migratorv1.JobState_JOB_STATE_SUCCEEDED, VerifyReport: &migratorv1.VerifyReport{Missing: 2, Extra: 1}}
-	if err := verdict(bad); err == nil || !strings.Contains(err.Error(), "3 mismatches") {
-		t.Fatalf("verdict = %v", err)
-	}
-	failed := &migratorv1.Job{Id: "j", State: migratorv1.JobState_JOB_STATE_FAILED, Error: "boom"}
-	if err := verdict(failed); err == nil || !strings.Contains(err.Error(), "boom") {
-		t.Fatalf("verdict = %v", err)
+	for _, tc := range []struct {
+		name string
+		job  *migratorv1.Job
+		code int
+		want string
+	}{
+		{"succeeded", &migratorv1.Job{Id: "j", State: migratorv1.JobState_JOB_STATE_SUCCEEDED, VerifyReport: &migratorv1.VerifyReport{Passed: true}}, exitOK, ""},
+		{"succeeded with mismatches (old migrator)", &migratorv1.Job{Id: "j", State: migratorv1.JobState_JOB_STATE_SUCCEEDED,
+			VerifyReport: &migratorv1.VerifyReport{Missing: 2, Extra: 1}}, exitIncomplete, "3 mismatches"},
+		{"verify failed its verdict", &migratorv1.Job{Id: "j", Kind: migratorv1.JobKind_JOB_KIND_VERIFY, State: migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS,
+			Problems: []*migratorv1.Problem{{Kind: migratorv1.ProblemKind_PROBLEM_KIND_FILE_MISSING}, {Accepted: true}}}, exitIncomplete, "failed its verdict: 1 problems"},
+		{"import lost data", &migratorv1.Job{Id: "j", Kind: migratorv1.JobKind_JOB_KIND_IMPORT, State: migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS,
+			Problems: []*migratorv1.Problem{{Kind: migratorv1.ProblemKind_PROBLEM_KIND_REJECTED_LINES}}}, exitIncomplete, "lost source data"},
+		{"failed", &migratorv1.Job{Id: "j", State: migratorv1.JobState_JOB_STATE_FAILED, Error: "boom"}, exitFailure, "boom"},
+		{"cancelled", &migratorv1.Job{Id: "j", State: migratorv1.JobState_JOB_STATE_CANCELLED}, exitFailure, "cancelled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := verdict(tc.job)
+			code := exitOK
+			if err != nil {
+				code = exitFailure
+				var ee *exitError
+				if errors.As(err, &ee) {
+					code = ee.code
+				}
+			}
+			if code != tc.code || (tc.want != "" && !strings.Contains(fmt.Sprint(err), tc.want)) {
+				t.Fatalf("verdict = %v (exit %d); want exit %d containing %q", err, code, tc.code, tc.want)
+			}
+		})
 	}
 }

@@ -62,7 +62,15 @@ type batch struct {
 	rejects  []StoredReject
 }
 
+// reject records a line (or its write) that was not imported.
 func (b *batch) reject(index int, f string, line int64, tag, reason string, raw []byte) {
+	b.delta.LineRejects++
+	b.fileReject(index, f, line, tag, reason, raw)
+}
+
+// fileReject records a dead-letter entry that is not one line's: a damaged
+// stream, a count that disagrees.
+func (b *batch) fileReject(index int, f string, line int64, tag, reason string, raw []byte) {
 	b.delta.Rejects++
 	b.rejects = append(b.rejects, StoredReject{
 		Key:    RejectKey(index, line, tag),
@@ -111,7 +119,7 @@ func (r *importRun) run(ctx context.Context) error {
 		r.parallel = DefaultParallelism
 	}
 	if ips := r.spec.GetItemsPerSecond(); ips > 0 {
-		r.limiter = rate.NewLimiter(rate.Limit(ips), max(r.batchSize, int(ips)))
+		r.limiter = newLimiter(ips, r.batchSize)
 	}
 	if r.exp, err = openExport(ctx, r.spec.GetExport()); err != nil {
 		return err
@@ -342,11 +350,26 @@ func (r *importRun) finish(ctx context.Context, job *migratorv1.Job) error {
 	if err := r.checkRejects(agg); err != nil {
 		return err
 	}
-	_, err = e.Store.Finish(ctx, r.id, migratorv1.JobState_JOB_STATE_SUCCEEDED, "", e.Now(), nil)
+	cps, err := e.Store.Checkpoints(ctx, r.id)
+	if err != nil {
+		return err
+	}
+	problems := manifestProblems(r.exp)
+	for _, f := range r.exp.Files {
+		cp := cps[FileName(f.Index)]
+		problems = append(problems, fileProblems(f, fileTally{Unread: cp.Unread, Records: cp.Records, LineRejects: cp.LineRejects}, "imported")...)
+	}
+	state := outcome(problems)
+	_, err = e.Store.Finish(ctx, r.id, state, problemsText(problems), e.Now(), func(j *migratorv1.Job) {
+		j.Problems = problems
+	})
 	if err == nil {
 		p := agg.GetProgress()
-		e.Logger.Info("import succeeded", "job", r.id, "items", p.GetItemsWritten(), "deletes", p.GetDeletes(),
-			"rejects", p.GetRejects(), "skipped_expired", p.GetSkippedExpired(), "filtered", p.GetFiltered())
+		e.Logger.Info("import ended", "job", r.id, "state", state, "items", p.GetItemsWritten(), "deletes", p.GetDeletes(),
+			"rejects", p.GetRejects(), "skipped_expired", p.GetSkippedExpired(), "filtered", p.GetFiltered(), "problems", len(problems))
+		for _, p := range problems {
+			e.Logger.Warn("import problem", "job", r.id, "problem", ProblemLine(p))
+		}
 		e.Observer.Progress(r.id, 1)
 	}
 	if errors.Is(err, ErrFinished) {
@@ -421,8 +444,10 @@ func (r *importRun) processFile(ctx context.Context, f export.File) error {
 		switch {
 		case errors.Is(err, export.ErrChecksum):
 			reason, tag = "checksum mismatch: "+err.Error()+"; the file's content cannot be trusted, so none of it was imported", "md5"
+			cp.Unread = unreadChecksum
 		case errors.Is(err, export.ErrNotExist):
 			reason, tag = "data file missing: "+err.Error(), "missing"
+			cp.Unread = unreadMissing
 		case err != nil:
 			return err
 		}
@@ -504,7 +529,7 @@ func (r *importRun) read(ctx context.Context, fr *fileRun, lines *export.Lines, 
 				b.delta.Bytes += lines.Bytes() - prevBytes
 				b.lastLine = n + 1
 				b.corrupt = true
-				b.reject(fr.f.Index, fr.f.Name, n+1, "gzip", "corrupt gzip: "+err.Error()+"; the rest of the file cannot be read", nil)
+				b.fileReject(fr.f.Index, fr.f.Name, n+1, "gzip", "corrupt gzip: "+err.Error()+"; the rest of the file cannot be read", nil)
 			} else {
 				b.corrupt = true
 			}
@@ -607,6 +632,7 @@ func (fr *fileRun) commit(ctx context.Context, cp Checkpoint) error {
 			cp.SkippedExpired += d.SkippedExpired
 			cp.Filtered += d.Filtered
 			cp.Rejects += d.Rejects
+			cp.LineRejects += d.LineRejects
 			cp.Bytes += d.Bytes
 			bytesRead += d.Bytes
 			items += int(d.Items + d.Deletes)
@@ -619,6 +645,9 @@ func (fr *fileRun) commit(ctx context.Context, cp Checkpoint) error {
 			continue
 		}
 		f := fr.f
+		if corrupt {
+			cp.Unread = unreadCorrupt
+		}
 		if final && !corrupt && f.HasItemCount && cp.Records != f.ItemCount {
 			cp.Rejects++
 			rejects = append(rejects, StoredReject{Key: RejectKey(f.Index, 0, "itemcount"), Reject: &migratorv1.Reject{

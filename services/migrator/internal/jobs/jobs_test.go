@@ -98,9 +98,18 @@ func TestImportBadInput(t *testing.T) {
 	startMigrator(t, store, fake, "m1")
 	job := createJob(t, store, importJob(dir, func(s *migratorv1.ImportSpec) { s.BatchSize = 7 }))
 	got := waitJob(t, store, job.GetId(), 30*time.Second)
-	if got.GetState() != migratorv1.JobState_JOB_STATE_SUCCEEDED {
-		t.Fatalf("job %s: %s", got.GetState(), got.GetError())
+	// Data was lost, so the job must not say SUCCEEDED: it names every
+	// file that fell short, with its count.
+	if got.GetState() != migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS {
+		t.Fatalf("job %s: %s; want COMPLETED_WITH_ERRORS", got.GetState(), got.GetError())
 	}
+	checkProblems(t, got, map[string]string{
+		names[0] + " REJECTED_LINES":      "4 items",
+		names[1] + " CORRUPT_FILE":        "", // count checked below
+		names[2] + " CHECKSUM_MISMATCH":   "5 items",
+		names[3] + " ITEM_COUNT_MISMATCH": "1 items",
+		names[4] + " REJECTED_LINES":      "1 items",
+	})
 	rejects := allRejects(t, store, job.GetId())
 	reasons := map[string]string{}
 	for _, r := range rejects {
@@ -154,6 +163,11 @@ func TestImportBadInput(t *testing.T) {
 	}
 	if it := live["a7|7"]; it.expire.Unix() != future {
 		t.Errorf("a7 expires %v, want %d", it.expire, future)
+	}
+	for _, pr := range got.GetProblems() {
+		if pr.GetKind() == migratorv1.ProblemKind_PROBLEM_KIND_CORRUPT_FILE && pr.GetItems() != uint64(3000-truncatedLines) {
+			t.Errorf("corrupt file problem counts %d items, want %d unread", pr.GetItems(), 3000-truncatedLines)
+		}
 	}
 	p := got.GetProgress()
 	wantItems := uint64(6 + truncatedLines + 3 + 2)
@@ -376,7 +390,7 @@ func TestVerify(t *testing.T) {
 	v := createJob(t, store, verifyJob(dir, true))
 	got := waitJob(t, store, v.GetId(), 30*time.Second)
 	rep := got.GetVerifyReport()
-	if got.GetState() != migratorv1.JobState_JOB_STATE_SUCCEEDED || rep.GetSourceItems() != 1199 || rep.GetCompared() != 1199 ||
+	if got.GetState() != migratorv1.JobState_JOB_STATE_SUCCEEDED || !rep.GetPassed() || rep.GetSourceItems() != 1199 || rep.GetCompared() != 1199 ||
 		rep.GetMissing()+rep.GetDifferent()+rep.GetExtra() != 0 || rep.GetTargetItems() != 1199 ||
 		rep.GetSourceChecksum() != rep.GetTargetChecksum() || rep.GetSourceChecksum() == 0 || got.GetProgress().GetSkippedExpired() != 1 {
 		t.Fatalf("clean verify: %s %q %v %v", got.GetState(), got.GetError(), rep, got.GetProgress())
@@ -404,6 +418,10 @@ func TestVerify(t *testing.T) {
 		got.GetProgress().GetMismatches() != 4 || rep.GetTargetItems() != 1199 {
 		t.Fatalf("verify after tampering: %v", rep)
 	}
+	if got.GetState() != migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS || rep.GetPassed() {
+		t.Fatalf("a verify with mismatches ended %s, passed=%v", got.GetState(), rep.GetPassed())
+	}
+	checkProblems(t, got, map[string]string{"sessions MISMATCHES": "1 items missing, 2 different, 1 extra"})
 	var kinds []string
 	for _, m := range rep.GetMismatches() {
 		kinds = append(kinds, fmt.Sprintf("%s %s|%s: %s", m.GetKind(), m.GetPartitionKey(), m.GetSortKey(), m.GetDetail()))
@@ -468,5 +486,113 @@ func TestIncrementalImport(t *testing.T) {
 	}
 	if a := live["a|1"]; a.version != mapping.IncrementalVersion(1_700_000_000_000_001) {
 		t.Errorf("a version %d", a.version)
+	}
+}
+
+// checkProblems checks a job's problems exactly: "SOURCE KIND" → a text the
+// problem's line must contain ("" for any).
+func checkProblems(t *testing.T, j *migratorv1.Job, want map[string]string) {
+	t.Helper()
+	got := map[string]string{}
+	for _, p := range j.GetProblems() {
+		got[p.GetSource()+" "+strings.TrimPrefix(p.GetKind().String(), "PROBLEM_KIND_")] = ProblemLine(p)
+	}
+	for k, sub := range want {
+		line, ok := got[k]
+		if !ok || !strings.Contains(line, sub) {
+			t.Errorf("problem %s: got %q, want it saying %q", k, line, sub)
+		}
+	}
+	for k, line := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("unexpected problem %s: %s", k, line)
+		}
+	}
+}
+
+// TestVerifyCountsWhatImportLost imports an adversarial export and
+// verifies it: every item the export holds counts, so the verdict fails on
+// each way data was lost, names each one by file, and accepting the
+// import's rejects accepts only lines the import rejected too.
+func TestVerifyCountsWhatImportLost(t *testing.T) {
+	store := newStore(t)
+	fake := newFake()
+	long := goodLines("t", 2000)
+	full := testexport.Gzip(strings.Join(long, "\n") + "\n")
+	dir := t.TempDir()
+	summary := 2 + 1 + 2000 + 30 + 10 + 3 + 5 // one more than the files say
+	names, err := testexport.Write(dir, testexport.Options{SummaryItemCount: &summary},
+		testexport.File{Lines: []string{line("a1", 1, ""), `{"Item":{"pk":{"S":"broken"`, // 2 malformed
+			line("big", 3, `,"blob":{"S":"`+strings.Repeat("x", mapping.MaxItemBytes)+`"}`)}, ItemCount: intp(2)}, // 3 oversize; manifest says 2 of 3
+		testexport.File{Raw: full[:len(full)/2], ItemCount: intp(2000)},             // truncated gzip
+		testexport.File{Lines: goodLines("m", 30), MD5: "1B2M2Y8AsgTpgAmY7PhCfg=="}, // checksum mismatch
+		testexport.File{Lines: goodLines("x", 10), Missing: true},                   // listed, absent
+		testexport.File{Lines: goodLines("ok", 3)},
+		testexport.File{Lines: goodLines("c", 5)},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startMigrator(t, store, fake, "m1")
+	imp := createJob(t, store, importJob(dir, nil))
+	if got := waitJob(t, store, imp.GetId(), 30*time.Second); got.GetState() != migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS {
+		t.Fatalf("import of an adversarial export ended %s: %s", got.GetState(), got.GetError())
+	}
+	// Someone deletes an item after the import: a plain mismatch.
+	del := fake.live("sessions")["c2|2"]
+	del.deleted = true
+	del.version++
+	fake.put(del)
+
+	verify := func(accept string) *migratorv1.Job {
+		j := verifyJob(dir, false)
+		j.GetVerifySpec().AcceptRejectsJob = accept
+		return waitJob(t, store, createJob(t, store, j).GetId(), 30*time.Second)
+	}
+	got := verify("")
+	rep := got.GetVerifyReport()
+	if got.GetState() != migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS || rep.GetPassed() {
+		t.Fatalf("verify of what the import lost ended %s, passed=%v: %s", got.GetState(), rep.GetPassed(), got.GetError())
+	}
+	truncated := 0
+	for i := range 2000 {
+		if _, ok := fake.live("sessions")[fmt.Sprintf("t%d|%d", i, i)]; ok {
+			truncated++
+		}
+	}
+	// The checksum-mismatch file was not imported but is readable: its 30
+	// items are MISSING. c2 was deleted: MISSING.
+	if rep.GetMissing() != 31 || rep.GetUnreadable() != uint64(10+2000-truncated) || rep.GetRejects() != 2 || rep.GetAcceptedRejects() != 0 {
+		t.Fatalf("report %v; want 31 missing, %d unreadable, 2 rejects", rep, 10+2000-truncated)
+	}
+	if want := uint64(1 + 2 + truncated + 30 + 10 + (2000 - truncated) + 3 + 5); rep.GetSourceItems() != want {
+		t.Errorf("source items %d, want every item the export holds: %d", rep.GetSourceItems(), want)
+	}
+	problems := map[string]string{
+		"manifest-summary.json ITEM_COUNT_MISMATCH": "says 2051 items, the files of manifest-files.json add up to 2050",
+		names[0] + " REJECTED_LINES":                "2 lines rejected",
+		names[0] + " ITEM_COUNT_MISMATCH":           "the file has 3 records, manifest-files.json says 2",
+		names[1] + " CORRUPT_FILE":                  fmt.Sprintf("(%d items)", 2000-truncated),
+		names[2] + " CHECKSUM_MISMATCH":             "compared anyway",
+		names[3] + " FILE_MISSING":                  "(10 items)",
+		"sessions MISMATCHES":                       "31 items missing",
+	}
+	checkProblems(t, got, problems)
+
+	// Accepting the import's rejects accepts the two lines it rejected
+	// too, and nothing else: the verdict still fails.
+	got = verify(imp.GetId())
+	rep = got.GetVerifyReport()
+	if got.GetState() != migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS || rep.GetAcceptedRejects() != 2 || rep.GetAcceptRejectsJob() != imp.GetId() {
+		t.Fatalf("verify accepting %s: %s %v", imp.GetId(), got.GetState(), rep)
+	}
+	delete(problems, names[0]+" REJECTED_LINES")
+	problems[names[0]+" REJECTED_LINES"] = "accepted"
+	checkProblems(t, got, problems)
+
+	// Accepting a job that is not an import is refused.
+	v := verify("no-such-job")
+	if v.GetState() != migratorv1.JobState_JOB_STATE_FAILED || !strings.Contains(v.GetError(), "no such job") {
+		t.Fatalf("accepting a missing job: %s %q", v.GetState(), v.GetError())
 	}
 }

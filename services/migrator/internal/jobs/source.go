@@ -13,6 +13,7 @@ import (
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/export"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/mapping"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -121,3 +122,12 @@ func excerpt(line []byte) []byte {
 }
 
 func isBlank(line []byte) bool { return len(bytes.TrimSpace(line)) == 0 }
+
+// newLimiter limits writes to itemsPerSecond, taken a batch at a time. The
+// bucket holds one batch and starts empty: a full bucket of a second's
+// worth let `--rate 1500` run at 2,070 items/s over a short import.
+func newLimiter(itemsPerSecond float64, batch int) *rate.Limiter {
+	l := rate.NewLimiter(rate.Limit(itemsPerSecond), batch)
+	l.AllowN(time.Now(), batch)
+	return l
+}

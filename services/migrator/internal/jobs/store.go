@@ -45,8 +45,12 @@ func ValidateID(id string) error {
 
 // Terminal reports whether a job state is final.
 func Terminal(s migratorv1.JobState) bool {
-	return s == migratorv1.JobState_JOB_STATE_SUCCEEDED || s == migratorv1.JobState_JOB_STATE_FAILED ||
-		s == migratorv1.JobState_JOB_STATE_CANCELLED
+	switch s {
+	case migratorv1.JobState_JOB_STATE_SUCCEEDED, migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS,
+		migratorv1.JobState_JOB_STATE_FAILED, migratorv1.JobState_JOB_STATE_CANCELLED:
+		return true
+	}
+	return false
 }
 
 // Store keeps jobs in etcd. Layout below topology.Keys.Job(id):
@@ -320,6 +324,12 @@ type Checkpoint struct {
 	Filtered       int64 `json:"filtered"`
 	// Rejects is the number of dead-letter records of the file.
 	Rejects int64 `json:"rejects"`
+	// LineRejects is the number of lines (or their writes) rejected: the
+	// file's items that were not imported.
+	LineRejects int64 `json:"line_rejects"`
+	// Unread says why the file, or its rest, was not read: "checksum",
+	// "missing" or "corrupt" (see fileTally); "" when read to its end.
+	Unread string `json:"unread,omitempty"`
 	// Bytes is the decompressed bytes of the committed lines.
 	Bytes int64 `json:"bytes"`
 	// MD5Verified is set once the file's MD5 matched the manifest's; ETag
@@ -487,6 +497,22 @@ func (s *Store) countPrefix(ctx context.Context, prefix string) (int64, error) {
 		return 0, fmt.Errorf("jobs: count %s: %w", prefix, err)
 	}
 	return resp.Count, nil
+}
+
+// RejectKeys returns the keys (see RejectKey) of a job's stored rejects.
+// Only the first Env.MaxStoredRejects rejects are stored, so a key missing
+// here may still have been a reject: callers treat that as not rejected.
+func (s *Store) RejectKeys(ctx context.Context, id string) ([]string, error) {
+	prefix := s.rejectsPrefix(id)
+	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("jobs: read rejects of %s: %w", id, err)
+	}
+	out := make([]string, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out = append(out, strings.TrimPrefix(string(kv.Key), prefix))
+	}
+	return out, nil
 }
 
 // ListRejects returns up to pageSize rejects after page token tok (a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/veltrixdb/veltrix/pkg/client"
@@ -89,7 +90,7 @@ func (r *scanImportRun) run(ctx context.Context) error {
 	}
 	r.batchSize = min(r.batchSize, MaxBatchSize)
 	if ips := r.spec.GetItemsPerSecond(); ips > 0 {
-		r.limiter = rate.NewLimiter(rate.Limit(ips), max(r.batchSize, int(ips)))
+		r.limiter = newLimiter(ips, r.batchSize)
 	}
 	if err := ensureTable(ctx, e.Target, r.m); err != nil {
 		return err
@@ -123,12 +124,20 @@ func (r *scanImportRun) run(ctx context.Context) error {
 		return err
 	}
 	p := r.counts.onto(r.base)
-	if _, err := e.Store.Finish(ctx, r.id, migratorv1.JobState_JOB_STATE_SUCCEEDED, "", e.Now(), func(j *migratorv1.Job) {
+	var problems []*migratorv1.Problem
+	if n := p.GetRejects(); n > 0 {
+		problems = append(problems, &migratorv1.Problem{Kind: migratorv1.ProblemKind_PROBLEM_KIND_REJECTED_LINES,
+			Source: "table " + ts.GetTableName(), Items: n,
+			Detail: fmt.Sprintf("%d items rejected and not imported (see the job's rejects)", n)})
+	}
+	state := outcome(problems)
+	if _, err := e.Store.Finish(ctx, r.id, state, problemsText(problems), e.Now(), func(j *migratorv1.Job) {
 		j.Progress = p
+		j.Problems = problems
 	}); err != nil {
 		return err
 	}
-	e.Logger.Info("import succeeded", "job", r.id, "items", p.GetItemsWritten(), "rejects", p.GetRejects(),
+	e.Logger.Info("import ended", "job", r.id, "state", state, "items", p.GetItemsWritten(), "rejects", p.GetRejects(),
 		"skipped_expired", p.GetSkippedExpired(), "filtered", p.GetFiltered())
 	e.Observer.Progress(r.id, 1)
 	return nil
@@ -223,7 +232,13 @@ func (r *verifyRun) verifyScan(ctx context.Context, ts *migratorv1.TableScanSour
 				continue
 			case mapping.Reject:
 				r.rejects.Add(1)
-				if err := r.sink.put(ctx, []StoredReject{itemReject(p.Segment, it, res.Reason)}); err != nil {
+				r.scanRejects.Add(1)
+				rej := itemReject(p.Segment, it, res.Reason)
+				if _, h, _ := strings.Cut(strings.TrimPrefix(rej.Key, "scan/"), "/"); r.accept["scan-item/"+h] {
+					r.scanAccepted.Add(1)
+					rej.Reject.Reason += "; accepted: import " + r.spec.GetAcceptRejectsJob() + " rejected it too"
+				}
+				if err := r.sink.put(ctx, []StoredReject{rej}); err != nil {
 					return err
 				}
 				continue

@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -100,6 +101,14 @@ type verifyRun struct {
 	mismatches []*migratorv1.Mismatch
 	keys       []uint64
 
+	// tallies is what each data file held, by file index (under mu).
+	tallies map[int]*fileTally
+	// accept is the reject keys of spec.accept_rejects_job: a line this
+	// verify cannot compare passes when the import rejected it too.
+	accept map[string]bool
+	// scanRejects and scanAccepted count a table scan's rejected items.
+	scanRejects, scanAccepted atomic.Uint64
+
 	sourceSum, targetSum atomic.Uint64
 	compared, rejects    atomic.Uint64
 	expired, filtered    atomic.Uint64
@@ -139,18 +148,21 @@ func (e *Env) RunVerify(ctx context.Context, job *migratorv1.Job, lease clientv3
 	}
 	defer func() { _ = e.release(context.WithoutCancel(ctx), id, VerifyClaim, lease) }()
 	r := &verifyRun{env: e, id: id, spec: job.GetVerifySpec(), lease: lease, sink: &rejectSink{env: e, id: id}}
-	report, err := r.run(ctx)
+	report, problems, err := r.run(ctx)
 	if msg, ok := isJobError(err); ok {
 		e.Logger.Error("verify failed", "job", id, "err", msg)
 		_, err = e.Store.Finish(context.WithoutCancel(ctx), id, migratorv1.JobState_JOB_STATE_FAILED, msg, e.Now(), nil)
 	} else if err == nil {
 		if err = e.Store.PutMismatches(ctx, id, r.mismatches); err == nil {
-			_, err = e.Store.Finish(ctx, id, migratorv1.JobState_JOB_STATE_SUCCEEDED, "", e.Now(), func(j *migratorv1.Job) {
+			state := outcome(problems)
+			_, err = e.Store.Finish(ctx, id, state, problemsText(problems), e.Now(), func(j *migratorv1.Job) {
 				j.VerifyReport = report
+				j.Problems = problems
 				j.Progress = r.progress(j.GetProgress())
 			})
-			e.Logger.Info("verify done", "job", id, "source_items", report.GetSourceItems(), "compared", report.GetCompared(),
-				"missing", report.GetMissing(), "different", report.GetDifferent(), "extra", report.GetExtra())
+			e.Logger.Info("verify done", "job", id, "passed", report.GetPassed(), "source_items", report.GetSourceItems(), "compared", report.GetCompared(),
+				"missing", report.GetMissing(), "different", report.GetDifferent(), "extra", report.GetExtra(),
+				"unreadable", report.GetUnreadable(), "rejects", report.GetRejects(), "accepted_rejects", report.GetAcceptedRejects())
 		}
 	}
 	if errors.Is(err, ErrFinished) {
@@ -166,15 +178,15 @@ func ignoreCanceled(err error) error {
 	return err
 }
 
-func (r *verifyRun) run(ctx context.Context) (*migratorv1.VerifyReport, error) {
+func (r *verifyRun) run(ctx context.Context) (*migratorv1.VerifyReport, []*migratorv1.Problem, error) {
 	e := r.env
 	var err error
 	ts := r.spec.GetTableScan()
 	if r.spec.GetExport() == nil && ts == nil {
-		return nil, fail("verify source: want an export or a table_scan")
+		return nil, nil, fail("verify source: want an export or a table_scan")
 	}
 	if r.m, err = mapping.FromProto(r.spec.GetMapping(), "spec.mapping"); err != nil {
-		return nil, fail("%v", err)
+		return nil, nil, fail("%v", err)
 	}
 	r.maxMismatches = int(r.spec.GetMaxMismatches())
 	if r.maxMismatches == 0 {
@@ -183,16 +195,19 @@ func (r *verifyRun) run(ctx context.Context) (*migratorv1.VerifyReport, error) {
 	r.fraction = r.spec.GetSampleFraction()
 	if ts == nil {
 		if r.exp, err = openExport(ctx, r.spec.GetExport()); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if _, err := e.Target.DescribeTable(ctx, r.m.Table); err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
-		return nil, fail("cannot read target table %q: %v", r.m.Table, err)
+		return nil, nil, fail("cannot read target table %q: %v", r.m.Table, err)
 	}
 	r.sink.init(ctx)
+	if err := r.loadAccepted(ctx); err != nil {
+		return nil, nil, err
+	}
 	if _, err := e.Store.Update(ctx, r.id, func(j *migratorv1.Job) error {
 		if Terminal(j.GetState()) {
 			return fmt.Errorf("%w: %s", ErrFinished, r.id)
@@ -207,7 +222,7 @@ func (r *verifyRun) run(ctx context.Context) (*migratorv1.VerifyReport, error) {
 		}
 		return nil
 	}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	// Publish progress while running.
@@ -243,14 +258,14 @@ func (r *verifyRun) run(ctx context.Context) (*migratorv1.VerifyReport, error) {
 
 	if ts != nil {
 		if err := r.verifyScan(ctx, ts); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	} else if err := r.verifyExport(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if r.spec.GetCheckExtra() {
 		if err := r.scanExtra(ctx); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	rep := &r.report
@@ -261,8 +276,87 @@ func (r *verifyRun) run(ctx context.Context) (*migratorv1.VerifyReport, error) {
 		SourceItems: rep.SourceItems, TargetItems: rep.TargetItems, Compared: rep.Compared,
 		Missing: rep.Missing, Extra: rep.Extra, Different: rep.Different,
 		SourceChecksum: rep.SourceChecksum, TargetChecksum: rep.TargetChecksum,
+		AcceptRejectsJob: r.spec.GetAcceptRejectsJob(),
 	}
-	return out, nil
+	problems := r.problems(out)
+	out.Passed = outcome(problems) == migratorv1.JobState_JOB_STATE_SUCCEEDED
+	return out, problems, nil
+}
+
+// problems completes the report's counts from what each file held and
+// names every reason the verdict fails: the manifest's counts, each file's
+// shortfalls, the mismatches.
+func (r *verifyRun) problems(out *migratorv1.VerifyReport) []*migratorv1.Problem {
+	var problems []*migratorv1.Problem
+	if r.exp != nil {
+		problems = manifestProblems(r.exp)
+		for _, f := range r.exp.Files {
+			t := r.tallies[f.Index]
+			if t == nil {
+				continue // not reached: the run failed before it
+			}
+			problems = append(problems, fileProblems(f, *t, "compared")...)
+			out.Unreadable += uint64(unreadInFile(f, *t))
+			out.Rejects += uint64(t.LineRejects)
+			out.AcceptedRejects += uint64(t.AcceptedRejects)
+		}
+	}
+	if n, acc := r.scanRejects.Load(), r.scanAccepted.Load(); n > 0 {
+		out.Rejects += n
+		out.AcceptedRejects += acc
+		src := "table " + r.spec.GetTableScan().GetTableName()
+		if n > acc {
+			problems = append(problems, &migratorv1.Problem{Kind: migratorv1.ProblemKind_PROBLEM_KIND_REJECTED_LINES, Source: src,
+				Items: n - acc, Detail: fmt.Sprintf("%d items could not be mapped and were not compared (see the job's rejects)", n-acc)})
+		}
+		if acc > 0 {
+			problems = append(problems, &migratorv1.Problem{Kind: migratorv1.ProblemKind_PROBLEM_KIND_REJECTED_LINES, Source: src,
+				Items: acc, Accepted: true, Detail: fmt.Sprintf("%d items could not be mapped, accepted as rejected by the import too", acc)})
+		}
+	}
+	// Every item the source holds counts, read or not.
+	out.SourceItems += out.Unreadable + out.Rejects
+	if n := out.Missing + out.Different + out.Extra; n > 0 {
+		problems = append(problems, &migratorv1.Problem{Kind: migratorv1.ProblemKind_PROBLEM_KIND_MISMATCHES, Source: r.m.Table,
+			Items:  n,
+			Detail: fmt.Sprintf("%d items missing, %d different, %d extra in Veltrix", out.Missing, out.Different, out.Extra)})
+	}
+	return problems
+}
+
+// loadAccepted reads the rejects of spec.accept_rejects_job, which must be
+// an import job.
+func (r *verifyRun) loadAccepted(ctx context.Context) error {
+	id := r.spec.GetAcceptRejectsJob()
+	if id == "" {
+		return nil
+	}
+	j, err := r.env.Store.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return fail("accept_rejects_job %q: no such job", id)
+	}
+	if err != nil {
+		return err
+	}
+	if j.GetKind() != migratorv1.JobKind_JOB_KIND_IMPORT {
+		return fail("accept_rejects_job %q is a %s job, not an import", id, j.GetKind())
+	}
+	keys, err := r.env.Store.RejectKeys(ctx, id)
+	if err != nil {
+		return err
+	}
+	r.accept = make(map[string]bool, len(keys))
+	for _, k := range keys {
+		r.accept[k] = true
+		if tag, ok := strings.CutPrefix(k, "scan/"); ok {
+			// A scanned item's reject is keyed by segment and item hash;
+			// another run may see the item in another segment.
+			if _, h, ok := strings.Cut(tag, "/"); ok {
+				r.accept["scan-item/"+h] = true
+			}
+		}
+	}
+	return nil
 }
 
 // verifyExport compares every data file of the export.
@@ -324,17 +418,38 @@ func (r *verifyRun) mismatch(kind migratorv1.MismatchKind, pk, sk []byte, detail
 }
 
 func (r *verifyRun) verifyFile(ctx context.Context, f export.File) error {
+	t := &fileTally{}
+	r.mu.Lock()
+	if r.tallies == nil {
+		r.tallies = map[int]*fileTally{}
+	}
+	r.tallies[f.Index] = t
+	r.mu.Unlock()
 	reject := func(line int64, tag, reason string, raw []byte) error {
 		r.rejects.Add(1)
 		return r.sink.put(ctx, []StoredReject{{Key: RejectKey(f.Index, line, tag), Reject: &migratorv1.Reject{
 			Source: f.Name, Line: uint64(line), Reason: reason, Excerpt: excerpt(raw)}}})
 	}
+	// lineReject is a line that holds an item this verify cannot compare.
+	lineReject := func(line int64, reason string, raw []byte) error {
+		t.LineRejects++
+		if r.accept[RejectKey(f.Index, line, "")] {
+			t.AcceptedRejects++
+			reason += "; accepted: import " + r.spec.GetAcceptRejectsJob() + " rejected it too"
+		}
+		return reject(line, "", reason, raw)
+	}
 	etag, err := r.exp.CheckMD5(ctx, f)
 	switch {
 	case errors.Is(err, export.ErrChecksum):
-		return reject(0, "md5", "checksum mismatch: "+err.Error()+"; the file was not compared", nil)
+		// Compare the file anyway: every item it holds counts.
+		t.Unread = unreadChecksum
+		if err := reject(0, "md5", "checksum mismatch: "+err.Error()+"; its items were compared anyway", nil); err != nil {
+			return err
+		}
 	case errors.Is(err, export.ErrNotExist):
-		return reject(0, "missing", "data file missing: "+err.Error(), nil)
+		t.Unread = unreadMissing
+		return reject(0, "missing", "data file missing: "+err.Error()+"; its items cannot be compared", nil)
 	case err != nil:
 		return r.readFailed(ctx, f, err)
 	}
@@ -356,13 +471,15 @@ func (r *verifyRun) verifyFile(ctx context.Context, f export.File) error {
 			break
 		}
 		if errors.Is(err, export.ErrCorrupt) {
+			t.Unread = unreadCorrupt
 			if err := reject(n+1, "gzip", "corrupt gzip: "+err.Error()+"; the rest of the file was not compared", nil); err != nil {
 				return err
 			}
 			break
 		}
 		if errors.Is(err, export.ErrLineTooLong) {
-			if err := reject(n, "", "malformed line: "+err.Error(), raw); err != nil {
+			t.Records++
+			if err := lineReject(n, "malformed line: "+err.Error(), raw); err != nil {
 				return err
 			}
 			continue
@@ -373,9 +490,10 @@ func (r *verifyRun) verifyFile(ctx context.Context, f export.File) error {
 		if isBlank(raw) {
 			continue
 		}
+		t.Records++
 		rec, err := ddb.DecodeExportLine(r.exp.Format, raw)
 		if err != nil {
-			if err := reject(n, "", "malformed line: "+err.Error(), raw); err != nil {
+			if err := lineReject(n, "malformed line: "+err.Error(), raw); err != nil {
 				return err
 			}
 			continue
@@ -389,7 +507,7 @@ func (r *verifyRun) verifyFile(ctx context.Context, f export.File) error {
 			r.filtered.Add(1)
 			continue
 		case mapping.Reject:
-			if err := reject(n, "", res.Reason, raw); err != nil {
+			if err := lineReject(n, res.Reason, raw); err != nil {
 				return err
 			}
 			continue

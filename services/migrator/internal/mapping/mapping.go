@@ -17,10 +17,15 @@ import (
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 )
 
-// MaxItemBytes is the largest value an import writes: DynamoDB's item size
-// limit, 400 KB (409,600 bytes). A DynamoDB export cannot hold a larger
-// item, so one is damaged input and rejected rather than stored.
-const MaxItemBytes = 400 << 10
+// MaxItemBytes is DynamoDB's item size limit, 400 KB (409,600 bytes), as
+// DynamoDB measures an item (ddb.Item.Size). A DynamoDB export cannot hold
+// a larger item, so one is damaged input and rejected rather than stored.
+// The limit applies to the source item, not to its encoding: a 390 KB item
+// of binary attributes is 520 KB as JSON, and DynamoDB accepted it.
+const MaxItemBytes = ddb.MaxItemSize
+
+// MaxValueBytes is Veltrix's value limit, applied to the encoded value.
+const MaxValueBytes = 64 << 20
 
 // ttlIgnoredAfter mirrors DynamoDB: an expiry more than five years in the
 // past is not treated as an expiry at all (DynamoDB never deletes such
@@ -226,6 +231,9 @@ func (m *Mapping) mapItem(it ddb.Item, now time.Time) Result {
 	if err != nil {
 		return reject(err.Error())
 	}
+	if n := it.Size(); n > MaxItemBytes {
+		return reject(fmt.Sprintf("oversize item: %d bytes as DynamoDB measures it, over DynamoDB's 400 KB (%d bytes) item limit", n, MaxItemBytes))
+	}
 	r := Result{Kind: Put, PK: pk, SK: sk}
 	if m.TTLAttr != "" {
 		if n, ok := it[m.TTLAttr].(ddb.N); ok {
@@ -263,8 +271,8 @@ func (m *Mapping) mapItem(it ddb.Item, now time.Time) Result {
 			return reject(fmt.Sprintf("value attribute %q is %s; VALUE_ENCODING_ATTRIBUTE stores S, B or N", m.ValueAttr, v.Type()))
 		}
 	}
-	if len(r.Value) > MaxItemBytes {
-		return reject(fmt.Sprintf("oversize item: value is %d bytes, over DynamoDB's 400 KB (%d bytes) item limit", len(r.Value), MaxItemBytes))
+	if len(r.Value) > MaxValueBytes {
+		return reject(fmt.Sprintf("oversize value: the encoded item is %d bytes, over Veltrix's %d bytes value limit", len(r.Value), MaxValueBytes))
 	}
 	return r
 }

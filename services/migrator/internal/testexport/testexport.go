@@ -30,6 +30,9 @@ type Options struct {
 	// ChecksumExt is the checksum files' extension: ".md5" (default),
 	// ".checksum", or "-" for none.
 	ChecksumExt string
+	// SummaryItemCount overrides the summary's itemCount (default: the
+	// sum of the files').
+	SummaryItemCount *int
 }
 
 // File is one data file's content.
@@ -42,6 +45,8 @@ type File struct {
 	ItemCount *int
 	// MD5 overrides the manifest's md5Checksum.
 	MD5 string
+	// Missing lists the file in the manifest without writing it.
+	Missing bool
 }
 
 // Write writes an export into dir and returns the data file names.
@@ -70,8 +75,10 @@ func Write(dir string, o Options, files ...File) ([]string, error) {
 		if gz == nil {
 			gz = Gzip(strings.Join(f.Lines, "\n") + lineEnd(f.Lines))
 		}
-		if err := os.WriteFile(filepath.Join(dir, name), gz, 0o644); err != nil {
-			return nil, err
+		if !f.Missing {
+			if err := os.WriteFile(filepath.Join(dir, name), gz, 0o644); err != nil {
+				return nil, err
+			}
 		}
 		sum := md5.Sum(gz)
 		m := map[string]any{
@@ -103,6 +110,9 @@ func Write(dir string, o Options, files ...File) ([]string, error) {
 		"itemCount":          total,
 		"outputFormat":       o.Format,
 		"exportTime":         ExportTime.Format("2006-01-02T15:04:05.000Z"),
+	}
+	if o.SummaryItemCount != nil {
+		sum["itemCount"] = *o.SummaryItemCount
 	}
 	if o.Incremental {
 		delete(sum, "exportTime")
