@@ -125,8 +125,8 @@ func TestBinImportVerifyCLI(t *testing.T) {
 	}
 	tableOut := append(append([]string(nil), verify[:len(verify)-2]...), "--output", "table")
 	res = cli(tableOut...)
-	if res.code != 1 || !strings.Contains(res.stdout, "missing:") || !strings.Contains(res.stdout, pk) || !strings.Contains(res.stderr, "1 mismatches") {
-		t.Errorf("veltrix verify (table output) with a missing item: exit %d; want 1, the report naming %s and the error\nstdout:\n%s\nstderr:\n%s",
-			res.code, pk, res.stdout, res.stderr)
+	if res.code != exitIncomplete || !strings.Contains(res.stdout, "missing:") || !strings.Contains(res.stdout, pk) || !strings.Contains(res.stderr, "failed its verdict") {
+		t.Errorf("veltrix verify (table output) with a missing item: exit %d; want %d, the report naming %s and the error\nstdout:\n%s\nstderr:\n%s",
+			res.code, exitIncomplete, pk, res.stdout, res.stderr)
 	}
 }
