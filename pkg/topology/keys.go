@@ -6,6 +6,8 @@
 // Layout under /veltrix/<cluster>/:
 //
 //	config            ClusterConfig (written once at bootstrap)
+//	cluster_id        random id of this cluster (written once, by the first
+//	                  process that needs it; stamped into data directories)
 //	nodes/<id>        Node, under the node's lease
 //	placement         Placement {epoch, replicas[partition]}
 //	controller/       election for the placement controller
@@ -43,6 +45,9 @@ func (k Keys) Prefix() string { return k.prefix }
 
 // Config is the cluster config key.
 func (k Keys) Config() string { return k.prefix + "config" }
+
+// ClusterID is the key of the cluster's random id.
+func (k Keys) ClusterID() string { return k.prefix + "cluster_id" }
 
 // NodesPrefix is the prefix of the node registrations.
 func (k Keys) NodesPrefix() string { return k.prefix + "nodes/" }

@@ -18,6 +18,9 @@ var (
 	// ErrConfigMismatch is returned when the stored cluster config differs
 	// from the one a process was started with.
 	ErrConfigMismatch = errors.New("topology: cluster config mismatch")
+	// ErrNodeIDInUse is returned by Register when the node id is registered
+	// by another incarnation (another data directory) of the node.
+	ErrNodeIDInUse = errors.New("topology: node id registered by another incarnation")
 )
 
 // ClusterConfig is written once, when the cluster is bootstrapped, and
@@ -74,6 +77,11 @@ type Node struct {
 	State NodeState `json:"state"`
 	// StartTime is when the node process started.
 	StartTime time.Time `json:"start_time"`
+	// Incarnation is the random id stamped into the node's data directory
+	// when it was created: two processes registering one node id with
+	// different incarnations run on different data, and the second is
+	// refused. Empty for nodes from before data directories were stamped.
+	Incarnation string `json:"incarnation,omitempty"`
 }
 
 var nodeIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)

@@ -44,6 +44,17 @@ func setup(t *testing.T) *env {
 	if _, err := store.BootstrapConfig(ctx, topology.ClusterConfig{Partitions: partitions, ReplicationFactor: 1, HashFunction: placement.HashFunction}); err != nil {
 		t.Fatal(err)
 	}
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := server.Config{ID: "n1", DataDir: t.TempDir(), Cluster: "test", EtcdClient: cli, CacheBytes: 1 << 20, Logger: logger}
+	// A node id that holds partitions only starts on its own stamped data
+	// directory: stamp it as a new node before the placement exists.
+	first, err := server.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
 	// The node holds every partition but the last.
 	doc := placement.Document{Epoch: 1, HashFunction: placement.HashFunction, Partitions: partitions, RF: 1}
 	for p := 0; p < partitions; p++ {
@@ -56,10 +67,7 @@ func setup(t *testing.T) *env {
 	if err := store.PutPlacement(ctx, doc, 0); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.Start(ctx, server.Config{
-		ID: "n1", DataDir: t.TempDir(), Cluster: "test", EtcdClient: cli, CacheBytes: 1 << 20,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	srv, err := server.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
