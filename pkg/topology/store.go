@@ -400,7 +400,8 @@ func (r *Registration) run(ctx context.Context, ka <-chan *clientv3.LeaseKeepAli
 }
 
 // Update rewrites the registration with n (same id), e.g. to report
-// draining.
+// draining. Like Register it never overwrites another incarnation's
+// registration.
 func (r *Registration) Update(ctx context.Context, n Node) error {
 	r.mu.Lock()
 	if n.ID != r.node.ID {
@@ -410,11 +411,7 @@ func (r *Registration) Update(ctx context.Context, n Node) error {
 	r.node = n
 	lease := r.lease
 	r.mu.Unlock()
-	b, err := json.Marshal(n)
-	if err != nil {
-		return err
-	}
-	if _, err := r.store.Client.Put(ctx, r.store.Keys.Node(n.ID), string(b), clientv3.WithLease(lease)); err != nil {
+	if err := r.put(ctx, n, lease); err != nil {
 		return fmt.Errorf("topology: update node %s: %w", n.ID, err)
 	}
 	return nil

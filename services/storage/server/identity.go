@@ -34,7 +34,8 @@ var ErrIdentity = errors.New("storage: refusing to start as this node")
 const (
 	// stampFile is the identity stamp in the data directory.
 	stampFile = "IDENTITY"
-	// legacyIDFile held the node id before directories were stamped.
+	// legacyIDFile held the node id before directories were stamped; it
+	// is still written, for older builds.
 	legacyIDFile = "NODE_ID"
 	// stampMeta names the engine metadata record holding the same stamp.
 	stampMeta = "identity"
@@ -171,6 +172,19 @@ func readLegacyID(dir string) (string, error) {
 		return "", fmt.Errorf("storage: read node id: %w", err)
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// writeLegacyID writes the NODE_ID file older builds read.
+func writeLegacyID(dir, id string) error {
+	path := filepath.Join(dir, legacyIDFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+		return fmt.Errorf("storage: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("storage: write %s: %w", path, err)
+	}
+	return nil
 }
 
 // resolveNodeID returns the configured id, or the id the directory was

@@ -292,6 +292,13 @@ func (s *Server) checkIdentity(ctx context.Context, store *topology.Store, dir d
 	if err := writeStampFile(s.cfg.DataDir, st); err != nil {
 		return stamp{}, err
 	}
+	if dir.legacyID == "" {
+		// Older builds read the node id from NODE_ID; keep it so a rolled
+		// back binary still knows whose directory this is.
+		if err := writeLegacyID(s.cfg.DataDir, st.NodeID); err != nil {
+			return stamp{}, err
+		}
+	}
 	s.logger.Info("data directory stamped", "data_dir", s.cfg.DataDir, "cluster_id", st.ClusterID, "incarnation", st.Incarnation)
 	return st, nil
 }
