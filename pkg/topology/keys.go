@@ -9,6 +9,8 @@
 //	cluster_id        random id of this cluster (written once, by the first
 //	                  process that needs it; stamped into data directories)
 //	nodes/<id>        Node, under the node's lease
+//	identities/<id>   NodeIdentity: the incarnation of the data directory
+//	                  that is node <id> (no lease: it outlives the process)
 //	placement         Placement {epoch, replicas[partition]}
 //	controller/       election for the placement controller
 //	tables/<name>     Table
@@ -54,6 +56,9 @@ func (k Keys) NodesPrefix() string { return k.prefix + "nodes/" }
 
 // Node is the registration key of node id.
 func (k Keys) Node(id string) string { return k.NodesPrefix() + id }
+
+// NodeIdentity is the key of node id's identity claim.
+func (k Keys) NodeIdentity(id string) string { return k.prefix + "identities/" + id }
 
 // Placement is the placement document key.
 func (k Keys) Placement() string { return k.prefix + "placement" }

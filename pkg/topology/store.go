@@ -121,6 +121,46 @@ func (s *Store) Node(ctx context.Context, id string) (n Node, found bool, err er
 	return n, found, err
 }
 
+// NodeIdentity reads node id's identity claim; rev is its revision, to
+// pass to ClaimNodeIdentity (0 when there is none).
+func (s *Store) NodeIdentity(ctx context.Context, id string) (ni NodeIdentity, rev int64, found bool, err error) {
+	resp, err := s.Client.Get(ctx, s.Keys.NodeIdentity(id))
+	if err != nil {
+		return NodeIdentity{}, 0, false, fmt.Errorf("topology: get identity of %s: %w", id, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return NodeIdentity{}, 0, false, nil
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, &ni); err != nil {
+		return NodeIdentity{}, 0, false, fmt.Errorf("topology: decode %s: %w", resp.Kvs[0].Key, err)
+	}
+	return ni, resp.Kvs[0].ModRevision, true, nil
+}
+
+// ClaimNodeIdentity writes ni if node ni.NodeID's claim is still at
+// revision prevRev (0: there is none), and returns an error wrapping
+// ErrIdentityConflict otherwise: of two directories claiming one node id at
+// once, one wins.
+func (s *Store) ClaimNodeIdentity(ctx context.Context, ni NodeIdentity, prevRev int64) error {
+	b, err := json.Marshal(ni)
+	if err != nil {
+		return err
+	}
+	key := s.Keys.NodeIdentity(ni.NodeID)
+	cmp := clientv3.Compare(clientv3.ModRevision(key), "=", prevRev)
+	if prevRev == 0 {
+		cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+	}
+	resp, err := s.Client.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, string(b))).Commit()
+	if err != nil {
+		return fmt.Errorf("topology: claim identity of %s: %w", ni.NodeID, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("%w: node %s", ErrIdentityConflict, ni.NodeID)
+	}
+	return nil
+}
+
 // Config reads the cluster config; found is false before bootstrap.
 func (s *Store) Config(ctx context.Context) (cfg ClusterConfig, found bool, err error) {
 	found, _, err = getJSON(ctx, s.Client, s.Keys.Config(), &cfg)

@@ -293,4 +293,25 @@ func TestClusterIDAndIncarnations(t *testing.T) {
 	if got, _, _ := store.Node(ctx, "n1"); got.Address != "c:1" {
 		t.Fatalf("registration = %+v, want the restarted one", got)
 	}
+
+	// The identity claim: one of two directories claiming the id wins.
+	if _, rev, found, err := store.NodeIdentity(ctx, "n1"); err != nil || found || rev != 0 {
+		t.Fatalf("claim before any: rev %d found %v err %v", rev, found, err)
+	}
+	if err := store.ClaimNodeIdentity(ctx, topology.NodeIdentity{NodeID: "n1", Incarnation: "inc-a"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.ClaimNodeIdentity(ctx, topology.NodeIdentity{NodeID: "n1", Incarnation: "inc-b"}, 0); !errors.Is(err, topology.ErrIdentityConflict) {
+		t.Fatalf("second claim from nothing: %v, want ErrIdentityConflict", err)
+	}
+	ni, rev, found, err := store.NodeIdentity(ctx, "n1")
+	if err != nil || !found || ni.Incarnation != "inc-a" {
+		t.Fatalf("claim = %+v found %v err %v", ni, found, err)
+	}
+	if err := store.ClaimNodeIdentity(ctx, topology.NodeIdentity{NodeID: "n1", Incarnation: "inc-c"}, rev); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.ClaimNodeIdentity(ctx, topology.NodeIdentity{NodeID: "n1", Incarnation: "inc-d"}, rev); !errors.Is(err, topology.ErrIdentityConflict) {
+		t.Fatalf("claim at a stale revision: %v, want ErrIdentityConflict", err)
+	}
 }

@@ -8,7 +8,10 @@ package server
 // directory: a node id that holds partitions in the placement, or that a
 // live process has registered, is refused on an empty directory, because
 // serving its partitions from nothing would answer reads of acknowledged
-// writes with "not found". No flag overrides this.
+// writes with "not found". The directory also claims the node id in etcd
+// (topology.NodeIdentity, no lease), so a directory that another one has
+// replaced is refused even while the newer one is down. No flag overrides
+// this.
 
 import (
 	"bytes"
@@ -232,6 +235,9 @@ type clusterState struct {
 	held int
 	// live is the node id's current registration, nil if none.
 	live *topology.Node
+	// claimed is the incarnation of the directory that last claimed the
+	// node id (topology.NodeIdentity), "" if none did.
+	claimed string
 }
 
 // checkIdentity decides whether node id may run on the directory d in
@@ -261,6 +267,9 @@ func checkIdentity(id string, d dirState, c clusterState, now time.Time) (st sta
 				ErrIdentity, d.dir, st.Cluster, st.ClusterID, c.name, c.id, replaceHint)
 		case st.NodeID != id:
 			return stamp{}, false, false, fmt.Errorf("%w: --node-id %q but %s holds the data of node %q (%s)", ErrIdentity, id, d.dir, st.NodeID, replaceHint)
+		case c.claimed != "" && c.claimed != st.Incarnation:
+			return stamp{}, false, false, fmt.Errorf("%w: %s was node %s (incarnation %s), but another data directory (incarnation %s) has become node %s since: this one is stale. Start the node on its current directory, or start a new node with a new node id on a fresh directory (%s)",
+				ErrIdentity, d.dir, id, st.Incarnation, c.claimed, id, replaceHint)
 		case c.live != nil && c.live.Incarnation != "" && c.live.Incarnation != st.Incarnation:
 			return stamp{}, false, false, fmt.Errorf("%w: node %s is registered at %s by another data directory (incarnation %s; %s has incarnation %s). Two directories must not serve as one node: stop the other process, or start this one under a new node id on a fresh directory (%s)",
 				ErrIdentity, id, c.live.Address, c.live.Incarnation, d.dir, st.Incarnation, replaceHint)
@@ -269,14 +278,14 @@ func checkIdentity(id string, d dirState, c clusterState, now time.Time) (st sta
 	}
 
 	// Not stamped.
-	if d.legacyID != "" && d.hasData {
+	if d.legacyID != "" && d.hasData && c.claimed == "" {
 		// A directory from before stamps, with its data: adopt it.
 		st, err = newStamp(c.name, c.id, id, now)
 		return st, true, true, err
 	}
 	if d.hasData {
-		return stamp{}, false, false, fmt.Errorf("%w: %s holds data but no identity stamp, so whose data it is cannot be known. Start a new node with a new node id on a fresh directory (%s)",
-			ErrIdentity, d.dir, replaceHint)
+		return stamp{}, false, false, fmt.Errorf("%w: %s holds data but no identity stamp, so whose data it is cannot be known (node id %s is claimed by incarnation %q). Start a new node with a new node id on a fresh directory (%s)",
+			ErrIdentity, d.dir, id, c.claimed, replaceHint)
 	}
 	if c.held > 0 {
 		return stamp{}, false, false, fmt.Errorf("%w: data directory %s is empty but node id %s holds %d partitions in cluster %s (id %s): serving them from an empty directory would answer reads of acknowledged writes with not-found. To replace a failed node, start a node with a new node id on a fresh directory (moving %s's partitions to it, with backfill, is not built yet: %s); to bring %s back, restore its data directory",

@@ -53,6 +53,11 @@ func TestCheckIdentity(t *testing.T) {
 		{"stamp file and pebble of different directories", "s2", dirState{file: mine, pebble: with(func(s *stamp) { s.Incarnation = "inc-2" })}, holding,
 			"come from different directories"},
 		{"another incarnation is running", "s2", dirState{file: mine, pebble: mine}, live("inc-9"), "registered at 10.0.0.2:7500 by another data directory (incarnation inc-9"},
+		{"stamped dir replaced by a newer directory", "s2", dirState{file: mine, pebble: mine, hasData: true}, func() clusterState { c := holding; c.claimed = "inc-7"; return c }(),
+			"another data directory (incarnation inc-7) has become node s2 since: this one is stale"},
+		{"stamped dir, claimed by itself", "s2", dirState{file: mine, pebble: mine}, func() clusterState { c := holding; c.claimed = "inc-1"; return c }(), "ok"},
+		{"legacy directory with data, id claimed by a stamped one", "s2", dirState{legacyID: "s2", hasData: true}, func() clusterState { c := holding; c.claimed = "inc-7"; return c }(),
+			"holds data but no identity stamp"},
 		{"unstamped data without NODE_ID", "s4", dirState{hasData: true}, cluster, "holds data but no identity stamp"},
 		{"legacy directory with data", "s2", dirState{legacyID: "s2", hasData: true}, holding, "adopt"},
 	} {

@@ -271,9 +271,28 @@ func (s *Server) checkIdentity(ctx context.Context, store *topology.Store, dir d
 	if found {
 		c.live = &live
 	}
+	claim, claimRev, found, err := store.NodeIdentity(ctx, s.id)
+	if err != nil {
+		return stamp{}, fmt.Errorf("storage: %w", err)
+	}
+	if found {
+		c.claimed = claim.Incarnation
+	}
 	st, create, adopted, err := checkIdentity(s.id, dir, c, time.Now())
 	if err != nil {
 		return stamp{}, err
+	}
+	if c.claimed != st.Incarnation {
+		// Claim the node id for this directory before stamping it: of two
+		// directories starting as one new node at once, one wins. (A
+		// directory stamped before claims existed claims the id now.)
+		err := store.ClaimNodeIdentity(ctx, topology.NodeIdentity{NodeID: s.id, Incarnation: st.Incarnation, ClaimTime: time.Now().UTC()}, claimRev)
+		if errors.Is(err, topology.ErrIdentityConflict) {
+			return stamp{}, fmt.Errorf("%w: another data directory claimed node id %s while this one started (%v). Pick another node id (%s)", ErrIdentity, s.id, err, replaceHint)
+		}
+		if err != nil {
+			return stamp{}, fmt.Errorf("storage: %w", err)
+		}
 	}
 	if !create {
 		return st, nil

@@ -431,16 +431,20 @@ func TestIdentityThroughStart(t *testing.T) {
 		refused(t, cfg("z", t.TempDir()), "registered by a running process at "+s.Addr())
 	})
 
-	t.Run("old directory while a newer one runs", func(t *testing.T) {
+	t.Run("old directory after a newer one became the node", func(t *testing.T) {
 		// z holds no partitions, so a fresh directory may become z once the
-		// old one stopped; the old one is then refused while it runs.
+		// old one stopped; the old one is then stale, whether the new one
+		// runs or not.
 		other := t.TempDir()
 		s, err := server.Start(ctx, cfg("z", other))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.Close()
-		refused(t, cfg("z", dir), "by another data directory")
+		refused(t, cfg("z", dir), "this one is stale")
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, cfg("z", dir), "this one is stale")
 	})
 
 	t.Run("pebble wiped, stamp file kept", func(t *testing.T) {
