@@ -463,7 +463,9 @@ func (c *consumer) failed(what string, err error) error {
 		c.mu.Unlock()
 		return nil
 	case errRetry:
-		err = fmt.Errorf("cdc: %s of %s: %w", what, c.src.describe(), err)
+		if !errors.Is(err, ErrStreamNotFound) { // that one names the stream already
+			err = fmt.Errorf("cdc: %s of %s: %w", what, c.src.describe(), err)
+		}
 		c.opts.Logger.Warn("cdc call failed; retrying", "err", err)
 		c.observe(err)
 		return nil

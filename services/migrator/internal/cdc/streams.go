@@ -88,7 +88,7 @@ func (s *streamsSource) prepare(ctx context.Context) error {
 		if rnf := new(types.ResourceNotFoundException); errors.As(err, &rnf) {
 			return fmt.Errorf("%w: %s: %v", ErrStreamNotFound, s.arn, err)
 		}
-		return fmt.Errorf("cdc: describe %s: %w", s.describe(), err)
+		return err // the consumer's retry names the call and the stream
 	}
 	d := out.StreamDescription
 	if d == nil {
