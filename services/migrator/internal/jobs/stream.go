@@ -13,6 +13,7 @@ import (
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc/checkpoint"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/mapping"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -124,9 +125,6 @@ func (r *streamRun) run(parent context.Context) error {
 		r.batchSize = DefaultBatchSize
 	}
 	r.batchSize = min(r.batchSize, MaxBatchSize)
-	if err := ensureTable(ctx, e.Target, r.m); err != nil {
-		return err
-	}
 	base, err := e.markRunning(ctx, r.id, r.guard)
 	if err != nil {
 		return err
@@ -139,6 +137,12 @@ func (r *streamRun) run(parent context.Context) error {
 		return err
 	}
 	r.health = newHealth(e.Now, stored.GetHealth(), r.failAfter)
+	if err := r.waitTarget(ctx, base); err != nil {
+		return err
+	}
+	if err := ensureTable(ctx, e.Target, r.m); err != nil {
+		return err
+	}
 	r.sink.init(ctx)
 	if r.consumer, err = r.newConsumer(ctx); err != nil {
 		return err
@@ -196,6 +200,39 @@ func (r *streamRun) run(parent context.Context) error {
 	return err
 }
 
+// waitTarget waits until Veltrix answers for the target table (it may
+// not exist yet: ensureTable decides), recording each failure in the
+// job's health like a failed write, and fails the job after fail_after.
+func (r *streamRun) waitTarget(ctx context.Context, base *migratorv1.Progress) error {
+	e := r.env
+	for attempt := 1; ; attempt++ {
+		_, err := e.Target.DescribeTable(ctx, r.m.Table)
+		switch status.Code(err) {
+		case codes.OK, codes.NotFound, codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated:
+			return nil // ensureTable creates the table or fails the job
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.health.observe(fmt.Errorf("check target table %s: %w", r.m.Table, err))
+		if err := r.publish(ctx, base, cdc.Stats{}, r.health.snapshot()); err != nil && ctx.Err() == nil {
+			return err
+		}
+		if failing := r.health.failingFor(); failing >= r.failAfter {
+			if err := r.failUnavailable(ctx, base, &sourceUnavailable{source: "Veltrix table " + r.m.Table, health: r.health.snapshot(), after: r.failAfter}); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: %s", ErrFinished, r.id) // ended FAILED: nothing to run
+		}
+		e.Logger.Warn("cannot reach the target table; retrying", "job", r.id, "table", r.m.Table, "attempt", attempt, "err", err)
+		select {
+		case <-time.After(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second)):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // publish writes the run's progress and health to the job document,
 // guarded by the run's claim.
 func (r *streamRun) publish(ctx context.Context, base *migratorv1.Progress, st cdc.Stats, h *migratorv1.JobHealth) error {
@@ -225,7 +262,10 @@ func (r *streamRun) failUnavailable(ctx context.Context, base *migratorv1.Progre
 	msg := u.Error()
 	e.Logger.Error("stream failed: its source or Veltrix has been unavailable for fail_after", "job", r.id, "fail_after", r.failAfter, "err", msg)
 	e.Observer.StreamFailed(r.id, "source_unavailable")
-	st := r.consumer.Stats()
+	var st cdc.Stats
+	if r.consumer != nil {
+		st = r.consumer.Stats()
+	}
 	_, err := e.Store.UpdateGuarded(ctx, r.id, []clientv3.Cmp{r.guard}, func(j *migratorv1.Job) error {
 		if Terminal(j.GetState()) {
 			return fmt.Errorf("%w: %s", ErrFinished, r.id)

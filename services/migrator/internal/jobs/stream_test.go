@@ -13,6 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/veltrixdb/veltrix/pkg/ddb"
@@ -178,19 +181,25 @@ func TestStreamJobHealth(t *testing.T) {
 		endpoint   string
 		stream     string
 		failWrites bool
+		targetDown bool
 		wantErr    string // in last_error and the job's error
 		wantSource string // the problem's source
 	}{
-		{"stream not found", endpoint, missing, false, "ResourceNotFoundException", missing},
-		{"table without a stream", endpoint, "nope", false, "has no stream", "table nope"},
-		{"endpoint unreachable", closedEndpoint(t), arn, false, "connection refused", arn},
-		{"Veltrix writes fail", endpoint, arn, true, "quorum not reached", arn},
+		{"stream not found", endpoint, missing, false, false, "ResourceNotFoundException", missing},
+		{"table without a stream", endpoint, "nope", false, false, "has no stream", "table nope"},
+		{"endpoint unreachable", closedEndpoint(t), arn, false, false, "connection refused", arn},
+		{"Veltrix writes fail", endpoint, arn, true, false, "quorum not reached", arn},
+		{"Veltrix down at the start", endpoint, arn, false, true, "router unreachable", "Veltrix table sessions"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := newStore(t)
-			target := newFake()
+			fake := newFake()
 			if tc.failWrites {
-				target.failFor.Store(1 << 40)
+				fake.failFor.Store(1 << 40)
+			}
+			var target Target = fake
+			if tc.targetDown {
+				target = downTarget{fake}
 			}
 			m := startMigrator(t, store, target, "a")
 			job := streamJob(tc.endpoint, tc.stream)
@@ -242,6 +251,13 @@ func TestStreamJobHealth(t *testing.T) {
 			waitFor(t, 5*time.Second, "the run to stop", func() bool { return len(m.mgr.Running()) == 0 })
 		})
 	}
+}
+
+// downTarget is a Veltrix whose routers do not answer.
+type downTarget struct{ *fakeTarget }
+
+func (downTarget) DescribeTable(context.Context, string) (*kvv1.Table, error) {
+	return nil, status.Error(codes.Unavailable, "router unreachable")
 }
 
 // TestStreamJobRecovers: a source that fails for a while and then
