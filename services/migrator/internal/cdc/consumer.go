@@ -413,8 +413,7 @@ func (c *consumer) discover(ctx context.Context) ([]shardInfo, error) {
 // to classify.
 func (c *consumer) classify(err error) errClass {
 	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, ErrViewType), errors.Is(err, ErrInvalidStart), errors.Is(err, ErrBadRecord):
+	case stopsRun(err):
 		return errFatal
 	case errors.Is(err, ErrTrimmed):
 		return errTrimmed
@@ -422,6 +421,14 @@ func (c *consumer) classify(err error) errClass {
 		return errRetry
 	}
 	return c.src.classify(err)
+}
+
+// stopsRun reports a cancelled context or one of our own errors that no
+// retry can fix (a bad view type or start position, an undecodable record
+// without a Reject function); Run returns them as they are.
+func stopsRun(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, ErrViewType) || errors.Is(err, ErrInvalidStart) || errors.Is(err, ErrBadRecord)
 }
 
 // observe reports a failure, or progress (nil), to Options.Observe.
@@ -477,8 +484,7 @@ func (c *consumer) failed(what string, err error) error {
 	case errExpired:
 		return fmt.Errorf("cdc: %s of %s: unexpected expired iterator: %w", what, c.src.describe(), err)
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrViewType) ||
-		errors.Is(err, ErrInvalidStart) || errors.Is(err, ErrBadRecord) {
+	if stopsRun(err) {
 		return err
 	}
 	return fmt.Errorf("cdc: %s of %s: %w", what, c.src.describe(), err)
