@@ -205,6 +205,7 @@ func (r *streamRun) run(parent context.Context) error {
 // job's health like a failed write, and fails the job after fail_after.
 func (r *streamRun) waitTarget(ctx context.Context, base *migratorv1.Progress) error {
 	e := r.env
+	var published time.Time
 	for attempt := 1; ; attempt++ {
 		_, err := e.Target.DescribeTable(ctx, r.m.Table)
 		switch status.Code(err) {
@@ -215,8 +216,11 @@ func (r *streamRun) waitTarget(ctx context.Context, base *migratorv1.Progress) e
 			return ctx.Err()
 		}
 		r.health.observe(fmt.Errorf("check target table %s: %w", r.m.Table, err))
-		if err := r.publish(ctx, base, cdc.Stats{}, r.health.snapshot()); err != nil && ctx.Err() == nil {
-			return err
+		if time.Since(published) >= e.PollInterval {
+			if err := r.publish(ctx, base, cdc.Stats{}, r.health.snapshot()); err != nil && ctx.Err() == nil {
+				return err
+			}
+			published = time.Now()
 		}
 		if failing := r.health.failingFor(); failing >= r.failAfter {
 			if err := r.failUnavailable(ctx, base, &sourceUnavailable{source: "Veltrix table " + r.m.Table, health: r.health.snapshot(), after: r.failAfter}); err != nil {
