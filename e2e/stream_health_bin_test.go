@@ -55,8 +55,8 @@ func TestBinStreamHealthCLI(t *testing.T) {
 			t.Fatalf("veltrix stream %s: exit %d\n%s\n%s", id, res.code, res.stdout, res.stderr)
 		}
 	}
-	start("missing", missing, endpoint, "6s")
-	start("unreachable", arn, closed, "6s")
+	start("missing", missing, endpoint, "10s")
+	start("unreachable", arn, closed, "10s")
 	start("healthy", arn, endpoint, "1m")
 
 	// jobs list: a HEALTH column saying which job fails, for how long and
@@ -70,7 +70,7 @@ func TestBinStreamHealthCLI(t *testing.T) {
 		return ""
 	}
 	var list cmdResult
-	waitUntil(t, 5*time.Second, "jobs list to show the failing jobs", func() bool {
+	waitUntil(t, 8*time.Second, "jobs list to show the failing jobs", func() bool {
 		list = cli("jobs", "list")
 		return strings.Contains(row(list.stdout, "missing"), "RUNNING") && strings.Contains(row(list.stdout, "missing"), "failing ") &&
 			strings.Contains(row(list.stdout, "unreachable"), "failing ") && strings.Contains(row(list.stdout, "healthy"), " ok ")
