@@ -44,11 +44,13 @@ const deployDir = "../deploy"
 // Gather cannot list them; the test asks the migrator's registry whether
 // each name is registered instead (see registered).
 var migratorMetrics = map[string][]string{
-	"veltrix_migrator_items_written_total": {"job_id"},
-	"veltrix_migrator_rejects_total":       {"job_id"},
-	"veltrix_migrator_job_progress_ratio":  {"job_id"},
-	"veltrix_migrator_bytes_read_total":    {"job_id"},
-	"veltrix_migrator_stream_lag_seconds":  {"job_id"},
+	"veltrix_migrator_items_written_total":         {"job_id"},
+	"veltrix_migrator_rejects_total":               {"job_id"},
+	"veltrix_migrator_job_progress_ratio":          {"job_id"},
+	"veltrix_migrator_bytes_read_total":            {"job_id"},
+	"veltrix_migrator_stream_lag_seconds":          {"job_id"},
+	"veltrix_migrator_stream_consecutive_failures": {"job_id"},
+	"veltrix_migrator_stream_failing_seconds":      {"job_id"},
 }
 
 // plannedMetrics are agreed but not exported yet. The dashboard may show
@@ -65,6 +67,8 @@ var dashboardMustShow = []string{
 	"veltrix_router_topology_stale", "veltrix_storage_topology_stale",
 	"veltrix_migrator_job_progress_ratio", "veltrix_migrator_items_written_total", "veltrix_migrator_rejects_total",
 	"veltrix_migrator_stream_lag_seconds",
+	"veltrix_migrator_stream_failing_seconds", "veltrix_migrator_stream_consecutive_failures",
+	"veltrix_migrator_stream_jobs_failed_total",
 }
 
 // targetLabels are the labels Prometheus adds to every scraped series
@@ -138,6 +142,7 @@ func TestDeploy(t *testing.T) {
 	t.Run("Live", func(t *testing.T) {
 		live := startLive(t)
 		t.Run("Dashboard", func(t *testing.T) { checkDashboard(t, live) })
+		t.Run("Alerts", func(t *testing.T) { checkAlerts(t, live) })
 		t.Run("HealthNames", func(t *testing.T) { checkHealthNames(t, live, comps) })
 	})
 }
@@ -1033,6 +1038,52 @@ func checkHealthNames(t *testing.T, l *liveCluster, comps map[string]*deployComp
 
 // ---------------------------------------------------------------------------
 // Dashboard
+
+// checkAlerts checks that prometheus.yml loads its rule files, that compose
+// mounts them beside it, and that every rule's expression names series the
+// code exports, with their labels.
+func checkAlerts(t *testing.T, l *liveCluster) {
+	var cfg struct {
+		RuleFiles []string `yaml:"rule_files"`
+	}
+	readYAML(t, filepath.Join(deployDir, "prometheus", "prometheus.yml"), &cfg)
+	if len(cfg.RuleFiles) == 0 {
+		t.Fatal("prometheus.yml loads no rule files")
+	}
+	compose, err := os.ReadFile(filepath.Join(deployDir, "compose", "compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range cfg.RuleFiles {
+		if !strings.Contains(string(compose), "../prometheus/"+f+":/etc/prometheus/"+f) {
+			t.Errorf("compose does not mount %s beside prometheus.yml", f)
+		}
+		var rules struct {
+			Groups []struct {
+				Name  string `yaml:"name"`
+				Rules []struct {
+					Alert string `yaml:"alert"`
+					Expr  string `yaml:"expr"`
+				} `yaml:"rules"`
+			} `yaml:"groups"`
+		}
+		readYAML(t, filepath.Join(deployDir, "prometheus", f), &rules)
+		n := 0
+		for _, g := range rules.Groups {
+			for _, r := range g.Rules {
+				n++
+				if r.Alert == "" || r.Expr == "" {
+					t.Errorf("%s: group %s: a rule without alert or expr", f, g.Name)
+					continue
+				}
+				checkPromQL(t, "alert "+r.Alert, r.Expr, "", l)
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s has no rules", f)
+		}
+	}
+}
 
 func checkDashboard(t *testing.T, l *liveCluster) {
 	path := filepath.Join(deployDir, "grafana", "dashboards", "veltrix.json")

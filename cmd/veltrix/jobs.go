@@ -15,6 +15,7 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 func init() {
@@ -208,10 +209,17 @@ func streamCmd(args []string, w io.Writer) error {
 	start := fs.String("start", "trim_horizon", "where a new job starts: trim_horizon, latest, at_sequence_number, after_sequence_number")
 	shard := fs.String("shard-id", "", "shard for the *_sequence_number starts")
 	seq := fs.String("sequence-number", "", "sequence number for the *_sequence_number starts")
+	failAfter := fs.Duration("fail-after", 0, "fail the job when reads or writes have failed this long without a success (default 15m)")
 	if _, err := parse(fs, args, 0, 0, &c); err != nil {
 		return err
 	}
 	spec := &migratorv1.StreamSpec{Stream: *stream, ShardId: *shard, SequenceNumber: *seq, Aws: m.aws()}
+	if *failAfter < 0 {
+		return usageErr("--fail-after %s: must not be negative", *failAfter)
+	}
+	if *failAfter > 0 {
+		spec.FailAfter = durationpb.New(*failAfter)
+	}
 	switch *kind {
 	case "dynamodb":
 		spec.Kind = migratorv1.StreamKind_STREAM_KIND_DYNAMODB_STREAMS
@@ -322,6 +330,9 @@ func watch(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServ
 		} else if time.Since(lastLine) > 2*time.Second || terminal(last.State) {
 			lastLine = time.Now()
 			fmt.Fprintf(w, "%s %s: %d/%d items, %d rejects%s\n", shortKind(last.Kind), strings.TrimPrefix(last.State.String(), "JOB_STATE_"), done, total, pr.GetRejects(), rateETA(last))
+			if h := last.GetHealth(); h.GetConsecutiveFailures() > 0 {
+				fmt.Fprintf(w, "  health: %s; last error: %s\n", healthSummary(last), h.GetLastError())
+			}
 		}
 		if terminal(last.State) {
 			break
@@ -353,8 +364,33 @@ func rateETA(j *migratorv1.Job) string {
 	}
 	if l := pr.GetLag(); l != nil {
 		s += "  lag " + l.AsDuration().Round(time.Millisecond).String()
+	} else if j.Kind == migratorv1.JobKind_JOB_KIND_STREAM && !terminal(j.State) {
+		s += "  lag unknown" // nothing read yet: not 0
 	}
 	return s
+}
+
+// healthSummary is a job's health in a few words: "ok", or "failing 3m
+// (12 errors)" from failing_since to now (or to the job's end); "-" for
+// jobs that do not report health.
+func healthSummary(j *migratorv1.Job) string {
+	h := j.GetHealth()
+	if h.GetConsecutiveFailures() == 0 || h.GetFailingSince() == nil {
+		if j.Kind != migratorv1.JobKind_JOB_KIND_STREAM || terminal(j.State) {
+			return "-"
+		}
+		return "ok"
+	}
+	end := time.Now()
+	if j.EndTime != nil {
+		end = j.EndTime.AsTime()
+	}
+	d := max(end.Sub(h.GetFailingSince().AsTime()), 0).Round(time.Second)
+	errs := "errors"
+	if h.GetConsecutiveFailures() == 1 {
+		errs = "error"
+	}
+	return fmt.Sprintf("failing %s (%d %s)", d, h.GetConsecutiveFailures(), errs)
 }
 
 func isTerminal(w io.Writer) bool {
@@ -379,6 +415,18 @@ func report(w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, j *migrat
 	fmt.Fprintf(w, "job %s (%s): %s\n", j.Id, shortKind(j.Kind), strings.TrimPrefix(j.State.String(), "JOB_STATE_"))
 	if j.Error != "" && j.State != migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS {
 		fmt.Fprintf(w, "  error:            %s\n", j.Error)
+	}
+	if j.Kind == migratorv1.JobKind_JOB_KIND_STREAM {
+		fmt.Fprintf(w, "  %-18s %s\n", "health:", healthSummary(j))
+		if h := j.GetHealth(); h.GetLastError() != "" {
+			fmt.Fprintf(w, "  %-18s %s\n", "failing since:", fmtTime(h.GetFailingSince().AsTime()))
+			fmt.Fprintf(w, "  %-18s %s (%s)\n", "last error:", h.GetLastError(), fmtTime(h.GetLastErrorTime().AsTime()))
+		}
+		lag := "unknown"
+		if l := j.GetProgress().GetLag(); l != nil {
+			lag = l.AsDuration().Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(w, "  %-18s %s\n", "lag:", lag)
 	}
 	dur := "-"
 	if j.StartTime != nil {
@@ -522,9 +570,9 @@ func jobsList(args []string, w io.Writer) error {
 	for _, j := range resp.Jobs {
 		pr := j.GetProgress()
 		rows = append(rows, []string{j.Id, shortKind(j.Kind), strings.TrimPrefix(j.State.String(), "JOB_STATE_"),
-			fmt.Sprintf("%d/%d", pr.GetItemsWritten()+pr.GetItemsCompared(), pr.GetItemsTotal()), strconv.FormatUint(pr.GetRejects(), 10), fmtTime(j.CreateTime.AsTime())})
+			fmt.Sprintf("%d/%d", pr.GetItemsWritten()+pr.GetItemsCompared(), pr.GetItemsTotal()), strconv.FormatUint(pr.GetRejects(), 10), healthSummary(j), fmtTime(j.CreateTime.AsTime())})
 	}
-	return table(w, []string{"ID", "KIND", "STATE", "ITEMS", "REJECTS", "CREATED"}, rows)
+	return table(w, []string{"ID", "KIND", "STATE", "ITEMS", "REJECTS", "HEALTH", "CREATED"}, rows)
 }
 
 func jobByID(args []string, name string) (*conn, string, error) {

@@ -20,6 +20,9 @@ type metrics struct {
 	rejects  *prometheus.CounterVec
 	progress *prometheus.GaugeVec
 	lag      *prometheus.GaugeVec
+	failures *prometheus.GaugeVec
+	failing  *prometheus.GaugeVec
+	failed   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -42,10 +45,26 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{jobLabel}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "veltrix_migrator_stream_lag_seconds",
-			Help: "Age of the last applied change of the shard furthest behind, per stream (CDC) job this migrator runs; 0 when caught up.",
+			Help: "Age of the last applied change of the shard furthest behind, per stream (CDC) job this migrator runs; 0 when caught up, absent while nothing has been read (unknown).",
 		}, []string{jobLabel}),
+		failures: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "veltrix_migrator_stream_consecutive_failures",
+			Help: "Failed stream reads and Veltrix writes since the last success, per stream job this migrator runs; 0 when healthy.",
+		}, []string{jobLabel}),
+		failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "veltrix_migrator_stream_failing_seconds",
+			Help: "How long a stream job's reads and writes have failed without a success, per stream job this migrator runs; 0 when healthy. The job fails when this reaches its fail_after (default 15m).",
+		}, []string{jobLabel}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "veltrix_migrator_stream_jobs_failed_total",
+			Help: "Stream jobs this migrator moved to FAILED, by reason: source_unavailable (nothing succeeded for fail_after) or error.",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.items, m.bytes, m.rejects, m.progress, m.lag)
+	// Both reasons exist from the start, so rate() and increase() see the
+	// first failure.
+	m.failed.WithLabelValues("source_unavailable")
+	m.failed.WithLabelValues("error")
+	reg.MustRegister(m.items, m.bytes, m.rejects, m.progress, m.lag, m.failures, m.failing, m.failed)
 	return m
 }
 
@@ -53,10 +72,28 @@ func (m *metrics) ItemsWritten(job string, n int)     { m.items.WithLabelValues(
 func (m *metrics) BytesRead(job string, n int64)      { m.bytes.WithLabelValues(job).Add(float64(n)) }
 func (m *metrics) Rejects(job string, n int)          { m.rejects.WithLabelValues(job).Add(float64(n)) }
 func (m *metrics) Progress(job string, ratio float64) { m.progress.WithLabelValues(job).Set(ratio) }
-func (m *metrics) StreamLag(job string, lag time.Duration) {
+
+// StreamLag sets a stream's lag, or drops it while unknown: an absent
+// series, not a 0 that would read as caught up.
+func (m *metrics) StreamLag(job string, lag time.Duration, known bool) {
+	if !known {
+		m.lag.DeleteLabelValues(job)
+		return
+	}
 	m.lag.WithLabelValues(job).Set(lag.Seconds())
 }
 
-// JobDone drops the lag of a stream this migrator no longer reads, so it
-// does not report a stale one.
-func (m *metrics) JobDone(job string) { m.lag.DeleteLabelValues(job) }
+func (m *metrics) StreamHealth(job string, failures uint32, failingFor time.Duration) {
+	m.failures.WithLabelValues(job).Set(float64(failures))
+	m.failing.WithLabelValues(job).Set(failingFor.Seconds())
+}
+
+func (m *metrics) StreamFailed(_, reason string) { m.failed.WithLabelValues(reason).Inc() }
+
+// JobDone drops the lag and health of a stream this migrator no longer
+// reads, so it does not report stale ones.
+func (m *metrics) JobDone(job string) {
+	m.lag.DeleteLabelValues(job)
+	m.failures.DeleteLabelValues(job)
+	m.failing.DeleteLabelValues(job)
+}

@@ -230,6 +230,9 @@ func (sv *service) StartStream(ctx context.Context, req *migratorv1.StartStreamR
 	if b := spec.GetBatchSize(); b > jobs.MaxBatchSize {
 		problems = append(problems, fmt.Sprintf("spec.batch_size: %d: at most %d (the router's BatchWrite limit)", b, jobs.MaxBatchSize))
 	}
+	if d := spec.GetFailAfter(); d != nil && (d.CheckValid() != nil || d.AsDuration() < 0) {
+		problems = append(problems, fmt.Sprintf("spec.fail_after: %s: want a positive duration (unset means %s)", d.AsDuration(), jobs.DefaultFailAfter))
+	}
 	if len(problems) > 0 {
 		return nil, invalid(problems)
 	}

@@ -91,9 +91,9 @@ type page struct {
 type errClass uint8
 
 const (
-	errFatal     errClass = iota // stop Run with it
-	errTransient                 // retry with backoff, at most MaxRetries in a row
-	errThrottled                 // retry with backoff, without limit
+	errFatal     errClass = iota // stop Run with it (a cancelled context, a bad spec)
+	errRetry                     // report through Options.Observe, retry with backoff
+	errThrottled                 // retry with backoff
 	errExpired                   // acquire a new iterator
 	errTrimmed                   // records lost: stop with ErrTrimmed
 )
@@ -123,12 +123,17 @@ type consumer struct {
 	mu     sync.Mutex
 	stats  Stats
 	shards map[string]*shardProgress // the shards being read
+	read   bool                      // a GetRecords succeeded in this Run
 }
 
 // shardProgress is the lag state of a shard being read.
 type shardProgress struct {
 	lastApplied time.Time
 	caughtUp    bool
+	// caughtUpAt is when a read last found the shard caught up; read says
+	// a GetRecords of the shard has succeeded.
+	caughtUpAt time.Time
+	read       bool
 }
 
 func newConsumer(src source, cp checkpoint.Store, start StartPosition, opts Options, v versionFunc) (*consumer, error) {
@@ -155,12 +160,26 @@ func (c *consumer) Stats() Stats {
 	defer c.mu.Unlock()
 	s := c.stats
 	s.ShardsReading = len(c.shards)
+	s.LagKnown = c.read && len(c.shards) == 0
 	now := c.opts.Now()
 	for _, p := range c.shards {
-		if p.caughtUp || p.lastApplied.IsZero() {
+		if !p.read {
+			continue // unknown until its first read
+		}
+		s.LagKnown = true
+		if p.caughtUp {
 			continue
 		}
-		if lag := now.Sub(p.lastApplied); lag > s.Lag {
+		// Behind by the last record applied, or at least since the shard
+		// was last seen caught up (its reads fail since).
+		since := p.lastApplied
+		if p.caughtUpAt.After(since) {
+			since = p.caughtUpAt
+		}
+		if since.IsZero() {
+			continue
+		}
+		if lag := now.Sub(since); lag > s.Lag {
 			s.Lag = lag
 		}
 	}
@@ -184,8 +203,11 @@ func (c *consumer) run(ctx context.Context, apply ApplyFunc) error {
 	}
 	defer c.running.Unlock()
 	log := c.opts.Logger.With("stream", c.src.describe())
+	c.mu.Lock()
+	c.read = false
+	c.mu.Unlock()
 
-	if err := c.src.prepare(ctx); err != nil {
+	if err := c.retry(ctx, "describe", func() error { return c.src.prepare(ctx) }); err != nil {
 		return err
 	}
 	shards, err := c.discover(ctx)
@@ -386,10 +408,41 @@ func (c *consumer) discover(ctx context.Context) ([]shardInfo, error) {
 	return shards, nil
 }
 
-// retry runs call until it succeeds, retrying throttling and transient
-// errors with backoff (transient ones at most MaxRetries times in a row).
+// classify says what to do about a failed call: our own sentinels (a bad
+// view type or start position) stop Run, everything else is the source's
+// to classify.
+func (c *consumer) classify(err error) errClass {
+	switch {
+	case stopsRun(err):
+		return errFatal
+	case errors.Is(err, ErrTrimmed):
+		return errTrimmed
+	case errors.Is(err, ErrStreamNotFound):
+		return errRetry
+	}
+	return c.src.classify(err)
+}
+
+// stopsRun reports a cancelled context or one of our own errors that no
+// retry can fix (a bad view type or start position, an undecodable record
+// without a Reject function); Run returns them as they are.
+func stopsRun(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, ErrViewType) || errors.Is(err, ErrInvalidStart) || errors.Is(err, ErrBadRecord)
+}
+
+// observe reports a failure, or progress (nil), to Options.Observe.
+func (c *consumer) observe(err error) {
+	if c.opts.Observe != nil {
+		c.opts.Observe(err)
+	}
+}
+
+// retry runs call until it succeeds or ctx ends, retrying with backoff
+// every failure but a fatal one. This is the only retry of stream calls:
+// the SDK clients the jobs build make one attempt per call, so each
+// failure is reported once.
 func (c *consumer) retry(ctx context.Context, what string, call func() error) error {
-	failures := 0
 	for attempt := 0; ; attempt++ {
 		err := call()
 		if err == nil {
@@ -398,26 +451,43 @@ func (c *consumer) retry(ctx context.Context, what string, call func() error) er
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		switch c.src.classify(err) {
-		case errThrottled:
-			c.mu.Lock()
-			c.stats.Throttled++
-			c.mu.Unlock()
-		case errTransient:
-			failures++
-			if failures > c.opts.MaxRetries {
-				return fmt.Errorf("cdc: %s of %s failed %d times in a row: %w", what, c.src.describe(), failures, err)
-			}
-			c.opts.Logger.Warn("cdc call failed; retrying", "call", what, "stream", c.src.describe(), "err", err)
-		case errTrimmed:
-			return fmt.Errorf("%w: %s of %s: %v", ErrTrimmed, what, c.src.describe(), err)
-		default:
-			return fmt.Errorf("cdc: %s of %s: %w", what, c.src.describe(), err)
+		if err := c.failed(what, err); err != nil {
+			return err
 		}
 		if err := sleep(ctx, c.backoff(attempt)); err != nil {
 			return err
 		}
 	}
+}
+
+// failed handles a call's failure before its retry: it counts throttling,
+// reports a retried failure, or returns the error that stops Run.
+func (c *consumer) failed(what string, err error) error {
+	switch c.classify(err) {
+	case errThrottled:
+		c.mu.Lock()
+		c.stats.Throttled++
+		c.mu.Unlock()
+		return nil
+	case errRetry:
+		if !errors.Is(err, ErrStreamNotFound) { // that one names the stream already
+			err = fmt.Errorf("cdc: %s of %s: %w", what, c.src.describe(), err)
+		}
+		c.opts.Logger.Warn("cdc call failed; retrying", "err", err)
+		c.observe(err)
+		return nil
+	case errTrimmed:
+		if errors.Is(err, ErrTrimmed) {
+			return err
+		}
+		return fmt.Errorf("%w: %s of %s: %v", ErrTrimmed, what, c.src.describe(), err)
+	case errExpired:
+		return fmt.Errorf("cdc: %s of %s: unexpected expired iterator: %w", what, c.src.describe(), err)
+	}
+	if stopsRun(err) {
+		return err
+	}
+	return fmt.Errorf("cdc: %s of %s: %w", what, c.src.describe(), err)
 }
 
 // backoff is the wait before retry attempt+1: exponential from
@@ -496,15 +566,13 @@ func (c *consumer) readShard(ctx context.Context, s shardInfo, byID map[string]s
 	if err != nil {
 		return err
 	}
-	failures := 0
 	for attempt := 0; ; {
 		pg, err := c.src.getRecords(ctx, s.ID, iter, c.opts.Limit)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			switch c.src.classify(err) {
-			case errExpired:
+			if c.classify(err) == errExpired {
 				// The iterator aged out (the reader was slow or stopped);
 				// take a new one where the last applied record left off.
 				c.mu.Lock()
@@ -519,28 +587,23 @@ func (c *consumer) readShard(ctx context.Context, s shardInfo, byID map[string]s
 					return err
 				}
 				continue
-			case errThrottled:
-				c.mu.Lock()
-				c.stats.Throttled++
-				c.mu.Unlock()
-			case errTransient:
-				failures++
-				if failures > c.opts.MaxRetries {
-					return fmt.Errorf("cdc: GetRecords of shard %s of %s failed %d times in a row: %w", s.ID, c.src.describe(), failures, err)
-				}
-				log.Warn("GetRecords failed; retrying", "err", err)
-			case errTrimmed:
-				return fmt.Errorf("%w: shard %s of %s after sequence number %q: %v", ErrTrimmed, s.ID, c.src.describe(), cp.Position, err)
-			default:
-				return fmt.Errorf("cdc: GetRecords of shard %s of %s: %w", s.ID, c.src.describe(), err)
 			}
+			if c.classify(err) == errTrimmed {
+				return fmt.Errorf("%w: shard %s of %s after sequence number %q: %v", ErrTrimmed, s.ID, c.src.describe(), cp.Position, err)
+			}
+			if err := c.failed("GetRecords of shard "+s.ID, err); err != nil {
+				return err
+			}
+			c.mu.Lock()
+			prog.caughtUp = false // its lag grows while reads fail
+			c.mu.Unlock()
 			if err := sleep(ctx, c.backoff(attempt)); err != nil {
 				return err
 			}
 			attempt++
 			continue
 		}
-		attempt, failures = 0, 0
+		attempt = 0
 		if pg.newShards {
 			select {
 			case rediscover <- struct{}{}:
@@ -555,6 +618,8 @@ func (c *consumer) readShard(ctx context.Context, s shardInfo, byID map[string]s
 			}
 			cp = next
 		}
+		// Progress: the page is applied, or there was nothing to apply.
+		c.observe(nil)
 		if pg.next == "" {
 			cp.Done, cp.Since, cp.UpdateTime = true, time.Time{}, c.opts.Now().UTC()
 			if err := c.cp.Save(ctx, s.ID, cp); err != nil {
@@ -565,6 +630,11 @@ func (c *consumer) readShard(ctx context.Context, s shardInfo, byID map[string]s
 		iter = pg.next
 		c.mu.Lock()
 		prog.caughtUp = pg.caughtUp
+		if pg.caughtUp {
+			prog.caughtUpAt = c.opts.Now()
+		}
+		prog.read = true
+		c.read = true
 		c.mu.Unlock()
 		if len(pg.records) == 0 || pg.caughtUp {
 			if err := sleep(ctx, c.opts.PollInterval); err != nil {

@@ -20,8 +20,13 @@
 // Empty pages are normal (DynamoDB Streams returns them while records wait
 // further on): the consumer waits PollInterval and goes on with the new
 // iterator. An expired iterator is replaced, AFTER_SEQUENCE_NUMBER of the
-// last applied record. Throttling is retried with backoff for as long as
-// it lasts; other failures MaxRetries times in a row. Records the stream no
+// last applied record. Every other failed call — throttling, a network
+// or server error, and also a stream not found or access denied, which
+// may be fixed while the job waits — is retried with backoff until the
+// context ends; this is the only retry loop of stream calls (the SDK
+// clients jobs build make one attempt per call) and Options.Observe sees
+// each failure and each success, so a caller can report the source's
+// health and decide when to give up. Records the stream no
 // longer holds — TrimmedDataAccessException, or a shard with unapplied
 // records that left the stream — stop Run with ErrTrimmed: changes were
 // missed and the target must be re-seeded; a job must never skip them.
@@ -115,6 +120,9 @@
 // Stats.Lag is the age of the last applied record of the shard furthest
 // behind; a shard whose last read found nothing more is caught up and
 // counts as 0 (DynamoDB Streams can return empty pages while records wait,
-// so this errs toward 0 there). Jobs report it as Progress.lag and the
-// metric veltrix_migrator_stream_lag_seconds{job_id}.
+// so this errs toward 0 there). A shard whose reads fail after it was
+// caught up lags by the time since then. Until a GetRecords has succeeded
+// the lag is unknown (Stats.LagKnown), not 0. Jobs report it as
+// Progress.lag (unset while unknown) and the metric
+// veltrix_migrator_stream_lag_seconds{job_id} (absent while unknown).
 package cdc

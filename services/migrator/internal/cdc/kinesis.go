@@ -173,7 +173,6 @@ func (s *kinesisSource) classify(err error) errClass {
 		pte      *types.ProvisionedThroughputExceededException
 		limit    *types.LimitExceededException
 		kmsThrot *types.KMSThrottlingException
-		internal *types.InternalFailureException
 		apiErr   smithy.APIError
 	)
 	switch {
@@ -183,19 +182,16 @@ func (s *kinesisSource) classify(err error) errClass {
 		return errExpired
 	case errors.As(err, &pte), errors.As(err, &limit), errors.As(err, &kmsThrot):
 		return errThrottled
-	case errors.As(err, &internal):
-		return errTransient
 	case errors.As(err, &apiErr):
 		switch apiErr.ErrorCode() {
 		case "ThrottlingException", "Throttling", "RequestLimitExceeded":
 			return errThrottled
 		}
-		if apiErr.ErrorFault() == smithy.FaultServer {
-			return errTransient
-		}
-		return errFatal
+		// A server error, and also a stream not found or access denied:
+		// retried (and reported) until the caller gives up.
+		return errRetry
 	}
-	return errTransient
+	return errRetry
 }
 
 // KinesisRecord is a decoded Kinesis Data Streams for DynamoDB record.

@@ -23,10 +23,18 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the exponential backoff (with
 	// jitter) after throttling and failed calls. Default: 100ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
-	// MaxRetries is how many calls in a row may fail with an error that is
-	// not throttling before Run gives up with it. Throttling is retried
-	// until the context ends. Default: 10.
-	MaxRetries int
+	// Observe, when set, is told of every failed call to the stream's API
+	// that Run retries (a network error, a server error, a stream not
+	// found, access denied), and of progress with a nil error: a
+	// GetRecords page applied, or one that found nothing to apply. Other
+	// successful calls (listing shards, iterators) are not progress: a
+	// stream that lists but cannot be applied is failing. Throttling and
+	// expired iterators are neither.
+	// Run retries failed calls until its context ends: the caller decides
+	// how long a source may fail (jobs cancel the run after
+	// StreamSpec.fail_after) and sees the failures here. It is called from
+	// the shard readers' goroutines and must be quick. Default: nil.
+	Observe func(err error)
 	// MaxShards is how many shards are read (and applied) at once.
 	// Default: 32.
 	MaxShards int
@@ -71,9 +79,6 @@ func (o *Options) EnsureDefaults() {
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = 30 * time.Second
 	}
-	if o.MaxRetries == 0 {
-		o.MaxRetries = 10
-	}
 	if o.MaxShards == 0 {
 		o.MaxShards = 32
 	}
@@ -96,9 +101,6 @@ func (o *Options) Validate() error {
 	}
 	if o.MinBackoff < 0 || o.MaxBackoff < o.MinBackoff {
 		errs = append(errs, fmt.Errorf("backoff [%s, %s] is not a range of non-negative durations", o.MinBackoff, o.MaxBackoff))
-	}
-	if o.MaxRetries < 0 {
-		errs = append(errs, fmt.Errorf("MaxRetries %d is negative", o.MaxRetries))
 	}
 	if o.MaxShards < 0 {
 		errs = append(errs, fmt.Errorf("MaxShards %d is negative", o.MaxShards))
@@ -134,9 +136,16 @@ type Stats struct {
 	LastApplied time.Time
 	// Lag is the age of the last applied record of the shard furthest
 	// behind; a shard whose last read found no more records is caught up
-	// and counts as 0. The job's Progress.lag and the metric
-	// veltrix_migrator_stream_lag_seconds report it.
+	// and counts as 0. A shard whose reads fail after it was caught up
+	// lags by the time since it was last seen caught up. The job's
+	// Progress.lag and the metric veltrix_migrator_stream_lag_seconds
+	// report it.
 	Lag time.Duration
+	// LagKnown says Lag means something: GetRecords has succeeded for
+	// every shard being read. While nothing has been read (the stream is
+	// unreachable, not found, or has no shard yet) the lag is unknown, not
+	// 0.
+	LagKnown bool
 	// Throttled counts throttled calls; IteratorsRenewed counts shard
 	// iterators acquired again after they expired.
 	Throttled, IteratorsRenewed uint64

@@ -88,7 +88,7 @@ func (s *streamsSource) prepare(ctx context.Context) error {
 		if rnf := new(types.ResourceNotFoundException); errors.As(err, &rnf) {
 			return fmt.Errorf("%w: %s: %v", ErrStreamNotFound, s.arn, err)
 		}
-		return fmt.Errorf("cdc: describe %s: %w", s.describe(), err)
+		return err // the consumer's retry names the call and the stream
 	}
 	d := out.StreamDescription
 	if d == nil {
@@ -262,8 +262,6 @@ func (s *streamsSource) classify(err error) errClass {
 		expired   *types.ExpiredIteratorException
 		trimmed   *types.TrimmedDataAccessException
 		limit     *types.LimitExceededException
-		internal  *types.InternalServerError
-		notFound  *types.ResourceNotFoundException
 		apiErr    smithy.APIError
 		throttles = []string{"ThrottlingException", "Throttling", "RequestLimitExceeded", "ProvisionedThroughputExceededException"}
 	)
@@ -276,21 +274,17 @@ func (s *streamsSource) classify(err error) errClass {
 		return errTrimmed
 	case errors.As(err, &limit):
 		return errThrottled
-	case errors.As(err, &internal):
-		return errTransient
-	case errors.As(err, &notFound):
-		return errFatal
 	case errors.As(err, &apiErr):
 		for _, code := range throttles {
 			if apiErr.ErrorCode() == code {
 				return errThrottled
 			}
 		}
-		if apiErr.ErrorFault() == smithy.FaultServer {
-			return errTransient
-		}
-		return errFatal
+		// A server error, and also a stream not found or access denied:
+		// a stream may be enabled and a policy fixed while the job waits,
+		// and the job's health shows the error meanwhile.
+		return errRetry
 	}
 	// Not an answer from the service: the network, a timeout.
-	return errTransient
+	return errRetry
 }

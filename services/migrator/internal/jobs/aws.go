@@ -47,12 +47,22 @@ func endpoint(o *migratorv1.AwsOptions) *string {
 	return nil
 }
 
+// streamAttempts is the SDK's attempts per call of a stream client: one.
+// The CDC consumer is the one retry policy of stream reads (backoff,
+// throttling, expired iterators) and reports every failure to the job's
+// health; the SDK's retryer under it would multiply each failure and hide
+// it for seconds.
+const streamAttempts = 1
+
 func (e *Env) kinesisClient(ctx context.Context, o *migratorv1.AwsOptions) (*kinesis.Client, error) {
 	cfg, err := e.AWSConfig(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	return kinesis.NewFromConfig(cfg, func(ko *kinesis.Options) { ko.BaseEndpoint = endpoint(o) }), nil
+	return kinesis.NewFromConfig(cfg, func(ko *kinesis.Options) {
+		ko.BaseEndpoint = endpoint(o)
+		ko.RetryMaxAttempts = streamAttempts
+	}), nil
 }
 
 func (e *Env) streamsClient(ctx context.Context, o *migratorv1.AwsOptions) (*dynamodbstreams.Client, error) {
@@ -60,7 +70,10 @@ func (e *Env) streamsClient(ctx context.Context, o *migratorv1.AwsOptions) (*dyn
 	if err != nil {
 		return nil, err
 	}
-	return dynamodbstreams.NewFromConfig(cfg, func(so *dynamodbstreams.Options) { so.BaseEndpoint = endpoint(o) }), nil
+	return dynamodbstreams.NewFromConfig(cfg, func(so *dynamodbstreams.Options) {
+		so.BaseEndpoint = endpoint(o)
+		so.RetryMaxAttempts = streamAttempts
+	}), nil
 }
 
 func (e *Env) dynamoDBClient(ctx context.Context, o *migratorv1.AwsOptions) (*dynamodb.Client, error) {

@@ -139,9 +139,25 @@ func (e *Env) everyPoll(ctx context.Context, fn func(context.Context)) (stop fun
 // err) is told of each mutation it still refuses. what names the source
 // in logs.
 func (e *Env) writeRefusing(ctx context.Context, table, what string, muts []client.Mutation, batchSize int, refused func(i int, err error)) error {
+	return e.writeObserved(ctx, table, what, muts, batchSize, refused, writePolicy{retryFor: e.WriteRetry})
+}
+
+// writePolicy says how long a failing write is retried and who hears of
+// each attempt.
+type writePolicy struct {
+	// retryFor is how long a failing batch is retried before the job
+	// fails; 0 retries until ctx ends (a stream job's health decides).
+	retryFor time.Duration
+	// observe, when set, is told of every attempt: nil after a success,
+	// the error after a failure that is retried.
+	observe func(error)
+}
+
+// writeObserved is writeRefusing under policy p.
+func (e *Env) writeObserved(ctx context.Context, table, what string, muts []client.Mutation, batchSize int, refused func(i int, err error), p writePolicy) error {
 	for lo := 0; lo < len(muts); lo += batchSize {
 		hi := min(lo+batchSize, len(muts))
-		err := e.sendRetry(ctx, table, what, muts[lo:hi])
+		err := e.sendRetry(ctx, table, what, muts[lo:hi], p)
 		if status.Code(err) != codes.InvalidArgument {
 			if err != nil {
 				return err
@@ -149,7 +165,7 @@ func (e *Env) writeRefusing(ctx context.Context, table, what string, muts []clie
 			continue
 		}
 		for i := lo; i < hi; i++ {
-			err := e.sendRetry(ctx, table, what, muts[i:i+1])
+			err := e.sendRetry(ctx, table, what, muts[i:i+1], p)
 			switch {
 			case status.Code(err) == codes.InvalidArgument:
 				refused(i, err)
@@ -162,11 +178,14 @@ func (e *Env) writeRefusing(ctx context.Context, table, what string, muts []clie
 }
 
 // sendRetry is one BatchWrite, retried as import's writes are.
-func (e *Env) sendRetry(ctx context.Context, table, what string, muts []client.Mutation) error {
-	deadline := time.Now().Add(e.WriteRetry)
+func (e *Env) sendRetry(ctx context.Context, table, what string, muts []client.Mutation, p writePolicy) error {
+	deadline := time.Now().Add(p.retryFor)
 	for attempt := 1; ; attempt++ {
 		_, err := e.Target.BatchWrite(ctx, muts)
 		if err == nil {
+			if p.observe != nil {
+				p.observe(nil)
+			}
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -178,8 +197,11 @@ func (e *Env) sendRetry(ctx context.Context, table, what string, muts []client.M
 		case codes.NotFound:
 			return fail("target table %q not found while writing (deleted during the job?): %v", table, err)
 		}
-		if time.Now().After(deadline) {
-			return fail("writes to Veltrix failed for %s: %v", e.WriteRetry, err)
+		if p.retryFor > 0 && time.Now().After(deadline) {
+			return fail("writes to Veltrix failed for %s: %v", p.retryFor, err)
+		}
+		if p.observe != nil {
+			p.observe(fmt.Errorf("write to Veltrix table %s: %w", table, err))
 		}
 		e.Logger.Warn("batch write failed; retrying", "source", what, "attempt", attempt, "err", err)
 		select {

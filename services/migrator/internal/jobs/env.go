@@ -69,20 +69,29 @@ type Observer interface {
 	BytesRead(job string, n int64)
 	Rejects(job string, n int)
 	Progress(job string, ratio float64)
-	// StreamLag is a stream job's lag (cdc.Stats.Lag) on this migrator.
-	StreamLag(job string, lag time.Duration)
+	// StreamLag is a stream job's lag (cdc.Stats.Lag) on this migrator;
+	// known is false while nothing has been read (the lag is unknown).
+	StreamLag(job string, lag time.Duration, known bool)
+	// StreamHealth is a stream job's run of failures: how many calls or
+	// writes failed since the last success, and for how long.
+	StreamHealth(job string, failures uint32, failingFor time.Duration)
+	// StreamFailed says this migrator moved a stream job to FAILED;
+	// reason is "source_unavailable" (failing for fail_after) or "error".
+	StreamFailed(job, reason string)
 	// JobDone says this migrator stopped working on job.
 	JobDone(job string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) ItemsWritten(string, int)        {}
-func (nopObserver) BytesRead(string, int64)         {}
-func (nopObserver) Rejects(string, int)             {}
-func (nopObserver) Progress(string, float64)        {}
-func (nopObserver) StreamLag(string, time.Duration) {}
-func (nopObserver) JobDone(string)                  {}
+func (nopObserver) ItemsWritten(string, int)                   {}
+func (nopObserver) BytesRead(string, int64)                    {}
+func (nopObserver) Rejects(string, int)                        {}
+func (nopObserver) Progress(string, float64)                   {}
+func (nopObserver) StreamLag(string, time.Duration, bool)      {}
+func (nopObserver) StreamHealth(string, uint32, time.Duration) {}
+func (nopObserver) StreamFailed(string, string)                {}
+func (nopObserver) JobDone(string)                             {}
 
 // Env is what runners need.
 type Env struct {

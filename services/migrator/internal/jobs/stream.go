@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/client"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
@@ -12,6 +13,7 @@ import (
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc/checkpoint"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/mapping"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -41,6 +43,22 @@ type streamRun struct {
 	sink      *rejectSink
 	counts    counters
 	consumer  consumer
+	health    *health
+	failAfter time.Duration
+}
+
+// sourceUnavailable is the cause a run's context is cancelled with when
+// its reads or writes have failed for fail_after.
+type sourceUnavailable struct {
+	source string
+	health *migratorv1.JobHealth
+	after  time.Duration
+}
+
+func (e *sourceUnavailable) Error() string {
+	return fmt.Sprintf("%s: no read or write succeeded for %s (%d failures in a row since %s); last error: %s",
+		e.source, e.after, e.health.GetConsecutiveFailures(),
+		e.health.GetFailingSince().AsTime().UTC().Format(time.RFC3339), e.health.GetLastError())
 }
 
 // RunStream runs a stream job if this migrator gets its claim, or waits
@@ -57,8 +75,23 @@ func (e *Env) RunStream(ctx context.Context, job *migratorv1.Job, lease clientv3
 	defer func() { _ = e.release(context.WithoutCancel(ctx), id, StreamClaim, lease) }()
 	defer e.Observer.JobDone(id)
 	r := &streamRun{env: e, id: id, spec: job.GetStreamSpec(), guard: e.Store.OwnsClaim(id, StreamClaim, lease),
-		sink: &rejectSink{env: e, id: id}}
-	return e.endClaimedRun(ctx, id, "stream", r.run(ctx))
+		sink: &rejectSink{env: e, id: id}, failAfter: FailAfter(job.GetStreamSpec())}
+	err = r.run(ctx)
+	if _, ok := isJobError(err); ok {
+		e.Observer.StreamFailed(id, "error")
+	}
+	return e.endClaimedRun(ctx, id, "stream", err)
+}
+
+// describe names the job's source in messages and problems.
+func (r *streamRun) describe() string {
+	if r.spec.GetKind() == migratorv1.StreamKind_STREAM_KIND_KINESIS {
+		return "Kinesis stream " + r.spec.GetStream()
+	}
+	if !strings.HasPrefix(r.spec.GetStream(), "arn:") {
+		return "DynamoDB stream of table " + r.spec.GetStream()
+	}
+	return "DynamoDB stream " + r.spec.GetStream()
 }
 
 // StartPosition converts a spec's start.
@@ -77,9 +110,13 @@ func StartPosition(spec *migratorv1.StreamSpec) cdc.StartPosition {
 	return p
 }
 
-func (r *streamRun) run(ctx context.Context) error {
+func (r *streamRun) run(parent context.Context) error {
 	e := r.env
 	var err error
+	// The run's context ends with a *sourceUnavailable cause when the
+	// health says nothing has succeeded for fail_after.
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
 	if r.m, err = mapping.FromProto(r.spec.GetMapping(), "spec.mapping"); err != nil {
 		return fail("%v", err)
 	}
@@ -88,35 +125,56 @@ func (r *streamRun) run(ctx context.Context) error {
 		r.batchSize = DefaultBatchSize
 	}
 	r.batchSize = min(r.batchSize, MaxBatchSize)
-	if err := ensureTable(ctx, e.Target, r.m); err != nil {
-		return err
-	}
 	base, err := e.markRunning(ctx, r.id, r.guard)
 	if err != nil {
 		return err
 	}
+	// Lag is unknown until this run has read: a lag from a previous run
+	// would be stale, and 0 would claim the job is caught up.
 	base.Lag = nil
+	stored, err := e.Store.Get(ctx, r.id)
+	if err != nil {
+		return err
+	}
+	r.health = newHealth(e.Now, stored.GetHealth(), r.failAfter)
+	if err := r.waitTarget(ctx, base); err != nil {
+		return err
+	}
+	if err := ensureTable(ctx, e.Target, r.m); err != nil {
+		return err
+	}
 	r.sink.init(ctx)
 	if r.consumer, err = r.newConsumer(ctx); err != nil {
 		return err
 	}
-	e.Logger.Info("stream running", "job", r.id, "kind", r.spec.GetKind(), "stream", r.spec.GetStream(), "start", StartPosition(r.spec).Type)
+	e.Logger.Info("stream running", "job", r.id, "kind", r.spec.GetKind(), "stream", r.spec.GetStream(),
+		"start", StartPosition(r.spec).Type, "fail_after", r.failAfter)
 
+	// publish writes progress and health to the job document (once per
+	// poll interval: an unchanged document is not written), and fails the
+	// run once nothing has succeeded for fail_after.
 	publish := func(ctx context.Context) {
-		lag := r.consumer.Stats().Lag
-		e.Observer.StreamLag(r.id, lag)
-		_, err := e.publishProgress(ctx, r.id, r.guard, func(*migratorv1.Progress) *migratorv1.Progress {
-			p := r.counts.onto(base)
-			p.Lag = durationpb.New(lag)
-			return p
-		})
+		st := r.consumer.Stats()
+		h := r.health.snapshot()
+		failing := r.health.failingFor()
+		e.Observer.StreamLag(r.id, st.Lag, st.LagKnown)
+		e.Observer.StreamHealth(r.id, h.GetConsecutiveFailures(), failing)
+		err := r.publish(ctx, base, st, h)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, ErrFinished) {
 			e.Logger.Warn("cannot write a stream job's progress", "job", r.id, "err", err)
+		}
+		if failing >= r.failAfter {
+			cancel(&sourceUnavailable{source: r.describe(), health: h, after: r.failAfter})
 		}
 	}
 	stop := e.everyPoll(ctx, publish)
 	err = r.consumer.Run(ctx, r.apply)
 	stop()
+	var unavailable *sourceUnavailable
+	if errors.As(context.Cause(ctx), &unavailable) {
+		return r.failUnavailable(parent, base, unavailable)
+	}
+	ctx = parent
 	if ctx.Err() == nil {
 		publish(ctx)
 	} else {
@@ -136,9 +194,104 @@ func (r *streamRun) run(ctx context.Context) error {
 		return fmt.Errorf("%w: %v", ErrClaimLost, err)
 	case errors.Is(err, cdc.ErrTrimmed):
 		return fail("%v; re-seed the table from a newer export and start a new stream job", err)
-	case errors.Is(err, cdc.ErrViewType), errors.Is(err, cdc.ErrStreamNotFound), errors.Is(err, cdc.ErrInvalidStart),
-		errors.Is(err, cdc.ErrBadRecord):
+	case errors.Is(err, cdc.ErrViewType), errors.Is(err, cdc.ErrInvalidStart), errors.Is(err, cdc.ErrBadRecord):
 		return fail("%v", err)
+	}
+	return err
+}
+
+// waitTarget waits until Veltrix answers for the target table (it may
+// not exist yet: ensureTable decides), recording each failure in the
+// job's health like a failed write, and fails the job after fail_after.
+func (r *streamRun) waitTarget(ctx context.Context, base *migratorv1.Progress) error {
+	e := r.env
+	var published time.Time
+	for attempt := 1; ; attempt++ {
+		_, err := e.Target.DescribeTable(ctx, r.m.Table)
+		switch status.Code(err) {
+		case codes.OK, codes.NotFound, codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated:
+			return nil // ensureTable creates the table or fails the job
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.health.observe(fmt.Errorf("check target table %s: %w", r.m.Table, err))
+		if time.Since(published) >= e.PollInterval {
+			if err := r.publish(ctx, base, cdc.Stats{}, r.health.snapshot()); err != nil && ctx.Err() == nil {
+				return err
+			}
+			published = time.Now()
+		}
+		if failing := r.health.failingFor(); failing >= r.failAfter {
+			if err := r.failUnavailable(ctx, base, &sourceUnavailable{source: "Veltrix table " + r.m.Table, health: r.health.snapshot(), after: r.failAfter}); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: %s", ErrFinished, r.id) // ended FAILED: nothing to run
+		}
+		e.Logger.Warn("cannot reach the target table; retrying", "job", r.id, "table", r.m.Table, "attempt", attempt, "err", err)
+		select {
+		case <-time.After(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second)):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// publish writes the run's progress and health to the job document,
+// guarded by the run's claim.
+func (r *streamRun) publish(ctx context.Context, base *migratorv1.Progress, st cdc.Stats, h *migratorv1.JobHealth) error {
+	j, err := r.env.Store.UpdateGuarded(ctx, r.id, []clientv3.Cmp{r.guard}, func(j *migratorv1.Job) error {
+		if Terminal(j.GetState()) {
+			return fmt.Errorf("%w: %s", ErrFinished, r.id)
+		}
+		p := r.counts.onto(base)
+		if st.LagKnown {
+			p.Lag = durationpb.New(st.Lag)
+		}
+		j.Progress = p
+		j.Health = h
+		return nil
+	})
+	if err == nil {
+		r.env.Rates.Apply(j, r.env.Now())
+	}
+	return err
+}
+
+// failUnavailable ends the job FAILED with the last error and a
+// SOURCE_UNAVAILABLE problem naming the stream, keeping its health.
+func (r *streamRun) failUnavailable(ctx context.Context, base *migratorv1.Progress, u *sourceUnavailable) error {
+	e := r.env
+	ctx = context.WithoutCancel(ctx)
+	msg := u.Error()
+	e.Logger.Error("stream failed: its source or Veltrix has been unavailable for fail_after", "job", r.id, "fail_after", r.failAfter, "err", msg)
+	e.Observer.StreamFailed(r.id, "source_unavailable")
+	var st cdc.Stats
+	if r.consumer != nil {
+		st = r.consumer.Stats()
+	}
+	_, err := e.Store.UpdateGuarded(ctx, r.id, []clientv3.Cmp{r.guard}, func(j *migratorv1.Job) error {
+		if Terminal(j.GetState()) {
+			return fmt.Errorf("%w: %s", ErrFinished, r.id)
+		}
+		p := r.counts.onto(base)
+		if st.LagKnown {
+			p.Lag = durationpb.New(st.Lag)
+		}
+		j.Progress = p
+		j.Health = u.health
+		j.State = migratorv1.JobState_JOB_STATE_FAILED
+		j.Error = msg
+		j.EndTime = timestamp(e.Now())
+		j.Problems = append(j.Problems, &migratorv1.Problem{
+			Kind:   migratorv1.ProblemKind_PROBLEM_KIND_SOURCE_UNAVAILABLE,
+			Source: u.source,
+			Detail: fmt.Sprintf("no read or write succeeded for %s (fail_after); last error: %s", u.after, u.health.GetLastError()),
+		})
+		return nil
+	})
+	if errors.Is(err, ErrFinished) {
+		return nil // cancelled meanwhile
 	}
 	return err
 }
@@ -149,6 +302,7 @@ func (r *streamRun) newConsumer(ctx context.Context) (consumer, error) {
 	opts := e.StreamOptions
 	opts.Logger = e.Logger.With("job", r.id)
 	opts.Reject = r.rejectRecord
+	opts.Observe = r.health.observe
 	start := StartPosition(r.spec)
 	name := r.spec.GetStream()
 	switch r.spec.GetKind() {
@@ -167,20 +321,9 @@ func (r *streamRun) newConsumer(ctx context.Context) (consumer, error) {
 		if err != nil {
 			return nil, fail("DynamoDB stream %s: %v", name, err)
 		}
-		if !strings.HasPrefix(name, "arn:") {
-			// A table name: its latest stream.
-			arn, err := cdc.LatestStreamARN(ctx, cli, name)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				if errors.Is(err, cdc.ErrStreamNotFound) {
-					return nil, fail("table %s: %v", name, err)
-				}
-				return nil, err
-			}
-			name = arn
-		}
+		// A table name is resolved to its latest stream by the consumer,
+		// under its retries, so a table whose stream is not enabled yet
+		// shows in the job's health.
 		c, err := cdc.NewStreamsConsumer(cli, name, start, store, opts)
 		if err != nil {
 			return nil, fail("DynamoDB stream %s: %v", name, err)
@@ -250,7 +393,9 @@ func (r *streamRun) apply(ctx context.Context, changes []cdc.Change) error {
 			reject(c, res.Reason)
 		}
 	}
-	err := r.env.writeRefusing(ctx, r.m.Table, "stream job "+r.id, muts, r.batchSize, func(i int, err error) {
+	// Writes are retried until they succeed or the run's health fails the
+	// job after fail_after; each attempt counts in the health.
+	err := r.env.writeObserved(ctx, r.m.Table, "stream job "+r.id, muts, r.batchSize, func(i int, err error) {
 		c := changes[from[i]]
 		switch m := muts[i]; {
 		case !m.Delete:
@@ -266,7 +411,7 @@ func (r *streamRun) apply(ctx context.Context, changes []cdc.Change) error {
 			d.filtered--
 		}
 		reject(c, "Veltrix refused the write: "+status.Convert(err).Message())
-	})
+	}, writePolicy{observe: r.health.observe})
 	if err != nil {
 		return err
 	}

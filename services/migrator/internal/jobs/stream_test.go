@@ -4,9 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/veltrixdb/veltrix/pkg/ddb"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
@@ -137,16 +147,176 @@ func TestStreamJob(t *testing.T) {
 	waitFor(t, 10*time.Second, "the run to stop", func() bool { return len(b.mgr.Running()) == 0 })
 }
 
-// TestStreamJobFailures: a stream that does not exist fails the job with
-// a message naming it.
-func TestStreamJobFailures(t *testing.T) {
-	store := newStore(t)
+// closedEndpoint is a loopback address nothing listens on.
+func closedEndpoint(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return "http://" + addr
+}
+
+// TestStreamJobHealth: a stream job whose source is missing or
+// unreachable, or whose writes to Veltrix fail, shows RUNNING with its
+// health (the error, the failures in a row, since when) and no lag within
+// seconds, writes the job document at most about once per poll interval
+// however hot the retries, and ends FAILED with a SOURCE_UNAVAILABLE
+// problem once fail_after has passed without a success.
+func TestStreamJobHealth(t *testing.T) {
 	sf := streamsfake.New(streamsfake.Options{})
 	endpoint := streamsfake.Serve(t, sf)
-	startMigrator(t, store, newFake(), "a")
-	job := createJob(t, store, streamJob(endpoint, "arn:aws:dynamodb:us-east-1:123456789012:table/nope/stream/x"))
-	got := waitJob(t, store, job.GetId(), 20*time.Second)
-	if got.GetState() != migratorv1.JobState_JOB_STATE_FAILED || !strings.Contains(got.GetError(), "nope") {
-		t.Fatalf("%s %q", got.GetState(), got.GetError())
+	arn := sf.CreateStream("sessions", "NEW_AND_OLD_IMAGES")
+	if err := sf.CreateShard(arn, "shardId-1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sf.Put(arn, "shardId-1", streamsfake.NewRecord("INSERT", skey("a", 1), sitem("a", 1, "a1"), time.Now(), false)); err != nil {
+		t.Fatal(err)
+	}
+	missing := "arn:aws:dynamodb:us-east-1:123456789012:table/nope/stream/x"
+	for _, tc := range []struct {
+		name       string
+		endpoint   string
+		stream     string
+		failWrites bool
+		targetDown bool
+		wantErr    string // in last_error and the job's error
+		wantSource string // the problem's source
+	}{
+		{"stream not found", endpoint, missing, false, false, "ResourceNotFoundException", missing},
+		{"table without a stream", endpoint, "nope", false, false, "has no stream", "table nope"},
+		{"endpoint unreachable", closedEndpoint(t), arn, false, false, "connection refused", arn},
+		{"Veltrix writes fail", endpoint, arn, true, false, "quorum not reached", arn},
+		{"Veltrix down at the start", endpoint, arn, false, true, "router unreachable", "Veltrix table sessions"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := newStore(t)
+			fake := newFake()
+			if tc.failWrites {
+				fake.failFor.Store(1 << 40)
+			}
+			var target Target = fake
+			if tc.targetDown {
+				target = downTarget{fake}
+			}
+			m := startMigrator(t, store, target, "a")
+			job := streamJob(tc.endpoint, tc.stream)
+			job.GetStreamSpec().FailAfter = durationpb.New(3 * time.Second)
+			id := createJob(t, store, job).GetId()
+			started := time.Now()
+
+			var j *migratorv1.Job
+			waitFor(t, 3*time.Second, "the health to show the failure", func() bool {
+				j, _ = store.Get(context.Background(), id)
+				return j.GetHealth().GetConsecutiveFailures() >= 2
+			})
+			if j.GetState() != migratorv1.JobState_JOB_STATE_RUNNING {
+				t.Fatalf("state %s %q, want RUNNING while within fail_after", j.GetState(), j.GetError())
+			}
+			h := j.GetHealth()
+			if !strings.Contains(h.GetLastError(), tc.wantErr) || h.GetFailingSince() == nil || h.GetLastErrorTime() == nil {
+				t.Fatalf("health %v: want the error %q, failing_since and last_error_time", h, tc.wantErr)
+			}
+			if l := j.GetProgress().GetLag(); l != nil {
+				t.Fatalf("lag %s, want unset (nothing read)", l.AsDuration())
+			}
+
+			got := waitJob(t, store, id, 15*time.Second)
+			elapsed := time.Since(started)
+			if got.GetState() != migratorv1.JobState_JOB_STATE_FAILED || !strings.Contains(got.GetError(), tc.wantErr) {
+				t.Fatalf("%s %q: want FAILED with %q", got.GetState(), got.GetError(), tc.wantErr)
+			}
+			if elapsed < 3*time.Second {
+				t.Fatalf("failed after %s, before fail_after", elapsed)
+			}
+			ps := got.GetProblems()
+			if len(ps) != 1 || ps[0].GetKind() != migratorv1.ProblemKind_PROBLEM_KIND_SOURCE_UNAVAILABLE ||
+				!strings.Contains(ps[0].GetSource(), tc.wantSource) || !strings.Contains(ps[0].GetDetail(), tc.wantErr) {
+				t.Fatalf("problems %v: want one SOURCE_UNAVAILABLE naming %s", ps, tc.wantSource)
+			}
+			if got.GetHealth().GetConsecutiveFailures() < 2 {
+				t.Fatalf("final health %v", got.GetHealth())
+			}
+			// The retries are hot (backoff at most 20ms); the document is
+			// written once per 50ms poll at most.
+			resp, err := store.Client().Get(context.Background(), store.jobKey(id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v, limit := resp.Kvs[0].Version, int64(elapsed/(50*time.Millisecond))+10; v > limit {
+				t.Errorf("job document written %d times in %s, want at most %d", v, elapsed, limit)
+			}
+			waitFor(t, 5*time.Second, "the run to stop", func() bool { return len(m.mgr.Running()) == 0 })
+		})
+	}
+}
+
+// downTarget is a Veltrix whose routers do not answer.
+type downTarget struct{ *fakeTarget }
+
+func (downTarget) DescribeTable(context.Context, string) (*kvv1.Table, error) {
+	return nil, status.Error(codes.Unavailable, "router unreachable")
+}
+
+// TestStreamJobRecovers: a source that fails for a while and then
+// answers shows the failure in the health, then clears it, reads, and
+// reports a lag.
+func TestStreamJobRecovers(t *testing.T) {
+	store := newStore(t)
+	fake := newFake()
+	sf := streamsfake.New(streamsfake.Options{})
+	endpoint := streamsfake.Serve(t, sf)
+	arn := sf.CreateStream("sessions", "NEW_AND_OLD_IMAGES")
+	if err := sf.CreateShard(arn, "shardId-1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sf.Put(arn, "shardId-1", streamsfake.NewRecord("INSERT", skey("a", 1), sitem("a", 1, "a1"), time.Now(), false)); err != nil {
+		t.Fatal(err)
+	}
+	faults := make([]string, 150)
+	for i := range faults {
+		faults[i] = "InternalServerError"
+	}
+	sf.InjectError("GetShardIterator", faults...)
+	startMigrator(t, store, fake, "a")
+	id := createJob(t, store, streamJob(endpoint, arn)).GetId()
+	waitFor(t, 5*time.Second, "the health to show the failure", func() bool {
+		j, _ := store.Get(context.Background(), id)
+		return j.GetHealth().GetConsecutiveFailures() > 0 && j.GetProgress().GetLag() == nil
+	})
+	waitFor(t, 20*time.Second, "the health to clear and the record to be applied", func() bool {
+		j, _ := store.Get(context.Background(), id)
+		h := j.GetHealth()
+		return h.GetConsecutiveFailures() == 0 && h.GetFailingSince() == nil && h.GetLastError() == "" &&
+			j.GetProgress().GetLag() != nil && liveValues(fake)["a|1"] == "a1"
+	})
+	if j, _ := store.Get(context.Background(), id); j.GetState() != migratorv1.JobState_JOB_STATE_RUNNING {
+		t.Fatalf("state %s %q", j.GetState(), j.GetError())
+	}
+}
+
+// TestStreamClientOneAttempt: the stream clients make one attempt per
+// call whatever retryer the AWS configuration carries, so the consumer's
+// retry is the only one (and each failure is reported once).
+func TestStreamClientOneAttempt(t *testing.T) {
+	sf := streamsfake.New(streamsfake.Options{})
+	endpoint := streamsfake.Serve(t, sf)
+	arn := sf.CreateStream("sessions", "NEW_AND_OLD_IMAGES")
+	e := &Env{AWSConfig: func(context.Context, *migratorv1.AwsOptions) (aws.Config, error) {
+		return aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("fake", "fake", ""),
+			Retryer: func() aws.Retryer { return retry.NewStandard() }}, nil
+	}}
+	cli, err := e.streamsClient(context.Background(), &migratorv1.AwsOptions{Endpoint: endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf.InjectError("DescribeStream", "InternalServerError", "InternalServerError", "InternalServerError")
+	if _, err := cli.DescribeStream(context.Background(), &dynamodbstreams.DescribeStreamInput{StreamArn: aws.String(arn)}); err == nil {
+		t.Fatal("DescribeStream succeeded through an injected error")
+	}
+	if n := sf.Calls("DescribeStream"); n != 1 {
+		t.Fatalf("%d DescribeStream calls for one failed call, want 1 (the SDK must not retry)", n)
 	}
 }
