@@ -52,11 +52,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		err := c.run(args[1:], stdout)
+		var ee *exitError
 		switch {
 		case err == nil:
 			return 0
 		case errors.Is(err, flag.ErrHelp):
 			return 0
+		case errors.As(err, &ee):
+			if ee.msg != "" {
+				fmt.Fprintf(stderr, "veltrix %s: %s\n", c.name, ee.msg)
+			}
+			return ee.code
 		case errors.Is(err, errUsage):
 			fmt.Fprintf(stderr, "veltrix %s: %v\n", c.name, err)
 			return 2
@@ -68,6 +74,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	usage(stderr)
 	return 2
 }
+
+// Exit codes beyond 0 (success), 1 (error) and 2 (usage).
+const (
+	// exitSuperseded: a write reached its replicas but changed nothing
+	// because a newer version is stored.
+	exitSuperseded = 3
+)
+
+// exitError ends a command with a specific exit code, after the command has
+// printed its result; msg, if any, goes to stderr.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit %d: %s", e.code, e.msg) }
 
 // errUsage marks errors in how a command was called.
 var errUsage = errors.New("usage")
