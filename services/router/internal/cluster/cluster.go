@@ -185,13 +185,19 @@ func (c *Cluster) rebuild(snap *topology.Snapshot) {
 
 // NewStatic returns a cluster whose view never changes: partitions
 // partitions, partition p replicated on replicas[p] (a nil entry is a down
-// replica, named by ids[p]). Tests use it to drive the coordinator with fake
-// storage clients.
-func NewStatic(partitions uint32, ids [][]string, replicas [][]*Node) *Cluster {
+// replica, named by ids[p]), and tables. Tests use it to drive the
+// coordinator and the router's handlers with fake storage clients.
+func NewStatic(partitions uint32, ids [][]string, replicas [][]*Node, tables ...topology.Table) *Cluster {
 	snap := &topology.Snapshot{
-		Config:    &topology.ClusterConfig{Partitions: partitions},
-		Placement: &placement.Document{Partitions: partitions, Replicas: ids},
-		Nodes:     map[string]topology.Node{},
+		Config:     &topology.ClusterConfig{Partitions: partitions},
+		Placement:  &placement.Document{Partitions: partitions, Replicas: ids},
+		Nodes:      map[string]topology.Node{},
+		Tables:     map[string]topology.Table{},
+		TablesByID: map[uint64]topology.Table{},
+	}
+	for _, t := range tables {
+		snap.Tables[t.Name] = t
+		snap.TablesByID[t.ID] = t
 	}
 	c := &Cluster{nodes: map[string]*Node{}, stop: make(chan struct{}), done: make(chan struct{})}
 	close(c.done)
