@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"time"
+	"unicode/utf8"
 
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	"github.com/veltrixdb/veltrix/pkg/hlc"
@@ -166,6 +167,12 @@ func (kv *kvService) resolver() (resolver, error) {
 func (r resolver) table(name, where string) (topology.Table, error) {
 	if name == "" {
 		return topology.Table{}, invalidf("%s: table is empty", where)
+	}
+	if !utf8.ValidString(name) {
+		// gRPC's decoder refuses these first (see grpcx.UTF8Options); this
+		// covers in-process callers, and a response echoing the name could
+		// not be encoded.
+		return topology.Table{}, invalidf("%s: table is not valid UTF-8", where)
 	}
 	t, ok := r.view.Snapshot.Tables[name]
 	if !ok {
