@@ -48,9 +48,9 @@ type writeState struct {
 // anything is sent.
 //
 // When a record cannot reach its level, Write waits for the replicas still
-// in flight (until ctx ends) so that the error counts every replica that
-// applied the record and names every replica that failed, with its reason:
-// such a write is not rolled back and may still take effect.
+// in flight (up to Options.FailureWait) so that the error counts every
+// replica that applied the record and names every replica that failed, with
+// its reason: such a write is not rolled back and may still take effect.
 func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, level Level) ([]Outcome, error) {
 	v, err := co.View()
 	if err != nil {
@@ -109,12 +109,16 @@ func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, leve
 	}
 
 	satisfied := 0
-	var doomed []int // records that can no longer reach their level
+	var doomed []int            // records that can no longer reach their level
+	var linger <-chan time.Time // set once a record is doomed
 	for remaining > 0 {
 		var r applyResult
 		select {
 		case r = <-results:
 			remaining--
+		case <-linger:
+			finish()
+			return nil, co.writeFailure(recs, st, doomed, level, v, "")
 		case <-ctx.Done():
 			finish()
 			if len(doomed) > 0 {
@@ -137,6 +141,11 @@ func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, leve
 				s.failed = append(s.failed, desc)
 				if s.acks+s.pending < s.need && s.acks+s.pending+1 >= s.need {
 					doomed = append(doomed, i)
+					if linger == nil {
+						t := time.NewTimer(co.o.FailureWait)
+						defer t.Stop()
+						linger = t.C
+					}
 				}
 			}
 			continue
@@ -203,7 +212,7 @@ func (co *Coordinator) writeFailure(recs []*storagev1.Record, st []writeState, d
 		}
 		msg += "; it may still take effect and is not rolled back)"
 		if s.pending > 0 {
-			msg += fmt.Sprintf("; %d replicas did not answer", s.pending)
+			msg += fmt.Sprintf("; no answer yet from %d more", s.pending)
 		}
 		msg += "; failed replicas: " + strings.Join(failed, "; ")
 		parts = append(parts, msg)

@@ -173,3 +173,19 @@ func TestWriteDeadline(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestWriteFailureWaitIsBounded: a hung replica must not hold a failed
+// write until the deadline; the error says it did not answer.
+func TestWriteFailureWaitIsBounded(t *testing.T) {
+	co := newTestCoord(t, &fakeNode{delay: time.Hour}, &fakeNode{err: down}, &fakeNode{err: down})
+	co.o.FailureWait = 50 * time.Millisecond
+	start := time.Now()
+	_, err := co.Write(t.Context(), []*storagev1.Record{rec(10)}, Quorum)
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("failed write took %v", el)
+	}
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "reached 0 of 2 required replicas (applied on 0") ||
+		!strings.Contains(err.Error(), "no answer yet from 1 more") || !strings.Contains(err.Error(), "n2: Unavailable") || !strings.Contains(err.Error(), "n3: Unavailable") {
+		t.Fatalf("err = %v", err)
+	}
+}
