@@ -269,10 +269,11 @@ func TestBinNodeClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	goValue := []byte{0, 1, 2, 0xfe, 0xff, '\n', 'g', 'o'}
-	goVersion, err := cl.Put(ctx, "node_items", []byte("from-go"), []byte("sk-1"), goValue)
+	goPut, err := cl.Put(ctx, "node_items", []byte("from-go"), []byte("sk-1"), goValue)
 	if err != nil {
 		t.Fatal(err)
 	}
+	goVersion := goPut.Version
 
 	res := runBin(t, 60*time.Second, nodeDir, nodeBin, "client.js",
 		"--addr", c.RouterAddrs()[0], "--proto-dir", filepath.Join(root, "proto"),

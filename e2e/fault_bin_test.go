@@ -95,7 +95,8 @@ func (l *load) work() {
 		key := loadKey(i)
 		value := []byte(fmt.Sprintf("value-%05d-%s", i, l.salt))
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		version, err := l.cl.Put(ctx, l.table, []byte(key), nil, value)
+		res, err := l.cl.Put(ctx, l.table, []byte(key), nil, value)
+		version := res.Version
 		if err != nil {
 			cancel()
 			l.fail(fmt.Errorf("put %s: %w", key, err))

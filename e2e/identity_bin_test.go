@@ -39,7 +39,7 @@ func TestBinWipedNodeRefused(t *testing.T) {
 		if err != nil {
 			t.Fatalf("put %s: %v", key, err)
 		}
-		acked[key] = ackedPut{value: value, version: v}
+		acked[key] = ackedPut{value: value, version: v.Version}
 	}
 
 	victim := c.Nodes[1] // node id n2

@@ -117,7 +117,9 @@ func explain(err error, what string) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		if strings.Contains(st.Message(), "connection refused") || strings.Contains(st.Message(), "connect") {
+		// A write short of its replicas also names replicas that refused
+		// connections; that is not the CLI failing to connect.
+		if !strings.Contains(st.Message(), "required replicas") && (strings.Contains(st.Message(), "connection refused") || strings.Contains(st.Message(), "connect")) {
 			return fmt.Errorf("%s: cannot connect (%s); is the service running? start a local stack with 'make run', or pass --endpoints/--migrator", what, st.Message())
 		}
 		return fmt.Errorf("%s: unavailable: %s (retry; check 'veltrix status' for nodes that are down)", what, st.Message())

@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	register(command{name: "kv", usage: "get, put, del and query items (veltrix kv get TABLE PK [SK])", run: subcommand("kv", map[string]func([]string, io.Writer) error{
+	register(command{name: "kv", usage: "get, put, del and query items (veltrix kv get TABLE PK [SK]); put/del exit 3 when superseded", run: subcommand("kv", map[string]func([]string, io.Writer) error{
 		"get":   kvGet,
 		"put":   kvPut,
 		"del":   kvDel,
@@ -117,9 +117,15 @@ func kvPut(args []string, w io.Writer) error {
 	version := fs.Uint64("version", 0, "write with this version instead of a router-assigned one")
 	file := fs.String("value-file", "", "read the value from this file (- for stdin) instead of the last argument")
 	cons := fs.String("consistency", "", "one, quorum or all (default: the router's, QUORUM)")
+	fs.Usage = writeUsage(fs, "put", "Writes one item. A write whose --version is not newer than the stored one\nchanges nothing and is reported as superseded.")
 	pos, err := parse(fs, args, 2, 4, &c)
 	if err != nil {
 		return err
+	}
+	ttlSet := false
+	fs.Visit(func(f *flag.Flag) { ttlSet = ttlSet || f.Name == "ttl" })
+	if *ttl < 0 || (ttlSet && *ttl == 0) {
+		return usageErr("--ttl %v: must be positive (omit it for no expiry)", *ttl)
 	}
 	lvl, err := consistency(*cons)
 	if err != nil {
@@ -158,15 +164,56 @@ func kvPut(args []string, w io.Writer) error {
 		return err
 	}
 	defer cl.Close()
-	v, err := cl.Put(ctx, tbl, pk, sk, value, opts...)
+	res, err := cl.Put(ctx, tbl, pk, sk, value, opts...)
 	if err != nil {
 		return explain(err, "put")
 	}
-	if c.output == "json" {
-		return printJSON(w, map[string]uint64{"version": v})
+	return printWrite(w, &c, res, "")
+}
+
+// writeUsage is the -h text of put and del: what they do and their exit
+// codes.
+func writeUsage(fs *flag.FlagSet, verb, what string) func() {
+	return func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "Usage: %s\n\n%s\n\n", fs.Name(), what)
+		fmt.Fprintf(out, "Prints \"OK\" only when the %s was applied. Exit codes:\n", verb)
+		fmt.Fprintf(out, "  0  applied\n  1  failed (the message says whether it may still take effect)\n  2  usage error\n")
+		fmt.Fprintf(out, "  3  superseded: a newer version is stored; nothing changed\n\nFlags:\n")
+		fs.PrintDefaults()
 	}
-	_, err = fmt.Fprintf(w, "OK version %d\n", v)
-	return err
+}
+
+type writeJSON struct {
+	Version        uint64 `json:"version"`
+	Applied        bool   `json:"applied"`
+	CurrentVersion uint64 `json:"current_version"`
+}
+
+// printWrite prints a write's outcome: "OK" only when it was applied; a
+// superseded write prints why and exits with exitSuperseded.
+func printWrite(w io.Writer, c *conn, res client.WriteResult, what string) error {
+	if c.output == "json" {
+		if err := printJSON(w, writeJSON{Version: res.Version, Applied: res.Applied, CurrentVersion: res.CurrentVersion}); err != nil {
+			return err
+		}
+	} else if res.Applied {
+		if _, err := fmt.Fprintf(w, "OK %sversion %d\n", what, res.Version); err != nil {
+			return err
+		}
+	} else {
+		stored := "a newer version"
+		if res.CurrentVersion != 0 {
+			stored = fmt.Sprintf("the stored version %d", res.CurrentVersion)
+		}
+		if _, err := fmt.Fprintf(w, "superseded: %s is newer than this write's version %d; nothing changed\n", stored, res.Version); err != nil {
+			return err
+		}
+	}
+	if !res.Applied {
+		return withExit(exitSuperseded, fmt.Errorf("%swrite superseded: nothing changed", what))
+	}
+	return nil
 }
 
 func kvDel(args []string, w io.Writer) error {
@@ -174,6 +221,8 @@ func kvDel(args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("veltrix kv del TABLE PARTITION_KEY [SORT_KEY]", flag.ContinueOnError)
 	c.addFlags(fs)
 	cons := fs.String("consistency", "", "one, quorum or all (default: the router's, QUORUM)")
+	version := fs.Uint64("version", 0, "delete with this version instead of a router-assigned one")
+	fs.Usage = writeUsage(fs, "delete", "Deletes one item by writing a versioned tombstone. A delete whose --version is\nnot newer than the stored one changes nothing and is reported as superseded.")
 	pos, err := parse(fs, args, 2, 3, &c)
 	if err != nil {
 		return err
@@ -192,15 +241,15 @@ func kvDel(args []string, w io.Writer) error {
 		return err
 	}
 	defer cl.Close()
-	v, err := cl.Delete(ctx, tbl, pk, sk, client.WithConsistency(lvl))
+	opts := []client.CallOption{client.WithConsistency(lvl)}
+	if *version > 0 {
+		opts = append(opts, client.WithVersion(*version))
+	}
+	res, err := cl.Delete(ctx, tbl, pk, sk, opts...)
 	if err != nil {
 		return explain(err, "delete")
 	}
-	if c.output == "json" {
-		return printJSON(w, map[string]uint64{"version": v})
-	}
-	_, err = fmt.Fprintf(w, "OK deleted, version %d\n", v)
-	return err
+	return printWrite(w, &c, res, "deleted, ")
 }
 
 func kvQuery(args []string, w io.Writer) error {

@@ -89,13 +89,17 @@ const (
 	// import that did not write every source item, a verify whose verdict
 	// failed. Never decommission a source on this code.
 	exitIncomplete = 3
+	// exitSuperseded: a write reached its replicas but changed nothing
+	// because a newer version is stored (the same code: not done as asked).
+	exitSuperseded = exitIncomplete
 )
 
 const exitCodes = `Exit codes:
   0  success: the job SUCCEEDED (a verify passed: nothing missing, different, extra or unread)
   1  failure: a server unreachable or refusing the request, a job FAILED or CANCELLED
   2  usage error: wrong flags or arguments
-  3  completed with errors: an import that lost source data, a verify whose verdict failed`
+  3  completed with errors: an import that lost source data, a verify whose verdict failed,
+     a write superseded by a newer stored version (nothing changed)`
 
 // exitError carries a specific exit code.
 type exitError struct {

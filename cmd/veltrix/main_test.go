@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
+	"github.com/veltrixdb/veltrix/pkg/client"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 )
 
@@ -34,6 +36,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"kv", "get", "t", "k", "--consistency", "most"}, 2, `--consistency "most"`},
 		{[]string{"kv", "get", "t", "b64:!!"}, 2, "bad base64"},
 		{[]string{"kv", "query", "t", "pk", "--prefix", "a", "--start", "b"}, 2, "--prefix cannot be combined"},
+		{[]string{"kv", "put", "t", "k", "v", "--ttl", "-5s"}, 2, "--ttl -5s: must be positive"},
+		{[]string{"kv", "put", "t", "k", "v", "--ttl", "0"}, 2, "--ttl 0s: must be positive"},
 		{[]string{"table", "create", "users", "--pk", "id"}, 2, "want NAME:TYPE"},
 		{[]string{"table", "create", "users", "--sk", "s:S"}, 2, "--sk needs --pk"},
 		{[]string{"import", "--table", "t", "--pk", "id:S"}, 2, "--source is required"},
@@ -138,6 +142,36 @@ func TestVerdict(t *testing.T) {
 			}
 			if code != tc.code || (tc.want != "" && !strings.Contains(fmt.Sprint(err), tc.want)) {
 				t.Fatalf("verdict = %v (exit %d); want exit %d containing %q", err, code, tc.code, tc.want)
+			}
+		})
+	}
+}
+
+// TestWriteOutcomeExitCodes checks that put and del print "OK" only for an
+// applied write, and that a superseded one says so and exits 3, in table
+// and JSON output alike.
+func TestWriteOutcomeExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		name, output string
+		res          client.WriteResult
+		code         int
+		want, not    string
+	}{
+		{"applied", "table", client.WriteResult{Version: 5, Applied: true, CurrentVersion: 5}, 0, "OK version 5", "superseded"},
+		{"superseded", "table", client.WriteResult{Version: 5, CurrentVersion: 18446744073709551615}, exitSuperseded,
+			"superseded: the stored version 18446744073709551615 is newer than this write's version 5; nothing changed", "OK"},
+		{"superseded json", "json", client.WriteResult{Version: 5, CurrentVersion: 9}, exitSuperseded, `"applied": false`, "OK"},
+		{"applied json", "json", client.WriteResult{Version: 5, Applied: true, CurrentVersion: 5}, 0, `"applied": true`, "superseded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := tc.res
+			register(command{name: "fakewrite", run: func(_ []string, w io.Writer) error {
+				return printWrite(w, &conn{output: tc.output}, res, "")
+			}})
+			defer func() { commands = commands[:len(commands)-1] }()
+			code, out, stderr := runCLI(t, nil, "fakewrite")
+			if code != tc.code || !strings.Contains(out, tc.want) || strings.Contains(out, tc.not) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit %d, stdout containing %q and not %q", code, out, stderr, tc.code, tc.want, tc.not)
 			}
 		})
 	}

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-func TestBackoffFullJitter(t *testing.T) {
+func TestBackoffEqualJitter(t *testing.T) {
 	c := &Client{opts: options{backoffBase: 10 * time.Millisecond, backoffMax: 100 * time.Millisecond}}
 	for _, tc := range []struct {
 		retry int
@@ -21,12 +21,12 @@ func TestBackoffFullJitter(t *testing.T) {
 		var hi time.Duration
 		for range 2000 {
 			d := c.backoff(tc.retry)
-			if d < 0 || d > tc.ceil {
-				t.Fatalf("retry %d: wait %v outside [0, %v]", tc.retry, d, tc.ceil)
+			if d < tc.ceil/2 || d > tc.ceil {
+				t.Fatalf("retry %d: wait %v outside [%v, %v]", tc.retry, d, tc.ceil/2, tc.ceil)
 			}
 			hi = max(hi, d)
 		}
-		// Full jitter spreads waits over the whole range.
+		// Jitter spreads waits over the whole upper half.
 		if hi < tc.ceil*9/10 {
 			t.Errorf("retry %d: longest of 2000 waits %v, want close to %v", tc.retry, hi, tc.ceil)
 		}

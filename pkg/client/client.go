@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/retry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
@@ -28,11 +29,13 @@ const resolverScheme = "veltrix"
 // serviceConfig spreads calls over every router.
 const serviceConfig = `{"loadBalancingConfig": [{"round_robin": {}}]}`
 
-// Defaults of the client options.
+// Defaults of the client options. With these a call keeps retrying for
+// 5.6 to 11 s of backoff (bounded by its deadline, DefaultTimeout unless
+// ctx has one), enough to ride out a router or storage node restart.
 const (
-	DefaultMaxRetries  = 5                     // WithMaxRetries
-	DefaultBackoffBase = 20 * time.Millisecond // WithBackoff
-	DefaultBackoffMax  = time.Second           // WithBackoff
+	DefaultMaxRetries  = 10                    // WithMaxRetries
+	DefaultBackoffBase = 50 * time.Millisecond // WithBackoff
+	DefaultBackoffMax  = 2 * time.Second       // WithBackoff
 	DefaultTimeout     = 10 * time.Second      // WithDefaultTimeout
 )
 
@@ -66,12 +69,13 @@ type options struct {
 }
 
 // WithMaxRetries sets how many times a call failing with Unavailable is
-// retried; 0 disables retries. Default: 5.
+// retried; 0 disables retries. Default: 10.
 func WithMaxRetries(n int) Option { return func(o *options) { o.maxRetries = n } }
 
 // WithBackoff sets the exponential backoff between retries: retry n waits a
-// uniformly random time in [0, min(max, base·2ⁿ⁻¹)] ("full jitter").
-// Default: 20ms, 1s.
+// uniformly random time in [c/2, c] with c = min(max, base·2ⁿ⁻¹) ("equal
+// jitter": spread out, yet the budget reliably covers a restart).
+// Default: 50ms, 2s.
 func WithBackoff(base, max time.Duration) Option {
 	return func(o *options) { o.backoffBase, o.backoffMax = base, max }
 }
@@ -169,7 +173,7 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Client, erro
 	dialOpts := append([]grpc.DialOption{
 		grpc.WithResolvers(r),
 		grpc.WithDefaultServiceConfig(serviceConfig),
-		grpc.WithChainUnaryInterceptor(c.retryInterceptor),
+		grpc.WithChainUnaryInterceptor(c.callInterceptor, retry.UnaryClientInterceptor(c.retryOptions()...), attemptInterceptor),
 	}, o.dialOptions...)
 	cc, err := grpcx.Dial(resolverScheme+":///"+strings.Join(endpoints, ","), dialOpts...)
 	if err != nil {
@@ -219,29 +223,65 @@ func (c *Client) KV() kvv1.KVServiceClient { return c.kv }
 // default timeout.
 func (c *Client) Admin() kvv1.AdminServiceClient { return c.admin }
 
-// retryInterceptor gives a call the default deadline if it has none and
-// retries it while it fails with Unavailable.
-func (c *Client) retryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+// The unary retry policy is go-grpc-middleware's retry interceptor, between
+// two small interceptors of ours:
+//
+//	callInterceptor → retry.UnaryClientInterceptor → attemptInterceptor → call
+//
+// callInterceptor gives the call its default deadline (which bounds every
+// retry) and, when the call fails after retries, says how many attempts it
+// made and keeps the last failure in the message; attemptInterceptor runs
+// once per attempt and records them.
+
+// attempts is what attemptInterceptor records for callInterceptor.
+type attempts struct {
+	n    int
+	last error
+}
+
+type attemptsKey struct{}
+
+func (c *Client) retryOptions() []retry.CallOption {
+	return []retry.CallOption{
+		// WithMax counts attempts, the first one included.
+		retry.WithMax(uint(c.opts.maxRetries) + 1),
+		retry.WithCodes(codes.Unavailable),
+		retry.WithBackoff(func(_ context.Context, attempt uint) time.Duration { return c.backoff(int(attempt)) }),
+	}
+}
+
+// callInterceptor gives a call the default deadline if it has none and
+// reports the attempts of a call that failed after retrying.
+func (c *Client) callInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	if _, ok := ctx.Deadline(); !ok && c.opts.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.opts.timeout)
 		defer cancel()
 	}
-	for attempt := 0; ; attempt++ {
-		err := invoker(ctx, method, req, reply, cc, opts...)
-		if !retryable(err) {
-			return err
-		}
-		if attempt == c.opts.maxRetries {
-			if attempt == 0 {
-				return err
-			}
-			return fmt.Errorf("gave up after %d attempts: %w", attempt+1, err)
-		}
-		if werr := c.sleep(ctx, attempt+1); werr != nil {
-			return retryCanceled(werr, err)
-		}
+	a := &attempts{}
+	err := invoker(context.WithValue(ctx, attemptsKey{}, a), method, req, reply, cc, opts...)
+	if err == nil || a.n == 0 {
+		return err
 	}
+	if a.last != nil && retryable(a.last) && !retryable(err) {
+		// The context ended while waiting to retry.
+		return status.Errorf(status.Code(err), "%v while waiting to retry after %d attempts: %v", status.Convert(err).Message(), a.n, a.last)
+	}
+	if a.n > 1 && retryable(err) {
+		return fmt.Errorf("gave up after %d attempts: %w", a.n, err)
+	}
+	return err
+}
+
+// attemptInterceptor counts the attempts of one call and keeps the last
+// failure.
+func attemptInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	if a, ok := ctx.Value(attemptsKey{}).(*attempts); ok {
+		a.n++
+		a.last = err
+	}
+	return err
 }
 
 func retryable(err error) bool { return err != nil && status.Code(err) == codes.Unavailable }
@@ -253,7 +293,7 @@ func retryCanceled(ctxErr, last error) error {
 }
 
 // backoff returns the wait before the retry-th retry (1-based): uniform in
-// [0, min(max, base·2^(retry-1))].
+// [c/2, c] with c = min(max, base·2^(retry-1)).
 func (c *Client) backoff(retry int) time.Duration {
 	ceil := c.opts.backoffMax
 	if shift := retry - 1; shift < 62 {
@@ -261,7 +301,7 @@ func (c *Client) backoff(retry int) time.Duration {
 			ceil = d
 		}
 	}
-	return rand.N(ceil + 1)
+	return ceil/2 + rand.N(ceil-ceil/2+1)
 }
 
 // sleep waits before a retry, returning ctx's error if it ends first.

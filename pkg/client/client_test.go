@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -297,12 +298,12 @@ func TestErrorsKeepStatus(t *testing.T) {
 func TestGetPutDelete(t *testing.T) {
 	c, _ := setup(t, 2)
 	ctx := t.Context()
-	v1, err := c.Put(ctx, table, []byte("pk"), []byte("sk"), []byte("v1"))
-	if err != nil {
-		t.Fatal(err)
+	put, err := c.Put(ctx, table, []byte("pk"), []byte("sk"), []byte("v1"))
+	if err != nil || !put.Applied || put.CurrentVersion != put.Version {
+		t.Fatalf("put = %+v, %v", put, err)
 	}
 	item, found, err := c.Get(ctx, table, []byte("pk"), []byte("sk"))
-	if err != nil || !found || string(item.Value) != "v1" || item.Version != v1 || !item.ExpireTime.IsZero() {
+	if err != nil || !found || string(item.Value) != "v1" || item.Version != put.Version || !item.ExpireTime.IsZero() {
 		t.Fatalf("get = %+v, %v, %v", item, found, err)
 	}
 	if item.Table != table || string(item.PartitionKey) != "pk" || string(item.SortKey) != "sk" {
@@ -335,8 +336,8 @@ func TestCallOptions(t *testing.T) {
 	}
 
 	v, err := c.Put(ctx, table, pk, []byte("exp"), []byte("v"), client.WithExpireTime(exp), client.WithVersion(42), client.WithConsistency(kvv1.Consistency_CONSISTENCY_ALL))
-	if err != nil || v != 42 {
-		t.Fatalf("put with version 42 = %d, %v", v, err)
+	if err != nil || v.Version != 42 {
+		t.Fatalf("put with version 42 = %+v, %v", v, err)
 	}
 	if _, err := c.Delete(ctx, table, pk, []byte("gone"), client.WithVersion(43)); err != nil {
 		t.Fatal(err)
@@ -815,4 +816,93 @@ func TestNew(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestWriteOutcomes checks that a write under an older version than the
+// stored one is reported as superseded, with the version that won, by Put,
+// Delete and BatchWriteResults alike.
+func TestWriteOutcomes(t *testing.T) {
+	c, _ := setup(t, 1)
+	ctx := t.Context()
+	pk := []byte("outcome")
+	r, err := c.Put(ctx, table, pk, nil, []byte("new"), client.WithVersion(100))
+	if err != nil || !r.Applied || r.Superseded() || r.Version != 100 || r.CurrentVersion != 100 {
+		t.Fatalf("put v100 = %+v, %v", r, err)
+	}
+	r, err = c.Put(ctx, table, pk, nil, []byte("old"), client.WithVersion(50))
+	if err != nil || r.Applied || !r.Superseded() || r.Version != 50 || r.CurrentVersion != 100 {
+		t.Fatalf("put v50 = %+v, %v; want superseded by 100", r, err)
+	}
+	r, err = c.Delete(ctx, table, pk, nil, client.WithVersion(60))
+	if err != nil || r.Applied || r.CurrentVersion != 100 {
+		t.Fatalf("delete v60 = %+v, %v; want superseded by 100", r, err)
+	}
+	if it, found, err := c.Get(ctx, table, pk, nil); err != nil || !found || string(it.Value) != "new" {
+		t.Fatalf("get = %+v %v %v; the superseded writes changed the item", it, found, err)
+	}
+	res, err := c.BatchWriteResults(ctx, []client.Mutation{
+		{Key: client.Key{Table: table, PartitionKey: pk}, Value: []byte("older"), Version: 99},
+		{Key: client.Key{Table: table, PartitionKey: []byte("fresh")}, Value: []byte("x"), Version: 7},
+		{Key: client.Key{Table: table, PartitionKey: pk}, Delete: true, Version: 101},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []client.WriteResult{{Version: 99, CurrentVersion: 100}, {Version: 7, Applied: true, CurrentVersion: 7}, {Version: 101, Applied: true, CurrentVersion: 101}}
+	if !slices.Equal(res, want) {
+		t.Fatalf("batch results = %+v, want %+v", res, want)
+	}
+}
+
+// TestRetryBudgetCoversRestart fails every call with Unavailable for 1.5 s,
+// as a restarting router or storage node does, and checks that a call made
+// with the default retry policy rides it out, counting the attempts.
+func TestRetryBudgetCoversRestart(t *testing.T) {
+	st := newStore()
+	st.tables[table] = &kvv1.Table{Name: table, Id: 1}
+	fs := startFakes(t, st, 1)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	c, err := client.New(ctx, addrs(fs)) // default retry policy
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	up := time.Now().Add(1500 * time.Millisecond)
+	fs[0].setFail(func(context.Context, string) error {
+		if time.Now().Before(up) {
+			return status.Error(codes.Unavailable, "restarting")
+		}
+		return nil
+	})
+	fs[0].calls.Store(0)
+	start := time.Now()
+	if _, err := c.Put(t.Context(), table, []byte("k"), nil, []byte("v")); err != nil {
+		t.Fatalf("put during a 1.5s restart failed after %v: %v", time.Since(start), err)
+	}
+	n := fs[0].calls.Load()
+	t.Logf("succeeded after %v and %d attempts", time.Since(start), n)
+	// Backoff 50ms·2ⁿ with equal jitter: at least 25+50+100+200+400 ms
+	// before the 6th attempt, so 1.5 s takes 3 to 7 attempts.
+	if n < 3 || n > 7 {
+		t.Errorf("%d attempts, want 3 to 7", n)
+	}
+}
+
+// TestDefaultAttempts counts the attempts of a call that always fails with
+// Unavailable under the default retry count: 1 + DefaultMaxRetries.
+func TestDefaultAttempts(t *testing.T) {
+	c, fs := setup(t, 2, client.WithBackoff(time.Millisecond, 10*time.Millisecond))
+	fail := failWith(codes.Unavailable)
+	for _, f := range fs {
+		f.setFail(fail)
+	}
+	_, err := c.Put(t.Context(), table, []byte("k"), nil, []byte("v"))
+	want := int64(client.DefaultMaxRetries + 1)
+	if got := totalCalls(fs); got != want {
+		t.Errorf("%d attempts, want %d", got, want)
+	}
+	if !client.IsUnavailable(err) || !strings.Contains(err.Error(), fmt.Sprintf("gave up after %d attempts", want)) {
+		t.Errorf("err = %v", err)
+	}
 }

@@ -15,10 +15,13 @@
 //
 // A call that fails with codes.Unavailable (the router is unreachable or
 // shutting down, or the requested consistency level could not be reached) is
-// retried, up to WithMaxRetries times (default 5), after an exponential
-// backoff with full jitter: the n-th retry waits a uniformly random time in
-// [0, min(max, base·2ⁿ⁻¹)] (WithBackoff, default base 20ms, max 1s). Round
-// robin sends each retry to the next router. No other code is retried: not
+// retried by go-grpc-middleware's retry interceptor, up to WithMaxRetries
+// times (default 10), after an exponential backoff with jitter: the n-th
+// retry waits a uniformly random time in [c/2, c], c = min(max, base·2ⁿ⁻¹)
+// (WithBackoff, default base 50ms, max 2s). The default budget is 5.6 to
+// 11 s of waiting, bounded by the call's deadline, which covers a router or
+// storage node restart. A call that gives up says how many attempts it made.
+// Round robin sends each retry to the next router. No other code is retried: not
 // DeadlineExceeded, not ResourceExhausted, and nothing a retry cannot fix.
 // Retries stop as soon as the context is done; the error then carries the
 // context's code (Canceled or DeadlineExceeded) and the last failure. A call
@@ -50,7 +53,19 @@
 // the client's defaults; the WithConsistency call option (or
 // QueryOptions.Consistency) overrides them for one call. A call that cannot
 // reach its consistency level fails with Unavailable; it never succeeds
-// silently.
+// silently. Its message says on how many replicas the write was applied and
+// names each failed replica: such a write is not rolled back and may still
+// take effect, so retry it (with the same version to be strictly
+// idempotent) rather than assume it did nothing.
+//
+// # Write outcomes
+//
+// A write that reached its consistency level is either applied or
+// superseded: a replica applies a write only if its version is newer than
+// the stored one, so a write carrying an older version (WithVersion, or a
+// Mutation's Version) changes nothing. Put, Delete and BatchWriteResults
+// return a WriteResult per write saying which, and for a superseded write
+// the newer version that is stored (CurrentVersion).
 //
 // # Errors
 //

@@ -92,7 +92,7 @@ func ExampleClient() {
 	// true true
 }
 
-func ExampleClient_BatchWrite() {
+func ExampleClient_BatchWriteResults() {
 	endpoints, stop := startExampleRouters()
 	defer stop()
 	ctx := context.Background()
@@ -116,12 +116,18 @@ func ExampleClient_BatchWrite() {
 			ExpireTime: time.Now().Add(time.Hour),
 		}
 	}
-	versions, err := c.BatchWrite(ctx, muts)
+	results, err := c.BatchWriteResults(ctx, muts)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(len(versions), "writes")
+	applied := 0
+	for _, r := range results {
+		if r.Applied {
+			applied++
+		}
+	}
+	fmt.Println(applied, "writes applied")
 
 	n := 0
 	for _, err := range c.Scan(ctx, "sessions", 0, 1) {
@@ -133,8 +139,41 @@ func ExampleClient_BatchWrite() {
 	}
 	fmt.Println(n, "items scanned")
 	// Output:
-	// 2500 writes
+	// 2500 writes applied
 	// 2500 items scanned
+}
+
+// A write under an older version than the stored one changes nothing: the
+// result says it was superseded, and by which version.
+func ExampleClient_Put_superseded() {
+	endpoints, stop := startExampleRouters()
+	defer stop()
+	ctx := context.Background()
+	c, err := client.New(ctx, endpoints)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	if _, err := c.CreateTable(ctx, "profiles"); err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, v := range []uint64{200, 100} {
+		r, err := c.Put(ctx, "profiles", []byte("user-1"), nil, []byte("v"), client.WithVersion(v))
+		switch {
+		case err != nil:
+			fmt.Println(err)
+			return
+		case r.Applied:
+			fmt.Printf("version %d applied\n", r.Version)
+		default:
+			fmt.Printf("version %d superseded by %d; nothing changed\n", r.Version, r.CurrentVersion)
+		}
+	}
+	// Output:
+	// version 200 applied
+	// version 100 superseded by 200; nothing changed
 }
 
 // New with every option; not run, as it needs routers on these ports.

@@ -56,29 +56,35 @@ func (s *store) checkTable(name string) error {
 	return nil
 }
 
-func (s *store) put(k *kvv1.Key, value []byte, exp *timestamppb.Timestamp, version uint64) (uint64, error) {
+func (s *store) put(k *kvv1.Key, value []byte, exp *timestamppb.Timestamp, version uint64) (uint64, *kvv1.WriteOutcome, error) {
 	if err := s.checkTable(k.GetTable()); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if len(k.GetPartitionKey()) == 0 {
-		return 0, status.Error(codes.InvalidArgument, "key.partition_key: required")
+		return 0, nil, status.Error(codes.InvalidArgument, "key.partition_key: required")
 	}
 	v := s.nextVersion(version)
 	ik := itemKey{k.GetTable(), string(k.GetPartitionKey()), string(k.GetSortKey())}
-	if old, ok := s.items[ik]; ok && old.GetVersion() >= v {
-		return v, nil
+	if old, ok := s.items[ik]; ok && old.GetVersion() > v {
+		return v, &kvv1.WriteOutcome{CurrentVersion: old.GetVersion()}, nil
 	}
 	s.items[ik] = &kvv1.Item{Key: proto.Clone(k).(*kvv1.Key), Value: value, Version: v, ExpireTime: exp}
-	return v, nil
+	return v, &kvv1.WriteOutcome{Applied: true, CurrentVersion: v}, nil
 }
 
-func (s *store) del(k *kvv1.Key, version uint64) (uint64, error) {
+// del deletes unless a newer version is stored (the fake keeps no
+// tombstones).
+func (s *store) del(k *kvv1.Key, version uint64) (uint64, *kvv1.WriteOutcome, error) {
 	if err := s.checkTable(k.GetTable()); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	v := s.nextVersion(version)
-	delete(s.items, itemKey{k.GetTable(), string(k.GetPartitionKey()), string(k.GetSortKey())})
-	return v, nil
+	ik := itemKey{k.GetTable(), string(k.GetPartitionKey()), string(k.GetSortKey())}
+	if old, ok := s.items[ik]; ok && old.GetVersion() > v {
+		return v, &kvv1.WriteOutcome{CurrentVersion: old.GetVersion()}, nil
+	}
+	delete(s.items, ik)
+	return v, &kvv1.WriteOutcome{Applied: true, CurrentVersion: v}, nil
 }
 
 func (s *store) get(k *kvv1.Key) (*kvv1.GetResponse, error) {
@@ -206,21 +212,21 @@ func (f *fakeRouter) Get(_ context.Context, req *kvv1.GetRequest) (*kvv1.GetResp
 func (f *fakeRouter) Put(_ context.Context, req *kvv1.PutRequest) (*kvv1.PutResponse, error) {
 	f.st.mu.Lock()
 	defer f.st.mu.Unlock()
-	v, err := f.st.put(req.GetKey(), req.GetValue(), req.GetExpireTime(), req.GetVersion())
+	v, o, err := f.st.put(req.GetKey(), req.GetValue(), req.GetExpireTime(), req.GetVersion())
 	if err != nil {
 		return nil, err
 	}
-	return &kvv1.PutResponse{Version: v}, nil
+	return &kvv1.PutResponse{Version: v, Outcome: o}, nil
 }
 
 func (f *fakeRouter) Delete(_ context.Context, req *kvv1.DeleteRequest) (*kvv1.DeleteResponse, error) {
 	f.st.mu.Lock()
 	defer f.st.mu.Unlock()
-	v, err := f.st.del(req.GetKey(), req.GetVersion())
+	v, o, err := f.st.del(req.GetKey(), req.GetVersion())
 	if err != nil {
 		return nil, err
 	}
-	return &kvv1.DeleteResponse{Version: v}, nil
+	return &kvv1.DeleteResponse{Version: v, Outcome: o}, nil
 }
 
 func (f *fakeRouter) BatchGet(_ context.Context, req *kvv1.BatchGetRequest) (*kvv1.BatchGetResponse, error) {
@@ -249,12 +255,13 @@ func (f *fakeRouter) BatchWrite(_ context.Context, req *kvv1.BatchWriteRequest) 
 	resp := &kvv1.BatchWriteResponse{}
 	for i, m := range req.GetMutations() {
 		var v uint64
+		var o *kvv1.WriteOutcome
 		var err error
 		switch m.GetType() {
 		case kvv1.Mutation_MUTATION_TYPE_PUT:
-			v, err = f.st.put(m.GetKey(), m.GetValue(), m.GetExpireTime(), m.GetVersion())
+			v, o, err = f.st.put(m.GetKey(), m.GetValue(), m.GetExpireTime(), m.GetVersion())
 		case kvv1.Mutation_MUTATION_TYPE_DELETE:
-			v, err = f.st.del(m.GetKey(), m.GetVersion())
+			v, o, err = f.st.del(m.GetKey(), m.GetVersion())
 		default:
 			err = status.Errorf(codes.InvalidArgument, "mutations[%d].type: unspecified", i)
 		}
@@ -262,6 +269,7 @@ func (f *fakeRouter) BatchWrite(_ context.Context, req *kvv1.BatchWriteRequest) 
 			return nil, err
 		}
 		resp.Versions = append(resp.Versions, v)
+		resp.Outcomes = append(resp.Outcomes, o)
 	}
 	return resp, nil
 }
@@ -345,7 +353,7 @@ func (f *fakeRouter) Scan(req *kvv1.ScanRequest, stream grpc.ServerStreamingServ
 		n := min(4, len(items))
 		batch := items[:n]
 		items = items[n:]
-		if err := stream.Send(&kvv1.ScanResponse{Items: batch, PageToken: []byte(tokenOf(batch[n-1]))}); err != nil {
+		if err := stream.Send(&kvv1.ScanResponse{Items: batch, NextPageToken: []byte(tokenOf(batch[n-1]))}); err != nil {
 			return err
 		}
 	}

@@ -210,7 +210,11 @@ func (c *Client) scanStream(ctx context.Context, req *kvv1.ScanRequest, yield fu
 				return errStop
 			}
 		}
-		if tok := resp.GetPageToken(); len(tok) > 0 {
+		tok := resp.GetNextPageToken()
+		if len(tok) == 0 {
+			tok = resp.GetPageToken() //nolint:staticcheck // routers before next_page_token
+		}
+		if len(tok) > 0 {
 			req.PageToken = tok
 		}
 	}

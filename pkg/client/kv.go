@@ -174,14 +174,43 @@ func (c *Client) Get(ctx context.Context, table string, pk, sk []byte, opts ...C
 	return item, true, nil
 }
 
-// Put writes one item, replacing any older version, and returns the
-// version it carried. Call options: WithTTL or WithExpireTime, WithVersion,
-// WithConsistency. Without WithVersion a retried Put may apply twice; see
-// the package documentation.
-func (c *Client) Put(ctx context.Context, table string, pk, sk, value []byte, opts ...CallOption) (version uint64, err error) {
+// WriteResult is what a write that reached its consistency level did. A
+// write that was superseded changed nothing: the item already had a newer
+// version (CurrentVersion), so the write is not an error but is not in
+// effect either.
+type WriteResult struct {
+	// Version is the version the write carried.
+	Version uint64
+	// Applied is true when the write is now the stored version on at least
+	// one replica that acknowledged it (or was already: a retried write).
+	Applied bool
+	// CurrentVersion is the version stored for the key: Version when
+	// Applied, else the newer version that superseded the write (0 if the
+	// routers are too old to say).
+	CurrentVersion uint64
+}
+
+// Superseded reports whether the write changed nothing because a newer
+// version was stored.
+func (r WriteResult) Superseded() bool { return !r.Applied }
+
+// writeResult converts a router's answer. Routers that predate outcomes
+// send none; their writes count as applied, as they were reported before.
+func writeResult(version uint64, o *kvv1.WriteOutcome) WriteResult {
+	if o == nil {
+		return WriteResult{Version: version, Applied: true, CurrentVersion: version}
+	}
+	return WriteResult{Version: version, Applied: o.GetApplied(), CurrentVersion: o.GetCurrentVersion()}
+}
+
+// Put writes one item, replacing any older version, and says whether it was
+// applied or superseded by a newer stored version. Call options: WithTTL
+// or WithExpireTime, WithVersion, WithConsistency. Without WithVersion a
+// retried Put may apply twice; see the package documentation.
+func (c *Client) Put(ctx context.Context, table string, pk, sk, value []byte, opts ...CallOption) (WriteResult, error) {
 	o, err := callOpts("Put", optConsistency|optVersion|optTTL|optExpireTime, c.opts.writeConsistency, opts)
 	if err != nil {
-		return 0, err
+		return WriteResult{}, err
 	}
 	resp, err := c.kv.Put(ctx, &kvv1.PutRequest{
 		Key:         protoKey(table, pk, sk),
@@ -191,24 +220,25 @@ func (c *Client) Put(ctx context.Context, table string, pk, sk, value []byte, op
 		Consistency: o.consistency,
 	})
 	if err != nil {
-		return 0, opError("put", table, pk, sk, err)
+		return WriteResult{}, opError("put", table, pk, sk, err)
 	}
-	return resp.GetVersion(), nil
+	return writeResult(resp.GetVersion(), resp.GetOutcome()), nil
 }
 
-// Delete removes one item by writing a versioned tombstone, and returns the
-// tombstone's version. Deleting a missing item succeeds. Call options:
-// WithVersion, WithConsistency.
-func (c *Client) Delete(ctx context.Context, table string, pk, sk []byte, opts ...CallOption) (version uint64, err error) {
+// Delete removes one item by writing a versioned tombstone, and says whether
+// it was applied or superseded by a newer stored version. Deleting a
+// missing item succeeds (applied). Call options: WithVersion,
+// WithConsistency.
+func (c *Client) Delete(ctx context.Context, table string, pk, sk []byte, opts ...CallOption) (WriteResult, error) {
 	o, err := callOpts("Delete", optConsistency|optVersion, c.opts.writeConsistency, opts)
 	if err != nil {
-		return 0, err
+		return WriteResult{}, err
 	}
 	resp, err := c.kv.Delete(ctx, &kvv1.DeleteRequest{Key: protoKey(table, pk, sk), Version: o.version, Consistency: o.consistency})
 	if err != nil {
-		return 0, opError("delete", table, pk, sk, err)
+		return WriteResult{}, opError("delete", table, pk, sk, err)
 	}
-	return resp.GetVersion(), nil
+	return writeResult(resp.GetVersion(), resp.GetOutcome()), nil
 }
 
 // BatchGet reads many items, from any tables; results[i] answers keys[i].
@@ -247,22 +277,40 @@ func (c *Client) BatchGet(ctx context.Context, keys []Key, opts ...CallOption) (
 	return results, nil
 }
 
-// BatchWrite applies many puts and deletes and returns the version each
-// carried, versions[i] for muts[i]. It is not a transaction: each mutation
-// is applied independently. Any number of mutations is accepted: they are
-// sent 1000 (the server's limit) per call, in order, one call after
-// another, so of two router-versioned writes of one key in different
+// BatchWrite is BatchWriteResults returning only the version each mutation
+// carried.
+//
+// Deprecated: use BatchWriteResults, which also says which mutations were
+// superseded by newer stored versions and changed nothing.
+func (c *Client) BatchWrite(ctx context.Context, muts []Mutation, opts ...CallOption) ([]uint64, error) {
+	res, err := c.BatchWriteResults(ctx, muts, opts...)
+	if err != nil {
+		return nil, err
+	}
+	versions := make([]uint64, len(res))
+	for i, r := range res {
+		versions[i] = r.Version
+	}
+	return versions, nil
+}
+
+// BatchWriteResults applies many puts and deletes and returns what each
+// did, results[i] for muts[i]: its version and whether it was applied or
+// superseded by a newer stored version. It is not a transaction: each
+// mutation is applied independently. Any number of mutations is accepted:
+// they are sent 1000 (the server's limit) per call, in order, one call
+// after another, so of two router-versioned writes of one key in different
 // chunks the later one wins. On error, the chunks before the failing one
 // were applied and the error names the failing chunk's index range; the
 // failing chunk and those after it may be partly applied or not at all.
 // Mutations with explicit versions can be retried as a whole safely. Call
 // options: WithConsistency.
-func (c *Client) BatchWrite(ctx context.Context, muts []Mutation, opts ...CallOption) ([]uint64, error) {
+func (c *Client) BatchWriteResults(ctx context.Context, muts []Mutation, opts ...CallOption) ([]WriteResult, error) {
 	o, err := callOpts("BatchWrite", optConsistency, c.opts.writeConsistency, opts)
 	if err != nil {
 		return nil, err
 	}
-	versions := make([]uint64, 0, len(muts))
+	results := make([]WriteResult, 0, len(muts))
 	for lo := 0; lo < len(muts); lo += maxBatch {
 		hi := min(lo+maxBatch, len(muts))
 		req := &kvv1.BatchWriteRequest{Mutations: make([]*kvv1.Mutation, 0, hi-lo), Consistency: o.consistency}
@@ -288,9 +336,19 @@ func (c *Client) BatchWrite(ctx context.Context, muts []Mutation, opts ...CallOp
 		if got := len(resp.GetVersions()); got != hi-lo {
 			return nil, status.Errorf(codes.Internal, "client: batch write mutations [%d, %d): router returned %d versions for %d mutations", lo, hi, got, hi-lo)
 		}
-		versions = append(versions, resp.GetVersions()...)
+		outs := resp.GetOutcomes()
+		if len(outs) != 0 && len(outs) != hi-lo {
+			return nil, status.Errorf(codes.Internal, "client: batch write mutations [%d, %d): router returned %d outcomes for %d mutations", lo, hi, len(outs), hi-lo)
+		}
+		for i, v := range resp.GetVersions() {
+			var o *kvv1.WriteOutcome
+			if len(outs) > 0 {
+				o = outs[i]
+			}
+			results = append(results, writeResult(v, o))
+		}
 	}
-	return versions, nil
+	return results, nil
 }
 
 func protoKey(table string, pk, sk []byte) *kvv1.Key {

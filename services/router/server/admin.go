@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"time"
+	"unicode/utf8"
 
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
@@ -55,30 +56,70 @@ func tableProto(t topology.Table) *kvv1.Table {
 	return out
 }
 
-func (a *adminService) CreateTable(ctx context.Context, req *kvv1.CreateTableRequest) (*kvv1.CreateTableResponse, error) {
-	if err := topology.ValidateTableName(req.GetName()); err != nil {
-		return nil, toStatus(invalidf("name: %v", err))
+// maxAttributeName is DynamoDB's limit on key attribute names.
+const maxAttributeName = 255
+
+func checkAttributeName(name, where string) error {
+	switch {
+	case !utf8.ValidString(name):
+		return invalidf("%s.name: not valid UTF-8", where)
+	case len(name) > maxAttributeName:
+		return invalidf("%s.name: %d bytes, at most %d", where, len(name), maxAttributeName)
+	}
+	return nil
+}
+
+// checkTableName validates a table name given in field where.
+func checkTableName(name, where string) error {
+	if !utf8.ValidString(name) {
+		return invalidf("%s: not valid UTF-8", where)
+	}
+	if err := topology.ValidateTableName(name); err != nil {
+		return invalidf("%s: %v", where, err)
+	}
+	return nil
+}
+
+// createTableSpec validates a CreateTableRequest and returns the table to
+// create.
+func createTableSpec(req *kvv1.CreateTableRequest) (topology.Table, error) {
+	if err := checkTableName(req.GetName(), "name"); err != nil {
+		return topology.Table{}, err
 	}
 	t := topology.Table{Name: req.GetName()}
 	if d := req.GetDefaultTtl(); d != nil {
 		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
-			return nil, toStatus(invalidf("default_ttl: must be a non-negative duration"))
+			return t, invalidf("default_ttl: must be a non-negative duration")
 		}
 		t.DefaultTTL = d.AsDuration()
 	}
 	if ks := req.GetKeySchema(); ks != nil && ks.GetPartitionKey().GetName() != "" {
+		if err := checkAttributeName(ks.GetPartitionKey().GetName(), "key_schema.partition_key"); err != nil {
+			return t, err
+		}
 		pt, err := attrType(ks.GetPartitionKey().GetType())
 		if err != nil {
-			return nil, toStatus(err)
+			return t, err
 		}
 		t.KeySchema = &topology.KeySchema{PartitionKey: topology.KeyAttribute{Name: ks.GetPartitionKey().GetName(), Type: pt}}
 		if sk := ks.GetSortKey(); sk.GetName() != "" {
+			if err := checkAttributeName(sk.GetName(), "key_schema.sort_key"); err != nil {
+				return t, err
+			}
 			st, err := attrType(sk.GetType())
 			if err != nil {
-				return nil, toStatus(err)
+				return t, err
 			}
 			t.KeySchema.SortKey = &topology.KeyAttribute{Name: sk.GetName(), Type: st}
 		}
+	}
+	return t, nil
+}
+
+func (a *adminService) CreateTable(ctx context.Context, req *kvv1.CreateTableRequest) (*kvv1.CreateTableResponse, error) {
+	t, err := createTableSpec(req)
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	created, err := a.s.store.CreateTable(ctx, t)
 	if err != nil {
@@ -94,6 +135,9 @@ func (a *adminService) CreateTable(ctx context.Context, req *kvv1.CreateTableReq
 }
 
 func (a *adminService) DeleteTable(ctx context.Context, req *kvv1.DeleteTableRequest) (*kvv1.DeleteTableResponse, error) {
+	if err := checkTableName(req.GetName(), "name"); err != nil {
+		return nil, toStatus(err)
+	}
 	t, err := a.s.store.DeleteTable(ctx, req.GetName())
 	if err != nil {
 		return nil, toStatus(err)
@@ -116,18 +160,14 @@ func (a *adminService) ListTables(ctx context.Context, req *kvv1.ListTablesReque
 }
 
 func (a *adminService) DescribeTable(ctx context.Context, req *kvv1.DescribeTableRequest) (*kvv1.DescribeTableResponse, error) {
+	if err := checkTableName(req.GetName(), "name"); err != nil {
+		return nil, toStatus(err)
+	}
 	t, ok := a.s.watcher.Snapshot().Tables[req.GetName()]
 	if !ok {
-		return nil, toStatus(invalidOrNotFound(req.GetName()))
+		return nil, toStatus(fmt.Errorf("%w: %q", topology.ErrTableNotFound, req.GetName()))
 	}
 	return &kvv1.DescribeTableResponse{Table: tableProto(t)}, nil
-}
-
-func invalidOrNotFound(name string) error {
-	if name == "" {
-		return invalidf("name: empty")
-	}
-	return fmt.Errorf("%w: %q", topology.ErrTableNotFound, name)
 }
 
 func (a *adminService) ClusterStatus(ctx context.Context, req *kvv1.ClusterStatusRequest) (*kvv1.ClusterStatusResponse, error) {

@@ -54,6 +54,11 @@ type Config struct {
 	// MaxBatch is the most keys or mutations in one batch request. Default:
 	// 1000.
 	MaxBatch int
+	// MaxVersionSkew is how far ahead of the router's clock a
+	// caller-supplied version may be; a write further ahead is refused with
+	// InvalidArgument, since no later write could ever replace it. Default:
+	// 1h.
+	MaxVersionSkew time.Duration
 	// ShutdownTimeout bounds the graceful drain on Close. Default: 10s.
 	ShutdownTimeout time.Duration
 	// Logger receives the router's logs. Default: slog.Default().
@@ -83,6 +88,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.HedgeMax, "hedge-max", 50*time.Millisecond, "longest delay before hedging a slow read")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 10*time.Second, "deadline for requests that carry none")
 	fs.IntVar(&c.MaxBatch, "max-batch", 1000, "most keys or mutations per batch request")
+	fs.DurationVar(&c.MaxVersionSkew, "max-version-skew", time.Hour, "refuse caller-supplied versions further ahead of the router's clock than this")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful shutdown deadline")
 }
 
@@ -121,6 +127,9 @@ func (c *Config) EnsureDefaults() {
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 1000
 	}
+	if c.MaxVersionSkew == 0 {
+		c.MaxVersionSkew = time.Hour
+	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
@@ -149,6 +158,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBatch < 1 || c.MaxBatch > 100000 {
 		errs = append(errs, fmt.Errorf("--max-batch %d: want 1 to 100000", c.MaxBatch))
+	}
+	if c.MaxVersionSkew < 0 {
+		errs = append(errs, fmt.Errorf("--max-version-skew %s: negative", c.MaxVersionSkew))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("router: invalid config: %w", err)

@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
+	"unicode/utf8"
 
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	"github.com/veltrixdb/veltrix/pkg/hlc"
 	"github.com/veltrixdb/veltrix/pkg/placement"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
@@ -109,21 +112,43 @@ func (kv *kvService) begin(ctx context.Context, c kvv1.Consistency, def coord.Le
 	return &request{ctx: ctx, cancel: cancel, lvl: lvl, r: r}, nil
 }
 
-// writeOne applies a single put or delete and returns its version.
-func (kv *kvService) writeOne(ctx context.Context, c kvv1.Consistency, k *kvv1.Key, del bool, value []byte, exp *timestamppb.Timestamp, version uint64, where string) (uint64, error) {
+// writeOne applies a single put or delete and returns its version and
+// outcome.
+func (kv *kvService) writeOne(ctx context.Context, c kvv1.Consistency, k *kvv1.Key, del bool, value []byte, exp *timestamppb.Timestamp, version uint64, where string) (uint64, *kvv1.WriteOutcome, error) {
 	req, err := kv.begin(ctx, c, coord.Quorum)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer req.cancel()
 	rec, err := kv.record(req.r, k, del, value, exp, version, where)
 	if err != nil {
-		return 0, toStatus(err)
+		return 0, nil, toStatus(err)
 	}
-	if err := kv.s.coord.Write(req.ctx, []*storagev1.Record{rec}, req.lvl); err != nil {
-		return 0, toStatus(err)
+	out, err := kv.s.coord.Write(req.ctx, []*storagev1.Record{rec}, req.lvl)
+	if err != nil {
+		return 0, nil, toStatus(err)
 	}
-	return rec.Version, nil
+	return rec.Version, writeOutcome(out[0]), nil
+}
+
+func writeOutcome(o coord.Outcome) *kvv1.WriteOutcome {
+	return &kvv1.WriteOutcome{Applied: o.Applied, CurrentVersion: o.Current}
+}
+
+// checkVersion refuses a caller-supplied version so far ahead of the
+// router's clock that no router-versioned write could replace it for longer
+// than MaxVersionSkew.
+func (kv *kvService) checkVersion(v uint64, where string) error {
+	if v == 0 {
+		return nil
+	}
+	now := kv.s.clock.Now()
+	ahead := time.Duration(hlc.Micros(v)-hlc.Micros(now)) * time.Microsecond
+	if skew := kv.s.cfg.MaxVersionSkew; ahead > skew {
+		return invalidf("%s.version: %d (%s) is %s ahead of the router's clock (%s); at most %s (--max-version-skew) is allowed, or no later write could replace the item",
+			where, v, hlc.Time(v).Format(time.RFC3339Nano), ahead.Round(time.Second), hlc.Time(now).Format(time.RFC3339), skew)
+	}
+	return nil
 }
 
 // resolver resolves table names and partitions against one view.
@@ -142,6 +167,12 @@ func (kv *kvService) resolver() (resolver, error) {
 func (r resolver) table(name, where string) (topology.Table, error) {
 	if name == "" {
 		return topology.Table{}, invalidf("%s: table is empty", where)
+	}
+	if !utf8.ValidString(name) {
+		// gRPC's decoder refuses these first (see grpcx.UTF8Options); this
+		// covers in-process callers, and a response echoing the name could
+		// not be encoded.
+		return topology.Table{}, invalidf("%s: table is not valid UTF-8", where)
 	}
 	t, ok := r.view.Snapshot.Tables[name]
 	if !ok {
@@ -182,6 +213,27 @@ func (r resolver) key(k *kvv1.Key, where string) (*storagev1.Key, topology.Table
 	}, t, nil
 }
 
+// maxExpiry is the latest storable expiry: expiries are int64 Unix
+// nanoseconds.
+var maxExpiry = time.Unix(0, math.MaxInt64).UTC()
+
+// checkExpireTime refuses expiries that cannot be stored as positive int64
+// Unix nanoseconds: before 1970 (0 means "never") or after 2262-04-11. It
+// checks the seconds before converting, because AsTime().UnixNano()
+// silently wraps for those (1600 would read back as 2184).
+func checkExpireTime(ts *timestamppb.Timestamp, where string) (int64, error) {
+	if err := ts.CheckValid(); err != nil {
+		return 0, invalidf("%s.expire_time: %v", where, err)
+	}
+	switch sec := ts.GetSeconds(); {
+	case sec < 0 || (sec == 0 && ts.GetNanos() == 0):
+		return 0, invalidf("%s.expire_time: %s is not after 1970-01-01T00:00:00Z", where, ts.AsTime().Format(time.RFC3339Nano))
+	case ts.AsTime().After(maxExpiry):
+		return 0, invalidf("%s.expire_time: %s is after %s, the latest expiry that can be stored", where, ts.AsTime().Format(time.RFC3339Nano), maxExpiry.Format(time.RFC3339Nano))
+	}
+	return ts.AsTime().UnixNano(), nil
+}
+
 func expiryNanos(ts *timestamppb.Timestamp, t topology.Table, now time.Time, where string) (int64, error) {
 	if ts == nil {
 		if t.DefaultTTL > 0 {
@@ -189,14 +241,7 @@ func expiryNanos(ts *timestamppb.Timestamp, t topology.Table, now time.Time, whe
 		}
 		return 0, nil
 	}
-	if err := ts.CheckValid(); err != nil {
-		return 0, invalidf("%s.expire_time: %v", where, err)
-	}
-	n := ts.AsTime().UnixNano()
-	if n <= 0 {
-		return 0, invalidf("%s.expire_time: %s is before 1970", where, ts.AsTime())
-	}
-	return n, nil
+	return checkExpireTime(ts, where)
 }
 
 func expireTime(n int64) *timestamppb.Timestamp {
@@ -210,6 +255,9 @@ func expireTime(n int64) *timestamppb.Timestamp {
 func (kv *kvService) record(r resolver, k *kvv1.Key, del bool, value []byte, exp *timestamppb.Timestamp, version uint64, where string) (*storagev1.Record, error) {
 	sk, t, err := r.key(k, where+".key")
 	if err != nil {
+		return nil, err
+	}
+	if err := kv.checkVersion(version, where); err != nil {
 		return nil, err
 	}
 	rec := &storagev1.Record{Key: sk, Version: version, Tombstone: del}
@@ -253,19 +301,19 @@ func getResponse(rec *storagev1.Record) *kvv1.GetResponse {
 }
 
 func (kv *kvService) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutResponse, error) {
-	v, err := kv.writeOne(ctx, req.GetConsistency(), req.GetKey(), false, req.GetValue(), req.GetExpireTime(), req.GetVersion(), "put")
+	v, out, err := kv.writeOne(ctx, req.GetConsistency(), req.GetKey(), false, req.GetValue(), req.GetExpireTime(), req.GetVersion(), "put")
 	if err != nil {
 		return nil, err
 	}
-	return &kvv1.PutResponse{Version: v}, nil
+	return &kvv1.PutResponse{Version: v, Outcome: out}, nil
 }
 
 func (kv *kvService) Delete(ctx context.Context, req *kvv1.DeleteRequest) (*kvv1.DeleteResponse, error) {
-	v, err := kv.writeOne(ctx, req.GetConsistency(), req.GetKey(), true, nil, nil, req.GetVersion(), "delete")
+	v, out, err := kv.writeOne(ctx, req.GetConsistency(), req.GetKey(), true, nil, nil, req.GetVersion(), "delete")
 	if err != nil {
 		return nil, err
 	}
-	return &kvv1.DeleteResponse{Version: v}, nil
+	return &kvv1.DeleteResponse{Version: v, Outcome: out}, nil
 }
 
 func (kv *kvService) BatchGet(ctx context.Context, req *kvv1.BatchGetRequest) (*kvv1.BatchGetResponse, error) {
@@ -324,8 +372,13 @@ func (kv *kvService) BatchWrite(ctx context.Context, req *kvv1.BatchWriteRequest
 		}
 		resp.Versions[i] = recs[i].Version
 	}
-	if err := kv.s.coord.Write(rq.ctx, recs, rq.lvl); err != nil {
+	outs, err := kv.s.coord.Write(rq.ctx, recs, rq.lvl)
+	if err != nil {
 		return nil, toStatus(err)
+	}
+	resp.Outcomes = make([]*kvv1.WriteOutcome, len(outs))
+	for i, o := range outs {
+		resp.Outcomes[i] = writeOutcome(o)
 	}
 	return resp, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"time"
 
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
@@ -60,14 +61,16 @@ func (kv *kvService) Scan(req *kvv1.ScanRequest, stream kvv1.KVService_ScanServe
 		}
 		first, resume = p, res
 	}
+	sc := &scanSender{stream: stream, last: time.Now()}
 	for p := first; p < end; p++ {
-		if err := kv.scanPartition(stream, r, req.GetTable(), t.ID, p, resume); err != nil {
+		if err := kv.scanPartition(sc, r, req.GetTable(), t.ID, p, resume); err != nil {
 			return err
 		}
 		resume = nil
-		// Mark the partition done so a resumed scan skips it.
+		// A resumed scan skips the partitions done; say so now and then
+		// even when they held nothing.
 		if p+1 < end {
-			if err := stream.Send(&kvv1.ScanResponse{PageToken: encodeScanToken(p+1, nil)}); err != nil {
+			if err := sc.send(nil, encodeScanToken(p+1, nil)); err != nil {
 				return err
 			}
 		}
@@ -78,7 +81,28 @@ func (kv *kvService) Scan(req *kvv1.ScanRequest, stream kvv1.KVService_ScanServe
 	return nil
 }
 
-func (kv *kvService) scanPartition(stream kvv1.KVService_ScanServer, r resolver, table string, tableID uint64, p uint32, resume []byte) error {
+// scanProgressEvery is how long a scan may go without sending anything
+// before it sends a progress message (no items, only a token), so that a
+// scan of a sparse table resumed after an interruption need not start over.
+const scanProgressEvery = 2 * time.Second
+
+// scanSender sends the batches of one Scan: every batch with items, and
+// empty ones only as progress messages every scanProgressEvery.
+type scanSender struct {
+	stream kvv1.KVService_ScanServer
+	last   time.Time
+}
+
+func (sc *scanSender) send(items []*kvv1.Item, token []byte) error {
+	if len(items) == 0 && time.Since(sc.last) < scanProgressEvery {
+		return nil
+	}
+	sc.last = time.Now()
+	return sc.stream.Send(&kvv1.ScanResponse{Items: items, NextPageToken: token, PageToken: token})
+}
+
+func (kv *kvService) scanPartition(sc *scanSender, r resolver, table string, tableID uint64, p uint32, resume []byte) error {
+	stream := sc.stream
 	ctx := stream.Context()
 	var errs []string
 	for _, node := range r.view.Replicas(p) {
@@ -102,13 +126,13 @@ func (kv *kvService) scanPartition(stream kvv1.KVService_ScanServer, r resolver,
 				errs = append(errs, fmt.Sprintf("%s: %v", node.ID, status.Convert(err).Message()))
 				break
 			}
-			out := &kvv1.ScanResponse{Items: make([]*kvv1.Item, 0, len(msg.GetRecords())), PageToken: encodeScanToken(p, msg.GetResume())}
+			items := make([]*kvv1.Item, 0, len(msg.GetRecords()))
 			for _, rec := range msg.GetRecords() {
 				if !rec.GetTombstone() {
-					out.Items = append(out.Items, item(table, rec))
+					items = append(items, item(table, rec))
 				}
 			}
-			if err := stream.Send(out); err != nil {
+			if err := sc.send(items, encodeScanToken(p, msg.GetResume())); err != nil {
 				return err
 			}
 			resume = msg.GetResume()

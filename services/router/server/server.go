@@ -103,7 +103,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("router: listen on %s: %w", cfg.ListenAddr, err)
 	}
-	s.grpc = grpcx.NewServer(grpcx.ServerOptions{Logger: s.logger, Registerer: s.Registry})
+	// UTF8Options: invalid UTF-8 in a string field is InvalidArgument naming
+	// the field, not grpc's Internal decode failure.
+	s.grpc = grpcx.NewServer(grpcx.ServerOptions{Logger: s.logger, Registerer: s.Registry}, grpcx.UTF8Options()...)
 	go s.watchHealth()
 	kvv1.RegisterKVServiceServer(s.grpc.Server, &kvService{s: s})
 	kvv1.RegisterAdminServiceServer(s.grpc.Server, &adminService{s: s})

@@ -180,11 +180,11 @@ func (svc *service) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*st
 	if err := ctx.Err(); err != nil {
 		return nil, toStatus(err)
 	}
-	outcomes, err := svc.s.eng.Apply(recs)
+	outcomes, current, err := svc.s.eng.ApplyCurrent(recs)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	resp := &storagev1.ApplyResponse{Outcomes: make([]storagev1.Outcome, len(outcomes))}
+	resp := &storagev1.ApplyResponse{Outcomes: make([]storagev1.Outcome, len(outcomes)), CurrentVersions: current}
 	for i, o := range outcomes {
 		if o == engine.OutcomeApplied {
 			resp.Outcomes[i] = storagev1.Outcome_OUTCOME_APPLIED

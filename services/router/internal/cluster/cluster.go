@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	"github.com/veltrixdb/veltrix/pkg/placement"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"google.golang.org/grpc"
@@ -131,7 +132,7 @@ func New(w *topology.Watcher, logger *slog.Logger) *Cluster {
 func (c *Cluster) View() *View { return c.view.Load() }
 
 // Stale reports whether the topology may be out of date (etcd unreachable).
-func (c *Cluster) Stale() bool { return c.watcher.Stale() }
+func (c *Cluster) Stale() bool { return c.watcher != nil && c.watcher.Stale() }
 
 // Node returns the connection to a registered node.
 func (c *Cluster) Node(id string) (*Node, bool) {
@@ -180,6 +181,28 @@ func (c *Cluster) rebuild(snap *topology.Snapshot) {
 		}
 	}
 	c.view.Store(v)
+}
+
+// NewStatic returns a cluster whose view never changes: partitions
+// partitions, partition p replicated on replicas[p] (a nil entry is a down
+// replica, named by ids[p]), and tables. Tests use it to drive the
+// coordinator and the router's handlers with fake storage clients.
+func NewStatic(partitions uint32, ids [][]string, replicas [][]*Node, tables ...topology.Table) *Cluster {
+	snap := &topology.Snapshot{
+		Config:     &topology.ClusterConfig{Partitions: partitions},
+		Placement:  &placement.Document{Partitions: partitions, Replicas: ids},
+		Nodes:      map[string]topology.Node{},
+		Tables:     map[string]topology.Table{},
+		TablesByID: map[uint64]topology.Table{},
+	}
+	for _, t := range tables {
+		snap.Tables[t.Name] = t
+		snap.TablesByID[t.ID] = t
+	}
+	c := &Cluster{nodes: map[string]*Node{}, stop: make(chan struct{}), done: make(chan struct{})}
+	close(c.done)
+	c.view.Store(&View{Snapshot: snap, Partitions: partitions, Epoch: 1, replicas: replicas})
+	return c
 }
 
 // Close stops following the topology and closes every connection.

@@ -113,6 +113,10 @@ type Options struct {
 	// (straggling writes, repairs) and calls made without a deadline.
 	// Default: 5s.
 	Timeout time.Duration
+	// FailureWait is how long a write that can no longer reach its
+	// consistency level waits for the replicas still in flight, so that its
+	// error counts those that applied it. Default: 1s.
+	FailureWait time.Duration
 	// Logger reports repair failures. Default: slog.Default().
 	Logger *slog.Logger
 	// Metrics receive the counters. Default: unregistered metrics.
@@ -135,6 +139,9 @@ func New(c *cluster.Cluster, o Options) *Coordinator {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Second
+	}
+	if o.FailureWait == 0 {
+		o.FailureWait = time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

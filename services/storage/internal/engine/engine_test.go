@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -546,5 +547,42 @@ func TestPurgeMany(t *testing.T) {
 func TestOutcomeString(t *testing.T) {
 	if OutcomeApplied.String() != "applied" || OutcomeSuperseded.String() != "superseded" || Outcome(9).String() != "Outcome(9)" {
 		t.Fatal("Outcome.String")
+	}
+}
+
+// TestApplyCurrent checks that a superseded record reports the version that
+// beat it, including the huge versions a caller can supply, and that a
+// record beaten by an earlier one of the same call names that one.
+func TestApplyCurrent(t *testing.T) {
+	e := openTest(t, Options{})
+	k := Key{PartitionKey: []byte("pk")}
+	other := Key{PartitionKey: []byte("other")}
+	for _, tc := range []struct {
+		name string
+		recs []Record
+		out  []Outcome
+		cur  []uint64
+	}{
+		{"first write", []Record{{Key: k, Version: 10, Value: []byte("a")}}, []Outcome{OutcomeApplied}, []uint64{10}},
+		{"older", []Record{{Key: k, Version: 5, Value: []byte("b")}}, []Outcome{OutcomeSuperseded}, []uint64{10}},
+		{"older delete", []Record{{Key: k, Version: 9, Tombstone: true}}, []Outcome{OutcomeSuperseded}, []uint64{10}},
+		{"repeat", []Record{{Key: k, Version: 10, Value: []byte("a")}}, []Outcome{OutcomeSuperseded}, []uint64{10}},
+		{"max version", []Record{{Key: k, Version: math.MaxUint64, Value: []byte("c")}}, []Outcome{OutcomeApplied}, []uint64{math.MaxUint64}},
+		{"after max", []Record{{Key: k, Version: 1 << 62, Tombstone: true}}, []Outcome{OutcomeSuperseded}, []uint64{math.MaxUint64}},
+		{"same call", []Record{
+			{Key: other, Version: 30, Value: []byte("x")},
+			{Key: other, Version: 25, Value: []byte("y")},
+			{Key: other, Version: 31, Tombstone: true},
+		}, []Outcome{OutcomeApplied, OutcomeSuperseded, OutcomeApplied}, []uint64{30, 30, 31}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, cur, err := e.ApplyCurrent(tc.recs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(out, tc.out) || !slices.Equal(cur, tc.cur) {
+				t.Fatalf("got %v %v, want %v %v", out, cur, tc.out, tc.cur)
+			}
+		})
 	}
 }

@@ -35,6 +35,7 @@ type request struct {
 
 	// Results, valid once done is closed.
 	outcomes []Outcome
+	current  []uint64 // reqApply: version stored for each record's key
 	purged   PurgeStats
 	err      error
 	done     chan struct{}
@@ -73,27 +74,37 @@ type groupState struct {
 // After a failed commit or sync Apply returns ErrWriteFailed, now and until
 // the engine is reopened. Apply does not keep recs.
 func (e *Engine) Apply(recs []Record) ([]Outcome, error) {
+	outcomes, _, err := e.ApplyCurrent(recs)
+	return outcomes, err
+}
+
+// ApplyCurrent is Apply that also returns, for each record, the version
+// stored for its key once the call returns: the record's own version when it
+// was applied, the version of the record that superseded it otherwise (equal
+// to its own for a repeated mutation). Callers use it to tell a writer which
+// newer version made its write a no-op.
+func (e *Engine) ApplyCurrent(recs []Record) ([]Outcome, []uint64, error) {
 	keys, size, err := e.prepare(recs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := e.enter(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer e.closeMu.RUnlock()
 	if len(recs) == 0 {
-		return []Outcome{}, nil
+		return []Outcome{}, []uint64{}, nil
 	}
 	if p := e.writeErr.Load(); p != nil {
-		return nil, fmt.Errorf("%w: %w", ErrWriteFailed, *p)
+		return nil, nil, fmt.Errorf("%w: %w", ErrWriteFailed, *p)
 	}
 	r := &request{kind: reqApply, recs: recs, keys: keys, size: size, done: make(chan struct{})}
 	e.reqs <- r
 	<-r.done
 	if r.err != nil {
-		return nil, r.err
+		return nil, nil, r.err
 	}
-	return r.outcomes, nil
+	return r.outcomes, r.current, nil
 }
 
 // prepare validates recs and encodes their keys in the caller's goroutine.
@@ -306,7 +317,7 @@ func (e *Engine) reply(g *group, err error) {
 			r.err = fmt.Errorf("%w: %w", ErrWriteFailed, err)
 		}
 		if r.err != nil {
-			r.outcomes, r.purged = nil, PurgeStats{}
+			r.outcomes, r.current, r.purged = nil, nil, PurgeStats{}
 		} else if r.kind == reqApply {
 			e.st.applies.Add(1)
 			var applied, superseded, bytes uint64
@@ -407,6 +418,7 @@ func (e *Engine) stageApply(r *request, b *pebble.Batch, gs *groupState, g *grou
 		local = make(map[string]*slot, len(r.recs))
 	}
 	outcomes := make([]Outcome, len(r.recs))
+	current := make([]uint64, len(r.recs))
 	for i := range r.recs {
 		ik := r.keys[i]
 		cur, err := e.lookup(gs, local, ik)
@@ -416,6 +428,7 @@ func (e *Engine) stageApply(r *request, b *pebble.Batch, gs *groupState, g *grou
 		ns := recordState(&r.recs[i], now)
 		if cur.exists && compareLWW(&ns, &cur.s) <= 0 {
 			outcomes[i] = OutcomeSuperseded
+			current[i] = cur.s.version
 			continue
 		}
 		nsl := &slot{exists: true, s: ns, hash: recordHash(ik, &ns)}
@@ -424,11 +437,12 @@ func (e *Engine) stageApply(r *request, b *pebble.Batch, gs *groupState, g *grou
 			local[string(ik)] = nsl
 		}
 		outcomes[i] = OutcomeApplied
+		current[i] = ns.version
 	}
 	for _, o := range ops {
 		e.replace(b, gs, g, o.ik, o.old, o.new)
 	}
-	r.outcomes = outcomes
+	r.outcomes, r.current = outcomes, current
 	return nil
 }
 

@@ -131,7 +131,7 @@ func (x Mutation_MutationType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Mutation_MutationType.Descriptor instead.
 func (Mutation_MutationType) EnumDescriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{10, 0}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{11, 0}
 }
 
 // Key addresses one item.
@@ -409,12 +409,14 @@ type PutRequest struct {
 	// value is the item's value, up to 64 MiB.
 	Value []byte `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	// expire_time makes the item expire at that time; unset means never,
-	// unless the table has a default TTL.
+	// unless the table has a default TTL. Must be after 1970-01-01 and before
+	// 2262-04-11 (expiries are stored as int64 Unix nanoseconds).
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	// version, when non-zero, is used instead of a router-assigned version
-	// (the migrator derives versions from the source). A write with a version
-	// not newer than the stored one is acknowledged but does not change the
-	// item.
+	// (the migrator derives versions from the source). It may be at most the
+	// router's --max-version-skew (default 1h) ahead of the router's clock.
+	// A write with a version not newer than the stored one does not change
+	// the item; the response says so (applied = false).
 	Version uint64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
 	// consistency is how many replicas must acknowledge. Default QUORUM.
 	Consistency   Consistency `protobuf:"varint,5,opt,name=consistency,proto3,enum=veltrix.kv.v1.Consistency" json:"consistency,omitempty"`
@@ -491,7 +493,9 @@ func (x *PutRequest) GetConsistency() Consistency {
 type PutResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// version is the version the write carried.
-	Version       uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// outcome says whether the write changed the item.
+	Outcome       *WriteOutcome `protobuf:"bytes,2,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -533,12 +537,20 @@ func (x *PutResponse) GetVersion() uint64 {
 	return 0
 }
 
+func (x *PutResponse) GetOutcome() *WriteOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
 // DeleteRequest deletes one item.
 type DeleteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// key addresses the item.
 	Key *Key `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// version, when non-zero, is used instead of a router-assigned version.
+	// It may be at most the router's --max-version-skew ahead of its clock.
 	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	// consistency is how many replicas must acknowledge. Default QUORUM.
 	Consistency   Consistency `protobuf:"varint,3,opt,name=consistency,proto3,enum=veltrix.kv.v1.Consistency" json:"consistency,omitempty"`
@@ -601,7 +613,9 @@ func (x *DeleteRequest) GetConsistency() Consistency {
 type DeleteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// version is the version of the tombstone written.
-	Version       uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// outcome says whether the delete changed the item.
+	Outcome       *WriteOutcome `protobuf:"bytes,2,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -643,6 +657,78 @@ func (x *DeleteResponse) GetVersion() uint64 {
 	return 0
 }
 
+func (x *DeleteResponse) GetOutcome() *WriteOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+// WriteOutcome says what a write that reached its consistency level did.
+//
+// Across replicas: a write is applied when at least one replica that
+// acknowledged it stored it (or already stored this very version: a
+// retry of a write that took effect). It is superseded when every
+// acknowledging replica already held a newer version; then nothing changed
+// and current_version is the newest version those replicas reported.
+// Replicas that had not acknowledged when the router answered are not
+// counted.
+type WriteOutcome struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// applied is true when the write is now the stored version of the item on
+	// at least one acknowledging replica.
+	Applied bool `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
+	// current_version is the version stored for the key: the write's own
+	// version when applied, else the newer version that superseded it.
+	CurrentVersion uint64 `protobuf:"varint,2,opt,name=current_version,json=currentVersion,proto3" json:"current_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *WriteOutcome) Reset() {
+	*x = WriteOutcome{}
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteOutcome) ProtoMessage() {}
+
+func (x *WriteOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteOutcome.ProtoReflect.Descriptor instead.
+func (*WriteOutcome) Descriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *WriteOutcome) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
+func (x *WriteOutcome) GetCurrentVersion() uint64 {
+	if x != nil {
+		return x.CurrentVersion
+	}
+	return 0
+}
+
 // BatchGetRequest reads many items.
 type BatchGetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -656,7 +742,7 @@ type BatchGetRequest struct {
 
 func (x *BatchGetRequest) Reset() {
 	*x = BatchGetRequest{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[8]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +754,7 @@ func (x *BatchGetRequest) String() string {
 func (*BatchGetRequest) ProtoMessage() {}
 
 func (x *BatchGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[8]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +767,7 @@ func (x *BatchGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchGetRequest.ProtoReflect.Descriptor instead.
 func (*BatchGetRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{8}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BatchGetRequest) GetKeys() []*Key {
@@ -709,7 +795,7 @@ type BatchGetResponse struct {
 
 func (x *BatchGetResponse) Reset() {
 	*x = BatchGetResponse{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[9]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -721,7 +807,7 @@ func (x *BatchGetResponse) String() string {
 func (*BatchGetResponse) ProtoMessage() {}
 
 func (x *BatchGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[9]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -734,7 +820,7 @@ func (x *BatchGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchGetResponse.ProtoReflect.Descriptor instead.
 func (*BatchGetResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{9}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BatchGetResponse) GetResults() []*GetResponse {
@@ -753,9 +839,11 @@ type Mutation struct {
 	Key *Key `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
 	// value is the new value (PUT only).
 	Value []byte `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
-	// expire_time makes the item expire (PUT only); unset means never.
+	// expire_time makes the item expire (PUT only); unset means never. Same
+	// range as PutRequest.expire_time.
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	// version, when non-zero, is used instead of a router-assigned version.
+	// It may be at most the router's --max-version-skew ahead of its clock.
 	Version       uint64 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -763,7 +851,7 @@ type Mutation struct {
 
 func (x *Mutation) Reset() {
 	*x = Mutation{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[10]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +863,7 @@ func (x *Mutation) String() string {
 func (*Mutation) ProtoMessage() {}
 
 func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[10]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +876,7 @@ func (x *Mutation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
 func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{10}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Mutation) GetType() Mutation_MutationType {
@@ -840,7 +928,7 @@ type BatchWriteRequest struct {
 
 func (x *BatchWriteRequest) Reset() {
 	*x = BatchWriteRequest{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[11]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +940,7 @@ func (x *BatchWriteRequest) String() string {
 func (*BatchWriteRequest) ProtoMessage() {}
 
 func (x *BatchWriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[11]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +953,7 @@ func (x *BatchWriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchWriteRequest.ProtoReflect.Descriptor instead.
 func (*BatchWriteRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{11}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BatchWriteRequest) GetMutations() []*Mutation {
@@ -886,14 +974,16 @@ func (x *BatchWriteRequest) GetConsistency() Consistency {
 type BatchWriteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// versions[i] is the version mutations[i] carried.
-	Versions      []uint64 `protobuf:"varint,1,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	Versions []uint64 `protobuf:"varint,1,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	// outcomes[i] says whether mutations[i] changed its item.
+	Outcomes      []*WriteOutcome `protobuf:"bytes,2,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchWriteResponse) Reset() {
 	*x = BatchWriteResponse{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[12]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +995,7 @@ func (x *BatchWriteResponse) String() string {
 func (*BatchWriteResponse) ProtoMessage() {}
 
 func (x *BatchWriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[12]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,12 +1008,19 @@ func (x *BatchWriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchWriteResponse.ProtoReflect.Descriptor instead.
 func (*BatchWriteResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{12}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BatchWriteResponse) GetVersions() []uint64 {
 	if x != nil {
 		return x.Versions
+	}
+	return nil
+}
+
+func (x *BatchWriteResponse) GetOutcomes() []*WriteOutcome {
+	if x != nil {
+		return x.Outcomes
 	}
 	return nil
 }
@@ -942,7 +1039,7 @@ type SortKeyRange struct {
 
 func (x *SortKeyRange) Reset() {
 	*x = SortKeyRange{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[13]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1051,7 @@ func (x *SortKeyRange) String() string {
 func (*SortKeyRange) ProtoMessage() {}
 
 func (x *SortKeyRange) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[13]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1064,7 @@ func (x *SortKeyRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SortKeyRange.ProtoReflect.Descriptor instead.
 func (*SortKeyRange) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{13}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SortKeyRange) GetStart() []byte {
@@ -1013,7 +1110,7 @@ type QueryRequest struct {
 
 func (x *QueryRequest) Reset() {
 	*x = QueryRequest{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[14]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1122,7 @@ func (x *QueryRequest) String() string {
 func (*QueryRequest) ProtoMessage() {}
 
 func (x *QueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[14]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1135,7 @@ func (x *QueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRequest.ProtoReflect.Descriptor instead.
 func (*QueryRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{14}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *QueryRequest) GetTable() string {
@@ -1139,7 +1236,7 @@ type QueryResponse struct {
 
 func (x *QueryResponse) Reset() {
 	*x = QueryResponse{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[15]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1248,7 @@ func (x *QueryResponse) String() string {
 func (*QueryResponse) ProtoMessage() {}
 
 func (x *QueryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[15]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1261,7 @@ func (x *QueryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryResponse.ProtoReflect.Descriptor instead.
 func (*QueryResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{15}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *QueryResponse) GetItems() []*Item {
@@ -1200,7 +1297,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[16]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1309,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[16]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1322,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{16}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ScanRequest) GetTable() string {
@@ -1256,20 +1353,29 @@ func (x *ScanRequest) GetPageToken() []byte {
 	return nil
 }
 
-// ScanResponse is one batch of scanned items.
+// ScanResponse is one batch of scanned items. The stream sends no empty
+// batches, except a progress message (no items, only next_page_token) when
+// no item was found for a while, so an interrupted scan of a sparse table
+// need not start over.
 type ScanResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// items read, in storage order within a partition.
 	Items []*Item `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
-	// page_token resumes the scan after the last item of this batch.
-	PageToken     []byte `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// page_token is next_page_token under its old name, kept until clients
+	// have moved to next_page_token.
+	//
+	// Deprecated: Marked as deprecated in veltrix/kv/v1/kv.proto.
+	PageToken []byte `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// next_page_token resumes the scan after the last item of this batch (pass
+	// it as ScanRequest.page_token). Named like QueryResponse.next_page_token.
+	NextPageToken []byte `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ScanResponse) Reset() {
 	*x = ScanResponse{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[17]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1387,7 @@ func (x *ScanResponse) String() string {
 func (*ScanResponse) ProtoMessage() {}
 
 func (x *ScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[17]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1400,7 @@ func (x *ScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanResponse.ProtoReflect.Descriptor instead.
 func (*ScanResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{17}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ScanResponse) GetItems() []*Item {
@@ -1304,9 +1410,17 @@ func (x *ScanResponse) GetItems() []*Item {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in veltrix/kv/v1/kv.proto.
 func (x *ScanResponse) GetPageToken() []byte {
 	if x != nil {
 		return x.PageToken
+	}
+	return nil
+}
+
+func (x *ScanResponse) GetNextPageToken() []byte {
+	if x != nil {
+		return x.NextPageToken
 	}
 	return nil
 }
@@ -1343,15 +1457,20 @@ const file_veltrix_kv_v1_kv_proto_rawDesc = "" +
 	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\x04R\aversion\x12<\n" +
-	"\vconsistency\x18\x05 \x01(\x0e2\x1a.veltrix.kv.v1.ConsistencyR\vconsistency\"'\n" +
+	"\vconsistency\x18\x05 \x01(\x0e2\x1a.veltrix.kv.v1.ConsistencyR\vconsistency\"^\n" +
 	"\vPutResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x04R\aversion\"\x8d\x01\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x125\n" +
+	"\aoutcome\x18\x02 \x01(\v2\x1b.veltrix.kv.v1.WriteOutcomeR\aoutcome\"\x8d\x01\n" +
 	"\rDeleteRequest\x12$\n" +
 	"\x03key\x18\x01 \x01(\v2\x12.veltrix.kv.v1.KeyR\x03key\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12<\n" +
-	"\vconsistency\x18\x03 \x01(\x0e2\x1a.veltrix.kv.v1.ConsistencyR\vconsistency\"*\n" +
+	"\vconsistency\x18\x03 \x01(\x0e2\x1a.veltrix.kv.v1.ConsistencyR\vconsistency\"a\n" +
 	"\x0eDeleteResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x04R\aversion\"w\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x125\n" +
+	"\aoutcome\x18\x02 \x01(\v2\x1b.veltrix.kv.v1.WriteOutcomeR\aoutcome\"Q\n" +
+	"\fWriteOutcome\x12\x18\n" +
+	"\aapplied\x18\x01 \x01(\bR\aapplied\x12'\n" +
+	"\x0fcurrent_version\x18\x02 \x01(\x04R\x0ecurrentVersion\"w\n" +
 	"\x0fBatchGetRequest\x12&\n" +
 	"\x04keys\x18\x01 \x03(\v2\x12.veltrix.kv.v1.KeyR\x04keys\x12<\n" +
 	"\vconsistency\x18\x02 \x01(\x0e2\x1a.veltrix.kv.v1.ConsistencyR\vconsistency\"H\n" +
@@ -1370,9 +1489,10 @@ const file_veltrix_kv_v1_kv_proto_rawDesc = "" +
 	"\x14MUTATION_TYPE_DELETE\x10\x02\"\x88\x01\n" +
 	"\x11BatchWriteRequest\x125\n" +
 	"\tmutations\x18\x01 \x03(\v2\x17.veltrix.kv.v1.MutationR\tmutations\x12<\n" +
-	"\vconsistency\x18\x02 \x01(\x0e2\x1a.veltrix.kv.v1.ConsistencyR\vconsistency\"0\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x1a.veltrix.kv.v1.ConsistencyR\vconsistency\"i\n" +
 	"\x12BatchWriteResponse\x12\x1a\n" +
-	"\bversions\x18\x01 \x03(\x04R\bversions\"6\n" +
+	"\bversions\x18\x01 \x03(\x04R\bversions\x127\n" +
+	"\boutcomes\x18\x02 \x03(\v2\x1b.veltrix.kv.v1.WriteOutcomeR\boutcomes\"6\n" +
 	"\fSortKeyRange\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\fR\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\fR\x03end\"\xb2\x02\n" +
@@ -1395,11 +1515,12 @@ const file_veltrix_kv_v1_kv_proto_rawDesc = "" +
 	"\asegment\x18\x02 \x01(\rR\asegment\x12%\n" +
 	"\x0etotal_segments\x18\x03 \x01(\rR\rtotalSegments\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\fR\tpageToken\"X\n" +
+	"page_token\x18\x04 \x01(\fR\tpageToken\"\x84\x01\n" +
 	"\fScanResponse\x12)\n" +
-	"\x05items\x18\x01 \x03(\v2\x13.veltrix.kv.v1.ItemR\x05items\x12\x1d\n" +
+	"\x05items\x18\x01 \x03(\v2\x13.veltrix.kv.v1.ItemR\x05items\x12!\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\fR\tpageToken*l\n" +
+	"page_token\x18\x02 \x01(\fB\x02\x18\x01R\tpageToken\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\fR\rnextPageToken*l\n" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fCONSISTENCY_ONE\x10\x01\x12\x16\n" +
@@ -1428,7 +1549,7 @@ func file_veltrix_kv_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_veltrix_kv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_veltrix_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_veltrix_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_veltrix_kv_v1_kv_proto_goTypes = []any{
 	(Consistency)(0),              // 0: veltrix.kv.v1.Consistency
 	(Mutation_MutationType)(0),    // 1: veltrix.kv.v1.Mutation.MutationType
@@ -1440,60 +1561,64 @@ var file_veltrix_kv_v1_kv_proto_goTypes = []any{
 	(*PutResponse)(nil),           // 7: veltrix.kv.v1.PutResponse
 	(*DeleteRequest)(nil),         // 8: veltrix.kv.v1.DeleteRequest
 	(*DeleteResponse)(nil),        // 9: veltrix.kv.v1.DeleteResponse
-	(*BatchGetRequest)(nil),       // 10: veltrix.kv.v1.BatchGetRequest
-	(*BatchGetResponse)(nil),      // 11: veltrix.kv.v1.BatchGetResponse
-	(*Mutation)(nil),              // 12: veltrix.kv.v1.Mutation
-	(*BatchWriteRequest)(nil),     // 13: veltrix.kv.v1.BatchWriteRequest
-	(*BatchWriteResponse)(nil),    // 14: veltrix.kv.v1.BatchWriteResponse
-	(*SortKeyRange)(nil),          // 15: veltrix.kv.v1.SortKeyRange
-	(*QueryRequest)(nil),          // 16: veltrix.kv.v1.QueryRequest
-	(*QueryResponse)(nil),         // 17: veltrix.kv.v1.QueryResponse
-	(*ScanRequest)(nil),           // 18: veltrix.kv.v1.ScanRequest
-	(*ScanResponse)(nil),          // 19: veltrix.kv.v1.ScanResponse
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*WriteOutcome)(nil),          // 10: veltrix.kv.v1.WriteOutcome
+	(*BatchGetRequest)(nil),       // 11: veltrix.kv.v1.BatchGetRequest
+	(*BatchGetResponse)(nil),      // 12: veltrix.kv.v1.BatchGetResponse
+	(*Mutation)(nil),              // 13: veltrix.kv.v1.Mutation
+	(*BatchWriteRequest)(nil),     // 14: veltrix.kv.v1.BatchWriteRequest
+	(*BatchWriteResponse)(nil),    // 15: veltrix.kv.v1.BatchWriteResponse
+	(*SortKeyRange)(nil),          // 16: veltrix.kv.v1.SortKeyRange
+	(*QueryRequest)(nil),          // 17: veltrix.kv.v1.QueryRequest
+	(*QueryResponse)(nil),         // 18: veltrix.kv.v1.QueryResponse
+	(*ScanRequest)(nil),           // 19: veltrix.kv.v1.ScanRequest
+	(*ScanResponse)(nil),          // 20: veltrix.kv.v1.ScanResponse
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_veltrix_kv_v1_kv_proto_depIdxs = []int32{
 	2,  // 0: veltrix.kv.v1.Item.key:type_name -> veltrix.kv.v1.Key
-	20, // 1: veltrix.kv.v1.Item.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 1: veltrix.kv.v1.Item.expire_time:type_name -> google.protobuf.Timestamp
 	2,  // 2: veltrix.kv.v1.GetRequest.key:type_name -> veltrix.kv.v1.Key
 	0,  // 3: veltrix.kv.v1.GetRequest.consistency:type_name -> veltrix.kv.v1.Consistency
-	20, // 4: veltrix.kv.v1.GetResponse.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 4: veltrix.kv.v1.GetResponse.expire_time:type_name -> google.protobuf.Timestamp
 	2,  // 5: veltrix.kv.v1.PutRequest.key:type_name -> veltrix.kv.v1.Key
-	20, // 6: veltrix.kv.v1.PutRequest.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 6: veltrix.kv.v1.PutRequest.expire_time:type_name -> google.protobuf.Timestamp
 	0,  // 7: veltrix.kv.v1.PutRequest.consistency:type_name -> veltrix.kv.v1.Consistency
-	2,  // 8: veltrix.kv.v1.DeleteRequest.key:type_name -> veltrix.kv.v1.Key
-	0,  // 9: veltrix.kv.v1.DeleteRequest.consistency:type_name -> veltrix.kv.v1.Consistency
-	2,  // 10: veltrix.kv.v1.BatchGetRequest.keys:type_name -> veltrix.kv.v1.Key
-	0,  // 11: veltrix.kv.v1.BatchGetRequest.consistency:type_name -> veltrix.kv.v1.Consistency
-	5,  // 12: veltrix.kv.v1.BatchGetResponse.results:type_name -> veltrix.kv.v1.GetResponse
-	1,  // 13: veltrix.kv.v1.Mutation.type:type_name -> veltrix.kv.v1.Mutation.MutationType
-	2,  // 14: veltrix.kv.v1.Mutation.key:type_name -> veltrix.kv.v1.Key
-	20, // 15: veltrix.kv.v1.Mutation.expire_time:type_name -> google.protobuf.Timestamp
-	12, // 16: veltrix.kv.v1.BatchWriteRequest.mutations:type_name -> veltrix.kv.v1.Mutation
-	0,  // 17: veltrix.kv.v1.BatchWriteRequest.consistency:type_name -> veltrix.kv.v1.Consistency
-	15, // 18: veltrix.kv.v1.QueryRequest.range:type_name -> veltrix.kv.v1.SortKeyRange
-	0,  // 19: veltrix.kv.v1.QueryRequest.consistency:type_name -> veltrix.kv.v1.Consistency
-	3,  // 20: veltrix.kv.v1.QueryResponse.items:type_name -> veltrix.kv.v1.Item
-	3,  // 21: veltrix.kv.v1.ScanResponse.items:type_name -> veltrix.kv.v1.Item
-	4,  // 22: veltrix.kv.v1.KVService.Get:input_type -> veltrix.kv.v1.GetRequest
-	6,  // 23: veltrix.kv.v1.KVService.Put:input_type -> veltrix.kv.v1.PutRequest
-	8,  // 24: veltrix.kv.v1.KVService.Delete:input_type -> veltrix.kv.v1.DeleteRequest
-	10, // 25: veltrix.kv.v1.KVService.BatchGet:input_type -> veltrix.kv.v1.BatchGetRequest
-	13, // 26: veltrix.kv.v1.KVService.BatchWrite:input_type -> veltrix.kv.v1.BatchWriteRequest
-	16, // 27: veltrix.kv.v1.KVService.Query:input_type -> veltrix.kv.v1.QueryRequest
-	18, // 28: veltrix.kv.v1.KVService.Scan:input_type -> veltrix.kv.v1.ScanRequest
-	5,  // 29: veltrix.kv.v1.KVService.Get:output_type -> veltrix.kv.v1.GetResponse
-	7,  // 30: veltrix.kv.v1.KVService.Put:output_type -> veltrix.kv.v1.PutResponse
-	9,  // 31: veltrix.kv.v1.KVService.Delete:output_type -> veltrix.kv.v1.DeleteResponse
-	11, // 32: veltrix.kv.v1.KVService.BatchGet:output_type -> veltrix.kv.v1.BatchGetResponse
-	14, // 33: veltrix.kv.v1.KVService.BatchWrite:output_type -> veltrix.kv.v1.BatchWriteResponse
-	17, // 34: veltrix.kv.v1.KVService.Query:output_type -> veltrix.kv.v1.QueryResponse
-	19, // 35: veltrix.kv.v1.KVService.Scan:output_type -> veltrix.kv.v1.ScanResponse
-	29, // [29:36] is the sub-list for method output_type
-	22, // [22:29] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	10, // 8: veltrix.kv.v1.PutResponse.outcome:type_name -> veltrix.kv.v1.WriteOutcome
+	2,  // 9: veltrix.kv.v1.DeleteRequest.key:type_name -> veltrix.kv.v1.Key
+	0,  // 10: veltrix.kv.v1.DeleteRequest.consistency:type_name -> veltrix.kv.v1.Consistency
+	10, // 11: veltrix.kv.v1.DeleteResponse.outcome:type_name -> veltrix.kv.v1.WriteOutcome
+	2,  // 12: veltrix.kv.v1.BatchGetRequest.keys:type_name -> veltrix.kv.v1.Key
+	0,  // 13: veltrix.kv.v1.BatchGetRequest.consistency:type_name -> veltrix.kv.v1.Consistency
+	5,  // 14: veltrix.kv.v1.BatchGetResponse.results:type_name -> veltrix.kv.v1.GetResponse
+	1,  // 15: veltrix.kv.v1.Mutation.type:type_name -> veltrix.kv.v1.Mutation.MutationType
+	2,  // 16: veltrix.kv.v1.Mutation.key:type_name -> veltrix.kv.v1.Key
+	21, // 17: veltrix.kv.v1.Mutation.expire_time:type_name -> google.protobuf.Timestamp
+	13, // 18: veltrix.kv.v1.BatchWriteRequest.mutations:type_name -> veltrix.kv.v1.Mutation
+	0,  // 19: veltrix.kv.v1.BatchWriteRequest.consistency:type_name -> veltrix.kv.v1.Consistency
+	10, // 20: veltrix.kv.v1.BatchWriteResponse.outcomes:type_name -> veltrix.kv.v1.WriteOutcome
+	16, // 21: veltrix.kv.v1.QueryRequest.range:type_name -> veltrix.kv.v1.SortKeyRange
+	0,  // 22: veltrix.kv.v1.QueryRequest.consistency:type_name -> veltrix.kv.v1.Consistency
+	3,  // 23: veltrix.kv.v1.QueryResponse.items:type_name -> veltrix.kv.v1.Item
+	3,  // 24: veltrix.kv.v1.ScanResponse.items:type_name -> veltrix.kv.v1.Item
+	4,  // 25: veltrix.kv.v1.KVService.Get:input_type -> veltrix.kv.v1.GetRequest
+	6,  // 26: veltrix.kv.v1.KVService.Put:input_type -> veltrix.kv.v1.PutRequest
+	8,  // 27: veltrix.kv.v1.KVService.Delete:input_type -> veltrix.kv.v1.DeleteRequest
+	11, // 28: veltrix.kv.v1.KVService.BatchGet:input_type -> veltrix.kv.v1.BatchGetRequest
+	14, // 29: veltrix.kv.v1.KVService.BatchWrite:input_type -> veltrix.kv.v1.BatchWriteRequest
+	17, // 30: veltrix.kv.v1.KVService.Query:input_type -> veltrix.kv.v1.QueryRequest
+	19, // 31: veltrix.kv.v1.KVService.Scan:input_type -> veltrix.kv.v1.ScanRequest
+	5,  // 32: veltrix.kv.v1.KVService.Get:output_type -> veltrix.kv.v1.GetResponse
+	7,  // 33: veltrix.kv.v1.KVService.Put:output_type -> veltrix.kv.v1.PutResponse
+	9,  // 34: veltrix.kv.v1.KVService.Delete:output_type -> veltrix.kv.v1.DeleteResponse
+	12, // 35: veltrix.kv.v1.KVService.BatchGet:output_type -> veltrix.kv.v1.BatchGetResponse
+	15, // 36: veltrix.kv.v1.KVService.BatchWrite:output_type -> veltrix.kv.v1.BatchWriteResponse
+	18, // 37: veltrix.kv.v1.KVService.Query:output_type -> veltrix.kv.v1.QueryResponse
+	20, // 38: veltrix.kv.v1.KVService.Scan:output_type -> veltrix.kv.v1.ScanResponse
+	32, // [32:39] is the sub-list for method output_type
+	25, // [25:32] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_veltrix_kv_v1_kv_proto_init() }
@@ -1501,7 +1626,7 @@ func file_veltrix_kv_v1_kv_proto_init() {
 	if File_veltrix_kv_v1_kv_proto != nil {
 		return
 	}
-	file_veltrix_kv_v1_kv_proto_msgTypes[14].OneofWrappers = []any{
+	file_veltrix_kv_v1_kv_proto_msgTypes[15].OneofWrappers = []any{
 		(*QueryRequest_Range)(nil),
 		(*QueryRequest_Prefix)(nil),
 	}
@@ -1511,7 +1636,7 @@ func file_veltrix_kv_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_veltrix_kv_v1_kv_proto_rawDesc), len(file_veltrix_kv_v1_kv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -43,6 +43,19 @@ const (
 // only if its version is newer than the stored one, so retries and replays
 // with the same version are idempotent.
 //
+// A caller-supplied version may be at most the router's --max-version-skew
+// (default 1h) ahead of the router's clock: a version far in the future
+// would make the item unchangeable by every later write. Such a request
+// fails with INVALID_ARGUMENT.
+//
+// Write outcomes: a write that reached its consistency level reports, per
+// mutation, whether it was applied or superseded (see WriteOutcome). A
+// write that did not reach it fails with UNAVAILABLE; the message says how
+// many replicas applied it ("applied on 1 of 2 required replicas; it may
+// still take effect") and names every failed replica with its reason. Such
+// a write is not rolled back: a later read may or may not see it, as in
+// Dynamo and Cassandra. Retrying it with the same version is safe.
+//
 // Errors: INVALID_ARGUMENT for malformed input (the message names the field
 // and, in batches, the index), NOT_FOUND for an unknown table, UNAVAILABLE
 // when the requested consistency level cannot be reached (never a silent
@@ -170,6 +183,19 @@ type KVService_ScanClient = grpc.ServerStreamingClient[ScanResponse]
 // (unix microseconds << 12) | logical counter. A replica applies a mutation
 // only if its version is newer than the stored one, so retries and replays
 // with the same version are idempotent.
+//
+// A caller-supplied version may be at most the router's --max-version-skew
+// (default 1h) ahead of the router's clock: a version far in the future
+// would make the item unchangeable by every later write. Such a request
+// fails with INVALID_ARGUMENT.
+//
+// Write outcomes: a write that reached its consistency level reports, per
+// mutation, whether it was applied or superseded (see WriteOutcome). A
+// write that did not reach it fails with UNAVAILABLE; the message says how
+// many replicas applied it ("applied on 1 of 2 required replicas; it may
+// still take effect") and names every failed replica with its reason. Such
+// a write is not rolled back: a later read may or may not see it, as in
+// Dynamo and Cassandra. Retrying it with the same version is safe.
 //
 // Errors: INVALID_ARGUMENT for malformed input (the message names the field
 // and, in batches, the index), NOT_FOUND for an unknown table, UNAVAILABLE

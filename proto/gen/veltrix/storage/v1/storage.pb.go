@@ -473,9 +473,14 @@ func (x *ApplyRequest) GetRecords() []*Record {
 type ApplyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// outcomes[i] answers records[i].
-	Outcomes      []Outcome `protobuf:"varint,1,rep,packed,name=outcomes,proto3,enum=veltrix.storage.v1.Outcome" json:"outcomes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Outcomes []Outcome `protobuf:"varint,1,rep,packed,name=outcomes,proto3,enum=veltrix.storage.v1.Outcome" json:"outcomes,omitempty"`
+	// current_versions[i] is the version of the record stored for records[i]'s
+	// key once Apply returned: records[i].version when it was applied, the
+	// newer (or equal) stored version when it was superseded. Empty from
+	// nodes that predate this field.
+	CurrentVersions []uint64 `protobuf:"varint,2,rep,packed,name=current_versions,json=currentVersions,proto3" json:"current_versions,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ApplyResponse) Reset() {
@@ -511,6 +516,13 @@ func (*ApplyResponse) Descriptor() ([]byte, []int) {
 func (x *ApplyResponse) GetOutcomes() []Outcome {
 	if x != nil {
 		return x.Outcomes
+	}
+	return nil
+}
+
+func (x *ApplyResponse) GetCurrentVersions() []uint64 {
+	if x != nil {
+		return x.CurrentVersions
 	}
 	return nil
 }
@@ -1013,9 +1025,10 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"\x11BatchReadResponse\x12:\n" +
 	"\aresults\x18\x01 \x03(\v2 .veltrix.storage.v1.ReadResponseR\aresults\"D\n" +
 	"\fApplyRequest\x124\n" +
-	"\arecords\x18\x01 \x03(\v2\x1a.veltrix.storage.v1.RecordR\arecords\"H\n" +
+	"\arecords\x18\x01 \x03(\v2\x1a.veltrix.storage.v1.RecordR\arecords\"s\n" +
 	"\rApplyResponse\x127\n" +
-	"\boutcomes\x18\x01 \x03(\x0e2\x1b.veltrix.storage.v1.OutcomeR\boutcomes\"\xa2\x02\n" +
+	"\boutcomes\x18\x01 \x03(\x0e2\x1b.veltrix.storage.v1.OutcomeR\boutcomes\x12)\n" +
+	"\x10current_versions\x18\x02 \x03(\x04R\x0fcurrentVersions\"\xa2\x02\n" +
 	"\vScanRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x19\n" +
 	"\btable_id\x18\x02 \x01(\x04R\atableId\x12#\n" +

@@ -1,0 +1,44 @@
+package server
+
+import (
+	"flag"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/veltrixdb/veltrix/pkg/flagenv"
+)
+
+func TestMaxVersionSkewConfig(t *testing.T) {
+	parse := func(args []string, env map[string]string) Config {
+		t.Helper()
+		var c Config
+		fs := flag.NewFlagSet("veltrix-router", flag.ContinueOnError)
+		c.AddFlags(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		if err := flagenv.Apply(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := parse(nil, nil); c.MaxVersionSkew != time.Hour {
+		t.Errorf("flag default %v, want 1h", c.MaxVersionSkew)
+	}
+	if c := parse([]string{"--max-version-skew", "5m"}, nil); c.MaxVersionSkew != 5*time.Minute {
+		t.Errorf("--max-version-skew 5m gave %v", c.MaxVersionSkew)
+	}
+	if c := parse(nil, map[string]string{"VELTRIX_MAX_VERSION_SKEW": "2h"}); c.MaxVersionSkew != 2*time.Hour {
+		t.Errorf("VELTRIX_MAX_VERSION_SKEW=2h gave %v", c.MaxVersionSkew)
+	}
+	var c Config
+	c.EnsureDefaults()
+	if c.MaxVersionSkew != time.Hour {
+		t.Errorf("EnsureDefaults: %v, want 1h", c.MaxVersionSkew)
+	}
+	c.MaxVersionSkew = -time.Second
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--max-version-skew -1s: negative") {
+		t.Errorf("Validate: %v", err)
+	}
+}
