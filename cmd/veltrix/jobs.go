@@ -21,11 +21,12 @@ func init() {
 	register(command{name: "import", usage: "import a DynamoDB export (S3 or a local folder) and watch its progress", run: importCmd})
 	register(command{name: "verify", usage: "compare a DynamoDB export with a Veltrix table", run: verifyCmd})
 	register(command{name: "stream", usage: "start a CDC job (DynamoDB Streams or Kinesis) and watch its lag", run: streamCmd})
-	register(command{name: "jobs", usage: "list, get, watch, cancel jobs and list their rejects", run: subcommand("jobs", map[string]func([]string, io.Writer) error{
+	register(command{name: "jobs", usage: "list, get, watch, cancel, retry jobs and list their rejects", run: subcommand("jobs", map[string]func([]string, io.Writer) error{
 		"list":    jobsList,
 		"get":     jobsGet,
 		"watch":   jobsWatch,
 		"cancel":  jobsCancel,
+		"retry":   jobsRetry,
 		"rejects": jobsRejects,
 	})})
 }
@@ -246,7 +247,8 @@ func streamCmd(args []string, w io.Writer) error {
 }
 
 func terminal(s migratorv1.JobState) bool {
-	return s == migratorv1.JobState_JOB_STATE_SUCCEEDED || s == migratorv1.JobState_JOB_STATE_FAILED || s == migratorv1.JobState_JOB_STATE_CANCELLED
+	return s == migratorv1.JobState_JOB_STATE_SUCCEEDED || s == migratorv1.JobState_JOB_STATE_FAILED ||
+		s == migratorv1.JobState_JOB_STATE_CANCELLED || s == migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS
 }
 
 // follow watches a job until it ends (or Ctrl-C, which leaves it running),
@@ -540,6 +542,34 @@ func jobsCancel(args []string, w io.Writer) error {
 	}
 	_, err = fmt.Fprintf(w, "job %s: %s\n", id, strings.TrimPrefix(resp.Job.State.String(), "JOB_STATE_"))
 	return err
+}
+
+// jobsRetry runs a FAILED, COMPLETED_WITH_ERRORS or CANCELLED job again
+// under its id and follows it as import does (--detach returns at once).
+func jobsRetry(args []string, w io.Writer) error {
+	var c conn
+	fs := flag.NewFlagSet("veltrix jobs retry JOB_ID", flag.ContinueOnError)
+	c.addFlags(fs)
+	detach := fs.Bool("detach", false, "retry the job and return without watching it")
+	pos, err := parse(fs, args, 1, 1, &c)
+	if err != nil {
+		return err
+	}
+	mc, closeFn, err := c.migratorClient()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	resp, err := mc.RetryJob(ctx, &migratorv1.RetryJobRequest{Id: pos[0]})
+	cancel()
+	if err != nil {
+		return explain(err, "retry job")
+	}
+	if c.output != "json" {
+		fmt.Fprintf(w, "job %s: attempt %d\n", resp.Job.Id, resp.Job.Attempts)
+	}
+	return follow(context.Background(), w, &c, mc, resp.Job, *detach)
 }
 
 func jobsRejects(args []string, w io.Writer) error {

@@ -50,7 +50,7 @@ func toStatus(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, jobs.ErrExists):
 		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, jobs.ErrFinished):
+	case errors.Is(err, jobs.ErrFinished), errors.Is(err, jobs.ErrNotRetryable):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, jobs.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
@@ -109,6 +109,7 @@ func (sv *service) create(ctx context.Context, id, kind string, j *migratorv1.Jo
 	j.State = migratorv1.JobState_JOB_STATE_PENDING
 	j.CreateTime = timestamppb.Now()
 	j.Progress = &migratorv1.Progress{}
+	j.Attempts = 1
 	got, existed, err := sv.s.store.Create(ctx, j)
 	if err != nil {
 		return nil, toStatus(err)
@@ -376,6 +377,24 @@ func (sv *service) CancelJob(ctx context.Context, req *migratorv1.CancelJobReque
 		return nil, err
 	}
 	return &migratorv1.CancelJobResponse{Job: j}, nil
+}
+
+// RetryJob runs a FAILED, COMPLETED_WITH_ERRORS or CANCELLED job again
+// under its id (see jobs.Store.Retry for what is kept).
+func (sv *service) RetryJob(ctx context.Context, req *migratorv1.RetryJobRequest) (*migratorv1.RetryJobResponse, error) {
+	if _, err := sv.get(ctx, req.GetId()); err != nil {
+		return nil, err
+	}
+	j, err := sv.s.store.Retry(ctx, req.GetId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	sv.s.logger.Info("job retried", "job", j.GetId(), "attempt", j.GetAttempts())
+	sv.s.mgr.Wake()
+	if j, err = sv.view(ctx, j); err != nil {
+		return nil, err
+	}
+	return &migratorv1.RetryJobResponse{Job: j}, nil
 }
 
 func (sv *service) ListRejects(ctx context.Context, req *migratorv1.ListRejectsRequest) (*migratorv1.ListRejectsResponse, error) {
