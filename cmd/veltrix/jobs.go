@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,7 @@ type mappingFlags struct {
 	table, pk, sk, encoding, ttlAttr, filter string
 	create                                   bool
 	region, endpoint                         string
+	awsProfile, awsCredentialsFile           string
 	pathStyle                                bool
 	jobID                                    string
 	detach                                   bool
@@ -53,6 +55,8 @@ func (m *mappingFlags) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&m.region, "region", "", "AWS region (default: from the environment)")
 	fs.StringVar(&m.endpoint, "aws-endpoint", "", "AWS endpoint override (a local S3 or DynamoDB)")
 	fs.BoolVar(&m.pathStyle, "s3-path-style", false, "use path-style S3 addressing")
+	fs.StringVar(&m.awsProfile, "aws-profile", "", "AWS profile the migrator reads credentials from (its shared config/credentials files); only the name is stored with the job")
+	fs.StringVar(&m.awsCredentialsFile, "aws-credentials-file", "", "shared credentials file on the migrator's host (made absolute here); only the path is stored with the job")
 	fs.StringVar(&m.jobID, "job-id", "", "job id; starting the same id again returns the existing job")
 	fs.BoolVar(&m.detach, "detach", false, "start the job and return without watching it")
 }
@@ -97,8 +101,18 @@ func (m *mappingFlags) mapping() (*migratorv1.Mapping, error) {
 	return out, nil
 }
 
-func (m *mappingFlags) aws() *migratorv1.AwsOptions {
-	return &migratorv1.AwsOptions{Region: m.region, Endpoint: m.endpoint, S3PathStyle: m.pathStyle}
+// aws returns the AWS options of the job: credentials go by reference (a
+// profile name, a file path), never the secret itself.
+func (m *mappingFlags) aws() (*migratorv1.AwsOptions, error) {
+	o := &migratorv1.AwsOptions{Region: m.region, Endpoint: m.endpoint, S3PathStyle: m.pathStyle, Profile: m.awsProfile}
+	if f := m.awsCredentialsFile; f != "" {
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			return nil, usageErr("--aws-credentials-file %q: %v", f, err)
+		}
+		o.CredentialsFile = abs
+	}
+	return o, nil
 }
 
 func importCmd(args []string, w io.Writer) error {
@@ -122,7 +136,11 @@ func importCmd(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	exp := &migratorv1.ExportSource{Uri: *source, Aws: m.aws()}
+	awsOpts, err := m.aws()
+	if err != nil {
+		return err
+	}
+	exp := &migratorv1.ExportSource{Uri: *source, Aws: awsOpts}
 	switch strings.ToLower(*format) {
 	case "":
 	case "dynamodb_json":
@@ -174,8 +192,12 @@ func verifyCmd(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	awsOpts, err := m.aws()
+	if err != nil {
+		return err
+	}
 	spec := &migratorv1.VerifySpec{
-		Source:  &migratorv1.VerifySpec_Export{Export: &migratorv1.ExportSource{Uri: *source, Aws: m.aws()}},
+		Source:  &migratorv1.VerifySpec_Export{Export: &migratorv1.ExportSource{Uri: *source, Aws: awsOpts}},
 		Mapping: mp, SampleFraction: *sample, CheckExtra: *extra, MaxMismatches: uint32(*maxMis),
 	}
 	mc, closeFn, err := c.migratorClient()
@@ -210,7 +232,11 @@ func streamCmd(args []string, w io.Writer) error {
 	if _, err := parse(fs, args, 0, 0, &c); err != nil {
 		return err
 	}
-	spec := &migratorv1.StreamSpec{Stream: *stream, ShardId: *shard, SequenceNumber: *seq, Aws: m.aws()}
+	awsOpts, err := m.aws()
+	if err != nil {
+		return err
+	}
+	spec := &migratorv1.StreamSpec{Stream: *stream, ShardId: *shard, SequenceNumber: *seq, Aws: awsOpts}
 	switch *kind {
 	case "dynamodb":
 		spec.Kind = migratorv1.StreamKind_STREAM_KIND_DYNAMODB_STREAMS
@@ -227,7 +253,6 @@ func streamCmd(args []string, w io.Writer) error {
 		return usageErr("--start %q: want trim_horizon, latest, at_sequence_number or after_sequence_number", *start)
 	}
 	spec.Start = migratorv1.StartPosition(sp)
-	var err error
 	if spec.Mapping, err = m.mapping(); err != nil {
 		return err
 	}

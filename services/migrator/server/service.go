@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -62,11 +63,21 @@ func invalid(problems []string) error {
 	return status.Error(codes.InvalidArgument, strings.Join(problems, "; "))
 }
 
+// checkAWS validates AWS options: a credentials file is a path on the
+// migrator's host, so a relative one would depend on the migrator's
+// working directory.
+func checkAWS(o *migratorv1.AwsOptions, field string, problems *[]string) {
+	if f := o.GetCredentialsFile(); f != "" && !filepath.IsAbs(f) {
+		*problems = append(*problems, fmt.Sprintf("%s.credentials_file: %q: want an absolute path on the migrator's host", field, f))
+	}
+}
+
 // checkExport validates an export source.
 func checkExport(src *migratorv1.ExportSource, field string, problems *[]string) {
 	if src.GetUri() == "" {
 		*problems = append(*problems, field+".uri: required (s3://bucket/prefix or a directory)")
 	}
+	checkAWS(src.GetAws(), field+".aws", problems)
 	if _, ok := migratorv1.ExportFormat_name[int32(src.GetFormat())]; !ok {
 		*problems = append(*problems, fmt.Sprintf("%s.format: unknown format %d", field, src.GetFormat()))
 	}
@@ -77,6 +88,7 @@ func checkTableScan(src *migratorv1.TableScanSource, field string, problems *[]s
 	if src.GetTableName() == "" {
 		*problems = append(*problems, field+".table_name: required")
 	}
+	checkAWS(src.GetAws(), field+".aws", problems)
 	if n := src.GetSegments(); n > maxSegments {
 		*problems = append(*problems, fmt.Sprintf("%s.segments: %d: at most %d (DynamoDB's TotalSegments limit)", field, n, maxSegments))
 	}
@@ -228,6 +240,7 @@ func (sv *service) StartStream(ctx context.Context, req *migratorv1.StartStreamR
 		problems = append(problems, fmt.Sprintf("spec.start: unknown start position %d", spec.GetStart()))
 	}
 	checkMapping(spec.GetMapping(), &problems)
+	checkAWS(spec.GetAws(), "spec.aws", &problems)
 	if b := spec.GetBatchSize(); b > jobs.MaxBatchSize {
 		problems = append(problems, fmt.Sprintf("spec.batch_size: %d: at most %d (the router's BatchWrite limit)", b, jobs.MaxBatchSize))
 	}
