@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vbauerster/mpb/v8"
-	"github.com/vbauerster/mpb/v8/decor"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 )
 
@@ -303,10 +301,9 @@ func watch(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServ
 		return nil, err
 	}
 	tty := isTerminal(w) && c.output == "table"
-	var p *mpb.Progress
-	var bar *mpb.Bar
+	var bar *jobBar
 	if tty {
-		p = mpb.NewWithContext(ctx, mpb.WithOutput(w), mpb.WithWidth(48), mpb.WithRefreshRate(200*time.Millisecond))
+		bar = newJobBar(ctx, w, job)
 	}
 	last := job
 	lastLine := time.Time{}
@@ -316,44 +313,24 @@ func watch(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServ
 			break
 		}
 		if err != nil {
-			if p != nil {
-				if bar != nil {
-					bar.Abort(false)
-				}
-				p.Wait()
+			if bar != nil {
+				bar.finish(nil)
 			}
 			return last, err
 		}
 		last = resp.Job
-		pr := last.GetProgress()
-		total := int64(pr.GetItemsTotal())
-		done := int64(pr.GetItemsWritten() + pr.GetItemsCompared())
-		if p != nil {
-			if bar == nil {
-				bar = p.AddBar(max(total, 1),
-					mpb.PrependDecorators(decor.Name(shortKind(last.Kind)+" "+last.Id+" "), decor.CountersNoUnit("%d / %d")),
-					mpb.AppendDecorators(decor.Percentage(), decor.Any(func(decor.Statistics) string { return rateETA(last) })),
-				)
-			}
-			if total > 0 {
-				bar.SetTotal(total, false)
-			}
-			bar.SetCurrent(done)
+		if bar != nil {
+			bar.update(last)
 		} else if time.Since(lastLine) > 2*time.Second || terminal(last.State) {
 			lastLine = time.Now()
-			fmt.Fprintf(w, "%s %s: %d/%d items, %d rejects%s\n", shortKind(last.Kind), strings.TrimPrefix(last.State.String(), "JOB_STATE_"), done, total, pr.GetRejects(), rateETA(last))
+			fmt.Fprintf(w, "%s %s: %s, %d rejects%s\n", shortKind(last.Kind), strings.TrimPrefix(last.State.String(), "JOB_STATE_"), progressText(last), last.GetProgress().GetRejects(), rateETA(last))
 		}
 		if terminal(last.State) {
 			break
 		}
 	}
-	if p != nil && bar != nil {
-		if last.State == migratorv1.JobState_JOB_STATE_SUCCEEDED {
-			bar.SetTotal(-1, true)
-		} else {
-			bar.Abort(false)
-		}
-		p.Wait()
+	if bar != nil {
+		bar.finish(last)
 	}
 	return last, nil
 }
@@ -492,7 +469,7 @@ func jobsList(args []string, w io.Writer) error {
 	for _, j := range resp.Jobs {
 		pr := j.GetProgress()
 		rows = append(rows, []string{j.Id, shortKind(j.Kind), strings.TrimPrefix(j.State.String(), "JOB_STATE_"),
-			fmt.Sprintf("%d/%d", pr.GetItemsWritten()+pr.GetItemsCompared(), pr.GetItemsTotal()), strconv.FormatUint(pr.GetRejects(), 10), fmtTime(j.CreateTime.AsTime())})
+			fmt.Sprintf("%d/%d", processed(j), pr.GetItemsTotal()), strconv.FormatUint(pr.GetRejects(), 10), fmtTime(j.CreateTime.AsTime())})
 	}
 	return table(w, []string{"ID", "KIND", "STATE", "ITEMS", "REJECTS", "CREATED"}, rows)
 }
