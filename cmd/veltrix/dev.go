@@ -61,7 +61,7 @@ func (s *devStack) close(w io.Writer) {
 
 func dev(args []string, w io.Writer) error {
 	flags := flag.NewFlagSet("veltrix dev", flag.ContinueOnError)
-	dataDir := flags.String("data-dir", ".veltrix", "where the stack keeps its data (reused by the next run)")
+	dataDir := flags.String("data-dir", ".veltrix", "where the stack keeps its data (reused by the next run; one stack at a time: locked through DIR/veltrix-dev.lock)")
 	listen := flags.String("listen-addr", "127.0.0.1:7400", "router address")
 	migAddr := flags.String("migrator-addr", "127.0.0.1:7600", "migrator address")
 	noSample := flags.Bool("no-sample", false, "do not import the bundled sample export")
