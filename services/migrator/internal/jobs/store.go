@@ -276,6 +276,8 @@ func (s *Store) Finish(ctx context.Context, id string, state migratorv1.JobState
 //
 //   - an import keeps its file (or Scan segment) checkpoints and rejects,
 //     so finished files are not read again and the totals stay exact;
+//     only a file rejected whole without being read (missing, or failing
+//     its checksum) loses its checkpoint and reject, to be read again;
 //   - a stream keeps its shard checkpoints and counters, and resumes
 //     after the last record it applied (starting over from LATEST would
 //     skip what arrived in between);
@@ -311,6 +313,34 @@ func (s *Store) Retry(ctx context.Context, id string) (*migratorv1.Job, error) {
 		j.Attempts = max(j.GetAttempts(), 1) + 1
 		j.Error, j.Problems, j.EndTime, j.Health, j.Owners = "", nil, nil, nil, nil
 		ops := []clientv3.Op{}
+		if j.GetKind() == migratorv1.JobKind_JOB_KIND_IMPORT && j.GetImportSpec().GetTableScan() == nil {
+			// A data file rejected whole before any line was read (missing,
+			// or failing its checksum: done but never verified) is read
+			// again: the user may have restored it. Its checkpoint and its
+			// file-level reject go, so the totals stay exact.
+			cps, err := s.Checkpoints(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			var again []clientv3.Op
+			for name, cp := range cps {
+				if cp.Done && !cp.MD5Verified {
+					again = append(again, clientv3.OpDelete(s.filesPrefix(id)+name),
+						clientv3.OpDelete(s.rejectsPrefix(id)+name+"/", clientv3.WithPrefix()))
+				}
+			}
+			if len(again) <= maxTxnOps-4 {
+				ops = append(ops, again...)
+			} else {
+				// Too many for one transaction; the job has ended, so no
+				// runner writes them meanwhile.
+				for lo := 0; lo < len(again); lo += maxTxnOps {
+					if _, err := s.cli.Txn(ctx).Then(again[lo:min(lo+maxTxnOps, len(again))]...).Commit(); err != nil {
+						return nil, fmt.Errorf("jobs: retry job %s: reset files: %w", id, err)
+					}
+				}
+			}
+		}
 		if j.GetKind() == migratorv1.JobKind_JOB_KIND_VERIFY {
 			j.Progress, j.VerifyReport = &migratorv1.Progress{}, nil
 			ops = append(ops,
