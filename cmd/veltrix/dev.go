@@ -164,21 +164,36 @@ func importSample(ctx context.Context, w io.Writer, dir string, st *devStack) er
 	}
 	defer cc.Close()
 	mc := migratorv1.NewMigratorServiceClient(cc)
-	if resp, err := mc.GetJob(ctx, &migratorv1.GetJobRequest{Id: sampleJobID}); err == nil && resp.Job.State == migratorv1.JobState_JOB_STATE_SUCCEEDED {
-		fmt.Fprintf(w, "sample import already done (job %s, %d items); skipping\n\n", sampleJobID, resp.Job.GetProgress().GetItemsWritten())
+	prev, err := mc.GetJob(ctx, &migratorv1.GetJobRequest{Id: sampleJobID})
+	if err == nil && prev.Job.State == migratorv1.JobState_JOB_STATE_SUCCEEDED {
+		fmt.Fprintf(w, "sample import already done (job %s, %d items); skipping\n\n", sampleJobID, prev.Job.GetProgress().GetItemsWritten())
 		return nil
 	}
 	exportDir := filepath.Join(dir, "sample-export")
 	if err := sample.Generate(exportDir); err != nil {
 		return fmt.Errorf("generate the sample export: %w", err)
 	}
-	resp, err := mc.StartImport(ctx, &migratorv1.StartImportRequest{JobId: sampleJobID, Spec: sample.ImportSpec(exportDir)})
-	if err != nil {
-		return explain(err, "start sample import")
+	var job *migratorv1.Job
+	switch {
+	case err == nil && (prev.Job.State == migratorv1.JobState_JOB_STATE_FAILED || prev.Job.State == migratorv1.JobState_JOB_STATE_CANCELLED ||
+		prev.Job.State == migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS):
+		// An earlier run's sample import did not succeed: run it again
+		// rather than report the old failure on every start.
+		resp, err := mc.RetryJob(ctx, &migratorv1.RetryJobRequest{Id: sampleJobID})
+		if err != nil {
+			return explain(err, "retry sample import")
+		}
+		job = resp.Job
+	default:
+		resp, err := mc.StartImport(ctx, &migratorv1.StartImportRequest{JobId: sampleJobID, Spec: sample.ImportSpec(exportDir)})
+		if err != nil {
+			return explain(err, "start sample import")
+		}
+		job = resp.Job
 	}
 	fmt.Fprintf(w, "importing the sample DynamoDB export (%s) into table %q\n", exportDir, sample.Table)
 	c := &conn{output: "table", timeout: 30 * time.Second}
-	if err := follow(ctx, w, c, mc, resp.Job, false); err != nil {
+	if err := follow(ctx, w, c, mc, job, false); err != nil {
 		return err
 	}
 	fmt.Fprintln(w)
