@@ -75,11 +75,14 @@ BENCH_FLAGS ?= --duration 4s --keys 50000 --import-items 100000
 bench: bench-deps ## Veltrix vs etcd, Redis and raw Pebble side by side: YCSB A-D, PUT, BatchGet, bulk import (~5 min on 2 cores).
 	go run ./cmd/veltrix bench $(BENCH_FLAGS)
 
+# Extra flags for veltrix dev, e.g. make run ARGS='--data-dir /tmp/v2 --listen-addr 127.0.0.1:7401'.
+ARGS ?=
+
 .PHONY: run
-run: ## Start a local stack (veltrix dev): etcd, 3 storage nodes, router :7400, migrator :7600, sample import.
+run: ## Start a local stack (veltrix dev): etcd, 3 storage nodes, router :7400, migrator :7600, sample import. Flags: ARGS='...' (veltrix dev -h).
 	@cd tools && GOWORK=off go build -o $(BIN)/ github.com/fullstorydev/grpcurl/cmd/grpcurl
 	go build -o $(BIN)/veltrix ./cmd/veltrix
-	$(BIN)/veltrix dev
+	$(BIN)/veltrix dev $(ARGS)
 
 .PHONY: ci
 ci: check-generated lint test ## What CI runs: check-generated, lint, test.

@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -59,7 +61,7 @@ func (s *devStack) close(w io.Writer) {
 
 func dev(args []string, w io.Writer) error {
 	flags := flag.NewFlagSet("veltrix dev", flag.ContinueOnError)
-	dataDir := flags.String("data-dir", ".veltrix", "where the stack keeps its data (reused by the next run)")
+	dataDir := flags.String("data-dir", ".veltrix", "where the stack keeps its data (reused by the next run; one stack at a time: locked through DIR/veltrix-dev.lock)")
 	listen := flags.String("listen-addr", "127.0.0.1:7400", "router address")
 	migAddr := flags.String("migrator-addr", "127.0.0.1:7600", "migrator address")
 	noSample := flags.Bool("no-sample", false, "do not import the bundled sample export")
@@ -80,12 +82,17 @@ func dev(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := lockDataDir(abs)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	fmt.Fprintf(w, "Veltrix dev stack, data in %s\n", abs)
 	st := &devStack{}
 	defer st.close(w)
 
 	if st.etcd, err = etcdembed.Start(etcdembed.Config{Dir: filepath.Join(abs, "etcd")}); err != nil {
-		return fmt.Errorf("start etcd: %w (is another 'veltrix dev' using %s?)", err, abs)
+		return fmt.Errorf("start etcd: %w", err)
 	}
 	cli, err := st.etcd.Client()
 	if err != nil {
@@ -134,7 +141,7 @@ func dev(args []string, w io.Writer) error {
 			return err
 		}
 	}
-	printTry(w, st.router.Addr())
+	printTry(w, tryInfo{cli: selfCommand(), router: st.router.Addr(), migrator: st.migrator.Addr()})
 	if *exitAfterReady {
 		return nil
 	}
@@ -157,21 +164,36 @@ func importSample(ctx context.Context, w io.Writer, dir string, st *devStack) er
 	}
 	defer cc.Close()
 	mc := migratorv1.NewMigratorServiceClient(cc)
-	if resp, err := mc.GetJob(ctx, &migratorv1.GetJobRequest{Id: sampleJobID}); err == nil && resp.Job.State == migratorv1.JobState_JOB_STATE_SUCCEEDED {
-		fmt.Fprintf(w, "sample import already done (job %s, %d items); skipping\n\n", sampleJobID, resp.Job.GetProgress().GetItemsWritten())
+	prev, err := mc.GetJob(ctx, &migratorv1.GetJobRequest{Id: sampleJobID})
+	if err == nil && prev.Job.State == migratorv1.JobState_JOB_STATE_SUCCEEDED {
+		fmt.Fprintf(w, "sample import already done (job %s, %d items); skipping\n\n", sampleJobID, prev.Job.GetProgress().GetItemsWritten())
 		return nil
 	}
 	exportDir := filepath.Join(dir, "sample-export")
 	if err := sample.Generate(exportDir); err != nil {
 		return fmt.Errorf("generate the sample export: %w", err)
 	}
-	resp, err := mc.StartImport(ctx, &migratorv1.StartImportRequest{JobId: sampleJobID, Spec: sample.ImportSpec(exportDir)})
-	if err != nil {
-		return explain(err, "start sample import")
+	var job *migratorv1.Job
+	switch {
+	case err == nil && (prev.Job.State == migratorv1.JobState_JOB_STATE_FAILED || prev.Job.State == migratorv1.JobState_JOB_STATE_CANCELLED ||
+		prev.Job.State == migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS):
+		// An earlier run's sample import did not succeed: run it again
+		// rather than report the old failure on every start.
+		resp, err := mc.RetryJob(ctx, &migratorv1.RetryJobRequest{Id: sampleJobID})
+		if err != nil {
+			return explain(err, "retry sample import")
+		}
+		job = resp.Job
+	default:
+		resp, err := mc.StartImport(ctx, &migratorv1.StartImportRequest{JobId: sampleJobID, Spec: sample.ImportSpec(exportDir)})
+		if err != nil {
+			return explain(err, "start sample import")
+		}
+		job = resp.Job
 	}
 	fmt.Fprintf(w, "importing the sample DynamoDB export (%s) into table %q\n", exportDir, sample.Table)
 	c := &conn{output: "table", timeout: 30 * time.Second}
-	if err := follow(ctx, w, c, mc, resp.Job, false); err != nil {
+	if err := follow(ctx, w, c, mc, job, false); err != nil {
 		return err
 	}
 	fmt.Fprintln(w)
@@ -188,14 +210,79 @@ func grpcurlCommand() string {
 	return "grpcurl"
 }
 
-func printTry(w io.Writer, addr string) {
+// selfCommand is how to run this very binary from the directory the stack
+// was started in: bin/veltrix under `make run`, "go run ./cmd/veltrix"
+// under go run, "veltrix" when that is what PATH finds, else the absolute
+// path.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "veltrix"
+	}
+	if real, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = real
+	}
+	return commandFor(exe)
+}
+
+func commandFor(exe string) string {
+	if strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		// go run: the binary is a temporary copy.
+		if _, err := os.Stat(filepath.Join("cmd", "veltrix", "main.go")); err == nil {
+			return "go run ./cmd/veltrix"
+		}
+		return exe
+	}
+	if onPath, err := exec.LookPath("veltrix"); err == nil {
+		if a, err := os.Stat(onPath); err == nil {
+			if b, err := os.Stat(exe); err == nil && os.SameFile(a, b) {
+				return "veltrix"
+			}
+		}
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
+			if !strings.ContainsRune(rel, filepath.Separator) {
+				rel = "." + string(filepath.Separator) + rel
+			}
+			return rel
+		}
+	}
+	return exe
+}
+
+// tryInfo is what the printed commands need: how to run the CLI and the
+// addresses the stack really listens on.
+type tryInfo struct {
+	cli, router, migrator string
+}
+
+// Defaults of the CLI's --endpoints and --migrator flags.
+const (
+	defaultRouterAddr   = "127.0.0.1:7400"
+	defaultMigratorAddr = "127.0.0.1:7600"
+)
+
+func printTry(w io.Writer, t tryInfo) {
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 	g := grpcurlCommand()
+	addr := t.router
 	fmt.Fprintln(w, "Try it (bytes fields are base64 in grpcurl's JSON):")
 	fmt.Fprintf(w, "  %s -plaintext %s list\n", g, addr)
 	fmt.Fprintf(w, "  %s -plaintext -d '{\"key\":{\"table\":\"%s\",\"partition_key\":\"%s\",\"sort_key\":\"%s\"}}' %s veltrix.kv.v1.KVService/Get\n",
 		g, sample.Table, b64(sample.ExampleUser), b64(sample.ExampleSession), addr)
 	fmt.Fprintf(w, "  %s -plaintext -d '{\"table\":\"%s\",\"partition_key\":\"%s\",\"limit\":5}' %s veltrix.kv.v1.KVService/Query\n",
 		g, sample.Table, b64(sample.ExampleUser), addr)
-	fmt.Fprintf(w, "Or with the CLI: veltrix status; veltrix kv query %s %s\n\n", sample.Table, sample.ExampleUser)
+	flags := ""
+	if t.router != defaultRouterAddr {
+		flags += " --endpoints " + t.router
+	}
+	jobFlags := flags
+	if t.migrator != defaultMigratorAddr {
+		jobFlags += " --migrator " + t.migrator
+	}
+	fmt.Fprintln(w, "Or with the CLI:")
+	fmt.Fprintf(w, "  %s status%s\n", t.cli, flags)
+	fmt.Fprintf(w, "  %s kv query %s %s%s\n", t.cli, sample.Table, sample.ExampleUser, flags)
+	fmt.Fprintf(w, "  %s jobs list%s\n\n", t.cli, jobFlags)
 }

@@ -8,12 +8,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/vbauerster/mpb/v8"
-	"github.com/vbauerster/mpb/v8/decor"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -22,11 +21,12 @@ func init() {
 	register(command{name: "import", usage: "import a DynamoDB export (S3 or a local folder) and watch its progress", run: importCmd})
 	register(command{name: "verify", usage: "compare a DynamoDB export with a Veltrix table", run: verifyCmd})
 	register(command{name: "stream", usage: "start a CDC job (DynamoDB Streams or Kinesis) and watch its lag", run: streamCmd})
-	register(command{name: "jobs", usage: "list, get, watch, cancel jobs and list their rejects", run: subcommand("jobs", map[string]func([]string, io.Writer) error{
+	register(command{name: "jobs", usage: "list, get, watch, cancel, retry jobs and list their rejects", run: subcommand("jobs", map[string]func([]string, io.Writer) error{
 		"list":    jobsList,
 		"get":     jobsGet,
 		"watch":   jobsWatch,
 		"cancel":  jobsCancel,
+		"retry":   jobsRetry,
 		"rejects": jobsRejects,
 	})})
 }
@@ -37,6 +37,7 @@ type mappingFlags struct {
 	table, pk, sk, encoding, ttlAttr, filter string
 	create                                   bool
 	region, endpoint                         string
+	awsProfile, awsCredentialsFile           string
 	pathStyle                                bool
 	jobID                                    string
 	detach                                   bool
@@ -53,6 +54,8 @@ func (m *mappingFlags) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&m.region, "region", "", "AWS region (default: from the environment)")
 	fs.StringVar(&m.endpoint, "aws-endpoint", "", "AWS endpoint override (a local S3 or DynamoDB)")
 	fs.BoolVar(&m.pathStyle, "s3-path-style", false, "use path-style S3 addressing")
+	fs.StringVar(&m.awsProfile, "aws-profile", "", "AWS profile the migrator reads credentials from (its shared config/credentials files); only the name is stored with the job")
+	fs.StringVar(&m.awsCredentialsFile, "aws-credentials-file", "", "shared credentials file on the migrator's host (made absolute here); only the path is stored with the job")
 	fs.StringVar(&m.jobID, "job-id", "", "job id; starting the same id again returns the existing job")
 	fs.BoolVar(&m.detach, "detach", false, "start the job and return without watching it")
 }
@@ -97,8 +100,18 @@ func (m *mappingFlags) mapping() (*migratorv1.Mapping, error) {
 	return out, nil
 }
 
-func (m *mappingFlags) aws() *migratorv1.AwsOptions {
-	return &migratorv1.AwsOptions{Region: m.region, Endpoint: m.endpoint, S3PathStyle: m.pathStyle}
+// aws returns the AWS options of the job: credentials go by reference (a
+// profile name, a file path), never the secret itself.
+func (m *mappingFlags) aws() (*migratorv1.AwsOptions, error) {
+	o := &migratorv1.AwsOptions{Region: m.region, Endpoint: m.endpoint, S3PathStyle: m.pathStyle, Profile: m.awsProfile}
+	if f := m.awsCredentialsFile; f != "" {
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			return nil, usageErr("--aws-credentials-file %q: %v", f, err)
+		}
+		o.CredentialsFile = abs
+	}
+	return o, nil
 }
 
 func importCmd(args []string, w io.Writer) error {
@@ -122,7 +135,11 @@ func importCmd(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	exp := &migratorv1.ExportSource{Uri: *source, Aws: m.aws()}
+	awsOpts, err := m.aws()
+	if err != nil {
+		return err
+	}
+	exp := &migratorv1.ExportSource{Uri: *source, Aws: awsOpts}
 	switch strings.ToLower(*format) {
 	case "":
 	case "dynamodb_json":
@@ -175,8 +192,12 @@ func verifyCmd(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	awsOpts, err := m.aws()
+	if err != nil {
+		return err
+	}
 	spec := &migratorv1.VerifySpec{
-		Source:  &migratorv1.VerifySpec_Export{Export: &migratorv1.ExportSource{Uri: *source, Aws: m.aws()}},
+		Source:  &migratorv1.VerifySpec_Export{Export: &migratorv1.ExportSource{Uri: *source, Aws: awsOpts}},
 		Mapping: mp, SampleFraction: *sample, CheckExtra: *extra, MaxMismatches: uint32(*maxMis),
 		AcceptRejectsJob: *accept,
 	}
@@ -213,7 +234,11 @@ func streamCmd(args []string, w io.Writer) error {
 	if _, err := parse(fs, args, 0, 0, &c); err != nil {
 		return err
 	}
-	spec := &migratorv1.StreamSpec{Stream: *stream, ShardId: *shard, SequenceNumber: *seq, Aws: m.aws()}
+	awsOpts, err := m.aws()
+	if err != nil {
+		return err
+	}
+	spec := &migratorv1.StreamSpec{Stream: *stream, ShardId: *shard, SequenceNumber: *seq, Aws: awsOpts}
 	if *failAfter < 0 {
 		return usageErr("--fail-after %s: must not be negative", *failAfter)
 	}
@@ -236,7 +261,6 @@ func streamCmd(args []string, w io.Writer) error {
 		return usageErr("--start %q: want trim_horizon, latest, at_sequence_number or after_sequence_number", *start)
 	}
 	spec.Start = migratorv1.StartPosition(sp)
-	var err error
 	if spec.Mapping, err = m.mapping(); err != nil {
 		return err
 	}
@@ -291,10 +315,9 @@ func watch(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServ
 		return nil, err
 	}
 	tty := isTerminal(w) && c.output == "table"
-	var p *mpb.Progress
-	var bar *mpb.Bar
+	var bar *jobBar
 	if tty {
-		p = mpb.NewWithContext(ctx, mpb.WithOutput(w), mpb.WithWidth(48), mpb.WithRefreshRate(200*time.Millisecond))
+		bar = newJobBar(ctx, w, job)
 	}
 	last := job
 	lastLine := time.Time{}
@@ -304,32 +327,17 @@ func watch(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServ
 			break
 		}
 		if err != nil {
-			if p != nil {
-				if bar != nil {
-					bar.Abort(false)
-				}
-				p.Wait()
+			if bar != nil {
+				bar.finish(nil)
 			}
 			return last, err
 		}
 		last = resp.Job
-		pr := last.GetProgress()
-		total := int64(pr.GetItemsTotal())
-		done := int64(pr.GetItemsWritten() + pr.GetItemsCompared())
-		if p != nil {
-			if bar == nil {
-				bar = p.AddBar(max(total, 1),
-					mpb.PrependDecorators(decor.Name(shortKind(last.Kind)+" "+last.Id+" "), decor.CountersNoUnit("%d / %d")),
-					mpb.AppendDecorators(decor.Percentage(), decor.Any(func(decor.Statistics) string { return rateETA(last) })),
-				)
-			}
-			if total > 0 {
-				bar.SetTotal(total, false)
-			}
-			bar.SetCurrent(done)
+		if bar != nil {
+			bar.update(last)
 		} else if time.Since(lastLine) > 2*time.Second || terminal(last.State) {
 			lastLine = time.Now()
-			fmt.Fprintf(w, "%s %s: %d/%d items, %d rejects%s\n", shortKind(last.Kind), strings.TrimPrefix(last.State.String(), "JOB_STATE_"), done, total, pr.GetRejects(), rateETA(last))
+			fmt.Fprintf(w, "%s %s: %s, %d rejects%s\n", shortKind(last.Kind), strings.TrimPrefix(last.State.String(), "JOB_STATE_"), progressText(last), last.GetProgress().GetRejects(), rateETA(last))
 			if h := last.GetHealth(); h.GetConsecutiveFailures() > 0 {
 				fmt.Fprintf(w, "  health: %s; last error: %s\n", healthSummary(last), h.GetLastError())
 			}
@@ -338,13 +346,8 @@ func watch(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServ
 			break
 		}
 	}
-	if p != nil && bar != nil {
-		if last.State == migratorv1.JobState_JOB_STATE_SUCCEEDED {
-			bar.SetTotal(-1, true)
-		} else {
-			bar.Abort(false)
-		}
-		p.Wait()
+	if bar != nil {
+		bar.finish(last)
 	}
 	return last, nil
 }
@@ -570,7 +573,7 @@ func jobsList(args []string, w io.Writer) error {
 	for _, j := range resp.Jobs {
 		pr := j.GetProgress()
 		rows = append(rows, []string{j.Id, shortKind(j.Kind), strings.TrimPrefix(j.State.String(), "JOB_STATE_"),
-			fmt.Sprintf("%d/%d", pr.GetItemsWritten()+pr.GetItemsCompared(), pr.GetItemsTotal()), strconv.FormatUint(pr.GetRejects(), 10), healthSummary(j), fmtTime(j.CreateTime.AsTime())})
+			fmt.Sprintf("%d/%d", processed(j), pr.GetItemsTotal()), strconv.FormatUint(pr.GetRejects(), 10), healthSummary(j), fmtTime(j.CreateTime.AsTime())})
 	}
 	return table(w, []string{"ID", "KIND", "STATE", "ITEMS", "REJECTS", "HEALTH", "CREATED"}, rows)
 }
@@ -645,6 +648,34 @@ func jobsCancel(args []string, w io.Writer) error {
 	}
 	_, err = fmt.Fprintf(w, "job %s: %s\n", id, strings.TrimPrefix(resp.Job.State.String(), "JOB_STATE_"))
 	return err
+}
+
+// jobsRetry runs a FAILED, COMPLETED_WITH_ERRORS or CANCELLED job again
+// under its id and follows it as import does (--detach returns at once).
+func jobsRetry(args []string, w io.Writer) error {
+	var c conn
+	fs := flag.NewFlagSet("veltrix jobs retry JOB_ID", flag.ContinueOnError)
+	c.addFlags(fs)
+	detach := fs.Bool("detach", false, "retry the job and return without watching it")
+	pos, err := parse(fs, args, 1, 1, &c)
+	if err != nil {
+		return err
+	}
+	mc, closeFn, err := c.migratorClient()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	resp, err := mc.RetryJob(ctx, &migratorv1.RetryJobRequest{Id: pos[0]})
+	cancel()
+	if err != nil {
+		return explain(err, "retry job")
+	}
+	if c.output != "json" {
+		fmt.Fprintf(w, "job %s: attempt %d\n", resp.Job.Id, resp.Job.Attempts)
+	}
+	return follow(context.Background(), w, &c, mc, resp.Job, *detach)
 }
 
 func jobsRejects(args []string, w io.Writer) error {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -50,7 +51,7 @@ func toStatus(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, jobs.ErrExists):
 		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, jobs.ErrFinished):
+	case errors.Is(err, jobs.ErrFinished), errors.Is(err, jobs.ErrNotRetryable):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, jobs.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
@@ -62,11 +63,21 @@ func invalid(problems []string) error {
 	return status.Error(codes.InvalidArgument, strings.Join(problems, "; "))
 }
 
+// checkAWS validates AWS options: a credentials file is a path on the
+// migrator's host, so a relative one would depend on the migrator's
+// working directory.
+func checkAWS(o *migratorv1.AwsOptions, field string, problems *[]string) {
+	if f := o.GetCredentialsFile(); f != "" && !filepath.IsAbs(f) {
+		*problems = append(*problems, fmt.Sprintf("%s.credentials_file: %q: want an absolute path on the migrator's host", field, f))
+	}
+}
+
 // checkExport validates an export source.
 func checkExport(src *migratorv1.ExportSource, field string, problems *[]string) {
 	if src.GetUri() == "" {
 		*problems = append(*problems, field+".uri: required (s3://bucket/prefix or a directory)")
 	}
+	checkAWS(src.GetAws(), field+".aws", problems)
 	if _, ok := migratorv1.ExportFormat_name[int32(src.GetFormat())]; !ok {
 		*problems = append(*problems, fmt.Sprintf("%s.format: unknown format %d", field, src.GetFormat()))
 	}
@@ -77,6 +88,7 @@ func checkTableScan(src *migratorv1.TableScanSource, field string, problems *[]s
 	if src.GetTableName() == "" {
 		*problems = append(*problems, field+".table_name: required")
 	}
+	checkAWS(src.GetAws(), field+".aws", problems)
 	if n := src.GetSegments(); n > maxSegments {
 		*problems = append(*problems, fmt.Sprintf("%s.segments: %d: at most %d (DynamoDB's TotalSegments limit)", field, n, maxSegments))
 	}
@@ -109,6 +121,7 @@ func (sv *service) create(ctx context.Context, id, kind string, j *migratorv1.Jo
 	j.State = migratorv1.JobState_JOB_STATE_PENDING
 	j.CreateTime = timestamppb.Now()
 	j.Progress = &migratorv1.Progress{}
+	j.Attempts = 1
 	got, existed, err := sv.s.store.Create(ctx, j)
 	if err != nil {
 		return nil, toStatus(err)
@@ -227,6 +240,7 @@ func (sv *service) StartStream(ctx context.Context, req *migratorv1.StartStreamR
 		problems = append(problems, fmt.Sprintf("spec.start: unknown start position %d", spec.GetStart()))
 	}
 	checkMapping(spec.GetMapping(), &problems)
+	checkAWS(spec.GetAws(), "spec.aws", &problems)
 	if b := spec.GetBatchSize(); b > jobs.MaxBatchSize {
 		problems = append(problems, fmt.Sprintf("spec.batch_size: %d: at most %d (the router's BatchWrite limit)", b, jobs.MaxBatchSize))
 	}
@@ -379,6 +393,24 @@ func (sv *service) CancelJob(ctx context.Context, req *migratorv1.CancelJobReque
 		return nil, err
 	}
 	return &migratorv1.CancelJobResponse{Job: j}, nil
+}
+
+// RetryJob runs a FAILED, COMPLETED_WITH_ERRORS or CANCELLED job again
+// under its id (see jobs.Store.Retry for what is kept).
+func (sv *service) RetryJob(ctx context.Context, req *migratorv1.RetryJobRequest) (*migratorv1.RetryJobResponse, error) {
+	if _, err := sv.get(ctx, req.GetId()); err != nil {
+		return nil, err
+	}
+	j, err := sv.s.store.Retry(ctx, req.GetId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	sv.s.logger.Info("job retried", "job", j.GetId(), "attempt", j.GetAttempts())
+	sv.s.mgr.Wake()
+	if j, err = sv.view(ctx, j); err != nil {
+		return nil, err
+	}
+	return &migratorv1.RetryJobResponse{Job: j}, nil
 }
 
 func (sv *service) ListRejects(ctx context.Context, req *migratorv1.ListRejectsRequest) (*migratorv1.ListRejectsResponse, error) {

@@ -12,14 +12,12 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/veltrixdb/veltrix/services/migrator/internal/awsconf"
 )
 
 // Store reads the objects of one export folder: the manifests and the data
@@ -49,6 +47,10 @@ type Object struct {
 type AWSOptions struct {
 	// Region; default from the environment, else us-east-1.
 	Region string
+	// Profile and CredentialsFile choose the credentials (see
+	// awsconf.Options); default the default credential chain.
+	Profile         string
+	CredentialsFile string
 	// Endpoint overrides the S3 endpoint URL (MinIO, gofakes3, s3rver).
 	Endpoint string
 	// PathStyle uses path-style addressing (http://host/bucket/key).
@@ -84,27 +86,14 @@ func OpenStore(ctx context.Context, uri string, o AWSOptions) (Store, error) {
 	return NewDirStore(uri)
 }
 
-// NewS3Client builds an S3 client from the default credential chain and o.
+// NewS3Client builds an S3 client from o's credentials (awsconf.Load).
 // Request and response checksums are computed only when S3 requires them,
 // which keeps S3-compatible servers that predate the SDK's default CRC
 // trailers (gofakes3, older MinIO) working.
 func NewS3Client(ctx context.Context, o AWSOptions) (*s3.Client, error) {
-	opts := []func(*config.LoadOptions) error{
-		config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
-			// A server that accepts the connection but never answers must
-			// not hang the job.
-			tr.ResponseHeaderTimeout = 30 * time.Second
-		})),
-	}
-	if o.Region != "" {
-		opts = append(opts, config.WithRegion(o.Region))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	cfg, err := awsconf.Load(ctx, awsconf.Options{Region: o.Region, Profile: o.Profile, CredentialsFile: o.CredentialsFile})
 	if err != nil {
-		return nil, fmt.Errorf("export: load AWS config: %w", err)
-	}
-	if cfg.Region == "" {
-		cfg.Region = "us-east-1"
+		return nil, fmt.Errorf("export: %w", err)
 	}
 	return s3.NewFromConfig(cfg, func(so *s3.Options) {
 		if o.Endpoint != "" {

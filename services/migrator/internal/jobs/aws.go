@@ -2,41 +2,24 @@ package jobs
 
 import (
 	"context"
-	"fmt"
-	"net/http"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
+	"github.com/veltrixdb/veltrix/services/migrator/internal/awsconf"
 )
 
-// LoadAWSConfig loads the SDK configuration from the default credential
-// chain (environment, shared config, SSO, instance role) and o's region
-// (default: the environment's, else us-east-1).
+// LoadAWSConfig loads the SDK configuration from o's region, profile and
+// credentials file, else the default credential chain (awsconf.Load).
 func LoadAWSConfig(ctx context.Context, o *migratorv1.AwsOptions) (aws.Config, error) {
-	opts := []func(*config.LoadOptions) error{
-		config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
-			// A server that accepts the connection but never answers must
-			// not hang the job.
-			tr.ResponseHeaderTimeout = 30 * time.Second
-		})),
-	}
-	if r := o.GetRegion(); r != "" {
-		opts = append(opts, config.WithRegion(r))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		return aws.Config{}, fmt.Errorf("load AWS config: %w", err)
-	}
-	if cfg.Region == "" {
-		cfg.Region = "us-east-1"
-	}
-	return cfg, nil
+	return awsconf.Load(ctx, AWSConfOptions(o))
+}
+
+// AWSConfOptions maps the API's AwsOptions to awsconf's.
+func AWSConfOptions(o *migratorv1.AwsOptions) awsconf.Options {
+	return awsconf.Options{Region: o.GetRegion(), Profile: o.GetProfile(), CredentialsFile: o.GetCredentialsFile()}
 }
 
 // endpoint returns o's endpoint override, or nil for the SDK's own.

@@ -54,9 +54,11 @@ func openExport(ctx context.Context, src *migratorv1.ExportSource) (*export.Expo
 	ctx, cancel := context.WithTimeout(ctx, manifestTimeout)
 	defer cancel()
 	aws := export.AWSOptions{
-		Region:    src.GetAws().GetRegion(),
-		Endpoint:  src.GetAws().GetEndpoint(),
-		PathStyle: src.GetAws().GetS3PathStyle(),
+		Region:          src.GetAws().GetRegion(),
+		Endpoint:        src.GetAws().GetEndpoint(),
+		PathStyle:       src.GetAws().GetS3PathStyle(),
+		Profile:         src.GetAws().GetProfile(),
+		CredentialsFile: src.GetAws().GetCredentialsFile(),
 	}
 	store, err := export.OpenStore(ctx, src.GetUri(), aws)
 	if err != nil {

@@ -30,6 +30,9 @@ var (
 	// ErrClaimLost reports that this migrator no longer holds a claim it
 	// was working under (its lease expired, or the job ended).
 	ErrClaimLost = errors.New("jobs: claim lost")
+	// ErrNotRetryable reports a retry of a job that succeeded or has not
+	// ended.
+	ErrNotRetryable = errors.New("jobs: job cannot be retried")
 )
 
 var jobIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
@@ -43,7 +46,7 @@ func ValidateID(id string) error {
 	return nil
 }
 
-// Terminal reports whether a job state is final.
+// Terminal reports whether a job state is final (until RetryJob).
 func Terminal(s migratorv1.JobState) bool {
 	switch s {
 	case migratorv1.JobState_JOB_STATE_SUCCEEDED, migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS,
@@ -51,6 +54,12 @@ func Terminal(s migratorv1.JobState) bool {
 		return true
 	}
 	return false
+}
+
+// Retryable reports whether a job in state s can run again under its id.
+func Retryable(s migratorv1.JobState) bool {
+	return s == migratorv1.JobState_JOB_STATE_FAILED || s == migratorv1.JobState_JOB_STATE_CANCELLED ||
+		s == migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS
 }
 
 // Store keeps jobs in etcd. Layout below topology.Keys.Job(id):
@@ -262,6 +271,99 @@ func (s *Store) Finish(ctx context.Context, id string, state migratorv1.JobState
 		}
 		return nil
 	})
+}
+
+// Retry moves a FAILED, COMPLETED_WITH_ERRORS or CANCELLED job back to
+// PENDING under the same id, so the managers run it again: attempts goes
+// up by one; error, problems, health and end time are cleared. What the
+// job had done stays where its runner resumes from it:
+//
+//   - an import keeps its file (or Scan segment) checkpoints and rejects,
+//     so finished files are not read again and the totals stay exact;
+//     only a file rejected whole without being read (missing, or failing
+//     its checksum) loses its checkpoint and reject, to be read again;
+//   - a stream keeps its shard checkpoints and counters, and resumes
+//     after the last record it applied (starting over from LATEST would
+//     skip what arrived in between);
+//   - a verify starts over: its progress, report, mismatches and rejects
+//     are dropped in the same transaction.
+//
+// A job that succeeded or has not ended is ErrNotRetryable.
+func (s *Store) Retry(ctx context.Context, id string) (*migratorv1.Job, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	key := s.jobKey(id)
+	for {
+		resp, err := s.cli.Get(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("jobs: read job %s: %w", id, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+		j, err := decodeJob(resp.Kvs[0].Value)
+		if err != nil {
+			return nil, err
+		}
+		switch st := j.GetState(); {
+		case st == migratorv1.JobState_JOB_STATE_SUCCEEDED:
+			return nil, fmt.Errorf("%w: job %s already SUCCEEDED; start a new job (another id) to run it again", ErrNotRetryable, id)
+		case !Retryable(st):
+			return nil, fmt.Errorf("%w: job %s is %s; only a FAILED, COMPLETED_WITH_ERRORS or CANCELLED job can be retried (cancel it first)",
+				ErrNotRetryable, id, strings.TrimPrefix(st.String(), "JOB_STATE_"))
+		}
+		j.State = migratorv1.JobState_JOB_STATE_PENDING
+		j.Attempts = max(j.GetAttempts(), 1) + 1
+		j.Error, j.Problems, j.EndTime, j.Health, j.Owners = "", nil, nil, nil, nil
+		ops := []clientv3.Op{}
+		if j.GetKind() == migratorv1.JobKind_JOB_KIND_IMPORT && j.GetImportSpec().GetTableScan() == nil {
+			// A data file rejected whole before any line was read (missing,
+			// or failing its checksum: done but never verified) is read
+			// again: the user may have restored it. Its checkpoint and its
+			// file-level reject go, so the totals stay exact.
+			cps, err := s.Checkpoints(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			var again []clientv3.Op
+			for name, cp := range cps {
+				if cp.Done && !cp.MD5Verified {
+					again = append(again, clientv3.OpDelete(s.filesPrefix(id)+name),
+						clientv3.OpDelete(s.rejectsPrefix(id)+name+"/", clientv3.WithPrefix()))
+				}
+			}
+			if len(again) <= maxTxnOps-4 {
+				ops = append(ops, again...)
+			} else {
+				// Too many for one transaction; the job has ended, so no
+				// runner writes them meanwhile.
+				for lo := 0; lo < len(again); lo += maxTxnOps {
+					if _, err := s.cli.Txn(ctx).Then(again[lo:min(lo+maxTxnOps, len(again))]...).Commit(); err != nil {
+						return nil, fmt.Errorf("jobs: retry job %s: reset files: %w", id, err)
+					}
+				}
+			}
+		}
+		if j.GetKind() == migratorv1.JobKind_JOB_KIND_VERIFY {
+			j.Progress, j.VerifyReport = &migratorv1.Progress{}, nil
+			ops = append(ops,
+				clientv3.OpDelete(s.mismatchPrefix(id), clientv3.WithPrefix()),
+				clientv3.OpDelete(s.rejectsPrefix(id), clientv3.WithPrefix()))
+		}
+		b, err := marshal.Marshal(j)
+		if err != nil {
+			return nil, fmt.Errorf("jobs: encode job %s: %w", id, err)
+		}
+		ops = append(ops, clientv3.OpPut(key, string(b)))
+		tr, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).Then(ops...).Commit()
+		if err != nil {
+			return nil, fmt.Errorf("jobs: retry job %s: %w", id, err)
+		}
+		if tr.Succeeded {
+			return j, nil
+		}
+	}
 }
 
 // List returns every job document, newest first. It skips the keys below

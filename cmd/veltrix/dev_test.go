@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary play a second process holding a dev
+// stack's lock (TestDevLockAcrossProcesses).
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("VELTRIX_TEST_HOLD_LOCK"); dir != "" {
+		unlock, err := lockDataDir(dir)
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		defer unlock()
+		fmt.Println("locked")
+		// Hold the lock until the parent closes stdin or kills us.
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestDevLockAcrossProcesses holds the data directory's lock in another
+// process and checks that a second `veltrix dev` exits at once naming it,
+// and that the lock is free again once that process is killed.
+func TestDevLockAcrossProcesses(t *testing.T) {
+	dir := t.TempDir()
+	holder := exec.Command(os.Args[0], "-test.run=^$")
+	holder.Env = append(os.Environ(), "VELTRIX_TEST_HOLD_LOCK="+dir)
+	stdin, err := holder.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Process.Kill(); _ = holder.Wait() }()
+	first, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(first) != "locked" {
+		t.Fatalf("holder said %q, %v", first, err)
+	}
+
+	start := time.Now()
+	code, stdout, stderr := runCLI(t, nil, "dev", "--data-dir", dir, "--no-sample", "--listen-addr", "127.0.0.1:0", "--migrator-addr", "127.0.0.1:0")
+	want := fmt.Sprintf("another veltrix dev is using %s (pid %d)", dir, holder.Process.Pid)
+	if code != 1 || !strings.Contains(stderr, want) {
+		t.Fatalf("second dev: exit %d, stderr %q, stdout %q; want exit 1 and %q", code, stderr, stdout, want)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("second dev took %s to give up", d)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "etcd")); err == nil {
+		t.Fatal("second dev touched etcd's data before checking the lock")
+	}
+
+	// SIGKILL: the kernel releases the lock.
+	_ = holder.Process.Kill()
+	_ = holder.Wait()
+	unlock, err := lockDataDir(dir)
+	if err != nil {
+		t.Fatalf("lock after the holder died: %v", err)
+	}
+	unlock()
+}
+
+func TestDevLockReleasedOnUnlock(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := lockDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, devLockName))
+	if strings.TrimSpace(string(b)) != fmt.Sprint(os.Getpid()) {
+		t.Fatalf("lock file holds %q, want this pid %d", b, os.Getpid())
+	}
+	// A second open file description conflicts even in one process.
+	if _, err := lockDataDir(dir); !errors.Is(err, errDataDirBusy) || !strings.Contains(err.Error(), fmt.Sprintf("(pid %d)", os.Getpid())) {
+		t.Fatalf("second lock: %v, want errDataDirBusy naming pid %d", err, os.Getpid())
+	}
+	unlock()
+	unlock2, err := lockDataDir(dir)
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	unlock2()
+}
+
+// TestPrintTryUsesRealAddresses checks the printed commands name the
+// binary that runs and the addresses the stack listens on.
+func TestPrintTryUsesRealAddresses(t *testing.T) {
+	var b bytes.Buffer
+	printTry(&b, tryInfo{cli: "bin/veltrix", router: "127.0.0.1:7411", migrator: "127.0.0.1:7611"})
+	out := b.String()
+	for _, want := range []string{
+		"-plaintext 127.0.0.1:7411 list",
+		"bin/veltrix status --endpoints 127.0.0.1:7411\n",
+		"bin/veltrix kv query sessions ",
+		"bin/veltrix jobs list --endpoints 127.0.0.1:7411 --migrator 127.0.0.1:7611\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("printed commands lack %q:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	printTry(&b, tryInfo{cli: "veltrix", router: defaultRouterAddr, migrator: defaultMigratorAddr})
+	if strings.Contains(b.String(), "--endpoints") || strings.Contains(b.String(), "--migrator") {
+		t.Errorf("default addresses need no flags:\n%s", b.String())
+	}
+}
+
+func TestCommandFor(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{
+		filepath.Join(wd, "bin", "veltrix"): filepath.Join("bin", "veltrix"),
+		filepath.Join(wd, "veltrix"):        "." + string(filepath.Separator) + "veltrix",
+		"/opt/elsewhere/veltrix":            "/opt/elsewhere/veltrix",
+	}
+	t.Setenv("PATH", t.TempDir())
+	for exe, want := range cases {
+		if got := commandFor(exe); got != want {
+			t.Errorf("commandFor(%q) = %q, want %q", exe, got, want)
+		}
+	}
+}
+
+// TestMakeRunPassesArgs checks that `make run ARGS=...` hands the flags to
+// veltrix dev.
+func TestMakeRunPassesArgs(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make not installed")
+	}
+	cmd := exec.Command("make", "-n", "run", "ARGS=--data-dir /tmp/v2 --listen-addr 127.0.0.1:7401")
+	cmd.Dir = filepath.Join("..", "..")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make -n run: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "/veltrix dev --data-dir /tmp/v2 --listen-addr 127.0.0.1:7401\n") {
+		t.Fatalf("make run does not pass ARGS to veltrix dev:\n%s", out)
+	}
+}
