@@ -66,6 +66,9 @@ type Process struct {
 	// signalled is set when the test (or the framework) signals the
 	// current run, so an exit nobody asked for can be told apart.
 	signalled bool
+	// exitExpected is set for a run started by StartFails: its exit is
+	// what the test wanted.
+	exitExpected bool
 }
 
 // portFlag is a flag carrying a loopback port.
@@ -239,7 +242,7 @@ func (p *Process) spawn(attempt int) (int64, error) {
 		return 0, fmt.Errorf("%s: start %s: %w", p.Name, p.bin, err)
 	}
 	done := make(chan struct{})
-	p.cmd, p.done, p.exitErr, p.signalled = cmd, done, nil, false
+	p.cmd, p.done, p.exitErr, p.signalled, p.exitExpected = cmd, done, nil, false, false
 	live.add(p, cmd)
 	go func() {
 		err := cmd.Wait()
@@ -297,7 +300,7 @@ func (p *Process) exitedOnItsOwn() bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.done != nil && !p.signalled
+	return p.done != nil && !p.signalled && !p.exitExpected
 }
 
 // dialFast dials a process that may not listen yet: gRPC's default
@@ -432,6 +435,76 @@ func (p *Process) Restart(t testing.TB) {
 	} else {
 		t.Logf("framework: %s restarted on %s (pid %d)", p.Name, after, p.PID())
 	}
+}
+
+// StartFails starts a stopped or killed process again, with the same flags
+// and data directory, when the test expects it to refuse to start: it must
+// exit with a non-zero status without ever answering its health check with
+// SERVING. It fails the test otherwise (and kills a process that serves),
+// and returns what the run logged.
+func (p *Process) StartFails(t testing.TB) string {
+	t.Helper()
+	if p.Running() {
+		t.Fatalf("start %s: still running (pid %d); Stop or Kill it first", p.Name, p.PID())
+	}
+	if err := p.choosePorts(true); err != nil {
+		t.Fatal(err)
+	}
+	off, err := p.spawn(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.waitServing()
+	if err == nil || p.Running() {
+		_ = p.signalAndWait(syscall.SIGKILL, killTimeout)
+		t.Fatalf("%s started (%v), want it to refuse to start; log tail:\n%s", p.Name, err, p.LogTail(4096))
+	}
+	p.mu.Lock()
+	p.exitExpected = true
+	exit := p.exitErr
+	p.mu.Unlock()
+	out := string(p.logSince(off))
+	if exit == nil {
+		t.Fatalf("%s refused to start but exited with status 0; log:\n%s", p.Name, out)
+	}
+	t.Logf("framework: %s refused to start as expected (%v)", p.Name, exit)
+	return out
+}
+
+// DataDir is the process's --data-dir, "" if it has none.
+func (p *Process) DataDir() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, a := range p.args {
+		switch {
+		case (a == "--data-dir" || a == "-data-dir") && i+1 < len(p.args):
+			return p.args[i+1]
+		case strings.HasPrefix(a, "--data-dir="):
+			return strings.TrimPrefix(a, "--data-dir=")
+		}
+	}
+	return ""
+}
+
+// WipeDataDir empties the data directory of a stopped process, as a disk
+// replaced after a failure would be: the next start finds an empty
+// directory.
+func (p *Process) WipeDataDir(t testing.TB) {
+	t.Helper()
+	if p.Running() {
+		t.Fatalf("wipe %s: still running (pid %d); Stop or Kill it first", p.Name, p.PID())
+	}
+	dir := p.DataDir()
+	if dir == "" {
+		t.Fatalf("wipe %s: it has no --data-dir", p.Name)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatalf("wipe %s: %v", p.Name, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("wipe %s: %v", p.Name, err)
+	}
+	t.Logf("framework: %s data directory %s wiped", p.Name, dir)
 }
 
 // Log returns the whole log file.

@@ -139,3 +139,32 @@ func TestCrashIsNoticedAndOrphansAreKilled(t *testing.T) {
 		t.Errorf("pid %d: kill -0 = %v; want ESRCH (no such process)", pid, err)
 	}
 }
+
+func TestWipeDataDirAndStartFails(t *testing.T) {
+	p := etcdProcess(t)
+	if err := p.start(false); err != nil {
+		t.Fatal(err)
+	}
+	dir := p.DataDir()
+	if dir == "" || !strings.HasSuffix(dir, "etcd") {
+		t.Fatalf("DataDir = %q", dir)
+	}
+	p.Stop(t)
+	if entries, _ := os.ReadDir(dir); len(entries) == 0 {
+		t.Fatalf("%s is empty after a run", dir)
+	}
+	p.WipeDataDir(t)
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Fatalf("after the wipe %s holds %v (%v)", dir, entries, err)
+	}
+	p.Restart(t) // etcd starts afresh on the empty directory
+
+	bad := etcdProcess(t, "--data-dir", t.TempDir(), "--no-such-flag")
+	out := bad.StartFails(t)
+	if !strings.Contains(out, "no-such-flag") {
+		t.Errorf("StartFails returned %q, want the run's log", out)
+	}
+	if bad.exitedOnItsOwn() {
+		t.Error("an exit StartFails expected counts as exited on its own")
+	}
+}

@@ -6,7 +6,11 @@
 // Layout under /veltrix/<cluster>/:
 //
 //	config            ClusterConfig (written once at bootstrap)
+//	cluster_id        random id of this cluster (written once, by the first
+//	                  process that needs it; stamped into data directories)
 //	nodes/<id>        Node, under the node's lease
+//	identities/<id>   NodeIdentity: the incarnation of the data directory
+//	                  that is node <id> (no lease: it outlives the process)
 //	placement         Placement {epoch, replicas[partition]}
 //	controller/       election for the placement controller
 //	tables/<name>     Table
@@ -44,11 +48,17 @@ func (k Keys) Prefix() string { return k.prefix }
 // Config is the cluster config key.
 func (k Keys) Config() string { return k.prefix + "config" }
 
+// ClusterID is the key of the cluster's random id.
+func (k Keys) ClusterID() string { return k.prefix + "cluster_id" }
+
 // NodesPrefix is the prefix of the node registrations.
 func (k Keys) NodesPrefix() string { return k.prefix + "nodes/" }
 
 // Node is the registration key of node id.
 func (k Keys) Node(id string) string { return k.NodesPrefix() + id }
+
+// NodeIdentity is the key of node id's identity claim.
+func (k Keys) NodeIdentity(id string) string { return k.prefix + "identities/" + id }
 
 // Placement is the placement document key.
 func (k Keys) Placement() string { return k.prefix + "placement" }

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,6 +73,92 @@ func (s *Store) BootstrapConfig(ctx context.Context, want ClusterConfig) (Cluste
 			ErrConfigMismatch, got.Partitions, got.HashFunction, want.Partitions, want.HashFunction)
 	}
 	return got, nil
+}
+
+// EnsureClusterID returns the cluster's random id, creating it if no
+// process did yet. The id tells clusters of the same name apart (a cluster
+// rebuilt on a new etcd gets a new id), so a data directory stamped with it
+// is never mistaken for one of another cluster. Clusters bootstrapped before
+// the id existed get one the first time a node or router asks.
+func (s *Store) EnsureClusterID(ctx context.Context) (string, error) {
+	key := s.Keys.ClusterID()
+	id, err := newUUID()
+	if err != nil {
+		return "", err
+	}
+	resp, err := s.Client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, id)).
+		Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return "", fmt.Errorf("topology: cluster id: %w", err)
+	}
+	if resp.Succeeded {
+		return id, nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 || len(kvs[0].Value) == 0 {
+		return "", fmt.Errorf("topology: %s is empty", key)
+	}
+	return string(kvs[0].Value), nil
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:]), nil
+}
+
+// Node reads the registration of node id; found is false when the node is
+// not registered (not running, or its lease expired).
+func (s *Store) Node(ctx context.Context, id string) (n Node, found bool, err error) {
+	found, _, err = getJSON(ctx, s.Client, s.Keys.Node(id), &n)
+	return n, found, err
+}
+
+// NodeIdentity reads node id's identity claim; rev is its revision, to
+// pass to ClaimNodeIdentity (0 when there is none).
+func (s *Store) NodeIdentity(ctx context.Context, id string) (ni NodeIdentity, rev int64, found bool, err error) {
+	resp, err := s.Client.Get(ctx, s.Keys.NodeIdentity(id))
+	if err != nil {
+		return NodeIdentity{}, 0, false, fmt.Errorf("topology: get identity of %s: %w", id, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return NodeIdentity{}, 0, false, nil
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, &ni); err != nil {
+		return NodeIdentity{}, 0, false, fmt.Errorf("topology: decode %s: %w", resp.Kvs[0].Key, err)
+	}
+	return ni, resp.Kvs[0].ModRevision, true, nil
+}
+
+// ClaimNodeIdentity writes ni if node ni.NodeID's claim is still at
+// revision prevRev (0: there is none), and returns an error wrapping
+// ErrIdentityConflict otherwise: of two directories claiming one node id at
+// once, one wins.
+func (s *Store) ClaimNodeIdentity(ctx context.Context, ni NodeIdentity, prevRev int64) error {
+	b, err := json.Marshal(ni)
+	if err != nil {
+		return err
+	}
+	key := s.Keys.NodeIdentity(ni.NodeID)
+	cmp := clientv3.Compare(clientv3.ModRevision(key), "=", prevRev)
+	if prevRev == 0 {
+		cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+	}
+	resp, err := s.Client.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, string(b))).Commit()
+	if err != nil {
+		return fmt.Errorf("topology: claim identity of %s: %w", ni.NodeID, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("%w: node %s", ErrIdentityConflict, ni.NodeID)
+	}
+	return nil
 }
 
 // Config reads the cluster config; found is false before bootstrap.
@@ -225,7 +312,12 @@ type Registration struct {
 }
 
 // Register puts n under a new lease with the given TTL (default 10s) and
-// keeps the lease alive in the background.
+// keeps the lease alive in the background. If the node id is registered by
+// another incarnation (n.Incarnation and the stored one both set and
+// different), it returns an error wrapping ErrNodeIDInUse: two data
+// directories must not serve as one node. A registration of the same
+// incarnation (the node restarted before its old lease expired) is taken
+// over.
 func (s *Store) Register(ctx context.Context, n Node, ttl time.Duration, logger *slog.Logger) (*Registration, error) {
 	if err := n.Validate(); err != nil {
 		return nil, err
@@ -257,12 +349,10 @@ func (r *Registration) grant(ctx context.Context) (<-chan *clientv3.LeaseKeepAli
 	n := r.node
 	r.lease = lease.ID
 	r.mu.Unlock()
-	b, err := json.Marshal(n)
-	if err != nil {
+	if err := r.put(ctx, n, lease.ID); err != nil {
+		// Best effort: the lease expires on its own anyway.
+		_, _ = cli.Revoke(ctx, lease.ID)
 		return nil, err
-	}
-	if _, err := cli.Put(ctx, r.store.Keys.Node(n.ID), string(b), clientv3.WithLease(lease.ID)); err != nil {
-		return nil, fmt.Errorf("topology: register node %s: %w", n.ID, err)
 	}
 	// The keepalive stream lives until the registration is closed, not
 	// until ctx (the caller's start-up context) ends.
@@ -271,6 +361,44 @@ func (r *Registration) grant(ctx context.Context) (<-chan *clientv3.LeaseKeepAli
 		return nil, fmt.Errorf("topology: keep lease alive: %w", err)
 	}
 	return ka, nil
+}
+
+// put writes n under lease unless another incarnation holds the node id.
+// The write is a compare-and-swap on the key's revision, so two processes
+// checking at once cannot both win.
+func (r *Registration) put(ctx context.Context, n Node, lease clientv3.LeaseID) error {
+	cli := r.store.Client
+	key := r.store.Keys.Node(n.ID)
+	b, err := json.Marshal(n)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		cur, err := cli.Get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("topology: register node %s: %w", n.ID, err)
+		}
+		cmp := clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+		if len(cur.Kvs) > 0 {
+			var other Node
+			if err := json.Unmarshal(cur.Kvs[0].Value, &other); err != nil {
+				return fmt.Errorf("topology: decode %s: %w", key, err)
+			}
+			if other.Incarnation != "" && n.Incarnation != "" && other.Incarnation != n.Incarnation {
+				return fmt.Errorf("%w: node %s is registered at %s with incarnation %s (started %s), this process has incarnation %s",
+					ErrNodeIDInUse, n.ID, other.Address, other.Incarnation, other.StartTime.Format(time.RFC3339), n.Incarnation)
+			}
+			cmp = clientv3.Compare(clientv3.ModRevision(key), "=", cur.Kvs[0].ModRevision)
+		}
+		resp, err := cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, string(b), clientv3.WithLease(lease))).Commit()
+		if err != nil {
+			return fmt.Errorf("topology: register node %s: %w", n.ID, err)
+		}
+		if resp.Succeeded {
+			return nil
+		}
+	}
+	return fmt.Errorf("topology: register node %s: its registration kept changing concurrently", n.ID)
 }
 
 func (r *Registration) run(ctx context.Context, ka <-chan *clientv3.LeaseKeepAliveResponse) {
@@ -296,7 +424,11 @@ func (r *Registration) run(ctx context.Context, ka <-chan *clientv3.LeaseKeepAli
 			if ctx.Err() != nil {
 				return
 			}
-			r.logger.Warn("register node", "node", r.node.ID, "err", err)
+			if errors.Is(err, ErrNodeIDInUse) {
+				r.logger.Error("register node: another incarnation holds the node id", "node", r.node.ID, "err", err)
+			} else {
+				r.logger.Warn("register node", "node", r.node.ID, "err", err)
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -308,7 +440,8 @@ func (r *Registration) run(ctx context.Context, ka <-chan *clientv3.LeaseKeepAli
 }
 
 // Update rewrites the registration with n (same id), e.g. to report
-// draining.
+// draining. Like Register it never overwrites another incarnation's
+// registration.
 func (r *Registration) Update(ctx context.Context, n Node) error {
 	r.mu.Lock()
 	if n.ID != r.node.ID {
@@ -318,11 +451,7 @@ func (r *Registration) Update(ctx context.Context, n Node) error {
 	r.node = n
 	lease := r.lease
 	r.mu.Unlock()
-	b, err := json.Marshal(n)
-	if err != nil {
-		return err
-	}
-	if _, err := r.store.Client.Put(ctx, r.store.Keys.Node(n.ID), string(b), clientv3.WithLease(lease)); err != nil {
+	if err := r.put(ctx, n, lease); err != nil {
 		return fmt.Errorf("topology: update node %s: %w", n.ID, err)
 	}
 	return nil

@@ -246,3 +246,72 @@ func TestWatcherStaleWhenEtcdStops(t *testing.T) {
 		t.Fatal("snapshot lost when etcd stopped")
 	}
 }
+
+func TestClusterIDAndIncarnations(t *testing.T) {
+	_, cli := startEtcd(t)
+	ctx := context.Background()
+	store := topology.NewStore(cli, "test")
+	id, err := store.EnsureClusterID(ctx)
+	if err != nil || len(id) != 36 {
+		t.Fatalf("cluster id = %q, %v", id, err)
+	}
+	if again, err := store.EnsureClusterID(ctx); err != nil || again != id {
+		t.Fatalf("cluster id changed: %q then %q (%v)", id, again, err)
+	}
+	if other, err := topology.NewStore(cli, "other").EnsureClusterID(ctx); err != nil || other == id {
+		t.Fatalf("cluster other has id %q (%v), cluster test %q", other, err, id)
+	}
+
+	n := topology.Node{ID: "n1", Address: "a:1", State: topology.NodeUp, Incarnation: "inc-a"}
+	a, err := store.Register(ctx, n, 10*time.Second, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(ctx)
+	// Another data directory under the same id is refused and leaves the
+	// registration alone.
+	b := n
+	b.Address, b.Incarnation = "b:1", "inc-b"
+	if r, err := store.Register(ctx, b, 10*time.Second, testLogger(t)); !errors.Is(err, topology.ErrNodeIDInUse) {
+		if r != nil {
+			r.Close(ctx)
+		}
+		t.Fatalf("register another incarnation: %v, want ErrNodeIDInUse", err)
+	}
+	if got, found, err := store.Node(ctx, "n1"); err != nil || !found || got.Incarnation != "inc-a" || got.Address != "a:1" {
+		t.Fatalf("registration = %+v found=%v err=%v", got, found, err)
+	}
+	// The same incarnation (a restart before the old lease expired) takes
+	// the registration over.
+	c := n
+	c.Address = "c:1"
+	r, err := store.Register(ctx, c, 10*time.Second, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	if got, _, _ := store.Node(ctx, "n1"); got.Address != "c:1" {
+		t.Fatalf("registration = %+v, want the restarted one", got)
+	}
+
+	// The identity claim: one of two directories claiming the id wins.
+	if _, rev, found, err := store.NodeIdentity(ctx, "n1"); err != nil || found || rev != 0 {
+		t.Fatalf("claim before any: rev %d found %v err %v", rev, found, err)
+	}
+	if err := store.ClaimNodeIdentity(ctx, topology.NodeIdentity{NodeID: "n1", Incarnation: "inc-a"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.ClaimNodeIdentity(ctx, topology.NodeIdentity{NodeID: "n1", Incarnation: "inc-b"}, 0); !errors.Is(err, topology.ErrIdentityConflict) {
+		t.Fatalf("second claim from nothing: %v, want ErrIdentityConflict", err)
+	}
+	ni, rev, found, err := store.NodeIdentity(ctx, "n1")
+	if err != nil || !found || ni.Incarnation != "inc-a" {
+		t.Fatalf("claim = %+v found %v err %v", ni, found, err)
+	}
+	if err := store.ClaimNodeIdentity(ctx, topology.NodeIdentity{NodeID: "n1", Incarnation: "inc-c"}, rev); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.ClaimNodeIdentity(ctx, topology.NodeIdentity{NodeID: "n1", Incarnation: "inc-d"}, rev); !errors.Is(err, topology.ErrIdentityConflict) {
+		t.Fatalf("claim at a stale revision: %v, want ErrIdentityConflict", err)
+	}
+}

@@ -18,6 +18,12 @@ var (
 	// ErrConfigMismatch is returned when the stored cluster config differs
 	// from the one a process was started with.
 	ErrConfigMismatch = errors.New("topology: cluster config mismatch")
+	// ErrNodeIDInUse is returned by Register when the node id is registered
+	// by another incarnation (another data directory) of the node.
+	ErrNodeIDInUse = errors.New("topology: node id registered by another incarnation")
+	// ErrIdentityConflict is returned by ClaimNodeIdentity when the claim
+	// changed since it was read.
+	ErrIdentityConflict = errors.New("topology: node identity claimed concurrently")
 )
 
 // ClusterConfig is written once, when the cluster is bootstrapped, and
@@ -74,6 +80,24 @@ type Node struct {
 	State NodeState `json:"state"`
 	// StartTime is when the node process started.
 	StartTime time.Time `json:"start_time"`
+	// Incarnation is the random id stamped into the node's data directory
+	// when it was created: two processes registering one node id with
+	// different incarnations run on different data, and the second is
+	// refused. Empty for nodes from before data directories were stamped.
+	Incarnation string `json:"incarnation,omitempty"`
+}
+
+// NodeIdentity records which data directory is a node id: the
+// incarnation its directory was stamped with. Unlike the registration it is
+// not under a lease, so a directory that was replaced is still recognised
+// as stale while the node is down.
+type NodeIdentity struct {
+	// NodeID is the node.
+	NodeID string `json:"node_id"`
+	// Incarnation is the random id stamped into the node's data directory.
+	Incarnation string `json:"incarnation"`
+	// ClaimTime is when the directory claimed the node id.
+	ClaimTime time.Time `json:"claim_time"`
 }
 
 var nodeIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)

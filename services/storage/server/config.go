@@ -19,8 +19,10 @@ import (
 
 // Config configures a storage node.
 type Config struct {
-	// ID is the node's stable identifier. Default: the id stored in
-	// DataDir/NODE_ID, created on first start.
+	// ID is the node's stable identifier. Default: the id DataDir is
+	// stamped with (a random one on a fresh directory). A directory stamped
+	// for another node, or an empty one for an id that holds partitions, is
+	// refused (ErrIdentity).
 	ID string
 	// ListenAddr is the gRPC listen address. Default: 127.0.0.1:0 (a free
 	// port).
@@ -30,7 +32,7 @@ type Config struct {
 	AdvertiseAddr string
 	// MetricsAddr serves /metrics over HTTP; empty disables it. Default: "".
 	MetricsAddr string
-	// DataDir holds Pebble's files and NODE_ID. Required.
+	// DataDir holds Pebble's files and the IDENTITY stamp. Required.
 	DataDir string
 	// Zone is the node's failure domain label. Default: "".
 	Zone string
@@ -82,7 +84,7 @@ const DefaultCacheBytes = 256 << 20
 // AddFlags registers the config's flags on fs; every flag can also be set
 // through its VELTRIX_* environment variable (see pkg/flagenv).
 func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.ID, "node-id", "", "node id (default: stored in <data-dir>/NODE_ID, created on first start)")
+	fs.StringVar(&c.ID, "node-id", "", "node id (default: the id <data-dir> is stamped with; a random one for a fresh directory)")
 	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:7500", "gRPC listen address")
 	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "address registered for routers (default: the listen address)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9500", "HTTP address for /metrics (empty: off)")

@@ -2,15 +2,13 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +35,7 @@ type Server struct {
 	// startTime is when Start began.
 	startTime time.Time
 	reg       *topology.Registration
+	stamp     stamp
 	grpc      *grpcx.Server
 	ln        net.Listener
 	metrics   *grpcx.MetricsServer
@@ -61,7 +60,17 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: data dir: %w", err)
 	}
-	if s.id, err = nodeID(cfg); err != nil {
+	dir := dirState{dir: cfg.DataDir}
+	if dir.file, err = readStampFile(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if dir.legacyID, err = readLegacyID(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if s.id, err = resolveNodeID(cfg.DataDir, cfg.ID, dir.file, dir.legacyID); err != nil {
+		return nil, err
+	}
+	if err := (topology.Node{ID: s.id, Address: "x"}).Validate(); err != nil {
 		return nil, err
 	}
 	s.logger = s.logger.With("node", s.id)
@@ -102,6 +111,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: cannot read cluster state from etcd %v: %w", cfg.EtcdEndpoints, err)
 	}
+	// The identity check comes before listening: a refused node never
+	// serves anything.
+	ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	s.stamp, err = s.checkIdentity(ictx, store, dir)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
 
 	s.ln, err = net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
@@ -111,9 +128,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	storagev1.RegisterStorageServiceServer(s.grpc.Server, &service{s: s})
 	s.grpc.InitMetrics()
 	s.Registry.MustRegister(newCollector(s))
+	// NOT_SERVING until registered: registration is where a second
+	// incarnation of the node id is refused.
+	s.grpc.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.grpc.Health.SetServingStatus(storagev1.StorageService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	go func() { s.serveErr <- s.grpc.Serve(s.ln) }()
-	s.grpc.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.grpc.Health.SetServingStatus(storagev1.StorageService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
 	if cfg.MetricsAddr != "" {
 		if s.metrics, err = grpcx.ServeMetrics(cfg.MetricsAddr, s.Registry, s.logger); err != nil {
@@ -127,8 +146,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.reg, err = store.Register(ctx, topology.Node{
 		ID: s.id, Address: adv, Zone: cfg.Zone, CapacityBytes: cfg.CapacityBytes,
-		State: topology.NodeUp, StartTime: time.Now().UTC(),
+		State: topology.NodeUp, StartTime: time.Now().UTC(), Incarnation: s.stamp.Incarnation,
 	}, cfg.LeaseTTL, s.logger)
+	if errors.Is(err, topology.ErrNodeIDInUse) {
+		return nil, fmt.Errorf("%w: %w. Stop the other process, or start this one under a new node id on a fresh directory (%s)", ErrIdentity, err, replaceHint)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("storage: register in etcd: %w", err)
 	}
@@ -136,6 +158,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.repair = newRepairer(s)
 		go s.repair.run(cfg.AntiEntropyInterval)
 	}
+	s.grpc.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.grpc.Health.SetServingStatus(storagev1.StorageService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	s.logger.Info("storage node serving", "addr", s.ln.Addr().String(), "advertise", adv, "data_dir", cfg.DataDir,
 		"anti_entropy_interval", cfg.AntiEntropyInterval)
 	return s, nil
@@ -226,41 +250,90 @@ func (s *Server) closeEngine() error {
 	return err
 }
 
-// nodeID returns cfg.ID, or the id stored in the data dir, creating one on
-// first start. A configured id that differs from the stored one is an error:
-// the data belongs to another node.
-func nodeID(cfg Config) (string, error) {
-	path := filepath.Join(cfg.DataDir, "NODE_ID")
-	b, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		stored := strings.TrimSpace(string(b))
-		if cfg.ID != "" && cfg.ID != stored {
-			return "", fmt.Errorf("storage: --node-id %q but %s holds the data of node %q", cfg.ID, cfg.DataDir, stored)
+// checkIdentity reads what etcd knows of the node id and the stamp in the
+// engine, decides with checkIdentity whether the node may run on its
+// directory, and stamps a new node's directory (Pebble first, then the
+// file, both synced).
+func (s *Server) checkIdentity(ctx context.Context, store *topology.Store, dir dirState) (stamp, error) {
+	b, found, err := s.eng.Meta(stampMeta)
+	if err != nil {
+		return stamp{}, fmt.Errorf("storage: read identity stamp: %w", err)
+	}
+	if found {
+		if dir.pebble, err = decodeStamp(b, "the Pebble store in "+s.cfg.DataDir); err != nil {
+			return stamp{}, err
 		}
-		return stored, nil
-	case !errors.Is(err, os.ErrNotExist):
-		return "", fmt.Errorf("storage: read node id: %w", err)
 	}
-	id := cfg.ID
-	if id == "" {
-		var r [4]byte
-		if _, err := rand.Read(r[:]); err != nil {
-			return "", err
+	if dir.hasData, err = s.eng.HasData(); err != nil {
+		return stamp{}, fmt.Errorf("storage: %w", err)
+	}
+	c := clusterState{name: s.cfg.Cluster}
+	if c.id, err = store.EnsureClusterID(ctx); err != nil {
+		return stamp{}, fmt.Errorf("storage: %w", err)
+	}
+	doc, found, err := store.Placement(ctx)
+	if err != nil {
+		return stamp{}, fmt.Errorf("storage: %w", err)
+	}
+	if found {
+		c.held = doc.Table().PartitionsPerNode()[s.id]
+	}
+	live, found, err := store.Node(ctx, s.id)
+	if err != nil {
+		return stamp{}, fmt.Errorf("storage: %w", err)
+	}
+	if found {
+		c.live = &live
+	}
+	claim, claimRev, found, err := store.NodeIdentity(ctx, s.id)
+	if err != nil {
+		return stamp{}, fmt.Errorf("storage: %w", err)
+	}
+	if found {
+		c.claimed = claim.Incarnation
+	}
+	st, create, adopted, err := checkIdentity(s.id, dir, c, time.Now())
+	if err != nil {
+		return stamp{}, err
+	}
+	if c.claimed != st.Incarnation {
+		// Claim the node id for this directory before stamping it: of two
+		// directories starting as one new node at once, one wins. (A
+		// directory stamped before claims existed claims the id now.)
+		err := store.ClaimNodeIdentity(ctx, topology.NodeIdentity{NodeID: s.id, Incarnation: st.Incarnation, ClaimTime: time.Now().UTC()}, claimRev)
+		if errors.Is(err, topology.ErrIdentityConflict) {
+			return stamp{}, fmt.Errorf("%w: another data directory claimed node id %s while this one started (%v). Pick another node id (%s)", ErrIdentity, s.id, err, replaceHint)
 		}
-		id = "n-" + hex.EncodeToString(r[:])
+		if err != nil {
+			return stamp{}, fmt.Errorf("storage: %w", err)
+		}
 	}
-	if err := (topology.Node{ID: id, Address: "x"}).Validate(); err != nil {
-		return "", err
+	if !create {
+		return st, nil
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
-		return "", fmt.Errorf("storage: write node id: %w", err)
+	if adopted {
+		s.logger.Warn("stamping a data directory from before identity stamps; it holds data and names this node in NODE_ID",
+			"data_dir", s.cfg.DataDir, "cluster_id", st.ClusterID, "incarnation", st.Incarnation)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", fmt.Errorf("storage: write node id: %w", err)
+	b, err = json.Marshal(st)
+	if err != nil {
+		return stamp{}, err
 	}
-	return id, nil
+	if err := s.eng.SetMeta(stampMeta, b); err != nil {
+		return stamp{}, fmt.Errorf("storage: stamp %s: %w", s.cfg.DataDir, err)
+	}
+	if err := writeStampFile(s.cfg.DataDir, st); err != nil {
+		return stamp{}, err
+	}
+	if dir.legacyID == "" {
+		// Older builds read the node id from NODE_ID; keep it so a rolled
+		// back binary still knows whose directory this is.
+		if err := writeLegacyID(s.cfg.DataDir, st.NodeID); err != nil {
+			return stamp{}, err
+		}
+	}
+	s.logger.Info("data directory stamped", "data_dir", s.cfg.DataDir, "cluster_id", st.ClusterID, "incarnation", st.Incarnation)
+	return st, nil
 }
 
 func (s *Server) cacheBytes() int64 {

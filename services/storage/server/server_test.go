@@ -2,7 +2,10 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -44,6 +47,17 @@ func setup(t *testing.T) *env {
 	if _, err := store.BootstrapConfig(ctx, topology.ClusterConfig{Partitions: partitions, ReplicationFactor: 1, HashFunction: placement.HashFunction}); err != nil {
 		t.Fatal(err)
 	}
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := server.Config{ID: "n1", DataDir: t.TempDir(), Cluster: "test", EtcdClient: cli, CacheBytes: 1 << 20, Logger: logger}
+	// A node id that holds partitions only starts on its own stamped data
+	// directory: stamp it as a new node before the placement exists.
+	first, err := server.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
 	// The node holds every partition but the last.
 	doc := placement.Document{Epoch: 1, HashFunction: placement.HashFunction, Partitions: partitions, RF: 1}
 	for p := 0; p < partitions; p++ {
@@ -56,10 +70,7 @@ func setup(t *testing.T) *env {
 	if err := store.PutPlacement(ctx, doc, 0); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.Start(ctx, server.Config{
-		ID: "n1", DataDir: t.TempDir(), Cluster: "test", EtcdClient: cli, CacheBytes: 1 << 20,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	srv, err := server.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,4 +326,131 @@ func metric(t *testing.T, srv *server.Server, name string) float64 {
 	}
 	t.Fatalf("metric %s not exported", name)
 	return 0
+}
+
+// TestIdentityThroughStart breaks the data directory of real nodes: a node
+// id that holds partitions on an empty directory, a wiped Pebble store, a
+// corrupt stamp, a directory of another cluster, two directories for one
+// node id. Each is refused before the node listens, and nothing is
+// re-stamped.
+func TestIdentityThroughStart(t *testing.T) {
+	env := setup(t) // n1 holds 15 of 16 partitions and is running
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := func(id, dir string) server.Config {
+		return server.Config{ID: id, DataDir: dir, Cluster: "test", EtcdClient: env.cli, Logger: logger}
+	}
+	refused := func(t *testing.T, c server.Config, want string) {
+		t.Helper()
+		before, _ := os.ReadFile(filepath.Join(c.DataDir, "IDENTITY"))
+		s, err := server.Start(ctx, c)
+		if err == nil {
+			s.Close()
+			t.Fatalf("node %s started on %s, want refused with %q", c.ID, c.DataDir, want)
+		}
+		if !errors.Is(err, server.ErrIdentity) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("got %v, want ErrIdentity containing %q", err, want)
+		}
+		after, _ := os.ReadFile(filepath.Join(c.DataDir, "IDENTITY"))
+		if string(before) != string(after) {
+			t.Fatalf("refused start changed %s/IDENTITY:\n%s\nto\n%s", c.DataDir, before, after)
+		}
+	}
+	clusterID, err := env.store.EnsureClusterID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("empty dir for an id that holds partitions", func(t *testing.T) {
+		refused(t, cfg("n1", t.TempDir()), "is empty but node id n1 holds 15 partitions in cluster test (id "+clusterID+")")
+	})
+
+	// A node that holds nothing yet can be stopped and broken freely.
+	dir := t.TempDir()
+	z, err := server.Start(ctx, cfg("z", dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := z.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stampBytes, err := os.ReadFile(filepath.Join(dir, "IDENTITY"))
+	if err != nil || !strings.Contains(string(stampBytes), clusterID) {
+		t.Fatalf("IDENTITY = %s, %v; want the cluster id %s in it", stampBytes, err, clusterID)
+	}
+
+	t.Run("restart on its own directory", func(t *testing.T) {
+		s, err := server.Start(ctx, cfg("", dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, found, err := env.store.Node(ctx, "z")
+		if err != nil || !found || n.Incarnation == "" || !strings.Contains(string(stampBytes), n.Incarnation) {
+			t.Fatalf("registration %+v (found %v, %v) does not carry the directory's incarnation", n, found, err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("corrupt stamp file", func(t *testing.T) {
+		if err := os.WriteFile(filepath.Join(dir, "IDENTITY"), stampBytes[:len(stampBytes)/2], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, cfg("z", dir), "is corrupt")
+		if err := os.WriteFile(filepath.Join(dir, "IDENTITY"), stampBytes, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("stamp file lost", func(t *testing.T) {
+		if err := os.Rename(filepath.Join(dir, "IDENTITY"), filepath.Join(dir, "IDENTITY.bak")); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, cfg("z", dir), "IDENTITY is missing")
+		if _, err := os.Stat(filepath.Join(dir, "IDENTITY")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("a refused start re-created IDENTITY: %v", err)
+		}
+		if err := os.Rename(filepath.Join(dir, "IDENTITY.bak"), filepath.Join(dir, "IDENTITY")); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("directory of another cluster", func(t *testing.T) {
+		c := cfg("z", dir)
+		c.Cluster = "other"
+		refused(t, c, "belongs to cluster test (id "+clusterID+"), not to cluster other")
+	})
+
+	t.Run("second directory while the first runs", func(t *testing.T) {
+		s, err := server.Start(ctx, cfg("z", dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		refused(t, cfg("z", t.TempDir()), "registered by a running process at "+s.Addr())
+	})
+
+	t.Run("old directory after a newer one became the node", func(t *testing.T) {
+		// z holds no partitions, so a fresh directory may become z once the
+		// old one stopped; the old one is then stale, whether the new one
+		// runs or not.
+		other := t.TempDir()
+		s, err := server.Start(ctx, cfg("z", other))
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused(t, cfg("z", dir), "this one is stale")
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, cfg("z", dir), "this one is stale")
+	})
+
+	t.Run("pebble wiped, stamp file kept", func(t *testing.T) {
+		if err := os.RemoveAll(filepath.Join(dir, "pebble")); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, cfg("z", dir), "has no stamp: its data was wiped or replaced")
+	})
 }

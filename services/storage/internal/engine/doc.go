@@ -11,7 +11,7 @@
 //	'd' | partition u32 BE | table id u64 BE | len(partition key) u16 BE | partition key | sort key   item
 //	'g' | partition u32 BE                                                                  digest of a partition
 //	'x' | partition u32 BE | base time u64 BE | item key                                    purge index
-//	'm' | name                                                                              engine metadata (layout version)
+//	'm' | name                                                                              engine metadata (layout version, the server's identity stamp)
 //	'y' | partition u32 BE                                                                  sync point of a partition (anti-entropy)
 //
 // A partition, a table within it and a partition key are each one contiguous
