@@ -56,13 +56,6 @@ func aeCluster(t *testing.T, clk *clock) (map[string]*aeNode, func(id string) *a
 	if _, err := store.BootstrapConfig(ctx, topology.ClusterConfig{Partitions: partitions, ReplicationFactor: 3, HashFunction: placement.HashFunction}); err != nil {
 		t.Fatal(err)
 	}
-	doc := placement.Document{Epoch: 1, HashFunction: placement.HashFunction, Partitions: partitions, RF: 3}
-	for range partitions {
-		doc.Replicas = append(doc.Replicas, []string{"n1", "n2", "n3"})
-	}
-	if err := store.PutPlacement(ctx, doc, 0); err != nil {
-		t.Fatal(err)
-	}
 	nodes := map[string]*aeNode{}
 	start := func(id string) *aeNode {
 		t.Helper()
@@ -88,8 +81,17 @@ func aeCluster(t *testing.T, clk *clock) (map[string]*aeNode, func(id string) *a
 		n.srv, n.c = srv, storagev1.NewStorageServiceClient(cc)
 		return n
 	}
+	// New nodes first (a fresh directory may not take an id that already
+	// holds partitions), then the placement.
 	for _, id := range []string{"n1", "n2", "n3"} {
 		start(id)
+	}
+	doc := placement.Document{Epoch: 1, HashFunction: placement.HashFunction, Partitions: partitions, RF: 3}
+	for range partitions {
+		doc.Replicas = append(doc.Replicas, []string{"n1", "n2", "n3"})
+	}
+	if err := store.PutPlacement(ctx, doc, 0); err != nil {
+		t.Fatal(err)
 	}
 	// Wait until every node sees all three registered.
 	deadline := time.Now().Add(10 * time.Second)
