@@ -59,8 +59,23 @@ type Config struct {
 	LeaseTTL time.Duration
 	// ShutdownTimeout bounds the graceful drain on Close. Default: 10s.
 	ShutdownTimeout time.Duration
+	// AntiEntropyInterval is the time between anti-entropy rounds, in which
+	// the replicas of each partition compare digests and exchange what
+	// differs; negative turns anti-entropy off (then tombstones are purged
+	// after TombstoneGrace alone, and a replica away longer than that can
+	// resurrect deletes). Default: 30s.
+	AntiEntropyInterval time.Duration
+	// AntiEntropyRateMBps caps the bytes anti-entropy moves, per node, in
+	// MiB/s. Default: 32.
+	AntiEntropyRateMBps float64
+	// AntiEntropyBuckets is how many hash buckets a differing partition is
+	// split into to find what differs. Default: 256.
+	AntiEntropyBuckets int
 	// Logger receives the node's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// Now is the node's clock (tombstone grace, expiry, sync points); for
+	// tests. Default: time.Now.
+	Now func() time.Time
 }
 
 // DefaultCacheBytes is the default LIRS cache size.
@@ -84,6 +99,9 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.TombstoneGrace, "tombstone-grace", 24*time.Hour, "how long deletes are remembered")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 10*time.Second, "registration lease TTL")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful shutdown deadline")
+	fs.DurationVar(&c.AntiEntropyInterval, "anti-entropy-interval", 30*time.Second, "time between anti-entropy rounds (negative: off)")
+	fs.Float64Var(&c.AntiEntropyRateMBps, "anti-entropy-rate", 32, "MiB/s anti-entropy may move per node")
+	fs.IntVar(&c.AntiEntropyBuckets, "anti-entropy-buckets", 256, "hash buckets a differing partition is split into")
 }
 
 // EnsureDefaults fills unset fields with their defaults.
@@ -109,8 +127,20 @@ func (c *Config) EnsureDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
+	if c.AntiEntropyInterval == 0 {
+		c.AntiEntropyInterval = 30 * time.Second
+	}
+	if c.AntiEntropyRateMBps == 0 {
+		c.AntiEntropyRateMBps = 32
+	}
+	if c.AntiEntropyBuckets == 0 {
+		c.AntiEntropyBuckets = 256
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 }
 
@@ -125,6 +155,12 @@ func (c *Config) Validate() error {
 	}
 	if c.TombstoneGrace < time.Minute {
 		errs = append(errs, fmt.Errorf("--tombstone-grace %s: want at least 1m (a replica that was down longer than this can resurrect deletes)", c.TombstoneGrace))
+	}
+	if c.AntiEntropyRateMBps < 0 {
+		errs = append(errs, fmt.Errorf("--anti-entropy-rate %v: want a positive MiB/s", c.AntiEntropyRateMBps))
+	}
+	if c.AntiEntropyBuckets < 1 || c.AntiEntropyBuckets > 65536 {
+		errs = append(errs, fmt.Errorf("--anti-entropy-buckets %d: want 1 to 65536", c.AntiEntropyBuckets))
 	}
 	if c.LeaseTTL < time.Second {
 		errs = append(errs, fmt.Errorf("--lease-ttl %s: want at least 1s", c.LeaseTTL))

@@ -108,4 +108,4 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func (s *Server) now() time.Time { return time.Now() }
+func (s *Server) now() time.Time { return s.cfg.Now() }

@@ -31,11 +31,14 @@ type Server struct {
 	etcd    *clientv3.Client
 	ownEtcd bool
 	watcher *topology.Watcher
-	reg     *topology.Registration
-	stamp   stamp
-	grpc    *grpcx.Server
-	ln      net.Listener
-	metrics *grpcx.MetricsServer
+	repair  *repairer // nil when anti-entropy is off
+	// startTime is when Start began.
+	startTime time.Time
+	reg       *topology.Registration
+	stamp     stamp
+	grpc      *grpcx.Server
+	ln        net.Listener
+	metrics   *grpcx.MetricsServer
 	// Registry holds the node's metrics (also served at MetricsAddr).
 	Registry *prometheus.Registry
 	serveErr chan error
@@ -48,7 +51,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger, Registry: grpcx.NewRegistry(), serveErr: make(chan error, 1)}
+	s := &Server{cfg: cfg, logger: cfg.Logger, Registry: grpcx.NewRegistry(), serveErr: make(chan error, 1), startTime: time.Now()}
 	defer func() {
 		if err != nil {
 			s.abort()
@@ -83,6 +86,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Dir:            filepath.Join(cfg.DataDir, "pebble"),
 		NoSync:         cfg.NoSync,
 		TombstoneGrace: cfg.TombstoneGrace,
+		PurgeNeedsSync: cfg.AntiEntropyInterval > 0,
+		Now:            cfg.Now,
 		Cache:          cache,
 		Logger:         s.logger,
 	})
@@ -149,9 +154,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: register in etcd: %w", err)
 	}
+	if cfg.AntiEntropyInterval > 0 {
+		s.repair = newRepairer(s)
+		go s.repair.run(cfg.AntiEntropyInterval)
+	}
 	s.grpc.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.grpc.Health.SetServingStatus(storagev1.StorageService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	s.logger.Info("storage node serving", "addr", s.ln.Addr().String(), "advertise", adv, "data_dir", cfg.DataDir)
+	s.logger.Info("storage node serving", "addr", s.ln.Addr().String(), "advertise", adv, "data_dir", cfg.DataDir,
+		"anti_entropy_interval", cfg.AntiEntropyInterval)
 	return s, nil
 }
 
@@ -203,6 +213,10 @@ func (s *Server) Close() error {
 // abort stops whatever Start got to, except the engine (Close) or, on a
 // failed start, including it.
 func (s *Server) abort() {
+	if s.repair != nil {
+		s.repair.close()
+		s.repair = nil
+	}
 	if s.reg != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = s.reg.Close(ctx)

@@ -255,7 +255,23 @@ func (svc *service) StreamPartition(req *storagev1.StreamPartitionRequest, strea
 		return nil
 	}
 	var last engine.Key
-	err := svc.s.eng.StreamPartition(p, after, func(r engine.Record) error {
+	stream1 := svc.s.eng.StreamPartition
+	if n := req.GetBuckets(); n > 0 {
+		if n > engine.MaxBuckets {
+			return invalid("buckets %d: at most %d", n, engine.MaxBuckets)
+		}
+		want := make(map[int]bool, len(req.GetBucketIds()))
+		for _, b := range req.GetBucketIds() {
+			if b >= n {
+				return invalid("bucket_ids: %d is not below buckets %d", b, n)
+			}
+			want[int(b)] = true
+		}
+		stream1 = func(p uint32, after []byte, fn func(engine.Record) error) error {
+			return svc.s.eng.StreamBuckets(p, int(n), want, after, fn)
+		}
+	}
+	err := stream1(p, after, func(r engine.Record) error {
 		if err := stream.Context().Err(); err != nil {
 			return err
 		}
@@ -305,4 +321,36 @@ func (svc *service) PartitionDigests(ctx context.Context, req *storagev1.Partiti
 
 func sortDigests(ds []*storagev1.PartitionDigest) {
 	sort.Slice(ds, func(i, j int) bool { return ds[i].Partition < ds[j].Partition })
+}
+
+func (svc *service) BucketDigests(ctx context.Context, req *storagev1.BucketDigestsRequest) (*storagev1.BucketDigestsResponse, error) {
+	if err := svc.checkOwner(req.GetPartition(), 0, nil); err != nil {
+		return nil, toStatus(err)
+	}
+	ds, err := svc.s.eng.BucketDigests(req.GetPartition(), int(req.GetBuckets()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &storagev1.BucketDigestsResponse{Digests: make([]*storagev1.BucketDigest, len(ds))}
+	for i, d := range ds {
+		resp.Digests[i] = &storagev1.BucketDigest{Count: d.Count, Sum: d.Sum}
+	}
+	return resp, nil
+}
+
+func (svc *service) SetSyncPoints(ctx context.Context, req *storagev1.SetSyncPointsRequest) (*storagev1.SetSyncPointsResponse, error) {
+	for i, sp := range req.GetPoints() {
+		if err := svc.checkOwner(sp.GetPartition(), 0, nil); err != nil {
+			return nil, toStatus(fmt.Errorf("points[%d]: %w", i, err))
+		}
+		if sp.GetUnixNanos() <= 0 {
+			return nil, invalid("points[%d]: unix_nanos %d: want a time after 1970", i, sp.GetUnixNanos())
+		}
+	}
+	for _, sp := range req.GetPoints() {
+		if err := svc.s.eng.SetSyncPoint(sp.GetPartition(), sp.GetUnixNanos()); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	return &storagev1.SetSyncPointsResponse{}, nil
 }

@@ -36,6 +36,15 @@ type Options struct {
 	// PurgeInterval is the time between background purge passes. Negative
 	// disables the background purger (Purge still works). Default: 1m.
 	PurgeInterval time.Duration
+	// PurgeNeedsSync purges a tombstone or expired item only once its purge
+	// base is also before its partition's sync point (SetSyncPoint) minus
+	// SyncSkew: anti-entropy has then given it to every replica. Set it when
+	// anti-entropy runs; without it a replica away longer than
+	// TombstoneGrace can resurrect deletes. Default: false.
+	PurgeNeedsSync bool
+	// SyncSkew allows for clock differences between the replica that set a
+	// sync point and this one. Default: 1m.
+	SyncSkew time.Duration
 	// Cache, when set, serves point reads. Default: nil (no cache).
 	Cache Cache
 	// CacheMaxItemBytes is the largest stored value (header and bytes) put in
@@ -73,6 +82,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.TombstoneGrace == 0 {
 		o.TombstoneGrace = 24 * time.Hour
+	}
+	if o.SyncSkew == 0 {
+		o.SyncSkew = time.Minute
 	}
 	if o.PurgeInterval == 0 {
 		o.PurgeInterval = time.Minute
@@ -166,6 +178,7 @@ type Engine struct {
 	stripes    [cacheStripes]stripe
 
 	purgeMu   sync.Mutex // one purge pass at a time
+	syncMu    sync.Mutex // serialises SetSyncPoint's read-compare-write
 	stopPurge chan struct{}
 	purgeDone chan struct{}
 

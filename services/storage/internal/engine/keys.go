@@ -18,6 +18,7 @@ const (
 	spaceDigest byte = 'g'
 	spaceMeta   byte = 'm'
 	spacePurge  byte = 'x'
+	spaceSync   byte = 'y'
 )
 
 // itemKeyOverhead is the size of an item key less its partition and sort keys.

@@ -19,7 +19,8 @@ type PurgeStats struct {
 }
 
 // Purge removes tombstones written, and items that expired, more than
-// TombstoneGrace ago, updating the digests, and returns what it removed. The
+// TombstoneGrace ago (and, with Options.PurgeNeedsSync, before their
+// partition's sync point), updating the digests, and returns what it removed. The
 // background purger calls it every PurgeInterval; it is exported for tests
 // and operators. It walks only the purge index, not the items.
 func (e *Engine) Purge() (PurgeStats, error) {
@@ -65,12 +66,20 @@ func (e *Engine) Purge() (PurgeStats, error) {
 	if err != nil {
 		return total, fmt.Errorf("engine: purge: %w", err)
 	}
+	cutPartition, partCutoff := uint32(0), int64(0)
+	havePart := false
 	for ok := it.First(); ok; {
 		partition, base, ik, valid := decodePurgeKey(it.Key())
 		if !valid {
 			return total, errors.Join(fmt.Errorf("%w: purge index key %x", ErrCorrupt, it.Key()), it.Close())
 		}
-		if base > cutoff {
+		if !havePart || partition != cutPartition {
+			if partCutoff, err = e.purgeCutoff(partition, cutoff); err != nil {
+				return total, errors.Join(err, it.Close())
+			}
+			cutPartition, havePart = partition, true
+		}
+		if base > partCutoff {
 			// Entries are ordered by time within a partition: skip to the next.
 			if partition == ^uint32(0) {
 				break

@@ -724,8 +724,14 @@ type StreamPartitionRequest struct {
 	// include_expired also streams expired records (repair needs them to
 	// carry versions; a table scan does not).
 	IncludeExpired bool `protobuf:"varint,4,opt,name=include_expired,json=includeExpired,proto3" json:"include_expired,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// buckets, when non-zero, splits the partition into this many hash
+	// buckets (as BucketDigests does) and streams only the records of
+	// bucket_ids.
+	Buckets uint32 `protobuf:"varint,5,opt,name=buckets,proto3" json:"buckets,omitempty"`
+	// bucket_ids are the buckets streamed when buckets is set.
+	BucketIds     []uint32 `protobuf:"varint,6,rep,packed,name=bucket_ids,json=bucketIds,proto3" json:"bucket_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamPartitionRequest) Reset() {
@@ -784,6 +790,20 @@ func (x *StreamPartitionRequest) GetIncludeExpired() bool {
 		return x.IncludeExpired
 	}
 	return false
+}
+
+func (x *StreamPartitionRequest) GetBuckets() uint32 {
+	if x != nil {
+		return x.Buckets
+	}
+	return 0
+}
+
+func (x *StreamPartitionRequest) GetBucketIds() []uint32 {
+	if x != nil {
+		return x.BucketIds
+	}
+	return nil
 }
 
 // StreamPartitionResponse is one chunk of a partition stream.
@@ -999,6 +1019,300 @@ func (x *PartitionDigestsResponse) GetDigests() []*PartitionDigest {
 	return nil
 }
 
+// BucketDigestsRequest asks for the bucket digests of one partition.
+type BucketDigestsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// partition to digest.
+	Partition uint32 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// buckets is the number of hash buckets, 1 to 65536.
+	Buckets       uint32 `protobuf:"varint,2,opt,name=buckets,proto3" json:"buckets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketDigestsRequest) Reset() {
+	*x = BucketDigestsRequest{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketDigestsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketDigestsRequest) ProtoMessage() {}
+
+func (x *BucketDigestsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketDigestsRequest.ProtoReflect.Descriptor instead.
+func (*BucketDigestsRequest) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BucketDigestsRequest) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *BucketDigestsRequest) GetBuckets() uint32 {
+	if x != nil {
+		return x.Buckets
+	}
+	return 0
+}
+
+// BucketDigest is the digest of one hash bucket of a partition.
+type BucketDigest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// count is the number of records in the bucket, tombstones included.
+	Count uint64 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	// sum is the wrapping sum of the records' 64-bit hashes.
+	Sum           uint64 `protobuf:"fixed64,2,opt,name=sum,proto3" json:"sum,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketDigest) Reset() {
+	*x = BucketDigest{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketDigest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketDigest) ProtoMessage() {}
+
+func (x *BucketDigest) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketDigest.ProtoReflect.Descriptor instead.
+func (*BucketDigest) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *BucketDigest) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *BucketDigest) GetSum() uint64 {
+	if x != nil {
+		return x.Sum
+	}
+	return 0
+}
+
+// BucketDigestsResponse holds one digest per bucket.
+type BucketDigestsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// digests[i] is bucket i's.
+	Digests       []*BucketDigest `protobuf:"bytes,1,rep,name=digests,proto3" json:"digests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketDigestsResponse) Reset() {
+	*x = BucketDigestsResponse{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketDigestsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketDigestsResponse) ProtoMessage() {}
+
+func (x *BucketDigestsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketDigestsResponse.ProtoReflect.Descriptor instead.
+func (*BucketDigestsResponse) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *BucketDigestsResponse) GetDigests() []*BucketDigest {
+	if x != nil {
+		return x.Digests
+	}
+	return nil
+}
+
+// SyncPoint is a partition's sync point.
+type SyncPoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// partition it applies to.
+	Partition uint32 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// unix_nanos is the time every replica was in sync up to.
+	UnixNanos     int64 `protobuf:"varint,2,opt,name=unix_nanos,json=unixNanos,proto3" json:"unix_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncPoint) Reset() {
+	*x = SyncPoint{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncPoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncPoint) ProtoMessage() {}
+
+func (x *SyncPoint) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncPoint.ProtoReflect.Descriptor instead.
+func (*SyncPoint) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SyncPoint) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *SyncPoint) GetUnixNanos() int64 {
+	if x != nil {
+		return x.UnixNanos
+	}
+	return 0
+}
+
+// SetSyncPointsRequest sets sync points; each only moves forward.
+type SetSyncPointsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// points to set.
+	Points        []*SyncPoint `protobuf:"bytes,1,rep,name=points,proto3" json:"points,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSyncPointsRequest) Reset() {
+	*x = SetSyncPointsRequest{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSyncPointsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSyncPointsRequest) ProtoMessage() {}
+
+func (x *SetSyncPointsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSyncPointsRequest.ProtoReflect.Descriptor instead.
+func (*SetSyncPointsRequest) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SetSyncPointsRequest) GetPoints() []*SyncPoint {
+	if x != nil {
+		return x.Points
+	}
+	return nil
+}
+
+// SetSyncPointsResponse is empty.
+type SetSyncPointsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSyncPointsResponse) Reset() {
+	*x = SetSyncPointsResponse{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSyncPointsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSyncPointsResponse) ProtoMessage() {}
+
+func (x *SetSyncPointsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSyncPointsResponse.ProtoReflect.Descriptor instead.
+func (*SetSyncPointsResponse) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{20}
+}
+
 var File_veltrix_storage_v1_storage_proto protoreflect.FileDescriptor
 
 const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
@@ -1043,12 +1357,15 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	" \x01(\bR\x11includeTombstones\"\\\n" +
 	"\fScanResponse\x124\n" +
 	"\arecords\x18\x01 \x03(\v2\x1a.veltrix.storage.v1.RecordR\arecords\x12\x16\n" +
-	"\x06resume\x18\x02 \x01(\fR\x06resume\"\x90\x01\n" +
+	"\x06resume\x18\x02 \x01(\fR\x06resume\"\xc9\x01\n" +
 	"\x16StreamPartitionRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\fR\x05after\x12\x19\n" +
 	"\btable_id\x18\x03 \x01(\x04R\atableId\x12'\n" +
-	"\x0finclude_expired\x18\x04 \x01(\bR\x0eincludeExpired\"g\n" +
+	"\x0finclude_expired\x18\x04 \x01(\bR\x0eincludeExpired\x12\x18\n" +
+	"\abuckets\x18\x05 \x01(\rR\abuckets\x12\x1d\n" +
+	"\n" +
+	"bucket_ids\x18\x06 \x03(\rR\tbucketIds\"g\n" +
 	"\x17StreamPartitionResponse\x124\n" +
 	"\arecords\x18\x01 \x03(\v2\x1a.veltrix.storage.v1.RecordR\arecords\x12\x16\n" +
 	"\x06resume\x18\x02 \x01(\fR\x06resume\"9\n" +
@@ -1061,18 +1378,35 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\x12\x10\n" +
 	"\x03sum\x18\x03 \x01(\x06R\x03sum\"Y\n" +
 	"\x18PartitionDigestsResponse\x12=\n" +
-	"\adigests\x18\x01 \x03(\v2#.veltrix.storage.v1.PartitionDigestR\adigests*O\n" +
+	"\adigests\x18\x01 \x03(\v2#.veltrix.storage.v1.PartitionDigestR\adigests\"N\n" +
+	"\x14BucketDigestsRequest\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x18\n" +
+	"\abuckets\x18\x02 \x01(\rR\abuckets\"6\n" +
+	"\fBucketDigest\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x10\n" +
+	"\x03sum\x18\x02 \x01(\x06R\x03sum\"S\n" +
+	"\x15BucketDigestsResponse\x12:\n" +
+	"\adigests\x18\x01 \x03(\v2 .veltrix.storage.v1.BucketDigestR\adigests\"H\n" +
+	"\tSyncPoint\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x1d\n" +
+	"\n" +
+	"unix_nanos\x18\x02 \x01(\x03R\tunixNanos\"M\n" +
+	"\x14SetSyncPointsRequest\x125\n" +
+	"\x06points\x18\x01 \x03(\v2\x1d.veltrix.storage.v1.SyncPointR\x06points\"\x17\n" +
+	"\x15SetSyncPointsResponse*O\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_APPLIED\x10\x01\x12\x16\n" +
-	"\x12OUTCOME_SUPERSEDED\x10\x022\xab\x04\n" +
+	"\x12OUTCOME_SUPERSEDED\x10\x022\xf7\x05\n" +
 	"\x0eStorageService\x12I\n" +
 	"\x04Read\x12\x1f.veltrix.storage.v1.ReadRequest\x1a .veltrix.storage.v1.ReadResponse\x12X\n" +
 	"\tBatchRead\x12$.veltrix.storage.v1.BatchReadRequest\x1a%.veltrix.storage.v1.BatchReadResponse\x12L\n" +
 	"\x05Apply\x12 .veltrix.storage.v1.ApplyRequest\x1a!.veltrix.storage.v1.ApplyResponse\x12I\n" +
 	"\x04Scan\x12\x1f.veltrix.storage.v1.ScanRequest\x1a .veltrix.storage.v1.ScanResponse\x12l\n" +
 	"\x0fStreamPartition\x12*.veltrix.storage.v1.StreamPartitionRequest\x1a+.veltrix.storage.v1.StreamPartitionResponse0\x01\x12m\n" +
-	"\x10PartitionDigests\x12+.veltrix.storage.v1.PartitionDigestsRequest\x1a,.veltrix.storage.v1.PartitionDigestsResponseBEZCgithub.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1;storagev1b\x06proto3"
+	"\x10PartitionDigests\x12+.veltrix.storage.v1.PartitionDigestsRequest\x1a,.veltrix.storage.v1.PartitionDigestsResponse\x12d\n" +
+	"\rBucketDigests\x12(.veltrix.storage.v1.BucketDigestsRequest\x1a).veltrix.storage.v1.BucketDigestsResponse\x12d\n" +
+	"\rSetSyncPoints\x12(.veltrix.storage.v1.SetSyncPointsRequest\x1a).veltrix.storage.v1.SetSyncPointsResponseBEZCgithub.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_veltrix_storage_v1_storage_proto_rawDescOnce sync.Once
@@ -1087,7 +1421,7 @@ func file_veltrix_storage_v1_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_veltrix_storage_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_veltrix_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_veltrix_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_veltrix_storage_v1_storage_proto_goTypes = []any{
 	(Outcome)(0),                     // 0: veltrix.storage.v1.Outcome
 	(*Key)(nil),                      // 1: veltrix.storage.v1.Key
@@ -1105,6 +1439,12 @@ var file_veltrix_storage_v1_storage_proto_goTypes = []any{
 	(*PartitionDigestsRequest)(nil),  // 13: veltrix.storage.v1.PartitionDigestsRequest
 	(*PartitionDigest)(nil),          // 14: veltrix.storage.v1.PartitionDigest
 	(*PartitionDigestsResponse)(nil), // 15: veltrix.storage.v1.PartitionDigestsResponse
+	(*BucketDigestsRequest)(nil),     // 16: veltrix.storage.v1.BucketDigestsRequest
+	(*BucketDigest)(nil),             // 17: veltrix.storage.v1.BucketDigest
+	(*BucketDigestsResponse)(nil),    // 18: veltrix.storage.v1.BucketDigestsResponse
+	(*SyncPoint)(nil),                // 19: veltrix.storage.v1.SyncPoint
+	(*SetSyncPointsRequest)(nil),     // 20: veltrix.storage.v1.SetSyncPointsRequest
+	(*SetSyncPointsResponse)(nil),    // 21: veltrix.storage.v1.SetSyncPointsResponse
 }
 var file_veltrix_storage_v1_storage_proto_depIdxs = []int32{
 	1,  // 0: veltrix.storage.v1.Record.key:type_name -> veltrix.storage.v1.Key
@@ -1117,23 +1457,29 @@ var file_veltrix_storage_v1_storage_proto_depIdxs = []int32{
 	2,  // 7: veltrix.storage.v1.ScanResponse.records:type_name -> veltrix.storage.v1.Record
 	2,  // 8: veltrix.storage.v1.StreamPartitionResponse.records:type_name -> veltrix.storage.v1.Record
 	14, // 9: veltrix.storage.v1.PartitionDigestsResponse.digests:type_name -> veltrix.storage.v1.PartitionDigest
-	3,  // 10: veltrix.storage.v1.StorageService.Read:input_type -> veltrix.storage.v1.ReadRequest
-	5,  // 11: veltrix.storage.v1.StorageService.BatchRead:input_type -> veltrix.storage.v1.BatchReadRequest
-	7,  // 12: veltrix.storage.v1.StorageService.Apply:input_type -> veltrix.storage.v1.ApplyRequest
-	9,  // 13: veltrix.storage.v1.StorageService.Scan:input_type -> veltrix.storage.v1.ScanRequest
-	11, // 14: veltrix.storage.v1.StorageService.StreamPartition:input_type -> veltrix.storage.v1.StreamPartitionRequest
-	13, // 15: veltrix.storage.v1.StorageService.PartitionDigests:input_type -> veltrix.storage.v1.PartitionDigestsRequest
-	4,  // 16: veltrix.storage.v1.StorageService.Read:output_type -> veltrix.storage.v1.ReadResponse
-	6,  // 17: veltrix.storage.v1.StorageService.BatchRead:output_type -> veltrix.storage.v1.BatchReadResponse
-	8,  // 18: veltrix.storage.v1.StorageService.Apply:output_type -> veltrix.storage.v1.ApplyResponse
-	10, // 19: veltrix.storage.v1.StorageService.Scan:output_type -> veltrix.storage.v1.ScanResponse
-	12, // 20: veltrix.storage.v1.StorageService.StreamPartition:output_type -> veltrix.storage.v1.StreamPartitionResponse
-	15, // 21: veltrix.storage.v1.StorageService.PartitionDigests:output_type -> veltrix.storage.v1.PartitionDigestsResponse
-	16, // [16:22] is the sub-list for method output_type
-	10, // [10:16] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	17, // 10: veltrix.storage.v1.BucketDigestsResponse.digests:type_name -> veltrix.storage.v1.BucketDigest
+	19, // 11: veltrix.storage.v1.SetSyncPointsRequest.points:type_name -> veltrix.storage.v1.SyncPoint
+	3,  // 12: veltrix.storage.v1.StorageService.Read:input_type -> veltrix.storage.v1.ReadRequest
+	5,  // 13: veltrix.storage.v1.StorageService.BatchRead:input_type -> veltrix.storage.v1.BatchReadRequest
+	7,  // 14: veltrix.storage.v1.StorageService.Apply:input_type -> veltrix.storage.v1.ApplyRequest
+	9,  // 15: veltrix.storage.v1.StorageService.Scan:input_type -> veltrix.storage.v1.ScanRequest
+	11, // 16: veltrix.storage.v1.StorageService.StreamPartition:input_type -> veltrix.storage.v1.StreamPartitionRequest
+	13, // 17: veltrix.storage.v1.StorageService.PartitionDigests:input_type -> veltrix.storage.v1.PartitionDigestsRequest
+	16, // 18: veltrix.storage.v1.StorageService.BucketDigests:input_type -> veltrix.storage.v1.BucketDigestsRequest
+	20, // 19: veltrix.storage.v1.StorageService.SetSyncPoints:input_type -> veltrix.storage.v1.SetSyncPointsRequest
+	4,  // 20: veltrix.storage.v1.StorageService.Read:output_type -> veltrix.storage.v1.ReadResponse
+	6,  // 21: veltrix.storage.v1.StorageService.BatchRead:output_type -> veltrix.storage.v1.BatchReadResponse
+	8,  // 22: veltrix.storage.v1.StorageService.Apply:output_type -> veltrix.storage.v1.ApplyResponse
+	10, // 23: veltrix.storage.v1.StorageService.Scan:output_type -> veltrix.storage.v1.ScanResponse
+	12, // 24: veltrix.storage.v1.StorageService.StreamPartition:output_type -> veltrix.storage.v1.StreamPartitionResponse
+	15, // 25: veltrix.storage.v1.StorageService.PartitionDigests:output_type -> veltrix.storage.v1.PartitionDigestsResponse
+	18, // 26: veltrix.storage.v1.StorageService.BucketDigests:output_type -> veltrix.storage.v1.BucketDigestsResponse
+	21, // 27: veltrix.storage.v1.StorageService.SetSyncPoints:output_type -> veltrix.storage.v1.SetSyncPointsResponse
+	20, // [20:28] is the sub-list for method output_type
+	12, // [12:20] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_veltrix_storage_v1_storage_proto_init() }
@@ -1147,7 +1493,7 @@ func file_veltrix_storage_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_veltrix_storage_v1_storage_proto_rawDesc), len(file_veltrix_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

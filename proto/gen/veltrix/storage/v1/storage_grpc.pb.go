@@ -25,6 +25,8 @@ const (
 	StorageService_Scan_FullMethodName             = "/veltrix.storage.v1.StorageService/Scan"
 	StorageService_StreamPartition_FullMethodName  = "/veltrix.storage.v1.StorageService/StreamPartition"
 	StorageService_PartitionDigests_FullMethodName = "/veltrix.storage.v1.StorageService/PartitionDigests"
+	StorageService_BucketDigests_FullMethodName    = "/veltrix.storage.v1.StorageService/BucketDigests"
+	StorageService_SetSyncPoints_FullMethodName    = "/veltrix.storage.v1.StorageService/SetSyncPoints"
 )
 
 // StorageServiceClient is the client API for StorageService service.
@@ -59,6 +61,15 @@ type StorageServiceClient interface {
 	// PartitionDigests returns order-independent digests of partitions, for
 	// anti-entropy.
 	PartitionDigests(ctx context.Context, in *PartitionDigestsRequest, opts ...grpc.CallOption) (*PartitionDigestsResponse, error)
+	// BucketDigests splits one partition's key space into hash buckets and
+	// returns each bucket's digest, so replicas whose partition digests
+	// differ can find the records that differ without streaming the rest.
+	BucketDigests(ctx context.Context, in *BucketDigestsRequest, opts ...grpc.CallOption) (*BucketDigestsResponse, error)
+	// SetSyncPoints records, for each partition, that every replica held by
+	// the given time every record any of them held before it (a complete
+	// anti-entropy round). A tombstone is purged only before its partition's
+	// sync point, so a replica that was away cannot resurrect a delete.
+	SetSyncPoints(ctx context.Context, in *SetSyncPointsRequest, opts ...grpc.CallOption) (*SetSyncPointsResponse, error)
 }
 
 type storageServiceClient struct {
@@ -138,6 +149,26 @@ func (c *storageServiceClient) PartitionDigests(ctx context.Context, in *Partiti
 	return out, nil
 }
 
+func (c *storageServiceClient) BucketDigests(ctx context.Context, in *BucketDigestsRequest, opts ...grpc.CallOption) (*BucketDigestsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BucketDigestsResponse)
+	err := c.cc.Invoke(ctx, StorageService_BucketDigests_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storageServiceClient) SetSyncPoints(ctx context.Context, in *SetSyncPointsRequest, opts ...grpc.CallOption) (*SetSyncPointsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetSyncPointsResponse)
+	err := c.cc.Invoke(ctx, StorageService_SetSyncPoints_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServiceServer is the server API for StorageService service.
 // All implementations must embed UnimplementedStorageServiceServer
 // for forward compatibility.
@@ -170,6 +201,15 @@ type StorageServiceServer interface {
 	// PartitionDigests returns order-independent digests of partitions, for
 	// anti-entropy.
 	PartitionDigests(context.Context, *PartitionDigestsRequest) (*PartitionDigestsResponse, error)
+	// BucketDigests splits one partition's key space into hash buckets and
+	// returns each bucket's digest, so replicas whose partition digests
+	// differ can find the records that differ without streaming the rest.
+	BucketDigests(context.Context, *BucketDigestsRequest) (*BucketDigestsResponse, error)
+	// SetSyncPoints records, for each partition, that every replica held by
+	// the given time every record any of them held before it (a complete
+	// anti-entropy round). A tombstone is purged only before its partition's
+	// sync point, so a replica that was away cannot resurrect a delete.
+	SetSyncPoints(context.Context, *SetSyncPointsRequest) (*SetSyncPointsResponse, error)
 	mustEmbedUnimplementedStorageServiceServer()
 }
 
@@ -197,6 +237,12 @@ func (UnimplementedStorageServiceServer) StreamPartition(*StreamPartitionRequest
 }
 func (UnimplementedStorageServiceServer) PartitionDigests(context.Context, *PartitionDigestsRequest) (*PartitionDigestsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PartitionDigests not implemented")
+}
+func (UnimplementedStorageServiceServer) BucketDigests(context.Context, *BucketDigestsRequest) (*BucketDigestsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BucketDigests not implemented")
+}
+func (UnimplementedStorageServiceServer) SetSyncPoints(context.Context, *SetSyncPointsRequest) (*SetSyncPointsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetSyncPoints not implemented")
 }
 func (UnimplementedStorageServiceServer) mustEmbedUnimplementedStorageServiceServer() {}
 func (UnimplementedStorageServiceServer) testEmbeddedByValue()                        {}
@@ -320,6 +366,42 @@ func _StorageService_PartitionDigests_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StorageService_BucketDigests_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BucketDigestsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServiceServer).BucketDigests(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageService_BucketDigests_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServiceServer).BucketDigests(ctx, req.(*BucketDigestsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _StorageService_SetSyncPoints_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetSyncPointsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServiceServer).SetSyncPoints(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageService_SetSyncPoints_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServiceServer).SetSyncPoints(ctx, req.(*SetSyncPointsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StorageService_ServiceDesc is the grpc.ServiceDesc for StorageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -346,6 +428,14 @@ var StorageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PartitionDigests",
 			Handler:    _StorageService_PartitionDigests_Handler,
+		},
+		{
+			MethodName: "BucketDigests",
+			Handler:    _StorageService_BucketDigests_Handler,
+		},
+		{
+			MethodName: "SetSyncPoints",
+			Handler:    _StorageService_SetSyncPoints_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
