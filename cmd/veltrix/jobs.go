@@ -441,6 +441,7 @@ func report(w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, j *migrat
 	}
 	rows := [][]string{
 		{"items written", strconv.FormatUint(pr.GetItemsWritten(), 10)},
+		{"superseded", strconv.FormatUint(pr.GetItemsSuperseded(), 10) + " (Veltrix held a newer version; not written)"},
 		{"deletes", strconv.FormatUint(pr.GetDeletes(), 10)},
 		{"bytes read", strconv.FormatUint(pr.GetBytesRead(), 10)},
 		{"rejects", strconv.FormatUint(pr.GetRejects(), 10)},

@@ -81,6 +81,10 @@ func newRepairer(s *Server) *repairer {
 			Help: "Seconds since the partition this node leads that was longest ago in sync with all its replicas was last in sync."}),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
+	for _, d := range []string{"pulled", "pushed"} { // export the series before the first repair
+		r.keys.WithLabelValues(d)
+		r.bytes.WithLabelValues(d)
+	}
 	s.Registry.MustRegister(r.rounds, r.compared, r.repaired, r.failures, r.keys, r.bytes, r.outOfSync, r.oldestSync)
 	return r
 }

@@ -63,13 +63,14 @@ func (e *Env) markRunning(ctx context.Context, id string, guard clientv3.Cmp) (*
 // succeeded; records replayed after a restart (those after the last
 // checkpoint) are counted again.
 type counters struct {
-	items, deletes, ttlDeletes, expired, filtered, rejects atomic.Uint64
+	items, superseded, deletes, ttlDeletes, expired, filtered, rejects atomic.Uint64
 }
 
 // onto returns base plus the counters.
 func (c *counters) onto(base *migratorv1.Progress) *migratorv1.Progress {
 	p := proto.Clone(base).(*migratorv1.Progress)
 	p.ItemsWritten += c.items.Load()
+	p.ItemsSuperseded += c.superseded.Load()
 	p.Deletes += c.deletes.Load()
 	p.TtlDeletes += c.ttlDeletes.Load()
 	p.SkippedExpired += c.expired.Load()
@@ -81,11 +82,12 @@ func (c *counters) onto(base *migratorv1.Progress) *migratorv1.Progress {
 // delta is one batch's share of the counters, added once its writes
 // succeeded.
 type delta struct {
-	items, deletes, ttlDeletes, expired, filtered, rejects uint64
+	items, superseded, deletes, ttlDeletes, expired, filtered, rejects uint64
 }
 
 func (c *counters) add(d delta) {
 	c.items.Add(d.items)
+	c.superseded.Add(d.superseded)
 	c.deletes.Add(d.deletes)
 	c.ttlDeletes.Add(d.ttlDeletes)
 	c.expired.Add(d.expired)
@@ -134,11 +136,12 @@ func (e *Env) everyPoll(ctx context.Context, fn func(context.Context)) (stop fun
 }
 
 // writeRefusing writes muts in batches of batchSize, retrying failures
-// other than InvalidArgument for Env.WriteRetry. A batch the router
-// refuses as invalid is retried one mutation at a time, and refused(i,
-// err) is told of each mutation it still refuses. what names the source
-// in logs.
-func (e *Env) writeRefusing(ctx context.Context, table, what string, muts []client.Mutation, batchSize int, refused func(i int, err error)) error {
+// for Env.WriteRetry. A batch the router refuses as invalid is written one
+// mutation at a time, and refused(i) is told of each mutation it still
+// refuses. It returns which puts were superseded: Veltrix already held the
+// key at a newer version, so nothing changed. what names the writer in
+// logs. It is the migrator's one write path (import, table scan, stream).
+func (e *Env) writeRefusing(ctx context.Context, table, what string, muts []client.Mutation, batchSize int, refused func(i int, err error)) (superseded []int, err error) {
 	return e.writeObserved(ctx, table, what, muts, batchSize, refused, writePolicy{retryFor: e.WriteRetry})
 }
 
@@ -154,51 +157,64 @@ type writePolicy struct {
 }
 
 // writeObserved is writeRefusing under policy p.
-func (e *Env) writeObserved(ctx context.Context, table, what string, muts []client.Mutation, batchSize int, refused func(i int, err error), p writePolicy) error {
+func (e *Env) writeObserved(ctx context.Context, table, what string, muts []client.Mutation, batchSize int, refused func(i int, err error), p writePolicy) ([]int, error) {
+	var superseded []int
+	note := func(base int, res []client.WriteResult) {
+		for i, r := range res {
+			if !r.Applied && !muts[base+i].Delete {
+				superseded = append(superseded, base+i)
+			}
+		}
+	}
 	for lo := 0; lo < len(muts); lo += batchSize {
 		hi := min(lo+batchSize, len(muts))
-		err := e.sendRetry(ctx, table, what, muts[lo:hi], p)
+		res, err := e.sendRetry(ctx, table, what, muts[lo:hi], p)
 		if status.Code(err) != codes.InvalidArgument {
 			if err != nil {
-				return err
+				return superseded, err
 			}
+			note(lo, res)
 			continue
 		}
 		for i := lo; i < hi; i++ {
-			err := e.sendRetry(ctx, table, what, muts[i:i+1], p)
+			res, err := e.sendRetry(ctx, table, what, muts[i:i+1], p)
 			switch {
 			case status.Code(err) == codes.InvalidArgument:
 				refused(i, err)
 			case err != nil:
-				return err
+				return superseded, err
+			default:
+				note(i, res)
 			}
 		}
 	}
-	return nil
+	return superseded, nil
 }
 
-// sendRetry is one BatchWrite, retried as import's writes are.
-func (e *Env) sendRetry(ctx context.Context, table, what string, muts []client.Mutation, p writePolicy) error {
+// sendRetry is one BatchWrite, retried for p.retryFor while Veltrix is
+// unavailable (the client's own retries ride out a node restart; this
+// outlasts a longer outage).
+func (e *Env) sendRetry(ctx context.Context, table, what string, muts []client.Mutation, p writePolicy) ([]client.WriteResult, error) {
 	deadline := time.Now().Add(p.retryFor)
 	for attempt := 1; ; attempt++ {
-		_, err := e.Target.BatchWrite(ctx, muts)
+		res, err := e.Target.BatchWriteResults(ctx, muts)
 		if err == nil {
 			if p.observe != nil {
 				p.observe(nil)
 			}
-			return nil
+			return res, nil
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		switch status.Code(err) {
 		case codes.InvalidArgument:
-			return err
+			return nil, err
 		case codes.NotFound:
-			return fail("target table %q not found while writing (deleted during the job?): %v", table, err)
+			return nil, fail("target table %q not found while writing (deleted during the job?): %v", table, err)
 		}
 		if p.retryFor > 0 && time.Now().After(deadline) {
-			return fail("writes to Veltrix failed for %s: %v", p.retryFor, err)
+			return nil, fail("writes to Veltrix failed for %s: %v", p.retryFor, err)
 		}
 		if p.observe != nil {
 			p.observe(fmt.Errorf("write to Veltrix table %s: %w", table, err))
@@ -207,7 +223,7 @@ func (e *Env) sendRetry(ctx context.Context, table, what string, muts []client.M
 		select {
 		case <-time.After(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second)):
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }
@@ -216,10 +232,11 @@ func (e *Env) sendRetry(ctx context.Context, table, what string, muts []client.M
 // jobError fails the job; a lost claim, a cancellation or a job that ended
 // meanwhile are nobody's fault; anything else is returned, and the
 // manager runs the job again.
-func (e *Env) endClaimedRun(ctx context.Context, id, what string, err error) error {
+func (e *Env) endClaimedRun(ctx context.Context, job *migratorv1.Job, what string, err error) error {
+	id := job.GetId()
 	if msg, ok := isJobError(err); ok {
 		e.Logger.Error(what+" failed", "job", id, "err", msg)
-		if _, ferr := e.Store.Finish(context.WithoutCancel(ctx), id, migratorv1.JobState_JOB_STATE_FAILED, msg, e.Now(), nil); ferr != nil && !errors.Is(ferr, ErrFinished) {
+		if _, ferr := e.Store.FinishAttempt(context.WithoutCancel(ctx), id, job.GetAttempts(), migratorv1.JobState_JOB_STATE_FAILED, msg, e.Now(), nil); ferr != nil && !errors.Is(ferr, ErrFinished) {
 			return ferr
 		}
 		return nil

@@ -55,7 +55,7 @@ import (
 // Target is the Veltrix cluster a job writes to and reads from;
 // *client.Client implements it.
 type Target interface {
-	BatchWrite(ctx context.Context, muts []client.Mutation, opts ...client.CallOption) ([]uint64, error)
+	BatchWriteResults(ctx context.Context, muts []client.Mutation, opts ...client.CallOption) ([]client.WriteResult, error)
 	BatchGet(ctx context.Context, keys []client.Key, opts ...client.CallOption) ([]client.Result, error)
 	Scan(ctx context.Context, table string, segment, totalSegments int) iter.Seq2[client.Item, error]
 	DescribeTable(ctx context.Context, name string) (*kvv1.Table, error)

@@ -86,7 +86,7 @@ func fkey(k client.Key) string {
 	return fmt.Sprintf("%s\x00%d:%s\x00%s", k.Table, len(k.PartitionKey), k.PartitionKey, k.SortKey)
 }
 
-func (f *fakeTarget) BatchWrite(ctx context.Context, muts []client.Mutation, _ ...client.CallOption) ([]uint64, error) {
+func (f *fakeTarget) BatchWriteResults(ctx context.Context, muts []client.Mutation, _ ...client.CallOption) ([]client.WriteResult, error) {
 	if f.delay > 0 {
 		select {
 		case <-time.After(f.delay):
@@ -113,13 +113,14 @@ func (f *fakeTarget) BatchWrite(ctx context.Context, muts []client.Mutation, _ .
 	if ctx.Err() != nil {
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
-	out := make([]uint64, len(muts))
+	out := make([]client.WriteResult, len(muts))
 	for i, m := range muts {
 		k := fkey(m.Key)
 		old, ok := f.items[k]
 		f.writes.Add(1)
-		out[i] = m.Version
-		if ok && (old.version > m.Version || old.version == m.Version && old.deleted) {
+		out[i] = client.WriteResult{Version: m.Version, Applied: true, CurrentVersion: m.Version}
+		if ok && (old.version > m.Version || old.version == m.Version && old.deleted && !m.Delete) {
+			out[i] = client.WriteResult{Version: m.Version, CurrentVersion: old.version}
 			continue
 		}
 		f.items[k] = fakeItem{key: m.Key, value: m.Value, expire: m.ExpireTime, version: m.Version, deleted: m.Delete}

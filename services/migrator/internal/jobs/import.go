@@ -16,7 +16,6 @@ import (
 	"github.com/veltrixdb/veltrix/services/migrator/internal/mapping"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/time/rate"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -39,10 +38,13 @@ type importRun struct {
 	m         *mapping.Mapping
 	exp       *export.Export
 	lease     clientv3.LeaseID
+	attempt   uint32 // the job's attempt this run works on
 	version   uint64
 	batchSize int
 	parallel  int
 	limiter   *rate.Limiter
+	// bytesTotal estimates the export's uncompressed bytes (0: unknown).
+	bytesTotal uint64
 	batches   chan *batch
 	sink      *rejectSink
 }
@@ -85,11 +87,11 @@ func (e *Env) RunImport(ctx context.Context, job *migratorv1.Job, lease clientv3
 	if job.GetImportSpec().GetTableScan() != nil {
 		return e.runTableScanImport(ctx, job, lease)
 	}
-	r := &importRun{env: e, id: job.GetId(), spec: job.GetImportSpec(), lease: lease}
+	r := &importRun{env: e, id: job.GetId(), spec: job.GetImportSpec(), lease: lease, attempt: job.GetAttempts()}
 	err := r.run(ctx)
 	if msg, ok := isJobError(err); ok {
 		e.Logger.Error("import failed", "job", r.id, "err", msg)
-		if _, ferr := e.Store.Finish(context.WithoutCancel(ctx), r.id, migratorv1.JobState_JOB_STATE_FAILED, msg, e.Now(), nil); ferr != nil && !errors.Is(ferr, ErrFinished) {
+		if _, ferr := e.Store.FinishAttempt(context.WithoutCancel(ctx), r.id, r.attempt, migratorv1.JobState_JOB_STATE_FAILED, msg, e.Now(), nil); ferr != nil && !errors.Is(ferr, ErrFinished) {
 			return ferr
 		}
 		return nil
@@ -123,6 +125,12 @@ func (r *importRun) run(ctx context.Context) error {
 	}
 	if r.exp, err = openExport(ctx, r.spec.GetExport()); err != nil {
 		return err
+	}
+	// The manifests carry no uncompressed size: estimate it for progress.
+	if n, ok, err := r.exp.UncompressedSize(ctx, 16); ok {
+		r.bytesTotal = uint64(n)
+	} else if err != nil && ctx.Err() == nil {
+		e.Logger.Warn("cannot estimate the export's size; progress shows bytes read only", "job", r.id, "err", err)
 	}
 	if !r.exp.Incremental {
 		r.version = mapping.FullExportVersion(r.exp.ExportTime)
@@ -167,6 +175,9 @@ func (r *importRun) start(ctx context.Context) error {
 			j.Progress = &migratorv1.Progress{}
 		}
 		j.Progress.ItemsTotal = uint64(r.exp.ItemCount())
+		if r.bytesTotal > 0 {
+			j.Progress.BytesTotal = r.bytesTotal
+		}
 		j.Progress.FilesTotal = uint32(len(r.exp.Files))
 		return nil
 	})
@@ -360,7 +371,7 @@ func (r *importRun) finish(ctx context.Context, job *migratorv1.Job) error {
 		problems = append(problems, fileProblems(f, fileTally{Unread: cp.Unread, Records: cp.Records, LineRejects: cp.LineRejects}, "imported")...)
 	}
 	state := outcome(problems)
-	_, err = e.Store.Finish(ctx, r.id, state, problemsText(problems), e.Now(), func(j *migratorv1.Job) {
+	_, err = e.Store.FinishAttempt(ctx, r.id, r.attempt, state, problemsText(problems), e.Now(), func(j *migratorv1.Job) {
 		j.Problems = problems
 	})
 	if err == nil {
@@ -628,6 +639,7 @@ func (fr *fileRun) commit(ctx context.Context, cp Checkpoint) error {
 			cp.Lines = max(cp.Lines, b.lastLine)
 			cp.Records += d.Records
 			cp.Items += d.Items
+			cp.Superseded += d.Superseded
 			cp.Deletes += d.Deletes
 			cp.SkippedExpired += d.SkippedExpired
 			cp.Filtered += d.Filtered
@@ -697,61 +709,23 @@ func (r *importRun) writer(ctx context.Context) {
 	}
 }
 
-// write applies one batch, retrying while the cluster is unavailable. A
-// batch the router refuses as invalid is retried one mutation at a time,
-// and the mutations it still refuses become rejects.
+// write applies one batch through the migrator's write path
+// (writeRefusing): mutations the router refuses become rejects, puts
+// Veltrix already held at a newer version are counted as superseded.
 func (r *importRun) write(ctx context.Context, b *batch) error {
 	if r.limiter != nil {
 		if err := r.limiter.WaitN(ctx, len(b.muts)); err != nil {
 			return err
 		}
 	}
-	err := r.send(ctx, b, b.muts)
-	if status.Code(err) != codes.InvalidArgument {
+	superseded, err := r.env.writeRefusing(ctx, r.m.Table, "import "+r.id+" "+b.file.f.Name, b.muts, len(b.muts), func(i int, err error) {
+		r.rejectWrite(b, i, err)
+	})
+	if err != nil {
 		return err
 	}
-	for i := range b.muts {
-		err := r.send(ctx, b, b.muts[i:i+1])
-		if status.Code(err) == codes.InvalidArgument {
-			r.rejectWrite(b, i, err)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-	}
+	b.delta.Superseded += int64(len(superseded))
 	return nil
-}
-
-// send writes muts, retrying failures other than InvalidArgument (returned
-// as is) and NotFound (the table is gone: the job fails) for up to
-// Env.WriteRetry.
-func (r *importRun) send(ctx context.Context, b *batch, muts []client.Mutation) error {
-	deadline := time.Now().Add(r.env.WriteRetry)
-	for attempt := 1; ; attempt++ {
-		_, err := r.env.Target.BatchWrite(ctx, muts)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		switch status.Code(err) {
-		case codes.InvalidArgument:
-			return err
-		case codes.NotFound:
-			return fail("target table %q not found while writing (deleted during the import?): %v", r.m.Table, err)
-		}
-		if time.Now().After(deadline) {
-			return fail("writes to Veltrix failed for %s: %v", r.env.WriteRetry, err)
-		}
-		r.env.Logger.Warn("batch write failed; retrying", "job", r.id, "file", b.file.f.Name, "attempt", attempt, "err", err)
-		select {
-		case <-time.After(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second)):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }
 
 // rejectWrite turns mutation i of b, refused by the router, into a reject.

@@ -77,10 +77,11 @@ func (s *Store) Aggregate(ctx context.Context, j *migratorv1.Job) (*migratorv1.J
 			return nil, err
 		}
 		p := j.Progress
-		p.ItemsWritten, p.Deletes, p.SkippedExpired, p.Filtered, p.BytesRead, p.FilesDone = 0, 0, 0, 0, 0, 0
+		p.ItemsWritten, p.ItemsSuperseded, p.Deletes, p.SkippedExpired, p.Filtered, p.BytesRead, p.FilesDone = 0, 0, 0, 0, 0, 0, 0
 		p.Rejects = uint64(base) // rejects about the manifests
 		for _, cp := range cps {
-			p.ItemsWritten += uint64(cp.Items)
+			p.ItemsWritten += uint64(cp.Items - cp.Superseded)
+			p.ItemsSuperseded += uint64(cp.Superseded)
 			p.Deletes += uint64(cp.Deletes)
 			p.SkippedExpired += uint64(cp.SkippedExpired)
 			p.Filtered += uint64(cp.Filtered)

@@ -256,9 +256,19 @@ func (s *Store) UpdateGuarded(ctx context.Context, id string, guards []clientv3.
 // Finish moves a job that has not ended to state (a terminal one), with
 // errMsg for FAILED. It returns ErrFinished if the job had already ended.
 func (s *Store) Finish(ctx context.Context, id string, state migratorv1.JobState, errMsg string, now time.Time, also func(*migratorv1.Job)) (*migratorv1.Job, error) {
+	return s.FinishAttempt(ctx, id, 0, state, errMsg, now, also)
+}
+
+// FinishAttempt is Finish for the run of one attempt of the job (0: any):
+// if the job was retried since that run started (RetryJob), the run is
+// stale and its outcome is not recorded (ErrFinished).
+func (s *Store) FinishAttempt(ctx context.Context, id string, attempt uint32, state migratorv1.JobState, errMsg string, now time.Time, also func(*migratorv1.Job)) (*migratorv1.Job, error) {
 	return s.Update(ctx, id, func(j *migratorv1.Job) error {
 		if Terminal(j.GetState()) {
 			return fmt.Errorf("%w: %s is %s", ErrFinished, id, j.GetState())
+		}
+		if attempt != 0 && j.GetAttempts() != attempt {
+			return fmt.Errorf("%w: %s was retried (attempt %d) since this run of attempt %d began", ErrFinished, id, j.GetAttempts(), attempt)
 		}
 		j.State = state
 		j.Error = errMsg
@@ -418,8 +428,10 @@ type Checkpoint struct {
 	Lines int64 `json:"lines"`
 	// Records is the number of non-blank lines among them.
 	Records int64 `json:"records"`
-	// Items and Deletes are the puts and deletes written.
-	Items   int64 `json:"items"`
+	// Items and Deletes are the puts and deletes written; Superseded is
+	// how many of Items Veltrix already held at a newer version.
+	Items      int64 `json:"items"`
+	Superseded int64 `json:"superseded,omitempty"`
 	Deletes int64 `json:"deletes"`
 	// SkippedExpired and Filtered are items not written.
 	SkippedExpired int64 `json:"skipped_expired"`

@@ -36,6 +36,7 @@ type consumer interface {
 type streamRun struct {
 	env       *Env
 	id        string
+	attempt   uint32 // the job's attempt this run works on
 	spec      *migratorv1.StreamSpec
 	m         *mapping.Mapping
 	guard     clientv3.Cmp
@@ -74,13 +75,13 @@ func (e *Env) RunStream(ctx context.Context, job *migratorv1.Job, lease clientv3
 	}
 	defer func() { _ = e.release(context.WithoutCancel(ctx), id, StreamClaim, lease) }()
 	defer e.Observer.JobDone(id)
-	r := &streamRun{env: e, id: id, spec: job.GetStreamSpec(), guard: e.Store.OwnsClaim(id, StreamClaim, lease),
+	r := &streamRun{env: e, id: id, attempt: job.GetAttempts(), spec: job.GetStreamSpec(), guard: e.Store.OwnsClaim(id, StreamClaim, lease),
 		sink: &rejectSink{env: e, id: id}, failAfter: FailAfter(job.GetStreamSpec())}
 	err = r.run(ctx)
 	if _, ok := isJobError(err); ok {
 		e.Observer.StreamFailed(id, "error")
 	}
-	return e.endClaimedRun(ctx, id, "stream", err)
+	return e.endClaimedRun(ctx, job, "stream", err)
 }
 
 // describe names the job's source in messages and problems.
@@ -185,8 +186,17 @@ func (r *streamRun) run(parent context.Context) error {
 	case err == nil:
 		// Every shard was closed and applied: the stream was disabled or
 		// deleted, and no record will come.
-		_, err := e.Store.Finish(ctx, r.id, migratorv1.JobState_JOB_STATE_SUCCEEDED, "", e.Now(), nil)
-		e.Logger.Info("stream ended: every shard is closed and applied", "job", r.id)
+		p := r.counts.onto(base)
+		var problems []*migratorv1.Problem
+		if n := p.GetRejects(); n > 0 {
+			problems = append(problems, &migratorv1.Problem{Kind: migratorv1.ProblemKind_PROBLEM_KIND_REJECTED_LINES,
+				Source: r.spec.GetStream(), Items: n, Detail: fmt.Sprintf("%d records rejected and not applied (see the job's rejects)", n)})
+		}
+		state := outcome(problems)
+		_, err := e.Store.FinishAttempt(ctx, r.id, r.attempt, state, problemsText(problems), e.Now(), func(j *migratorv1.Job) {
+			j.Problems = problems
+		})
+		e.Logger.Info("stream ended: every shard is closed and applied", "job", r.id, "state", state)
 		return err
 	case ctx.Err() != nil:
 		return ctx.Err()
@@ -395,7 +405,7 @@ func (r *streamRun) apply(ctx context.Context, changes []cdc.Change) error {
 	}
 	// Writes are retried until they succeed or the run's health fails the
 	// job after fail_after; each attempt counts in the health.
-	err := r.env.writeObserved(ctx, r.m.Table, "stream job "+r.id, muts, r.batchSize, func(i int, err error) {
+	superseded, err := r.env.writeObserved(ctx, r.m.Table, "stream job "+r.id, muts, r.batchSize, func(i int, err error) {
 		c := changes[from[i]]
 		switch m := muts[i]; {
 		case !m.Delete:
@@ -415,6 +425,8 @@ func (r *streamRun) apply(ctx context.Context, changes []cdc.Change) error {
 	if err != nil {
 		return err
 	}
+	d.items -= uint64(len(superseded))
+	d.superseded += uint64(len(superseded))
 	if err := r.sink.put(ctx, rejects); err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ import (
 type scanImportRun struct {
 	env       *Env
 	id        string
+	attempt   uint32 // the job's attempt this run works on
 	spec      *migratorv1.ImportSpec
 	m         *mapping.Mapping
 	guard     clientv3.Cmp
@@ -43,9 +44,9 @@ func (e *Env) runTableScanImport(ctx context.Context, job *migratorv1.Job, lease
 		return ignoreCanceled(err)
 	}
 	defer func() { _ = e.release(context.WithoutCancel(ctx), id, ScanClaim, lease) }()
-	r := &scanImportRun{env: e, id: id, spec: job.GetImportSpec(), guard: e.Store.OwnsClaim(id, ScanClaim, lease),
+	r := &scanImportRun{env: e, id: id, attempt: job.GetAttempts(), spec: job.GetImportSpec(), guard: e.Store.OwnsClaim(id, ScanClaim, lease),
 		sink: &rejectSink{env: e, id: id}}
-	return e.endClaimedRun(ctx, id, "import", r.run(ctx))
+	return e.endClaimedRun(ctx, job, "import", r.run(ctx))
 }
 
 // scanOptions are the Scan options of a source.
@@ -131,7 +132,7 @@ func (r *scanImportRun) run(ctx context.Context) error {
 			Detail: fmt.Sprintf("%d items rejected and not imported (see the job's rejects)", n)})
 	}
 	state := outcome(problems)
-	if _, err := e.Store.Finish(ctx, r.id, state, problemsText(problems), e.Now(), func(j *migratorv1.Job) {
+	if _, err := e.Store.FinishAttempt(ctx, r.id, r.attempt, state, problemsText(problems), e.Now(), func(j *migratorv1.Job) {
 		j.Progress = p
 		j.Problems = problems
 	}); err != nil {
@@ -183,7 +184,7 @@ func (r *scanImportRun) apply(ctx context.Context, p scan.Page) error {
 				return err
 			}
 		}
-		err := r.env.writeRefusing(ctx, r.m.Table, "import "+r.id, muts[lo:hi], r.batchSize, func(i int, err error) {
+		superseded, err := r.env.writeRefusing(ctx, r.m.Table, "import "+r.id, muts[lo:hi], r.batchSize, func(i int, err error) {
 			d.items--
 			d.rejects++
 			rejects = append(rejects, itemReject(p.Segment, p.Items[from[lo+i]], "Veltrix refused the write: "+status.Convert(err).Message()))
@@ -191,6 +192,8 @@ func (r *scanImportRun) apply(ctx context.Context, p scan.Page) error {
 		if err != nil {
 			return err
 		}
+		d.items -= uint64(len(superseded))
+		d.superseded += uint64(len(superseded))
 	}
 	if err := r.sink.put(ctx, rejects); err != nil {
 		return err

@@ -151,11 +151,11 @@ func (e *Env) RunVerify(ctx context.Context, job *migratorv1.Job, lease clientv3
 	report, problems, err := r.run(ctx)
 	if msg, ok := isJobError(err); ok {
 		e.Logger.Error("verify failed", "job", id, "err", msg)
-		_, err = e.Store.Finish(context.WithoutCancel(ctx), id, migratorv1.JobState_JOB_STATE_FAILED, msg, e.Now(), nil)
+		_, err = e.Store.FinishAttempt(context.WithoutCancel(ctx), id, job.GetAttempts(), migratorv1.JobState_JOB_STATE_FAILED, msg, e.Now(), nil)
 	} else if err == nil {
 		if err = e.Store.PutMismatches(ctx, id, r.mismatches); err == nil {
 			state := outcome(problems)
-			_, err = e.Store.Finish(ctx, id, state, problemsText(problems), e.Now(), func(j *migratorv1.Job) {
+			_, err = e.Store.FinishAttempt(ctx, id, job.GetAttempts(), state, problemsText(problems), e.Now(), func(j *migratorv1.Job) {
 				j.VerifyReport = report
 				j.Problems = problems
 				j.Progress = r.progress(j.GetProgress())

@@ -57,10 +57,12 @@ type MigratorServiceClient interface {
 	// ListRejects pages through a job's dead-letter report.
 	ListRejects(ctx context.Context, in *ListRejectsRequest, opts ...grpc.CallOption) (*ListRejectsResponse, error)
 	// RetryJob runs a job that ended FAILED, COMPLETED_WITH_ERRORS or
-	// CANCELLED again under the same id. An import resumes from its
-	// checkpoints (finished files are not read again); a verify or stream
-	// starts over. The previous attempt's outcome is kept in the job's
-	// attempts.
+	// CANCELLED again under the same id, with attempts + 1. An import resumes
+	// from its checkpoints (finished files are not read again; a file skipped
+	// whole as missing or failing its checksum is read again); a stream
+	// resumes from its shard checkpoints; a verify starts over. The previous
+	// attempt's error and problems are cleared (the migrator logs them), and
+	// a run of the previous attempt still finishing cannot record its outcome.
 	RetryJob(ctx context.Context, in *RetryJobRequest, opts ...grpc.CallOption) (*RetryJobResponse, error)
 }
 
@@ -198,10 +200,12 @@ type MigratorServiceServer interface {
 	// ListRejects pages through a job's dead-letter report.
 	ListRejects(context.Context, *ListRejectsRequest) (*ListRejectsResponse, error)
 	// RetryJob runs a job that ended FAILED, COMPLETED_WITH_ERRORS or
-	// CANCELLED again under the same id. An import resumes from its
-	// checkpoints (finished files are not read again); a verify or stream
-	// starts over. The previous attempt's outcome is kept in the job's
-	// attempts.
+	// CANCELLED again under the same id, with attempts + 1. An import resumes
+	// from its checkpoints (finished files are not read again; a file skipped
+	// whole as missing or failing its checksum is read again); a stream
+	// resumes from its shard checkpoints; a verify starts over. The previous
+	// attempt's error and problems are cleared (the migrator logs them), and
+	// a run of the previous attempt still finishing cannot record its outcome.
 	RetryJob(context.Context, *RetryJobRequest) (*RetryJobResponse, error)
 	mustEmbedUnimplementedMigratorServiceServer()
 }
