@@ -45,8 +45,8 @@ type importRun struct {
 	limiter   *rate.Limiter
 	// bytesTotal estimates the export's uncompressed bytes (0: unknown).
 	bytesTotal uint64
-	batches   chan *batch
-	sink      *rejectSink
+	batches    chan *batch
+	sink       *rejectSink
 }
 
 // batch is a run of consecutive lines of one file and the writes they

@@ -432,7 +432,7 @@ type Checkpoint struct {
 	// how many of Items Veltrix already held at a newer version.
 	Items      int64 `json:"items"`
 	Superseded int64 `json:"superseded,omitempty"`
-	Deletes int64 `json:"deletes"`
+	Deletes    int64 `json:"deletes"`
 	// SkippedExpired and Filtered are items not written.
 	SkippedExpired int64 `json:"skipped_expired"`
 	Filtered       int64 `json:"filtered"`
