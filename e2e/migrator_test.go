@@ -98,8 +98,13 @@ func migVerify(t testing.TB, p *migProc, src *migratorv1.ExportSource, table str
 		t.Fatal(err)
 	}
 	j, _ := migWatch(t, p, resp.GetJob().GetId(), 2*time.Minute)
-	if j.GetState() != migratorv1.JobState_JOB_STATE_SUCCEEDED {
+	// A verify ends SUCCEEDED when its verdict passes, COMPLETED_WITH_ERRORS
+	// when it found differences: both ran to the end.
+	if s := j.GetState(); s != migratorv1.JobState_JOB_STATE_SUCCEEDED && s != migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS {
 		t.Fatalf("verify %s: %s %q", j.GetId(), j.GetState(), j.GetError())
+	}
+	if passed := j.GetVerifyReport().GetPassed(); passed != (j.GetState() == migratorv1.JobState_JOB_STATE_SUCCEEDED) {
+		t.Fatalf("verify %s: %s but verdict passed=%v", j.GetId(), j.GetState(), passed)
 	}
 	return j
 }
@@ -305,7 +310,8 @@ func TestImportKillResume(t *testing.T) {
 
 func jobsTerminal(j *migratorv1.Job) bool {
 	s := j.GetState()
-	return s == migratorv1.JobState_JOB_STATE_SUCCEEDED || s == migratorv1.JobState_JOB_STATE_FAILED || s == migratorv1.JobState_JOB_STATE_CANCELLED
+	return s == migratorv1.JobState_JOB_STATE_SUCCEEDED || s == migratorv1.JobState_JOB_STATE_FAILED || s == migratorv1.JobState_JOB_STATE_CANCELLED ||
+		s == migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS
 }
 
 // TestMigrator covers the smaller cases on one cluster: bad input, other
@@ -353,8 +359,9 @@ func TestMigrator(t *testing.T) {
 		}
 		id := migImport(t, m, &migratorv1.ExportSource{Uri: dir}, "bad", nil)
 		j, _ := migWatch(t, m, id, time.Minute)
-		if j.GetState() != migratorv1.JobState_JOB_STATE_SUCCEEDED {
-			t.Fatalf("%s %q", j.GetState(), j.GetError())
+		// Data was lost: the job says so, file by file.
+		if j.GetState() != migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS || len(j.GetProblems()) != 5 {
+			t.Fatalf("%s %q; want COMPLETED_WITH_ERRORS with 5 problems", j.GetState(), j.GetError())
 		}
 		var rejects []*migratorv1.Reject
 		tok := ""

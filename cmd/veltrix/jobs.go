@@ -513,6 +513,8 @@ func report(w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, j *migrat
 // exitCodes): 0 only for SUCCEEDED.
 func verdict(j *migratorv1.Job) error {
 	switch j.State {
+	case migratorv1.JobState_JOB_STATE_PENDING, migratorv1.JobState_JOB_STATE_RUNNING:
+		return nil // detached, or Ctrl-C: the job goes on
 	case migratorv1.JobState_JOB_STATE_SUCCEEDED:
 		// A migrator older than the verdict said SUCCEEDED for any verify
 		// that ran to its end: never let a mismatch exit 0.
