@@ -17,7 +17,6 @@ import (
 	"github.com/veltrixdb/veltrix/services/router/internal/controller"
 	"github.com/veltrixdb/veltrix/services/router/internal/coord"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
@@ -68,7 +67,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.EtcdClient != nil {
 		s.etcd = cfg.EtcdClient
 	} else {
-		s.etcd, err = clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		s.etcd, err = clientv3.New(topology.ClientConfig(cfg.EtcdEndpoints))
 		if err != nil {
 			return nil, fmt.Errorf("router: etcd client for %v: %w", cfg.EtcdEndpoints, err)
 		}
@@ -84,7 +83,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if c := s.watcher.Snapshot().Config; c != nil && c.HashFunction != placement.HashFunction {
 		return nil, fmt.Errorf("router: cluster %q uses partition hash %q, this build uses %q", cfg.Cluster, c.HashFunction, placement.HashFunction)
 	}
-	s.cluster = cluster.New(s.watcher, s.logger)
+	s.cluster = cluster.New(s.watcher, s.logger, 0)
 	s.coord = coord.New(s.cluster, coord.Options{
 		HedgeMin: cfg.HedgeMin, HedgeMax: cfg.HedgeMax, Timeout: cfg.RequestTimeout,
 		Logger: s.logger, Metrics: coord.NewMetrics(s.Registry),
