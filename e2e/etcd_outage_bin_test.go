@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,6 +59,9 @@ func TestBinEtcdOutage(t *testing.T) {
 	time.Sleep(leaseTTL)
 	c.Routers[1].Stop(t)
 	c.Routers[1].Restart(t)
+	if !strings.Contains(c.Routers[1].Log(), "starting from the persisted topology snapshot") {
+		t.Errorf("%s did not start from its persisted topology", c.Routers[1].Name)
+	}
 
 	// Outlast the leases comfortably before etcd returns.
 	if d := 3*leaseTTL - time.Since(outage); d > 0 {
