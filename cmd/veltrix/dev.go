@@ -101,7 +101,7 @@ func dev(args []string, w io.Writer) error {
 	st.cli = cli
 	if st.router, err = router.Start(ctx, router.Config{
 		ID: "router-1", ListenAddr: *listen, MetricsAddr: "127.0.0.1:0", EtcdClient: cli,
-		Partitions: 256, ReplicationFactor: 3, Logger: logger,
+		Partitions: 256, ReplicationFactor: 3, Logger: logger, StateDir: filepath.Join(abs, "router"),
 	}); err != nil {
 		return fmt.Errorf("start router: %w (is something else listening on %s? pass --listen-addr)", err, *listen)
 	}

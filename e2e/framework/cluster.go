@@ -33,6 +33,10 @@ type Options struct {
 	NoSync bool
 	// Cluster is the cluster name. Default "e2e".
 	Cluster string
+	// RouterStateDir gives each router a --state-dir of its own (under
+	// Cluster.Dir), where it persists the topology to start from while etcd
+	// is unreachable. Default false.
+	RouterStateDir bool
 	// StorageArgs, RouterArgs and MigratorArgs are extra flags.
 	StorageArgs, RouterArgs, MigratorArgs []string
 	// StartTimeout bounds each process's wait for SERVING. Default 60s.
@@ -133,6 +137,9 @@ func Start(t testing.TB, o Options) *Cluster {
 			"--router-id", "r" + strconv.Itoa(i), "--cluster", o.Cluster, "--etcd-endpoints", etcdURL,
 			"--partitions", strconv.Itoa(int(o.Partitions)), "--replication-factor", strconv.Itoa(o.RF),
 			"--min-nodes", strconv.Itoa(o.Nodes), "--shutdown-timeout", "5s",
+		}
+		if o.RouterStateDir {
+			args = append(args, "--state-dir", filepath.Join(c.Dir, "router-"+strconv.Itoa(i)+"-state"))
 		}
 		c.Routers = append(c.Routers, newProc("router-"+strconv.Itoa(i), bins.Router, append(args, o.RouterArgs...),
 			&portFlag{flag: "listen-addr", hostPort: true, grpc: true}, &portFlag{flag: "metrics-addr", hostPort: true}))

@@ -294,6 +294,9 @@ func (s *Store) PutPlacement(ctx context.Context, p placement.Document, prevEpoc
 	return nil
 }
 
+// registerMaxBackoff bounds the wait between re-registration attempts.
+const registerMaxBackoff = time.Second
+
 // Registration keeps a node registered under a lease until Close. If the
 // lease is lost (etcd unreachable longer than the TTL), it registers again
 // as soon as etcd answers.
@@ -412,7 +415,10 @@ func (r *Registration) run(ctx context.Context, ka <-chan *clientv3.LeaseKeepAli
 		}
 		r.logger.Warn("node lease lost; registering again", "node", r.node.ID)
 		for {
-			gctx, cancel := context.WithTimeout(ctx, r.ttl)
+			// A short attempt: when etcd answers, grant, get, put and
+			// keepalive take milliseconds; when it does not, the next try
+			// comes sooner.
+			gctx, cancel := context.WithTimeout(ctx, min(r.ttl, 3*time.Second))
 			next, err := r.grant(gctx)
 			cancel()
 			if err == nil {
@@ -434,7 +440,10 @@ func (r *Registration) run(ctx context.Context, ka <-chan *clientv3.LeaseKeepAli
 				return
 			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, 5*time.Second)
+			// At most a second between attempts: re-registering promptly
+			// after an etcd outage is what lets routers stop counting on
+			// their grace for this node.
+			backoff = min(2*backoff, registerMaxBackoff)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -313,5 +314,57 @@ func TestClusterIDAndIncarnations(t *testing.T) {
 	}
 	if err := store.ClaimNodeIdentity(ctx, topology.NodeIdentity{NodeID: "n1", Incarnation: "inc-d"}, rev); !errors.Is(err, topology.ErrIdentityConflict) {
 		t.Fatalf("claim at a stale revision: %v, want ErrIdentityConflict", err)
+	}
+}
+
+func TestSnapshotFileAndFallback(t *testing.T) {
+	e, cli := startEtcd(t)
+	ctx := context.Background()
+	store := topology.NewStore(cli, "test")
+	if _, err := store.CreateTable(ctx, topology.Table{Name: "kept"}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := store.Watch(ctx, topology.WatcherOptions{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "topology.json")
+	if _, err := topology.ReadSnapshotFile(path, "test"); !errors.Is(err, topology.ErrNoSnapshotFile) {
+		t.Fatalf("read missing file: %v, want ErrNoSnapshotFile", err)
+	}
+	want := w.Snapshot()
+	w.Close()
+	if err := topology.WriteSnapshotFile(path, "test", want); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := topology.ReadSnapshotFile(path, "other"); err == nil {
+		t.Fatal("read another cluster's snapshot")
+	}
+	got, err := topology.ReadSnapshotFile(path, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Revision != want.Revision || got.Tables["kept"].ID != want.Tables["kept"].ID || got.TablesByID[want.Tables["kept"].ID].Name != "kept" {
+		t.Fatalf("round trip: got %+v, want %+v", got, want)
+	}
+
+	e.Close()
+	sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if _, err := store.Watch(sctx, topology.WatcherOptions{Logger: testLogger(t)}); err == nil {
+		t.Fatal("watch without etcd and without fallback succeeded")
+	}
+	sctx2, cancel2 := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel2()
+	fw, err := store.Watch(sctx2, topology.WatcherOptions{Logger: testLogger(t), Fallback: got})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fw.Close()
+	if !fw.Stale() || fw.LastUnreachable().IsZero() {
+		t.Fatal("watcher started from a fallback is not stale")
+	}
+	if _, ok := fw.Snapshot().Tables["kept"]; !ok {
+		t.Fatal("fallback snapshot not served")
 	}
 }

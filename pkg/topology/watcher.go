@@ -41,6 +41,11 @@ type WatcherOptions struct {
 	// PingInterval is how often the watcher checks that etcd answers, to
 	// report staleness. Default 1s.
 	PingInterval time.Duration
+	// Fallback, when set, is the snapshot to start from if etcd does not
+	// answer before Watch's context ends (a router restarted during an etcd
+	// outage, with the snapshot it persisted). The watcher then starts
+	// stale and loads the real state as soon as etcd answers.
+	Fallback *Snapshot
 }
 
 // Watcher keeps a Snapshot of the cluster current from an etcd watch. When
@@ -50,10 +55,13 @@ type Watcher struct {
 	logger *slog.Logger
 	ping   time.Duration
 
-	snap    atomic.Pointer[Snapshot]
-	stale   atomic.Bool
-	mu      sync.Mutex
-	changes []chan struct{}
+	snap  atomic.Pointer[Snapshot]
+	stale atomic.Bool
+	// unreachable is when etcd was last seen unreachable (UnixNano; 0:
+	// never).
+	unreachable atomic.Int64
+	mu          sync.Mutex
+	changes     []chan struct{}
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -69,14 +77,22 @@ func (s *Store) Watch(ctx context.Context, o WatcherOptions) (*Watcher, error) {
 	}
 	w := &Watcher{store: s, logger: o.Logger, ping: o.PingInterval}
 	snap, err := w.load(ctx)
+	reload := false
 	if err != nil {
-		return nil, err
+		if o.Fallback == nil {
+			return nil, err
+		}
+		w.logger.Warn("etcd unreachable; starting from the persisted topology snapshot",
+			"revision", o.Fallback.Revision, "err", err)
+		snap, reload = o.Fallback, true
+		w.stale.Store(true)
+		w.unreachable.Store(time.Now().UnixNano())
 	}
 	w.snap.Store(snap)
 	bg, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	w.wg.Add(2)
-	go w.watchLoop(bg, snap.Revision)
+	go w.watchLoop(bg, snap.Revision, reload)
 	go w.pingLoop(bg)
 	return w, nil
 }
@@ -86,6 +102,20 @@ func (w *Watcher) Snapshot() *Snapshot { return w.snap.Load() }
 
 // Stale reports whether etcd stopped answering; the snapshot may be old.
 func (w *Watcher) Stale() bool { return w.stale.Load() }
+
+// LastUnreachable is when etcd was last known unreachable: now while Stale,
+// the moment it answered again after an outage, zero if it never failed.
+// Routers use it to tell registrations that vanished because their leases
+// expired during an outage from nodes that went away.
+func (w *Watcher) LastUnreachable() time.Time {
+	if w.stale.Load() {
+		return time.Now()
+	}
+	if ns := w.unreachable.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
 
 // Changes returns a channel that receives (coalesced) after every change to
 // the snapshot.
@@ -196,9 +226,17 @@ func (w *Watcher) publish(snap *Snapshot) {
 	w.mu.Unlock()
 }
 
-func (w *Watcher) watchLoop(ctx context.Context, rev int64) {
+func (w *Watcher) watchLoop(ctx context.Context, rev int64, reload bool) {
 	defer w.wg.Done()
 	for ctx.Err() == nil {
+		if reload {
+			// Started from a fallback snapshot: its revision may not even
+			// exist in this etcd, so load everything first.
+			if !w.reload(ctx, &rev) {
+				return
+			}
+			reload = false
+		}
 		wctx := clientv3.WithRequireLeader(ctx)
 		wch := w.store.Client.Watch(wctx, w.store.Keys.Prefix(), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 		for resp := range wch {
@@ -229,22 +267,29 @@ func (w *Watcher) watchLoop(ctx context.Context, rev int64) {
 		}
 		// The watch ended (compaction, lost leader): reload everything and
 		// watch again from the reloaded revision.
-		for ctx.Err() == nil {
-			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			snap, err := w.load(lctx)
-			cancel()
-			if err == nil {
-				rev = snap.Revision
-				w.publish(snap)
-				break
-			}
-			w.logger.Warn("reload cluster state", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(w.ping):
-			}
+		reload = true
+	}
+}
+
+// reload loads the whole state until it succeeds, publishes it and sets
+// *rev; false when ctx ended first.
+func (w *Watcher) reload(ctx context.Context, rev *int64) bool {
+	for ctx.Err() == nil {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		snap, err := w.load(lctx)
+		cancel()
+		if err == nil {
+			*rev = snap.Revision
+			w.publish(snap)
+			return true
+		}
+		w.logger.Warn("reload cluster state", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(w.ping):
 		}
 	}
+	return false
 }
 
 func (w *Watcher) pingLoop(ctx context.Context) {
@@ -262,6 +307,9 @@ func (w *Watcher) pingLoop(ctx context.Context) {
 		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if err != nil || w.stale.Load() {
+			w.unreachable.Store(time.Now().UnixNano())
 		}
 		was := w.stale.Swap(err != nil)
 		switch {

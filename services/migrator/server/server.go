@@ -5,15 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/veltrixdb/veltrix/pkg/client"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	"github.com/veltrixdb/veltrix/pkg/topology"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/jobs"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
@@ -53,7 +52,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.EtcdClient != nil {
 		s.etcd = cfg.EtcdClient
 	} else {
-		s.etcd, err = clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		s.etcd, err = clientv3.New(topology.ClientConfig(cfg.EtcdEndpoints))
 		if err != nil {
 			return nil, fmt.Errorf("migrator: etcd client for %v: %w", cfg.EtcdEndpoints, err)
 		}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -9,9 +10,45 @@ import (
 
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
+
+// etcdCallTimeout bounds an admin call's etcd request: etcd answers in
+// milliseconds when it is up, and a caller is better served by Unavailable
+// than by waiting out its own deadline during an outage.
+const etcdCallTimeout = 5 * time.Second
+
+// errEtcdUnavailable marks admin calls refused because etcd does not
+// answer; use errors.Is. It maps to Unavailable.
+var errEtcdUnavailable = errors.New("etcd unreachable")
+
+// etcdContext returns the context for an admin call's etcd request, or
+// errEtcdUnavailable at once when the router already knows etcd is down.
+func (s *Server) etcdContext(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if s.watcher.Stale() {
+		return nil, nil, fmt.Errorf("%w: unreachable since %s; this call needs etcd, retry when it is back",
+			errEtcdUnavailable, s.watcher.LastUnreachable().UTC().Format(time.RFC3339))
+	}
+	ctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
+	return ctx, cancel, nil
+}
+
+// etcdError marks err as errEtcdUnavailable when the etcd request timed out
+// or found no etcd while the caller's own context (parent) is still live.
+func etcdError(parent context.Context, err error) error {
+	if err == nil || parent.Err() != nil {
+		return err
+	}
+	if c := status.Code(err); errors.Is(err, context.DeadlineExceeded) || c == codes.Unavailable || c == codes.DeadlineExceeded {
+		// %v, not %w: the caller's deadline did not pass, so this must not
+		// map to DeadlineExceeded.
+		return fmt.Errorf("%w: %v", errEtcdUnavailable, err)
+	}
+	return err
+}
 
 type adminService struct {
 	kvv1.UnimplementedAdminServiceServer
@@ -121,9 +158,14 @@ func (a *adminService) CreateTable(ctx context.Context, req *kvv1.CreateTableReq
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	created, err := a.s.store.CreateTable(ctx, t)
+	ectx, cancel, err := a.s.etcdContext(ctx)
 	if err != nil {
 		return nil, toStatus(err)
+	}
+	created, err := a.s.store.CreateTable(ectx, t)
+	cancel()
+	if err != nil {
+		return nil, toStatus(etcdError(ctx, err))
 	}
 	// Wait until this router's snapshot has the table, so a write sent
 	// right after CreateTable returns finds it.
@@ -138,9 +180,14 @@ func (a *adminService) DeleteTable(ctx context.Context, req *kvv1.DeleteTableReq
 	if err := checkTableName(req.GetName(), "name"); err != nil {
 		return nil, toStatus(err)
 	}
-	t, err := a.s.store.DeleteTable(ctx, req.GetName())
+	ectx, cancel, err := a.s.etcdContext(ctx)
 	if err != nil {
 		return nil, toStatus(err)
+	}
+	t, err := a.s.store.DeleteTable(ectx, req.GetName())
+	cancel()
+	if err != nil {
+		return nil, toStatus(etcdError(ctx, err))
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for a.s.watcher.Snapshot().Tables[t.Name].ID == t.ID && time.Now().Before(deadline) {

@@ -59,6 +59,20 @@ type Config struct {
 	// InvalidArgument, since no later write could ever replace it. Default:
 	// 1h.
 	MaxVersionSkew time.Duration
+	// StateDir, when set, is where the router persists the last topology
+	// snapshot (topology.json) whenever it changes, and where it starts
+	// from when etcd does not answer within EtcdStartTimeout: the router
+	// then serves from that snapshot (stale) until etcd returns. Without a
+	// persisted snapshot it refuses to start. Default: empty (off).
+	StateDir string
+	// EtcdStartTimeout is how long Start waits for etcd before falling back
+	// to the persisted snapshot (or giving up without one). Default: 5s
+	// with StateDir, 30s without.
+	EtcdStartTimeout time.Duration
+	// TopologyGrace is how long after an etcd outage a node whose
+	// registration vanished (its lease expired while etcd was down) is still
+	// counted as a replica, unless it registers again first. Default: 30s.
+	TopologyGrace time.Duration
 	// ShutdownTimeout bounds the graceful drain on Close. Default: 10s.
 	ShutdownTimeout time.Duration
 	// Logger receives the router's logs. Default: slog.Default().
@@ -89,6 +103,9 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 10*time.Second, "deadline for requests that carry none")
 	fs.IntVar(&c.MaxBatch, "max-batch", 1000, "most keys or mutations per batch request")
 	fs.DurationVar(&c.MaxVersionSkew, "max-version-skew", time.Hour, "refuse caller-supplied versions further ahead of the router's clock than this")
+	fs.StringVar(&c.StateDir, "state-dir", "", "directory for the persisted topology snapshot the router starts from when etcd is unreachable (empty: off)")
+	fs.DurationVar(&c.EtcdStartTimeout, "etcd-start-timeout", 0, "how long start-up waits for etcd before using the persisted snapshot or failing (default 5s with --state-dir, 30s without)")
+	fs.DurationVar(&c.TopologyGrace, "topology-grace", 30*time.Second, "how long after an etcd outage a node whose registration vanished is still counted as a replica")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful shutdown deadline")
 }
 
@@ -133,6 +150,15 @@ func (c *Config) EnsureDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
+	if c.EtcdStartTimeout == 0 {
+		c.EtcdStartTimeout = 30 * time.Second
+		if c.StateDir != "" {
+			c.EtcdStartTimeout = 5 * time.Second
+		}
+	}
+	if c.TopologyGrace == 0 {
+		c.TopologyGrace = 30 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -158,6 +184,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBatch < 1 || c.MaxBatch > 100000 {
 		errs = append(errs, fmt.Errorf("--max-batch %d: want 1 to 100000", c.MaxBatch))
+	}
+	if c.EtcdStartTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--etcd-start-timeout %s: negative", c.EtcdStartTimeout))
+	}
+	if c.TopologyGrace < 0 {
+		errs = append(errs, fmt.Errorf("--topology-grace %s: negative", c.TopologyGrace))
 	}
 	if c.MaxVersionSkew < 0 {
 		errs = append(errs, fmt.Errorf("--max-version-skew %s: negative", c.MaxVersionSkew))

@@ -57,7 +57,7 @@ func toStatus(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, topology.ErrTableExists):
 		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, coord.ErrUnavailable), errors.Is(err, coord.ErrNotReady):
+	case errors.Is(err, coord.ErrUnavailable), errors.Is(err, coord.ErrNotReady), errors.Is(err, errEtcdUnavailable):
 		return status.Error(codes.Unavailable, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())

@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,7 +20,6 @@ import (
 	"github.com/veltrixdb/veltrix/services/router/internal/controller"
 	"github.com/veltrixdb/veltrix/services/router/internal/coord"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
@@ -47,6 +49,8 @@ type Server struct {
 	serveErr chan error
 	stop     chan struct{}
 	done     chan struct{}
+	// persisted is closed when persistTopology has stopped.
+	persisted chan struct{}
 }
 
 // Start connects to etcd, loads the topology, joins the controller election
@@ -59,6 +63,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s := &Server{
 		cfg: cfg, logger: cfg.Logger.With("router", cfg.ID), Registry: grpcx.NewRegistry(),
 		clock: hlc.New(), serveErr: make(chan error, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		persisted: make(chan struct{}),
 	}
 	defer func() {
 		if err != nil {
@@ -68,23 +73,44 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.EtcdClient != nil {
 		s.etcd = cfg.EtcdClient
 	} else {
-		s.etcd, err = clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		s.etcd, err = clientv3.New(topology.ClientConfig(cfg.EtcdEndpoints))
 		if err != nil {
 			return nil, fmt.Errorf("router: etcd client for %v: %w", cfg.EtcdEndpoints, err)
 		}
 		s.ownEtcd = true
 	}
 	s.store = topology.NewStore(s.etcd, cfg.Cluster)
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	s.watcher, err = s.store.Watch(wctx, topology.WatcherOptions{Logger: s.logger})
+	wo := topology.WatcherOptions{Logger: s.logger}
+	noFallback := "no --state-dir to start from a persisted topology"
+	if cfg.StateDir != "" {
+		if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+			return nil, fmt.Errorf("router: state dir: %w", err)
+		}
+		snap, err := topology.ReadSnapshotFile(s.snapshotPath(), cfg.Cluster)
+		switch {
+		case err == nil:
+			wo.Fallback = snap
+		case errors.Is(err, topology.ErrNoSnapshotFile):
+			noFallback = fmt.Sprintf("no persisted topology in %s yet (a router persists one once it has reached etcd)", cfg.StateDir)
+		default:
+			return nil, fmt.Errorf("router: %w", err)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, cfg.EtcdStartTimeout)
+	s.watcher, err = s.store.Watch(wctx, wo)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("router: cannot read cluster state from etcd %v: %w", cfg.EtcdEndpoints, err)
+		return nil, fmt.Errorf("router: cannot read cluster state from etcd %v within %s and %s: %w", cfg.EtcdEndpoints, cfg.EtcdStartTimeout, noFallback, err)
+	}
+	if cfg.StateDir != "" {
+		go s.persistTopology()
+	} else {
+		close(s.persisted)
 	}
 	if c := s.watcher.Snapshot().Config; c != nil && c.HashFunction != placement.HashFunction {
 		return nil, fmt.Errorf("router: cluster %q uses partition hash %q, this build uses %q", cfg.Cluster, c.HashFunction, placement.HashFunction)
 	}
-	s.cluster = cluster.New(s.watcher, s.logger)
+	s.cluster = cluster.New(s.watcher, s.logger, cfg.TopologyGrace)
 	s.coord = coord.New(s.cluster, coord.Options{
 		HedgeMin: cfg.HedgeMin, HedgeMax: cfg.HedgeMax, Timeout: cfg.RequestTimeout,
 		Logger: s.logger, Metrics: coord.NewMetrics(s.Registry),
@@ -123,6 +149,34 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.logger.Info("router serving", "addr", s.ln.Addr().String())
 	return s, nil
+}
+
+func (s *Server) snapshotPath() string { return filepath.Join(s.cfg.StateDir, "topology.json") }
+
+// persistTopology writes every new topology snapshot to the state dir, so a
+// router restarted while etcd is unreachable can start from it. A snapshot
+// the watcher started from (a fallback) is not written back.
+func (s *Server) persistTopology() {
+	defer close(s.persisted)
+	changes := s.watcher.Changes()
+	var last *topology.Snapshot
+	if s.watcher.Stale() {
+		last = s.watcher.Snapshot()
+	}
+	for {
+		if snap := s.watcher.Snapshot(); snap != last {
+			if err := topology.WriteSnapshotFile(s.snapshotPath(), s.cfg.Cluster, snap); err != nil {
+				s.logger.Warn("persist topology snapshot", "err", err)
+			} else {
+				last = snap
+			}
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-changes:
+		}
+	}
 }
 
 // watchHealth mirrors topology staleness into the health service.
@@ -201,6 +255,14 @@ func (s *Server) abort() {
 			<-s.done
 		}
 		s.grpc.Stop()
+	}
+	if s.watcher != nil {
+		select {
+		case <-s.stop:
+		default:
+			close(s.stop)
+		}
+		<-s.persisted
 	}
 	if s.metrics != nil {
 		_ = s.metrics.Close(context.Background())

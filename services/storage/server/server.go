@@ -17,7 +17,6 @@ import (
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"github.com/veltrixdb/veltrix/services/storage/internal/engine"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
@@ -98,7 +97,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.EtcdClient != nil {
 		s.etcd = cfg.EtcdClient
 	} else {
-		s.etcd, err = clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		s.etcd, err = clientv3.New(topology.ClientConfig(cfg.EtcdEndpoints))
 		if err != nil {
 			return nil, fmt.Errorf("storage: etcd client for %v: %w", cfg.EtcdEndpoints, err)
 		}

@@ -3,11 +3,30 @@
 // snapshot, one reused gRPC connection per node, and per-node latency
 // estimates for choosing and hedging replicas. Nothing here reads etcd on
 // the request path.
+//
+// # Riding out an etcd outage
+//
+// A node's registration is a key under a lease. While etcd is unreachable
+// no key changes, but leases keep ageing: when etcd returns, leases whose
+// keepalives stopped during the outage expire and the watch delivers their
+// deletes, usually before the nodes (which were serving all along) manage
+// to register again. Taken literally those deletes would turn healthy
+// replicas into "not registered" ones and fail QUORUM requests for seconds.
+//
+// So a node that disappears from the topology while the watcher is stale,
+// or within Grace after etcd was last seen unreachable, is retained: it
+// stays in the routing table with its last known address until it
+// registers again (the normal case, seconds later) or the grace passes. A
+// retained node that really died costs what any dead replica costs — a
+// failed call, then the other replicas — so erring toward keeping it is
+// safe; dropping a live one is not. Outside that window a vanished
+// registration means the node is gone, as before.
 package cluster
 
 import (
 	"log/slog"
 	"math"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,37 +114,127 @@ func (v *View) ReplicaIDs(p uint32) []string {
 	return v.Snapshot.Placement.Replicas[p]
 }
 
+// DefaultGrace is how long after an etcd outage a vanished registration is
+// still counted as a replica.
+const DefaultGrace = 30 * time.Second
+
 // Cluster keeps the current View and the node connections.
 type Cluster struct {
 	watcher *topology.Watcher
 	logger  *slog.Logger
+	grace   time.Duration
 
 	mu    sync.Mutex
 	nodes map[string]*Node
-	view  atomic.Pointer[View]
+	// known is each node's last registration seen, including retained
+	// nodes (see the package doc).
+	known map[string]topology.Node
+	// retained are the nodes kept though their registration vanished.
+	retained map[string]bool
+	view     atomic.Pointer[View]
 
 	stop chan struct{}
 	done chan struct{}
 }
 
 // New builds the view from the watcher's snapshot and follows its changes
-// until Close.
-func New(w *topology.Watcher, logger *slog.Logger) *Cluster {
-	c := &Cluster{watcher: w, logger: logger, nodes: map[string]*Node{}, stop: make(chan struct{}), done: make(chan struct{})}
+// until Close. grace is how long after an etcd outage a vanished
+// registration is still counted (0: DefaultGrace).
+func New(w *topology.Watcher, logger *slog.Logger, grace time.Duration) *Cluster {
+	if grace <= 0 {
+		grace = DefaultGrace
+	}
+	c := &Cluster{
+		watcher: w, logger: logger, grace: grace,
+		nodes: map[string]*Node{}, known: map[string]topology.Node{}, retained: map[string]bool{},
+		stop: make(chan struct{}), done: make(chan struct{}),
+	}
 	changes := w.Changes()
 	c.rebuild(w.Snapshot())
 	go func() {
 		defer close(c.done)
+		// Retained nodes are dropped when their grace passes, which no
+		// topology change announces.
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
 		for {
 			select {
 			case <-c.stop:
 				return
 			case <-changes:
 				c.rebuild(w.Snapshot())
+			case <-tick.C:
+				c.mu.Lock()
+				n := len(c.retained)
+				c.mu.Unlock()
+				if n > 0 {
+					c.rebuild(w.Snapshot())
+				}
 			}
 		}
 	}()
 	return c
+}
+
+// Retained returns the last registrations of the nodes counted as replicas
+// though their registration vanished during or just after an etcd outage,
+// in id order.
+func (c *Cluster) Retained() []topology.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]topology.Node, 0, len(c.retained))
+	for id := range c.retained {
+		out = append(out, c.known[id])
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// inGrace reports whether a registration vanishing now may be an artefact
+// of an etcd outage.
+func (c *Cluster) inGrace(now time.Time) bool {
+	if c.watcher == nil {
+		return false
+	}
+	last := c.watcher.LastUnreachable()
+	return !last.IsZero() && now.Sub(last) < c.grace
+}
+
+// members returns the nodes to route to: the snapshot's registrations plus
+// the retained ones. The caller holds c.mu.
+func (c *Cluster) members(snap *topology.Snapshot) map[string]topology.Node {
+	now := time.Now()
+	grace := c.inGrace(now)
+	out := make(map[string]topology.Node, len(snap.Nodes))
+	for id, reg := range snap.Nodes {
+		out[id] = reg
+		if c.retained[id] {
+			delete(c.retained, id)
+			c.logger.Info("retained node registered again", "node", id)
+		}
+	}
+	for id, reg := range c.known {
+		if _, ok := snap.Nodes[id]; ok {
+			continue
+		}
+		if !grace {
+			if c.retained[id] {
+				delete(c.retained, id)
+				c.logger.Warn("node did not register again within the grace after the etcd outage; counting it down", "node", id, "grace", c.grace)
+			}
+			delete(c.known, id)
+			continue
+		}
+		if !c.retained[id] {
+			c.retained[id] = true
+			c.logger.Warn("node registration vanished during or just after an etcd outage; still counting it as a replica", "node", id, "grace", c.grace)
+		}
+		out[id] = reg
+	}
+	for id, reg := range snap.Nodes {
+		c.known[id] = reg
+	}
+	return out
 }
 
 // View returns the current routing table.
@@ -145,16 +254,17 @@ func (c *Cluster) Node(id string) (*Node, bool) {
 func (c *Cluster) rebuild(snap *topology.Snapshot) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	members := c.members(snap)
 	// Connections follow registrations; a node that re-registers with a new
 	// address gets a new connection.
 	for id, n := range c.nodes {
-		reg, ok := snap.Nodes[id]
+		reg, ok := members[id]
 		if !ok || reg.Address != n.Addr {
 			_ = n.conn.Close()
 			delete(c.nodes, id)
 		}
 	}
-	for id, reg := range snap.Nodes {
+	for id, reg := range members {
 		if _, ok := c.nodes[id]; ok {
 			continue
 		}
@@ -199,7 +309,7 @@ func NewStatic(partitions uint32, ids [][]string, replicas [][]*Node, tables ...
 		snap.Tables[t.Name] = t
 		snap.TablesByID[t.ID] = t
 	}
-	c := &Cluster{nodes: map[string]*Node{}, stop: make(chan struct{}), done: make(chan struct{})}
+	c := &Cluster{nodes: map[string]*Node{}, known: map[string]topology.Node{}, retained: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
 	close(c.done)
 	c.view.Store(&View{Snapshot: snap, Partitions: partitions, Epoch: 1, replicas: replicas})
 	return c
