@@ -6,6 +6,12 @@ package e2e
 // bring it back to the records its peers acknowledged meanwhile.
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,6 +58,10 @@ func TestBinConvergeAfterPartition(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	c.Partition(t, victim)
 	cutAt := time.Now()
+	// Past the replies in flight at the cut, the victim's anti-entropy must
+	// pull nothing until the heal.
+	time.Sleep(500 * time.Millisecond)
+	pulledAtCut := pulled(t, c.Nodes[victim])
 	during, failedAtCut := load(200_000, 300_000, 3*time.Second)
 	nDuring := merge(during)
 	r := <-cutDone
@@ -59,9 +69,11 @@ func TestBinConvergeAfterPartition(t *testing.T) {
 	if !c.Nodes[victim].Running() {
 		t.Fatalf("%s stopped running while cut off", c.Nodes[victim].Name)
 	}
+	assertCutOff(t, c, victim, pulledAtCut)
 	c.Heal(t)
-	t.Logf("%s cut off for %v while running; %d QUORUM keys acknowledged while cut (0 failed), %d operations failed across the cut",
-		c.Nodes[victim].Name, time.Since(cutAt).Round(time.Millisecond), nDuring, r.failed)
+	healAt := time.Now()
+	t.Logf("%s cut off for %v while running; %d QUORUM keys acknowledged while cut (%d failed), %d operations failed across the cut",
+		c.Nodes[victim].Name, healAt.Sub(cutAt).Round(time.Millisecond), nDuring, failedAtCut, r.failed)
 	if failedBefore > 0 {
 		t.Errorf("%d QUORUM operations failed before the cut", failedBefore)
 	}
@@ -82,7 +94,78 @@ func TestBinConvergeAfterPartition(t *testing.T) {
 		t.Errorf("%d QUORUM operations failed after the heal", failedAfter)
 	}
 
-	took := waitConverged(t, c, 60*time.Second)
-	t.Logf("%d keys acknowledged; replicas converged %v after the heal", len(acked), took.Round(time.Millisecond))
+	waitConverged(t, c, 60*time.Second)
+	t.Logf("%d keys acknowledged; replicas converged %v after the heal (a 1.5 s load ran after it)", len(acked), time.Since(healAt).Round(time.Millisecond))
 	checkAlone(t, c, cl, "partition", acked, victim)
+}
+
+// assertCutOff checks that the cut holds both ways: the other nodes, which
+// still reach each other, come to the same digests, while the victim's own
+// anti-entropy (every 500 ms) pulls nothing from them.
+func assertCutOff(t *testing.T, c *framework.Cluster, victim int, pulledAtCut float64) {
+	t.Helper()
+	digests := func(i int) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d, err := nodeDigests(ctx, c.Nodes[i].Addr()) // direct, not through its proxy
+		if err != nil {
+			t.Fatalf("%s digests: %v", c.Nodes[i].Name, err)
+		}
+		return d
+	}
+	var others []int
+	for i := range c.Nodes {
+		if i != victim {
+			others = append(others, i)
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for digests(others[0]) != digests(others[1]) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s and %s did not converge while %s was cut off", c.Nodes[others[0]].Name, c.Nodes[others[1]].Name, c.Nodes[victim].Name)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // three of the victim's rounds
+	if n := pulled(t, c.Nodes[victim]) - pulledAtCut; n != 0 {
+		t.Fatalf("%s pulled %v records from its peers while cut off: the cut is not symmetric", c.Nodes[victim].Name, n)
+	}
+}
+
+// pulled is how many records p's anti-entropy has pulled from its peers.
+func pulled(t *testing.T, p *framework.Process) float64 {
+	return metricValue(t, p, `veltrix_storage_repair_keys_total{direction="pulled"}`)
+}
+
+// metricValue scrapes one series (name{labels} as exposed) from p's
+// /metrics.
+func metricValue(t *testing.T, p *framework.Process, series string) float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", p.Port("metrics-addr"))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s: GET %s: %v", p.Name, url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s: GET %s: %v", p.Name, url, err)
+	}
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", p.Name, series, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s: no series %s in /metrics", p.Name, series)
+	return 0
 }
