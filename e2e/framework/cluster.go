@@ -46,6 +46,11 @@ type Options struct {
 	// ReadyTimeout bounds the wait for the routers to place partitions on
 	// every node. Default 60s.
 	ReadyTimeout time.Duration
+	// FaultProxies puts a FaultProxy in front of every storage node, whose
+	// address the node advertises, so routers and peer nodes reach it only
+	// through the proxy and Cluster.Partition can cut it off. Default
+	// false.
+	FaultProxies bool
 }
 
 func (o *Options) ensureDefaults() {
@@ -91,6 +96,9 @@ type Cluster struct {
 	Routers []*Process
 	// Migrator is the migrator, nil unless Options.Migrator.
 	Migrator *Process
+	// Proxies[i] is the FaultProxy in front of Nodes[i], nil unless
+	// Options.FaultProxies.
+	Proxies []*FaultProxy
 }
 
 // Start builds the binaries (once per test process) and starts etcd, the
@@ -151,8 +159,17 @@ func Start(t testing.TB, o Options) *Cluster {
 			"--data-dir", filepath.Join(c.Dir, name), "--no-sync=" + strconv.FormatBool(o.NoSync),
 			"--cache-bytes", strconv.Itoa(16 << 20), "--shutdown-timeout", "5s",
 		}
-		c.Nodes = append(c.Nodes, newProc(name, bins.Storage, append(args, o.StorageArgs...),
-			&portFlag{flag: "listen-addr", hostPort: true, grpc: true}, &portFlag{flag: "metrics-addr", hostPort: true}))
+		node := newProc(name, bins.Storage, append(args, o.StorageArgs...),
+			&portFlag{flag: "listen-addr", hostPort: true, grpc: true}, &portFlag{flag: "metrics-addr", hostPort: true})
+		if o.FaultProxies {
+			px, err := NewFaultProxy(node.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Proxies = append(c.Proxies, px)
+			node.args = append(node.args, "--advertise-addr", px.Addr())
+		}
+		c.Nodes = append(c.Nodes, node)
 	}
 	// Routers first: they bootstrap the cluster config the nodes join.
 	startAll(t, c.Routers)
@@ -230,6 +247,9 @@ func (c *Cluster) shutdown(t testing.TB) {
 				t.Errorf("framework: stop %s: %v", group[i].Name, err)
 			}
 		}
+	}
+	for _, px := range c.Proxies {
+		_ = px.Close()
 	}
 	// Every process must be gone: stop waited for each; check anyway.
 	for _, p := range c.Processes() {
@@ -357,4 +377,34 @@ func placedProblem(st *kvv1.ClusterStatusResponse, want []string) string {
 		}
 	}
 	return ""
+}
+
+// Partition cuts Nodes[i] off from the routers and from its peers while it
+// keeps running (it still reaches etcd, so its lease holds): its proxy
+// blackholes every connection to it, and every other node's proxy
+// blackholes the connections it opens. Needs Options.FaultProxies.
+func (c *Cluster) Partition(t testing.TB, i int) {
+	t.Helper()
+	if c.Proxies == nil {
+		t.Fatal("framework: Partition needs Options.FaultProxies")
+	}
+	c.Proxies[i].Cut()
+	pid := c.Nodes[i].PID()
+	for j, px := range c.Proxies {
+		if j == i {
+			continue
+		}
+		if err := px.CutFrom(pid); err != nil {
+			t.Fatalf("framework: cut %s from %s: %v", c.Nodes[i].Name, c.Nodes[j].Name, err)
+		}
+	}
+}
+
+// Heal ends every Partition: blackholed connections are closed and new
+// ones go through again.
+func (c *Cluster) Heal(t testing.TB) {
+	t.Helper()
+	for _, px := range c.Proxies {
+		px.Heal()
+	}
 }

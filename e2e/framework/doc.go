@@ -21,6 +21,13 @@
 //	c.Nodes[1].Kill(t)    // SIGKILL, waits until reaped
 //	c.Nodes[1].Restart(t) // same flags, data dir and (if free) port; waits for SERVING
 //
+// With Options.FaultProxies every storage node advertises a FaultProxy of
+// the test's own on loopback, so a test can also cut a running node off the
+// network, both ways, and heal it:
+//
+//	c.Partition(t, 2) // routers and peers reach storage-3 no more, nor it them
+//	c.Heal(t)
+//
 // The package's TestMain should call Main, which removes the built
 // binaries and reports orphans.
 //
