@@ -35,6 +35,14 @@ import (
 // repairApplyBatch is the most records pushed in one Apply.
 const repairApplyBatch = 500
 
+// Deadlines of anti-entropy's calls to a peer: a peer that is cut off (its
+// packets dropped) must cost one deadline, not stall the round until TCP
+// gives up.
+const (
+	peerCallTimeout   = 2 * time.Second  // digests, sync points
+	peerRepairTimeout = 60 * time.Second // one partition's exchange with one peer
+)
+
 // repairer runs anti-entropy rounds.
 type repairer struct {
 	s       *Server
@@ -47,6 +55,11 @@ type repairer struct {
 	// lastSync is when each partition this node leads was last found in
 	// sync with all its replicas.
 	lastSync map[uint32]time.Time
+	// unreachable holds the peers whose digests this node could not read
+	// in its last round: a node passes over them when it looks for a
+	// partition's leader, so a replica that is cut off but still
+	// registered does not stop the others' repair.
+	unreachable map[string]bool
 
 	rounds, compared, repaired, failures prometheus.Counter
 	keys, bytes                          *prometheus.CounterVec
@@ -62,7 +75,7 @@ func newRepairer(s *Server) *repairer {
 	r := &repairer{
 		s: s, log: s.logger.With("component", "anti-entropy"), buckets: cfg.AntiEntropyBuckets,
 		limit: rate.NewLimiter(rate.Limit(bps), max(int(bps), 4<<20)),
-		conns: map[string]*grpc.ClientConn{}, lastSync: map[uint32]time.Time{},
+		conns: map[string]*grpc.ClientConn{}, lastSync: map[uint32]time.Time{}, unreachable: map[string]bool{},
 		rounds: prometheus.NewCounter(prometheus.CounterOpts{Name: "veltrix_storage_repair_rounds_total",
 			Help: "Anti-entropy rounds run."}),
 		compared: prometheus.NewCounter(prometheus.CounterOpts{Name: "veltrix_storage_repair_partitions_compared_total",
@@ -144,9 +157,12 @@ func (r *repairer) round(ctx context.Context) error {
 	}
 	start := r.s.now()
 	self := r.s.id
+	r.mu.Lock()
+	unreachable := r.unreachable
+	r.mu.Unlock()
 	var led []ledPartition
 	for p, reps := range snap.Placement.Replicas {
-		if !slices.Contains(reps, self) || leader(reps, snap) != self {
+		if !slices.Contains(reps, self) || leader(reps, snap, self, unreachable) != self {
 			continue
 		}
 		var peers []string
@@ -171,23 +187,35 @@ func (r *repairer) round(ctx context.Context) error {
 			byPeer[n] = append(byPeer[n], lp.p)
 		}
 	}
+	// Ask every peer at once: one that is cut off costs one deadline.
 	peerDigests := map[string]map[uint32]*storagev1.PartitionDigest{}
+	nowUnreachable := map[string]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for n, ps := range byPeer {
-		c, err := r.client(snap, n)
-		if err != nil {
-			continue
-		}
-		resp, err := c.PartitionDigests(ctx, &storagev1.PartitionDigestsRequest{Partitions: ps})
-		if err != nil {
-			r.log.Debug("anti-entropy: peer digests", "peer", n, "err", err)
-			continue
-		}
-		m := map[uint32]*storagev1.PartitionDigest{}
-		for _, d := range resp.GetDigests() {
-			m[d.GetPartition()] = d
-		}
-		peerDigests[n] = m
+		wg.Go(func() {
+			m, err := r.peerDigests(ctx, snap, n, ps)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				r.log.Debug("anti-entropy: peer digests", "peer", n, "err", err)
+				nowUnreachable[n] = true
+				return
+			}
+			peerDigests[n] = m
+		})
 	}
+	wg.Wait()
+
+	r.mu.Lock()
+	// Peers this round did not ask keep their last state.
+	for n := range r.unreachable {
+		if _, asked := byPeer[n]; !asked {
+			nowUnreachable[n] = true
+		}
+	}
+	r.unreachable = nowUnreachable
+	r.mu.Unlock()
 
 	var synced []ledPartition
 	failed := 0
@@ -201,8 +229,12 @@ func (r *repairer) round(ctx context.Context) error {
 			return err
 		}
 		complete, differ := true, false
+		var reachable []string
 		for _, n := range lp.peers {
 			pd, ok := peerDigests[n][lp.p]
+			if ok {
+				reachable = append(reachable, n)
+			}
 			switch {
 			case !ok:
 				complete = false
@@ -212,7 +244,9 @@ func (r *repairer) round(ctx context.Context) error {
 		}
 		if differ {
 			r.repaired.Inc()
-			if err := r.repairPartition(ctx, snap, lp); err != nil {
+			// Repair with the replicas that answered; one that did not
+			// keeps the round incomplete (no sync point).
+			if err := r.repairPartition(ctx, snap, ledPartition{p: lp.p, peers: reachable}); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -257,11 +291,33 @@ func (r *repairer) round(ctx context.Context) error {
 	return nil
 }
 
-// leader is the first replica of reps that is registered: the one node that
-// runs anti-entropy for the partition.
-func leader(reps []string, snap *topology.Snapshot) string {
+// peerDigests reads the digests of partitions ps from peer n.
+func (r *repairer) peerDigests(ctx context.Context, snap *topology.Snapshot, n string, ps []uint32) (map[uint32]*storagev1.PartitionDigest, error) {
+	c, err := r.client(snap, n)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, peerCallTimeout)
+	defer cancel()
+	resp, err := c.PartitionDigests(ctx, &storagev1.PartitionDigestsRequest{Partitions: ps})
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[uint32]*storagev1.PartitionDigest, len(resp.GetDigests()))
+	for _, d := range resp.GetDigests() {
+		m[d.GetPartition()] = d
+	}
+	return m, nil
+}
+
+// leader is the replica of reps that runs anti-entropy for the partition,
+// as self sees it: the first that is registered and that self could reach
+// in its last round (self always can). Two nodes may both think they lead
+// while one is cut off; repairing twice is harmless (LWW), and a sync point
+// needs every replica to have answered.
+func leader(reps []string, snap *topology.Snapshot, self string, unreachable map[string]bool) string {
 	for _, n := range reps {
-		if _, ok := snap.Nodes[n]; ok {
+		if _, ok := snap.Nodes[n]; ok && (n == self || !unreachable[n]) {
 			return n
 		}
 	}
@@ -273,6 +329,8 @@ func leader(reps []string, snap *topology.Snapshot) string {
 // buckets that still differ to each peer. Both directions apply only what
 // wins under LWW.
 func (r *repairer) repairPartition(ctx context.Context, snap *topology.Snapshot, lp ledPartition) error {
+	ctx, cancel := context.WithTimeout(ctx, peerRepairTimeout*time.Duration(max(1, len(lp.peers))))
+	defer cancel()
 	var errs []error
 	for _, n := range lp.peers {
 		c, err := r.client(snap, n)
@@ -316,7 +374,9 @@ func (r *repairer) differingBuckets(ctx context.Context, c storagev1.StorageServ
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.BucketDigests(ctx, &storagev1.BucketDigestsRequest{Partition: p, Buckets: uint32(r.buckets)})
+	cctx, cancel := context.WithTimeout(ctx, peerCallTimeout)
+	defer cancel()
+	resp, err := c.BucketDigests(cctx, &storagev1.BucketDigestsRequest{Partition: p, Buckets: uint32(r.buckets)})
 	if err != nil {
 		return nil, err
 	}
@@ -453,7 +513,9 @@ func (r *repairer) setSyncPoints(ctx context.Context, snap *topology.Snapshot, s
 		}
 		c, err := r.client(snap, n)
 		if err == nil {
-			_, err = c.SetSyncPoints(ctx, &storagev1.SetSyncPointsRequest{Points: pts})
+			cctx, cancel := context.WithTimeout(ctx, peerCallTimeout)
+			_, err = c.SetSyncPoints(cctx, &storagev1.SetSyncPointsRequest{Points: pts})
+			cancel()
 		}
 		if err != nil && ctx.Err() == nil {
 			r.log.Info("anti-entropy: set sync points on a peer", "peer", n, "err", err)
