@@ -546,7 +546,11 @@ func (r *repairer) client(snap *topology.Snapshot, n string) (storagev1.StorageS
 }
 
 func recordFromProto(r *storagev1.Record) engine.Record {
-	return engine.Record{Key: keyFromProto(r.GetKey()), Version: r.GetVersion(), Tombstone: r.GetTombstone(), ExpireAt: r.GetExpireUnixNanos(), Value: r.GetValue()}
+	rec := engine.Record{Key: keyFromProto(r.GetKey()), Version: r.GetVersion(), Tombstone: r.GetTombstone(), ExpireAt: r.GetExpireUnixNanos(), Value: r.GetValue()}
+	if r.GetTombstone() && r.GetDeletedUnixNanos() > 0 {
+		rec.DeletedAt = r.GetDeletedUnixNanos()
+	}
+	return rec
 }
 
 func recordSize(r engine.Record) int {

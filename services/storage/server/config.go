@@ -53,8 +53,16 @@ type Config struct {
 	// CacheBytes is the size of the LIRS cache for point reads; 0 disables
 	// it. Default: 256 MiB (set by AddFlags and EnsureDefaults when negative).
 	CacheBytes int64
-	// TombstoneGrace is how long tombstones are kept. Default: 24h.
+	// TombstoneGrace is how long tombstones are kept at least (with
+	// anti-entropy on, also until every replica has them). Default: 24h.
 	TombstoneGrace time.Duration
+	// PurgeInterval is the time between purges of tombstones and expired
+	// items. Default: 1m.
+	PurgeInterval time.Duration
+	// AntiEntropyClockSkew is how far the clocks of two nodes may differ:
+	// a tombstone is purged only if written this long before its
+	// partition's sync point. Default: 1m.
+	AntiEntropyClockSkew time.Duration
 	// LeaseTTL is the TTL of the node's registration lease. Default: 10s.
 	LeaseTTL time.Duration
 	// ShutdownTimeout bounds the graceful drain on Close. Default: 10s.
@@ -96,7 +104,9 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.Var((*flagenv.StringList)(&c.EtcdEndpoints), "etcd-endpoints", "comma-separated etcd client URLs")
 	fs.BoolVar(&c.NoSync, "no-sync", false, "acknowledge writes before the WAL is synced (unsafe: a crash can lose acknowledged writes)")
 	fs.Int64Var(&c.CacheBytes, "cache-bytes", DefaultCacheBytes, "LIRS read cache size in bytes (0: off)")
-	fs.DurationVar(&c.TombstoneGrace, "tombstone-grace", 24*time.Hour, "how long deletes are remembered")
+	fs.DurationVar(&c.TombstoneGrace, "tombstone-grace", 24*time.Hour, "how long deletes are remembered at least (and until anti-entropy gave them to every replica)")
+	fs.DurationVar(&c.PurgeInterval, "purge-interval", time.Minute, "time between purges of tombstones and expired items")
+	fs.DurationVar(&c.AntiEntropyClockSkew, "anti-entropy-clock-skew", time.Minute, "how far node clocks may differ; tombstones are purged only this long behind a sync point")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 10*time.Second, "registration lease TTL")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful shutdown deadline")
 	fs.DurationVar(&c.AntiEntropyInterval, "anti-entropy-interval", 30*time.Second, "time between anti-entropy rounds (negative: off)")
@@ -120,6 +130,12 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.TombstoneGrace == 0 {
 		c.TombstoneGrace = 24 * time.Hour
+	}
+	if c.PurgeInterval == 0 {
+		c.PurgeInterval = time.Minute
+	}
+	if c.AntiEntropyClockSkew == 0 {
+		c.AntiEntropyClockSkew = time.Minute
 	}
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = 10 * time.Second
@@ -153,8 +169,17 @@ func (c *Config) Validate() error {
 	if err := topology.ValidateClusterName(c.Cluster); err != nil {
 		errs = append(errs, err)
 	}
-	if c.TombstoneGrace < time.Minute {
-		errs = append(errs, fmt.Errorf("--tombstone-grace %s: want at least 1m (a replica that was down longer than this can resurrect deletes)", c.TombstoneGrace))
+	// With anti-entropy a tombstone is purged only once every replica has
+	// it, whatever the grace; without, the grace is all that protects a
+	// delete from a replica that was away.
+	if c.AntiEntropyInterval <= 0 && c.TombstoneGrace < time.Minute {
+		errs = append(errs, fmt.Errorf("--tombstone-grace %s: want at least 1m with anti-entropy off (a replica that was down longer than this can resurrect deletes)", c.TombstoneGrace))
+	}
+	if c.TombstoneGrace < time.Second {
+		errs = append(errs, fmt.Errorf("--tombstone-grace %s: want at least 1s", c.TombstoneGrace))
+	}
+	if c.PurgeInterval < 0 || c.AntiEntropyClockSkew < 0 {
+		errs = append(errs, fmt.Errorf("--purge-interval %s, --anti-entropy-clock-skew %s: must not be negative", c.PurgeInterval, c.AntiEntropyClockSkew))
 	}
 	if c.AntiEntropyRateMBps < 0 {
 		errs = append(errs, fmt.Errorf("--anti-entropy-rate %v: want a positive MiB/s", c.AntiEntropyRateMBps))

@@ -86,6 +86,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		NoSync:         cfg.NoSync,
 		TombstoneGrace: cfg.TombstoneGrace,
 		PurgeNeedsSync: cfg.AntiEntropyInterval > 0,
+		PurgeInterval:  cfg.PurgeInterval,
+		SyncSkew:       cfg.AntiEntropyClockSkew,
 		Now:            cfg.Now,
 		Cache:          cache,
 		Logger:         s.logger,

@@ -99,7 +99,7 @@ func keyToProto(k engine.Key) *storagev1.Key {
 }
 
 func recordToProto(r engine.Record) *storagev1.Record {
-	return &storagev1.Record{Key: keyToProto(r.Key), Version: r.Version, Tombstone: r.Tombstone, ExpireUnixNanos: r.ExpireAt, Value: r.Value}
+	return &storagev1.Record{Key: keyToProto(r.Key), Version: r.Version, Tombstone: r.Tombstone, ExpireUnixNanos: r.ExpireAt, Value: r.Value, DeletedUnixNanos: r.DeletedAt}
 }
 
 // readKey validates one key of a read and returns it for the engine.
@@ -175,7 +175,8 @@ func (svc *service) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*st
 		if r.GetExpireUnixNanos() < 0 {
 			return nil, invalid("%s: negative expiry %d", where, r.GetExpireUnixNanos())
 		}
-		recs[i] = engine.Record{Key: k, Version: r.GetVersion(), Tombstone: r.GetTombstone(), ExpireAt: r.GetExpireUnixNanos(), Value: r.GetValue()}
+		recs[i] = recordFromProto(r)
+		recs[i].Key = k
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, toStatus(err)

@@ -116,3 +116,27 @@ func TestPurgeWaitsForSyncPoint(t *testing.T) {
 	}
 	checkDigests(t, e)
 }
+
+// TestTombstoneKeepsItsDeleteTime: a tombstone copied by repair keeps the
+// time the delete was first written, so replicas purge it together rather
+// than copying it back and forth; a time in the future counts as now.
+func TestTombstoneKeepsItsDeleteTime(t *testing.T) {
+	clock := newTestClock()
+	e := openTest(t, Options{Now: clock.Now, TombstoneGrace: time.Hour, PurgeInterval: -1})
+	old := Record{Key: Key{Partition: 2, PartitionKey: []byte("old")}, Version: 3, Tombstone: true, DeletedAt: clock.Now().Add(-2 * time.Hour).UnixNano()}
+	future := Record{Key: Key{Partition: 2, PartitionKey: []byte("future")}, Version: 3, Tombstone: true, DeletedAt: clock.Now().Add(time.Hour).UnixNano()}
+	if _, err := e.Apply([]Record{old, future}); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := e.Get(old.Key)
+	if err != nil || got.DeletedAt != old.DeletedAt {
+		t.Fatalf("Get: DeletedAt %d, %v; want %d", got.DeletedAt, err, old.DeletedAt)
+	}
+	st, err := e.Purge()
+	if err != nil || st.Tombstones != 1 {
+		t.Fatalf("purged %+v, %v; want only the delete written 2h ago", st, err)
+	}
+	if _, found, _ := e.Get(future.Key); !found {
+		t.Fatal("a delete time in the future was not clamped to now")
+	}
+}

@@ -18,6 +18,13 @@ type Record struct {
 	ExpireAt int64
 	// Value is the item's bytes; tombstones carry none.
 	Value []byte
+	// DeletedAt is, for a tombstone, when the delete was first written,
+	// in Unix nanoseconds: its purge base. 0 means now (a new delete).
+	// Anti-entropy and read repair carry it, so every replica purges a
+	// tombstone at about the same time instead of copying it back to a
+	// replica that already purged it. It takes no part in LWW or the
+	// digest.
+	DeletedAt int64
 }
 
 // Outcome says what Apply did with one record.
@@ -62,7 +69,7 @@ type stored struct {
 	version   uint64
 	tombstone bool
 	expireAt  int64 // 0 = never
-	deletedAt int64 // local write time of a tombstone
+	deletedAt int64 // when the tombstone was first written (Record.DeletedAt)
 	value     []byte
 }
 
@@ -70,6 +77,9 @@ func recordState(r *Record, deletedAt int64) stored {
 	s := stored{version: r.Version, tombstone: r.Tombstone, expireAt: r.ExpireAt, value: r.Value}
 	if r.Tombstone {
 		s.deletedAt = deletedAt
+		if r.DeletedAt > 0 && r.DeletedAt < deletedAt {
+			s.deletedAt = r.DeletedAt
+		}
 	}
 	return s
 }
@@ -171,7 +181,7 @@ func (s *stored) purgeBase() (int64, bool) {
 
 // record returns s as a Record for k, copying the value.
 func (s *stored) record(k Key) Record {
-	r := Record{Key: k, Version: s.version, Tombstone: s.tombstone, ExpireAt: s.expireAt}
+	r := Record{Key: k, Version: s.version, Tombstone: s.tombstone, ExpireAt: s.expireAt, DeletedAt: s.deletedAt}
 	if !s.tombstone {
 		r.Value = bytes.Clone(s.value)
 		if r.Value == nil {

@@ -159,9 +159,14 @@ type Record struct {
 	// expire_unix_nanos is the expiry in Unix nanoseconds; 0 means never.
 	ExpireUnixNanos int64 `protobuf:"varint,4,opt,name=expire_unix_nanos,json=expireUnixNanos,proto3" json:"expire_unix_nanos,omitempty"`
 	// value is the item's value, up to 64 MiB.
-	Value         []byte `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Value []byte `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
+	// deleted_unix_nanos is, for a tombstone, when the delete was first
+	// written (its purge base); 0 on a new delete (the node uses its clock).
+	// Repair carries it so replicas purge a tombstone together. It takes no
+	// part in last-writer-wins.
+	DeletedUnixNanos int64 `protobuf:"varint,6,opt,name=deleted_unix_nanos,json=deletedUnixNanos,proto3" json:"deleted_unix_nanos,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Record) Reset() {
@@ -227,6 +232,13 @@ func (x *Record) GetValue() []byte {
 		return x.Value
 	}
 	return nil
+}
+
+func (x *Record) GetDeletedUnixNanos() int64 {
+	if x != nil {
+		return x.DeletedUnixNanos
+	}
+	return 0
 }
 
 // ReadRequest reads one key.
@@ -1322,13 +1334,14 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x19\n" +
 	"\btable_id\x18\x02 \x01(\x04R\atableId\x12#\n" +
 	"\rpartition_key\x18\x03 \x01(\fR\fpartitionKey\x12\x19\n" +
-	"\bsort_key\x18\x04 \x01(\fR\asortKey\"\xad\x01\n" +
+	"\bsort_key\x18\x04 \x01(\fR\asortKey\"\xdb\x01\n" +
 	"\x06Record\x12)\n" +
 	"\x03key\x18\x01 \x01(\v2\x17.veltrix.storage.v1.KeyR\x03key\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x1c\n" +
 	"\ttombstone\x18\x03 \x01(\bR\ttombstone\x12*\n" +
 	"\x11expire_unix_nanos\x18\x04 \x01(\x03R\x0fexpireUnixNanos\x12\x14\n" +
-	"\x05value\x18\x05 \x01(\fR\x05value\"8\n" +
+	"\x05value\x18\x05 \x01(\fR\x05value\x12,\n" +
+	"\x12deleted_unix_nanos\x18\x06 \x01(\x03R\x10deletedUnixNanos\"8\n" +
 	"\vReadRequest\x12)\n" +
 	"\x03key\x18\x01 \x01(\v2\x17.veltrix.storage.v1.KeyR\x03key\"X\n" +
 	"\fReadResponse\x12\x14\n" +
