@@ -13,6 +13,7 @@
 //	'x' | partition u32 BE | base time u64 BE | item key                                    purge index
 //	'm' | name                                                                              engine metadata (layout version, the server's identity stamp)
 //	'y' | partition u32 BE                                                                  sync point of a partition (anti-entropy)
+//	'h' | len(target) u8 | target node id | sequence u64 BE                                 hint: a record held for another node (hinted handoff)
 //
 // A partition, a table within it and a partition key are each one contiguous
 // range of item keys: the fixed-width length in front of the partition key

@@ -61,6 +61,10 @@ type Options struct {
 	// file outside its sstables, so large values are not rewritten by every
 	// compaction. Negative disables value separation. Default: 64 KiB.
 	ValueSeparationMinSize int
+	// MaxHintBytes bounds the bytes (keys and values) of the hints the
+	// engine holds for other nodes; StoreHints beyond it fails with
+	// ErrHintsFull. Default: 256 MiB.
+	MaxHintBytes int64
 	// Logger receives the engine's and Pebble's logs. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock for expiry and tombstone grace. Default: time.Now.
@@ -104,6 +108,9 @@ func (o *Options) EnsureDefaults() {
 	if o.ValueSeparationMinSize == 0 {
 		o.ValueSeparationMinSize = 64 << 10
 	}
+	if o.MaxHintBytes == 0 {
+		o.MaxHintBytes = 256 << 20
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -145,6 +152,9 @@ func (o *Options) Validate() error {
 	if o.MemTableSize < 1<<20 || o.MemTableSize > 1<<30 {
 		bad("MemTableSize %d is outside [1 MiB, 1 GiB]", o.MemTableSize)
 	}
+	if o.MaxHintBytes < 0 {
+		bad("MaxHintBytes is negative (%d)", o.MaxHintBytes)
+	}
 	if o.BlockCacheSize < 0 {
 		bad("BlockCacheSize is negative (%d)", o.BlockCacheSize)
 	}
@@ -183,6 +193,8 @@ type Engine struct {
 	purgeDone chan struct{}
 
 	st counters
+
+	hints hintState
 }
 
 // Open opens or creates the engine in opts.Dir.
@@ -213,6 +225,9 @@ func Open(opts Options) (*Engine, error) {
 		return nil, errors.Join(err, db.Close())
 	}
 	if e.digests, err = e.loadDigests(); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	if err := e.loadHints(); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
 	go e.commitLoop()

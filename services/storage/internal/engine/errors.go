@@ -10,6 +10,9 @@ var (
 	// ErrTooLarge reports an Apply whose records add up to more than
 	// Options.MaxBatchBytes. Nothing was written.
 	ErrTooLarge = errors.New("engine: batch too large")
+	// ErrHintsFull reports hints refused because the hints already stored
+	// fill Options.MaxHintBytes. Nothing was written.
+	ErrHintsFull = errors.New("engine: hint budget exhausted")
 	// ErrClosed reports a call on a closed engine.
 	ErrClosed = errors.New("engine: closed")
 	// ErrCorrupt reports stored data the engine cannot decode.

@@ -16,6 +16,7 @@ const (
 const (
 	spaceItem   byte = 'd'
 	spaceDigest byte = 'g'
+	spaceHint   byte = 'h'
 	spaceMeta   byte = 'm'
 	spacePurge  byte = 'x'
 	spaceSync   byte = 'y'
