@@ -1325,6 +1325,98 @@ func (*SetSyncPointsResponse) Descriptor() ([]byte, []int) {
 	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{20}
 }
 
+// StoreHintsRequest carries records for another node.
+type StoreHintsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// target_node is the id of the node the records are for; not this node.
+	TargetNode string `protobuf:"bytes,1,opt,name=target_node,json=targetNode,proto3" json:"target_node,omitempty"`
+	// records the target missed, as the coordinator sent them.
+	Records       []*Record `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreHintsRequest) Reset() {
+	*x = StoreHintsRequest{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreHintsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreHintsRequest) ProtoMessage() {}
+
+func (x *StoreHintsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreHintsRequest.ProtoReflect.Descriptor instead.
+func (*StoreHintsRequest) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *StoreHintsRequest) GetTargetNode() string {
+	if x != nil {
+		return x.TargetNode
+	}
+	return ""
+}
+
+func (x *StoreHintsRequest) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+// StoreHintsResponse is empty: the hints are stored.
+type StoreHintsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreHintsResponse) Reset() {
+	*x = StoreHintsResponse{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreHintsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreHintsResponse) ProtoMessage() {}
+
+func (x *StoreHintsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreHintsResponse.ProtoReflect.Descriptor instead.
+func (*StoreHintsResponse) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{22}
+}
+
 var File_veltrix_storage_v1_storage_proto protoreflect.FileDescriptor
 
 const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
@@ -1406,11 +1498,16 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"unix_nanos\x18\x02 \x01(\x03R\tunixNanos\"M\n" +
 	"\x14SetSyncPointsRequest\x125\n" +
 	"\x06points\x18\x01 \x03(\v2\x1d.veltrix.storage.v1.SyncPointR\x06points\"\x17\n" +
-	"\x15SetSyncPointsResponse*O\n" +
+	"\x15SetSyncPointsResponse\"j\n" +
+	"\x11StoreHintsRequest\x12\x1f\n" +
+	"\vtarget_node\x18\x01 \x01(\tR\n" +
+	"targetNode\x124\n" +
+	"\arecords\x18\x02 \x03(\v2\x1a.veltrix.storage.v1.RecordR\arecords\"\x14\n" +
+	"\x12StoreHintsResponse*O\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_APPLIED\x10\x01\x12\x16\n" +
-	"\x12OUTCOME_SUPERSEDED\x10\x022\xf7\x05\n" +
+	"\x12OUTCOME_SUPERSEDED\x10\x022\xd4\x06\n" +
 	"\x0eStorageService\x12I\n" +
 	"\x04Read\x12\x1f.veltrix.storage.v1.ReadRequest\x1a .veltrix.storage.v1.ReadResponse\x12X\n" +
 	"\tBatchRead\x12$.veltrix.storage.v1.BatchReadRequest\x1a%.veltrix.storage.v1.BatchReadResponse\x12L\n" +
@@ -1419,7 +1516,9 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"\x0fStreamPartition\x12*.veltrix.storage.v1.StreamPartitionRequest\x1a+.veltrix.storage.v1.StreamPartitionResponse0\x01\x12m\n" +
 	"\x10PartitionDigests\x12+.veltrix.storage.v1.PartitionDigestsRequest\x1a,.veltrix.storage.v1.PartitionDigestsResponse\x12d\n" +
 	"\rBucketDigests\x12(.veltrix.storage.v1.BucketDigestsRequest\x1a).veltrix.storage.v1.BucketDigestsResponse\x12d\n" +
-	"\rSetSyncPoints\x12(.veltrix.storage.v1.SetSyncPointsRequest\x1a).veltrix.storage.v1.SetSyncPointsResponseBEZCgithub.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1;storagev1b\x06proto3"
+	"\rSetSyncPoints\x12(.veltrix.storage.v1.SetSyncPointsRequest\x1a).veltrix.storage.v1.SetSyncPointsResponse\x12[\n" +
+	"\n" +
+	"StoreHints\x12%.veltrix.storage.v1.StoreHintsRequest\x1a&.veltrix.storage.v1.StoreHintsResponseBEZCgithub.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_veltrix_storage_v1_storage_proto_rawDescOnce sync.Once
@@ -1434,7 +1533,7 @@ func file_veltrix_storage_v1_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_veltrix_storage_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_veltrix_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_veltrix_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_veltrix_storage_v1_storage_proto_goTypes = []any{
 	(Outcome)(0),                     // 0: veltrix.storage.v1.Outcome
 	(*Key)(nil),                      // 1: veltrix.storage.v1.Key
@@ -1458,6 +1557,8 @@ var file_veltrix_storage_v1_storage_proto_goTypes = []any{
 	(*SyncPoint)(nil),                // 19: veltrix.storage.v1.SyncPoint
 	(*SetSyncPointsRequest)(nil),     // 20: veltrix.storage.v1.SetSyncPointsRequest
 	(*SetSyncPointsResponse)(nil),    // 21: veltrix.storage.v1.SetSyncPointsResponse
+	(*StoreHintsRequest)(nil),        // 22: veltrix.storage.v1.StoreHintsRequest
+	(*StoreHintsResponse)(nil),       // 23: veltrix.storage.v1.StoreHintsResponse
 }
 var file_veltrix_storage_v1_storage_proto_depIdxs = []int32{
 	1,  // 0: veltrix.storage.v1.Record.key:type_name -> veltrix.storage.v1.Key
@@ -1472,27 +1573,30 @@ var file_veltrix_storage_v1_storage_proto_depIdxs = []int32{
 	14, // 9: veltrix.storage.v1.PartitionDigestsResponse.digests:type_name -> veltrix.storage.v1.PartitionDigest
 	17, // 10: veltrix.storage.v1.BucketDigestsResponse.digests:type_name -> veltrix.storage.v1.BucketDigest
 	19, // 11: veltrix.storage.v1.SetSyncPointsRequest.points:type_name -> veltrix.storage.v1.SyncPoint
-	3,  // 12: veltrix.storage.v1.StorageService.Read:input_type -> veltrix.storage.v1.ReadRequest
-	5,  // 13: veltrix.storage.v1.StorageService.BatchRead:input_type -> veltrix.storage.v1.BatchReadRequest
-	7,  // 14: veltrix.storage.v1.StorageService.Apply:input_type -> veltrix.storage.v1.ApplyRequest
-	9,  // 15: veltrix.storage.v1.StorageService.Scan:input_type -> veltrix.storage.v1.ScanRequest
-	11, // 16: veltrix.storage.v1.StorageService.StreamPartition:input_type -> veltrix.storage.v1.StreamPartitionRequest
-	13, // 17: veltrix.storage.v1.StorageService.PartitionDigests:input_type -> veltrix.storage.v1.PartitionDigestsRequest
-	16, // 18: veltrix.storage.v1.StorageService.BucketDigests:input_type -> veltrix.storage.v1.BucketDigestsRequest
-	20, // 19: veltrix.storage.v1.StorageService.SetSyncPoints:input_type -> veltrix.storage.v1.SetSyncPointsRequest
-	4,  // 20: veltrix.storage.v1.StorageService.Read:output_type -> veltrix.storage.v1.ReadResponse
-	6,  // 21: veltrix.storage.v1.StorageService.BatchRead:output_type -> veltrix.storage.v1.BatchReadResponse
-	8,  // 22: veltrix.storage.v1.StorageService.Apply:output_type -> veltrix.storage.v1.ApplyResponse
-	10, // 23: veltrix.storage.v1.StorageService.Scan:output_type -> veltrix.storage.v1.ScanResponse
-	12, // 24: veltrix.storage.v1.StorageService.StreamPartition:output_type -> veltrix.storage.v1.StreamPartitionResponse
-	15, // 25: veltrix.storage.v1.StorageService.PartitionDigests:output_type -> veltrix.storage.v1.PartitionDigestsResponse
-	18, // 26: veltrix.storage.v1.StorageService.BucketDigests:output_type -> veltrix.storage.v1.BucketDigestsResponse
-	21, // 27: veltrix.storage.v1.StorageService.SetSyncPoints:output_type -> veltrix.storage.v1.SetSyncPointsResponse
-	20, // [20:28] is the sub-list for method output_type
-	12, // [12:20] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	2,  // 12: veltrix.storage.v1.StoreHintsRequest.records:type_name -> veltrix.storage.v1.Record
+	3,  // 13: veltrix.storage.v1.StorageService.Read:input_type -> veltrix.storage.v1.ReadRequest
+	5,  // 14: veltrix.storage.v1.StorageService.BatchRead:input_type -> veltrix.storage.v1.BatchReadRequest
+	7,  // 15: veltrix.storage.v1.StorageService.Apply:input_type -> veltrix.storage.v1.ApplyRequest
+	9,  // 16: veltrix.storage.v1.StorageService.Scan:input_type -> veltrix.storage.v1.ScanRequest
+	11, // 17: veltrix.storage.v1.StorageService.StreamPartition:input_type -> veltrix.storage.v1.StreamPartitionRequest
+	13, // 18: veltrix.storage.v1.StorageService.PartitionDigests:input_type -> veltrix.storage.v1.PartitionDigestsRequest
+	16, // 19: veltrix.storage.v1.StorageService.BucketDigests:input_type -> veltrix.storage.v1.BucketDigestsRequest
+	20, // 20: veltrix.storage.v1.StorageService.SetSyncPoints:input_type -> veltrix.storage.v1.SetSyncPointsRequest
+	22, // 21: veltrix.storage.v1.StorageService.StoreHints:input_type -> veltrix.storage.v1.StoreHintsRequest
+	4,  // 22: veltrix.storage.v1.StorageService.Read:output_type -> veltrix.storage.v1.ReadResponse
+	6,  // 23: veltrix.storage.v1.StorageService.BatchRead:output_type -> veltrix.storage.v1.BatchReadResponse
+	8,  // 24: veltrix.storage.v1.StorageService.Apply:output_type -> veltrix.storage.v1.ApplyResponse
+	10, // 25: veltrix.storage.v1.StorageService.Scan:output_type -> veltrix.storage.v1.ScanResponse
+	12, // 26: veltrix.storage.v1.StorageService.StreamPartition:output_type -> veltrix.storage.v1.StreamPartitionResponse
+	15, // 27: veltrix.storage.v1.StorageService.PartitionDigests:output_type -> veltrix.storage.v1.PartitionDigestsResponse
+	18, // 28: veltrix.storage.v1.StorageService.BucketDigests:output_type -> veltrix.storage.v1.BucketDigestsResponse
+	21, // 29: veltrix.storage.v1.StorageService.SetSyncPoints:output_type -> veltrix.storage.v1.SetSyncPointsResponse
+	23, // 30: veltrix.storage.v1.StorageService.StoreHints:output_type -> veltrix.storage.v1.StoreHintsResponse
+	22, // [22:31] is the sub-list for method output_type
+	13, // [13:22] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_veltrix_storage_v1_storage_proto_init() }
@@ -1506,7 +1610,7 @@ func file_veltrix_storage_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_veltrix_storage_v1_storage_proto_rawDesc), len(file_veltrix_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	StorageService_PartitionDigests_FullMethodName = "/veltrix.storage.v1.StorageService/PartitionDigests"
 	StorageService_BucketDigests_FullMethodName    = "/veltrix.storage.v1.StorageService/BucketDigests"
 	StorageService_SetSyncPoints_FullMethodName    = "/veltrix.storage.v1.StorageService/SetSyncPoints"
+	StorageService_StoreHints_FullMethodName       = "/veltrix.storage.v1.StorageService/StoreHints"
 )
 
 // StorageServiceClient is the client API for StorageService service.
@@ -70,6 +71,12 @@ type StorageServiceClient interface {
 	// anti-entropy round). A tombstone is purged only before its partition's
 	// sync point, so a replica that was away cannot resurrect a delete.
 	SetSyncPoints(ctx context.Context, in *SetSyncPointsRequest, opts ...grpc.CallOption) (*SetSyncPointsResponse, error)
+	// StoreHints stores records another replica missed (it was down or timed
+	// out) as hints for that node, durably, and replays them to it with Apply
+	// once it is registered and reachable (hinted handoff). A router sends
+	// them to a replica that acknowledged the write. RESOURCE_EXHAUSTED when
+	// the node's hint budget is full; nothing is stored then.
+	StoreHints(ctx context.Context, in *StoreHintsRequest, opts ...grpc.CallOption) (*StoreHintsResponse, error)
 }
 
 type storageServiceClient struct {
@@ -169,6 +176,16 @@ func (c *storageServiceClient) SetSyncPoints(ctx context.Context, in *SetSyncPoi
 	return out, nil
 }
 
+func (c *storageServiceClient) StoreHints(ctx context.Context, in *StoreHintsRequest, opts ...grpc.CallOption) (*StoreHintsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StoreHintsResponse)
+	err := c.cc.Invoke(ctx, StorageService_StoreHints_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServiceServer is the server API for StorageService service.
 // All implementations must embed UnimplementedStorageServiceServer
 // for forward compatibility.
@@ -210,6 +227,12 @@ type StorageServiceServer interface {
 	// anti-entropy round). A tombstone is purged only before its partition's
 	// sync point, so a replica that was away cannot resurrect a delete.
 	SetSyncPoints(context.Context, *SetSyncPointsRequest) (*SetSyncPointsResponse, error)
+	// StoreHints stores records another replica missed (it was down or timed
+	// out) as hints for that node, durably, and replays them to it with Apply
+	// once it is registered and reachable (hinted handoff). A router sends
+	// them to a replica that acknowledged the write. RESOURCE_EXHAUSTED when
+	// the node's hint budget is full; nothing is stored then.
+	StoreHints(context.Context, *StoreHintsRequest) (*StoreHintsResponse, error)
 	mustEmbedUnimplementedStorageServiceServer()
 }
 
@@ -243,6 +266,9 @@ func (UnimplementedStorageServiceServer) BucketDigests(context.Context, *BucketD
 }
 func (UnimplementedStorageServiceServer) SetSyncPoints(context.Context, *SetSyncPointsRequest) (*SetSyncPointsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetSyncPoints not implemented")
+}
+func (UnimplementedStorageServiceServer) StoreHints(context.Context, *StoreHintsRequest) (*StoreHintsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StoreHints not implemented")
 }
 func (UnimplementedStorageServiceServer) mustEmbedUnimplementedStorageServiceServer() {}
 func (UnimplementedStorageServiceServer) testEmbeddedByValue()                        {}
@@ -402,6 +428,24 @@ func _StorageService_SetSyncPoints_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StorageService_StoreHints_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StoreHintsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServiceServer).StoreHints(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageService_StoreHints_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServiceServer).StoreHints(ctx, req.(*StoreHintsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StorageService_ServiceDesc is the grpc.ServiceDesc for StorageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -436,6 +480,10 @@ var StorageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetSyncPoints",
 			Handler:    _StorageService_SetSyncPoints_Handler,
+		},
+		{
+			MethodName: "StoreHints",
+			Handler:    _StorageService_StoreHints_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
