@@ -11,12 +11,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"github.com/veltrixdb/veltrix/services/storage/internal/engine"
 	"golang.org/x/time/rate"
-	"google.golang.org/grpc"
 )
 
 // Anti-entropy: every AntiEntropyInterval, for each partition this node
@@ -50,8 +48,7 @@ type repairer struct {
 	buckets int
 	limit   *rate.Limiter // bytes per second moved, both ways
 
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn // by address
+	mu sync.Mutex
 	// lastSync is when each partition this node leads was last found in
 	// sync with all its replicas.
 	lastSync map[uint32]time.Time
@@ -74,8 +71,8 @@ func newRepairer(s *Server) *repairer {
 	bps := cfg.AntiEntropyRateMBps * (1 << 20)
 	r := &repairer{
 		s: s, log: s.logger.With("component", "anti-entropy"), buckets: cfg.AntiEntropyBuckets,
-		limit: rate.NewLimiter(rate.Limit(bps), max(int(bps), 4<<20)),
-		conns: map[string]*grpc.ClientConn{}, lastSync: map[uint32]time.Time{}, unreachable: map[string]bool{},
+		limit:    rate.NewLimiter(rate.Limit(bps), max(int(bps), 4<<20)),
+		lastSync: map[uint32]time.Time{}, unreachable: map[string]bool{},
 		rounds: prometheus.NewCounter(prometheus.CounterOpts{Name: "veltrix_storage_repair_rounds_total",
 			Help: "Anti-entropy rounds run."}),
 		compared: prometheus.NewCounter(prometheus.CounterOpts{Name: "veltrix_storage_repair_partitions_compared_total",
@@ -127,12 +124,6 @@ func (r *repairer) run(interval time.Duration) {
 func (r *repairer) close() {
 	close(r.stop)
 	<-r.done
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, cc := range r.conns {
-		_ = cc.Close()
-	}
-	r.conns = nil
 }
 
 // RepairRound runs one anti-entropy round now (tests, operators).
@@ -525,24 +516,7 @@ func (r *repairer) setSyncPoints(ctx context.Context, snap *topology.Snapshot, s
 
 // client returns a StorageService client for node n.
 func (r *repairer) client(snap *topology.Snapshot, n string) (storagev1.StorageServiceClient, error) {
-	node, ok := snap.Nodes[n]
-	if !ok {
-		return nil, fmt.Errorf("node %s is not registered", n)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.conns == nil {
-		return nil, errors.New("anti-entropy stopped")
-	}
-	cc, ok := r.conns[node.Address]
-	if !ok {
-		var err error
-		if cc, err = grpcx.Dial(node.Address); err != nil {
-			return nil, fmt.Errorf("dial %s at %s: %w", n, node.Address, err)
-		}
-		r.conns[node.Address] = cc
-	}
-	return storagev1.NewStorageServiceClient(cc), nil
+	return r.s.peers.client(snap, n)
 }
 
 func recordFromProto(r *storagev1.Record) engine.Record {

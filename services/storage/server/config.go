@@ -79,6 +79,14 @@ type Config struct {
 	// AntiEntropyBuckets is how many hash buckets a differing partition is
 	// split into to find what differs. Default: 256.
 	AntiEntropyBuckets int
+	// HintMaxBytes bounds the bytes of hints (writes other replicas missed,
+	// held for them: hinted handoff) the node stores; beyond it StoreHints
+	// is refused. Default: 256 MiB.
+	HintMaxBytes int64
+	// HintMaxAge is how long a hint is kept for a node that does not come
+	// back; older hints are dropped (anti-entropy repairs what they would
+	// have). Default: 3h.
+	HintMaxAge time.Duration
 	// Logger receives the node's logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Now is the node's clock (tombstone grace, expiry, sync points); for
@@ -86,8 +94,15 @@ type Config struct {
 	Now func() time.Time
 }
 
-// DefaultCacheBytes is the default LIRS cache size.
-const DefaultCacheBytes = 256 << 20
+// Defaults of the config.
+const (
+	// DefaultCacheBytes is the default LIRS cache size.
+	DefaultCacheBytes = 256 << 20
+	// DefaultHintMaxBytes is the default hint budget.
+	DefaultHintMaxBytes = 256 << 20
+	// DefaultHintMaxAge is how long hints are kept by default.
+	DefaultHintMaxAge = 3 * time.Hour
+)
 
 // AddFlags registers the config's flags on fs; every flag can also be set
 // through its VELTRIX_* environment variable (see pkg/flagenv).
@@ -112,6 +127,8 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.AntiEntropyInterval, "anti-entropy-interval", 30*time.Second, "time between anti-entropy rounds (negative: off)")
 	fs.Float64Var(&c.AntiEntropyRateMBps, "anti-entropy-rate", 32, "MiB/s anti-entropy may move per node")
 	fs.IntVar(&c.AntiEntropyBuckets, "anti-entropy-buckets", 256, "hash buckets a differing partition is split into")
+	fs.Int64Var(&c.HintMaxBytes, "hint-max-bytes", DefaultHintMaxBytes, "bytes of hints held for other nodes at most (hinted handoff)")
+	fs.DurationVar(&c.HintMaxAge, "hint-max-age", DefaultHintMaxAge, "how long a hint is kept for a node that does not come back")
 }
 
 // EnsureDefaults fills unset fields with their defaults.
@@ -152,6 +169,12 @@ func (c *Config) EnsureDefaults() {
 	if c.AntiEntropyBuckets == 0 {
 		c.AntiEntropyBuckets = 256
 	}
+	if c.HintMaxBytes == 0 {
+		c.HintMaxBytes = DefaultHintMaxBytes
+	}
+	if c.HintMaxAge == 0 {
+		c.HintMaxAge = DefaultHintMaxAge
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -186,6 +209,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AntiEntropyBuckets < 1 || c.AntiEntropyBuckets > 65536 {
 		errs = append(errs, fmt.Errorf("--anti-entropy-buckets %d: want 1 to 65536", c.AntiEntropyBuckets))
+	}
+	if c.HintMaxBytes < 0 || c.HintMaxAge < 0 {
+		errs = append(errs, fmt.Errorf("--hint-max-bytes %d, --hint-max-age %s: must not be negative", c.HintMaxBytes, c.HintMaxAge))
 	}
 	if c.LeaseTTL < time.Second {
 		errs = append(errs, fmt.Errorf("--lease-ttl %s: want at least 1s", c.LeaseTTL))

@@ -41,6 +41,8 @@ var storageMetrics = []statMetric{
 	{"veltrix_storage_pebble_wal_bytes_written_total", "Bytes written to Pebble's WAL.", true},
 	{"veltrix_storage_pebble_block_cache_hits_total", "Pebble block cache hits.", true},
 	{"veltrix_storage_pebble_block_cache_misses_total", "Pebble block cache misses.", true},
+	{"veltrix_storage_hints_pending", "Hints held here for other nodes, not yet replayed.", false},
+	{"veltrix_storage_hints_bytes", "Bytes of the hints held here for other nodes.", false},
 	{"veltrix_storage_topology_stale", "1 when etcd stopped answering and the node uses its last topology snapshot.", false},
 }
 
@@ -81,6 +83,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		"veltrix_storage_purged_expired_total":     float64(st.PurgedExpired),
 		"veltrix_storage_cache_bytes":              float64(c.s.cacheBytes()),
 	}
+	ht := eng.HintTotals()
+	vals["veltrix_storage_hints_pending"] = float64(ht.Pending)
+	vals["veltrix_storage_hints_bytes"] = float64(ht.Bytes)
 	if c.s.watcher != nil && c.s.watcher.Stale() {
 		vals["veltrix_storage_topology_stale"] = 1
 	} else {

@@ -31,6 +31,8 @@ type Server struct {
 	ownEtcd bool
 	watcher *topology.Watcher
 	repair  *repairer // nil when anti-entropy is off
+	hints   *hinter
+	peers   *peerPool
 	// startTime is when Start began.
 	startTime time.Time
 	reg       *topology.Registration
@@ -50,7 +52,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger, Registry: grpcx.NewRegistry(), serveErr: make(chan error, 1), startTime: time.Now()}
+	s := &Server{cfg: cfg, logger: cfg.Logger, Registry: grpcx.NewRegistry(), serveErr: make(chan error, 1), startTime: time.Now(), peers: newPeerPool()}
 	defer func() {
 		if err != nil {
 			s.abort()
@@ -88,6 +90,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		PurgeNeedsSync: cfg.AntiEntropyInterval > 0,
 		PurgeInterval:  cfg.PurgeInterval,
 		SyncSkew:       cfg.AntiEntropyClockSkew,
+		MaxHintBytes:   cfg.HintMaxBytes,
 		Now:            cfg.Now,
 		Cache:          cache,
 		Logger:         s.logger,
@@ -126,6 +129,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("storage: listen on %s: %w", cfg.ListenAddr, err)
 	}
 	s.grpc = grpcx.NewServer(grpcx.ServerOptions{Logger: s.logger, Registerer: s.Registry})
+	s.hints = newHinter(s)
 	storagev1.RegisterStorageServiceServer(s.grpc.Server, &service{s: s})
 	s.grpc.InitMetrics()
 	s.Registry.MustRegister(newCollector(s))
@@ -159,6 +163,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.repair = newRepairer(s)
 		go s.repair.run(cfg.AntiEntropyInterval)
 	}
+	s.hints.start()
 	s.grpc.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.grpc.Health.SetServingStatus(storagev1.StorageService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	s.logger.Info("storage node serving", "addr", s.ln.Addr().String(), "advertise", adv, "data_dir", cfg.DataDir,
@@ -217,6 +222,12 @@ func (s *Server) abort() {
 	if s.repair != nil {
 		s.repair.close()
 		s.repair = nil
+	}
+	if s.hints != nil {
+		s.hints.close() // s.hints stays: a late StoreHints still counts
+	}
+	if s.peers != nil {
+		s.peers.close()
 	}
 	if s.reg != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

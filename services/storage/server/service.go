@@ -42,7 +42,7 @@ func toStatus(err error) error {
 	switch {
 	case errors.Is(err, engine.ErrInvalidArgument):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, engine.ErrTooLarge):
+	case errors.Is(err, engine.ErrTooLarge), errors.Is(err, engine.ErrHintsFull):
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, errNotOwner):
 		return status.Error(codes.FailedPrecondition, err.Error())
@@ -166,14 +166,8 @@ func (svc *service) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*st
 		if err != nil {
 			return nil, toStatus(err)
 		}
-		if r.GetVersion() == 0 {
-			return nil, invalid("%s: version is 0; every mutation needs a version", where)
-		}
-		if r.GetTombstone() && (len(r.GetValue()) > 0 || r.GetExpireUnixNanos() != 0) {
-			return nil, invalid("%s: a tombstone carries no value or expiry", where)
-		}
-		if r.GetExpireUnixNanos() < 0 {
-			return nil, invalid("%s: negative expiry %d", where, r.GetExpireUnixNanos())
+		if err := checkRecord(r, where); err != nil {
+			return nil, err
 		}
 		recs[i] = recordFromProto(r)
 		recs[i].Key = k
@@ -194,6 +188,26 @@ func (svc *service) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*st
 		}
 	}
 	return resp, nil
+}
+
+// checkRecord validates a mutation's fields other than its key's ownership.
+func checkRecord(r *storagev1.Record, where string) error {
+	if r.GetKey() == nil {
+		return invalid("%s: key is missing", where)
+	}
+	if err := engine.ValidateKey(keyFromProto(r.GetKey())); err != nil {
+		return invalid("%s: %v", where, err)
+	}
+	if r.GetVersion() == 0 {
+		return invalid("%s: version is 0; every mutation needs a version", where)
+	}
+	if r.GetTombstone() && (len(r.GetValue()) > 0 || r.GetExpireUnixNanos() != 0) {
+		return invalid("%s: a tombstone carries no value or expiry", where)
+	}
+	if r.GetExpireUnixNanos() < 0 {
+		return invalid("%s: negative expiry %d", where, r.GetExpireUnixNanos())
+	}
+	return nil
 }
 
 func (svc *service) Scan(ctx context.Context, req *storagev1.ScanRequest) (*storagev1.ScanResponse, error) {

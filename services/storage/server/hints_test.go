@@ -1,0 +1,129 @@
+package server_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
+	"google.golang.org/grpc/codes"
+)
+
+func waitMetric(t *testing.T, n *aeNode, name string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := metric(t, n.srv, name)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v, want %v", name, got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestHintsReplayed: hints for a node that is down survive a restart of the
+// node holding them, wait while the target is away, and are replayed (a
+// put, an overwrite, a delete) and deleted once it returns. A replica the
+// hints are not for gets nothing.
+func TestHintsReplayed(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	nodes, start := aeCluster(t, clk)
+	n1, n2 := nodes["n1"], nodes["n2"]
+	if err := nodes["n3"].srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	kPut, kDel := key(9, "hinted-put", "s"), key(9, "hinted-del", "")
+	recs := []*storagev1.Record{
+		{Key: kPut, Version: 10, Value: []byte("old")},
+		{Key: kDel, Version: 11, Value: []byte("doomed")},
+		{Key: kDel, Version: 12, Tombstone: true},
+		{Key: kPut, Version: 13, Value: []byte("new")},
+	}
+	// Replays go in sequence order, but LWW would forgive any: send the
+	// newest first.
+	ctx := context.Background()
+	if _, err := n1.c.StoreHints(ctx, &storagev1.StoreHintsRequest{TargetNode: "n3", Records: recs[3:]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.c.StoreHints(ctx, &storagev1.StoreHintsRequest{TargetNode: "n3", Records: recs[:3]}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := n1.c.StoreHints(ctx, &storagev1.StoreHintsRequest{TargetNode: "n1", Records: recs[:1]})
+	wantCode(t, err, codes.InvalidArgument, "is this node")
+	_, err = n1.c.StoreHints(ctx, &storagev1.StoreHintsRequest{TargetNode: "n3", Records: []*storagev1.Record{{Key: kPut}}})
+	wantCode(t, err, codes.InvalidArgument, "version is 0")
+	if got := metric(t, n1.srv, "veltrix_storage_hints_stored_total"); got != 4 {
+		t.Fatalf("stored_total %v", got)
+	}
+	waitMetric(t, n1, "veltrix_storage_hints_pending", 4)
+
+	// The node holding the hints restarts; they are still there, and are
+	// not replayed while n3 is away.
+	if err := n1.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n1 = start("n1")
+	time.Sleep(1500 * time.Millisecond) // a replay tick or more
+	waitMetric(t, n1, "veltrix_storage_hints_pending", 4)
+	if b := metric(t, n1.srv, "veltrix_storage_hints_bytes"); b <= 0 {
+		t.Fatalf("hints_bytes %v", b)
+	}
+
+	n3 := start("n3")
+	waitMetric(t, n1, "veltrix_storage_hints_pending", 0)
+	waitMetric(t, n1, "veltrix_storage_hints_bytes", 0)
+	if got := metric(t, n1.srv, "veltrix_storage_hints_replayed_total"); got != 4 {
+		t.Fatalf("replayed_total %v", got)
+	}
+	if got := read(t, n3, kPut).GetRecord(); got.GetVersion() != 13 || string(got.GetValue()) != "new" {
+		t.Fatalf("n3 %s: %v", kPut.GetPartitionKey(), got)
+	}
+	if got := read(t, n3, kDel).GetRecord(); got.GetVersion() != 12 || !got.GetTombstone() || got.GetDeletedUnixNanos() == 0 {
+		t.Fatalf("n3 %s: %v", kDel.GetPartitionKey(), got)
+	}
+	if got := read(t, n2, kPut); got.GetFound() {
+		t.Fatalf("n2 got a hint meant for n3: %v", got)
+	}
+}
+
+// TestHintsTooOld: hints older than --hint-max-age are dropped and counted,
+// not replayed.
+func TestHintsTooOld(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	nodes, start := aeCluster(t, clk)
+	n1 := nodes["n1"]
+	if err := nodes["n3"].srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	k := key(9, "stale-hint", "")
+	if _, err := n1.c.StoreHints(context.Background(), &storagev1.StoreHintsRequest{TargetNode: "n3", Records: []*storagev1.Record{{Key: k, Version: 5, Value: []byte("v")}}}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(4 * time.Hour) // past the default 3h
+	if err := n1.srv.ReplayHints(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, n1, "veltrix_storage_hints_pending", 0)
+	dropped := 0.0
+	mfs, _ := n1.srv.Registry.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "veltrix_storage_hints_dropped_total" {
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == "age" {
+					dropped = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if dropped != 1 {
+		t.Fatalf("dropped_total{reason=age} = %v", dropped)
+	}
+	n3 := start("n3")
+	time.Sleep(1500 * time.Millisecond)
+	if got := read(t, n3, k); got.GetFound() {
+		t.Fatalf("a dropped hint reached n3: %v", got)
+	}
+}
