@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/flagenv"
@@ -48,6 +49,9 @@ type Config struct {
 	// HedgeMin and HedgeMax clamp the delay before a slow read is hedged to
 	// another replica. Defaults: 1ms and 50ms.
 	HedgeMin, HedgeMax time.Duration
+	// NoHintedHandoff turns hinted handoff off: records a replica missed
+	// are then repaired by anti-entropy alone. Default: false (on).
+	NoHintedHandoff bool
 	// RequestTimeout is the deadline of a request that carries none.
 	// Default: 10s.
 	RequestTimeout time.Duration
@@ -100,6 +104,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MinNodes, "min-nodes", 0, "storage nodes required before the first placement (default: the replication factor)")
 	fs.DurationVar(&c.HedgeMin, "hedge-min", time.Millisecond, "shortest delay before hedging a slow read")
 	fs.DurationVar(&c.HedgeMax, "hedge-max", 50*time.Millisecond, "longest delay before hedging a slow read")
+	fs.Var((*invertedBool)(&c.NoHintedHandoff), "hinted-handoff", "send the writes a replica missed to one that acknowledged them, to replay when it is back (default true)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 10*time.Second, "deadline for requests that carry none")
 	fs.IntVar(&c.MaxBatch, "max-batch", 1000, "most keys or mutations per batch request")
 	fs.DurationVar(&c.MaxVersionSkew, "max-version-skew", time.Hour, "refuse caller-supplied versions further ahead of the router's clock than this")
@@ -199,3 +204,25 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// invertedBool is a boolean flag that sets the negation of its field, so a
+// feature on by default keeps a zero-value Config field.
+type invertedBool bool
+
+func (b *invertedBool) String() string {
+	if b == nil {
+		return "true"
+	}
+	return strconv.FormatBool(!bool(*b))
+}
+
+func (b *invertedBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*b = invertedBool(!v)
+	return nil
+}
+
+func (b *invertedBool) IsBoolFlag() bool { return true }

@@ -42,3 +42,30 @@ func TestMaxVersionSkewConfig(t *testing.T) {
 		t.Errorf("Validate: %v", err)
 	}
 }
+
+func TestHintedHandoffFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		off  bool
+	}{
+		{nil, nil, false},
+		{[]string{"--hinted-handoff=false"}, nil, true},
+		{[]string{"--hinted-handoff"}, nil, false},
+		{[]string{"--hinted-handoff=true"}, nil, false},
+		{nil, map[string]string{"VELTRIX_HINTED_HANDOFF": "false"}, true},
+	} {
+		var c Config
+		fs := flag.NewFlagSet("veltrix-router", flag.ContinueOnError)
+		c.AddFlags(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		if err := flagenv.Apply(fs, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }); err != nil {
+			t.Fatal(err)
+		}
+		if c.NoHintedHandoff != tc.off {
+			t.Errorf("%v %v: NoHintedHandoff %v, want %v", tc.args, tc.env, c.NoHintedHandoff, tc.off)
+		}
+	}
+}

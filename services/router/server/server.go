@@ -113,7 +113,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.cluster = cluster.New(s.watcher, s.logger, cfg.TopologyGrace)
 	s.coord = coord.New(s.cluster, coord.Options{
 		HedgeMin: cfg.HedgeMin, HedgeMax: cfg.HedgeMax, Timeout: cfg.RequestTimeout,
-		Logger: s.logger, Metrics: coord.NewMetrics(s.Registry),
+		HintedHandoff: !cfg.NoHintedHandoff,
+		Logger:        s.logger, Metrics: coord.NewMetrics(s.Registry),
 	})
 	s.ctrl = controller.Start(s.etcd, s.store, s.watcher, controller.Config{
 		ID: cfg.ID,

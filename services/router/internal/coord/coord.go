@@ -81,6 +81,10 @@ type Metrics struct {
 	ReplicaErrors *prometheus.CounterVec
 	Hedges        prometheus.Counter
 	ReadRepairs   prometheus.Counter
+	// Hints counts the records of hinted handoff, by result: stored on a
+	// replica for one that missed them, failed, or no_holder (no replica
+	// acknowledged the record).
+	Hints *prometheus.CounterVec
 }
 
 // NewMetrics creates (and registers, when reg is not nil) the metrics.
@@ -98,9 +102,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "veltrix_router_read_repairs_total",
 			Help: "Stale replicas repaired by reads.",
 		}),
+		Hints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "veltrix_router_hints_total",
+			Help: "Records a replica missed, sent as hints to one that acknowledged them: stored, failed, or no_holder (no replica acknowledged).",
+		}, []string{"result"}),
+	}
+	for _, r := range []string{"stored", "failed", "no_holder"} { // export before the first hint
+		m.Hints.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.ReplicaErrors, m.Hedges, m.ReadRepairs)
+		reg.MustRegister(m.ReplicaErrors, m.Hedges, m.ReadRepairs, m.Hints)
 	}
 	return m
 }
@@ -117,6 +128,12 @@ type Options struct {
 	// consistency level waits for the replicas still in flight, so that its
 	// error counts those that applied it. Default: 1s.
 	FailureWait time.Duration
+	// HintedHandoff sends the records a replica missed to one that
+	// acknowledged them, to be replayed when it is back (see handoff).
+	// Default: false (the router turns it on).
+	HintedHandoff bool
+	// HintTimeout bounds the StoreHints calls of one write. Default: 2s.
+	HintTimeout time.Duration
 	// Logger reports repair failures. Default: slog.Default().
 	Logger *slog.Logger
 	// Metrics receive the counters. Default: unregistered metrics.
@@ -142,6 +159,9 @@ func New(c *cluster.Cluster, o Options) *Coordinator {
 	}
 	if o.FailureWait == 0 {
 		o.FailureWait = time.Second
+	}
+	if o.HintTimeout == 0 {
+		o.HintTimeout = 2 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -96,15 +96,25 @@ func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, leve
 	}
 	// The last result cancels the detached context; until then stragglers
 	// keep their calls alive after Write returns.
+	// Once every replica answered (or timed out), the records a replica
+	// missed go to one that acknowledged them as hints (hinted handoff), off
+	// the caller's path.
 	remaining := len(groups)
-	finish := func() {
+	var seen []applyResult
+	finish := func(hint bool) {
+		got := seen
 		go func() {
 			for ; remaining > 0; remaining-- {
-				if r := <-results; r.err != nil {
+				r := <-results
+				if r.err != nil {
 					co.replicaErr(r.node, r.err)
 				}
+				got = append(got, r)
 			}
 			cancel()
+			if hint {
+				co.handoff(v, recs, got)
+			}
 		}()
 	}
 
@@ -117,10 +127,10 @@ func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, leve
 		case r = <-results:
 			remaining--
 		case <-linger:
-			finish()
+			finish(true)
 			return nil, co.writeFailure(recs, st, doomed, level, v, "")
 		case <-ctx.Done():
-			finish()
+			finish(true)
 			if len(doomed) > 0 {
 				return nil, co.writeFailure(recs, st, doomed, level, v, "stopped waiting for the other replicas: "+ctx.Err().Error())
 			}
@@ -129,9 +139,10 @@ func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, leve
 		if r.err == nil && len(r.resp.GetOutcomes()) != len(r.idxs) {
 			r.err = fmt.Errorf("node answered %d outcomes for %d records", len(r.resp.GetOutcomes()), len(r.idxs))
 		}
+		seen = append(seen, r)
 		if r.err != nil {
 			if err := inputErr(r.err); err != nil {
-				finish()
+				finish(false) // the input is bad: no replica will take it
 				return nil, err
 			}
 			desc := co.replicaErr(r.node, r.err)
@@ -172,11 +183,12 @@ func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, leve
 			}
 		}
 		if len(doomed) == 0 && satisfied == n {
-			finish()
+			finish(true)
 			return outcomes(recs, st), nil
 		}
 	}
 	cancel()
+	go co.handoff(v, recs, seen)
 	if len(doomed) > 0 {
 		return nil, co.writeFailure(recs, st, doomed, level, v, "")
 	}
