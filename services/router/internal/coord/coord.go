@@ -5,7 +5,10 @@
 //   - A write goes to every live replica of its partition and succeeds once
 //     W replicas acknowledged it. Stragglers keep going in the background
 //     after the caller has its answer. If fewer than W replicas are live the
-//     write is refused before anything is sent.
+//     write is refused before anything is sent. Once every replica has
+//     answered, the records a replica missed are stored as hints on one
+//     that acknowledged them (hinted handoff, hints.go); hints never count
+//     towards W.
 //   - A read asks R replicas (the fastest first). If the first does not
 //     answer within its hedge delay (its smoothed latency plus four mean
 //     deviations), one more replica is asked; failures move on to the next
