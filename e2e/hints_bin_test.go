@@ -99,7 +99,7 @@ func TestBinHintedHandoff(t *testing.T) {
 			}
 			replayed := metricValue(t, c.Nodes[0], "veltrix_storage_hints_replayed_total") + metricValue(t, c.Nodes[1], "veltrix_storage_hints_replayed_total")
 			for _, n := range c.Nodes[:2] {
-				for _, r := range []string{"age", "full", "moved", "invalid"} {
+				for _, r := range []string{"age", "full", "moved", "gone", "invalid"} {
 					if d := metricValue(t, n, `veltrix_storage_hints_dropped_total{reason="`+r+`"}`); d != 0 {
 						t.Errorf("%s dropped %v hints (%s)", n.Name, d, r)
 					}

@@ -25,6 +25,8 @@ import (
 // target acknowledged it. LWW makes a replay idempotent and safe in any
 // order, so a hint replayed twice (a crash before its delete) is harmless.
 // A target that fails is retried with exponential backoff (1s to 30s).
+// What is replayed is this node's current record of each hinted key, not
+// the hinted record: see current.
 // Hints for a partition the target no longer holds are dropped: its new
 // replicas get the data from the ones that hold it.
 
@@ -37,7 +39,7 @@ const (
 )
 
 // Reasons hints are dropped (the dropped_total label).
-var hintDropReasons = []string{"age", "full", "moved", "invalid"}
+var hintDropReasons = []string{"age", "full", "moved", "gone", "invalid"}
 
 type hintBackoff struct {
 	until time.Time
@@ -67,7 +69,7 @@ func newHinter(s *Server) *hinter {
 		replayed: prometheus.NewCounter(prometheus.CounterOpts{Name: "veltrix_storage_hints_replayed_total",
 			Help: "Hints replayed to their node and deleted here."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "veltrix_storage_hints_dropped_total",
-			Help: "Hints not delivered: refused with the budget full, older than --hint-max-age, for a partition the node no longer holds (moved), or rejected by it (invalid)."}, []string{"reason"}),
+			Help: "Hints not delivered: refused with the budget full, older than --hint-max-age, for a partition the node no longer holds (moved), for a record this node no longer holds (gone: a purged delete or an expired item), or rejected by the node (invalid)."}, []string{"reason"}),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	for _, r := range hintDropReasons {
@@ -183,10 +185,10 @@ func (h *hinter) replayTarget(ctx context.Context, snap *topology.Snapshot, targ
 		if err != nil || len(hs) == 0 {
 			return err
 		}
-		var send, moved []engine.Hint
+		var keep, moved []engine.Hint
 		for _, hint := range hs {
 			if holds(snap, target, hint.Record.Key.Partition) {
-				send = append(send, hint)
+				keep = append(keep, hint)
 			} else {
 				moved = append(moved, hint)
 			}
@@ -194,27 +196,29 @@ func (h *hinter) replayTarget(ctx context.Context, snap *topology.Snapshot, targ
 		if err := h.drop(moved, "moved"); err != nil {
 			return err
 		}
-		if len(send) == 0 {
-			continue
-		}
-		recs := make([]*storagev1.Record, len(send))
-		for i, hint := range send {
-			recs[i] = recordToProto(hint.Record)
-		}
-		cctx, cancel := context.WithTimeout(ctx, hintReplayTimeout)
-		_, err = c.Apply(cctx, &storagev1.ApplyRequest{Records: recs})
-		cancel()
-		if status.Code(err) == codes.InvalidArgument {
-			// The target will never take this batch; keeping it would block
-			// every later hint.
-			h.log.Warn("a node rejected replayed hints; dropping them", "target", target, "hints", len(send), "err", err)
-			if err := h.drop(send, "invalid"); err != nil {
-				return err
-			}
-			continue
-		}
+		recs, send, gone, err := h.current(keep)
 		if err != nil {
-			return fmt.Errorf("apply %d hints: %w", len(send), err)
+			return err
+		}
+		if err := h.drop(gone, "gone"); err != nil {
+			return err
+		}
+		if len(recs) > 0 {
+			cctx, cancel := context.WithTimeout(ctx, hintReplayTimeout)
+			_, err = c.Apply(cctx, &storagev1.ApplyRequest{Records: recs})
+			cancel()
+			if status.Code(err) == codes.InvalidArgument {
+				// The target will never take this batch; keeping it would
+				// block every later hint.
+				h.log.Warn("a node rejected replayed hints; dropping them", "target", target, "hints", len(send), "err", err)
+				if err := h.drop(send, "invalid"); err != nil {
+					return err
+				}
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("apply %d hints: %w", len(recs), err)
+			}
 		}
 		n, err := eng.DeleteHints(send)
 		h.replayed.Add(float64(n))
@@ -222,6 +226,40 @@ func (h *hinter) replayTarget(ctx context.Context, snap *topology.Snapshot, targ
 			return err
 		}
 	}
+}
+
+// current returns what to replay for hints: this node's current record of
+// each hinted key (once per key), never the hinted record itself. This
+// node acknowledged the hinted record, so what it holds now is that record
+// or a newer one. If it holds nothing the record was deleted and the
+// tombstone purged (or it expired): replaying the old value then could
+// resurrect a delete on the target, so such hints are returned as gone.
+func (h *hinter) current(hs []engine.Hint) (recs []*storagev1.Record, send, gone []engine.Hint, err error) {
+	if len(hs) == 0 {
+		return nil, nil, nil, nil
+	}
+	keys := make([]engine.Key, len(hs))
+	for i, hint := range hs {
+		keys[i] = hint.Record.Key
+	}
+	cur, found, err := h.s.eng.GetBatch(keys)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	seen := map[string]bool{}
+	for i, hint := range hs {
+		if !found[i] {
+			gone = append(gone, hint)
+			continue
+		}
+		send = append(send, hint)
+		k := string(engine.EncodeKey(keys[i]))
+		if !seen[k] {
+			seen[k] = true
+			recs = append(recs, recordToProto(cur[i]))
+		}
+	}
+	return recs, send, gone, nil
 }
 
 func (h *hinter) drop(hs []engine.Hint, reason string) error {

@@ -42,23 +42,34 @@ func TestHintsReplayed(t *testing.T) {
 		{Key: kDel, Version: 12, Tombstone: true},
 		{Key: kPut, Version: 13, Value: []byte("new")},
 	}
-	// Replays go in sequence order, but LWW would forgive any: send the
-	// newest first.
+	// n1 acknowledged these records; it holds what they left.
+	apply(t, n1, recs[0])
+	apply(t, n1, recs[1:]...)
+	// What is replayed is n1's current record: the newer one it holds now,
+	// nothing for a key it does not hold (a purged delete).
+	kNewer, kGone := key(9, "hinted-newer", ""), key(9, "hinted-gone", "")
+	apply(t, n1, &storagev1.Record{Key: kNewer, Version: 21, Value: []byte("newest")})
+	recs = append(recs, &storagev1.Record{Key: kNewer, Version: 20, Value: []byte("older")}, &storagev1.Record{Key: kGone, Version: 30, Value: []byte("deleted since")})
+	// Hints are replayed in sequence order, but LWW would forgive any: send
+	// the newest first.
 	ctx := context.Background()
-	if _, err := n1.c.StoreHints(ctx, &storagev1.StoreHintsRequest{TargetNode: "n3", Records: recs[3:]}); err != nil {
+	if _, err := n1.c.StoreHints(ctx, &storagev1.StoreHintsRequest{TargetNode: "n3", Records: recs[3:4]}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := n1.c.StoreHints(ctx, &storagev1.StoreHintsRequest{TargetNode: "n3", Records: recs[:3]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.c.StoreHints(ctx, &storagev1.StoreHintsRequest{TargetNode: "n3", Records: recs[4:]}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := n1.c.StoreHints(ctx, &storagev1.StoreHintsRequest{TargetNode: "n1", Records: recs[:1]})
 	wantCode(t, err, codes.InvalidArgument, "is this node")
 	_, err = n1.c.StoreHints(ctx, &storagev1.StoreHintsRequest{TargetNode: "n3", Records: []*storagev1.Record{{Key: kPut}}})
 	wantCode(t, err, codes.InvalidArgument, "version is 0")
-	if got := metric(t, n1.srv, "veltrix_storage_hints_stored_total"); got != 4 {
+	if got := metric(t, n1.srv, "veltrix_storage_hints_stored_total"); got != 6 {
 		t.Fatalf("stored_total %v", got)
 	}
-	waitMetric(t, n1, "veltrix_storage_hints_pending", 4)
+	waitMetric(t, n1, "veltrix_storage_hints_pending", 6)
 
 	// The node holding the hints restarts; they are still there, and are
 	// not replayed while n3 is away.
@@ -67,7 +78,7 @@ func TestHintsReplayed(t *testing.T) {
 	}
 	n1 = start("n1")
 	time.Sleep(1500 * time.Millisecond) // a replay tick or more
-	waitMetric(t, n1, "veltrix_storage_hints_pending", 4)
+	waitMetric(t, n1, "veltrix_storage_hints_pending", 6)
 	if b := metric(t, n1.srv, "veltrix_storage_hints_bytes"); b <= 0 {
 		t.Fatalf("hints_bytes %v", b)
 	}
@@ -75,8 +86,17 @@ func TestHintsReplayed(t *testing.T) {
 	n3 := start("n3")
 	waitMetric(t, n1, "veltrix_storage_hints_pending", 0)
 	waitMetric(t, n1, "veltrix_storage_hints_bytes", 0)
-	if got := metric(t, n1.srv, "veltrix_storage_hints_replayed_total"); got != 4 {
+	if got := metric(t, n1.srv, "veltrix_storage_hints_replayed_total"); got != 5 {
 		t.Fatalf("replayed_total %v", got)
+	}
+	if got := dropped(t, n1, "gone"); got != 1 {
+		t.Fatalf("dropped_total{reason=gone} %v", got)
+	}
+	if got := read(t, n3, kNewer).GetRecord(); got.GetVersion() != 21 {
+		t.Fatalf("n3 %s: %v", kNewer.GetPartitionKey(), got)
+	}
+	if got := read(t, n3, kGone); got.GetFound() {
+		t.Fatalf("n3 got a record its holder no longer has: %v", got)
 	}
 	if got := read(t, n3, kPut).GetRecord(); got.GetVersion() != 13 || string(got.GetValue()) != "new" {
 		t.Fatalf("n3 %s: %v", kPut.GetPartitionKey(), got)
@@ -107,18 +127,7 @@ func TestHintsTooOld(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitMetric(t, n1, "veltrix_storage_hints_pending", 0)
-	dropped := 0.0
-	mfs, _ := n1.srv.Registry.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() == "veltrix_storage_hints_dropped_total" {
-			for _, m := range mf.GetMetric() {
-				if m.GetLabel()[0].GetValue() == "age" {
-					dropped = m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	if dropped != 1 {
+	if dropped := dropped(t, n1, "age"); dropped != 1 {
 		t.Fatalf("dropped_total{reason=age} = %v", dropped)
 	}
 	n3 := start("n3")
@@ -126,4 +135,24 @@ func TestHintsTooOld(t *testing.T) {
 	if got := read(t, n3, k); got.GetFound() {
 		t.Fatalf("a dropped hint reached n3: %v", got)
 	}
+}
+
+// dropped reads veltrix_storage_hints_dropped_total{reason}.
+func dropped(t *testing.T, n *aeNode, reason string) float64 {
+	t.Helper()
+	mfs, err := n.srv.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "veltrix_storage_hints_dropped_total" {
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no dropped_total{reason=%q}", reason)
+	return 0
 }
