@@ -65,6 +65,7 @@ var dashboardMustShow = []string{
 	"veltrix_storage_applies_total", "veltrix_storage_reads_total",
 	"veltrix_storage_pebble_disk_usage_bytes", "veltrix_storage_pebble_read_amplification",
 	"veltrix_router_topology_stale", "veltrix_storage_topology_stale",
+	"veltrix_storage_hints_pending", "veltrix_router_hints_total", "veltrix_storage_hints_dropped_total",
 	"veltrix_migrator_job_progress_ratio", "veltrix_migrator_items_written_total", "veltrix_migrator_rejects_total",
 	"veltrix_migrator_stream_lag_seconds",
 	"veltrix_migrator_stream_failing_seconds", "veltrix_migrator_stream_consecutive_failures",
