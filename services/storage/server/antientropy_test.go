@@ -34,6 +34,7 @@ type aeNode struct {
 	srv *server.Server
 	c   storagev1.StorageServiceClient
 	dir string
+	cli *clientv3.Client // the cluster's etcd
 }
 
 // aeCluster starts three nodes holding every partition (RF 3, n1 first, so
@@ -61,7 +62,7 @@ func aeCluster(t *testing.T, clk *clock) (map[string]*aeNode, func(id string) *a
 		t.Helper()
 		n := nodes[id]
 		if n == nil {
-			n = &aeNode{dir: t.TempDir()}
+			n = &aeNode{dir: t.TempDir(), cli: cli}
 			nodes[id] = n
 		}
 		srv, err := server.Start(ctx, server.Config{

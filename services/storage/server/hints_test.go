@@ -2,11 +2,19 @@ package server_test
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/veltrixdb/veltrix/pkg/placement"
+	"github.com/veltrixdb/veltrix/pkg/topology"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func waitMetric(t *testing.T, n *aeNode, name string, want float64) {
@@ -155,4 +163,127 @@ func dropped(t *testing.T, n *aeNode, reason string) float64 {
 	}
 	t.Fatalf("no dropped_total{reason=%q}", reason)
 	return 0
+}
+
+// fakeTarget is a node hints are replayed to: its Apply fails the first
+// fail calls (Unavailable), or every call with code when set, and records
+// what it applied.
+type fakeTarget struct {
+	storagev1.UnimplementedStorageServiceServer
+	mu      sync.Mutex
+	fail    int
+	code    codes.Code
+	calls   int
+	applied []*storagev1.Record
+}
+
+func (f *fakeTarget) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*storagev1.ApplyResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.code != codes.OK {
+		return nil, status.Error(f.code, "fake refuses")
+	}
+	if f.fail > 0 {
+		f.fail--
+		return nil, status.Error(codes.Unavailable, "fake down")
+	}
+	f.applied = append(f.applied, req.GetRecords()...)
+	resp := &storagev1.ApplyResponse{}
+	for _, r := range req.GetRecords() {
+		resp.Outcomes = append(resp.Outcomes, storagev1.Outcome_OUTCOME_APPLIED)
+		resp.CurrentVersions = append(resp.CurrentVersions, r.GetVersion())
+	}
+	return resp, nil
+}
+
+func (f *fakeTarget) state() (int, []*storagev1.Record) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls, append([]*storagev1.Record(nil), f.applied...)
+}
+
+// TestHintsKeptUntilApplied: hints stay while their node fails to apply
+// them and are deleted only once it did; hints for a partition the node
+// does not hold are dropped (moved), as are hints it rejects as invalid.
+func TestHintsKeptUntilApplied(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	nodes, _ := aeCluster(t, clk)
+	n1 := nodes["n1"]
+	ctx := context.Background()
+
+	fake := &fakeTarget{fail: 2}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	storagev1.RegisterStorageServiceServer(gs, fake)
+	go func() { _ = gs.Serve(ln) }()
+	t.Cleanup(gs.Stop)
+	store := topology.NewStore(n1.cli, "ae")
+	reg, err := store.Register(ctx, topology.Node{ID: "n4", Address: ln.Addr().String(), State: topology.NodeUp, StartTime: time.Now().UTC()}, 10*time.Second, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Close(context.Background()) })
+	// n4 holds kIn's partition, not kOut's.
+	kIn, kOut := key(9, "to-n4", ""), key(9, "not-n4", "")
+	for i := 0; kOut.GetPartition() == kIn.GetPartition(); i++ {
+		kOut = key(9, fmt.Sprintf("not-n4-%d", i), "")
+	}
+	doc := placement.Document{Epoch: 2, HashFunction: placement.HashFunction, Partitions: partitions, RF: 3}
+	for p := range partitions {
+		reps := []string{"n1", "n2", "n3"}
+		if uint32(p) == kIn.GetPartition() {
+			reps = []string{"n1", "n2", "n4"}
+		}
+		doc.Replicas = append(doc.Replicas, reps)
+	}
+	if err := store.PutPlacement(ctx, doc, 1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the watchers catch up
+
+	in := &storagev1.Record{Key: kIn, Version: 5, Value: []byte("v")}
+	out := &storagev1.Record{Key: kOut, Version: 6, Value: []byte("w")}
+	apply(t, n1, in, out)
+	if _, err := n1.c.StoreHints(ctx, &storagev1.StoreHintsRequest{TargetNode: "n4", Records: []*storagev1.Record{in, out}}); err != nil {
+		t.Fatal(err)
+	}
+	// The first attempt fails: the hint for n4's partition stays.
+	deadline := time.Now().Add(10 * time.Second)
+	for calls, _ := fake.state(); calls < 1; calls, _ = fake.state() {
+		if time.Now().After(deadline) {
+			t.Fatal("no replay to n4")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p, r := metric(t, n1.srv, "veltrix_storage_hints_pending"), metric(t, n1.srv, "veltrix_storage_hints_replayed_total"); p != 1 || r != 0 {
+		t.Fatalf("after a failed replay: %v pending, %v replayed", p, r)
+	}
+	if got := dropped(t, n1, "moved"); got != 1 {
+		t.Fatalf("dropped{moved} %v", got)
+	}
+	// After the backoff it goes through and is deleted.
+	waitMetric(t, n1, "veltrix_storage_hints_pending", 0)
+	calls, applied := fake.state()
+	if len(applied) != 1 || applied[0].GetVersion() != 5 || calls != 3 {
+		t.Fatalf("n4 got %v in %d calls", applied, calls)
+	}
+	if r := metric(t, n1.srv, "veltrix_storage_hints_replayed_total"); r != 1 {
+		t.Fatalf("replayed %v", r)
+	}
+
+	// A node that rejects the batch as invalid will never take it.
+	fake.mu.Lock()
+	fake.code = codes.InvalidArgument
+	fake.mu.Unlock()
+	if _, err := n1.c.StoreHints(ctx, &storagev1.StoreHintsRequest{TargetNode: "n4", Records: []*storagev1.Record{in}}); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, n1, "veltrix_storage_hints_pending", 0)
+	if got := dropped(t, n1, "invalid"); got != 1 {
+		t.Fatalf("dropped{invalid} %v", got)
+	}
 }
