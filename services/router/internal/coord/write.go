@@ -95,10 +95,9 @@ func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, leve
 		}()
 	}
 	// The last result cancels the detached context; until then stragglers
-	// keep their calls alive after Write returns.
-	// Once every replica answered (or timed out), the records a replica
-	// missed go to one that acknowledged them as hints (hinted handoff), off
-	// the caller's path.
+	// keep their calls alive after Write returns. Then the records a replica
+	// missed (failed, timed out, unregistered) go as hints to one that
+	// acknowledged them (hinted handoff), off the caller's path.
 	remaining := len(groups)
 	var seen []applyResult
 	finish := func(hint bool) {
