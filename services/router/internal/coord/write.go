@@ -43,7 +43,10 @@ type writeState struct {
 // Write applies recs (each Key.Partition set) at level: every live replica
 // of each record's partition gets it, and Write returns once each record has
 // been acknowledged by Need(level, RF) replicas, with each record's Outcome.
-// Calls to the other replicas continue in the background. A record whose
+// Calls to the other replicas continue in the background; once all have
+// answered, what a replica missed is stored as hints on one that
+// acknowledged it (Options.HintedHandoff; hints never count towards the
+// level). A record whose
 // partition has fewer live replicas than required makes Write fail before
 // anything is sent.
 //
