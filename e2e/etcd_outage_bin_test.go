@@ -13,20 +13,18 @@ import (
 )
 
 // TestBinEtcdOutage: etcd is killed for longer than the storage nodes'
-// lease TTL while a QUORUM write-and-read load runs, a router is restarted
-// during the outage (it starts from its persisted topology), then etcd
-// comes back. No QUORUM operation may fail, before, during or after; admin
-// calls that need etcd fail fast with Unavailable; the nodes are registered
-// again within seconds of etcd's return.
-//
-// Not covered: a storage node restarted during the outage (it cannot start
-// without etcd).
+// lease TTL while a QUORUM write-and-read load runs, a router and a storage
+// node are restarted during the outage (both start from the topology they
+// persisted), then etcd comes back. No QUORUM operation may fail, before,
+// during or after; admin calls that need etcd fail fast with Unavailable;
+// the nodes, the restarted one too, are registered again within seconds of
+// etcd's return.
 func TestBinEtcdOutage(t *testing.T) {
 	binTest(t)
 	const leaseTTL = 2 * time.Second
 	c := framework.Start(t, framework.Options{
 		Nodes: 3, RF: 3, Routers: 2, RouterStateDir: true,
-		StorageArgs: []string{"--lease-ttl", leaseTTL.String()},
+		StorageArgs: []string{"--lease-ttl", leaseTTL.String(), "--etcd-start-timeout", "2s"},
 		RouterArgs:  []string{"--etcd-start-timeout", "2s"},
 	})
 	// A small retry budget (well under a second): enough to step over the
@@ -63,6 +61,15 @@ func TestBinEtcdOutage(t *testing.T) {
 		t.Errorf("%s did not start from its persisted topology", c.Routers[1].Name)
 	}
 
+	// So does a storage node restarted without etcd, on the same address
+	// (the routers retain it there).
+	n3 := c.Nodes[2]
+	n3.Stop(t)
+	n3.Restart(t)
+	if !strings.Contains(n3.Log(), "starting from the persisted topology snapshot") {
+		t.Errorf("%s did not start from its persisted topology", n3.Name)
+	}
+
 	// Outlast the leases comfortably before etcd returns.
 	if d := 3*leaseTTL - time.Since(outage); d > 0 {
 		time.Sleep(d)
@@ -74,6 +81,12 @@ func TestBinEtcdOutage(t *testing.T) {
 
 	// Every node registered again and every router fresh, within seconds.
 	c.WaitReady(t)
+	for !strings.Contains(n3.Log(), "identity checked and node registered") && time.Since(back) < 30*time.Second {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(n3.Log(), "identity checked and node registered") {
+		t.Errorf("%s, restarted without etcd, did not register once etcd returned", n3.Name)
+	}
 	if d := time.Since(back); d > 10*time.Second {
 		t.Errorf("nodes registered again and routers fresh %s after etcd returned; want under 10s", d.Round(time.Millisecond))
 	} else {

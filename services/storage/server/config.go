@@ -67,6 +67,11 @@ type Config struct {
 	LeaseTTL time.Duration
 	// ShutdownTimeout bounds the graceful drain on Close. Default: 10s.
 	ShutdownTimeout time.Duration
+	// EtcdStartTimeout is how long Start waits for etcd before a node whose
+	// data directory is stamped and holds a persisted topology starts from
+	// that topology (a restart during an etcd outage). A node without both
+	// waits 30s and fails. Default: 5s.
+	EtcdStartTimeout time.Duration
 	// AntiEntropyInterval is the time between anti-entropy rounds, in which
 	// the replicas of each partition compare digests and exchange what
 	// differs; negative turns anti-entropy off (then tombstones are purged
@@ -124,6 +129,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.AntiEntropyClockSkew, "anti-entropy-clock-skew", time.Minute, "how far node clocks may differ; tombstones are purged only this long behind a sync point")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 10*time.Second, "registration lease TTL")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful shutdown deadline")
+	fs.DurationVar(&c.EtcdStartTimeout, "etcd-start-timeout", 5*time.Second, "how long a restarted node (stamped directory with a persisted topology) waits for etcd before it starts from its persisted topology")
 	fs.DurationVar(&c.AntiEntropyInterval, "anti-entropy-interval", 30*time.Second, "time between anti-entropy rounds (negative: off)")
 	fs.Float64Var(&c.AntiEntropyRateMBps, "anti-entropy-rate", 32, "MiB/s anti-entropy may move per node")
 	fs.IntVar(&c.AntiEntropyBuckets, "anti-entropy-buckets", 256, "hash buckets a differing partition is split into")
@@ -159,6 +165,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.EtcdStartTimeout == 0 {
+		c.EtcdStartTimeout = 5 * time.Second
 	}
 	if c.AntiEntropyInterval == 0 {
 		c.AntiEntropyInterval = 30 * time.Second
@@ -215,6 +224,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LeaseTTL < time.Second {
 		errs = append(errs, fmt.Errorf("--lease-ttl %s: want at least 1s", c.LeaseTTL))
+	}
+	if c.EtcdStartTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--etcd-start-timeout %s: must not be negative", c.EtcdStartTimeout))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("storage: invalid config: %w", err)

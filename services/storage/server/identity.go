@@ -44,6 +44,9 @@ const (
 	stampMeta = "identity"
 	// stampFormat is the stamp's format version.
 	stampFormat = 1
+	// snapshotFile is the last topology the node saw, persisted so it can
+	// restart while etcd is unreachable (topology.WriteSnapshotFile).
+	snapshotFile = "topology.json"
 	// replaceHint points the operator at the documented procedure.
 	replaceHint = `see README, "Replacing a node"`
 )
@@ -297,4 +300,38 @@ func checkIdentity(id string, d dirState, c clusterState, now time.Time) (st sta
 	}
 	st, err = newStamp(c.name, c.id, id, now)
 	return st, true, false, err
+}
+
+// checkIdentityOffline decides, without etcd, whether node id may restart
+// on the directory d: d must be stamped for id and cluster (in its file and
+// in Pebble, alike), and the persisted topology snap must not show another
+// incarnation registered as id. What only etcd knows (the cluster id, the
+// node id's claim, its current registration) is checked when etcd answers
+// again (Server.rejoin).
+func checkIdentityOffline(id, cluster string, d dirState, snap *topology.Snapshot) (stamp, error) {
+	// Start only uses a persisted topology for a stamped directory;
+	// checked again here because serving an empty directory is the one
+	// thing that must never happen.
+	known := d.file
+	if known == nil {
+		known = d.pebble
+	}
+	if known == nil {
+		return stamp{}, fmt.Errorf("%w: %s is not stamped, and a new node cannot start while etcd is unreachable", ErrIdentity, d.dir)
+	}
+	st, create, _, err := checkIdentity(id, d, clusterState{name: cluster, id: known.ClusterID}, time.Now())
+	switch {
+	case err != nil:
+		return stamp{}, err
+	case create:
+		return stamp{}, fmt.Errorf("%w: %s would be stamped anew, which needs etcd", ErrIdentity, d.dir)
+	case st.Cluster != cluster:
+		return stamp{}, fmt.Errorf("%w: %s belongs to cluster %s (id %s), not to cluster %s: its data must not be served here (%s)",
+			ErrIdentity, d.dir, st.Cluster, st.ClusterID, cluster, replaceHint)
+	}
+	if n, ok := snap.Nodes[id]; ok && n.Incarnation != "" && n.Incarnation != st.Incarnation {
+		return stamp{}, fmt.Errorf("%w: the persisted topology shows node %s registered at %s by another data directory (incarnation %s; %s has incarnation %s). Start the node on its current directory, or start a new node with a new node id on a fresh directory (%s)",
+			ErrIdentity, id, n.Address, n.Incarnation, d.dir, st.Incarnation, replaceHint)
+	}
+	return st, nil
 }

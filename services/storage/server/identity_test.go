@@ -187,3 +187,44 @@ func TestResolveNodeID(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckIdentityOffline(t *testing.T) {
+	mine := &stamp{Format: stampFormat, Cluster: "prod", ClusterID: "C", NodeID: "s2", Incarnation: "inc-1"}
+	other := *mine
+	other.Incarnation = "inc-2"
+	snap := func(inc string) *topology.Snapshot {
+		return &topology.Snapshot{Nodes: map[string]topology.Node{"s2": {ID: "s2", Address: "x:1", Incarnation: inc}}}
+	}
+	for _, tc := range []struct {
+		name string
+		id   string
+		dir  dirState
+		snap *topology.Snapshot
+		want string // "" for ok, else a substring of the error
+	}{
+		{"restart", "s2", dirState{file: mine, pebble: mine, hasData: true}, snap("inc-1"), ""},
+		{"restart, not in the persisted registrations", "s2", dirState{file: mine, pebble: mine}, &topology.Snapshot{}, ""},
+		{"fresh dir", "s2", dirState{}, snap("inc-1"), "is not stamped"},
+		{"pebble wiped", "s2", dirState{file: mine}, snap("inc-1"), "its data was wiped or replaced"},
+		{"stamp file lost", "s2", dirState{pebble: mine, hasData: true}, snap("inc-1"), "IDENTITY is missing"},
+		{"stamps of different directories", "s2", dirState{file: mine, pebble: &other}, snap("inc-1"), "come from different directories"},
+		{"dir of another node", "s3", dirState{file: mine, pebble: mine}, snap("inc-1"), `holds the data of node "s2"`},
+		{"another incarnation registered", "s2", dirState{file: mine, pebble: mine}, snap("inc-9"), "by another data directory (incarnation inc-9"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.dir.dir = "/d"
+			st, err := checkIdentityOffline(tc.id, "prod", tc.dir, tc.snap)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want == "" && !st.same(*mine):
+				t.Fatalf("stamp %v, want %v", st, mine)
+			case tc.want != "" && (!errors.Is(err, ErrIdentity) || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want ErrIdentity containing %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := checkIdentityOffline("s2", "staging", dirState{dir: "/d", file: mine, pebble: mine}, snap("inc-1")); !errors.Is(err, ErrIdentity) || !strings.Contains(err.Error(), "not to cluster staging") {
+		t.Fatalf("directory of another cluster: %v", err)
+	}
+}

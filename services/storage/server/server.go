@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,10 +44,21 @@ type Server struct {
 	// Registry holds the node's metrics (also served at MetricsAddr).
 	Registry *prometheus.Registry
 	serveErr chan error
+	// bgCancel stops, and bg waits for, the goroutines that persist the
+	// topology and (after a start without etcd) register the node.
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
 }
 
 // Start opens the engine, starts serving and registers the node. On error
 // everything already started is stopped again.
+//
+// A node restarted on its stamped data directory while etcd is unreachable
+// (no answer within EtcdStartTimeout) starts from the topology it persisted
+// in the directory, after checking the directory's stamps against it; it
+// keeps trying to register in the background, and if etcd then refuses the
+// directory it turns NOT_SERVING and reports the error on Err. A new or
+// empty directory never starts without etcd.
 func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -75,6 +87,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.logger = s.logger.With("node", s.id)
+	bg, bgCancel := context.WithCancel(context.Background())
+	s.bgCancel = bgCancel
 
 	var cache engine.Cache
 	if cfg.CacheBytes > 0 {
@@ -108,21 +122,52 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 		s.ownEtcd = true
 	}
+	if err := s.readEngineStamp(&dir); err != nil {
+		return nil, err
+	}
+	// A restart (the directory is stamped, in its file and in Pebble, and
+	// holds the topology it last saw) may start from that topology when
+	// etcd does not answer: routers keep sending to the node at its last
+	// address through an etcd outage. A new, empty or half-wiped directory
+	// never starts without etcd.
 	store := topology.NewStore(s.etcd, cfg.Cluster)
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	s.watcher, err = store.Watch(wctx, topology.WatcherOptions{Logger: s.logger})
+	wo := topology.WatcherOptions{Logger: s.logger}
+	wait, noFallback := 30*time.Second, "the data directory holds no persisted topology"
+	if dir.file != nil && dir.pebble != nil {
+		snap, err := topology.ReadSnapshotFile(s.snapshotPath(), cfg.Cluster)
+		switch {
+		case err == nil:
+			wo.Fallback, wait = snap, cfg.EtcdStartTimeout
+		case errors.Is(err, topology.ErrNoSnapshotFile):
+		default:
+			noFallback = err.Error()
+			s.logger.Warn("persisted topology unusable", "err", err)
+		}
+	} else {
+		noFallback = "the data directory is not stamped (a new node needs etcd)"
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	s.watcher, err = store.Watch(wctx, wo)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("storage: cannot read cluster state from etcd %v: %w", cfg.EtcdEndpoints, err)
+		return nil, fmt.Errorf("storage: cannot read cluster state from etcd %v within %s and %s: %w", cfg.EtcdEndpoints, wait, noFallback, err)
 	}
+	offline := wo.Fallback != nil && s.watcher.Snapshot() == wo.Fallback
 	// The identity check comes before listening: a refused node never
-	// serves anything.
-	ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	s.stamp, err = s.checkIdentity(ictx, store, dir)
-	cancel()
+	// serves anything. Without etcd only the directory and the persisted
+	// topology are checked; etcd's side is checked when it answers.
+	if offline {
+		s.stamp, err = checkIdentityOffline(s.id, cfg.Cluster, dir, wo.Fallback)
+	} else {
+		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		s.stamp, err = s.checkIdentity(ictx, store, dir)
+		cancel()
+	}
 	if err != nil {
 		return nil, err
 	}
+	s.bg.Add(1)
+	go s.persistTopology(bg)
 
 	s.ln, err = net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
@@ -134,10 +179,20 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.grpc.InitMetrics()
 	s.Registry.MustRegister(newCollector(s))
 	// NOT_SERVING until registered: registration is where a second
-	// incarnation of the node id is refused.
+	// incarnation of the node id is refused. A node started without etcd
+	// serves unregistered (routers retain it at its last address through
+	// the outage, and without it QUORUM loses a replica); it registers,
+	// or stops, when etcd answers.
 	s.grpc.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.grpc.Health.SetServingStatus(storagev1.StorageService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-	go func() { s.serveErr <- s.grpc.Serve(s.ln) }()
+	go func() {
+		// Non-blocking: a refusal after a start without etcd may have
+		// filled serveErr already.
+		select {
+		case s.serveErr <- s.grpc.Serve(s.ln):
+		default:
+		}
+	}()
 
 	if cfg.MetricsAddr != "" {
 		if s.metrics, err = grpcx.ServeMetrics(cfg.MetricsAddr, s.Registry, s.logger); err != nil {
@@ -149,15 +204,19 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if adv == "" {
 		adv = s.ln.Addr().String()
 	}
-	s.reg, err = store.Register(ctx, topology.Node{
+	node := topology.Node{
 		ID: s.id, Address: adv, Zone: cfg.Zone, CapacityBytes: cfg.CapacityBytes,
 		State: topology.NodeUp, StartTime: time.Now().UTC(), Incarnation: s.stamp.Incarnation,
-	}, cfg.LeaseTTL, s.logger)
-	if errors.Is(err, topology.ErrNodeIDInUse) {
-		return nil, fmt.Errorf("%w: %w. Stop the other process, or start this one under a new node id on a fresh directory (%s)", ErrIdentity, err, replaceHint)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("storage: register in etcd: %w", err)
+	if offline {
+		if last, ok := wo.Fallback.Nodes[s.id]; ok && last.Address != adv {
+			s.logger.Warn("starting without etcd on another address than the persisted topology's: routers send to the old one until etcd returns",
+				"advertise", adv, "persisted", last.Address)
+		}
+	} else {
+		if s.reg, err = s.register(ctx, store, node); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.AntiEntropyInterval > 0 {
 		s.repair = newRepairer(s)
@@ -167,7 +226,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.grpc.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.grpc.Health.SetServingStatus(storagev1.StorageService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	s.logger.Info("storage node serving", "addr", s.ln.Addr().String(), "advertise", adv, "data_dir", cfg.DataDir,
-		"anti_entropy_interval", cfg.AntiEntropyInterval)
+		"anti_entropy_interval", cfg.AntiEntropyInterval, "without_etcd", offline)
+	if offline {
+		// After SERVING, so that a refusal's NOT_SERVING is the last word.
+		s.bg.Add(1)
+		go s.rejoin(bg, store, dir, node)
+	}
 	return s, nil
 }
 
@@ -192,6 +256,7 @@ func (s *Server) Err() <-chan error { return s.serveErr }
 // stop sending), finishes in-flight requests within ShutdownTimeout, and
 // closes the engine last.
 func (s *Server) Close() error {
+	s.stopBackground()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	var errs []error
@@ -219,6 +284,7 @@ func (s *Server) Close() error {
 // abort stops whatever Start got to, except the engine (Close) or, on a
 // failed start, including it.
 func (s *Server) abort() {
+	s.stopBackground()
 	if s.repair != nil {
 		s.repair.close()
 		s.repair = nil
@@ -253,6 +319,100 @@ func (s *Server) abort() {
 	_ = s.closeEngine()
 }
 
+// stopBackground stops the goroutines Start left running; s.reg is set
+// only before they return.
+func (s *Server) stopBackground() {
+	if s.bgCancel != nil {
+		s.bgCancel()
+		s.bg.Wait()
+	}
+}
+
+// register registers node, whose identity was checked.
+func (s *Server) register(ctx context.Context, store *topology.Store, node topology.Node) (*topology.Registration, error) {
+	reg, err := store.Register(ctx, node, s.cfg.LeaseTTL, s.logger)
+	if errors.Is(err, topology.ErrNodeIDInUse) {
+		return nil, fmt.Errorf("%w: %w. Stop the other process, or start this one under a new node id on a fresh directory (%s)", ErrIdentity, err, replaceHint)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: register in etcd: %w", err)
+	}
+	return reg, nil
+}
+
+// snapshotPath is where the node persists the last topology it saw.
+func (s *Server) snapshotPath() string { return filepath.Join(s.cfg.DataDir, snapshotFile) }
+
+// persistTopology writes every new topology snapshot to the data
+// directory, so the node can restart while etcd is unreachable. A snapshot
+// the watcher started from (the persisted one) is not written back.
+func (s *Server) persistTopology(ctx context.Context) {
+	defer s.bg.Done()
+	changes := s.watcher.Changes()
+	var last *topology.Snapshot
+	if s.watcher.Stale() {
+		last = s.watcher.Snapshot()
+	}
+	for {
+		if snap := s.watcher.Snapshot(); snap != last {
+			if err := topology.WriteSnapshotFile(s.snapshotPath(), s.cfg.Cluster, snap); err != nil {
+				s.logger.Warn("persist topology snapshot", "err", err)
+			} else {
+				last = snap
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+		}
+	}
+}
+
+// rejoin, after a start without etcd, waits for etcd, runs the identity
+// checks that need it (cluster id, the node id's claim and registration)
+// and registers the node. If etcd refuses the directory the node stops
+// serving: NOT_SERVING, and the error on Err (the binary exits).
+func (s *Server) rejoin(ctx context.Context, store *topology.Store, dir dirState, node topology.Node) {
+	defer s.bg.Done()
+	backoff := 100 * time.Millisecond
+	for {
+		// Short attempts: when etcd answers they take milliseconds.
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		_, err := s.checkIdentity(actx, store, dir)
+		if err == nil {
+			var reg *topology.Registration
+			if reg, err = s.register(actx, store, node); err == nil {
+				cancel()
+				s.reg = reg
+				s.logger.Info("etcd answers: identity checked and node registered")
+				return
+			}
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, ErrIdentity) {
+			s.logger.Error("etcd refuses this data directory; stopping", "err", err)
+			s.grpc.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+			s.grpc.Health.SetServingStatus(storagev1.StorageService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+			select {
+			case s.serveErr <- err:
+			default:
+			}
+			return
+		}
+		s.logger.Debug("etcd still unreachable; not registered yet", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
 func (s *Server) closeEngine() error {
 	if s.eng == nil {
 		return nil
@@ -262,24 +422,31 @@ func (s *Server) closeEngine() error {
 	return err
 }
 
+// readEngineStamp fills in what the engine says about the directory's
+// identity: its stamp and whether it holds data.
+func (s *Server) readEngineStamp(dir *dirState) error {
+	b, found, err := s.eng.Meta(stampMeta)
+	if err != nil {
+		return fmt.Errorf("storage: read identity stamp: %w", err)
+	}
+	if found {
+		if dir.pebble, err = decodeStamp(b, "the Pebble store in "+s.cfg.DataDir); err != nil {
+			return err
+		}
+	}
+	if dir.hasData, err = s.eng.HasData(); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	return nil
+}
+
 // checkIdentity reads what etcd knows of the node id and the stamp in the
 // engine, decides with checkIdentity whether the node may run on its
 // directory, and stamps a new node's directory (Pebble first, then the
 // file, both synced).
 func (s *Server) checkIdentity(ctx context.Context, store *topology.Store, dir dirState) (stamp, error) {
-	b, found, err := s.eng.Meta(stampMeta)
-	if err != nil {
-		return stamp{}, fmt.Errorf("storage: read identity stamp: %w", err)
-	}
-	if found {
-		if dir.pebble, err = decodeStamp(b, "the Pebble store in "+s.cfg.DataDir); err != nil {
-			return stamp{}, err
-		}
-	}
-	if dir.hasData, err = s.eng.HasData(); err != nil {
-		return stamp{}, fmt.Errorf("storage: %w", err)
-	}
 	c := clusterState{name: s.cfg.Cluster}
+	var err error
 	if c.id, err = store.EnsureClusterID(ctx); err != nil {
 		return stamp{}, fmt.Errorf("storage: %w", err)
 	}
@@ -327,7 +494,7 @@ func (s *Server) checkIdentity(ctx context.Context, store *topology.Store, dir d
 		s.logger.Warn("stamping a data directory from before identity stamps; it holds data and names this node in NODE_ID",
 			"data_dir", s.cfg.DataDir, "cluster_id", st.ClusterID, "incarnation", st.Incarnation)
 	}
-	b, err = json.Marshal(st)
+	b, err := json.Marshal(st)
 	if err != nil {
 		return stamp{}, err
 	}
