@@ -40,6 +40,9 @@ func wrongAlone(t *testing.T, c *framework.Cluster, cl *client.Client, table str
 			t.Fatalf("%s alone: get %s: %v", c.Nodes[keep].Name, k, err)
 		case want.deleted && found, !want.deleted && (!found || string(it.Value) != want.value):
 			bad++
+			if bad <= 5 {
+				t.Logf("%s alone: %s = %q (found %v), acknowledged %+v", c.Nodes[keep].Name, k, it.Value, found, want)
+			}
 		}
 	}
 	for i, n := range c.Nodes {
