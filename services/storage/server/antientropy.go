@@ -323,48 +323,42 @@ func (r *repairer) repairPartition(ctx context.Context, snap *topology.Snapshot,
 	ctx, cancel := context.WithTimeout(ctx, peerRepairTimeout*time.Duration(max(1, len(lp.peers))))
 	defer cancel()
 	var errs []error
-	for _, n := range lp.peers {
-		c, err := r.client(snap, n)
+	// Each phase reads this node's bucket digests once (a pass over the
+	// partition), not once per peer. Pulls change them, so the push phase
+	// reads them again; a pull comparing against digests a previous pull
+	// made stale only moves a bucket that already matches (harmless under
+	// LWW), and anything it misses the push phase sends.
+	phase := func(what string, move func(storagev1.StorageServiceClient, []uint32) error) {
+		own, err := r.s.eng.BucketDigests(lp.p, r.buckets)
 		if err != nil {
 			errs = append(errs, err)
-			continue
+			return
 		}
-		diff, err := r.differingBuckets(ctx, c, lp.p)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", n, err))
-			continue
-		}
-		if len(diff) > 0 {
-			if err := r.pull(ctx, c, lp.p, diff); err != nil {
-				errs = append(errs, fmt.Errorf("pull from %s: %w", n, err))
+		for _, n := range lp.peers {
+			c, err := r.client(snap, n)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			diff, err := r.differingBuckets(ctx, c, lp.p, own)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", n, err))
+				continue
+			}
+			if len(diff) > 0 {
+				if err := move(c, diff); err != nil {
+					errs = append(errs, fmt.Errorf("%s %s: %w", what, n, err))
+				}
 			}
 		}
 	}
-	for _, n := range lp.peers {
-		c, err := r.client(snap, n)
-		if err != nil {
-			continue // counted above
-		}
-		diff, err := r.differingBuckets(ctx, c, lp.p)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", n, err))
-			continue
-		}
-		if len(diff) > 0 {
-			if err := r.push(ctx, c, lp.p, diff); err != nil {
-				errs = append(errs, fmt.Errorf("push to %s: %w", n, err))
-			}
-		}
-	}
+	phase("pull from", func(c storagev1.StorageServiceClient, diff []uint32) error { return r.pull(ctx, c, lp.p, diff) })
+	phase("push to", func(c storagev1.StorageServiceClient, diff []uint32) error { return r.push(ctx, c, lp.p, diff) })
 	return errors.Join(errs...)
 }
 
-// differingBuckets compares p's bucket digests here and on a peer.
-func (r *repairer) differingBuckets(ctx context.Context, c storagev1.StorageServiceClient, p uint32) ([]uint32, error) {
-	own, err := r.s.eng.BucketDigests(p, r.buckets)
-	if err != nil {
-		return nil, err
-	}
+// differingBuckets compares p's bucket digests here (own) and on a peer.
+func (r *repairer) differingBuckets(ctx context.Context, c storagev1.StorageServiceClient, p uint32, own []engine.PartitionDigest) ([]uint32, error) {
 	cctx, cancel := context.WithTimeout(ctx, peerCallTimeout)
 	defer cancel()
 	resp, err := c.BucketDigests(cctx, &storagev1.BucketDigestsRequest{Partition: p, Buckets: uint32(r.buckets)})
