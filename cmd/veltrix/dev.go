@@ -233,19 +233,21 @@ func commandFor(exe string) string {
 		}
 		return exe
 	}
-	if onPath, err := exec.LookPath("veltrix"); err == nil {
-		if a, err := os.Stat(onPath); err == nil {
-			if b, err := os.Stat(exe); err == nil && os.SameFile(a, b) {
-				return "veltrix"
-			}
-		}
-	}
+	// A binary below the working directory is named by its path first:
+	// `make run` puts bin/ on make's PATH, not on the user's shell's.
 	if wd, err := os.Getwd(); err == nil {
 		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
 			if !strings.ContainsRune(rel, filepath.Separator) {
 				rel = "." + string(filepath.Separator) + rel
 			}
 			return rel
+		}
+	}
+	if onPath, err := exec.LookPath("veltrix"); err == nil {
+		if a, err := os.Stat(onPath); err == nil {
+			if b, err := os.Stat(exe); err == nil && os.SameFile(a, b) {
+				return "veltrix"
+			}
 		}
 	}
 	return exe

@@ -140,6 +140,21 @@ func TestCommandFor(t *testing.T) {
 			t.Errorf("commandFor(%q) = %q, want %q", exe, got, want)
 		}
 	}
+	// make run puts bin/ on make's PATH only: the printed command must
+	// still be the path, which the user's shell can run.
+	bin := t.TempDir()
+	exe := filepath.Join(wd, "testdata-bin-veltrix")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(exe) })
+	if err := os.Symlink(exe, filepath.Join(bin, "veltrix")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	if got, want := commandFor(exe), "./testdata-bin-veltrix"; got != want {
+		t.Errorf("commandFor with the binary also on PATH = %q, want %q", got, want)
+	}
 }
 
 // TestMakeRunPassesArgs checks that `make run ARGS=...` hands the flags to
