@@ -44,6 +44,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -351,6 +352,32 @@ type Document struct {
 	Partitions uint32     `json:"partitions"`
 	RF         int        `json:"rf"`
 	Replicas   [][]string `json:"replicas"`
+	// Moves are the replica changes in flight and the cleanups after them
+	// (see Move); at most one active move per partition.
+	Moves []Move `json:"moves,omitempty"`
+	// Members are the storage nodes the controller places on or drains,
+	// by id. Empty in documents from before membership changes existed:
+	// the controller fills it from the replica sets.
+	Members map[string]Member `json:"members,omitempty"`
+	// Changed[p] is the epoch at which partition p's routing last changed;
+	// empty until a first move. Storage nodes refuse requests made under
+	// an older epoch (see ChangedAt).
+	Changed []uint64 `json:"changed,omitempty"`
+	// Rebalance records the data movement since it began: set by the
+	// controller when it starts moves with none in flight, kept (with
+	// Balanced set) after the last one ends.
+	Rebalance *Rebalance `json:"rebalance,omitempty"`
+}
+
+// Rebalance is the record of one rebalance: a run of moves.
+type Rebalance struct {
+	StartTime time.Time `json:"start_time"`
+	// Moved is the number of moves promoted; Bytes what their backfills
+	// streamed.
+	Moved uint64 `json:"moved"`
+	Bytes uint64 `json:"bytes"`
+	// EndTime is set when the placement reached its target.
+	EndTime time.Time `json:"end_time,omitzero"`
 }
 
 // NewDocument returns the document for table t at epoch.
@@ -374,6 +401,8 @@ func (d Document) Validate() error {
 	}
 	if err := d.Table().Validate(); err != nil {
 		errs = append(errs, err)
+	} else {
+		errs = append(errs, d.validateMoves()...)
 	}
 	return errors.Join(errs...)
 }

@@ -105,6 +105,7 @@ func ReadSnapshotFile(path, cluster string) (*Snapshot, error) {
 	snap := &Snapshot{
 		Revision: f.Revision, Config: f.Config,
 		Nodes: map[string]Node{}, Tables: map[string]Table{}, TablesByID: map[uint64]Table{},
+		Routers: map[string]Router{}, Progress: map[MoveKey]MoveProgress{},
 	}
 	for _, n := range f.Nodes {
 		snap.Nodes[n.ID] = n

@@ -85,6 +85,13 @@ type Node struct {
 	// different incarnations run on different data, and the second is
 	// refused. Empty for nodes from before data directories were stamped.
 	Incarnation string `json:"incarnation,omitempty"`
+	// PlacementEpoch is the placement epoch the node has seen; the
+	// controller waits for every node and router to reach an epoch before
+	// the next step of a move (Snapshot.Reached).
+	PlacementEpoch uint64 `json:"placement_epoch,omitempty"`
+	// UsedBytes is the space the node's store takes on disk, as last
+	// reported (the node refreshes its registration every minute or so).
+	UsedBytes uint64 `json:"used_bytes,omitempty"`
 }
 
 // NodeIdentity records which data directory is a node id: the

@@ -31,6 +31,10 @@ type Snapshot struct {
 	Tables map[string]Table
 	// TablesByID are the same tables by id.
 	TablesByID map[uint64]Table
+	// Routers are the routers present, by id, with the epoch they route by.
+	Routers map[string]Router
+	// Progress are the move progress reports.
+	Progress map[MoveKey]MoveProgress
 }
 
 // WatcherOptions configures Watch.
@@ -143,6 +147,8 @@ func (w *Watcher) load(ctx context.Context) (*Snapshot, error) {
 		Nodes:      map[string]Node{},
 		Tables:     map[string]Table{},
 		TablesByID: map[uint64]Table{},
+		Routers:    map[string]Router{},
+		Progress:   map[MoveKey]MoveProgress{},
 	}
 	for _, kv := range resp.Kvs {
 		w.apply(snap, kv, false)
@@ -184,6 +190,32 @@ func (w *Watcher) apply(snap *Snapshot, kv *mvccpb.KeyValue, deleted bool) {
 			var n Node
 			if w.decode(kv, &n) {
 				snap.Nodes[id] = n
+			}
+			return
+		}
+		if id, ok := child(key, k.RoutersPrefix()); ok {
+			if deleted {
+				delete(snap.Routers, id)
+				return
+			}
+			var r Router
+			if w.decode(kv, &r) {
+				snap.Routers[id] = r
+			}
+			return
+		}
+		if name, ok := child(key, k.MovesPrefix()); ok {
+			mk, ok := parseMoveKey(name)
+			if !ok {
+				return
+			}
+			if deleted {
+				delete(snap.Progress, mk)
+				return
+			}
+			var mp MoveProgress
+			if w.decode(kv, &mp) {
+				snap.Progress[mk] = mp
 			}
 			return
 		}
@@ -255,6 +287,8 @@ func (w *Watcher) watchLoop(ctx context.Context, rev int64, reload bool) {
 				Placement:  cur.Placement,
 				Tables:     maps.Clone(cur.Tables),
 				TablesByID: maps.Clone(cur.TablesByID),
+				Routers:    maps.Clone(cur.Routers),
+				Progress:   maps.Clone(cur.Progress),
 			}
 			for _, ev := range resp.Events {
 				w.apply(next, ev.Kv, ev.Type == clientv3.EventTypeDelete)

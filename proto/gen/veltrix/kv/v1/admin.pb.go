@@ -95,6 +95,9 @@ const (
 	NodeState_NODE_STATE_JOINING NodeState = 3
 	// NODE_STATE_DRAINING is shutting down.
 	NodeState_NODE_STATE_DRAINING NodeState = 4
+	// NODE_STATE_REMOVED was removed from the cluster (decommissioned, or
+	// dead and its replicas re-created elsewhere).
+	NodeState_NODE_STATE_REMOVED NodeState = 5
 )
 
 // Enum value maps for NodeState.
@@ -105,6 +108,7 @@ var (
 		2: "NODE_STATE_DOWN",
 		3: "NODE_STATE_JOINING",
 		4: "NODE_STATE_DRAINING",
+		5: "NODE_STATE_REMOVED",
 	}
 	NodeState_value = map[string]int32{
 		"NODE_STATE_UNSPECIFIED": 0,
@@ -112,6 +116,7 @@ var (
 		"NODE_STATE_DOWN":        2,
 		"NODE_STATE_JOINING":     3,
 		"NODE_STATE_DRAINING":    4,
+		"NODE_STATE_REMOVED":     5,
 	}
 )
 
@@ -140,6 +145,72 @@ func (x NodeState) Number() protoreflect.EnumNumber {
 // Deprecated: Use NodeState.Descriptor instead.
 func (NodeState) EnumDescriptor() ([]byte, []int) {
 	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+// Membership is what the operator (or the controller) decided about a node.
+type Membership int32
+
+const (
+	// MEMBERSHIP_UNSPECIFIED: not yet placed on by the controller.
+	Membership_MEMBERSHIP_UNSPECIFIED Membership = 0
+	// MEMBERSHIP_ACTIVE nodes receive replicas.
+	Membership_MEMBERSHIP_ACTIVE Membership = 1
+	// MEMBERSHIP_LEAVING nodes are being decommissioned.
+	Membership_MEMBERSHIP_LEAVING Membership = 2
+	// MEMBERSHIP_DEAD nodes were declared dead; their replicas are being
+	// re-created on the others.
+	Membership_MEMBERSHIP_DEAD Membership = 3
+	// MEMBERSHIP_REPLACING nodes backfill their replicas in place.
+	Membership_MEMBERSHIP_REPLACING Membership = 4
+	// MEMBERSHIP_REMOVED nodes are no longer part of the cluster.
+	Membership_MEMBERSHIP_REMOVED Membership = 5
+)
+
+// Enum value maps for Membership.
+var (
+	Membership_name = map[int32]string{
+		0: "MEMBERSHIP_UNSPECIFIED",
+		1: "MEMBERSHIP_ACTIVE",
+		2: "MEMBERSHIP_LEAVING",
+		3: "MEMBERSHIP_DEAD",
+		4: "MEMBERSHIP_REPLACING",
+		5: "MEMBERSHIP_REMOVED",
+	}
+	Membership_value = map[string]int32{
+		"MEMBERSHIP_UNSPECIFIED": 0,
+		"MEMBERSHIP_ACTIVE":      1,
+		"MEMBERSHIP_LEAVING":     2,
+		"MEMBERSHIP_DEAD":        3,
+		"MEMBERSHIP_REPLACING":   4,
+		"MEMBERSHIP_REMOVED":     5,
+	}
+)
+
+func (x Membership) Enum() *Membership {
+	p := new(Membership)
+	*p = x
+	return p
+}
+
+func (x Membership) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Membership) Descriptor() protoreflect.EnumDescriptor {
+	return file_veltrix_kv_v1_admin_proto_enumTypes[2].Descriptor()
+}
+
+func (Membership) Type() protoreflect.EnumType {
+	return &file_veltrix_kv_v1_admin_proto_enumTypes[2]
+}
+
+func (x Membership) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Membership.Descriptor instead.
+func (Membership) EnumDescriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 // KeyAttribute names an item attribute used as a key.
@@ -768,8 +839,17 @@ type NodeStatus struct {
 	Primaries uint32 `protobuf:"varint,6,opt,name=primaries,proto3" json:"primaries,omitempty"`
 	// capacity_bytes is the disk capacity the node registered.
 	CapacityBytes uint64 `protobuf:"varint,7,opt,name=capacity_bytes,json=capacityBytes,proto3" json:"capacity_bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// membership is the node's membership state.
+	Membership Membership `protobuf:"varint,8,opt,name=membership,proto3,enum=veltrix.kv.v1.Membership" json:"membership,omitempty"`
+	// pending is the number of partitions moving onto this node.
+	Pending uint32 `protobuf:"varint,9,opt,name=pending,proto3" json:"pending,omitempty"`
+	// used_bytes is the space the node's store takes on disk, as it last
+	// reported.
+	UsedBytes uint64 `protobuf:"varint,10,opt,name=used_bytes,json=usedBytes,proto3" json:"used_bytes,omitempty"`
+	// placement_epoch is the placement epoch the node has seen.
+	PlacementEpoch uint64 `protobuf:"varint,11,opt,name=placement_epoch,json=placementEpoch,proto3" json:"placement_epoch,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *NodeStatus) Reset() {
@@ -851,6 +931,34 @@ func (x *NodeStatus) GetCapacityBytes() uint64 {
 	return 0
 }
 
+func (x *NodeStatus) GetMembership() Membership {
+	if x != nil {
+		return x.Membership
+	}
+	return Membership_MEMBERSHIP_UNSPECIFIED
+}
+
+func (x *NodeStatus) GetPending() uint32 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetUsedBytes() uint64 {
+	if x != nil {
+		return x.UsedBytes
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetPlacementEpoch() uint64 {
+	if x != nil {
+		return x.PlacementEpoch
+	}
+	return 0
+}
+
 // ClusterStatusResponse is the cluster's state as this router sees it.
 type ClusterStatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -870,7 +978,9 @@ type ClusterStatusResponse struct {
 	// router_id identifies the router that answered.
 	RouterId string `protobuf:"bytes,7,opt,name=router_id,json=routerId,proto3" json:"router_id,omitempty"`
 	// controller_id identifies the router running the placement controller.
-	ControllerId  string `protobuf:"bytes,8,opt,name=controller_id,json=controllerId,proto3" json:"controller_id,omitempty"`
+	ControllerId string `protobuf:"bytes,8,opt,name=controller_id,json=controllerId,proto3" json:"controller_id,omitempty"`
+	// rebalance is the data movement in progress.
+	Rebalance     *RebalanceStatusResponse `protobuf:"bytes,9,opt,name=rebalance,proto3" json:"rebalance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -961,6 +1071,577 @@ func (x *ClusterStatusResponse) GetControllerId() string {
 	return ""
 }
 
+func (x *ClusterStatusResponse) GetRebalance() *RebalanceStatusResponse {
+	if x != nil {
+		return x.Rebalance
+	}
+	return nil
+}
+
+// DecommissionNodeRequest names the node to drain.
+type DecommissionNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id is the node.
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecommissionNodeRequest) Reset() {
+	*x = DecommissionNodeRequest{}
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecommissionNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecommissionNodeRequest) ProtoMessage() {}
+
+func (x *DecommissionNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecommissionNodeRequest.ProtoReflect.Descriptor instead.
+func (*DecommissionNodeRequest) Descriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DecommissionNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// DecommissionNodeResponse is the node after the request.
+type DecommissionNodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node is the node's status.
+	Node          *NodeStatus `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecommissionNodeResponse) Reset() {
+	*x = DecommissionNodeResponse{}
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecommissionNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecommissionNodeResponse) ProtoMessage() {}
+
+func (x *DecommissionNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecommissionNodeResponse.ProtoReflect.Descriptor instead.
+func (*DecommissionNodeResponse) Descriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DecommissionNodeResponse) GetNode() *NodeStatus {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+// RemoveNodeRequest names the dead node to remove.
+type RemoveNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id is the node.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// dead must be true: the node is gone and its replicas are re-created
+	// from the surviving copies. (A live node is decommissioned instead.)
+	Dead          bool `protobuf:"varint,2,opt,name=dead,proto3" json:"dead,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeRequest) Reset() {
+	*x = RemoveNodeRequest{}
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeRequest) ProtoMessage() {}
+
+func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RemoveNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RemoveNodeRequest) GetDead() bool {
+	if x != nil {
+		return x.Dead
+	}
+	return false
+}
+
+// RemoveNodeResponse is the node after the request.
+type RemoveNodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node is the node's status.
+	Node          *NodeStatus `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeResponse) Reset() {
+	*x = RemoveNodeResponse{}
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeResponse) ProtoMessage() {}
+
+func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RemoveNodeResponse) GetNode() *NodeStatus {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+// ReplaceNodeRequest names the node that comes back on an empty directory.
+type ReplaceNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id is the node.
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaceNodeRequest) Reset() {
+	*x = ReplaceNodeRequest{}
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaceNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaceNodeRequest) ProtoMessage() {}
+
+func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaceNodeRequest.ProtoReflect.Descriptor instead.
+func (*ReplaceNodeRequest) Descriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ReplaceNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// ReplaceNodeResponse is the node after the request.
+type ReplaceNodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node is the node's status.
+	Node *NodeStatus `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// partitions is the number of partitions it backfills.
+	Partitions    uint32 `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaceNodeResponse) Reset() {
+	*x = ReplaceNodeResponse{}
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaceNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaceNodeResponse) ProtoMessage() {}
+
+func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaceNodeResponse.ProtoReflect.Descriptor instead.
+func (*ReplaceNodeResponse) Descriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ReplaceNodeResponse) GetNode() *NodeStatus {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *ReplaceNodeResponse) GetPartitions() uint32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
+}
+
+// RebalanceStatusRequest asks for the data movement in progress.
+type RebalanceStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebalanceStatusRequest) Reset() {
+	*x = RebalanceStatusRequest{}
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebalanceStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebalanceStatusRequest) ProtoMessage() {}
+
+func (x *RebalanceStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebalanceStatusRequest.ProtoReflect.Descriptor instead.
+func (*RebalanceStatusRequest) Descriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{20}
+}
+
+// PartitionMove is one replica change in flight.
+type PartitionMove struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// partition moved.
+	Partition uint32 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// add is the node becoming a replica.
+	Add string `protobuf:"bytes,2,opt,name=add,proto3" json:"add,omitempty"`
+	// remove is the node leaving the set; empty when the set grows, equal to
+	// add when the node backfills in place.
+	Remove string `protobuf:"bytes,3,opt,name=remove,proto3" json:"remove,omitempty"`
+	// stage is pending, streaming, read_new or cleanup.
+	Stage string `protobuf:"bytes,4,opt,name=stage,proto3" json:"stage,omitempty"`
+	// records and bytes streamed so far.
+	Records uint64 `protobuf:"varint,5,opt,name=records,proto3" json:"records,omitempty"`
+	Bytes   uint64 `protobuf:"varint,6,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// error is the backfill's last error, if it is retrying.
+	Error         string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionMove) Reset() {
+	*x = PartitionMove{}
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionMove) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionMove) ProtoMessage() {}
+
+func (x *PartitionMove) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionMove.ProtoReflect.Descriptor instead.
+func (*PartitionMove) Descriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PartitionMove) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *PartitionMove) GetAdd() string {
+	if x != nil {
+		return x.Add
+	}
+	return ""
+}
+
+func (x *PartitionMove) GetRemove() string {
+	if x != nil {
+		return x.Remove
+	}
+	return ""
+}
+
+func (x *PartitionMove) GetStage() string {
+	if x != nil {
+		return x.Stage
+	}
+	return ""
+}
+
+func (x *PartitionMove) GetRecords() uint64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *PartitionMove) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *PartitionMove) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// RebalanceStatusResponse is the data movement in progress.
+type RebalanceStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// placement_epoch is the placement epoch reported on.
+	PlacementEpoch uint64 `protobuf:"varint,1,opt,name=placement_epoch,json=placementEpoch,proto3" json:"placement_epoch,omitempty"`
+	// moves are the moves in flight, cleanups included.
+	Moves []*PartitionMove `protobuf:"bytes,2,rep,name=moves,proto3" json:"moves,omitempty"`
+	// moved is the number of replica moves completed since the rebalance
+	// began.
+	Moved uint64 `protobuf:"varint,3,opt,name=moved,proto3" json:"moved,omitempty"`
+	// remaining is the number of replica moves still needed to reach the
+	// target placement, the ones in flight included.
+	Remaining uint64 `protobuf:"varint,4,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	// under_replicated is the number of partitions with fewer than RF
+	// replicas that are registered and complete.
+	UnderReplicated uint32 `protobuf:"varint,5,opt,name=under_replicated,json=underReplicated,proto3" json:"under_replicated,omitempty"`
+	// bytes_streamed is the bytes streamed since the rebalance began.
+	BytesStreamed uint64 `protobuf:"varint,6,opt,name=bytes_streamed,json=bytesStreamed,proto3" json:"bytes_streamed,omitempty"`
+	// rate_bytes_per_second is bytes_streamed over the time since the
+	// rebalance began.
+	RateBytesPerSecond float64 `protobuf:"fixed64,7,opt,name=rate_bytes_per_second,json=rateBytesPerSecond,proto3" json:"rate_bytes_per_second,omitempty"`
+	// eta estimates the time left at that rate; unset when unknown.
+	Eta *durationpb.Duration `protobuf:"bytes,8,opt,name=eta,proto3" json:"eta,omitempty"`
+	// start_time is when the rebalance began; unset when none is running.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// balanced is true when the placement equals its target and no move is
+	// in flight.
+	Balanced      bool `protobuf:"varint,10,opt,name=balanced,proto3" json:"balanced,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebalanceStatusResponse) Reset() {
+	*x = RebalanceStatusResponse{}
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebalanceStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebalanceStatusResponse) ProtoMessage() {}
+
+func (x *RebalanceStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebalanceStatusResponse.ProtoReflect.Descriptor instead.
+func (*RebalanceStatusResponse) Descriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RebalanceStatusResponse) GetPlacementEpoch() uint64 {
+	if x != nil {
+		return x.PlacementEpoch
+	}
+	return 0
+}
+
+func (x *RebalanceStatusResponse) GetMoves() []*PartitionMove {
+	if x != nil {
+		return x.Moves
+	}
+	return nil
+}
+
+func (x *RebalanceStatusResponse) GetMoved() uint64 {
+	if x != nil {
+		return x.Moved
+	}
+	return 0
+}
+
+func (x *RebalanceStatusResponse) GetRemaining() uint64 {
+	if x != nil {
+		return x.Remaining
+	}
+	return 0
+}
+
+func (x *RebalanceStatusResponse) GetUnderReplicated() uint32 {
+	if x != nil {
+		return x.UnderReplicated
+	}
+	return 0
+}
+
+func (x *RebalanceStatusResponse) GetBytesStreamed() uint64 {
+	if x != nil {
+		return x.BytesStreamed
+	}
+	return 0
+}
+
+func (x *RebalanceStatusResponse) GetRateBytesPerSecond() float64 {
+	if x != nil {
+		return x.RateBytesPerSecond
+	}
+	return 0
+}
+
+func (x *RebalanceStatusResponse) GetEta() *durationpb.Duration {
+	if x != nil {
+		return x.Eta
+	}
+	return nil
+}
+
+func (x *RebalanceStatusResponse) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *RebalanceStatusResponse) GetBalanced() bool {
+	if x != nil {
+		return x.Balanced
+	}
+	return false
+}
+
 var File_veltrix_kv_v1_admin_proto protoreflect.FileDescriptor
 
 const file_veltrix_kv_v1_admin_proto_rawDesc = "" +
@@ -1000,7 +1681,7 @@ const file_veltrix_kv_v1_admin_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"C\n" +
 	"\x15DescribeTableResponse\x12*\n" +
 	"\x05table\x18\x01 \x01(\v2\x14.veltrix.kv.v1.TableR\x05table\"\x16\n" +
-	"\x14ClusterStatusRequest\"\xdb\x01\n" +
+	"\x14ClusterStatusRequest\"\xf8\x02\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
@@ -1009,7 +1690,15 @@ const file_veltrix_kv_v1_admin_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\x0e2\x18.veltrix.kv.v1.NodeStateR\x05state\x12\x1a\n" +
 	"\breplicas\x18\x05 \x01(\rR\breplicas\x12\x1c\n" +
 	"\tprimaries\x18\x06 \x01(\rR\tprimaries\x12%\n" +
-	"\x0ecapacity_bytes\x18\a \x01(\x04R\rcapacityBytes\"\xc3\x02\n" +
+	"\x0ecapacity_bytes\x18\a \x01(\x04R\rcapacityBytes\x129\n" +
+	"\n" +
+	"membership\x18\b \x01(\x0e2\x19.veltrix.kv.v1.MembershipR\n" +
+	"membership\x12\x18\n" +
+	"\apending\x18\t \x01(\rR\apending\x12\x1d\n" +
+	"\n" +
+	"used_bytes\x18\n" +
+	" \x01(\x04R\tusedBytes\x12'\n" +
+	"\x0fplacement_epoch\x18\v \x01(\x04R\x0eplacementEpoch\"\x89\x03\n" +
 	"\x15ClusterStatusResponse\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1e\n" +
 	"\n" +
@@ -1020,25 +1709,78 @@ const file_veltrix_kv_v1_admin_proto_rawDesc = "" +
 	"\x05nodes\x18\x05 \x03(\v2\x19.veltrix.kv.v1.NodeStatusR\x05nodes\x12%\n" +
 	"\x0etopology_stale\x18\x06 \x01(\bR\rtopologyStale\x12\x1b\n" +
 	"\trouter_id\x18\a \x01(\tR\brouterId\x12#\n" +
-	"\rcontroller_id\x18\b \x01(\tR\fcontrollerId*q\n" +
+	"\rcontroller_id\x18\b \x01(\tR\fcontrollerId\x12D\n" +
+	"\trebalance\x18\t \x01(\v2&.veltrix.kv.v1.RebalanceStatusResponseR\trebalance\"2\n" +
+	"\x17DecommissionNodeRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"I\n" +
+	"\x18DecommissionNodeResponse\x12-\n" +
+	"\x04node\x18\x01 \x01(\v2\x19.veltrix.kv.v1.NodeStatusR\x04node\"@\n" +
+	"\x11RemoveNodeRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04dead\x18\x02 \x01(\bR\x04dead\"C\n" +
+	"\x12RemoveNodeResponse\x12-\n" +
+	"\x04node\x18\x01 \x01(\v2\x19.veltrix.kv.v1.NodeStatusR\x04node\"-\n" +
+	"\x12ReplaceNodeRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"d\n" +
+	"\x13ReplaceNodeResponse\x12-\n" +
+	"\x04node\x18\x01 \x01(\v2\x19.veltrix.kv.v1.NodeStatusR\x04node\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x02 \x01(\rR\n" +
+	"partitions\"\x18\n" +
+	"\x16RebalanceStatusRequest\"\xb3\x01\n" +
+	"\rPartitionMove\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x10\n" +
+	"\x03add\x18\x02 \x01(\tR\x03add\x12\x16\n" +
+	"\x06remove\x18\x03 \x01(\tR\x06remove\x12\x14\n" +
+	"\x05stage\x18\x04 \x01(\tR\x05stage\x12\x18\n" +
+	"\arecords\x18\x05 \x01(\x04R\arecords\x12\x14\n" +
+	"\x05bytes\x18\x06 \x01(\x04R\x05bytes\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05error\"\xb3\x03\n" +
+	"\x17RebalanceStatusResponse\x12'\n" +
+	"\x0fplacement_epoch\x18\x01 \x01(\x04R\x0eplacementEpoch\x122\n" +
+	"\x05moves\x18\x02 \x03(\v2\x1c.veltrix.kv.v1.PartitionMoveR\x05moves\x12\x14\n" +
+	"\x05moved\x18\x03 \x01(\x04R\x05moved\x12\x1c\n" +
+	"\tremaining\x18\x04 \x01(\x04R\tremaining\x12)\n" +
+	"\x10under_replicated\x18\x05 \x01(\rR\x0funderReplicated\x12%\n" +
+	"\x0ebytes_streamed\x18\x06 \x01(\x04R\rbytesStreamed\x121\n" +
+	"\x15rate_bytes_per_second\x18\a \x01(\x01R\x12rateBytesPerSecond\x12+\n" +
+	"\x03eta\x18\b \x01(\v2\x19.google.protobuf.DurationR\x03eta\x129\n" +
+	"\n" +
+	"start_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x1a\n" +
+	"\bbalanced\x18\n" +
+	" \x01(\bR\bbalanced*q\n" +
 	"\rAttributeType\x12\x1e\n" +
 	"\x1aATTRIBUTE_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ATTRIBUTE_TYPE_S\x10\x01\x12\x14\n" +
 	"\x10ATTRIBUTE_TYPE_N\x10\x02\x12\x14\n" +
-	"\x10ATTRIBUTE_TYPE_B\x10\x03*\x80\x01\n" +
+	"\x10ATTRIBUTE_TYPE_B\x10\x03*\x98\x01\n" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rNODE_STATE_UP\x10\x01\x12\x13\n" +
 	"\x0fNODE_STATE_DOWN\x10\x02\x12\x16\n" +
 	"\x12NODE_STATE_JOINING\x10\x03\x12\x17\n" +
-	"\x13NODE_STATE_DRAINING\x10\x042\xc5\x03\n" +
+	"\x13NODE_STATE_DRAINING\x10\x04\x12\x16\n" +
+	"\x12NODE_STATE_REMOVED\x10\x05*\x9e\x01\n" +
+	"\n" +
+	"Membership\x12\x1a\n" +
+	"\x16MEMBERSHIP_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11MEMBERSHIP_ACTIVE\x10\x01\x12\x16\n" +
+	"\x12MEMBERSHIP_LEAVING\x10\x02\x12\x13\n" +
+	"\x0fMEMBERSHIP_DEAD\x10\x03\x12\x18\n" +
+	"\x14MEMBERSHIP_REPLACING\x10\x04\x12\x16\n" +
+	"\x12MEMBERSHIP_REMOVED\x10\x052\xb5\x06\n" +
 	"\fAdminService\x12T\n" +
 	"\vCreateTable\x12!.veltrix.kv.v1.CreateTableRequest\x1a\".veltrix.kv.v1.CreateTableResponse\x12T\n" +
 	"\vDeleteTable\x12!.veltrix.kv.v1.DeleteTableRequest\x1a\".veltrix.kv.v1.DeleteTableResponse\x12Q\n" +
 	"\n" +
 	"ListTables\x12 .veltrix.kv.v1.ListTablesRequest\x1a!.veltrix.kv.v1.ListTablesResponse\x12Z\n" +
 	"\rDescribeTable\x12#.veltrix.kv.v1.DescribeTableRequest\x1a$.veltrix.kv.v1.DescribeTableResponse\x12Z\n" +
-	"\rClusterStatus\x12#.veltrix.kv.v1.ClusterStatusRequest\x1a$.veltrix.kv.v1.ClusterStatusResponseB;Z9github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1;kvv1b\x06proto3"
+	"\rClusterStatus\x12#.veltrix.kv.v1.ClusterStatusRequest\x1a$.veltrix.kv.v1.ClusterStatusResponse\x12c\n" +
+	"\x10DecommissionNode\x12&.veltrix.kv.v1.DecommissionNodeRequest\x1a'.veltrix.kv.v1.DecommissionNodeResponse\x12Q\n" +
+	"\n" +
+	"RemoveNode\x12 .veltrix.kv.v1.RemoveNodeRequest\x1a!.veltrix.kv.v1.RemoveNodeResponse\x12T\n" +
+	"\vReplaceNode\x12!.veltrix.kv.v1.ReplaceNodeRequest\x1a\".veltrix.kv.v1.ReplaceNodeResponse\x12`\n" +
+	"\x0fRebalanceStatus\x12%.veltrix.kv.v1.RebalanceStatusRequest\x1a&.veltrix.kv.v1.RebalanceStatusResponseB;Z9github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1;kvv1b\x06proto3"
 
 var (
 	file_veltrix_kv_v1_admin_proto_rawDescOnce sync.Once
@@ -1052,58 +1794,84 @@ func file_veltrix_kv_v1_admin_proto_rawDescGZIP() []byte {
 	return file_veltrix_kv_v1_admin_proto_rawDescData
 }
 
-var file_veltrix_kv_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_veltrix_kv_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_veltrix_kv_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_veltrix_kv_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_veltrix_kv_v1_admin_proto_goTypes = []any{
-	(AttributeType)(0),            // 0: veltrix.kv.v1.AttributeType
-	(NodeState)(0),                // 1: veltrix.kv.v1.NodeState
-	(*KeyAttribute)(nil),          // 2: veltrix.kv.v1.KeyAttribute
-	(*KeySchema)(nil),             // 3: veltrix.kv.v1.KeySchema
-	(*Table)(nil),                 // 4: veltrix.kv.v1.Table
-	(*CreateTableRequest)(nil),    // 5: veltrix.kv.v1.CreateTableRequest
-	(*CreateTableResponse)(nil),   // 6: veltrix.kv.v1.CreateTableResponse
-	(*DeleteTableRequest)(nil),    // 7: veltrix.kv.v1.DeleteTableRequest
-	(*DeleteTableResponse)(nil),   // 8: veltrix.kv.v1.DeleteTableResponse
-	(*ListTablesRequest)(nil),     // 9: veltrix.kv.v1.ListTablesRequest
-	(*ListTablesResponse)(nil),    // 10: veltrix.kv.v1.ListTablesResponse
-	(*DescribeTableRequest)(nil),  // 11: veltrix.kv.v1.DescribeTableRequest
-	(*DescribeTableResponse)(nil), // 12: veltrix.kv.v1.DescribeTableResponse
-	(*ClusterStatusRequest)(nil),  // 13: veltrix.kv.v1.ClusterStatusRequest
-	(*NodeStatus)(nil),            // 14: veltrix.kv.v1.NodeStatus
-	(*ClusterStatusResponse)(nil), // 15: veltrix.kv.v1.ClusterStatusResponse
-	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(AttributeType)(0),               // 0: veltrix.kv.v1.AttributeType
+	(NodeState)(0),                   // 1: veltrix.kv.v1.NodeState
+	(Membership)(0),                  // 2: veltrix.kv.v1.Membership
+	(*KeyAttribute)(nil),             // 3: veltrix.kv.v1.KeyAttribute
+	(*KeySchema)(nil),                // 4: veltrix.kv.v1.KeySchema
+	(*Table)(nil),                    // 5: veltrix.kv.v1.Table
+	(*CreateTableRequest)(nil),       // 6: veltrix.kv.v1.CreateTableRequest
+	(*CreateTableResponse)(nil),      // 7: veltrix.kv.v1.CreateTableResponse
+	(*DeleteTableRequest)(nil),       // 8: veltrix.kv.v1.DeleteTableRequest
+	(*DeleteTableResponse)(nil),      // 9: veltrix.kv.v1.DeleteTableResponse
+	(*ListTablesRequest)(nil),        // 10: veltrix.kv.v1.ListTablesRequest
+	(*ListTablesResponse)(nil),       // 11: veltrix.kv.v1.ListTablesResponse
+	(*DescribeTableRequest)(nil),     // 12: veltrix.kv.v1.DescribeTableRequest
+	(*DescribeTableResponse)(nil),    // 13: veltrix.kv.v1.DescribeTableResponse
+	(*ClusterStatusRequest)(nil),     // 14: veltrix.kv.v1.ClusterStatusRequest
+	(*NodeStatus)(nil),               // 15: veltrix.kv.v1.NodeStatus
+	(*ClusterStatusResponse)(nil),    // 16: veltrix.kv.v1.ClusterStatusResponse
+	(*DecommissionNodeRequest)(nil),  // 17: veltrix.kv.v1.DecommissionNodeRequest
+	(*DecommissionNodeResponse)(nil), // 18: veltrix.kv.v1.DecommissionNodeResponse
+	(*RemoveNodeRequest)(nil),        // 19: veltrix.kv.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),       // 20: veltrix.kv.v1.RemoveNodeResponse
+	(*ReplaceNodeRequest)(nil),       // 21: veltrix.kv.v1.ReplaceNodeRequest
+	(*ReplaceNodeResponse)(nil),      // 22: veltrix.kv.v1.ReplaceNodeResponse
+	(*RebalanceStatusRequest)(nil),   // 23: veltrix.kv.v1.RebalanceStatusRequest
+	(*PartitionMove)(nil),            // 24: veltrix.kv.v1.PartitionMove
+	(*RebalanceStatusResponse)(nil),  // 25: veltrix.kv.v1.RebalanceStatusResponse
+	(*durationpb.Duration)(nil),      // 26: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
 }
 var file_veltrix_kv_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: veltrix.kv.v1.KeyAttribute.type:type_name -> veltrix.kv.v1.AttributeType
-	2,  // 1: veltrix.kv.v1.KeySchema.partition_key:type_name -> veltrix.kv.v1.KeyAttribute
-	2,  // 2: veltrix.kv.v1.KeySchema.sort_key:type_name -> veltrix.kv.v1.KeyAttribute
-	3,  // 3: veltrix.kv.v1.Table.key_schema:type_name -> veltrix.kv.v1.KeySchema
-	16, // 4: veltrix.kv.v1.Table.default_ttl:type_name -> google.protobuf.Duration
-	17, // 5: veltrix.kv.v1.Table.create_time:type_name -> google.protobuf.Timestamp
-	3,  // 6: veltrix.kv.v1.CreateTableRequest.key_schema:type_name -> veltrix.kv.v1.KeySchema
-	16, // 7: veltrix.kv.v1.CreateTableRequest.default_ttl:type_name -> google.protobuf.Duration
-	4,  // 8: veltrix.kv.v1.CreateTableResponse.table:type_name -> veltrix.kv.v1.Table
-	4,  // 9: veltrix.kv.v1.DeleteTableResponse.table:type_name -> veltrix.kv.v1.Table
-	4,  // 10: veltrix.kv.v1.ListTablesResponse.tables:type_name -> veltrix.kv.v1.Table
-	4,  // 11: veltrix.kv.v1.DescribeTableResponse.table:type_name -> veltrix.kv.v1.Table
+	3,  // 1: veltrix.kv.v1.KeySchema.partition_key:type_name -> veltrix.kv.v1.KeyAttribute
+	3,  // 2: veltrix.kv.v1.KeySchema.sort_key:type_name -> veltrix.kv.v1.KeyAttribute
+	4,  // 3: veltrix.kv.v1.Table.key_schema:type_name -> veltrix.kv.v1.KeySchema
+	26, // 4: veltrix.kv.v1.Table.default_ttl:type_name -> google.protobuf.Duration
+	27, // 5: veltrix.kv.v1.Table.create_time:type_name -> google.protobuf.Timestamp
+	4,  // 6: veltrix.kv.v1.CreateTableRequest.key_schema:type_name -> veltrix.kv.v1.KeySchema
+	26, // 7: veltrix.kv.v1.CreateTableRequest.default_ttl:type_name -> google.protobuf.Duration
+	5,  // 8: veltrix.kv.v1.CreateTableResponse.table:type_name -> veltrix.kv.v1.Table
+	5,  // 9: veltrix.kv.v1.DeleteTableResponse.table:type_name -> veltrix.kv.v1.Table
+	5,  // 10: veltrix.kv.v1.ListTablesResponse.tables:type_name -> veltrix.kv.v1.Table
+	5,  // 11: veltrix.kv.v1.DescribeTableResponse.table:type_name -> veltrix.kv.v1.Table
 	1,  // 12: veltrix.kv.v1.NodeStatus.state:type_name -> veltrix.kv.v1.NodeState
-	14, // 13: veltrix.kv.v1.ClusterStatusResponse.nodes:type_name -> veltrix.kv.v1.NodeStatus
-	5,  // 14: veltrix.kv.v1.AdminService.CreateTable:input_type -> veltrix.kv.v1.CreateTableRequest
-	7,  // 15: veltrix.kv.v1.AdminService.DeleteTable:input_type -> veltrix.kv.v1.DeleteTableRequest
-	9,  // 16: veltrix.kv.v1.AdminService.ListTables:input_type -> veltrix.kv.v1.ListTablesRequest
-	11, // 17: veltrix.kv.v1.AdminService.DescribeTable:input_type -> veltrix.kv.v1.DescribeTableRequest
-	13, // 18: veltrix.kv.v1.AdminService.ClusterStatus:input_type -> veltrix.kv.v1.ClusterStatusRequest
-	6,  // 19: veltrix.kv.v1.AdminService.CreateTable:output_type -> veltrix.kv.v1.CreateTableResponse
-	8,  // 20: veltrix.kv.v1.AdminService.DeleteTable:output_type -> veltrix.kv.v1.DeleteTableResponse
-	10, // 21: veltrix.kv.v1.AdminService.ListTables:output_type -> veltrix.kv.v1.ListTablesResponse
-	12, // 22: veltrix.kv.v1.AdminService.DescribeTable:output_type -> veltrix.kv.v1.DescribeTableResponse
-	15, // 23: veltrix.kv.v1.AdminService.ClusterStatus:output_type -> veltrix.kv.v1.ClusterStatusResponse
-	19, // [19:24] is the sub-list for method output_type
-	14, // [14:19] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	2,  // 13: veltrix.kv.v1.NodeStatus.membership:type_name -> veltrix.kv.v1.Membership
+	15, // 14: veltrix.kv.v1.ClusterStatusResponse.nodes:type_name -> veltrix.kv.v1.NodeStatus
+	25, // 15: veltrix.kv.v1.ClusterStatusResponse.rebalance:type_name -> veltrix.kv.v1.RebalanceStatusResponse
+	15, // 16: veltrix.kv.v1.DecommissionNodeResponse.node:type_name -> veltrix.kv.v1.NodeStatus
+	15, // 17: veltrix.kv.v1.RemoveNodeResponse.node:type_name -> veltrix.kv.v1.NodeStatus
+	15, // 18: veltrix.kv.v1.ReplaceNodeResponse.node:type_name -> veltrix.kv.v1.NodeStatus
+	24, // 19: veltrix.kv.v1.RebalanceStatusResponse.moves:type_name -> veltrix.kv.v1.PartitionMove
+	26, // 20: veltrix.kv.v1.RebalanceStatusResponse.eta:type_name -> google.protobuf.Duration
+	27, // 21: veltrix.kv.v1.RebalanceStatusResponse.start_time:type_name -> google.protobuf.Timestamp
+	6,  // 22: veltrix.kv.v1.AdminService.CreateTable:input_type -> veltrix.kv.v1.CreateTableRequest
+	8,  // 23: veltrix.kv.v1.AdminService.DeleteTable:input_type -> veltrix.kv.v1.DeleteTableRequest
+	10, // 24: veltrix.kv.v1.AdminService.ListTables:input_type -> veltrix.kv.v1.ListTablesRequest
+	12, // 25: veltrix.kv.v1.AdminService.DescribeTable:input_type -> veltrix.kv.v1.DescribeTableRequest
+	14, // 26: veltrix.kv.v1.AdminService.ClusterStatus:input_type -> veltrix.kv.v1.ClusterStatusRequest
+	17, // 27: veltrix.kv.v1.AdminService.DecommissionNode:input_type -> veltrix.kv.v1.DecommissionNodeRequest
+	19, // 28: veltrix.kv.v1.AdminService.RemoveNode:input_type -> veltrix.kv.v1.RemoveNodeRequest
+	21, // 29: veltrix.kv.v1.AdminService.ReplaceNode:input_type -> veltrix.kv.v1.ReplaceNodeRequest
+	23, // 30: veltrix.kv.v1.AdminService.RebalanceStatus:input_type -> veltrix.kv.v1.RebalanceStatusRequest
+	7,  // 31: veltrix.kv.v1.AdminService.CreateTable:output_type -> veltrix.kv.v1.CreateTableResponse
+	9,  // 32: veltrix.kv.v1.AdminService.DeleteTable:output_type -> veltrix.kv.v1.DeleteTableResponse
+	11, // 33: veltrix.kv.v1.AdminService.ListTables:output_type -> veltrix.kv.v1.ListTablesResponse
+	13, // 34: veltrix.kv.v1.AdminService.DescribeTable:output_type -> veltrix.kv.v1.DescribeTableResponse
+	16, // 35: veltrix.kv.v1.AdminService.ClusterStatus:output_type -> veltrix.kv.v1.ClusterStatusResponse
+	18, // 36: veltrix.kv.v1.AdminService.DecommissionNode:output_type -> veltrix.kv.v1.DecommissionNodeResponse
+	20, // 37: veltrix.kv.v1.AdminService.RemoveNode:output_type -> veltrix.kv.v1.RemoveNodeResponse
+	22, // 38: veltrix.kv.v1.AdminService.ReplaceNode:output_type -> veltrix.kv.v1.ReplaceNodeResponse
+	25, // 39: veltrix.kv.v1.AdminService.RebalanceStatus:output_type -> veltrix.kv.v1.RebalanceStatusResponse
+	31, // [31:40] is the sub-list for method output_type
+	22, // [22:31] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_veltrix_kv_v1_admin_proto_init() }
@@ -1116,8 +1884,8 @@ func file_veltrix_kv_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_veltrix_kv_v1_admin_proto_rawDesc), len(file_veltrix_kv_v1_admin_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   14,
+			NumEnums:      3,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_CreateTable_FullMethodName   = "/veltrix.kv.v1.AdminService/CreateTable"
-	AdminService_DeleteTable_FullMethodName   = "/veltrix.kv.v1.AdminService/DeleteTable"
-	AdminService_ListTables_FullMethodName    = "/veltrix.kv.v1.AdminService/ListTables"
-	AdminService_DescribeTable_FullMethodName = "/veltrix.kv.v1.AdminService/DescribeTable"
-	AdminService_ClusterStatus_FullMethodName = "/veltrix.kv.v1.AdminService/ClusterStatus"
+	AdminService_CreateTable_FullMethodName      = "/veltrix.kv.v1.AdminService/CreateTable"
+	AdminService_DeleteTable_FullMethodName      = "/veltrix.kv.v1.AdminService/DeleteTable"
+	AdminService_ListTables_FullMethodName       = "/veltrix.kv.v1.AdminService/ListTables"
+	AdminService_DescribeTable_FullMethodName    = "/veltrix.kv.v1.AdminService/DescribeTable"
+	AdminService_ClusterStatus_FullMethodName    = "/veltrix.kv.v1.AdminService/ClusterStatus"
+	AdminService_DecommissionNode_FullMethodName = "/veltrix.kv.v1.AdminService/DecommissionNode"
+	AdminService_RemoveNode_FullMethodName       = "/veltrix.kv.v1.AdminService/RemoveNode"
+	AdminService_ReplaceNode_FullMethodName      = "/veltrix.kv.v1.AdminService/ReplaceNode"
+	AdminService_RebalanceStatus_FullMethodName  = "/veltrix.kv.v1.AdminService/RebalanceStatus"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -44,6 +48,22 @@ type AdminServiceClient interface {
 	DescribeTable(ctx context.Context, in *DescribeTableRequest, opts ...grpc.CallOption) (*DescribeTableResponse, error)
 	// ClusterStatus reports nodes, their state and placement.
 	ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
+	// DecommissionNode drains a live node: its replicas move to the other
+	// nodes, then it is removed and may be stopped. FAILED_PRECONDITION if
+	// fewer than RF nodes would remain; NOT_FOUND for an unknown node.
+	// Repeating it is harmless.
+	DecommissionNode(ctx context.Context, in *DecommissionNodeRequest, opts ...grpc.CallOption) (*DecommissionNodeResponse, error)
+	// RemoveNode removes a dead node: its replicas are re-created on the
+	// other nodes from the surviving copies. FAILED_PRECONDITION if the node
+	// is registered (alive) or dead is not set.
+	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
+	// ReplaceNode lets a node id that is down come back on an empty data
+	// directory: it receives writes at once and serves reads of each
+	// partition only after backfilling it from the surviving replicas.
+	// FAILED_PRECONDITION if the node is registered (alive).
+	ReplaceNode(ctx context.Context, in *ReplaceNodeRequest, opts ...grpc.CallOption) (*ReplaceNodeResponse, error)
+	// RebalanceStatus reports the data movement in progress.
+	RebalanceStatus(ctx context.Context, in *RebalanceStatusRequest, opts ...grpc.CallOption) (*RebalanceStatusResponse, error)
 }
 
 type adminServiceClient struct {
@@ -104,6 +124,46 @@ func (c *adminServiceClient) ClusterStatus(ctx context.Context, in *ClusterStatu
 	return out, nil
 }
 
+func (c *adminServiceClient) DecommissionNode(ctx context.Context, in *DecommissionNodeRequest, opts ...grpc.CallOption) (*DecommissionNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecommissionNodeResponse)
+	err := c.cc.Invoke(ctx, AdminService_DecommissionNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveNodeResponse)
+	err := c.cc.Invoke(ctx, AdminService_RemoveNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ReplaceNode(ctx context.Context, in *ReplaceNodeRequest, opts ...grpc.CallOption) (*ReplaceNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplaceNodeResponse)
+	err := c.cc.Invoke(ctx, AdminService_ReplaceNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RebalanceStatus(ctx context.Context, in *RebalanceStatusRequest, opts ...grpc.CallOption) (*RebalanceStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RebalanceStatusResponse)
+	err := c.cc.Invoke(ctx, AdminService_RebalanceStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -122,6 +182,22 @@ type AdminServiceServer interface {
 	DescribeTable(context.Context, *DescribeTableRequest) (*DescribeTableResponse, error)
 	// ClusterStatus reports nodes, their state and placement.
 	ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error)
+	// DecommissionNode drains a live node: its replicas move to the other
+	// nodes, then it is removed and may be stopped. FAILED_PRECONDITION if
+	// fewer than RF nodes would remain; NOT_FOUND for an unknown node.
+	// Repeating it is harmless.
+	DecommissionNode(context.Context, *DecommissionNodeRequest) (*DecommissionNodeResponse, error)
+	// RemoveNode removes a dead node: its replicas are re-created on the
+	// other nodes from the surviving copies. FAILED_PRECONDITION if the node
+	// is registered (alive) or dead is not set.
+	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
+	// ReplaceNode lets a node id that is down come back on an empty data
+	// directory: it receives writes at once and serves reads of each
+	// partition only after backfilling it from the surviving replicas.
+	// FAILED_PRECONDITION if the node is registered (alive).
+	ReplaceNode(context.Context, *ReplaceNodeRequest) (*ReplaceNodeResponse, error)
+	// RebalanceStatus reports the data movement in progress.
+	RebalanceStatus(context.Context, *RebalanceStatusRequest) (*RebalanceStatusResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -146,6 +222,18 @@ func (UnimplementedAdminServiceServer) DescribeTable(context.Context, *DescribeT
 }
 func (UnimplementedAdminServiceServer) ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClusterStatus not implemented")
+}
+func (UnimplementedAdminServiceServer) DecommissionNode(context.Context, *DecommissionNodeRequest) (*DecommissionNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DecommissionNode not implemented")
+}
+func (UnimplementedAdminServiceServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveNode not implemented")
+}
+func (UnimplementedAdminServiceServer) ReplaceNode(context.Context, *ReplaceNodeRequest) (*ReplaceNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReplaceNode not implemented")
+}
+func (UnimplementedAdminServiceServer) RebalanceStatus(context.Context, *RebalanceStatusRequest) (*RebalanceStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RebalanceStatus not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -258,6 +346,78 @@ func _AdminService_ClusterStatus_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_DecommissionNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecommissionNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DecommissionNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DecommissionNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DecommissionNode(ctx, req.(*DecommissionNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RemoveNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RemoveNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RemoveNode(ctx, req.(*RemoveNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ReplaceNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplaceNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ReplaceNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ReplaceNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ReplaceNode(ctx, req.(*ReplaceNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RebalanceStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RebalanceStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RebalanceStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RebalanceStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RebalanceStatus(ctx, req.(*RebalanceStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -284,6 +444,22 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ClusterStatus",
 			Handler:    _AdminService_ClusterStatus_Handler,
+		},
+		{
+			MethodName: "DecommissionNode",
+			Handler:    _AdminService_DecommissionNode_Handler,
+		},
+		{
+			MethodName: "RemoveNode",
+			Handler:    _AdminService_RemoveNode_Handler,
+		},
+		{
+			MethodName: "ReplaceNode",
+			Handler:    _AdminService_ReplaceNode_Handler,
+		},
+		{
+			MethodName: "RebalanceStatus",
+			Handler:    _AdminService_RebalanceStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -245,9 +245,15 @@ func (x *Record) GetDeletedUnixNanos() int64 {
 type ReadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// key to read.
-	Key           *Key `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Key *Key `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// placement_epoch is the placement epoch the caller routed by (0: not
+	// routed, e.g. a peer's repair). A node refuses it with
+	// FAILED_PRECONDITION (reason STALE_PLACEMENT_EPOCH) when the partition's
+	// routing changed after it, and waits briefly for its own topology when
+	// the epoch is newer than the one it has.
+	PlacementEpoch uint64 `protobuf:"varint,2,opt,name=placement_epoch,json=placementEpoch,proto3" json:"placement_epoch,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ReadRequest) Reset() {
@@ -285,6 +291,13 @@ func (x *ReadRequest) GetKey() *Key {
 		return x.Key
 	}
 	return nil
+}
+
+func (x *ReadRequest) GetPlacementEpoch() uint64 {
+	if x != nil {
+		return x.PlacementEpoch
+	}
+	return 0
 }
 
 // ReadResponse is the stored record, if any.
@@ -347,9 +360,15 @@ func (x *ReadResponse) GetRecord() *Record {
 type BatchReadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// keys to read.
-	Keys          []*Key `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Keys []*Key `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// placement_epoch is the placement epoch the caller routed by (0: not
+	// routed, e.g. a peer's repair). A node refuses it with
+	// FAILED_PRECONDITION (reason STALE_PLACEMENT_EPOCH) when the partition's
+	// routing changed after it, and waits briefly for its own topology when
+	// the epoch is newer than the one it has.
+	PlacementEpoch uint64 `protobuf:"varint,2,opt,name=placement_epoch,json=placementEpoch,proto3" json:"placement_epoch,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *BatchReadRequest) Reset() {
@@ -387,6 +406,13 @@ func (x *BatchReadRequest) GetKeys() []*Key {
 		return x.Keys
 	}
 	return nil
+}
+
+func (x *BatchReadRequest) GetPlacementEpoch() uint64 {
+	if x != nil {
+		return x.PlacementEpoch
+	}
+	return 0
 }
 
 // BatchReadResponse answers a BatchReadRequest in order.
@@ -439,9 +465,15 @@ func (x *BatchReadResponse) GetResults() []*ReadResponse {
 type ApplyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// records to apply; a tombstone record is a delete.
-	Records       []*Record `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Records []*Record `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// placement_epoch is the placement epoch the caller routed by (0: not
+	// routed, e.g. a peer's repair). A node refuses it with
+	// FAILED_PRECONDITION (reason STALE_PLACEMENT_EPOCH) when the partition's
+	// routing changed after it, and waits briefly for its own topology when
+	// the epoch is newer than the one it has.
+	PlacementEpoch uint64 `protobuf:"varint,2,opt,name=placement_epoch,json=placementEpoch,proto3" json:"placement_epoch,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ApplyRequest) Reset() {
@@ -479,6 +511,13 @@ func (x *ApplyRequest) GetRecords() []*Record {
 		return x.Records
 	}
 	return nil
+}
+
+func (x *ApplyRequest) GetPlacementEpoch() uint64 {
+	if x != nil {
+		return x.PlacementEpoch
+	}
+	return 0
 }
 
 // ApplyResponse reports each record's outcome.
@@ -564,8 +603,14 @@ type ScanRequest struct {
 	// include_tombstones also returns tombstones, so a router merging the
 	// pages of several replicas can tell a delete from a missed write.
 	IncludeTombstones bool `protobuf:"varint,10,opt,name=include_tombstones,json=includeTombstones,proto3" json:"include_tombstones,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// placement_epoch is the placement epoch the caller routed by (0: not
+	// routed, e.g. a peer's repair). A node refuses it with
+	// FAILED_PRECONDITION (reason STALE_PLACEMENT_EPOCH) when the partition's
+	// routing changed after it, and waits briefly for its own topology when
+	// the epoch is newer than the one it has.
+	PlacementEpoch uint64 `protobuf:"varint,11,opt,name=placement_epoch,json=placementEpoch,proto3" json:"placement_epoch,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ScanRequest) Reset() {
@@ -668,6 +713,13 @@ func (x *ScanRequest) GetIncludeTombstones() bool {
 	return false
 }
 
+func (x *ScanRequest) GetPlacementEpoch() uint64 {
+	if x != nil {
+		return x.PlacementEpoch
+	}
+	return 0
+}
+
 // ScanResponse is one page of records.
 type ScanResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -741,9 +793,15 @@ type StreamPartitionRequest struct {
 	// bucket_ids.
 	Buckets uint32 `protobuf:"varint,5,opt,name=buckets,proto3" json:"buckets,omitempty"`
 	// bucket_ids are the buckets streamed when buckets is set.
-	BucketIds     []uint32 `protobuf:"varint,6,rep,packed,name=bucket_ids,json=bucketIds,proto3" json:"bucket_ids,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	BucketIds []uint32 `protobuf:"varint,6,rep,packed,name=bucket_ids,json=bucketIds,proto3" json:"bucket_ids,omitempty"`
+	// placement_epoch is the placement epoch the caller routed by (0: not
+	// routed, e.g. a peer's repair). A node refuses it with
+	// FAILED_PRECONDITION (reason STALE_PLACEMENT_EPOCH) when the partition's
+	// routing changed after it, and waits briefly for its own topology when
+	// the epoch is newer than the one it has.
+	PlacementEpoch uint64 `protobuf:"varint,7,opt,name=placement_epoch,json=placementEpoch,proto3" json:"placement_epoch,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StreamPartitionRequest) Reset() {
@@ -816,6 +874,13 @@ func (x *StreamPartitionRequest) GetBucketIds() []uint32 {
 		return x.BucketIds
 	}
 	return nil
+}
+
+func (x *StreamPartitionRequest) GetPlacementEpoch() uint64 {
+	if x != nil {
+		return x.PlacementEpoch
+	}
+	return 0
 }
 
 // StreamPartitionResponse is one chunk of a partition stream.
@@ -1433,21 +1498,24 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"\ttombstone\x18\x03 \x01(\bR\ttombstone\x12*\n" +
 	"\x11expire_unix_nanos\x18\x04 \x01(\x03R\x0fexpireUnixNanos\x12\x14\n" +
 	"\x05value\x18\x05 \x01(\fR\x05value\x12,\n" +
-	"\x12deleted_unix_nanos\x18\x06 \x01(\x03R\x10deletedUnixNanos\"8\n" +
+	"\x12deleted_unix_nanos\x18\x06 \x01(\x03R\x10deletedUnixNanos\"a\n" +
 	"\vReadRequest\x12)\n" +
-	"\x03key\x18\x01 \x01(\v2\x17.veltrix.storage.v1.KeyR\x03key\"X\n" +
+	"\x03key\x18\x01 \x01(\v2\x17.veltrix.storage.v1.KeyR\x03key\x12'\n" +
+	"\x0fplacement_epoch\x18\x02 \x01(\x04R\x0eplacementEpoch\"X\n" +
 	"\fReadResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x122\n" +
-	"\x06record\x18\x02 \x01(\v2\x1a.veltrix.storage.v1.RecordR\x06record\"?\n" +
+	"\x06record\x18\x02 \x01(\v2\x1a.veltrix.storage.v1.RecordR\x06record\"h\n" +
 	"\x10BatchReadRequest\x12+\n" +
-	"\x04keys\x18\x01 \x03(\v2\x17.veltrix.storage.v1.KeyR\x04keys\"O\n" +
+	"\x04keys\x18\x01 \x03(\v2\x17.veltrix.storage.v1.KeyR\x04keys\x12'\n" +
+	"\x0fplacement_epoch\x18\x02 \x01(\x04R\x0eplacementEpoch\"O\n" +
 	"\x11BatchReadResponse\x12:\n" +
-	"\aresults\x18\x01 \x03(\v2 .veltrix.storage.v1.ReadResponseR\aresults\"D\n" +
+	"\aresults\x18\x01 \x03(\v2 .veltrix.storage.v1.ReadResponseR\aresults\"m\n" +
 	"\fApplyRequest\x124\n" +
-	"\arecords\x18\x01 \x03(\v2\x1a.veltrix.storage.v1.RecordR\arecords\"s\n" +
+	"\arecords\x18\x01 \x03(\v2\x1a.veltrix.storage.v1.RecordR\arecords\x12'\n" +
+	"\x0fplacement_epoch\x18\x02 \x01(\x04R\x0eplacementEpoch\"s\n" +
 	"\rApplyResponse\x127\n" +
 	"\boutcomes\x18\x01 \x03(\x0e2\x1b.veltrix.storage.v1.OutcomeR\boutcomes\x12)\n" +
-	"\x10current_versions\x18\x02 \x03(\x04R\x0fcurrentVersions\"\xa2\x02\n" +
+	"\x10current_versions\x18\x02 \x03(\x04R\x0fcurrentVersions\"\xcb\x02\n" +
 	"\vScanRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x19\n" +
 	"\btable_id\x18\x02 \x01(\x04R\atableId\x12#\n" +
@@ -1459,10 +1527,11 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"\areverse\x18\b \x01(\bR\areverse\x12\x16\n" +
 	"\x06resume\x18\t \x01(\fR\x06resume\x12-\n" +
 	"\x12include_tombstones\x18\n" +
-	" \x01(\bR\x11includeTombstones\"\\\n" +
+	" \x01(\bR\x11includeTombstones\x12'\n" +
+	"\x0fplacement_epoch\x18\v \x01(\x04R\x0eplacementEpoch\"\\\n" +
 	"\fScanResponse\x124\n" +
 	"\arecords\x18\x01 \x03(\v2\x1a.veltrix.storage.v1.RecordR\arecords\x12\x16\n" +
-	"\x06resume\x18\x02 \x01(\fR\x06resume\"\xc9\x01\n" +
+	"\x06resume\x18\x02 \x01(\fR\x06resume\"\xf2\x01\n" +
 	"\x16StreamPartitionRequest\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\fR\x05after\x12\x19\n" +
@@ -1470,7 +1539,8 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"\x0finclude_expired\x18\x04 \x01(\bR\x0eincludeExpired\x12\x18\n" +
 	"\abuckets\x18\x05 \x01(\rR\abuckets\x12\x1d\n" +
 	"\n" +
-	"bucket_ids\x18\x06 \x03(\rR\tbucketIds\"g\n" +
+	"bucket_ids\x18\x06 \x03(\rR\tbucketIds\x12'\n" +
+	"\x0fplacement_epoch\x18\a \x01(\x04R\x0eplacementEpoch\"g\n" +
 	"\x17StreamPartitionResponse\x124\n" +
 	"\arecords\x18\x01 \x03(\v2\x1a.veltrix.storage.v1.RecordR\arecords\x12\x16\n" +
 	"\x06resume\x18\x02 \x01(\fR\x06resume\"9\n" +
