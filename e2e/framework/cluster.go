@@ -99,6 +99,9 @@ type Cluster struct {
 	// Proxies[i] is the FaultProxy in front of Nodes[i], nil unless
 	// Options.FaultProxies.
 	Proxies []*FaultProxy
+
+	// newProc builds a process of the cluster (see Start).
+	newProc func(name, bin string, args []string, ports ...*portFlag) *Process
 }
 
 // Start builds the binaries (once per test process) and starts etcd, the
@@ -131,6 +134,7 @@ func Start(t testing.TB, o Options) *Cluster {
 			startTimeout: o.StartTimeout, stopTimeout: o.StopTimeout, ctx: ctx,
 		}
 	}
+	c.newProc = newProc
 
 	c.Etcd = newProc("etcd", bins.Etcd,
 		[]string{"--data-dir", filepath.Join(c.Dir, "etcd"), "--unsafe-no-fsync"},
@@ -153,23 +157,7 @@ func Start(t testing.TB, o Options) *Cluster {
 			&portFlag{flag: "listen-addr", hostPort: true, grpc: true}, &portFlag{flag: "metrics-addr", hostPort: true}))
 	}
 	for i := 1; i <= o.Nodes; i++ {
-		name := "storage-" + strconv.Itoa(i)
-		args := []string{
-			"--node-id", "n" + strconv.Itoa(i), "--cluster", o.Cluster, "--etcd-endpoints", etcdURL,
-			"--data-dir", filepath.Join(c.Dir, name), "--no-sync=" + strconv.FormatBool(o.NoSync),
-			"--cache-bytes", strconv.Itoa(16 << 20), "--shutdown-timeout", "5s",
-		}
-		node := newProc(name, bins.Storage, append(args, o.StorageArgs...),
-			&portFlag{flag: "listen-addr", hostPort: true, grpc: true}, &portFlag{flag: "metrics-addr", hostPort: true})
-		if o.FaultProxies {
-			px, err := NewFaultProxy(node.Addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.Proxies = append(c.Proxies, px)
-			node.args = append(node.args, "--advertise-addr", px.Addr())
-		}
-		c.Nodes = append(c.Nodes, node)
+		c.Nodes = append(c.Nodes, c.newNode(t, i))
 	}
 	// Routers first: they bootstrap the cluster config the nodes join.
 	startAll(t, c.Routers)
@@ -189,6 +177,41 @@ func Start(t testing.TB, o Options) *Cluster {
 		t.Logf("framework: %s serving on %s (pid %d, log %s)", p.Name, p.Addr(), p.PID(), p.LogPath)
 	}
 	return c
+}
+
+// newNode builds storage node i (storage-i, node id ni) and, with
+// Options.FaultProxies, its proxy.
+func (c *Cluster) newNode(t testing.TB, i int, extra ...string) *Process {
+	o := c.Opts
+	name := "storage-" + strconv.Itoa(i)
+	args := []string{
+		"--node-id", "n" + strconv.Itoa(i), "--cluster", o.Cluster, "--etcd-endpoints", c.EtcdEndpoint(),
+		"--data-dir", filepath.Join(c.Dir, name), "--no-sync=" + strconv.FormatBool(o.NoSync),
+		"--cache-bytes", strconv.Itoa(16 << 20), "--shutdown-timeout", "5s",
+	}
+	node := c.newProc(name, c.Bins.Storage, append(append(args, o.StorageArgs...), extra...),
+		&portFlag{flag: "listen-addr", hostPort: true, grpc: true}, &portFlag{flag: "metrics-addr", hostPort: true})
+	if o.FaultProxies {
+		px, err := NewFaultProxy(node.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Proxies = append(c.Proxies, px)
+		node.args = append(node.args, "--advertise-addr", px.Addr())
+	}
+	return node
+}
+
+// AddNode starts one more storage node (storage-N+1, node id nN+1) with
+// the cluster's storage flags plus extra, and returns it once it serves.
+// It joins the cluster as a new node would.
+func (c *Cluster) AddNode(t testing.TB, extra ...string) *Process {
+	t.Helper()
+	n := c.newNode(t, len(c.Nodes)+1, extra...)
+	c.Nodes = append(c.Nodes, n)
+	startAll(t, []*Process{n})
+	t.Logf("framework: %s serving on %s (pid %d, log %s)", n.Name, n.Addr(), n.PID(), n.LogPath)
+	return n
 }
 
 // startAll starts processes concurrently and fails the test if any fails.

@@ -1,0 +1,114 @@
+package e2e
+
+// BenchmarkBinRebalance measures what growing a cluster costs, with the
+// real binaries: a 3-node cluster (RF 3) holding VELTRIX_REBALANCE_MB of
+// data (default 32) gets a fourth node, with the default rebalancing flags,
+// while a closed-loop QUORUM put load runs; then
+//
+//   - rebalance_s: seconds from the new node's start until the placement
+//     reached its target with no move or cleanup left;
+//   - stream_MBps: the bytes the backfills streamed over rebalance_s;
+//   - tput_ratio and p99_ratio: the load's throughput and P99 latency
+//     during the rebalance over the same before it (same run, same load).
+//
+// Run: go test -run XXX -bench BenchmarkBinRebalance -benchtime 1x ./e2e/
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/veltrixdb/veltrix/e2e/framework"
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+)
+
+func BenchmarkBinRebalance(b *testing.B) {
+	mb := 32
+	if s := os.Getenv("VELTRIX_REBALANCE_MB"); s != "" {
+		var err error
+		if mb, err = strconv.Atoi(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range b.N {
+		c := framework.Start(b, framework.Options{Nodes: 3, RF: 3, Partitions: 128, NoSync: true})
+		cl := c.Client(b, faultClientOpts...)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if _, err := cl.CreateTable(ctx, "rebalance"); err != nil {
+			b.Fatal(err)
+		}
+		cancel()
+		// Fill: 4 KiB values, 16 writers.
+		value := make([]byte, 4096)
+		for i := range value {
+			value[i] = byte('a' + i%26)
+		}
+		n := mb << 20 / len(value)
+		var wg sync.WaitGroup
+		next := make(chan int)
+		go func() {
+			for i := range n {
+				next <- i
+			}
+			close(next)
+		}()
+		for range 16 {
+			wg.Go(func() {
+				for i := range next {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					if _, err := cl.Put(ctx, "rebalance", []byte(fmt.Sprintf("fill-%08d", i)), nil, value); err != nil {
+						b.Error(err)
+					}
+					cancel()
+				}
+			})
+		}
+		wg.Wait()
+		const workers, window = 8, 5 * time.Second
+		closedLoad(cl, "rebalance", "warm", workers, 2*time.Second)
+		steadyTput, steadyP99, _ := closedLoad(cl, "rebalance", "steady", workers, window)
+
+		start := time.Now()
+		c.AddNode(b)
+		ad := admin(b, c)
+		var tputs []float64
+		var p99s []time.Duration
+		for {
+			tput, p99, _ := closedLoad(cl, "rebalance", "during", workers, 2*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			st, err := ad.RebalanceStatus(ctx, &kvv1.RebalanceStatusRequest{})
+			cancel()
+			if err == nil && st.GetBalanced() && len(st.GetMoves()) == 0 {
+				break
+			}
+			tputs = append(tputs, tput)
+			p99s = append(p99s, p99)
+			if time.Since(start) > 10*time.Minute {
+				b.Fatal("not balanced within 10 minutes")
+			}
+		}
+		took := time.Since(start)
+		d := placementDoc(b, c)
+		var bytes, moved uint64
+		if d.Rebalance != nil {
+			bytes, moved = d.Rebalance.Bytes, d.Rebalance.Moved
+		}
+		var tsum float64
+		var worst time.Duration
+		for i := range tputs {
+			tsum += tputs[i]
+			worst = max(worst, p99s[i])
+		}
+		during := tsum / float64(max(1, len(tputs)))
+		b.ReportMetric(took.Seconds(), "rebalance_s")
+		b.ReportMetric(float64(bytes)/took.Seconds()/(1<<20), "stream_MBps")
+		b.ReportMetric(during/steadyTput, "tput_ratio")
+		b.ReportMetric(float64(worst)/float64(steadyP99), "p99_ratio")
+		b.Logf("%d MiB in the cluster; the new node got %.1f MiB in %v (%d moves); steady %.0f puts/s P99 %v; during %.0f puts/s, worst 2s-window P99 %v",
+			mb, float64(bytes)/(1<<20), took.Round(time.Millisecond), moved, steadyTput, steadyP99, during, worst)
+	}
+}
