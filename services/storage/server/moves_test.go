@@ -448,3 +448,70 @@ func ownedPKNotIn(t *testing.T, p uint32) string {
 	t.Fatal("no key")
 	return ""
 }
+
+// TestBackfillFromSurvivors: the move's Remove is gone (not registered),
+// so the destination streams from the replicas that remain.
+func TestBackfillFromSurvivors(t *testing.T) {
+	c := newMVCluster(t)
+	a := c.start("a", nil)
+	b := c.start("b", nil)
+	dead := c.start("dead", nil)
+	c.place("a", "dead")
+	const p = 7
+	fill(t, a, p, 200, 50)
+	dead.stop()
+	c.update(func(d *placement.Document) {
+		d.Moves = append(d.Moves, placement.Move{Partition: p, Add: "b", Remove: "dead", Stage: placement.StageStreaming, Since: d.Epoch})
+		d.MarkChanged(p, d.Epoch)
+	})
+	waitFor(t, "backfill done", func() bool { mp, ok := c.progress(p, "b"); return ok && mp.Done })
+	mp, _ := c.progress(p, "b")
+	if _, fromDead := mp.Sources["dead"]; fromDead || !mp.Sources["a"].Done {
+		t.Fatalf("progress = %+v; want streamed from a alone", mp)
+	}
+	if da, db := partitionDigest(t, a.c, p), partitionDigest(t, b.c, p); da != db {
+		t.Fatalf("digest of partition %d: a %s, b %s", p, da, db)
+	}
+	if n, found, err := c.store.Node(context.Background(), "b"); err != nil || !found || n.UsedBytes == 0 {
+		t.Fatalf("registration of b = %+v (found %v, %v); want its disk usage", n, found, err)
+	}
+}
+
+// TestBackfillAbandoned: a backfill stops as soon as its move is
+// abandoned and writes no more progress; the cleanup entry the move left
+// drops the partial copy.
+func TestBackfillAbandoned(t *testing.T) {
+	c := newMVCluster(t)
+	a := c.start("a", nil)
+	b := c.start("b", func(cfg *server.Config) { cfg.StreamRateMBps = 0.5 })
+	c.place("a")
+	const p = 9
+	fill(t, a, p, 2000, 1000) // ~2 MiB: ~4s at 0.5 MiB/s
+	var mv placement.Move
+	c.update(func(d *placement.Document) {
+		mv = placement.Move{Partition: p, Add: "b", Remove: "a", Stage: placement.StageStreaming, Since: d.Epoch}
+		d.Moves = append(d.Moves, mv)
+		d.MarkChanged(p, d.Epoch)
+	})
+	waitFor(t, "a backfill under way", func() bool {
+		mp, ok := c.progress(p, "b")
+		return ok && mp.Records > 0 && metric(t, b.srv, "veltrix_storage_backfills_in_flight") == 1
+	})
+	c.update(func(d *placement.Document) {
+		if !d.Abandon(mv, d.Epoch) {
+			t.Error("move not abandoned")
+		}
+	})
+	waitFor(t, "the backfill stopped", func() bool { return metric(t, b.srv, "veltrix_storage_backfills_in_flight") == 0 })
+	waitFor(t, "the partial copy dropped", func() bool { mp, ok := c.progress(p, "b"); return ok && mp.Dropped })
+	if got := partitionDigest(t, b.c, p); got != "0/0" {
+		t.Fatalf("digest of the abandoned partial copy = %s", got)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if mp, _ := c.progress(p, "b"); !mp.Dropped || mp.Done || mp.Records != 0 {
+		t.Fatalf("progress written after the move was abandoned: %+v", mp)
+	}
+	if got := partitionDigest(t, b.c, p); got != "0/0" {
+		t.Fatalf("the stopped backfill wrote again: digest %s", got)
+	}
+}

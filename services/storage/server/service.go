@@ -279,13 +279,15 @@ func (svc *service) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*st
 	if len(req.GetRecords()) == 0 {
 		return nil, invalid("records: empty batch")
 	}
+	// Until the write returns, the node reports no epoch newer than the
+	// one it is checked against. It counts from before the snapshot is
+	// read, with an epoch no newer than the snapshot's, so the reporter
+	// cannot miss it.
+	defer svc.s.writes.begin(svc.s.watcher.Snapshot().Epoch())()
 	snap, err := svc.snapshotFor(ctx, req.GetPlacementEpoch())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	// Until it returns, the node does not report a newer epoch than the
-	// one the write was checked against.
-	defer svc.s.writes.begin(snap.Epoch())()
 	recs := make([]engine.Record, len(req.GetRecords()))
 	for i, r := range req.GetRecords() {
 		where := fmt.Sprintf("records[%d]", i)
