@@ -188,6 +188,9 @@ func (m *mover) reconcile(ctx context.Context) {
 		go m.backfill(bctx, b, mv)
 	}
 	m.mu.Unlock()
+	if err := m.s.settleUnfilled(doc); err != nil {
+		m.log.Error("record backfilled partitions", "err", err)
+	}
 	m.cleanup(ctx, snap)
 }
 
@@ -218,6 +221,11 @@ func (m *mover) backfill(ctx context.Context, b *backfillRun, mv placement.Move)
 	m.mu.Lock()
 	m.done[idOf(mv)] = true
 	m.mu.Unlock()
+	if mv.Replace() {
+		if err := m.s.markFilled(mv.Partition); err != nil {
+			m.log.Error("backfill done but not recorded; reads of the partition stay refused until it is", "partition", mv.Partition, "err", err)
+		}
+	}
 }
 
 // startProgress returns the progress to continue from: the one in etcd if

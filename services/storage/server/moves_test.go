@@ -515,3 +515,73 @@ func TestBackfillAbandoned(t *testing.T) {
 		t.Fatalf("the stopped backfill wrote again: digest %s", got)
 	}
 }
+
+// TestReplaceInPlace: a node lost with its data directory comes back on an
+// empty one. Declared dead it is refused; once replacing it starts, takes
+// writes at once, serves no reads of its partitions until it backfilled
+// each (before its move exists, too, and across a restart), and serves
+// them after.
+func TestReplaceInPlace(t *testing.T) {
+	c := newMVCluster(t)
+	a := c.start("a", nil)
+	c.start("b", nil)
+	c.place("a", "b")
+	const p, q = 1, 11
+	fill(t, a, p, 100, 10)
+	fill(t, a, q, 100, 10)
+	k := key(7, pksIn(p, 7, 1)[0], "")
+	c.nodes["b"].stop()
+	c.nodes["b"].dir = t.TempDir() // the disk is gone
+	members := func(b placement.MemberState) {
+		c.update(func(d *placement.Document) {
+			d.Members = map[string]placement.Member{"a": {State: placement.MemberActive}, "b": {State: b}}
+		})
+	}
+	members(placement.MemberDead)
+	_, err := server.Start(context.Background(), server.Config{ID: "b", DataDir: c.nodes["b"].dir, Cluster: "mv", EtcdClient: c.cli,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err == nil || !strings.Contains(err.Error(), "run `veltrix node replace b` first") {
+		t.Fatalf("dead node on an empty directory: %v", err)
+	}
+	members(placement.MemberReplacing)
+	b := c.start("b", nil)
+	doc := c.update(func(d *placement.Document) {})
+	_, err = b.c.Read(context.Background(), &storagev1.ReadRequest{Key: k, PlacementEpoch: doc.Epoch})
+	wantCode(t, err, codes.FailedPrecondition, "has not backfilled partition")
+	if _, err := b.c.Apply(context.Background(), &storagev1.ApplyRequest{Records: []*storagev1.Record{{Key: key(7, "w", ""), Version: 1, Value: []byte("x")}}}); err != nil {
+		t.Fatalf("write to the replacing node: %v", err)
+	}
+	var mv placement.Move
+	c.update(func(d *placement.Document) {
+		mv = placement.Move{Partition: p, Add: "b", Remove: "b", Stage: placement.StageStreaming, Since: d.Epoch}
+		d.Moves = append(d.Moves, mv)
+		d.MarkChanged(p, d.Epoch)
+	})
+	waitFor(t, "backfill in place done", func() bool { mp, ok := c.progress(p, "b"); return ok && mp.Done })
+	if da, db := partitionDigest(t, a.c, p), partitionDigest(t, b.c, p); da != db {
+		t.Fatalf("digest of partition %d: a %s, b %s", p, da, db)
+	}
+	_, err = b.c.Read(context.Background(), &storagev1.ReadRequest{Key: k})
+	wantCode(t, err, codes.FailedPrecondition, "backfilling partition")
+	doc = c.update(func(d *placement.Document) {
+		mv.Stage = placement.StageReadNew
+		d.Moves[0] = mv
+		d.MarkChanged(p, d.Epoch)
+	})
+	if r, err := b.c.Read(context.Background(), &storagev1.ReadRequest{Key: k, PlacementEpoch: doc.Epoch}); err != nil || !r.Found {
+		t.Fatalf("read at read_new = %v, %v", r, err)
+	}
+	doc = c.update(func(d *placement.Document) {
+		if !d.Promote(mv, d.Epoch) {
+			t.Error("not promoted")
+		}
+	})
+	// Across a restart: p is backfilled, q still is not.
+	c.nodes["b"].stop()
+	b = c.start("b", nil)
+	if r, err := b.c.Read(context.Background(), &storagev1.ReadRequest{Key: k, PlacementEpoch: doc.Epoch}); err != nil || !r.Found {
+		t.Fatalf("read after promotion = %v, %v", r, err)
+	}
+	_, err = b.c.Read(context.Background(), &storagev1.ReadRequest{Key: key(7, pksIn(q, 7, 1)[0], ""), PlacementEpoch: doc.Epoch})
+	wantCode(t, err, codes.FailedPrecondition, fmt.Sprintf("has not backfilled partition %d", q))
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	"github.com/veltrixdb/veltrix/pkg/placement"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"github.com/veltrixdb/veltrix/services/storage/internal/engine"
@@ -47,10 +48,13 @@ type Server struct {
 	// against (epoch.go).
 	writes      inflightWrites
 	moveMetrics *moveMetrics
-	stamp       stamp
-	grpc        *grpcx.Server
-	ln          net.Listener
-	metrics     *grpcx.MetricsServer
+	// unfilled are the partitions a replacing node has not backfilled
+	// (unfilled.go).
+	unfilled unfilledState
+	stamp    stamp
+	grpc     *grpcx.Server
+	ln       net.Listener
+	metrics  *grpcx.MetricsServer
 	// Registry holds the node's metrics (also served at MetricsAddr).
 	Registry *prometheus.Registry
 	serveErr chan error
@@ -175,6 +179,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		cancel()
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := s.loadUnfilled(); err != nil {
 		return nil, err
 	}
 	s.bg.Add(1)
@@ -495,6 +502,13 @@ func (s *Server) checkIdentity(ctx context.Context, store *topology.Store, dir d
 	st, create, adopted, err := checkIdentity(s.id, dir, c, time.Now())
 	if err != nil {
 		return stamp{}, err
+	}
+	if create && c.member == placement.MemberReplacing {
+		// Before the claim and the stamp: a stamped directory of a
+		// replacing node always knows what it has not backfilled.
+		if err := s.recordUnfilled(doc); err != nil {
+			return stamp{}, err
+		}
 	}
 	if c.claimed != st.Incarnation {
 		// Claim the node id for this directory before stamping it: of two

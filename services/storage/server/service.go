@@ -157,6 +157,10 @@ func (svc *service) checkOwner(snap *topology.Snapshot, a access, epoch uint64, 
 			return fmt.Errorf("%w: node %s is backfilling partition %d in place (%s) and serves no reads of it yet (placement epoch %d)",
 				errNotOwner, self, p, m.Stage, doc.Epoch)
 		}
+		if svc.s.notBackfilled(p) && !(moving && m.Replace() && m.Add == self) {
+			return fmt.Errorf("%w: node %s came back on an empty data directory and has not backfilled partition %d yet (placement epoch %d)",
+				errNotOwner, self, p, doc.Epoch)
+		}
 		if replica || doc.Serves(p, self) {
 			return nil
 		}
