@@ -585,3 +585,35 @@ func TestReplaceInPlace(t *testing.T) {
 	_, err = b.c.Read(context.Background(), &storagev1.ReadRequest{Key: key(7, pksIn(q, 7, 1)[0], ""), PlacementEpoch: doc.Epoch})
 	wantCode(t, err, codes.FailedPrecondition, fmt.Sprintf("has not backfilled partition %d", q))
 }
+
+// TestBackfillFallsBackToUnion: the move's Remove is registered but cannot
+// be streamed from (nothing listens at its address); after a few failed
+// attempts, with the error in the progress report, the destination
+// streams from the other replicas.
+func TestBackfillFallsBackToUnion(t *testing.T) {
+	c := newMVCluster(t)
+	a := c.start("a", nil)
+	b := c.start("b", nil)
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	reg, err := c.store.Register(context.Background(), topology.Node{ID: "mute", Address: "127.0.0.1:1"}, 10*time.Second, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close(context.Background())
+	c.place("a", "mute")
+	const p = 8
+	fill(t, a, p, 100, 10)
+	c.update(func(d *placement.Document) {
+		d.Moves = append(d.Moves, placement.Move{Partition: p, Add: "b", Remove: "mute", Stage: placement.StageStreaming, Since: d.Epoch})
+		d.MarkChanged(p, d.Epoch)
+	})
+	waitFor(t, "the failure reported", func() bool { mp, ok := c.progress(p, "b"); return ok && strings.Contains(mp.Error, "from mute") })
+	waitFor(t, "backfill done", func() bool { mp, ok := c.progress(p, "b"); return ok && mp.Done })
+	mp, _ := c.progress(p, "b")
+	if !mp.Sources["a"].Done || mp.Sources["mute"].Done || mp.Error != "" {
+		t.Fatalf("progress = %+v; want done from a after failing on mute", mp)
+	}
+	if da, db := partitionDigest(t, a.c, p), partitionDigest(t, b.c, p); da != db {
+		t.Fatalf("digest of partition %d: a %s, b %s", p, da, db)
+	}
+}
