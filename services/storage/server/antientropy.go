@@ -18,7 +18,7 @@ import (
 )
 
 // Anti-entropy: every AntiEntropyInterval, for each partition this node
-// leads (the first of its replicas that is registered), compare the
+// leads and that no move is changing (the first of its replicas that is registered), compare the
 // partition's digest with every other replica's. Where they differ, compare
 // BucketDigests (hash buckets of the key space), pull the differing buckets'
 // records from the peer and apply them (LWW keeps the newer), then push this
@@ -154,6 +154,13 @@ func (r *repairer) round(ctx context.Context) error {
 	var led []ledPartition
 	for p, reps := range snap.Placement.Replicas {
 		if !slices.Contains(reps, self) || leader(reps, snap, self, unreachable) != self {
+			continue
+		}
+		if _, moving := snap.Placement.MoveOf(uint32(p)); moving {
+			// The move's backfill copies the partition; a replica
+			// backfilling in place must not serve as a source of truth,
+			// and no sync point may move (and let tombstones go) while a
+			// copy is incomplete.
 			continue
 		}
 		var peers []string
@@ -384,6 +391,21 @@ func (r *repairer) pull(ctx context.Context, c storagev1.StorageServiceClient, p
 	if err != nil {
 		return err
 	}
+	return r.s.applyStream(ctx, st, r.limit, nil, func(_ *storagev1.StreamPartitionResponse, outs []engine.Outcome, size int) error {
+		r.count("pulled", outs, size)
+		return nil
+	})
+}
+
+// applyStream applies every record a StreamPartition stream sends, chunk
+// by chunk, as they are: the engine keeps, for each key, the record that
+// wins under LWW, and tombstones keep the time they were first written
+// (DeletedAt). Anti-entropy's pulls and backfills both copy records this
+// way. Each chunk's bytes are taken from limit (nil: unlimited) before it
+// is applied; received, if set, is called after each chunk arrives, and
+// applied after it is applied.
+func (s *Server) applyStream(ctx context.Context, st storagev1.StorageService_StreamPartitionClient, limit *rate.Limiter,
+	received func(), applied func(chunk *storagev1.StreamPartitionResponse, outs []engine.Outcome, size int) error) error {
 	for {
 		chunk, err := st.Recv()
 		if err == io.EOF {
@@ -392,20 +414,27 @@ func (r *repairer) pull(ctx context.Context, c storagev1.StorageServiceClient, p
 		if err != nil {
 			return err
 		}
+		if received != nil {
+			received()
+		}
 		recs := make([]engine.Record, len(chunk.GetRecords()))
 		size := 0
 		for i, pr := range chunk.GetRecords() {
 			recs[i] = recordFromProto(pr)
 			size += recordSize(recs[i])
 		}
-		if err := r.wait(ctx, size); err != nil {
+		if err := waitRate(ctx, limit, size); err != nil {
 			return err
 		}
-		outs, err := r.s.eng.Apply(recs)
-		if err != nil {
+		var outs []engine.Outcome
+		if len(recs) > 0 {
+			if outs, err = s.eng.Apply(recs); err != nil {
+				return err
+			}
+		}
+		if err := applied(chunk, outs, size); err != nil {
 			return err
 		}
-		r.count("pulled", outs, size)
 	}
 }
 
@@ -465,10 +494,17 @@ func (r *repairer) count(direction string, outs []engine.Outcome, size int) {
 }
 
 // wait takes size bytes from the rate limit.
-func (r *repairer) wait(ctx context.Context, size int) error {
+func (r *repairer) wait(ctx context.Context, size int) error { return waitRate(ctx, r.limit, size) }
+
+// waitRate takes size bytes from limit (nil or infinite: no wait), in
+// pieces no larger than its burst.
+func waitRate(ctx context.Context, limit *rate.Limiter, size int) error {
+	if limit == nil || limit.Limit() == rate.Inf {
+		return ctx.Err()
+	}
 	for size > 0 {
-		n := min(size, r.limit.Burst())
-		if err := r.limit.WaitN(ctx, n); err != nil {
+		n := min(size, limit.Burst())
+		if err := limit.WaitN(ctx, n); err != nil {
 			return err
 		}
 		size -= n

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/flagenv"
@@ -92,6 +93,13 @@ type Config struct {
 	// back; older hints are dropped (anti-entropy repairs what they would
 	// have). Default: 3h.
 	HintMaxAge time.Duration
+	// MaxBackfills bounds the partitions the node backfills at once as the
+	// destination of a move. Default: 2.
+	MaxBackfills int
+	// StreamRateMBps caps the bytes of streamed records the node's
+	// backfills apply, all together, in MiB/s; negative is unlimited (the
+	// flag's 0). Default: 64.
+	StreamRateMBps float64
 	// Logger receives the node's logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Now is the node's clock (tombstone grace, expiry, sync points); for
@@ -107,6 +115,10 @@ const (
 	DefaultHintMaxBytes = 256 << 20
 	// DefaultHintMaxAge is how long hints are kept by default.
 	DefaultHintMaxAge = 3 * time.Hour
+	// DefaultMaxBackfills is how many partitions a node backfills at once.
+	DefaultMaxBackfills = 2
+	// DefaultStreamRateMBps is the default backfill rate per node.
+	DefaultStreamRateMBps = 64
 )
 
 // AddFlags registers the config's flags on fs; every flag can also be set
@@ -135,6 +147,34 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.AntiEntropyBuckets, "anti-entropy-buckets", 256, "hash buckets a differing partition is split into")
 	fs.Int64Var(&c.HintMaxBytes, "hint-max-bytes", DefaultHintMaxBytes, "bytes of hints held for other nodes at most (hinted handoff)")
 	fs.DurationVar(&c.HintMaxAge, "hint-max-age", DefaultHintMaxAge, "how long a hint is kept for a node that does not come back")
+	fs.IntVar(&c.MaxBackfills, "max-backfills", DefaultMaxBackfills, "partitions the node backfills at once as the destination of a move")
+	c.StreamRateMBps = DefaultStreamRateMBps
+	fs.Var((*streamRate)(&c.StreamRateMBps), "stream-rate", "MiB/s of streamed records the node's backfills apply, all together (0: unlimited)")
+}
+
+// streamRate is the --stream-rate flag: MiB/s, where 0 means unlimited
+// (Config.StreamRateMBps negative, since its zero value is the default).
+type streamRate float64
+
+func (r *streamRate) String() string {
+	if r == nil || *r < 0 {
+		return "0"
+	}
+	return strconv.FormatFloat(float64(*r), 'g', -1, 64)
+}
+
+func (r *streamRate) Set(v string) error {
+	f, err := strconv.ParseFloat(v, 64)
+	switch {
+	case err != nil:
+		return fmt.Errorf("want MiB/s: %w", err)
+	case f < 0:
+		return fmt.Errorf("%v: want 0 (unlimited) or a positive MiB/s", f)
+	case f == 0:
+		f = -1
+	}
+	*r = streamRate(f)
+	return nil
 }
 
 // EnsureDefaults fills unset fields with their defaults.
@@ -184,6 +224,12 @@ func (c *Config) EnsureDefaults() {
 	if c.HintMaxAge == 0 {
 		c.HintMaxAge = DefaultHintMaxAge
 	}
+	if c.MaxBackfills == 0 {
+		c.MaxBackfills = DefaultMaxBackfills
+	}
+	if c.StreamRateMBps == 0 {
+		c.StreamRateMBps = DefaultStreamRateMBps
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -221,6 +267,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HintMaxBytes < 0 || c.HintMaxAge < 0 {
 		errs = append(errs, fmt.Errorf("--hint-max-bytes %d, --hint-max-age %s: must not be negative", c.HintMaxBytes, c.HintMaxAge))
+	}
+	if c.MaxBackfills < 1 {
+		errs = append(errs, fmt.Errorf("--max-backfills %d: want at least 1", c.MaxBackfills))
 	}
 	if c.LeaseTTL < time.Second {
 		errs = append(errs, fmt.Errorf("--lease-ttl %s: want at least 1s", c.LeaseTTL))

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -27,8 +26,9 @@ import (
 // A target that fails is retried with exponential backoff (1s to 30s).
 // What is replayed is this node's current record of each hinted key, not
 // the hinted record: see current.
-// Hints for a partition the target no longer holds are dropped: its new
-// replicas get the data from the ones that hold it.
+// Hints for a partition the target no longer holds (neither a replica nor
+// the destination of its move) are dropped: its new replicas get the data
+// from the ones that hold it.
 
 const (
 	hintReplayInterval = time.Second
@@ -268,13 +268,14 @@ func (h *hinter) drop(hs []engine.Hint, reason string) error {
 	return err
 }
 
-// holds reports whether node holds partition p in snap's placement (true
-// when there is none yet: the target decides).
+// holds reports whether node must take writes of partition p in snap's
+// placement, as a replica or as the destination of a move (true when there
+// is no placement yet: the target decides).
 func holds(snap *topology.Snapshot, node string, p uint32) bool {
 	if snap.Placement == nil {
 		return true
 	}
-	return int(p) < len(snap.Placement.Replicas) && slices.Contains(snap.Placement.Replicas[p], node)
+	return snap.Placement.Holds(p, node)
 }
 
 func (svc *service) StoreHints(ctx context.Context, req *storagev1.StoreHintsRequest) (*storagev1.StoreHintsResponse, error) {

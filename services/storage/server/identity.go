@@ -8,7 +8,10 @@ package server
 // directory: a node id that holds partitions in the placement, or that a
 // live process has registered, is refused on an empty directory, because
 // serving its partitions from nothing would answer reads of acknowledged
-// writes with "not found". The directory also claims the node id in etcd
+// writes with "not found" (unless the operator ran `veltrix node replace`:
+// a replacing node id stamps an empty directory and backfills its
+// partitions in place). A node id the cluster removed or declared dead is
+// refused on a directory that holds data. The directory also claims the node id in etcd
 // (topology.NodeIdentity, no lease), so a directory that another one has
 // replaced is refused even while the newer one is down. No flag overrides
 // this.
@@ -25,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/veltrixdb/veltrix/pkg/placement"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 )
 
@@ -241,6 +245,23 @@ type clusterState struct {
 	// claimed is the incarnation of the directory that last claimed the
 	// node id (topology.NodeIdentity), "" if none did.
 	claimed string
+	// member is the node id's membership state in the placement ("" when
+	// the placement does not list it).
+	member placement.MemberState
+}
+
+// refuseMember refuses a non-empty directory of a node the cluster has
+// removed or declared dead; nil for any other state.
+func refuseMember(id, dir string, c clusterState) error {
+	switch c.member {
+	case placement.MemberRemoved:
+		return fmt.Errorf("%w: node %s was removed from cluster %s (id %s) and %s holds its old data, which must not be served again. A removed node id may join again only as a new node on an empty data directory: start it on a fresh directory (%s)",
+			ErrIdentity, id, c.name, c.id, dir, replaceHint)
+	case placement.MemberDead:
+		return fmt.Errorf("%w: node %s was declared dead in cluster %s (id %s): its partitions are being re-created on other nodes and the data in %s is out of date. To bring it back, run `veltrix node replace %s`, then start it on an empty data directory: it backfills its partitions from the other replicas (%s)",
+			ErrIdentity, id, c.name, c.id, dir, id, replaceHint)
+	}
+	return nil
 }
 
 // checkIdentity decides whether node id may run on the directory d in
@@ -277,7 +298,15 @@ func checkIdentity(id string, d dirState, c clusterState, now time.Time) (st sta
 			return stamp{}, false, false, fmt.Errorf("%w: node %s is registered at %s by another data directory (incarnation %s; %s has incarnation %s). Two directories must not serve as one node: stop the other process, or start this one under a new node id on a fresh directory (%s)",
 				ErrIdentity, id, c.live.Address, c.live.Incarnation, d.dir, st.Incarnation, replaceHint)
 		}
+		if err := refuseMember(id, d.dir, c); err != nil {
+			return stamp{}, false, false, err
+		}
 		return st, false, false, nil
+	}
+	if d.hasData {
+		if err := refuseMember(id, d.dir, c); err != nil {
+			return stamp{}, false, false, err
+		}
 	}
 
 	// Not stamped.
@@ -290,9 +319,19 @@ func checkIdentity(id string, d dirState, c clusterState, now time.Time) (st sta
 		return stamp{}, false, false, fmt.Errorf("%w: %s holds data but no identity stamp, so whose data it is cannot be known (node id %s is claimed by incarnation %q). Start a new node with a new node id on a fresh directory (%s)",
 			ErrIdentity, d.dir, id, c.claimed, replaceHint)
 	}
-	if c.held > 0 {
-		return stamp{}, false, false, fmt.Errorf("%w: data directory %s is empty but node id %s holds %d partitions in cluster %s (id %s): serving them from an empty directory would answer reads of acknowledged writes with not-found. To replace a failed node, start a node with a new node id on a fresh directory (moving %s's partitions to it, with backfill, is not built yet: %s); to bring %s back, restore its data directory",
-			ErrIdentity, d.dir, id, c.held, c.name, c.id, id, replaceHint, id)
+	// Empty directory.
+	switch c.member {
+	case placement.MemberDead:
+		return stamp{}, false, false, fmt.Errorf("%w: node %s was declared dead in cluster %s (id %s) and %s is empty. To bring it back on this directory, run `veltrix node replace %s` first: the node then backfills its partitions from the other replicas (%s)",
+			ErrIdentity, id, c.name, c.id, d.dir, id, replaceHint)
+	}
+	// A replacing node (`veltrix node replace`) comes back on an empty
+	// directory and backfills its partitions in place; it is not read
+	// until each backfill is complete. It claims the node id as a new
+	// directory does.
+	if c.held > 0 && c.member != placement.MemberReplacing {
+		return stamp{}, false, false, fmt.Errorf("%w: data directory %s is empty but node id %s holds %d partitions in cluster %s (id %s): serving them from an empty directory would answer reads of acknowledged writes with not-found. To bring %s back on an empty directory, run `veltrix node replace %s` and start it again: it then backfills its partitions from the other replicas; to bring back its data, restore its data directory (%s)",
+			ErrIdentity, d.dir, id, c.held, c.name, c.id, id, id, replaceHint)
 	}
 	if c.live != nil {
 		return stamp{}, false, false, fmt.Errorf("%w: data directory %s is empty but node id %s is registered by a running process at %s (incarnation %q, started %s). Pick another node id; if that process is gone, its registration expires with its lease",
@@ -319,7 +358,11 @@ func checkIdentityOffline(id, cluster string, d dirState, snap *topology.Snapsho
 	if known == nil {
 		return stamp{}, fmt.Errorf("%w: %s is not stamped, and a new node cannot start while etcd is unreachable", ErrIdentity, d.dir)
 	}
-	st, create, _, err := checkIdentity(id, d, clusterState{name: cluster, id: known.ClusterID}, time.Now())
+	c := clusterState{name: cluster, id: known.ClusterID}
+	if snap.Placement != nil {
+		c.member = snap.Placement.Members[id].State
+	}
+	st, create, _, err := checkIdentity(id, d, c, time.Now())
 	switch {
 	case err != nil:
 		return stamp{}, err

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veltrixdb/veltrix/pkg/placement"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 )
 
@@ -21,6 +22,10 @@ func TestCheckIdentity(t *testing.T) {
 	}
 	cluster := clusterState{name: "prod", id: "C"}
 	holding := clusterState{name: "prod", id: "C", held: 341}
+	as := func(c clusterState, m placement.MemberState) clusterState {
+		c.member = m
+		return c
+	}
 	live := func(inc string) clusterState {
 		c := holding
 		c.live = &topology.Node{ID: "s2", Address: "10.0.0.2:7500", Incarnation: inc}
@@ -60,6 +65,25 @@ func TestCheckIdentity(t *testing.T) {
 			"holds data but no identity stamp"},
 		{"unstamped data without NODE_ID", "s4", dirState{hasData: true}, cluster, "holds data but no identity stamp"},
 		{"legacy directory with data", "s2", dirState{legacyID: "s2", hasData: true}, holding, "adopt"},
+		{"empty dir, id holds partitions, the message names the replace command", "s2", dirState{}, holding, "run `veltrix node replace s2` and start it again"},
+		// Membership (elastic membership, issue 14).
+		{"empty dir, id replacing", "s2", dirState{}, as(holding, placement.MemberReplacing), ""},
+		{"empty dir, id replacing, claimed by its lost directory", "s2", dirState{}, func() clusterState { c := as(holding, placement.MemberReplacing); c.claimed = "inc-1"; return c }(), ""},
+		{"empty dir, id replacing, registered by a running process", "s2", dirState{}, as(live("inc-1"), placement.MemberReplacing), "registered by a running process at 10.0.0.2:7500"},
+		{"stamped dir, id replacing", "s2", dirState{file: mine, pebble: mine, hasData: true}, as(holding, placement.MemberReplacing), "ok"},
+		{"stamped dir, id active", "s2", dirState{file: mine, pebble: mine, hasData: true}, as(holding, placement.MemberActive), "ok"},
+		{"stamped dir, id leaving", "s2", dirState{file: mine, pebble: mine, hasData: true}, as(holding, placement.MemberLeaving), "ok"},
+		{"stamped dir, id removed", "s2", dirState{file: mine, pebble: mine, hasData: true}, as(cluster, placement.MemberRemoved),
+			"node s2 was removed from cluster prod (id C) and /d holds its old data"},
+		{"stamped empty dir, id removed", "s2", dirState{file: mine, pebble: mine}, as(cluster, placement.MemberRemoved), "may join again only as a new node on an empty data directory"},
+		{"stamped dir, id dead", "s2", dirState{file: mine, pebble: mine, hasData: true}, as(holding, placement.MemberDead),
+			"node s2 was declared dead in cluster prod (id C): its partitions are being re-created on other nodes and the data in /d is out of date. To bring it back, run `veltrix node replace s2`"},
+		{"legacy directory with data, id dead", "s2", dirState{legacyID: "s2", hasData: true}, as(holding, placement.MemberDead), "was declared dead"},
+		{"legacy directory with data, id removed", "s2", dirState{legacyID: "s2", hasData: true}, as(cluster, placement.MemberRemoved), "was removed from cluster prod"},
+		{"empty dir, id removed", "s2", dirState{}, as(cluster, placement.MemberRemoved), ""},
+		{"empty dir, id dead", "s2", dirState{}, as(holding, placement.MemberDead),
+			"node s2 was declared dead in cluster prod (id C) and /d is empty. To bring it back on this directory, run `veltrix node replace s2` first"},
+		{"empty dir, id dead, holding nothing any more", "s2", dirState{}, as(cluster, placement.MemberDead), "run `veltrix node replace s2` first"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.dir.dir = "/d"
@@ -223,6 +247,11 @@ func TestCheckIdentityOffline(t *testing.T) {
 				t.Fatalf("got %v, want ErrIdentity containing %q", err, tc.want)
 			}
 		})
+	}
+	dead := snap("inc-1")
+	dead.Placement = &placement.Document{Members: map[string]placement.Member{"s2": {State: placement.MemberDead}}}
+	if _, err := checkIdentityOffline("s2", "prod", dirState{dir: "/d", file: mine, pebble: mine, hasData: true}, dead); !errors.Is(err, ErrIdentity) || !strings.Contains(err.Error(), "declared dead") {
+		t.Fatalf("dead node restarted without etcd: %v", err)
 	}
 	if _, err := checkIdentityOffline("s2", "staging", dirState{dir: "/d", file: mine, pebble: mine}, snap("inc-1")); !errors.Is(err, ErrIdentity) || !strings.Contains(err.Error(), "not to cluster staging") {
 		t.Fatalf("directory of another cluster: %v", err)

@@ -114,3 +114,28 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (s *Server) now() time.Time { return s.cfg.Now() }
+
+// moveMetrics count the node's part in moving replicas: backfills as a
+// destination, drops as a former replica, and requests fenced off by an
+// old placement epoch.
+type moveMetrics struct {
+	backfillBytes, backfillRecords, drops, staleEpoch prometheus.Counter
+	backfills                                         prometheus.Gauge
+}
+
+func newMoveMetrics(reg prometheus.Registerer) *moveMetrics {
+	m := &moveMetrics{
+		backfillBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "veltrix_storage_backfill_bytes_total",
+			Help: "Bytes of records streamed from other replicas and applied by this node's backfills."}),
+		backfillRecords: prometheus.NewCounter(prometheus.CounterOpts{Name: "veltrix_storage_backfill_records_total",
+			Help: "Records streamed from other replicas and applied (or superseded) by this node's backfills."}),
+		backfills: prometheus.NewGauge(prometheus.GaugeOpts{Name: "veltrix_storage_backfills_in_flight",
+			Help: "Partitions this node is backfilling now (at most --max-backfills)."}),
+		drops: prometheus.NewCounter(prometheus.CounterOpts{Name: "veltrix_storage_partition_drops_total",
+			Help: "Partitions whose data this node dropped after a move took them elsewhere."}),
+		staleEpoch: prometheus.NewCounter(prometheus.CounterOpts{Name: "veltrix_storage_stale_epoch_rejections_total",
+			Help: "Requests refused because they were routed under a placement epoch older than their partition's last routing change."}),
+	}
+	reg.MustRegister(m.backfillBytes, m.backfillRecords, m.backfills, m.drops, m.staleEpoch)
+	return m
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	"github.com/veltrixdb/veltrix/pkg/placement"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"github.com/veltrixdb/veltrix/services/storage/internal/engine"
@@ -36,11 +37,24 @@ type Server struct {
 	peers   *peerPool
 	// startTime is when Start began.
 	startTime time.Time
-	reg       *topology.Registration
-	stamp     stamp
-	grpc      *grpcx.Server
-	ln        net.Listener
-	metrics   *grpcx.MetricsServer
+	// reg is the registration (nil until registered); regMu guards it
+	// while background goroutines run.
+	regMu sync.Mutex
+	reg   *topology.Registration
+	// node is the registration as last written; nodeMu guards it.
+	nodeMu sync.Mutex
+	node   topology.Node
+	// writes are the writes in flight by the epoch they were checked
+	// against (epoch.go).
+	writes      inflightWrites
+	moveMetrics *moveMetrics
+	// unfilled are the partitions a replacing node has not backfilled
+	// (unfilled.go).
+	unfilled unfilledState
+	stamp    stamp
+	grpc     *grpcx.Server
+	ln       net.Listener
+	metrics  *grpcx.MetricsServer
 	// Registry holds the node's metrics (also served at MetricsAddr).
 	Registry *prometheus.Registry
 	serveErr chan error
@@ -65,6 +79,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, logger: cfg.Logger, Registry: grpcx.NewRegistry(), serveErr: make(chan error, 1), startTime: time.Now(), peers: newPeerPool()}
+	s.moveMetrics = newMoveMetrics(s.Registry)
 	defer func() {
 		if err != nil {
 			s.abort()
@@ -166,6 +181,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.loadUnfilled(); err != nil {
+		return nil, err
+	}
 	s.bg.Add(1)
 	go s.persistTopology(bg)
 
@@ -207,22 +225,29 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	node := topology.Node{
 		ID: s.id, Address: adv, Zone: cfg.Zone, CapacityBytes: cfg.CapacityBytes,
 		State: topology.NodeUp, StartTime: time.Now().UTC(), Incarnation: s.stamp.Incarnation,
+		PlacementEpoch: s.watcher.Snapshot().Epoch(), UsedBytes: s.usedBytes(),
 	}
+	s.node = node
 	if offline {
 		if last, ok := wo.Fallback.Nodes[s.id]; ok && last.Address != adv {
 			s.logger.Warn("starting without etcd on another address than the persisted topology's: routers send to the old one until etcd returns",
 				"advertise", adv, "persisted", last.Address)
 		}
 	} else {
-		if s.reg, err = s.register(ctx, store, node); err != nil {
+		reg, err := s.register(ctx, store, node)
+		if err != nil {
 			return nil, err
 		}
+		s.setRegistration(reg)
 	}
 	if cfg.AntiEntropyInterval > 0 {
 		s.repair = newRepairer(s)
 		go s.repair.run(cfg.AntiEntropyInterval)
 	}
 	s.hints.start()
+	s.bg.Add(2)
+	go s.reportLoop(bg)
+	go newMover(s, store).run(bg)
 	s.grpc.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.grpc.Health.SetServingStatus(storagev1.StorageService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	s.logger.Info("storage node serving", "addr", s.ln.Addr().String(), "advertise", adv, "data_dir", cfg.DataDir,
@@ -384,7 +409,7 @@ func (s *Server) rejoin(ctx context.Context, store *topology.Store, dir dirState
 			var reg *topology.Registration
 			if reg, err = s.register(actx, store, node); err == nil {
 				cancel()
-				s.reg = reg
+				s.setRegistration(reg)
 				s.logger.Info("etcd answers: identity checked and node registered")
 				return
 			}
@@ -456,6 +481,9 @@ func (s *Server) checkIdentity(ctx context.Context, store *topology.Store, dir d
 	}
 	if found {
 		c.held = doc.Table().PartitionsPerNode()[s.id]
+		if m, ok := doc.Members[s.id]; ok {
+			c.member = m.State
+		}
 	}
 	live, found, err := store.Node(ctx, s.id)
 	if err != nil {
@@ -474,6 +502,13 @@ func (s *Server) checkIdentity(ctx context.Context, store *topology.Store, dir d
 	st, create, adopted, err := checkIdentity(s.id, dir, c, time.Now())
 	if err != nil {
 		return stamp{}, err
+	}
+	if create && c.member == placement.MemberReplacing {
+		// Before the claim and the stamp: a stamped directory of a
+		// replacing node always knows what it has not backfilled.
+		if err := s.recordUnfilled(doc); err != nil {
+			return stamp{}, err
+		}
 	}
 	if c.claimed != st.Incarnation {
 		// Claim the node id for this directory before stamping it: of two

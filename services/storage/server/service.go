@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
+	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	"github.com/veltrixdb/veltrix/pkg/placement"
+	"github.com/veltrixdb/veltrix/pkg/topology"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"github.com/veltrixdb/veltrix/services/storage/internal/engine"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -23,8 +28,19 @@ const (
 	streamChunkBytes   = 4 << 20
 )
 
-// errNotOwner marks a request for a partition this node does not hold.
-var errNotOwner = errors.New("storage: partition not held by this node")
+var (
+	// errNotOwner marks a request for a partition this node does not hold.
+	errNotOwner = errors.New("storage: partition not held by this node")
+	// errStaleEpoch marks a request routed under a placement epoch older
+	// than its partition's last routing change.
+	errStaleEpoch = errors.New("storage: stale placement epoch")
+)
+
+// The ErrorInfo of a stale-epoch refusal.
+const (
+	staleEpochReason = "STALE_PLACEMENT_EPOCH"
+	errorDomain      = "veltrix.storage"
+)
 
 type service struct {
 	storagev1.UnimplementedStorageServiceServer
@@ -38,6 +54,10 @@ func toStatus(err error) error {
 	}
 	if c, ok := grpcx.ContextCode(err); ok {
 		return status.Error(c, err.Error())
+	}
+	var stale *staleEpochError
+	if errors.As(err, &stale) {
+		return stale.status(err.Error())
 	}
 	switch {
 	case errors.Is(err, engine.ErrInvalidArgument):
@@ -58,11 +78,50 @@ func invalid(format string, args ...any) error {
 	return status.Errorf(codes.InvalidArgument, format, args...)
 }
 
-// checkOwner verifies that this node holds partition p in the current
-// placement and, when pk is given, that p is the partition of (table, pk):
-// a router with a wrong partition count must not scatter data.
-func (svc *service) checkOwner(p uint32, table uint64, pk []byte) error {
-	snap := svc.s.watcher.Snapshot()
+// access is what a request does with a partition, which decides who may
+// serve it while a replica moves.
+type access uint8
+
+const (
+	// accessRead serves the partition's data to a client (Read, BatchRead,
+	// Scan): a replica, or the destination of a move once it reads
+	// (read_new); not a node backfilling in place before read_new.
+	accessRead access = iota
+	// accessWrite takes a write (Apply): every node that Holds the
+	// partition, the destination of a move included.
+	accessWrite
+	// accessReplica serves the partition to a peer (StreamPartition, the
+	// digests and sync points of anti-entropy): a replica.
+	accessReplica
+)
+
+// epochWait bounds how long a request made under a placement epoch newer
+// than the node's waits for the node's topology to catch up.
+const epochWait = 2 * time.Second
+
+// snapshotFor returns the topology a request made under placement epoch
+// epoch (0: not routed) is checked against. When the epoch is newer than
+// the node's, it waits up to epochWait (and ctx) for the node to see it,
+// then goes on with what the node has.
+func (svc *service) snapshotFor(ctx context.Context, epoch uint64) (*topology.Snapshot, error) {
+	w := svc.s.watcher
+	if epoch > w.Snapshot().Epoch() {
+		wctx, cancel := context.WithTimeout(ctx, epochWait)
+		err := w.WaitEpoch(wctx, epoch)
+		cancel()
+		if err != nil && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return w.Snapshot(), nil
+}
+
+// checkOwner verifies that this node may serve partition p for what the
+// request does (a) in snap's placement, that a routed request (epoch != 0)
+// was not made under an epoch older than the partition's last routing
+// change, and, when pk is given, that p is the partition of (table, pk): a
+// router with a wrong partition count must not scatter data.
+func (svc *service) checkOwner(snap *topology.Snapshot, a access, epoch uint64, p uint32, table uint64, pk []byte) error {
 	if snap.Config != nil {
 		if p >= snap.Config.Partitions {
 			return fmt.Errorf("%w: partition %d out of range (cluster has %d)", engine.ErrInvalidArgument, p, snap.Config.Partitions)
@@ -73,18 +132,76 @@ func (svc *service) checkOwner(p uint32, table uint64, pk []byte) error {
 			}
 		}
 	}
-	if snap.Placement == nil {
+	doc := snap.Placement
+	if doc == nil {
 		return fmt.Errorf("%w: node %s: no placement published yet", errNotOwner, svc.s.id)
 	}
-	if int(p) >= len(snap.Placement.Replicas) {
-		return fmt.Errorf("%w: partition %d out of range (placement has %d)", engine.ErrInvalidArgument, p, len(snap.Placement.Replicas))
+	if int(p) >= len(doc.Replicas) {
+		return fmt.Errorf("%w: partition %d out of range (placement has %d)", engine.ErrInvalidArgument, p, len(doc.Replicas))
 	}
-	for _, id := range snap.Placement.Replicas[p] {
-		if id == svc.s.id {
+	if changed := doc.ChangedAt(p); epoch != 0 && epoch < changed {
+		svc.s.moveMetrics.staleEpoch.Inc()
+		return &staleEpochError{partition: p, epoch: epoch, changed: changed, node: svc.s.id, nodeEpoch: doc.Epoch}
+	}
+	self := svc.s.id
+	replica := slices.Contains(doc.Replicas[p], self)
+	switch a {
+	case accessWrite:
+		if doc.Holds(p, self) {
+			return nil
+		}
+	case accessRead:
+		m, moving := doc.MoveOf(p)
+		backfilling := moving && m.Replace() && m.Add == self && m.Stage != placement.StageReadNew
+		if backfilling {
+			return fmt.Errorf("%w: node %s is backfilling partition %d in place (%s) and serves no reads of it yet (placement epoch %d)",
+				errNotOwner, self, p, m.Stage, doc.Epoch)
+		}
+		if svc.s.notBackfilled(p) && !(moving && m.Replace() && m.Add == self) {
+			return fmt.Errorf("%w: node %s came back on an empty data directory and has not backfilled partition %d yet (placement epoch %d)",
+				errNotOwner, self, p, doc.Epoch)
+		}
+		if replica || doc.Serves(p, self) {
+			return nil
+		}
+	case accessReplica:
+		if replica {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: node %s does not hold partition %d (placement epoch %d)", errNotOwner, svc.s.id, p, snap.Placement.Epoch)
+	return fmt.Errorf("%w: node %s does not hold partition %d (placement epoch %d)", errNotOwner, self, p, doc.Epoch)
+}
+
+// staleEpochError refuses a request routed under a placement epoch older
+// than its partition's last routing change.
+type staleEpochError struct {
+	partition      uint32
+	epoch, changed uint64
+	node           string
+	nodeEpoch      uint64
+}
+
+func (e *staleEpochError) Error() string {
+	return fmt.Sprintf("%v: partition %d was routed by placement epoch %d but its routing changed at epoch %d (node %s is at epoch %d): refresh the placement and retry",
+		errStaleEpoch, e.partition, e.epoch, e.changed, e.node, e.nodeEpoch)
+}
+
+func (e *staleEpochError) Unwrap() error { return errStaleEpoch }
+
+// status is the gRPC status of the refusal, with an ErrorInfo a router
+// can act on without parsing the message.
+func (e *staleEpochError) status(msg string) error {
+	st := status.New(codes.FailedPrecondition, msg)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{
+		Reason: staleEpochReason, Domain: errorDomain,
+		Metadata: map[string]string{
+			"epoch":     strconv.FormatUint(e.nodeEpoch, 10),
+			"partition": strconv.FormatUint(uint64(e.partition), 10),
+		},
+	}); err == nil {
+		st = d
+	}
+	return st.Err()
 }
 
 func keyFromProto(k *storagev1.Key) engine.Key {
@@ -102,8 +219,8 @@ func recordToProto(r engine.Record) *storagev1.Record {
 	return &storagev1.Record{Key: keyToProto(r.Key), Version: r.Version, Tombstone: r.Tombstone, ExpireUnixNanos: r.ExpireAt, Value: r.Value, DeletedUnixNanos: r.DeletedAt}
 }
 
-// readKey validates one key of a read and returns it for the engine.
-func (svc *service) readKey(k *storagev1.Key, where string) (engine.Key, error) {
+// readKey validates one key of a request and returns it for the engine.
+func (svc *service) readKey(snap *topology.Snapshot, a access, epoch uint64, k *storagev1.Key, where string) (engine.Key, error) {
 	if k == nil {
 		return engine.Key{}, fmt.Errorf("%w: %s: key is missing", engine.ErrInvalidArgument, where)
 	}
@@ -111,14 +228,18 @@ func (svc *service) readKey(k *storagev1.Key, where string) (engine.Key, error) 
 	if err := engine.ValidateKey(ek); err != nil {
 		return engine.Key{}, fmt.Errorf("%s: %w", where, err)
 	}
-	if err := svc.checkOwner(ek.Partition, ek.TableID, ek.PartitionKey); err != nil {
+	if err := svc.checkOwner(snap, a, epoch, ek.Partition, ek.TableID, ek.PartitionKey); err != nil {
 		return engine.Key{}, fmt.Errorf("%s: %w", where, err)
 	}
 	return ek, nil
 }
 
 func (svc *service) Read(ctx context.Context, req *storagev1.ReadRequest) (*storagev1.ReadResponse, error) {
-	k, err := svc.readKey(req.GetKey(), "key")
+	snap, err := svc.snapshotFor(ctx, req.GetPlacementEpoch())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	k, err := svc.readKey(snap, accessRead, req.GetPlacementEpoch(), req.GetKey(), "key")
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -133,10 +254,13 @@ func (svc *service) Read(ctx context.Context, req *storagev1.ReadRequest) (*stor
 }
 
 func (svc *service) BatchRead(ctx context.Context, req *storagev1.BatchReadRequest) (*storagev1.BatchReadResponse, error) {
+	snap, err := svc.snapshotFor(ctx, req.GetPlacementEpoch())
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	keys := make([]engine.Key, len(req.GetKeys()))
 	for i, k := range req.GetKeys() {
-		var err error
-		if keys[i], err = svc.readKey(k, fmt.Sprintf("keys[%d]", i)); err != nil {
+		if keys[i], err = svc.readKey(snap, accessRead, req.GetPlacementEpoch(), k, fmt.Sprintf("keys[%d]", i)); err != nil {
 			return nil, toStatus(err)
 		}
 	}
@@ -159,10 +283,19 @@ func (svc *service) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*st
 	if len(req.GetRecords()) == 0 {
 		return nil, invalid("records: empty batch")
 	}
+	// Until the write returns, the node reports no epoch newer than the
+	// one it is checked against. It counts from before the snapshot is
+	// read, with an epoch no newer than the snapshot's, so the reporter
+	// cannot miss it.
+	defer svc.s.writes.begin(svc.s.watcher.Snapshot().Epoch())()
+	snap, err := svc.snapshotFor(ctx, req.GetPlacementEpoch())
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	recs := make([]engine.Record, len(req.GetRecords()))
 	for i, r := range req.GetRecords() {
 		where := fmt.Sprintf("records[%d]", i)
-		k, err := svc.readKey(r.GetKey(), where)
+		k, err := svc.readKey(snap, accessWrite, req.GetPlacementEpoch(), r.GetKey(), where)
 		if err != nil {
 			return nil, toStatus(err)
 		}
@@ -214,7 +347,11 @@ func (svc *service) Scan(ctx context.Context, req *storagev1.ScanRequest) (*stor
 	if len(req.GetPartitionKey()) == 0 {
 		return nil, invalid("partition_key: empty")
 	}
-	if err := svc.checkOwner(req.GetPartition(), req.GetTableId(), req.GetPartitionKey()); err != nil {
+	snap, err := svc.snapshotFor(ctx, req.GetPlacementEpoch())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := svc.checkOwner(snap, accessRead, req.GetPlacementEpoch(), req.GetPartition(), req.GetTableId(), req.GetPartitionKey()); err != nil {
 		return nil, toStatus(err)
 	}
 	limit := int(req.GetLimit())
@@ -248,7 +385,11 @@ func (svc *service) Scan(ctx context.Context, req *storagev1.ScanRequest) (*stor
 // lets a client that lost the stream continue where it stopped.
 func (svc *service) StreamPartition(req *storagev1.StreamPartitionRequest, stream storagev1.StorageService_StreamPartitionServer) error {
 	p := req.GetPartition()
-	if err := svc.checkOwner(p, 0, nil); err != nil {
+	snap, err := svc.snapshotFor(stream.Context(), req.GetPlacementEpoch())
+	if err != nil {
+		return toStatus(err)
+	}
+	if err := svc.checkOwner(snap, accessReplica, req.GetPlacementEpoch(), p, 0, nil); err != nil {
 		return toStatus(err)
 	}
 	var after []byte
@@ -286,7 +427,7 @@ func (svc *service) StreamPartition(req *storagev1.StreamPartitionRequest, strea
 			return svc.s.eng.StreamBuckets(p, int(n), want, after, fn)
 		}
 	}
-	err := stream1(p, after, func(r engine.Record) error {
+	err = stream1(p, after, func(r engine.Record) error {
 		if err := stream.Context().Err(); err != nil {
 			return err
 		}
@@ -339,7 +480,7 @@ func sortDigests(ds []*storagev1.PartitionDigest) {
 }
 
 func (svc *service) BucketDigests(ctx context.Context, req *storagev1.BucketDigestsRequest) (*storagev1.BucketDigestsResponse, error) {
-	if err := svc.checkOwner(req.GetPartition(), 0, nil); err != nil {
+	if err := svc.checkOwner(svc.s.watcher.Snapshot(), accessReplica, 0, req.GetPartition(), 0, nil); err != nil {
 		return nil, toStatus(err)
 	}
 	ds, err := svc.s.eng.BucketDigests(req.GetPartition(), int(req.GetBuckets()))
@@ -354,8 +495,9 @@ func (svc *service) BucketDigests(ctx context.Context, req *storagev1.BucketDige
 }
 
 func (svc *service) SetSyncPoints(ctx context.Context, req *storagev1.SetSyncPointsRequest) (*storagev1.SetSyncPointsResponse, error) {
+	snap := svc.s.watcher.Snapshot()
 	for i, sp := range req.GetPoints() {
-		if err := svc.checkOwner(sp.GetPartition(), 0, nil); err != nil {
+		if err := svc.checkOwner(snap, accessReplica, 0, sp.GetPartition(), 0, nil); err != nil {
 			return nil, toStatus(fmt.Errorf("points[%d]: %w", i, err))
 		}
 		if sp.GetUnixNanos() <= 0 {

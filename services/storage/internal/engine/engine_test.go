@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -585,4 +586,61 @@ func TestApplyCurrent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDropPartitionRemovesEverything: a drop removes the partition's items,
+// tombstones, purge index entries, digest and sync point, serves none of
+// its records from the cache afterwards, and leaves other partitions alone.
+func TestDropPartitionRemovesEverything(t *testing.T) {
+	clk := newTestClock()
+	e := openTest(t, Options{Cache: newMapCache(), Now: clk.Now})
+	k := func(p uint32, pk string) Key { return Key{Partition: p, TableID: 1, PartitionKey: []byte(pk)} }
+	if _, err := e.Apply([]Record{
+		{Key: k(3, "a"), Version: 1, Value: []byte("v")},
+		{Key: k(3, "b"), Version: 2, Tombstone: true},
+		{Key: k(3, "c"), Version: 1, Value: []byte("x"), ExpireAt: clk.Now().Add(time.Hour).UnixNano()},
+		{Key: k(4, "a"), Version: 1, Value: []byte("keep")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.Get(k(3, "a")); err != nil { // fills the cache
+		t.Fatal(err)
+	}
+	if err := e.SetSyncPoint(3, clk.Now().UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DropPartition(3); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := e.Get(k(3, "a")); err != nil || found {
+		t.Fatalf("dropped item read back: found=%v err=%v", found, err)
+	}
+	if got := streamAll(t, e, 3); len(got) != 0 {
+		t.Fatalf("dropped partition streams %d records", len(got))
+	}
+	if d, err := e.Digest(3); err != nil || d != (PartitionDigest{}) {
+		t.Fatalf("dropped partition digest = %+v, %v", d, err)
+	}
+	if sp, err := e.SyncPoint(3); err != nil || sp != 0 {
+		t.Fatalf("dropped partition sync point = %d, %v", sp, err)
+	}
+	lo, hi := partitionSpan(spacePurge, 3)
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.First() {
+		t.Fatalf("purge index entry %x left after the drop", it.Key())
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r, found, err := e.Get(k(4, "a")); err != nil || !found || string(r.Value) != "keep" {
+		t.Fatalf("neighbour partition: %+v found=%v err=%v", r, found, err)
+	}
+	// Dropping again is harmless.
+	if err := e.DropPartition(3); err != nil {
+		t.Fatal(err)
+	}
+	checkDigests(t, e)
 }

@@ -153,14 +153,20 @@ func checkRecord(r *Record) string {
 	return ""
 }
 
-// DropPartition deletes every record of a partition and its digest, with
-// range deletions, and empties the cache. Writes to the partition queued
-// after it apply to an empty partition.
+// DropPartition deletes every record of a partition, its purge index,
+// digest and sync point, with range deletions, and empties the cache (the
+// cache epoch moves, so no entry of the partition is served again). Writes
+// to the partition queued after it apply to an empty partition. A node
+// drops a partition it no longer holds; the sync point goes with the data,
+// so a copy backfilled later is not purged by an old sync point.
 func (e *Engine) DropPartition(partition uint32) error {
 	if err := e.enter(); err != nil {
 		return err
 	}
 	defer e.closeMu.RUnlock()
+	// SetSyncPoint's read-compare-write must not straddle the drop.
+	e.syncMu.Lock()
+	defer e.syncMu.Unlock()
 	if p := e.writeErr.Load(); p != nil {
 		return fmt.Errorf("%w: %w", ErrWriteFailed, *p)
 	}
@@ -491,5 +497,6 @@ func (e *Engine) stageDrop(r *request, b *pebble.Batch, gs *groupState) {
 	_ = b.DeleteRange(lo, hi, nil)
 	lo, hi = partitionSpan(spacePurge, r.partition)
 	_ = b.DeleteRange(lo, hi, nil)
+	_ = b.Delete(syncKey(r.partition), nil)
 	gs.digests[r.partition] = PartitionDigest{}
 }
