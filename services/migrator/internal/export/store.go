@@ -86,7 +86,9 @@ func OpenStore(ctx context.Context, uri string, o AWSOptions) (Store, error) {
 	return NewDirStore(uri)
 }
 
-// NewS3Client builds an S3 client from o's credentials (awsconf.Load).
+// NewS3Client builds an S3 client from o's credentials (awsconf.Load),
+// with the SDK's standard retryer (awsconf.SDKRetries): no caller retries
+// an S3 call.
 // Request and response checksums are computed only when S3 requires them,
 // which keeps S3-compatible servers that predate the SDK's default CRC
 // trailers (gofakes3, older MinIO) working.
