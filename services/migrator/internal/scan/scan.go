@@ -40,6 +40,7 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/ddb"
 	"github.com/veltrixdb/veltrix/pkg/hlc"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc/checkpoint"
+	"github.com/veltrixdb/veltrix/services/migrator/internal/ddbattr"
 	"golang.org/x/time/rate"
 )
 
@@ -315,7 +316,7 @@ func (s *Source) segment(ctx context.Context, stop <-chan struct{}, i int, cp ch
 		}
 		items := make([]ddb.Item, 0, len(out.Items))
 		for _, raw := range out.Items {
-			it, err := toItem(raw)
+			it, err := ddbattr.Item(raw)
 			if err != nil {
 				return fmt.Errorf("%w: table %s segment %d: %v", ErrBadItem, s.table, i, err)
 			}
@@ -483,7 +484,7 @@ func (b *budget) spend(units float64) {
 
 // encodeKey serializes a LastEvaluatedKey as DynamoDB JSON.
 func encodeKey(key map[string]types.AttributeValue) (string, error) {
-	it, err := toItem(key)
+	it, err := ddbattr.Item(key)
 	if err != nil {
 		return "", err
 	}
@@ -500,5 +501,5 @@ func decodeKey(s string) (map[string]types.AttributeValue, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fromItem(it), nil
+	return ddbattr.FromItem(it), nil
 }
