@@ -27,6 +27,7 @@ require (
 	github.com/veltrixdb/veltrix/pkg v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/proto v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/services/migrator v0.0.0-00010101000000-000000000000
+	github.com/veltrixdb/veltrix/services/migrator/streamsfake v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/services/router v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/services/storage v0.0.0-00010101000000-000000000000
 	go.etcd.io/etcd/client/v3 v3.7.3
@@ -136,3 +137,5 @@ require (
 replace google.golang.org/genproto => google.golang.org/genproto v0.0.0-20261026165753-2ffab32bce7e
 
 replace github.com/veltrixdb/veltrix/e2e/peers => ./peers
+
+replace github.com/veltrixdb/veltrix/services/migrator/streamsfake => ../services/migrator/streamsfake

@@ -135,3 +135,5 @@ require (
 replace google.golang.org/genproto => google.golang.org/genproto v0.0.0-20261026165753-2ffab32bce7e
 
 replace github.com/veltrixdb/veltrix/e2e/peers => ../../e2e/peers
+
+replace github.com/veltrixdb/veltrix/services/migrator/streamsfake => ../../services/migrator/streamsfake

@@ -22,6 +22,7 @@ require (
 	github.com/veltrixdb/veltrix/e2e/peers v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/pkg v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/proto v0.0.0-00010101000000-000000000000
+	github.com/veltrixdb/veltrix/services/migrator/streamsfake v0.0.0-00010101000000-000000000000
 	go.etcd.io/etcd/api/v3 v3.7.3
 	go.etcd.io/etcd/client/v3 v3.7.3
 	golang.org/x/sync v0.24.0
@@ -102,3 +103,5 @@ require (
 )
 
 replace github.com/veltrixdb/veltrix/e2e/peers => ../../e2e/peers
+
+replace github.com/veltrixdb/veltrix/services/migrator/streamsfake => ./streamsfake
