@@ -87,8 +87,10 @@ func OpenStore(ctx context.Context, uri string, o AWSOptions) (Store, error) {
 }
 
 // NewS3Client builds an S3 client from o's credentials (awsconf.Load),
-// with the SDK's standard retryer (awsconf.SDKRetries): no caller retries
-// an S3 call.
+// with the SDK's standard retryer (awsconf.SDKRetries), the one retry of
+// its calls: a GetObject that fails after it is ErrRetried, which the
+// import does not retry again (it only resumes a read broken mid-object,
+// which the SDK cannot retry).
 // Request and response checksums are computed only when S3 requires them,
 // which keeps S3-compatible servers that predate the SDK's default CRC
 // trailers (gofakes3, older MinIO) working.
@@ -140,7 +142,7 @@ func (s *S3Store) Open(ctx context.Context, name, ifMatch string) (*Object, erro
 		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusPreconditionFailed {
 			return nil, fmt.Errorf("export: s3://%s/%s%s changed while being read (ETag no longer %s): %w", s.bucket, s.prefix, name, ifMatch, err)
 		}
-		return nil, fmt.Errorf("export: get s3://%s/%s%s: %w", s.bucket, s.prefix, name, err)
+		return nil, retriedError{fmt.Errorf("export: get s3://%s/%s%s: %w", s.bucket, s.prefix, name, err)}
 	}
 	size := int64(-1)
 	if out.ContentLength != nil {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,10 +14,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
+	"github.com/veltrixdb/veltrix/services/migrator/internal/awsconf"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc/checkpoint"
+	"github.com/veltrixdb/veltrix/services/migrator/internal/export"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/scan"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/testexport"
 	"google.golang.org/grpc"
@@ -154,5 +161,74 @@ func TestScanAttempts(t *testing.T) {
 	opts.EnsureDefaults()
 	if n, want := calls.Load(), int64(1+opts.MaxRetries); n != want {
 		t.Fatalf("%d Scan calls, want %d (1 + %d retries by the scan, one SDK attempt each)", n, want, opts.MaxRetries)
+	}
+}
+
+// TestS3Attempts imports from S3 whose data objects always fail with a
+// 500: each GetObject is retried by the SDK's standard retryer alone
+// (awsconf.SDKAttempts calls), then the job fails; the import's retry of a
+// data file does not retry it again (it was 5 × 3 = 15 calls).
+func TestS3Attempts(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-credentials"))
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_PROFILE", "")
+	var gets atomic.Int64
+	s3srv := gofakes3.New(s3mem.New()).Server()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/data/") {
+			if r.Header.Get("Range") == "" { // not the size estimate's read of the end
+				gets.Add(1)
+			}
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>boom</Message></Error>`))
+			return
+		}
+		s3srv.ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	ctx := context.Background()
+	cli, err := export.NewS3Client(ctx, export.AWSOptions{Endpoint: ts.URL, PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("exports")}); err != nil {
+		t.Fatal(err)
+	}
+	local := filepath.Join(dir, "export")
+	if _, err := testexport.Write(local, testexport.Options{}, testexport.File{Lines: goodLines("r", 3)}); err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(local, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(local, path)
+		_, err = cli.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("exports"), Key: aws.String("sessions/" + filepath.ToSlash(rel)), Body: strings.NewReader(string(b))})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	store := newStore(t)
+	startMigrator(t, store, newFake(), "a")
+	job := createJob(t, store, importJob("s3://exports/sessions", func(s *migratorv1.ImportSpec) {
+		s.GetExport().Aws = &migratorv1.AwsOptions{Endpoint: ts.URL, S3PathStyle: true}
+	}))
+	got := waitJob(t, store, job.GetId(), 60*time.Second)
+	if got.GetState() != migratorv1.JobState_JOB_STATE_FAILED || !strings.Contains(got.GetError(), "boom") {
+		t.Fatalf("import from failing S3: %s %q, want FAILED with the S3 error", got.GetState(), got.GetError())
+	}
+	if n := gets.Load(); n != awsconf.SDKAttempts {
+		t.Fatalf("%d GetObject calls of the data file, want %d (the SDK's attempts, not retried again)", n, awsconf.SDKAttempts)
 	}
 }
