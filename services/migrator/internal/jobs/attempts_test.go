@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -121,13 +120,7 @@ func TestWriteAttempts(t *testing.T) {
 // in the environment must not put the SDK's retryer back under the loop
 // (with the SDK's default 3 attempts it was 33).
 func TestScanAttempts(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-credentials"))
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_PROFILE", "")
+	isolateAWS(t, "AKIDTEST", "secret")
 	t.Setenv("AWS_MAX_ATTEMPTS", "5")
 	var calls atomic.Int64
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -169,13 +162,7 @@ func TestScanAttempts(t *testing.T) {
 // (awsconf.SDKAttempts calls), then the job fails; the import's retry of a
 // data file does not retry it again (it was 5 × 3 = 15 calls).
 func TestS3Attempts(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-credentials"))
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_PROFILE", "")
+	dir := isolateAWS(t, "AKIDTEST", "secret")
 	var gets atomic.Int64
 	s3srv := gofakes3.New(s3mem.New()).Server()
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -203,21 +190,7 @@ func TestS3Attempts(t *testing.T) {
 	if _, err := testexport.Write(local, testexport.Options{}, testexport.File{Lines: goodLines("r", 3)}); err != nil {
 		t.Fatal(err)
 	}
-	err = filepath.WalkDir(local, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(local, path)
-		_, err = cli.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("exports"), Key: aws.String("sessions/" + filepath.ToSlash(rel)), Body: strings.NewReader(string(b))})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	uploadExport(t, cli, local, "exports", "sessions/")
 
 	store := newStore(t)
 	startMigrator(t, store, newFake(), "a")

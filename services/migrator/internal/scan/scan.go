@@ -27,7 +27,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +38,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/veltrixdb/veltrix/pkg/ddb"
 	"github.com/veltrixdb/veltrix/pkg/hlc"
+	"github.com/veltrixdb/veltrix/services/migrator/internal/backoff"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc/checkpoint"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/ddbattr"
 	"golang.org/x/time/rate"
@@ -408,35 +408,9 @@ func (s *Source) scan(ctx context.Context, in *dynamodb.ScanInput, segment int) 
 		default:
 			return nil, fmt.Errorf("scan: Scan of table %s segment %d: %w", s.table, segment, err)
 		}
-		if err := sleep(ctx, backoff(attempt, s.opts.MinBackoff, s.opts.MaxBackoff)); err != nil {
+		if err := backoff.Sleep(ctx, backoff.Exponential(attempt, s.opts.MinBackoff, s.opts.MaxBackoff)); err != nil {
 			return nil, err
 		}
-	}
-}
-
-func backoff(attempt int, lo, hi time.Duration) time.Duration {
-	d := lo
-	for i := 0; i < attempt && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
@@ -463,7 +437,7 @@ func newBudget(unitsPerSecond float64) *budget {
 // wait blocks until the bucket holds a positive balance, taking one token.
 func (b *budget) wait(ctx context.Context) error {
 	r := b.lim.Reserve()
-	if err := sleep(ctx, r.Delay()); err != nil {
+	if err := backoff.Sleep(ctx, r.Delay()); err != nil {
 		r.Cancel()
 		return err
 	}
