@@ -30,12 +30,6 @@ func endpoint(o *migratorv1.AwsOptions) *string {
 	return nil
 }
 
-// The clients of stream and table-scan jobs make one attempt per call
-// (awsconf.CallerRetries): the CDC consumer and the Scan are the one retry
-// policy of their calls (backoff, throttling, expired iterators) and
-// report every failure to the job's health; the SDK's retryer under them
-// would multiply each failure and hide it for seconds.
-
 func (e *Env) kinesisClient(ctx context.Context, o *migratorv1.AwsOptions) (*kinesis.Client, error) {
 	cfg, err := e.callerRetriedConfig(ctx, o)
 	if err != nil {
@@ -60,8 +54,13 @@ func (e *Env) dynamoDBClient(ctx context.Context, o *migratorv1.AwsOptions) (*dy
 	return dynamodb.NewFromConfig(cfg, func(do *dynamodb.Options) { do.BaseEndpoint = endpoint(o) }), nil
 }
 
-// callerRetriedConfig is e.AWSConfig with one attempt per call, whatever
-// the loader (or a test's) set.
+// callerRetriedConfig is e.AWSConfig with one attempt per call
+// (awsconf.CallerRetries), whatever the loader (or a test's) set: it is
+// the configuration of every client of stream and table-scan jobs. The
+// CDC consumer and the Scan are the one retry policy of their calls
+// (backoff, throttling, expired iterators) and report every failure to
+// the job's health; the SDK's retryer under them would multiply each
+// failure and hide it for seconds.
 func (e *Env) callerRetriedConfig(ctx context.Context, o *migratorv1.AwsOptions) (aws.Config, error) {
 	cfg, err := e.AWSConfig(ctx, o)
 	if err != nil {
