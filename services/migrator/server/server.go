@@ -22,7 +22,8 @@ type Server struct {
 	logger  *slog.Logger
 	etcd    *clientv3.Client
 	ownEtcd bool
-	client  *client.Client
+	client  *client.Client // retries Unavailable (pkg/client)
+	direct  *client.Client // one attempt per call: jobs.Env.Direct
 	store   *jobs.Store
 	rates   *jobs.Rates
 	mgr     *jobs.Manager
@@ -59,7 +60,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.ownEtcd = true
 	}
 	cctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
-	s.client, err = client.New(cctx, cfg.RouterEndpoints)
+	s.client, s.direct, err = jobs.DialRouters(cctx, cfg.RouterEndpoints)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("migrator: %w", err)
@@ -67,7 +68,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.store = jobs.NewStore(s.etcd, cfg.Cluster)
 	metrics := newMetrics(s.Registry)
 	env := &jobs.Env{
-		Store: s.store, Target: s.client, ID: cfg.ID, Logger: s.logger, Observer: metrics, Rates: s.rates,
+		Store: s.store, Target: s.client, Direct: s.direct, ID: cfg.ID, Logger: s.logger, Observer: metrics, Rates: s.rates,
 		MaxStoredRejects: int64(cfg.MaxStoredRejects), WriteRetry: cfg.WriteRetry,
 	}
 	if s.mgr, err = jobs.StartManager(env, jobs.ManagerOptions{MaxConcurrentJobs: cfg.MaxConcurrentJobs, SessionTTL: cfg.SessionTTL}); err != nil {
@@ -152,9 +153,11 @@ func (s *Server) abort() {
 		_ = s.metrics.Close(context.Background())
 		s.metrics = nil
 	}
-	if s.client != nil {
-		_ = s.client.Close()
-		s.client = nil
+	for _, c := range []**client.Client{&s.client, &s.direct} {
+		if *c != nil {
+			_ = (*c).Close()
+			*c = nil
+		}
 	}
 	if s.ownEtcd && s.etcd != nil {
 		_ = s.etcd.Close()

@@ -27,6 +27,9 @@
 // shared/testdata/dynamodb/streams-getrecords can be fed in), except that
 // Put assigns dynamodb.SequenceNumber (increasing across the stream) and
 // fills in a missing ApproximateCreationDateTime.
+//
+// It is test support in a module of its own, so the migrator's tests and
+// e2e share it while the migrator's product packages never depend on it.
 package streamsfake
 
 import (

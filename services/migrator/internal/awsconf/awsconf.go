@@ -7,6 +7,9 @@
 // A job carries only references — a profile name and a file path on the
 // migrator's host (a mounted Kubernetes secret, ~/.aws/credentials) — never
 // a secret, so nothing secret is stored in etcd with the job.
+//
+// It is also the one place that says who retries a failed AWS call
+// (WithRetries): the SDK's retryer or the caller's loop, never both.
 package awsconf
 
 import (
@@ -19,6 +22,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 )
@@ -30,6 +34,44 @@ var ErrCredentials = errors.New("awsconf: unusable AWS credentials reference")
 // DefaultRegion is the region when neither the options nor the
 // environment name one.
 const DefaultRegion = "us-east-1"
+
+// Retries says who retries a failed AWS call.
+type Retries int
+
+const (
+	// SDKRetries is the SDK's standard retryer with SDKAttempts attempts
+	// per call (exponential backoff with jitter, throttling and 5xx
+	// retried): for callers with no retry loop of their own (S3 reads of
+	// an export).
+	SDKRetries Retries = iota
+	// CallerRetries is one attempt per call: the caller's loop is the one
+	// retry policy (the CDC consumers and the Scan, which back off,
+	// handle throttling and report each failure to the job's health), so
+	// one failure is one call, not SDKAttempts hidden in the SDK.
+	CallerRetries
+)
+
+// SDKAttempts is the attempts per call under SDKRetries (the SDK's
+// default).
+const SDKAttempts = 3
+
+// WithRetries returns cfg with its retryer set for r, overriding any
+// retry mode or max attempts from the environment or shared config
+// (AWS_MAX_ATTEMPTS would otherwise wrap the retryer again). Every client
+// the migrator builds goes through it.
+func WithRetries(cfg aws.Config, r Retries) aws.Config {
+	cfg.RetryMaxAttempts = 0
+	cfg.RetryMode = ""
+	switch r {
+	case CallerRetries:
+		cfg.Retryer = func() aws.Retryer { return aws.NopRetryer{} }
+	default:
+		cfg.Retryer = func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = SDKAttempts })
+		}
+	}
+	return cfg
+}
 
 // Options say where a job's AWS configuration comes from.
 type Options struct {
@@ -45,7 +87,8 @@ type Options struct {
 	CredentialsFile string
 }
 
-// Load returns the SDK configuration for o. HTTP responses must start
+// Load returns the SDK configuration for o, with SDKRetries (see
+// WithRetries for clients whose caller retries). HTTP responses must start
 // within 30 s, so a server that accepts connections but never answers
 // fails the job instead of hanging it.
 func Load(ctx context.Context, o Options) (aws.Config, error) {
@@ -88,5 +131,5 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 	if cfg.Region == "" {
 		cfg.Region = DefaultRegion
 	}
-	return cfg, nil
+	return WithRetries(cfg, SDKRetries), nil
 }

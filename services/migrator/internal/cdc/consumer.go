@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/veltrixdb/veltrix/services/migrator/internal/backoff"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc/checkpoint"
 )
 
@@ -454,7 +454,7 @@ func (c *consumer) retry(ctx context.Context, what string, call func() error) er
 		if err := c.failed(what, err); err != nil {
 			return err
 		}
-		if err := sleep(ctx, c.backoff(attempt)); err != nil {
+		if err := backoff.Sleep(ctx, c.backoff(attempt)); err != nil {
 			return err
 		}
 	}
@@ -491,31 +491,9 @@ func (c *consumer) failed(what string, err error) error {
 }
 
 // backoff is the wait before retry attempt+1: exponential from
-// MinBackoff, capped at MaxBackoff, with jitter in its upper half.
+// MinBackoff, capped at MaxBackoff, with jitter.
 func (c *consumer) backoff(attempt int) time.Duration {
-	d := c.opts.MinBackoff
-	for i := 0; i < attempt && d < c.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, c.opts.MaxBackoff)
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return backoff.Exponential(attempt, c.opts.MinBackoff, c.opts.MaxBackoff)
 }
 
 // readShard reads one shard from its checkpoint (or start position) to its
@@ -597,7 +575,7 @@ func (c *consumer) readShard(ctx context.Context, s shardInfo, byID map[string]s
 			c.mu.Lock()
 			prog.caughtUp = false // its lag grows while reads fail
 			c.mu.Unlock()
-			if err := sleep(ctx, c.backoff(attempt)); err != nil {
+			if err := backoff.Sleep(ctx, c.backoff(attempt)); err != nil {
 				return err
 			}
 			attempt++
@@ -637,7 +615,7 @@ func (c *consumer) readShard(ctx context.Context, s shardInfo, byID map[string]s
 		c.read = true
 		c.mu.Unlock()
 		if len(pg.records) == 0 || pg.caughtUp {
-			if err := sleep(ctx, c.opts.PollInterval); err != nil {
+			if err := backoff.Sleep(ctx, c.opts.PollInterval); err != nil {
 				return err
 			}
 		}

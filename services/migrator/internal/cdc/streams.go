@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 	"github.com/aws/smithy-go"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc/checkpoint"
+	"github.com/veltrixdb/veltrix/services/migrator/internal/ddbattr"
 )
 
 // DynamoDBStreamsAPI is the part of the DynamoDB Streams API the consumer
@@ -222,7 +223,7 @@ func decodeStreamsRecord(r types.Record, table string) record {
 		prec = Millisecond
 	}
 	rec.ts = Timestamp{Micros: t.UnixMicro(), Precision: prec}
-	keys, err := streamsItem(sr.Keys)
+	keys, err := ddbattr.StreamsItem(sr.Keys)
 	if err != nil {
 		rec.bad = "Keys: " + err.Error()
 		return rec
@@ -234,7 +235,7 @@ func decodeStreamsRecord(r types.Record, table string) record {
 	ch := Change{Keys: keys, ApproximateTime: rec.ts.Time(), Table: table, EventID: aws.ToString(r.EventID)}
 	switch r.EventName {
 	case types.OperationTypeInsert, types.OperationTypeModify:
-		img, err := streamsItem(sr.NewImage)
+		img, err := ddbattr.StreamsItem(sr.NewImage)
 		if err != nil {
 			rec.bad = "NewImage: " + err.Error()
 			return rec

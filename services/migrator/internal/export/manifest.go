@@ -47,7 +47,18 @@ var (
 	ErrManifest = errors.New("export: invalid manifest")
 	// ErrChecksum reports bytes whose MD5 differs from the manifest's.
 	ErrChecksum = errors.New("export: checksum mismatch")
+	// ErrRetried reports a call the store already retried before giving
+	// up (S3: the SDK's standard retryer, awsconf.SDKRetries), which its
+	// callers must not retry again; use errors.Is.
+	ErrRetried = errors.New("export: store call failed after its retries")
 )
+
+// retriedError marks err as ErrRetried without changing its message.
+type retriedError struct{ err error }
+
+func (e retriedError) Error() string        { return e.err.Error() }
+func (e retriedError) Unwrap() error        { return e.err }
+func (e retriedError) Is(target error) bool { return target == ErrRetried }
 
 // The manifest object names.
 const (

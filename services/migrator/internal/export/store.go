@@ -86,7 +86,11 @@ func OpenStore(ctx context.Context, uri string, o AWSOptions) (Store, error) {
 	return NewDirStore(uri)
 }
 
-// NewS3Client builds an S3 client from o's credentials (awsconf.Load).
+// NewS3Client builds an S3 client from o's credentials (awsconf.Load),
+// with the SDK's standard retryer (awsconf.SDKRetries), the one retry of
+// its calls: a GetObject that fails after it is ErrRetried, which the
+// import does not retry again (it only resumes a read broken mid-object,
+// which the SDK cannot retry).
 // Request and response checksums are computed only when S3 requires them,
 // which keeps S3-compatible servers that predate the SDK's default CRC
 // trailers (gofakes3, older MinIO) working.
@@ -138,7 +142,7 @@ func (s *S3Store) Open(ctx context.Context, name, ifMatch string) (*Object, erro
 		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusPreconditionFailed {
 			return nil, fmt.Errorf("export: s3://%s/%s%s changed while being read (ETag no longer %s): %w", s.bucket, s.prefix, name, ifMatch, err)
 		}
-		return nil, fmt.Errorf("export: get s3://%s/%s%s: %w", s.bucket, s.prefix, name, err)
+		return nil, retriedError{fmt.Errorf("export: get s3://%s/%s%s: %w", s.bucket, s.prefix, name, err)}
 	}
 	size := int64(-1)
 	if out.ContentLength != nil {

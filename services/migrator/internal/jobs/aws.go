@@ -30,39 +30,41 @@ func endpoint(o *migratorv1.AwsOptions) *string {
 	return nil
 }
 
-// streamAttempts is the SDK's attempts per call of a stream client: one.
-// The CDC consumer is the one retry policy of stream reads (backoff,
-// throttling, expired iterators) and reports every failure to the job's
-// health; the SDK's retryer under it would multiply each failure and hide
-// it for seconds.
-const streamAttempts = 1
-
 func (e *Env) kinesisClient(ctx context.Context, o *migratorv1.AwsOptions) (*kinesis.Client, error) {
-	cfg, err := e.AWSConfig(ctx, o)
+	cfg, err := e.callerRetriedConfig(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	return kinesis.NewFromConfig(cfg, func(ko *kinesis.Options) {
-		ko.BaseEndpoint = endpoint(o)
-		ko.RetryMaxAttempts = streamAttempts
-	}), nil
+	return kinesis.NewFromConfig(cfg, func(ko *kinesis.Options) { ko.BaseEndpoint = endpoint(o) }), nil
 }
 
 func (e *Env) streamsClient(ctx context.Context, o *migratorv1.AwsOptions) (*dynamodbstreams.Client, error) {
-	cfg, err := e.AWSConfig(ctx, o)
+	cfg, err := e.callerRetriedConfig(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	return dynamodbstreams.NewFromConfig(cfg, func(so *dynamodbstreams.Options) {
-		so.BaseEndpoint = endpoint(o)
-		so.RetryMaxAttempts = streamAttempts
-	}), nil
+	return dynamodbstreams.NewFromConfig(cfg, func(so *dynamodbstreams.Options) { so.BaseEndpoint = endpoint(o) }), nil
 }
 
 func (e *Env) dynamoDBClient(ctx context.Context, o *migratorv1.AwsOptions) (*dynamodb.Client, error) {
-	cfg, err := e.AWSConfig(ctx, o)
+	cfg, err := e.callerRetriedConfig(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	return dynamodb.NewFromConfig(cfg, func(do *dynamodb.Options) { do.BaseEndpoint = endpoint(o) }), nil
+}
+
+// callerRetriedConfig is e.AWSConfig with one attempt per call
+// (awsconf.CallerRetries), whatever the loader (or a test's) set: it is
+// the configuration of every client of stream and table-scan jobs. The
+// CDC consumer and the Scan are the one retry policy of their calls
+// (backoff, throttling, expired iterators) and report every failure to
+// the job's health; the SDK's retryer under them would multiply each
+// failure and hide it for seconds.
+func (e *Env) callerRetriedConfig(ctx context.Context, o *migratorv1.AwsOptions) (aws.Config, error) {
+	cfg, err := e.AWSConfig(ctx, o)
+	if err != nil {
+		return aws.Config{}, err
+	}
+	return awsconf.WithRetries(cfg, awsconf.CallerRetries), nil
 }

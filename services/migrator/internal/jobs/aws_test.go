@@ -58,13 +58,7 @@ func (k *keyRecorder) take() map[string]int {
 // only the profile name and path, and an unknown profile fails the job
 // with a message naming it.
 func TestImportS3CredentialsByReference(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-credentials"))
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDENV")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret-env")
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_PROFILE", "")
+	dir := isolateAWS(t, "AKIDENV", "secret-env")
 	const secret = "wJalrXUtnFEMI-prod-secret"
 	creds := filepath.Join(dir, "credentials")
 	if err := os.WriteFile(creds, []byte("[prod]\naws_access_key_id = AKIDPROD\naws_secret_access_key = "+secret+"\n"), 0o600); err != nil {
@@ -86,21 +80,7 @@ func TestImportS3CredentialsByReference(t *testing.T) {
 	if _, err := testexport.Write(local, testexport.Options{}, testexport.File{Lines: goodLines("s3-", 25)}, testexport.File{Lines: goodLines("s3b-", 15)}); err != nil {
 		t.Fatal(err)
 	}
-	err = filepath.WalkDir(local, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(local, path)
-		_, err = cli.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("exports"), Key: aws.String("sessions/" + filepath.ToSlash(rel)), Body: bytes.NewReader(b)})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	uploadExport(t, cli, local, "exports", "sessions/")
 	if got := rec.take(); len(got) != 1 || got["AKIDENV"] == 0 {
 		t.Fatalf("upload signed with %v, want the environment's key", got)
 	}
@@ -138,5 +118,40 @@ func TestImportS3CredentialsByReference(t *testing.T) {
 	}
 	if keys := rec.take(); len(keys) != 0 {
 		t.Fatalf("a job with an unknown profile sent requests signed with %v", keys)
+	}
+}
+
+// isolateAWS points the SDK at no shared files of the machine running the
+// test and puts the access key id and secret in the environment; it
+// returns a temporary folder.
+func isolateAWS(t *testing.T, keyID, secret string) string {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-credentials"))
+	t.Setenv("AWS_ACCESS_KEY_ID", keyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", secret)
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_PROFILE", "")
+	return dir
+}
+
+// uploadExport copies the export folder local to bucket under prefix.
+func uploadExport(t *testing.T, cli *s3.Client, local, bucket, prefix string) {
+	t.Helper()
+	err := filepath.WalkDir(local, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(local, path)
+		_, err = cli.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(prefix + filepath.ToSlash(rel)), Body: bytes.NewReader(b)})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

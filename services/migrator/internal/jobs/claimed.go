@@ -192,12 +192,13 @@ func (e *Env) writeObserved(ctx context.Context, table, what string, muts []clie
 }
 
 // sendRetry is one BatchWrite, retried for p.retryFor while Veltrix is
-// unavailable (the client's own retries ride out a node restart; this
-// outlasts a longer outage).
+// unavailable (writeBackoff between attempts). It is the write path's one
+// retry policy: the calls go through Env.Direct, which does not retry, so
+// a failure is one call and the number of calls follows writeBackoff.
 func (e *Env) sendRetry(ctx context.Context, table, what string, muts []client.Mutation, p writePolicy) ([]client.WriteResult, error) {
 	deadline := time.Now().Add(p.retryFor)
 	for attempt := 1; ; attempt++ {
-		res, err := e.Target.BatchWriteResults(ctx, muts)
+		res, err := e.Direct.BatchWriteResults(ctx, muts)
 		if err == nil {
 			if p.observe != nil {
 				p.observe(nil)
@@ -221,11 +222,17 @@ func (e *Env) sendRetry(ctx context.Context, table, what string, muts []client.M
 		}
 		e.Logger.Warn("batch write failed; retrying", "source", what, "attempt", attempt, "err", err)
 		select {
-		case <-time.After(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second)):
+		case <-time.After(writeBackoff(attempt)):
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// writeBackoff is the wait after failed attempt n (1-based) of a write, or
+// of a stream's check of its target table: 200ms·n, at most 5s.
+func writeBackoff(n int) time.Duration {
+	return min(time.Duration(n)*200*time.Millisecond, 5*time.Second)
 }
 
 // endClaimedRun turns a claimed run's error into the job's outcome: a

@@ -62,6 +62,23 @@ type Target interface {
 	CreateTable(ctx context.Context, name string, opts ...client.TableOption) (*kvv1.Table, error)
 }
 
+// DialRouters returns the two clients of the routers an Env uses: Target,
+// with pkg/client's retries, for calls nothing else retries, and Direct,
+// without them, for the calls the jobs retry themselves, so that no call
+// is retried by both. Close both.
+func DialRouters(ctx context.Context, endpoints []string) (target, direct *client.Client, err error) {
+	target, err = client.New(ctx, endpoints)
+	if err != nil {
+		return nil, nil, err
+	}
+	direct, err = client.New(ctx, endpoints, client.WithMaxRetries(0))
+	if err != nil {
+		_ = target.Close()
+		return nil, nil, err
+	}
+	return target, direct, nil
+}
+
 // Observer receives counts for metrics; the server turns them into
 // Prometheus series.
 type Observer interface {
@@ -97,8 +114,16 @@ func (nopObserver) JobDone(string)                             {}
 type Env struct {
 	// Store is the job store.
 	Store *Store
-	// Target is the cluster.
+	// Target is the cluster, through a client that retries Unavailable
+	// (pkg/client's retry interceptor): for calls no job loop retries.
 	Target Target
+	// Direct is the cluster through a client that makes one attempt per
+	// call (client.WithMaxRetries(0)). The calls the jobs retry themselves
+	// — every BatchWrite (writeRetry) and a stream's wait for its target
+	// table — go through it, so each has one retry policy and each failure
+	// is one call and one entry in a stream's health. Default: Target
+	// (tests' fakes do not retry).
+	Direct Target
 	// ID names this migrator in claims and checkpoints.
 	ID string
 	// Logger receives the runners' logs.
@@ -146,6 +171,9 @@ func (e *Env) defaults() {
 	}
 	if e.Rates == nil {
 		e.Rates = NewRates(0)
+	}
+	if e.Direct == nil {
+		e.Direct = e.Target
 	}
 	if e.MaxStoredRejects == 0 {
 		e.MaxStoredRejects = 10000

@@ -200,11 +200,10 @@ func (f *fakeTarget) put(it fakeItem) {
 	f.items[fkey(it.key)] = it
 }
 
-// staticAWS is the AWS configuration of tests: fake credentials, no SDK
-// retries (the consumers retry).
+// staticAWS is the AWS configuration of tests: fake credentials (the
+// clients jobs build set their own retryer).
 func staticAWS(context.Context, *migratorv1.AwsOptions) (aws.Config, error) {
-	return aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("fake", "fake", ""),
-		Retryer: func() aws.Retryer { return aws.NopRetryer{} }}, nil
+	return aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("fake", "fake", "")}, nil
 }
 
 // migrator is one manager over the fake target.

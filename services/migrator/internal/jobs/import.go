@@ -27,6 +27,8 @@ const (
 	MaxBatchSize = 1000
 	// fileAttempts is how often a data file whose reading fails (not its
 	// content: the connection, the disk) is retried before the job fails.
+	// A call the store already retried (export.ErrRetried: S3's GetObject
+	// under the SDK's retryer) is not retried again: it fails the job.
 	fileAttempts = 5
 )
 
@@ -309,8 +311,11 @@ func (r *importRun) fileFailed(ctx context.Context, res fileResult, attempts map
 	if _, ok := isJobError(err); ok {
 		return err
 	}
-	attempts[res.index]++
 	name := r.exp.Files[res.index].Name
+	if errors.Is(err, export.ErrRetried) {
+		return fail("data file %s: %v", name, err)
+	}
+	attempts[res.index]++
 	if attempts[res.index] >= fileAttempts {
 		return fail("data file %s: %v (after %d attempts)", name, err, attempts[res.index])
 	}

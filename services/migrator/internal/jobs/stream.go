@@ -217,7 +217,7 @@ func (r *streamRun) waitTarget(ctx context.Context, base *migratorv1.Progress) e
 	e := r.env
 	var published time.Time
 	for attempt := 1; ; attempt++ {
-		_, err := e.Target.DescribeTable(ctx, r.m.Table)
+		_, err := e.Direct.DescribeTable(ctx, r.m.Table) // this loop is its retry
 		switch status.Code(err) {
 		case codes.OK, codes.NotFound, codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated:
 			return nil // ensureTable creates the table or fails the job
@@ -240,7 +240,7 @@ func (r *streamRun) waitTarget(ctx context.Context, base *migratorv1.Progress) e
 		}
 		e.Logger.Warn("cannot reach the target table; retrying", "job", r.id, "table", r.m.Table, "attempt", attempt, "err", err)
 		select {
-		case <-time.After(min(time.Duration(attempt)*200*time.Millisecond, 5*time.Second)):
+		case <-time.After(writeBackoff(attempt)):
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -26,7 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,7 +38,10 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/veltrixdb/veltrix/pkg/ddb"
 	"github.com/veltrixdb/veltrix/pkg/hlc"
+	"github.com/veltrixdb/veltrix/services/migrator/internal/backoff"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc/checkpoint"
+	"github.com/veltrixdb/veltrix/services/migrator/internal/ddbattr"
+	"golang.org/x/time/rate"
 )
 
 // Sentinel errors; use errors.Is.
@@ -88,7 +91,7 @@ type Options struct {
 	// MaxRetries is how many calls in a row may fail with an error other
 	// than throttling before Run gives up. Default: 10.
 	MaxRetries int
-	// Now is the clock of the start time and the budget. Default: time.Now.
+	// Now is the clock of the start time. Default: time.Now.
 	Now func() time.Time
 }
 
@@ -198,7 +201,7 @@ func New(client DynamoDBAPI, table string, cp checkpoint.Store, opts Options) (*
 	}
 	s := &Source{client: client, table: table, cp: cp, opts: opts}
 	if opts.ReadCapacityPerSecond > 0 {
-		s.budget = newBudget(opts.ReadCapacityPerSecond, opts.Now)
+		s.budget = newBudget(opts.ReadCapacityPerSecond)
 	}
 	return s, nil
 }
@@ -313,7 +316,7 @@ func (s *Source) segment(ctx context.Context, stop <-chan struct{}, i int, cp ch
 		}
 		items := make([]ddb.Item, 0, len(out.Items))
 		for _, raw := range out.Items {
-			it, err := toItem(raw)
+			it, err := ddbattr.Item(raw)
 			if err != nil {
 				return fmt.Errorf("%w: table %s segment %d: %v", ErrBadItem, s.table, i, err)
 			}
@@ -405,90 +408,57 @@ func (s *Source) scan(ctx context.Context, in *dynamodb.ScanInput, segment int) 
 		default:
 			return nil, fmt.Errorf("scan: Scan of table %s segment %d: %w", s.table, segment, err)
 		}
-		if err := sleep(ctx, backoff(attempt, s.opts.MinBackoff, s.opts.MaxBackoff)); err != nil {
+		if err := backoff.Sleep(ctx, backoff.Exponential(attempt, s.opts.MinBackoff, s.opts.MaxBackoff)); err != nil {
 			return nil, err
 		}
 	}
 }
 
-func backoff(attempt int, lo, hi time.Duration) time.Duration {
-	d := lo
-	for i := 0; i < attempt && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// budget is a token bucket of read capacity units: it refills at rate per
-// second up to one second's worth, calls wait while it is in debt, and
-// each call's consumed capacity is taken out after the call.
+// budget holds the consumed read capacity to a rate with x/time/rate, as
+// the import's writes are held (jobs.newLimiter). Its tokens are
+// thousandths of a capacity unit (a call can consume half a unit); the
+// bucket holds one second's worth and starts full. A call waits for a
+// positive balance; what it consumed is taken out after it, overdrawing
+// the bucket when a page costs more than the balance, so the next calls
+// wait until that is paid back.
 type budget struct {
-	mu     sync.Mutex
-	rate   float64
-	tokens float64
-	last   time.Time
-	now    func() time.Time
+	lim   *rate.Limiter
+	burst int
 }
 
-func newBudget(rate float64, now func() time.Time) *budget {
-	return &budget{rate: rate, tokens: rate, last: now(), now: now}
+// budgetScale is the tokens of one read capacity unit.
+const budgetScale = 1000
+
+func newBudget(unitsPerSecond float64) *budget {
+	burst := max(1, int(unitsPerSecond*budgetScale))
+	return &budget{lim: rate.NewLimiter(rate.Limit(unitsPerSecond*budgetScale), burst), burst: burst}
 }
 
-func (b *budget) refill() {
-	now := b.now()
-	if el := now.Sub(b.last).Seconds(); el > 0 {
-		b.tokens = min(b.rate, b.tokens+el*b.rate)
-	}
-	b.last = now
-}
-
-// wait blocks until the bucket holds a positive balance.
+// wait blocks until the bucket holds a positive balance, taking one token.
 func (b *budget) wait(ctx context.Context) error {
-	for {
-		b.mu.Lock()
-		b.refill()
-		debt := -b.tokens
-		b.mu.Unlock()
-		if debt < 0 {
-			return nil
-		}
-		// Wait until the debt is paid and a little more, so concurrent
-		// segments do not all wake to a zero balance.
-		d := time.Duration((debt + 0.01*b.rate) / b.rate * float64(time.Second))
-		if err := sleep(ctx, max(d, time.Millisecond)); err != nil {
-			return err
-		}
+	r := b.lim.Reserve()
+	if err := backoff.Sleep(ctx, r.Delay()); err != nil {
+		r.Cancel()
+		return err
 	}
+	return nil
 }
 
+// spend takes out units (less the token wait took), in reservations of at
+// most the burst, which x/time/rate grants at any debt.
 func (b *budget) spend(units float64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.refill()
-	b.tokens -= units
+	n := int(math.Ceil(units*budgetScale)) - 1
+	now := time.Now()
+	for n > 0 {
+		k := min(n, b.burst)
+		b.lim.ReserveN(now, k)
+		n -= k
+	}
 }
 
 // encodeKey serializes a LastEvaluatedKey as DynamoDB JSON.
 func encodeKey(key map[string]types.AttributeValue) (string, error) {
-	it, err := toItem(key)
+	it, err := ddbattr.Item(key)
 	if err != nil {
 		return "", err
 	}
@@ -505,5 +475,5 @@ func decodeKey(s string) (map[string]types.AttributeValue, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fromItem(it), nil
+	return ddbattr.FromItem(it), nil
 }

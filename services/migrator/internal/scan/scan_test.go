@@ -17,6 +17,7 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/ddb"
 	"github.com/veltrixdb/veltrix/pkg/hlc"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc/checkpoint"
+	"github.com/veltrixdb/veltrix/services/migrator/internal/ddbattr"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/scan"
 )
 
@@ -81,61 +82,13 @@ func table(t *testing.T, n, pad int) (*dynamodb.Client, map[string]ddb.Item) {
 			"pad":  ddb.S(strings.Repeat("p", pad)),
 		}
 		want[fmt.Sprint(i)] = it
-		reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: toSDK(t, it)}})
+		reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: ddbattr.FromItem(it)}})
 		if len(reqs) == 25 {
 			flush()
 		}
 	}
 	flush()
 	return client, want
-}
-
-// toSDK converts an item with the SDK's attributevalue-free JSON route.
-func toSDK(t *testing.T, it ddb.Item) map[string]types.AttributeValue {
-	t.Helper()
-	m := make(map[string]types.AttributeValue, len(it))
-	for k, v := range it {
-		m[k] = sdkValue(v)
-	}
-	return m
-}
-
-func sdkValue(v ddb.Value) types.AttributeValue {
-	switch v := v.(type) {
-	case ddb.S:
-		return &types.AttributeValueMemberS{Value: string(v)}
-	case ddb.N:
-		return &types.AttributeValueMemberN{Value: v.String()}
-	case ddb.B:
-		return &types.AttributeValueMemberB{Value: v}
-	case ddb.Bool:
-		return &types.AttributeValueMemberBOOL{Value: bool(v)}
-	case ddb.Null:
-		return &types.AttributeValueMemberNULL{Value: true}
-	case ddb.M:
-		m := map[string]types.AttributeValue{}
-		for k, e := range v {
-			m[k] = sdkValue(e)
-		}
-		return &types.AttributeValueMemberM{Value: m}
-	case ddb.L:
-		var l []types.AttributeValue
-		for _, e := range v {
-			l = append(l, sdkValue(e))
-		}
-		return &types.AttributeValueMemberL{Value: l}
-	case ddb.SS:
-		return &types.AttributeValueMemberSS{Value: v}
-	case ddb.NS:
-		var s []string
-		for _, n := range v {
-			s = append(s, n.String())
-		}
-		return &types.AttributeValueMemberNS{Value: s}
-	case ddb.BS:
-		return &types.AttributeValueMemberBS{Value: v}
-	}
-	panic(fmt.Sprintf("%T", v))
 }
 
 // collector records applied pages.

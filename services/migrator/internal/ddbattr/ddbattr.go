@@ -1,15 +1,37 @@
-package scan
+// Package ddbattr is the migrator's one converter between the AWS SDK's
+// AttributeValues and pkg/ddb's item model: DynamoDB items (Scan pages,
+// keys) directly, DynamoDB Streams images through the SDK's own
+// conversion to DynamoDB values (attributevalue.FromDynamoDBStreamsMap),
+// so both sources check and convert values by one code path.
+package ddbattr
 
 import (
 	"fmt"
 
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	streamstypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 	"github.com/veltrixdb/veltrix/pkg/ddb"
 )
 
-// toItem converts an item of the DynamoDB SDK into an Item, checking it
-// as ddb's decoders do.
-func toItem(m map[string]types.AttributeValue) (ddb.Item, error) {
+// StreamsItem converts an attribute map of the DynamoDB Streams SDK (a
+// record's Keys or NewImage) into an Item as Item does; a nil map (no
+// image) is a nil Item.
+func StreamsItem(m map[string]streamstypes.AttributeValue) (ddb.Item, error) {
+	if m == nil {
+		return nil, nil
+	}
+	dm, err := attributevalue.FromDynamoDBStreamsMap(m)
+	if err != nil {
+		return nil, err
+	}
+	return Item(dm)
+}
+
+// Item converts an item of the DynamoDB SDK into an Item, checking it as
+// ddb's decoders do (numbers normalized, sets non-empty and without
+// duplicates, UTF-8, depth).
+func Item(m map[string]types.AttributeValue) (ddb.Item, error) {
 	it := make(ddb.Item, len(m))
 	for name, av := range m {
 		v, err := toValue(av, 0)
@@ -79,8 +101,9 @@ func toValue(av types.AttributeValue, depth int) (ddb.Value, error) {
 	return nil, fmt.Errorf("unsupported attribute value %T", av)
 }
 
-// fromItem converts an Item into the SDK's form (for ExclusiveStartKey).
-func fromItem(it ddb.Item) map[string]types.AttributeValue {
+// FromItem converts an Item into the DynamoDB SDK's form (for
+// ExclusiveStartKey).
+func FromItem(it ddb.Item) map[string]types.AttributeValue {
 	m := make(map[string]types.AttributeValue, len(it))
 	for name, v := range it {
 		m[name] = fromValue(v)
@@ -123,5 +146,5 @@ func fromValue(v ddb.Value) types.AttributeValue {
 	case ddb.BS:
 		return &types.AttributeValueMemberBS{Value: [][]byte(v)}
 	}
-	panic(fmt.Sprintf("scan: unknown ddb value %T", v))
+	panic(fmt.Sprintf("ddbattr: unknown ddb value %T", v))
 }
