@@ -26,12 +26,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"github.com/veltrixdb/veltrix/services/router/internal/cluster"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -217,12 +219,12 @@ func (co *Coordinator) detached(ctx context.Context) (context.Context, context.C
 	return context.WithTimeout(context.WithoutCancel(ctx), d)
 }
 
-// candidates returns the live replicas of partition p in the order to ask
-// them: the faster of two random replicas first (power of two choices, so
-// load spreads while slow nodes are avoided), then the rest in placement
-// order.
-func candidates(v *cluster.View, p uint32) []*cluster.Node {
-	reps := v.Replicas(p)
+// candidates returns the registered members of partition p's read set in
+// the order to ask them: the faster of two random replicas first (power of
+// two choices, so load spreads while slow nodes are avoided), then the
+// rest in placement order.
+func candidates(rt *cluster.Route) []*cluster.Node {
+	reps := rt.ReadNodes
 	out := make([]*cluster.Node, 0, len(reps))
 	for _, n := range reps {
 		if n != nil {
@@ -240,15 +242,91 @@ func candidates(v *cluster.View, p uint32) []*cluster.Node {
 	return out
 }
 
-func downReplicas(v *cluster.View, p uint32) []string {
+// downReplicas names the nodes among ids (nodes parallel) that are not
+// registered.
+func downReplicas(ids []string, nodes []*cluster.Node) []string {
 	var down []string
-	ids := v.ReplicaIDs(p)
-	for i, n := range v.Replicas(p) {
+	for i, n := range nodes {
 		if n == nil {
 			down = append(down, ids[i]+": not registered")
 		}
 	}
 	return down
+}
+
+// staleError marks an operation that a replica refused because the view it
+// was routed by is older than the partition's last routing change; the
+// caller waits for a view of at least epoch and retries once.
+type staleError struct {
+	epoch uint64
+	err   error
+}
+
+func (e *staleError) Error() string { return e.err.Error() }
+func (e *staleError) Unwrap() error { return e.err }
+
+// staleReason is the ErrorInfo reason storage nodes give when they refuse
+// a request made under a placement epoch older than the partition's last
+// routing change.
+const staleReason = "STALE_PLACEMENT_EPOCH"
+
+// staleEpoch reports whether err is a stale-epoch refusal and the epoch to
+// wait for: the largest epoch the node names in its ErrorInfo metadata, or
+// at least the one after the view's (have).
+func staleEpoch(err error, have uint64) (uint64, bool) {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.FailedPrecondition {
+		return 0, false
+	}
+	want, stale := have+1, false
+	for _, d := range st.Details() {
+		info, ok := d.(*errdetails.ErrorInfo)
+		if !ok || info.GetReason() != staleReason {
+			continue
+		}
+		stale = true
+		for _, v := range info.GetMetadata() {
+			if e, err := strconv.ParseUint(v, 10, 64); err == nil {
+				want = max(want, e)
+			}
+		}
+	}
+	if !stale && !strings.Contains(st.Message(), "stale placement epoch") {
+		return 0, false
+	}
+	return want, true
+}
+
+// markStale wraps err (a failed operation) as a staleError if a replica
+// refused it as stale (stale > 0: the epoch to wait for).
+func markStale(err error, stale uint64) error {
+	if err == nil || stale == 0 {
+		return err
+	}
+	return &staleError{epoch: stale, err: err}
+}
+
+// staleWaitMax bounds how long an operation refused as stale waits for the
+// router's view to catch up before its one retry.
+const staleWaitMax = 2 * time.Second
+
+// retryView returns the view to retry an operation with when err is a
+// stale-epoch refusal: the router's view once it reached the epoch the
+// replica asked for (waiting at most staleWaitMax). ok is false when the
+// operation must not be retried.
+func (co *Coordinator) retryView(ctx context.Context, err error) (*cluster.View, bool) {
+	var se *staleError
+	if !errors.As(err, &se) || ctx.Err() != nil {
+		return nil, false
+	}
+	wctx, cancel := context.WithTimeout(ctx, staleWaitMax)
+	defer cancel()
+	v, werr := co.c.WaitEpoch(wctx, se.epoch)
+	if werr != nil || !v.Ready() {
+		co.o.Logger.Debug("stale placement epoch: router view did not catch up", "want", se.epoch, "err", werr)
+		return nil, false
+	}
+	return v, true
 }
 
 func unavailable(what string, got, need int, errs []string) error {
