@@ -53,18 +53,27 @@ func TestJoinStepByStep(t *testing.T) {
 	created := d.Epoch
 
 	// pending → streaming only once every node and router reports the epoch.
-	isPending := func(d placement.Document) bool { m, _ := d.MoveOf(mv.Partition); return m.Stage == placement.StagePending }
+	isPending := func(d placement.Document) bool {
+		m, _ := d.MoveOf(mv.Partition)
+		return m.Stage == placement.StagePending
+	}
 	h.stays("pending before any process saw the epoch", isPending)
 	h.reportNodes(created)
 	h.stays("pending while the router lags", isPending)
 	h.presence("r1", created)
-	d = h.waitDoc("streaming", func(d placement.Document) bool { m, _ := d.MoveOf(mv.Partition); return m.Stage == placement.StageStreaming })
+	d = h.waitDoc("streaming", func(d placement.Document) bool {
+		m, _ := d.MoveOf(mv.Partition)
+		return m.Stage == placement.StageStreaming
+	})
 	if d.ChangedAt(mv.Partition) != created {
 		t.Errorf("streaming changed the routing epoch: %d, want %d", d.ChangedAt(mv.Partition), created)
 	}
 
 	// streaming → read_new only after Done from n4's current incarnation.
-	isStreaming := func(d placement.Document) bool { m, _ := d.MoveOf(mv.Partition); return m.Stage == placement.StageStreaming }
+	isStreaming := func(d placement.Document) bool {
+		m, _ := d.MoveOf(mv.Partition)
+		return m.Stage == placement.StageStreaming
+	}
 	h.progress(mv.Partition, "n4", "an-old-directory", true, false)
 	h.stays("streaming with progress from another incarnation", isStreaming)
 	h.progress(mv.Partition, "n4", "inc-n4", false, false)
@@ -74,14 +83,20 @@ func TestJoinStepByStep(t *testing.T) {
 	c1.Close()
 	h.start("c2")
 	h.progress(mv.Partition, "n4", "inc-n4", true, false)
-	d = h.waitDoc("read_new", func(d placement.Document) bool { m, _ := d.MoveOf(mv.Partition); return m.Stage == placement.StageReadNew })
+	d = h.waitDoc("read_new", func(d placement.Document) bool {
+		m, _ := d.MoveOf(mv.Partition)
+		return m.Stage == placement.StageReadNew
+	})
 	m, _ := d.MoveOf(mv.Partition)
 	if d.ChangedAt(mv.Partition) != m.Since {
 		t.Errorf("read_new at %d, partition changed at %d", m.Since, d.ChangedAt(mv.Partition))
 	}
 
 	// read_new → promoted once every process routes by read_new.
-	h.stays("read_new while processes lag", func(d placement.Document) bool { m, _ := d.MoveOf(mv.Partition); return m.Stage == placement.StageReadNew })
+	h.stays("read_new while processes lag", func(d placement.Document) bool {
+		m, _ := d.MoveOf(mv.Partition)
+		return m.Stage == placement.StageReadNew
+	})
 	h.reportNodes(m.Since)
 	h.presence("r1", m.Since)
 	d = h.waitDoc("promoted", func(d placement.Document) bool { _, ok := d.MoveOf(mv.Partition); return !ok })
