@@ -227,38 +227,10 @@ func (a *adminService) ClusterStatus(ctx context.Context, req *kvv1.ClusterStatu
 		resp.Partitions = snap.Config.Partitions
 		resp.ReplicationFactor = uint32(snap.Config.ReplicationFactor)
 	}
-	nodes := map[string]*kvv1.NodeStatus{}
-	for id, n := range snap.Nodes {
-		st := kvv1.NodeState_NODE_STATE_UP
-		if n.State == topology.NodeDraining {
-			st = kvv1.NodeState_NODE_STATE_DRAINING
-		}
-		nodes[id] = &kvv1.NodeStatus{Id: id, Address: n.Address, Zone: n.Zone, State: st, CapacityBytes: n.CapacityBytes}
+	resp.Nodes = sortedStatuses(nodeStatuses(snap.Placement, snap.Nodes))
+	if snap.Placement != nil {
+		resp.Rebalance = rebalanceStatus(snap, time.Now())
 	}
-	if p := snap.Placement; p != nil {
-		for _, rs := range p.Replicas {
-			for i, id := range rs {
-				ns, ok := nodes[id]
-				if !ok {
-					ns = &kvv1.NodeStatus{Id: id, State: kvv1.NodeState_NODE_STATE_DOWN}
-					nodes[id] = ns
-				}
-				ns.Replicas++
-				if i == 0 {
-					ns.Primaries++
-				}
-			}
-		}
-		for _, ns := range nodes {
-			if ns.Replicas == 0 && ns.State == kvv1.NodeState_NODE_STATE_UP {
-				ns.State = kvv1.NodeState_NODE_STATE_JOINING
-			}
-		}
-	}
-	for _, ns := range nodes {
-		resp.Nodes = append(resp.Nodes, ns)
-	}
-	sort.Slice(resp.Nodes, func(i, j int) bool { return resp.Nodes[i].Id < resp.Nodes[j].Id })
 	if a.s.ctrl != nil {
 		lctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
