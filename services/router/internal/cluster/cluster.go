@@ -99,6 +99,8 @@ type View struct {
 	replicas [][]*Node
 	// routes[p] is partition p's route (see Route).
 	routes []Route
+	// nodesGen is the Cluster's nodesGen the routes were resolved at.
+	nodesGen uint64
 }
 
 // MaxSets is the most replica sets a write must reach its level in: the
@@ -244,6 +246,8 @@ type Cluster struct {
 	// retained are the nodes kept though their registration vanished.
 	retained map[string]bool
 	view     atomic.Pointer[View]
+	// nodesGen counts the changes to nodes (connections added or closed).
+	nodesGen uint64
 	// changed is closed (and replaced) whenever a view is published.
 	changed chan struct{}
 	onEpoch func(uint64)
@@ -377,6 +381,7 @@ func (c *Cluster) rebuild(snap *topology.Snapshot) {
 		if !ok || reg.Address != n.Addr {
 			_ = n.conn.Close()
 			delete(c.nodes, id)
+			c.nodesGen++
 		}
 	}
 	for id, reg := range members {
@@ -389,14 +394,21 @@ func (c *Cluster) rebuild(snap *topology.Snapshot) {
 			continue
 		}
 		c.nodes[id] = &Node{ID: id, Addr: reg.Address, conn: conn, Client: storagev1.NewStorageServiceClient(conn)}
+		c.nodesGen++
 	}
-	v := &View{Snapshot: snap}
+	v := &View{Snapshot: snap, nodesGen: c.nodesGen}
 	if snap.Config != nil {
 		v.Partitions = snap.Config.Partitions
 	}
 	if p := snap.Placement; p != nil && snap.Config != nil && p.Partitions == snap.Config.Partitions {
 		v.Epoch = p.Epoch
-		v.replicas, v.routes = buildRoutes(p, func(id string) *Node { return c.nodes[id] })
+		// Most snapshots change nothing routing depends on (progress
+		// reports, presences, tables): keep the routes then.
+		if prev := c.view.Load(); prev != nil && prev.Snapshot.Placement == p && prev.nodesGen == c.nodesGen && prev.routes != nil {
+			v.replicas, v.routes = prev.replicas, prev.routes
+		} else {
+			v.replicas, v.routes = buildRoutes(p, func(id string) *Node { return c.nodes[id] })
+		}
 	}
 	prev := c.view.Swap(v)
 	c.publishedLocked(prev, v)

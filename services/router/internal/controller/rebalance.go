@@ -83,6 +83,11 @@ func FillMembers(d *placement.Document, nodes map[string]topology.Node, now time
 		case !ok:
 			d.Members[id] = placement.Member{State: placement.MemberActive, Zone: n.Zone, Since: now, Reason: "controller: registered"}
 			changed = true
+		case m.Zone == "" && n.Zone != "" && m.State != placement.MemberRemoved:
+			// Filled in while it was down: take the zone it registered.
+			m.Zone = n.Zone
+			d.Members[id] = m
+			changed = true
 		case m.State == placement.MemberRemoved && n.StartTime.After(m.Since):
 			// Started after its removal: back on an empty directory (the
 			// storage side refuses anything else). A decommissioned node
