@@ -310,6 +310,9 @@ func (c *Controller) place(ctx context.Context, snap *topology.Snapshot, ids []s
 		return err
 	}
 	doc := placement.NewDocument(1, t)
+	// The members are written with the first placement, so a new cluster
+	// starts at epoch 1 with nothing left for the rebalancer to fill in.
+	FillMembers(&doc, snap.Nodes, time.Now().UTC())
 	if err := c.store.PutPlacement(ctx, doc, 0); err != nil {
 		return err
 	}
