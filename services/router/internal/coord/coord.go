@@ -2,17 +2,25 @@
 // Dynamo-style quorum writes and reads over the replica sets of the current
 // placement, with hedged reads and read repair.
 //
-//   - A write goes to every live replica of its partition and succeeds once
-//     W replicas acknowledged it. Stragglers keep going in the background
-//     after the caller has its answer. If fewer than W replicas are live the
-//     write is refused before anything is sent. Once every replica has
-//     answered, the records a replica missed are stored as hints on one
-//     that acknowledged them (hinted handoff, hints.go); hints never count
+// A partition's route (cluster.Route, from placement.Document.Routing)
+// names a read set and one or two write sets: while a replica moves, a
+// write must reach its level in the old set and in the new one, and reads
+// switch to the new set only once it is complete. Every storage request
+// carries the view's placement epoch; a replica that refuses it as stale
+// makes the operation wait for a newer view and run once more by it.
+//
+//   - A write goes to every live write target of its partition and
+//     succeeds once W members of each write set acknowledged it.
+//     Stragglers keep going in the background after the caller has its
+//     answer. If a write set has fewer than W live members the write is
+//     refused before anything is sent. Once every target has answered,
+//     the records a target missed are stored as hints on one that
+//     acknowledged them (hinted handoff, hints.go); hints never count
 //     towards W.
-//   - A read asks R replicas (the fastest first). If the first does not
-//     answer within its hedge delay (its smoothed latency plus four mean
-//     deviations), one more replica is asked; failures move on to the next
-//     replica at once. With R > 1 the newest version wins and replicas that
+//   - A read asks R members of the read set (the fastest first). If the
+//     first does not answer within its hedge delay (its smoothed latency
+//     plus four mean deviations), one more replica is asked; failures
+//     move on to the next replica at once. With R > 1 the newest version wins and replicas that
 //     answered with an older version, or nothing, are repaired in the
 //     background.
 //
