@@ -172,3 +172,37 @@ func TestDeadMemberReplaced(t *testing.T) {
 		t.Errorf("n3 is %s, want removed", st)
 	}
 }
+
+// TestReplacementBackfills: a member replacing itself (as ReplaceNode
+// leaves it) backfills every partition in place from its new incarnation
+// and becomes active again; its replica sets do not change.
+func TestReplacementBackfills(t *testing.T) {
+	h := newHarness(t, "n1", "n2", "n3", "n4")
+	h.start("c1")
+	before := h.waitDoc("members filled", func(d placement.Document) bool { return len(d.Members) == 4 })
+	h.unregister("n4")
+	if _, err := h.store.UpdatePlacement(t.Context(), func(d *placement.Document) error {
+		for p, set := range d.Replicas {
+			if slices.Contains(set, "n4") {
+				d.Moves = append(d.Moves, placement.Move{Partition: uint32(p), Add: "n4", Remove: "n4", Stage: placement.StagePending, Since: d.Epoch})
+				d.MarkChanged(uint32(p), d.Epoch)
+			}
+		}
+		m := d.Members["n4"]
+		m.State = placement.MemberReplacing
+		d.Members["n4"] = m
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h.nodes["n4"] = topologyNode("n4", "inc-new")
+	h.register("n4")
+	d := h.drive()
+	h.checkBalanced(d)
+	if st := d.Members["n4"].State; st != placement.MemberActive {
+		t.Errorf("n4 is %s, want active", st)
+	}
+	if placement.Diff(before.Table(), d.Table()) != 0 || int(d.Rebalance.Moved) != before.Table().PartitionsPerNode()["n4"] {
+		t.Errorf("replica sets changed, or %d moves for %d partitions", d.Rebalance.Moved, before.Table().PartitionsPerNode()["n4"])
+	}
+}

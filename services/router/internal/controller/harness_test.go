@@ -206,3 +206,7 @@ func (h *harness) checkBalanced(d placement.Document) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func topologyNode(id, incarnation string) topology.Node {
+	return topology.Node{ID: id, Address: "127.0.0.1:1", State: topology.NodeUp, Incarnation: incarnation}
+}

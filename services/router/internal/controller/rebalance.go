@@ -213,7 +213,6 @@ func (c *Controller) step(d *placement.Document, snap *topology.Snapshot, now ti
 	if err != nil {
 		return res
 	}
-	inFlight := slices.ContainsFunc(d.Moves, placement.Move.Active)
 	planned := d.Plan(target, E, placement.PlanOptions{
 		MaxMovesPerNode: c.cfg.MaxMovesPerNode,
 		Live: func(id string) bool {
@@ -226,7 +225,9 @@ func (c *Controller) step(d *placement.Document, snap *topology.Snapshot, now ti
 		d.Moves = append(d.Moves, m)
 		note("%s: planned", m)
 	}
-	if len(planned) > 0 && !inFlight && (d.Rebalance == nil || !d.Rebalance.EndTime.IsZero()) {
+	// A rebalance begins with the first move while none is running (moves
+	// an admin call created, such as a replacement's, included).
+	if slices.ContainsFunc(d.Moves, placement.Move.Active) && (d.Rebalance == nil || !d.Rebalance.EndTime.IsZero()) {
 		d.Rebalance = &placement.Rebalance{StartTime: now}
 	}
 	if len(d.Moves) == 0 && d.Rebalance != nil && d.Rebalance.EndTime.IsZero() && placement.Diff(d.Table(), target) == 0 {
