@@ -279,8 +279,9 @@ func (e *staleError) Unwrap() error { return e.err }
 const staleReason = "STALE_PLACEMENT_EPOCH"
 
 // staleEpoch reports whether err is a stale-epoch refusal and the epoch to
-// wait for: the largest epoch the node names in its ErrorInfo metadata, or
-// at least the one after the view's (have).
+// wait for: the largest epoch the node names in its ErrorInfo metadata
+// (values of keys containing "epoch"), and at least the one after the
+// view's (have).
 func staleEpoch(err error, have uint64) (uint64, bool) {
 	st, ok := status.FromError(err)
 	if !ok || st.Code() != codes.FailedPrecondition {
@@ -293,7 +294,10 @@ func staleEpoch(err error, have uint64) (uint64, bool) {
 			continue
 		}
 		stale = true
-		for _, v := range info.GetMetadata() {
+		for k, v := range info.GetMetadata() {
+			if !strings.Contains(k, "epoch") {
+				continue // a partition number is no epoch
+			}
 			if e, err := strconv.ParseUint(v, 10, 64); err == nil {
 				want = max(want, e)
 			}

@@ -33,7 +33,7 @@ func (m *moveNode) stale(epoch uint64) error {
 	m.epochs.Store(epoch)
 	if epoch < m.refuseBelow {
 		st, _ := status.New(codes.FailedPrecondition, "stale placement epoch").WithDetails(&errdetails.ErrorInfo{
-			Reason: "STALE_PLACEMENT_EPOCH", Domain: "veltrix.storage", Metadata: map[string]string{"changed_epoch": "7"},
+			Reason: "STALE_PLACEMENT_EPOCH", Domain: "veltrix.storage", Metadata: map[string]string{"changed_epoch": "7", "partition": "900"},
 		})
 		return st.Err()
 	}
