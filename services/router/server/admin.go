@@ -50,6 +50,15 @@ func etcdError(parent context.Context, err error) error {
 	return err
 }
 
+// routingSnapshot is the topology requests are routed by now: the cluster
+// view's, which follows the watcher's a moment later.
+func (s *Server) routingSnapshot() *topology.Snapshot {
+	if s.cluster != nil {
+		return s.cluster.View().Snapshot
+	}
+	return s.watcher.Snapshot()
+}
+
 type adminService struct {
 	kvv1.UnimplementedAdminServiceServer
 	s *Server
@@ -167,10 +176,10 @@ func (a *adminService) CreateTable(ctx context.Context, req *kvv1.CreateTableReq
 	if err != nil {
 		return nil, toStatus(etcdError(ctx, err))
 	}
-	// Wait until this router's snapshot has the table, so a write sent
-	// right after CreateTable returns finds it.
+	// Wait until this router routes with the table, so a write sent right
+	// after CreateTable returns finds it.
 	deadline := time.Now().Add(5 * time.Second)
-	for a.s.watcher.Snapshot().Tables[created.Name].ID != created.ID && time.Now().Before(deadline) {
+	for a.s.routingSnapshot().Tables[created.Name].ID != created.ID && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return &kvv1.CreateTableResponse{Table: tableProto(created)}, nil
@@ -190,7 +199,7 @@ func (a *adminService) DeleteTable(ctx context.Context, req *kvv1.DeleteTableReq
 		return nil, toStatus(etcdError(ctx, err))
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for a.s.watcher.Snapshot().Tables[t.Name].ID == t.ID && time.Now().Before(deadline) {
+	for a.s.routingSnapshot().Tables[t.Name].ID == t.ID && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return &kvv1.DeleteTableResponse{Table: tableProto(t)}, nil

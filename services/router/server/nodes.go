@@ -87,7 +87,11 @@ func (a *adminService) changeMembers(ctx context.Context, op, id string, change 
 	a.s.logger.Info("admin: "+op, "who", who(ctx), "node", id, "state", doc.Members[id].State, "epoch", doc.Epoch, "changed", doc.Epoch != before)
 	// Answer once this router routes by the change, as CreateTable does.
 	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-	_ = a.s.watcher.WaitEpoch(wctx, doc.Epoch)
+	if a.s.cluster != nil {
+		_, _ = a.s.cluster.WaitEpoch(wctx, doc.Epoch)
+	} else {
+		_ = a.s.watcher.WaitEpoch(wctx, doc.Epoch)
+	}
 	wcancel()
 	return doc, nil
 }

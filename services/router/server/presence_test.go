@@ -79,3 +79,45 @@ func TestPresenceFollowsEpoch(t *testing.T) {
 		t.Errorf("rebalance %v", st.GetRebalance())
 	}
 }
+
+func TestViewFollowsTables(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	e, err := etcdembed.Start(etcdembed.Config{Dir: t.TempDir(), UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	cli, err := clientv3.New(topology.ClientConfig([]string{e.Endpoint()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	store := topology.NewStore(cli, "test")
+	ctx := t.Context()
+	// The router starts first, as in the dev stack.
+	s, err := Start(ctx, Config{ID: "r1", ListenAddr: "127.0.0.1:0", Cluster: "test", EtcdClient: cli, Partitions: 16, ReplicationFactor: 1, MinNodes: 1, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b, _ := json.Marshal(topology.Node{ID: "n1", Address: "127.0.0.1:1", State: topology.NodeUp})
+	if _, err := cli.Put(ctx, store.Keys.Node("n1"), string(b)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		name := "table" + string(rune('a'+i))
+		if _, err := (&adminService{s: s}).CreateTable(ctx, &kvv1.CreateTableRequest{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for s.cluster.View().Snapshot.Tables[name].Name == "" {
+			if time.Now().After(deadline) {
+				t.Fatalf("view has no %s: watcher rev %d, view rev %d", name, s.watcher.Snapshot().Revision, s.cluster.View().Snapshot.Revision)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
