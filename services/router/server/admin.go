@@ -50,6 +50,15 @@ func etcdError(parent context.Context, err error) error {
 	return err
 }
 
+// routingSnapshot is the topology requests are routed by now: the cluster
+// view's, which follows the watcher's a moment later.
+func (s *Server) routingSnapshot() *topology.Snapshot {
+	if s.cluster != nil {
+		return s.cluster.View().Snapshot
+	}
+	return s.watcher.Snapshot()
+}
+
 type adminService struct {
 	kvv1.UnimplementedAdminServiceServer
 	s *Server
@@ -167,10 +176,10 @@ func (a *adminService) CreateTable(ctx context.Context, req *kvv1.CreateTableReq
 	if err != nil {
 		return nil, toStatus(etcdError(ctx, err))
 	}
-	// Wait until this router's snapshot has the table, so a write sent
-	// right after CreateTable returns finds it.
+	// Wait until this router routes with the table, so a write sent right
+	// after CreateTable returns finds it.
 	deadline := time.Now().Add(5 * time.Second)
-	for a.s.watcher.Snapshot().Tables[created.Name].ID != created.ID && time.Now().Before(deadline) {
+	for a.s.routingSnapshot().Tables[created.Name].ID != created.ID && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return &kvv1.CreateTableResponse{Table: tableProto(created)}, nil
@@ -190,7 +199,7 @@ func (a *adminService) DeleteTable(ctx context.Context, req *kvv1.DeleteTableReq
 		return nil, toStatus(etcdError(ctx, err))
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for a.s.watcher.Snapshot().Tables[t.Name].ID == t.ID && time.Now().Before(deadline) {
+	for a.s.routingSnapshot().Tables[t.Name].ID == t.ID && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return &kvv1.DeleteTableResponse{Table: tableProto(t)}, nil
@@ -227,38 +236,10 @@ func (a *adminService) ClusterStatus(ctx context.Context, req *kvv1.ClusterStatu
 		resp.Partitions = snap.Config.Partitions
 		resp.ReplicationFactor = uint32(snap.Config.ReplicationFactor)
 	}
-	nodes := map[string]*kvv1.NodeStatus{}
-	for id, n := range snap.Nodes {
-		st := kvv1.NodeState_NODE_STATE_UP
-		if n.State == topology.NodeDraining {
-			st = kvv1.NodeState_NODE_STATE_DRAINING
-		}
-		nodes[id] = &kvv1.NodeStatus{Id: id, Address: n.Address, Zone: n.Zone, State: st, CapacityBytes: n.CapacityBytes}
+	resp.Nodes = sortedStatuses(nodeStatuses(snap.Placement, snap.Nodes))
+	if snap.Placement != nil {
+		resp.Rebalance = rebalanceStatus(snap, time.Now())
 	}
-	if p := snap.Placement; p != nil {
-		for _, rs := range p.Replicas {
-			for i, id := range rs {
-				ns, ok := nodes[id]
-				if !ok {
-					ns = &kvv1.NodeStatus{Id: id, State: kvv1.NodeState_NODE_STATE_DOWN}
-					nodes[id] = ns
-				}
-				ns.Replicas++
-				if i == 0 {
-					ns.Primaries++
-				}
-			}
-		}
-		for _, ns := range nodes {
-			if ns.Replicas == 0 && ns.State == kvv1.NodeState_NODE_STATE_UP {
-				ns.State = kvv1.NodeState_NODE_STATE_JOINING
-			}
-		}
-	}
-	for _, ns := range nodes {
-		resp.Nodes = append(resp.Nodes, ns)
-	}
-	sort.Slice(resp.Nodes, func(i, j int) bool { return resp.Nodes[i].Id < resp.Nodes[j].Id })
 	if a.s.ctrl != nil {
 		lctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()

@@ -79,6 +79,16 @@ type Config struct {
 	TopologyGrace time.Duration
 	// ShutdownTimeout bounds the graceful drain on Close. Default: 10s.
 	ShutdownTimeout time.Duration
+	// DeadAfter is how long an active storage node may stay unregistered
+	// before the placement controller declares it dead and re-creates its
+	// replicas on the others; negative: never (the flag's 0). Default: 15m.
+	DeadAfter time.Duration
+	// MaxMovesPerNode bounds the replica moves a storage node takes part in
+	// at once (as destination or live source). Default: 2.
+	MaxMovesPerNode int
+	// PresenceTTL is the lease TTL of the router's presence key, which
+	// reports the placement epoch it routes by. Default: 10s.
+	PresenceTTL time.Duration
 	// Logger receives the router's logs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -112,6 +122,19 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.EtcdStartTimeout, "etcd-start-timeout", 0, "how long start-up waits for etcd before using the persisted snapshot or failing (default 5s with --state-dir, 30s without)")
 	fs.DurationVar(&c.TopologyGrace, "topology-grace", 30*time.Second, "how long after an etcd outage a node whose registration vanished is still counted as a replica")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful shutdown deadline")
+	c.DeadAfter = 15 * time.Minute
+	fs.Func("dead-after", "declare an active storage node dead after it stayed unregistered this long, and re-create its replicas on the others; 0: never (default 15m)", func(s string) error {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		if d == 0 {
+			d = -1
+		}
+		c.DeadAfter = d
+		return nil
+	})
+	fs.IntVar(&c.MaxMovesPerNode, "max-moves-per-node", 2, "most replica moves a storage node takes part in at once")
 }
 
 // EnsureDefaults fills unset fields with their defaults.
@@ -164,6 +187,15 @@ func (c *Config) EnsureDefaults() {
 	if c.TopologyGrace == 0 {
 		c.TopologyGrace = 30 * time.Second
 	}
+	if c.DeadAfter == 0 {
+		c.DeadAfter = 15 * time.Minute
+	}
+	if c.MaxMovesPerNode == 0 {
+		c.MaxMovesPerNode = 2
+	}
+	if c.PresenceTTL == 0 {
+		c.PresenceTTL = 10 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -195,6 +227,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TopologyGrace < 0 {
 		errs = append(errs, fmt.Errorf("--topology-grace %s: negative", c.TopologyGrace))
+	}
+	if c.MaxMovesPerNode < 1 {
+		errs = append(errs, fmt.Errorf("--max-moves-per-node %d: want at least 1", c.MaxMovesPerNode))
 	}
 	if c.MaxVersionSkew < 0 {
 		errs = append(errs, fmt.Errorf("--max-version-skew %s: negative", c.MaxVersionSkew))

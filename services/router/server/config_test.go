@@ -69,3 +69,36 @@ func TestHintedHandoffFlag(t *testing.T) {
 		}
 	}
 }
+
+func TestRebalanceFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args      []string
+		env       map[string]string
+		deadAfter time.Duration
+		maxMoves  int
+	}{
+		{nil, nil, 15 * time.Minute, 2},
+		{[]string{"--dead-after", "0"}, nil, -1, 2}, // never
+		{[]string{"--dead-after", "1h", "--max-moves-per-node", "5"}, nil, time.Hour, 5},
+		{nil, map[string]string{"VELTRIX_DEAD_AFTER": "30m", "VELTRIX_MAX_MOVES_PER_NODE": "1"}, 30 * time.Minute, 1},
+	} {
+		var c Config
+		fs := flag.NewFlagSet("veltrix-router", flag.ContinueOnError)
+		c.AddFlags(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		if err := flagenv.Apply(fs, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }); err != nil {
+			t.Fatal(err)
+		}
+		c.EnsureDefaults()
+		if c.DeadAfter != tc.deadAfter || c.MaxMovesPerNode != tc.maxMoves {
+			t.Errorf("%v %v: dead after %v, max moves %d; want %v, %d", tc.args, tc.env, c.DeadAfter, c.MaxMovesPerNode, tc.deadAfter, tc.maxMoves)
+		}
+	}
+	c := Config{MaxMovesPerNode: -1}
+	c.EnsureDefaults()
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--max-moves-per-node -1") {
+		t.Errorf("Validate: %v", err)
+	}
+}

@@ -53,8 +53,10 @@ func toStatus(err error) error {
 	switch {
 	case errors.Is(err, errInvalid), errors.Is(err, coord.ErrInvalidArgument):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, topology.ErrTableNotFound):
+	case errors.Is(err, topology.ErrTableNotFound), errors.Is(err, errNodeNotFound):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, errPrecondition):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, topology.ErrTableExists):
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, coord.ErrUnavailable), errors.Is(err, coord.ErrNotReady), errors.Is(err, errEtcdUnavailable):

@@ -31,7 +31,7 @@ func decodeScanToken(tok []byte) (uint32, []byte, error) {
 }
 
 // Scan streams a segment of a table: its share of the partitions, each read
-// from one live replica (the next one if a replica fails mid-stream, resuming
+// from one live member of its read set (the next one if a replica fails mid-stream, resuming
 // where the failed one stopped).
 func (kv *kvService) Scan(req *kvv1.ScanRequest, stream kvv1.KVService_ScanServer) error {
 	ctx := stream.Context()
@@ -105,11 +105,15 @@ func (kv *kvService) scanPartition(sc *scanSender, r resolver, table string, tab
 	stream := sc.stream
 	ctx := stream.Context()
 	var errs []string
-	for _, node := range r.view.Replicas(p) {
+	rt := r.view.Route(p)
+	if rt == nil {
+		return toStatus(invalidf("page_token: partition %d out of range", p))
+	}
+	for _, node := range rt.ReadNodes {
 		if node == nil {
 			continue
 		}
-		ss, err := node.Client.StreamPartition(ctx, &storagev1.StreamPartitionRequest{Partition: p, After: resume, TableId: tableID})
+		ss, err := node.Client.StreamPartition(ctx, &storagev1.StreamPartitionRequest{Partition: p, After: resume, TableId: tableID, PlacementEpoch: r.view.Epoch})
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", node.ID, status.Convert(err).Message()))
 			continue

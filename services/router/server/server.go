@@ -40,10 +40,12 @@ type Server struct {
 	cluster *cluster.Cluster
 	coord   *coord.Coordinator
 	ctrl    *controller.Controller
-	clock   *hlc.Clock
-	grpc    *grpcx.Server
-	ln      net.Listener
-	metrics *grpcx.MetricsServer
+	// presence reports the placement epoch the router routes by.
+	presence *topology.Presence
+	clock    *hlc.Clock
+	grpc     *grpcx.Server
+	ln       net.Listener
+	metrics  *grpcx.MetricsServer
 	// Registry holds the router's metrics (also served at MetricsAddr).
 	Registry *prometheus.Registry
 	serveErr chan error
@@ -122,8 +124,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor,
 			HashFunction: placement.HashFunction, CreateTime: time.Now().UTC(),
 		},
-		MinNodes: cfg.MinNodes,
-		Logger:   s.logger,
+		MinNodes:        cfg.MinNodes,
+		DeadAfter:       cfg.DeadAfter,
+		MaxMovesPerNode: cfg.MaxMovesPerNode,
+		Metrics:         controller.NewMetrics(s.Registry),
+		Logger:          s.logger,
 	})
 
 	s.ln, err = net.Listen("tcp", cfg.ListenAddr)
@@ -148,6 +153,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
+	// The presence reports the epoch of each view once it is published:
+	// from then on every request is routed by it (requests still in flight
+	// under an older view are fenced by the storage nodes).
+	s.presence = s.store.RegisterRouter(topology.Router{ID: cfg.ID, Address: s.ln.Addr().String(), StartTime: time.Now().UTC()}, cfg.PresenceTTL, s.logger)
+	s.cluster.OnEpoch(s.presence.SetEpoch)
 	s.logger.Info("router serving", "addr", s.ln.Addr().String())
 	return s, nil
 }
@@ -272,6 +282,12 @@ func (s *Server) abort() {
 	if s.ctrl != nil {
 		s.ctrl.Close()
 		s.ctrl = nil
+	}
+	if s.presence != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		s.presence.Close(ctx)
+		cancel()
+		s.presence = nil
 	}
 	if s.cluster != nil {
 		s.cluster.Close()

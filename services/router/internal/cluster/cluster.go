@@ -1,6 +1,7 @@
 // Package cluster is the router's view of the storage nodes: an immutable
-// routing table (partition → replica nodes) rebuilt from every topology
-// snapshot, one reused gRPC connection per node, and per-node latency
+// routing table (partition → read set, write sets and write targets, as
+// placement.Document.Routing defines them while replicas move) rebuilt
+// from every topology snapshot, one reused gRPC connection per node, and per-node latency
 // estimates for choosing and hedging replicas. Nothing here reads etcd on
 // the request path.
 //
@@ -24,8 +25,11 @@
 package cluster
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -87,15 +91,68 @@ type View struct {
 	Snapshot *topology.Snapshot
 	// Partitions is P; 0 before the cluster is bootstrapped.
 	Partitions uint32
-	// Epoch is the placement epoch; 0 before the first placement.
+	// Epoch is the placement epoch; 0 before the first placement. Every
+	// storage request made by this view carries it.
 	Epoch uint64
 	// replicas[p] lists the replica nodes of partition p in placement
 	// order; a nil entry is a replica whose node is not registered (down).
 	replicas [][]*Node
+	// routes[p] is partition p's route (see Route).
+	routes []Route
+	// nodesGen is the Cluster's nodesGen the routes were resolved at.
+	nodesGen uint64
+}
+
+// MaxSets is the most replica sets a write must reach its level in: the
+// old and the new one while a move is in flight.
+const MaxSets = 2
+
+// Route is how one partition is read and written in a view, with the node
+// connections resolved: placement.Route precomputed at rebuild, so the
+// request path allocates nothing to route. A nil node is one that is not
+// registered (down). Shared: do not modify.
+type Route struct {
+	// ReadIDs are the read set's members; ReadNodes[i] is ReadIDs[i]'s node.
+	ReadIDs   []string
+	ReadNodes []*Node
+	// ReadSize is the read set's size: a read needs Need(level, ReadSize)
+	// answers from its members.
+	ReadSize int
+	// Sets are where a write must reach its level: Need(level, Sets[k].Size)
+	// acknowledgements from members of Sets[k], for every k.
+	Sets []placement.ReplicaSet
+	// WriteIDs lists every node a write is sent to; WriteNodes[i] is its
+	// node and WriteSets[i] the bitmask (bit k: Sets[k]) of the sets its
+	// acknowledgement counts towards.
+	WriteIDs   []string
+	WriteNodes []*Node
+	WriteSets  []uint8
+	// Move is the partition's active move when Moving.
+	Move   placement.Move
+	Moving bool
+}
+
+// SetsOf returns the bitmask of the sets node's acknowledgement counts
+// towards (0: node is not a write target).
+func (r *Route) SetsOf(n *Node) uint8 {
+	for i, w := range r.WriteNodes {
+		if w == n && n != nil {
+			return r.WriteSets[i]
+		}
+	}
+	return 0
 }
 
 // Ready reports whether the view can route: config and placement exist.
 func (v *View) Ready() bool { return v.Partitions > 0 && v.replicas != nil }
+
+// Route returns partition p's route, or nil if p is out of range.
+func (v *View) Route(p uint32) *Route {
+	if int(p) >= len(v.routes) {
+		return nil
+	}
+	return &v.routes[p]
+}
 
 // Replicas returns the replica nodes of partition p in placement order, nil
 // entries for nodes that are down. The slice is shared: do not modify it.
@@ -112,6 +169,63 @@ func (v *View) ReplicaIDs(p uint32) []string {
 		return nil
 	}
 	return v.Snapshot.Placement.Replicas[p]
+}
+
+// buildRoutes resolves every partition's placement.Route against node.
+// Document.Routing scans every move to find a partition's; with an index
+// of the active moves each partition's route is computed from a document
+// holding just its own move.
+func buildRoutes(doc *placement.Document, node func(id string) *Node) (replicas [][]*Node, routes []Route) {
+	moving := make(map[uint32]placement.Move)
+	for _, m := range doc.Moves {
+		if m.Active() {
+			moving[m.Partition] = m
+		}
+	}
+	nodes := func(ids []string) []*Node {
+		out := make([]*Node, len(ids))
+		for i, id := range ids {
+			out[i] = node(id)
+		}
+		return out
+	}
+	replicas = make([][]*Node, len(doc.Replicas))
+	routes = make([]Route, len(doc.Replicas))
+	for p, ids := range doc.Replicas {
+		replicas[p] = nodes(ids)
+		m, ok := moving[uint32(p)]
+		if !ok {
+			set := placement.ReplicaSet{Members: ids, Size: len(ids)}
+			mask := make([]uint8, len(ids))
+			for i := range mask {
+				mask[i] = 1
+			}
+			routes[p] = Route{
+				ReadIDs: ids, ReadNodes: replicas[p], ReadSize: len(ids),
+				Sets: []placement.ReplicaSet{set}, WriteIDs: ids, WriteNodes: replicas[p], WriteSets: mask,
+			}
+			continue
+		}
+		one := placement.Document{Partitions: doc.Partitions, RF: doc.RF, Replicas: doc.Replicas, Moves: []placement.Move{m}}
+		rt := one.Routing(uint32(p))
+		if len(rt.Sets) > MaxSets {
+			panic(fmt.Sprintf("cluster: partition %d routes to %d replica sets, at most %d", p, len(rt.Sets), MaxSets))
+		}
+		mask := make([]uint8, len(rt.Write))
+		for i, id := range rt.Write {
+			for k, set := range rt.Sets {
+				if slices.Contains(set.Members, id) {
+					mask[i] |= 1 << k
+				}
+			}
+		}
+		routes[p] = Route{
+			ReadIDs: rt.Read.Members, ReadNodes: nodes(rt.Read.Members), ReadSize: rt.Read.Size,
+			Sets: rt.Sets, WriteIDs: rt.Write, WriteNodes: nodes(rt.Write), WriteSets: mask,
+			Move: m, Moving: true,
+		}
+	}
+	return replicas, routes
 }
 
 // DefaultGrace is how long after an etcd outage a vanished registration is
@@ -132,6 +246,11 @@ type Cluster struct {
 	// retained are the nodes kept though their registration vanished.
 	retained map[string]bool
 	view     atomic.Pointer[View]
+	// nodesGen counts the changes to nodes (connections added or closed).
+	nodesGen uint64
+	// changed is closed (and replaced) whenever a view is published.
+	changed chan struct{}
+	onEpoch func(uint64)
 
 	stop chan struct{}
 	done chan struct{}
@@ -147,7 +266,7 @@ func New(w *topology.Watcher, logger *slog.Logger, grace time.Duration) *Cluster
 	c := &Cluster{
 		watcher: w, logger: logger, grace: grace,
 		nodes: map[string]*Node{}, known: map[string]topology.Node{}, retained: map[string]bool{},
-		stop: make(chan struct{}), done: make(chan struct{}),
+		changed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	changes := w.Changes()
 	c.rebuild(w.Snapshot())
@@ -262,6 +381,7 @@ func (c *Cluster) rebuild(snap *topology.Snapshot) {
 		if !ok || reg.Address != n.Addr {
 			_ = n.conn.Close()
 			delete(c.nodes, id)
+			c.nodesGen++
 		}
 	}
 	for id, reg := range members {
@@ -274,23 +394,65 @@ func (c *Cluster) rebuild(snap *topology.Snapshot) {
 			continue
 		}
 		c.nodes[id] = &Node{ID: id, Addr: reg.Address, conn: conn, Client: storagev1.NewStorageServiceClient(conn)}
+		c.nodesGen++
 	}
-	v := &View{Snapshot: snap}
+	v := &View{Snapshot: snap, nodesGen: c.nodesGen}
 	if snap.Config != nil {
 		v.Partitions = snap.Config.Partitions
 	}
 	if p := snap.Placement; p != nil && snap.Config != nil && p.Partitions == snap.Config.Partitions {
 		v.Epoch = p.Epoch
-		v.replicas = make([][]*Node, len(p.Replicas))
-		for i, ids := range p.Replicas {
-			rs := make([]*Node, len(ids))
-			for j, id := range ids {
-				rs[j] = c.nodes[id]
-			}
-			v.replicas[i] = rs
+		// Most snapshots change nothing routing depends on (progress
+		// reports, presences, tables): keep the routes then.
+		if prev := c.view.Load(); prev != nil && prev.Snapshot.Placement == p && prev.nodesGen == c.nodesGen && prev.routes != nil {
+			v.replicas, v.routes = prev.replicas, prev.routes
+		} else {
+			v.replicas, v.routes = buildRoutes(p, func(id string) *Node { return c.nodes[id] })
 		}
 	}
-	c.view.Store(v)
+	prev := c.view.Swap(v)
+	c.publishedLocked(prev, v)
+}
+
+// publishedLocked wakes WaitEpoch callers and reports a new epoch to the
+// epoch listener, after v is the view requests use. The caller holds c.mu.
+func (c *Cluster) publishedLocked(prev, v *View) {
+	close(c.changed)
+	c.changed = make(chan struct{})
+	if c.onEpoch != nil && (prev == nil || v.Epoch > prev.Epoch) {
+		c.onEpoch(v.Epoch)
+	}
+}
+
+// OnEpoch sets fn to be called with the view's placement epoch now and
+// whenever a view with a newer epoch is published (the router reports it
+// in its presence: it routes by that epoch from then on). fn must not
+// block.
+func (c *Cluster) OnEpoch(fn func(epoch uint64)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onEpoch = fn
+	if v := c.view.Load(); v != nil {
+		fn(v.Epoch)
+	}
+}
+
+// WaitEpoch waits until the view's placement epoch is at least epoch, or
+// ctx ends, and returns the view.
+func (c *Cluster) WaitEpoch(ctx context.Context, epoch uint64) (*View, error) {
+	for {
+		c.mu.Lock()
+		ch := c.changed
+		c.mu.Unlock()
+		if v := c.view.Load(); v.Epoch >= epoch {
+			return v, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cluster: placement epoch %d not seen yet (routing by %d): %w", epoch, c.view.Load().Epoch, ctx.Err())
+		case <-ch:
+		}
+	}
 }
 
 // NewStatic returns a cluster whose view never changes: partitions
@@ -298,9 +460,34 @@ func (c *Cluster) rebuild(snap *topology.Snapshot) {
 // replica, named by ids[p]), and tables. Tests use it to drive the
 // coordinator and the router's handlers with fake storage clients.
 func NewStatic(partitions uint32, ids [][]string, replicas [][]*Node, tables ...topology.Table) *Cluster {
+	byID := map[string]*Node{}
+	for p, rs := range replicas {
+		for i, n := range rs {
+			if n != nil {
+				byID[ids[p][i]] = n
+			}
+		}
+	}
+	doc := placement.Document{Epoch: 1, Partitions: partitions, Replicas: ids}
+	return NewStaticDocument(doc, byID, tables...)
+}
+
+// NewStaticDocument returns a cluster whose view is doc (moves included)
+// over the given nodes (an id without a node is down), and tables, until
+// Publish. Tests use it to drive the coordinator through moves.
+func NewStaticDocument(doc placement.Document, nodes map[string]*Node, tables ...topology.Table) *Cluster {
+	c := &Cluster{nodes: map[string]*Node{}, known: map[string]topology.Node{}, retained: map[string]bool{},
+		changed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	close(c.done)
+	c.Publish(doc, nodes, tables...)
+	return c
+}
+
+// Publish replaces a static cluster's view (see NewStaticDocument).
+func (c *Cluster) Publish(doc placement.Document, nodes map[string]*Node, tables ...topology.Table) {
 	snap := &topology.Snapshot{
-		Config:     &topology.ClusterConfig{Partitions: partitions},
-		Placement:  &placement.Document{Partitions: partitions, Replicas: ids},
+		Config:     &topology.ClusterConfig{Partitions: doc.Partitions, ReplicationFactor: doc.RF},
+		Placement:  &doc,
 		Nodes:      map[string]topology.Node{},
 		Tables:     map[string]topology.Table{},
 		TablesByID: map[uint64]topology.Table{},
@@ -309,10 +496,12 @@ func NewStatic(partitions uint32, ids [][]string, replicas [][]*Node, tables ...
 		snap.Tables[t.Name] = t
 		snap.TablesByID[t.ID] = t
 	}
-	c := &Cluster{nodes: map[string]*Node{}, known: map[string]topology.Node{}, retained: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
-	close(c.done)
-	c.view.Store(&View{Snapshot: snap, Partitions: partitions, Epoch: 1, replicas: replicas})
-	return c
+	v := &View{Snapshot: snap, Partitions: doc.Partitions, Epoch: doc.Epoch}
+	v.replicas, v.routes = buildRoutes(&doc, func(id string) *Node { return nodes[id] })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	prev := c.view.Swap(v)
+	c.publishedLocked(prev, v)
 }
 
 // Close stops following the topology and closes every connection.

@@ -4,10 +4,29 @@
 // registered and membership has settled, computes the placement with
 // rendezvous hashing and writes it with epoch 1.
 //
-// Data movement on membership changes (pending replicas, backfill) is not
-// built yet, so once a placement exists it is kept: a node that fails keeps
-// its partitions (its replicas are unavailable until it returns) and a node
-// that joins later holds nothing (it is reported JOINING).
+// From then on it moves replicas as membership changes (placement.Move):
+// a state machine driven by the watcher's snapshot, one placement update
+// (compare-and-swap, next epoch) per iteration. Every iteration
+//
+//   - fills the members (nodes in the replica sets and newly registered
+//     ones are active; a removed id that registers again is active again)
+//     and declares dead an active member unregistered for Config.DeadAfter
+//     (measured since this router became leader);
+//   - advances each move one stage: pending → streaming once every router
+//     and storage node reports the move's epoch (Snapshot.Reached);
+//     streaming → read_new once Add reported its backfill Done from its
+//     current incarnation; read_new → promoted once every process routes
+//     by read_new; a cleanup entry ends when Remove reported Dropped or is
+//     dead or removed; a move whose Add is no longer placed is abandoned;
+//   - completes members: a leaving or dead member holding nothing is
+//     removed, a replacing one with no backfill left is active;
+//   - plans new moves towards the target (Document.Target, Document.Plan,
+//     at most Config.MaxMovesPerNode per node) and keeps the Rebalance
+//     record;
+//
+// and then deletes the progress reports of moves that ended. All state is
+// in the document and the progress reports, so a new leader resumes where
+// the last one stopped; each step is idempotent.
 package controller
 
 import (
@@ -38,7 +57,19 @@ type Config struct {
 	Settle time.Duration
 	// SessionTTL is the election lease TTL in seconds. Default: 5.
 	SessionTTL int
-	Logger     *slog.Logger
+	// DeadAfter is how long an active member may stay unregistered before
+	// the controller declares it dead and re-creates its replicas elsewhere;
+	// negative: never. Default: 15m.
+	DeadAfter time.Duration
+	// MaxMovesPerNode bounds the moves a node takes part in at once.
+	// Default: 2.
+	MaxMovesPerNode int
+	// Interval is how often the leader re-evaluates without a topology
+	// change (for DeadAfter). Default: 1s.
+	Interval time.Duration
+	// Metrics receive the rebalance gauges. Default: unregistered metrics.
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 // Controller campaigns for the controller role and acts while it holds it.
@@ -52,6 +83,11 @@ type Controller struct {
 	leader bool
 	// bootstrapErr is set when the stored config contradicts ours.
 	bootstrapErr error
+
+	// absent is when each member was first seen unregistered since this
+	// router became leader; used by the leader's goroutine only.
+	absent  map[string]time.Time
+	metrics *Metrics
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -68,8 +104,20 @@ func Start(cli *clientv3.Client, store *topology.Store, w *topology.Watcher, cfg
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 5
 	}
+	if cfg.DeadAfter == 0 {
+		cfg.DeadAfter = 15 * time.Minute
+	}
+	if cfg.MaxMovesPerNode <= 0 {
+		cfg.MaxMovesPerNode = 2
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Controller{cfg: cfg, cli: cli, store: store, watcher: w, cancel: cancel, done: make(chan struct{})}
+	c := &Controller{cfg: cfg, cli: cli, store: store, watcher: w, cancel: cancel, done: make(chan struct{}), metrics: cfg.Metrics}
 	go c.run(ctx)
 	return c
 }
@@ -79,6 +127,13 @@ func (c *Controller) IsLeader() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.leader
+}
+
+// SetDeadAfter changes Config.DeadAfter (tests).
+func (c *Controller) SetDeadAfter(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cfg.DeadAfter = d
 }
 
 // Err reports a fatal configuration conflict (the stored cluster config
@@ -186,6 +241,7 @@ func (c *Controller) lead(ctx context.Context) {
 		sleep(ctx, time.Second)
 	}
 	changes := c.watcher.Changes()
+	defer c.watcher.StopChanges(changes)
 	var lastMembers string
 	var stableSince time.Time
 	tick := time.NewTicker(c.cfg.Settle / 4)
@@ -193,9 +249,7 @@ func (c *Controller) lead(ctx context.Context) {
 	for {
 		snap := c.watcher.Snapshot()
 		if snap.Placement != nil {
-			// Placement is fixed until rebalancing exists; keep the role so a
-			// new controller is not elected needlessly.
-			<-ctx.Done()
+			c.moveReplicas(ctx, changes)
 			return
 		}
 		ids := make([]string, 0, len(snap.Nodes))
@@ -223,6 +277,25 @@ func (c *Controller) lead(ctx context.Context) {
 	}
 }
 
+// moveReplicas runs the rebalancing state machine (see the package doc)
+// on every topology change and every Interval while ctx lasts.
+func (c *Controller) moveReplicas(ctx context.Context, changes <-chan struct{}) {
+	c.absent = map[string]time.Time{}
+	tick := time.NewTicker(c.cfg.Interval)
+	defer tick.Stop()
+	for {
+		if err := c.rebalance(ctx); err != nil && ctx.Err() == nil {
+			c.cfg.Logger.Warn("controller: rebalance", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+		case <-tick.C:
+		}
+	}
+}
+
 func (c *Controller) place(ctx context.Context, snap *topology.Snapshot, ids []string) error {
 	nodes := make([]placement.Node, len(ids))
 	for i, id := range ids {
@@ -237,6 +310,9 @@ func (c *Controller) place(ctx context.Context, snap *topology.Snapshot, ids []s
 		return err
 	}
 	doc := placement.NewDocument(1, t)
+	// The members are written with the first placement, so a new cluster
+	// starts at epoch 1 with nothing left for the rebalancer to fill in.
+	FillMembers(&doc, snap.Nodes, time.Now().UTC())
 	if err := c.store.PutPlacement(ctx, doc, 0); err != nil {
 		return err
 	}

@@ -2,17 +2,25 @@
 // Dynamo-style quorum writes and reads over the replica sets of the current
 // placement, with hedged reads and read repair.
 //
-//   - A write goes to every live replica of its partition and succeeds once
-//     W replicas acknowledged it. Stragglers keep going in the background
-//     after the caller has its answer. If fewer than W replicas are live the
-//     write is refused before anything is sent. Once every replica has
-//     answered, the records a replica missed are stored as hints on one
-//     that acknowledged them (hinted handoff, hints.go); hints never count
+// A partition's route (cluster.Route, from placement.Document.Routing)
+// names a read set and one or two write sets: while a replica moves, a
+// write must reach its level in the old set and in the new one, and reads
+// switch to the new set only once it is complete. Every storage request
+// carries the view's placement epoch; a replica that refuses it as stale
+// makes the operation wait for a newer view and run once more by it.
+//
+//   - A write goes to every live write target of its partition and
+//     succeeds once W members of each write set acknowledged it.
+//     Stragglers keep going in the background after the caller has its
+//     answer. If a write set has fewer than W live members the write is
+//     refused before anything is sent. Once every target has answered,
+//     the records a target missed are stored as hints on one that
+//     acknowledged them (hinted handoff, hints.go); hints never count
 //     towards W.
-//   - A read asks R replicas (the fastest first). If the first does not
-//     answer within its hedge delay (its smoothed latency plus four mean
-//     deviations), one more replica is asked; failures move on to the next
-//     replica at once. With R > 1 the newest version wins and replicas that
+//   - A read asks R members of the read set (the fastest first). If the
+//     first does not answer within its hedge delay (its smoothed latency
+//     plus four mean deviations), one more replica is asked; failures
+//     move on to the next replica at once. With R > 1 the newest version wins and replicas that
 //     answered with an older version, or nothing, are repaired in the
 //     background.
 //
@@ -26,12 +34,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"github.com/veltrixdb/veltrix/services/router/internal/cluster"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -217,12 +227,12 @@ func (co *Coordinator) detached(ctx context.Context) (context.Context, context.C
 	return context.WithTimeout(context.WithoutCancel(ctx), d)
 }
 
-// candidates returns the live replicas of partition p in the order to ask
-// them: the faster of two random replicas first (power of two choices, so
-// load spreads while slow nodes are avoided), then the rest in placement
-// order.
-func candidates(v *cluster.View, p uint32) []*cluster.Node {
-	reps := v.Replicas(p)
+// candidates returns the registered members of partition p's read set in
+// the order to ask them: the faster of two random replicas first (power of
+// two choices, so load spreads while slow nodes are avoided), then the
+// rest in placement order.
+func candidates(rt *cluster.Route) []*cluster.Node {
+	reps := rt.ReadNodes
 	out := make([]*cluster.Node, 0, len(reps))
 	for _, n := range reps {
 		if n != nil {
@@ -240,15 +250,95 @@ func candidates(v *cluster.View, p uint32) []*cluster.Node {
 	return out
 }
 
-func downReplicas(v *cluster.View, p uint32) []string {
+// downReplicas names the nodes among ids (nodes parallel) that are not
+// registered.
+func downReplicas(ids []string, nodes []*cluster.Node) []string {
 	var down []string
-	ids := v.ReplicaIDs(p)
-	for i, n := range v.Replicas(p) {
+	for i, n := range nodes {
 		if n == nil {
 			down = append(down, ids[i]+": not registered")
 		}
 	}
 	return down
+}
+
+// staleError marks an operation that a replica refused because the view it
+// was routed by is older than the partition's last routing change; the
+// caller waits for a view of at least epoch and retries once.
+type staleError struct {
+	epoch uint64
+	err   error
+}
+
+func (e *staleError) Error() string { return e.err.Error() }
+func (e *staleError) Unwrap() error { return e.err }
+
+// staleReason is the ErrorInfo reason storage nodes give when they refuse
+// a request made under a placement epoch older than the partition's last
+// routing change.
+const staleReason = "STALE_PLACEMENT_EPOCH"
+
+// staleEpoch reports whether err is a stale-epoch refusal and the epoch to
+// wait for: the largest epoch the node names in its ErrorInfo metadata
+// (values of keys containing "epoch"), and at least the one after the
+// view's (have).
+func staleEpoch(err error, have uint64) (uint64, bool) {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.FailedPrecondition {
+		return 0, false
+	}
+	want, stale := have+1, false
+	for _, d := range st.Details() {
+		info, ok := d.(*errdetails.ErrorInfo)
+		if !ok || info.GetReason() != staleReason {
+			continue
+		}
+		stale = true
+		for k, v := range info.GetMetadata() {
+			if !strings.Contains(k, "epoch") {
+				continue // a partition number is no epoch
+			}
+			if e, err := strconv.ParseUint(v, 10, 64); err == nil {
+				want = max(want, e)
+			}
+		}
+	}
+	if !stale && !strings.Contains(st.Message(), "stale placement epoch") {
+		return 0, false
+	}
+	return want, true
+}
+
+// markStale wraps err (a failed operation) as a staleError if a replica
+// refused it as stale (stale > 0: the epoch to wait for).
+func markStale(err error, stale uint64) error {
+	if err == nil || stale == 0 {
+		return err
+	}
+	return &staleError{epoch: stale, err: err}
+}
+
+// staleWaitMax bounds how long an operation refused as stale waits for the
+// router's view to catch up before its one retry.
+const staleWaitMax = 2 * time.Second
+
+// retryView returns the view to retry an operation with when err is a
+// stale-epoch refusal: the router's view once it reached the epoch the
+// replica asked for (waiting at most staleWaitMax). ok is false when the
+// operation must not be retried.
+func (co *Coordinator) retryView(ctx context.Context, err error) (*cluster.View, bool) {
+	var se *staleError
+	if !errors.As(err, &se) || ctx.Err() != nil {
+		return nil, false
+	}
+	wctx, cancel := context.WithTimeout(ctx, staleWaitMax)
+	defer cancel()
+	v, werr := co.c.WaitEpoch(wctx, se.epoch)
+	if werr != nil || !v.Ready() {
+		co.o.Logger.Debug("stale placement epoch: router view did not catch up", "want", se.epoch, "err", werr)
+		return nil, false
+	}
+	return v, true
 }
 
 func unavailable(what string, got, need int, errs []string) error {

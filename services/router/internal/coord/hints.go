@@ -23,8 +23,9 @@ type hintBatch struct {
 }
 
 // handoff sends the hints of a finished write; results are every replica's
-// answer.
-func (co *Coordinator) handoff(v *cluster.View, recs []*storagev1.Record, results []applyResult) {
+// answer. Only a record's write targets get hints: a node the partition is
+// moving away from after promotion gets nothing.
+func (co *Coordinator) handoff(recs []*storagev1.Record, st []writeState, results []applyResult) {
 	if !co.o.HintedHandoff {
 		return
 	}
@@ -39,7 +40,7 @@ func (co *Coordinator) handoff(v *cluster.View, recs []*storagev1.Record, result
 	}
 	batches := map[hintBatch][]*storagev1.Record{}
 	for i, rec := range recs {
-		ids := v.ReplicaIDs(rec.GetKey().GetPartition())
+		ids := st[i].rt.WriteIDs
 		if len(acked[i]) >= len(ids) {
 			continue
 		}

@@ -25,7 +25,10 @@ type reply[T any] struct {
 // called in the caller's goroutine: no goroutine, channel hop or stack
 // growth on the path that almost every read takes. A hedge runs in the
 // timer's goroutine and cancels the first call when it answers first.
-func gather[T any](ctx context.Context, co *Coordinator, what string, cands []*cluster.Node, need int, call func(context.Context, *cluster.Node) (T, error)) ([]reply[T], error) {
+//
+// A failure that a stale-epoch refusal contributed to is marked (markStale)
+// so the caller retries once by a newer view.
+func gather[T any](ctx context.Context, co *Coordinator, what string, epoch uint64, cands []*cluster.Node, need int, call func(context.Context, *cluster.Node) (T, error)) ([]reply[T], error) {
 	if len(cands) < need {
 		return nil, unavailable(what, len(cands), need, []string{"not enough live replicas"})
 	}
@@ -49,6 +52,7 @@ func gather[T any](ctx context.Context, co *Coordinator, what string, cands []*c
 	}
 	var ok []reply[T]
 	var errs []string
+	var stale uint64
 	// failed records a failed reply and launches the next replica; it
 	// returns an error when gather must give up.
 	failed := func(r reply[T]) error {
@@ -58,11 +62,14 @@ func gather[T any](ctx context.Context, co *Coordinator, what string, cands []*c
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if e, ok := staleEpoch(r.err, epoch); ok {
+			stale = max(stale, e)
+		}
 		errs = append(errs, co.replicaErr(r.node, r.err))
 		if next < len(cands) {
 			launch()
 		} else if len(ok)+inflight < need {
-			return unavailable(what, len(ok), need, errs)
+			return markStale(unavailable(what, len(ok), need, errs), stale)
 		}
 		return nil
 	}
@@ -147,23 +154,37 @@ func newer(a, b *storagev1.Record) bool {
 	return a != nil && a.GetVersion() > b.GetVersion()
 }
 
-// Read returns the newest record of key among Need(level) replicas, or nil
-// when none has it. Tombstones are returned (the caller reports them as
-// absent). Stale replicas are repaired in the background.
+// Read returns the newest record of key among Need(level, read set size)
+// members of its partition's read set, or nil when none has it. Tombstones
+// are returned (the caller reports them as absent). Stale replicas are
+// repaired in the background. A read refused as made under a stale
+// placement epoch is retried once by the newer view (see Write).
 func (co *Coordinator) Read(ctx context.Context, key *storagev1.Key, level Level) (*storagev1.Record, error) {
 	v, err := co.View()
 	if err != nil {
 		return nil, err
 	}
-	p := key.GetPartition()
-	need := Need(level, len(v.ReplicaIDs(p)))
-	what := "read of " + keyString(key) + " at " + level.String()
-	cands := candidates(v, p)
-	if len(cands) < need {
-		return nil, unavailable(what, len(cands), need, downReplicas(v, p))
+	rec, err := co.read(ctx, v, key, level)
+	if v2, ok := co.retryView(ctx, err); ok {
+		return co.read(ctx, v2, key, level)
 	}
-	req := &storagev1.ReadRequest{Key: key}
-	replies, err := gather(ctx, co, what, cands, need, func(ctx context.Context, n *cluster.Node) (*storagev1.ReadResponse, error) {
+	return rec, err
+}
+
+func (co *Coordinator) read(ctx context.Context, v *cluster.View, key *storagev1.Key, level Level) (*storagev1.Record, error) {
+	p := key.GetPartition()
+	what := "read of " + keyString(key) + " at " + level.String()
+	rt := v.Route(p)
+	if rt == nil {
+		return nil, unavailable(what, 0, 1, []string{"partition out of range"})
+	}
+	need := Need(level, rt.ReadSize)
+	cands := candidates(rt)
+	if len(cands) < need {
+		return nil, unavailable(what, len(cands), need, downReplicas(rt.ReadIDs, rt.ReadNodes))
+	}
+	req := &storagev1.ReadRequest{Key: key, PlacementEpoch: v.Epoch}
+	replies, err := gather(ctx, co, what, v.Epoch, cands, need, func(ctx context.Context, n *cluster.Node) (*storagev1.ReadResponse, error) {
 		return n.Client.Read(ctx, req)
 	})
 	if err != nil {
@@ -182,20 +203,20 @@ func (co *Coordinator) Read(ctx context.Context, key *storagev1.Key, level Level
 				repairs[r.node] = append(repairs[r.node], winner)
 			}
 		}
-		co.repair(repairs)
+		co.repair(v.Epoch, repairs)
 	}
 	return winner, nil
 }
 
 // repair sends the newest records to replicas that answered with older ones,
 // in the background.
-func (co *Coordinator) repair(repairs map[*cluster.Node][]*storagev1.Record) {
+func (co *Coordinator) repair(epoch uint64, repairs map[*cluster.Node][]*storagev1.Record) {
 	for node, recs := range repairs {
 		co.o.Metrics.ReadRepairs.Add(float64(len(recs)))
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), co.o.Timeout)
 			defer cancel()
-			if _, err := node.Client.Apply(ctx, &storagev1.ApplyRequest{Records: recs}); err != nil {
+			if _, err := node.Client.Apply(ctx, &storagev1.ApplyRequest{Records: recs, PlacementEpoch: epoch}); err != nil {
 				co.o.Logger.Warn("read repair failed", "node", node.ID, "records", len(recs), "err", co.replicaErr(node, err))
 			}
 		}()
@@ -214,21 +235,34 @@ type batchState struct {
 // BatchRead reads keys at level, grouping keys per node so each round sends
 // one BatchRead per node; keys whose replica failed move to their next
 // replica in the following round. Results are in key order; nil means not
-// found.
+// found. Like Read it is retried once by a newer view when a replica
+// refused the view's epoch as stale.
 func (co *Coordinator) BatchRead(ctx context.Context, keys []*storagev1.Key, level Level) ([]*storagev1.Record, error) {
 	v, err := co.View()
 	if err != nil {
 		return nil, err
 	}
+	out, err := co.batchRead(ctx, v, keys, level)
+	if v2, ok := co.retryView(ctx, err); ok {
+		return co.batchRead(ctx, v2, keys, level)
+	}
+	return out, err
+}
+
+func (co *Coordinator) batchRead(ctx context.Context, v *cluster.View, keys []*storagev1.Key, level Level) ([]*storagev1.Record, error) {
 	states := make([]*batchState, len(keys))
 	for i, k := range keys {
-		p := k.GetPartition()
-		st := &batchState{cands: candidates(v, p), need: Need(level, len(v.ReplicaIDs(p)))}
+		rt := v.Route(k.GetPartition())
+		if rt == nil {
+			return nil, unavailable("read of "+keyString(k)+" at "+level.String(), 0, 1, []string{"partition out of range"})
+		}
+		st := &batchState{cands: candidates(rt), need: Need(level, rt.ReadSize)}
 		if len(st.cands) < st.need {
-			return nil, unavailable("read of "+keyString(k)+" at "+level.String(), len(st.cands), st.need, downReplicas(v, p))
+			return nil, unavailable("read of "+keyString(k)+" at "+level.String(), len(st.cands), st.need, downReplicas(rt.ReadIDs, rt.ReadNodes))
 		}
 		states[i] = st
 	}
+	var stale uint64
 	type result struct {
 		node *cluster.Node
 		idxs []int
@@ -249,7 +283,7 @@ func (co *Coordinator) BatchRead(ctx context.Context, keys []*storagev1.Key, lev
 		}
 		ch := make(chan result, len(groups))
 		for node, idxs := range groups {
-			req := &storagev1.BatchReadRequest{Keys: make([]*storagev1.Key, len(idxs))}
+			req := &storagev1.BatchReadRequest{Keys: make([]*storagev1.Key, len(idxs)), PlacementEpoch: v.Epoch}
 			for j, i := range idxs {
 				req.Keys[j] = keys[i]
 			}
@@ -268,6 +302,9 @@ func (co *Coordinator) BatchRead(ctx context.Context, keys []*storagev1.Key, lev
 			if r.err != nil {
 				if err := inputErr(r.err); err != nil {
 					inErr = err
+				}
+				if e, ok := staleEpoch(r.err, v.Epoch); ok {
+					stale = max(stale, e)
 				}
 				desc := co.replicaErr(r.node, r.err)
 				for _, i := range r.idxs {
@@ -293,7 +330,7 @@ func (co *Coordinator) BatchRead(ctx context.Context, keys []*storagev1.Key, lev
 		}
 		for i, st := range states {
 			if len(st.ok)+len(st.cands)-st.next < st.need {
-				return nil, unavailable("read of "+keyString(keys[i])+" at "+level.String(), len(st.ok), st.need, st.errs)
+				return nil, markStale(unavailable("read of "+keyString(keys[i])+" at "+level.String(), len(st.ok), st.need, st.errs), stale)
 			}
 		}
 	}
@@ -316,7 +353,7 @@ func (co *Coordinator) BatchRead(ctx context.Context, keys []*storagev1.Key, lev
 			}
 		}
 	}
-	co.repair(repairs)
+	co.repair(v.Epoch, repairs)
 	return out, nil
 }
 
@@ -333,26 +370,40 @@ type QueryOptions struct {
 }
 
 // Query reads up to Limit live records of a partition key in sort-key
-// order from Need(level) replicas, merging by newest version. next is the
-// sort key the replicas were read up to when more records may follow (the
-// next page starts after it), or nil at the end.
+// order from Need(level, read set size) members of the partition's read
+// set, merging by newest version. next is the sort key the replicas were
+// read up to when more records may follow (the next page starts after
+// it), or nil at the end. Like Read it is retried once by a newer view
+// when a replica refused the view's epoch as stale.
 func (co *Coordinator) Query(ctx context.Context, q QueryOptions, level Level) (recs []*storagev1.Record, next []byte, err error) {
 	v, err := co.View()
 	if err != nil {
 		return nil, nil, err
 	}
-	need := Need(level, len(v.ReplicaIDs(q.Partition)))
+	recs, next, err = co.query(ctx, v, q, level)
+	if v2, ok := co.retryView(ctx, err); ok {
+		return co.query(ctx, v2, q, level)
+	}
+	return recs, next, err
+}
+
+func (co *Coordinator) query(ctx context.Context, v *cluster.View, q QueryOptions, level Level) (recs []*storagev1.Record, next []byte, err error) {
 	what := "query of partition key " + `"` + trunc(q.PartitionKey) + `"` + " at " + level.String()
-	cands := candidates(v, q.Partition)
+	rt := v.Route(q.Partition)
+	if rt == nil {
+		return nil, nil, unavailable(what, 0, 1, []string{"partition out of range"})
+	}
+	need := Need(level, rt.ReadSize)
+	cands := candidates(rt)
 	if len(cands) < need {
-		return nil, nil, unavailable(what, len(cands), need, downReplicas(v, q.Partition))
+		return nil, nil, unavailable(what, len(cands), need, downReplicas(rt.ReadIDs, rt.ReadNodes))
 	}
 	req := &storagev1.ScanRequest{
 		Partition: q.Partition, TableId: q.TableID, PartitionKey: q.PartitionKey,
 		Start: q.Start, End: q.End, Prefix: q.Prefix, Limit: uint32(q.Limit), Reverse: q.Reverse,
-		IncludeTombstones: need > 1,
+		IncludeTombstones: need > 1, PlacementEpoch: v.Epoch,
 	}
-	replies, err := gather(ctx, co, what, cands, need, func(ctx context.Context, n *cluster.Node) (*storagev1.ScanResponse, error) {
+	replies, err := gather(ctx, co, what, v.Epoch, cands, need, func(ctx context.Context, n *cluster.Node) (*storagev1.ScanResponse, error) {
 		return n.Client.Scan(ctx, req)
 	})
 	if err != nil {
@@ -366,7 +417,7 @@ func (co *Coordinator) Query(ctx context.Context, q QueryOptions, level Level) (
 		}
 		return recs, next, nil
 	}
-	return co.mergeScans(replies, q.Reverse)
+	return co.mergeScans(v.Epoch, replies, q.Reverse)
 }
 
 // mergeScans merges pages of one sort-key range from several replicas. A
@@ -374,7 +425,7 @@ func (co *Coordinator) Query(ctx context.Context, q QueryOptions, level Level) (
 // seen up to its last key, so the merge stops at the earliest such bound;
 // the caller resumes after it. Within the bound the newest version of each
 // key wins, tombstones are dropped, and stale replicas are repaired.
-func (co *Coordinator) mergeScans(replies []reply[*storagev1.ScanResponse], reverse bool) ([]*storagev1.Record, []byte, error) {
+func (co *Coordinator) mergeScans(epoch uint64, replies []reply[*storagev1.ScanResponse], reverse bool) ([]*storagev1.Record, []byte, error) {
 	before := func(a, b []byte) bool {
 		if reverse {
 			return bytes.Compare(a, b) > 0
@@ -432,7 +483,7 @@ func (co *Coordinator) mergeScans(replies []reply[*storagev1.ScanResponse], reve
 			out = append(out, e.win)
 		}
 	}
-	co.repair(repairs)
+	co.repair(epoch, repairs)
 	if !more {
 		bound = nil
 	}

@@ -32,33 +32,68 @@ type applyResult struct {
 // maxNamedFailures bounds how many failed records one write error describes.
 const maxNamedFailures = 3
 
-// writeState is what Write knows about one record.
-type writeState struct {
+// setState counts one record's acknowledgements in one replica set.
+type setState struct {
 	need, acks, pending int
-	applied             int      // acking replicas that stored it (or this version)
-	newest              uint64   // newest version an acking replica reported
-	failed              []string // "node: reason" of each failed replica
 }
 
-// Write applies recs (each Key.Partition set) at level: every live replica
-// of each record's partition gets it, and Write returns once each record has
-// been acknowledged by Need(level, RF) replicas, with each record's Outcome.
-// Calls to the other replicas continue in the background; once all have
-// answered, what a replica missed is stored as hints on one that
-// acknowledged it (Options.HintedHandoff; hints never count towards the
-// level). A record whose
-// partition has fewer live replicas than required makes Write fail before
-// anything is sent.
+// writeState is what Write knows about one record.
+type writeState struct {
+	rt                *cluster.Route
+	sets              [cluster.MaxSets]setState
+	acks, pending     int      // over every write target
+	applied           int      // acking replicas that stored it (or this version)
+	newest            uint64   // newest version an acking replica reported
+	failed            []string // "node: reason" of each failed replica
+	satisfied, doomed bool
+}
+
+// short returns the first set that has not reached its level (-1: none).
+func (s *writeState) short() int {
+	for k := range s.rt.Sets {
+		if s.sets[k].acks < s.sets[k].need {
+			return k
+		}
+	}
+	return -1
+}
+
+// Write applies recs (each Key.Partition set) at level: every registered
+// write target of each record's partition gets it, and Write returns once
+// each record has reached its level in every replica set of its route
+// (Need(level, set size) acknowledgements from the set's members: one
+// set, or the old and the new one while a replica moves), with each
+// record's Outcome. Calls to the other replicas continue in the
+// background; once all have answered, what a write target missed is
+// stored as hints on one that acknowledged it (Options.HintedHandoff;
+// hints never count towards the level). A record with a set that has
+// fewer registered members than required makes Write fail before anything
+// is sent.
 //
 // When a record cannot reach its level, Write waits for the replicas still
 // in flight (up to Options.FailureWait) so that the error counts every
 // replica that applied the record and names every replica that failed, with
 // its reason: such a write is not rolled back and may still take effect.
+//
+// Every request carries the view's placement epoch. When a replica refuses
+// it as stale (the partition's routing changed since) and the write fails,
+// Write waits (at most 2s) for the router's view to reach the epoch the
+// replica has and sends the whole write again once by the new routing:
+// versions make the repeat idempotent, and a router never writes around a
+// move by falling back on the old routing.
 func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, level Level) ([]Outcome, error) {
 	v, err := co.View()
 	if err != nil {
 		return nil, err
 	}
+	out, err := co.write(ctx, v, recs, level)
+	if v2, ok := co.retryView(ctx, err); ok {
+		return co.write(ctx, v2, recs, level)
+	}
+	return out, err
+}
+
+func (co *Coordinator) write(ctx context.Context, v *cluster.View, recs []*storagev1.Record, level Level) ([]Outcome, error) {
 	n := len(recs)
 	if n == 0 {
 		return []Outcome{}, nil
@@ -67,17 +102,33 @@ func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, leve
 	groups := map[*cluster.Node][]int{}
 	for i, r := range recs {
 		p := r.GetKey().GetPartition()
-		ids := v.ReplicaIDs(p)
-		st[i].need = Need(level, len(ids))
-		for _, node := range v.Replicas(p) {
-			if node != nil {
-				groups[node] = append(groups[node], i)
-				st[i].pending++
+		rt := v.Route(p)
+		if rt == nil {
+			return nil, fmt.Errorf("%w: write of %s: partition out of range (%d partitions)", ErrInvalidArgument, keyString(r.GetKey()), v.Partitions)
+		}
+		s := &st[i]
+		s.rt = rt
+		for k, set := range rt.Sets {
+			s.sets[k].need = Need(level, set.Size)
+		}
+		for j, node := range rt.WriteNodes {
+			if node == nil {
+				continue
+			}
+			groups[node] = append(groups[node], i)
+			s.pending++
+			for k := range rt.Sets {
+				if rt.WriteSets[j]&(1<<k) != 0 {
+					s.sets[k].pending++
+				}
 			}
 		}
-		if st[i].pending < st[i].need {
-			return nil, fmt.Errorf("%w: write of %s at %s: only %d of %d replicas are registered, %d required; nothing was written: %s",
-				ErrUnavailable, keyString(r.GetKey()), level, st[i].pending, len(ids), st[i].need, strings.Join(downReplicas(v, p), "; "))
+		for k, set := range rt.Sets {
+			if ss := s.sets[k]; ss.pending < ss.need {
+				return nil, fmt.Errorf("%w: write of %s at %s: only %d of %d replicas%s are registered, %d required; nothing was written: %s",
+					ErrUnavailable, keyString(r.GetKey()), level, ss.pending, set.Size, setName(rt, k), ss.need,
+					strings.Join(downReplicas(rt.WriteIDs, rt.WriteNodes), "; "))
+			}
 		}
 	}
 
@@ -90,7 +141,7 @@ func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, leve
 		}
 		go func() {
 			start := time.Now()
-			resp, err := node.Client.Apply(rpcCtx, &storagev1.ApplyRequest{Records: batch})
+			resp, err := node.Client.Apply(rpcCtx, &storagev1.ApplyRequest{Records: batch, PlacementEpoch: v.Epoch})
 			if err == nil {
 				node.ObserveLatency(time.Since(start))
 			}
@@ -115,12 +166,13 @@ func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, leve
 			}
 			cancel()
 			if hint {
-				co.handoff(v, recs, got)
+				co.handoff(recs, st, got)
 			}
 		}()
 	}
 
 	satisfied := 0
+	var stale uint64            // > 0: a replica refused the view's epoch as stale
 	var doomed []int            // records that can no longer reach their level
 	var linger <-chan time.Time // set once a record is doomed
 	for remaining > 0 {
@@ -130,11 +182,11 @@ func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, leve
 			remaining--
 		case <-linger:
 			finish(true)
-			return nil, co.writeFailure(recs, st, doomed, level, v, "")
+			return nil, markStale(co.writeFailure(recs, st, doomed, level, ""), stale)
 		case <-ctx.Done():
 			finish(true)
 			if len(doomed) > 0 {
-				return nil, co.writeFailure(recs, st, doomed, level, v, "stopped waiting for the other replicas: "+ctx.Err().Error())
+				return nil, co.writeFailure(recs, st, doomed, level, "stopped waiting for the other replicas: "+ctx.Err().Error())
 			}
 			return nil, fmt.Errorf("write at %s: %w (%s); it may still take effect", level, ctx.Err(), progress(recs, st))
 		}
@@ -147,17 +199,29 @@ func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, leve
 				finish(false) // the input is bad: no replica will take it
 				return nil, err
 			}
+			if e, ok := staleEpoch(r.err, v.Epoch); ok {
+				stale = max(stale, e)
+			}
 			desc := co.replicaErr(r.node, r.err)
 			for _, i := range r.idxs {
 				s := &st[i]
+				mask := s.rt.SetsOf(r.node)
 				s.pending--
 				s.failed = append(s.failed, desc)
-				if s.acks+s.pending < s.need && s.acks+s.pending+1 >= s.need {
-					doomed = append(doomed, i)
-					if linger == nil {
-						t := time.NewTimer(co.o.FailureWait)
-						defer t.Stop()
-						linger = t.C
+				for k := range s.rt.Sets {
+					if mask&(1<<k) == 0 {
+						continue
+					}
+					ss := &s.sets[k]
+					ss.pending--
+					if ss.acks+ss.pending < ss.need && !s.doomed {
+						s.doomed = true
+						doomed = append(doomed, i)
+						if linger == nil {
+							t := time.NewTimer(co.o.FailureWait)
+							defer t.Stop()
+							linger = t.C
+						}
 					}
 				}
 			}
@@ -166,8 +230,15 @@ func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, leve
 		cur := r.resp.GetCurrentVersions()
 		for j, i := range r.idxs {
 			s := &st[i]
+			mask := s.rt.SetsOf(r.node)
 			s.pending--
 			s.acks++
+			for k := range s.rt.Sets {
+				if mask&(1<<k) != 0 {
+					s.sets[k].pending--
+					s.sets[k].acks++
+				}
+			}
 			own := recs[i].GetVersion()
 			switch {
 			case r.resp.GetOutcomes()[j] == storagev1.Outcome_OUTCOME_APPLIED:
@@ -180,7 +251,8 @@ func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, leve
 			case j < len(cur):
 				s.newest = max(s.newest, cur[j])
 			}
-			if s.acks == s.need {
+			if !s.satisfied && s.short() < 0 {
+				s.satisfied = true
 				satisfied++
 			}
 		}
@@ -190,12 +262,25 @@ func (co *Coordinator) Write(ctx context.Context, recs []*storagev1.Record, leve
 		}
 	}
 	cancel()
-	go co.handoff(v, recs, seen)
+	go co.handoff(recs, st, seen)
 	if len(doomed) > 0 {
-		return nil, co.writeFailure(recs, st, doomed, level, v, "")
+		return nil, markStale(co.writeFailure(recs, st, doomed, level, ""), stale)
 	}
 	// Every record either reached its level or is doomed.
 	panic("coord: write finished without a verdict")
+}
+
+// setName names replica set k of a route in messages: nothing when the
+// route has one set.
+func setName(rt *cluster.Route, k int) string {
+	if len(rt.Sets) < 2 {
+		return ""
+	}
+	which := "new"
+	if k == 0 {
+		which = "old"
+	}
+	return fmt.Sprintf(" of the %s replica set [%s] (%s)", which, strings.Join(rt.Sets[k].Members, " "), rt.Move)
 }
 
 func outcomes(recs []*storagev1.Record, st []writeState) []Outcome {
@@ -211,16 +296,21 @@ func outcomes(recs []*storagev1.Record, st []writeState) []Outcome {
 	return out
 }
 
-// writeFailure describes the records that did not reach their level: how
-// many replicas applied each (it may still take effect there) and every
-// failed or unregistered replica with its reason.
-func (co *Coordinator) writeFailure(recs []*storagev1.Record, st []writeState, doomed []int, level Level, v *cluster.View, note string) error {
+// writeFailure describes the records that did not reach their level: in
+// which replica set, how many replicas applied each (it may still take
+// effect there) and every failed or unregistered replica with its reason.
+func (co *Coordinator) writeFailure(recs []*storagev1.Record, st []writeState, doomed []int, level Level, note string) error {
 	var parts []string
 	for _, i := range doomed[:min(len(doomed), maxNamedFailures)] {
 		s := &st[i]
-		p := recs[i].GetKey().GetPartition()
-		failed := append(append([]string(nil), s.failed...), downReplicas(v, p)...)
-		msg := fmt.Sprintf("write of %s at %s reached %d of %d required replicas (applied on %d", keyString(recs[i].GetKey()), level, s.acks, s.need, s.applied)
+		k := s.short()
+		if k < 0 {
+			k = 0
+		}
+		ss := s.sets[k]
+		failed := append(append([]string(nil), s.failed...), downReplicas(s.rt.WriteIDs, s.rt.WriteNodes)...)
+		msg := fmt.Sprintf("write of %s at %s reached %d of %d required replicas%s (applied on %d",
+			keyString(recs[i].GetKey()), level, ss.acks, ss.need, setName(s.rt, k), s.applied)
 		if s.acks > s.applied {
 			msg += fmt.Sprintf(", superseded by a newer version on %d", s.acks-s.applied)
 		}
@@ -245,7 +335,7 @@ func progress(recs []*storagev1.Record, st []writeState) string {
 	short := 0
 	first := -1
 	for i := range st {
-		if st[i].acks < st[i].need {
+		if st[i].short() >= 0 {
 			short++
 			if first < 0 {
 				first = i
@@ -256,6 +346,7 @@ func progress(recs []*storagev1.Record, st []writeState) string {
 		return "every record reached its level"
 	}
 	s := &st[first]
-	return fmt.Sprintf("%d of %d records short of their level; %s: %d of %d required replicas acknowledged, applied on %d",
-		short, len(recs), keyString(recs[first].GetKey()), s.acks, s.need, s.applied)
+	k := s.short()
+	return fmt.Sprintf("%d of %d records short of their level; %s: %d of %d required replicas%s acknowledged, applied on %d",
+		short, len(recs), keyString(recs[first].GetKey()), s.sets[k].acks, s.sets[k].need, setName(s.rt, k), s.applied)
 }
