@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vbauerster/mpb/v8"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -244,11 +245,15 @@ func TestWatchRebalanceEndsWhenBalanced(t *testing.T) {
 	t.Run("bar", func(t *testing.T) {
 		var out bytes.Buffer
 		f := script()
-		if err := watchRebalance(context.Background(), &out, f.fetch, time.Millisecond, watchBar); err != nil {
+		if err := watchRebalance(context.Background(), &out, f.fetch, 500*time.Millisecond, watchBar, mpb.WithAutoRefresh(), mpb.WithWidth(200)); err != nil {
 			t.Fatal(err)
 		}
-		if text := ansi.ReplaceAllString(out.String(), ""); !strings.Contains(text, "balanced at placement epoch 60") {
-			t.Errorf("bar output:\n%s", text)
+		text := ansi.ReplaceAllString(out.String(), "")
+		for _, want := range []string{"rebalance 30/120 ", " 25%  5 in flight  48.0 MiB/s  ETA 3m20s  2 UNDER-REPLICATED",
+			"rebalance 120/120 ", "100%  0 in flight", "balanced at placement epoch 60"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("bar output lacks %q:\n%s", want, text)
+			}
 		}
 	})
 }

@@ -256,7 +256,8 @@ const (
 
 // watchRebalance polls fetch every interval until the cluster is balanced
 // (nil) or ctx ends (exitInterrupted: the rebalance goes on).
-func watchRebalance(ctx context.Context, w io.Writer, fetch func(context.Context) (*kvv1.RebalanceStatusResponse, error), interval time.Duration, mode watchMode) error {
+// barOpts are for tests (mpb draws only on a terminal unless told).
+func watchRebalance(ctx context.Context, w io.Writer, fetch func(context.Context) (*kvv1.RebalanceStatusResponse, error), interval time.Duration, mode watchMode, barOpts ...mpb.ContainerOption) error {
 	var bar *rebalanceBar
 	defer func() {
 		if bar != nil {
@@ -294,7 +295,7 @@ func watchRebalance(ctx context.Context, w io.Writer, fetch func(context.Context
 			}
 		case watchBar:
 			if bar == nil {
-				bar = newRebalanceBar(ctx, w)
+				bar = newRebalanceBar(ctx, w, barOpts...)
 			}
 			bar.update(r)
 		default:
@@ -340,14 +341,27 @@ func newRebalanceBar(ctx context.Context, w io.Writer, opts ...mpb.ContainerOpti
 	b.bar = b.p.New(0, mpb.BarStyle(),
 		mpb.PrependDecorators(decor.Any(func(decor.Statistics) string {
 			r := b.status()
-			return fmt.Sprintf("rebalance %d/%d moves ", r.GetMoved(), r.GetMoved()+r.GetRemaining())
+			return fmt.Sprintf("rebalance %d/%d ", r.GetMoved(), r.GetMoved()+r.GetRemaining())
 		})),
-		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
-			r := b.status()
-			return fmt.Sprintf(" %3d%%  in flight: %s; %s%s", rebalancePercent(r), inFlight(r), rateText(r), underReplicatedText(r))
-		})),
+		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return barText(b.status()) })),
 	)
 	return b
+}
+
+// barText is the short summary beside the bar, kept to one terminal line:
+// " 25%  5 in flight  48.0 MiB/s  ETA 3m20s  2 UNDER-REPLICATED".
+func barText(r *kvv1.RebalanceStatusResponse) string {
+	s := fmt.Sprintf(" %3d%%  %d in flight", rebalancePercent(r), len(r.GetMoves()))
+	if rate := r.GetRateBytesPerSecond(); rate > 0 {
+		s += "  " + fmtBytes(uint64(rate)) + "/s"
+	}
+	if e := r.GetEta(); e != nil && !r.GetBalanced() {
+		s += "  ETA " + e.AsDuration().Round(time.Second).String()
+	}
+	if n := r.GetUnderReplicated(); n > 0 {
+		s += fmt.Sprintf("  %d UNDER-REPLICATED", n)
+	}
+	return s
 }
 
 func (b *rebalanceBar) status() *kvv1.RebalanceStatusResponse {
