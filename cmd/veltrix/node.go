@@ -188,6 +188,14 @@ func nodeDecommission(args []string, w io.Writer) error {
 }
 
 func decommissionText(id string, n *kvv1.NodeStatus) string {
+	// The router accepts a repeated request and changes nothing for a node
+	// already on its way out.
+	switch n.GetMembership() {
+	case kvv1.Membership_MEMBERSHIP_REMOVED:
+		return fmt.Sprintf("node %s is already REMOVED: it holds no replicas and may be stopped (nothing changed).\n", id)
+	case kvv1.Membership_MEMBERSHIP_DEAD:
+		return fmt.Sprintf("node %s was removed as dead (DEAD): its replicas are being re-created from the surviving copies (nothing changed).\nFollow it with:\n\n  %s\n", id, followHint)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "node %s: decommissioning (membership %s). Its %d replicas move to the other nodes, copied from it;\n", id, membership(n.GetMembership()), n.GetReplicas())
 	fmt.Fprintf(&b, "keep it running until then. Follow the moves with:\n\n  %s\n\n", followHint)
@@ -225,6 +233,9 @@ func nodeRemove(args []string, w io.Writer) error {
 }
 
 func removeText(id string, n *kvv1.NodeStatus) string {
+	if n.GetMembership() == kvv1.Membership_MEMBERSHIP_REMOVED {
+		return fmt.Sprintf("node %s is already REMOVED (nothing changed).\n", id)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "node %s: removed as dead (membership %s). Its %d replicas are re-created on the other nodes\n", id, membership(n.GetMembership()), n.GetReplicas())
 	fmt.Fprintf(&b, "from the surviving copies; until then those partitions run on fewer replicas. Follow the moves with:\n\n  %s\n\n", followHint)

@@ -141,6 +141,19 @@ func TestRebalanceText(t *testing.T) {
 	if got, want := rebalanceLine(balanced), "balanced at placement epoch 50 (120 moves done)"; got != want {
 		t.Errorf("rebalanceLine(balanced) = %q, want %q", got, want)
 	}
+	cleaning := &kvv1.RebalanceStatusResponse{PlacementEpoch: 51, Moved: 120, Balanced: true, Moves: []*kvv1.PartitionMove{{Partition: 4, Remove: "n1", Stage: "cleanup"}}}
+	if got, want := rebalanceLine(cleaning), "balanced at placement epoch 51 (120 moves done); 1 cleanups still dropping old copies"; got != want {
+		t.Errorf("rebalanceLine(cleaning) = %q, want %q", got, want)
+	}
+	for _, tc := range []struct{ got, want string }{
+		{decommissionText("n1", &kvv1.NodeStatus{Membership: kvv1.Membership_MEMBERSHIP_REMOVED}), "already REMOVED"},
+		{decommissionText("n1", &kvv1.NodeStatus{Membership: kvv1.Membership_MEMBERSHIP_DEAD}), "removed as dead (DEAD)"},
+		{removeText("n1", &kvv1.NodeStatus{Membership: kvv1.Membership_MEMBERSHIP_REMOVED}), "already REMOVED (nothing changed)"},
+	} {
+		if !strings.Contains(tc.got, tc.want) {
+			t.Errorf("%q lacks %q", tc.got, tc.want)
+		}
+	}
 	if got := inFlight(balanced); got != "none" {
 		t.Errorf("inFlight(balanced) = %q", got)
 	}

@@ -98,6 +98,10 @@ func rebalanceLine(r *kvv1.RebalanceStatusResponse) string {
 		if r.GetMoved() > 0 {
 			s += fmt.Sprintf(" (%d moves done)", r.GetMoved())
 		}
+		if n := len(r.GetMoves()); n > 0 {
+			// Balanced counts only moves that affect routing.
+			s += fmt.Sprintf("; %d cleanups still dropping old copies", n)
+		}
 		return s + underReplicatedText(r)
 	}
 	return fmt.Sprintf("rebalancing: %d/%d moves (%d%%), in flight: %s; %s%s",
