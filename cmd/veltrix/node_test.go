@@ -271,6 +271,28 @@ func TestWatchRebalanceEndsWhenBalanced(t *testing.T) {
 	})
 }
 
+// TestWatchRebalanceLogQuiet checks that a log gets a line when progress
+// changes, not every refresh because the average rate moved.
+func TestWatchRebalanceLogQuiet(t *testing.T) {
+	var steps []*kvv1.RebalanceStatusResponse
+	for i := range 5 {
+		r := rebalancing()
+		r.RateBytesPerSecond = float64(1000 - i) // the rate falls while nothing moves
+		steps = append(steps, r)
+	}
+	done := rebalancing()
+	done.Moved, done.Remaining = 31, 89
+	steps = append(steps, done, &kvv1.RebalanceStatusResponse{Moved: 120, Balanced: true})
+	var out bytes.Buffer
+	f := &fakeRebalance{steps: steps}
+	if err := watchRebalance(context.Background(), &out, f.fetch, time.Millisecond, watchLines); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 3 {
+		t.Errorf("%d lines for 3 distinct states:\n%s", len(lines), out.String())
+	}
+}
+
 func TestWatchRebalanceInterrupted(t *testing.T) {
 	for _, mode := range []watchMode{watchLines, watchJSON, watchBar} {
 		var out bytes.Buffer

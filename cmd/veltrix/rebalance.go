@@ -260,6 +260,20 @@ const (
 
 // watchRebalance polls fetch every interval until the cluster is balanced
 // (nil) or ctx ends (exitInterrupted: the rebalance goes on).
+// heartbeat is how often --watch prints an unchanged rebalance to a log.
+const heartbeat = 30 * time.Second
+
+// progressKey is what a log line is printed for when it changes: the moves,
+// their stages, records and errors, and the under-replicated count.
+func progressKey(r *kvv1.RebalanceStatusResponse) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d/%d/%d/%d/%v", r.GetPlacementEpoch(), r.GetMoved(), r.GetRemaining(), r.GetUnderReplicated(), r.GetBalanced())
+	for _, m := range r.GetMoves() {
+		fmt.Fprintf(&b, "|%d %s %s %s %d %s", m.Partition, m.Add, m.Remove, m.Stage, m.Records, m.Error)
+	}
+	return b.String()
+}
+
 // barOpts are for tests (mpb draws only on a terminal unless told).
 func watchRebalance(ctx context.Context, w io.Writer, fetch func(context.Context) (*kvv1.RebalanceStatusResponse, error), interval time.Duration, mode watchMode, barOpts ...mpb.ContainerOption) error {
 	var bar *rebalanceBar
@@ -277,7 +291,8 @@ func watchRebalance(ctx context.Context, w io.Writer, fetch func(context.Context
 		}
 		return withExit(exitInterrupted, errors.New("interrupted before the cluster was balanced"))
 	}
-	lastLine := ""
+	var lastKey string
+	var lastLine time.Time
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -303,9 +318,12 @@ func watchRebalance(ctx context.Context, w io.Writer, fetch func(context.Context
 			}
 			bar.update(r)
 		default:
-			if line := rebalanceLine(r); line != lastLine {
-				lastLine = line
-				if _, err := fmt.Fprintf(w, "%s %s\n", time.Now().UTC().Format(time.TimeOnly), line); err != nil {
+			// A line when the progress changes (not the rate alone, which
+			// changes every second), and every heartbeat while it does not.
+			key := progressKey(r)
+			if now := time.Now(); key != lastKey || now.Sub(lastLine) >= heartbeat {
+				lastKey, lastLine = key, now
+				if _, err := fmt.Fprintf(w, "%s %s\n", now.UTC().Format(time.TimeOnly), rebalanceLine(r)); err != nil {
 					return err
 				}
 			}
