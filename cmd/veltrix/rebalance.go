@@ -258,8 +258,6 @@ const (
 	watchBar
 )
 
-// watchRebalance polls fetch every interval until the cluster is balanced
-// (nil) or ctx ends (exitInterrupted: the rebalance goes on).
 // heartbeat is how often --watch prints an unchanged rebalance to a log.
 const heartbeat = 30 * time.Second
 
@@ -274,6 +272,8 @@ func progressKey(r *kvv1.RebalanceStatusResponse) string {
 	return b.String()
 }
 
+// watchRebalance polls fetch every interval until the cluster is balanced
+// (nil) or ctx ends (exitInterrupted: the rebalance goes on).
 // barOpts are for tests (mpb draws only on a terminal unless told).
 func watchRebalance(ctx context.Context, w io.Writer, fetch func(context.Context) (*kvv1.RebalanceStatusResponse, error), interval time.Duration, mode watchMode, barOpts ...mpb.ContainerOption) error {
 	var bar *rebalanceBar
