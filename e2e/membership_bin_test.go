@@ -14,10 +14,13 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/veltrixdb/veltrix/e2e/framework"
+	"github.com/veltrixdb/veltrix/pkg/client"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	"github.com/veltrixdb/veltrix/pkg/placement"
 	"github.com/veltrixdb/veltrix/pkg/topology"
@@ -215,7 +218,9 @@ func runLoadDuring(t *testing.T, c *framework.Cluster, table string, min int, du
 	createTableBin(t, cl, table)
 	l := startLoad(t, cl, table, 1_000_000, 16, true, 1000)
 	l.reached(t, 1000, time.Minute)
+	before := l.acks.Load()
 	during()
+	t.Logf("load: %d writes acknowledged during the membership change", l.acks.Load()-before)
 	for l.acks.Load() < int64(min) {
 		select {
 		case <-l.done:
@@ -236,6 +241,39 @@ func runLoadDuring(t *testing.T, c *framework.Cluster, table string, min int, du
 	verifyAcked(t, cl, table, acked, kvv1.Consistency_CONSISTENCY_QUORUM)
 	verifyAcked(t, cl, table, acked, kvv1.Consistency_CONSISTENCY_ALL)
 	return acked
+}
+
+// fill puts n keys fill-00000000.. of size-byte values with 16 writers.
+func fill(t testing.TB, cl *client.Client, table string, n, size int) {
+	t.Helper()
+	value := make([]byte, size)
+	for i := range value {
+		value[i] = byte('a' + i%26)
+	}
+	next := make(chan int)
+	go func() {
+		defer close(next)
+		for i := range n {
+			next <- i
+		}
+	}()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range 16 {
+		wg.Go(func() {
+			for i := range next {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				if _, err := cl.Put(ctx, table, []byte(fmt.Sprintf("fill-%08d", i)), nil, value); err != nil {
+					failed.Add(1)
+				}
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		t.Fatalf("fill: %d of %d puts failed", f, n)
+	}
 }
 
 func nodeIDs(n int) []string {
@@ -418,10 +456,13 @@ func TestBinMoveInterrupted(t *testing.T) {
 	binTest(t)
 	for _, victim := range []string{"controller", "source", "destination"} {
 		t.Run(victim, func(t *testing.T) {
+			// 4 MiB of bulk data streamed at 0.5 MiB/s: the new node's
+			// backfills take seconds, so the kill lands mid-stream.
 			c := framework.Start(t, framework.Options{Nodes: 3, RF: 3, Routers: 2, RouterArgs: moveRouterArgs,
-				StorageArgs: append(slices.Clone(moveStorageArgs), "--stream-rate", "1")})
+				StorageArgs: append(slices.Clone(moveStorageArgs), "--stream-rate", "0.5")})
 			cl := c.Client(t, faultClientOpts...)
 			createTableBin(t, cl, "interrupt")
+			fill(t, cl, "interrupt", 2000, 2048)
 			l := startLoad(t, cl, "interrupt", 6000, 8, false)
 			l.wait(t, 2*time.Minute)
 			if len(l.failed) > 0 {
@@ -438,7 +479,7 @@ func TestBinMoveInterrupted(t *testing.T) {
 					return false
 				}
 				for _, x := range st.GetMoves() {
-					if x.GetStage() == string(placement.StageStreaming) && x.GetBytes() > 0 {
+					if x.GetStage() == string(placement.StageStreaming) && x.GetBytes() > 16<<10 {
 						m = x
 						return true
 					}

@@ -15,10 +15,8 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,32 +40,7 @@ func BenchmarkBinRebalance(b *testing.B) {
 			b.Fatal(err)
 		}
 		cancel()
-		// Fill: 4 KiB values, 16 writers.
-		value := make([]byte, 4096)
-		for i := range value {
-			value[i] = byte('a' + i%26)
-		}
-		n := mb << 20 / len(value)
-		var wg sync.WaitGroup
-		next := make(chan int)
-		go func() {
-			for i := range n {
-				next <- i
-			}
-			close(next)
-		}()
-		for range 16 {
-			wg.Go(func() {
-				for i := range next {
-					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-					if _, err := cl.Put(ctx, "rebalance", []byte(fmt.Sprintf("fill-%08d", i)), nil, value); err != nil {
-						b.Error(err)
-					}
-					cancel()
-				}
-			})
-		}
-		wg.Wait()
+		fill(b, cl, "rebalance", mb<<20/4096, 4096)
 		const workers, window = 8, 5 * time.Second
 		closedLoad(cl, "rebalance", "warm", workers, 2*time.Second)
 		steadyTput, steadyP99, _ := closedLoad(cl, "rebalance", "steady", workers, window)

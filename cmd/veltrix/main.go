@@ -92,6 +92,11 @@ const (
 	// exitSuperseded: a write reached its replicas but changed nothing
 	// because a newer version is stored (the same code: not done as asked).
 	exitSuperseded = exitIncomplete
+	// exitInterrupted: 'cluster rebalance status --watch' stopped by Ctrl-C
+	// before the cluster was balanced: 128+SIGINT, as a shell reports it.
+	// Not 0: a script that waits for the rebalance before it stops a node
+	// must not go on.
+	exitInterrupted = 130
 )
 
 const exitCodes = `Exit codes:
@@ -99,7 +104,9 @@ const exitCodes = `Exit codes:
   1  failure: a server unreachable or refusing the request, a job FAILED or CANCELLED
   2  usage error: wrong flags or arguments
   3  completed with errors: an import that lost source data, a verify whose verdict failed,
-     a write superseded by a newer stored version (nothing changed)`
+     a write superseded by a newer stored version (nothing changed)
+  130 interrupted: 'cluster rebalance status --watch' stopped (Ctrl-C) before the cluster
+     was balanced; the rebalance goes on`
 
 // exitError carries a specific exit code.
 type exitError struct {

@@ -19,7 +19,7 @@ func init() {
 		"describe": tableDescribe,
 		"delete":   tableDelete,
 	})})
-	register(command{name: "status", usage: "nodes, their state, partitions per node, placement epoch", run: clusterStatus})
+	register(command{name: "status", usage: "nodes, their state and membership, partitions per node, placement epoch, rebalance", run: clusterStatus})
 }
 
 // keyAttr parses NAME:TYPE (TYPE one of S, N, B).
@@ -194,12 +194,23 @@ func clusterStatus(args []string, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "cluster %s: %d partitions, RF %d, placement epoch %d, controller %s, answered by router %s%s\n\n",
 		st.Cluster, st.Partitions, st.ReplicationFactor, st.PlacementEpoch, orDash(st.ControllerId), st.RouterId, stale)
-	rows := make([][]string, 0, len(st.Nodes))
-	for _, n := range st.Nodes {
-		rows = append(rows, []string{n.Id, strings.TrimPrefix(n.State.String(), "NODE_STATE_"), orDash(n.Address), orDash(n.Zone),
-			strconv.FormatUint(uint64(n.Replicas), 10), strconv.FormatUint(uint64(n.Primaries), 10)})
+	if r := st.GetRebalance(); r != nil && (!r.GetBalanced() || r.GetUnderReplicated() > 0) {
+		fmt.Fprintf(w, "%s\n  (veltrix cluster rebalance status --watch)\n\n", rebalanceLine(r))
 	}
-	return table(w, []string{"NODE", "STATE", "ADDRESS", "ZONE", "REPLICAS", "PRIMARIES"}, rows)
+	return table(w, []string{"NODE", "STATE", "MEMBERSHIP", "ADDRESS", "ZONE", "REPLICAS", "PRIMARIES", "PENDING"}, statusRows(st.Nodes))
+}
+
+func statusRows(nodes []*kvv1.NodeStatus) [][]string {
+	rows := make([][]string, 0, len(nodes))
+	for _, n := range nodes {
+		pending := "-"
+		if n.Pending > 0 {
+			pending = strconv.FormatUint(uint64(n.Pending), 10)
+		}
+		rows = append(rows, []string{n.Id, nodeState(n.State), membership(n.Membership), orDash(n.Address), orDash(n.Zone),
+			strconv.FormatUint(uint64(n.Replicas), 10), strconv.FormatUint(uint64(n.Primaries), 10), pending})
+	}
+	return rows
 }
 
 func orDash(s string) string {
