@@ -27,6 +27,8 @@ import (
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // moveArgs make moves quick in tests: many at once, unthrottled streams.
@@ -400,15 +402,18 @@ func TestBinRemoveDead(t *testing.T) {
 }
 
 // TestBinReplaceNode brings a node back on an empty data directory in its
-// own place: it serves only after its backfill, and then, alone, answers
-// every acknowledged key.
+// own place: while it backfills it is written but refuses reads of what it
+// has not filled, and afterwards, alone, it answers every acknowledged key.
 func TestBinReplaceNode(t *testing.T) {
 	binTest(t)
+	// 2 MiB of bulk data backfilled (from two sources) at 0.5 MiB/s: seconds
+	// of backfill to look at.
 	c := framework.Start(t, framework.Options{Nodes: 3, RF: 3, RouterArgs: moveRouterArgs,
-		StorageArgs: append(slices.Clone(moveStorageArgs), "--stream-rate", "1")})
+		StorageArgs: append(slices.Clone(moveStorageArgs), "--stream-rate", "0.5")})
 	cl := c.Client(t, faultClientOpts...)
 	createTableBin(t, cl, "replace")
-	acked, failed := writeDeleteLoad(cl, "replace", 0, 4000, 8, kvv1.Consistency_CONSISTENCY_QUORUM, nil)
+	fill(t, cl, "replace", 1000, 2048)
+	acked, failed := writeDeleteLoad(cl, "replace", 0, 2000, 8, kvv1.Consistency_CONSISTENCY_QUORUM, nil)
 	if failed > 0 {
 		t.Fatalf("%d writes failed", failed)
 	}
@@ -426,26 +431,60 @@ func TestBinReplaceNode(t *testing.T) {
 		return res.code == 0
 	})
 	victim.Restart(t)
-	// While it backfills (1 MB/s) it is written but never read: reading
-	// at ONE with the other replicas answering finds every key.
-	more, failed := writeDeleteLoad(cl, "replace", 4000, 4500, 4, kvv1.Consistency_CONSISTENCY_QUORUM, nil)
+
+	// Mid-backfill: n3 is REPLACING, and a direct read of a partition it
+	// has not filled is refused rather than answered from an empty copy.
+	ad := admin(t, c)
+	st, err := ad.ClusterStatus(context.Background(), &kvv1.ClusterStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range st.GetNodes() {
+		if n.GetId() == "n3" && n.GetMembership() != kvv1.Membership_MEMBERSHIP_REPLACING {
+			t.Errorf("n3 is %v right after its restart, want REPLACING", n.GetMembership())
+		}
+	}
+	desc, err := ad.DescribeTable(context.Background(), &kvv1.DescribeTableRequest{Name: "replace"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := placementDoc(t, c)
+	refused := 0
+	cc, err := grpcx.Dial(victim.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	for i := range 50 {
+		pk := []byte(fmt.Sprintf("fill-%08d", i))
+		p := placement.PartitionOf(desc.GetTable().GetId(), pk, d.Partitions)
+		if m, ok := d.MoveOf(p); !ok || m.Stage == placement.StageReadNew {
+			continue
+		}
+		_, err := storagev1.NewStorageServiceClient(cc).Read(context.Background(), &storagev1.ReadRequest{
+			Key: &storagev1.Key{Partition: p, TableId: desc.GetTable().GetId(), PartitionKey: pk}})
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("read of %s (partition %d, not backfilled) from n3: %v, want FailedPrecondition", pk, p, err)
+			continue
+		}
+		refused++
+	}
+	if refused == 0 {
+		t.Errorf("no partition was still backfilling: the test saw nothing (moves: %d)", len(d.Moves))
+	}
+	// Meanwhile writes keep being acknowledged and reach it.
+	more, failed := writeDeleteLoad(cl, "replace", 2000, 2500, 4, kvv1.Consistency_CONSISTENCY_QUORUM, nil)
 	if failed > 0 {
 		t.Fatalf("%d writes failed during the backfill", failed)
 	}
 	for k, v := range more {
 		acked[k] = v
 	}
-	st, err := admin(t, c).ClusterStatus(context.Background(), &kvv1.ClusterStatusRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range st.GetNodes() {
-		if n.GetId() == "n3" && n.GetMembership() != kvv1.Membership_MEMBERSHIP_REPLACING && len(placementDoc(t, c).Moves) > 0 {
-			t.Errorf("n3 is %v while it backfills, want REPLACING", n.GetMembership())
-		}
-	}
 	waitBalanced(t, c, 3*time.Minute)
 	checkPlacement(t, placementDoc(t, c), nodeIDs(3), 3)
+	if m := placementDoc(t, c).Members["n3"]; m.State != placement.MemberActive {
+		t.Errorf("n3 is %q after its backfill, want active", m.State)
+	}
 	checkAlone(t, c, cl, "replace", acked, 2)
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
@@ -155,6 +156,14 @@ func Dial(addr string, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
 			grpc.MaxCallSendMsgSize(MaxMessageSize),
 		),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+		// gRPC's default reconnect backoff grows to 120s: a node restarted
+		// after a minute's outage would stay unreachable to its peers and
+		// routers for up to two more. Peers are few; retrying every second
+		// costs nothing.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		}),
 	}
 	cc, err := grpc.NewClient(addr, append(opts, extra...)...)
 	if err != nil {

@@ -277,7 +277,9 @@ func rebalanceStatus(snap *topology.Snapshot, now time.Time) *kvv1.RebalanceStat
 			}
 		}
 	}
-	resp.Balanced = active == 0 && resp.Remaining == 0
+	// Balanced only once the old copies are dropped too: an operator
+	// waiting for it may stop the nodes that held them.
+	resp.Balanced = len(resp.Moves) == 0 && resp.Remaining == 0
 	return resp
 }
 

@@ -1422,9 +1422,10 @@ type PartitionMove struct {
 	Remove string `protobuf:"bytes,3,opt,name=remove,proto3" json:"remove,omitempty"`
 	// stage is pending, streaming, read_new or cleanup.
 	Stage string `protobuf:"bytes,4,opt,name=stage,proto3" json:"stage,omitempty"`
-	// records and bytes streamed so far.
+	// records streamed so far.
 	Records uint64 `protobuf:"varint,5,opt,name=records,proto3" json:"records,omitempty"`
-	Bytes   uint64 `protobuf:"varint,6,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// bytes streamed so far.
+	Bytes uint64 `protobuf:"varint,6,opt,name=bytes,proto3" json:"bytes,omitempty"`
 	// error is the backfill's last error, if it is retrying.
 	Error         string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1536,7 +1537,7 @@ type RebalanceStatusResponse struct {
 	// start_time is when the rebalance began; unset when none is running.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// balanced is true when the placement equals its target and no move is
-	// in flight.
+	// in flight, cleanups included: every old copy has been dropped.
 	Balanced      bool `protobuf:"varint,10,opt,name=balanced,proto3" json:"balanced,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
