@@ -120,6 +120,10 @@ type Member struct {
 	Since time.Time `json:"since"`
 	// Reason says who or what set the state.
 	Reason string `json:"reason,omitempty"`
+	// Incarnation is the data directory the node registered with when the
+	// state was set, if known: a removed node registering with another one
+	// came back on an empty directory and may join again.
+	Incarnation string `json:"incarnation,omitempty"`
 }
 
 // ReplicaSet is a set of nodes a read or a write must reach its consistency

@@ -124,7 +124,7 @@ func (a *adminService) DecommissionNode(ctx context.Context, req *kvv1.Decommiss
 			return fmt.Errorf("%w: decommissioning %s would leave %d nodes to place replicas on, fewer than the replication factor %d; add a node first",
 				errPrecondition, id, placed, d.RF)
 		}
-		d.Members[id] = placement.Member{State: placement.MemberLeaving, Zone: m.Zone, Since: now, Reason: "admin: decommission requested by " + who(ctx)}
+		d.Members[id] = placement.Member{State: placement.MemberLeaving, Zone: m.Zone, Since: now, Reason: "admin: decommission requested by " + who(ctx), Incarnation: m.Incarnation}
 		return nil
 	})
 	if err != nil {
@@ -154,7 +154,7 @@ func (a *adminService) RemoveNode(ctx context.Context, req *kvv1.RemoveNodeReque
 		if m.State == placement.MemberDead || m.State == placement.MemberRemoved {
 			return nil
 		}
-		d.Members[id] = placement.Member{State: placement.MemberDead, Zone: m.Zone, Since: now, Reason: "admin: removed as dead by " + who(ctx)}
+		d.Members[id] = placement.Member{State: placement.MemberDead, Zone: m.Zone, Since: now, Reason: "admin: removed as dead by " + who(ctx), Incarnation: m.Incarnation}
 		return nil
 	})
 	if err != nil {
@@ -206,7 +206,7 @@ func (a *adminService) ReplaceNode(ctx context.Context, req *kvv1.ReplaceNodeReq
 			d.MarkChanged(uint32(p), E)
 		}
 		if m.State != placement.MemberReplacing {
-			d.Members[id] = placement.Member{State: placement.MemberReplacing, Zone: m.Zone, Since: now, Reason: "admin: replace requested by " + who(ctx)}
+			d.Members[id] = placement.Member{State: placement.MemberReplacing, Zone: m.Zone, Since: now, Reason: "admin: replace requested by " + who(ctx), Incarnation: m.Incarnation}
 		}
 		return nil
 	})

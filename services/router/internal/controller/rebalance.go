@@ -81,22 +81,39 @@ func FillMembers(d *placement.Document, nodes map[string]topology.Node, now time
 		m, ok := d.Members[id]
 		switch {
 		case !ok:
-			d.Members[id] = placement.Member{State: placement.MemberActive, Zone: n.Zone, Since: now, Reason: "controller: registered"}
+			d.Members[id] = placement.Member{State: placement.MemberActive, Zone: n.Zone, Since: now, Reason: "controller: registered", Incarnation: n.Incarnation}
 			changed = true
 		case m.Zone == "" && n.Zone != "" && m.State != placement.MemberRemoved:
 			// Filled in while it was down: take the zone it registered.
 			m.Zone = n.Zone
 			d.Members[id] = m
 			changed = true
-		case m.State == placement.MemberRemoved && n.StartTime.After(m.Since):
-			// Started after its removal: back on an empty directory (the
-			// storage side refuses anything else). A decommissioned node
-			// still running until it is stopped stays removed.
-			d.Members[id] = placement.Member{State: placement.MemberActive, Zone: n.Zone, Since: now, Reason: "controller: registered again after removal"}
+		case m.State == placement.MemberRemoved && rejoined(m, n):
+			// Back on an empty directory (the storage side refuses
+			// anything else). A decommissioned node still running until
+			// it is stopped stays removed.
+			d.Members[id] = placement.Member{State: placement.MemberActive, Zone: n.Zone, Since: now, Reason: "controller: registered again after removal", Incarnation: n.Incarnation}
+			changed = true
+		case n.Incarnation != "" && m.Incarnation != n.Incarnation && m.State != placement.MemberRemoved:
+			// The directory registered now is the node's (storage nodes
+			// check their identity before registering): a replaced node's
+			// new one, or the first one seen.
+			m.Incarnation = n.Incarnation
+			d.Members[id] = m
 			changed = true
 		}
 	}
 	return changed
+}
+
+// rejoined reports whether registration n of a removed member m is a new
+// data directory: another incarnation than the one the member recorded,
+// or, when it recorded none, a process started after the removal.
+func rejoined(m placement.Member, n topology.Node) bool {
+	if m.Incarnation != "" && n.Incarnation != "" {
+		return m.Incarnation != n.Incarnation
+	}
+	return n.StartTime.After(m.Since)
 }
 
 // stepResult is what one iteration did, for logs and metrics once its
@@ -128,7 +145,7 @@ func (c *Controller) step(d *placement.Document, snap *topology.Snapshot, now ti
 				continue
 			}
 			d.Members[id] = placement.Member{State: placement.MemberDead, Zone: m.Zone, Since: now,
-				Reason: fmt.Sprintf("auto: unregistered for %s", now.Sub(since).Round(time.Second))}
+				Reason: fmt.Sprintf("auto: unregistered for %s", now.Sub(since).Round(time.Second)), Incarnation: m.Incarnation}
 			note("node %s declared dead: unregistered for %s", id, now.Sub(since).Round(time.Second))
 		}
 	}
@@ -197,12 +214,12 @@ func (c *Controller) step(d *placement.Document, snap *topology.Snapshot, now ti
 		switch m.State {
 		case placement.MemberLeaving, placement.MemberDead:
 			if !holds(d, id) && !slices.ContainsFunc(d.Moves, func(x placement.Move) bool { return x.Add == id || x.Remove == id }) {
-				d.Members[id] = placement.Member{State: placement.MemberRemoved, Zone: m.Zone, Since: now, Reason: fmt.Sprintf("controller: %s and holds nothing", m.State)}
+				d.Members[id] = placement.Member{State: placement.MemberRemoved, Zone: m.Zone, Since: now, Reason: fmt.Sprintf("controller: %s and holds nothing", m.State), Incarnation: m.Incarnation}
 				note("node %s removed (was %s)", id, m.State)
 			}
 		case placement.MemberReplacing:
 			if !slices.ContainsFunc(d.Moves, func(x placement.Move) bool { return x.Active() && x.Add == id }) {
-				d.Members[id] = placement.Member{State: placement.MemberActive, Zone: m.Zone, Since: now, Reason: "controller: replacement backfilled"}
+				d.Members[id] = placement.Member{State: placement.MemberActive, Zone: m.Zone, Since: now, Reason: "controller: replacement backfilled", Incarnation: m.Incarnation}
 				note("node %s active: replacement backfilled", id)
 			}
 		}
