@@ -401,6 +401,45 @@ func TestBinRemoveDead(t *testing.T) {
 	}
 }
 
+// TestBinDeadAfter: a node unregistered for --dead-after is declared dead
+// and its replicas re-created on the others without anyone asking.
+func TestBinDeadAfter(t *testing.T) {
+	binTest(t)
+	c := framework.Start(t, framework.Options{Nodes: 4, RF: 3, StorageArgs: moveStorageArgs,
+		RouterArgs: append(slices.Clone(moveRouterArgs), "--dead-after", "3s")})
+	cl := c.Client(t, faultClientOpts...)
+	createTableBin(t, cl, "deadafter")
+	acked, failed := writeDeleteLoad(cl, "deadafter", 0, 2000, 8, kvv1.Consistency_CONSISTENCY_QUORUM, nil)
+	if failed > 0 {
+		t.Fatalf("%d writes failed", failed)
+	}
+	c.Nodes[3].Kill(t)
+	waitUntil(t, time.Minute, "n4 declared dead and removed", func() bool {
+		return placementDoc(t, c).Members["n4"].State == placement.MemberRemoved
+	})
+	waitBalanced(t, c, 2*time.Minute)
+	d := placementDoc(t, c)
+	checkPlacement(t, d, nodeIDs(3), 3)
+	if r := d.Members["n4"].Reason; !strings.Contains(r, "dead") {
+		t.Errorf("n4 removed with reason %q, want it to say it was dead", r)
+	}
+	for k, o := range acked {
+		if o.deleted {
+			delete(acked, k)
+		}
+	}
+	verifyAcked(t, cl, "deadafter", putsOf(acked), kvv1.Consistency_CONSISTENCY_ALL)
+}
+
+// putsOf turns acknowledged values into ackedPuts (version 0: not checked).
+func putsOf(acked map[string]outcome) map[string]ackedPut {
+	out := make(map[string]ackedPut, len(acked))
+	for k, o := range acked {
+		out[k] = ackedPut{value: []byte(o.value)}
+	}
+	return out
+}
+
 // TestBinReplaceNode brings a node back on an empty data directory in its
 // own place: while it backfills it is written but refuses reads of what it
 // has not filled, and afterwards, alone, it answers every acknowledged key.
