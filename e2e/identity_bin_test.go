@@ -50,7 +50,7 @@ func TestBinWipedNodeRefused(t *testing.T) {
 		out := victim.StartFails(t)
 		for _, want := range []string{
 			"data directory " + dir + " is empty but node id n2 holds 64 partitions in cluster e2e",
-			"start a node with a new node id",
+			"veltrix node replace n2",
 			`Replacing a node`,
 			"restore its data directory",
 		} {

@@ -261,12 +261,14 @@ func fill(t testing.TB, cl *client.Client, table string, n, size int) {
 	}()
 	var wg sync.WaitGroup
 	var failed atomic.Int64
+	var first atomic.Value
 	for range 16 {
 		wg.Go(func() {
 			for i := range next {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				if _, err := cl.Put(ctx, table, []byte(fmt.Sprintf("fill-%08d", i)), nil, value); err != nil {
 					failed.Add(1)
+					first.CompareAndSwap(nil, err.Error())
 				}
 				cancel()
 			}
@@ -274,7 +276,7 @@ func fill(t testing.TB, cl *client.Client, table string, n, size int) {
 	}
 	wg.Wait()
 	if f := failed.Load(); f > 0 {
-		t.Fatalf("fill: %d of %d puts failed", f, n)
+		t.Fatalf("fill: %d of %d puts failed; first: %v", f, n, first.Load())
 	}
 }
 
@@ -540,6 +542,7 @@ func TestBinMoveInterrupted(t *testing.T) {
 				StorageArgs: append(slices.Clone(moveStorageArgs), "--stream-rate", "0.5")})
 			cl := c.Client(t, faultClientOpts...)
 			createTableBin(t, cl, "interrupt")
+			waitTableOnRouters(t, c, "interrupt")
 			fill(t, cl, "interrupt", 2000, 2048)
 			l := startLoad(t, cl, "interrupt", 6000, 8, false)
 			l.wait(t, 2*time.Minute)
