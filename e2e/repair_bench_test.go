@@ -20,7 +20,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,9 +30,15 @@ import (
 // closedLoad puts distinct keys with workers goroutines for d and returns
 // the puts per second and the P99 latency.
 func closedLoad(cl *client.Client, table, prefix string, workers int, d time.Duration) (float64, time.Duration, int) {
+	lat := closedLoadLatencies(cl, table, prefix, workers, d)
+	return float64(len(lat)) / d.Seconds(), p99(lat), len(lat)
+}
+
+// closedLoadLatencies is closedLoad returning the latency of every
+// acknowledged put.
+func closedLoadLatencies(cl *client.Client, table, prefix string, workers int, d time.Duration) []time.Duration {
 	var mu sync.Mutex
 	var lat []time.Duration
-	var n atomic.Int64
 	stop := time.Now().Add(d)
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -46,7 +51,6 @@ func closedLoad(cl *client.Client, table, prefix string, workers int, d time.Dur
 				el := time.Since(t0)
 				cancel()
 				if err == nil {
-					n.Add(1)
 					mu.Lock()
 					lat = append(lat, el)
 					mu.Unlock()
@@ -55,12 +59,16 @@ func closedLoad(cl *client.Client, table, prefix string, workers int, d time.Dur
 		})
 	}
 	wg.Wait()
-	slices.Sort(lat)
-	p99 := time.Duration(0)
-	if len(lat) > 0 {
-		p99 = lat[len(lat)*99/100]
+	return lat
+}
+
+// p99 is the 99th percentile of lat (which it sorts); 0 if empty.
+func p99(lat []time.Duration) time.Duration {
+	if len(lat) == 0 {
+		return 0
 	}
-	return float64(n.Load()) / d.Seconds(), p99, int(n.Load())
+	slices.Sort(lat)
+	return lat[len(lat)*99/100]
 }
 
 func BenchmarkBinRepair(b *testing.B) {
