@@ -12,7 +12,7 @@ replace github.com/veltrixdb/veltrix/services/router => ../services/router
 
 replace github.com/veltrixdb/veltrix/services/migrator => ../services/migrator
 
-replace github.com/veltrixdb/veltrix/cmd/veltrix => ../cmd/veltrix
+replace github.com/veltrixdb/veltrix/localcluster => ../localcluster
 
 require (
 	github.com/aws/aws-sdk-go-v2 v1.47.7
@@ -24,6 +24,7 @@ require (
 	github.com/johannesboyne/gofakes3 v1.2.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/veltrixdb/veltrix/e2e/peers v0.0.0-00010101000000-000000000000
+	github.com/veltrixdb/veltrix/localcluster v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/pkg v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/proto v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/services/migrator v0.0.0-00010101000000-000000000000
@@ -121,7 +122,7 @@ require (
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/exp v0.0.0-20250620022241-b7579e27df2b // indirect
-	golang.org/x/net v0.61.0 // indirect
+	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect

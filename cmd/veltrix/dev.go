@@ -16,13 +16,9 @@ import (
 	"time"
 
 	"github.com/veltrixdb/veltrix/cmd/veltrix/internal/sample"
-	"github.com/veltrixdb/veltrix/pkg/etcdembed"
+	"github.com/veltrixdb/veltrix/localcluster"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
-	migrator "github.com/veltrixdb/veltrix/services/migrator/server"
-	router "github.com/veltrixdb/veltrix/services/router/server"
-	storage "github.com/veltrixdb/veltrix/services/storage/server"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func init() {
@@ -32,29 +28,15 @@ func init() {
 // sampleJobID makes the sample import idempotent across runs.
 const sampleJobID = "dev-sample-import"
 
+// devStack is the dev stack: a localcluster of 3 nodes, a router and a
+// migrator.
 type devStack struct {
-	etcd     *etcdembed.Etcd
-	cli      *clientv3.Client
-	nodes    []*storage.Server
-	router   *router.Server
-	migrator *migrator.Server
+	*localcluster.Cluster
 }
 
 func (s *devStack) close(w io.Writer) {
-	if s.migrator != nil {
-		_ = s.migrator.Close()
-	}
-	if s.router != nil {
-		_ = s.router.Close()
-	}
-	for _, n := range s.nodes {
-		_ = n.Close()
-	}
-	if s.cli != nil {
-		_ = s.cli.Close()
-	}
-	if s.etcd != nil {
-		s.etcd.Close()
+	if s.Cluster != nil {
+		_ = s.Close()
 	}
 	fmt.Fprintln(w, "stopped cleanly")
 }
@@ -91,57 +73,31 @@ func dev(args []string, w io.Writer) error {
 	st := &devStack{}
 	defer st.close(w)
 
-	if st.etcd, err = etcdembed.Start(etcdembed.Config{Dir: filepath.Join(abs, "etcd")}); err != nil {
-		return fmt.Errorf("start etcd: %w", err)
-	}
-	cli, err := st.etcd.Client()
+	// The dev stack keeps its data between runs: its etcd syncs, and the
+	// cluster name, node ids and router state directory stay as they were.
+	st.Cluster, err = localcluster.Start(ctx, localcluster.Options{
+		Dir: abs, Cluster: "default", Nodes: 3, RF: 3, Partitions: 256, Zones: []string{"z1", "z2", "z3"},
+		CacheBytes: 64 << 20, EtcdSync: true, RouterAddr: *listen, RouterStateDir: abs,
+		Migrator: true, MigratorAddr: *migAddr, Metrics: true, Logger: logger,
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("start the stack: %w (is something else listening on %s or %s? pass --listen-addr or --migrator-addr)", err, *listen, *migAddr)
 	}
-	st.cli = cli
-	if st.router, err = router.Start(ctx, router.Config{
-		ID: "router-1", ListenAddr: *listen, MetricsAddr: "127.0.0.1:0", EtcdClient: cli,
-		Partitions: 256, ReplicationFactor: 3, Logger: logger, StateDir: filepath.Join(abs, "router"),
-	}); err != nil {
-		return fmt.Errorf("start router: %w (is something else listening on %s? pass --listen-addr)", err, *listen)
-	}
-	for i := 1; i <= 3; i++ {
-		n, err := storage.Start(ctx, storage.Config{
-			ID: fmt.Sprintf("n%d", i), ListenAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0",
-			DataDir: filepath.Join(abs, fmt.Sprintf("n%d", i)), Zone: fmt.Sprintf("z%d", i),
-			EtcdClient: cli, CacheBytes: 64 << 20, Logger: logger,
-		})
-		if err != nil {
-			return fmt.Errorf("start storage node n%d: %w", i, err)
-		}
-		st.nodes = append(st.nodes, n)
-	}
-	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	err = st.router.WaitReady(rctx)
-	cancel()
-	if err != nil {
-		return err
-	}
-	if st.migrator, err = migrator.Start(ctx, migrator.Config{
-		ID: "migrator-1", ListenAddr: *migAddr, MetricsAddr: "127.0.0.1:0", EtcdClient: cli,
-		RouterEndpoints: []string{st.router.Addr()}, Logger: logger,
-	}); err != nil {
-		return fmt.Errorf("start migrator: %w (is something else listening on %s? pass --migrator-addr)", err, *migAddr)
-	}
+	router, migrator := st.Routers[0], st.Migrator
 
-	fmt.Fprintf(w, "\n  etcd      %s\n", st.etcd.Endpoint())
-	for _, n := range st.nodes {
+	fmt.Fprintf(w, "\n  etcd      %s\n", st.Etcd.Endpoint())
+	for _, n := range st.Nodes {
 		fmt.Fprintf(w, "  storage   %s  %s  (metrics http://%s/metrics)\n", n.ID(), n.Addr(), n.MetricsAddr())
 	}
-	fmt.Fprintf(w, "  router    %s  (metrics http://%s/metrics)\n", st.router.Addr(), st.router.MetricsAddr())
-	fmt.Fprintf(w, "  migrator  %s  (metrics http://%s/metrics)\n\n", st.migrator.Addr(), st.migrator.MetricsAddr())
+	fmt.Fprintf(w, "  router    %s  (metrics http://%s/metrics)\n", router.Addr(), router.MetricsAddr())
+	fmt.Fprintf(w, "  migrator  %s  (metrics http://%s/metrics)\n\n", migrator.Addr(), migrator.MetricsAddr())
 
 	if !*noSample {
 		if err := importSample(ctx, w, abs, st); err != nil {
 			return err
 		}
 	}
-	printTry(w, tryInfo{cli: selfCommand(), router: st.router.Addr(), migrator: st.migrator.Addr()})
+	printTry(w, tryInfo{cli: selfCommand(), router: router.Addr(), migrator: migrator.Addr()})
 	if *exitAfterReady {
 		return nil
 	}
@@ -149,7 +105,7 @@ func dev(args []string, w io.Writer) error {
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(w, "\nshutting down…")
-	case err := <-st.router.Err():
+	case err := <-router.Err():
 		return fmt.Errorf("router stopped: %w", err)
 	}
 	return nil
@@ -158,7 +114,7 @@ func dev(args []string, w io.Writer) error {
 // importSample writes the bundled export to the data dir and imports it,
 // unless a previous run already did.
 func importSample(ctx context.Context, w io.Writer, dir string, st *devStack) error {
-	cc, err := grpcx.Dial(st.migrator.Addr())
+	cc, err := grpcx.Dial(st.Migrator.Addr())
 	if err != nil {
 		return err
 	}

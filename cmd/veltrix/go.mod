@@ -4,6 +4,8 @@ go 1.26.0
 
 replace github.com/veltrixdb/veltrix/pkg => ../../pkg
 
+replace github.com/veltrixdb/veltrix/localcluster => ../../localcluster
+
 replace github.com/veltrixdb/veltrix/proto => ../../proto
 
 replace github.com/veltrixdb/veltrix/services/storage => ../../services/storage
@@ -17,11 +19,10 @@ require (
 	github.com/klauspost/compress v1.20.1
 	github.com/redis/go-redis/v9 v9.7.3
 	github.com/vbauerster/mpb/v8 v8.9.3
+	github.com/veltrixdb/veltrix/localcluster v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/pkg v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/proto v0.0.0-00010101000000-000000000000
-	github.com/veltrixdb/veltrix/services/migrator v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/services/router v0.0.0-00010101000000-000000000000
-	github.com/veltrixdb/veltrix/services/storage v0.0.0-00010101000000-000000000000
 	go.etcd.io/etcd/client/v3 v3.7.3
 	go.etcd.io/etcd/server/v3 v3.7.3
 	go.uber.org/zap v1.27.1
@@ -101,6 +102,8 @@ require (
 	github.com/soheilhy/cmux v0.1.5 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/tmc/grpc-websocket-proxy v0.0.0-20220101234140-673ab2c3ae75 // indirect
+	github.com/veltrixdb/veltrix/services/migrator v0.0.0-00010101000000-000000000000 // indirect
+	github.com/veltrixdb/veltrix/services/storage v0.0.0-00010101000000-000000000000 // indirect
 	github.com/xiang90/probing v0.0.0-20221125231312-a49e3df8f510 // indirect
 	go.etcd.io/bbolt v1.5.0 // indirect
 	go.etcd.io/etcd/api/v3 v3.7.3 // indirect
@@ -120,7 +123,7 @@ require (
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/exp v0.0.0-20250620022241-b7579e27df2b // indirect
-	golang.org/x/net v0.61.0 // indirect
+	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
