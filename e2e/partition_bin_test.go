@@ -121,7 +121,7 @@ func pulled(t *testing.T, p *framework.Process) float64 {
 
 // metricValue scrapes one series (name{labels} as exposed) from p's
 // /metrics.
-func metricValue(t *testing.T, p *framework.Process, series string) float64 {
+func metricValue(t testing.TB, p *framework.Process, series string) float64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -77,6 +77,11 @@ func BenchmarkBinRebalance(b *testing.B) {
 		steadyP99 := p99(append(before, after...))
 		duringTput := float64(len(during)) / loadTime.Seconds()
 		duringP99 := p99(during)
+		var stale float64
+		for _, n := range c.Nodes {
+			stale += metricValue(b, n, "veltrix_storage_stale_epoch_rejections_total")
+		}
+		b.ReportMetric(stale, "stale_epoch_rejections")
 		b.ReportMetric(took.Seconds(), "rebalance_s")
 		b.ReportMetric(float64(bytes)/took.Seconds()/(1<<20), "stream_MBps")
 		b.ReportMetric(duringTput/steadyTput, "tput_ratio")
