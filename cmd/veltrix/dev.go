@@ -3,18 +3,16 @@ package main
 import (
 	"context"
 	"encoding/base64"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/veltrixdb/veltrix/cmd/veltrix/internal/sample"
 	"github.com/veltrixdb/veltrix/pkg/etcdembed"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
@@ -26,7 +24,31 @@ import (
 )
 
 func init() {
-	register(command{name: "dev", usage: "run a local stack: embedded etcd, 3 storage nodes, a router, a migrator; import a sample", run: dev})
+	register(command{name: "dev", build: devCmd})
+}
+
+// devOptions are veltrix dev's flags.
+type devOptions struct {
+	dataDir, listen, migAddr, logLevel string
+	noSample, exitAfterReady           bool
+}
+
+func devCmd(*conn) *cobra.Command {
+	var o devOptions
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "run a local stack: embedded etcd, 3 storage nodes, a router, a migrator; import a sample",
+		Args:  nargs(0, 0),
+		RunE:  func(cmd *cobra.Command, _ []string) error { return dev(cmd.Context(), cmd.OutOrStdout(), o) },
+	}
+	flags := cmd.Flags()
+	flags.StringVar(&o.dataDir, "data-dir", ".veltrix", "where the stack keeps its data (reused by the next run; one stack at a time: locked through DIR/veltrix-dev.lock)")
+	flags.StringVar(&o.listen, "listen-addr", "127.0.0.1:7400", "router address")
+	flags.StringVar(&o.migAddr, "migrator-addr", "127.0.0.1:7600", "migrator address")
+	flags.BoolVar(&o.noSample, "no-sample", false, "do not import the bundled sample export")
+	flags.StringVar(&o.logLevel, "log-level", "warn", "log level of the services")
+	flags.BoolVar(&o.exitAfterReady, "exit-after-ready", false, "stop once the stack is ready and the sample imported (for tests)")
+	return cmd
 }
 
 // sampleJobID makes the sample import idempotent across runs.
@@ -59,26 +81,14 @@ func (s *devStack) close(w io.Writer) {
 	fmt.Fprintln(w, "stopped cleanly")
 }
 
-func dev(args []string, w io.Writer) error {
-	flags := flag.NewFlagSet("veltrix dev", flag.ContinueOnError)
-	dataDir := flags.String("data-dir", ".veltrix", "where the stack keeps its data (reused by the next run; one stack at a time: locked through DIR/veltrix-dev.lock)")
-	listen := flags.String("listen-addr", "127.0.0.1:7400", "router address")
-	migAddr := flags.String("migrator-addr", "127.0.0.1:7600", "migrator address")
-	noSample := flags.Bool("no-sample", false, "do not import the bundled sample export")
-	logLevel := flags.String("log-level", "warn", "log level of the services")
-	exitAfterReady := flags.Bool("exit-after-ready", false, "stop once the stack is ready and the sample imported (for tests)")
-	if _, err := parse(flags, args, 0, 0, nil); err != nil {
-		return err
-	}
+// dev runs the stack until ctx ends (Ctrl-C).
+func dev(ctx context.Context, w io.Writer, o devOptions) error {
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usageErr("--log-level %q: want debug, info, warn or error", *logLevel)
+	if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return usageErr("--log-level %q: want debug, info, warn or error", o.logLevel)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	abs, err := filepath.Abs(*dataDir)
+	abs, err := filepath.Abs(o.dataDir)
 	if err != nil {
 		return err
 	}
@@ -100,10 +110,10 @@ func dev(args []string, w io.Writer) error {
 	}
 	st.cli = cli
 	if st.router, err = router.Start(ctx, router.Config{
-		ID: "router-1", ListenAddr: *listen, MetricsAddr: "127.0.0.1:0", EtcdClient: cli,
+		ID: "router-1", ListenAddr: o.listen, MetricsAddr: "127.0.0.1:0", EtcdClient: cli,
 		Partitions: 256, ReplicationFactor: 3, Logger: logger, StateDir: filepath.Join(abs, "router"),
 	}); err != nil {
-		return fmt.Errorf("start router: %w (is something else listening on %s? pass --listen-addr)", err, *listen)
+		return fmt.Errorf("start router: %w (is something else listening on %s? pass --listen-addr)", err, o.listen)
 	}
 	for i := 1; i <= 3; i++ {
 		n, err := storage.Start(ctx, storage.Config{
@@ -123,10 +133,10 @@ func dev(args []string, w io.Writer) error {
 		return err
 	}
 	if st.migrator, err = migrator.Start(ctx, migrator.Config{
-		ID: "migrator-1", ListenAddr: *migAddr, MetricsAddr: "127.0.0.1:0", EtcdClient: cli,
+		ID: "migrator-1", ListenAddr: o.migAddr, MetricsAddr: "127.0.0.1:0", EtcdClient: cli,
 		RouterEndpoints: []string{st.router.Addr()}, Logger: logger,
 	}); err != nil {
-		return fmt.Errorf("start migrator: %w (is something else listening on %s? pass --migrator-addr)", err, *migAddr)
+		return fmt.Errorf("start migrator: %w (is something else listening on %s? pass --migrator-addr)", err, o.migAddr)
 	}
 
 	fmt.Fprintf(w, "\n  etcd      %s\n", st.etcd.Endpoint())
@@ -136,13 +146,13 @@ func dev(args []string, w io.Writer) error {
 	fmt.Fprintf(w, "  router    %s  (metrics http://%s/metrics)\n", st.router.Addr(), st.router.MetricsAddr())
 	fmt.Fprintf(w, "  migrator  %s  (metrics http://%s/metrics)\n\n", st.migrator.Addr(), st.migrator.MetricsAddr())
 
-	if !*noSample {
+	if !o.noSample {
 		if err := importSample(ctx, w, abs, st); err != nil {
 			return err
 		}
 	}
 	printTry(w, tryInfo{cli: selfCommand(), router: st.router.Addr(), migrator: st.migrator.Addr()})
-	if *exitAfterReady {
+	if o.exitAfterReady {
 		return nil
 	}
 	fmt.Fprintln(w, "ready; press Ctrl-C to stop")
