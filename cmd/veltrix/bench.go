@@ -70,37 +70,35 @@ func benchCmd(c *conn) *cobra.Command {
 
 // runBench runs the benchmark bench.Options describes; command is how it
 // was called, for the report.
-func runBench(ctx context.Context, w io.Writer, command string, f *benchFlags) error {
-	o := f.o
-	output, dist, cpuProfile, verbose, noTargets := &f.output, &f.dist, &f.cpuProfile, &f.verbose, &f.noTargets
-	workloads, peers := f.workloads, f.peers
-	if *output != "table" && *output != "json" {
-		return usageErr("--output %q: want table or json", *output)
+func runBench(ctx context.Context, w io.Writer, command string, bf *benchFlags) error {
+	o := bf.o
+	if bf.output != "table" && bf.output != "json" {
+		return usageErr("--output %q: want table or json", bf.output)
 	}
-	d, err := bench.ParseDistribution(*dist)
+	d, err := bench.ParseDistribution(bf.dist)
 	if err != nil {
 		return usageErr("--distribution: %v", err)
 	}
 	o.Distribution = d
-	o.NoTargets = *noTargets
-	o.Workloads, o.Peers = workloads, peers
+	o.NoTargets = bf.noTargets
+	o.Workloads, o.Peers = bf.workloads, bf.peers
 	o.RequirePeers = benchInCI()
 	o.Command = command
 	o.Progress = os.Stderr
 	o.Logger = slog.New(slog.DiscardHandler)
-	if *verbose {
+	if bf.verbose {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	} else if *output == "json" {
+	} else if bf.output == "json" {
 		o.Progress = io.Discard
 	}
 	if err := o.Validate(); err != nil {
 		return usageErr("%v", err)
 	}
 	var profErr error
-	if *cpuProfile != "" {
+	if bf.cpuProfile != "" {
 		var f *os.File
 		o.BeforeWorkload = func(peer, workload string) {
-			name := fmt.Sprintf("%s-%s-%s.pprof", *cpuProfile, peer, workload)
+			name := fmt.Sprintf("%s-%s-%s.pprof", bf.cpuProfile, peer, workload)
 			if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 				profErr = errors.Join(profErr, err)
 				return
@@ -129,7 +127,7 @@ func runBench(ctx context.Context, w io.Writer, command string, f *benchFlags) e
 	if err != nil {
 		return err
 	}
-	if *output == "json" {
+	if bf.output == "json" {
 		err = rep.WriteJSON(w)
 	} else {
 		err = rep.WriteTable(w)
