@@ -131,7 +131,6 @@ func newRoot(args []string) *cobra.Command {
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr("%v", err) })
 	root.SetUsageTemplate(root.UsageTemplate() + "\n" + exitCodes + "\n")
-	root.CompletionOptions.HiddenDefaultCmd = false
 	for _, reg := range commands {
 		switch {
 		case reg.build != nil:
