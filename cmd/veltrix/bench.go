@@ -3,44 +3,58 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/veltrixdb/veltrix/cmd/veltrix/internal/bench"
-	"github.com/veltrixdb/veltrix/pkg/flagenv"
 )
 
 func init() {
-	register(command{name: "bench", usage: "benchmark Veltrix side by side with etcd, Redis and raw Pebble (YCSB A-D, batch get, bulk import)", run: benchCmd})
+	register(command{name: "bench", build: benchCmd})
 }
 
-func benchCmd(args []string, w io.Writer) error {
-	fs := flag.NewFlagSet("veltrix bench", flag.ContinueOnError)
-	var o bench.Options
-	workloads := []string{"A", "B", "C", "D", "PUT", "BATCHGET", "IMPORT"}
-	var peers []string
-	for _, p := range bench.Peers {
-		peers = append(peers, p.Name)
+// benchFlags are veltrix bench's flags beyond bench.Options.
+type benchFlags struct {
+	o                        bench.Options
+	workloads, peers         []string
+	dist, output, cpuProfile string
+	noTargets, verbose       bool
+}
+
+func benchCmd(c *conn) *cobra.Command {
+	var f benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "benchmark Veltrix side by side with etcd, Redis and raw Pebble (YCSB A-D, batch get, bulk import)",
+		Args:  nargs(0, 0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBench(cmd.Context(), cmd.OutOrStdout(), "veltrix "+strings.Join(c.args, " "), &f)
+		},
 	}
-	fs.Var((*flagenv.StringList)(&workloads), "workloads", "comma-separated workloads: A (50/50 read/update), B (95/5), C (read only), D (read latest, 5% inserts), PUT (update only), BATCHGET (16 keys per call), IMPORT (bulk import)")
-	fs.Var((*flagenv.StringList)(&peers), "peers", "comma-separated peers: "+strings.Join(peers, ","))
+	o := &f.o
+	fs := cmd.Flags()
+	f.workloads = []string{"A", "B", "C", "D", "PUT", "BATCHGET", "IMPORT"}
+	for _, p := range bench.Peers {
+		f.peers = append(f.peers, p.Name)
+	}
+	fs.Var((*listValue)(&f.workloads), "workloads", "comma-separated workloads: A (50/50 read/update), B (95/5), C (read only), D (read latest, 5% inserts), PUT (update only), BATCHGET (16 keys per call), IMPORT (bulk import)")
+	fs.Var((*listValue)(&f.peers), "peers", "comma-separated peers: "+strings.Join(f.peers, ","))
 	fs.Uint64Var(&o.Keys, "keys", 100000, "keys loaded into every peer before the workloads")
 	fs.IntVar(&o.ValueSize, "value-size", 1024, "value size in bytes")
 	fs.IntVar(&o.Concurrency, "concurrency", 32, "client goroutines (the same for every peer)")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time of each workload on each peer")
 	fs.DurationVar(&o.Warmup, "warmup", 0, "unmeasured run before each workload (default: duration/5, at most 1s; negative: none)")
-	dist := fs.String("distribution", "zipfian", "key distribution: zipfian or uniform (D always reads the latest keys)")
+	fs.StringVar(&f.dist, "distribution", "zipfian", "key distribution: zipfian or uniform (D always reads the latest keys)")
 	fs.Float64Var(&o.Rate, "rate", 0, "0: closed loop (peak throughput); N: open loop at N ops/s, latency measured from each operation's intended start")
-	output := fs.String("output", "table", "output format: table or json")
+	// Its own --output: the report is table or json, not yaml.
+	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 	fs.BoolVar(&o.Sync, "sync", true, "peers acknowledge writes only once on disk: Veltrix WAL fsync, etcd fsync, Redis appendfsync always, Pebble Sync")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the key and operation choices")
 	fs.StringVar(&o.Dir, "dir", "", "where peers keep their data while they run (default: the system temp dir)")
@@ -48,39 +62,43 @@ func benchCmd(args []string, w io.Writer) error {
 	fs.IntVar(&o.ImportItemBytes, "import-item-bytes", 1024, "size of one exported item (its stored encoding)")
 	fs.IntVar(&o.ImportWorkers, "import-workers", 8, "BatchWrite calls in flight during the import")
 	fs.IntVar(&o.ImportBatch, "import-batch", 500, "mutations per BatchWrite during the import")
-	noTargets := fs.Bool("no-targets", false, "skip the extra runs for the issue #9 targets and the targets table")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of every measured run to PREFIX-<peer>-<workload>.pprof (clients and in-process servers)")
-	verbose := fs.Bool("v", false, "print progress and the servers' warnings to stderr")
-	if _, err := parse(fs, args, 0, 0, nil); err != nil {
-		return err
+	fs.BoolVar(&f.noTargets, "no-targets", false, "skip the extra runs for the issue #9 targets and the targets table")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of every measured run to PREFIX-<peer>-<workload>.pprof (clients and in-process servers)")
+	fs.BoolVarP(&f.verbose, "v", "v", false, "print progress and the servers' warnings to stderr")
+	return cmd
+}
+
+// runBench runs the benchmark bench.Options describes; command is how it
+// was called, for the report.
+func runBench(ctx context.Context, w io.Writer, command string, bf *benchFlags) error {
+	o := bf.o
+	if bf.output != "table" && bf.output != "json" {
+		return usageErr("--output %q: want table or json", bf.output)
 	}
-	if *output != "table" && *output != "json" {
-		return usageErr("--output %q: want table or json", *output)
-	}
-	d, err := bench.ParseDistribution(*dist)
+	d, err := bench.ParseDistribution(bf.dist)
 	if err != nil {
 		return usageErr("--distribution: %v", err)
 	}
 	o.Distribution = d
-	o.NoTargets = *noTargets
-	o.Workloads, o.Peers = workloads, peers
+	o.NoTargets = bf.noTargets
+	o.Workloads, o.Peers = bf.workloads, bf.peers
 	o.RequirePeers = benchInCI()
-	o.Command = "veltrix bench " + strings.Join(args, " ")
+	o.Command = command
 	o.Progress = os.Stderr
 	o.Logger = slog.New(slog.DiscardHandler)
-	if *verbose {
+	if bf.verbose {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	} else if *output == "json" {
+	} else if bf.output == "json" {
 		o.Progress = io.Discard
 	}
 	if err := o.Validate(); err != nil {
 		return usageErr("%v", err)
 	}
 	var profErr error
-	if *cpuProfile != "" {
+	if bf.cpuProfile != "" {
 		var f *os.File
 		o.BeforeWorkload = func(peer, workload string) {
-			name := fmt.Sprintf("%s-%s-%s.pprof", *cpuProfile, peer, workload)
+			name := fmt.Sprintf("%s-%s-%s.pprof", bf.cpuProfile, peer, workload)
 			if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 				profErr = errors.Join(profErr, err)
 				return
@@ -105,13 +123,11 @@ func benchCmd(args []string, w io.Writer) error {
 		}
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	rep, err := bench.Run(ctx, o)
 	if err != nil {
 		return err
 	}
-	if *output == "json" {
+	if bf.output == "json" {
 		err = rep.WriteJSON(w)
 	} else {
 		err = rep.WriteTable(w)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -13,6 +11,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/veltrixdb/veltrix/pkg/client"
 	"github.com/veltrixdb/veltrix/pkg/flagenv"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
@@ -22,27 +22,33 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"sigs.k8s.io/yaml"
 )
 
-// conn holds the flags every networked command shares.
+// conn holds the root's persistent flags, which every networked command
+// shares, and dials what they name.
 type conn struct {
 	endpoints []string
 	migrator  string
 	output    string
 	timeout   time.Duration
+	// args is the command line as given (bench records it).
+	args []string
 }
 
-func (c *conn) addFlags(fs *flag.FlagSet) {
-	c.endpoints = []string{"127.0.0.1:7400"}
-	fs.Var((*flagenv.StringList)(&c.endpoints), "endpoints", "comma-separated router addresses")
-	fs.StringVar(&c.migrator, "migrator", "127.0.0.1:7600", "migrator address (import, verify, stream, jobs)")
-	fs.StringVar(&c.output, "output", "table", "output format: table or json")
+func (c *conn) addFlags(fs *pflag.FlagSet) {
+	c.endpoints = []string{defaultRouterAddr}
+	fs.Var((*listValue)(&c.endpoints), "endpoints", "comma-separated router addresses")
+	fs.StringVar(&c.migrator, "migrator", defaultMigratorAddr, "migrator address (import, verify, stream, jobs)")
+	fs.StringVarP(&c.output, "output", "o", "table", "output format: table, json or yaml")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "deadline for each request")
 }
 
 func (c *conn) validate() error {
-	if c.output != "table" && c.output != "json" {
-		return usageErr("--output %q: want table or json", c.output)
+	switch c.output {
+	case "table", "json", "yaml":
+	default:
+		return usageErr("--output %q: want table, json or yaml", c.output)
 	}
 	if len(c.endpoints) == 0 {
 		return usageErr("--endpoints is empty")
@@ -50,42 +56,31 @@ func (c *conn) validate() error {
 	return nil
 }
 
-// parse parses a command's flags (and VELTRIX_* variables) and checks the
-// number of positional arguments.
-func parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int, c *conn) ([]string, error) {
-	fs.SetOutput(io.Discard)
-	// Accept flags after positional arguments too (veltrix kv get t k --output json).
-	var pos []string
-	rest := args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fs.SetOutput(nil)
-				fs.Usage()
-				fmt.Fprintf(fs.Output(), "\n%s\n", exitCodes)
-				return nil, flag.ErrHelp
+// listValue is flagenv.StringList as a pflag.Value: a comma-separated list
+// that replaces the default (not pflag's appending string slice).
+type listValue flagenv.StringList
+
+func (l *listValue) String() string     { return (*flagenv.StringList)(l).String() }
+func (l *listValue) Set(v string) error { return (*flagenv.StringList)(l).Set(v) }
+func (l *listValue) Type() string       { return "list" }
+
+// applyEnv sets every flag of fs not given on the command line from its
+// VELTRIX_* variable (flagenv.Name), as flagenv.Apply does for Go's flag
+// package.
+func applyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed || f.Name == "help" {
+			return
+		}
+		env := flagenv.Name(f.Name)
+		if v, ok := lookup(env); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("environment variable %s=%q: %w", env, v, e)
 			}
-			return nil, usageErr("%v", err)
 		}
-		rest = fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		pos = append(pos, rest[0])
-		rest = rest[1:]
-	}
-	if err := flagenv.Apply(fs, lookupEnv); err != nil {
-		return nil, usageErr("%v", err)
-	}
-	if c != nil {
-		if err := c.validate(); err != nil {
-			return nil, err
-		}
-	}
-	if len(pos) < minArgs || (maxArgs >= 0 && len(pos) > maxArgs) {
-		return nil, usageErr("wrong number of arguments (%d); usage: %s", len(pos), fs.Name())
-	}
-	return pos, nil
+	})
+	return err
 }
 
 func (c *conn) client(ctx context.Context) (*client.Client, error) {
@@ -104,6 +99,47 @@ func (c *conn) migratorClient() (migratorv1.MigratorServiceClient, func(), error
 		return nil, nil, err
 	}
 	return migratorv1.NewMigratorServiceClient(cc), func() { cc.Close() }, nil
+}
+
+// withRouter runs fn with a client of the routers named by --endpoints,
+// under the command's (signal-aware) context.
+func (c *conn) withRouter(cmd *cobra.Command, fn func(ctx context.Context, cl *client.Client) error) error {
+	ctx := cmd.Context()
+	cl, err := c.client(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return fn(ctx, cl)
+}
+
+// withMigrator runs fn with a client of the migrator named by --migrator.
+func (c *conn) withMigrator(cmd *cobra.Command, fn func(ctx context.Context, mc migratorv1.MigratorServiceClient) error) error {
+	mc, closeFn, err := c.migratorClient()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	return fn(cmd.Context(), mc)
+}
+
+// call runs one request under --timeout.
+func (c *conn) call(ctx context.Context, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return fn(ctx)
+}
+
+// print writes v as --output asks: JSON or YAML (a proto message in
+// protojson's field names), or table() for people.
+func (c *conn) print(w io.Writer, v any, table func() error) error {
+	switch c.output {
+	case "json":
+		return printJSON(w, v)
+	case "yaml":
+		return printYAML(w, v)
+	}
+	return table()
 }
 
 // explain adds what to do to common gRPC errors.
@@ -146,6 +182,27 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// printYAML writes v as YAML: its JSON (as printJSON writes it) converted,
+// so field names are the same in both.
+func printYAML(w io.Writer, v any) error {
+	var b []byte
+	var err error
+	if m, ok := v.(proto.Message); ok {
+		b, err = protojson.Marshal(m)
+	} else {
+		b, err = json.Marshal(v)
+	}
+	if err != nil {
+		return err
+	}
+	y, err := yaml.JSONToYAML(b)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(y)
+	return err
 }
 
 // table writes rows aligned in columns.

@@ -3,18 +3,16 @@ package main
 import (
 	"context"
 	"encoding/base64"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/veltrixdb/veltrix/cmd/veltrix/internal/sample"
 	"github.com/veltrixdb/veltrix/localcluster"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
@@ -22,7 +20,31 @@ import (
 )
 
 func init() {
-	register(command{name: "dev", usage: "run a local stack: embedded etcd, 3 storage nodes, a router, a migrator; import a sample", run: dev})
+	register(command{name: "dev", build: devCmd})
+}
+
+// devOptions are veltrix dev's flags.
+type devOptions struct {
+	dataDir, listen, migAddr, logLevel string
+	noSample, exitAfterReady           bool
+}
+
+func devCmd(*conn) *cobra.Command {
+	var o devOptions
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "run a local stack: embedded etcd, 3 storage nodes, a router, a migrator; import a sample",
+		Args:  nargs(0, 0),
+		RunE:  func(cmd *cobra.Command, _ []string) error { return dev(cmd.Context(), cmd.OutOrStdout(), o) },
+	}
+	flags := cmd.Flags()
+	flags.StringVar(&o.dataDir, "data-dir", ".veltrix", "where the stack keeps its data (reused by the next run; one stack at a time: locked through DIR/veltrix-dev.lock)")
+	flags.StringVar(&o.listen, "listen-addr", "127.0.0.1:7400", "router address")
+	flags.StringVar(&o.migAddr, "migrator-addr", "127.0.0.1:7600", "migrator address")
+	flags.BoolVar(&o.noSample, "no-sample", false, "do not import the bundled sample export")
+	flags.StringVar(&o.logLevel, "log-level", "warn", "log level of the services")
+	flags.BoolVar(&o.exitAfterReady, "exit-after-ready", false, "stop once the stack is ready and the sample imported (for tests)")
+	return cmd
 }
 
 // sampleJobID makes the sample import idempotent across runs.
@@ -41,26 +63,14 @@ func (s *devStack) close(w io.Writer) {
 	fmt.Fprintln(w, "stopped cleanly")
 }
 
-func dev(args []string, w io.Writer) error {
-	flags := flag.NewFlagSet("veltrix dev", flag.ContinueOnError)
-	dataDir := flags.String("data-dir", ".veltrix", "where the stack keeps its data (reused by the next run; one stack at a time: locked through DIR/veltrix-dev.lock)")
-	listen := flags.String("listen-addr", "127.0.0.1:7400", "router address")
-	migAddr := flags.String("migrator-addr", "127.0.0.1:7600", "migrator address")
-	noSample := flags.Bool("no-sample", false, "do not import the bundled sample export")
-	logLevel := flags.String("log-level", "warn", "log level of the services")
-	exitAfterReady := flags.Bool("exit-after-ready", false, "stop once the stack is ready and the sample imported (for tests)")
-	if _, err := parse(flags, args, 0, 0, nil); err != nil {
-		return err
-	}
+// dev runs the stack until ctx ends (Ctrl-C).
+func dev(ctx context.Context, w io.Writer, o devOptions) error {
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usageErr("--log-level %q: want debug, info, warn or error", *logLevel)
+	if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return usageErr("--log-level %q: want debug, info, warn or error", o.logLevel)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	abs, err := filepath.Abs(*dataDir)
+	abs, err := filepath.Abs(o.dataDir)
 	if err != nil {
 		return err
 	}
@@ -77,11 +87,11 @@ func dev(args []string, w io.Writer) error {
 	// cluster name, node ids and router state directory stay as they were.
 	st.Cluster, err = localcluster.Start(ctx, localcluster.Options{
 		Dir: abs, Cluster: "default", Nodes: 3, RF: 3, Partitions: 256, Zones: []string{"z1", "z2", "z3"},
-		CacheBytes: 64 << 20, EtcdSync: true, RouterAddr: *listen, RouterStateDir: abs,
-		Migrator: true, MigratorAddr: *migAddr, Metrics: true, Logger: logger,
+		CacheBytes: 64 << 20, EtcdSync: true, RouterAddr: o.listen, RouterStateDir: abs,
+		Migrator: true, MigratorAddr: o.migAddr, Metrics: true, Logger: logger,
 	})
 	if err != nil {
-		return fmt.Errorf("start the stack: %w (is something else listening on %s or %s? pass --listen-addr or --migrator-addr)", err, *listen, *migAddr)
+		return fmt.Errorf("start the stack: %w (is something else listening on %s or %s? pass --listen-addr or --migrator-addr)", err, o.listen, o.migAddr)
 	}
 	router, migrator := st.Routers[0], st.Migrator
 
@@ -92,13 +102,13 @@ func dev(args []string, w io.Writer) error {
 	fmt.Fprintf(w, "  router    %s  (metrics http://%s/metrics)\n", router.Addr(), router.MetricsAddr())
 	fmt.Fprintf(w, "  migrator  %s  (metrics http://%s/metrics)\n\n", migrator.Addr(), migrator.MetricsAddr())
 
-	if !*noSample {
+	if !o.noSample {
 		if err := importSample(ctx, w, abs, st); err != nil {
 			return err
 		}
 	}
 	printTry(w, tryInfo{cli: selfCommand(), router: router.Addr(), migrator: migrator.Addr()})
-	if *exitAfterReady {
+	if o.exitAfterReady {
 		return nil
 	}
 	fmt.Fprintln(w, "ready; press Ctrl-C to stop")

@@ -3,32 +3,31 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 func init() {
-	register(command{name: "import", usage: "import a DynamoDB export (S3 or a local folder) and watch its progress", run: importCmd})
-	register(command{name: "verify", usage: "compare a DynamoDB export with a Veltrix table", run: verifyCmd})
-	register(command{name: "stream", usage: "start a CDC job (DynamoDB Streams or Kinesis) and watch its lag", run: streamCmd})
-	register(command{name: "jobs", usage: "list, get, watch, cancel, retry jobs and list their rejects", run: subcommand("jobs", map[string]func([]string, io.Writer) error{
-		"list":    jobsList,
-		"get":     jobsGet,
-		"watch":   jobsWatch,
-		"cancel":  jobsCancel,
-		"retry":   jobsRetry,
-		"rejects": jobsRejects,
-	})})
+	register(command{name: "import", build: importCmd})
+	register(command{name: "verify", build: verifyCmd})
+	register(command{name: "stream", build: streamCmd})
+	register(command{name: "jobs", build: jobsCmd})
+}
+
+func jobsCmd(c *conn) *cobra.Command {
+	return group("jobs", "list, get, watch, cancel, retry jobs and list their rejects",
+		jobsListCmd(c), jobByIDCmd(c, "get", "show a job's report", jobsGet), jobByIDCmd(c, "watch", "follow a job until it ends (Ctrl-C leaves it running)", jobsWatch),
+		jobByIDCmd(c, "cancel", "cancel a job", jobsCancel), jobsRetryCmd(c), jobByIDCmd(c, "rejects", "list the source lines a job rejected", jobsRejects))
 }
 
 // mappingFlags are the source-to-table mapping flags import, verify and
@@ -43,7 +42,7 @@ type mappingFlags struct {
 	detach                                   bool
 }
 
-func (m *mappingFlags) addFlags(fs *flag.FlagSet) {
+func (m *mappingFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&m.table, "table", "", "target Veltrix table (required)")
 	fs.BoolVar(&m.create, "create-table", false, "create the target table if it does not exist")
 	fs.StringVar(&m.pk, "pk", "", "partition key attribute, NAME:TYPE with TYPE S, N or B (required)")
@@ -114,169 +113,167 @@ func (m *mappingFlags) aws() (*migratorv1.AwsOptions, error) {
 	return o, nil
 }
 
-func importCmd(args []string, w io.Writer) error {
-	var c conn
-	var m mappingFlags
-	fs := flag.NewFlagSet("veltrix import --source s3://bucket/prefix|DIR --table T --pk NAME:TYPE", flag.ContinueOnError)
-	c.addFlags(fs)
+func importCmd(c *conn) *cobra.Command {
+	var (
+		m              mappingFlags
+		source, format string
+		maxRejects     uint64
+		rate           float64
+		par            uint
+	)
+	cmd := leaf("import --source s3://bucket/prefix|DIR --table T --pk NAME:TYPE", "import a DynamoDB export (S3 or a local folder) and watch its progress", 0, 0, func(cmd *cobra.Command, _ []string) error {
+		if source == "" {
+			return usageErr("--source is required")
+		}
+		mp, err := m.mapping()
+		if err != nil {
+			return err
+		}
+		awsOpts, err := m.aws()
+		if err != nil {
+			return err
+		}
+		exp := &migratorv1.ExportSource{Uri: source, Aws: awsOpts}
+		switch strings.ToLower(format) {
+		case "":
+		case "dynamodb_json":
+			exp.Format = migratorv1.ExportFormat_EXPORT_FORMAT_DYNAMODB_JSON
+		case "ion":
+			exp.Format = migratorv1.ExportFormat_EXPORT_FORMAT_ION
+		default:
+			return usageErr("--format %q: want dynamodb_json or ion", format)
+		}
+		spec := &migratorv1.ImportSpec{
+			Source:  &migratorv1.ImportSpec_Export{Export: exp},
+			Mapping: mp, MaxRejects: maxRejects, ItemsPerSecond: rate, Parallelism: uint32(par),
+		}
+		return c.withMigrator(cmd, func(ctx context.Context, mc migratorv1.MigratorServiceClient) error {
+			var resp *migratorv1.StartImportResponse
+			if err := c.call(ctx, func(ctx context.Context) (err error) {
+				resp, err = mc.StartImport(ctx, &migratorv1.StartImportRequest{Spec: spec, JobId: m.jobID})
+				return err
+			}); err != nil {
+				return explain(err, "start import")
+			}
+			return follow(ctx, cmd.OutOrStdout(), c, mc, resp.Job, m.detach)
+		})
+	})
+	fs := cmd.Flags()
 	m.addFlags(fs)
-	source := fs.String("source", "", "export location: s3://bucket/prefix or a local folder with manifest-summary.json (required)")
-	format := fs.String("format", "", "override the manifest's format: dynamodb_json or ion")
-	maxRejects := fs.Uint64("max-rejects", 0, "fail the job after this many rejected lines (0: never)")
-	rate := fs.Float64("rate", 0, "items per second at most (0: unlimited)")
-	par := fs.Uint("parallelism", 0, "files read at once (default 4)")
-	if _, err := parse(fs, args, 0, 0, &c); err != nil {
-		return err
-	}
-	if *source == "" {
-		return usageErr("--source is required")
-	}
-	mp, err := m.mapping()
-	if err != nil {
-		return err
-	}
-	awsOpts, err := m.aws()
-	if err != nil {
-		return err
-	}
-	exp := &migratorv1.ExportSource{Uri: *source, Aws: awsOpts}
-	switch strings.ToLower(*format) {
-	case "":
-	case "dynamodb_json":
-		exp.Format = migratorv1.ExportFormat_EXPORT_FORMAT_DYNAMODB_JSON
-	case "ion":
-		exp.Format = migratorv1.ExportFormat_EXPORT_FORMAT_ION
-	default:
-		return usageErr("--format %q: want dynamodb_json or ion", *format)
-	}
-	spec := &migratorv1.ImportSpec{
-		Source:  &migratorv1.ImportSpec_Export{Export: exp},
-		Mapping: mp, MaxRejects: *maxRejects, ItemsPerSecond: *rate, Parallelism: uint32(*par),
-	}
-	mc, closeFn, err := c.migratorClient()
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	ctx := context.Background()
-	sctx, cancel := context.WithTimeout(ctx, c.timeout)
-	resp, err := mc.StartImport(sctx, &migratorv1.StartImportRequest{Spec: spec, JobId: m.jobID})
-	cancel()
-	if err != nil {
-		return explain(err, "start import")
-	}
-	return follow(ctx, w, &c, mc, resp.Job, m.detach)
+	fs.StringVar(&source, "source", "", "export location: s3://bucket/prefix or a local folder with manifest-summary.json (required)")
+	fs.StringVar(&format, "format", "", "override the manifest's format: dynamodb_json or ion")
+	fs.Uint64Var(&maxRejects, "max-rejects", 0, "fail the job after this many rejected lines (0: never)")
+	fs.Float64Var(&rate, "rate", 0, "items per second at most (0: unlimited)")
+	fs.UintVar(&par, "parallelism", 0, "files read at once (default 4)")
+	return cmd
 }
 
-func verifyCmd(args []string, w io.Writer) error {
-	var c conn
-	var m mappingFlags
-	fs := flag.NewFlagSet("veltrix verify --source s3://bucket/prefix|DIR --table T --pk NAME:TYPE", flag.ContinueOnError)
-	c.addFlags(fs)
+func verifyCmd(c *conn) *cobra.Command {
+	var (
+		m              mappingFlags
+		source, accept string
+		sample         float64
+		extra          bool
+		maxMis         uint
+	)
+	cmd := leaf("verify --source s3://bucket/prefix|DIR --table T --pk NAME:TYPE", "compare a DynamoDB export with a Veltrix table", 0, 0, func(cmd *cobra.Command, _ []string) error {
+		if source == "" {
+			return usageErr("--source is required")
+		}
+		if sample <= 0 || sample > 1 {
+			return usageErr("--sample %v: want 0 < f <= 1", sample)
+		}
+		mp, err := m.mapping()
+		if err != nil {
+			return err
+		}
+		awsOpts, err := m.aws()
+		if err != nil {
+			return err
+		}
+		spec := &migratorv1.VerifySpec{
+			Source:  &migratorv1.VerifySpec_Export{Export: &migratorv1.ExportSource{Uri: source, Aws: awsOpts}},
+			Mapping: mp, SampleFraction: sample, CheckExtra: extra, MaxMismatches: uint32(maxMis),
+			AcceptRejectsJob: accept,
+		}
+		return c.withMigrator(cmd, func(ctx context.Context, mc migratorv1.MigratorServiceClient) error {
+			var resp *migratorv1.StartVerifyResponse
+			if err := c.call(ctx, func(ctx context.Context) (err error) {
+				resp, err = mc.StartVerify(ctx, &migratorv1.StartVerifyRequest{Spec: spec, JobId: m.jobID})
+				return err
+			}); err != nil {
+				return explain(err, "start verify")
+			}
+			return follow(ctx, cmd.OutOrStdout(), c, mc, resp.Job, m.detach)
+		})
+	})
+	fs := cmd.Flags()
 	m.addFlags(fs)
-	source := fs.String("source", "", "export location, as for import (required)")
-	sample := fs.Float64("sample", 1, "fraction of items compared byte for byte (0 < f <= 1)")
-	extra := fs.Bool("check-extra", false, "also scan the table for items the source lacks")
-	maxMis := fs.Uint("max-mismatches", 1000, "most mismatches listed in the report")
-	accept := fs.String("accept-rejects", "", "IMPORT_JOB_ID: source lines this verify cannot compare pass when that import rejected them too (recorded in the report)")
-	if _, err := parse(fs, args, 0, 0, &c); err != nil {
-		return err
-	}
-	if *source == "" {
-		return usageErr("--source is required")
-	}
-	if *sample <= 0 || *sample > 1 {
-		return usageErr("--sample %v: want 0 < f <= 1", *sample)
-	}
-	mp, err := m.mapping()
-	if err != nil {
-		return err
-	}
-	awsOpts, err := m.aws()
-	if err != nil {
-		return err
-	}
-	spec := &migratorv1.VerifySpec{
-		Source:  &migratorv1.VerifySpec_Export{Export: &migratorv1.ExportSource{Uri: *source, Aws: awsOpts}},
-		Mapping: mp, SampleFraction: *sample, CheckExtra: *extra, MaxMismatches: uint32(*maxMis),
-		AcceptRejectsJob: *accept,
-	}
-	mc, closeFn, err := c.migratorClient()
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	ctx := context.Background()
-	sctx, cancel := context.WithTimeout(ctx, c.timeout)
-	resp, err := mc.StartVerify(sctx, &migratorv1.StartVerifyRequest{Spec: spec, JobId: m.jobID})
-	cancel()
-	if err != nil {
-		return explain(err, "start verify")
-	}
-	if err := follow(ctx, w, &c, mc, resp.Job, m.detach); err != nil {
-		return err
-	}
-	return nil
+	fs.StringVar(&source, "source", "", "export location, as for import (required)")
+	fs.Float64Var(&sample, "sample", 1, "fraction of items compared byte for byte (0 < f <= 1)")
+	fs.BoolVar(&extra, "check-extra", false, "also scan the table for items the source lacks")
+	fs.UintVar(&maxMis, "max-mismatches", 1000, "most mismatches listed in the report")
+	fs.StringVar(&accept, "accept-rejects", "", "IMPORT_JOB_ID: source lines this verify cannot compare pass when that import rejected them too (recorded in the report)")
+	return cmd
 }
 
-func streamCmd(args []string, w io.Writer) error {
-	var c conn
-	var m mappingFlags
-	fs := flag.NewFlagSet("veltrix stream --kind dynamodb|kinesis --stream ARN|NAME --table T --pk NAME:TYPE", flag.ContinueOnError)
-	c.addFlags(fs)
+func streamCmd(c *conn) *cobra.Command {
+	var (
+		m                               mappingFlags
+		kind, stream, start, shard, seq string
+		failAfter                       time.Duration
+	)
+	cmd := leaf("stream --kind dynamodb|kinesis --stream ARN|NAME --table T --pk NAME:TYPE", "start a CDC job (DynamoDB Streams or Kinesis) and watch its lag", 0, 0, func(cmd *cobra.Command, _ []string) error {
+		awsOpts, err := m.aws()
+		if err != nil {
+			return err
+		}
+		spec := &migratorv1.StreamSpec{Stream: stream, ShardId: shard, SequenceNumber: seq, Aws: awsOpts}
+		if failAfter < 0 {
+			return usageErr("--fail-after %s: must not be negative", failAfter)
+		}
+		if failAfter > 0 {
+			spec.FailAfter = durationpb.New(failAfter)
+		}
+		switch kind {
+		case "dynamodb":
+			spec.Kind = migratorv1.StreamKind_STREAM_KIND_DYNAMODB_STREAMS
+		case "kinesis":
+			spec.Kind = migratorv1.StreamKind_STREAM_KIND_KINESIS
+		default:
+			return usageErr("--kind %q: want dynamodb or kinesis", kind)
+		}
+		if stream == "" {
+			return usageErr("--stream is required")
+		}
+		sp, ok := migratorv1.StartPosition_value["START_POSITION_"+strings.ToUpper(start)]
+		if !ok || sp == 0 {
+			return usageErr("--start %q: want trim_horizon, latest, at_sequence_number or after_sequence_number", start)
+		}
+		spec.Start = migratorv1.StartPosition(sp)
+		if spec.Mapping, err = m.mapping(); err != nil {
+			return err
+		}
+		return c.withMigrator(cmd, func(ctx context.Context, mc migratorv1.MigratorServiceClient) error {
+			var resp *migratorv1.StartStreamResponse
+			if err := c.call(ctx, func(ctx context.Context) (err error) {
+				resp, err = mc.StartStream(ctx, &migratorv1.StartStreamRequest{Spec: spec, JobId: m.jobID})
+				return err
+			}); err != nil {
+				return explain(err, "start stream")
+			}
+			return follow(ctx, cmd.OutOrStdout(), c, mc, resp.Job, m.detach)
+		})
+	})
+	fs := cmd.Flags()
 	m.addFlags(fs)
-	kind := fs.String("kind", "", "dynamodb (DynamoDB Streams) or kinesis (Kinesis Data Streams for DynamoDB) (required)")
-	stream := fs.String("stream", "", "stream ARN (dynamodb) or name/ARN (kinesis) (required)")
-	start := fs.String("start", "trim_horizon", "where a new job starts: trim_horizon, latest, at_sequence_number, after_sequence_number")
-	shard := fs.String("shard-id", "", "shard for the *_sequence_number starts")
-	seq := fs.String("sequence-number", "", "sequence number for the *_sequence_number starts")
-	failAfter := fs.Duration("fail-after", 0, "fail the job when reads or writes have failed this long without a success (default 15m)")
-	if _, err := parse(fs, args, 0, 0, &c); err != nil {
-		return err
-	}
-	awsOpts, err := m.aws()
-	if err != nil {
-		return err
-	}
-	spec := &migratorv1.StreamSpec{Stream: *stream, ShardId: *shard, SequenceNumber: *seq, Aws: awsOpts}
-	if *failAfter < 0 {
-		return usageErr("--fail-after %s: must not be negative", *failAfter)
-	}
-	if *failAfter > 0 {
-		spec.FailAfter = durationpb.New(*failAfter)
-	}
-	switch *kind {
-	case "dynamodb":
-		spec.Kind = migratorv1.StreamKind_STREAM_KIND_DYNAMODB_STREAMS
-	case "kinesis":
-		spec.Kind = migratorv1.StreamKind_STREAM_KIND_KINESIS
-	default:
-		return usageErr("--kind %q: want dynamodb or kinesis", *kind)
-	}
-	if *stream == "" {
-		return usageErr("--stream is required")
-	}
-	sp, ok := migratorv1.StartPosition_value["START_POSITION_"+strings.ToUpper(*start)]
-	if !ok || sp == 0 {
-		return usageErr("--start %q: want trim_horizon, latest, at_sequence_number or after_sequence_number", *start)
-	}
-	spec.Start = migratorv1.StartPosition(sp)
-	if spec.Mapping, err = m.mapping(); err != nil {
-		return err
-	}
-	mc, closeFn, err := c.migratorClient()
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	ctx := context.Background()
-	sctx, cancel := context.WithTimeout(ctx, c.timeout)
-	resp, err := mc.StartStream(sctx, &migratorv1.StartStreamRequest{Spec: spec, JobId: m.jobID})
-	cancel()
-	if err != nil {
-		return explain(err, "start stream")
-	}
-	return follow(ctx, w, &c, mc, resp.Job, m.detach)
+	fs.StringVar(&kind, "kind", "", "dynamodb (DynamoDB Streams) or kinesis (Kinesis Data Streams for DynamoDB) (required)")
+	fs.StringVar(&stream, "stream", "", "stream ARN (dynamodb) or name/ARN (kinesis) (required)")
+	fs.StringVar(&start, "start", "trim_horizon", "where a new job starts: trim_horizon, latest, at_sequence_number, after_sequence_number")
+	fs.StringVar(&shard, "shard-id", "", "shard for the *_sequence_number starts")
+	fs.StringVar(&seq, "sequence-number", "", "sequence number for the *_sequence_number starts")
+	fs.DurationVar(&failAfter, "fail-after", 0, "fail the job when reads or writes have failed this long without a success (default 15m)")
+	return cmd
 }
 
 func terminal(s migratorv1.JobState) bool {
@@ -288,14 +285,13 @@ func terminal(s migratorv1.JobState) bool {
 	return false
 }
 
-// follow watches a job until it ends (or Ctrl-C, which leaves it running),
-// drawing a progress bar on a terminal, then prints the final report.
+// follow watches a job until it ends (or ctx ends: Ctrl-C, which leaves it
+// running), drawing a progress bar on a terminal, then prints the final
+// report.
 func follow(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, job *migratorv1.Job, detach bool) error {
 	if detach || terminal(job.State) {
-		return report(w, c, mc, job)
+		return report(ctx, w, c, mc, job)
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
-	defer stop()
 	last, err := watch(ctx, w, c, mc, job)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -304,11 +300,11 @@ func follow(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorSer
 		}
 		return explain(err, "watch job")
 	}
-	return report(w, c, mc, last)
+	return report(ctx, w, c, mc, last)
 }
 
 // watch streams a job's progress; on a terminal it draws a bar, otherwise
-// (and with --output json) it prints a line every few seconds.
+// (and with --output json or yaml) it prints a line every few seconds.
 func watch(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, job *migratorv1.Job) (*migratorv1.Job, error) {
 	stream, err := mc.WatchJob(ctx, &migratorv1.WatchJobRequest{Id: job.Id})
 	if err != nil {
@@ -407,9 +403,9 @@ func isTerminal(w io.Writer) bool {
 
 // report prints a job's final state: counts, duration, verify results and
 // the first rejects.
-func report(w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, j *migratorv1.Job) error {
-	if c.output == "json" {
-		if err := printJSON(w, j); err != nil {
+func report(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, j *migratorv1.Job) error {
+	if c.output != "table" {
+		if err := c.print(w, j, nil); err != nil {
 			return err
 		}
 		return verdict(j)
@@ -495,7 +491,7 @@ func report(w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, j *migrat
 		}
 	}
 	if pr.GetRejects() > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		ctx, cancel := context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 		rj, err := mc.ListRejects(ctx, &migratorv1.ListRejectsRequest{JobId: j.Id, PageSize: 10})
 		if err == nil {
@@ -551,153 +547,114 @@ func problemLine(p *migratorv1.Problem) string {
 	return fmt.Sprintf("%s: %s%s: %s", p.Source, kind, items, p.Detail)
 }
 
-func jobsList(args []string, w io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("veltrix jobs list", flag.ContinueOnError)
-	c.addFlags(fs)
-	if _, err := parse(fs, args, 0, 0, &c); err != nil {
-		return err
-	}
-	mc, closeFn, err := c.migratorClient()
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	resp, err := mc.ListJobs(ctx, &migratorv1.ListJobsRequest{})
-	if err != nil {
-		return explain(err, "list jobs")
-	}
-	if c.output == "json" {
-		return printJSON(w, resp)
-	}
-	var rows [][]string
-	for _, j := range resp.Jobs {
-		pr := j.GetProgress()
-		rows = append(rows, []string{j.Id, shortKind(j.Kind), strings.TrimPrefix(j.State.String(), "JOB_STATE_"),
-			fmt.Sprintf("%d/%d", processed(j), pr.GetItemsTotal()), strconv.FormatUint(pr.GetRejects(), 10), healthSummary(j), fmtTime(j.CreateTime.AsTime())})
-	}
-	return table(w, []string{"ID", "KIND", "STATE", "ITEMS", "REJECTS", "HEALTH", "CREATED"}, rows)
+func jobsListCmd(c *conn) *cobra.Command {
+	return leaf("list", "list jobs", 0, 0, func(cmd *cobra.Command, _ []string) error {
+		return c.withMigrator(cmd, func(ctx context.Context, mc migratorv1.MigratorServiceClient) error {
+			var resp *migratorv1.ListJobsResponse
+			if err := c.call(ctx, func(ctx context.Context) (err error) {
+				resp, err = mc.ListJobs(ctx, &migratorv1.ListJobsRequest{})
+				return err
+			}); err != nil {
+				return explain(err, "list jobs")
+			}
+			w := cmd.OutOrStdout()
+			return c.print(w, resp, func() error {
+				var rows [][]string
+				for _, j := range resp.Jobs {
+					pr := j.GetProgress()
+					rows = append(rows, []string{j.Id, shortKind(j.Kind), strings.TrimPrefix(j.State.String(), "JOB_STATE_"),
+						fmt.Sprintf("%d/%d", processed(j), pr.GetItemsTotal()), strconv.FormatUint(pr.GetRejects(), 10), healthSummary(j), fmtTime(j.CreateTime.AsTime())})
+				}
+				return table(w, []string{"ID", "KIND", "STATE", "ITEMS", "REJECTS", "HEALTH", "CREATED"}, rows)
+			})
+		})
+	})
 }
 
-func jobByID(args []string, name string) (*conn, string, error) {
-	var c conn
-	fs := flag.NewFlagSet("veltrix jobs "+name+" JOB_ID", flag.ContinueOnError)
-	c.addFlags(fs)
-	pos, err := parse(fs, args, 1, 1, &c)
-	if err != nil {
-		return nil, "", err
-	}
-	return &c, pos[0], nil
+// jobByIDCmd makes "veltrix jobs NAME JOB_ID", run by fn with a migrator
+// client.
+func jobByIDCmd(c *conn, name, short string, fn func(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, id string) error) *cobra.Command {
+	return leaf(name+" JOB_ID", short, 1, 1, func(cmd *cobra.Command, pos []string) error {
+		return c.withMigrator(cmd, func(ctx context.Context, mc migratorv1.MigratorServiceClient) error {
+			return fn(ctx, cmd.OutOrStdout(), c, mc, pos[0])
+		})
+	})
 }
 
-func jobsGet(args []string, w io.Writer) error {
-	c, id, err := jobByID(args, "get")
-	if err != nil {
+func getJob(ctx context.Context, c *conn, mc migratorv1.MigratorServiceClient, id string) (*migratorv1.Job, error) {
+	var resp *migratorv1.GetJobResponse
+	if err := c.call(ctx, func(ctx context.Context) (err error) {
+		resp, err = mc.GetJob(ctx, &migratorv1.GetJobRequest{Id: id})
 		return err
+	}); err != nil {
+		return nil, explain(err, "get job")
 	}
-	mc, closeFn, err := c.migratorClient()
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	resp, err := mc.GetJob(ctx, &migratorv1.GetJobRequest{Id: id})
-	if err != nil {
-		return explain(err, "get job")
-	}
-	return report(w, c, mc, resp.Job)
+	return resp.Job, nil
 }
 
-func jobsWatch(args []string, w io.Writer) error {
-	c, id, err := jobByID(args, "watch")
+func jobsGet(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, id string) error {
+	j, err := getJob(ctx, c, mc, id)
 	if err != nil {
 		return err
 	}
-	mc, closeFn, err := c.migratorClient()
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	resp, err := mc.GetJob(ctx, &migratorv1.GetJobRequest{Id: id})
-	cancel()
-	if err != nil {
-		return explain(err, "get job")
-	}
-	return follow(context.Background(), w, c, mc, resp.Job, false)
+	return report(ctx, w, c, mc, j)
 }
 
-func jobsCancel(args []string, w io.Writer) error {
-	c, id, err := jobByID(args, "cancel")
+func jobsWatch(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, id string) error {
+	j, err := getJob(ctx, c, mc, id)
 	if err != nil {
 		return err
 	}
-	mc, closeFn, err := c.migratorClient()
-	if err != nil {
+	return follow(ctx, w, c, mc, j, false)
+}
+
+func jobsCancel(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, id string) error {
+	var resp *migratorv1.CancelJobResponse
+	if err := c.call(ctx, func(ctx context.Context) (err error) {
+		resp, err = mc.CancelJob(ctx, &migratorv1.CancelJobRequest{Id: id})
 		return err
-	}
-	defer closeFn()
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	resp, err := mc.CancelJob(ctx, &migratorv1.CancelJobRequest{Id: id})
-	if err != nil {
+	}); err != nil {
 		return explain(err, "cancel job")
 	}
-	if c.output == "json" {
-		return printJSON(w, resp.Job)
-	}
-	_, err = fmt.Fprintf(w, "job %s: %s\n", id, strings.TrimPrefix(resp.Job.State.String(), "JOB_STATE_"))
-	return err
+	return c.print(w, resp.Job, func() error {
+		_, err := fmt.Fprintf(w, "job %s: %s\n", id, strings.TrimPrefix(resp.Job.State.String(), "JOB_STATE_"))
+		return err
+	})
 }
 
-// jobsRetry runs a FAILED, COMPLETED_WITH_ERRORS or CANCELLED job again
+// jobsRetryCmd runs a FAILED, COMPLETED_WITH_ERRORS or CANCELLED job again
 // under its id and follows it as import does (--detach returns at once).
-func jobsRetry(args []string, w io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("veltrix jobs retry JOB_ID", flag.ContinueOnError)
-	c.addFlags(fs)
-	detach := fs.Bool("detach", false, "retry the job and return without watching it")
-	pos, err := parse(fs, args, 1, 1, &c)
-	if err != nil {
-		return err
-	}
-	mc, closeFn, err := c.migratorClient()
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	resp, err := mc.RetryJob(ctx, &migratorv1.RetryJobRequest{Id: pos[0]})
-	cancel()
-	if err != nil {
-		return explain(err, "retry job")
-	}
-	if c.output != "json" {
-		fmt.Fprintf(w, "job %s: attempt %d\n", resp.Job.Id, resp.Job.Attempts)
-	}
-	return follow(context.Background(), w, &c, mc, resp.Job, *detach)
+func jobsRetryCmd(c *conn) *cobra.Command {
+	var detach bool
+	cmd := leaf("retry JOB_ID", "run a failed, incomplete or cancelled job again under its id and follow it", 1, 1, func(cmd *cobra.Command, pos []string) error {
+		return c.withMigrator(cmd, func(ctx context.Context, mc migratorv1.MigratorServiceClient) error {
+			var resp *migratorv1.RetryJobResponse
+			if err := c.call(ctx, func(ctx context.Context) (err error) {
+				resp, err = mc.RetryJob(ctx, &migratorv1.RetryJobRequest{Id: pos[0]})
+				return err
+			}); err != nil {
+				return explain(err, "retry job")
+			}
+			w := cmd.OutOrStdout()
+			if c.output == "table" {
+				fmt.Fprintf(w, "job %s: attempt %d\n", resp.Job.Id, resp.Job.Attempts)
+			}
+			return follow(ctx, w, c, mc, resp.Job, detach)
+		})
+	})
+	cmd.Flags().BoolVar(&detach, "detach", false, "retry the job and return without watching it")
+	return cmd
 }
 
-func jobsRejects(args []string, w io.Writer) error {
-	c, id, err := jobByID(args, "rejects")
-	if err != nil {
-		return err
-	}
-	mc, closeFn, err := c.migratorClient()
-	if err != nil {
-		return err
-	}
-	defer closeFn()
+func jobsRejects(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, id string) error {
 	var all []*migratorv1.Reject
 	token := ""
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-		resp, err := mc.ListRejects(ctx, &migratorv1.ListRejectsRequest{JobId: id, PageToken: token, PageSize: 1000})
-		cancel()
-		if err != nil {
+		var resp *migratorv1.ListRejectsResponse
+		if err := c.call(ctx, func(ctx context.Context) (err error) {
+			resp, err = mc.ListRejects(ctx, &migratorv1.ListRejectsRequest{JobId: id, PageToken: token, PageSize: 1000})
+			return err
+		}); err != nil {
 			return explain(err, "list rejects")
 		}
 		all = append(all, resp.Rejects...)
@@ -705,12 +662,11 @@ func jobsRejects(args []string, w io.Writer) error {
 			break
 		}
 	}
-	if c.output == "json" {
-		return printJSON(w, &migratorv1.ListRejectsResponse{Rejects: all})
-	}
-	var rows [][]string
-	for _, r := range all {
-		rows = append(rows, []string{r.Source, strconv.FormatUint(r.Line, 10), r.Reason})
-	}
-	return table(w, []string{"SOURCE", "LINE", "REASON"}, rows)
+	return c.print(w, &migratorv1.ListRejectsResponse{Rejects: all}, func() error {
+		var rows [][]string
+		for _, r := range all {
+			rows = append(rows, []string{r.Source, strconv.FormatUint(r.Line, 10), r.Reason})
+		}
+		return table(w, []string{"SOURCE", "LINE", "REASON"}, rows)
+	})
 }

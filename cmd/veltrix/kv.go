@@ -2,22 +2,24 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/veltrixdb/veltrix/pkg/client"
 )
 
 func init() {
-	register(command{name: "kv", usage: "get, put, del and query items (veltrix kv get TABLE PK [SK]); put/del exit 3 when superseded", run: subcommand("kv", map[string]func([]string, io.Writer) error{
-		"get":   kvGet,
-		"put":   kvPut,
-		"del":   kvDel,
-		"query": kvQuery,
-	})})
+	register(command{name: "kv", build: kvCmd})
+}
+
+func kvCmd(c *conn) *cobra.Command {
+	return group("kv", "get, put, del and query items (veltrix kv get TABLE PK [SK]); put/del exit 3 when superseded",
+		kvGetCmd(c), kvPutCmd(c), kvDelCmd(c), kvQueryCmd(c))
 }
 
 type itemJSON struct {
@@ -42,12 +44,14 @@ func itemOut(it client.Item, found bool) itemJSON {
 }
 
 func printItems(w io.Writer, c *conn, items []itemJSON) error {
-	if c.output == "json" {
-		if len(items) == 1 {
-			return printJSON(w, items[0])
-		}
-		return printJSON(w, items)
+	var v any = items
+	if len(items) == 1 {
+		v = items[0]
 	}
+	return c.print(w, v, func() error { return itemTable(w, items) })
+}
+
+func itemTable(w io.Writer, items []itemJSON) error {
 	rows := make([][]string, 0, len(items))
 	for _, it := range items {
 		exp := it.ExpireTime
@@ -78,110 +82,94 @@ func keyArgs(pos []string) (string, []byte, []byte, error) {
 	return pos[0], pk, sk, nil
 }
 
-func kvGet(args []string, w io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("veltrix kv get TABLE PARTITION_KEY [SORT_KEY]", flag.ContinueOnError)
-	c.addFlags(fs)
-	cons := fs.String("consistency", "", "one, quorum or all (default: the router's, ONE)")
-	pos, err := parse(fs, args, 2, 3, &c)
-	if err != nil {
-		return err
-	}
-	lvl, err := consistency(*cons)
-	if err != nil {
-		return err
-	}
-	tbl, pk, sk, err := keyArgs(pos)
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	cl, err := c.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	it, found, err := cl.Get(ctx, tbl, pk, sk, client.WithConsistency(lvl))
-	if err != nil {
-		return explain(err, "get")
-	}
-	it.Table, it.PartitionKey, it.SortKey = tbl, pk, sk
-	return printItems(w, &c, []itemJSON{itemOut(it, found)})
+func kvGetCmd(c *conn) *cobra.Command {
+	var cons string
+	cmd := leaf("get TABLE PARTITION_KEY [SORT_KEY]", "read one item", 2, 3, func(cmd *cobra.Command, pos []string) error {
+		lvl, err := consistency(cons)
+		if err != nil {
+			return err
+		}
+		tbl, pk, sk, err := keyArgs(pos)
+		if err != nil {
+			return err
+		}
+		return c.withRouter(cmd, func(ctx context.Context, cl *client.Client) error {
+			it, found, err := cl.Get(ctx, tbl, pk, sk, client.WithConsistency(lvl))
+			if err != nil {
+				return explain(err, "get")
+			}
+			it.Table, it.PartitionKey, it.SortKey = tbl, pk, sk
+			return printItems(cmd.OutOrStdout(), c, []itemJSON{itemOut(it, found)})
+		})
+	})
+	cmd.Flags().StringVar(&cons, "consistency", "", "one, quorum or all (default: the router's, ONE)")
+	return cmd
 }
 
-func kvPut(args []string, w io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("veltrix kv put TABLE PARTITION_KEY [SORT_KEY] VALUE", flag.ContinueOnError)
-	c.addFlags(fs)
-	ttl := fs.Duration("ttl", 0, "expire the item after this long")
-	version := fs.Uint64("version", 0, "write with this version instead of a router-assigned one")
-	file := fs.String("value-file", "", "read the value from this file (- for stdin) instead of the last argument")
-	cons := fs.String("consistency", "", "one, quorum or all (default: the router's, QUORUM)")
-	fs.Usage = writeUsage(fs, "put", "Writes one item. A write whose --version is not newer than the stored one\nchanges nothing and is reported as superseded.")
-	pos, err := parse(fs, args, 2, 4, &c)
-	if err != nil {
-		return err
-	}
-	ttlSet := false
-	fs.Visit(func(f *flag.Flag) { ttlSet = ttlSet || f.Name == "ttl" })
-	if *ttl < 0 || (ttlSet && *ttl == 0) {
-		return usageErr("--ttl %v: must be positive (omit it for no expiry)", *ttl)
-	}
-	lvl, err := consistency(*cons)
-	if err != nil {
-		return err
-	}
-	var value []byte
-	switch {
-	case *file == "-":
-		value, err = io.ReadAll(os.Stdin)
-	case *file != "":
-		value, err = os.ReadFile(*file)
-	default:
-		if len(pos) < 3 {
-			return usageErr("missing VALUE (or --value-file)")
+func kvPutCmd(c *conn) *cobra.Command {
+	var (
+		ttl        time.Duration
+		version    uint64
+		file, cons string
+	)
+	cmd := leaf("put TABLE PARTITION_KEY [SORT_KEY] VALUE", "write one item", 2, 4, func(cmd *cobra.Command, pos []string) error {
+		if ttl < 0 || (cmd.Flags().Changed("ttl") && ttl == 0) {
+			return usageErr("--ttl %v: must be positive (omit it for no expiry)", ttl)
 		}
-		value, err = arg(pos[len(pos)-1])
-		pos = pos[:len(pos)-1]
-	}
-	if err != nil {
-		return err
-	}
-	tbl, pk, sk, err := keyArgs(pos)
-	if err != nil {
-		return err
-	}
-	opts := []client.CallOption{client.WithConsistency(lvl)}
-	if *ttl > 0 {
-		opts = append(opts, client.WithTTL(*ttl))
-	}
-	if *version > 0 {
-		opts = append(opts, client.WithVersion(*version))
-	}
-	ctx := context.Background()
-	cl, err := c.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	res, err := cl.Put(ctx, tbl, pk, sk, value, opts...)
-	if err != nil {
-		return explain(err, "put")
-	}
-	return printWrite(w, &c, res, "")
+		lvl, err := consistency(cons)
+		if err != nil {
+			return err
+		}
+		var value []byte
+		switch {
+		case file == "-":
+			value, err = io.ReadAll(cmd.InOrStdin())
+		case file != "":
+			value, err = os.ReadFile(file)
+		default:
+			if len(pos) < 3 {
+				return usageErr("missing VALUE (or --value-file)")
+			}
+			value, err = arg(pos[len(pos)-1])
+			pos = pos[:len(pos)-1]
+		}
+		if err != nil {
+			return err
+		}
+		tbl, pk, sk, err := keyArgs(pos)
+		if err != nil {
+			return err
+		}
+		opts := []client.CallOption{client.WithConsistency(lvl)}
+		if ttl > 0 {
+			opts = append(opts, client.WithTTL(ttl))
+		}
+		if version > 0 {
+			opts = append(opts, client.WithVersion(version))
+		}
+		return c.withRouter(cmd, func(ctx context.Context, cl *client.Client) error {
+			res, err := cl.Put(ctx, tbl, pk, sk, value, opts...)
+			if err != nil {
+				return explain(err, "put")
+			}
+			return printWrite(cmd.OutOrStdout(), c, res, "")
+		})
+	})
+	cmd.Long = writeUsage("put", "Writes one item. A write whose --version is not newer than the stored one\nchanges nothing and is reported as superseded.")
+	fs := cmd.Flags()
+	fs.DurationVar(&ttl, "ttl", 0, "expire the item after this long")
+	fs.Uint64Var(&version, "version", 0, "write with this version instead of a router-assigned one")
+	fs.StringVar(&file, "value-file", "", "read the value from this file (- for stdin) instead of the last argument")
+	fs.StringVar(&cons, "consistency", "", "one, quorum or all (default: the router's, QUORUM)")
+	return cmd
 }
 
 // writeUsage is the -h text of put and del: what they do and their exit
 // codes.
-func writeUsage(fs *flag.FlagSet, verb, what string) func() {
-	return func() {
-		out := fs.Output()
-		fmt.Fprintf(out, "Usage: %s\n\n%s\n\n", fs.Name(), what)
-		fmt.Fprintf(out, "Prints \"OK\" only when the %s was applied. Exit codes:\n", verb)
-		fmt.Fprintf(out, "  0  applied\n  1  failed (the message says whether it may still take effect)\n  2  usage error\n")
-		fmt.Fprintf(out, "  3  superseded: a newer version is stored; nothing changed\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+func writeUsage(verb, what string) string {
+	return fmt.Sprintf("%s\n\nPrints \"OK\" only when the %s was applied. Exit codes:\n"+
+		"  0  applied\n  1  failed (the message says whether it may still take effect)\n  2  usage error\n"+
+		"  3  superseded: a newer version is stored; nothing changed", what, verb)
 }
 
 type writeJSON struct {
@@ -193,8 +181,8 @@ type writeJSON struct {
 // printWrite prints a write's outcome: "OK" only when it was applied; a
 // superseded write prints why and exits with exitSuperseded.
 func printWrite(w io.Writer, c *conn, res client.WriteResult, what string) error {
-	if c.output == "json" {
-		if err := printJSON(w, writeJSON{Version: res.Version, Applied: res.Applied, CurrentVersion: res.CurrentVersion}); err != nil {
+	if c.output != "table" {
+		if err := c.print(w, writeJSON{Version: res.Version, Applied: res.Applied, CurrentVersion: res.CurrentVersion}, nil); err != nil {
 			return err
 		}
 	} else if res.Applied {
@@ -216,106 +204,98 @@ func printWrite(w io.Writer, c *conn, res client.WriteResult, what string) error
 	return nil
 }
 
-func kvDel(args []string, w io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("veltrix kv del TABLE PARTITION_KEY [SORT_KEY]", flag.ContinueOnError)
-	c.addFlags(fs)
-	cons := fs.String("consistency", "", "one, quorum or all (default: the router's, QUORUM)")
-	version := fs.Uint64("version", 0, "delete with this version instead of a router-assigned one")
-	fs.Usage = writeUsage(fs, "delete", "Deletes one item by writing a versioned tombstone. A delete whose --version is\nnot newer than the stored one changes nothing and is reported as superseded.")
-	pos, err := parse(fs, args, 2, 3, &c)
-	if err != nil {
-		return err
-	}
-	lvl, err := consistency(*cons)
-	if err != nil {
-		return err
-	}
-	tbl, pk, sk, err := keyArgs(pos)
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	cl, err := c.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	opts := []client.CallOption{client.WithConsistency(lvl)}
-	if *version > 0 {
-		opts = append(opts, client.WithVersion(*version))
-	}
-	res, err := cl.Delete(ctx, tbl, pk, sk, opts...)
-	if err != nil {
-		return explain(err, "delete")
-	}
-	return printWrite(w, &c, res, "deleted, ")
+func kvDelCmd(c *conn) *cobra.Command {
+	var (
+		cons    string
+		version uint64
+	)
+	cmd := leaf("del TABLE PARTITION_KEY [SORT_KEY]", "delete one item", 2, 3, func(cmd *cobra.Command, pos []string) error {
+		lvl, err := consistency(cons)
+		if err != nil {
+			return err
+		}
+		tbl, pk, sk, err := keyArgs(pos)
+		if err != nil {
+			return err
+		}
+		opts := []client.CallOption{client.WithConsistency(lvl)}
+		if version > 0 {
+			opts = append(opts, client.WithVersion(version))
+		}
+		return c.withRouter(cmd, func(ctx context.Context, cl *client.Client) error {
+			res, err := cl.Delete(ctx, tbl, pk, sk, opts...)
+			if err != nil {
+				return explain(err, "delete")
+			}
+			return printWrite(cmd.OutOrStdout(), c, res, "deleted, ")
+		})
+	})
+	cmd.Long = writeUsage("delete", "Deletes one item by writing a versioned tombstone. A delete whose --version is\nnot newer than the stored one changes nothing and is reported as superseded.")
+	cmd.Flags().StringVar(&cons, "consistency", "", "one, quorum or all (default: the router's, QUORUM)")
+	cmd.Flags().Uint64Var(&version, "version", 0, "delete with this version instead of a router-assigned one")
+	return cmd
 }
 
-func kvQuery(args []string, w io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("veltrix kv query TABLE PARTITION_KEY", flag.ContinueOnError)
-	c.addFlags(fs)
-	prefix := fs.String("prefix", "", "only sort keys starting with this")
-	start := fs.String("start", "", "first sort key (inclusive)")
-	end := fs.String("end", "", "last sort key (exclusive)")
-	limit := fs.Int("limit", 100, "most items to print (0: all)")
-	reverse := fs.Bool("reverse", false, "descending sort-key order")
-	cons := fs.String("consistency", "", "one, quorum or all")
-	pos, err := parse(fs, args, 2, 2, &c)
-	if err != nil {
-		return err
-	}
-	lvl, err := consistency(*cons)
-	if err != nil {
-		return err
-	}
-	pk, err := arg(pos[1])
-	if err != nil {
-		return err
-	}
-	q := client.QueryOptions{Limit: *limit, Reverse: *reverse, Consistency: lvl}
-	if *prefix != "" {
-		if *start != "" || *end != "" {
-			return usageErr("--prefix cannot be combined with --start/--end")
-		}
-		if q.Prefix, err = arg(*prefix); err != nil {
-			return err
-		}
-	}
-	if *start != "" {
-		if q.Start, err = arg(*start); err != nil {
-			return err
-		}
-	}
-	if *end != "" {
-		if q.End, err = arg(*end); err != nil {
-			return err
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	cl, err := c.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	var items []itemJSON
-	for it, err := range cl.Query(ctx, pos[0], pk, q) {
+func kvQueryCmd(c *conn) *cobra.Command {
+	var (
+		prefix, start, end, cons string
+		limit                    int
+		reverse                  bool
+	)
+	cmd := leaf("query TABLE PARTITION_KEY", "list a partition's items in sort-key order", 2, 2, func(cmd *cobra.Command, pos []string) error {
+		lvl, err := consistency(cons)
 		if err != nil {
-			return explain(err, "query")
+			return err
 		}
-		items = append(items, itemOut(it, true))
-	}
-	if c.output == "json" {
-		if items == nil {
-			items = []itemJSON{}
+		pk, err := arg(pos[1])
+		if err != nil {
+			return err
 		}
-		return printJSON(w, items)
-	}
-	if err := printItems(w, &c, items); err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "(%d items)\n", len(items))
-	return err
+		q := client.QueryOptions{Limit: limit, Reverse: reverse, Consistency: lvl}
+		if prefix != "" {
+			if start != "" || end != "" {
+				return usageErr("--prefix cannot be combined with --start/--end")
+			}
+			if q.Prefix, err = arg(prefix); err != nil {
+				return err
+			}
+		}
+		if start != "" {
+			if q.Start, err = arg(start); err != nil {
+				return err
+			}
+		}
+		if end != "" {
+			if q.End, err = arg(end); err != nil {
+				return err
+			}
+		}
+		return c.withRouter(cmd, func(ctx context.Context, cl *client.Client) error {
+			ctx, cancel := context.WithTimeout(ctx, c.timeout)
+			defer cancel()
+			items := []itemJSON{}
+			for it, err := range cl.Query(ctx, pos[0], pk, q) {
+				if err != nil {
+					return explain(err, "query")
+				}
+				items = append(items, itemOut(it, true))
+			}
+			w := cmd.OutOrStdout()
+			return c.print(w, items, func() error {
+				if err := itemTable(w, items); err != nil {
+					return err
+				}
+				_, err := fmt.Fprintf(w, "(%d items)\n", len(items))
+				return err
+			})
+		})
+	})
+	fs := cmd.Flags()
+	fs.StringVar(&prefix, "prefix", "", "only sort keys starting with this")
+	fs.StringVar(&start, "start", "", "first sort key (inclusive)")
+	fs.StringVar(&end, "end", "", "last sort key (exclusive)")
+	fs.IntVar(&limit, "limit", 100, "most items to print (0: all)")
+	fs.BoolVar(&reverse, "reverse", false, "descending sort-key order")
+	fs.StringVar(&cons, "consistency", "", "one, quorum or all")
+	return cmd
 }

@@ -80,9 +80,10 @@ func TestUnreachableRouterSaysWhatToDo(t *testing.T) {
 }
 
 func TestEnvironmentVariables(t *testing.T) {
-	// VELTRIX_OUTPUT is validated like --output.
-	code, _, stderr := runCLI(t, map[string]string{"VELTRIX_OUTPUT": "yaml"}, "table", "list")
-	if code != 2 || !strings.Contains(stderr, `--output "yaml"`) {
+	// VELTRIX_OUTPUT is validated like --output (yaml is valid since the
+	// move to cobra).
+	code, _, stderr := runCLI(t, map[string]string{"VELTRIX_OUTPUT": "xml"}, "table", "list")
+	if code != 2 || !strings.Contains(stderr, `--output "xml"`) {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 }

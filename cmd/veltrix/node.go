@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/veltrixdb/veltrix/pkg/client"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -16,12 +17,12 @@ import (
 )
 
 func init() {
-	register(command{name: "node", usage: "list storage nodes; decommission, remove --dead or replace one", run: subcommand("node", map[string]func([]string, io.Writer) error{
-		"list":         nodeList,
-		"decommission": nodeDecommission,
-		"remove":       nodeRemove,
-		"replace":      nodeReplace,
-	})})
+	register(command{name: "node", build: nodeCmd})
+}
+
+func nodeCmd(c *conn) *cobra.Command {
+	return group("node", "list storage nodes; decommission, remove --dead or replace one",
+		nodeListCmd(c), nodeDecommissionCmd(c), nodeRemoveCmd(c), nodeReplaceCmd(c))
 }
 
 // followHint is where every membership command points: the moves it
@@ -68,57 +69,59 @@ func nodeRows(nodes []*kvv1.NodeStatus) [][]string {
 
 var nodeHeader = []string{"ID", "ADDRESS", "ZONE", "STATE", "MEMBERSHIP", "PARTITIONS", "PENDING", "BYTES", "EPOCH"}
 
-// nodesJSON prints {"nodes": [...]} with each node in protojson, as
-// printJSON prints messages.
+// nodesJSON prints nodesDoc as JSON.
 func nodesJSON(w io.Writer, nodes []*kvv1.NodeStatus) error {
+	v, err := nodesDoc(nodes)
+	if err != nil {
+		return err
+	}
+	return printJSON(w, v)
+}
+
+// nodesDoc is {"nodes": [...]} with each node in protojson, as printJSON
+// prints messages.
+func nodesDoc(nodes []*kvv1.NodeStatus) (any, error) {
 	out := struct {
 		Nodes []json.RawMessage `json:"nodes"`
 	}{Nodes: []json.RawMessage{}}
 	for _, n := range nodes {
 		b, err := protojson.Marshal(n)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		out.Nodes = append(out.Nodes, b)
 	}
-	return printJSON(w, out)
+	return out, nil
 }
 
-func nodeList(args []string, w io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("veltrix node list", flag.ContinueOnError)
-	c.addFlags(fs)
-	if _, err := parse(fs, args, 0, 0, &c); err != nil {
-		return err
-	}
-	ctx := context.Background()
-	cl, err := c.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	st, err := cl.ClusterStatus(ctx)
-	if err != nil {
-		return explain(err, "list nodes")
-	}
-	if c.output == "json" {
-		return nodesJSON(w, st.Nodes)
-	}
-	return table(w, nodeHeader, nodeRows(st.Nodes))
+func nodeListCmd(c *conn) *cobra.Command {
+	return leaf("list", "list storage nodes: state, membership, partitions, bytes", 0, 0, func(cmd *cobra.Command, _ []string) error {
+		return c.withRouter(cmd, func(ctx context.Context, cl *client.Client) error {
+			st, err := cl.ClusterStatus(ctx)
+			if err != nil {
+				return explain(err, "list nodes")
+			}
+			v, err := nodesDoc(st.Nodes)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			return c.print(w, v, func() error { return table(w, nodeHeader, nodeRows(st.Nodes)) })
+		})
+	})
 }
 
-// nodeArg parses the flags and the one NODE_ID argument of a membership
-// command.
-func nodeArg(fs *flag.FlagSet, args []string, c *conn) (string, error) {
-	c.addFlags(fs)
-	pos, err := parse(fs, args, 1, 1, c)
-	if err != nil {
-		return "", err
-	}
-	if strings.TrimSpace(pos[0]) == "" {
-		return "", usageErr("NODE_ID is empty (list nodes with 'veltrix node list')")
-	}
-	return pos[0], nil
+// membershipCmd makes a membership command on one NODE_ID; run calls the
+// router.
+func membershipCmd(c *conn, use, short string, run func(cmd *cobra.Command, ctx context.Context, cl *client.Client, id string) error) *cobra.Command {
+	cmd := leaf(use, short, 1, 1, func(cmd *cobra.Command, pos []string) error {
+		if strings.TrimSpace(pos[0]) == "" {
+			return usageErr("NODE_ID is empty (list nodes with 'veltrix node list')")
+		}
+		return c.withRouter(cmd, func(ctx context.Context, cl *client.Client) error { return run(cmd, ctx, cl, pos[0]) })
+	})
+	cmd.Long = nodeUsage
+	return cmd
 }
 
 // explainNode turns a membership RPC's error into what a person can act
@@ -154,37 +157,18 @@ until a partition's new replica is complete.
 
 Follow any of them with '` + followHint + `'.`
 
-func membershipUsage(fs *flag.FlagSet) func() {
-	return func() {
-		out := fs.Output()
-		fmt.Fprintf(out, "Usage: %s\n\n%s\n\nFlags:\n", fs.Name(), nodeUsage)
-		fs.PrintDefaults()
-	}
-}
-
-func nodeDecommission(args []string, w io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("veltrix node decommission NODE_ID", flag.ContinueOnError)
-	fs.Usage = membershipUsage(fs)
-	id, err := nodeArg(fs, args, &c)
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	cl, err := c.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	resp, err := cl.Admin().DecommissionNode(ctx, &kvv1.DecommissionNodeRequest{NodeId: id})
-	if err != nil {
-		return explainNode(err, "decommission", id)
-	}
-	if c.output == "json" {
-		return printJSON(w, resp)
-	}
-	_, err = io.WriteString(w, decommissionText(id, resp.GetNode()))
-	return err
+func nodeDecommissionCmd(c *conn) *cobra.Command {
+	return membershipCmd(c, "decommission NODE_ID", "drain a live node, then it is REMOVED", func(cmd *cobra.Command, ctx context.Context, cl *client.Client, id string) error {
+		resp, err := cl.Admin().DecommissionNode(ctx, &kvv1.DecommissionNodeRequest{NodeId: id})
+		if err != nil {
+			return explainNode(err, "decommission", id)
+		}
+		w := cmd.OutOrStdout()
+		return c.print(w, resp, func() error {
+			_, err := io.WriteString(w, decommissionText(id, resp.GetNode()))
+			return err
+		})
+	})
 }
 
 func decommissionText(id string, n *kvv1.NodeStatus) string {
@@ -203,33 +187,29 @@ func decommissionText(id string, n *kvv1.NodeStatus) string {
 	return b.String()
 }
 
-func nodeRemove(args []string, w io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("veltrix node remove NODE_ID --dead", flag.ContinueOnError)
-	fs.Usage = membershipUsage(fs)
-	dead := fs.Bool("dead", false, "the node is gone for good: re-create its replicas from the surviving copies (required)")
-	id, err := nodeArg(fs, args, &c)
-	if err != nil {
-		return err
+func nodeRemoveCmd(c *conn) *cobra.Command {
+	var dead bool
+	cmd := membershipCmd(c, "remove NODE_ID --dead", "re-create a node's replicas from the surviving copies: it is gone for good", func(cmd *cobra.Command, ctx context.Context, cl *client.Client, id string) error {
+		resp, err := cl.Admin().RemoveNode(ctx, &kvv1.RemoveNodeRequest{NodeId: id, Dead: true})
+		if err != nil {
+			return explainNode(err, "remove", id)
+		}
+		w := cmd.OutOrStdout()
+		return c.print(w, resp, func() error {
+			_, err := io.WriteString(w, removeText(id, resp.GetNode()))
+			return err
+		})
+	})
+	// --dead is checked before dialing: without it, nothing reaches a router.
+	run := cmd.RunE
+	cmd.RunE = func(cmd *cobra.Command, pos []string) error {
+		if id := pos[0]; !dead && strings.TrimSpace(id) != "" {
+			return usageErr("remove needs --dead. 'veltrix node remove %s --dead' is for a node that is gone for good: its replicas are re-created from the surviving copies, and the router refuses it while the node is registered. To take a live node out, drain it with 'veltrix node decommission %s' instead: its replicas are copied from it first", id, id)
+		}
+		return run(cmd, pos)
 	}
-	if !*dead {
-		return usageErr("remove needs --dead. 'veltrix node remove %s --dead' is for a node that is gone for good: its replicas are re-created from the surviving copies, and the router refuses it while the node is registered. To take a live node out, drain it with 'veltrix node decommission %s' instead: its replicas are copied from it first", id, id)
-	}
-	ctx := context.Background()
-	cl, err := c.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	resp, err := cl.Admin().RemoveNode(ctx, &kvv1.RemoveNodeRequest{NodeId: id, Dead: true})
-	if err != nil {
-		return explainNode(err, "remove", id)
-	}
-	if c.output == "json" {
-		return printJSON(w, resp)
-	}
-	_, err = io.WriteString(w, removeText(id, resp.GetNode()))
-	return err
+	cmd.Flags().BoolVar(&dead, "dead", false, "the node is gone for good: re-create its replicas from the surviving copies (required)")
+	return cmd
 }
 
 func removeText(id string, n *kvv1.NodeStatus) string {
@@ -243,29 +223,18 @@ func removeText(id string, n *kvv1.NodeStatus) string {
 	return b.String()
 }
 
-func nodeReplace(args []string, w io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("veltrix node replace NODE_ID", flag.ContinueOnError)
-	fs.Usage = membershipUsage(fs)
-	id, err := nodeArg(fs, args, &c)
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	cl, err := c.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	resp, err := cl.Admin().ReplaceNode(ctx, &kvv1.ReplaceNodeRequest{NodeId: id})
-	if err != nil {
-		return explainNode(err, "replace", id)
-	}
-	if c.output == "json" {
-		return printJSON(w, resp)
-	}
-	_, err = io.WriteString(w, replaceText(id, resp))
-	return err
+func nodeReplaceCmd(c *conn) *cobra.Command {
+	return membershipCmd(c, "replace NODE_ID", "a node back on an empty data directory under the same id backfills in place", func(cmd *cobra.Command, ctx context.Context, cl *client.Client, id string) error {
+		resp, err := cl.Admin().ReplaceNode(ctx, &kvv1.ReplaceNodeRequest{NodeId: id})
+		if err != nil {
+			return explainNode(err, "replace", id)
+		}
+		w := cmd.OutOrStdout()
+		return c.print(w, resp, func() error {
+			_, err := io.WriteString(w, replaceText(id, resp))
+			return err
+		})
+	})
 }
 
 func replaceText(id string, resp *kvv1.ReplaceNodeResponse) string {

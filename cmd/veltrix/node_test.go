@@ -36,7 +36,7 @@ func TestNodeUsageErrors(t *testing.T) {
 		// remove without --dead explains decommission vs remove --dead, and
 		// never reaches a router (none listens on port 1).
 		{[]string{"node", "remove", "n3", "--endpoints", "127.0.0.1:1"}, []string{"remove needs --dead", "veltrix node decommission n3", "gone for good"}},
-		{[]string{"node", "remove", "n3", "--dead", "--output", "yaml"}, []string{`--output "yaml"`}},
+		{[]string{"node", "remove", "n3", "--dead", "--output", "xml"}, []string{`--output "xml"`}},
 		{[]string{"cluster"}, []string{"want one of: rebalance"}},
 		{[]string{"cluster", "rebalance"}, []string{"want one of: status"}},
 		{[]string{"cluster", "rebalance", "status", "extra"}, []string{"wrong number of arguments"}},

@@ -3,29 +3,29 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
+	"github.com/veltrixdb/veltrix/pkg/client"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
 func init() {
-	register(command{name: "cluster", usage: "cluster-wide state: rebalance status [--watch]", run: subcommand("cluster", map[string]func([]string, io.Writer) error{
-		"rebalance": subcommand("cluster rebalance", map[string]func([]string, io.Writer) error{
-			"status": rebalanceStatus,
-		}),
-	})})
+	register(command{name: "cluster", build: clusterCmd})
+}
+
+func clusterCmd(c *conn) *cobra.Command {
+	return group("cluster", "cluster-wide state: rebalance status [--watch]",
+		group("rebalance", "data movement between nodes", rebalanceStatusCmd(c)))
 }
 
 // stageOrder is the order moves walk through (pkg/placement's stages);
@@ -188,63 +188,55 @@ func moveRows(moves []*kvv1.PartitionMove) [][]string {
 	return rows
 }
 
-func rebalanceStatus(args []string, w io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("veltrix cluster rebalance status", flag.ContinueOnError)
-	c.addFlags(fs)
-	watch := fs.Bool("watch", false, "refresh until the cluster is balanced (exit 0) or Ctrl-C (exit 130)")
-	interval := fs.Duration("interval", time.Second, "time between refreshes with --watch")
-	fs.Usage = func() {
-		out := fs.Output()
-		fmt.Fprintf(out, "Usage: %s [--watch]\n\n", fs.Name())
-		fmt.Fprintln(out, "Shows the data movement in progress: moves in flight by stage, moves done and")
-		fmt.Fprintln(out, "remaining, bytes streamed, rate, ETA and under-replicated partitions. With")
-		fmt.Fprintln(out, "--watch it refreshes until the placement is balanced; with --output json it")
-		fmt.Fprintln(out, "prints one JSON object per line, one per refresh.")
-		fmt.Fprintln(out, "\nExit codes with --watch: 0 balanced, 1 error, 2 usage error, 130 interrupted (Ctrl-C)")
-		fmt.Fprintln(out, "before the cluster was balanced: the rebalance goes on.")
-		fmt.Fprintln(out, "\nFlags:")
-		fs.PrintDefaults()
-	}
-	if _, err := parse(fs, args, 0, 0, &c); err != nil {
-		return err
-	}
-	if *interval <= 0 {
-		return usageErr("--interval %v: must be positive", *interval)
-	}
-	ctx := context.Background()
-	cl, err := c.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	fetch := func(ctx context.Context) (*kvv1.RebalanceStatusResponse, error) {
-		r, err := cl.Admin().RebalanceStatus(ctx, &kvv1.RebalanceStatusRequest{})
-		if err != nil {
-			return nil, explain(err, "rebalance status")
+const rebalanceStatusLong = `Shows the data movement in progress: moves in flight by stage, moves done and
+remaining, bytes streamed, rate, ETA and under-replicated partitions. With
+--watch it refreshes until the placement is balanced; with --output json it
+prints one JSON object per line, one per refresh (with yaml, one document).
+
+Exit codes with --watch: 0 balanced, 1 error, 2 usage error, 130 interrupted (Ctrl-C)
+before the cluster was balanced: the rebalance goes on.`
+
+func rebalanceStatusCmd(c *conn) *cobra.Command {
+	var (
+		watch    bool
+		interval time.Duration
+	)
+	cmd := leaf("status [--watch]", "moves in flight, moved/remaining, rate, ETA; --watch until balanced", 0, 0, func(cmd *cobra.Command, _ []string) error {
+		if interval <= 0 {
+			return usageErr("--interval %v: must be positive", interval)
 		}
-		return r, nil
-	}
-	if !*watch {
-		r, err := fetch(ctx)
-		if err != nil {
-			return err
-		}
-		if c.output == "json" {
-			return printJSON(w, r)
-		}
-		return rebalanceReport(w, r, time.Now())
-	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
-	defer stop()
-	mode := watchLines
-	switch {
-	case c.output == "json":
-		mode = watchJSON
-	case isTerminal(w):
-		mode = watchBar
-	}
-	return watchRebalance(ctx, w, fetch, *interval, mode)
+		return c.withRouter(cmd, func(ctx context.Context, cl *client.Client) error {
+			fetch := func(ctx context.Context) (*kvv1.RebalanceStatusResponse, error) {
+				r, err := cl.Admin().RebalanceStatus(ctx, &kvv1.RebalanceStatusRequest{})
+				if err != nil {
+					return nil, explain(err, "rebalance status")
+				}
+				return r, nil
+			}
+			w := cmd.OutOrStdout()
+			if !watch {
+				r, err := fetch(ctx)
+				if err != nil {
+					return err
+				}
+				return c.print(w, r, func() error { return rebalanceReport(w, r, time.Now()) })
+			}
+			mode := watchLines
+			switch {
+			case c.output == "json":
+				mode = watchJSON
+			case c.output == "yaml":
+				mode = watchYAML
+			case isTerminal(w):
+				mode = watchBar
+			}
+			return watchRebalance(ctx, w, fetch, interval, mode)
+		})
+	})
+	cmd.Long = rebalanceStatusLong
+	cmd.Flags().BoolVar(&watch, "watch", false, "refresh until the cluster is balanced (exit 0) or Ctrl-C (exit 130)")
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "time between refreshes with --watch")
+	return cmd
 }
 
 type watchMode int
@@ -256,6 +248,8 @@ const (
 	watchJSON
 	// watchBar draws a progress bar (a terminal).
 	watchBar
+	// watchYAML prints one YAML document per refresh.
+	watchYAML
 )
 
 // heartbeat is how often --watch prints an unchanged rebalance to a log.
@@ -286,7 +280,7 @@ func watchRebalance(ctx context.Context, w io.Writer, fetch func(context.Context
 		if bar != nil {
 			bar.finish()
 		}
-		if mode != watchJSON {
+		if mode != watchJSON && mode != watchYAML {
 			fmt.Fprintf(w, "\nstopped watching; the rebalance goes on (%s)\n", followHint)
 		}
 		return withExit(exitInterrupted, errors.New("interrupted before the cluster was balanced"))
@@ -310,6 +304,13 @@ func watchRebalance(ctx context.Context, w io.Writer, fetch func(context.Context
 				return err
 			}
 			if _, err := fmt.Fprintln(w, string(b)); err != nil {
+				return err
+			}
+		case watchYAML:
+			if _, err := io.WriteString(w, "---\n"); err != nil {
+				return err
+			}
+			if err := printYAML(w, r); err != nil {
 				return err
 			}
 		case watchBar:

@@ -2,24 +2,26 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/veltrixdb/veltrix/pkg/client"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 )
 
 func init() {
-	register(command{name: "table", usage: "create, list, describe and delete tables", run: subcommand("table", map[string]func([]string, io.Writer) error{
-		"create":   tableCreate,
-		"list":     tableList,
-		"describe": tableDescribe,
-		"delete":   tableDelete,
-	})})
-	register(command{name: "status", usage: "nodes, their state and membership, partitions per node, placement epoch, rebalance", run: clusterStatus})
+	register(command{name: "table", build: tableCmd})
+	register(command{name: "status", build: statusCmd})
+}
+
+func tableCmd(c *conn) *cobra.Command {
+	return group("table", "create, list, describe and delete tables",
+		tableCreateCmd(c), tableListCmd(c), tableDescribeCmd(c), tableDeleteCmd(c))
 }
 
 // keyAttr parses NAME:TYPE (TYPE one of S, N, B).
@@ -36,9 +38,10 @@ func keyAttr(flagName, s string) (*kvv1.KeyAttribute, error) {
 }
 
 func printTables(w io.Writer, c *conn, ts []*kvv1.Table) error {
-	if c.output == "json" {
-		return printJSON(w, &kvv1.ListTablesResponse{Tables: ts})
-	}
+	return c.print(w, &kvv1.ListTablesResponse{Tables: ts}, func() error { return tableRows(w, ts) })
+}
+
+func tableRows(w io.Writer, ts []*kvv1.Table) error {
 	rows := make([][]string, 0, len(ts))
 	for _, t := range ts {
 		ttl := "-"
@@ -57,147 +60,109 @@ func printTables(w io.Writer, c *conn, ts []*kvv1.Table) error {
 	return table(w, []string{"NAME", "ID", "KEY SCHEMA", "DEFAULT TTL", "CREATED"}, rows)
 }
 
-func tableCreate(args []string, w io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("veltrix table create NAME", flag.ContinueOnError)
-	c.addFlags(fs)
-	ttl := fs.Duration("ttl", 0, "default TTL for items written without one")
-	pk := fs.String("pk", "", "DynamoDB partition key attribute, NAME:TYPE (optional)")
-	sk := fs.String("sk", "", "DynamoDB sort key attribute, NAME:TYPE (optional)")
-	pos, err := parse(fs, args, 1, 1, &c)
-	if err != nil {
-		return err
-	}
-	var opts []client.TableOption
-	if *ttl > 0 {
-		opts = append(opts, client.WithDefaultTTL(*ttl))
-	}
-	if *pk != "" {
-		ks := &kvv1.KeySchema{}
-		if ks.PartitionKey, err = keyAttr("pk", *pk); err != nil {
-			return err
+func tableCreateCmd(c *conn) *cobra.Command {
+	var (
+		ttl    time.Duration
+		pk, sk string
+	)
+	cmd := leaf("create NAME", "create a table", 1, 1, func(cmd *cobra.Command, pos []string) error {
+		var opts []client.TableOption
+		if ttl > 0 {
+			opts = append(opts, client.WithDefaultTTL(ttl))
 		}
-		if *sk != "" {
-			if ks.SortKey, err = keyAttr("sk", *sk); err != nil {
+		if pk != "" {
+			ks := &kvv1.KeySchema{}
+			var err error
+			if ks.PartitionKey, err = keyAttr("pk", pk); err != nil {
 				return err
 			}
+			if sk != "" {
+				if ks.SortKey, err = keyAttr("sk", sk); err != nil {
+					return err
+				}
+			}
+			opts = append(opts, client.WithKeySchema(ks))
+		} else if sk != "" {
+			return usageErr("--sk needs --pk")
 		}
-		opts = append(opts, client.WithKeySchema(ks))
-	} else if *sk != "" {
-		return usageErr("--sk needs --pk")
-	}
-	ctx := context.Background()
-	cl, err := c.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	t, err := cl.CreateTable(ctx, pos[0], opts...)
-	if err != nil {
-		return explain(err, "create table")
-	}
-	return printTables(w, &c, []*kvv1.Table{t})
+		return c.withRouter(cmd, func(ctx context.Context, cl *client.Client) error {
+			t, err := cl.CreateTable(ctx, pos[0], opts...)
+			if err != nil {
+				return explain(err, "create table")
+			}
+			return printTables(cmd.OutOrStdout(), c, []*kvv1.Table{t})
+		})
+	})
+	fs := cmd.Flags()
+	fs.DurationVar(&ttl, "ttl", 0, "default TTL for items written without one")
+	fs.StringVar(&pk, "pk", "", "DynamoDB partition key attribute, NAME:TYPE (optional)")
+	fs.StringVar(&sk, "sk", "", "DynamoDB sort key attribute, NAME:TYPE (optional)")
+	return cmd
 }
 
-func tableList(args []string, w io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("veltrix table list", flag.ContinueOnError)
-	c.addFlags(fs)
-	if _, err := parse(fs, args, 0, 0, &c); err != nil {
-		return err
-	}
-	ctx := context.Background()
-	cl, err := c.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ts, err := cl.ListTables(ctx)
-	if err != nil {
-		return explain(err, "list tables")
-	}
-	return printTables(w, &c, ts)
+func tableListCmd(c *conn) *cobra.Command {
+	return leaf("list", "list tables", 0, 0, func(cmd *cobra.Command, _ []string) error {
+		return c.withRouter(cmd, func(ctx context.Context, cl *client.Client) error {
+			ts, err := cl.ListTables(ctx)
+			if err != nil {
+				return explain(err, "list tables")
+			}
+			return printTables(cmd.OutOrStdout(), c, ts)
+		})
+	})
 }
 
-func tableDescribe(args []string, w io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("veltrix table describe NAME", flag.ContinueOnError)
-	c.addFlags(fs)
-	pos, err := parse(fs, args, 1, 1, &c)
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	cl, err := c.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	t, err := cl.DescribeTable(ctx, pos[0])
-	if err != nil {
-		return explain(err, "describe table")
-	}
-	if c.output == "json" {
-		return printJSON(w, t)
-	}
-	return printTables(w, &c, []*kvv1.Table{t})
+func tableDescribeCmd(c *conn) *cobra.Command {
+	return leaf("describe NAME", "show one table", 1, 1, func(cmd *cobra.Command, pos []string) error {
+		return c.withRouter(cmd, func(ctx context.Context, cl *client.Client) error {
+			t, err := cl.DescribeTable(ctx, pos[0])
+			if err != nil {
+				return explain(err, "describe table")
+			}
+			w := cmd.OutOrStdout()
+			return c.print(w, t, func() error { return tableRows(w, []*kvv1.Table{t}) })
+		})
+	})
 }
 
-func tableDelete(args []string, w io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("veltrix table delete NAME", flag.ContinueOnError)
-	c.addFlags(fs)
-	pos, err := parse(fs, args, 1, 1, &c)
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	cl, err := c.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	t, err := cl.DeleteTable(ctx, pos[0])
-	if err != nil {
-		return explain(err, "delete table")
-	}
-	if c.output == "json" {
-		return printJSON(w, t)
-	}
-	_, err = fmt.Fprintf(w, "deleted table %s (id %d)\n", t.Name, t.Id)
-	return err
+func tableDeleteCmd(c *conn) *cobra.Command {
+	return leaf("delete NAME", "delete a table", 1, 1, func(cmd *cobra.Command, pos []string) error {
+		return c.withRouter(cmd, func(ctx context.Context, cl *client.Client) error {
+			t, err := cl.DeleteTable(ctx, pos[0])
+			if err != nil {
+				return explain(err, "delete table")
+			}
+			w := cmd.OutOrStdout()
+			return c.print(w, t, func() error {
+				_, err := fmt.Fprintf(w, "deleted table %s (id %d)\n", t.Name, t.Id)
+				return err
+			})
+		})
+	})
 }
 
-func clusterStatus(args []string, w io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("veltrix status", flag.ContinueOnError)
-	c.addFlags(fs)
-	if _, err := parse(fs, args, 0, 0, &c); err != nil {
-		return err
-	}
-	ctx := context.Background()
-	cl, err := c.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	st, err := cl.ClusterStatus(ctx)
-	if err != nil {
-		return explain(err, "cluster status")
-	}
-	if c.output == "json" {
-		return printJSON(w, st)
-	}
-	stale := ""
-	if st.TopologyStale {
-		stale = "  (STALE: the router cannot reach etcd and serves from its last snapshot)"
-	}
-	fmt.Fprintf(w, "cluster %s: %d partitions, RF %d, placement epoch %d, controller %s, answered by router %s%s\n\n",
-		st.Cluster, st.Partitions, st.ReplicationFactor, st.PlacementEpoch, orDash(st.ControllerId), st.RouterId, stale)
-	if r := st.GetRebalance(); r != nil && (!r.GetBalanced() || r.GetUnderReplicated() > 0) {
-		fmt.Fprintf(w, "%s\n  (veltrix cluster rebalance status --watch)\n\n", rebalanceLine(r))
-	}
-	return table(w, []string{"NODE", "STATE", "MEMBERSHIP", "ADDRESS", "ZONE", "REPLICAS", "PRIMARIES", "PENDING"}, statusRows(st.Nodes))
+func statusCmd(c *conn) *cobra.Command {
+	return leaf("status", "nodes, their state and membership, partitions per node, placement epoch, rebalance", 0, 0, func(cmd *cobra.Command, _ []string) error {
+		return c.withRouter(cmd, func(ctx context.Context, cl *client.Client) error {
+			st, err := cl.ClusterStatus(ctx)
+			if err != nil {
+				return explain(err, "cluster status")
+			}
+			w := cmd.OutOrStdout()
+			return c.print(w, st, func() error {
+				stale := ""
+				if st.TopologyStale {
+					stale = "  (STALE: the router cannot reach etcd and serves from its last snapshot)"
+				}
+				fmt.Fprintf(w, "cluster %s: %d partitions, RF %d, placement epoch %d, controller %s, answered by router %s%s\n\n",
+					st.Cluster, st.Partitions, st.ReplicationFactor, st.PlacementEpoch, orDash(st.ControllerId), st.RouterId, stale)
+				if r := st.GetRebalance(); r != nil && (!r.GetBalanced() || r.GetUnderReplicated() > 0) {
+					fmt.Fprintf(w, "%s\n  (veltrix cluster rebalance status --watch)\n\n", rebalanceLine(r))
+				}
+				return table(w, []string{"NODE", "STATE", "MEMBERSHIP", "ADDRESS", "ZONE", "REPLICAS", "PRIMARIES", "PENDING"}, statusRows(st.Nodes))
+			})
+		})
+	})
 }
 
 func statusRows(nodes []*kvv1.NodeStatus) [][]string {
