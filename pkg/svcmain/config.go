@@ -1,10 +1,13 @@
 package svcmain
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/flagenv"
@@ -98,4 +101,14 @@ func (c Common) Validate() []error {
 		errs = append(errs, errors.New("--shutdown-timeout must not be negative"))
 	}
 	return errs
+}
+
+// DefaultID is a process id for the election and claims of a router or
+// migrator started without one: the hostname plus a random suffix, so two
+// on one host differ.
+func DefaultID() string {
+	host, _ := os.Hostname()
+	var r [3]byte
+	_, _ = rand.Read(r[:])
+	return host + "-" + hex.EncodeToString(r[:])
 }

@@ -6,14 +6,11 @@
 package server
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/flagenv"
@@ -94,10 +91,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 // they are written (AddFlags takes its defaults from here).
 func (c *Config) EnsureDefaults() {
 	if c.ID == "" {
-		host, _ := os.Hostname()
-		var r [3]byte
-		_, _ = rand.Read(r[:])
-		c.ID = host + "-" + hex.EncodeToString(r[:])
+		c.ID = svcmain.DefaultID()
 	}
 	c.common().EnsureDefaults(addrs)
 	if len(c.RouterEndpoints) == 0 {

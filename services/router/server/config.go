@@ -6,13 +6,10 @@
 package server
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"time"
 
@@ -148,10 +145,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 // they are written (AddFlags takes its defaults from here).
 func (c *Config) EnsureDefaults() {
 	if c.ID == "" {
-		host, _ := os.Hostname()
-		var r [3]byte
-		_, _ = rand.Read(r[:])
-		c.ID = host + "-" + hex.EncodeToString(r[:])
+		c.ID = svcmain.DefaultID()
 	}
 	c.common().EnsureDefaults(addrs)
 	if c.Partitions == 0 {
