@@ -1,5 +1,18 @@
-// Package svcmain is the shared skeleton of the service binaries: flags with
-// environment variables, a slog logger, and running until SIGINT or SIGTERM.
+// Package svcmain is the skeleton the three services (storage, router,
+// migrator) share, so each concern has one mechanism:
+//
+//   - Common: the config fields every service has (cluster, etcd
+//     endpoints, listen/advertise/metrics addresses, shutdown timeout), their
+//     flags, defaults and checks, written once;
+//   - NewEtcdClient: the etcd client, its own logs bridged to slog
+//     (ZapLogger) at warn and above;
+//   - Skeleton: listener, gRPC server (pkg/grpcx), metrics endpoint, a
+//     readiness signal (health NOT_SERVING until SetReady, and Ready) and the
+//     ordered shutdown (Close);
+//   - ToStatus: the edge's error to gRPC code conversion, unknown errors
+//     being Internal;
+//   - Run and LogFlags: a binary's main (flags with environment variables,
+//     a slog logger, running until SIGINT or SIGTERM).
 package svcmain
 
 import (

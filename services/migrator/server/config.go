@@ -6,18 +6,15 @@
 package server
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/flagenv"
-	"github.com/veltrixdb/veltrix/pkg/topology"
+	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -63,42 +60,40 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// AddFlags registers the config's flags on fs (each also read from its
-// VELTRIX_* environment variable).
-func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.ID, "migrator-id", "", "migrator id (default: hostname plus a random suffix)")
-	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:7600", "gRPC listen address")
-	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9600", "HTTP address for /metrics (empty: off)")
-	fs.StringVar(&c.Cluster, "cluster", "default", "cluster name (etcd key prefix)")
-	c.EtcdEndpoints = []string{"http://127.0.0.1:2379"}
-	fs.Var((*flagenv.StringList)(&c.EtcdEndpoints), "etcd-endpoints", "comma-separated etcd client URLs")
-	c.RouterEndpoints = []string{"127.0.0.1:7400"}
-	fs.Var((*flagenv.StringList)(&c.RouterEndpoints), "router-endpoints", "comma-separated router gRPC addresses (host:port)")
-	fs.IntVar(&c.MaxConcurrentJobs, "max-concurrent-jobs", 4, "most jobs this migrator works on at once")
-	fs.DurationVar(&c.SessionTTL, "session-ttl", 10*time.Second, "lease TTL of this migrator's claims (how soon another migrator takes over after a crash)")
-	fs.IntVar(&c.MaxStoredRejects, "max-stored-rejects", 10000, "dead-letter records stored per job (all are counted)")
-	fs.DurationVar(&c.WriteRetry, "write-retry", 2*time.Minute, "how long failing writes to Veltrix are retried before a job fails")
-	fs.DurationVar(&c.StartTimeout, "start-timeout", 30*time.Second, "how long to wait for a router at startup")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful shutdown deadline")
+// addrs are the migrator's default addresses.
+var addrs = svcmain.Addrs{Listen: "127.0.0.1:7600", FlagMetrics: "127.0.0.1:9600"}
+
+// common points at the fields every service has.
+func (c *Config) common() svcmain.Common {
+	return svcmain.Common{
+		Cluster: &c.Cluster, EtcdEndpoints: &c.EtcdEndpoints, EtcdClientSet: c.EtcdClient != nil,
+		ListenAddr: &c.ListenAddr, MetricsAddr: &c.MetricsAddr, ShutdownTimeout: &c.ShutdownTimeout,
+	}
 }
 
-// EnsureDefaults fills unset fields with their defaults.
+// AddFlags registers the config's flags on fs (each also read from its
+// VELTRIX_* environment variable), with EnsureDefaults' defaults.
+func (c *Config) AddFlags(fs *flag.FlagSet) {
+	var d Config
+	d.EnsureDefaults()
+	fs.StringVar(&c.ID, "migrator-id", "", "migrator id (default: hostname plus a random suffix)")
+	c.common().AddFlags(fs, addrs)
+	c.RouterEndpoints = d.RouterEndpoints
+	fs.Var((*flagenv.StringList)(&c.RouterEndpoints), "router-endpoints", "comma-separated router gRPC addresses (host:port)")
+	fs.IntVar(&c.MaxConcurrentJobs, "max-concurrent-jobs", d.MaxConcurrentJobs, "most jobs this migrator works on at once")
+	fs.DurationVar(&c.SessionTTL, "session-ttl", d.SessionTTL, "lease TTL of this migrator's claims (how soon another migrator takes over after a crash)")
+	fs.IntVar(&c.MaxStoredRejects, "max-stored-rejects", d.MaxStoredRejects, "dead-letter records stored per job (all are counted)")
+	fs.DurationVar(&c.WriteRetry, "write-retry", d.WriteRetry, "how long failing writes to Veltrix are retried before a job fails")
+	fs.DurationVar(&c.StartTimeout, "start-timeout", d.StartTimeout, "how long to wait for a router at startup")
+}
+
+// EnsureDefaults fills unset fields with their defaults: the one place
+// they are written (AddFlags takes its defaults from here).
 func (c *Config) EnsureDefaults() {
 	if c.ID == "" {
-		host, _ := os.Hostname()
-		var r [3]byte
-		_, _ = rand.Read(r[:])
-		c.ID = host + "-" + hex.EncodeToString(r[:])
+		c.ID = svcmain.DefaultID()
 	}
-	if c.ListenAddr == "" {
-		c.ListenAddr = "127.0.0.1:7600"
-	}
-	if c.Cluster == "" {
-		c.Cluster = "default"
-	}
-	if len(c.EtcdEndpoints) == 0 && c.EtcdClient == nil {
-		c.EtcdEndpoints = []string{"http://127.0.0.1:2379"}
-	}
+	c.common().EnsureDefaults(addrs)
 	if len(c.RouterEndpoints) == 0 {
 		c.RouterEndpoints = []string{"127.0.0.1:7400"}
 	}
@@ -117,9 +112,6 @@ func (c *Config) EnsureDefaults() {
 	if c.StartTimeout == 0 {
 		c.StartTimeout = 30 * time.Second
 	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 10 * time.Second
-	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -127,15 +119,9 @@ func (c *Config) EnsureDefaults() {
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
-	var errs []error
-	if err := topology.ValidateClusterName(c.Cluster); err != nil {
-		errs = append(errs, err)
-	}
+	errs := c.common().Validate()
 	if c.ID == "" {
 		errs = append(errs, errors.New("--migrator-id: empty"))
-	}
-	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
-		errs = append(errs, fmt.Errorf("--listen-addr %q: want host:port", c.ListenAddr))
 	}
 	for _, e := range c.RouterEndpoints {
 		if _, _, err := net.SplitHostPort(e); err != nil {
@@ -151,8 +137,8 @@ func (c *Config) Validate() error {
 	if c.MaxStoredRejects < 1 {
 		errs = append(errs, fmt.Errorf("--max-stored-rejects %d: at least 1", c.MaxStoredRejects))
 	}
-	if c.WriteRetry < 0 || c.StartTimeout < 0 || c.ShutdownTimeout < 0 {
-		errs = append(errs, errors.New("--write-retry, --start-timeout and --shutdown-timeout must not be negative"))
+	if c.WriteRetry < 0 || c.StartTimeout < 0 {
+		errs = append(errs, errors.New("--write-retry and --start-timeout must not be negative"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("migrator: invalid config: %w", err)

@@ -4,60 +4,51 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/veltrixdb/veltrix/pkg/client"
-	"github.com/veltrixdb/veltrix/pkg/grpcx"
-	"github.com/veltrixdb/veltrix/pkg/topology"
+	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/jobs"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // Server is a running migrator.
 type Server struct {
-	cfg     Config
-	logger  *slog.Logger
-	etcd    *clientv3.Client
-	ownEtcd bool
-	client  *client.Client // retries Unavailable (pkg/client)
-	direct  *client.Client // one attempt per call: jobs.Env.Direct
-	store   *jobs.Store
-	rates   *jobs.Rates
-	mgr     *jobs.Manager
-	grpc    *grpcx.Server
-	ln      net.Listener
-	metrics *grpcx.MetricsServer
+	sk     *svcmain.Skeleton
+	cfg    Config
+	logger *slog.Logger
+	client *client.Client // retries Unavailable (pkg/client)
+	direct *client.Client // one attempt per call: jobs.Env.Direct
+	store  *jobs.Store
+	rates  *jobs.Rates
+	mgr    *jobs.Manager
 	// Registry holds the migrator's metrics (also served at MetricsAddr).
 	Registry *prometheus.Registry
-	serveErr chan error
 	stopping chan struct{} // closed by Close: ends WatchJob streams
 }
 
 // Start connects to etcd and the routers, starts working on the jobs in
 // etcd it can claim (resuming those a previous migrator left), and serves.
+// It is ready (SERVING) once connected, that is when it returns.
 func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger.With("migrator", cfg.ID), Registry: grpcx.NewRegistry(),
-		rates: jobs.NewRates(0), serveErr: make(chan error, 1), stopping: make(chan struct{})}
+	logger := cfg.Logger.With("migrator", cfg.ID)
+	sk := svcmain.New(svcmain.Options{
+		Name: "migrator", Logger: logger, ShutdownTimeout: cfg.ShutdownTimeout,
+		Services: []string{migratorv1.MigratorService_ServiceDesc.ServiceName},
+	})
+	s := &Server{sk: sk, cfg: cfg, logger: logger, Registry: sk.Registry,
+		rates: jobs.NewRates(0), stopping: make(chan struct{})}
 	defer func() {
 		if err != nil {
-			s.abort()
+			_ = s.Close()
 		}
 	}()
-	if cfg.EtcdClient != nil {
-		s.etcd = cfg.EtcdClient
-	} else {
-		s.etcd, err = clientv3.New(topology.ClientConfig(cfg.EtcdEndpoints))
-		if err != nil {
-			return nil, fmt.Errorf("migrator: etcd client for %v: %w", cfg.EtcdEndpoints, err)
-		}
-		s.ownEtcd = true
+	if err := s.sk.ConnectEtcd(cfg.EtcdClient, cfg.EtcdEndpoints); err != nil {
+		return nil, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	s.client, s.direct, err = jobs.DialRouters(cctx, cfg.RouterEndpoints)
@@ -65,7 +56,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("migrator: %w", err)
 	}
-	s.store = jobs.NewStore(s.etcd, cfg.Cluster)
+	s.store = jobs.NewStore(s.sk.Etcd, cfg.Cluster)
 	metrics := newMetrics(s.Registry)
 	env := &jobs.Env{
 		Store: s.store, Target: s.client, Direct: s.direct, ID: cfg.ID, Logger: s.logger, Observer: metrics, Rates: s.rates,
@@ -75,42 +66,33 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("migrator: cannot start an etcd session at %v: %w", cfg.EtcdEndpoints, err)
 	}
 
-	s.ln, err = net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return nil, fmt.Errorf("migrator: listen on %s: %w", cfg.ListenAddr, err)
+	if err := s.sk.Listen(cfg.ListenAddr); err != nil {
+		return nil, err
 	}
-	s.grpc = grpcx.NewServer(grpcx.ServerOptions{Logger: s.logger, Registerer: s.Registry})
-	migratorv1.RegisterMigratorServiceServer(s.grpc.Server, &service{s: s})
-	s.grpc.InitMetrics()
-	go func() { s.serveErr <- s.grpc.Serve(s.ln) }()
-	for _, name := range []string{"", migratorv1.MigratorService_ServiceDesc.ServiceName} {
-		s.grpc.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	migratorv1.RegisterMigratorServiceServer(s.sk.GRPC.Server, &service{s: s})
+	if err := s.sk.Serve(cfg.MetricsAddr); err != nil {
+		return nil, err
 	}
-	if cfg.MetricsAddr != "" {
-		if s.metrics, err = grpcx.ServeMetrics(cfg.MetricsAddr, s.Registry, s.logger); err != nil {
-			return nil, err
-		}
-	}
-	s.logger.Info("migrator serving", "addr", s.ln.Addr().String(), "routers", cfg.RouterEndpoints)
+	s.sk.SetReady()
+	s.logger.Info("migrator serving", "addr", s.sk.Addr(), "routers", cfg.RouterEndpoints)
 	return s, nil
 }
 
 // Addr is the address the migrator listens on.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
+func (s *Server) Addr() string { return s.sk.Addr() }
+
+// MetricsAddr is the HTTP address of /metrics, or "" when off.
+func (s *Server) MetricsAddr() string { return s.sk.MetricsAddr() }
+
+// Err receives the gRPC server's error if it stops serving on its own.
+func (s *Server) Err() <-chan error { return s.sk.Err() }
+
+// Ready is closed once the migrator is connected to etcd and the routers
+// and serving (its health SERVING): when Start returns.
+func (s *Server) Ready() <-chan struct{} { return s.sk.Ready() }
 
 // ID is the migrator's id.
 func (s *Server) ID() string { return s.cfg.ID }
-
-// MetricsAddr is the HTTP address of /metrics, or "" when off.
-func (s *Server) MetricsAddr() string {
-	if s.metrics == nil {
-		return ""
-	}
-	return s.metrics.Addr()
-}
-
-// Err receives the gRPC server's error if it stops serving on its own.
-func (s *Server) Err() <-chan error { return s.serveErr }
 
 // Running lists the jobs this migrator is working on now.
 func (s *Server) Running() []string { return s.mgr.Running() }
@@ -119,48 +101,22 @@ func (s *Server) Running() []string { return s.mgr.Running() }
 // job runs, whose checkpoints stay in etcd for the next migrator, and
 // releases its claims.
 func (s *Server) Close() error {
-	select {
-	case <-s.stopping:
-	default:
-		close(s.stopping)
-	}
-	if s.grpc != nil {
-		s.grpc.Health.Shutdown()
-	}
-	// Stop the runs first: WatchJob streams end when the server stops.
-	if s.mgr != nil {
-		s.mgr.Close()
-		s.mgr = nil
-	}
-	if s.grpc != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-		defer cancel()
-		s.grpc.Shutdown(ctx)
-	}
-	s.abort()
-	return nil
-}
-
-func (s *Server) abort() {
-	if s.grpc != nil {
-		s.grpc.Stop()
-	}
-	if s.mgr != nil {
-		s.mgr.Close()
-		s.mgr = nil
-	}
-	if s.metrics != nil {
-		_ = s.metrics.Close(context.Background())
-		s.metrics = nil
-	}
-	for _, c := range []**client.Client{&s.client, &s.direct} {
-		if *c != nil {
-			_ = (*c).Close()
-			*c = nil
-		}
-	}
-	if s.ownEtcd && s.etcd != nil {
-		_ = s.etcd.Close()
-		s.etcd = nil
-	}
+	return s.sk.Close(svcmain.Stages{
+		// Stop the runs before the drain: WatchJob streams end when the
+		// server stops.
+		BeforeDrain: func(context.Context) {
+			close(s.stopping)
+			if s.mgr != nil {
+				s.mgr.Close()
+			}
+		},
+		Subsystems: func() error {
+			for _, c := range []*client.Client{s.client, s.direct} {
+				if c != nil {
+					_ = c.Close()
+				}
+			}
+			return nil
+		},
+	})
 }

@@ -12,10 +12,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/jobs"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/mapping"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -36,27 +37,25 @@ type service struct {
 }
 
 // toStatus converts an error to a gRPC status at the edge.
-func toStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok && status.Code(err) != codes.Unknown {
-		return err
-	}
-	if c, ok := grpcx.ContextCode(err); ok {
-		return status.Error(c, err.Error())
-	}
+func toStatus(err error) error { return svcmain.ToStatus(err, code) }
+
+// code maps the migrator's errors; etcd's own errors (no leader, too many
+// requests) keep the code etcd gave them.
+func code(err error) codes.Code {
+	var etcdErr rpctypes.EtcdError
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
+		return codes.NotFound
 	case errors.Is(err, jobs.ErrExists):
-		return status.Error(codes.AlreadyExists, err.Error())
+		return codes.AlreadyExists
 	case errors.Is(err, jobs.ErrFinished), errors.Is(err, jobs.ErrNotRetryable):
-		return status.Error(codes.FailedPrecondition, err.Error())
+		return codes.FailedPrecondition
 	case errors.Is(err, jobs.ErrInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
+		return codes.InvalidArgument
+	case errors.As(err, &etcdErr):
+		return etcdErr.Code()
 	}
-	return status.Error(codes.Unavailable, err.Error())
+	return codes.Unknown
 }
 
 func invalid(problems []string) error {

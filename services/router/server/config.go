@@ -6,18 +6,14 @@
 package server
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"time"
 
-	"github.com/veltrixdb/veltrix/pkg/flagenv"
-	"github.com/veltrixdb/veltrix/pkg/topology"
+	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -93,16 +89,25 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// addrs are the router's default addresses.
+var addrs = svcmain.Addrs{Listen: "127.0.0.1:7400", FlagMetrics: "127.0.0.1:9400"}
+
+// common points at the fields every service has.
+func (c *Config) common() svcmain.Common {
+	return svcmain.Common{
+		Cluster: &c.Cluster, EtcdEndpoints: &c.EtcdEndpoints, EtcdClientSet: c.EtcdClient != nil,
+		ListenAddr: &c.ListenAddr, MetricsAddr: &c.MetricsAddr, ShutdownTimeout: &c.ShutdownTimeout,
+	}
+}
+
 // AddFlags registers the config's flags on fs (each also read from its
-// VELTRIX_* environment variable).
+// VELTRIX_* environment variable), with EnsureDefaults' defaults.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
+	var d Config
+	d.EnsureDefaults()
 	fs.StringVar(&c.ID, "router-id", "", "router id (default: hostname plus a random suffix)")
-	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:7400", "public gRPC listen address")
-	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9400", "HTTP address for /metrics (empty: off)")
-	fs.StringVar(&c.Cluster, "cluster", "default", "cluster name (etcd key prefix)")
-	c.EtcdEndpoints = []string{"http://127.0.0.1:2379"}
-	fs.Var((*flagenv.StringList)(&c.EtcdEndpoints), "etcd-endpoints", "comma-separated etcd client URLs")
-	fs.Func("partitions", "partitions P, used when bootstrapping a new cluster (default 1024)", func(s string) error {
+	c.common().AddFlags(fs, addrs)
+	fs.Func("partitions", fmt.Sprintf("partitions P, used when bootstrapping a new cluster (default %d)", d.Partitions), func(s string) error {
 		var p uint32
 		if _, err := fmt.Sscan(s, &p); err != nil {
 			return err
@@ -110,50 +115,39 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		c.Partitions = p
 		return nil
 	})
-	fs.IntVar(&c.ReplicationFactor, "replication-factor", 3, "replicas per partition, used when bootstrapping a new cluster")
+	fs.IntVar(&c.ReplicationFactor, "replication-factor", d.ReplicationFactor, "replicas per partition, used when bootstrapping a new cluster")
 	fs.IntVar(&c.MinNodes, "min-nodes", 0, "storage nodes required before the first placement (default: the replication factor)")
-	fs.DurationVar(&c.HedgeMin, "hedge-min", time.Millisecond, "shortest delay before hedging a slow read")
-	fs.DurationVar(&c.HedgeMax, "hedge-max", 50*time.Millisecond, "longest delay before hedging a slow read")
+	fs.DurationVar(&c.HedgeMin, "hedge-min", d.HedgeMin, "shortest delay before hedging a slow read")
+	fs.DurationVar(&c.HedgeMax, "hedge-max", d.HedgeMax, "longest delay before hedging a slow read")
 	fs.Var((*invertedBool)(&c.NoHintedHandoff), "hinted-handoff", "send the writes a replica missed to one that acknowledged them, to replay when it is back (default true)")
-	fs.DurationVar(&c.RequestTimeout, "request-timeout", 10*time.Second, "deadline for requests that carry none")
-	fs.IntVar(&c.MaxBatch, "max-batch", 1000, "most keys or mutations per batch request")
-	fs.DurationVar(&c.MaxVersionSkew, "max-version-skew", time.Hour, "refuse caller-supplied versions further ahead of the router's clock than this")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", d.RequestTimeout, "deadline for requests that carry none")
+	fs.IntVar(&c.MaxBatch, "max-batch", d.MaxBatch, "most keys or mutations per batch request")
+	fs.DurationVar(&c.MaxVersionSkew, "max-version-skew", d.MaxVersionSkew, "refuse caller-supplied versions further ahead of the router's clock than this")
 	fs.StringVar(&c.StateDir, "state-dir", "", "directory for the persisted topology snapshot the router starts from when etcd is unreachable (empty: off)")
 	fs.DurationVar(&c.EtcdStartTimeout, "etcd-start-timeout", 0, "how long start-up waits for etcd before using the persisted snapshot or failing (default 5s with --state-dir, 30s without)")
-	fs.DurationVar(&c.TopologyGrace, "topology-grace", 30*time.Second, "how long after an etcd outage a node whose registration vanished is still counted as a replica")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful shutdown deadline")
-	c.DeadAfter = 15 * time.Minute
-	fs.Func("dead-after", "declare an active storage node dead after it stayed unregistered this long, and re-create its replicas on the others; 0: never (default 15m)", func(s string) error {
-		d, err := time.ParseDuration(s)
+	fs.DurationVar(&c.TopologyGrace, "topology-grace", d.TopologyGrace, "how long after an etcd outage a node whose registration vanished is still counted as a replica")
+	c.DeadAfter = d.DeadAfter
+	fs.Func("dead-after", fmt.Sprintf("declare an active storage node dead after it stayed unregistered this long, and re-create its replicas on the others; 0: never (default %s)", d.DeadAfter), func(s string) error {
+		v, err := time.ParseDuration(s)
 		if err != nil {
 			return err
 		}
-		if d == 0 {
-			d = -1
+		if v == 0 {
+			v = -1
 		}
-		c.DeadAfter = d
+		c.DeadAfter = v
 		return nil
 	})
-	fs.IntVar(&c.MaxMovesPerNode, "max-moves-per-node", 2, "most replica moves a storage node takes part in at once")
+	fs.IntVar(&c.MaxMovesPerNode, "max-moves-per-node", d.MaxMovesPerNode, "most replica moves a storage node takes part in at once")
 }
 
-// EnsureDefaults fills unset fields with their defaults.
+// EnsureDefaults fills unset fields with their defaults: the one place
+// they are written (AddFlags takes its defaults from here).
 func (c *Config) EnsureDefaults() {
 	if c.ID == "" {
-		host, _ := os.Hostname()
-		var r [3]byte
-		_, _ = rand.Read(r[:])
-		c.ID = host + "-" + hex.EncodeToString(r[:])
+		c.ID = svcmain.DefaultID()
 	}
-	if c.ListenAddr == "" {
-		c.ListenAddr = "127.0.0.1:7400"
-	}
-	if c.Cluster == "" {
-		c.Cluster = "default"
-	}
-	if len(c.EtcdEndpoints) == 0 && c.EtcdClient == nil {
-		c.EtcdEndpoints = []string{"http://127.0.0.1:2379"}
-	}
+	c.common().EnsureDefaults(addrs)
 	if c.Partitions == 0 {
 		c.Partitions = 1024
 	}
@@ -174,9 +168,6 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.MaxVersionSkew == 0 {
 		c.MaxVersionSkew = time.Hour
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 10 * time.Second
 	}
 	if c.EtcdStartTimeout == 0 {
 		c.EtcdStartTimeout = 30 * time.Second
@@ -203,10 +194,7 @@ func (c *Config) EnsureDefaults() {
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
-	var errs []error
-	if err := topology.ValidateClusterName(c.Cluster); err != nil {
-		errs = append(errs, err)
-	}
+	errs := c.common().Validate()
 	if c.Partitions > 1<<16 {
 		errs = append(errs, fmt.Errorf("--partitions %d: at most 65536", c.Partitions))
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	"github.com/veltrixdb/veltrix/pkg/hlc"
 	"github.com/veltrixdb/veltrix/pkg/placement"
+	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	"github.com/veltrixdb/veltrix/services/router/internal/cluster"
@@ -31,10 +31,10 @@ const TopologyHealthService = "veltrix.router.topology"
 
 // Server is a running router.
 type Server struct {
+	sk      *svcmain.Skeleton
 	cfg     Config
 	logger  *slog.Logger
 	etcd    *clientv3.Client
-	ownEtcd bool
 	store   *topology.Store
 	watcher *topology.Watcher
 	cluster *cluster.Cluster
@@ -43,44 +43,46 @@ type Server struct {
 	// presence reports the placement epoch the router routes by.
 	presence *topology.Presence
 	clock    *hlc.Clock
-	grpc     *grpcx.Server
-	ln       net.Listener
-	metrics  *grpcx.MetricsServer
 	// Registry holds the router's metrics (also served at MetricsAddr).
 	Registry *prometheus.Registry
-	serveErr chan error
 	stop     chan struct{}
-	done     chan struct{}
+	// done is closed when watchHealth has stopped (nil if it never ran).
+	done chan struct{}
 	// persisted is closed when persistTopology has stopped.
 	persisted chan struct{}
 }
 
 // Start connects to etcd, loads the topology, joins the controller election
-// and starts serving.
+// and starts serving. The router's overall health ("") is SERVING from
+// then on; KVService and AdminService turn SERVING, and Ready closes, once
+// it can route: a cluster config and a placement exist. (Routers start
+// before the storage nodes whose registration lets the first placement be
+// made, so start-up must not wait for that.)
 func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	logger := cfg.Logger.With("router", cfg.ID)
+	sk := svcmain.New(svcmain.Options{
+		Name: "router", Logger: logger, ShutdownTimeout: cfg.ShutdownTimeout,
+		Services:        []string{kvv1.KVService_ServiceDesc.ServiceName, kvv1.AdminService_ServiceDesc.ServiceName},
+		LiveBeforeReady: true,
+	})
 	s := &Server{
-		cfg: cfg, logger: cfg.Logger.With("router", cfg.ID), Registry: grpcx.NewRegistry(),
-		clock: hlc.New(), serveErr: make(chan error, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		sk: sk, cfg: cfg, logger: logger, Registry: sk.Registry,
+		clock: hlc.New(), stop: make(chan struct{}),
 		persisted: make(chan struct{}),
 	}
 	defer func() {
 		if err != nil {
-			s.abort()
+			_ = s.Close()
 		}
 	}()
-	if cfg.EtcdClient != nil {
-		s.etcd = cfg.EtcdClient
-	} else {
-		s.etcd, err = clientv3.New(topology.ClientConfig(cfg.EtcdEndpoints))
-		if err != nil {
-			return nil, fmt.Errorf("router: etcd client for %v: %w", cfg.EtcdEndpoints, err)
-		}
-		s.ownEtcd = true
+	if err := sk.ConnectEtcd(cfg.EtcdClient, cfg.EtcdEndpoints); err != nil {
+		return nil, err
 	}
+	s.etcd = sk.Etcd
 	s.store = topology.NewStore(s.etcd, cfg.Cluster)
 	wo := topology.WatcherOptions{Logger: s.logger}
 	noFallback := "no --state-dir to start from a persisted topology"
@@ -131,34 +133,25 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Logger:          s.logger,
 	})
 
-	s.ln, err = net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return nil, fmt.Errorf("router: listen on %s: %w", cfg.ListenAddr, err)
-	}
 	// UTF8Options: invalid UTF-8 in a string field is InvalidArgument naming
 	// the field, not grpc's Internal decode failure.
-	s.grpc = grpcx.NewServer(grpcx.ServerOptions{Logger: s.logger, Registerer: s.Registry}, grpcx.UTF8Options()...)
-	go s.watchHealth()
-	kvv1.RegisterKVServiceServer(s.grpc.Server, &kvService{s: s})
-	kvv1.RegisterAdminServiceServer(s.grpc.Server, &adminService{s: s})
-	s.grpc.InitMetrics()
+	if err := sk.Listen(cfg.ListenAddr, grpcx.UTF8Options()...); err != nil {
+		return nil, err
+	}
+	kvv1.RegisterKVServiceServer(sk.GRPC.Server, &kvService{s: s})
+	kvv1.RegisterAdminServiceServer(sk.GRPC.Server, &adminService{s: s})
 	s.Registry.MustRegister(newCollector(s))
-	go func() { s.serveErr <- s.grpc.Serve(s.ln) }()
-	for _, name := range []string{"", kvv1.KVService_ServiceDesc.ServiceName, kvv1.AdminService_ServiceDesc.ServiceName} {
-		s.grpc.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	if err := sk.Serve(cfg.MetricsAddr); err != nil {
+		return nil, err
 	}
-
-	if cfg.MetricsAddr != "" {
-		if s.metrics, err = grpcx.ServeMetrics(cfg.MetricsAddr, s.Registry, s.logger); err != nil {
-			return nil, err
-		}
-	}
+	s.done = make(chan struct{})
+	go s.watchHealth()
 	// The presence reports the epoch of each view once it is published:
 	// from then on every request is routed by it (requests still in flight
 	// under an older view are fenced by the storage nodes).
-	s.presence = s.store.RegisterRouter(topology.Router{ID: cfg.ID, Address: s.ln.Addr().String(), StartTime: time.Now().UTC()}, cfg.PresenceTTL, s.logger)
+	s.presence = s.store.RegisterRouter(topology.Router{ID: cfg.ID, Address: s.Addr(), StartTime: time.Now().UTC()}, cfg.PresenceTTL, s.logger)
 	s.cluster.OnEpoch(s.presence.SetEpoch)
-	s.logger.Info("router serving", "addr", s.ln.Addr().String())
+	s.logger.Info("router serving", "addr", s.Addr())
 	return s, nil
 }
 
@@ -190,41 +183,50 @@ func (s *Server) persistTopology() {
 	}
 }
 
-// watchHealth mirrors topology staleness into the health service.
+// watchHealth marks the router ready once it can route, and mirrors
+// topology staleness into TopologyHealthService.
 func (s *Server) watchHealth() {
 	defer close(s.done)
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
+	ready := false
 	for {
+		if !ready {
+			if _, err := s.coord.View(); err == nil {
+				s.sk.SetReady()
+				ready = true
+			}
+		}
 		st := healthpb.HealthCheckResponse_SERVING
 		if s.watcher.Stale() {
 			st = healthpb.HealthCheckResponse_NOT_SERVING
 		}
-		s.grpc.Health.SetServingStatus(TopologyHealthService, st)
+		s.sk.GRPC.Health.SetServingStatus(TopologyHealthService, st)
+		wait := 250 * time.Millisecond
+		if !ready {
+			wait = 20 * time.Millisecond
+		}
 		select {
 		case <-s.stop:
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
 	}
 }
 
 // Addr is the address the router listens on.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
+func (s *Server) Addr() string { return s.sk.Addr() }
+
+// Ready is closed once the router can route (a cluster config and a
+// placement exist), when its KVService health turns SERVING.
+func (s *Server) Ready() <-chan struct{} { return s.sk.Ready() }
 
 // ID is the router's id.
 func (s *Server) ID() string { return s.cfg.ID }
 
 // MetricsAddr is the HTTP address of /metrics, or "" when off.
-func (s *Server) MetricsAddr() string {
-	if s.metrics == nil {
-		return ""
-	}
-	return s.metrics.Addr()
-}
+func (s *Server) MetricsAddr() string { return s.sk.MetricsAddr() }
 
 // Err receives the gRPC server's error if it stops serving on its own.
-func (s *Server) Err() <-chan error { return s.serveErr }
+func (s *Server) Err() <-chan error { return s.sk.Err() }
 
 // IsController reports whether this router runs the placement controller.
 func (s *Server) IsController() bool { return s.ctrl != nil && s.ctrl.IsLeader() }
@@ -248,57 +250,28 @@ func (s *Server) WaitReady(ctx context.Context) error {
 // Close stops accepting requests, drains in-flight ones within
 // ShutdownTimeout, resigns the controller role and disconnects.
 func (s *Server) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-	defer cancel()
-	if s.grpc != nil {
-		s.grpc.Shutdown(ctx)
-	}
-	s.abort()
-	return nil
-}
-
-func (s *Server) abort() {
-	if s.grpc != nil {
-		select {
-		case <-s.stop:
-		default:
-			close(s.stop)
+	return s.sk.Close(svcmain.Stages{Subsystems: func() error {
+		close(s.stop)
+		if s.done != nil {
 			<-s.done
 		}
-		s.grpc.Stop()
-	}
-	if s.watcher != nil {
-		select {
-		case <-s.stop:
-		default:
-			close(s.stop)
+		if s.watcher != nil {
+			<-s.persisted
 		}
-		<-s.persisted
-	}
-	if s.metrics != nil {
-		_ = s.metrics.Close(context.Background())
-		s.metrics = nil
-	}
-	if s.ctrl != nil {
-		s.ctrl.Close()
-		s.ctrl = nil
-	}
-	if s.presence != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		s.presence.Close(ctx)
-		cancel()
-		s.presence = nil
-	}
-	if s.cluster != nil {
-		s.cluster.Close()
-		s.cluster = nil
-	}
-	if s.watcher != nil {
-		s.watcher.Close()
-		s.watcher = nil
-	}
-	if s.ownEtcd && s.etcd != nil {
-		_ = s.etcd.Close()
-		s.etcd = nil
-	}
+		if s.ctrl != nil {
+			s.ctrl.Close()
+		}
+		if s.presence != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			s.presence.Close(ctx)
+			cancel()
+		}
+		if s.cluster != nil {
+			s.cluster.Close()
+		}
+		if s.watcher != nil {
+			s.watcher.Close()
+		}
+		return nil
+	}})
 }

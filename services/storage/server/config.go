@@ -13,8 +13,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/veltrixdb/veltrix/pkg/flagenv"
-	"github.com/veltrixdb/veltrix/pkg/topology"
+	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -121,34 +120,44 @@ const (
 	DefaultStreamRateMBps = 64
 )
 
-// AddFlags registers the config's flags on fs; every flag can also be set
-// through its VELTRIX_* environment variable (see pkg/flagenv).
+// addrs are the storage node's default addresses: an embedded node takes
+// a free port, the binary a fixed one.
+var addrs = svcmain.Addrs{Listen: "127.0.0.1:0", FlagListen: "127.0.0.1:7500", FlagMetrics: "127.0.0.1:9500"}
+
+// common points at the fields every service has.
+func (c *Config) common() svcmain.Common {
+	return svcmain.Common{
+		Cluster: &c.Cluster, EtcdEndpoints: &c.EtcdEndpoints, EtcdClientSet: c.EtcdClient != nil,
+		ListenAddr: &c.ListenAddr, AdvertiseAddr: &c.AdvertiseAddr, MetricsAddr: &c.MetricsAddr,
+		ShutdownTimeout: &c.ShutdownTimeout,
+	}
+}
+
+// AddFlags registers the config's flags on fs, with EnsureDefaults'
+// defaults; every flag can also be set through its VELTRIX_* environment
+// variable (see pkg/flagenv).
 func (c *Config) AddFlags(fs *flag.FlagSet) {
+	var d Config
+	d.EnsureDefaults()
 	fs.StringVar(&c.ID, "node-id", "", "node id (default: the id <data-dir> is stamped with; a random one for a fresh directory)")
-	fs.StringVar(&c.ListenAddr, "listen-addr", "127.0.0.1:7500", "gRPC listen address")
-	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "address registered for routers (default: the listen address)")
-	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9500", "HTTP address for /metrics (empty: off)")
+	c.common().AddFlags(fs, addrs)
 	fs.StringVar(&c.DataDir, "data-dir", "", "directory for the node's data (required)")
 	fs.StringVar(&c.Zone, "zone", "", "failure domain label; replicas are spread across zones")
 	fs.Uint64Var(&c.CapacityBytes, "capacity-bytes", 0, "disk capacity offered, in bytes (0: unknown)")
-	fs.StringVar(&c.Cluster, "cluster", "default", "cluster name (etcd key prefix)")
-	c.EtcdEndpoints = []string{"http://127.0.0.1:2379"}
-	fs.Var((*flagenv.StringList)(&c.EtcdEndpoints), "etcd-endpoints", "comma-separated etcd client URLs")
 	fs.BoolVar(&c.NoSync, "no-sync", false, "acknowledge writes before the WAL is synced (unsafe: a crash can lose acknowledged writes)")
 	fs.Int64Var(&c.CacheBytes, "cache-bytes", DefaultCacheBytes, "LIRS read cache size in bytes (0: off)")
-	fs.DurationVar(&c.TombstoneGrace, "tombstone-grace", 24*time.Hour, "how long deletes are remembered at least (and until anti-entropy gave them to every replica)")
-	fs.DurationVar(&c.PurgeInterval, "purge-interval", time.Minute, "time between purges of tombstones and expired items")
-	fs.DurationVar(&c.AntiEntropyClockSkew, "anti-entropy-clock-skew", time.Minute, "how far node clocks may differ; tombstones are purged only this long behind a sync point")
-	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 10*time.Second, "registration lease TTL")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful shutdown deadline")
-	fs.DurationVar(&c.EtcdStartTimeout, "etcd-start-timeout", 5*time.Second, "how long a restarted node (stamped directory with a persisted topology) waits for etcd before it starts from its persisted topology")
-	fs.DurationVar(&c.AntiEntropyInterval, "anti-entropy-interval", 30*time.Second, "time between anti-entropy rounds (negative: off)")
-	fs.Float64Var(&c.AntiEntropyRateMBps, "anti-entropy-rate", 32, "MiB/s anti-entropy may move per node")
-	fs.IntVar(&c.AntiEntropyBuckets, "anti-entropy-buckets", 256, "hash buckets a differing partition is split into")
-	fs.Int64Var(&c.HintMaxBytes, "hint-max-bytes", DefaultHintMaxBytes, "bytes of hints held for other nodes at most (hinted handoff)")
-	fs.DurationVar(&c.HintMaxAge, "hint-max-age", DefaultHintMaxAge, "how long a hint is kept for a node that does not come back")
-	fs.IntVar(&c.MaxBackfills, "max-backfills", DefaultMaxBackfills, "partitions the node backfills at once as the destination of a move")
-	c.StreamRateMBps = DefaultStreamRateMBps
+	fs.DurationVar(&c.TombstoneGrace, "tombstone-grace", d.TombstoneGrace, "how long deletes are remembered at least (and until anti-entropy gave them to every replica)")
+	fs.DurationVar(&c.PurgeInterval, "purge-interval", d.PurgeInterval, "time between purges of tombstones and expired items")
+	fs.DurationVar(&c.AntiEntropyClockSkew, "anti-entropy-clock-skew", d.AntiEntropyClockSkew, "how far node clocks may differ; tombstones are purged only this long behind a sync point")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", d.LeaseTTL, "registration lease TTL")
+	fs.DurationVar(&c.EtcdStartTimeout, "etcd-start-timeout", d.EtcdStartTimeout, "how long a restarted node (stamped directory with a persisted topology) waits for etcd before it starts from its persisted topology")
+	fs.DurationVar(&c.AntiEntropyInterval, "anti-entropy-interval", d.AntiEntropyInterval, "time between anti-entropy rounds (negative: off)")
+	fs.Float64Var(&c.AntiEntropyRateMBps, "anti-entropy-rate", d.AntiEntropyRateMBps, "MiB/s anti-entropy may move per node")
+	fs.IntVar(&c.AntiEntropyBuckets, "anti-entropy-buckets", d.AntiEntropyBuckets, "hash buckets a differing partition is split into")
+	fs.Int64Var(&c.HintMaxBytes, "hint-max-bytes", d.HintMaxBytes, "bytes of hints held for other nodes at most (hinted handoff)")
+	fs.DurationVar(&c.HintMaxAge, "hint-max-age", d.HintMaxAge, "how long a hint is kept for a node that does not come back")
+	fs.IntVar(&c.MaxBackfills, "max-backfills", d.MaxBackfills, "partitions the node backfills at once as the destination of a move")
+	c.StreamRateMBps = d.StreamRateMBps
 	fs.Var((*streamRate)(&c.StreamRateMBps), "stream-rate", "MiB/s of streamed records the node's backfills apply, all together (0: unlimited)")
 }
 
@@ -177,17 +186,10 @@ func (r *streamRate) Set(v string) error {
 	return nil
 }
 
-// EnsureDefaults fills unset fields with their defaults.
+// EnsureDefaults fills unset fields with their defaults: the one place
+// they are written (AddFlags takes its defaults from here).
 func (c *Config) EnsureDefaults() {
-	if c.ListenAddr == "" {
-		c.ListenAddr = "127.0.0.1:0"
-	}
-	if c.Cluster == "" {
-		c.Cluster = "default"
-	}
-	if len(c.EtcdEndpoints) == 0 && c.EtcdClient == nil {
-		c.EtcdEndpoints = []string{"http://127.0.0.1:2379"}
-	}
+	c.common().EnsureDefaults(addrs)
 	if c.CacheBytes < 0 {
 		c.CacheBytes = DefaultCacheBytes
 	}
@@ -202,9 +204,6 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = 10 * time.Second
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 10 * time.Second
 	}
 	if c.EtcdStartTimeout == 0 {
 		c.EtcdStartTimeout = 5 * time.Second
@@ -240,12 +239,9 @@ func (c *Config) EnsureDefaults() {
 
 // Validate reports every problem of the config at once.
 func (c *Config) Validate() error {
-	var errs []error
+	errs := c.common().Validate()
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir is required"))
-	}
-	if err := topology.ValidateClusterName(c.Cluster); err != nil {
-		errs = append(errs, err)
 	}
 	// With anti-entropy a tombstone is purged only once every replica has
 	// it, whatever the grace; without, the grace is all that protects a

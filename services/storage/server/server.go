@@ -6,31 +6,29 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	"github.com/veltrixdb/veltrix/pkg/placement"
+	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"github.com/veltrixdb/veltrix/services/storage/internal/engine"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // Server is a running storage node.
 type Server struct {
+	sk      *svcmain.Skeleton
 	cfg     Config
 	logger  *slog.Logger
 	id      string
 	eng     *engine.Engine
 	cache   *lirsCache // nil when --cache-bytes is 0
 	etcd    *clientv3.Client
-	ownEtcd bool
 	watcher *topology.Watcher
 	repair  *repairer // nil when anti-entropy is off
 	hints   *hinter
@@ -52,12 +50,8 @@ type Server struct {
 	// (unfilled.go).
 	unfilled unfilledState
 	stamp    stamp
-	grpc     *grpcx.Server
-	ln       net.Listener
-	metrics  *grpcx.MetricsServer
 	// Registry holds the node's metrics (also served at MetricsAddr).
 	Registry *prometheus.Registry
-	serveErr chan error
 	// bgCancel stops, and bg waits for, the goroutines that persist the
 	// topology and (after a start without etcd) register the node.
 	bgCancel context.CancelFunc
@@ -78,11 +72,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger, Registry: grpcx.NewRegistry(), serveErr: make(chan error, 1), startTime: time.Now(), peers: newPeerPool()}
-	s.moveMetrics = newMoveMetrics(s.Registry)
+	s := &Server{cfg: cfg, logger: cfg.Logger, startTime: time.Now(), peers: newPeerPool()}
 	defer func() {
 		if err != nil {
-			s.abort()
+			_ = s.Close()
 		}
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
@@ -102,6 +95,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.logger = s.logger.With("node", s.id)
+	s.sk = svcmain.New(svcmain.Options{
+		Name: "storage", Logger: s.logger, ShutdownTimeout: cfg.ShutdownTimeout,
+		Services: []string{storagev1.StorageService_ServiceDesc.ServiceName},
+	})
+	s.Registry = s.sk.Registry
+	s.moveMetrics = newMoveMetrics(s.Registry)
 	bg, bgCancel := context.WithCancel(context.Background())
 	s.bgCancel = bgCancel
 
@@ -128,15 +127,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("storage: open engine in %s: %w", cfg.DataDir, err)
 	}
 
-	if cfg.EtcdClient != nil {
-		s.etcd = cfg.EtcdClient
-	} else {
-		s.etcd, err = clientv3.New(topology.ClientConfig(cfg.EtcdEndpoints))
-		if err != nil {
-			return nil, fmt.Errorf("storage: etcd client for %v: %w", cfg.EtcdEndpoints, err)
-		}
-		s.ownEtcd = true
+	if err := s.sk.ConnectEtcd(cfg.EtcdClient, cfg.EtcdEndpoints); err != nil {
+		return nil, err
 	}
+	s.etcd = s.sk.Etcd
 	if err := s.readEngineStamp(&dir); err != nil {
 		return nil, err
 	}
@@ -187,40 +181,24 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.bg.Add(1)
 	go s.persistTopology(bg)
 
-	s.ln, err = net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return nil, fmt.Errorf("storage: listen on %s: %w", cfg.ListenAddr, err)
-	}
-	s.grpc = grpcx.NewServer(grpcx.ServerOptions{Logger: s.logger, Registerer: s.Registry})
-	s.hints = newHinter(s)
-	storagev1.RegisterStorageServiceServer(s.grpc.Server, &service{s: s})
-	s.grpc.InitMetrics()
-	s.Registry.MustRegister(newCollector(s))
 	// NOT_SERVING until registered: registration is where a second
 	// incarnation of the node id is refused. A node started without etcd
 	// serves unregistered (routers retain it at its last address through
 	// the outage, and without it QUORUM loses a replica); it registers,
 	// or stops, when etcd answers.
-	s.grpc.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	s.grpc.Health.SetServingStatus(storagev1.StorageService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-	go func() {
-		// Non-blocking: a refusal after a start without etcd may have
-		// filled serveErr already.
-		select {
-		case s.serveErr <- s.grpc.Serve(s.ln):
-		default:
-		}
-	}()
-
-	if cfg.MetricsAddr != "" {
-		if s.metrics, err = grpcx.ServeMetrics(cfg.MetricsAddr, s.Registry, s.logger); err != nil {
-			return nil, err
-		}
+	if err := s.sk.Listen(cfg.ListenAddr); err != nil {
+		return nil, err
+	}
+	s.hints = newHinter(s)
+	storagev1.RegisterStorageServiceServer(s.sk.GRPC.Server, &service{s: s})
+	s.Registry.MustRegister(newCollector(s))
+	if err := s.sk.Serve(cfg.MetricsAddr); err != nil {
+		return nil, err
 	}
 
 	adv := cfg.AdvertiseAddr
 	if adv == "" {
-		adv = s.ln.Addr().String()
+		adv = s.Addr()
 	}
 	node := topology.Node{
 		ID: s.id, Address: adv, Zone: cfg.Zone, CapacityBytes: cfg.CapacityBytes,
@@ -248,9 +226,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.bg.Add(2)
 	go s.reportLoop(bg)
 	go newMover(s, store).run(bg)
-	s.grpc.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.grpc.Health.SetServingStatus(storagev1.StorageService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	s.logger.Info("storage node serving", "addr", s.ln.Addr().String(), "advertise", adv, "data_dir", cfg.DataDir,
+	s.sk.SetReady()
+	s.logger.Info("storage node serving", "addr", s.Addr(), "advertise", adv, "data_dir", cfg.DataDir,
 		"anti_entropy_interval", cfg.AntiEntropyInterval, "without_etcd", offline)
 	if offline {
 		// After SERVING, so that a refusal's NOT_SERVING is the last word.
@@ -264,84 +241,58 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 func (s *Server) ID() string { return s.id }
 
 // Addr is the gRPC address the node listens on.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
+func (s *Server) Addr() string { return s.sk.Addr() }
 
 // MetricsAddr is the HTTP address of /metrics, or "" when off.
-func (s *Server) MetricsAddr() string {
-	if s.metrics == nil {
-		return ""
-	}
-	return s.metrics.Addr()
-}
+func (s *Server) MetricsAddr() string { return s.sk.MetricsAddr() }
 
 // Err receives the gRPC server's error if it stops serving on its own.
-func (s *Server) Err() <-chan error { return s.serveErr }
+func (s *Server) Err() <-chan error { return s.sk.Err() }
 
-// Close drains the node: it reports draining and deregisters (so routers
-// stop sending), finishes in-flight requests within ShutdownTimeout, and
-// closes the engine last.
+// Ready is closed once the node has loaded its topology and registered
+// (or started from its persisted topology while etcd is unreachable), when
+// its health turns SERVING.
+func (s *Server) Ready() <-chan struct{} { return s.sk.Ready() }
+
+// Close drains the node: it reports NOT_SERVING and deregisters (so
+// routers stop sending), finishes in-flight requests within
+// ShutdownTimeout, stops its background work and closes the engine last
+// before etcd. A failed Start closes what it started the same way.
 func (s *Server) Close() error {
-	s.stopBackground()
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-	defer cancel()
-	var errs []error
-	if s.reg != nil {
-		// Deregister first so routers stop sending. If etcd is unreachable
-		// the lease expires on its own within LeaseTTL; that is no reason to
-		// fail the shutdown.
-		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
-		if err := s.reg.Close(rctx); err != nil {
-			s.logger.Warn("deregister failed; the registration expires with its lease", "ttl", s.cfg.LeaseTTL, "err", err)
-		}
-		rcancel()
-		s.reg = nil
+	if s.sk == nil { // Start failed before the engine was opened
+		return nil
 	}
-	if s.grpc != nil {
-		s.grpc.Shutdown(ctx)
-	}
-	s.abort()
-	if err := s.closeEngine(); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
-}
-
-// abort stops whatever Start got to, except the engine (Close) or, on a
-// failed start, including it.
-func (s *Server) abort() {
-	s.stopBackground()
-	if s.repair != nil {
-		s.repair.close()
-		s.repair = nil
-	}
-	if s.hints != nil {
-		s.hints.close() // s.hints stays: a late StoreHints still counts
-	}
-	if s.peers != nil {
-		s.peers.close()
-	}
-	if s.reg != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = s.reg.Close(ctx)
-		cancel()
-		s.reg = nil
-	}
-	if s.grpc != nil {
-		s.grpc.Stop()
-	}
-	if s.metrics != nil {
-		_ = s.metrics.Close(context.Background())
-		s.metrics = nil
-	}
-	if s.watcher != nil {
-		s.watcher.Close()
-		s.watcher = nil
-	}
-	if s.ownEtcd && s.etcd != nil {
-		_ = s.etcd.Close()
-		s.etcd = nil
-	}
-	_ = s.closeEngine()
+	return s.sk.Close(svcmain.Stages{
+		BeforeDrain: func(ctx context.Context) {
+			s.stopBackground()
+			s.regMu.Lock()
+			reg := s.reg
+			s.reg = nil
+			s.regMu.Unlock()
+			if reg != nil {
+				// If etcd is unreachable the lease expires on its own within
+				// LeaseTTL; that is no reason to fail the shutdown.
+				rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				if err := reg.Close(rctx); err != nil {
+					s.logger.Warn("deregister failed; the registration expires with its lease", "ttl", s.cfg.LeaseTTL, "err", err)
+				}
+				cancel()
+			}
+		},
+		Subsystems: func() error {
+			if s.repair != nil {
+				s.repair.close()
+			}
+			if s.hints != nil {
+				s.hints.close() // s.hints stays: a late StoreHints still counts
+			}
+			s.peers.close()
+			if s.watcher != nil {
+				s.watcher.Close()
+			}
+			return s.closeEngine()
+		},
+	})
 }
 
 // stopBackground stops the goroutines Start left running; s.reg is set
@@ -420,12 +371,7 @@ func (s *Server) rejoin(ctx context.Context, store *topology.Store, dir dirState
 		}
 		if errors.Is(err, ErrIdentity) {
 			s.logger.Error("etcd refuses this data directory; stopping", "err", err)
-			s.grpc.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-			s.grpc.Health.SetServingStatus(storagev1.StorageService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-			select {
-			case s.serveErr <- err:
-			default:
-			}
+			s.sk.Fail(err)
 			return
 		}
 		s.logger.Debug("etcd still unreachable; not registered yet", "err", err)
