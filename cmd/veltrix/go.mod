@@ -4,6 +4,8 @@ go 1.26.0
 
 replace github.com/veltrixdb/veltrix/pkg => ../../pkg
 
+replace github.com/veltrixdb/veltrix/pkg/client => ../../pkg/client
+
 replace github.com/veltrixdb/veltrix/proto => ../../proto
 
 replace github.com/veltrixdb/veltrix/services/storage => ../../services/storage
@@ -18,6 +20,7 @@ require (
 	github.com/redis/go-redis/v9 v9.7.3
 	github.com/vbauerster/mpb/v8 v8.9.3
 	github.com/veltrixdb/veltrix/pkg v0.0.0-00010101000000-000000000000
+	github.com/veltrixdb/veltrix/pkg/client v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/proto v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/services/migrator v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/services/router v0.0.0-00010101000000-000000000000

@@ -36,8 +36,10 @@
 // apply the write a second time with a newer version. Last-writer-wins makes
 // that harmless unless another client wrote the same key in between, in
 // which case the retry can overwrite that write. Pass WithVersion (for
-// instance from your own hybrid logical clock, see package hlc) when retries
-// must be strictly idempotent. CreateTable and DeleteTable are not
+// instance from your own hybrid logical clock: Unix microseconds shifted left
+// 12 bits plus a logical counter, what package
+// github.com/veltrixdb/veltrix/pkg/hlc computes) when retries must be
+// strictly idempotent. CreateTable and DeleteTable are not
 // idempotent either: a retry after an ambiguous failure can report
 // AlreadyExists or NotFound for a call that in fact succeeded.
 //
