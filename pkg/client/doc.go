@@ -2,6 +2,10 @@
 // KVService and AdminService that every router serves, with load spreading
 // and retries built in.
 //
+// It is a module of its own, github.com/veltrixdb/veltrix/pkg/client, whose
+// dependencies are grpc, protobuf, github.com/veltrixdb/veltrix/proto and
+// go-grpc-middleware's retry interceptor; nothing of the servers.
+//
 // # Endpoints
 //
 // New takes the addresses (host:port) of one or more routers. Routers are
