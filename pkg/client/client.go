@@ -99,9 +99,10 @@ func WithWriteConsistency(c kvv1.Consistency) Option {
 	return func(o *options) { o.writeConsistency = c }
 }
 
-// WithDialOptions adds gRPC dial options after the client's own (plaintext,
-// 64 MiB message limits, keepalives, round robin, the retry interceptor), so
-// they can override them: pass grpc.WithTransportCredentials for TLS.
+// WithDialOptions adds gRPC dial options after the client's own
+// (dialopts.Options: plaintext, 65 MiB message limits, keepalives, reconnect
+// backoff; then round robin and the retry interceptor), so they can override
+// them: pass grpc.WithTransportCredentials for TLS.
 // Interceptors added here run once per attempt, inside the retries.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) { o.dialOptions = append(o.dialOptions, opts...) }
