@@ -34,7 +34,7 @@ check-generated: generate ## Fail if regenerating changes anything under proto/g
 	@git diff --exit-code --stat -- proto/gen || { echo "proto/gen is stale: run 'make generate' and commit"; exit 1; }
 
 .PHONY: lint
-lint: tools ## gofmt, go vet, buf lint, buf breaking against main, helm lint/template, go mod tidy -diff.
+lint: tools ## gofmt, go vet, buf lint, buf breaking against main, helm lint/template, go mod tidy -diff, pkg/client's dependency graph.
 	@out=$$(gofmt -l $(MODULES) tools 2>&1); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet $(PKGS)
 	buf lint
@@ -46,6 +46,8 @@ lint: tools ## gofmt, go vet, buf lint, buf breaking against main, helm lint/tem
 	@for m in $(MODULES) $(CURDIR)/tools; do \
 		(cd $$m && GOWORK=off go mod tidy -diff >/dev/null) || { echo "go mod tidy needed in $$m"; exit 1; }; \
 	done
+	@# The client module must not reach etcd, Pebble, Prometheus or pkg (also part of make test).
+	go test -count=1 -run '^TestDependencies$$' ./pkg/client
 
 .PHONY: e2e-deps
 e2e-deps: ## Install the npm packages the e2e tests use (Node gRPC client, kinesalite, dynalite).

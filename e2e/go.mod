@@ -4,6 +4,8 @@ go 1.26.0
 
 replace github.com/veltrixdb/veltrix/pkg => ../pkg
 
+replace github.com/veltrixdb/veltrix/pkg/client => ../pkg/client
+
 replace github.com/veltrixdb/veltrix/proto => ../proto
 
 replace github.com/veltrixdb/veltrix/services/storage => ../services/storage
@@ -26,6 +28,7 @@ require (
 	github.com/veltrixdb/veltrix/e2e/peers v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/localcluster v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/pkg v0.0.0-00010101000000-000000000000
+	github.com/veltrixdb/veltrix/pkg/client v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/proto v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/services/migrator v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/services/migrator/streamsfake v0.0.0-00010101000000-000000000000

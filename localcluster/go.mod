@@ -4,6 +4,8 @@ go 1.26.0
 
 replace github.com/veltrixdb/veltrix/pkg => ../pkg
 
+replace github.com/veltrixdb/veltrix/pkg/client => ../pkg/client
+
 replace github.com/veltrixdb/veltrix/proto => ../proto
 
 replace github.com/veltrixdb/veltrix/services/storage => ../services/storage
@@ -93,6 +95,7 @@ require (
 	github.com/soheilhy/cmux v0.1.5 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/tmc/grpc-websocket-proxy v0.0.0-20220101234140-673ab2c3ae75 // indirect
+	github.com/veltrixdb/veltrix/pkg/client v0.0.0-00010101000000-000000000000 // indirect
 	github.com/veltrixdb/veltrix/proto v0.0.0-00010101000000-000000000000 // indirect
 	github.com/xiang90/probing v0.0.0-20221125231312-a49e3df8f510 // indirect
 	go.etcd.io/bbolt v1.5.0 // indirect

@@ -8,6 +8,7 @@ require (
 	github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus v1.1.1
 	github.com/grpc-ecosystem/go-grpc-middleware/v2 v2.3.4
 	github.com/prometheus/client_golang v1.25.0
+	github.com/veltrixdb/veltrix/pkg/client v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/proto v0.0.0-00010101000000-000000000000
 	go.etcd.io/etcd/api/v3 v3.7.3
 	go.etcd.io/etcd/client/v3 v3.7.3
@@ -71,3 +72,5 @@ require (
 )
 
 replace github.com/veltrixdb/veltrix/proto => ../proto
+
+replace github.com/veltrixdb/veltrix/pkg/client => ./client

@@ -6,6 +6,8 @@ replace github.com/veltrixdb/veltrix/pkg => ../../pkg
 
 replace github.com/veltrixdb/veltrix/localcluster => ../../localcluster
 
+replace github.com/veltrixdb/veltrix/pkg/client => ../../pkg/client
+
 replace github.com/veltrixdb/veltrix/proto => ../../proto
 
 replace github.com/veltrixdb/veltrix/services/storage => ../../services/storage
@@ -23,6 +25,7 @@ require (
 	github.com/vbauerster/mpb/v8 v8.9.3
 	github.com/veltrixdb/veltrix/localcluster v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/pkg v0.0.0-00010101000000-000000000000
+	github.com/veltrixdb/veltrix/pkg/client v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/proto v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/services/router v0.0.0-00010101000000-000000000000
 	go.etcd.io/etcd/client/v3 v3.7.3

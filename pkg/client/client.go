@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
-	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	"github.com/veltrixdb/veltrix/pkg/client/dialopts"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 )
 
@@ -99,9 +99,10 @@ func WithWriteConsistency(c kvv1.Consistency) Option {
 	return func(o *options) { o.writeConsistency = c }
 }
 
-// WithDialOptions adds gRPC dial options after the client's own (plaintext,
-// 64 MiB message limits, keepalives, round robin, the retry interceptor), so
-// they can override them: pass grpc.WithTransportCredentials for TLS.
+// WithDialOptions adds gRPC dial options after the client's own
+// (dialopts.Options: plaintext, 65 MiB message limits, keepalives, reconnect
+// backoff; then round robin and the retry interceptor), so they can override
+// them: pass grpc.WithTransportCredentials for TLS.
 // Interceptors added here run once per attempt, inside the retries.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) { o.dialOptions = append(o.dialOptions, opts...) }
@@ -170,14 +171,15 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Client, erro
 	r.InitialState(resolver.State{Endpoints: eps})
 
 	c := &Client{opts: o, endpoints: append([]string(nil), endpoints...)}
-	dialOpts := append([]grpc.DialOption{
+	dialOpts := append(dialopts.Options(),
 		grpc.WithResolvers(r),
 		grpc.WithDefaultServiceConfig(serviceConfig),
 		grpc.WithChainUnaryInterceptor(c.callInterceptor, retry.UnaryClientInterceptor(c.retryOptions()...), attemptInterceptor),
-	}, o.dialOptions...)
-	cc, err := grpcx.Dial(resolverScheme+":///"+strings.Join(endpoints, ","), dialOpts...)
+	)
+	target := resolverScheme + ":///" + strings.Join(endpoints, ",")
+	cc, err := grpc.NewClient(target, append(dialOpts, o.dialOptions...)...)
 	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
+		return nil, fmt.Errorf("client: dial %s: %w", target, err)
 	}
 	c.cc = cc
 	c.kv = kvv1.NewKVServiceClient(cc)

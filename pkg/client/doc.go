@@ -2,6 +2,10 @@
 // KVService and AdminService that every router serves, with load spreading
 // and retries built in.
 //
+// It is a module of its own, github.com/veltrixdb/veltrix/pkg/client, whose
+// dependencies are grpc, protobuf, github.com/veltrixdb/veltrix/proto and
+// go-grpc-middleware's retry interceptor; nothing of the servers.
+//
 // # Endpoints
 //
 // New takes the addresses (host:port) of one or more routers. Routers are
@@ -36,8 +40,10 @@
 // apply the write a second time with a newer version. Last-writer-wins makes
 // that harmless unless another client wrote the same key in between, in
 // which case the retry can overwrite that write. Pass WithVersion (for
-// instance from your own hybrid logical clock, see package hlc) when retries
-// must be strictly idempotent. CreateTable and DeleteTable are not
+// instance from your own hybrid logical clock: Unix microseconds shifted left
+// 12 bits plus a logical counter, what package
+// github.com/veltrixdb/veltrix/pkg/hlc computes) when retries must be
+// strictly idempotent. CreateTable and DeleteTable are not
 // idempotent either: a retry after an ambiguous failure can report
 // AlreadyExists or NotFound for a call that in fact succeeded.
 //

@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/veltrixdb/veltrix/pkg/client"
-	"github.com/veltrixdb/veltrix/pkg/hlc"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 )
 
@@ -193,8 +192,10 @@ func ExampleNew() {
 	defer c.Close()
 
 	// A version of your own makes a retried write strictly idempotent.
-	clock := hlc.New()
-	if _, err := c.Put(ctx, "profiles", []byte("user-1"), nil, []byte(`{"name":"Ada"}`), client.WithVersion(clock.Now())); err != nil {
+	// Versions are hybrid logical clock values: Unix microseconds shifted
+	// left 12 bits, plus a logical counter in the low bits.
+	version := uint64(time.Now().UnixMicro()) << 12
+	if _, err := c.Put(ctx, "profiles", []byte("user-1"), nil, []byte(`{"name":"Ada"}`), client.WithVersion(version)); err != nil {
 		log.Fatal(err)
 	}
 }

@@ -21,19 +21,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+
+	"github.com/veltrixdb/veltrix/pkg/client/dialopts"
 )
 
 // MaxMessageSize is the largest gRPC message any Veltrix service sends or
-// accepts: a 64 MiB value plus its key and framing.
-const MaxMessageSize = 64<<20 + 1<<20
+// accepts: a 64 MiB value plus its key and framing. It is the clients' limit
+// too, defined once in the client module.
+const MaxMessageSize = dialopts.MaxMessageSize
 
 // ServerOptions configures NewServer.
 type ServerOptions struct {
@@ -145,27 +146,12 @@ func slogAdapter(l *slog.Logger) logging.Logger {
 	})
 }
 
-// Dial opens a client connection to a Veltrix service with the shared
-// message size limits and keepalives. Connections are lazy: the first call
+// Dial opens a client connection to a Veltrix service with the settings
+// every Veltrix client shares (dialopts.Options: message size limits,
+// keepalives, reconnect backoff). Connections are lazy: the first call
 // connects.
 func Dial(addr string, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
-	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(MaxMessageSize),
-			grpc.MaxCallSendMsgSize(MaxMessageSize),
-		),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
-		// gRPC's default reconnect backoff grows to 120s: a node restarted
-		// after a minute's outage would stay unreachable to its peers and
-		// routers for up to two more. Peers are few; retrying every second
-		// costs nothing.
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
-			MinConnectTimeout: 2 * time.Second,
-		}),
-	}
-	cc, err := grpc.NewClient(addr, append(opts, extra...)...)
+	cc, err := grpc.NewClient(addr, append(dialopts.Options(), extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("grpcx: dial %s: %w", addr, err)
 	}
