@@ -14,23 +14,23 @@ import (
 
 // How a replica answers a write in the quorum tables.
 const (
-	ok    = "ok"    // applies it
-	fail  = "down"  // Unavailable
-	busy  = "busy"  // ResourceExhausted
-	hung  = "hang"  // never answers
-	short = "short" // answers one outcome too few (a broken node)
+	wOK    = "ok"    // applies it
+	wDown  = "down"  // Unavailable
+	wBusy  = "busy"  // ResourceExhausted
+	wHang  = "hang"  // never answers
+	wShort = "short" // answers one outcome too few (a broken node)
 )
 
 func behave(g *grid, id, how string) {
 	n := g.nodes[id]
 	switch how {
-	case fail:
+	case wDown:
 		n.set(failWith(status.Error(codes.Unavailable, id+" is down")))
-	case busy:
+	case wBusy:
 		n.set(failWith(status.Error(codes.ResourceExhausted, id+" is busy")))
-	case hung:
+	case wHang:
 		n.set(hang(id, nil))
-	case short:
+	case wShort:
 		n.mu.Lock()
 		n.shortOutcomes = true
 		n.mu.Unlock()
@@ -39,9 +39,9 @@ func behave(g *grid, id, how string) {
 
 // reasons are the error texts each way of failing must be named by.
 var reasons = map[string]string{
-	fail:  ": Unavailable: %s is down",
-	busy:  ": ResourceExhausted: %s is busy",
-	short: ": Unknown: node answered 0 outcomes for 1 records%.0s",
+	wDown:  ": Unavailable: %s is down",
+	wBusy:  ": ResourceExhausted: %s is busy",
+	wShort: ": Unknown: node answered 0 outcomes for 1 records%.0s",
 }
 
 // TestWriteQuorumCounting: a write succeeds exactly when Need(level, 3)
@@ -54,27 +54,27 @@ func TestWriteQuorumCounting(t *testing.T) {
 		how   [3]string // n1, n2, n3
 		acks  int       // the count a failure reports
 	}{
-		{One, [3]string{ok, ok, ok}, 0},
-		{One, [3]string{fail, busy, ok}, 0},
-		{One, [3]string{hung, hung, ok}, 0},
-		{One, [3]string{fail, busy, short}, 0},
-		{One, [3]string{fail, fail, fail}, 0},
-		{Quorum, [3]string{ok, ok, fail}, 0},
-		{Quorum, [3]string{ok, hung, ok}, 0},
-		{Quorum, [3]string{short, ok, ok}, 0},
-		{Quorum, [3]string{ok, fail, busy}, 1},
-		{Quorum, [3]string{ok, hung, hung}, 1},
-		{Quorum, [3]string{ok, short, fail}, 1},
-		{Quorum, [3]string{hung, fail, busy}, 0},
-		{All, [3]string{ok, ok, ok}, 0},
-		{All, [3]string{ok, ok, fail}, 2},
-		{All, [3]string{ok, hung, ok}, 2},
-		{All, [3]string{short, ok, ok}, 2},
-		{All, [3]string{busy, ok, fail}, 1},
+		{One, [3]string{wOK, wOK, wOK}, 0},
+		{One, [3]string{wDown, wBusy, wOK}, 0},
+		{One, [3]string{wHang, wHang, wOK}, 0},
+		{One, [3]string{wDown, wBusy, wShort}, 0},
+		{One, [3]string{wDown, wDown, wDown}, 0},
+		{Quorum, [3]string{wOK, wOK, wDown}, 0},
+		{Quorum, [3]string{wOK, wHang, wOK}, 0},
+		{Quorum, [3]string{wShort, wOK, wOK}, 0},
+		{Quorum, [3]string{wOK, wDown, wBusy}, 1},
+		{Quorum, [3]string{wOK, wHang, wHang}, 1},
+		{Quorum, [3]string{wOK, wShort, wDown}, 1},
+		{Quorum, [3]string{wHang, wDown, wBusy}, 0},
+		{All, [3]string{wOK, wOK, wOK}, 0},
+		{All, [3]string{wOK, wOK, wDown}, 2},
+		{All, [3]string{wOK, wHang, wOK}, 2},
+		{All, [3]string{wShort, wOK, wOK}, 2},
+		{All, [3]string{wBusy, wOK, wDown}, 1},
 	} {
 		acked := 0
 		for _, h := range tc.how {
-			if h == ok {
+			if h == wOK {
 				acked++
 			}
 		}
@@ -104,7 +104,7 @@ func TestWriteQuorumCounting(t *testing.T) {
 			want := []string{fmt.Sprintf("in partition 0 at %s reached %d of %d required replicas (applied on %d", tc.level, tc.acks, need, tc.acks)}
 			hangs := 0
 			for _, h := range tc.how {
-				if h == hung {
+				if h == wHang {
 					hangs++
 				}
 			}
@@ -117,7 +117,7 @@ func TestWriteQuorumCounting(t *testing.T) {
 				if r, named := reasons[h]; named {
 					want = append(want, id+fmt.Sprintf(r, id))
 				}
-				if h == hung && !doomedEarly {
+				if h == wHang && !doomedEarly {
 					want = append(want, id+": DeadlineExceeded: ")
 				}
 			}
@@ -163,7 +163,7 @@ func TestWriteBatchPartitions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			g := twoPartitions(t, Options{}) // no replica hangs: a failed write returns once all answered
 			for _, id := range tc.failed {
-				behave(g, id, fail)
+				behave(g, id, wDown)
 			}
 			out, err := g.co.Write(t.Context(), batch, tc.level)
 			if len(tc.failing) == 0 {
@@ -218,7 +218,7 @@ func TestWriteBatchPartitions(t *testing.T) {
 // records and counts the rest.
 func TestWriteNamesAtMostThree(t *testing.T) {
 	g := threeNodes(t, Options{})
-	behave(g, "n3", fail)
+	behave(g, "n3", wDown)
 	var batch []*storagev1.Record
 	for i := range 5 {
 		batch = append(batch, record(key(0, fmt.Sprintf("k%d", i)), 10))
