@@ -35,6 +35,7 @@ require (
 	github.com/veltrixdb/veltrix/services/router v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/services/storage v0.0.0-00010101000000-000000000000
 	go.etcd.io/etcd/client/v3 v3.7.3
+	go.uber.org/goleak v1.3.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
 	gopkg.in/yaml.v3 v3.0.1

@@ -2,6 +2,7 @@ package framework
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,10 +11,22 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
-// TestMain removes the built helper and checks for orphans.
-func TestMain(m *testing.M) { os.Exit(Main(m)) }
+// TestMain removes the built helper and checks for orphans, then for
+// goroutines left running (goleak.VerifyTestMain composed with Main).
+func TestMain(m *testing.M) {
+	code := Main(m)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // etcdProcess returns a not yet started etcd helper process, stopped when
 // the test ends.

@@ -20,6 +20,7 @@ import (
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -39,6 +40,13 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	testEtcd.Close()
 	os.RemoveAll(dir)
+	// After the shared etcd is closed, nothing may be left running.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 

@@ -227,6 +227,20 @@ func (co *Coordinator) detached(ctx context.Context) (context.Context, context.C
 	return context.WithTimeout(context.WithoutCancel(ctx), d)
 }
 
+// ctxErr is ctx.Err(), or DeadlineExceeded once ctx's deadline has passed
+// though its timer has not fired yet: a replica's own DeadlineExceeded can
+// arrive first, and must not make the operation ask the next replica and
+// fail as Unavailable.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
 // candidates returns the registered members of partition p's read set in
 // the order to ask them: the faster of two random replicas first (power of
 // two choices, so load spreads while slow nodes are avoided), then the

@@ -59,8 +59,8 @@ func gather[T any](ctx context.Context, co *Coordinator, what string, epoch uint
 		if err := inputErr(r.err); err != nil {
 			return err
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if err := ctxErr(ctx); err != nil {
+			return err
 		}
 		if e, ok := staleEpoch(r.err, epoch); ok {
 			stale = max(stale, e)
@@ -325,7 +325,7 @@ func (co *Coordinator) batchRead(ctx context.Context, v *cluster.View, keys []*s
 		if inErr != nil {
 			return nil, inErr
 		}
-		if err := ctx.Err(); err != nil {
+		if err := ctxErr(ctx); err != nil {
 			return nil, err
 		}
 		for i, st := range states {

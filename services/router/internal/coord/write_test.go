@@ -65,7 +65,9 @@ func newTestCoord(t *testing.T, fakes ...*fakeNode) *Coordinator {
 		}
 	}
 	c := cluster.NewStatic(1, [][]string{ids[:len(fakes)]}, [][]*cluster.Node{reps})
-	return New(c, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timeout: 5 * time.Second})
+	// Timeout bounds how long a hung fake's straggling call outlives its
+	// test (goleak waits for it in TestMain).
+	return New(c, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timeout: time.Second})
 }
 
 func rec(version uint64) *storagev1.Record {
