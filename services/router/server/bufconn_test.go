@@ -18,6 +18,7 @@ import (
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"github.com/veltrixdb/veltrix/services/router/internal/cluster"
+	"github.com/veltrixdb/veltrix/pkg/topology"
 	"github.com/veltrixdb/veltrix/services/router/internal/coord"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -345,10 +346,12 @@ func TestToStatus(t *testing.T) {
 		{wrap(coord.ErrUnavailable), codes.Unavailable},
 		{wrap(coord.ErrNotReady), codes.Unavailable},
 		{wrap(coord.ErrInvalidArgument), codes.InvalidArgument},
+		{wrap(topology.ErrTableNotFound), codes.NotFound},
 		{invalidf("bad %s", "thing"), codes.InvalidArgument},
 		{wrap(context.DeadlineExceeded), codes.DeadlineExceeded},
 		{wrap(context.Canceled), codes.Canceled},
 		{status.Error(codes.PermissionDenied, "no"), codes.PermissionDenied},
+		// A bug is not a reason to retry: Internal, not Unavailable.
 		{errors.New("surprise"), codes.Internal},
 	} {
 		if got := status.Code(toStatus(tc.err)); got != tc.code {
