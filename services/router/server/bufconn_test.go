@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/hlc"
+	"github.com/veltrixdb/veltrix/pkg/topology"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"github.com/veltrixdb/veltrix/services/router/internal/cluster"
-	"github.com/veltrixdb/veltrix/pkg/topology"
 	"github.com/veltrixdb/veltrix/services/router/internal/coord"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
