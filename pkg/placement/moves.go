@@ -66,6 +66,11 @@ type Move struct {
 	Stage Stage `json:"stage"`
 	// Since is the epoch at which the move entered its stage.
 	Since uint64 `json:"since"`
+	// Created is the epoch at which the move was created. It names the
+	// move: a progress report counts only for the move it was written for
+	// (topology.MoveProgress.Move), not an earlier move of the same
+	// partition to the same node.
+	Created uint64 `json:"created,omitempty"`
 }
 
 // Active reports whether the move affects routing (it is not a cleanup).
@@ -374,7 +379,7 @@ func (d *Document) Plan(target Table, epoch uint64, o PlanOptions) []Move {
 		if remove != "" && best > 0 {
 			busy[remove]++
 		}
-		out = append(out, Move{Partition: c.p, Add: add, Remove: remove, Stage: StagePending, Since: epoch})
+		out = append(out, Move{Partition: c.p, Add: add, Remove: remove, Stage: StagePending, Since: epoch, Created: epoch})
 	}
 	return out
 }

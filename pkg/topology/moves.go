@@ -81,6 +81,10 @@ type MoveProgress struct {
 	// Incarnation is the data directory the progress belongs to: a node
 	// back on an empty directory starts over.
 	Incarnation string `json:"incarnation"`
+	// Move is the Created epoch of the move reported on
+	// (placement.Move.Created): a report left from an earlier move of the
+	// same partition to the same node does not count for a new one.
+	Move uint64 `json:"move,omitempty"`
 	// Sources are the nodes streamed from, each with its resume position.
 	Sources map[string]SourceProgress `json:"sources,omitempty"`
 	// Records and Bytes count what was streamed and applied.

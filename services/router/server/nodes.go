@@ -202,7 +202,7 @@ func (a *adminService) ReplaceNode(ctx context.Context, req *kvv1.ReplaceNodeReq
 				}
 				d.Abandon(mv, E)
 			}
-			d.Moves = append(d.Moves, placement.Move{Partition: uint32(p), Add: id, Remove: id, Stage: placement.StagePending, Since: E})
+			d.Moves = append(d.Moves, placement.Move{Partition: uint32(p), Add: id, Remove: id, Stage: placement.StagePending, Since: E, Created: E})
 			d.MarkChanged(uint32(p), E)
 		}
 		if m.State != placement.MemberReplacing {

@@ -158,7 +158,7 @@ func (m *mover) reconcile(ctx context.Context) {
 		if mv.Stage == placement.StageReadNew {
 			// The controller moves on only after Done; keep going if it
 			// did not (it should not happen).
-			if mp, ok := snap.Progress[topology.MoveKey{Partition: mv.Partition, Node: self}]; ok && mp.Done && mp.Incarnation == inc {
+			if mp, ok := snap.Progress[topology.MoveKey{Partition: mv.Partition, Node: self}]; ok && mp.Done && mp.Incarnation == inc && mp.Move == mv.Created {
 				continue
 			}
 		}
@@ -213,7 +213,7 @@ func (m *mover) backfill(ctx context.Context, b *backfillRun, mv placement.Move)
 	defer func() { <-m.sem }()
 	m.s.moveMetrics.backfills.Inc()
 	defer m.s.moveMetrics.backfills.Dec()
-	prog := m.startProgress(mv.Partition)
+	prog := m.startProgress(mv)
 	err := m.backfillLoop(ctx, mv, &prog)
 	if err != nil {
 		return // ctx ended: the move changed or the node is closing
@@ -229,11 +229,12 @@ func (m *mover) backfill(ctx context.Context, b *backfillRun, mv placement.Move)
 }
 
 // startProgress returns the progress to continue from: the one in etcd if
-// this data directory wrote it, a new one otherwise.
-func (m *mover) startProgress(p uint32) topology.MoveProgress {
+// this data directory wrote it for this move, a new one otherwise.
+func (m *mover) startProgress(mv placement.Move) topology.MoveProgress {
+	p := mv.Partition
 	snap := m.s.watcher.Snapshot()
 	inc := m.s.stamp.Incarnation
-	if mp, ok := snap.Progress[topology.MoveKey{Partition: p, Node: m.s.id}]; ok && mp.Incarnation == inc && !mp.Dropped {
+	if mp, ok := snap.Progress[topology.MoveKey{Partition: p, Node: m.s.id}]; ok && mp.Incarnation == inc && !mp.Dropped && mp.Move == mv.Created {
 		mp.Sources = maps.Clone(mp.Sources)
 		if mp.Sources == nil {
 			mp.Sources = map[string]topology.SourceProgress{}
@@ -243,7 +244,7 @@ func (m *mover) startProgress(p uint32) topology.MoveProgress {
 	}
 	now := time.Now().UTC()
 	m.log.Info("backfill starts", "partition", p)
-	return topology.MoveProgress{Partition: p, Node: m.s.id, Incarnation: inc,
+	return topology.MoveProgress{Partition: p, Node: m.s.id, Incarnation: inc, Move: mv.Created,
 		Sources: map[string]topology.SourceProgress{}, StartTime: now, UpdateTime: now}
 }
 

@@ -149,8 +149,13 @@ func (h *harness) waitDoc(what string, cond func(d placement.Document) bool) pla
 
 // progress writes node's progress report for partition p.
 func (h *harness) progress(p uint32, node, incarnation string, done, dropped bool) {
+	var move uint64
+	d := h.doc()
+	if m, ok := d.MoveOf(p); ok && m.Add == node {
+		move = m.Created
+	}
 	h.put(h.store.Keys.MoveProgress(p, node), topology.MoveProgress{
-		Partition: p, Node: node, Incarnation: incarnation, Done: done, Dropped: dropped, Bytes: 100, Records: 1,
+		Partition: p, Node: node, Incarnation: incarnation, Move: move, Done: done, Dropped: dropped, Bytes: 100, Records: 1,
 	})
 }
 

@@ -187,7 +187,7 @@ func (c *Controller) step(d *placement.Document, snap *topology.Snapshot, now ti
 		case placement.StageStreaming:
 			pr, ok := snap.Progress[topology.MoveKey{Partition: m.Partition, Node: m.Add}]
 			n, live := registered(m.Add)
-			if ok && pr.Done && live && pr.Incarnation == n.Incarnation {
+			if ok && pr.Done && live && pr.Incarnation == n.Incarnation && pr.Move == m.Created {
 				d.Moves[i].Stage, d.Moves[i].Since = placement.StageReadNew, E
 				d.MarkChanged(m.Partition, E)
 				note("%s: read_new", m)

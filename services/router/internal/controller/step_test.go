@@ -84,11 +84,16 @@ func TestStepMoveLifecycle(t *testing.T) {
 	if step(snap); stage() != placement.StageStreaming {
 		t.Fatalf("read_new before the backfill was done: %v", d.Moves)
 	}
-	snap.Progress[key] = topology.MoveProgress{Partition: 0, Node: "n3", Incarnation: "old", Done: true, Bytes: 4096}
+	created := d.Moves[0].Created
+	snap.Progress[key] = topology.MoveProgress{Partition: 0, Node: "n3", Incarnation: "old", Move: created, Done: true, Bytes: 4096}
 	if step(snap); stage() != placement.StageStreaming {
 		t.Fatalf("read_new on a backfill of another data directory: %v", d.Moves)
 	}
-	snap.Progress[key] = topology.MoveProgress{Partition: 0, Node: "n3", Incarnation: "i-n3", Done: true, Bytes: 4096}
+	snap.Progress[key] = topology.MoveProgress{Partition: 0, Node: "n3", Incarnation: "i-n3", Move: created - 1, Done: true, Bytes: 4096}
+	if step(snap); stage() != placement.StageStreaming {
+		t.Fatalf("read_new on a report left by an earlier move: %v", d.Moves)
+	}
+	snap.Progress[key] = topology.MoveProgress{Partition: 0, Node: "n3", Incarnation: "i-n3", Move: created, Done: true, Bytes: 4096}
 	readNewAt := d.Epoch + 1
 	if res := step(snap); stage() != placement.StageReadNew || d.Moves[0].Since != readNewAt || d.ChangedAt(0) != readNewAt || !strings.Contains(events(res), "read_new") {
 		t.Fatalf("backfill done: %v (changed at %d), %q", d.Moves, d.ChangedAt(0), events(res))
@@ -101,7 +106,7 @@ func TestStepMoveLifecycle(t *testing.T) {
 		t.Fatalf("promoted before every process reached read_new: %v", d.Moves)
 	}
 	snap = stepSnap(readNewAt, "n1", "n2", "n3", "n4")
-	snap.Progress[key] = topology.MoveProgress{Partition: 0, Node: "n3", Incarnation: "i-n3", Done: true, Bytes: 4096}
+	snap.Progress[key] = topology.MoveProgress{Partition: 0, Node: "n3", Incarnation: "i-n3", Move: created, Done: true, Bytes: 4096}
 	res := step(snap)
 	if res.promoted != 1 || !slices.Equal(d.Replicas[0], []string{"n1", "n2", "n3"}) {
 		t.Fatalf("promotion: %d promoted, replicas %v", res.promoted, d.Replicas[0])
