@@ -13,11 +13,13 @@ package e2e
 //     (same run, same load; P99 over every put of each period).
 //
 // Run: go test -run XXX -bench BenchmarkBinRebalance -benchtime 1x ./e2e/
+// (VELTRIX_REBALANCE_STORAGE_ARGS adds storage flags, e.g. "--stream-rate 4").
 
 import (
 	"context"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,7 +36,8 @@ func BenchmarkBinRebalance(b *testing.B) {
 		}
 	}
 	for range b.N {
-		c := framework.Start(b, framework.Options{Nodes: 3, RF: 3, Partitions: 128, NoSync: true})
+		c := framework.Start(b, framework.Options{Nodes: 3, RF: 3, Partitions: 128, NoSync: true,
+			StorageArgs: strings.Fields(os.Getenv("VELTRIX_REBALANCE_STORAGE_ARGS"))})
 		cl := c.Client(b, faultClientOpts...)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if _, err := cl.CreateTable(ctx, "rebalance"); err != nil {
