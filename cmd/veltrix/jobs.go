@@ -147,15 +147,9 @@ func importCmd(c *conn) *cobra.Command {
 			Source:  &migratorv1.ImportSpec_Export{Export: exp},
 			Mapping: mp, MaxRejects: maxRejects, ItemsPerSecond: rate, Parallelism: uint32(par),
 		}
-		return c.withMigrator(cmd, func(ctx context.Context, mc migratorv1.MigratorServiceClient) error {
-			var resp *migratorv1.StartImportResponse
-			if err := c.call(ctx, func(ctx context.Context) (err error) {
-				resp, err = mc.StartImport(ctx, &migratorv1.StartImportRequest{Spec: spec, JobId: m.jobID})
-				return err
-			}); err != nil {
-				return explain(err, "start import")
-			}
-			return follow(ctx, cmd.OutOrStdout(), c, mc, resp.Job, m.detach)
+		return startJob(cmd, c, "import", m.detach, func(ctx context.Context, mc migratorv1.MigratorServiceClient) (*migratorv1.Job, error) {
+			resp, err := mc.StartImport(ctx, &migratorv1.StartImportRequest{Spec: spec, JobId: m.jobID})
+			return resp.GetJob(), err
 		})
 	})
 	fs := cmd.Flags()
@@ -196,15 +190,9 @@ func verifyCmd(c *conn) *cobra.Command {
 			Mapping: mp, SampleFraction: sample, CheckExtra: extra, MaxMismatches: uint32(maxMis),
 			AcceptRejectsJob: accept,
 		}
-		return c.withMigrator(cmd, func(ctx context.Context, mc migratorv1.MigratorServiceClient) error {
-			var resp *migratorv1.StartVerifyResponse
-			if err := c.call(ctx, func(ctx context.Context) (err error) {
-				resp, err = mc.StartVerify(ctx, &migratorv1.StartVerifyRequest{Spec: spec, JobId: m.jobID})
-				return err
-			}); err != nil {
-				return explain(err, "start verify")
-			}
-			return follow(ctx, cmd.OutOrStdout(), c, mc, resp.Job, m.detach)
+		return startJob(cmd, c, "verify", m.detach, func(ctx context.Context, mc migratorv1.MigratorServiceClient) (*migratorv1.Job, error) {
+			resp, err := mc.StartVerify(ctx, &migratorv1.StartVerifyRequest{Spec: spec, JobId: m.jobID})
+			return resp.GetJob(), err
 		})
 	})
 	fs := cmd.Flags()
@@ -254,15 +242,9 @@ func streamCmd(c *conn) *cobra.Command {
 		if spec.Mapping, err = m.mapping(); err != nil {
 			return err
 		}
-		return c.withMigrator(cmd, func(ctx context.Context, mc migratorv1.MigratorServiceClient) error {
-			var resp *migratorv1.StartStreamResponse
-			if err := c.call(ctx, func(ctx context.Context) (err error) {
-				resp, err = mc.StartStream(ctx, &migratorv1.StartStreamRequest{Spec: spec, JobId: m.jobID})
-				return err
-			}); err != nil {
-				return explain(err, "start stream")
-			}
-			return follow(ctx, cmd.OutOrStdout(), c, mc, resp.Job, m.detach)
+		return startJob(cmd, c, "stream", m.detach, func(ctx context.Context, mc migratorv1.MigratorServiceClient) (*migratorv1.Job, error) {
+			resp, err := mc.StartStream(ctx, &migratorv1.StartStreamRequest{Spec: spec, JobId: m.jobID})
+			return resp.GetJob(), err
 		})
 	})
 	fs := cmd.Flags()
@@ -288,6 +270,21 @@ func terminal(s migratorv1.JobState) bool {
 // follow watches a job until it ends (or ctx ends: Ctrl-C, which leaves it
 // running), drawing a progress bar on a terminal, then prints the final
 // report.
+// startJob starts a migrator job with start (one call under --timeout)
+// and follows it (or not, with --detach).
+func startJob(cmd *cobra.Command, c *conn, what string, detach bool, start func(context.Context, migratorv1.MigratorServiceClient) (*migratorv1.Job, error)) error {
+	return c.withMigrator(cmd, func(ctx context.Context, mc migratorv1.MigratorServiceClient) error {
+		var job *migratorv1.Job
+		if err := c.call(ctx, func(ctx context.Context) (err error) {
+			job, err = start(ctx, mc)
+			return err
+		}); err != nil {
+			return explain(err, "start "+what)
+		}
+		return follow(ctx, cmd.OutOrStdout(), c, mc, job, detach)
+	})
+}
+
 func follow(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, job *migratorv1.Job, detach bool) error {
 	if detach || terminal(job.State) {
 		return report(ctx, w, c, mc, job)
