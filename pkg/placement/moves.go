@@ -153,6 +153,13 @@ type Route struct {
 
 // MoveOf returns partition p's active move, if any.
 func (d *Document) MoveOf(p uint32) (Move, bool) {
+	if d.active != nil {
+		i, ok := d.active[p]
+		if !ok {
+			return Move{}, false
+		}
+		return d.Moves[i], true
+	}
 	for _, m := range d.Moves {
 		if m.Partition == p && m.Active() {
 			return m, true
@@ -246,6 +253,7 @@ func (d Document) Clone() Document {
 	}
 	c.Moves = slices.Clone(d.Moves)
 	c.Changed = slices.Clone(d.Changed)
+	c.active = nil // the clone is for changing
 	if d.Rebalance != nil {
 		r := *d.Rebalance
 		c.Rebalance = &r
@@ -390,6 +398,7 @@ func (d *Document) Plan(target Table, epoch uint64, o PlanOptions) []Move {
 // nothing to drop. It returns false if m is not d's active move of its
 // partition.
 func (d *Document) Promote(m Move, epoch uint64) bool {
+	d.active = nil // changed in code: MoveOf scans
 	i := slices.IndexFunc(d.Moves, func(x Move) bool { return x.Partition == m.Partition && x.Active() })
 	if i < 0 || d.Moves[i] != m {
 		return false
@@ -414,6 +423,7 @@ func (d *Document) Promote(m Move, epoch uint64) bool {
 // it was and Add, which may hold part of a copy, gets a cleanup entry
 // (unless it backfilled in place: its partial copy is still its replica).
 func (d *Document) Abandon(m Move, epoch uint64) bool {
+	d.active = nil // changed in code: MoveOf scans
 	i := slices.IndexFunc(d.Moves, func(x Move) bool { return x.Partition == m.Partition && x.Active() })
 	if i < 0 || d.Moves[i] != m {
 		return false

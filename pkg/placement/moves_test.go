@@ -348,3 +348,44 @@ func TestValidateMoves(t *testing.T) {
 		t.Fatalf("round trip: %v %v", got.Moves, err)
 	}
 }
+
+// TestMoveOfIndexed: a decoded document finds moves by its index, with the
+// same answers as a scan, and a clone changed in code does not use a
+// stale index.
+func TestMoveOfIndexed(t *testing.T) {
+	d := Document{HashFunction: HashFunction, Epoch: 3, Partitions: 3, RF: 3,
+		Replicas: [][]string{{"A", "B", "C"}, {"A", "B", "C"}, {"A", "B", "C"}},
+		Moves: []Move{{Partition: 0, Remove: "E", Stage: StageCleanup}, {Partition: 0, Add: "D", Remove: "A", Stage: StageStreaming, Created: 2}, {Partition: 2, Add: "C", Remove: "C", Stage: StagePending}}}
+	b, err := d.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Unmarshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.active == nil {
+		t.Fatal("Unmarshal built no index")
+	}
+	for p := range uint32(3) {
+		a, aok := got.MoveOf(p)
+		w, wok := d.MoveOf(p)
+		if a != w || aok != wok {
+			t.Errorf("partition %d: indexed %v %v, scanned %v %v", p, a, aok, w, wok)
+		}
+	}
+	c := got.Clone()
+	m, _ := c.MoveOf(0)
+	m2 := m
+	m2.Stage = StageReadNew
+	c.Moves[1] = m2
+	if !c.Promote(m2, 4) {
+		t.Fatal("Promote refused")
+	}
+	if m, ok := c.MoveOf(0); ok {
+		t.Fatalf("after promotion partition 0 still has an active move %v", m)
+	}
+	if m, ok := got.MoveOf(0); !ok || m.Add != "D" {
+		t.Fatalf("the decoded document changed with its clone: %v %v", m, ok)
+	}
+}

@@ -367,6 +367,12 @@ type Document struct {
 	// controller when it starts moves with none in flight, kept (with
 	// Balanced set) after the last one ends.
 	Rebalance *Rebalance `json:"rebalance,omitempty"`
+
+	// active indexes Moves by partition (active moves only). Unmarshal
+	// builds it, so storage nodes and routers find a partition's move
+	// without scanning every move on each request; documents built or
+	// changed in code (Clone drops it) scan instead.
+	active map[uint32]int
 }
 
 // Rebalance is the record of one rebalance: a run of moves.
@@ -424,6 +430,14 @@ func Unmarshal(data []byte) (Document, error) {
 	}
 	if err := d.Validate(); err != nil {
 		return Document{}, fmt.Errorf("placement: document at epoch %d: %w", d.Epoch, err)
+	}
+	if len(d.Moves) > 0 {
+		d.active = make(map[uint32]int, len(d.Moves))
+		for i, m := range d.Moves {
+			if m.Active() {
+				d.active[m.Partition] = i
+			}
+		}
 	}
 	return d, nil
 }
