@@ -12,7 +12,7 @@ package e2e
 //     during the rebalance over the same measured before it and after it
 //     (same run, same load; P99 over every put of each period).
 //
-// Run: go test -run XXX -bench BenchmarkBinRebalance -benchtime 1x ./e2e/
+// Run: go test -run '^$' -bench BenchmarkBinRebalance -benchtime 1x ./e2e/
 // (VELTRIX_REBALANCE_STORAGE_ARGS adds storage flags, e.g. "--stream-rate 4").
 
 import (

@@ -11,7 +11,7 @@ package e2e
 //     the returned replica is being repaired, over the same before the
 //     fault.
 //
-// Run: go test -run XXX -bench BenchmarkBinRepair -benchtime 1x ./e2e/
+// Run: go test -run '^$' -bench BenchmarkBinRepair -benchtime 1x ./e2e/
 // (VELTRIX_REPAIR_DOWN sets the outage, default 10s).
 
 import (
