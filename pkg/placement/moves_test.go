@@ -355,7 +355,7 @@ func TestValidateMoves(t *testing.T) {
 func TestMoveOfIndexed(t *testing.T) {
 	d := Document{HashFunction: HashFunction, Epoch: 3, Partitions: 3, RF: 3,
 		Replicas: [][]string{{"A", "B", "C"}, {"A", "B", "C"}, {"A", "B", "C"}},
-		Moves: []Move{{Partition: 0, Remove: "E", Stage: StageCleanup}, {Partition: 0, Add: "D", Remove: "A", Stage: StageStreaming, Created: 2}, {Partition: 2, Add: "C", Remove: "C", Stage: StagePending}}}
+		Moves:    []Move{{Partition: 0, Remove: "E", Stage: StageCleanup}, {Partition: 0, Add: "D", Remove: "A", Stage: StageStreaming, Created: 2}, {Partition: 2, Add: "C", Remove: "C", Stage: StagePending}}}
 	b, err := d.Marshal()
 	if err != nil {
 		t.Fatal(err)
