@@ -22,6 +22,7 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/ddb"
 	"github.com/veltrixdb/veltrix/pkg/exportgen"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	migrator "github.com/veltrixdb/veltrix/services/migrator/server"
 	"google.golang.org/grpc/codes"
@@ -183,7 +184,10 @@ func checkItems(t testing.TB, c *cluster.Cluster, table string, e *exportgen.Exp
 	defer cli.Close()
 	for _, i := range sample {
 		pk, sk := e.Options.Key(i)
-		item, found, err := cli.Get(context.Background(), table, []byte(pk), []byte(sk))
+		// QUORUM: the import's writes are acknowledged at QUORUM, and a
+		// read at ONE may meet the one replica still applying them.
+		item, found, err := cli.Get(context.Background(), table, []byte(pk), []byte(sk),
+			client.WithConsistency(kvv1.Consistency_CONSISTENCY_QUORUM))
 		if err != nil {
 			t.Fatal(err)
 		}
