@@ -96,6 +96,9 @@
 //
 // KeyBytes and KeySchema.Key turn an item's key attributes into the byte
 // strings Veltrix addresses items by (partition key, sort key), never by
-// concatenating them: S keys are their UTF-8 bytes, N keys their canonical
-// decimal text, B keys their raw bytes. ValueFromKey reverses it.
+// concatenating them: S keys are their UTF-8 bytes, B keys their raw bytes,
+// an N partition key its canonical decimal text and an N sort key the
+// order-preserving EncodeNumberKey, so sort keys of every type compare as
+// bytes in DynamoDB's order. ValueFromKey, SortValueFromKey and
+// KeySchema.ItemKey reverse them.
 package ddb

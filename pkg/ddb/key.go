@@ -29,8 +29,8 @@ func (a KeyAttribute) String() string { return pathName(a.Name) + " (" + a.Type.
 // raw bytes of a B. The result is a fresh slice the caller may keep.
 //
 // Byte order matches DynamoDB's order for S and B keys. It does not for N:
-// canonical decimal text sorts "10" before "9", so a range scan over N sort
-// keys needs an order-preserving encoding on top of this.
+// canonical decimal text sorts "10" before "9", so sort keys use
+// SortKeyBytes, which encodes N with EncodeNumberKey.
 //
 // Errors: ErrMissingKey when the item lacks the attribute, ErrInvalidKey
 // when it has another type than declared, when an S or B is empty (DynamoDB
@@ -128,8 +128,10 @@ func (s KeySchema) Validate() error {
 	return nil
 }
 
-// Key returns the partition and sort key bytes of an item (see KeyBytes);
-// sort is nil when the schema has no sort key. Besides KeyBytes' checks it
+// Key returns the partition and sort key bytes of an item: KeyBytes of the
+// partition key and SortKeyBytes of the sort key, so N sort keys are stored
+// in an order-preserving encoding; sort is nil when the schema has no sort
+// key. Besides KeyBytes' checks it
 // enforces DynamoDB's key size limits, MaxPartitionKeyBytes and
 // MaxSortKeyBytes.
 func (s KeySchema) Key(it Item) (partition, sort []byte, err error) {
@@ -147,7 +149,7 @@ func (s KeySchema) Key(it Item) (partition, sort []byte, err error) {
 	if !s.HasSortKey() {
 		return partition, nil, nil
 	}
-	sort, err = KeyBytes(it, s.SortKey)
+	sort, err = SortKeyBytes(it, s.SortKey)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"github.com/veltrixdb/veltrix/pkg/ddb"
 	"iter"
 	"log/slog"
 	"os"
@@ -196,11 +197,18 @@ func (f *fakeTarget) live(table string) map[string]fakeItem {
 	out := map[string]fakeItem{}
 	for _, it := range f.items {
 		if it.key.Table == table && !it.deleted {
-			out[string(it.key.PartitionKey)+"|"+string(it.key.SortKey)] = it
+			sk := string(it.key.SortKey)
+			if n, err := ddb.DecodeNumberKey(it.key.SortKey); err == nil {
+				sk = n.String() // the test tables' sort keys are numbers
+			}
+			out[string(it.key.PartitionKey)+"|"+sk] = it
 		}
 	}
 	return out
 }
+
+// numKey is the stored sort key of the number s.
+func numKey(s string) []byte { return ddb.EncodeNumberKey(ddb.MustN(s)) }
 
 func (f *fakeTarget) put(it fakeItem) {
 	f.mu.Lock()

@@ -406,7 +406,7 @@ func TestVerify(t *testing.T) {
 	del := items["v4|4"]
 	del.deleted = true
 	fake.put(del)
-	fake.put(fakeItem{key: client.Key{Table: "sessions", PartitionKey: []byte("intruder"), SortKey: []byte("1")}, value: []byte("x"), version: 1})
+	fake.put(fakeItem{key: client.Key{Table: "sessions", PartitionKey: []byte("intruder"), SortKey: numKey("1")}, value: []byte("x"), version: 1})
 	exp := items["v7|7"]
 	exp.expire = exp.expire.Add(time.Second)
 	fake.put(exp)
@@ -424,7 +424,11 @@ func TestVerify(t *testing.T) {
 	checkProblems(t, got, map[string]string{"sessions MISMATCHES": "1 items missing, 2 different, 1 extra"})
 	var kinds []string
 	for _, m := range rep.GetMismatches() {
-		kinds = append(kinds, fmt.Sprintf("%s %s|%s: %s", m.GetKind(), m.GetPartitionKey(), m.GetSortKey(), m.GetDetail()))
+		sk, err := ddb.DecodeNumberKey(m.GetSortKey())
+		if err != nil {
+			t.Fatalf("mismatch %v: sort key: %v", m, err)
+		}
+		kinds = append(kinds, fmt.Sprintf("%s %s|%s: %s", m.GetKind(), m.GetPartitionKey(), sk, m.GetDetail()))
 	}
 	slices.Sort(kinds)
 	want := []string{
@@ -469,8 +473,8 @@ func TestIncrementalImport(t *testing.T) {
 		testexport.File{Lines: []string{rec(1_700_000_000_000_003, "c", true)}})
 	// b exists from an older snapshot; c from a newer one.
 	fake.tables["sessions"] = true
-	fake.put(fakeItem{key: client.Key{Table: "sessions", PartitionKey: []byte("b"), SortKey: []byte("1")}, value: []byte("old"), version: mapping.IncrementalVersion(1_600_000_000_000_000)})
-	fake.put(fakeItem{key: client.Key{Table: "sessions", PartitionKey: []byte("c"), SortKey: []byte("1")}, value: []byte("newer"), version: mapping.IncrementalVersion(1_800_000_000_000_000)})
+	fake.put(fakeItem{key: client.Key{Table: "sessions", PartitionKey: []byte("b"), SortKey: numKey("1")}, value: []byte("old"), version: mapping.IncrementalVersion(1_600_000_000_000_000)})
+	fake.put(fakeItem{key: client.Key{Table: "sessions", PartitionKey: []byte("c"), SortKey: numKey("1")}, value: []byte("newer"), version: mapping.IncrementalVersion(1_800_000_000_000_000)})
 	startMigrator(t, store, fake, "a")
 	got := waitJob(t, store, createJob(t, store, importJob(dir, nil)).GetId(), 30*time.Second)
 	p := got.GetProgress()
@@ -611,7 +615,7 @@ func TestImportCountsSuperseded(t *testing.T) {
 	}
 	fake.tables["sessions"] = true
 	for i := range 5 { // newer than any export version
-		fake.put(fakeItem{key: client.Key{Table: "sessions", PartitionKey: []byte(fmt.Sprintf("s%d", i)), SortKey: []byte(fmt.Sprint(i))},
+		fake.put(fakeItem{key: client.Key{Table: "sessions", PartitionKey: []byte(fmt.Sprintf("s%d", i)), SortKey: numKey(fmt.Sprint(i))},
 			value: []byte("newer"), version: ^uint64(0)})
 	}
 	startMigrator(t, store, fake, "m1")
