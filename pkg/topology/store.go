@@ -235,6 +235,44 @@ func (s *Store) DeleteTable(ctx context.Context, name string) (Table, error) {
 	return decodeTable(resp.PrevKvs[0])
 }
 
+// UpdateTable changes a table's document with change, atomically (a
+// compare-and-swap on its revision, retried on conflict). change must not
+// alter Name or KeySchema. ErrTableNotFound when it does not exist.
+func (s *Store) UpdateTable(ctx context.Context, name string, change func(*Table) error) (Table, error) {
+	key := s.Keys.Table(name)
+	for {
+		resp, err := s.Client.Get(ctx, key)
+		if err != nil {
+			return Table{}, fmt.Errorf("topology: update table %s: %w", name, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return Table{}, fmt.Errorf("%w: %s", ErrTableNotFound, name)
+		}
+		kv := resp.Kvs[0]
+		t, err := decodeTable(kv)
+		if err != nil {
+			return Table{}, err
+		}
+		if err := change(&t); err != nil {
+			return Table{}, err
+		}
+		t.Name = name
+		b, err := json.Marshal(t)
+		if err != nil {
+			return Table{}, err
+		}
+		txn, err := s.Client.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
+			Then(clientv3.OpPut(key, string(b))).Commit()
+		if err != nil {
+			return Table{}, fmt.Errorf("topology: update table %s: %w", name, err)
+		}
+		if txn.Succeeded {
+			return t, nil
+		}
+	}
+}
+
 // Tables lists every table in name order.
 func (s *Store) Tables(ctx context.Context) ([]Table, error) {
 	resp, err := s.Client.Get(ctx, s.Keys.TablesPrefix(), clientv3.WithPrefix())

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,6 +172,33 @@ func TestTables(t *testing.T) {
 	tables, err := store.Tables(ctx)
 	if err != nil || len(tables) != 1 || tables[0].ID != b.ID {
 		t.Fatalf("Tables() = %+v, %v", tables, err)
+	}
+
+	// Concurrent updates of different settings all land (compare-and-swap,
+	// retried), and the table keeps its id.
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			_, err := store.UpdateTable(ctx, "sessions", func(t *topology.Table) error {
+				if i == 0 {
+					t.TTLAttribute = "expires"
+				} else {
+					t.MaxItemBytes += uint64(i)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(t, "updated table", func() bool {
+		got := w.Snapshot().Tables["sessions"]
+		return got.ID == b.ID && got.TTLAttribute == "expires" && got.MaxItemBytes == 1+2+3+4+5+6+7
+	})
+	if _, err := store.UpdateTable(ctx, "nosuch", func(*topology.Table) error { return nil }); !errors.Is(err, topology.ErrTableNotFound) {
+		t.Fatalf("update of a missing table: %v", err)
 	}
 }
 

@@ -149,6 +149,54 @@ type Table struct {
 	DefaultTTL time.Duration `json:"default_ttl,omitempty"`
 	// CreateTime is when the table was created.
 	CreateTime time.Time `json:"create_time"`
+	// TTLAttribute names the attribute holding an item's expiry in Unix
+	// epoch seconds (DynamoDB TTL); "" when off.
+	TTLAttribute string `json:"ttl_attribute,omitempty"`
+	// BillingMode is "PAY_PER_REQUEST" or "PROVISIONED" ("" reads as
+	// PAY_PER_REQUEST), with the provisioned capacity units; recorded and
+	// reported, never enforced.
+	BillingMode        string `json:"billing_mode,omitempty"`
+	ReadCapacityUnits  uint64 `json:"read_capacity_units,omitempty"`
+	WriteCapacityUnits uint64 `json:"write_capacity_units,omitempty"`
+	// MaxItemBytes is the DynamoDB endpoint's item size limit (DynamoDB's
+	// way of counting); 0 means DefaultMaxItemBytes.
+	MaxItemBytes uint64 `json:"max_item_bytes,omitempty"`
+	// WriteIsolation is one of the WriteIsolation constants; "" is
+	// IsolationAlwaysLock.
+	WriteIsolation string `json:"write_isolation,omitempty"`
+}
+
+// Item size limits of the DynamoDB endpoint.
+const (
+	// DefaultMaxItemBytes is DynamoDB's 400 KB.
+	DefaultMaxItemBytes = 400 << 10
+	// MaxItemBytesLimit is Veltrix's value limit, 64 MiB.
+	MaxItemBytesLimit = 64 << 20
+)
+
+// The write isolation modes (named as ScyllaDB Alternator's; see
+// docs/design.md, "Write isolation").
+const (
+	IsolationAlwaysLock = "always_use_lwt"
+	IsolationOnlyRMW    = "only_rmw_uses_lwt"
+	IsolationForbidRMW  = "forbid_rmw"
+	IsolationUnsafeRMW  = "unsafe_rmw"
+)
+
+// ItemLimit is the table's item size limit in bytes.
+func (t Table) ItemLimit() int {
+	if t.MaxItemBytes == 0 {
+		return DefaultMaxItemBytes
+	}
+	return int(t.MaxItemBytes)
+}
+
+// Isolation is the table's write isolation mode.
+func (t Table) Isolation() string {
+	if t.WriteIsolation == "" {
+		return IsolationAlwaysLock
+	}
+	return t.WriteIsolation
 }
 
 var tableNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{3,255}$`)

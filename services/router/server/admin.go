@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"time"
 	"unicode/utf8"
@@ -89,7 +90,13 @@ func attrTypeProto(t string) kvv1.AttributeType {
 }
 
 func tableProto(t topology.Table) *kvv1.Table {
-	out := &kvv1.Table{Name: t.Name, Id: t.ID, CreateTime: timestamppb.New(t.CreateTime)}
+	out := &kvv1.Table{
+		Name: t.Name, Id: t.ID, CreateTime: timestamppb.New(t.CreateTime),
+		TtlAttribute: t.TTLAttribute, MaxItemBytes: t.MaxItemBytes,
+		ReadCapacityUnits: t.ReadCapacityUnits, WriteCapacityUnits: t.WriteCapacityUnits,
+		BillingMode:    enumOf(billingNames, t.BillingMode, kvv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST),
+		WriteIsolation: enumOf(isolationNames, t.Isolation(), kvv1.WriteIsolation_WRITE_ISOLATION_ALWAYS_USE_LWT),
+	}
 	if t.DefaultTTL > 0 {
 		out.DefaultTtl = durationpb.New(t.DefaultTTL)
 	}
@@ -133,6 +140,20 @@ func createTableSpec(req *kvv1.CreateTableRequest) (topology.Table, error) {
 		return topology.Table{}, err
 	}
 	t := topology.Table{Name: req.GetName()}
+	settings := tableSettings{isolation: req.GetWriteIsolation(), billing: req.GetBillingMode()}
+	if n := req.GetMaxItemBytes(); n != 0 {
+		settings.maxItemBytes = &n
+	}
+	if req.GetBillingMode() == kvv1.BillingMode_BILLING_MODE_PROVISIONED {
+		rcu, wcu := req.GetReadCapacityUnits(), req.GetWriteCapacityUnits()
+		settings.rcu, settings.wcu = &rcu, &wcu
+	} else if req.GetReadCapacityUnits() != 0 || req.GetWriteCapacityUnits() != 0 {
+		return t, invalidf("read_capacity_units, write_capacity_units: only with BILLING_MODE_PROVISIONED")
+	}
+	if err := settings.check(); err != nil {
+		return t, err
+	}
+	settings.apply(&t)
 	if d := req.GetDefaultTtl(); d != nil {
 		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
 			return t, invalidf("default_ttl: must be a non-negative duration")
@@ -167,42 +188,183 @@ func (a *adminService) CreateTable(ctx context.Context, req *kvv1.CreateTableReq
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	ectx, cancel, err := a.s.etcdContext(ctx)
+	created, err := a.s.CreateTable(ctx, t)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	created, err := a.s.store.CreateTable(ectx, t)
+	return &kvv1.CreateTableResponse{Table: tableProto(created)}, nil
+}
+
+// CreateTable stores a new table and returns once this router routes with
+// it, so a write sent right after it returns finds the table. AdminService
+// and the DynamoDB endpoint both create tables through it.
+func (s *Server) CreateTable(ctx context.Context, t topology.Table) (topology.Table, error) {
+	ectx, cancel, err := s.etcdContext(ctx)
+	if err != nil {
+		return topology.Table{}, err
+	}
+	created, err := s.store.CreateTable(ectx, t)
 	cancel()
 	if err != nil {
-		return nil, toStatus(etcdError(ctx, err))
+		return topology.Table{}, etcdError(ctx, err)
 	}
-	// Wait until this router routes with the table, so a write sent right
-	// after CreateTable returns finds it.
+	s.waitRouted(created.Name, func(t topology.Table, ok bool) bool { return ok && t.ID == created.ID })
+	return created, nil
+}
+
+// waitRouted waits (at most 5 s) until the table as this router routes by
+// it satisfies done.
+func (s *Server) waitRouted(name string, done func(topology.Table, bool) bool) {
 	deadline := time.Now().Add(5 * time.Second)
-	for a.s.routingSnapshot().Tables[created.Name].ID != created.ID && time.Now().Before(deadline) {
+	for time.Now().Before(deadline) {
+		t, ok := s.routingSnapshot().Tables[name]
+		if done(t, ok) {
+			return
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return &kvv1.CreateTableResponse{Table: tableProto(created)}, nil
 }
 
 func (a *adminService) DeleteTable(ctx context.Context, req *kvv1.DeleteTableRequest) (*kvv1.DeleteTableResponse, error) {
 	if err := checkTableName(req.GetName(), "name"); err != nil {
 		return nil, toStatus(err)
 	}
-	ectx, cancel, err := a.s.etcdContext(ctx)
+	t, err := a.s.DeleteTable(ctx, req.GetName())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	t, err := a.s.store.DeleteTable(ectx, req.GetName())
+	return &kvv1.DeleteTableResponse{Table: tableProto(t)}, nil
+}
+
+// DeleteTable deletes a table and returns once this router no longer
+// routes to it.
+func (s *Server) DeleteTable(ctx context.Context, name string) (topology.Table, error) {
+	ectx, cancel, err := s.etcdContext(ctx)
+	if err != nil {
+		return topology.Table{}, err
+	}
+	t, err := s.store.DeleteTable(ectx, name)
 	cancel()
 	if err != nil {
-		return nil, toStatus(etcdError(ctx, err))
+		return topology.Table{}, etcdError(ctx, err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for a.s.routingSnapshot().Tables[t.Name].ID == t.ID && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	s.waitRouted(t.Name, func(cur topology.Table, ok bool) bool { return !ok || cur.ID != t.ID })
+	return t, nil
+}
+
+// UpdateTable changes a table's settings with change (atomically) and
+// returns once this router routes by the new document.
+func (s *Server) UpdateTable(ctx context.Context, name string, change func(*topology.Table) error) (topology.Table, error) {
+	ectx, cancel, err := s.etcdContext(ctx)
+	if err != nil {
+		return topology.Table{}, err
 	}
-	return &kvv1.DeleteTableResponse{Table: tableProto(t)}, nil
+	t, err := s.store.UpdateTable(ectx, name, change)
+	cancel()
+	if err != nil {
+		return topology.Table{}, etcdError(ctx, err)
+	}
+	s.waitRouted(t.Name, func(cur topology.Table, ok bool) bool {
+		return !ok || cur.ID != t.ID || reflect.DeepEqual(cur, t)
+	})
+	return t, nil
+}
+
+func (a *adminService) UpdateTable(ctx context.Context, req *kvv1.UpdateTableRequest) (*kvv1.UpdateTableResponse, error) {
+	if err := checkTableName(req.GetName(), "name"); err != nil {
+		return nil, toStatus(err)
+	}
+	var settings tableSettings
+	if req.TtlAttribute != nil {
+		settings.ttl = req.TtlAttribute
+	}
+	if req.MaxItemBytes != nil {
+		settings.maxItemBytes = req.MaxItemBytes
+	}
+	settings.isolation = req.GetWriteIsolation()
+	settings.billing = req.GetBillingMode()
+	settings.rcu, settings.wcu = req.ReadCapacityUnits, req.WriteCapacityUnits
+	if err := settings.check(); err != nil {
+		return nil, toStatus(err)
+	}
+	t, err := a.s.UpdateTable(ctx, req.GetName(), func(t *topology.Table) error {
+		settings.apply(t)
+		return nil
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &kvv1.UpdateTableResponse{Table: tableProto(t)}, nil
+}
+
+// tableSettings are the settings CreateTable and UpdateTable take besides
+// name and key schema; nil or unspecified fields are left as they are.
+type tableSettings struct {
+	ttl          *string
+	maxItemBytes *uint64
+	isolation    kvv1.WriteIsolation
+	billing      kvv1.BillingMode
+	rcu, wcu     *uint64
+}
+
+func (ts tableSettings) check() error {
+	if ts.ttl != nil && *ts.ttl != "" {
+		if err := checkAttributeName(*ts.ttl, "ttl_attribute"); err != nil {
+			return err
+		}
+	}
+	if ts.maxItemBytes != nil && *ts.maxItemBytes > topology.MaxItemBytesLimit {
+		return invalidf("max_item_bytes: %d, at most %d (64 MiB)", *ts.maxItemBytes, topology.MaxItemBytesLimit)
+	}
+	if _, ok := isolationNames[ts.isolation]; !ok && ts.isolation != kvv1.WriteIsolation_WRITE_ISOLATION_UNSPECIFIED {
+		return invalidf("write_isolation: unknown value %d", ts.isolation)
+	}
+	if _, ok := billingNames[ts.billing]; !ok && ts.billing != kvv1.BillingMode_BILLING_MODE_UNSPECIFIED {
+		return invalidf("billing_mode: unknown value %d", ts.billing)
+	}
+	return nil
+}
+
+func (ts tableSettings) apply(t *topology.Table) {
+	if ts.ttl != nil {
+		t.TTLAttribute = *ts.ttl
+	}
+	if ts.maxItemBytes != nil {
+		t.MaxItemBytes = *ts.maxItemBytes
+	}
+	if name, ok := isolationNames[ts.isolation]; ok {
+		t.WriteIsolation = name
+	}
+	if name, ok := billingNames[ts.billing]; ok {
+		t.BillingMode = name
+	}
+	if ts.rcu != nil {
+		t.ReadCapacityUnits = *ts.rcu
+	}
+	if ts.wcu != nil {
+		t.WriteCapacityUnits = *ts.wcu
+	}
+}
+
+var isolationNames = map[kvv1.WriteIsolation]string{
+	kvv1.WriteIsolation_WRITE_ISOLATION_ALWAYS_USE_LWT:    topology.IsolationAlwaysLock,
+	kvv1.WriteIsolation_WRITE_ISOLATION_ONLY_RMW_USES_LWT: topology.IsolationOnlyRMW,
+	kvv1.WriteIsolation_WRITE_ISOLATION_FORBID_RMW:        topology.IsolationForbidRMW,
+	kvv1.WriteIsolation_WRITE_ISOLATION_UNSAFE_RMW:        topology.IsolationUnsafeRMW,
+}
+
+var billingNames = map[kvv1.BillingMode]string{
+	kvv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST: "PAY_PER_REQUEST",
+	kvv1.BillingMode_BILLING_MODE_PROVISIONED:     "PROVISIONED",
+}
+
+func enumOf[E comparable](names map[E]string, name string, def E) E {
+	for e, n := range names {
+		if n == name {
+			return e
+		}
+	}
+	return def
 }
 
 func (a *adminService) ListTables(ctx context.Context, req *kvv1.ListTablesRequest) (*kvv1.ListTablesResponse, error) {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"github.com/veltrixdb/veltrix/pkg/topology"
 	"math"
 	"strings"
 	"testing"
@@ -169,5 +170,51 @@ func TestScanSkipsEmptyPages(t *testing.T) {
 	}
 	if len(ss2.sent) != 1 || string(ss2.sent[0].GetItems()[0].GetKey().GetPartitionKey()) != "d" {
 		t.Fatalf("resumed scan sent %v", ss2.sent)
+	}
+}
+
+func TestTableSettings(t *testing.T) {
+	spec, err := createTableSpec(&kvv1.CreateTableRequest{
+		Name: "settings", BillingMode: kvv1.BillingMode_BILLING_MODE_PROVISIONED, ReadCapacityUnits: 5, WriteCapacityUnits: 7,
+		MaxItemBytes: 1 << 20, WriteIsolation: kvv1.WriteIsolation_WRITE_ISOLATION_FORBID_RMW,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.BillingMode != "PROVISIONED" || spec.ReadCapacityUnits != 5 || spec.WriteCapacityUnits != 7 ||
+		spec.ItemLimit() != 1<<20 || spec.Isolation() != topology.IsolationForbidRMW {
+		t.Fatalf("spec %+v", spec)
+	}
+	got := tableProto(spec)
+	if got.GetBillingMode() != kvv1.BillingMode_BILLING_MODE_PROVISIONED || got.GetWriteIsolation() != kvv1.WriteIsolation_WRITE_ISOLATION_FORBID_RMW ||
+		got.GetMaxItemBytes() != 1<<20 || got.GetReadCapacityUnits() != 5 {
+		t.Fatalf("proto %v", got)
+	}
+	// Defaults read as DynamoDB's: on-demand, 400 KB, every write locked.
+	def := tableProto(topology.Table{Name: "plain"})
+	if def.GetBillingMode() != kvv1.BillingMode_BILLING_MODE_PAY_PER_REQUEST || def.GetWriteIsolation() != kvv1.WriteIsolation_WRITE_ISOLATION_ALWAYS_USE_LWT ||
+		(topology.Table{}).ItemLimit() != 400<<10 {
+		t.Fatalf("defaults %v", def)
+	}
+	for _, tc := range []struct {
+		req  *kvv1.CreateTableRequest
+		want string
+	}{
+		{&kvv1.CreateTableRequest{Name: "big", MaxItemBytes: 65 << 20}, "max_item_bytes: 68157440, at most 67108864"},
+		{&kvv1.CreateTableRequest{Name: "iso", WriteIsolation: 99}, "write_isolation: unknown value 99"},
+		{&kvv1.CreateTableRequest{Name: "cap", ReadCapacityUnits: 1}, "only with BILLING_MODE_PROVISIONED"},
+	} {
+		_, err := createTableSpec(tc.req)
+		wantCode(t, toStatus(err), codes.InvalidArgument, tc.want)
+	}
+	ttl := "expires"
+	ts := tableSettings{ttl: &ttl, isolation: kvv1.WriteIsolation_WRITE_ISOLATION_UNSAFE_RMW}
+	if err := ts.check(); err != nil {
+		t.Fatal(err)
+	}
+	tbl := spec
+	ts.apply(&tbl)
+	if tbl.TTLAttribute != "expires" || tbl.Isolation() != topology.IsolationUnsafeRMW || tbl.ItemLimit() != 1<<20 {
+		t.Fatalf("after update %+v", tbl)
 	}
 }

@@ -80,6 +80,130 @@ func (AttributeType) EnumDescriptor() ([]byte, []int) {
 	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{0}
 }
 
+// BillingMode is DynamoDB's billing mode. The DynamoDB endpoint accepts
+// and reports it; Veltrix does not meter or throttle by it.
+type BillingMode int32
+
+const (
+	// BILLING_MODE_UNSPECIFIED is reported as PAY_PER_REQUEST.
+	BillingMode_BILLING_MODE_UNSPECIFIED BillingMode = 0
+	// BILLING_MODE_PAY_PER_REQUEST is on-demand.
+	BillingMode_BILLING_MODE_PAY_PER_REQUEST BillingMode = 1
+	// BILLING_MODE_PROVISIONED carries read and write capacity units.
+	BillingMode_BILLING_MODE_PROVISIONED BillingMode = 2
+)
+
+// Enum value maps for BillingMode.
+var (
+	BillingMode_name = map[int32]string{
+		0: "BILLING_MODE_UNSPECIFIED",
+		1: "BILLING_MODE_PAY_PER_REQUEST",
+		2: "BILLING_MODE_PROVISIONED",
+	}
+	BillingMode_value = map[string]int32{
+		"BILLING_MODE_UNSPECIFIED":     0,
+		"BILLING_MODE_PAY_PER_REQUEST": 1,
+		"BILLING_MODE_PROVISIONED":     2,
+	}
+)
+
+func (x BillingMode) Enum() *BillingMode {
+	p := new(BillingMode)
+	*p = x
+	return p
+}
+
+func (x BillingMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BillingMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_veltrix_kv_v1_admin_proto_enumTypes[1].Descriptor()
+}
+
+func (BillingMode) Type() protoreflect.EnumType {
+	return &file_veltrix_kv_v1_admin_proto_enumTypes[1]
+}
+
+func (x BillingMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BillingMode.Descriptor instead.
+func (BillingMode) EnumDescriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+// WriteIsolation is how the DynamoDB endpoint serialises the writes of one
+// item (docs/design.md, "Write isolation"). The names are ScyllaDB
+// Alternator's; where Alternator uses a lightweight transaction, Veltrix
+// takes the item's lock on a majority of its replicas.
+type WriteIsolation int32
+
+const (
+	// WRITE_ISOLATION_UNSPECIFIED is ALWAYS_USE_LWT.
+	WriteIsolation_WRITE_ISOLATION_UNSPECIFIED WriteIsolation = 0
+	// WRITE_ISOLATION_ALWAYS_USE_LWT: every write through the endpoint takes
+	// the item's lock, so writes of one item are serialised as in DynamoDB.
+	WriteIsolation_WRITE_ISOLATION_ALWAYS_USE_LWT WriteIsolation = 1
+	// WRITE_ISOLATION_ONLY_RMW_USES_LWT: conditional writes, UpdateItem and
+	// writes returning old values take the lock; plain PutItem and
+	// DeleteItem are blind last-writer-wins writes and may be lost to a
+	// concurrent read-modify-write of the same item.
+	WriteIsolation_WRITE_ISOLATION_ONLY_RMW_USES_LWT WriteIsolation = 2
+	// WRITE_ISOLATION_FORBID_RMW: read-modify-write operations are refused
+	// with a ValidationException; every write is a blind write.
+	WriteIsolation_WRITE_ISOLATION_FORBID_RMW WriteIsolation = 3
+	// WRITE_ISOLATION_UNSAFE_RMW: read-modify-write without the lock;
+	// concurrent updates of one item may lose each other's changes.
+	WriteIsolation_WRITE_ISOLATION_UNSAFE_RMW WriteIsolation = 4
+)
+
+// Enum value maps for WriteIsolation.
+var (
+	WriteIsolation_name = map[int32]string{
+		0: "WRITE_ISOLATION_UNSPECIFIED",
+		1: "WRITE_ISOLATION_ALWAYS_USE_LWT",
+		2: "WRITE_ISOLATION_ONLY_RMW_USES_LWT",
+		3: "WRITE_ISOLATION_FORBID_RMW",
+		4: "WRITE_ISOLATION_UNSAFE_RMW",
+	}
+	WriteIsolation_value = map[string]int32{
+		"WRITE_ISOLATION_UNSPECIFIED":       0,
+		"WRITE_ISOLATION_ALWAYS_USE_LWT":    1,
+		"WRITE_ISOLATION_ONLY_RMW_USES_LWT": 2,
+		"WRITE_ISOLATION_FORBID_RMW":        3,
+		"WRITE_ISOLATION_UNSAFE_RMW":        4,
+	}
+)
+
+func (x WriteIsolation) Enum() *WriteIsolation {
+	p := new(WriteIsolation)
+	*p = x
+	return p
+}
+
+func (x WriteIsolation) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WriteIsolation) Descriptor() protoreflect.EnumDescriptor {
+	return file_veltrix_kv_v1_admin_proto_enumTypes[2].Descriptor()
+}
+
+func (WriteIsolation) Type() protoreflect.EnumType {
+	return &file_veltrix_kv_v1_admin_proto_enumTypes[2]
+}
+
+func (x WriteIsolation) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WriteIsolation.Descriptor instead.
+func (WriteIsolation) EnumDescriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
 // NodeState is a storage node's state as the router sees it.
 type NodeState int32
 
@@ -131,11 +255,11 @@ func (x NodeState) String() string {
 }
 
 func (NodeState) Descriptor() protoreflect.EnumDescriptor {
-	return file_veltrix_kv_v1_admin_proto_enumTypes[1].Descriptor()
+	return file_veltrix_kv_v1_admin_proto_enumTypes[3].Descriptor()
 }
 
 func (NodeState) Type() protoreflect.EnumType {
-	return &file_veltrix_kv_v1_admin_proto_enumTypes[1]
+	return &file_veltrix_kv_v1_admin_proto_enumTypes[3]
 }
 
 func (x NodeState) Number() protoreflect.EnumNumber {
@@ -144,7 +268,7 @@ func (x NodeState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeState.Descriptor instead.
 func (NodeState) EnumDescriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 // Membership is what the operator (or the controller) decided about a node.
@@ -197,11 +321,11 @@ func (x Membership) String() string {
 }
 
 func (Membership) Descriptor() protoreflect.EnumDescriptor {
-	return file_veltrix_kv_v1_admin_proto_enumTypes[2].Descriptor()
+	return file_veltrix_kv_v1_admin_proto_enumTypes[4].Descriptor()
 }
 
 func (Membership) Type() protoreflect.EnumType {
-	return &file_veltrix_kv_v1_admin_proto_enumTypes[2]
+	return &file_veltrix_kv_v1_admin_proto_enumTypes[4]
 }
 
 func (x Membership) Number() protoreflect.EnumNumber {
@@ -210,7 +334,7 @@ func (x Membership) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Membership.Descriptor instead.
 func (Membership) EnumDescriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 // KeyAttribute names an item attribute used as a key.
@@ -337,9 +461,27 @@ type Table struct {
 	// means items never expire by default.
 	DefaultTtl *durationpb.Duration `protobuf:"bytes,4,opt,name=default_ttl,json=defaultTtl,proto3" json:"default_ttl,omitempty"`
 	// create_time is when the table was created.
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// ttl_attribute names the item attribute holding each item's expiry in
+	// Unix epoch seconds (DynamoDB's TimeToLiveSpecification); empty when
+	// TTL is off. Items written through the DynamoDB endpoint take their
+	// expiry from it.
+	TtlAttribute string `protobuf:"bytes,6,opt,name=ttl_attribute,json=ttlAttribute,proto3" json:"ttl_attribute,omitempty"`
+	// billing_mode is DynamoDB's billing mode, as given at creation.
+	BillingMode BillingMode `protobuf:"varint,7,opt,name=billing_mode,json=billingMode,proto3,enum=veltrix.kv.v1.BillingMode" json:"billing_mode,omitempty"`
+	// read_capacity_units is the provisioned read capacity (PROVISIONED).
+	ReadCapacityUnits uint64 `protobuf:"varint,8,opt,name=read_capacity_units,json=readCapacityUnits,proto3" json:"read_capacity_units,omitempty"`
+	// write_capacity_units is the provisioned write capacity (PROVISIONED).
+	WriteCapacityUnits uint64 `protobuf:"varint,9,opt,name=write_capacity_units,json=writeCapacityUnits,proto3" json:"write_capacity_units,omitempty"`
+	// max_item_bytes is the item size limit of the DynamoDB endpoint, as
+	// DynamoDB counts item size; 0 means DynamoDB's 409600 (400 KB). At most
+	// 67108864 (64 MiB).
+	MaxItemBytes uint64 `protobuf:"varint,10,opt,name=max_item_bytes,json=maxItemBytes,proto3" json:"max_item_bytes,omitempty"`
+	// write_isolation is how the DynamoDB endpoint serialises writes of one
+	// item.
+	WriteIsolation WriteIsolation `protobuf:"varint,11,opt,name=write_isolation,json=writeIsolation,proto3,enum=veltrix.kv.v1.WriteIsolation" json:"write_isolation,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Table) Reset() {
@@ -407,6 +549,48 @@ func (x *Table) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Table) GetTtlAttribute() string {
+	if x != nil {
+		return x.TtlAttribute
+	}
+	return ""
+}
+
+func (x *Table) GetBillingMode() BillingMode {
+	if x != nil {
+		return x.BillingMode
+	}
+	return BillingMode_BILLING_MODE_UNSPECIFIED
+}
+
+func (x *Table) GetReadCapacityUnits() uint64 {
+	if x != nil {
+		return x.ReadCapacityUnits
+	}
+	return 0
+}
+
+func (x *Table) GetWriteCapacityUnits() uint64 {
+	if x != nil {
+		return x.WriteCapacityUnits
+	}
+	return 0
+}
+
+func (x *Table) GetMaxItemBytes() uint64 {
+	if x != nil {
+		return x.MaxItemBytes
+	}
+	return 0
+}
+
+func (x *Table) GetWriteIsolation() WriteIsolation {
+	if x != nil {
+		return x.WriteIsolation
+	}
+	return WriteIsolation_WRITE_ISOLATION_UNSPECIFIED
+}
+
 // CreateTableRequest creates a table.
 type CreateTableRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -415,9 +599,19 @@ type CreateTableRequest struct {
 	// key_schema is the DynamoDB key schema, if any.
 	KeySchema *KeySchema `protobuf:"bytes,2,opt,name=key_schema,json=keySchema,proto3" json:"key_schema,omitempty"`
 	// default_ttl is applied to writes that carry no expiry.
-	DefaultTtl    *durationpb.Duration `protobuf:"bytes,3,opt,name=default_ttl,json=defaultTtl,proto3" json:"default_ttl,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DefaultTtl *durationpb.Duration `protobuf:"bytes,3,opt,name=default_ttl,json=defaultTtl,proto3" json:"default_ttl,omitempty"`
+	// billing_mode is recorded and reported (see Table).
+	BillingMode BillingMode `protobuf:"varint,4,opt,name=billing_mode,json=billingMode,proto3,enum=veltrix.kv.v1.BillingMode" json:"billing_mode,omitempty"`
+	// read_capacity_units is recorded and reported with PROVISIONED.
+	ReadCapacityUnits uint64 `protobuf:"varint,5,opt,name=read_capacity_units,json=readCapacityUnits,proto3" json:"read_capacity_units,omitempty"`
+	// write_capacity_units is recorded and reported with PROVISIONED.
+	WriteCapacityUnits uint64 `protobuf:"varint,6,opt,name=write_capacity_units,json=writeCapacityUnits,proto3" json:"write_capacity_units,omitempty"`
+	// max_item_bytes is the item size limit (see Table); 0 is 400 KB.
+	MaxItemBytes uint64 `protobuf:"varint,7,opt,name=max_item_bytes,json=maxItemBytes,proto3" json:"max_item_bytes,omitempty"`
+	// write_isolation (see Table); unspecified is ALWAYS_USE_LWT.
+	WriteIsolation WriteIsolation `protobuf:"varint,8,opt,name=write_isolation,json=writeIsolation,proto3,enum=veltrix.kv.v1.WriteIsolation" json:"write_isolation,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateTableRequest) Reset() {
@@ -469,6 +663,41 @@ func (x *CreateTableRequest) GetDefaultTtl() *durationpb.Duration {
 		return x.DefaultTtl
 	}
 	return nil
+}
+
+func (x *CreateTableRequest) GetBillingMode() BillingMode {
+	if x != nil {
+		return x.BillingMode
+	}
+	return BillingMode_BILLING_MODE_UNSPECIFIED
+}
+
+func (x *CreateTableRequest) GetReadCapacityUnits() uint64 {
+	if x != nil {
+		return x.ReadCapacityUnits
+	}
+	return 0
+}
+
+func (x *CreateTableRequest) GetWriteCapacityUnits() uint64 {
+	if x != nil {
+		return x.WriteCapacityUnits
+	}
+	return 0
+}
+
+func (x *CreateTableRequest) GetMaxItemBytes() uint64 {
+	if x != nil {
+		return x.MaxItemBytes
+	}
+	return 0
+}
+
+func (x *CreateTableRequest) GetWriteIsolation() WriteIsolation {
+	if x != nil {
+		return x.WriteIsolation
+	}
+	return WriteIsolation_WRITE_ISOLATION_UNSPECIFIED
 }
 
 // CreateTableResponse is the table created.
@@ -738,6 +967,152 @@ func (x *DescribeTableRequest) GetName() string {
 	return ""
 }
 
+// UpdateTableRequest changes a table's settings; unset fields are kept.
+type UpdateTableRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the table to update.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// ttl_attribute, when set, becomes the TTL attribute; "" turns TTL off.
+	TtlAttribute *string `protobuf:"bytes,2,opt,name=ttl_attribute,json=ttlAttribute,proto3,oneof" json:"ttl_attribute,omitempty"`
+	// max_item_bytes, when set, becomes the item size limit (0: 400 KB).
+	MaxItemBytes *uint64 `protobuf:"varint,3,opt,name=max_item_bytes,json=maxItemBytes,proto3,oneof" json:"max_item_bytes,omitempty"`
+	// write_isolation, unless unspecified, becomes the write isolation.
+	WriteIsolation WriteIsolation `protobuf:"varint,4,opt,name=write_isolation,json=writeIsolation,proto3,enum=veltrix.kv.v1.WriteIsolation" json:"write_isolation,omitempty"`
+	// billing_mode, unless unspecified, becomes the billing mode.
+	BillingMode BillingMode `protobuf:"varint,5,opt,name=billing_mode,json=billingMode,proto3,enum=veltrix.kv.v1.BillingMode" json:"billing_mode,omitempty"`
+	// read_capacity_units, when set, is recorded.
+	ReadCapacityUnits *uint64 `protobuf:"varint,6,opt,name=read_capacity_units,json=readCapacityUnits,proto3,oneof" json:"read_capacity_units,omitempty"`
+	// write_capacity_units, when set, is recorded.
+	WriteCapacityUnits *uint64 `protobuf:"varint,7,opt,name=write_capacity_units,json=writeCapacityUnits,proto3,oneof" json:"write_capacity_units,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *UpdateTableRequest) Reset() {
+	*x = UpdateTableRequest{}
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTableRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTableRequest) ProtoMessage() {}
+
+func (x *UpdateTableRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTableRequest.ProtoReflect.Descriptor instead.
+func (*UpdateTableRequest) Descriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *UpdateTableRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpdateTableRequest) GetTtlAttribute() string {
+	if x != nil && x.TtlAttribute != nil {
+		return *x.TtlAttribute
+	}
+	return ""
+}
+
+func (x *UpdateTableRequest) GetMaxItemBytes() uint64 {
+	if x != nil && x.MaxItemBytes != nil {
+		return *x.MaxItemBytes
+	}
+	return 0
+}
+
+func (x *UpdateTableRequest) GetWriteIsolation() WriteIsolation {
+	if x != nil {
+		return x.WriteIsolation
+	}
+	return WriteIsolation_WRITE_ISOLATION_UNSPECIFIED
+}
+
+func (x *UpdateTableRequest) GetBillingMode() BillingMode {
+	if x != nil {
+		return x.BillingMode
+	}
+	return BillingMode_BILLING_MODE_UNSPECIFIED
+}
+
+func (x *UpdateTableRequest) GetReadCapacityUnits() uint64 {
+	if x != nil && x.ReadCapacityUnits != nil {
+		return *x.ReadCapacityUnits
+	}
+	return 0
+}
+
+func (x *UpdateTableRequest) GetWriteCapacityUnits() uint64 {
+	if x != nil && x.WriteCapacityUnits != nil {
+		return *x.WriteCapacityUnits
+	}
+	return 0
+}
+
+// UpdateTableResponse is the table after the update.
+type UpdateTableResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// table is the updated table.
+	Table         *Table `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTableResponse) Reset() {
+	*x = UpdateTableResponse{}
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTableResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTableResponse) ProtoMessage() {}
+
+func (x *UpdateTableResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTableResponse.ProtoReflect.Descriptor instead.
+func (*UpdateTableResponse) Descriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *UpdateTableResponse) GetTable() *Table {
+	if x != nil {
+		return x.Table
+	}
+	return nil
+}
+
 // DescribeTableResponse is the table.
 type DescribeTableResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -749,7 +1124,7 @@ type DescribeTableResponse struct {
 
 func (x *DescribeTableResponse) Reset() {
 	*x = DescribeTableResponse{}
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[10]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +1136,7 @@ func (x *DescribeTableResponse) String() string {
 func (*DescribeTableResponse) ProtoMessage() {}
 
 func (x *DescribeTableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[10]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +1149,7 @@ func (x *DescribeTableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTableResponse.ProtoReflect.Descriptor instead.
 func (*DescribeTableResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DescribeTableResponse) GetTable() *Table {
@@ -793,7 +1168,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[11]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +1180,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[11]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +1193,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 // NodeStatus describes one storage node.
@@ -854,7 +1229,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[12]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +1241,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[12]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +1254,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -987,7 +1362,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[13]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +1374,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[13]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1387,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ClusterStatusResponse) GetCluster() string {
@@ -1089,7 +1464,7 @@ type DecommissionNodeRequest struct {
 
 func (x *DecommissionNodeRequest) Reset() {
 	*x = DecommissionNodeRequest{}
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[14]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1476,7 @@ func (x *DecommissionNodeRequest) String() string {
 func (*DecommissionNodeRequest) ProtoMessage() {}
 
 func (x *DecommissionNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[14]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1489,7 @@ func (x *DecommissionNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionNodeRequest.ProtoReflect.Descriptor instead.
 func (*DecommissionNodeRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DecommissionNodeRequest) GetNodeId() string {
@@ -1135,7 +1510,7 @@ type DecommissionNodeResponse struct {
 
 func (x *DecommissionNodeResponse) Reset() {
 	*x = DecommissionNodeResponse{}
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[15]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1522,7 @@ func (x *DecommissionNodeResponse) String() string {
 func (*DecommissionNodeResponse) ProtoMessage() {}
 
 func (x *DecommissionNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[15]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1535,7 @@ func (x *DecommissionNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionNodeResponse.ProtoReflect.Descriptor instead.
 func (*DecommissionNodeResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DecommissionNodeResponse) GetNode() *NodeStatus {
@@ -1184,7 +1559,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[16]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1571,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[16]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1584,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RemoveNodeRequest) GetNodeId() string {
@@ -1237,7 +1612,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[17]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1624,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[17]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1637,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RemoveNodeResponse) GetNode() *NodeStatus {
@@ -1283,7 +1658,7 @@ type ReplaceNodeRequest struct {
 
 func (x *ReplaceNodeRequest) Reset() {
 	*x = ReplaceNodeRequest{}
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[18]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1670,7 @@ func (x *ReplaceNodeRequest) String() string {
 func (*ReplaceNodeRequest) ProtoMessage() {}
 
 func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[18]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1683,7 @@ func (x *ReplaceNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceNodeRequest.ProtoReflect.Descriptor instead.
 func (*ReplaceNodeRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReplaceNodeRequest) GetNodeId() string {
@@ -1331,7 +1706,7 @@ type ReplaceNodeResponse struct {
 
 func (x *ReplaceNodeResponse) Reset() {
 	*x = ReplaceNodeResponse{}
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[19]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1718,7 @@ func (x *ReplaceNodeResponse) String() string {
 func (*ReplaceNodeResponse) ProtoMessage() {}
 
 func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[19]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1731,7 @@ func (x *ReplaceNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceNodeResponse.ProtoReflect.Descriptor instead.
 func (*ReplaceNodeResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReplaceNodeResponse) GetNode() *NodeStatus {
@@ -1382,7 +1757,7 @@ type RebalanceStatusRequest struct {
 
 func (x *RebalanceStatusRequest) Reset() {
 	*x = RebalanceStatusRequest{}
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[20]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1394,7 +1769,7 @@ func (x *RebalanceStatusRequest) String() string {
 func (*RebalanceStatusRequest) ProtoMessage() {}
 
 func (x *RebalanceStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[20]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1407,7 +1782,7 @@ func (x *RebalanceStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebalanceStatusRequest.ProtoReflect.Descriptor instead.
 func (*RebalanceStatusRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 // PartitionMove is one replica change in flight.
@@ -1434,7 +1809,7 @@ type PartitionMove struct {
 
 func (x *PartitionMove) Reset() {
 	*x = PartitionMove{}
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[21]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1821,7 @@ func (x *PartitionMove) String() string {
 func (*PartitionMove) ProtoMessage() {}
 
 func (x *PartitionMove) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[21]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1834,7 @@ func (x *PartitionMove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionMove.ProtoReflect.Descriptor instead.
 func (*PartitionMove) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PartitionMove) GetPartition() uint32 {
@@ -1545,7 +1920,7 @@ type RebalanceStatusResponse struct {
 
 func (x *RebalanceStatusResponse) Reset() {
 	*x = RebalanceStatusResponse{}
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[22]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +1932,7 @@ func (x *RebalanceStatusResponse) String() string {
 func (*RebalanceStatusResponse) ProtoMessage() {}
 
 func (x *RebalanceStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[22]
+	mi := &file_veltrix_kv_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +1945,7 @@ func (x *RebalanceStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebalanceStatusResponse.ProtoReflect.Descriptor instead.
 func (*RebalanceStatusResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_veltrix_kv_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RebalanceStatusResponse) GetPlacementEpoch() uint64 {
@@ -1653,7 +2028,7 @@ const file_veltrix_kv_v1_admin_proto_rawDesc = "" +
 	"\x04type\x18\x02 \x01(\x0e2\x1c.veltrix.kv.v1.AttributeTypeR\x04type\"\x85\x01\n" +
 	"\tKeySchema\x12@\n" +
 	"\rpartition_key\x18\x01 \x01(\v2\x1b.veltrix.kv.v1.KeyAttributeR\fpartitionKey\x126\n" +
-	"\bsort_key\x18\x02 \x01(\v2\x1b.veltrix.kv.v1.KeyAttributeR\asortKey\"\xdd\x01\n" +
+	"\bsort_key\x18\x02 \x01(\v2\x1b.veltrix.kv.v1.KeyAttributeR\asortKey\"\x91\x04\n" +
 	"\x05Table\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x127\n" +
@@ -1662,13 +2037,25 @@ const file_veltrix_kv_v1_admin_proto_rawDesc = "" +
 	"\vdefault_ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"defaultTtl\x12;\n" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\x9d\x01\n" +
+	"createTime\x12#\n" +
+	"\rttl_attribute\x18\x06 \x01(\tR\fttlAttribute\x12=\n" +
+	"\fbilling_mode\x18\a \x01(\x0e2\x1a.veltrix.kv.v1.BillingModeR\vbillingMode\x12.\n" +
+	"\x13read_capacity_units\x18\b \x01(\x04R\x11readCapacityUnits\x120\n" +
+	"\x14write_capacity_units\x18\t \x01(\x04R\x12writeCapacityUnits\x12$\n" +
+	"\x0emax_item_bytes\x18\n" +
+	" \x01(\x04R\fmaxItemBytes\x12F\n" +
+	"\x0fwrite_isolation\x18\v \x01(\x0e2\x1d.veltrix.kv.v1.WriteIsolationR\x0ewriteIsolation\"\xac\x03\n" +
 	"\x12CreateTableRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\n" +
 	"key_schema\x18\x02 \x01(\v2\x18.veltrix.kv.v1.KeySchemaR\tkeySchema\x12:\n" +
 	"\vdefault_ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"defaultTtl\"A\n" +
+	"defaultTtl\x12=\n" +
+	"\fbilling_mode\x18\x04 \x01(\x0e2\x1a.veltrix.kv.v1.BillingModeR\vbillingMode\x12.\n" +
+	"\x13read_capacity_units\x18\x05 \x01(\x04R\x11readCapacityUnits\x120\n" +
+	"\x14write_capacity_units\x18\x06 \x01(\x04R\x12writeCapacityUnits\x12$\n" +
+	"\x0emax_item_bytes\x18\a \x01(\x04R\fmaxItemBytes\x12F\n" +
+	"\x0fwrite_isolation\x18\b \x01(\x0e2\x1d.veltrix.kv.v1.WriteIsolationR\x0ewriteIsolation\"A\n" +
 	"\x13CreateTableResponse\x12*\n" +
 	"\x05table\x18\x01 \x01(\v2\x14.veltrix.kv.v1.TableR\x05table\"(\n" +
 	"\x12DeleteTableRequest\x12\x12\n" +
@@ -1679,7 +2066,21 @@ const file_veltrix_kv_v1_admin_proto_rawDesc = "" +
 	"\x12ListTablesResponse\x12,\n" +
 	"\x06tables\x18\x01 \x03(\v2\x14.veltrix.kv.v1.TableR\x06tables\"*\n" +
 	"\x14DescribeTableRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"C\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xc6\x03\n" +
+	"\x12UpdateTableRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
+	"\rttl_attribute\x18\x02 \x01(\tH\x00R\fttlAttribute\x88\x01\x01\x12)\n" +
+	"\x0emax_item_bytes\x18\x03 \x01(\x04H\x01R\fmaxItemBytes\x88\x01\x01\x12F\n" +
+	"\x0fwrite_isolation\x18\x04 \x01(\x0e2\x1d.veltrix.kv.v1.WriteIsolationR\x0ewriteIsolation\x12=\n" +
+	"\fbilling_mode\x18\x05 \x01(\x0e2\x1a.veltrix.kv.v1.BillingModeR\vbillingMode\x123\n" +
+	"\x13read_capacity_units\x18\x06 \x01(\x04H\x02R\x11readCapacityUnits\x88\x01\x01\x125\n" +
+	"\x14write_capacity_units\x18\a \x01(\x04H\x03R\x12writeCapacityUnits\x88\x01\x01B\x10\n" +
+	"\x0e_ttl_attributeB\x11\n" +
+	"\x0f_max_item_bytesB\x16\n" +
+	"\x14_read_capacity_unitsB\x17\n" +
+	"\x15_write_capacity_units\"A\n" +
+	"\x13UpdateTableResponse\x12*\n" +
+	"\x05table\x18\x01 \x01(\v2\x14.veltrix.kv.v1.TableR\x05table\"C\n" +
 	"\x15DescribeTableResponse\x12*\n" +
 	"\x05table\x18\x01 \x01(\v2\x14.veltrix.kv.v1.TableR\x05table\"\x16\n" +
 	"\x14ClusterStatusRequest\"\xf8\x02\n" +
@@ -1754,7 +2155,17 @@ const file_veltrix_kv_v1_admin_proto_rawDesc = "" +
 	"\x1aATTRIBUTE_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ATTRIBUTE_TYPE_S\x10\x01\x12\x14\n" +
 	"\x10ATTRIBUTE_TYPE_N\x10\x02\x12\x14\n" +
-	"\x10ATTRIBUTE_TYPE_B\x10\x03*\x98\x01\n" +
+	"\x10ATTRIBUTE_TYPE_B\x10\x03*k\n" +
+	"\vBillingMode\x12\x1c\n" +
+	"\x18BILLING_MODE_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cBILLING_MODE_PAY_PER_REQUEST\x10\x01\x12\x1c\n" +
+	"\x18BILLING_MODE_PROVISIONED\x10\x02*\xbc\x01\n" +
+	"\x0eWriteIsolation\x12\x1f\n" +
+	"\x1bWRITE_ISOLATION_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eWRITE_ISOLATION_ALWAYS_USE_LWT\x10\x01\x12%\n" +
+	"!WRITE_ISOLATION_ONLY_RMW_USES_LWT\x10\x02\x12\x1e\n" +
+	"\x1aWRITE_ISOLATION_FORBID_RMW\x10\x03\x12\x1e\n" +
+	"\x1aWRITE_ISOLATION_UNSAFE_RMW\x10\x04*\x98\x01\n" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rNODE_STATE_UP\x10\x01\x12\x13\n" +
@@ -1769,13 +2180,14 @@ const file_veltrix_kv_v1_admin_proto_rawDesc = "" +
 	"\x12MEMBERSHIP_LEAVING\x10\x02\x12\x13\n" +
 	"\x0fMEMBERSHIP_DEAD\x10\x03\x12\x18\n" +
 	"\x14MEMBERSHIP_REPLACING\x10\x04\x12\x16\n" +
-	"\x12MEMBERSHIP_REMOVED\x10\x052\xb5\x06\n" +
+	"\x12MEMBERSHIP_REMOVED\x10\x052\x8b\a\n" +
 	"\fAdminService\x12T\n" +
 	"\vCreateTable\x12!.veltrix.kv.v1.CreateTableRequest\x1a\".veltrix.kv.v1.CreateTableResponse\x12T\n" +
 	"\vDeleteTable\x12!.veltrix.kv.v1.DeleteTableRequest\x1a\".veltrix.kv.v1.DeleteTableResponse\x12Q\n" +
 	"\n" +
 	"ListTables\x12 .veltrix.kv.v1.ListTablesRequest\x1a!.veltrix.kv.v1.ListTablesResponse\x12Z\n" +
-	"\rDescribeTable\x12#.veltrix.kv.v1.DescribeTableRequest\x1a$.veltrix.kv.v1.DescribeTableResponse\x12Z\n" +
+	"\rDescribeTable\x12#.veltrix.kv.v1.DescribeTableRequest\x1a$.veltrix.kv.v1.DescribeTableResponse\x12T\n" +
+	"\vUpdateTable\x12!.veltrix.kv.v1.UpdateTableRequest\x1a\".veltrix.kv.v1.UpdateTableResponse\x12Z\n" +
 	"\rClusterStatus\x12#.veltrix.kv.v1.ClusterStatusRequest\x1a$.veltrix.kv.v1.ClusterStatusResponse\x12c\n" +
 	"\x10DecommissionNode\x12&.veltrix.kv.v1.DecommissionNodeRequest\x1a'.veltrix.kv.v1.DecommissionNodeResponse\x12Q\n" +
 	"\n" +
@@ -1795,84 +2207,97 @@ func file_veltrix_kv_v1_admin_proto_rawDescGZIP() []byte {
 	return file_veltrix_kv_v1_admin_proto_rawDescData
 }
 
-var file_veltrix_kv_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_veltrix_kv_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_veltrix_kv_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_veltrix_kv_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_veltrix_kv_v1_admin_proto_goTypes = []any{
 	(AttributeType)(0),               // 0: veltrix.kv.v1.AttributeType
-	(NodeState)(0),                   // 1: veltrix.kv.v1.NodeState
-	(Membership)(0),                  // 2: veltrix.kv.v1.Membership
-	(*KeyAttribute)(nil),             // 3: veltrix.kv.v1.KeyAttribute
-	(*KeySchema)(nil),                // 4: veltrix.kv.v1.KeySchema
-	(*Table)(nil),                    // 5: veltrix.kv.v1.Table
-	(*CreateTableRequest)(nil),       // 6: veltrix.kv.v1.CreateTableRequest
-	(*CreateTableResponse)(nil),      // 7: veltrix.kv.v1.CreateTableResponse
-	(*DeleteTableRequest)(nil),       // 8: veltrix.kv.v1.DeleteTableRequest
-	(*DeleteTableResponse)(nil),      // 9: veltrix.kv.v1.DeleteTableResponse
-	(*ListTablesRequest)(nil),        // 10: veltrix.kv.v1.ListTablesRequest
-	(*ListTablesResponse)(nil),       // 11: veltrix.kv.v1.ListTablesResponse
-	(*DescribeTableRequest)(nil),     // 12: veltrix.kv.v1.DescribeTableRequest
-	(*DescribeTableResponse)(nil),    // 13: veltrix.kv.v1.DescribeTableResponse
-	(*ClusterStatusRequest)(nil),     // 14: veltrix.kv.v1.ClusterStatusRequest
-	(*NodeStatus)(nil),               // 15: veltrix.kv.v1.NodeStatus
-	(*ClusterStatusResponse)(nil),    // 16: veltrix.kv.v1.ClusterStatusResponse
-	(*DecommissionNodeRequest)(nil),  // 17: veltrix.kv.v1.DecommissionNodeRequest
-	(*DecommissionNodeResponse)(nil), // 18: veltrix.kv.v1.DecommissionNodeResponse
-	(*RemoveNodeRequest)(nil),        // 19: veltrix.kv.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),       // 20: veltrix.kv.v1.RemoveNodeResponse
-	(*ReplaceNodeRequest)(nil),       // 21: veltrix.kv.v1.ReplaceNodeRequest
-	(*ReplaceNodeResponse)(nil),      // 22: veltrix.kv.v1.ReplaceNodeResponse
-	(*RebalanceStatusRequest)(nil),   // 23: veltrix.kv.v1.RebalanceStatusRequest
-	(*PartitionMove)(nil),            // 24: veltrix.kv.v1.PartitionMove
-	(*RebalanceStatusResponse)(nil),  // 25: veltrix.kv.v1.RebalanceStatusResponse
-	(*durationpb.Duration)(nil),      // 26: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
+	(BillingMode)(0),                 // 1: veltrix.kv.v1.BillingMode
+	(WriteIsolation)(0),              // 2: veltrix.kv.v1.WriteIsolation
+	(NodeState)(0),                   // 3: veltrix.kv.v1.NodeState
+	(Membership)(0),                  // 4: veltrix.kv.v1.Membership
+	(*KeyAttribute)(nil),             // 5: veltrix.kv.v1.KeyAttribute
+	(*KeySchema)(nil),                // 6: veltrix.kv.v1.KeySchema
+	(*Table)(nil),                    // 7: veltrix.kv.v1.Table
+	(*CreateTableRequest)(nil),       // 8: veltrix.kv.v1.CreateTableRequest
+	(*CreateTableResponse)(nil),      // 9: veltrix.kv.v1.CreateTableResponse
+	(*DeleteTableRequest)(nil),       // 10: veltrix.kv.v1.DeleteTableRequest
+	(*DeleteTableResponse)(nil),      // 11: veltrix.kv.v1.DeleteTableResponse
+	(*ListTablesRequest)(nil),        // 12: veltrix.kv.v1.ListTablesRequest
+	(*ListTablesResponse)(nil),       // 13: veltrix.kv.v1.ListTablesResponse
+	(*DescribeTableRequest)(nil),     // 14: veltrix.kv.v1.DescribeTableRequest
+	(*UpdateTableRequest)(nil),       // 15: veltrix.kv.v1.UpdateTableRequest
+	(*UpdateTableResponse)(nil),      // 16: veltrix.kv.v1.UpdateTableResponse
+	(*DescribeTableResponse)(nil),    // 17: veltrix.kv.v1.DescribeTableResponse
+	(*ClusterStatusRequest)(nil),     // 18: veltrix.kv.v1.ClusterStatusRequest
+	(*NodeStatus)(nil),               // 19: veltrix.kv.v1.NodeStatus
+	(*ClusterStatusResponse)(nil),    // 20: veltrix.kv.v1.ClusterStatusResponse
+	(*DecommissionNodeRequest)(nil),  // 21: veltrix.kv.v1.DecommissionNodeRequest
+	(*DecommissionNodeResponse)(nil), // 22: veltrix.kv.v1.DecommissionNodeResponse
+	(*RemoveNodeRequest)(nil),        // 23: veltrix.kv.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),       // 24: veltrix.kv.v1.RemoveNodeResponse
+	(*ReplaceNodeRequest)(nil),       // 25: veltrix.kv.v1.ReplaceNodeRequest
+	(*ReplaceNodeResponse)(nil),      // 26: veltrix.kv.v1.ReplaceNodeResponse
+	(*RebalanceStatusRequest)(nil),   // 27: veltrix.kv.v1.RebalanceStatusRequest
+	(*PartitionMove)(nil),            // 28: veltrix.kv.v1.PartitionMove
+	(*RebalanceStatusResponse)(nil),  // 29: veltrix.kv.v1.RebalanceStatusResponse
+	(*durationpb.Duration)(nil),      // 30: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 31: google.protobuf.Timestamp
 }
 var file_veltrix_kv_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: veltrix.kv.v1.KeyAttribute.type:type_name -> veltrix.kv.v1.AttributeType
-	3,  // 1: veltrix.kv.v1.KeySchema.partition_key:type_name -> veltrix.kv.v1.KeyAttribute
-	3,  // 2: veltrix.kv.v1.KeySchema.sort_key:type_name -> veltrix.kv.v1.KeyAttribute
-	4,  // 3: veltrix.kv.v1.Table.key_schema:type_name -> veltrix.kv.v1.KeySchema
-	26, // 4: veltrix.kv.v1.Table.default_ttl:type_name -> google.protobuf.Duration
-	27, // 5: veltrix.kv.v1.Table.create_time:type_name -> google.protobuf.Timestamp
-	4,  // 6: veltrix.kv.v1.CreateTableRequest.key_schema:type_name -> veltrix.kv.v1.KeySchema
-	26, // 7: veltrix.kv.v1.CreateTableRequest.default_ttl:type_name -> google.protobuf.Duration
-	5,  // 8: veltrix.kv.v1.CreateTableResponse.table:type_name -> veltrix.kv.v1.Table
-	5,  // 9: veltrix.kv.v1.DeleteTableResponse.table:type_name -> veltrix.kv.v1.Table
-	5,  // 10: veltrix.kv.v1.ListTablesResponse.tables:type_name -> veltrix.kv.v1.Table
-	5,  // 11: veltrix.kv.v1.DescribeTableResponse.table:type_name -> veltrix.kv.v1.Table
-	1,  // 12: veltrix.kv.v1.NodeStatus.state:type_name -> veltrix.kv.v1.NodeState
-	2,  // 13: veltrix.kv.v1.NodeStatus.membership:type_name -> veltrix.kv.v1.Membership
-	15, // 14: veltrix.kv.v1.ClusterStatusResponse.nodes:type_name -> veltrix.kv.v1.NodeStatus
-	25, // 15: veltrix.kv.v1.ClusterStatusResponse.rebalance:type_name -> veltrix.kv.v1.RebalanceStatusResponse
-	15, // 16: veltrix.kv.v1.DecommissionNodeResponse.node:type_name -> veltrix.kv.v1.NodeStatus
-	15, // 17: veltrix.kv.v1.RemoveNodeResponse.node:type_name -> veltrix.kv.v1.NodeStatus
-	15, // 18: veltrix.kv.v1.ReplaceNodeResponse.node:type_name -> veltrix.kv.v1.NodeStatus
-	24, // 19: veltrix.kv.v1.RebalanceStatusResponse.moves:type_name -> veltrix.kv.v1.PartitionMove
-	26, // 20: veltrix.kv.v1.RebalanceStatusResponse.eta:type_name -> google.protobuf.Duration
-	27, // 21: veltrix.kv.v1.RebalanceStatusResponse.start_time:type_name -> google.protobuf.Timestamp
-	6,  // 22: veltrix.kv.v1.AdminService.CreateTable:input_type -> veltrix.kv.v1.CreateTableRequest
-	8,  // 23: veltrix.kv.v1.AdminService.DeleteTable:input_type -> veltrix.kv.v1.DeleteTableRequest
-	10, // 24: veltrix.kv.v1.AdminService.ListTables:input_type -> veltrix.kv.v1.ListTablesRequest
-	12, // 25: veltrix.kv.v1.AdminService.DescribeTable:input_type -> veltrix.kv.v1.DescribeTableRequest
-	14, // 26: veltrix.kv.v1.AdminService.ClusterStatus:input_type -> veltrix.kv.v1.ClusterStatusRequest
-	17, // 27: veltrix.kv.v1.AdminService.DecommissionNode:input_type -> veltrix.kv.v1.DecommissionNodeRequest
-	19, // 28: veltrix.kv.v1.AdminService.RemoveNode:input_type -> veltrix.kv.v1.RemoveNodeRequest
-	21, // 29: veltrix.kv.v1.AdminService.ReplaceNode:input_type -> veltrix.kv.v1.ReplaceNodeRequest
-	23, // 30: veltrix.kv.v1.AdminService.RebalanceStatus:input_type -> veltrix.kv.v1.RebalanceStatusRequest
-	7,  // 31: veltrix.kv.v1.AdminService.CreateTable:output_type -> veltrix.kv.v1.CreateTableResponse
-	9,  // 32: veltrix.kv.v1.AdminService.DeleteTable:output_type -> veltrix.kv.v1.DeleteTableResponse
-	11, // 33: veltrix.kv.v1.AdminService.ListTables:output_type -> veltrix.kv.v1.ListTablesResponse
-	13, // 34: veltrix.kv.v1.AdminService.DescribeTable:output_type -> veltrix.kv.v1.DescribeTableResponse
-	16, // 35: veltrix.kv.v1.AdminService.ClusterStatus:output_type -> veltrix.kv.v1.ClusterStatusResponse
-	18, // 36: veltrix.kv.v1.AdminService.DecommissionNode:output_type -> veltrix.kv.v1.DecommissionNodeResponse
-	20, // 37: veltrix.kv.v1.AdminService.RemoveNode:output_type -> veltrix.kv.v1.RemoveNodeResponse
-	22, // 38: veltrix.kv.v1.AdminService.ReplaceNode:output_type -> veltrix.kv.v1.ReplaceNodeResponse
-	25, // 39: veltrix.kv.v1.AdminService.RebalanceStatus:output_type -> veltrix.kv.v1.RebalanceStatusResponse
-	31, // [31:40] is the sub-list for method output_type
-	22, // [22:31] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	5,  // 1: veltrix.kv.v1.KeySchema.partition_key:type_name -> veltrix.kv.v1.KeyAttribute
+	5,  // 2: veltrix.kv.v1.KeySchema.sort_key:type_name -> veltrix.kv.v1.KeyAttribute
+	6,  // 3: veltrix.kv.v1.Table.key_schema:type_name -> veltrix.kv.v1.KeySchema
+	30, // 4: veltrix.kv.v1.Table.default_ttl:type_name -> google.protobuf.Duration
+	31, // 5: veltrix.kv.v1.Table.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 6: veltrix.kv.v1.Table.billing_mode:type_name -> veltrix.kv.v1.BillingMode
+	2,  // 7: veltrix.kv.v1.Table.write_isolation:type_name -> veltrix.kv.v1.WriteIsolation
+	6,  // 8: veltrix.kv.v1.CreateTableRequest.key_schema:type_name -> veltrix.kv.v1.KeySchema
+	30, // 9: veltrix.kv.v1.CreateTableRequest.default_ttl:type_name -> google.protobuf.Duration
+	1,  // 10: veltrix.kv.v1.CreateTableRequest.billing_mode:type_name -> veltrix.kv.v1.BillingMode
+	2,  // 11: veltrix.kv.v1.CreateTableRequest.write_isolation:type_name -> veltrix.kv.v1.WriteIsolation
+	7,  // 12: veltrix.kv.v1.CreateTableResponse.table:type_name -> veltrix.kv.v1.Table
+	7,  // 13: veltrix.kv.v1.DeleteTableResponse.table:type_name -> veltrix.kv.v1.Table
+	7,  // 14: veltrix.kv.v1.ListTablesResponse.tables:type_name -> veltrix.kv.v1.Table
+	2,  // 15: veltrix.kv.v1.UpdateTableRequest.write_isolation:type_name -> veltrix.kv.v1.WriteIsolation
+	1,  // 16: veltrix.kv.v1.UpdateTableRequest.billing_mode:type_name -> veltrix.kv.v1.BillingMode
+	7,  // 17: veltrix.kv.v1.UpdateTableResponse.table:type_name -> veltrix.kv.v1.Table
+	7,  // 18: veltrix.kv.v1.DescribeTableResponse.table:type_name -> veltrix.kv.v1.Table
+	3,  // 19: veltrix.kv.v1.NodeStatus.state:type_name -> veltrix.kv.v1.NodeState
+	4,  // 20: veltrix.kv.v1.NodeStatus.membership:type_name -> veltrix.kv.v1.Membership
+	19, // 21: veltrix.kv.v1.ClusterStatusResponse.nodes:type_name -> veltrix.kv.v1.NodeStatus
+	29, // 22: veltrix.kv.v1.ClusterStatusResponse.rebalance:type_name -> veltrix.kv.v1.RebalanceStatusResponse
+	19, // 23: veltrix.kv.v1.DecommissionNodeResponse.node:type_name -> veltrix.kv.v1.NodeStatus
+	19, // 24: veltrix.kv.v1.RemoveNodeResponse.node:type_name -> veltrix.kv.v1.NodeStatus
+	19, // 25: veltrix.kv.v1.ReplaceNodeResponse.node:type_name -> veltrix.kv.v1.NodeStatus
+	28, // 26: veltrix.kv.v1.RebalanceStatusResponse.moves:type_name -> veltrix.kv.v1.PartitionMove
+	30, // 27: veltrix.kv.v1.RebalanceStatusResponse.eta:type_name -> google.protobuf.Duration
+	31, // 28: veltrix.kv.v1.RebalanceStatusResponse.start_time:type_name -> google.protobuf.Timestamp
+	8,  // 29: veltrix.kv.v1.AdminService.CreateTable:input_type -> veltrix.kv.v1.CreateTableRequest
+	10, // 30: veltrix.kv.v1.AdminService.DeleteTable:input_type -> veltrix.kv.v1.DeleteTableRequest
+	12, // 31: veltrix.kv.v1.AdminService.ListTables:input_type -> veltrix.kv.v1.ListTablesRequest
+	14, // 32: veltrix.kv.v1.AdminService.DescribeTable:input_type -> veltrix.kv.v1.DescribeTableRequest
+	15, // 33: veltrix.kv.v1.AdminService.UpdateTable:input_type -> veltrix.kv.v1.UpdateTableRequest
+	18, // 34: veltrix.kv.v1.AdminService.ClusterStatus:input_type -> veltrix.kv.v1.ClusterStatusRequest
+	21, // 35: veltrix.kv.v1.AdminService.DecommissionNode:input_type -> veltrix.kv.v1.DecommissionNodeRequest
+	23, // 36: veltrix.kv.v1.AdminService.RemoveNode:input_type -> veltrix.kv.v1.RemoveNodeRequest
+	25, // 37: veltrix.kv.v1.AdminService.ReplaceNode:input_type -> veltrix.kv.v1.ReplaceNodeRequest
+	27, // 38: veltrix.kv.v1.AdminService.RebalanceStatus:input_type -> veltrix.kv.v1.RebalanceStatusRequest
+	9,  // 39: veltrix.kv.v1.AdminService.CreateTable:output_type -> veltrix.kv.v1.CreateTableResponse
+	11, // 40: veltrix.kv.v1.AdminService.DeleteTable:output_type -> veltrix.kv.v1.DeleteTableResponse
+	13, // 41: veltrix.kv.v1.AdminService.ListTables:output_type -> veltrix.kv.v1.ListTablesResponse
+	17, // 42: veltrix.kv.v1.AdminService.DescribeTable:output_type -> veltrix.kv.v1.DescribeTableResponse
+	16, // 43: veltrix.kv.v1.AdminService.UpdateTable:output_type -> veltrix.kv.v1.UpdateTableResponse
+	20, // 44: veltrix.kv.v1.AdminService.ClusterStatus:output_type -> veltrix.kv.v1.ClusterStatusResponse
+	22, // 45: veltrix.kv.v1.AdminService.DecommissionNode:output_type -> veltrix.kv.v1.DecommissionNodeResponse
+	24, // 46: veltrix.kv.v1.AdminService.RemoveNode:output_type -> veltrix.kv.v1.RemoveNodeResponse
+	26, // 47: veltrix.kv.v1.AdminService.ReplaceNode:output_type -> veltrix.kv.v1.ReplaceNodeResponse
+	29, // 48: veltrix.kv.v1.AdminService.RebalanceStatus:output_type -> veltrix.kv.v1.RebalanceStatusResponse
+	39, // [39:49] is the sub-list for method output_type
+	29, // [29:39] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_veltrix_kv_v1_admin_proto_init() }
@@ -1880,13 +2305,14 @@ func file_veltrix_kv_v1_admin_proto_init() {
 	if File_veltrix_kv_v1_admin_proto != nil {
 		return
 	}
+	file_veltrix_kv_v1_admin_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_veltrix_kv_v1_admin_proto_rawDesc), len(file_veltrix_kv_v1_admin_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   23,
+			NumEnums:      5,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	AdminService_DeleteTable_FullMethodName      = "/veltrix.kv.v1.AdminService/DeleteTable"
 	AdminService_ListTables_FullMethodName       = "/veltrix.kv.v1.AdminService/ListTables"
 	AdminService_DescribeTable_FullMethodName    = "/veltrix.kv.v1.AdminService/DescribeTable"
+	AdminService_UpdateTable_FullMethodName      = "/veltrix.kv.v1.AdminService/UpdateTable"
 	AdminService_ClusterStatus_FullMethodName    = "/veltrix.kv.v1.AdminService/ClusterStatus"
 	AdminService_DecommissionNode_FullMethodName = "/veltrix.kv.v1.AdminService/DecommissionNode"
 	AdminService_RemoveNode_FullMethodName       = "/veltrix.kv.v1.AdminService/RemoveNode"
@@ -46,6 +47,10 @@ type AdminServiceClient interface {
 	ListTables(ctx context.Context, in *ListTablesRequest, opts ...grpc.CallOption) (*ListTablesResponse, error)
 	// DescribeTable returns one table.
 	DescribeTable(ctx context.Context, in *DescribeTableRequest, opts ...grpc.CallOption) (*DescribeTableResponse, error)
+	// UpdateTable changes a table's settings (TTL attribute, item size
+	// limit, write isolation, billing mode); fields left unset keep their
+	// value. Key schema and name never change.
+	UpdateTable(ctx context.Context, in *UpdateTableRequest, opts ...grpc.CallOption) (*UpdateTableResponse, error)
 	// ClusterStatus reports nodes, their state and placement.
 	ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
 	// DecommissionNode drains a live node: its replicas move to the other
@@ -108,6 +113,16 @@ func (c *adminServiceClient) DescribeTable(ctx context.Context, in *DescribeTabl
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DescribeTableResponse)
 	err := c.cc.Invoke(ctx, AdminService_DescribeTable_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UpdateTable(ctx context.Context, in *UpdateTableRequest, opts ...grpc.CallOption) (*UpdateTableResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateTableResponse)
+	err := c.cc.Invoke(ctx, AdminService_UpdateTable_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -180,6 +195,10 @@ type AdminServiceServer interface {
 	ListTables(context.Context, *ListTablesRequest) (*ListTablesResponse, error)
 	// DescribeTable returns one table.
 	DescribeTable(context.Context, *DescribeTableRequest) (*DescribeTableResponse, error)
+	// UpdateTable changes a table's settings (TTL attribute, item size
+	// limit, write isolation, billing mode); fields left unset keep their
+	// value. Key schema and name never change.
+	UpdateTable(context.Context, *UpdateTableRequest) (*UpdateTableResponse, error)
 	// ClusterStatus reports nodes, their state and placement.
 	ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error)
 	// DecommissionNode drains a live node: its replicas move to the other
@@ -219,6 +238,9 @@ func (UnimplementedAdminServiceServer) ListTables(context.Context, *ListTablesRe
 }
 func (UnimplementedAdminServiceServer) DescribeTable(context.Context, *DescribeTableRequest) (*DescribeTableResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DescribeTable not implemented")
+}
+func (UnimplementedAdminServiceServer) UpdateTable(context.Context, *UpdateTableRequest) (*UpdateTableResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateTable not implemented")
 }
 func (UnimplementedAdminServiceServer) ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClusterStatus not implemented")
@@ -324,6 +346,24 @@ func _AdminService_DescribeTable_Handler(srv interface{}, ctx context.Context, d
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).DescribeTable(ctx, req.(*DescribeTableRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UpdateTable_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateTableRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UpdateTable(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UpdateTable_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UpdateTable(ctx, req.(*UpdateTableRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -440,6 +480,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DescribeTable",
 			Handler:    _AdminService_DescribeTable_Handler,
+		},
+		{
+			MethodName: "UpdateTable",
+			Handler:    _AdminService_UpdateTable_Handler,
 		},
 		{
 			MethodName: "ClusterStatus",

@@ -1726,7 +1726,11 @@ type Mismatch struct {
 	// sort_key of the item.
 	SortKey []byte `protobuf:"bytes,3,opt,name=sort_key,json=sortKey,proto3" json:"sort_key,omitempty"`
 	// detail says what differs.
-	Detail        string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	// key is the item's key attributes as DynamoDB JSON (e.g.
+	// {"pk":{"S":"a"},"sk":{"N":"3"}}), for a person to read: sort_key holds
+	// the stored bytes, which for an N sort key are not its text.
+	Key           string `protobuf:"bytes,5,opt,name=key,proto3" json:"key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1785,6 +1789,13 @@ func (x *Mismatch) GetSortKey() []byte {
 func (x *Mismatch) GetDetail() string {
 	if x != nil {
 		return x.Detail
+	}
+	return ""
+}
+
+func (x *Mismatch) GetKey() string {
+	if x != nil {
+		return x.Key
 	}
 	return ""
 }
@@ -3272,12 +3283,13 @@ const file_veltrix_migrator_v1_migrator_proto_rawDesc = "" +
 	"last_error\x18\x01 \x01(\tR\tlastError\x12B\n" +
 	"\x0flast_error_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rlastErrorTime\x12?\n" +
 	"\rfailing_since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x121\n" +
-	"\x14consecutive_failures\x18\x04 \x01(\rR\x13consecutiveFailures\"\x99\x01\n" +
+	"\x14consecutive_failures\x18\x04 \x01(\rR\x13consecutiveFailures\"\xab\x01\n" +
 	"\bMismatch\x125\n" +
 	"\x04kind\x18\x01 \x01(\x0e2!.veltrix.migrator.v1.MismatchKindR\x04kind\x12#\n" +
 	"\rpartition_key\x18\x02 \x01(\fR\fpartitionKey\x12\x19\n" +
 	"\bsort_key\x18\x03 \x01(\fR\asortKey\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xfa\x03\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x10\n" +
+	"\x03key\x18\x05 \x01(\tR\x03key\"\xfa\x03\n" +
 	"\fVerifyReport\x12!\n" +
 	"\fsource_items\x18\x01 \x01(\x04R\vsourceItems\x12!\n" +
 	"\ftarget_items\x18\x02 \x01(\x04R\vtargetItems\x12\x1a\n" +

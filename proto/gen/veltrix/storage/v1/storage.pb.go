@@ -1482,6 +1482,229 @@ func (*StoreHintsResponse) Descriptor() ([]byte, []int) {
 	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{22}
 }
 
+// LockKeyRequest asks for one key's lock.
+type LockKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key to lock.
+	Key *Key `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// owner identifies the holder (router id and request), for logs and
+	// errors.
+	Owner string `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	// lease_millis is how long the lock is held unless released: 1 to the
+	// node's maximum lease (10000).
+	LeaseMillis uint32 `protobuf:"varint,3,opt,name=lease_millis,json=leaseMillis,proto3" json:"lease_millis,omitempty"`
+	// wait_millis is how long to wait for a held lock before ABORTED.
+	WaitMillis uint32 `protobuf:"varint,4,opt,name=wait_millis,json=waitMillis,proto3" json:"wait_millis,omitempty"`
+	// placement_epoch is the placement epoch the caller routed by (see
+	// ReadRequest).
+	PlacementEpoch uint64 `protobuf:"varint,5,opt,name=placement_epoch,json=placementEpoch,proto3" json:"placement_epoch,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *LockKeyRequest) Reset() {
+	*x = LockKeyRequest{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockKeyRequest) ProtoMessage() {}
+
+func (x *LockKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockKeyRequest.ProtoReflect.Descriptor instead.
+func (*LockKeyRequest) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *LockKeyRequest) GetKey() *Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *LockKeyRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *LockKeyRequest) GetLeaseMillis() uint32 {
+	if x != nil {
+		return x.LeaseMillis
+	}
+	return 0
+}
+
+func (x *LockKeyRequest) GetWaitMillis() uint32 {
+	if x != nil {
+		return x.WaitMillis
+	}
+	return 0
+}
+
+func (x *LockKeyRequest) GetPlacementEpoch() uint64 {
+	if x != nil {
+		return x.PlacementEpoch
+	}
+	return 0
+}
+
+// LockKeyResponse grants the lock.
+type LockKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token identifies this grant; UnlockKey needs it.
+	Token         uint64 `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockKeyResponse) Reset() {
+	*x = LockKeyResponse{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockKeyResponse) ProtoMessage() {}
+
+func (x *LockKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockKeyResponse.ProtoReflect.Descriptor instead.
+func (*LockKeyResponse) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *LockKeyResponse) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+// UnlockKeyRequest releases a lock.
+type UnlockKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key that was locked.
+	Key *Key `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// token from LockKeyResponse.
+	Token         uint64 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlockKeyRequest) Reset() {
+	*x = UnlockKeyRequest{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlockKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlockKeyRequest) ProtoMessage() {}
+
+func (x *UnlockKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlockKeyRequest.ProtoReflect.Descriptor instead.
+func (*UnlockKeyRequest) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *UnlockKeyRequest) GetKey() *Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *UnlockKeyRequest) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+// UnlockKeyResponse is empty.
+type UnlockKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlockKeyResponse) Reset() {
+	*x = UnlockKeyResponse{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlockKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlockKeyResponse) ProtoMessage() {}
+
+func (x *UnlockKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlockKeyResponse.ProtoReflect.Descriptor instead.
+func (*UnlockKeyResponse) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{26}
+}
+
 var File_veltrix_storage_v1_storage_proto protoreflect.FileDescriptor
 
 const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
@@ -1573,11 +1796,24 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"\vtarget_node\x18\x01 \x01(\tR\n" +
 	"targetNode\x124\n" +
 	"\arecords\x18\x02 \x03(\v2\x1a.veltrix.storage.v1.RecordR\arecords\"\x14\n" +
-	"\x12StoreHintsResponse*O\n" +
+	"\x12StoreHintsResponse\"\xbe\x01\n" +
+	"\x0eLockKeyRequest\x12)\n" +
+	"\x03key\x18\x01 \x01(\v2\x17.veltrix.storage.v1.KeyR\x03key\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\x12!\n" +
+	"\flease_millis\x18\x03 \x01(\rR\vleaseMillis\x12\x1f\n" +
+	"\vwait_millis\x18\x04 \x01(\rR\n" +
+	"waitMillis\x12'\n" +
+	"\x0fplacement_epoch\x18\x05 \x01(\x04R\x0eplacementEpoch\"'\n" +
+	"\x0fLockKeyResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\x04R\x05token\"S\n" +
+	"\x10UnlockKeyRequest\x12)\n" +
+	"\x03key\x18\x01 \x01(\v2\x17.veltrix.storage.v1.KeyR\x03key\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\"\x13\n" +
+	"\x11UnlockKeyResponse*O\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_APPLIED\x10\x01\x12\x16\n" +
-	"\x12OUTCOME_SUPERSEDED\x10\x022\xd4\x06\n" +
+	"\x12OUTCOME_SUPERSEDED\x10\x022\x82\b\n" +
 	"\x0eStorageService\x12I\n" +
 	"\x04Read\x12\x1f.veltrix.storage.v1.ReadRequest\x1a .veltrix.storage.v1.ReadResponse\x12X\n" +
 	"\tBatchRead\x12$.veltrix.storage.v1.BatchReadRequest\x1a%.veltrix.storage.v1.BatchReadResponse\x12L\n" +
@@ -1588,7 +1824,9 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"\rBucketDigests\x12(.veltrix.storage.v1.BucketDigestsRequest\x1a).veltrix.storage.v1.BucketDigestsResponse\x12d\n" +
 	"\rSetSyncPoints\x12(.veltrix.storage.v1.SetSyncPointsRequest\x1a).veltrix.storage.v1.SetSyncPointsResponse\x12[\n" +
 	"\n" +
-	"StoreHints\x12%.veltrix.storage.v1.StoreHintsRequest\x1a&.veltrix.storage.v1.StoreHintsResponseBEZCgithub.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1;storagev1b\x06proto3"
+	"StoreHints\x12%.veltrix.storage.v1.StoreHintsRequest\x1a&.veltrix.storage.v1.StoreHintsResponse\x12R\n" +
+	"\aLockKey\x12\".veltrix.storage.v1.LockKeyRequest\x1a#.veltrix.storage.v1.LockKeyResponse\x12X\n" +
+	"\tUnlockKey\x12$.veltrix.storage.v1.UnlockKeyRequest\x1a%.veltrix.storage.v1.UnlockKeyResponseBEZCgithub.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_veltrix_storage_v1_storage_proto_rawDescOnce sync.Once
@@ -1603,7 +1841,7 @@ func file_veltrix_storage_v1_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_veltrix_storage_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_veltrix_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_veltrix_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_veltrix_storage_v1_storage_proto_goTypes = []any{
 	(Outcome)(0),                     // 0: veltrix.storage.v1.Outcome
 	(*Key)(nil),                      // 1: veltrix.storage.v1.Key
@@ -1629,6 +1867,10 @@ var file_veltrix_storage_v1_storage_proto_goTypes = []any{
 	(*SetSyncPointsResponse)(nil),    // 21: veltrix.storage.v1.SetSyncPointsResponse
 	(*StoreHintsRequest)(nil),        // 22: veltrix.storage.v1.StoreHintsRequest
 	(*StoreHintsResponse)(nil),       // 23: veltrix.storage.v1.StoreHintsResponse
+	(*LockKeyRequest)(nil),           // 24: veltrix.storage.v1.LockKeyRequest
+	(*LockKeyResponse)(nil),          // 25: veltrix.storage.v1.LockKeyResponse
+	(*UnlockKeyRequest)(nil),         // 26: veltrix.storage.v1.UnlockKeyRequest
+	(*UnlockKeyResponse)(nil),        // 27: veltrix.storage.v1.UnlockKeyResponse
 }
 var file_veltrix_storage_v1_storage_proto_depIdxs = []int32{
 	1,  // 0: veltrix.storage.v1.Record.key:type_name -> veltrix.storage.v1.Key
@@ -1644,29 +1886,35 @@ var file_veltrix_storage_v1_storage_proto_depIdxs = []int32{
 	17, // 10: veltrix.storage.v1.BucketDigestsResponse.digests:type_name -> veltrix.storage.v1.BucketDigest
 	19, // 11: veltrix.storage.v1.SetSyncPointsRequest.points:type_name -> veltrix.storage.v1.SyncPoint
 	2,  // 12: veltrix.storage.v1.StoreHintsRequest.records:type_name -> veltrix.storage.v1.Record
-	3,  // 13: veltrix.storage.v1.StorageService.Read:input_type -> veltrix.storage.v1.ReadRequest
-	5,  // 14: veltrix.storage.v1.StorageService.BatchRead:input_type -> veltrix.storage.v1.BatchReadRequest
-	7,  // 15: veltrix.storage.v1.StorageService.Apply:input_type -> veltrix.storage.v1.ApplyRequest
-	9,  // 16: veltrix.storage.v1.StorageService.Scan:input_type -> veltrix.storage.v1.ScanRequest
-	11, // 17: veltrix.storage.v1.StorageService.StreamPartition:input_type -> veltrix.storage.v1.StreamPartitionRequest
-	13, // 18: veltrix.storage.v1.StorageService.PartitionDigests:input_type -> veltrix.storage.v1.PartitionDigestsRequest
-	16, // 19: veltrix.storage.v1.StorageService.BucketDigests:input_type -> veltrix.storage.v1.BucketDigestsRequest
-	20, // 20: veltrix.storage.v1.StorageService.SetSyncPoints:input_type -> veltrix.storage.v1.SetSyncPointsRequest
-	22, // 21: veltrix.storage.v1.StorageService.StoreHints:input_type -> veltrix.storage.v1.StoreHintsRequest
-	4,  // 22: veltrix.storage.v1.StorageService.Read:output_type -> veltrix.storage.v1.ReadResponse
-	6,  // 23: veltrix.storage.v1.StorageService.BatchRead:output_type -> veltrix.storage.v1.BatchReadResponse
-	8,  // 24: veltrix.storage.v1.StorageService.Apply:output_type -> veltrix.storage.v1.ApplyResponse
-	10, // 25: veltrix.storage.v1.StorageService.Scan:output_type -> veltrix.storage.v1.ScanResponse
-	12, // 26: veltrix.storage.v1.StorageService.StreamPartition:output_type -> veltrix.storage.v1.StreamPartitionResponse
-	15, // 27: veltrix.storage.v1.StorageService.PartitionDigests:output_type -> veltrix.storage.v1.PartitionDigestsResponse
-	18, // 28: veltrix.storage.v1.StorageService.BucketDigests:output_type -> veltrix.storage.v1.BucketDigestsResponse
-	21, // 29: veltrix.storage.v1.StorageService.SetSyncPoints:output_type -> veltrix.storage.v1.SetSyncPointsResponse
-	23, // 30: veltrix.storage.v1.StorageService.StoreHints:output_type -> veltrix.storage.v1.StoreHintsResponse
-	22, // [22:31] is the sub-list for method output_type
-	13, // [13:22] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	1,  // 13: veltrix.storage.v1.LockKeyRequest.key:type_name -> veltrix.storage.v1.Key
+	1,  // 14: veltrix.storage.v1.UnlockKeyRequest.key:type_name -> veltrix.storage.v1.Key
+	3,  // 15: veltrix.storage.v1.StorageService.Read:input_type -> veltrix.storage.v1.ReadRequest
+	5,  // 16: veltrix.storage.v1.StorageService.BatchRead:input_type -> veltrix.storage.v1.BatchReadRequest
+	7,  // 17: veltrix.storage.v1.StorageService.Apply:input_type -> veltrix.storage.v1.ApplyRequest
+	9,  // 18: veltrix.storage.v1.StorageService.Scan:input_type -> veltrix.storage.v1.ScanRequest
+	11, // 19: veltrix.storage.v1.StorageService.StreamPartition:input_type -> veltrix.storage.v1.StreamPartitionRequest
+	13, // 20: veltrix.storage.v1.StorageService.PartitionDigests:input_type -> veltrix.storage.v1.PartitionDigestsRequest
+	16, // 21: veltrix.storage.v1.StorageService.BucketDigests:input_type -> veltrix.storage.v1.BucketDigestsRequest
+	20, // 22: veltrix.storage.v1.StorageService.SetSyncPoints:input_type -> veltrix.storage.v1.SetSyncPointsRequest
+	22, // 23: veltrix.storage.v1.StorageService.StoreHints:input_type -> veltrix.storage.v1.StoreHintsRequest
+	24, // 24: veltrix.storage.v1.StorageService.LockKey:input_type -> veltrix.storage.v1.LockKeyRequest
+	26, // 25: veltrix.storage.v1.StorageService.UnlockKey:input_type -> veltrix.storage.v1.UnlockKeyRequest
+	4,  // 26: veltrix.storage.v1.StorageService.Read:output_type -> veltrix.storage.v1.ReadResponse
+	6,  // 27: veltrix.storage.v1.StorageService.BatchRead:output_type -> veltrix.storage.v1.BatchReadResponse
+	8,  // 28: veltrix.storage.v1.StorageService.Apply:output_type -> veltrix.storage.v1.ApplyResponse
+	10, // 29: veltrix.storage.v1.StorageService.Scan:output_type -> veltrix.storage.v1.ScanResponse
+	12, // 30: veltrix.storage.v1.StorageService.StreamPartition:output_type -> veltrix.storage.v1.StreamPartitionResponse
+	15, // 31: veltrix.storage.v1.StorageService.PartitionDigests:output_type -> veltrix.storage.v1.PartitionDigestsResponse
+	18, // 32: veltrix.storage.v1.StorageService.BucketDigests:output_type -> veltrix.storage.v1.BucketDigestsResponse
+	21, // 33: veltrix.storage.v1.StorageService.SetSyncPoints:output_type -> veltrix.storage.v1.SetSyncPointsResponse
+	23, // 34: veltrix.storage.v1.StorageService.StoreHints:output_type -> veltrix.storage.v1.StoreHintsResponse
+	25, // 35: veltrix.storage.v1.StorageService.LockKey:output_type -> veltrix.storage.v1.LockKeyResponse
+	27, // 36: veltrix.storage.v1.StorageService.UnlockKey:output_type -> veltrix.storage.v1.UnlockKeyResponse
+	26, // [26:37] is the sub-list for method output_type
+	15, // [15:26] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_veltrix_storage_v1_storage_proto_init() }
@@ -1680,7 +1928,7 @@ func file_veltrix_storage_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_veltrix_storage_v1_storage_proto_rawDesc), len(file_veltrix_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,8 @@ const (
 	StorageService_BucketDigests_FullMethodName    = "/veltrix.storage.v1.StorageService/BucketDigests"
 	StorageService_SetSyncPoints_FullMethodName    = "/veltrix.storage.v1.StorageService/SetSyncPoints"
 	StorageService_StoreHints_FullMethodName       = "/veltrix.storage.v1.StorageService/StoreHints"
+	StorageService_LockKey_FullMethodName          = "/veltrix.storage.v1.StorageService/LockKey"
+	StorageService_UnlockKey_FullMethodName        = "/veltrix.storage.v1.StorageService/UnlockKey"
 )
 
 // StorageServiceClient is the client API for StorageService service.
@@ -77,6 +79,20 @@ type StorageServiceClient interface {
 	// them to a replica that acknowledged the write. RESOURCE_EXHAUSTED when
 	// the node's hint budget is full; nothing is stored then.
 	StoreHints(ctx context.Context, in *StoreHintsRequest, opts ...grpc.CallOption) (*StoreHintsResponse, error)
+	// LockKey takes the lock of one key for a read-modify-write by the
+	// DynamoDB endpoint. A router holds the lock of an item on a majority of
+	// each of its replica sets while it reads the item at QUORUM, evaluates
+	// the request and writes the result at QUORUM, so two such operations on
+	// one item never interleave (docs/design.md, "Write isolation"). The
+	// lock expires after its lease unless released. Blocks up to wait while
+	// another owner holds it, then ABORTED (reason LOCK_CONTENDED). A node
+	// grants no lock for one maximum lease after it starts (UNAVAILABLE,
+	// reason LOCK_GRACE), so a lock held before a crash cannot be granted
+	// twice. Fenced by placement_epoch like Read and Apply.
+	LockKey(ctx context.Context, in *LockKeyRequest, opts ...grpc.CallOption) (*LockKeyResponse, error)
+	// UnlockKey releases a lock taken by LockKey. Releasing a lock that has
+	// expired or was taken over is not an error.
+	UnlockKey(ctx context.Context, in *UnlockKeyRequest, opts ...grpc.CallOption) (*UnlockKeyResponse, error)
 }
 
 type storageServiceClient struct {
@@ -186,6 +202,26 @@ func (c *storageServiceClient) StoreHints(ctx context.Context, in *StoreHintsReq
 	return out, nil
 }
 
+func (c *storageServiceClient) LockKey(ctx context.Context, in *LockKeyRequest, opts ...grpc.CallOption) (*LockKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LockKeyResponse)
+	err := c.cc.Invoke(ctx, StorageService_LockKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storageServiceClient) UnlockKey(ctx context.Context, in *UnlockKeyRequest, opts ...grpc.CallOption) (*UnlockKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnlockKeyResponse)
+	err := c.cc.Invoke(ctx, StorageService_UnlockKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServiceServer is the server API for StorageService service.
 // All implementations must embed UnimplementedStorageServiceServer
 // for forward compatibility.
@@ -233,6 +269,20 @@ type StorageServiceServer interface {
 	// them to a replica that acknowledged the write. RESOURCE_EXHAUSTED when
 	// the node's hint budget is full; nothing is stored then.
 	StoreHints(context.Context, *StoreHintsRequest) (*StoreHintsResponse, error)
+	// LockKey takes the lock of one key for a read-modify-write by the
+	// DynamoDB endpoint. A router holds the lock of an item on a majority of
+	// each of its replica sets while it reads the item at QUORUM, evaluates
+	// the request and writes the result at QUORUM, so two such operations on
+	// one item never interleave (docs/design.md, "Write isolation"). The
+	// lock expires after its lease unless released. Blocks up to wait while
+	// another owner holds it, then ABORTED (reason LOCK_CONTENDED). A node
+	// grants no lock for one maximum lease after it starts (UNAVAILABLE,
+	// reason LOCK_GRACE), so a lock held before a crash cannot be granted
+	// twice. Fenced by placement_epoch like Read and Apply.
+	LockKey(context.Context, *LockKeyRequest) (*LockKeyResponse, error)
+	// UnlockKey releases a lock taken by LockKey. Releasing a lock that has
+	// expired or was taken over is not an error.
+	UnlockKey(context.Context, *UnlockKeyRequest) (*UnlockKeyResponse, error)
 	mustEmbedUnimplementedStorageServiceServer()
 }
 
@@ -269,6 +319,12 @@ func (UnimplementedStorageServiceServer) SetSyncPoints(context.Context, *SetSync
 }
 func (UnimplementedStorageServiceServer) StoreHints(context.Context, *StoreHintsRequest) (*StoreHintsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method StoreHints not implemented")
+}
+func (UnimplementedStorageServiceServer) LockKey(context.Context, *LockKeyRequest) (*LockKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LockKey not implemented")
+}
+func (UnimplementedStorageServiceServer) UnlockKey(context.Context, *UnlockKeyRequest) (*UnlockKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnlockKey not implemented")
 }
 func (UnimplementedStorageServiceServer) mustEmbedUnimplementedStorageServiceServer() {}
 func (UnimplementedStorageServiceServer) testEmbeddedByValue()                        {}
@@ -446,6 +502,42 @@ func _StorageService_StoreHints_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StorageService_LockKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LockKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServiceServer).LockKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageService_LockKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServiceServer).LockKey(ctx, req.(*LockKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _StorageService_UnlockKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnlockKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServiceServer).UnlockKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageService_UnlockKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServiceServer).UnlockKey(ctx, req.(*UnlockKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StorageService_ServiceDesc is the grpc.ServiceDesc for StorageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -484,6 +576,14 @@ var StorageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "StoreHints",
 			Handler:    _StorageService_StoreHints_Handler,
+		},
+		{
+			MethodName: "LockKey",
+			Handler:    _StorageService_LockKey_Handler,
+		},
+		{
+			MethodName: "UnlockKey",
+			Handler:    _StorageService_UnlockKey_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
