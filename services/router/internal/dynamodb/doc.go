@@ -1,0 +1,13 @@
+// Package dynamodb is the router's DynamoDB-compatible endpoint: the
+// DynamoDB JSON 1.0 wire protocol (POST / with X-Amz-Target:
+// DynamoDB_20120810.<Operation>, application/x-amz-json-1.0) over the same
+// tables and items the gRPC API and the migrator use. Items are stored in
+// pkg/ddb's canonical encoding under the keys ddb.KeySchema.Key derives, so
+// a table imported from a DynamoDB export is served here unchanged;
+// expressions are pkg/ddb/expr's.
+//
+// Files: handler.go is the protocol (framing, errors, gzip, x-amz-crc32,
+// signature shape, dispatch); tables.go the table operations; reads.go
+// GetItem, BatchGetItem, Query and Scan; writes.go PutItem, DeleteItem,
+// UpdateItem and BatchWriteItem.
+package dynamodb

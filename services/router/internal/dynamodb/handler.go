@@ -1,0 +1,241 @@
+package dynamodb
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/veltrixdb/veltrix/pkg/hlc"
+	"github.com/veltrixdb/veltrix/pkg/topology"
+	"github.com/veltrixdb/veltrix/services/router/internal/cluster"
+	"github.com/veltrixdb/veltrix/services/router/internal/coord"
+)
+
+// targetPrefix is the X-Amz-Target prefix of DynamoDB's API version.
+const targetPrefix = "DynamoDB_20120810."
+
+// maxRequestBytes bounds a request body after decompression: DynamoDB's
+// own limit is 16 MB for BatchWriteItem; larger per-table item limits
+// raise it (see Handler.maxBody).
+const maxRequestBytes = 16 << 20
+
+// Backend is what the endpoint needs from the router. The router's Server
+// implements it with the same code its AdminService and KVService use, so a
+// table created here is the table the admin API and the migrator see.
+type Backend interface {
+	// View is the cluster view requests are routed by now (its Snapshot
+	// holds the tables).
+	View() (*cluster.View, error)
+	// Coordinator reads and writes replicas.
+	Coordinator() *coord.Coordinator
+	// Clock versions writes.
+	Clock() *hlc.Clock
+	// CreateTable, DeleteTable and UpdateTable change tables in etcd and
+	// return once this router routes by the change.
+	CreateTable(ctx context.Context, t topology.Table) (topology.Table, error)
+	DeleteTable(ctx context.Context, name string) (topology.Table, error)
+	UpdateTable(ctx context.Context, name string, change func(*topology.Table) error) (topology.Table, error)
+}
+
+// Authenticator checks a request's credentials. The endpoint checks the
+// shape of the SigV4 Authorization header itself (parseSigV4) and hands
+// the parsed header to the Authenticator, which verifies the signature
+// against issued credentials (the security work) or accepts any
+// well-formed signature (AcceptAnySignature, the default until then).
+type Authenticator interface {
+	Authenticate(r *http.Request, body []byte, sig *SigV4) error
+}
+
+// AcceptAnySignature accepts every request whose Authorization header is a
+// well-formed SigV4 header.
+type AcceptAnySignature struct{}
+
+// Authenticate implements Authenticator.
+func (AcceptAnySignature) Authenticate(*http.Request, []byte, *SigV4) error { return nil }
+
+// Options configure a Handler.
+type Options struct {
+	// Region is reported in ARNs; default "veltrix".
+	Region string
+	// Account is the account id in ARNs; default "000000000000".
+	Account string
+	// RequestTimeout bounds one operation; default 10 s.
+	RequestTimeout time.Duration
+	// Auth verifies signatures; default AcceptAnySignature.
+	Auth    Authenticator
+	Logger  *slog.Logger
+	Metrics *Metrics
+}
+
+// Handler serves the DynamoDB API over HTTP.
+type Handler struct {
+	b   Backend
+	o   Options
+	ops map[string]opFunc
+}
+
+// opFunc runs one operation: it decodes body (the request JSON) and returns
+// the response, which is encoded with encoding/json (ddb.Item fields encode
+// as DynamoDB JSON).
+type opFunc func(ctx context.Context, h *Handler, body []byte) (any, error)
+
+// NewHandler returns the endpoint's HTTP handler.
+func NewHandler(b Backend, o Options) *Handler {
+	if o.Region == "" {
+		o.Region = "veltrix"
+	}
+	if o.Account == "" {
+		o.Account = "000000000000"
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 10 * time.Second
+	}
+	if o.Auth == nil {
+		o.Auth = AcceptAnySignature{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{b: b, o: o, ops: map[string]opFunc{}}
+	for _, set := range []map[string]opFunc{tableOps, readOps, writeOps} {
+		for name, fn := range set {
+			h.ops[name] = fn
+		}
+	}
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == "/" {
+		// Health, as DynamoDB answers a GET /.
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "healthy: veltrix dynamodb endpoint\n")
+		return
+	}
+	start := time.Now()
+	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
+	resp, err := h.serve(r, op)
+	h.o.Metrics.observe(op, start, err)
+	if err != nil {
+		h.writeError(w, op, err)
+		return
+	}
+	h.write(w, http.StatusOK, resp)
+}
+
+func (h *Handler) serve(r *http.Request, op string) (any, error) {
+	if r.Method != http.MethodPost || r.URL.Path != "/" {
+		return nil, &Error{Type: "UnknownOperationException", Status: http.StatusBadRequest,
+			Message: fmt.Sprintf("%s %s is not part of the DynamoDB API; requests are POST /", r.Method, r.URL.Path)}
+	}
+	target := r.Header.Get("X-Amz-Target")
+	if !strings.HasPrefix(target, targetPrefix) {
+		return nil, &Error{Type: "UnknownOperationException", Status: http.StatusBadRequest,
+			Message: fmt.Sprintf("X-Amz-Target %q is not a DynamoDB_20120810 operation", target)}
+	}
+	fn, ok := h.ops[op]
+	if !ok {
+		if why, ok := unsupported[op]; ok {
+			return nil, validationf("%s is not supported by Veltrix yet: %s", op, why)
+		}
+		return nil, &Error{Type: "UnknownOperationException", Status: http.StatusBadRequest,
+			Message: fmt.Sprintf("unknown operation %q", op)}
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := parseSigV4(r.Header.Get("Authorization"))
+	if err != nil {
+		return nil, err
+	}
+	if err := h.o.Auth.Authenticate(r, body, sig); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.o.RequestTimeout)
+	defer cancel()
+	return fn(ctx, h, body)
+}
+
+// readBody reads the request body, gunzipping it when Content-Encoding
+// says gzip, up to maxRequestBytes.
+func readBody(r *http.Request) ([]byte, error) {
+	var src io.Reader = r.Body
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return nil, serializationf("Content-Encoding is gzip but the body is not gzip data: %v", err)
+		}
+		defer zr.Close()
+		src = zr
+	default:
+		return nil, serializationf("unsupported Content-Encoding %q (gzip or none)", enc)
+	}
+	body, err := io.ReadAll(io.LimitReader(src, maxRequestBytes+1))
+	if err != nil {
+		return nil, serializationf("cannot read the request body: %v", err)
+	}
+	if len(body) > maxRequestBytes {
+		return nil, &Error{Type: "RequestEntityTooLarge", Status: http.StatusRequestEntityTooLarge,
+			Message: fmt.Sprintf("request body over %d bytes", maxRequestBytes)}
+	}
+	return body, nil
+}
+
+// decode unmarshals a request body into req. Malformed JSON and values of
+// the wrong JSON type are SerializationException; invalid attribute values
+// (bad numbers, empty sets, unknown type descriptors) are
+// ValidationException naming the problem, as DynamoDB answers them.
+func decode(body []byte, req any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	if err := json.Unmarshal(body, req); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			return serializationf("malformed JSON at byte %d: %v", se.Offset, err)
+		case errors.As(err, &te):
+			return serializationf("%s: expected %s, got JSON %s", te.Field, te.Type, te.Value)
+		}
+		return validationf("%v", err)
+	}
+	return nil
+}
+
+func (h *Handler) write(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		h.o.Logger.Error("dynamodb: encode response", "err", err)
+		status = http.StatusInternalServerError
+		body = []byte(`{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"cannot encode the response"}`)
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "application/x-amz-json-1.0")
+	hd.Set("x-amz-crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10))
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func (h *Handler) writeError(w http.ResponseWriter, op string, err error) {
+	e := toError(err)
+	if e.Status >= 500 {
+		h.o.Logger.Warn("dynamodb: operation failed", "op", op, "type", e.Type, "err", e.Message)
+	}
+	h.write(w, e.Status, e.body())
+}

@@ -1,0 +1,4 @@
+package dynamodb
+
+// tableOps are the operations of this file.
+var tableOps = map[string]opFunc{}
