@@ -13,9 +13,6 @@ import (
 
 var errTODO = errors.New("expr: not implemented yet")
 
-type node interface{}
-
-type action struct{}
 
 // ParseCondition parses a ConditionExpression or FilterExpression (kind
 // says which, for messages) and records the names and values it uses in p.
