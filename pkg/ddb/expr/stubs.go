@@ -13,7 +13,6 @@ import (
 
 var errTODO = errors.New("expr: not implemented yet")
 
-
 // ParseCondition parses a ConditionExpression or FilterExpression (kind
 // says which, for messages) and records the names and values it uses in p.
 func ParseCondition(kind Kind, s string, p *Params) (*Condition, error) { return nil, errTODO }
