@@ -8,8 +8,6 @@ package mapping
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/ddb"
@@ -26,14 +24,6 @@ const MaxItemBytes = ddb.MaxItemSize
 
 // MaxValueBytes is Veltrix's value limit, applied to the encoded value.
 const MaxValueBytes = 64 << 20
-
-// ttlIgnoredAfter mirrors DynamoDB: an expiry more than five years in the
-// past is not treated as an expiry at all (DynamoDB never deletes such
-// items), so the item is imported without one.
-const ttlIgnoredAfter = 5 * 365 * 24 * time.Hour
-
-// maxExpiry is the latest expiry a protobuf Timestamp can carry.
-var maxExpiry = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 
 // Encoding is how an item becomes a value.
 type Encoding int
@@ -236,17 +226,15 @@ func (m *Mapping) mapItem(it ddb.Item, now time.Time) Result {
 	}
 	r := Result{Kind: Put, PK: pk, SK: sk}
 	if m.TTLAttr != "" {
-		if n, ok := it[m.TTLAttr].(ddb.N); ok {
-			if exp, ok := ttlTime(n); ok && now.Sub(exp) < ttlIgnoredAfter {
-				if !exp.After(now) {
-					r.Kind = SkipExpired
-					return r
-				}
-				r.Expire = exp
-			}
-		}
 		// A TTL attribute that is absent or not a number is no expiry, as
 		// in DynamoDB.
+		if exp, ok := ddb.TTLExpiry(it[m.TTLAttr], now); ok {
+			if !exp.After(now) {
+				r.Kind = SkipExpired
+				return r
+			}
+			r.Expire = exp
+		}
 	}
 	switch m.Encoding {
 	case Canonical:
@@ -278,27 +266,3 @@ func (m *Mapping) mapItem(it ddb.Item, now time.Time) Result {
 }
 
 func reject(reason string) Result { return Result{Kind: Reject, Reason: reason} }
-
-// ttlTime reads a TTL number (Unix epoch seconds, possibly fractional). It
-// reports false for values that cannot be an expiry: zero or negative, or
-// past what a timestamp can hold.
-func ttlTime(n ddb.N) (time.Time, bool) {
-	s := n.String()
-	if strings.HasPrefix(s, "-") || s == "0" {
-		return time.Time{}, false
-	}
-	intPart, frac, _ := strings.Cut(s, ".")
-	sec, err := strconv.ParseInt(intPart, 10, 64)
-	if err != nil || sec > maxExpiry.Unix() {
-		return time.Time{}, false
-	}
-	var nsec int64
-	if frac != "" {
-		frac = (frac + "000000000")[:9]
-		nsec, _ = strconv.ParseInt(frac, 10, 64)
-	}
-	if sec == 0 && nsec == 0 {
-		return time.Time{}, false
-	}
-	return time.Unix(sec, nsec).UTC(), true
-}
