@@ -35,7 +35,7 @@ func TestConditionMatch(t *testing.T) {
 		{"b > :b1", true},
 		{"b < :b12", false},
 		{"n < :s", false},    // number vs string: false, not an error
-		{"t < :true", false}, // BOOL does not order
+		{"t < :n5", false}, // a BOOL attribute does not order
 		{"nope < :n5", false},
 		{":n5 < n", true},
 		{"n = n10", false}, // path vs missing path
@@ -230,6 +230,9 @@ func TestConditionErrors(t *testing.T) {
 		{"contains(s, s)", "Invalid ConditionExpression: The first operand must be distinct from the remaining operands for this operator or function; operator: contains, first operand: [s]"},
 		{"n BETWEEN :n20 AND :n5", "Invalid ConditionExpression: The BETWEEN operator requires upper bound to be greater than or equal to lower bound; lower bound operand: AttributeValue: {N:20}, upper bound operand: AttributeValue: {N:5}"},
 		{"n BETWEEN :n5 AND :s", "Invalid ConditionExpression: The BETWEEN operator requires same data type for lower and upper bounds; lower bound operand: AttributeValue: {N:5}, upper bound operand: AttributeValue: {S:hello world}"},
+		{"n < :true", "Invalid ConditionExpression: Incorrect operand type for operator or function; operator or function: <, operand type: BOOL"},
+		{":l >= n", "Invalid ConditionExpression: Incorrect operand type for operator or function; operator or function: >=, operand type: L"},
+		{"n BETWEEN :ss AND :ss", "Invalid ConditionExpression: Incorrect operand type for operator or function; operator or function: BETWEEN, operand type: SS"},
 		{"((n = :n5))", "Invalid ConditionExpression: The expression has redundant parentheses;"},
 		{"((n)) = :n5", "Invalid ConditionExpression: The expression has redundant parentheses;"},
 		{"n = ((:n5))", "Invalid ConditionExpression: The expression has redundant parentheses;"},
@@ -306,5 +309,21 @@ func TestLiteralCondition(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), c.msg) {
 			t.Errorf("%s: err = %v, want %s...", c.expr, err, c.msg)
 		}
+	}
+}
+
+func TestConditionAttributes(t *testing.T) {
+	vals := values(t, sampleValues)
+	c, err := ParseCondition(KindFilter, "#m.a = :n1 AND (size(l) > :n1 OR NOT contains(s, :a)) AND n BETWEEN :n1 AND x AND y IN (:n1, z) AND attribute_exists(#sp)", NewParams(sampleNames, vals))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(c.Attributes(), ",")
+	if want := "a b,l,m,n,s,x,y,z"; got != want {
+		t.Fatalf("Attributes = %s, want %s", got, want)
+	}
+	var nilCond *Condition
+	if nilCond.Attributes() != nil {
+		t.Fatal("nil condition reads attributes")
 	}
 }

@@ -414,6 +414,9 @@ func (ps *parser) comparison(left operand) (node, operand, error) {
 		if err := ps.distinct("BETWEEN", left, lo, hi); err != nil {
 			return nil, nil, err
 		}
+		if err := ps.orderable("BETWEEN", left, lo, hi); err != nil {
+			return nil, nil, err
+		}
 		if err := ps.checkBounds(lo, hi); err != nil {
 			return nil, nil, err
 		}
@@ -441,7 +444,26 @@ func (ps *parser) comparison(left operand) (node, operand, error) {
 	if err := ps.distinct(t.text, left, right); err != nil {
 		return nil, nil, err
 	}
+	if t.text != "=" && t.text != "<>" {
+		if err := ps.orderable(t.text, left, right); err != nil {
+			return nil, nil, err
+		}
+	}
 	return compareNode{t.text, left, right}, nil, nil
+}
+
+// orderable refuses a value operand that an order comparison cannot
+// compare (only N, S and B order). A path's value of such a type only
+// makes the comparison false; a value written in the request is an error.
+func (ps *parser) orderable(op string, ops ...operand) error {
+	for _, o := range ops {
+		if v, ok := o.(valueOperand); ok {
+			if t := v.value.Type(); t != ddb.TypeN && t != ddb.TypeS && t != ddb.TypeB {
+				return ps.errf("Incorrect operand type for operator or function; operator or function: %s, operand type: %s", op, t)
+			}
+		}
+	}
+	return nil
 }
 
 // operandList parses operands separated by commas up to a closing
@@ -790,7 +812,7 @@ func (ps *parser) action(kind actionKind) (action, error) {
 			if kind == actionDelete {
 				op = "DELETE"
 			}
-			return action{}, ps.errf("Incorrect operand type for operator or function; operator: %s, operand type: %s", op, name)
+			return action{}, ps.errf("Incorrect operand type for operator or function; operator: %s, operand type: %s, typeSet: ALLOWED_FOR_%s_OPERAND", op, name, op)
 		}
 		a.value = *v
 	}
