@@ -34,7 +34,7 @@ func TestConditionMatch(t *testing.T) {
 		{"s < :world", true},
 		{"b > :b1", true},
 		{"b < :b12", false},
-		{"n < :s", false},    // number vs string: false, not an error
+		{"n < :s", false},  // number vs string: false, not an error
 		{"t < :n5", false}, // a BOOL attribute does not order
 		{"nope < :n5", false},
 		{":n5 < n", true},
