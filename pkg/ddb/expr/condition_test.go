@@ -207,6 +207,9 @@ func TestConditionErrors(t *testing.T) {
 		{"NOT n", `Invalid ConditionExpression: Syntax error; token: "<EOF>", near: "n"`},
 		{"n = :n5 AND (s)", `Invalid ConditionExpression: Syntax error; token: "<EOF>", near: ")"`},
 		{"a[99999999999] = :n5", `Invalid ConditionExpression: Syntax error; token: "99999999999", near: "[99999999999]"`},
+		{"n = :n5 OR OR s = :s", `Invalid ConditionExpression: Syntax error; token: "OR", near: "OR OR s"`},
+		{"NOT = :n5", `Invalid ConditionExpression: Syntax error; token: "=", near: "NOT = :n5"`},
+		{"between = :n5", `Invalid ConditionExpression: Syntax error; token: "between", near: "between ="`},
 		{"status = :active", "Invalid ConditionExpression: Attribute name is a reserved keyword; reserved keyword: status"},
 		{"m.Size = :n5", "Invalid ConditionExpression: Attribute name is a reserved keyword; reserved keyword: Size"},
 		{"#nope = :n5", "Invalid ConditionExpression: An expression attribute name used in the document path is not defined; attribute name: #nope"},
@@ -299,6 +302,8 @@ func TestLiteralCondition(t *testing.T) {
 		})
 	}
 	for _, c := range []struct{ expr, msg string }{
+		{`n = 1 OR OR m = 2`, `Invalid filter: Syntax error; token: "OR", near: "OR OR m"`},
+		{`and = 1`, `Invalid filter: Syntax error; token: "and", near: "and ="`},
 		{`n = 1e999`, `Invalid filter: bad number "1e999"`},
 		{`n = "unterminated`, `Invalid filter: Syntax error; token: "\"unterminated", near: "= \"unterminated"`},
 		{"`unterminated = 1", "Invalid filter: Syntax error; token: \"`\", near: \"`unterminated\""},

@@ -173,12 +173,21 @@ func isDigits(s string) bool {
 	return s != ""
 }
 
+// grammarKeywords are the words the grammars use; they are never names.
+var grammarKeywords = map[string]bool{
+	"AND": true, "OR": true, "NOT": true, "BETWEEN": true, "IN": true,
+	"SET": true, "REMOVE": true, "ADD": true, "DELETE": true,
+}
+
 // pathName parses one name of a path: an identifier (not a reserved
 // word), an ExpressionAttributeName, or in literal mode a `quoted` name.
 func (ps *parser) pathName() (string, error) {
 	t := ps.tok()
 	switch t.kind {
 	case tIdent:
+		if grammarKeywords[strings.ToUpper(t.text)] {
+			return "", ps.syntaxErr()
+		}
 		if !ps.literal && reservedWords[strings.ToUpper(t.text)] {
 			return "", ps.errf("Attribute name is a reserved keyword; reserved keyword: %s", t.text)
 		}
