@@ -821,7 +821,7 @@ func (ps *parser) action(kind actionKind) (action, error) {
 			if kind == actionDelete {
 				op = "DELETE"
 			}
-			return action{}, ps.errf("Incorrect operand type for operator or function; operator: %s, operand type: %s, typeSet: ALLOWED_FOR_%s_OPERAND", op, name, op)
+			return action{}, ps.errf("Incorrect operand type for operator or function; operator: %s, operand type: %s", op, name)
 		}
 		a.value = *v
 	}
