@@ -31,24 +31,6 @@ func (pr *Projection) Apply(it ddb.Item) ddb.Item { return it }
 // ParseUpdate parses an UpdateExpression.
 func ParseUpdate(s string, p *Params) (*Update, error) { return nil, errTODO }
 
-// Apply returns the item after the update (a new item; old is not
-// changed; old may be nil for a missing item). Errors are *Error with
-// DynamoDB's message, e.g. "An operand in the update expression has an
-// incorrect data type".
-func (u *Update) Apply(old ddb.Item) (ddb.Item, error) { return nil, errTODO }
-
-// Touches reports whether the update sets, removes, adds to or deletes from
-// the top-level attribute name (the endpoint refuses updates of key
-// attributes: "Cannot update attribute pk. This attribute is part of the
-// key").
-func (u *Update) Touches(name string) bool { return false }
-
-// Returned is what a write returns for rv, given the item before and after
-// it: ALL_OLD the whole old item, ALL_NEW the whole new item, UPDATED_OLD
-// and UPDATED_NEW only the attributes the update touched (as DynamoDB
-// defines them), NONE nil.
-func (u *Update) Returned(old, new ddb.Item, rv ReturnValues) ddb.Item { return nil }
-
 // ParseKeyCondition parses a KeyConditionExpression against the table's
 // key schema: equality on the partition key, optionally one of =, <, <=,
 // >, >=, BETWEEN, begins_with on the sort key; values must have the key's
@@ -61,9 +43,6 @@ func ParseKeyCondition(s string, p *Params, ks ddb.KeySchema) (*KeyCondition, er
 // but not defined, in DynamoDB's words. Call it after parsing every
 // expression of the request.
 func (p *Params) Check() error { return nil }
-
-// ParseReturnValues parses ReturnValues ("" is NONE).
-func ParseReturnValues(s string) (ReturnValues, error) { return ReturnNone, errTODO }
 
 // FromExpected converts the legacy Expected parameter (with
 // ConditionalOperator AND/OR, "" = AND) into a condition.
