@@ -43,26 +43,3 @@ func ParseKeyCondition(s string, p *Params, ks ddb.KeySchema) (*KeyCondition, er
 // but not defined, in DynamoDB's words. Call it after parsing every
 // expression of the request.
 func (p *Params) Check() error { return nil }
-
-// FromExpected converts the legacy Expected parameter (with
-// ConditionalOperator AND/OR, "" = AND) into a condition.
-func FromExpected(exp map[string]ExpectedValue, conditionalOperator string) (*Condition, error) {
-	return nil, errTODO
-}
-
-// FromFilter converts QueryFilter or ScanFilter (kind names which, for
-// messages) into a condition.
-func FromFilter(kind string, conds map[string]FilterCondition, conditionalOperator string) (*Condition, error) {
-	return nil, errTODO
-}
-
-// FromKeyConditions converts the legacy KeyConditions parameter.
-func FromKeyConditions(conds map[string]FilterCondition, ks ddb.KeySchema) (*KeyCondition, error) {
-	return nil, errTODO
-}
-
-// FromAttributeUpdates converts the legacy AttributeUpdates parameter.
-func FromAttributeUpdates(upd map[string]AttributeUpdate) (*Update, error) { return nil, errTODO }
-
-// FromAttributesToGet converts the legacy AttributesToGet parameter.
-func FromAttributesToGet(names []string) (*Projection, error) { return nil, errTODO }
