@@ -269,8 +269,8 @@ func FromFilter(kind string, conds map[string]FilterCondition, conditionalOperat
 	return joinNodes(nodes, or), nil
 }
 
-// sortOps maps the legacy operators allowed on a sort key.
-var sortOps = map[string]SortOp{
+// legacySortOps maps the legacy operators allowed on a sort key.
+var legacySortOps = map[string]SortOp{
 	"EQ": SortEQ, "LT": SortLT, "LE": SortLE, "GT": SortGT, "GE": SortGE,
 	"BETWEEN": SortBetween, "BEGINS_WITH": SortBeginsWith,
 }
@@ -303,7 +303,7 @@ func FromKeyConditions(conds map[string]FilterCondition, ks ddb.KeySchema) (*Key
 			}
 			continue
 		}
-		op, indexable := sortOps[c.ComparisonOperator]
+		op, indexable := legacySortOps[c.ComparisonOperator]
 		if !indexable {
 			return nil, &Error{Message: "Attempted conditional constraint is not an indexable operation"}
 		}
@@ -400,14 +400,4 @@ func FromAttributesToGet(names []string) (*Projection, error) {
 		pr.Paths = append(pr.Paths, Path{{Name: name}})
 	}
 	return pr, nil
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
