@@ -108,7 +108,7 @@ func evalUpdateOperand(op operand, old ddb.Item) (ddb.Value, error) {
 		}
 		return o.value, nil
 	case pathOperand:
-		v, ok := valueAtPath(old, o.path)
+		v, ok := resolve(old, o.path)
 		if !ok {
 			return nil, &Error{Message: msgNoAttribute}
 		}
@@ -138,7 +138,7 @@ func evalUpdateOperand(op operand, old ddb.Item) (ddb.Value, error) {
 		}
 		return n, nil
 	case ifNotExistsOperand:
-		if v, ok := valueAtPath(old, o.path); ok {
+		if v, ok := resolve(old, o.path); ok {
 			return v, nil
 		}
 		return evalUpdateOperand(o.def, old)
@@ -171,41 +171,6 @@ func numberError(err error) error {
 		return &Error{Message: de.Msg}
 	}
 	return &Error{Message: err.Error()}
-}
-
-// valueAtPath returns the value at p in it, if there is one.
-func valueAtPath(it ddb.Item, p Path) (ddb.Value, bool) {
-	if len(p) == 0 || p[0].Name == "" {
-		return nil, false
-	}
-	v, ok := it[p[0].Name]
-	if !ok {
-		return nil, false
-	}
-	for _, e := range p[1:] {
-		if v, ok = childValue(v, e); !ok {
-			return nil, false
-		}
-	}
-	return v, true
-}
-
-// childValue returns the member e of v: a map entry or a list element.
-func childValue(v ddb.Value, e PathElem) (ddb.Value, bool) {
-	switch x := v.(type) {
-	case ddb.M:
-		if e.Name == "" {
-			return nil, false
-		}
-		c, ok := x[e.Name]
-		return c, ok
-	case ddb.L:
-		if e.Name != "" || e.Index < 0 || e.Index >= len(x) {
-			return nil, false
-		}
-		return x[e.Index], true
-	}
-	return nil, false
 }
 
 // applier applies one update's actions to out, a private copy of the item.
@@ -270,11 +235,9 @@ func (ap *applier) apply(a action, v ddb.Value) error {
 		ap.out[top] = cur
 		ap.copied[top] = true
 	}
-	parent := cur
-	for _, e := range a.path[1 : len(a.path)-1] {
-		if parent, ok = childValue(parent, e); !ok {
-			return invalid()
-		}
+	parent, ok := walk(cur, a.path[1:len(a.path)-1])
+	if !ok {
+		return invalid()
 	}
 	last := a.path[len(a.path)-1]
 	switch p := parent.(type) {
@@ -513,7 +476,7 @@ func (ap *applier) updateAt(p Path, f func(ddb.Value) ddb.Value) {
 		if len(rest) == 0 {
 			return f(v)
 		}
-		c, ok := childValue(v, rest[0])
+		c, ok := walk(v, rest[:1])
 		if !ok {
 			return v
 		}
