@@ -341,32 +341,14 @@ func combine(kind actionKind, existing ddb.Value, exists bool, v ddb.Value) (nv 
 	return nil, false, &Error{Message: "Invalid UpdateExpression: unknown action"}
 }
 
-// typeWord names a type as DynamoDB's operand-type messages do.
+// typeWord names a type as DynamoDB's operand-type messages do (the
+// parser's names; sets never reach here).
 func typeWord(v ddb.Value) string {
 	if v == nil {
 		return "NULL"
 	}
-	switch v.Type() {
-	case ddb.TypeS:
-		return "STRING"
-	case ddb.TypeN:
-		return "NUMBER"
-	case ddb.TypeB:
-		return "BINARY"
-	case ddb.TypeBOOL:
-		return "BOOLEAN"
-	case ddb.TypeNULL:
-		return "NULL"
-	case ddb.TypeM:
-		return "MAP"
-	case ddb.TypeL:
-		return "LIST"
-	case ddb.TypeSS:
-		return "STRING_SET"
-	case ddb.TypeNS:
-		return "NUMBER_SET"
-	case ddb.TypeBS:
-		return "BINARY_SET"
+	if name, ok := updateTypeNames[v.Type()]; ok {
+		return name
 	}
 	return v.Type().String()
 }
