@@ -98,6 +98,24 @@ func (u *Update) Touches(name string) bool {
 	return false
 }
 
+// CreatesItem reports whether applying the update to a missing item
+// creates it. DynamoDB writes nothing when every action is a REMOVE or a
+// DELETE (there is nothing to remove from a missing item: UpdateItem
+// succeeds, the item stays missing and ALL_NEW returns no Attributes),
+// while an update with no actions at all (an empty AttributeUpdates)
+// creates an item holding just the key.
+func (u *Update) CreatesItem() bool {
+	if u == nil || len(u.actions) == 0 {
+		return true
+	}
+	for _, a := range u.actions {
+		if a.kind == actionSet || a.kind == actionAdd {
+			return true
+		}
+	}
+	return false
+}
+
 // evalUpdateOperand evaluates the right-hand side of a SET (or the value of
 // ADD and DELETE) against the old item.
 func evalUpdateOperand(op operand, old ddb.Item) (ddb.Value, error) {

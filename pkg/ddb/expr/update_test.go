@@ -308,3 +308,21 @@ func TestTouches(t *testing.T) {
 		t.Error("nil update touches a")
 	}
 }
+
+func TestCreatesItem(t *testing.T) {
+	for _, tc := range []struct {
+		u    *Update
+		want bool
+	}{
+		{nil, true},
+		{upd(), true},
+		{upd(rm("a")), false},
+		{upd(rm("a"), del("b", ddb.SS{"x"})), false},
+		{upd(rm("a"), set("b", val(n("1")))), true},
+		{upd(add("a", n("1"))), true},
+	} {
+		if got := tc.u.CreatesItem(); got != tc.want {
+			t.Errorf("%v: CreatesItem = %v, want %v", tc.u, got, tc.want)
+		}
+	}
+}
