@@ -16,6 +16,10 @@ import (
 // deterministic. Messages are DynamoDB's (checked against dynalite, whose
 // validation mirrors DynamoDB's answers).
 
+// dynalite deviates on Expected with ConditionalOperator OR: it fails the
+// condition as soon as one entry is false, so {x = 5 OR y missing} on an
+// item without y fails there and holds in DynamoDB (and here).
+
 const invalidParam = "One or more parameter values were invalid: "
 
 // comparisonOperators lists the legacy operators, in the order DynamoDB's

@@ -28,6 +28,12 @@ import (
 //     list (for [i]), is invalid for update; REMOVE of a missing map entry
 //     or of an index past the end does nothing.
 //
+// Where dynalite (our e2e reference) deviates, checked by hand against
+// dynalite 4.x: it creates a missing item for a REMOVE-only update (DynamoDB
+// does not; see CreatesItem), and it stores arithmetic results DynamoDB
+// refuses (1E50 + 1 needs 51 digits, 9E125 + 9E125 exceeds the range: both
+// "Number overflow" in DynamoDB).
+//
 // The old item is never changed: a top-level attribute is deep-copied
 // before the first nested change to it, and values taken from operands
 // are copied into the result.
