@@ -78,7 +78,16 @@ func (u *Update) Apply(old ddb.Item) (ddb.Item, error) {
 		}
 	}
 	ap.finish()
-	if err := out.Validate(); err != nil {
+	// Only the attributes the update wrote can have become invalid (too
+	// deep a nesting, say); checking just those keeps a small change to a
+	// large item cheap.
+	written := make(ddb.Item, len(ap.copied))
+	for name := range ap.copied {
+		if v, ok := out[name]; ok {
+			written[name] = v
+		}
+	}
+	if err := written.Validate(); err != nil {
 		var de *ddb.Error
 		if errors.As(err, &de) && strings.Contains(de.Msg, "nested more than") {
 			return nil, &Error{Message: msgNesting}
@@ -202,7 +211,7 @@ type applier struct {
 	missing bool // the item did not exist
 	out     ddb.Item
 	// copied marks the top-level attributes of out that are private deep
-	// copies, safe to change in place.
+	// copies, safe to change in place: the ones the update wrote.
 	copied   map[string]bool
 	appends  []listAppend
 	removals []listRemoval
