@@ -67,14 +67,14 @@ func (u *Update) Apply(old ddb.Item) (ddb.Item, error) {
 		}
 		v, err := evalUpdateOperand(a.value, old)
 		if err != nil {
-			return nil, err
+			return nil, legacyError(a, err)
 		}
 		vals[i] = v
 	}
 	ap := applier{missing: old == nil, out: out, copied: map[string]bool{}}
 	for i, a := range u.actions {
 		if err := ap.apply(a, vals[i]); err != nil {
-			return nil, err
+			return nil, legacyError(a, err)
 		}
 	}
 	ap.finish()
@@ -95,6 +95,24 @@ func (u *Update) Apply(old ddb.Item) (ddb.Item, error) {
 		return nil, &Error{Message: "One or more parameter values were invalid: " + err.Error()}
 	}
 	return out, nil
+}
+
+// legacyError rewords a type error for AttributeUpdates, whose values
+// (unlike ExpressionAttributeValues) have no name: DynamoDB's legacy API
+// says "Type mismatch for attribute to update".
+func legacyError(a action, err error) error {
+	var e *Error
+	if !errors.As(err, &e) || e.Message != msgOperandType {
+		return err
+	}
+	v := a.value
+	if la, ok := v.(listAppendOperand); ok { // ADD of a list
+		v = la.r
+	}
+	if vo, ok := v.(valueOperand); ok && vo.name == "" {
+		return &Error{Message: "Type mismatch for attribute to update"}
+	}
+	return err
 }
 
 // Touches reports whether the update sets, removes, adds to or deletes from
