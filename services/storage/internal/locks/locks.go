@@ -46,6 +46,8 @@ var (
 	ErrGrace = errors.New("locks: lock grace period after restart")
 	// ErrInvalid means the request itself is bad (lease out of range).
 	ErrInvalid = errors.New("locks: invalid request")
+	// ErrClosed means the node is shutting down.
+	ErrClosed = errors.New("locks: lock table closed")
 )
 
 // Key is a locked item: table id, partition key and sort key.
@@ -133,6 +135,7 @@ type Table struct {
 	o Options
 
 	mu      sync.Mutex
+	closed  bool
 	entries map[Key]*entry
 	waiting int
 	stats   Stats
@@ -214,6 +217,10 @@ func (t *Table) Lock(ctx context.Context, k Key, owner string, lease, wait time.
 	}
 
 	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return 0, ErrClosed
+	}
 	e := t.entries[k]
 	if e == nil {
 		e = &entry{key: k}
@@ -282,6 +289,22 @@ func (t *Table) Unlock(k Key, token uint64) bool {
 	}
 	t.releaseLocked(e, token)
 	return true
+}
+
+// Close stops granting locks and returns when the last lease granted
+// ends (zero: none is held): the horizon to store, since no later grant
+// can outlive it.
+func (t *Table) Close() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	var last time.Time
+	for _, e := range t.entries {
+		if e.token != 0 && e.expires.After(last) {
+			last = e.expires
+		}
+	}
+	return last
 }
 
 // Stats returns the counters.
@@ -375,8 +398,8 @@ func (t *Table) releaseLocked(e *entry, token uint64) {
 		w := e.queue[0]
 		e.queue[0] = nil
 		e.queue = e.queue[1:]
-		if w.gone {
-			continue
+		if w.gone || t.closed {
+			continue // a closed table grants nothing; the waiter times out
 		}
 		t.waiting--
 		w.token = t.grantLocked(e, w.owner, w.lease, t.o.Now())
