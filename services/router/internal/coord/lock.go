@@ -147,10 +147,17 @@ func (co *Coordinator) Acquire(ctx context.Context, key *storagev1.Key, owner st
 		if err == nil {
 			return l, nil
 		}
-		if errors.Is(err, errLockNoTime) {
-			if last == nil {
-				last = fmt.Errorf("%w: lock of %s: %w", ErrLockContended, keyString(key), context.DeadlineExceeded)
-			}
+		// A pass cut short by the deadline knows less than the last whole
+		// one: report that one.
+		var cs *cutShortError
+		switch {
+		case errors.Is(err, errLockNoTime) && last == nil:
+			return nil, fmt.Errorf("%w: lock of %s: %w", ErrLockContended, keyString(key), context.DeadlineExceeded)
+		case errors.Is(err, errLockNoTime):
+			return nil, last
+		case errors.As(err, &cs) && last == nil:
+			return nil, cs.err
+		case errors.As(err, &cs):
 			return nil, last
 		}
 		last = err
@@ -183,6 +190,13 @@ func (co *Coordinator) Acquire(ctx context.Context, key *storagev1.Key, owner st
 
 // errLockNoTime ends a pass that had no time left to ask any node.
 var errLockNoTime = errors.New("coord: no time left to lock")
+
+// cutShortError is a pass's failure when the deadline stopped it before
+// it asked every node it could.
+type cutShortError struct{ err error }
+
+func (e *cutShortError) Error() string { return e.err.Error() }
+func (e *cutShortError) Unwrap() error { return e.err }
 
 // fatalLockError is a lock failure that trying again cannot cure.
 type fatalLockError struct{ err error }
@@ -239,6 +253,7 @@ func (co *Coordinator) tryLock(ctx context.Context, v *cluster.View, key *storag
 		contended bool
 		stale     uint64
 		deadline  time.Time
+		cut       bool // the pass ran out of time before asking every node
 	)
 	satisfied := func() bool {
 		for k := range rt.Sets {
@@ -269,12 +284,15 @@ func (co *Coordinator) tryLock(ctx context.Context, v *cluster.View, key *storag
 		}
 		wait := lockNodeWait
 		if dl, ok := ctx.Deadline(); ok {
-			wait = min(wait, time.Until(dl)-10*time.Millisecond)
+			// Leave the node time to answer "contended" before ctx ends.
+			left := time.Until(dl)
+			wait = min(wait, left-max(20*time.Millisecond, left/5))
 		}
 		if wait < 0 {
 			if len(held) == 0 && len(failed) == 0 {
 				return nil, errLockNoTime
 			}
+			cut = true
 			break
 		}
 		sent := time.Now()
@@ -318,9 +336,13 @@ func (co *Coordinator) tryLock(ctx context.Context, v *cluster.View, key *storag
 		case lockGraceReason:
 			failed = append(failed, tg.id+": in its lock grace period after a restart")
 		default:
-			if ctx.Err() != nil {
+			if cerr := ctx.Err(); cerr != nil {
 				co.unlockAll(key, held)
-				return nil, &fatalLockError{fmt.Errorf("lock of %s: %w", keyString(key), ctx.Err())}
+				if errors.Is(cerr, context.DeadlineExceeded) {
+					// Most likely queued behind another owner to the end.
+					return nil, &fatalLockError{fmt.Errorf("%w: lock of %s: gave up waiting at %s: %w", ErrLockContended, keyString(key), tg.id, cerr)}
+				}
+				return nil, &fatalLockError{fmt.Errorf("lock of %s: %w", keyString(key), cerr)}
 			}
 			failed = append(failed, co.replicaErr(tg.node, err))
 		}
@@ -343,6 +365,9 @@ func (co *Coordinator) tryLock(ctx context.Context, v *cluster.View, key *storag
 	}
 	err := fmt.Errorf("%w: lock of %s reached %d of %d required replicas%s: %s",
 		what, keyString(key), got[k], need[k], setName(rt, k), strings.Join(failed, "; "))
+	if cut {
+		return nil, &cutShortError{err}
+	}
 	return nil, markStale(err, stale)
 }
 

@@ -299,7 +299,7 @@ func TestLockContended(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	_, err = g.co.Lock(ctx, k, "second")
-	if !errors.Is(err, ErrLockContended) || !strings.Contains(err.Error(), "held by another owner") {
+	if !errors.Is(err, ErrLockContended) || !strings.Contains(err.Error(), "held by another owner") && !strings.Contains(err.Error(), "gave up waiting at n") {
 		t.Fatalf("err = %v, want ErrLockContended", err)
 	}
 	for id, n := range g.nodes {
@@ -446,6 +446,16 @@ func TestWriteLocked(t *testing.T) {
 	if out, err := co.WriteLocked(t.Context(), l, []*storagev1.Record{rec(10)}, Quorum); err != nil || !out[0].Applied {
 		t.Fatalf("write under the lock: %v, %v", out, err)
 	}
+	// Stragglers of that write end before the nodes change.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, id := range []string{"n1", "n2", "n3"} {
+		for nodes[id].calls.Load() != 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never got the write", id)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	// The move to n4 completes; the router already knows it.
 	cn := map[string]*cluster.Node{}
 	for id, n := range nodes {
@@ -466,6 +476,14 @@ func TestWriteLocked(t *testing.T) {
 	// Plain Write goes on by the new routing.
 	if _, err := co.Write(t.Context(), []*storagev1.Record{rec(12)}, Quorum); err != nil {
 		t.Fatal(err)
+	}
+	for id, want := range map[string]int32{"n1": 1, "n2": 1, "n3": 0, "n4": 1} { // stragglers of the plain write (stale refusals count no call)
+		for nodes[id].calls.Load() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d calls, want %d", id, nodes[id].calls.Load(), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 	short := &ItemLock{deadline: time.Now().Add(LockMinRemaining / 2), view: v, release: func() {}}
 	before := nodes["n1"].calls.Load()
