@@ -126,6 +126,24 @@ func (co *Coordinator) Lock(ctx context.Context, key *storagev1.Key, owner strin
 // owner names the holder in the nodes' logs and errors; Acquire appends a
 // random suffix, so each attempt is its own owner.
 func (co *Coordinator) Acquire(ctx context.Context, key *storagev1.Key, owner string) (*ItemLock, error) {
+	start := time.Now()
+	l, err := co.acquire(ctx, key, owner)
+	m := co.o.Metrics
+	switch {
+	case err == nil:
+		m.ItemLocks.WithLabelValues("held").Inc()
+		m.LockSeconds.Observe(time.Since(start).Seconds())
+	case errors.Is(err, ErrLockContended):
+		m.ItemLocks.WithLabelValues("contended").Inc()
+	case errors.Is(err, ErrUnavailable):
+		m.ItemLocks.WithLabelValues("unavailable").Inc()
+	default:
+		m.ItemLocks.WithLabelValues("error").Inc()
+	}
+	return l, err
+}
+
+func (co *Coordinator) acquire(ctx context.Context, key *storagev1.Key, owner string) (*ItemLock, error) {
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > lockTimeout {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, lockTimeout)

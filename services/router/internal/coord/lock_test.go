@@ -225,6 +225,9 @@ func TestLockOrderAndRelease(t *testing.T) {
 	l.Unlock()
 	l.Unlock()
 	waitNoHolders(t, g)
+	if n := counterValue(g.m.ItemLocks.WithLabelValues("held")); n != 1 {
+		t.Errorf("item locks held counted %v, want 1", n)
+	}
 	waitCalls(t, g.nodes["n1"], "UnlockKey", 1)
 	time.Sleep(10 * time.Millisecond)
 	if c := g.calls("UnlockKey"); c != 2 {
@@ -301,6 +304,9 @@ func TestLockContended(t *testing.T) {
 	_, err = g.co.Lock(ctx, k, "second")
 	if !errors.Is(err, ErrLockContended) || !strings.Contains(err.Error(), "held by another owner") && !strings.Contains(err.Error(), "gave up waiting at n") {
 		t.Fatalf("err = %v, want ErrLockContended", err)
+	}
+	if n := counterValue(g.m.ItemLocks.WithLabelValues("contended")); n != 1 {
+		t.Errorf("contended locks counted %v, want 1", n)
 	}
 	for id, n := range g.nodes {
 		for _, o := range locksOf(n).holders() {
