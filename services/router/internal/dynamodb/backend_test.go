@@ -227,7 +227,7 @@ func newTestBackend(t *testing.T) *testBackend {
 	return b
 }
 
-func (b *testBackend) View() (*cluster.View, error)      { return b.co.View() }
+func (b *testBackend) View() (*cluster.View, error)    { return b.co.View() }
 func (b *testBackend) Coordinator() *coord.Coordinator { return b.co }
 func (b *testBackend) Clock() *hlc.Clock               { return b.clock }
 

@@ -198,7 +198,9 @@ func TestCreateTableValidation(t *testing.T) {
 			in.AttributeDefinitions = append(in.AttributeDefinitions, types.AttributeDefinition{AttributeName: aws.String("x"), AttributeType: types.ScalarAttributeTypeS})
 		}, "Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions"},
 		{"bad attribute type", func(in *awsddb.CreateTableInput) { in.AttributeDefinitions[0].AttributeType = "BOOL" }, "[B, N, S]"},
-		{"range first", func(in *awsddb.CreateTableInput) { in.KeySchema[0].KeyType, in.KeySchema[1].KeyType = types.KeyTypeRange, types.KeyTypeHash },
+		{"range first", func(in *awsddb.CreateTableInput) {
+			in.KeySchema[0].KeyType, in.KeySchema[1].KeyType = types.KeyTypeRange, types.KeyTypeHash
+		},
 			"The first KeySchemaElement is not a HASH key type"},
 		{"no key schema", func(in *awsddb.CreateTableInput) { in.KeySchema = nil }, "'keySchema' failed to satisfy constraint"},
 		{"gsi", func(in *awsddb.CreateTableInput) {
@@ -214,7 +216,9 @@ func TestCreateTableValidation(t *testing.T) {
 		{"stream", func(in *awsddb.CreateTableInput) {
 			in.StreamSpecification = &types.StreamSpecification{StreamEnabled: aws.Bool(true), StreamViewType: types.StreamViewTypeNewImage}
 		}, "Streams"},
-		{"tags", func(in *awsddb.CreateTableInput) { in.Tags = []types.Tag{{Key: aws.String("a"), Value: aws.String("b")}} }, "tags"},
+		{"tags", func(in *awsddb.CreateTableInput) {
+			in.Tags = []types.Tag{{Key: aws.String("a"), Value: aws.String("b")}}
+		}, "tags"},
 		{"throughput with on-demand", func(in *awsddb.CreateTableInput) {
 			in.ProvisionedThroughput = &types.ProvisionedThroughput{ReadCapacityUnits: aws.Int64(1), WriteCapacityUnits: aws.Int64(1)}
 		}, "Neither ReadCapacityUnits nor WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST"},

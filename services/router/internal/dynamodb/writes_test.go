@@ -165,7 +165,9 @@ func TestWriteValidation(t *testing.T) {
 			"ValidationException", "Type mismatch for key pk expected: S actual: N"},
 		{"empty key", func() error { return put(map[string]types.AttributeValue{"pk": s(""), "sk": s("1")}, nil) },
 			"ValidationException", "cannot contain an empty string value"},
-		{"oversize item", func() error { return put(map[string]types.AttributeValue{"pk": s("a"), "sk": s("1"), "big": s(big)}, nil) },
+		{"oversize item", func() error {
+			return put(map[string]types.AttributeValue{"pk": s("a"), "sk": s("1"), "big": s(big)}, nil)
+		},
 			"ValidationException", "Item size has exceeded the maximum allowed size"},
 		{"put ALL_NEW", func() error {
 			return put(key, func(in *awsddb.PutItemInput) { in.ReturnValues = types.ReturnValueAllNew })
@@ -176,7 +178,9 @@ func TestWriteValidation(t *testing.T) {
 			return put(key, func(in *awsddb.PutItemInput) { in.ReturnConsumedCapacity = "ALL" })
 		}, "ValidationException", "'returnConsumedCapacity'"},
 		{"values without expression", func() error {
-			return put(key, func(in *awsddb.PutItemInput) { in.ExpressionAttributeValues = map[string]types.AttributeValue{":v": n("1")} })
+			return put(key, func(in *awsddb.PutItemInput) {
+				in.ExpressionAttributeValues = map[string]types.AttributeValue{":v": n("1")}
+			})
 		}, "ValidationException", "ExpressionAttributeValues can only be specified when using expressions"},
 		{"expression and Expected", func() error {
 			return put(key, func(in *awsddb.PutItemInput) {
