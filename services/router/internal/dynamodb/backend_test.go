@@ -215,13 +215,14 @@ func newTestBackend(t *testing.T) *testBackend {
 		ms := newMemStorage()
 		b.nodes = append(b.nodes, ms)
 		lis := bufconn.Listen(1 << 20)
-		srv := grpc.NewServer()
+		srv := grpc.NewServer(grpc.MaxRecvMsgSize(80<<20), grpc.MaxSendMsgSize(80<<20))
 		storagev1.RegisterStorageServiceServer(srv, ms)
 		served := make(chan struct{})
 		go func() { defer close(served); _ = srv.Serve(lis) }()
 		conn, err := grpc.NewClient("passthrough:///bufnet",
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-			grpc.WithTransportCredentials(insecure.NewCredentials()))
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(80<<20), grpc.MaxCallSendMsgSize(80<<20)))
 		if err != nil {
 			t.Fatal(err)
 		}

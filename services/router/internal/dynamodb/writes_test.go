@@ -304,3 +304,30 @@ func TestBatchWriteItem(t *testing.T) {
 		})
 	}
 }
+
+// TestLargeItemLimit: a table whose max_item_bytes is raised takes items
+// past DynamoDB's 400 KB (and requests past 16 MB) and refuses what
+// exceeds its own limit.
+func TestLargeItemLimit(t *testing.T) {
+	e := newEndpoint(t)
+	ctx := t.Context()
+	newTable(t, e, "big", topology.IsolationAlwaysLock)
+	if _, err := e.b.UpdateTable(ctx, "big", func(tb *topology.Table) error {
+		tb.MaxItemBytes = 20 << 20
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	blob := make([]byte, 17<<20)
+	item := map[string]types.AttributeValue{"pk": s("a"), "sk": s("1"), "blob": &types.AttributeValueMemberB{Value: blob}}
+	if _, err := e.c.PutItem(ctx, &awsddb.PutItemInput{TableName: aws.String("big"), Item: item}); err != nil {
+		t.Fatal(err)
+	}
+	raw := e.stored(t, "big", map[string]string{"pk": "a", "sk": "1"})
+	if len(raw) < len(blob) {
+		t.Fatalf("stored %d bytes", len(raw))
+	}
+	item["blob"] = &types.AttributeValueMemberB{Value: make([]byte, 21<<20)}
+	_, err := e.c.PutItem(ctx, &awsddb.PutItemInput{TableName: aws.String("big"), Item: item})
+	wantAPIError(t, err, "ValidationException", "table big allows 20971520")
+}
