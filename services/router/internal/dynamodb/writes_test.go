@@ -306,19 +306,22 @@ func TestBatchWriteItem(t *testing.T) {
 }
 
 // TestLargeItemLimit: a table whose max_item_bytes is raised takes items
-// past DynamoDB's 400 KB (and requests past 16 MB) and refuses what
-// exceeds its own limit.
+// past DynamoDB's 400 KB and refuses what exceeds its own limit; the
+// request body limit grows with the largest table limit.
 func TestLargeItemLimit(t *testing.T) {
 	e := newEndpoint(t)
 	ctx := t.Context()
 	newTable(t, e, "big", topology.IsolationAlwaysLock)
+	if got := e.h.maxBody(); got != maxRequestBytes {
+		t.Fatalf("body limit %d with default tables", got)
+	}
 	if _, err := e.b.UpdateTable(ctx, "big", func(tb *topology.Table) error {
-		tb.MaxItemBytes = 20 << 20
+		tb.MaxItemBytes = 1 << 20
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	blob := make([]byte, 17<<20)
+	blob := make([]byte, 600<<10)
 	item := map[string]types.AttributeValue{"pk": s("a"), "sk": s("1"), "blob": &types.AttributeValueMemberB{Value: blob}}
 	if _, err := e.c.PutItem(ctx, &awsddb.PutItemInput{TableName: aws.String("big"), Item: item}); err != nil {
 		t.Fatal(err)
@@ -327,7 +330,17 @@ func TestLargeItemLimit(t *testing.T) {
 	if len(raw) < len(blob) {
 		t.Fatalf("stored %d bytes", len(raw))
 	}
-	item["blob"] = &types.AttributeValueMemberB{Value: make([]byte, 21<<20)}
+	item["blob"] = &types.AttributeValueMemberB{Value: make([]byte, 1<<20)}
 	_, err := e.c.PutItem(ctx, &awsddb.PutItemInput{TableName: aws.String("big"), Item: item})
-	wantAPIError(t, err, "ValidationException", "table big allows 20971520")
+	wantAPIError(t, err, "ValidationException", "table big allows 1048576")
+
+	if _, err := e.b.UpdateTable(ctx, "big", func(tb *topology.Table) error {
+		tb.MaxItemBytes = topology.MaxItemBytesLimit
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.h.maxBody(); got < topology.MaxItemBytesLimit*4/3 {
+		t.Fatalf("body limit %d with a 64 MiB item limit", got)
+	}
 }
