@@ -182,6 +182,12 @@ func TestWriteValidation(t *testing.T) {
 				in.ExpressionAttributeValues = map[string]types.AttributeValue{":v": n("1")}
 			})
 		}, "ValidationException", "ExpressionAttributeValues can only be specified when using expressions"},
+		{"empty values", func() error {
+			return put(key, func(in *awsddb.PutItemInput) {
+				in.ConditionExpression = aws.String("attribute_not_exists(pk)")
+				in.ExpressionAttributeValues = map[string]types.AttributeValue{}
+			})
+		}, "ValidationException", "ExpressionAttributeValues must not be empty"},
 		{"expression and Expected", func() error {
 			return put(key, func(in *awsddb.PutItemInput) {
 				in.ConditionExpression = aws.String("attribute_not_exists(pk)")
