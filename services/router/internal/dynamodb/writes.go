@@ -271,7 +271,8 @@ type rmw struct {
 	next    func(old ddb.Item) (ddb.Item, error)
 }
 
-// lockOwners makes the item-lock owner ids of this process unique.
+// ownerPrefix and ownerSeq make the item-lock owners of this process
+// unique.
 var (
 	ownerPrefix = func() string {
 		b := make([]byte, 6)
