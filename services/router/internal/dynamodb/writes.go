@@ -683,7 +683,7 @@ func batchWriteItem(ctx context.Context, h *Handler, body []byte) (any, error) {
 				}
 				bt.units += writeUnits(0)
 			}
-			id := string(key.GetPartitionKey()) + "\x00" + string(key.GetSortKey())
+			id := fmt.Sprintf("%d:%s%s", len(key.GetPartitionKey()), key.GetPartitionKey(), key.GetSortKey())
 			if seen[id] {
 				return nil, validationf("Provided list of item keys contains duplicates")
 			}
