@@ -51,6 +51,14 @@ type Options struct {
 	// RouterAddr is the first router's listen address; default a free
 	// loopback port (as for every other listener).
 	RouterAddr string
+	// DynamoDBAddr, when set, serves the first router's DynamoDB-compatible
+	// endpoint there ("127.0.0.1:0": a free port; see DynamoDBAddr).
+	// Default: off.
+	DynamoDBAddr string
+	// DynamoDBAllRouters also serves the endpoint on every other router,
+	// each on a free loopback port (see RouterDynamoDBAddr); DynamoDBAddr
+	// must be set. Default: router 1 only.
+	DynamoDBAllRouters bool
 	// RouterStateDir, when set, gives router i the state directory
 	// RouterStateDir/r<i>.
 	RouterStateDir string
@@ -148,6 +156,12 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		}
 		if i == 0 && o.RouterAddr != "" {
 			cfg.ListenAddr = o.RouterAddr
+		}
+		switch {
+		case i == 0:
+			cfg.DynamoDBAddr = o.DynamoDBAddr
+		case o.DynamoDBAllRouters && o.DynamoDBAddr != "":
+			cfg.DynamoDBAddr = "127.0.0.1:0"
 		}
 		if o.RouterStateDir != "" {
 			cfg.StateDir = filepath.Join(o.RouterStateDir, fmt.Sprintf("r%d", i+1))
@@ -248,6 +262,19 @@ func (c *Cluster) RouterAddrs() []string {
 		}
 	}
 	return out
+}
+
+// DynamoDBAddr is the address of the first router's DynamoDB endpoint, or
+// "" when it is off or the router is stopped.
+func (c *Cluster) DynamoDBAddr() string { return c.RouterDynamoDBAddr(0) }
+
+// RouterDynamoDBAddr is the address of router i's DynamoDB endpoint, or ""
+// when it is off or the router is stopped.
+func (c *Cluster) RouterDynamoDBAddr(i int) string {
+	if i >= len(c.Routers) || c.Routers[i] == nil {
+		return ""
+	}
+	return c.Routers[i].DynamoDBAddr()
 }
 
 // Close stops everything, in order: the migrator, the routers, the storage

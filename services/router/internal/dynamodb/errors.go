@@ -87,6 +87,8 @@ func toError(err error) *Error {
 		return notFoundf("Requested resource not found")
 	case errors.Is(err, topology.ErrTableExists):
 		return inUsef("Table already exists")
+	case errors.Is(err, coord.ErrLockContended):
+		return throttledf("the item is being written by other requests (its lock is contended); retry: %v", err)
 	case errors.Is(err, coord.ErrUnavailable), errors.Is(err, coord.ErrNotReady):
 		return unavailablef("%v", err)
 	case errors.Is(err, context.DeadlineExceeded):
@@ -120,6 +122,23 @@ var unsupported = map[string]string{
 	"EnableKinesisStreamingDestination":   "Kinesis streaming is not implemented",
 	"DisableKinesisStreamingDestination":  "Kinesis streaming is not implemented",
 	"DescribeKinesisStreamingDestination": "Kinesis streaming is not implemented",
+	"UpdateKinesisStreamingDestination":   "Kinesis streaming is not implemented",
+	"ImportTable":                         "imports from S3 are done with the Veltrix migrator (veltrix import)",
+	"DescribeImport":                      "imports from S3 are done with the Veltrix migrator (veltrix import)",
+	"ListImports":                         "imports from S3 are done with the Veltrix migrator (veltrix import)",
+	"DescribeExport":                      "exports are not implemented",
+	"ListExports":                         "exports are not implemented",
+	"DescribeGlobalTableSettings":         "global tables are not implemented",
+	"UpdateGlobalTableSettings":           "global tables are not implemented",
+	"DescribeTableReplicaAutoScaling":     "replica auto scaling is not implemented",
+	"UpdateTableReplicaAutoScaling":       "replica auto scaling is not implemented",
+	"DescribeContributorInsights":         "contributor insights are not implemented",
+	"ListContributorInsights":             "contributor insights are not implemented",
+	"UpdateContributorInsights":           "contributor insights are not implemented",
+	"GetResourcePolicy":                   "resource policies are not implemented",
+	"PutResourcePolicy":                   "resource policies are not implemented",
+	"DeleteResourcePolicy":                "resource policies are not implemented",
+	"DescribeEndpoints":                   "endpoint discovery is not needed: use the endpoint you called",
 	"TagResource":                         "tags are not implemented",
 	"UntagResource":                       "tags are not implemented",
 	"ListTagsOfResource":                  "tags are not implemented",
