@@ -1,6 +1,7 @@
 package coord
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -51,6 +52,7 @@ const (
 // of the item's route.
 type ItemLock struct {
 	deadline time.Time
+	key      *storagev1.Key
 	view     *cluster.View // the routing the lock was taken by
 	once     sync.Once
 	release  func()
@@ -72,7 +74,8 @@ func (l *ItemLock) Unlock() { l.once.Do(l.release) }
 // Epoch is the placement epoch the lock was taken by.
 func (l *ItemLock) Epoch() uint64 { return l.view.Epoch }
 
-// WriteLocked is Write for the holder of l: it writes by the routing the
+// WriteLocked is Write for the holder of l, of records of the locked key
+// only (anything else is ErrInvalidArgument): it writes by the routing the
 // lock was taken by and never again by a newer one. When a replica refuses
 // that routing as stale (the partition's replicas changed while the lock
 // was held), the lock may no longer exclude a locker of the new replica
@@ -84,6 +87,12 @@ func (co *Coordinator) WriteLocked(ctx context.Context, l *ItemLock, recs []*sto
 	if !l.Valid() {
 		return nil, fmt.Errorf("%w: the item lock's lease has %s left, less than the %s a write needs; nothing was written",
 			ErrLockContended, max(time.Until(l.deadline), 0).Round(time.Millisecond), LockMinRemaining)
+	}
+	for i, r := range recs {
+		if k := r.GetKey(); l.key != nil && (k.GetPartition() != l.key.GetPartition() || k.GetTableId() != l.key.GetTableId() ||
+			!bytes.Equal(k.GetPartitionKey(), l.key.GetPartitionKey()) || !bytes.Equal(k.GetSortKey(), l.key.GetSortKey())) {
+			return nil, fmt.Errorf("%w: records[%d]: %s is not the locked %s", ErrInvalidArgument, i, keyString(k), keyString(l.key))
+		}
 	}
 	out, err := co.write(ctx, l.view, recs, level)
 	var se *staleError
@@ -367,7 +376,7 @@ func (co *Coordinator) tryLock(ctx context.Context, v *cluster.View, key *storag
 	}
 	if satisfied() {
 		co.o.Logger.Debug("item lock held", "key", keyString(key), "owner", owner, "nodes", len(held))
-		return &ItemLock{deadline: deadline, view: v, release: func() { co.unlockAll(key, held) }}, nil
+		return &ItemLock{deadline: deadline, key: key, view: v, release: func() { co.unlockAll(key, held) }}, nil
 	}
 	co.unlockAll(key, held)
 	k := 0

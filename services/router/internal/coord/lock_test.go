@@ -491,6 +491,10 @@ func TestWriteLocked(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
+	other := &ItemLock{deadline: time.Now().Add(LockLease), key: key(0, "other"), view: v, release: func() {}}
+	if _, err := co.WriteLocked(t.Context(), other, []*storagev1.Record{rec(13)}, Quorum); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "is not the locked") {
+		t.Fatalf("write of another key under a lock: %v", err)
+	}
 	short := &ItemLock{deadline: time.Now().Add(LockMinRemaining / 2), view: v, release: func() {}}
 	before := nodes["n1"].calls.Load()
 	if _, err := co.WriteLocked(t.Context(), short, []*storagev1.Record{rec(13)}, Quorum); !errors.Is(err, ErrLockContended) || !strings.Contains(err.Error(), "nothing was written") {
