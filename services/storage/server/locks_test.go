@@ -176,3 +176,38 @@ func TestLockGraceAfterRestart(t *testing.T) {
 		t.Fatalf("after the old lease ran out: %v", err)
 	}
 }
+
+// TestLockKeyFencing: LockKey is fenced by the placement epoch like Apply
+// (a lock taken by an old routing must not count once the partition's
+// replicas changed), and a node backfilling in place, a write target,
+// grants locks.
+func TestLockKeyFencing(t *testing.T) {
+	env := setup(t)
+	ctx := context.Background()
+	k := key(7, ownedPK(t, 7, "fence"), "")
+	p := k.Partition
+	doc, err := env.store.UpdatePlacement(ctx, func(d *placement.Document) error { d.MarkChanged(p, d.Epoch); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = env.c.LockKey(ctx, &storagev1.LockKeyRequest{Key: k, Owner: "old", LeaseMillis: 1000, PlacementEpoch: doc.Epoch - 1})
+	wantReason(t, err, codes.FailedPrecondition, "STALE_PLACEMENT_EPOCH")
+	resp, err := env.c.LockKey(ctx, &storagev1.LockKeyRequest{Key: k, Owner: "new", LeaseMillis: 1000, PlacementEpoch: doc.Epoch})
+	if err != nil {
+		t.Fatalf("lock at the current epoch: %v", err)
+	}
+	if _, err := env.c.UnlockKey(ctx, &storagev1.UnlockKeyRequest{Key: k, Token: resp.GetToken()}); err != nil {
+		t.Fatal(err)
+	}
+	doc, err = env.store.UpdatePlacement(ctx, func(d *placement.Document) error {
+		d.Moves = append(d.Moves, placement.Move{Partition: p, Add: "n1", Remove: "n1", Stage: placement.StageStreaming, Since: d.Epoch})
+		d.MarkChanged(p, d.Epoch)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.c.LockKey(ctx, &storagev1.LockKeyRequest{Key: k, Owner: "backfill", LeaseMillis: 1000, PlacementEpoch: doc.Epoch}); err != nil {
+		t.Fatalf("lock on a node backfilling in place: %v", err)
+	}
+}
