@@ -196,9 +196,37 @@ func TestLockKeyFencing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("lock at the current epoch: %v", err)
 	}
+	// A request queued behind it when the routing changes is refused when
+	// its turn comes, and the lock stays free.
+	queued := make(chan error, 1)
+	go func() {
+		_, err := env.c.LockKey(ctx, &storagev1.LockKeyRequest{Key: k, Owner: "queued", LeaseMillis: 1000, WaitMillis: 5000, PlacementEpoch: doc.Epoch})
+		queued <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for metric(t, env.srv, "veltrix_storage_lock_waiters") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the request never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	changed, err := env.store.UpdatePlacement(ctx, func(d *placement.Document) error { d.MarkChanged(p, d.Epoch); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); env.srv.WatcherEpoch() < changed.Epoch; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the node never saw the new epoch")
+		}
+	}
 	if _, err := env.c.UnlockKey(ctx, &storagev1.UnlockKeyRequest{Key: k, Token: resp.GetToken()}); err != nil {
 		t.Fatal(err)
 	}
+	wantReason(t, <-queued, codes.FailedPrecondition, "STALE_PLACEMENT_EPOCH")
+	if got := metric(t, env.srv, "veltrix_storage_locks_held"); got != 0 {
+		t.Fatalf("%v locks held after the stale grant was refused", got)
+	}
+	doc = changed
 	doc, err = env.store.UpdatePlacement(ctx, func(d *placement.Document) error {
 		d.Moves = append(d.Moves, placement.Move{Partition: p, Add: "n1", Remove: "n1", Stage: placement.StageStreaming, Since: d.Epoch})
 		d.MarkChanged(p, d.Epoch)
