@@ -56,9 +56,12 @@ func (co *Coordinator) ScanPartition(ctx context.Context, v *cluster.View, p uin
 	if need > 1 {
 		return co.mergePartition(ctx, v, p, tableID, after, what, cands, need, fn)
 	}
+	// Streams end when the scan does, also when fn stops it early.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var errs []string
 	for _, node := range cands {
-		ss, err := node.Client.StreamPartition(ctx, &storagev1.StreamPartitionRequest{Partition: p, After: after, TableId: tableID, PlacementEpoch: v.Epoch})
+		ss, err := node.Client.StreamPartition(sctx, &storagev1.StreamPartitionRequest{Partition: p, After: after, TableId: tableID, PlacementEpoch: v.Epoch})
 		if err != nil {
 			if err := co.streamFailed(ctx, err); err != nil {
 				return err
