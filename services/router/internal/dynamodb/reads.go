@@ -137,13 +137,12 @@ func readLevel(consistent bool) coord.Level {
 	return coord.One
 }
 
-// mixedParams refuses a request that uses both expression parameters and
-// their legacy counterparts, and expression names or values without an
-// expression, in DynamoDB's words.
-func mixedParams(legacy, exprs []string, names map[string]string, values ddb.Item) error {
-	if len(legacy) > 0 && len(exprs) > 0 {
-		return validationf("Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {%s} Expression parameters: {%s}",
-			strings.Join(legacy, ", "), strings.Join(exprs, ", "))
+// readParamsMix refuses a read that uses both expression parameters and
+// their legacy counterparts (mixedParams), and expression names or values
+// without an expression, in DynamoDB's words.
+func readParamsMix(legacy, exprs []string, names map[string]string, values ddb.Item) error {
+	if err := mixedParams(legacy, exprs); err != nil {
+		return err
 	}
 	if len(exprs) == 0 {
 		if names != nil {
@@ -218,7 +217,7 @@ func getItem(ctx context.Context, h *Handler, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := mixedParams(present("AttributesToGet", in.AttributesToGet != nil),
+	if err := readParamsMix(present("AttributesToGet", in.AttributesToGet != nil),
 		present("ProjectionExpression", in.ProjectionExpression != nil), in.ExpressionAttributeNames, nil); err != nil {
 		return nil, err
 	}
@@ -313,7 +312,7 @@ func batchGetItem(ctx context.Context, h *Handler, body []byte) (any, error) {
 	for _, name := range sortedNames(in.RequestItems) {
 		req := in.RequestItems[name]
 		bt := &batchGetTable{name: name, req: req, consistent: req.ConsistentRead != nil && *req.ConsistentRead}
-		if err := mixedParams(present("AttributesToGet", req.AttributesToGet != nil),
+		if err := readParamsMix(present("AttributesToGet", req.AttributesToGet != nil),
 			present("ProjectionExpression", req.ProjectionExpression != nil), req.ExpressionAttributeNames, nil); err != nil {
 			return nil, err
 		}
@@ -537,7 +536,7 @@ func (h *Handler) newPage(in *pageInput, op string, keyExpr *string, legacy []st
 	exprs := present("KeyConditionExpression", keyExpr != nil, "FilterExpression", in.FilterExpression != nil,
 		"ProjectionExpression", in.ProjectionExpression != nil)
 	legacy = append(legacy, present("AttributesToGet", in.AttributesToGet != nil, legacyFilterName, legacyFilter != nil)...)
-	if err := mixedParams(legacy, exprs, in.ExpressionAttributeNames, in.ExpressionAttributeValues); err != nil {
+	if err := readParamsMix(legacy, exprs, in.ExpressionAttributeNames, in.ExpressionAttributeValues); err != nil {
 		return nil, err
 	}
 	pg := &page{consistent: in.ConsistentRead, cm: cm, now: time.Now()}
