@@ -3,11 +3,11 @@ package dynamodb_test
 import (
 	"context"
 	"errors"
-	_ "fmt"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"os"
-	_ "slices"
+	"slices"
 	_ "sort"
 	"strings"
 	"testing"
@@ -340,4 +340,259 @@ func TestGetItemProjection(t *testing.T) {
 	_, err = e.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("getproj"), Key: map[string]types.AttributeValue{"pk": s("a")},
 		ProjectionExpression: aws.String("v"), ExpressionAttributeNames: map[string]string{"#w": "w"}})
 	wantAPIError(t, err, "ValidationException", "unused")
+}
+
+// queryAll pages through a query with the SDK's paginator and returns the
+// items and the number of pages.
+func queryAll(t *testing.T, e *endpoint, in *dynamodb.QueryInput) ([]map[string]types.AttributeValue, int) {
+	t.Helper()
+	var items []map[string]types.AttributeValue
+	pages := 0
+	pg := dynamodb.NewQueryPaginator(e.db, in)
+	for pg.HasMorePages() {
+		out, err := pg.NextPage(t.Context())
+		if err != nil {
+			t.Fatalf("Query page %d: %v", pages+1, err)
+		}
+		pages++
+		if int(out.Count) != len(out.Items) {
+			t.Fatalf("Query page %d: Count %d, %d items", pages, out.Count, len(out.Items))
+		}
+		items = append(items, out.Items...)
+	}
+	return items, pages
+}
+
+func sortKeys(t *testing.T, items []map[string]types.AttributeValue, attr string) []string {
+	t.Helper()
+	var out []string
+	for _, it := range items {
+		out = append(out, str(t, it[attr]))
+	}
+	return out
+}
+
+func TestQueryNumberSortKeys(t *testing.T) {
+	e := shared
+	ctx := t.Context()
+	createTable(t, e, "qnum", "pk", "S", "sk", "N")
+	// In DynamoDB's numeric order.
+	ordered := []string{"-1E+100", "-123.45", "-12", "-1.5", "-1", "-0.001", "0", "1E-130", "0.0001", "0.5", "1", "1.5", "2", "10", "12.5", "99", "100", "1E+10", "9.99E+125"}
+	var items []map[string]types.AttributeValue
+	for i, k := range ordered {
+		items = append(items, map[string]types.AttributeValue{"pk": s("p"), "sk": n(k), "i": n(fmt.Sprint(i)), "odd": &types.AttributeValueMemberBOOL{Value: i%2 == 1}})
+	}
+	// Another partition key, which must never show up.
+	items = append(items, map[string]types.AttributeValue{"pk": s("other"), "sk": n("1")})
+	put(t, e, "qnum", items...)
+	canon := func(ks []string) []string {
+		var out []string
+		for _, k := range ks {
+			n, err := ddb.ParseN(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, n.String())
+		}
+		return out
+	}
+	all := canon(ordered)
+	rev := slices.Clone(all)
+	slices.Reverse(rev)
+	vals := func(kv ...string) map[string]types.AttributeValue {
+		m := map[string]types.AttributeValue{":p": s("p")}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = n(kv[i+1])
+		}
+		return m
+	}
+	cases := []struct {
+		name    string
+		cond    string
+		vals    map[string]types.AttributeValue
+		reverse bool
+		limit   int32
+		want    []string
+	}{
+		{"all", "pk = :p", vals(), false, 0, all},
+		{"all reversed", "pk = :p", vals(), true, 0, rev},
+		{"all by 3", "pk = :p", vals(), false, 3, all},
+		{"all reversed by 4", "pk = :p", vals(), true, 4, rev},
+		{"eq", "pk = :p AND sk = :a", vals(":a", "1.50"), false, 0, []string{"1.5"}},
+		{"eq missing", "pk = :p AND sk = :a", vals(":a", "3"), false, 0, nil},
+		{"lt", "pk = :p AND sk < :a", vals(":a", "-1"), false, 0, canon(ordered[:4])},
+		{"le", "pk = :p AND sk <= :a", vals(":a", "-1"), false, 0, canon(ordered[:5])},
+		{"gt", "pk = :p AND sk > :a", vals(":a", "12.5"), false, 0, canon(ordered[15:])},
+		{"ge reversed by 2", "pk = :p AND sk >= :a", vals(":a", "12.5"), true, 2, canon([]string{"9.99E+125", "1E+10", "100", "99", "12.5"})},
+		{"between", "pk = :p AND sk BETWEEN :a AND :b", vals(":a", "-0.001", ":b", "1"), false, 0, canon(ordered[5:11])},
+		{"between reversed by 1", "pk = :p AND sk BETWEEN :a AND :b", vals(":a", "-1.5", ":b", "0"), true, 1, []string{"0", "-0.001", "-1", "-1.5"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in := &dynamodb.QueryInput{TableName: aws.String("qnum"), KeyConditionExpression: aws.String(tc.cond),
+				ExpressionAttributeValues: tc.vals, ScanIndexForward: aws.Bool(!tc.reverse)}
+			if tc.limit > 0 {
+				in.Limit = aws.Int32(tc.limit)
+			}
+			got, pages := queryAll(t, e, in)
+			if !slices.Equal(sortKeys(t, got, "sk"), tc.want) {
+				t.Fatalf("got %v, want %v", sortKeys(t, got, "sk"), tc.want)
+			}
+			if tc.limit > 0 && pages < (len(tc.want)+int(tc.limit)-1)/int(tc.limit) {
+				t.Fatalf("%d pages for %d items at Limit %d", pages, len(tc.want), tc.limit)
+			}
+		})
+	}
+
+	t.Run("filter after limit", func(t *testing.T) {
+		out, err := e.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String("qnum"), KeyConditionExpression: aws.String("pk = :p"),
+			FilterExpression: aws.String("odd = :t"), ExpressionAttributeValues: map[string]types.AttributeValue{":p": s("p"), ":t": &types.AttributeValueMemberBOOL{Value: true}},
+			Limit: aws.Int32(5)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.ScannedCount != 5 || out.Count != 2 || len(out.Items) != 2 || out.LastEvaluatedKey == nil {
+			t.Fatalf("ScannedCount %d Count %d items %d LastEvaluatedKey %v; want 5, 2, 2, set", out.ScannedCount, out.Count, len(out.Items), out.LastEvaluatedKey)
+		}
+		if got := str(t, out.LastEvaluatedKey["sk"]); got != "-1" || str(t, out.LastEvaluatedKey["pk"]) != "p" || len(out.LastEvaluatedKey) != 2 {
+			t.Fatalf("LastEvaluatedKey %v, want pk p, sk -1", out.LastEvaluatedKey)
+		}
+		got, _ := queryAll(t, e, &dynamodb.QueryInput{TableName: aws.String("qnum"), KeyConditionExpression: aws.String("pk = :p"),
+			FilterExpression: aws.String("odd = :t"), ExpressionAttributeValues: map[string]types.AttributeValue{":p": s("p"), ":t": &types.AttributeValueMemberBOOL{Value: true}},
+			Limit: aws.Int32(5)})
+		var want []string
+		for i := 1; i < len(all); i += 2 {
+			want = append(want, all[i])
+		}
+		if !slices.Equal(sortKeys(t, got, "sk"), want) {
+			t.Fatalf("filtered: got %v, want %v", sortKeys(t, got, "sk"), want)
+		}
+	})
+	t.Run("count and projection", func(t *testing.T) {
+		out, err := e.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String("qnum"), KeyConditionExpression: aws.String("pk = :p"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":p": s("p")}, Select: types.SelectCount})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Count != int32(len(all)) || out.ScannedCount != int32(len(all)) || out.Items != nil {
+			t.Fatalf("COUNT: Count %d ScannedCount %d Items %v", out.Count, out.ScannedCount, out.Items)
+		}
+		out, err = e.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String("qnum"), KeyConditionExpression: aws.String("pk = :p AND sk = :z"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":p": s("p"), ":z": n("0")}, ProjectionExpression: aws.String("#i"),
+			ExpressionAttributeNames: map[string]string{"#i": "i"}, ConsistentRead: aws.Bool(true), ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Items) != 1 || len(out.Items[0]) != 1 || str(t, out.Items[0]["i"]) != "6" {
+			t.Fatalf("projection #i: %v", out.Items)
+		}
+		if cc := out.ConsumedCapacity; cc == nil || aws.ToFloat64(cc.CapacityUnits) != 1 {
+			t.Fatalf("ConsumedCapacity %+v, want 1", cc)
+		}
+	})
+	t.Run("exclusive start key", func(t *testing.T) {
+		out, err := e.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String("qnum"), KeyConditionExpression: aws.String("pk = :p"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":p": s("p")},
+			ExclusiveStartKey:         map[string]types.AttributeValue{"pk": s("p"), "sk": n("99")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sortKeys(t, out.Items, "sk"); !slices.Equal(got, all[16:]) || out.LastEvaluatedKey != nil {
+			t.Fatalf("after 99: %v (LastEvaluatedKey %v), want %v", got, out.LastEvaluatedKey, all[16:])
+		}
+		out, err = e.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String("qnum"), KeyConditionExpression: aws.String("pk = :p"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":p": s("p")}, ScanIndexForward: aws.Bool(false),
+			ExclusiveStartKey: map[string]types.AttributeValue{"pk": s("p"), "sk": n("-1")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := sortKeys(t, out.Items, "sk"), rev[len(rev)-4:]; !slices.Equal(got, want) {
+			t.Fatalf("reversed before -1: %v, want %v", got, want)
+		}
+	})
+
+	errCases := []struct {
+		name string
+		in   *dynamodb.QueryInput
+		code string
+		msg  string
+	}{
+		{"between reversed", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p AND sk BETWEEN :a AND :b"), ExpressionAttributeValues: vals(":a", "2", ":b", "1")},
+			"ValidationException", "Invalid KeyConditionExpression: The BETWEEN operator requires upper bound to be greater than or equal to lower bound"},
+		{"index", &dynamodb.QueryInput{IndexName: aws.String("gsi1"), KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals()},
+			"ValidationException", "The table does not have the specified index: gsi1"},
+		{"no key condition", &dynamodb.QueryInput{},
+			"ValidationException", "Either the KeyConditions or KeyConditionExpression parameter must be specified in the request."},
+		{"limit 0", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals(), Limit: aws.Int32(0)},
+			"ValidationException", "Value '0' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1"},
+		{"select specific without projection", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals(), Select: types.SelectSpecificAttributes},
+			"ValidationException", "SPECIFIC_ATTRIBUTES"},
+		{"select projected", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals(), Select: types.SelectAllProjectedAttributes},
+			"ValidationException", "ALL_PROJECTED_ATTRIBUTES can be used only when Querying using an IndexName"},
+		{"count with projection", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals(), Select: types.SelectCount, ProjectionExpression: aws.String("i")},
+			"ValidationException", "Cannot specify the ProjectionExpression when choosing to get only the COUNT"},
+		{"start key of another partition key", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals(),
+			ExclusiveStartKey: map[string]types.AttributeValue{"pk": s("other"), "sk": n("1")}},
+			"ValidationException", "The provided starting key is invalid"},
+		{"start key outside the range", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p AND sk > :a"), ExpressionAttributeValues: vals(":a", "5"),
+			ExclusiveStartKey: map[string]types.AttributeValue{"pk": s("p"), "sk": n("1")}},
+			"ValidationException", "The provided starting key does not match the range key predicate"},
+		{"start key without sort key", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals(),
+			ExclusiveStartKey: map[string]types.AttributeValue{"pk": s("p")}},
+			"ValidationException", "The provided starting key is invalid"},
+		{"unused value", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals(":x", "1")},
+			"ValidationException", "unused"},
+		{"no such table", &dynamodb.QueryInput{TableName: aws.String("nope"), KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals()},
+			"ResourceNotFoundException", "Requested resource not found"},
+	}
+	for _, tc := range errCases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.in.TableName == nil {
+				tc.in.TableName = aws.String("qnum")
+			}
+			_, err := e.db.Query(ctx, tc.in)
+			wantAPIError(t, err, tc.code, tc.msg)
+		})
+	}
+}
+
+func TestQueryBeginsWith(t *testing.T) {
+	e := shared
+	createTable(t, e, "qstr", "pk", "S", "sk", "S")
+	createTable(t, e, "qbin", "pk", "B", "sk", "B")
+	var sItems, bItems []map[string]types.AttributeValue
+	for _, k := range []string{"a", "ab", "abc", "abd", "ac", "b", "é", "éa"} {
+		sItems = append(sItems, map[string]types.AttributeValue{"pk": s("p"), "sk": s(k)})
+	}
+	for _, k := range [][]byte{{0}, {1}, {1, 0}, {1, 0xff}, {1, 0xff, 0}, {2}, {0xff}} {
+		bItems = append(bItems, map[string]types.AttributeValue{"pk": b([]byte("p")), "sk": b(k)})
+	}
+	put(t, e, "qstr", sItems...)
+	put(t, e, "qbin", bItems...)
+	cases := []struct {
+		table  string
+		prefix types.AttributeValue
+		pk     types.AttributeValue
+		want   []string
+	}{
+		{"qstr", s("ab"), s("p"), []string{"ab", "abc", "abd"}},
+		{"qstr", s("é"), s("p"), []string{"é", "éa"}},
+		{"qstr", s("z"), s("p"), nil},
+		{"qbin", b([]byte{1}), b([]byte("p")), []string{"\x01", "\x01\x00", "\x01\xff", "\x01\xff\x00"}},
+		{"qbin", b([]byte{1, 0xff}), b([]byte("p")), []string{"\x01\xff", "\x01\xff\x00"}},
+		{"qbin", b([]byte{0xff}), b([]byte("p")), []string{"\xff"}},
+	}
+	for _, tc := range cases {
+		for _, fwd := range []bool{true, false} {
+			got, _ := queryAll(t, e, &dynamodb.QueryInput{TableName: aws.String(tc.table), KeyConditionExpression: aws.String("pk = :p AND begins_with(sk, :x)"),
+				ExpressionAttributeValues: map[string]types.AttributeValue{":p": tc.pk, ":x": tc.prefix}, ScanIndexForward: aws.Bool(fwd), Limit: aws.Int32(1)})
+			want := slices.Clone(tc.want)
+			if !fwd {
+				slices.Reverse(want)
+			}
+			if gk := sortKeys(t, got, "sk"); !slices.Equal(gk, want) {
+				t.Errorf("%s begins_with %q forward=%v: got %q, want %q", tc.table, str(t, tc.prefix), fwd, gk, want)
+			}
+		}
+	}
 }
