@@ -10,6 +10,7 @@ import (
 	"slices"
 	_ "sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -594,5 +595,254 @@ func TestQueryBeginsWith(t *testing.T) {
 				t.Errorf("%s begins_with %q forward=%v: got %q, want %q", tc.table, str(t, tc.prefix), fwd, gk, want)
 			}
 		}
+	}
+}
+
+// TestQueryPagesOverOneMB: a partition key holding 2.5 MB is read in pages
+// that stop once 1 MB was read, forward and reversed, and every item comes
+// back once, in order.
+func TestQueryPagesOverOneMB(t *testing.T) {
+	e := shared
+	createTable(t, e, "qbig", "pk", "S", "sk", "N")
+	pad := strings.Repeat("z", 10<<10)
+	var items []map[string]types.AttributeValue
+	for i := range 250 {
+		items = append(items, map[string]types.AttributeValue{"pk": s("p"), "sk": n(fmt.Sprint(i - 100)), "pad": s(pad)})
+	}
+	put(t, e, "qbig", items...)
+	for _, fwd := range []bool{true, false} {
+		var got []string
+		pages := 0
+		pg := dynamodb.NewQueryPaginator(e.db, &dynamodb.QueryInput{TableName: aws.String("qbig"), KeyConditionExpression: aws.String("pk = :p"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":p": s("p")}, ScanIndexForward: aws.Bool(fwd)})
+		for pg.HasMorePages() {
+			out, err := pg.NextPage(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages++
+			size := 0
+			for _, it := range out.Items {
+				size += len(str(t, it["pad"])) + 3 + 2 + 2 + 3 + 2
+			}
+			// Stops at the first item that reaches 1 MB.
+			if size > 1<<20+11<<10 || (out.LastEvaluatedKey != nil && size < 1<<20-11<<10) {
+				t.Fatalf("page %d: %d items, %d bytes, LastEvaluatedKey %v", pages, len(out.Items), size, out.LastEvaluatedKey)
+			}
+			got = append(got, sortKeys(t, out.Items, "sk")...)
+		}
+		var want []string
+		for i := range 250 {
+			want = append(want, fmt.Sprint(i-100))
+		}
+		if !fwd {
+			slices.Reverse(want)
+		}
+		if !slices.Equal(got, want) || pages != 3 {
+			t.Fatalf("forward=%v: %d pages, got %d items %v…, want %d", fwd, pages, len(got), got[:min(5, len(got))], len(want))
+		}
+	}
+}
+
+// scanAll pages through a scan (segment seg of total, or the whole table
+// when total is 0) with the SDK's paginator.
+func scanAll(t *testing.T, e *endpoint, in dynamodb.ScanInput, seg, total int32) ([]map[string]types.AttributeValue, int) {
+	t.Helper()
+	if total > 0 {
+		in.Segment, in.TotalSegments = aws.Int32(seg), aws.Int32(total)
+	}
+	var items []map[string]types.AttributeValue
+	pages := 0
+	pg := dynamodb.NewScanPaginator(e.db, &in)
+	for pg.HasMorePages() {
+		out, err := pg.NextPage(t.Context())
+		if err != nil {
+			t.Errorf("Scan segment %d/%d page %d: %v", seg, total, pages+1, err)
+			return items, pages
+		}
+		pages++
+		items = append(items, out.Items...)
+	}
+	return items, pages
+}
+
+func TestScan(t *testing.T) {
+	e := shared
+	ctx := t.Context()
+	createTable(t, e, "scan1", "pk", "S", "sk", "N")
+	createTable(t, e, "scan2", "pk", "S", "", "")
+	pad := strings.Repeat("y", 8<<10)
+	var items []map[string]types.AttributeValue
+	want := map[string]bool{}
+	for i := range 400 {
+		pk, sk := fmt.Sprintf("p%d", i%37), fmt.Sprint(i)
+		items = append(items, map[string]types.AttributeValue{"pk": s(pk), "sk": n(sk), "pad": s(pad), "even": &types.AttributeValueMemberBOOL{Value: i%2 == 0}})
+		want[pk+"/"+sk] = true
+	}
+	put(t, e, "scan1", items...)
+	// Another table's items share the partitions and must not show up.
+	put(t, e, "scan2", map[string]types.AttributeValue{"pk": s("p1")}, map[string]types.AttributeValue{"pk": s("p2")})
+	// Deleted and expired items do not show up either.
+	put(t, e, "scan1", map[string]types.AttributeValue{"pk": s("gone"), "sk": n("1")})
+	putTTL(t, e, "scan1", time.Now().Add(-time.Minute), map[string]types.AttributeValue{"pk": s("expired"), "sk": n("1")})
+	deleteDirect(t, e, "scan1", map[string]types.AttributeValue{"pk": s("gone"), "sk": n("1")})
+
+	check := func(t *testing.T, got []map[string]types.AttributeValue, want map[string]bool) {
+		t.Helper()
+		seen := map[string]int{}
+		for _, it := range got {
+			seen[str(t, it["pk"])+"/"+str(t, it["sk"])]++
+		}
+		for k, c := range seen {
+			if c != 1 || !want[k] {
+				t.Errorf("item %s returned %d times (wanted: %v)", k, c, want[k])
+			}
+		}
+		if len(seen) != len(want) {
+			t.Errorf("%d distinct items, want %d", len(seen), len(want))
+		}
+	}
+	t.Run("whole table over 1 MB", func(t *testing.T) {
+		got, pages := scanAll(t, e, dynamodb.ScanInput{TableName: aws.String("scan1")}, 0, 0)
+		check(t, got, want)
+		if pages < 4 {
+			t.Errorf("%d pages for 3.2 MB", pages)
+		}
+	})
+	t.Run("consistent with limit", func(t *testing.T) {
+		got, pages := scanAll(t, e, dynamodb.ScanInput{TableName: aws.String("scan1"), Limit: aws.Int32(70), ConsistentRead: aws.Bool(true)}, 0, 0)
+		check(t, got, want)
+		if pages < 6 {
+			t.Errorf("%d pages for 400 items at Limit 70", pages)
+		}
+	})
+	for _, total := range []int32{4, 7, 100} {
+		t.Run(fmt.Sprintf("%d segments in parallel", total), func(t *testing.T) {
+			res := make([][]map[string]types.AttributeValue, total)
+			var wg sync.WaitGroup
+			for seg := range total {
+				wg.Go(func() { res[seg], _ = scanAll(t, e, dynamodb.ScanInput{TableName: aws.String("scan1"), Limit: aws.Int32(13)}, seg, total) })
+			}
+			wg.Wait()
+			check(t, slices.Concat(res...), want)
+		})
+	}
+	t.Run("filter, count and projection", func(t *testing.T) {
+		got, _ := scanAll(t, e, dynamodb.ScanInput{TableName: aws.String("scan1"), FilterExpression: aws.String("even = :t"),
+			ProjectionExpression: aws.String("pk, sk"), ExpressionAttributeValues: map[string]types.AttributeValue{":t": &types.AttributeValueMemberBOOL{Value: true}}}, 0, 0)
+		even := map[string]bool{}
+		for i := 0; i < 400; i += 2 {
+			even[fmt.Sprintf("p%d/%d", i%37, i)] = true
+		}
+		check(t, got, even)
+		for _, it := range got {
+			if len(it) != 2 {
+				t.Fatalf("projected item has %d attributes: %v", len(it), it)
+			}
+		}
+		total, scanned := int32(0), int32(0)
+		pg := dynamodb.NewScanPaginator(e.db, &dynamodb.ScanInput{TableName: aws.String("scan1"), Select: types.SelectCount, FilterExpression: aws.String("even = :t"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":t": &types.AttributeValueMemberBOOL{Value: true}}})
+		for pg.HasMorePages() {
+			out, err := pg.NextPage(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.Items != nil {
+				t.Fatalf("COUNT returned items")
+			}
+			total += out.Count
+			scanned += out.ScannedCount
+		}
+		if total != 200 || scanned != 400 {
+			t.Fatalf("COUNT: Count %d ScannedCount %d, want 200 and 400", total, scanned)
+		}
+	})
+	t.Run("last evaluated key resumes", func(t *testing.T) {
+		out, err := e.db.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String("scan1"), Limit: aws.Int32(1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Items) != 1 || len(out.LastEvaluatedKey) != 2 || str(t, out.LastEvaluatedKey["sk"]) != str(t, out.Items[0]["sk"]) {
+			t.Fatalf("Limit 1: items %d LastEvaluatedKey %v", len(out.Items), out.LastEvaluatedKey)
+		}
+	})
+
+	errCases := []struct {
+		name string
+		in   *dynamodb.ScanInput
+		msg  string
+	}{
+		{"segment without total", &dynamodb.ScanInput{Segment: aws.Int32(1)},
+			"The TotalSegments parameter is required but was not present in the request when Segment parameter is present"},
+		{"total without segment", &dynamodb.ScanInput{TotalSegments: aws.Int32(2)},
+			"The Segment parameter is required but was not present in the request when parameter TotalSegments is present"},
+		{"segment too large", &dynamodb.ScanInput{Segment: aws.Int32(4), TotalSegments: aws.Int32(4)},
+			"The Segment parameter is zero-based and must be less than parameter TotalSegments: Segment: 4 is not less than TotalSegments: 4"},
+		{"total 0", &dynamodb.ScanInput{Segment: aws.Int32(0), TotalSegments: aws.Int32(0)},
+			"Value '0' at 'totalSegments' failed to satisfy constraint: Member must have value greater than or equal to 1"},
+		{"total too large", &dynamodb.ScanInput{Segment: aws.Int32(0), TotalSegments: aws.Int32(1000001)},
+			"Value '1000001' at 'totalSegments' failed to satisfy constraint: Member must have value less than or equal to 1000000"},
+		{"negative segment", &dynamodb.ScanInput{Segment: aws.Int32(-1), TotalSegments: aws.Int32(2)},
+			"Value '-1' at 'segment' failed to satisfy constraint: Member must have value greater than or equal to 0"},
+		{"start key of another segment", &dynamodb.ScanInput{Segment: aws.Int32(0), TotalSegments: aws.Int32(16),
+			ExclusiveStartKey: otherSegmentKey(t, e, "scan1", 0, 16)},
+			"The provided Exclusive start key does not map to the provided segment"},
+		{"index", &dynamodb.ScanInput{IndexName: aws.String("i")}, "The table does not have the specified index: i"},
+		{"select projected", &dynamodb.ScanInput{Select: types.SelectAllProjectedAttributes}, "ALL_PROJECTED_ATTRIBUTES can be used only when Scanning using an IndexName"},
+	}
+	for _, tc := range errCases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.in.TableName = aws.String("scan1")
+			_, err := e.db.Scan(ctx, tc.in)
+			wantAPIError(t, err, "ValidationException", tc.msg)
+		})
+	}
+}
+
+// otherSegmentKey is the key of an item (in the table scan1 fills) outside
+// segment seg of total.
+func otherSegmentKey(t *testing.T, e *endpoint, table string, seg, total uint32) map[string]types.AttributeValue {
+	t.Helper()
+	v, err := e.c.Routers[0].View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := v.Snapshot.Tables[table].ID
+	for i := range 1000 {
+		pk := fmt.Sprintf("p%d", i)
+		p := placement.PartitionOf(id, []byte(pk), v.Partitions)
+		if p < seg*v.Partitions/total || p >= (seg+1)*v.Partitions/total {
+			return map[string]types.AttributeValue{"pk": s(pk), "sk": n("1")}
+		}
+	}
+	t.Fatal("no key outside the segment")
+	return nil
+}
+
+// deleteDirect writes tombstones for keys through the coordinator.
+func deleteDirect(t *testing.T, e *endpoint, table string, keys ...map[string]types.AttributeValue) {
+	t.Helper()
+	r := e.c.Routers[0]
+	v, err := r.View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := v.Snapshot.Tables[table]
+	ks := ddb.KeySchema{PartitionKey: ddb.KeyAttribute{Name: "pk", Type: ddb.TypeS}}
+	if tb.KeySchema.SortKey != nil && tb.KeySchema.SortKey.Name != "" {
+		ks.SortKey = ddb.KeyAttribute{Name: "sk", Type: ddb.TypeN}
+	}
+	var recs []*storagev1.Record
+	for _, k := range keys {
+		pk, sk, err := ks.Key(toItem(t, k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, &storagev1.Record{Key: &storagev1.Key{Partition: placement.PartitionOf(tb.ID, pk, v.Partitions), TableId: tb.ID, PartitionKey: pk, SortKey: sk},
+			Version: r.Clock().Now(), Tombstone: true})
+	}
+	if _, err := r.Coordinator().Write(t.Context(), recs, coord.Quorum); err != nil {
+		t.Fatal(err)
 	}
 }
