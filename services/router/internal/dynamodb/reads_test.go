@@ -721,7 +721,9 @@ func TestScan(t *testing.T) {
 			res := make([][]map[string]types.AttributeValue, total)
 			var wg sync.WaitGroup
 			for seg := range total {
-				wg.Go(func() { res[seg], _ = scanAll(t, e, dynamodb.ScanInput{TableName: aws.String("scan1"), Limit: aws.Int32(13)}, seg, total) })
+				wg.Go(func() {
+					res[seg], _ = scanAll(t, e, dynamodb.ScanInput{TableName: aws.String("scan1"), Limit: aws.Int32(13)}, seg, total)
+				})
 			}
 			wg.Wait()
 			check(t, slices.Concat(res...), want)
