@@ -848,3 +848,165 @@ func deleteDirect(t *testing.T, e *endpoint, table string, keys ...map[string]ty
 		t.Fatal(err)
 	}
 }
+
+func TestBatchGetItem(t *testing.T) {
+	e := shared
+	ctx := t.Context()
+	createTable(t, e, "bg1", "pk", "S", "sk", "N")
+	createTable(t, e, "bg2", "id", "N", "", "")
+	var items []map[string]types.AttributeValue
+	for i := range 30 {
+		items = append(items, map[string]types.AttributeValue{"pk": s(fmt.Sprintf("p%d", i)), "sk": n("1"), "v": n(fmt.Sprint(i)), "w": s("x")})
+	}
+	put(t, e, "bg1", items...)
+	put(t, e, "bg2", map[string]types.AttributeValue{"id": n("7"), "name": s("seven")})
+	var keys []map[string]types.AttributeValue
+	for i := range 32 { // two are missing
+		keys = append(keys, map[string]types.AttributeValue{"pk": s(fmt.Sprintf("p%d", i)), "sk": n("1")})
+	}
+	out, err := e.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
+		RequestItems: map[string]types.KeysAndAttributes{
+			"bg1": {Keys: keys, ProjectionExpression: aws.String("pk, #v"), ExpressionAttributeNames: map[string]string{"#v": "v"}, ConsistentRead: aws.Bool(true)},
+			"bg2": {Keys: []map[string]types.AttributeValue{{"id": n("7.0")}, {"id": n("8")}}},
+		},
+		ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.UnprocessedKeys) != 0 {
+		t.Fatalf("UnprocessedKeys %v", out.UnprocessedKeys)
+	}
+	got := map[string]string{}
+	for _, it := range out.Responses["bg1"] {
+		if len(it) != 2 {
+			t.Fatalf("projected item %v", it)
+		}
+		got[str(t, it["pk"])] = str(t, it["v"])
+	}
+	if len(got) != 30 || got["p29"] != "29" {
+		t.Fatalf("bg1: %d items: %v", len(got), got)
+	}
+	if r := out.Responses["bg2"]; len(r) != 1 || str(t, r[0]["name"]) != "seven" {
+		t.Fatalf("bg2: %v", r)
+	}
+	if len(out.ConsumedCapacity) != 2 {
+		t.Fatalf("ConsumedCapacity %+v", out.ConsumedCapacity)
+	}
+	for _, cc := range out.ConsumedCapacity {
+		// bg1: 32 strongly consistent reads of one unit; bg2: two halves.
+		want := map[string]float64{"bg1": 32, "bg2": 1}[aws.ToString(cc.TableName)]
+		if aws.ToFloat64(cc.CapacityUnits) != want {
+			t.Fatalf("%s: %v units, want %v", aws.ToString(cc.TableName), aws.ToFloat64(cc.CapacityUnits), want)
+		}
+	}
+
+	var many []map[string]types.AttributeValue
+	for i := range 101 {
+		many = append(many, map[string]types.AttributeValue{"pk": s(fmt.Sprintf("p%d", i)), "sk": n("1")})
+	}
+	errCases := []struct {
+		name string
+		in   map[string]types.KeysAndAttributes
+		code string
+		msg  string
+	}{
+		{"too many", map[string]types.KeysAndAttributes{"bg1": {Keys: many}}, "ValidationException", "Too many items requested for the BatchGetItem call"},
+		{"too many over tables", map[string]types.KeysAndAttributes{"bg1": {Keys: many[:99]}, "bg2": {Keys: []map[string]types.AttributeValue{{"id": n("1")}, {"id": n("2")}}}},
+			"ValidationException", "Too many items requested for the BatchGetItem call"},
+		{"duplicates", map[string]types.KeysAndAttributes{"bg2": {Keys: []map[string]types.AttributeValue{{"id": n("1")}, {"id": n("1.0")}}}},
+			"ValidationException", "Provided list of item keys contains duplicates"},
+		{"no keys", map[string]types.KeysAndAttributes{"bg2": {Keys: []map[string]types.AttributeValue{}}},
+			"ValidationException", "failed to satisfy constraint: Member must have length greater than or equal to 1"},
+		{"bad key", map[string]types.KeysAndAttributes{"bg2": {Keys: []map[string]types.AttributeValue{{"pk": s("1")}}}},
+			"ValidationException", "The provided key element does not match the schema"},
+		{"no such table", map[string]types.KeysAndAttributes{"nope": {Keys: []map[string]types.AttributeValue{{"id": n("1")}}}},
+			"ResourceNotFoundException", "Requested resource not found"},
+	}
+	for _, tc := range errCases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: tc.in})
+			wantAPIError(t, err, tc.code, tc.msg)
+		})
+	}
+}
+
+// TestBatchGetItemUnprocessedKeys: with a storage node stopped (one replica
+// per partition), the keys it holds come back as UnprocessedKeys, in
+// DynamoDB's shape with the table's projection and consistency, and the
+// others are read; once the node is back the unprocessed keys are read.
+func TestBatchGetItemUnprocessedKeys(t *testing.T) {
+	e := startEndpoint(t, 3, 1, 16)
+	ctx := t.Context()
+	createTable(t, e, "bgu", "pk", "S", "", "")
+	var items, keys []map[string]types.AttributeValue
+	for i := range 60 {
+		items = append(items, map[string]types.AttributeValue{"pk": s(fmt.Sprintf("k%d", i)), "v": n(fmt.Sprint(i))})
+		keys = append(keys, map[string]types.AttributeValue{"pk": s(fmt.Sprintf("k%d", i))})
+	}
+	put(t, e, "bgu", items...)
+	if err := e.c.StopNode(0); err != nil {
+		t.Fatal(err)
+	}
+	req := &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{
+		"bgu": {Keys: keys, ProjectionExpression: aws.String("pk, v"), ConsistentRead: aws.Bool(false)},
+	}}
+	var out *dynamodb.BatchGetItemOutput
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var err error
+		if out, err = e.db.BatchGetItem(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		if len(out.UnprocessedKeys) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	un, ok := out.UnprocessedKeys["bgu"]
+	if !ok {
+		t.Fatal("no UnprocessedKeys with a node stopped")
+	}
+	if aws.ToString(un.ProjectionExpression) != "pk, v" || un.ConsistentRead == nil || *un.ConsistentRead {
+		t.Fatalf("UnprocessedKeys lost the projection or consistency: %+v", un)
+	}
+	got := map[string]bool{}
+	for _, it := range out.Responses["bgu"] {
+		got[str(t, it["pk"])] = true
+	}
+	for _, k := range un.Keys {
+		pk := str(t, k["pk"])
+		if got[pk] {
+			t.Fatalf("%s both read and unprocessed", pk)
+		}
+		got[pk] = true
+	}
+	if len(got) != 60 || len(un.Keys) == 60 || len(un.Keys) == 0 {
+		t.Fatalf("%d keys accounted for, %d unprocessed; want all 60, some unprocessed", len(got), len(un.Keys))
+	}
+	if err := e.c.StartNode(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	left := map[string]types.KeysAndAttributes{"bgu": un}
+	read := 0
+	for deadline := time.Now().Add(30 * time.Second); len(left) > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d keys still unprocessed after the node restarted", len(left["bgu"].Keys))
+		}
+		out, err := e.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: left})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range out.Responses["bgu"] {
+			if len(it) != 2 {
+				t.Fatalf("retried read lost the projection: %v", it)
+			}
+			read++
+		}
+		left = out.UnprocessedKeys
+		time.Sleep(50 * time.Millisecond)
+	}
+	if read != len(un.Keys) {
+		t.Fatalf("read %d of %d unprocessed keys after the restart", read, len(un.Keys))
+	}
+}
