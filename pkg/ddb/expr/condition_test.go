@@ -34,8 +34,8 @@ func TestConditionMatch(t *testing.T) {
 		{"s < :world", true},
 		{"b > :b1", true},
 		{"b < :b12", false},
-		{"n < :s", false},    // number vs string: false, not an error
-		{"t < :true", false}, // BOOL does not order
+		{"n < :s", false},  // number vs string: false, not an error
+		{"t < :n5", false}, // a BOOL attribute does not order
 		{"nope < :n5", false},
 		{":n5 < n", true},
 		{"n = n10", false}, // path vs missing path
@@ -207,6 +207,9 @@ func TestConditionErrors(t *testing.T) {
 		{"NOT n", `Invalid ConditionExpression: Syntax error; token: "<EOF>", near: "n"`},
 		{"n = :n5 AND (s)", `Invalid ConditionExpression: Syntax error; token: "<EOF>", near: ")"`},
 		{"a[99999999999] = :n5", `Invalid ConditionExpression: Syntax error; token: "99999999999", near: "[99999999999]"`},
+		{"n = :n5 OR OR s = :s", `Invalid ConditionExpression: Syntax error; token: "OR", near: "OR OR s"`},
+		{"NOT = :n5", `Invalid ConditionExpression: Syntax error; token: "=", near: "NOT = :n5"`},
+		{"between = :n5", `Invalid ConditionExpression: Syntax error; token: "between", near: "between ="`},
 		{"status = :active", "Invalid ConditionExpression: Attribute name is a reserved keyword; reserved keyword: status"},
 		{"m.Size = :n5", "Invalid ConditionExpression: Attribute name is a reserved keyword; reserved keyword: Size"},
 		{"#nope = :n5", "Invalid ConditionExpression: An expression attribute name used in the document path is not defined; attribute name: #nope"},
@@ -230,6 +233,9 @@ func TestConditionErrors(t *testing.T) {
 		{"contains(s, s)", "Invalid ConditionExpression: The first operand must be distinct from the remaining operands for this operator or function; operator: contains, first operand: [s]"},
 		{"n BETWEEN :n20 AND :n5", "Invalid ConditionExpression: The BETWEEN operator requires upper bound to be greater than or equal to lower bound; lower bound operand: AttributeValue: {N:20}, upper bound operand: AttributeValue: {N:5}"},
 		{"n BETWEEN :n5 AND :s", "Invalid ConditionExpression: The BETWEEN operator requires same data type for lower and upper bounds; lower bound operand: AttributeValue: {N:5}, upper bound operand: AttributeValue: {S:hello world}"},
+		{"n < :true", "Invalid ConditionExpression: Incorrect operand type for operator or function; operator or function: <, operand type: BOOL"},
+		{":l >= n", "Invalid ConditionExpression: Incorrect operand type for operator or function; operator or function: >=, operand type: L"},
+		{"n BETWEEN :ss AND :ss", "Invalid ConditionExpression: Incorrect operand type for operator or function; operator or function: BETWEEN, operand type: SS"},
 		{"((n = :n5))", "Invalid ConditionExpression: The expression has redundant parentheses;"},
 		{"((n)) = :n5", "Invalid ConditionExpression: The expression has redundant parentheses;"},
 		{"n = ((:n5))", "Invalid ConditionExpression: The expression has redundant parentheses;"},
@@ -296,6 +302,8 @@ func TestLiteralCondition(t *testing.T) {
 		})
 	}
 	for _, c := range []struct{ expr, msg string }{
+		{`n = 1 OR OR m = 2`, `Invalid filter: Syntax error; token: "OR", near: "OR OR m"`},
+		{`and = 1`, `Invalid filter: Syntax error; token: "and", near: "and ="`},
 		{`n = 1e999`, `Invalid filter: bad number "1e999"`},
 		{`n = "unterminated`, `Invalid filter: Syntax error; token: "\"unterminated", near: "= \"unterminated"`},
 		{"`unterminated = 1", "Invalid filter: Syntax error; token: \"`\", near: \"`unterminated\""},
@@ -306,5 +314,21 @@ func TestLiteralCondition(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), c.msg) {
 			t.Errorf("%s: err = %v, want %s...", c.expr, err, c.msg)
 		}
+	}
+}
+
+func TestConditionAttributes(t *testing.T) {
+	vals := values(t, sampleValues)
+	c, err := ParseCondition(KindFilter, "#m.a = :n1 AND (size(l) > :n1 OR NOT contains(s, :a)) AND n BETWEEN :n1 AND x AND y IN (:n1, z) AND attribute_exists(#sp)", NewParams(sampleNames, vals))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(c.Attributes(), ",")
+	if want := "a b,l,m,n,s,x,y,z"; got != want {
+		t.Fatalf("Attributes = %s, want %s", got, want)
+	}
+	var nilCond *Condition
+	if nilCond.Attributes() != nil {
+		t.Fatal("nil condition reads attributes")
 	}
 }

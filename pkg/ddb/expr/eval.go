@@ -36,13 +36,13 @@ func evalNode(n node, it ddb.Item) bool {
 		l, lok := evalOperand(n.l, it)
 		r, rok := evalOperand(n.r, it)
 		if n.op == "<>" {
-			return !lok || !rok || !ddb.Equal(l, r)
+			return !lok || !rok || !equal(l, r)
 		}
 		if !lok || !rok {
 			return false
 		}
 		if n.op == "=" {
-			return ddb.Equal(l, r)
+			return equal(l, r)
 		}
 		c, ok := compareValues(l, r)
 		if !ok {
@@ -75,7 +75,7 @@ func evalNode(n node, it ddb.Item) bool {
 			return false
 		}
 		for _, e := range n.list {
-			if x, ok := evalOperand(e, it); ok && ddb.Equal(v, x) {
+			if x, ok := evalOperand(e, it); ok && equal(v, x) {
 				return true
 			}
 		}
@@ -137,9 +137,31 @@ func contains(a, b ddb.Value) bool {
 		y, ok := b.(ddb.B)
 		return ok && slices.ContainsFunc(x, func(e []byte) bool { return bytes.Equal(e, y) })
 	case ddb.L:
-		return slices.ContainsFunc(x, func(e ddb.Value) bool { return ddb.Equal(e, b) })
+		return slices.ContainsFunc(x, func(e ddb.Value) bool { return equal(e, b) })
 	}
 	return false
+}
+
+// equal is ddb.Equal with the scalar cases done without encoding.
+func equal(a, b ddb.Value) bool {
+	switch x := a.(type) {
+	case ddb.S:
+		y, ok := b.(ddb.S)
+		return ok && x == y
+	case ddb.N:
+		y, ok := b.(ddb.N)
+		return ok && x == y
+	case ddb.B:
+		y, ok := b.(ddb.B)
+		return ok && bytes.Equal(x, y)
+	case ddb.Bool:
+		y, ok := b.(ddb.Bool)
+		return ok && x == y
+	case ddb.Null:
+		_, ok := b.(ddb.Null)
+		return ok
+	}
+	return ddb.Equal(a, b)
 }
 
 // compareValues orders two numbers, two strings or two binaries; ok is

@@ -39,35 +39,34 @@ func ParseKeyCondition(s string, p *Params, ks ddb.KeySchema) (*KeyCondition, er
 	if err := flatten(root); err != nil {
 		return nil, err
 	}
-	if len(leaves) > 2 {
-		return nil, keyErr("Conditions can be of length 1 or 2 only")
-	}
-	kc := &KeyCondition{}
-	var sawPK, sawSK bool
+	conds := map[string]*SortCondition{}
 	for _, leaf := range leaves {
 		name, sc, err := keyLeaf(leaf)
 		if err != nil {
 			return nil, err
 		}
-		var attr ddb.KeyAttribute
-		switch {
-		case name == ks.PartitionKey.Name:
-			if sawPK {
-				return nil, keyErr("KeyConditionExpressions must only contain one condition per key")
+		if conds[name] != nil {
+			return nil, keyErr("KeyConditionExpressions must only contain one condition per key")
+		}
+		conds[name] = sc
+	}
+	if len(conds) > 2 {
+		return nil, keyErr("Conditions can be of length 1 or 2 only")
+	}
+	if !ks.HasSortKey() && len(conds) > 1 {
+		return nil, keyErr("Query key condition not supported")
+	}
+	kc := &KeyCondition{}
+	for i, attr := range []ddb.KeyAttribute{ks.PartitionKey, ks.SortKey} {
+		if i == 1 && !ks.HasSortKey() {
+			break
+		}
+		sc := conds[attr.Name]
+		if sc == nil {
+			if i == 0 || len(conds) > 1 {
+				return nil, keyErr("Query condition missed key schema element: " + attr.Name)
 			}
-			sawPK, attr = true, ks.PartitionKey
-			if sc.Op != SortEQ {
-				return nil, keyErr("Query key condition not supported")
-			}
-			kc.PartitionKey = sc.Values[0]
-		case ks.HasSortKey() && name == ks.SortKey.Name:
-			if sawSK {
-				return nil, keyErr("KeyConditionExpressions must only contain one condition per key")
-			}
-			sawSK, attr = true, ks.SortKey
-			kc.Sort = sc
-		default:
-			return nil, keyErr("Query key condition not supported")
+			continue
 		}
 		for _, v := range sc.Values {
 			if v.Type() != attr.Type {
@@ -77,9 +76,14 @@ func ParseKeyCondition(s string, p *Params, ks ddb.KeySchema) (*KeyCondition, er
 				return nil, keyErr("One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty " + emptyKind(v) + " value. Key: " + attr.Name)
 			}
 		}
-	}
-	if !sawPK {
-		return nil, keyErr("Query condition missed key schema element: " + ks.PartitionKey.Name)
+		if i == 0 {
+			if sc.Op != SortEQ {
+				return nil, keyErr("Query key condition not supported")
+			}
+			kc.PartitionKey = sc.Values[0]
+		} else {
+			kc.Sort = sc
+		}
 	}
 	return kc, nil
 }
@@ -109,77 +113,74 @@ var sortOps = map[string]SortOp{"=": SortEQ, "<": SortLT, "<=": SortLE, ">": Sor
 var flipped = map[SortOp]SortOp{SortEQ: SortEQ, SortLT: SortGT, SortLE: SortGE, SortGT: SortLT, SortGE: SortLE}
 
 // keyLeaf reads one condition of a key condition: the key attribute it
-// constrains and how.
+// constrains and how. Its messages are DynamoDB's (as dynalite reproduces
+// them).
 func keyLeaf(n node) (string, *SortCondition, error) {
+	var ops []operand
+	var op SortOp
 	switch n := n.(type) {
 	case compareNode:
-		op, ok := sortOps[n.op]
-		if !ok {
+		var ok bool
+		if op, ok = sortOps[n.op]; !ok {
 			return "", nil, keyErr("Invalid operator used in KeyConditionExpression: " + n.op)
 		}
-		name, v, swapped, err := keyOperands(n.l, n.r)
-		if err != nil {
-			return "", nil, err
-		}
-		if swapped {
-			op = flipped[op]
-		}
-		return name, &SortCondition{Op: op, Values: []ddb.Value{v}}, nil
+		ops = []operand{n.l, n.r}
 	case betweenNode:
-		name, err := keyPath(n.v)
-		if err != nil {
-			return "", nil, err
+		op, ops = SortBetween, []operand{n.v, n.lo, n.hi}
+		if _, ok := n.v.(pathOperand); !ok {
+			if err := nested(ops); err != nil {
+				return "", nil, err
+			}
+			return "", nil, keyErr("Invalid condition in KeyConditionExpression: BETWEEN operator must have the key attribute as its first operand")
 		}
-		lo, lok := n.lo.(valueOperand)
-		hi, hok := n.hi.(valueOperand)
-		if !lok || !hok {
-			return "", nil, keyErr("Query key condition not supported")
-		}
-		return name, &SortCondition{Op: SortBetween, Values: []ddb.Value{lo.value, hi.value}}, nil
 	case funcNode:
 		if n.name != "begins_with" {
 			return "", nil, keyErr("Invalid operator used in KeyConditionExpression: " + n.name)
 		}
-		name, err := keyPath(n.args[0])
-		if err != nil {
-			return "", nil, err
+		op, ops = SortBeginsWith, n.args
+		if _, ok := n.args[0].(pathOperand); !ok {
+			if err := nested(ops); err != nil {
+				return "", nil, err
+			}
+			return "", nil, keyErr("Invalid condition in KeyConditionExpression: begins_with operator must have the key attribute as its first operand")
 		}
-		v, ok := n.args[1].(valueOperand)
-		if !ok {
-			return "", nil, keyErr("Query key condition not supported")
-		}
-		return name, &SortCondition{Op: SortBeginsWith, Values: []ddb.Value{v.value}}, nil
+	default:
+		return "", nil, keyErr("Query key condition not supported")
 	}
-	return "", nil, keyErr("Query key condition not supported")
+	if err := nested(ops); err != nil {
+		return "", nil, err
+	}
+	name, at := "", -1
+	var vals []ddb.Value
+	for i, o := range ops {
+		switch o := o.(type) {
+		case pathOperand:
+			if name != "" {
+				return "", nil, keyErr("Invalid condition in KeyConditionExpression: Multiple attribute names used in one condition")
+			}
+			if len(o.path) > 1 || o.path[0].Name == "" {
+				return "", nil, keyErr("KeyConditionExpressions cannot have conditions on nested attributes")
+			}
+			name, at = o.path[0].Name, i
+		case valueOperand:
+			vals = append(vals, o.value)
+		}
+	}
+	if name == "" {
+		return "", nil, keyErr("Invalid condition in KeyConditionExpression: No key attribute specified")
+	}
+	if at != 0 {
+		op = flipped[op]
+	}
+	return name, &SortCondition{Op: op, Values: vals}, nil
 }
 
-// keyOperands finds the key attribute and the value of a comparison,
-// whichever side each is on.
-func keyOperands(l, r operand) (name string, v ddb.Value, swapped bool, err error) {
-	if lv, ok := l.(valueOperand); ok {
-		name, err = keyPath(r)
-		return name, lv.value, true, err
-	}
-	name, err = keyPath(l)
-	if err != nil {
-		return "", nil, false, err
-	}
-	rv, ok := r.(valueOperand)
-	if !ok {
-		return "", nil, false, keyErr("Query key condition not supported")
-	}
-	return name, rv.value, false, nil
-}
-
-func keyPath(op operand) (string, error) {
-	switch op := op.(type) {
-	case pathOperand:
-		if len(op.path) != 1 || op.path[0].Name == "" {
-			return "", keyErr("KeyConditionExpressions cannot have conditions on nested attributes")
+// nested refuses size() in a key condition.
+func nested(ops []operand) error {
+	for _, o := range ops {
+		if _, ok := o.(sizeOperand); ok {
+			return keyErr("KeyConditionExpressions cannot contain nested operations")
 		}
-		return op.path[0].Name, nil
-	case sizeOperand:
-		return "", keyErr("Invalid operator used in KeyConditionExpression: size")
 	}
-	return "", keyErr("Query key condition not supported")
+	return nil
 }

@@ -37,7 +37,7 @@ type token struct {
 // reports as a syntax error where it meets it. literal enables the
 // migrator filter's inline literals ("x", 1.5, `name`).
 func lex(src string, literal bool) []token {
-	var toks []token
+	toks := make([]token, 0, len(src)/4+2)
 	i := 0
 	for {
 		for i < len(src) && isSpace(src[i]) {

@@ -173,12 +173,21 @@ func isDigits(s string) bool {
 	return s != ""
 }
 
+// grammarKeywords are the words the grammars use; they are never names.
+var grammarKeywords = map[string]bool{
+	"AND": true, "OR": true, "NOT": true, "BETWEEN": true, "IN": true,
+	"SET": true, "REMOVE": true, "ADD": true, "DELETE": true,
+}
+
 // pathName parses one name of a path: an identifier (not a reserved
 // word), an ExpressionAttributeName, or in literal mode a `quoted` name.
 func (ps *parser) pathName() (string, error) {
 	t := ps.tok()
 	switch t.kind {
 	case tIdent:
+		if grammarKeywords[strings.ToUpper(t.text)] {
+			return "", ps.syntaxErr()
+		}
 		if !ps.literal && reservedWords[strings.ToUpper(t.text)] {
 			return "", ps.errf("Attribute name is a reserved keyword; reserved keyword: %s", t.text)
 		}
@@ -414,6 +423,9 @@ func (ps *parser) comparison(left operand) (node, operand, error) {
 		if err := ps.distinct("BETWEEN", left, lo, hi); err != nil {
 			return nil, nil, err
 		}
+		if err := ps.orderable("BETWEEN", left, lo, hi); err != nil {
+			return nil, nil, err
+		}
 		if err := ps.checkBounds(lo, hi); err != nil {
 			return nil, nil, err
 		}
@@ -441,7 +453,26 @@ func (ps *parser) comparison(left operand) (node, operand, error) {
 	if err := ps.distinct(t.text, left, right); err != nil {
 		return nil, nil, err
 	}
+	if t.text != "=" && t.text != "<>" {
+		if err := ps.orderable(t.text, left, right); err != nil {
+			return nil, nil, err
+		}
+	}
 	return compareNode{t.text, left, right}, nil, nil
+}
+
+// orderable refuses a value operand that an order comparison cannot
+// compare (only N, S and B order). A path's value of such a type only
+// makes the comparison false; a value written in the request is an error.
+func (ps *parser) orderable(op string, ops ...operand) error {
+	for _, o := range ops {
+		if v, ok := o.(valueOperand); ok {
+			if t := v.value.Type(); t != ddb.TypeN && t != ddb.TypeS && t != ddb.TypeB {
+				return ps.errf("Incorrect operand type for operator or function; operator or function: %s, operand type: %s", op, t)
+			}
+		}
+	}
+	return nil
 }
 
 // operandList parses operands separated by commas up to a closing
