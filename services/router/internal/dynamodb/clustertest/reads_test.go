@@ -102,9 +102,9 @@ func createTable(t *testing.T, e *endpoint, name string, pk, pkType, sk, skType 
 	}
 }
 
-// put writes items straight through the router's coordinator at QUORUM,
-// in the stored form the endpoint reads (ddb.EncodeItem under the key
-// ddb.KeySchema.Key derives), with ttl as the expiry when non-zero.
+// put writes items straight through the router's coordinator at ALL, so
+// that reads at ONE see them, in the stored form the endpoint reads
+// (ddb.EncodeItem under the key ddb.KeySchema.Key derives).
 func put(t *testing.T, e *endpoint, table string, items ...map[string]types.AttributeValue) {
 	t.Helper()
 	putTTL(t, e, table, time.Time{}, items...)
@@ -149,7 +149,7 @@ func putTTL(t *testing.T, e *endpoint, table string, expire time.Time, items ...
 	}
 	for len(recs) > 0 {
 		n := min(100, len(recs))
-		if _, err := r.Coordinator().Write(t.Context(), recs[:n], coord.Quorum); err != nil {
+		if _, err := r.Coordinator().Write(t.Context(), recs[:n], coord.All); err != nil {
 			t.Fatalf("write %d items: %v", n, err)
 		}
 		recs = recs[n:]
@@ -844,7 +844,7 @@ func deleteDirect(t *testing.T, e *endpoint, table string, keys ...map[string]ty
 		recs = append(recs, &storagev1.Record{Key: &storagev1.Key{Partition: placement.PartitionOf(tb.ID, pk, v.Partitions), TableId: tb.ID, PartitionKey: pk, SortKey: sk},
 			Version: r.Clock().Now(), Tombstone: true})
 	}
-	if _, err := r.Coordinator().Write(t.Context(), recs, coord.Quorum); err != nil {
+	if _, err := r.Coordinator().Write(t.Context(), recs, coord.All); err != nil {
 		t.Fatal(err)
 	}
 }
