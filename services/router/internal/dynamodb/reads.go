@@ -282,6 +282,7 @@ type batchGetTable struct {
 	keys       []*storagev1.Key
 	recs       []*storagev1.Record
 	failed     []bool // failed[i]: keys[i] could not be read (unavailable)
+	unavail    error  // why, for one of them
 	consistent bool
 }
 
@@ -350,6 +351,24 @@ func batchGetItem(ctx context.Context, h *Handler, body []byte) (any, error) {
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	// Unavailable keys are UnprocessedKeys, unless no key could be read:
+	// then the call fails as unavailable (as DynamoDB fails a BatchGetItem
+	// that is throttled on every key).
+	failed := 0
+	var unavail error
+	for _, bt := range tables {
+		for _, f := range bt.failed {
+			if f {
+				failed++
+			}
+		}
+		if bt.unavail != nil {
+			unavail = bt.unavail
+		}
+	}
+	if failed == total {
+		return nil, unavail
 	}
 	out := batchGetItemOutput{Responses: map[string][]ddb.Item{}, UnprocessedKeys: map[string]*keysAndAttributes{}}
 	now := time.Now()
@@ -420,6 +439,7 @@ func (bt *batchGetTable) read(ctx context.Context, co *coord.Coordinator) error 
 			switch {
 			case errors.Is(err, coord.ErrUnavailable):
 				bt.failed[i] = true
+				errs[i] = err
 			case err != nil:
 				errs[i] = err
 			default:
@@ -428,6 +448,11 @@ func (bt *batchGetTable) read(ctx context.Context, co *coord.Coordinator) error 
 		})
 	}
 	wg.Wait()
+	for i, err := range errs {
+		if bt.failed[i] {
+			bt.unavail, errs[i] = err, nil
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -610,6 +635,16 @@ func query(ctx context.Context, h *Handler, body []byte) (any, error) {
 		return nil, err
 	}
 	pg.t = t
+	// Key attributes are for the key condition (Scan filters may use them).
+	for _, a := range pg.filter.Attributes() {
+		if a == t.Keys.PartitionKey.Name || (t.Keys.HasSortKey() && a == t.Keys.SortKey.Name) {
+			what := "Filter Expression"
+			if in.QueryFilter != nil {
+				what = "QueryFilter"
+			}
+			return nil, validationf("%s can only contain non-primary key attributes: Primary key attribute: %s", what, a)
+		}
+	}
 	var kc *expr.KeyCondition
 	switch {
 	case in.KeyConditionExpression != nil:

@@ -541,6 +541,8 @@ func TestQueryNumberSortKeys(t *testing.T) {
 		{"start key without sort key", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals(),
 			ExclusiveStartKey: map[string]types.AttributeValue{"pk": s("p")}},
 			"ValidationException", "The provided starting key is invalid"},
+		{"filter on the sort key", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), FilterExpression: aws.String("sk > :a"), ExpressionAttributeValues: vals(":a", "1")},
+			"ValidationException", "Filter Expression can only contain non-primary key attributes: Primary key attribute: sk"},
 		{"unused value", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals(":x", "1")},
 			"ValidationException", "unused"},
 		{"no such table", &dynamodb.QueryInput{TableName: aws.String("nope"), KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals()},
@@ -934,7 +936,8 @@ func TestBatchGetItem(t *testing.T) {
 // TestBatchGetItemUnprocessedKeys: with a storage node stopped (one replica
 // per partition), the keys it holds come back as UnprocessedKeys, in
 // DynamoDB's shape with the table's projection and consistency, and the
-// others are read; once the node is back the unprocessed keys are read.
+// others are read; asking for those keys alone fails as unavailable until
+// the node is back, and then reads them.
 func TestBatchGetItemUnprocessedKeys(t *testing.T) {
 	e := startEndpoint(t, 3, 1, 16)
 	ctx := t.Context()
@@ -984,6 +987,8 @@ func TestBatchGetItemUnprocessedKeys(t *testing.T) {
 	if len(got) != 60 || len(un.Keys) == 60 || len(un.Keys) == 0 {
 		t.Fatalf("%d keys accounted for, %d unprocessed; want all 60, some unprocessed", len(got), len(un.Keys))
 	}
+	_, err := e.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{"bgu": un}})
+	wantAPIError(t, err, "ServiceUnavailable", "not enough replicas")
 	if err := e.c.StartNode(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -995,7 +1000,10 @@ func TestBatchGetItemUnprocessedKeys(t *testing.T) {
 		}
 		out, err := e.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: left})
 		if err != nil {
-			t.Fatal(err)
+			// Until the node is back no key can be read: the call fails.
+			wantAPIError(t, err, "ServiceUnavailable", "")
+			time.Sleep(50 * time.Millisecond)
+			continue
 		}
 		for _, it := range out.Responses["bgu"] {
 			if len(it) != 2 {
