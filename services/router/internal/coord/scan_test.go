@@ -45,7 +45,9 @@ func (n *storeNode) StreamPartition(req *storagev1.StreamPartitionRequest, ss gr
 		recs = append(recs, r)
 	}
 	n.mu.Unlock()
-	slices.SortFunc(recs, func(a, b *storagev1.Record) int { return bytes.Compare(ScanPosition(a.GetKey()), ScanPosition(b.GetKey())) })
+	slices.SortFunc(recs, func(a, b *storagev1.Record) int {
+		return bytes.Compare(ScanPosition(a.GetKey()), ScanPosition(b.GetKey()))
+	})
 	for i := 0; i < len(recs); i += streamChunk {
 		if i > 0 {
 			if err := n.enter(ctx, "StreamChunk"); err != nil {
