@@ -544,9 +544,9 @@ func (pg *page) output(more bool) (*pageOutput, error) {
 }
 
 // newPage validates and parses what Query and Scan share: Select, Limit,
-// the projection and the filter (FilterExpression or legacy, named by
-// legacyFilter), against the table. keyExprs are the caller's other
-// expression parameters in use, legacy its legacy ones (for mixedParams).
+// the projection and the filter (FilterExpression, or the legacy filter
+// named legacyFilterName). keyExpr is Query's KeyConditionExpression and
+// legacy the caller's other legacy parameters in use (for mixedParams).
 func (h *Handler) newPage(in *pageInput, op string, keyExpr *string, legacy []string, legacyFilter map[string]readCondition, legacyFilterName string, p *expr.Params) (*page, error) {
 	cm, err := parseCapacityMode(in.ReturnConsumedCapacity)
 	if err != nil {
@@ -560,7 +560,8 @@ func (h *Handler) newPage(in *pageInput, op string, keyExpr *string, legacy []st
 	}
 	exprs := present("KeyConditionExpression", keyExpr != nil, "FilterExpression", in.FilterExpression != nil,
 		"ProjectionExpression", in.ProjectionExpression != nil)
-	legacy = append(legacy, present("AttributesToGet", in.AttributesToGet != nil, legacyFilterName, legacyFilter != nil)...)
+	legacy = append(legacy, present("AttributesToGet", in.AttributesToGet != nil, legacyFilterName, legacyFilter != nil,
+		"ConditionalOperator", in.ConditionalOperator != "")...)
 	if err := readParamsMix(legacy, exprs, in.ExpressionAttributeNames, in.ExpressionAttributeValues); err != nil {
 		return nil, err
 	}
@@ -577,7 +578,7 @@ func (h *Handler) newPage(in *pageInput, op string, keyExpr *string, legacy []st
 	case legacyFilter != nil:
 		pg.filter, err = expr.FromFilter(legacyFilterName, readConditions(legacyFilter), in.ConditionalOperator)
 	case in.ConditionalOperator != "":
-		err = validationf("ConditionalOperator can only be used when %s or %s are present", legacyFilterName, "Expected")
+		err = validationf("ConditionalOperator can only be used when %s is present", legacyFilterName)
 	}
 	if err != nil {
 		return nil, err
