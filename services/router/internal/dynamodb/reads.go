@@ -850,13 +850,114 @@ func scan(ctx context.Context, h *Handler, body []byte) (any, error) {
 		}
 		first, after = key.GetPartition(), coord.ScanPosition(key)
 	}
-	co := h.b.Coordinator()
-	lvl := readLevel(in.ConsistentRead)
+	sc := &segmentScan{co: h.b.Coordinator(), t: t, lvl: readLevel(in.ConsistentRead), pg: pg}
+	return sc.run(ctx, first, end, after)
+}
+
+// Scan read-ahead: partitions of a sparse table hold little each, and one
+// partition streamed after the other costs a round trip per partition, so
+// a Scan streams the partitions after the one it reads in parallel, as
+// many as prefetchMax, while the partitions it finishes stay small
+// (below prefetchSmall); a partition with more data stops the read-ahead,
+// so a dense table is not read past the page.
+const (
+	prefetchMax   = 32
+	prefetchSmall = 64 << 10
+	// prefetchBytes bounds what one partition read ahead buffers; the
+	// rest of it is streamed when the scan gets there.
+	prefetchBytes = 256 << 10
+)
+
+// segmentScan reads one Scan page from partitions [first, end).
+type segmentScan struct {
+	co  *coord.Coordinator
+	t   *table
+	lvl coord.Level
+	pg  *page
+}
+
+// fetched is one partition read ahead: its records up to a budget.
+type fetched struct {
+	recs   []*storagev1.Record
+	resume []byte // position after the last record streamed
+	done   bool   // streamed to the partition's end
+	size   int
+	err    error
+	ready  chan struct{}
+}
+
+// fetch streams partition part from after into f until the partition ends
+// or f holds maxBytes or maxRecs (0: any number) records.
+func (sc *segmentScan) fetch(ctx context.Context, part uint32, after []byte, maxBytes, maxRecs int, f *fetched) {
+	defer close(f.ready)
+	f.resume = after
+	f.err = sc.co.ScanPartition(ctx, sc.t.view, part, sc.t.ID, after, sc.lvl, func(recs []*storagev1.Record, resume []byte) (bool, error) {
+		f.recs = append(f.recs, recs...)
+		f.resume = resume
+		for _, r := range recs {
+			f.size += len(r.GetValue())
+		}
+		return f.size < maxBytes && (maxRecs == 0 || len(f.recs) < maxRecs), nil
+	})
+	if f.err == nil && (f.size < maxBytes && (maxRecs == 0 || len(f.recs) < maxRecs)) {
+		f.done = true
+	}
+}
+
+func (sc *segmentScan) run(ctx context.Context, first, end uint32, after []byte) (any, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	ahead := map[uint32]*fetched{}
+	window := 1
 	for part := first; part < end; part++ {
+		// Read ahead the next partitions of the window.
+		for p := part + 1; p < end && p <= part+uint32(window-1); p++ {
+			if ahead[p] != nil {
+				continue
+			}
+			f := &fetched{ready: make(chan struct{})}
+			ahead[p] = f
+			maxRecs := 0
+			if sc.pg.limit > 0 {
+				maxRecs = sc.pg.limit
+			}
+			wg.Go(func() { sc.fetch(ctx, p, nil, prefetchBytes, maxRecs, f) })
+		}
+		f := ahead[part]
+		delete(ahead, part)
+		if f != nil {
+			<-f.ready
+			if f.err != nil {
+				return nil, f.err
+			}
+			for _, rec := range f.recs {
+				full, err := sc.pg.add(rec)
+				if err != nil {
+					return nil, err
+				}
+				if full {
+					return sc.pg.output(true)
+				}
+			}
+			if f.done {
+				if f.size < prefetchSmall {
+					window = min(window*2, prefetchMax)
+				} else {
+					window = 1
+				}
+				continue
+			}
+			after = f.resume
+		}
+		// Read the partition (or its rest) here, record by record.
+		size := 0
 		var addErr error
-		err := co.ScanPartition(ctx, t.view, part, t.ID, after, lvl, func(recs []*storagev1.Record, _ []byte) (bool, error) {
+		err := sc.co.ScanPartition(ctx, sc.t.view, part, sc.t.ID, after, sc.lvl, func(recs []*storagev1.Record, _ []byte) (bool, error) {
 			for _, rec := range recs {
-				full, err := pg.add(rec)
+				size += len(rec.GetValue())
+				full, err := sc.pg.add(rec)
 				if err != nil {
 					addErr = err
 					return false, nil
@@ -873,12 +974,17 @@ func scan(ctx context.Context, h *Handler, body []byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if pg.full {
-			return pg.output(true)
+		if sc.pg.full {
+			return sc.pg.output(true)
 		}
 		after = nil
+		if f == nil && size < prefetchSmall {
+			window = min(window*2, prefetchMax)
+		} else {
+			window = 1
+		}
 	}
-	return pg.output(false)
+	return sc.pg.output(false)
 }
 
 // segment validates Segment and TotalSegments (both or neither).

@@ -1225,3 +1225,48 @@ func TestBatchGetItemResponseLimit(t *testing.T) {
 		t.Fatalf("%d items in %d rounds, want 50 in 2", len(got), rounds)
 	}
 }
+
+// TestScanReadAhead: a Scan reads the partitions after the current one
+// ahead while they are small; a large partition among small ones is read
+// ahead only in part and the rest streamed in turn. Every item comes back
+// once whatever the page size.
+func TestScanReadAhead(t *testing.T) {
+	e := shared
+	createTable(t, e, "scanmix", "pk", "S", "sk", "N")
+	pad := strings.Repeat("m", 10<<10)
+	want := map[string]bool{}
+	var items []map[string]types.AttributeValue
+	for i := range 60 {
+		// Two partition keys of 300 KB, so read-ahead budgets run out.
+		pk := fmt.Sprintf("big%d", i%2)
+		items = append(items, map[string]types.AttributeValue{"pk": s(pk), "sk": n(fmt.Sprint(i)), "pad": s(pad)})
+		want[fmt.Sprintf("%s/%d", pk, i)] = true
+	}
+	for i := range 45 {
+		pk := fmt.Sprintf("small%d", i)
+		items = append(items, map[string]types.AttributeValue{"pk": s(pk), "sk": n("1")})
+		want[pk+"/1"] = true
+	}
+	put(t, e, "scanmix", items...)
+	for _, limit := range []int32{0, 1, 7, 50} {
+		for _, consistent := range []bool{false, true} {
+			in := dynamodb.ScanInput{TableName: aws.String("scanmix"), ConsistentRead: aws.Bool(consistent)}
+			if limit > 0 {
+				in.Limit = aws.Int32(limit)
+			}
+			got, pages := scanAll(t, e, in, 0, 0)
+			seen := map[string]int{}
+			for _, it := range got {
+				seen[str(t, it["pk"])+"/"+str(t, it["sk"])]++
+			}
+			for k, c := range seen {
+				if c != 1 || !want[k] {
+					t.Fatalf("Limit %d consistent %v: %s returned %d times (wanted %v)", limit, consistent, k, c, want[k])
+				}
+			}
+			if len(seen) != len(want) {
+				t.Fatalf("Limit %d consistent %v: %d of %d items in %d pages", limit, consistent, len(seen), len(want), pages)
+			}
+		}
+	}
+}
