@@ -18,6 +18,19 @@ import (
 	"github.com/veltrixdb/veltrix/services/router/internal/coord"
 )
 
+// Reads map onto storage as follows. GetItem is a coord.Read and
+// BatchGetItem one coord.BatchRead per table (a key whose replicas are
+// down is returned in UnprocessedKeys). Query is coord.Query pages over
+// one partition key's sort-key range: stored sort keys (ddb.SortKeyBytes)
+// order as DynamoDB orders the values, so every key condition is a byte
+// range or prefix, and ExclusiveStartKey a bound just past that key. Scan
+// streams partitions with coord.ScanPartition, a segment being a
+// contiguous range of partitions; LastEvaluatedKey is the last item's
+// key, from which coord.ScanPosition rebuilds the position to resume at.
+// ConsistentRead reads at QUORUM (a Scan merges two replicas' streams),
+// otherwise at ONE. Pages end after Limit items evaluated or once the
+// items read reach 1 MB, as in DynamoDB.
+
 // readOps are the operations of this file.
 var readOps = map[string]opFunc{
 	"GetItem":      getItem,

@@ -110,7 +110,12 @@ func put(t *testing.T, e *endpoint, table string, items ...map[string]types.Attr
 	putTTL(t, e, table, time.Time{}, items...)
 }
 
-func putTTL(t *testing.T, e *endpoint, table string, expire time.Time, items ...map[string]types.AttributeValue) {
+func putB(b *testing.B, e *endpoint, table string, items ...map[string]types.AttributeValue) {
+	b.Helper()
+	putTTL(b, e, table, time.Time{}, items...)
+}
+
+func putTTL(t testing.TB, e *endpoint, table string, expire time.Time, items ...map[string]types.AttributeValue) {
 	t.Helper()
 	r := e.c.Routers[0]
 	v, err := r.View()
@@ -157,7 +162,7 @@ func putTTL(t *testing.T, e *endpoint, table string, expire time.Time, items ...
 }
 
 // toItem converts an SDK item to a ddb.Item.
-func toItem(t *testing.T, av map[string]types.AttributeValue) ddb.Item {
+func toItem(t testing.TB, av map[string]types.AttributeValue) ddb.Item {
 	t.Helper()
 	it := ddb.Item{}
 	for k, v := range av {
@@ -166,7 +171,7 @@ func toItem(t *testing.T, av map[string]types.AttributeValue) ddb.Item {
 	return it
 }
 
-func toValue(t *testing.T, v types.AttributeValue) ddb.Value {
+func toValue(t testing.TB, v types.AttributeValue) ddb.Value {
 	t.Helper()
 	num := func(s string) ddb.N {
 		n, err := ddb.ParseN(s)
