@@ -281,6 +281,8 @@ func TestLiteralCondition(t *testing.T) {
 		{`neg = -2.5`, true},
 		{`neg < -2`, true},
 		{`n > +9.5`, true},
+		{`n > .5 AND n < 10.`, false},
+		{`neg < -.5 AND n >= 1E+1`, true},
 		{"`a b` = \"spaced\"", true},
 		{"attribute_exists(`a b`)", true},
 		{`begins_with(pk, "user#") AND NOT attribute_exists(nope)`, true},

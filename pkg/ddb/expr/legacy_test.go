@@ -294,19 +294,25 @@ func TestFromAttributeUpdates(t *testing.T) {
 		t.Fatalf("empty AttributeUpdates: %v, %v", got, err)
 	}
 
-	// Type mismatches surface when applied.
+	// Type mismatches surface when applied, in the legacy API's words.
 	u, err = FromAttributeUpdates(map[string]AttributeUpdate{"gone": {Action: "ADD", Value: n("1")}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = u.Apply(old)
-	wantError(t, err, msgOperandType)
+	wantError(t, err, "Type mismatch for attribute to update")
 	u, err = FromAttributeUpdates(map[string]AttributeUpdate{"gone": {Action: "ADD", Value: ddb.L{n("1")}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = u.Apply(old)
-	wantError(t, err, msgOperandType)
+	wantError(t, err, "Type mismatch for attribute to update")
+	u, err = FromAttributeUpdates(map[string]AttributeUpdate{"dels": {Action: "DELETE", Value: ddb.NS{n("1")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = u.Apply(old)
+	wantError(t, err, "Type mismatch for attribute to update")
 
 	for _, tc := range []struct {
 		name string

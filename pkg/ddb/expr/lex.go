@@ -60,7 +60,8 @@ func lex(src string, literal bool) []token {
 			if c == ':' {
 				kind = tAttrValue
 			}
-		case literal && (isDigit(c) || (c == '-' || c == '+') && i+1 < len(src) && (isDigit(src[i+1]) || src[i+1] == '.')):
+		case literal && (isDigit(c) || strings.IndexByte("+-.", c) >= 0 && i+1 < len(src) && isDigit(src[i+1]) ||
+			(c == '-' || c == '+') && i+2 < len(src) && src[i+1] == '.' && isDigit(src[i+2])):
 			i = scanNumber(src, i)
 			kind = tNumber
 		case isDigit(c):

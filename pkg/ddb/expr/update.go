@@ -51,6 +51,8 @@ const (
 // only what the update wrote: the caller adds the key). Errors are *Error
 // with DynamoDB's message, e.g. "An operand in the update expression has
 // an incorrect data type". A nil *Update returns a copy of old.
+// Attributes the update wrote are private to the result; the others are
+// shared with old, so treat both items as read-only.
 //
 // DynamoDB quirk kept: on a missing item (old == nil) REMOVE of a nested
 // path whose parent does not exist does nothing instead of failing.
@@ -67,18 +69,27 @@ func (u *Update) Apply(old ddb.Item) (ddb.Item, error) {
 		}
 		v, err := evalUpdateOperand(a.value, old)
 		if err != nil {
-			return nil, err
+			return nil, legacyError(a, err)
 		}
 		vals[i] = v
 	}
 	ap := applier{missing: old == nil, out: out, copied: map[string]bool{}}
 	for i, a := range u.actions {
 		if err := ap.apply(a, vals[i]); err != nil {
-			return nil, err
+			return nil, legacyError(a, err)
 		}
 	}
 	ap.finish()
-	if err := out.Validate(); err != nil {
+	// Only the attributes the update wrote can have become invalid (too
+	// deep a nesting, say); checking just those keeps a small change to a
+	// large item cheap.
+	written := make(ddb.Item, len(ap.copied))
+	for name := range ap.copied {
+		if v, ok := out[name]; ok {
+			written[name] = v
+		}
+	}
+	if err := written.Validate(); err != nil {
 		var de *ddb.Error
 		if errors.As(err, &de) && strings.Contains(de.Msg, "nested more than") {
 			return nil, &Error{Message: msgNesting}
@@ -86,6 +97,24 @@ func (u *Update) Apply(old ddb.Item) (ddb.Item, error) {
 		return nil, &Error{Message: "One or more parameter values were invalid: " + err.Error()}
 	}
 	return out, nil
+}
+
+// legacyError rewords a type error for AttributeUpdates, whose values
+// (unlike ExpressionAttributeValues) have no name: DynamoDB's legacy API
+// says "Type mismatch for attribute to update".
+func legacyError(a action, err error) error {
+	var e *Error
+	if !errors.As(err, &e) || e.Message != msgOperandType {
+		return err
+	}
+	v := a.value
+	if la, ok := v.(listAppendOperand); ok { // ADD of a list
+		v = la.r
+	}
+	if vo, ok := v.(valueOperand); ok && vo.name == "" {
+		return &Error{Message: "Type mismatch for attribute to update"}
+	}
+	return err
 }
 
 // Touches reports whether the update sets, removes, adds to or deletes from
@@ -202,7 +231,7 @@ type applier struct {
 	missing bool // the item did not exist
 	out     ddb.Item
 	// copied marks the top-level attributes of out that are private deep
-	// copies, safe to change in place.
+	// copies, safe to change in place: the ones the update wrote.
 	copied   map[string]bool
 	appends  []listAppend
 	removals []listRemoval

@@ -326,3 +326,29 @@ func TestCreatesItem(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkApply measures the read-modify-write hot path: an ADD counter
+// increment on a typical item, and a nested SET on a larger one.
+func BenchmarkApply(b *testing.B) {
+	small := ddb.Item{"pk": ddb.S("user#1"), "counter": n("41"), "name": ddb.S("Ada"), "tags": ddb.SS{"a", "b"}}
+	large := ddb.Item{"pk": ddb.S("user#1")}
+	for i := range 100 {
+		large["attr"+strconv.Itoa(i)] = ddb.M{"list": ddb.L{n("1"), n("2"), ddb.S(strings.Repeat("x", 100))}}
+	}
+	for _, bc := range []struct {
+		name string
+		old  ddb.Item
+		u    *Update
+	}{
+		{"add-counter", small, upd(add("counter", n("1")))},
+		{"set-nested-large-item", large, upd(set("attr7.list[1]", val(n("5"))))},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := bc.u.Apply(bc.old); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
