@@ -60,6 +60,9 @@ type memStorage struct {
 	locks map[string]uint64
 	token uint64
 	fail  error
+	// afterRead, when set, runs after a Read has looked the key up and
+	// before it answers.
+	afterRead func()
 }
 
 func newMemStorage() *memStorage {
@@ -103,14 +106,18 @@ func (m *memStorage) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*s
 
 func (m *memStorage) Read(ctx context.Context, req *storagev1.ReadRequest) (*storagev1.ReadResponse, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return nil, m.fail
-	}
+	resp, err, after := &storagev1.ReadResponse{}, m.fail, m.afterRead
 	if r := m.recs[memKey(req.GetKey())]; r != nil {
-		return &storagev1.ReadResponse{Found: true, Record: r}, nil
+		resp = &storagev1.ReadResponse{Found: true, Record: r}
 	}
-	return &storagev1.ReadResponse{}, nil
+	m.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if after != nil {
+		after() // the answer is what the node held before
+	}
+	return resp, nil
 }
 
 func (m *memStorage) BatchRead(ctx context.Context, req *storagev1.BatchReadRequest) (*storagev1.BatchReadResponse, error) {
@@ -138,9 +145,10 @@ func (m *memStorage) LockKey(ctx context.Context, req *storagev1.LockKeyRequest)
 		}
 		if m.locks[k] == 0 {
 			m.token++
-			m.locks[k] = m.token
+			tok := m.token
+			m.locks[k] = tok
 			m.mu.Unlock()
-			return &storagev1.LockKeyResponse{Token: m.token}, nil
+			return &storagev1.LockKeyResponse{Token: tok}, nil
 		}
 		m.mu.Unlock()
 		if time.Now().After(deadline) {
@@ -162,6 +170,17 @@ func (m *memStorage) UnlockKey(ctx context.Context, req *storagev1.UnlockKeyRequ
 		delete(m.locks, k)
 	}
 	return &storagev1.UnlockKeyResponse{}, nil
+}
+
+// records are the node's records.
+func (m *memStorage) records() []*storagev1.Record {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*storagev1.Record, 0, len(m.recs))
+	for _, r := range m.recs {
+		out = append(out, r)
+	}
+	return out
 }
 
 // count is the number of live (not tombstoned) records of table id.
@@ -203,13 +222,14 @@ func newTestBackend(t *testing.T) *testBackend {
 		ms := newMemStorage()
 		b.nodes = append(b.nodes, ms)
 		lis := bufconn.Listen(1 << 20)
-		srv := grpc.NewServer()
+		srv := grpc.NewServer(grpc.MaxRecvMsgSize(80<<20), grpc.MaxSendMsgSize(80<<20))
 		storagev1.RegisterStorageServiceServer(srv, ms)
 		served := make(chan struct{})
 		go func() { defer close(served); _ = srv.Serve(lis) }()
 		conn, err := grpc.NewClient("passthrough:///bufnet",
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-			grpc.WithTransportCredentials(insecure.NewCredentials()))
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(80<<20), grpc.MaxCallSendMsgSize(80<<20)))
 		if err != nil {
 			t.Fatal(err)
 		}

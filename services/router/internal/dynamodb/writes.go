@@ -199,6 +199,12 @@ func (h *Handler) prepare(in *writeParams, legacy, expression []string, update f
 	if err := mixedParams(legacy, expression); err != nil {
 		return nil, err
 	}
+	if in.ExpressionAttributeNames != nil && len(in.ExpressionAttributeNames) == 0 {
+		return nil, validationf("ExpressionAttributeNames must not be empty")
+	}
+	if in.ExpressionAttributeValues != nil && len(in.ExpressionAttributeValues) == 0 {
+		return nil, validationf("ExpressionAttributeValues must not be empty")
+	}
 	if len(expression) == 0 {
 		if in.ExpressionAttributeNames != nil {
 			return nil, validationf("ExpressionAttributeNames can only be specified when using expressions")
@@ -336,6 +342,9 @@ func (h *Handler) execute(ctx context.Context, w *rmw) (old, next ddb.Item, err 
 		}
 		if next, err = w.next(old); err != nil {
 			return nil, nil, err
+		}
+		if w.readOld && old == nil && next == nil {
+			return nil, nil, nil // nothing to delete: the item stays missing
 		}
 		version := clock.Now()
 		if version < floor {
@@ -532,6 +541,9 @@ func updateItem(ctx context.Context, h *Handler, body []byte) (any, error) {
 		next: func(old ddb.Item) (ddb.Item, error) {
 			base := old
 			if base == nil {
+				if upd != nil && !upd.CreatesItem() {
+					return nil, nil // REMOVE or DELETE only: the item stays missing
+				}
 				// UpdateItem creates a missing item from its key.
 				base = in.Key
 			}
