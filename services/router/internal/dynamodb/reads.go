@@ -157,6 +157,12 @@ func readParamsMix(legacy, exprs []string, names map[string]string, values ddb.I
 	if err := mixedParams(legacy, exprs); err != nil {
 		return err
 	}
+	if names != nil && len(names) == 0 {
+		return validationf("ExpressionAttributeNames must not be empty")
+	}
+	if values != nil && len(values) == 0 {
+		return validationf("ExpressionAttributeValues must not be empty")
+	}
 	if len(exprs) == 0 {
 		if names != nil {
 			return validationf("ExpressionAttributeNames can only be specified when using expressions")

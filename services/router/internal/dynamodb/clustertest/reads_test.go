@@ -548,6 +548,8 @@ func TestQueryNumberSortKeys(t *testing.T) {
 			"ValidationException", "The provided starting key is invalid"},
 		{"filter on the sort key", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), FilterExpression: aws.String("sk > :a"), ExpressionAttributeValues: vals(":a", "1")},
 			"ValidationException", "Filter Expression can only contain non-primary key attributes: Primary key attribute: sk"},
+		{"empty values", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: map[string]types.AttributeValue{}},
+			"ValidationException", "ExpressionAttributeValues must not be empty"},
 		{"unused value", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals(":x", "1")},
 			"ValidationException", "unused"},
 		{"no such table", &dynamodb.QueryInput{TableName: aws.String("nope"), KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals()},
