@@ -5,12 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
+	"github.com/veltrixdb/veltrix/services/router/internal/cluster"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -196,5 +199,89 @@ func TestScanPartitionQuorumMerge(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// staleStreamNode streams records k1..k5 of partition 0 after After; under
+// a placement epoch below 7 it sends one record and then refuses the rest
+// as stale.
+type staleStreamNode struct {
+	*moveNode
+	epochs []uint64
+}
+
+type fakeStream struct {
+	grpc.ClientStream
+	msgs []*storagev1.StreamPartitionResponse
+	err  error
+}
+
+func (f *fakeStream) Recv() (*storagev1.StreamPartitionResponse, error) {
+	if len(f.msgs) > 0 {
+		m := f.msgs[0]
+		f.msgs = f.msgs[1:]
+		return m, nil
+	}
+	if f.err != nil {
+		return nil, f.err
+	}
+	return nil, io.EOF
+}
+
+func (n *staleStreamNode) StreamPartition(_ context.Context, req *storagev1.StreamPartitionRequest, _ ...grpc.CallOption) (grpc.ServerStreamingClient[storagev1.StreamPartitionResponse], error) {
+	n.epochs = append(n.epochs, req.GetPlacementEpoch())
+	fs := &fakeStream{}
+	for i := 1; i <= 5; i++ {
+		k := key(0, fmt.Sprintf("k%d", i))
+		if bytes.Compare(ScanPosition(k), req.GetAfter()) <= 0 {
+			continue
+		}
+		fs.msgs = append(fs.msgs, &storagev1.StreamPartitionResponse{Records: []*storagev1.Record{record(k, 1)}, Resume: ScanPosition(k)})
+	}
+	if err := n.stale(req.GetPlacementEpoch()); err != nil {
+		fs.msgs, fs.err = fs.msgs[:min(1, len(fs.msgs))], err
+	}
+	return fs, nil
+}
+
+// TestScanPartitionStaleEpoch: replicas that refuse a scan midway as
+// routed by a stale epoch make it continue by the newer view, from where
+// it stopped: every record once.
+func TestScanPartitionStaleEpoch(t *testing.T) {
+	nodes := map[string]*staleStreamNode{}
+	cn := map[string]*cluster.Node{}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		nodes[id] = &staleStreamNode{moveNode: &moveNode{fakeNode: &fakeNode{}, refuseBelow: 7}}
+		cn[id] = &cluster.Node{ID: id, Client: nodes[id]}
+	}
+	c := cluster.NewStaticDocument(moveDoc(6), cn)
+	co := New(c, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		c.Publish(moveDoc(7), cn)
+	}()
+	v, err := co.View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err = co.ScanPartition(t.Context(), v, 0, 1, nil, One, func(recs []*storagev1.Record, _ []byte) (bool, error) {
+		for _, r := range recs {
+			got = append(got, string(r.GetKey().GetPartitionKey()))
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"k1", "k2", "k3", "k4", "k5"}; !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	retried := false
+	for _, n := range nodes {
+		retried = retried || slices.Contains(n.epochs, 7)
+	}
+	if !retried {
+		t.Fatal("no stream by epoch 7")
 	}
 }
