@@ -645,8 +645,11 @@ func query(ctx context.Context, h *Handler, body []byte) (any, error) {
 		return nil, err
 	}
 	p := expr.NewParams(in.ExpressionAttributeNames, in.ExpressionAttributeValues)
+	// KeyConditions goes with expression parameters (DynamoDB accepts
+	// KeyConditions with a FilterExpression), not with
+	// KeyConditionExpression.
 	pg, err := h.newPage(&in.pageInput, "Querying", in.KeyConditionExpression,
-		present("KeyConditions", in.KeyConditions != nil), in.QueryFilter, "QueryFilter", p)
+		present("KeyConditions", in.KeyConditions != nil && in.KeyConditionExpression != nil), in.QueryFilter, "QueryFilter", p)
 	if err != nil {
 		return nil, err
 	}
@@ -696,7 +699,7 @@ func query(ctx context.Context, h *Handler, body []byte) (any, error) {
 			return nil, validationf("The provided starting key is invalid: %s", toError(err).Message)
 		}
 		if !bytes.Equal(key.GetPartitionKey(), pk) {
-			return nil, validationf("The provided starting key is invalid: its partition key %s is not the one the key condition selects", t.Keys.PartitionKey.Name)
+			return nil, validationf("The provided starting key is outside query boundaries based on provided conditions")
 		}
 		sk := key.GetSortKey()
 		if !r.contains(sk) {

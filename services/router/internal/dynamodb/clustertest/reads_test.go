@@ -539,7 +539,7 @@ func TestQueryNumberSortKeys(t *testing.T) {
 			"ValidationException", "Cannot specify the ProjectionExpression when choosing to get only the COUNT"},
 		{"start key of another partition key", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals(),
 			ExclusiveStartKey: map[string]types.AttributeValue{"pk": s("other"), "sk": n("1")}},
-			"ValidationException", "The provided starting key is invalid"},
+			"ValidationException", "The provided starting key is outside query boundaries based on provided conditions"},
 		{"start key outside the range", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p AND sk > :a"), ExpressionAttributeValues: vals(":a", "5"),
 			ExclusiveStartKey: map[string]types.AttributeValue{"pk": s("p"), "sk": n("1")}},
 			"ValidationException", "The provided starting key does not match the range key predicate"},
@@ -1067,10 +1067,22 @@ func TestLegacyParameters(t *testing.T) {
 	if !slices.Equal(got, []string{"7"}) || sc.ScannedCount != 10 {
 		t.Fatalf("ScanFilter: %v (ScannedCount %d), want [7] of 10", got, sc.ScannedCount)
 	}
-	_, err = e.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String("legacy"),
+	// KeyConditions may go with a FilterExpression (as DynamoDB allows),
+	// not with a KeyConditionExpression or a legacy QueryFilter beside one.
+	out, err = e.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String("legacy"),
 		KeyConditions:    map[string]types.Condition{"pk": {ComparisonOperator: types.ComparisonOperatorEq, AttributeValueList: []types.AttributeValue{s("p")}}},
 		FilterExpression: aws.String("v = :v"), ExpressionAttributeValues: map[string]types.AttributeValue{":v": n("1")}})
-	wantAPIError(t, err, "ValidationException", "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {KeyConditions} Expression parameters: {FilterExpression}")
+	if err != nil || !slices.Equal(sortKeys(t, out.Items, "sk"), []string{"1", "4", "7"}) {
+		t.Fatalf("KeyConditions + FilterExpression: %v, %v", out, err)
+	}
+	_, err = e.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String("legacy"),
+		KeyConditions:          map[string]types.Condition{"pk": {ComparisonOperator: types.ComparisonOperatorEq, AttributeValueList: []types.AttributeValue{s("p")}}},
+		KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: map[string]types.AttributeValue{":p": s("p")}})
+	wantAPIError(t, err, "ValidationException", "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {KeyConditions} Expression parameters: {KeyConditionExpression}")
+	_, err = e.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String("legacy"),
+		KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: map[string]types.AttributeValue{":p": s("p")},
+		QueryFilter: map[string]types.Condition{"v": {ComparisonOperator: types.ComparisonOperatorEq, AttributeValueList: []types.AttributeValue{n("0")}}}})
+	wantAPIError(t, err, "ValidationException", "Non-expression parameters: {QueryFilter} Expression parameters: {KeyConditionExpression}")
 	_, err = e.db.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String("legacy"), ExpressionAttributeValues: map[string]types.AttributeValue{":v": n("1")}})
 	wantAPIError(t, err, "ValidationException", "ExpressionAttributeValues can only be specified when using expressions")
 }
