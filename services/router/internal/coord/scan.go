@@ -64,7 +64,7 @@ type ScanFunc func(recs []*storagev1.Record, resume []byte) (more bool, err erro
 // replicas refused as routed by a stale placement epoch continues once by
 // the newer view, from the last position fn got.
 func (co *Coordinator) ScanPartition(ctx context.Context, v *cluster.View, p uint32, tableID uint64, after []byte, level Level, fn ScanFunc) error {
-	if after == nil {
+	if len(after) == 0 {
 		after = tableStart(p, tableID)
 	}
 	track := func(recs []*storagev1.Record, resume []byte) (bool, error) {
