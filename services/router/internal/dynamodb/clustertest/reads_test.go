@@ -1296,3 +1296,42 @@ func TestScanReadAhead(t *testing.T) {
 		}
 	}
 }
+
+// TestReadsWithANodeDown: with one storage node of three stopped (RF 3),
+// every read still answers completely, eventually and strongly
+// consistent: the scan of a partition moves to another replica, quorum
+// reads take the two left.
+func TestReadsWithANodeDown(t *testing.T) {
+	e := startEndpoint(t, 3, 3, 8)
+	ctx := t.Context()
+	createTable(t, e, "down", "pk", "S", "sk", "N")
+	var items, keys []map[string]types.AttributeValue
+	for i := range 60 {
+		it := map[string]types.AttributeValue{"pk": s(fmt.Sprintf("p%d", i%6)), "sk": n(fmt.Sprint(i))}
+		items = append(items, it)
+		keys = append(keys, it)
+	}
+	put(t, e, "down", items...)
+	if err := e.c.StopNode(1); err != nil {
+		t.Fatal(err)
+	}
+	for _, consistent := range []bool{false, true} {
+		got, _ := scanAll(t, e, dynamodb.ScanInput{TableName: aws.String("down"), ConsistentRead: aws.Bool(consistent), Limit: aws.Int32(7)}, 0, 0)
+		if len(got) != 60 {
+			t.Fatalf("Scan consistent=%v: %d items, want 60", consistent, len(got))
+		}
+		q, _ := queryAll(t, e, &dynamodb.QueryInput{TableName: aws.String("down"), KeyConditionExpression: aws.String("pk = :p"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":p": s("p3")}, ConsistentRead: aws.Bool(consistent), Limit: aws.Int32(4)})
+		if len(q) != 10 {
+			t.Fatalf("Query consistent=%v: %d items, want 10", consistent, len(q))
+		}
+		b, err := e.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{"down": {Keys: keys, ConsistentRead: aws.Bool(consistent)}}})
+		if err != nil || len(b.Responses["down"]) != 60 || len(b.UnprocessedKeys) != 0 {
+			t.Fatalf("BatchGetItem consistent=%v: %v, %d items, unprocessed %v", consistent, err, len(b.Responses["down"]), b.UnprocessedKeys)
+		}
+		g, err := e.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("down"), Key: keys[17], ConsistentRead: aws.Bool(consistent)})
+		if err != nil || g.Item == nil {
+			t.Fatalf("GetItem consistent=%v: %v, %v", consistent, g, err)
+		}
+	}
+}
