@@ -1312,8 +1312,31 @@ func TestReadsWithANodeDown(t *testing.T) {
 		keys = append(keys, it)
 	}
 	put(t, e, "down", items...)
-	if err := e.c.StopNode(1); err != nil {
-		t.Fatal(err)
+	// A paginated Scan during which the node stops: the pages after it
+	// read other replicas, and every item comes back once.
+	seen := map[string]int{}
+	pg := dynamodb.NewScanPaginator(e.db, &dynamodb.ScanInput{TableName: aws.String("down"), Limit: aws.Int32(5)})
+	for page := 0; pg.HasMorePages(); page++ {
+		if page == 3 {
+			if err := e.c.StopNode(1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := pg.NextPage(ctx)
+		if err != nil {
+			t.Fatalf("page %d: %v", page, err)
+		}
+		for _, it := range out.Items {
+			seen[str(t, it["pk"])+"/"+str(t, it["sk"])]++
+		}
+	}
+	for k, c := range seen {
+		if c != 1 {
+			t.Fatalf("%s returned %d times", k, c)
+		}
+	}
+	if len(seen) != 60 {
+		t.Fatalf("%d of 60 items across the node's stop", len(seen))
 	}
 	for _, consistent := range []bool{false, true} {
 		got, _ := scanAll(t, e, dynamodb.ScanInput{TableName: aws.String("down"), ConsistentRead: aws.Bool(consistent), Limit: aws.Int32(7)}, 0, 0)
