@@ -51,6 +51,7 @@ const (
 // of the item's route.
 type ItemLock struct {
 	deadline time.Time
+	view     *cluster.View // the routing the lock was taken by
 	once     sync.Once
 	release  func()
 }
@@ -67,6 +68,31 @@ func (l *ItemLock) Valid() bool { return time.Until(l.deadline) >= LockMinRemain
 // background (bounded by 2s; a node not reached lets the lease expire).
 // It is idempotent.
 func (l *ItemLock) Unlock() { l.once.Do(l.release) }
+
+// Epoch is the placement epoch the lock was taken by.
+func (l *ItemLock) Epoch() uint64 { return l.view.Epoch }
+
+// WriteLocked is Write for the holder of l: it writes by the routing the
+// lock was taken by and never again by a newer one. When a replica refuses
+// that routing as stale (the partition's replicas changed while the lock
+// was held), the lock may no longer exclude a locker of the new replica
+// set, so the write fails with ErrLockContended (retry from the start:
+// lock, read, write) instead of going on by the new routing as Write
+// would. It also fails with ErrLockContended when less than
+// LockMinRemaining of the lease is left.
+func (co *Coordinator) WriteLocked(ctx context.Context, l *ItemLock, recs []*storagev1.Record, level Level) ([]Outcome, error) {
+	if !l.Valid() {
+		return nil, fmt.Errorf("%w: the item lock's lease has %s left, less than the %s a write needs; nothing was written",
+			ErrLockContended, max(time.Until(l.deadline), 0).Round(time.Millisecond), LockMinRemaining)
+	}
+	out, err := co.write(ctx, l.view, recs, level)
+	var se *staleError
+	if errors.As(err, &se) {
+		return nil, fmt.Errorf("%w: the partition's routing changed (epoch %d) since the item lock was taken by epoch %d, so the write was not retried by the new routing: %w",
+			ErrLockContended, se.epoch, l.view.Epoch, err)
+	}
+	return out, err
+}
 
 // Lock takes key's lock for a read-modify-write (see Acquire) and returns
 // the function that releases it (idempotent, asynchronous).
@@ -301,7 +327,7 @@ func (co *Coordinator) tryLock(ctx context.Context, v *cluster.View, key *storag
 	}
 	if satisfied() {
 		co.o.Logger.Debug("item lock held", "key", keyString(key), "owner", owner, "nodes", len(held))
-		return &ItemLock{deadline: deadline, release: func() { co.unlockAll(key, held) }}, nil
+		return &ItemLock{deadline: deadline, view: v, release: func() { co.unlockAll(key, held) }}, nil
 	}
 	co.unlockAll(key, held)
 	k := 0
