@@ -477,7 +477,7 @@ func TestWriteLocked(t *testing.T) {
 	// The move to n4 completes; the router already knows it.
 	cn := map[string]*cluster.Node{}
 	for id, n := range nodes {
-		n.refuseBelow = 7
+		n.refuseBelow.Store(7)
 		n.calls.Store(0)
 		cn[id] = &cluster.Node{ID: id, Client: n}
 	}

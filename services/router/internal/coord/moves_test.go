@@ -25,13 +25,20 @@ type moveNode struct {
 	*fakeNode
 	reads  atomic.Int32
 	epochs atomic.Uint64 // last epoch seen
-	// refuseBelow refuses requests under an older epoch as stale.
-	refuseBelow uint64
+	// refuseBelow refuses requests under an older epoch as stale (atomic:
+	// tests change it while stragglers of an earlier write still run).
+	refuseBelow atomic.Uint64
+}
+
+func newMoveNode(refuseBelow uint64) *moveNode {
+	m := &moveNode{fakeNode: &fakeNode{}}
+	m.refuseBelow.Store(refuseBelow)
+	return m
 }
 
 func (m *moveNode) stale(epoch uint64) error {
 	m.epochs.Store(epoch)
-	if epoch < m.refuseBelow {
+	if epoch < m.refuseBelow.Load() {
 		st, _ := status.New(codes.FailedPrecondition, "stale placement epoch").WithDetails(&errdetails.ErrorInfo{
 			Reason: "STALE_PLACEMENT_EPOCH", Domain: "veltrix.storage", Metadata: map[string]string{"changed_epoch": "7", "partition": "900"},
 		})
@@ -168,7 +175,7 @@ func TestReplaceMoveRouting(t *testing.T) {
 func TestStaleEpochRetry(t *testing.T) {
 	nodes := map[string]*moveNode{}
 	for _, id := range []string{"n1", "n2", "n3", "n4"} {
-		nodes[id] = &moveNode{fakeNode: &fakeNode{}, refuseBelow: 7}
+		nodes[id] = newMoveNode(7)
 	}
 	co, c := moveCoord(moveDoc(6), nodes)
 	cn := map[string]*cluster.Node{}

@@ -252,7 +252,7 @@ func TestScanPartitionStaleEpoch(t *testing.T) {
 	nodes := map[string]*staleStreamNode{}
 	cn := map[string]*cluster.Node{}
 	for _, id := range []string{"n1", "n2", "n3"} {
-		nodes[id] = &staleStreamNode{moveNode: &moveNode{fakeNode: &fakeNode{}, refuseBelow: 7}}
+		nodes[id] = &staleStreamNode{moveNode: newMoveNode(7)}
 		cn[id] = &cluster.Node{ID: id, Client: nodes[id]}
 	}
 	c := cluster.NewStaticDocument(moveDoc(6), cn)
