@@ -123,4 +123,24 @@ func TestBinKVOutcomes(t *testing.T) {
 	if items != 2 || msgs > 2 {
 		t.Errorf("scan sent %d messages with %d items; want at most 2 with 2", msgs, items)
 	}
+
+	// Table settings for the DynamoDB endpoint through the CLI: set at
+	// creation, changed by table update, shown by describe; bad values are
+	// usage errors that change nothing.
+	expect(cli("table", "create", "settings", "--pk", "id:S", "--max-item-bytes", "1048576", "--write-isolation", "forbid_rmw"),
+		0, "1048576 B", "")
+	expect(cli("table", "update", "settings"), 2, "", "nothing to change")
+	expect(cli("table", "update", "settings", "--write-isolation", "serializable"), 2, "", `--write-isolation "serializable"`)
+	expect(cli("table", "update", "settings", "--max-item-bytes", "70000000"), 1, "", "at most 67108864")
+	expect(cli("table", "update", "settings", "--ttl-attribute", "expires", "--write-isolation", "only_rmw_uses_lwt"), 0, "only_rmw_uses_lwt", "")
+	res = cli("table", "describe", "settings", "--output", "json")
+	for _, want := range []string{`"ttlAttribute"`, `"expires"`, `"WRITE_ISOLATION_ONLY_RMW_USES_LWT"`, `"1048576"`} {
+		if res.code != 0 || !strings.Contains(res.stdout, want) {
+			t.Fatalf("table describe --output json: exit %d, stdout %q; want %s", res.code, res.stdout, want)
+		}
+	}
+	expect(cli("table", "update", "settings", "--ttl-attribute", ""), 0, "settings", "")
+	if got, err := cl.Admin().DescribeTable(ctx, &kvv1.DescribeTableRequest{Name: "settings"}); err != nil || got.GetTable().GetTtlAttribute() != "" || got.GetTable().GetMaxItemBytes() != 1<<20 {
+		t.Fatalf("after turning TTL off: %v, %v", got, err)
+	}
 }

@@ -40,6 +40,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"kv", "put", "t", "k", "v", "--ttl", "0"}, 2, "--ttl 0s: must be positive"},
 		{[]string{"table", "create", "users", "--pk", "id"}, 2, "want NAME:TYPE"},
 		{[]string{"table", "create", "users", "--sk", "s:S"}, 2, "--sk needs --pk"},
+		{[]string{"table", "create", "users", "--write-isolation", "x"}, 2, `--write-isolation "x"`},
+		{[]string{"table", "update", "users"}, 2, "nothing to change"},
 		{[]string{"import", "--table", "t", "--pk", "id:S"}, 2, "--source is required"},
 		{[]string{"import", "--source", "/x", "--pk", "id:S"}, 2, "--table is required"},
 		{[]string{"import", "--source", "/x", "--table", "t", "--pk", "id:Q"}, 2, `--pk "id:Q"`},

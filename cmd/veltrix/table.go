@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/veltrixdb/veltrix/pkg/client"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
@@ -20,8 +21,8 @@ func init() {
 }
 
 func tableCmd(c *conn) *cobra.Command {
-	return group("table", "create, list, describe and delete tables",
-		tableCreateCmd(c), tableListCmd(c), tableDescribeCmd(c), tableDeleteCmd(c))
+	return group("table", "create, list, describe, update and delete tables",
+		tableCreateCmd(c), tableListCmd(c), tableDescribeCmd(c), tableUpdateCmd(c), tableDeleteCmd(c))
 }
 
 // keyAttr parses NAME:TYPE (TYPE one of S, N, B).
@@ -55,20 +56,64 @@ func tableRows(w io.Writer, ts []*kvv1.Table) error {
 				schema += ", " + ks.SortKey.Name + ":" + strings.TrimPrefix(ks.SortKey.Type.String(), "ATTRIBUTE_TYPE_")
 			}
 		}
-		rows = append(rows, []string{t.Name, strconv.FormatUint(t.Id, 10), schema, ttl, fmtTime(t.CreateTime.AsTime())})
+		limit := "400 KB"
+		if n := t.GetMaxItemBytes(); n != 0 {
+			limit = strconv.FormatUint(n, 10) + " B"
+		}
+		rows = append(rows, []string{t.Name, strconv.FormatUint(t.Id, 10), schema, ttl, orDash(t.GetTtlAttribute()),
+			limit, isolationName(t.GetWriteIsolation()), fmtTime(t.CreateTime.AsTime())})
 	}
-	return table(w, []string{"NAME", "ID", "KEY SCHEMA", "DEFAULT TTL", "CREATED"}, rows)
+	return table(w, []string{"NAME", "ID", "KEY SCHEMA", "DEFAULT TTL", "TTL ATTRIBUTE", "ITEM LIMIT", "WRITE ISOLATION", "CREATED"}, rows)
+}
+
+// isolationName is a write isolation's name as the flags take it.
+func isolationName(w kvv1.WriteIsolation) string {
+	if w == kvv1.WriteIsolation_WRITE_ISOLATION_UNSPECIFIED {
+		w = kvv1.WriteIsolation_WRITE_ISOLATION_ALWAYS_USE_LWT
+	}
+	return strings.ToLower(strings.TrimPrefix(w.String(), "WRITE_ISOLATION_"))
+}
+
+// parseIsolation parses --write-isolation.
+func parseIsolation(s string) (kvv1.WriteIsolation, error) {
+	v, ok := kvv1.WriteIsolation_value["WRITE_ISOLATION_"+strings.ToUpper(s)]
+	if !ok || v == 0 {
+		return 0, usageErr("--write-isolation %q: want always_use_lwt, only_rmw_uses_lwt, forbid_rmw or unsafe_rmw", s)
+	}
+	return kvv1.WriteIsolation(v), nil
+}
+
+// tableSettingFlags are the settings table create and table update share.
+type tableSettingFlags struct {
+	maxItemBytes uint64
+	isolation    string
+}
+
+func (f *tableSettingFlags) add(fs *pflag.FlagSet) {
+	fs.Uint64Var(&f.maxItemBytes, "max-item-bytes", 0, "the DynamoDB endpoint's item size limit in bytes, as DynamoDB counts item size (0: DynamoDB's 409600; at most 67108864)")
+	fs.StringVar(&f.isolation, "write-isolation", "", "how the DynamoDB endpoint serialises writes of one item: always_use_lwt (default), only_rmw_uses_lwt, forbid_rmw or unsafe_rmw (docs/design.md, \"Write isolation\")")
 }
 
 func tableCreateCmd(c *conn) *cobra.Command {
 	var (
-		ttl    time.Duration
-		pk, sk string
+		ttl      time.Duration
+		pk, sk   string
+		settings tableSettingFlags
 	)
 	cmd := leaf("create NAME", "create a table", 1, 1, func(cmd *cobra.Command, pos []string) error {
 		var opts []client.TableOption
 		if ttl > 0 {
 			opts = append(opts, client.WithDefaultTTL(ttl))
+		}
+		if settings.maxItemBytes != 0 || settings.isolation != "" {
+			iso := kvv1.WriteIsolation_WRITE_ISOLATION_UNSPECIFIED
+			if settings.isolation != "" {
+				var err error
+				if iso, err = parseIsolation(settings.isolation); err != nil {
+					return err
+				}
+			}
+			opts = append(opts, func(r *kvv1.CreateTableRequest) { r.MaxItemBytes, r.WriteIsolation = settings.maxItemBytes, iso })
 		}
 		if pk != "" {
 			ks := &kvv1.KeySchema{}
@@ -97,6 +142,45 @@ func tableCreateCmd(c *conn) *cobra.Command {
 	fs.DurationVar(&ttl, "ttl", 0, "default TTL for items written without one")
 	fs.StringVar(&pk, "pk", "", "DynamoDB partition key attribute, NAME:TYPE (optional)")
 	fs.StringVar(&sk, "sk", "", "DynamoDB sort key attribute, NAME:TYPE (optional)")
+	settings.add(fs)
+	return cmd
+}
+
+func tableUpdateCmd(c *conn) *cobra.Command {
+	var (
+		ttlAttr  string
+		settings tableSettingFlags
+	)
+	cmd := leaf("update NAME", "change a table's TTL attribute, item size limit or write isolation", 1, 1, func(cmd *cobra.Command, pos []string) error {
+		var opts []client.UpdateOption
+		fs := cmd.Flags()
+		if fs.Changed("ttl-attribute") {
+			opts = append(opts, client.WithTTLAttribute(ttlAttr))
+		}
+		if fs.Changed("max-item-bytes") {
+			opts = append(opts, client.WithMaxItemBytes(settings.maxItemBytes))
+		}
+		if settings.isolation != "" {
+			iso, err := parseIsolation(settings.isolation)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, client.WithWriteIsolation(iso))
+		}
+		if len(opts) == 0 {
+			return usageErr("nothing to change: give --ttl-attribute, --max-item-bytes or --write-isolation")
+		}
+		return c.withRouter(cmd, func(ctx context.Context, cl *client.Client) error {
+			t, err := cl.UpdateTable(ctx, pos[0], opts...)
+			if err != nil {
+				return explain(err, "update table")
+			}
+			return printTables(cmd.OutOrStdout(), c, []*kvv1.Table{t})
+		})
+	})
+	fs := cmd.Flags()
+	fs.StringVar(&ttlAttr, "ttl-attribute", "", "the attribute holding each item's expiry in Unix epoch seconds (DynamoDB TTL); \"\" turns TTL off")
+	settings.add(fs)
 	return cmd
 }
 
