@@ -171,12 +171,6 @@ func legacyExpected(in map[string]expectedWire) (map[string]expr.ExpectedValue, 
 	return out, nil
 }
 
-// returnValues maps the ReturnValues names ("" is NONE).
-var returnValues = map[string]expr.ReturnValues{
-	"": expr.ReturnNone, "NONE": expr.ReturnNone, "ALL_OLD": expr.ReturnAllOld,
-	"UPDATED_OLD": expr.ReturnUpdatedOld, "ALL_NEW": expr.ReturnAllNew, "UPDATED_NEW": expr.ReturnUpdatedNew,
-}
-
 // prepared is a validated write request's shared parts.
 type prepared struct {
 	t        *table
@@ -227,7 +221,7 @@ func (h *Handler) prepare(in *writeParams, legacy, expression []string, update f
 		return nil, err
 	}
 	pr := &prepared{t: t, failOld: in.ReturnValuesOnConditionCheckFailure == "ALL_OLD", consumed: in.ReturnConsumedCapacity}
-	pr.rv = returnValues[in.ReturnValues] // checked by the caller
+	pr.rv, _ = expr.ParseReturnValues(in.ReturnValues) // checked by the caller
 	p := expr.NewParams(in.ExpressionAttributeNames, map[string]ddb.Value(in.ExpressionAttributeValues))
 	switch {
 	case in.ConditionExpression != nil:
@@ -390,7 +384,7 @@ func putItem(ctx context.Context, h *Handler, body []byte) (any, error) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	if err := checkEnum("returnValues", in.ReturnValues, "NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"); err != nil {
+	if _, err := expr.ParseReturnValues(in.ReturnValues); err != nil {
 		return nil, err
 	}
 	if in.ReturnValues != "" && in.ReturnValues != "NONE" && in.ReturnValues != "ALL_OLD" {
@@ -435,7 +429,7 @@ func deleteItem(ctx context.Context, h *Handler, body []byte) (any, error) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	if err := checkEnum("returnValues", in.ReturnValues, "NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"); err != nil {
+	if _, err := expr.ParseReturnValues(in.ReturnValues); err != nil {
 		return nil, err
 	}
 	if in.ReturnValues != "" && in.ReturnValues != "NONE" && in.ReturnValues != "ALL_OLD" {
@@ -493,7 +487,7 @@ func updateItem(ctx context.Context, h *Handler, body []byte) (any, error) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	if err := checkEnum("returnValues", in.ReturnValues, "NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"); err != nil {
+	if _, err := expr.ParseReturnValues(in.ReturnValues); err != nil {
 		return nil, err
 	}
 	var legacy, expression []string
