@@ -89,7 +89,7 @@ bench: bench-deps ## Veltrix vs etcd, Redis and raw Pebble side by side: YCSB A-
 ARGS ?=
 
 .PHONY: run
-run: ## Start a local stack (veltrix dev): etcd, 3 storage nodes, router :7400, migrator :7600, sample import. Flags: ARGS='...' (veltrix dev -h).
+run: ## Start a local stack (veltrix dev): etcd, 3 storage nodes, router :7400 (DynamoDB API :8000), migrator :7600, sample import. Flags: ARGS='...' (veltrix dev -h).
 	@cd tools && GOWORK=off go build -o $(BIN)/ github.com/fullstorydev/grpcurl/cmd/grpcurl
 	go build -o $(BIN)/veltrix ./cmd/veltrix
 	$(BIN)/veltrix dev $(ARGS)

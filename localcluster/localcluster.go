@@ -51,6 +51,10 @@ type Options struct {
 	// RouterAddr is the first router's listen address; default a free
 	// loopback port (as for every other listener).
 	RouterAddr string
+	// DynamoDBAddr, when set, serves the first router's DynamoDB-compatible
+	// endpoint there ("127.0.0.1:0": a free port; see DynamoDBAddr).
+	// Default: off.
+	DynamoDBAddr string
 	// RouterStateDir, when set, gives router i the state directory
 	// RouterStateDir/r<i>.
 	RouterStateDir string
@@ -148,6 +152,9 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		}
 		if i == 0 && o.RouterAddr != "" {
 			cfg.ListenAddr = o.RouterAddr
+		}
+		if i == 0 {
+			cfg.DynamoDBAddr = o.DynamoDBAddr
 		}
 		if o.RouterStateDir != "" {
 			cfg.StateDir = filepath.Join(o.RouterStateDir, fmt.Sprintf("r%d", i+1))
@@ -248,6 +255,15 @@ func (c *Cluster) RouterAddrs() []string {
 		}
 	}
 	return out
+}
+
+// DynamoDBAddr is the address of the first router's DynamoDB endpoint, or
+// "" when it is off or the router is stopped.
+func (c *Cluster) DynamoDBAddr() string {
+	if len(c.Routers) == 0 || c.Routers[0] == nil {
+		return ""
+	}
+	return c.Routers[0].DynamoDBAddr()
 }
 
 // Close stops everything, in order: the migrator, the routers, the storage

@@ -25,8 +25,8 @@ func init() {
 
 // devOptions are veltrix dev's flags.
 type devOptions struct {
-	dataDir, listen, migAddr, logLevel string
-	noSample, exitAfterReady           bool
+	dataDir, listen, migAddr, dynamoAddr, logLevel string
+	noSample, exitAfterReady                       bool
 }
 
 func devCmd(*conn) *cobra.Command {
@@ -41,6 +41,7 @@ func devCmd(*conn) *cobra.Command {
 	flags.StringVar(&o.dataDir, "data-dir", ".veltrix", "where the stack keeps its data (reused by the next run; one stack at a time: locked through DIR/veltrix-dev.lock)")
 	flags.StringVar(&o.listen, "listen-addr", "127.0.0.1:7400", "router address")
 	flags.StringVar(&o.migAddr, "migrator-addr", "127.0.0.1:7600", "migrator address")
+	flags.StringVar(&o.dynamoAddr, "dynamodb-addr", "127.0.0.1:8000", `the router's DynamoDB-compatible endpoint ("" turns it off)`)
 	flags.BoolVar(&o.noSample, "no-sample", false, "do not import the bundled sample export")
 	flags.StringVar(&o.logLevel, "log-level", "warn", "log level of the services")
 	flags.BoolVar(&o.exitAfterReady, "exit-after-ready", false, "stop once the stack is ready and the sample imported (for tests)")
@@ -88,10 +89,11 @@ func dev(ctx context.Context, w io.Writer, o devOptions) error {
 	st.Cluster, err = localcluster.Start(ctx, localcluster.Options{
 		Dir: abs, Cluster: "default", Nodes: 3, RF: 3, Partitions: 256, Zones: []string{"z1", "z2", "z3"},
 		CacheBytes: 64 << 20, EtcdSync: true, RouterAddr: o.listen, RouterStateDir: abs,
-		Migrator: true, MigratorAddr: o.migAddr, Metrics: true, Logger: logger,
+		Migrator: true, MigratorAddr: o.migAddr, DynamoDBAddr: o.dynamoAddr, Metrics: true, Logger: logger,
 	})
 	if err != nil {
-		return fmt.Errorf("start the stack: %w (is something else listening on %s or %s? pass --listen-addr or --migrator-addr)", err, o.listen, o.migAddr)
+		return fmt.Errorf("start the stack: %w (is something else listening on %s, %s or %s? pass --listen-addr, --migrator-addr or --dynamodb-addr)",
+			err, o.listen, o.migAddr, o.dynamoAddr)
 	}
 	router, migrator := st.Routers[0], st.Migrator
 
@@ -100,6 +102,9 @@ func dev(ctx context.Context, w io.Writer, o devOptions) error {
 		fmt.Fprintf(w, "  storage   %s  %s  (metrics http://%s/metrics)\n", n.ID(), n.Addr(), n.MetricsAddr())
 	}
 	fmt.Fprintf(w, "  router    %s  (metrics http://%s/metrics)\n", router.Addr(), router.MetricsAddr())
+	if a := router.DynamoDBAddr(); a != "" {
+		fmt.Fprintf(w, "  dynamodb  http://%s  (DynamoDB API)\n", a)
+	}
 	fmt.Fprintf(w, "  migrator  %s  (metrics http://%s/metrics)\n\n", migrator.Addr(), migrator.MetricsAddr())
 
 	if !o.noSample {
@@ -107,7 +112,7 @@ func dev(ctx context.Context, w io.Writer, o devOptions) error {
 			return err
 		}
 	}
-	printTry(w, tryInfo{cli: selfCommand(), router: router.Addr(), migrator: migrator.Addr()})
+	printTry(w, tryInfo{cli: selfCommand(), router: router.Addr(), migrator: migrator.Addr(), dynamodb: router.DynamoDBAddr()})
 	if o.exitAfterReady {
 		return nil
 	}
@@ -223,6 +228,8 @@ func commandFor(exe string) string {
 // addresses the stack really listens on.
 type tryInfo struct {
 	cli, router, migrator string
+	// dynamodb is the DynamoDB endpoint's address, "" when off.
+	dynamodb string
 }
 
 // Defaults of the CLI's --endpoints and --migrator flags.
@@ -253,4 +260,21 @@ func printTry(w io.Writer, t tryInfo) {
 	fmt.Fprintf(w, "  %s status%s\n", t.cli, flags)
 	fmt.Fprintf(w, "  %s kv query %s %s%s\n", t.cli, sample.Table, sample.ExampleUser, flags)
 	fmt.Fprintf(w, "  %s jobs list%s\n\n", t.cli, jobFlags)
+	if t.dynamodb != "" {
+		printDynamoDBTry(w, t.dynamodb)
+	}
+}
+
+// printDynamoDBTry shows the DynamoDB endpoint with the AWS CLI when it is
+// installed (it needs credentials and a region set, any values).
+func printDynamoDBTry(w io.Writer, addr string) {
+	if _, err := exec.LookPath("aws"); err != nil {
+		fmt.Fprintf(w, "DynamoDB API at http://%s: point an AWS SDK's endpoint at it (see the README, \"DynamoDB endpoint\").\n\n", addr)
+		return
+	}
+	fmt.Fprintln(w, "Or through the DynamoDB API with the AWS CLI (any credentials and region):")
+	fmt.Fprintln(w, "  export AWS_ACCESS_KEY_ID=veltrix AWS_SECRET_ACCESS_KEY=veltrix AWS_REGION=us-east-1")
+	fmt.Fprintf(w, "  aws dynamodb --endpoint-url http://%s list-tables\n", addr)
+	fmt.Fprintf(w, "  aws dynamodb --endpoint-url http://%s query --table-name %s --key-condition-expression 'user_id = :u' --expression-attribute-values '{\":u\":{\"S\":\"%s\"}}'\n\n",
+		addr, sample.Table, sample.ExampleUser)
 }

@@ -57,7 +57,7 @@ func TestDevLockAcrossProcesses(t *testing.T) {
 	}
 
 	start := time.Now()
-	code, stdout, stderr := runCLI(t, nil, "dev", "--data-dir", dir, "--no-sample", "--listen-addr", "127.0.0.1:0", "--migrator-addr", "127.0.0.1:0")
+	code, stdout, stderr := runCLI(t, nil, "dev", "--data-dir", dir, "--no-sample", "--listen-addr", "127.0.0.1:0", "--migrator-addr", "127.0.0.1:0", "--dynamodb-addr", "127.0.0.1:0")
 	want := fmt.Sprintf("another veltrix dev is using %s (pid %d)", dir, holder.Process.Pid)
 	if code != 1 || !strings.Contains(stderr, want) {
 		t.Fatalf("second dev: exit %d, stderr %q, stdout %q; want exit 1 and %q", code, stderr, stdout, want)
@@ -116,6 +116,14 @@ func TestPrintTryUsesRealAddresses(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("printed commands lack %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "dynamodb") {
+		t.Errorf("DynamoDB commands printed with the endpoint off:\n%s", out)
+	}
+	b.Reset()
+	printTry(&b, tryInfo{cli: "veltrix", router: defaultRouterAddr, migrator: defaultMigratorAddr, dynamodb: "127.0.0.1:8011"})
+	if !strings.Contains(b.String(), "http://127.0.0.1:8011") {
+		t.Errorf("the DynamoDB endpoint is not printed:\n%s", b.String())
 	}
 	b.Reset()
 	printTry(&b, tryInfo{cli: "veltrix", router: defaultRouterAddr, migrator: defaultMigratorAddr})

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"time"
 
@@ -85,6 +86,12 @@ type Config struct {
 	// PresenceTTL is the lease TTL of the router's presence key, which
 	// reports the placement epoch it routes by. Default: 10s.
 	PresenceTTL time.Duration
+	// DynamoDBAddr is the HTTP address of the DynamoDB-compatible endpoint
+	// (flag --dynamodb-addr); empty turns it off. Default: empty (off).
+	DynamoDBAddr string
+	// DynamoDBRegion is the region the endpoint reports in table ARNs.
+	// Default: "veltrix".
+	DynamoDBRegion string
 	// Logger receives the router's logs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -139,6 +146,8 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.IntVar(&c.MaxMovesPerNode, "max-moves-per-node", d.MaxMovesPerNode, "most replica moves a storage node takes part in at once")
+	fs.StringVar(&c.DynamoDBAddr, "dynamodb-addr", "", "HTTP address of the DynamoDB-compatible endpoint, e.g. 127.0.0.1:8000 (empty: off)")
+	fs.StringVar(&c.DynamoDBRegion, "dynamodb-region", d.DynamoDBRegion, "region the DynamoDB endpoint reports in table ARNs")
 }
 
 // EnsureDefaults fills unset fields with their defaults: the one place
@@ -187,6 +196,9 @@ func (c *Config) EnsureDefaults() {
 	if c.PresenceTTL == 0 {
 		c.PresenceTTL = 10 * time.Second
 	}
+	if c.DynamoDBRegion == "" {
+		c.DynamoDBRegion = "veltrix"
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -221,6 +233,11 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxVersionSkew < 0 {
 		errs = append(errs, fmt.Errorf("--max-version-skew %s: negative", c.MaxVersionSkew))
+	}
+	if c.DynamoDBAddr != "" {
+		if _, _, err := net.SplitHostPort(c.DynamoDBAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--dynamodb-addr %q: want host:port: %v", c.DynamoDBAddr, err))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("router: invalid config: %w", err)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/veltrixdb/veltrix/services/router/internal/cluster"
 	"github.com/veltrixdb/veltrix/services/router/internal/controller"
 	"github.com/veltrixdb/veltrix/services/router/internal/coord"
+	"github.com/veltrixdb/veltrix/services/router/internal/dynamodb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -50,6 +53,11 @@ type Server struct {
 	done chan struct{}
 	// persisted is closed when persistTopology has stopped.
 	persisted chan struct{}
+	// dynamo serves the DynamoDB endpoint (nil when DynamoDBAddr is "");
+	// dynamoLn is its listener and dynamoDone is closed when Serve returns.
+	dynamo     *http.Server
+	dynamoLn   net.Listener
+	dynamoDone chan struct{}
 }
 
 // Start connects to etcd, loads the topology, joins the controller election
@@ -144,6 +152,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := sk.Serve(cfg.MetricsAddr); err != nil {
 		return nil, err
 	}
+	if cfg.DynamoDBAddr != "" {
+		if err := s.serveDynamoDB(); err != nil {
+			return nil, err
+		}
+	}
 	s.done = make(chan struct{})
 	go s.watchHealth()
 	// The presence reports the epoch of each view once it is published:
@@ -151,9 +164,69 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// under an older view are fenced by the storage nodes).
 	s.presence = s.store.RegisterRouter(topology.Router{ID: cfg.ID, Address: s.Addr(), StartTime: time.Now().UTC()}, cfg.PresenceTTL, s.logger)
 	s.cluster.OnEpoch(s.presence.SetEpoch)
-	s.logger.Info("router serving", "addr", s.Addr())
+	s.logger.Info("router serving", "addr", s.Addr(), "dynamodb_addr", s.DynamoDBAddr())
 	return s, nil
 }
+
+// serveDynamoDB starts the DynamoDB endpoint's HTTP listener. Until the
+// router can route, its operations answer ServiceUnavailable (HTTP 503),
+// which the AWS SDKs retry.
+func (s *Server) serveDynamoDB() error {
+	ln, err := net.Listen("tcp", s.cfg.DynamoDBAddr)
+	if err != nil {
+		return fmt.Errorf("router: DynamoDB endpoint: listen on %s: %w", s.cfg.DynamoDBAddr, err)
+	}
+	h := dynamodb.NewHandler(s, dynamodb.Options{
+		Region: s.cfg.DynamoDBRegion, RequestTimeout: s.cfg.RequestTimeout,
+		Logger: s.logger.With("endpoint", "dynamodb"), Metrics: dynamodb.NewMetrics(s.Registry),
+	})
+	s.dynamo = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	s.dynamoLn = ln
+	s.dynamoDone = make(chan struct{})
+	go func() {
+		defer close(s.dynamoDone)
+		if err := s.dynamo.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("DynamoDB endpoint stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	return nil
+}
+
+// closeDynamoDB stops accepting DynamoDB requests and drains in-flight
+// ones until ctx ends, then closes the connections left.
+func (s *Server) closeDynamoDB(ctx context.Context) {
+	if s.dynamo == nil {
+		return
+	}
+	if err := s.dynamo.Shutdown(ctx); err != nil {
+		s.logger.Warn("DynamoDB endpoint: drain cut short", "err", err)
+		_ = s.dynamo.Close()
+	}
+	<-s.dynamoDone
+}
+
+// DynamoDBAddr is the address the DynamoDB endpoint listens on, or "" when
+// it is off.
+func (s *Server) DynamoDBAddr() string {
+	if s.dynamoLn == nil {
+		return ""
+	}
+	return s.dynamoLn.Addr().String()
+}
+
+// View is the cluster view requests are routed by (dynamodb.Backend).
+func (s *Server) View() (*cluster.View, error) { return s.coord.View() }
+
+// Coordinator is the router's replica coordinator (dynamodb.Backend).
+func (s *Server) Coordinator() *coord.Coordinator { return s.coord }
+
+// Clock versions the router's writes (dynamodb.Backend).
+func (s *Server) Clock() *hlc.Clock { return s.clock }
 
 func (s *Server) snapshotPath() string { return filepath.Join(s.cfg.StateDir, "topology.json") }
 
@@ -247,10 +320,10 @@ func (s *Server) WaitReady(ctx context.Context) error {
 	}
 }
 
-// Close stops accepting requests, drains in-flight ones within
-// ShutdownTimeout, resigns the controller role and disconnects.
+// Close stops accepting requests (the DynamoDB endpoint's first, then
+// gRPC's), drains in-flight ones within ShutdownTimeout, resigns the controller role and disconnects.
 func (s *Server) Close() error {
-	return s.sk.Close(svcmain.Stages{Subsystems: func() error {
+	return s.sk.Close(svcmain.Stages{BeforeDrain: s.closeDynamoDB, Subsystems: func() error {
 		close(s.stop)
 		if s.done != nil {
 			<-s.done

@@ -87,6 +87,8 @@ func toError(err error) *Error {
 		return notFoundf("Requested resource not found")
 	case errors.Is(err, topology.ErrTableExists):
 		return inUsef("Table already exists")
+	case errors.Is(err, coord.ErrLockContended):
+		return throttledf("the item is being written by other requests (its lock is contended); retry: %v", err)
 	case errors.Is(err, coord.ErrUnavailable), errors.Is(err, coord.ErrNotReady):
 		return unavailablef("%v", err)
 	case errors.Is(err, context.DeadlineExceeded):
