@@ -945,8 +945,9 @@ func caseLegacyWrites(t *testing.T, s *confSuite) string {
 		op    dtypes.ConditionalOperator
 		holds bool
 		// dynaliteOR: dynalite 4.0.0 deviates on ConditionalOperator OR: it
-		// answers false at the first term that fails instead of trying the
-		// others (db/index.js matchesFilter).
+		// answers at the first term it evaluates, in the request's JSON
+		// order (random for a Go map), instead of trying every term
+		// (db/index.js matchesFilter). Its answer is not checked.
 		dynaliteOR bool
 	}{
 		{map[string]dtypes.ExpectedAttributeValue{"n": {Value: avN("5")}}, "", true, false},
@@ -961,11 +962,10 @@ func caseLegacyWrites(t *testing.T, s *confSuite) string {
 	} {
 		in := &dynamodb.PutItemInput{TableName: aws.String(confHash), Item: item, Expected: tc.exp, ConditionalOperator: tc.op}
 		_, err := s.cli.PutItem(s.ctx, in)
-		holds := tc.holds
 		if tc.dynaliteOR && s.dynalite() {
-			holds = false
+			continue
 		}
-		if holds != (err == nil) {
+		if tc.holds != (err == nil) {
 			t.Errorf("PutItem Expected %v (%v): %v; holds %v", tc.exp, tc.op, err, tc.holds)
 		}
 		if !tc.dynaliteOR {
@@ -1503,7 +1503,7 @@ func rawCall(t *testing.T, endpoint, op string, body []byte) (int, string, strin
 	}
 	req.Header.Set("Content-Type", "application/x-amz-json-1.0")
 	req.Header.Set("X-Amz-Target", "DynamoDB_20120810."+op)
-	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=veltrix/20261207/us-east-1/dynamodb/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature=00")
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=veltrix/20261207/us-east-1/dynamodb/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature="+strings.Repeat("0", 64))
 	req.Header.Set("X-Amz-Date", time.Now().UTC().Format("20060102T150405Z"))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
