@@ -484,7 +484,11 @@ func report(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorSer
 				fmt.Fprintf(w, "    … %d more (veltrix jobs get %s --output json)\n", len(vr.Mismatches)-20, j.Id)
 				break
 			}
-			fmt.Fprintf(w, "    %-9s pk=%s sk=%s %s\n", strings.TrimPrefix(m.Kind.String(), "MISMATCH_KIND_"), show(m.PartitionKey), show(m.SortKey), m.Detail)
+			key := "pk=" + show(m.PartitionKey) + " sk=" + show(m.SortKey)
+			if m.Key != "" {
+				key = "key=" + m.Key
+			}
+			fmt.Fprintf(w, "    %-9s %s %s\n", strings.TrimPrefix(m.Kind.String(), "MISMATCH_KIND_"), key, m.Detail)
 		}
 	}
 	if pr.GetRejects() > 0 {

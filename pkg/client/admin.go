@@ -68,6 +68,43 @@ func (c *Client) DescribeTable(ctx context.Context, name string) (*kvv1.Table, e
 	return resp.GetTable(), nil
 }
 
+// UpdateOption is one change UpdateTable makes; settings no option names
+// keep their value.
+type UpdateOption func(*kvv1.UpdateTableRequest)
+
+// WithTTLAttribute makes attr the attribute holding each item's expiry in
+// Unix epoch seconds, for items written through the DynamoDB endpoint; ""
+// turns TTL off.
+func WithTTLAttribute(attr string) UpdateOption {
+	return func(r *kvv1.UpdateTableRequest) { r.TtlAttribute = &attr }
+}
+
+// WithMaxItemBytes sets the DynamoDB endpoint's item size limit (0: 400 KB).
+func WithMaxItemBytes(n uint64) UpdateOption {
+	return func(r *kvv1.UpdateTableRequest) { r.MaxItemBytes = &n }
+}
+
+// WithWriteIsolation sets how the DynamoDB endpoint serialises writes of
+// one item.
+func WithWriteIsolation(w kvv1.WriteIsolation) UpdateOption {
+	return func(r *kvv1.UpdateTableRequest) { r.WriteIsolation = w }
+}
+
+// UpdateTable changes a table's settings and returns the table after the
+// change. It fails with NotFound if there is no such table. Repeating it
+// is harmless: it sets values, it does not add to them.
+func (c *Client) UpdateTable(ctx context.Context, name string, opts ...UpdateOption) (*kvv1.Table, error) {
+	req := &kvv1.UpdateTableRequest{Name: name}
+	for _, opt := range opts {
+		opt(req)
+	}
+	resp, err := c.admin.UpdateTable(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("client: update table %q: %w", name, err)
+	}
+	return resp.GetTable(), nil
+}
+
 // ClusterStatus reports the cluster's nodes, their state and placement as
 // the answering router sees them.
 func (c *Client) ClusterStatus(ctx context.Context) (*kvv1.ClusterStatusResponse, error) {

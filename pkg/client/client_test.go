@@ -764,6 +764,21 @@ func TestAdmin(t *testing.T) {
 	if d, err := c.DescribeTable(ctx, "sessions"); err != nil || d.GetId() != tb.GetId() {
 		t.Errorf("describe = %v, %v", d, err)
 	}
+	up, err := c.UpdateTable(ctx, "sessions", client.WithTTLAttribute("expires"), client.WithMaxItemBytes(1<<20))
+	if err != nil || up.GetTtlAttribute() != "expires" || up.GetMaxItemBytes() != 1<<20 || up.GetId() != tb.GetId() {
+		t.Fatalf("update = %v, %v", up, err)
+	}
+	// Settings no option names keep their value.
+	up, err = c.UpdateTable(ctx, "sessions", client.WithWriteIsolation(kvv1.WriteIsolation_WRITE_ISOLATION_FORBID_RMW))
+	if err != nil || up.GetTtlAttribute() != "expires" || up.GetMaxItemBytes() != 1<<20 || up.GetWriteIsolation() != kvv1.WriteIsolation_WRITE_ISOLATION_FORBID_RMW {
+		t.Fatalf("second update = %v, %v", up, err)
+	}
+	if up, err = c.UpdateTable(ctx, "sessions", client.WithTTLAttribute("")); err != nil || up.GetTtlAttribute() != "" {
+		t.Fatalf("TTL off: %v, %v", up, err)
+	}
+	if _, err := c.UpdateTable(ctx, "nope", client.WithTTLAttribute("x")); !client.IsNotFound(err) || !strings.Contains(err.Error(), `update table "nope"`) {
+		t.Errorf("update of a missing table: %v, want NotFound naming it", err)
+	}
 	if s, err := c.ClusterStatus(ctx); err != nil || s.GetPartitions() != 1024 {
 		t.Errorf("status = %v, %v", s, err)
 	}

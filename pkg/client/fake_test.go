@@ -403,6 +403,27 @@ func (f *fakeRouter) DescribeTable(_ context.Context, req *kvv1.DescribeTableReq
 	return &kvv1.DescribeTableResponse{Table: t}, nil
 }
 
+func (f *fakeRouter) UpdateTable(_ context.Context, req *kvv1.UpdateTableRequest) (*kvv1.UpdateTableResponse, error) {
+	f.st.mu.Lock()
+	defer f.st.mu.Unlock()
+	t, ok := f.st.tables[req.GetName()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "table %q not found", req.GetName())
+	}
+	t = proto.Clone(t).(*kvv1.Table)
+	if req.TtlAttribute != nil {
+		t.TtlAttribute = req.GetTtlAttribute()
+	}
+	if req.MaxItemBytes != nil {
+		t.MaxItemBytes = req.GetMaxItemBytes()
+	}
+	if req.GetWriteIsolation() != kvv1.WriteIsolation_WRITE_ISOLATION_UNSPECIFIED {
+		t.WriteIsolation = req.GetWriteIsolation()
+	}
+	f.st.tables[t.Name] = t
+	return &kvv1.UpdateTableResponse{Table: t}, nil
+}
+
 func (f *fakeRouter) ClusterStatus(context.Context, *kvv1.ClusterStatusRequest) (*kvv1.ClusterStatusResponse, error) {
 	return &kvv1.ClusterStatusResponse{Cluster: "test", Partitions: 1024, ReplicationFactor: 3, RouterId: f.addr}, nil
 }

@@ -30,7 +30,9 @@
 // N holds the canonical text of one (see Normalize): plain notation with
 // no exponent and no redundant zeros, as DynamoDB itself returns numbers, so
 // 1, 1.0, 1E0, 01 and 10E-1 are all "1" and == on N is numeric equality.
-// Numbers never pass through float64.
+// Numbers never pass through float64: N.Add and N.Sub are exact decimal
+// arithmetic, and like DynamoDB they refuse a result they cannot store
+// instead of rounding it (MsgNumberOverflow, MsgNumberUnderflow).
 //
 // # Input formats
 //

@@ -36,6 +36,11 @@ type Params struct {
 	Values map[string]ddb.Value
 	// unexported: usage bookkeeping.
 	usedNames, usedValues map[string]bool
+	// parsed counts the expressions parsed with these parameters; keysErr
+	// is the verdict on the maps' keys, checked once (keysChecked).
+	parsed      int
+	keysChecked bool
+	keysErr     error
 }
 
 // NewParams returns the parameters of one request.

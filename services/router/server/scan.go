@@ -2,14 +2,11 @@ package server
 
 import (
 	"encoding/binary"
-	"fmt"
-	"io"
 	"time"
 
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"github.com/veltrixdb/veltrix/services/router/internal/coord"
-	"google.golang.org/grpc/status"
 )
 
 // Scan page tokens: version byte, big-endian partition, then the storage
@@ -102,45 +99,13 @@ func (sc *scanSender) send(items []*kvv1.Item, token []byte) error {
 }
 
 func (kv *kvService) scanPartition(sc *scanSender, r resolver, table string, tableID uint64, p uint32, resume []byte) error {
-	stream := sc.stream
-	ctx := stream.Context()
-	var errs []string
-	rt := r.view.Route(p)
-	if rt == nil {
-		return toStatus(invalidf("page_token: partition %d out of range", p))
-	}
-	for _, node := range rt.ReadNodes {
-		if node == nil {
-			continue
-		}
-		ss, err := node.Client.StreamPartition(ctx, &storagev1.StreamPartitionRequest{Partition: p, After: resume, TableId: tableID, PlacementEpoch: r.view.Epoch})
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", node.ID, status.Convert(err).Message()))
-			continue
-		}
-		for {
-			msg, err := ss.Recv()
-			if err == io.EOF {
-				return nil
+	err := kv.s.coord.ScanPartition(sc.stream.Context(), r.view, p, tableID, resume, coord.One,
+		func(recs []*storagev1.Record, resume []byte) (bool, error) {
+			items := make([]*kvv1.Item, len(recs))
+			for i, rec := range recs {
+				items[i] = item(table, rec)
 			}
-			if err != nil {
-				if ctx.Err() != nil {
-					return toStatus(ctx.Err())
-				}
-				errs = append(errs, fmt.Sprintf("%s: %v", node.ID, status.Convert(err).Message()))
-				break
-			}
-			items := make([]*kvv1.Item, 0, len(msg.GetRecords()))
-			for _, rec := range msg.GetRecords() {
-				if !rec.GetTombstone() {
-					items = append(items, item(table, rec))
-				}
-			}
-			if err := sc.send(items, encodeScanToken(p, msg.GetResume())); err != nil {
-				return err
-			}
-			resume = msg.GetResume()
-		}
-	}
-	return toStatus(fmt.Errorf("%w: scan of partition %d: no replica could stream it: %v", coord.ErrUnavailable, p, errs))
+			return true, sc.send(items, encodeScanToken(p, resume))
+		})
+	return toStatus(err)
 }

@@ -43,6 +43,13 @@ var storageMetrics = []statMetric{
 	{"veltrix_storage_pebble_block_cache_misses_total", "Pebble block cache misses.", true},
 	{"veltrix_storage_hints_pending", "Hints held here for other nodes, not yet replayed.", false},
 	{"veltrix_storage_hints_bytes", "Bytes of the hints held here for other nodes.", false},
+	{"veltrix_storage_locks_granted_total", "Item locks granted (LockKey), at once or after a wait.", true},
+	{"veltrix_storage_lock_waits_total", "LockKey requests that found the lock held and queued for it.", true},
+	{"veltrix_storage_locks_contended_total", "LockKey requests refused after waiting their whole wait (ABORTED, LOCK_CONTENDED).", true},
+	{"veltrix_storage_locks_expired_total", "Item lock leases that ran out before their holder released them.", true},
+	{"veltrix_storage_lock_grace_refusals_total", "LockKey requests refused in the grace period after a restart (UNAVAILABLE, LOCK_GRACE).", true},
+	{"veltrix_storage_locks_held", "Item locks held now.", false},
+	{"veltrix_storage_lock_waiters", "LockKey requests waiting for a held lock now.", false},
 	{"veltrix_storage_topology_stale", "1 when etcd stopped answering and the node uses its last topology snapshot.", false},
 }
 
@@ -86,6 +93,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ht := eng.HintTotals()
 	vals["veltrix_storage_hints_pending"] = float64(ht.Pending)
 	vals["veltrix_storage_hints_bytes"] = float64(ht.Bytes)
+	if lt := c.s.locks; lt != nil {
+		ls := lt.Stats()
+		vals["veltrix_storage_locks_granted_total"] = float64(ls.Granted)
+		vals["veltrix_storage_lock_waits_total"] = float64(ls.Waits)
+		vals["veltrix_storage_locks_contended_total"] = float64(ls.Contended)
+		vals["veltrix_storage_locks_expired_total"] = float64(ls.Expired)
+		vals["veltrix_storage_lock_grace_refusals_total"] = float64(ls.Grace)
+		vals["veltrix_storage_locks_held"] = float64(ls.Held)
+		vals["veltrix_storage_lock_waiters"] = float64(ls.Waiting)
+	}
 	if c.s.watcher != nil && c.s.watcher.Stale() {
 		vals["veltrix_storage_topology_stale"] = 1
 	} else {

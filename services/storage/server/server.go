@@ -17,6 +17,7 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"github.com/veltrixdb/veltrix/services/storage/internal/engine"
+	"github.com/veltrixdb/veltrix/services/storage/internal/locks"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -32,6 +33,7 @@ type Server struct {
 	watcher *topology.Watcher
 	repair  *repairer // nil when anti-entropy is off
 	hints   *hinter
+	locks   *locks.Table
 	peers   *peerPool
 	// startTime is when Start began.
 	startTime time.Time
@@ -50,6 +52,10 @@ type Server struct {
 	// (unfilled.go).
 	unfilled unfilledState
 	stamp    stamp
+	// newNode is true when this process stamped a new directory for a node
+	// id no earlier directory had claimed: nothing served as this node
+	// before, so no lock it granted can still be held (locks.go).
+	newNode bool
 	// Registry holds the node's metrics (also served at MetricsAddr).
 	Registry *prometheus.Registry
 	// bgCancel stops, and bg waits for, the goroutines that persist the
@@ -178,6 +184,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.loadUnfilled(); err != nil {
 		return nil, err
 	}
+	if s.locks, err = s.newLockTable(s.newNode); err != nil {
+		return nil, err
+	}
 	s.bg.Add(1)
 	go s.persistTopology(bg)
 
@@ -287,6 +296,7 @@ func (s *Server) Close() error {
 				s.hints.close() // s.hints stays: a late StoreHints still counts
 			}
 			s.peers.close()
+			s.closeLocks()
 			if s.watcher != nil {
 				s.watcher.Close()
 			}
@@ -468,6 +478,7 @@ func (s *Server) checkIdentity(ctx context.Context, store *topology.Store, dir d
 			return stamp{}, fmt.Errorf("storage: %w", err)
 		}
 	}
+	s.newNode = create && !adopted && c.claimed == "" && c.live == nil
 	if !create {
 		return st, nil
 	}

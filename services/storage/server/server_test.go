@@ -28,6 +28,7 @@ type env struct {
 	store *topology.Store
 	srv   *server.Server
 	c     storagev1.StorageServiceClient
+	cfg   server.Config
 }
 
 func setup(t *testing.T) *env {
@@ -80,7 +81,7 @@ func setup(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return &env{cli: cli, store: store, srv: srv, c: storagev1.NewStorageServiceClient(cc)}
+	return &env{cli: cli, store: store, srv: srv, c: storagev1.NewStorageServiceClient(cc), cfg: cfg}
 }
 
 // key builds a storage key in the right partition for (table, pk).

@@ -55,6 +55,9 @@ func toStatus(err error) error {
 	if c, ok := grpcx.ContextCode(err); ok {
 		return status.Error(c, err.Error())
 	}
+	if st, ok := lockStatus(err); ok {
+		return st
+	}
 	var stale *staleEpochError
 	if errors.As(err, &stale) {
 		return stale.status(err.Error())

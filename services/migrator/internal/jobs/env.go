@@ -60,6 +60,7 @@ type Target interface {
 	Scan(ctx context.Context, table string, segment, totalSegments int) iter.Seq2[client.Item, error]
 	DescribeTable(ctx context.Context, name string) (*kvv1.Table, error)
 	CreateTable(ctx context.Context, name string, opts ...client.TableOption) (*kvv1.Table, error)
+	UpdateTable(ctx context.Context, name string, opts ...client.UpdateOption) (*kvv1.Table, error)
 }
 
 // DialRouters returns the two clients of the routers an Env uses: Target,

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -77,6 +78,10 @@ type fakeTarget struct {
 	delay   time.Duration
 	refuse  func(m client.Mutation) bool // InvalidArgument for these
 	failFor atomic.Int64                 // Unavailable for this many calls
+	// settings are the tables' settings as created or updated (under mu);
+	// updates counts UpdateTable calls.
+	settings map[string]*kvv1.Table
+	updates  int
 }
 
 type fakeItem struct {
@@ -88,7 +93,7 @@ type fakeItem struct {
 }
 
 func newFake() *fakeTarget {
-	return &fakeTarget{tables: map[string]bool{}, items: map[string]fakeItem{}}
+	return &fakeTarget{tables: map[string]bool{}, items: map[string]fakeItem{}, settings: map[string]*kvv1.Table{}}
 }
 
 func fkey(k client.Key) string {
@@ -177,17 +182,64 @@ func (f *fakeTarget) DescribeTable(_ context.Context, name string) (*kvv1.Table,
 	if !f.tables[name] {
 		return nil, status.Errorf(codes.NotFound, "table %q not found", name)
 	}
-	return &kvv1.Table{Name: name}, nil
+	return f.tableLocked(name), nil
 }
 
-func (f *fakeTarget) CreateTable(_ context.Context, name string, _ ...client.TableOption) (*kvv1.Table, error) {
+// tableLocked is the table's settings (none recorded: a plain table).
+func (f *fakeTarget) tableLocked(name string) *kvv1.Table {
+	if t := f.settings[name]; t != nil {
+		return proto.Clone(t).(*kvv1.Table)
+	}
+	return &kvv1.Table{Name: name}
+}
+
+// table returns a table's settings as DescribeTable does.
+func (f *fakeTarget) table(name string) *kvv1.Table {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.tableLocked(name)
+}
+
+// setTable creates a table with settings t.
+func (f *fakeTarget) setTable(t *kvv1.Table) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tables[t.GetName()] = true
+	f.settings[t.GetName()] = t
+}
+
+func (f *fakeTarget) CreateTable(_ context.Context, name string, opts ...client.TableOption) (*kvv1.Table, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.tables[name] {
 		return nil, status.Errorf(codes.AlreadyExists, "table %q exists", name)
 	}
+	req := &kvv1.CreateTableRequest{Name: name}
+	for _, o := range opts {
+		o(req)
+	}
 	f.tables[name] = true
-	return &kvv1.Table{Name: name}, nil
+	f.settings[name] = &kvv1.Table{Name: name, KeySchema: req.GetKeySchema(), DefaultTtl: req.GetDefaultTtl()}
+	return f.tableLocked(name), nil
+}
+
+func (f *fakeTarget) UpdateTable(_ context.Context, name string, opts ...client.UpdateOption) (*kvv1.Table, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.tables[name] {
+		return nil, status.Errorf(codes.NotFound, "table %q not found", name)
+	}
+	req := &kvv1.UpdateTableRequest{Name: name}
+	for _, o := range opts {
+		o(req)
+	}
+	t := f.tableLocked(name)
+	if req.TtlAttribute != nil {
+		t.TtlAttribute = req.GetTtlAttribute()
+	}
+	f.settings[name] = t
+	f.updates++
+	return f.tableLocked(name), nil
 }
 
 // live returns the live items of a table by "pk|sk".

@@ -429,6 +429,10 @@ func TestVerify(t *testing.T) {
 			t.Fatalf("mismatch %v: sort key: %v", m, err)
 		}
 		kinds = append(kinds, fmt.Sprintf("%s %s|%s: %s", m.GetKind(), m.GetPartitionKey(), sk, m.GetDetail()))
+		// The key as DynamoDB JSON shows the N sort key as its number.
+		if want := fmt.Sprintf(`{"pk":{"S":"%s"},"sk":{"N":"%s"}}`, m.GetPartitionKey(), sk); m.GetKey() != want {
+			t.Errorf("mismatch key %s, want %s", m.GetKey(), want)
+		}
 	}
 	slices.Sort(kinds)
 	want := []string{

@@ -77,12 +77,16 @@ func openExport(ctx context.Context, src *migratorv1.ExportSource) (*export.Expo
 	return exp, nil
 }
 
-// ensureTable checks that the mapping's target table exists, creating it
-// when the mapping says so.
+// ensureTable checks that the mapping's target table exists and suits the
+// mapping (checkTable), creating it when the mapping says so. A table it
+// creates for canonical items records the mapping's key schema and TTL
+// attribute, so the DynamoDB endpoint serves the imported items with the
+// same keys and expires them the same way; a table for items in another
+// encoding gets no key schema, since the endpoint could not read them.
 func ensureTable(ctx context.Context, t Target, m *mapping.Mapping) error {
-	_, err := t.DescribeTable(ctx, m.Table)
+	tb, err := t.DescribeTable(ctx, m.Table)
 	if err == nil {
-		return nil
+		return checkTable(tb, m)
 	}
 	if status.Code(err) != codes.NotFound {
 		if ctx.Err() != nil {
@@ -93,17 +97,116 @@ func ensureTable(ctx context.Context, t Target, m *mapping.Mapping) error {
 	if !m.CreateTable {
 		return fail("target table %q does not exist (create it, or set mapping.create_table)", m.Table)
 	}
-	ks := &kvv1.KeySchema{PartitionKey: &kvv1.KeyAttribute{Name: m.Keys.PartitionKey.Name, Type: attrType(m.Keys.PartitionKey.Type)}}
-	if m.Keys.HasSortKey() {
-		ks.SortKey = &kvv1.KeyAttribute{Name: m.Keys.SortKey.Name, Type: attrType(m.Keys.SortKey.Type)}
+	var opts []client.TableOption
+	if m.Encoding == mapping.Canonical {
+		opts = append(opts, client.WithKeySchema(keySchemaProto(m.Keys)))
 	}
-	if _, err := t.CreateTable(ctx, m.Table, client.WithKeySchema(ks)); err != nil && status.Code(err) != codes.AlreadyExists {
+	if _, err := t.CreateTable(ctx, m.Table, opts...); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fail("cannot create target table %q: %v", m.Table, err)
+		if status.Code(err) != codes.AlreadyExists {
+			return fail("cannot create target table %q: %v", m.Table, err)
+		}
+		// Created meanwhile (by another job, or by a retried call that
+		// took effect): it must suit this mapping all the same.
+		if tb, err = t.DescribeTable(ctx, m.Table); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fail("cannot check target table %q: %v", m.Table, err)
+		}
+		if err := checkTable(tb, m); err != nil {
+			return err
+		}
+	}
+	if m.TTLAttr != "" && m.Encoding == mapping.Canonical {
+		if _, err := t.UpdateTable(ctx, m.Table, client.WithTTLAttribute(m.TTLAttr)); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fail("created target table %q but cannot set its TTL attribute to %q (the DynamoDB endpoint would not expire its items): %v", m.Table, m.TTLAttr, err)
+		}
 	}
 	return nil
+}
+
+// checkTable checks an existing target table against the mapping. A table
+// with a key schema is a DynamoDB table the endpoint serves: the mapping's
+// keys must be its key attributes, with their types, and the items must
+// be stored canonically (the endpoint decodes nothing else). A table
+// without one holds whatever the mapping writes.
+func checkTable(tb *kvv1.Table, m *mapping.Mapping) error {
+	ks := tb.GetKeySchema()
+	if ks.GetPartitionKey().GetName() == "" {
+		return nil
+	}
+	have := ddb.KeySchema{PartitionKey: keyAttr(ks.GetPartitionKey())}
+	if ks.GetSortKey().GetName() != "" {
+		have.SortKey = keyAttr(ks.GetSortKey())
+	}
+	if have != m.Keys {
+		return fail("target table %q has key schema %s but the job's mapping has %s: map the table's key attributes with their types, or import into another table",
+			m.Table, schemaString(have), schemaString(m.Keys))
+	}
+	if m.Encoding != mapping.Canonical {
+		return fail("target table %q has a DynamoDB key schema (%s), so the DynamoDB endpoint reads its items, and it reads only the canonical encoding: set mapping.encoding to VALUE_ENCODING_CANONICAL (the mapping has %s), or import into a table without a key schema",
+			m.Table, schemaString(have), encodingName(m.Encoding))
+	}
+	return nil
+}
+
+func keySchemaProto(k ddb.KeySchema) *kvv1.KeySchema {
+	ks := &kvv1.KeySchema{PartitionKey: &kvv1.KeyAttribute{Name: k.PartitionKey.Name, Type: attrType(k.PartitionKey.Type)}}
+	if k.HasSortKey() {
+		ks.SortKey = &kvv1.KeyAttribute{Name: k.SortKey.Name, Type: attrType(k.SortKey.Type)}
+	}
+	return ks
+}
+
+func keyAttr(a *kvv1.KeyAttribute) ddb.KeyAttribute {
+	out := ddb.KeyAttribute{Name: a.GetName()}
+	switch a.GetType() {
+	case kvv1.AttributeType_ATTRIBUTE_TYPE_S:
+		out.Type = ddb.TypeS
+	case kvv1.AttributeType_ATTRIBUTE_TYPE_N:
+		out.Type = ddb.TypeN
+	case kvv1.AttributeType_ATTRIBUTE_TYPE_B:
+		out.Type = ddb.TypeB
+	}
+	return out
+}
+
+// schemaString names a key schema's attributes and types for a person.
+func schemaString(k ddb.KeySchema) string {
+	s := "partition key " + attrString(k.PartitionKey)
+	if k.HasSortKey() {
+		return s + ", sort key " + attrString(k.SortKey)
+	}
+	return s + ", no sort key"
+}
+
+func attrString(a ddb.KeyAttribute) string {
+	t := "unknown type"
+	switch a.Type {
+	case ddb.TypeS:
+		t = "S"
+	case ddb.TypeN:
+		t = "N"
+	case ddb.TypeB:
+		t = "B"
+	}
+	return fmt.Sprintf("%q (%s)", a.Name, t)
+}
+
+func encodingName(e mapping.Encoding) string {
+	switch e {
+	case mapping.Attribute:
+		return "VALUE_ENCODING_ATTRIBUTE"
+	case mapping.JSON:
+		return "VALUE_ENCODING_JSON"
+	}
+	return "VALUE_ENCODING_CANONICAL"
 }
 
 func attrType(t ddb.Type) kvv1.AttributeType {

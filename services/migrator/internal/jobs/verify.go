@@ -198,11 +198,15 @@ func (r *verifyRun) run(ctx context.Context) (*migratorv1.VerifyReport, []*migra
 			return nil, nil, err
 		}
 	}
-	if _, err := e.Target.DescribeTable(ctx, r.m.Table); err != nil {
+	tb, err := e.Target.DescribeTable(ctx, r.m.Table)
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
 		return nil, nil, fail("cannot read target table %q: %v", r.m.Table, err)
+	}
+	if err := checkTable(tb, r.m); err != nil {
+		return nil, nil, err
 	}
 	r.sink.init(ctx)
 	if err := r.loadAccepted(ctx); err != nil {
@@ -413,8 +417,24 @@ func (r *verifyRun) mismatch(kind migratorv1.MismatchKind, pk, sk []byte, detail
 		r.report.Different++
 	}
 	if len(r.mismatches) < r.maxMismatches {
-		r.mismatches = append(r.mismatches, &migratorv1.Mismatch{Kind: kind, PartitionKey: bytes.Clone(pk), SortKey: bytes.Clone(sk), Detail: detail})
+		r.mismatches = append(r.mismatches, &migratorv1.Mismatch{Kind: kind, PartitionKey: bytes.Clone(pk), SortKey: bytes.Clone(sk),
+			Detail: detail, Key: keyJSON(r.m.Keys, pk, sk)})
 	}
+}
+
+// keyJSON is an item's key attributes as DynamoDB JSON, from its stored
+// key bytes; "" when they do not decode under the schema (an extra item
+// written by something else), which the stored bytes then show.
+func keyJSON(ks ddb.KeySchema, pk, sk []byte) string {
+	it, err := ks.ItemKey(pk, sk)
+	if err != nil {
+		return ""
+	}
+	b, err := ddb.MarshalDynamoDBJSON(it)
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }
 
 func (r *verifyRun) verifyFile(ctx context.Context, f export.File) error {

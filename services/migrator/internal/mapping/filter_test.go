@@ -2,10 +2,10 @@ package mapping
 
 import (
 	"errors"
-	"strings"
 	"testing"
 
 	"github.com/veltrixdb/veltrix/pkg/ddb"
+	"github.com/veltrixdb/veltrix/pkg/ddb/expr"
 )
 
 func TestFilterMatch(t *testing.T) {
@@ -30,8 +30,8 @@ func TestFilterMatch(t *testing.T) {
 		{"attribute_not_exists(pk)", false},
 		{`begins_with(pk, "user#")`, true},
 		{`begins_with(pk, "admin")`, false},
-		{`begins_with(b, "user")`, true}, // B by bytes
-		{`begins_with(n, "1")`, false},   // N never begins_with
+		{`begins_with(b, "user")`, false}, // B only begins with B, as in DynamoDB
+		{`begins_with(n, "1")`, false},    // N never begins_with
 		{`status = "active"`, true},
 		{`status = "Active"`, false},
 		{`n = 1`, true},
@@ -46,6 +46,15 @@ func TestFilterMatch(t *testing.T) {
 		{`status = "active" AND n = 2`, false},
 		{`status = "\u0061ctive"`, true},
 		{`begins_with( pk ,"user#4" )`, true},
+		// The whole condition language, not only the old AND-of-four subset.
+		{`status = "active" OR n = 2`, true},
+		{`NOT status = "active"`, false},
+		{`n BETWEEN 0 AND 1.5 AND n IN (1, 2)`, true},
+		{`n < 2 AND n >= 1 AND n <> 3`, true},
+		{`(status = "x" OR n = 1) AND attribute_type(pk, "S")`, true},
+		{`contains(pk, "#4") AND size(pk) = 7`, true},
+		{`attribute_not_exists(missing) AND missing <> 1`, true},
+		{`missing < 1`, false},
 	} {
 		t.Run(c.filter, func(t *testing.T) {
 			f, err := ParseFilter(c.filter)
@@ -61,38 +70,30 @@ func TestFilterMatch(t *testing.T) {
 
 func TestFilterErrors(t *testing.T) {
 	for _, c := range []struct {
-		filter string
-		pos    int
-		msg    string
+		filter, msg string
 	}{
-		{"pk", 3, "want '='"},
-		{"pk =", 5, "want a string or number"},
-		{"pk = x", 6, "want a string or number"},
-		{`pk = "x" OR n = 1`, 10, "want AND"},
-		{`pk = "x" AND`, 13, "want a condition"},
-		{`contains(pk, "x")`, 1, "unknown function"},
-		{`attribute_exists(pk`, 20, "want ')'"},
-		{`attribute_exists()`, 18, "want an attribute name"},
-		{`begins_with(pk)`, 15, "want ','"},
-		{`begins_with(pk, 1)`, 17, "begins_with wants a string"},
-		{`pk = "unterminated`, 6, "unterminated string"},
-		{`pk = 1.2.3`, 6, "bad number"},
-		{`pk = 1e999`, 6, "bad number"},
-		{"`unterminated = 1", 1, "unterminated `name`"},
-		{"`` = 1", 1, "empty attribute name"},
-		{`pk = "a" pk = "b"`, 10, "want AND"},
-		{`pk < 5`, 4, "want '='"},
-		{`(pk = "x")`, 1, "want a condition"},
-		{`pk = "bad \q escape"`, 6, "bad string"},
+		{"pk", `Invalid filter: Syntax error; token: "<EOF>", near: "pk"`},
+		{"pk =", `Invalid filter: Syntax error; token: "<EOF>", near: "="`},
+		{`pk = "x" AND`, `Invalid filter: Syntax error; token: "<EOF>", near: "AND"`},
+		{`pk = "x" pk = "y"`, `Invalid filter: Syntax error; token: "pk", near: "\"x\" pk ="`},
+		{`attribute_exists(pk`, `Invalid filter: Syntax error; token: "<EOF>", near: "pk"`},
+		{`attribute_exists()`, `Invalid filter: Syntax error; token: ")", near: "()"`},
+		{`begins_with(pk)`, "Invalid filter: Incorrect number of operands for operator or function; operator or function: begins_with, number of operands: 1"},
+		{`begins_with(pk, 1)`, "Invalid filter: Incorrect operand type for operator or function; operator or function: begins_with, operand type: N"},
+		{`foo(pk)`, "Invalid filter: Invalid function name; function: foo"},
+		{`pk = "unterminated`, `Invalid filter: Syntax error; token: "\"unterminated", near: "= \"unterminated"`},
+		{`pk = 1e999`, `Invalid filter: bad number "1e999"`},
+		{"`unterminated = 1", "Invalid filter: Syntax error; token: \"`\", near: \"`unterminated\""},
+		{`pk = :v`, "Invalid filter: An expression attribute value used in expression is not defined; attribute value: :v"},
 	} {
 		t.Run(c.filter, func(t *testing.T) {
 			_, err := ParseFilter(c.filter)
-			var se *SyntaxError
-			if !errors.As(err, &se) {
-				t.Fatalf("err = %v, want a SyntaxError", err)
+			var e *expr.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("err = %v, want an *expr.Error", err)
 			}
-			if se.Pos != c.pos || !strings.Contains(se.Msg, c.msg) {
-				t.Fatalf("err = %v, want position %d and %q", err, c.pos, c.msg)
+			if len(e.Message) < len(c.msg) || e.Message[:len(c.msg)] != c.msg {
+				t.Fatalf("err = %v\nwant %s...", err, c.msg)
 			}
 		})
 	}

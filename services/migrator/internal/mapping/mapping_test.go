@@ -43,7 +43,7 @@ func TestFromProtoReportsEveryProblem(t *testing.T) {
 		"spec.mapping.partition_key.name: required",
 		"spec.mapping.sort_key.type",
 		"spec.mapping.value_attribute: required",
-		"spec.mapping.filter: filter: position 5",
+		"spec.mapping.filter: Invalid filter: Syntax error; token: \"<EOF>\", near: \"=\"",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)

@@ -138,9 +138,10 @@ func (m *memStorage) LockKey(ctx context.Context, req *storagev1.LockKeyRequest)
 		}
 		if m.locks[k] == 0 {
 			m.token++
-			m.locks[k] = m.token
+			tok := m.token
+			m.locks[k] = tok
 			m.mu.Unlock()
-			return &storagev1.LockKeyResponse{Token: m.token}, nil
+			return &storagev1.LockKeyResponse{Token: tok}, nil
 		}
 		m.mu.Unlock()
 		if time.Now().After(deadline) {
@@ -162,6 +163,17 @@ func (m *memStorage) UnlockKey(ctx context.Context, req *storagev1.UnlockKeyRequ
 		delete(m.locks, k)
 	}
 	return &storagev1.UnlockKeyResponse{}, nil
+}
+
+// records are the node's records.
+func (m *memStorage) records() []*storagev1.Record {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*storagev1.Record, 0, len(m.recs))
+	for _, r := range m.recs {
+		out = append(out, r)
+	}
+	return out
 }
 
 // count is the number of live (not tombstoned) records of table id.

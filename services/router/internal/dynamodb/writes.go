@@ -337,6 +337,9 @@ func (h *Handler) execute(ctx context.Context, w *rmw) (old, next ddb.Item, err 
 		if next, err = w.next(old); err != nil {
 			return nil, nil, err
 		}
+		if w.readOld && old == nil && next == nil {
+			return nil, nil, nil // nothing to delete: the item stays missing
+		}
 		version := clock.Now()
 		if version < floor {
 			_ = clock.Update(floor) // keep later versions of this router above it
@@ -532,6 +535,9 @@ func updateItem(ctx context.Context, h *Handler, body []byte) (any, error) {
 		next: func(old ddb.Item) (ddb.Item, error) {
 			base := old
 			if base == nil {
+				if upd != nil && !upd.CreatesItem() {
+					return nil, nil // REMOVE or DELETE only: the item stays missing
+				}
 				// UpdateItem creates a missing item from its key.
 				base = in.Key
 			}

@@ -877,9 +877,12 @@ type Mapping struct {
 	// expiry in Unix epoch seconds (DynamoDB's TTL format). Items already
 	// expired are skipped and counted.
 	TtlAttribute string `protobuf:"bytes,7,opt,name=ttl_attribute,json=ttlAttribute,proto3" json:"ttl_attribute,omitempty"`
-	// filter keeps only items matching it; empty keeps all. Syntax (see
-	// README): conditions joined by AND, each `attribute_exists(a)`,
-	// `attribute_not_exists(a)`, `begins_with(a, "x")` or `a = "x"` / `a = 1`.
+	// filter keeps only items matching it; empty keeps all. It is a DynamoDB
+	// condition expression (comparisons, BETWEEN, IN, AND, OR, NOT, nested
+	// paths, attribute_exists, attribute_not_exists, attribute_type,
+	// begins_with, contains, size) with values written in place ("x", 1.5)
+	// and odd names in backquotes, e.g.
+	// `attribute_exists(email) AND status IN ("active", "trial")`.
 	Filter        string `protobuf:"bytes,8,opt,name=filter,proto3" json:"filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -85,10 +85,15 @@ type StorageServiceClient interface {
 	// the request and writes the result at QUORUM, so two such operations on
 	// one item never interleave (docs/design.md, "Write isolation"). The
 	// lock expires after its lease unless released. Blocks up to wait while
-	// another owner holds it, then ABORTED (reason LOCK_CONTENDED). A node
-	// grants no lock for one maximum lease after it starts (UNAVAILABLE,
-	// reason LOCK_GRACE), so a lock held before a crash cannot be granted
-	// twice. Fenced by placement_epoch like Read and Apply.
+	// another owner holds it (waiters are served in arrival order), then
+	// ABORTED (reason LOCK_CONTENDED, metadata "owner": the holder). A node
+	// grants no lock after it starts until every lease it may have granted
+	// before has expired, at most one maximum lease (UNAVAILABLE, reason
+	// LOCK_GRACE, metadata "retry_after_millis"), so a lock held before a
+	// crash cannot be granted twice. The node must hold the key's partition
+	// as a write target (as for Apply), and the request is fenced by
+	// placement_epoch like Read and Apply. A request from the owner that
+	// holds the lock renews its lease and returns the same token.
 	LockKey(ctx context.Context, in *LockKeyRequest, opts ...grpc.CallOption) (*LockKeyResponse, error)
 	// UnlockKey releases a lock taken by LockKey. Releasing a lock that has
 	// expired or was taken over is not an error.
@@ -275,10 +280,15 @@ type StorageServiceServer interface {
 	// the request and writes the result at QUORUM, so two such operations on
 	// one item never interleave (docs/design.md, "Write isolation"). The
 	// lock expires after its lease unless released. Blocks up to wait while
-	// another owner holds it, then ABORTED (reason LOCK_CONTENDED). A node
-	// grants no lock for one maximum lease after it starts (UNAVAILABLE,
-	// reason LOCK_GRACE), so a lock held before a crash cannot be granted
-	// twice. Fenced by placement_epoch like Read and Apply.
+	// another owner holds it (waiters are served in arrival order), then
+	// ABORTED (reason LOCK_CONTENDED, metadata "owner": the holder). A node
+	// grants no lock after it starts until every lease it may have granted
+	// before has expired, at most one maximum lease (UNAVAILABLE, reason
+	// LOCK_GRACE, metadata "retry_after_millis"), so a lock held before a
+	// crash cannot be granted twice. The node must hold the key's partition
+	// as a write target (as for Apply), and the request is fenced by
+	// placement_epoch like Read and Apply. A request from the owner that
+	// holds the lock renews its lease and returns the same token.
 	LockKey(context.Context, *LockKeyRequest) (*LockKeyResponse, error)
 	// UnlockKey releases a lock taken by LockKey. Releasing a lock that has
 	// expired or was taken over is not an error.
