@@ -103,7 +103,7 @@ func errKind(err error) string {
 // increment twice with one acknowledgement. Instead each client retries
 // only errors that mean "not applied" (notApplied) and counts every other
 // error as an ambiguous increment.
-func runIncrements(t *testing.T, eps []string, pk string, mid func()) *incResult {
+func runIncrements(t *testing.T, eps []string, pk string, mid func(*incResult)) *incResult {
 	t.Helper()
 	res := &incResult{attempted: incClients * incPerClient, errs: map[string]int{}}
 	key := map[string]dtypes.AttributeValue{"pk": avS(pk)}
@@ -160,7 +160,7 @@ func runIncrements(t *testing.T, eps []string, pk string, mid func()) *incResult
 		for res.acknowledged.Load() < res.attempted/3 && time.Now().Before(deadline) && failed.Load() == nil {
 			time.Sleep(5 * time.Millisecond)
 		}
-		mid()
+		mid(res)
 	}
 	wg.Wait()
 	if f := failed.Load(); f != nil {
@@ -243,10 +243,14 @@ func TestBinDynamoDBConcurrentIncrement(t *testing.T) {
 	t.Run("node killed and restarted", func(t *testing.T) {
 		victim := c.Nodes[0]
 		start := time.Now()
-		res := runIncrements(t, eps, "crash", func() {
+		res := runIncrements(t, eps, "crash", func(res *incResult) {
+			atKill := res.acknowledged.Load()
 			victim.Kill(t)
 			time.Sleep(time.Second)
+			atRestart := res.acknowledged.Load()
 			victim.Restart(t)
+			t.Logf("%s SIGKILLed after %d acknowledged increments; %d acknowledged while it was down; restarted after %d",
+				victim.Name, atKill, atRestart-atKill, atRestart)
 		})
 		c.WaitReady(t)
 		final := readCounter(t, eps, "crash")

@@ -242,6 +242,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if !o.NoTargets {
 		rep.ComputeTargets()
 	}
+	for _, p := range rep.Peers {
+		if pp, _ := PeerByName(p.Name); pp.DynamoDB && p.Skipped == "" {
+			rep.Notes = append(rep.Notes, p.Name+" runs in its own Node.js process; the DynamoDB workloads send GetItem/PutItem over HTTP with the AWS SDK for Go v2 (no retries), on a table with a binary hash key")
+		}
+	}
 	rep.Notes = append(rep.Notes,
 		"every peer runs on this machine, one at a time; Veltrix, etcd and Pebble run inside the bench process (sharing its CPUs and Go runtime with the clients), redis-server in its own process",
 		"ops/s counts calls: a BATCHGET call reads "+fmt.Sprint(BatchKeys)+" keys (KEYS/S); redis-pipelined counts each pipelined command")
