@@ -11,9 +11,11 @@ package e2e
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"slices"
@@ -1411,7 +1413,15 @@ func caseBatchLimits(t *testing.T, s *confSuite) string {
 	_, err = s.cli.BatchWriteItem(s.ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]dtypes.WriteRequest{confHash: bad}})
 	wantErr(t, "BatchWriteItem with a wrong key type", err, "ValidationException")
 	obs = append(obs, "bad write="+errCode(err))
+	// A batch holding one item over 400 KB writes nothing.
+	big := []dtypes.WriteRequest{{PutRequest: &dtypes.PutRequest{Item: pkKey("limit-01")}},
+		{PutRequest: &dtypes.PutRequest{Item: map[string]dtypes.AttributeValue{"pk": avS("limit-02"), "blob": avB(bytes.Repeat([]byte{1}, 401*1024))}}}}
+	_, err = s.cli.BatchWriteItem(s.ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]dtypes.WriteRequest{confHash: big}})
+	wantErr(t, "BatchWriteItem with an item over 400 KB", err, "ValidationException")
+	obs = append(obs, "oversize item="+errCode(err))
 	s.wantItem(t, confHash, pkKey("limit-00"), nil)
+	s.wantItem(t, confHash, pkKey("limit-01"), nil)
+	s.wantItem(t, confHash, pkKey("limit-02"), nil)
 	s.wantItem(t, confHash, pkKey("limit-dup"), nil)
 	var keys []map[string]dtypes.AttributeValue
 	for i := range 101 {
@@ -1497,9 +1507,20 @@ func caseBadInput(t *testing.T, s *confSuite) string {
 // status and the error type of the answer.
 func rawCall(t *testing.T, endpoint, op string, body []byte) (int, string, string) {
 	t.Helper()
+	code, typ, b, _ := rawCallHeaders(t, endpoint, op, body, nil)
+	return code, typ, b
+}
+
+// rawCallHeaders is rawCall with extra request headers, also returning the
+// response headers.
+func rawCallHeaders(t *testing.T, endpoint, op string, body []byte, hdr map[string]string) (int, string, string, http.Header) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, endpoint+"/", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
 	}
 	req.Header.Set("Content-Type", "application/x-amz-json-1.0")
 	req.Header.Set("X-Amz-Target", "DynamoDB_20120810."+op)
@@ -1520,7 +1541,7 @@ func rawCall(t *testing.T, endpoint, op string, body []byte) (int, string, strin
 			typ = typ[j+1:]
 		}
 	}
-	return resp.StatusCode, typ, s
+	return resp.StatusCode, typ, s, resp.Header
 }
 
 func caseRawProtocol(t *testing.T, s *confSuite) string {
@@ -1546,7 +1567,23 @@ func caseRawProtocol(t *testing.T, s *confSuite) string {
 		obs = append(obs, fmt.Sprintf("%s=%d", tc.what, code))
 	}
 	s.wantItem(t, confHash, pkKey("raw"), nil)
+	// Every answer carries x-amz-crc32, the CRC32 of its body.
+	code, _, body, hdr := rawCallHeaders(t, s.endpoint, "GetItem", []byte(`{"TableName": "conf_hash", "Key": {"pk": {"S": "raw"}}}`), nil)
+	if code != http.StatusOK || hdr.Get("X-Amz-Crc32") != strconv.FormatUint(uint64(crc32.ChecksumIEEE([]byte(body))), 10) {
+		t.Errorf("GetItem: HTTP %d, x-amz-crc32 %q for body %q", code, hdr.Get("X-Amz-Crc32"), body)
+	}
 	if !s.dynalite() {
+		// A gzip request body (Content-Encoding: gzip), which dynalite does
+		// not take.
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		_, _ = zw.Write([]byte(`{"TableName": "conf_hash", "Item": {"pk": {"S": "gzip"}, "v": {"N": "1"}}}`))
+		_ = zw.Close()
+		code, typ, body, _ := rawCallHeaders(t, s.endpoint, "PutItem", gz.Bytes(), map[string]string{"Content-Encoding": "gzip"})
+		if code != http.StatusOK {
+			t.Errorf("PutItem with a gzip body: HTTP %d %s %s", code, typ, body)
+		}
+		s.wantItem(t, confHash, pkKey("gzip"), map[string]dtypes.AttributeValue{"pk": avS("gzip"), "v": avN("1")})
 		// The health answer on GET /.
 		resp, err := http.Get(s.endpoint + "/")
 		if err != nil {
