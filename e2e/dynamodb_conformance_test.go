@@ -216,6 +216,7 @@ func conformanceCases() []confCase {
 		{"QueryNumberOrder", caseQueryNumberOrder},
 		{"QueryPaging", caseQueryPaging},
 		{"QueryFilterAfterLimit", caseQueryFilterAfterLimit},
+		{"QueryPageSize", caseQueryPageSize},
 		{"QuerySelect", caseQuerySelect},
 		{"ScanSegments", caseScanSegments},
 		{"BatchWriteGet", caseBatch},
@@ -1233,6 +1234,35 @@ func caseQueryFilterAfterLimit(t *testing.T, s *confSuite) string {
 		FilterExpression: aws.String("sk > :one"), ExpressionAttributeValues: map[string]dtypes.AttributeValue{":pk": avS("filter"), ":one": avN("1")}})
 	wantErr(t, "Query filtering on the sort key", err, "ValidationException")
 	return fmt.Sprintf("%v %d %d %s\n%v %d\n%s", sks, out.Count, out.ScannedCount, itemText(out.LastEvaluatedKey), sks2, out2.ScannedCount, errCode(err))
+}
+
+func caseQueryPageSize(t *testing.T, s *confSuite) string {
+	// A Query reads at most 1 MB per call: 12 items of 100 KB take two pages.
+	for i := 1; i <= 12; i++ {
+		s.put(t, confRange, map[string]dtypes.AttributeValue{"pk": avS("big"), "sk": avN(strconv.Itoa(i)), "blob": avB(bytes.Repeat([]byte{byte(i)}, 100*1024))})
+	}
+	var pages []int32
+	var sks []string
+	p := dynamodb.NewQueryPaginator(s.cli, &dynamodb.QueryInput{TableName: aws.String(confRange), KeyConditionExpression: aws.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]dtypes.AttributeValue{":pk": avS("big")}, ProjectionExpression: aws.String("sk")})
+	for p.HasMorePages() {
+		out, err := p.NextPage(s.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, out.Count)
+		for _, it := range out.Items {
+			sks = append(sks, it["sk"].(*dtypes.AttributeValueMemberN).Value)
+		}
+		if len(pages) > 12 {
+			t.Fatal("Query paging does not end")
+		}
+	}
+	// The projection does not change what counts: the items read.
+	if len(pages) < 2 || pages[0] >= 12 || pages[0] < 9 || strings.Join(sks, ",") != "1,2,3,4,5,6,7,8,9,10,11,12" {
+		t.Errorf("Query of 12 items of 100 KB: pages %v, sort keys %v; want a first page of about 1 MB (9 to 11 items), then the rest", pages, sks)
+	}
+	return strings.Join(sks, ",")
 }
 
 func caseQuerySelect(t *testing.T, s *confSuite) string {
