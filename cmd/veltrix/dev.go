@@ -266,14 +266,15 @@ func printTry(w io.Writer, t tryInfo) {
 }
 
 // printDynamoDBTry shows the DynamoDB endpoint with the AWS CLI when it is
-// installed (it needs credentials and a region set, any values).
+// installed (it needs credentials and a region set, any values; AWS CLI
+// v1 reads the region from AWS_DEFAULT_REGION only).
 func printDynamoDBTry(w io.Writer, addr string) {
 	if _, err := exec.LookPath("aws"); err != nil {
 		fmt.Fprintf(w, "DynamoDB API at http://%s: point an AWS SDK's endpoint at it (see the README, \"DynamoDB endpoint\").\n\n", addr)
 		return
 	}
 	fmt.Fprintln(w, "Or through the DynamoDB API with the AWS CLI (any credentials and region):")
-	fmt.Fprintln(w, "  export AWS_ACCESS_KEY_ID=veltrix AWS_SECRET_ACCESS_KEY=veltrix AWS_REGION=us-east-1")
+	fmt.Fprintln(w, "  export AWS_ACCESS_KEY_ID=veltrix AWS_SECRET_ACCESS_KEY=veltrix AWS_DEFAULT_REGION=us-east-1")
 	fmt.Fprintf(w, "  aws dynamodb --endpoint-url http://%s list-tables\n", addr)
 	fmt.Fprintf(w, "  aws dynamodb --endpoint-url http://%s query --table-name %s --key-condition-expression 'user_id = :u' --expression-attribute-values '{\":u\":{\"S\":\"%s\"}}'\n\n",
 		addr, sample.Table, sample.ExampleUser)

@@ -51,6 +51,8 @@ const (
 // only what the update wrote: the caller adds the key). Errors are *Error
 // with DynamoDB's message, e.g. "An operand in the update expression has
 // an incorrect data type". A nil *Update returns a copy of old.
+// Attributes the update wrote are private to the result; the others are
+// shared with old, so treat both items as read-only.
 //
 // DynamoDB quirk kept: on a missing item (old == nil) REMOVE of a nested
 // path whose parent does not exist does nothing instead of failing.

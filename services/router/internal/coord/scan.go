@@ -41,8 +41,22 @@ type ScanFunc func(recs []*storagev1.Record, resume []byte) (more bool, err erro
 // failed one stopped, when a replica fails mid-stream. At Quorum and All it
 // streams Need(level) members at once and merges them by key, the newest
 // version winning, as a quorum read does; stale replicas are repaired.
-// Tombstones and expired records are never passed to fn.
+// Tombstones and expired records are never passed to fn. A scan that
+// replicas refused as routed by a stale placement epoch continues once by
+// the newer view, from the last position fn got.
 func (co *Coordinator) ScanPartition(ctx context.Context, v *cluster.View, p uint32, tableID uint64, after []byte, level Level, fn ScanFunc) error {
+	track := func(recs []*storagev1.Record, resume []byte) (bool, error) {
+		after = resume
+		return fn(recs, resume)
+	}
+	err := co.scanPartition(ctx, v, p, tableID, after, level, track)
+	if v2, ok := co.retryView(ctx, err); ok {
+		return co.scanPartition(ctx, v2, p, tableID, after, level, track)
+	}
+	return err
+}
+
+func (co *Coordinator) scanPartition(ctx context.Context, v *cluster.View, p uint32, tableID uint64, after []byte, level Level, fn ScanFunc) error {
 	rt := v.Route(p)
 	if rt == nil {
 		return fmt.Errorf("%w: partition %d out of range (%d partitions)", ErrInvalidArgument, p, v.Partitions)
@@ -60,11 +74,15 @@ func (co *Coordinator) ScanPartition(ctx context.Context, v *cluster.View, p uin
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var errs []string
+	var stale uint64
 	for _, node := range cands {
 		ss, err := node.Client.StreamPartition(sctx, &storagev1.StreamPartitionRequest{Partition: p, After: after, TableId: tableID, PlacementEpoch: v.Epoch})
 		if err != nil {
 			if err := co.streamFailed(ctx, err); err != nil {
 				return err
+			}
+			if e, ok := staleEpoch(err, v.Epoch); ok {
+				stale = max(stale, e)
 			}
 			errs = append(errs, co.replicaErr(node, err))
 			continue
@@ -77,6 +95,9 @@ func (co *Coordinator) ScanPartition(ctx context.Context, v *cluster.View, p uin
 			if err != nil {
 				if err := co.streamFailed(ctx, err); err != nil {
 					return err
+				}
+				if e, ok := staleEpoch(err, v.Epoch); ok {
+					stale = max(stale, e)
 				}
 				errs = append(errs, co.replicaErr(node, err))
 				break
@@ -95,7 +116,7 @@ func (co *Coordinator) ScanPartition(ctx context.Context, v *cluster.View, p uin
 			after = msg.GetResume()
 		}
 	}
-	return unavailable(what, 0, 1, errs)
+	return markStale(unavailable(what, 0, 1, errs), stale)
 }
 
 // streamFailed returns the error that ends a scan when a replica's stream
@@ -157,6 +178,7 @@ func (co *Coordinator) mergePartition(ctx context.Context, v *cluster.View, p ui
 	cands []*cluster.Node, need int, fn ScanFunc) error {
 	next := 0
 	var errs []string
+	var stale uint64
 	var streams []*partStream
 	defer func() {
 		for _, s := range streams {
@@ -178,13 +200,16 @@ func (co *Coordinator) mergePartition(ctx context.Context, v *cluster.View, p ui
 				if err := co.streamFailed(ctx, err); err != nil {
 					return err
 				}
+				if e, ok := staleEpoch(err, v.Epoch); ok {
+					stale = max(stale, e)
+				}
 				errs = append(errs, co.replicaErr(node, err))
 				continue
 			}
 			streams = append(streams, &partStream{node: node, cancel: cancel, ss: ss})
 			return nil
 		}
-		return unavailable(what, len(streams), need, errs)
+		return markStale(unavailable(what, len(streams), need, errs), stale)
 	}
 	for range need {
 		if err := open(); err != nil {
@@ -203,6 +228,9 @@ func (co *Coordinator) mergePartition(ctx context.Context, v *cluster.View, p ui
 			if err != nil {
 				if err := co.streamFailed(ctx, err); err != nil {
 					return err
+				}
+				if e, ok := staleEpoch(err, v.Epoch); ok {
+					stale = max(stale, e)
 				}
 				errs = append(errs, co.replicaErr(s.node, err))
 				s.cancel()

@@ -60,6 +60,9 @@ type memStorage struct {
 	locks map[string]uint64
 	token uint64
 	fail  error
+	// afterRead, when set, runs after a Read has looked the key up and
+	// before it answers.
+	afterRead func()
 }
 
 func newMemStorage() *memStorage {
@@ -103,14 +106,18 @@ func (m *memStorage) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*s
 
 func (m *memStorage) Read(ctx context.Context, req *storagev1.ReadRequest) (*storagev1.ReadResponse, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail != nil {
-		return nil, m.fail
-	}
+	resp, err, after := &storagev1.ReadResponse{}, m.fail, m.afterRead
 	if r := m.recs[memKey(req.GetKey())]; r != nil {
-		return &storagev1.ReadResponse{Found: true, Record: r}, nil
+		resp = &storagev1.ReadResponse{Found: true, Record: r}
 	}
-	return &storagev1.ReadResponse{}, nil
+	m.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if after != nil {
+		after() // the answer is what the node held before
+	}
+	return resp, nil
 }
 
 func (m *memStorage) BatchRead(ctx context.Context, req *storagev1.BatchReadRequest) (*storagev1.BatchReadResponse, error) {
@@ -215,13 +222,14 @@ func newTestBackend(t *testing.T) *testBackend {
 		ms := newMemStorage()
 		b.nodes = append(b.nodes, ms)
 		lis := bufconn.Listen(1 << 20)
-		srv := grpc.NewServer()
+		srv := grpc.NewServer(grpc.MaxRecvMsgSize(80<<20), grpc.MaxSendMsgSize(80<<20))
 		storagev1.RegisterStorageServiceServer(srv, ms)
 		served := make(chan struct{})
 		go func() { defer close(served); _ = srv.Serve(lis) }()
 		conn, err := grpc.NewClient("passthrough:///bufnet",
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-			grpc.WithTransportCredentials(insecure.NewCredentials()))
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(80<<20), grpc.MaxCallSendMsgSize(80<<20)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -29,6 +29,21 @@ const targetPrefix = "DynamoDB_20120810."
 // raise it (see Handler.maxBody).
 const maxRequestBytes = 16 << 20
 
+// maxBody is the request body limit: maxRequestBytes, or room for one item
+// of the largest per-table item limit in DynamoDB JSON (base64 makes binary
+// 4/3 larger; the rest is slack for names and parameters).
+func (h *Handler) maxBody() int {
+	limit := maxRequestBytes
+	if v, err := h.b.View(); err == nil {
+		for _, t := range v.Snapshot.Tables {
+			if n := t.ItemLimit()/2*3 + 1<<20; n > limit {
+				limit = n
+			}
+		}
+	}
+	return limit
+}
+
 // Backend is what the endpoint needs from the router. The router's Server
 // implements it with the same code its AdminService and KVService use, so a
 // table created here is the table the admin API and the migrator see.
@@ -152,11 +167,13 @@ func (h *Handler) serve(r *http.Request, op string) (any, error) {
 		return nil, &Error{Type: "UnknownOperationException", Status: http.StatusBadRequest,
 			Message: fmt.Sprintf("unknown operation %q", op)}
 	}
-	body, err := readBody(r)
+	// The signature's shape is checked before the body is read; the
+	// Authenticator needs both.
+	sig, err := parseSigV4(r.Header.Get("Authorization"))
 	if err != nil {
 		return nil, err
 	}
-	sig, err := parseSigV4(r.Header.Get("Authorization"))
+	body, err := readBody(r, h.maxBody())
 	if err != nil {
 		return nil, err
 	}
@@ -169,8 +186,8 @@ func (h *Handler) serve(r *http.Request, op string) (any, error) {
 }
 
 // readBody reads the request body, gunzipping it when Content-Encoding
-// says gzip, up to maxRequestBytes.
-func readBody(r *http.Request) ([]byte, error) {
+// says gzip, up to limit bytes.
+func readBody(r *http.Request, limit int) ([]byte, error) {
 	var src io.Reader = r.Body
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
@@ -184,13 +201,13 @@ func readBody(r *http.Request) ([]byte, error) {
 	default:
 		return nil, serializationf("unsupported Content-Encoding %q (gzip or none)", enc)
 	}
-	body, err := io.ReadAll(io.LimitReader(src, maxRequestBytes+1))
+	body, err := io.ReadAll(io.LimitReader(src, int64(limit)+1))
 	if err != nil {
 		return nil, serializationf("cannot read the request body: %v", err)
 	}
-	if len(body) > maxRequestBytes {
+	if len(body) > limit {
 		return nil, &Error{Type: "RequestEntityTooLarge", Status: http.StatusRequestEntityTooLarge,
-			Message: fmt.Sprintf("request body over %d bytes", maxRequestBytes)}
+			Message: fmt.Sprintf("request body over %d bytes", limit)}
 	}
 	return body, nil
 }

@@ -214,3 +214,31 @@ func TestErrorMapping(t *testing.T) {
 		}
 	}
 }
+
+// refuseKey is an Authenticator that knows one access key.
+type refuseKey struct{ allowed string }
+
+func (a refuseKey) Authenticate(r *http.Request, body []byte, sig *SigV4) error {
+	if sig.AccessKeyID != a.allowed {
+		return &Error{Type: "UnrecognizedClientException", Status: http.StatusBadRequest, Message: "The security token included in the request is invalid."}
+	}
+	if len(body) == 0 {
+		return errors.New("no body")
+	}
+	return nil
+}
+
+// TestAuthenticatorSeam: the Authenticator sees the parsed signature and
+// the body, and its error is the answer.
+func TestAuthenticatorSeam(t *testing.T) {
+	e := newEndpoint(t)
+	e.h.o.Auth = refuseKey{allowed: "AKIDEXAMPLE"}
+	if status, _, out := rawCall(t, e, "POST", "DynamoDB_20120810.ListTables", []byte(`{}`), nil); status != 200 {
+		t.Fatalf("allowed key: %d %s", status, out)
+	}
+	status, _, out := rawCall(t, e, "POST", "DynamoDB_20120810.ListTables", []byte(`{}`),
+		map[string]string{"Authorization": strings.Replace(testAuth, "AKIDEXAMPLE", "OTHER", 1)})
+	if status != 400 || !strings.Contains(string(out), "UnrecognizedClientException") {
+		t.Fatalf("other key: %d %s", status, out)
+	}
+}

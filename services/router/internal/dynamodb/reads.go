@@ -18,6 +18,19 @@ import (
 	"github.com/veltrixdb/veltrix/services/router/internal/coord"
 )
 
+// Reads map onto storage as follows. GetItem is a coord.Read and
+// BatchGetItem one coord.BatchRead per table (a key whose replicas are
+// down is returned in UnprocessedKeys). Query is coord.Query pages over
+// one partition key's sort-key range: stored sort keys (ddb.SortKeyBytes)
+// order as DynamoDB orders the values, so every key condition is a byte
+// range or prefix, and ExclusiveStartKey a bound just past that key. Scan
+// streams partitions with coord.ScanPartition, a segment being a
+// contiguous range of partitions; LastEvaluatedKey is the last item's
+// key, from which coord.ScanPosition rebuilds the position to resume at.
+// ConsistentRead reads at QUORUM (a Scan merges two replicas' streams),
+// otherwise at ONE. Pages end after Limit items evaluated or once the
+// items read reach 1 MB, as in DynamoDB.
+
 // readOps are the operations of this file.
 var readOps = map[string]opFunc{
 	"GetItem":      getItem,
@@ -143,6 +156,12 @@ func readLevel(consistent bool) coord.Level {
 func readParamsMix(legacy, exprs []string, names map[string]string, values ddb.Item) error {
 	if err := mixedParams(legacy, exprs); err != nil {
 		return err
+	}
+	if names != nil && len(names) == 0 {
+		return validationf("ExpressionAttributeNames must not be empty")
+	}
+	if values != nil && len(values) == 0 {
+		return validationf("ExpressionAttributeValues must not be empty")
 	}
 	if len(exprs) == 0 {
 		if names != nil {
@@ -282,6 +301,7 @@ type batchGetTable struct {
 	keys       []*storagev1.Key
 	recs       []*storagev1.Record
 	failed     []bool // failed[i]: keys[i] could not be read (unavailable)
+	unavail    error  // why, for one of them
 	consistent bool
 }
 
@@ -350,6 +370,24 @@ func batchGetItem(ctx context.Context, h *Handler, body []byte) (any, error) {
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	// Unavailable keys are UnprocessedKeys, unless no key could be read:
+	// then the call fails as unavailable (as DynamoDB fails a BatchGetItem
+	// that is throttled on every key).
+	failed := 0
+	var unavail error
+	for _, bt := range tables {
+		for _, f := range bt.failed {
+			if f {
+				failed++
+			}
+		}
+		if bt.unavail != nil {
+			unavail = bt.unavail
+		}
+	}
+	if failed == total {
+		return nil, unavail
 	}
 	out := batchGetItemOutput{Responses: map[string][]ddb.Item{}, UnprocessedKeys: map[string]*keysAndAttributes{}}
 	now := time.Now()
@@ -420,6 +458,7 @@ func (bt *batchGetTable) read(ctx context.Context, co *coord.Coordinator) error 
 			switch {
 			case errors.Is(err, coord.ErrUnavailable):
 				bt.failed[i] = true
+				errs[i] = err
 			case err != nil:
 				errs[i] = err
 			default:
@@ -428,6 +467,11 @@ func (bt *batchGetTable) read(ctx context.Context, co *coord.Coordinator) error 
 		})
 	}
 	wg.Wait()
+	for i, err := range errs {
+		if bt.failed[i] {
+			bt.unavail, errs[i] = err, nil
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -519,9 +563,9 @@ func (pg *page) output(more bool) (*pageOutput, error) {
 }
 
 // newPage validates and parses what Query and Scan share: Select, Limit,
-// the projection and the filter (FilterExpression or legacy, named by
-// legacyFilter), against the table. keyExprs are the caller's other
-// expression parameters in use, legacy its legacy ones (for mixedParams).
+// the projection and the filter (FilterExpression, or the legacy filter
+// named legacyFilterName). keyExpr is Query's KeyConditionExpression and
+// legacy the caller's other legacy parameters in use (for mixedParams).
 func (h *Handler) newPage(in *pageInput, op string, keyExpr *string, legacy []string, legacyFilter map[string]readCondition, legacyFilterName string, p *expr.Params) (*page, error) {
 	cm, err := parseCapacityMode(in.ReturnConsumedCapacity)
 	if err != nil {
@@ -535,7 +579,8 @@ func (h *Handler) newPage(in *pageInput, op string, keyExpr *string, legacy []st
 	}
 	exprs := present("KeyConditionExpression", keyExpr != nil, "FilterExpression", in.FilterExpression != nil,
 		"ProjectionExpression", in.ProjectionExpression != nil)
-	legacy = append(legacy, present("AttributesToGet", in.AttributesToGet != nil, legacyFilterName, legacyFilter != nil)...)
+	legacy = append(legacy, present("AttributesToGet", in.AttributesToGet != nil, legacyFilterName, legacyFilter != nil,
+		"ConditionalOperator", in.ConditionalOperator != "")...)
 	if err := readParamsMix(legacy, exprs, in.ExpressionAttributeNames, in.ExpressionAttributeValues); err != nil {
 		return nil, err
 	}
@@ -552,7 +597,7 @@ func (h *Handler) newPage(in *pageInput, op string, keyExpr *string, legacy []st
 	case legacyFilter != nil:
 		pg.filter, err = expr.FromFilter(legacyFilterName, readConditions(legacyFilter), in.ConditionalOperator)
 	case in.ConditionalOperator != "":
-		err = validationf("ConditionalOperator can only be used when %s or %s are present", legacyFilterName, "Expected")
+		err = validationf("ConditionalOperator can only be used when %s is present", legacyFilterName)
 	}
 	if err != nil {
 		return nil, err
@@ -600,8 +645,11 @@ func query(ctx context.Context, h *Handler, body []byte) (any, error) {
 		return nil, err
 	}
 	p := expr.NewParams(in.ExpressionAttributeNames, in.ExpressionAttributeValues)
+	// KeyConditions goes with expression parameters (DynamoDB accepts
+	// KeyConditions with a FilterExpression), not with
+	// KeyConditionExpression.
 	pg, err := h.newPage(&in.pageInput, "Querying", in.KeyConditionExpression,
-		present("KeyConditions", in.KeyConditions != nil), in.QueryFilter, "QueryFilter", p)
+		present("KeyConditions", in.KeyConditions != nil && in.KeyConditionExpression != nil), in.QueryFilter, "QueryFilter", p)
 	if err != nil {
 		return nil, err
 	}
@@ -610,6 +658,16 @@ func query(ctx context.Context, h *Handler, body []byte) (any, error) {
 		return nil, err
 	}
 	pg.t = t
+	// Key attributes are for the key condition (Scan filters may use them).
+	for _, a := range pg.filter.Attributes() {
+		if a == t.Keys.PartitionKey.Name || (t.Keys.HasSortKey() && a == t.Keys.SortKey.Name) {
+			what := "Filter Expression"
+			if in.QueryFilter != nil {
+				what = "QueryFilter"
+			}
+			return nil, validationf("%s can only contain non-primary key attributes: Primary key attribute: %s", what, a)
+		}
+	}
 	var kc *expr.KeyCondition
 	switch {
 	case in.KeyConditionExpression != nil:
@@ -641,7 +699,7 @@ func query(ctx context.Context, h *Handler, body []byte) (any, error) {
 			return nil, validationf("The provided starting key is invalid: %s", toError(err).Message)
 		}
 		if !bytes.Equal(key.GetPartitionKey(), pk) {
-			return nil, validationf("The provided starting key is invalid: its partition key %s is not the one the key condition selects", t.Keys.PartitionKey.Name)
+			return nil, validationf("The provided starting key is outside query boundaries based on provided conditions")
 		}
 		sk := key.GetSortKey()
 		if !r.contains(sk) {
@@ -814,13 +872,114 @@ func scan(ctx context.Context, h *Handler, body []byte) (any, error) {
 		}
 		first, after = key.GetPartition(), coord.ScanPosition(key)
 	}
-	co := h.b.Coordinator()
-	lvl := readLevel(in.ConsistentRead)
+	sc := &segmentScan{co: h.b.Coordinator(), t: t, lvl: readLevel(in.ConsistentRead), pg: pg}
+	return sc.run(ctx, first, end, after)
+}
+
+// Scan read-ahead: partitions of a sparse table hold little each, and one
+// partition streamed after the other costs a round trip per partition, so
+// a Scan streams the partitions after the one it reads in parallel, as
+// many as prefetchMax, while the partitions it finishes stay small
+// (below prefetchSmall); a partition with more data stops the read-ahead,
+// so a dense table is not read past the page.
+const (
+	prefetchMax   = 32
+	prefetchSmall = 64 << 10
+	// prefetchBytes bounds what one partition read ahead buffers; the
+	// rest of it is streamed when the scan gets there.
+	prefetchBytes = 256 << 10
+)
+
+// segmentScan reads one Scan page from partitions [first, end).
+type segmentScan struct {
+	co  *coord.Coordinator
+	t   *table
+	lvl coord.Level
+	pg  *page
+}
+
+// fetched is one partition read ahead: its records up to a budget.
+type fetched struct {
+	recs   []*storagev1.Record
+	resume []byte // position after the last record streamed
+	done   bool   // streamed to the partition's end
+	size   int
+	err    error
+	ready  chan struct{}
+}
+
+// fetch streams partition part from after into f until the partition ends
+// or f holds maxBytes or maxRecs (0: any number) records.
+func (sc *segmentScan) fetch(ctx context.Context, part uint32, after []byte, maxBytes, maxRecs int, f *fetched) {
+	defer close(f.ready)
+	f.resume = after
+	f.err = sc.co.ScanPartition(ctx, sc.t.view, part, sc.t.ID, after, sc.lvl, func(recs []*storagev1.Record, resume []byte) (bool, error) {
+		f.recs = append(f.recs, recs...)
+		f.resume = resume
+		for _, r := range recs {
+			f.size += len(r.GetValue())
+		}
+		return f.size < maxBytes && (maxRecs == 0 || len(f.recs) < maxRecs), nil
+	})
+	if f.err == nil && (f.size < maxBytes && (maxRecs == 0 || len(f.recs) < maxRecs)) {
+		f.done = true
+	}
+}
+
+func (sc *segmentScan) run(ctx context.Context, first, end uint32, after []byte) (any, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	ahead := map[uint32]*fetched{}
+	window := 1
 	for part := first; part < end; part++ {
+		// Read ahead the next partitions of the window.
+		for p := part + 1; p < end && p <= part+uint32(window-1); p++ {
+			if ahead[p] != nil {
+				continue
+			}
+			f := &fetched{ready: make(chan struct{})}
+			ahead[p] = f
+			maxRecs := 0
+			if sc.pg.limit > 0 {
+				maxRecs = sc.pg.limit
+			}
+			wg.Go(func() { sc.fetch(ctx, p, nil, prefetchBytes, maxRecs, f) })
+		}
+		f := ahead[part]
+		delete(ahead, part)
+		if f != nil {
+			<-f.ready
+			if f.err != nil {
+				return nil, f.err
+			}
+			for _, rec := range f.recs {
+				full, err := sc.pg.add(rec)
+				if err != nil {
+					return nil, err
+				}
+				if full {
+					return sc.pg.output(true)
+				}
+			}
+			if f.done {
+				if f.size < prefetchSmall {
+					window = min(window*2, prefetchMax)
+				} else {
+					window = 1
+				}
+				continue
+			}
+			after = f.resume
+		}
+		// Read the partition (or its rest) here, record by record.
+		size := 0
 		var addErr error
-		err := co.ScanPartition(ctx, t.view, part, t.ID, after, lvl, func(recs []*storagev1.Record, _ []byte) (bool, error) {
+		err := sc.co.ScanPartition(ctx, sc.t.view, part, sc.t.ID, after, sc.lvl, func(recs []*storagev1.Record, _ []byte) (bool, error) {
 			for _, rec := range recs {
-				full, err := pg.add(rec)
+				size += len(rec.GetValue())
+				full, err := sc.pg.add(rec)
 				if err != nil {
 					addErr = err
 					return false, nil
@@ -837,12 +996,17 @@ func scan(ctx context.Context, h *Handler, body []byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if pg.full {
-			return pg.output(true)
+		if sc.pg.full {
+			return sc.pg.output(true)
 		}
 		after = nil
+		if f == nil && size < prefetchSmall {
+			window = min(window*2, prefetchMax)
+		} else {
+			window = 1
+		}
 	}
-	return pg.output(false)
+	return sc.pg.output(false)
 }
 
 // segment validates Segment and TotalSegments (both or neither).

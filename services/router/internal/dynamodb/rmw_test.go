@@ -12,7 +12,11 @@ import (
 	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/veltrixdb/veltrix/pkg/ddb"
+	"github.com/veltrixdb/veltrix/pkg/hlc"
+	"github.com/veltrixdb/veltrix/pkg/placement"
 	"github.com/veltrixdb/veltrix/pkg/topology"
+	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
+	"github.com/veltrixdb/veltrix/services/router/internal/coord"
 )
 
 // TestConditionalWrites: ConditionExpression and the legacy Expected on
@@ -237,5 +241,65 @@ func TestConcurrentIncrements(t *testing.T) {
 				t.Fatalf("counter %s after %d increments", got, clients*each)
 			}
 		})
+	}
+}
+
+// TestSupersededRMWIsRedone: a write from outside the item's lock with a
+// newer version that lands between a read-modify-write's read and its
+// write makes the write come back superseded; the RMW reads again and
+// applies its update to the newer item, so neither write is lost.
+func TestSupersededRMWIsRedone(t *testing.T) {
+	e := newEndpoint(t)
+	ctx := t.Context()
+	newTable(t, e, "items", topology.IsolationAlwaysLock)
+	key := map[string]types.AttributeValue{"pk": s("k"), "sk": s("1")}
+	if _, err := e.c.PutItem(ctx, &awsddb.PutItemInput{TableName: aws.String("items"),
+		Item: map[string]types.AttributeValue{"pk": s("k"), "sk": s("1"), "n": n("1")}}); err != nil {
+		t.Fatal(err)
+	}
+	tb := e.b.table("items")
+	v, _ := e.b.View()
+	var once sync.Once
+	outside := make(chan error, 1)
+	for _, ms := range e.b.nodes {
+		ms.mu.Lock()
+		ms.afterRead = func() {
+			once.Do(func() {
+				// A blind write with a version an hour ahead, as from a
+				// router whose clock runs fast, through the gRPC API.
+				rec := &storagev1.Record{
+					Key: &storagev1.Key{Partition: placement.PartitionOf(tb.ID, []byte("k"), v.Partitions), TableId: tb.ID,
+						PartitionKey: []byte("k"), SortKey: []byte("1")},
+					Version: e.b.clock.Now() + hlc.FromTime(time.Unix(3600, 0), 0),
+					Value:   ddb.EncodeItem(ddb.Item{"pk": ddb.S("k"), "sk": ddb.S("1"), "n": ddb.MustN("100"), "outside": ddb.Bool(true)}),
+				}
+				_, err := e.b.co.Write(ctx, []*storagev1.Record{rec}, coord.All)
+				outside <- err
+			})
+		}
+		ms.mu.Unlock()
+	}
+	// The outside write runs inside the RMW's read (after the replicas
+	// looked the item up, before they answer; sync.Once holds the other
+	// reads until it is done), so it is on every replica before the RMW
+	// writes.
+	out, err := e.c.UpdateItem(ctx, &awsddb.UpdateItemInput{TableName: aws.String("items"), Key: key,
+		UpdateExpression: aws.String("ADD n :one"), ReturnValues: types.ReturnValueAllNew,
+		ExpressionAttributeValues: map[string]types.AttributeValue{":one": n("1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-outside; err != nil {
+		t.Fatal(err)
+	}
+	got := out.Attributes["n"].(*types.AttributeValueMemberN).Value
+	raw := e.stored(t, "items", map[string]string{"pk": "k", "sk": "1"})
+	it, _ := ddb.DecodeItem(raw)
+	t.Logf("UpdateItem returned n=%s; stored %v", got, it)
+	if it["outside"] == nil {
+		t.Fatalf("the outside write was lost: stored %v", it)
+	}
+	if it["n"].(ddb.N).String() != got {
+		t.Fatalf("stored n %v, UpdateItem returned %s", it["n"], got)
 	}
 }

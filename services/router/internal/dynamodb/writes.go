@@ -199,6 +199,12 @@ func (h *Handler) prepare(in *writeParams, legacy, expression []string, update f
 	if err := mixedParams(legacy, expression); err != nil {
 		return nil, err
 	}
+	if in.ExpressionAttributeNames != nil && len(in.ExpressionAttributeNames) == 0 {
+		return nil, validationf("ExpressionAttributeNames must not be empty")
+	}
+	if in.ExpressionAttributeValues != nil && len(in.ExpressionAttributeValues) == 0 {
+		return nil, validationf("ExpressionAttributeValues must not be empty")
+	}
 	if len(expression) == 0 {
 		if in.ExpressionAttributeNames != nil {
 			return nil, validationf("ExpressionAttributeNames can only be specified when using expressions")

@@ -182,6 +182,12 @@ func TestWriteValidation(t *testing.T) {
 				in.ExpressionAttributeValues = map[string]types.AttributeValue{":v": n("1")}
 			})
 		}, "ValidationException", "ExpressionAttributeValues can only be specified when using expressions"},
+		{"empty values", func() error {
+			return put(key, func(in *awsddb.PutItemInput) {
+				in.ConditionExpression = aws.String("attribute_not_exists(pk)")
+				in.ExpressionAttributeValues = map[string]types.AttributeValue{}
+			})
+		}, "ValidationException", "ExpressionAttributeValues must not be empty"},
 		{"expression and Expected", func() error {
 			return put(key, func(in *awsddb.PutItemInput) {
 				in.ConditionExpression = aws.String("attribute_not_exists(pk)")
@@ -302,5 +308,45 @@ func TestBatchWriteItem(t *testing.T) {
 			_, err = e.c.BatchWriteItem(ctx, &awsddb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{"tab_a": {put("q")}}})
 			wantAPIError(t, err, "ServiceUnavailable", "")
 		})
+	}
+}
+
+// TestLargeItemLimit: a table whose max_item_bytes is raised takes items
+// past DynamoDB's 400 KB and refuses what exceeds its own limit; the
+// request body limit grows with the largest table limit.
+func TestLargeItemLimit(t *testing.T) {
+	e := newEndpoint(t)
+	ctx := t.Context()
+	newTable(t, e, "big", topology.IsolationAlwaysLock)
+	if got := e.h.maxBody(); got != maxRequestBytes {
+		t.Fatalf("body limit %d with default tables", got)
+	}
+	if _, err := e.b.UpdateTable(ctx, "big", func(tb *topology.Table) error {
+		tb.MaxItemBytes = 1 << 20
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	blob := make([]byte, 600<<10)
+	item := map[string]types.AttributeValue{"pk": s("a"), "sk": s("1"), "blob": &types.AttributeValueMemberB{Value: blob}}
+	if _, err := e.c.PutItem(ctx, &awsddb.PutItemInput{TableName: aws.String("big"), Item: item}); err != nil {
+		t.Fatal(err)
+	}
+	raw := e.stored(t, "big", map[string]string{"pk": "a", "sk": "1"})
+	if len(raw) < len(blob) {
+		t.Fatalf("stored %d bytes", len(raw))
+	}
+	item["blob"] = &types.AttributeValueMemberB{Value: make([]byte, 1<<20)}
+	_, err := e.c.PutItem(ctx, &awsddb.PutItemInput{TableName: aws.String("big"), Item: item})
+	wantAPIError(t, err, "ValidationException", "table big allows 1048576")
+
+	if _, err := e.b.UpdateTable(ctx, "big", func(tb *topology.Table) error {
+		tb.MaxItemBytes = topology.MaxItemBytesLimit
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.h.maxBody(); got < topology.MaxItemBytesLimit*4/3 {
+		t.Fatalf("body limit %d with a 64 MiB item limit", got)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
-	_ "sort"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -110,7 +110,12 @@ func put(t *testing.T, e *endpoint, table string, items ...map[string]types.Attr
 	putTTL(t, e, table, time.Time{}, items...)
 }
 
-func putTTL(t *testing.T, e *endpoint, table string, expire time.Time, items ...map[string]types.AttributeValue) {
+func putB(b *testing.B, e *endpoint, table string, items ...map[string]types.AttributeValue) {
+	b.Helper()
+	putTTL(b, e, table, time.Time{}, items...)
+}
+
+func putTTL(t testing.TB, e *endpoint, table string, expire time.Time, items ...map[string]types.AttributeValue) {
 	t.Helper()
 	r := e.c.Routers[0]
 	v, err := r.View()
@@ -157,7 +162,7 @@ func putTTL(t *testing.T, e *endpoint, table string, expire time.Time, items ...
 }
 
 // toItem converts an SDK item to a ddb.Item.
-func toItem(t *testing.T, av map[string]types.AttributeValue) ddb.Item {
+func toItem(t testing.TB, av map[string]types.AttributeValue) ddb.Item {
 	t.Helper()
 	it := ddb.Item{}
 	for k, v := range av {
@@ -166,7 +171,7 @@ func toItem(t *testing.T, av map[string]types.AttributeValue) ddb.Item {
 	return it
 }
 
-func toValue(t *testing.T, v types.AttributeValue) ddb.Value {
+func toValue(t testing.TB, v types.AttributeValue) ddb.Value {
 	t.Helper()
 	num := func(s string) ddb.N {
 		n, err := ddb.ParseN(s)
@@ -534,13 +539,17 @@ func TestQueryNumberSortKeys(t *testing.T) {
 			"ValidationException", "Cannot specify the ProjectionExpression when choosing to get only the COUNT"},
 		{"start key of another partition key", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals(),
 			ExclusiveStartKey: map[string]types.AttributeValue{"pk": s("other"), "sk": n("1")}},
-			"ValidationException", "The provided starting key is invalid"},
+			"ValidationException", "The provided starting key is outside query boundaries based on provided conditions"},
 		{"start key outside the range", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p AND sk > :a"), ExpressionAttributeValues: vals(":a", "5"),
 			ExclusiveStartKey: map[string]types.AttributeValue{"pk": s("p"), "sk": n("1")}},
 			"ValidationException", "The provided starting key does not match the range key predicate"},
 		{"start key without sort key", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals(),
 			ExclusiveStartKey: map[string]types.AttributeValue{"pk": s("p")}},
 			"ValidationException", "The provided starting key is invalid"},
+		{"filter on the sort key", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), FilterExpression: aws.String("sk > :a"), ExpressionAttributeValues: vals(":a", "1")},
+			"ValidationException", "Filter Expression can only contain non-primary key attributes: Primary key attribute: sk"},
+		{"empty values", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: map[string]types.AttributeValue{}},
+			"ValidationException", "ExpressionAttributeValues must not be empty"},
 		{"unused value", &dynamodb.QueryInput{KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals(":x", "1")},
 			"ValidationException", "unused"},
 		{"no such table", &dynamodb.QueryInput{TableName: aws.String("nope"), KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: vals()},
@@ -934,7 +943,8 @@ func TestBatchGetItem(t *testing.T) {
 // TestBatchGetItemUnprocessedKeys: with a storage node stopped (one replica
 // per partition), the keys it holds come back as UnprocessedKeys, in
 // DynamoDB's shape with the table's projection and consistency, and the
-// others are read; once the node is back the unprocessed keys are read.
+// others are read; asking for those keys alone fails as unavailable until
+// the node is back, and then reads them.
 func TestBatchGetItemUnprocessedKeys(t *testing.T) {
 	e := startEndpoint(t, 3, 1, 16)
 	ctx := t.Context()
@@ -984,6 +994,8 @@ func TestBatchGetItemUnprocessedKeys(t *testing.T) {
 	if len(got) != 60 || len(un.Keys) == 60 || len(un.Keys) == 0 {
 		t.Fatalf("%d keys accounted for, %d unprocessed; want all 60, some unprocessed", len(got), len(un.Keys))
 	}
+	_, err := e.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{"bgu": un}})
+	wantAPIError(t, err, "ServiceUnavailable", "not enough replicas")
 	if err := e.c.StartNode(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -995,7 +1007,10 @@ func TestBatchGetItemUnprocessedKeys(t *testing.T) {
 		}
 		out, err := e.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: left})
 		if err != nil {
-			t.Fatal(err)
+			// Until the node is back no key can be read: the call fails.
+			wantAPIError(t, err, "ServiceUnavailable", "")
+			time.Sleep(50 * time.Millisecond)
+			continue
 		}
 		for _, it := range out.Responses["bgu"] {
 			if len(it) != 2 {
@@ -1008,5 +1023,269 @@ func TestBatchGetItemUnprocessedKeys(t *testing.T) {
 	}
 	if read != len(un.Keys) {
 		t.Fatalf("read %d of %d unprocessed keys after the restart", read, len(un.Keys))
+	}
+}
+
+// TestLegacyParameters: KeyConditions, QueryFilter, ScanFilter and
+// AttributesToGet, the parameters older SDK code still sends.
+func TestLegacyParameters(t *testing.T) {
+	e := shared
+	ctx := t.Context()
+	createTable(t, e, "legacy", "pk", "S", "sk", "N")
+	var items []map[string]types.AttributeValue
+	for i := range 10 {
+		items = append(items, map[string]types.AttributeValue{"pk": s("p"), "sk": n(fmt.Sprint(i)), "v": n(fmt.Sprint(i % 3)), "w": s("w")})
+	}
+	put(t, e, "legacy", items...)
+	out, err := e.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String("legacy"),
+		KeyConditions: map[string]types.Condition{
+			"pk": {ComparisonOperator: types.ComparisonOperatorEq, AttributeValueList: []types.AttributeValue{s("p")}},
+			"sk": {ComparisonOperator: types.ComparisonOperatorBetween, AttributeValueList: []types.AttributeValue{n("2"), n("8")}},
+		},
+		QueryFilter:      map[string]types.Condition{"v": {ComparisonOperator: types.ComparisonOperatorEq, AttributeValueList: []types.AttributeValue{n("0")}}},
+		AttributesToGet:  []string{"sk", "v"},
+		ScanIndexForward: aws.Bool(false),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sortKeys(t, out.Items, "sk"); !slices.Equal(got, []string{"6", "3"}) || out.ScannedCount != 7 || len(out.Items[0]) != 2 {
+		t.Fatalf("KeyConditions + QueryFilter: %v (ScannedCount %d), want [6 3] of 7", out.Items, out.ScannedCount)
+	}
+	sc, err := e.db.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String("legacy"),
+		ScanFilter: map[string]types.Condition{
+			"v":  {ComparisonOperator: types.ComparisonOperatorEq, AttributeValueList: []types.AttributeValue{n("1")}},
+			"sk": {ComparisonOperator: types.ComparisonOperatorGt, AttributeValueList: []types.AttributeValue{n("4")}},
+		},
+		ConditionalOperator: types.ConditionalOperatorAnd,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := sortKeys(t, sc.Items, "sk")
+	sort.Strings(got)
+	if !slices.Equal(got, []string{"7"}) || sc.ScannedCount != 10 {
+		t.Fatalf("ScanFilter: %v (ScannedCount %d), want [7] of 10", got, sc.ScannedCount)
+	}
+	// KeyConditions may go with a FilterExpression (as DynamoDB allows),
+	// not with a KeyConditionExpression or a legacy QueryFilter beside one.
+	out, err = e.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String("legacy"),
+		KeyConditions:    map[string]types.Condition{"pk": {ComparisonOperator: types.ComparisonOperatorEq, AttributeValueList: []types.AttributeValue{s("p")}}},
+		FilterExpression: aws.String("v = :v"), ExpressionAttributeValues: map[string]types.AttributeValue{":v": n("1")}})
+	if err != nil || !slices.Equal(sortKeys(t, out.Items, "sk"), []string{"1", "4", "7"}) {
+		t.Fatalf("KeyConditions + FilterExpression: %v, %v", out, err)
+	}
+	_, err = e.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String("legacy"),
+		KeyConditions:          map[string]types.Condition{"pk": {ComparisonOperator: types.ComparisonOperatorEq, AttributeValueList: []types.AttributeValue{s("p")}}},
+		KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: map[string]types.AttributeValue{":p": s("p")}})
+	wantAPIError(t, err, "ValidationException", "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {KeyConditions} Expression parameters: {KeyConditionExpression}")
+	_, err = e.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String("legacy"),
+		KeyConditionExpression: aws.String("pk = :p"), ExpressionAttributeValues: map[string]types.AttributeValue{":p": s("p")},
+		QueryFilter: map[string]types.Condition{"v": {ComparisonOperator: types.ComparisonOperatorEq, AttributeValueList: []types.AttributeValue{n("0")}}}})
+	wantAPIError(t, err, "ValidationException", "Non-expression parameters: {QueryFilter} Expression parameters: {KeyConditionExpression}")
+	_, err = e.db.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String("legacy"), ExpressionAttributeValues: map[string]types.AttributeValue{":v": n("1")}})
+	wantAPIError(t, err, "ValidationException", "ExpressionAttributeValues can only be specified when using expressions")
+}
+
+// TestExpiredItemsReadAsAbsent: an item whose expiry has passed is not
+// returned by any read, before any purge.
+func TestExpiredItemsReadAsAbsent(t *testing.T) {
+	e := shared
+	ctx := t.Context()
+	createTable(t, e, "ttl1", "pk", "S", "sk", "S")
+	put(t, e, "ttl1", map[string]types.AttributeValue{"pk": s("p"), "sk": s("live")})
+	putTTL(t, e, "ttl1", time.Now().Add(-time.Second), map[string]types.AttributeValue{"pk": s("p"), "sk": s("dead")})
+	for _, consistent := range []bool{false, true} {
+		g, err := e.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("ttl1"), Key: map[string]types.AttributeValue{"pk": s("p"), "sk": s("dead")}, ConsistentRead: aws.Bool(consistent)})
+		if err != nil || g.Item != nil {
+			t.Fatalf("GetItem of an expired item (consistent %v): %v, %v", consistent, g.Item, err)
+		}
+		q, err := e.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String("ttl1"), KeyConditionExpression: aws.String("pk = :p"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":p": s("p")}, ConsistentRead: aws.Bool(consistent)})
+		if err != nil || !slices.Equal(sortKeys(t, q.Items, "sk"), []string{"live"}) {
+			t.Fatalf("Query (consistent %v): %v, %v", consistent, q, err)
+		}
+		b, err := e.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{"ttl1": {
+			Keys: []map[string]types.AttributeValue{{"pk": s("p"), "sk": s("dead")}, {"pk": s("p"), "sk": s("live")}}, ConsistentRead: aws.Bool(consistent)}}})
+		if err != nil || !slices.Equal(sortKeys(t, b.Responses["ttl1"], "sk"), []string{"live"}) {
+			t.Fatalf("BatchGetItem (consistent %v): %v, %v", consistent, b, err)
+		}
+	}
+}
+
+// TestConsistentReadsSeeTheNewest: a version written to two of three
+// replicas only (the third holds an older one) is what every strongly
+// consistent read returns, whichever two replicas it asks: GetItem,
+// BatchGetItem, Query and Scan (which merges two replicas' streams).
+func TestConsistentReadsSeeTheNewest(t *testing.T) {
+	e := shared
+	ctx := t.Context()
+	createTable(t, e, "cons", "pk", "S", "sk", "N")
+	var items []map[string]types.AttributeValue
+	for i := range 50 {
+		items = append(items, map[string]types.AttributeValue{"pk": s(fmt.Sprintf("p%d", i%5)), "sk": n(fmt.Sprint(i)), "v": s("old")})
+	}
+	put(t, e, "cons", items...)
+	r := e.c.Routers[0]
+	v, err := r.View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := v.Snapshot.Tables["cons"]
+	ks := ddb.KeySchema{PartitionKey: ddb.KeyAttribute{Name: "pk", Type: ddb.TypeS}, SortKey: ddb.KeyAttribute{Name: "sk", Type: ddb.TypeN}}
+	// Every tenth item gets a new version on its first two replicas only;
+	// every 7th is deleted there.
+	want := map[string]string{}
+	for i, av := range items {
+		it := toItem(t, av)
+		pk, sk, err := ks.Key(it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := &storagev1.Key{Partition: placement.PartitionOf(tb.ID, pk, v.Partitions), TableId: tb.ID, PartitionKey: pk, SortKey: sk}
+		id := str(t, av["pk"]) + "/" + str(t, av["sk"])
+		want[id] = "old"
+		var rec *storagev1.Record
+		switch {
+		case i%10 == 0:
+			it["v"] = ddb.S("new")
+			rec = &storagev1.Record{Key: key, Version: r.Clock().Now(), Value: ddb.EncodeItem(it)}
+			want[id] = "new"
+		case i%7 == 0:
+			rec = &storagev1.Record{Key: key, Version: r.Clock().Now(), Tombstone: true}
+			delete(want, id)
+		default:
+			continue
+		}
+		for _, node := range v.Route(key.GetPartition()).ReadNodes[:2] {
+			if _, err := node.Client.Apply(ctx, &storagev1.ApplyRequest{Records: []*storagev1.Record{rec}, PlacementEpoch: v.Epoch}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check := func(what string, got []map[string]types.AttributeValue, want map[string]string) {
+		t.Helper()
+		seen := map[string]string{}
+		for _, it := range got {
+			seen[str(t, it["pk"])+"/"+str(t, it["sk"])] = str(t, it["v"])
+		}
+		if len(seen) != len(want) || len(got) != len(want) {
+			t.Fatalf("%s: %d items (%d distinct), want %d", what, len(got), len(seen), len(want))
+		}
+		for k, v := range want {
+			if seen[k] != v {
+				t.Fatalf("%s: %s has v %q, want %q", what, k, seen[k], v)
+			}
+		}
+	}
+	// Several rounds: the replicas a read asks are chosen at random.
+	for round := range 5 {
+		got, _ := scanAll(t, e, dynamodb.ScanInput{TableName: aws.String("cons"), ConsistentRead: aws.Bool(true), Limit: aws.Int32(9)}, 0, 0)
+		check(fmt.Sprintf("Scan round %d", round), got, want)
+		for p := range 5 {
+			q, _ := queryAll(t, e, &dynamodb.QueryInput{TableName: aws.String("cons"), KeyConditionExpression: aws.String("pk = :p"),
+				ExpressionAttributeValues: map[string]types.AttributeValue{":p": s(fmt.Sprintf("p%d", p))}, ConsistentRead: aws.Bool(true), Limit: aws.Int32(3)})
+			sub := map[string]string{}
+			for k, v := range want {
+				if strings.HasPrefix(k, fmt.Sprintf("p%d/", p)) {
+					sub[k] = v
+				}
+			}
+			check(fmt.Sprintf("Query p%d round %d", p, round), q, sub)
+		}
+		var keys []map[string]types.AttributeValue
+		for _, av := range items {
+			keys = append(keys, map[string]types.AttributeValue{"pk": av["pk"], "sk": av["sk"]})
+		}
+		b, err := e.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{"cons": {Keys: keys, ConsistentRead: aws.Bool(true)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(fmt.Sprintf("BatchGetItem round %d", round), b.Responses["cons"], want)
+		g, err := e.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("cons"), Key: map[string]types.AttributeValue{"pk": s("p0"), "sk": n("0")}, ConsistentRead: aws.Bool(true)})
+		if err != nil || str(t, g.Item["v"]) != "new" {
+			t.Fatalf("GetItem round %d: %v, %v", round, g.Item, err)
+		}
+	}
+}
+
+// TestBatchGetItemResponseLimit: a response stops before 16 MB; the keys
+// left are UnprocessedKeys, and reading them gets the rest.
+func TestBatchGetItemResponseLimit(t *testing.T) {
+	e := shared
+	ctx := t.Context()
+	createTable(t, e, "bgbig", "pk", "S", "", "")
+	pad := strings.Repeat("q", 390<<10)
+	var keys []map[string]types.AttributeValue
+	for i := range 50 {
+		put(t, e, "bgbig", map[string]types.AttributeValue{"pk": s(fmt.Sprintf("k%d", i)), "pad": s(pad)})
+		keys = append(keys, map[string]types.AttributeValue{"pk": s(fmt.Sprintf("k%d", i))})
+	}
+	req := map[string]types.KeysAndAttributes{"bgbig": {Keys: keys}}
+	got := map[string]bool{}
+	rounds := 0
+	for len(req) > 0 {
+		rounds++
+		out, err := e.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := 0
+		for _, it := range out.Responses["bgbig"] {
+			got[str(t, it["pk"])] = true
+			size += len(str(t, it["pad"]))
+		}
+		if size > 16<<20 {
+			t.Fatalf("round %d: %d bytes of items", rounds, size)
+		}
+		req = out.UnprocessedKeys
+	}
+	if len(got) != 50 || rounds != 2 {
+		t.Fatalf("%d items in %d rounds, want 50 in 2", len(got), rounds)
+	}
+}
+
+// TestScanReadAhead: a Scan reads the partitions after the current one
+// ahead while they are small; a large partition among small ones is read
+// ahead only in part and the rest streamed in turn. Every item comes back
+// once whatever the page size.
+func TestScanReadAhead(t *testing.T) {
+	e := shared
+	createTable(t, e, "scanmix", "pk", "S", "sk", "N")
+	pad := strings.Repeat("m", 10<<10)
+	want := map[string]bool{}
+	var items []map[string]types.AttributeValue
+	for i := range 60 {
+		// Two partition keys of 300 KB, so read-ahead budgets run out.
+		pk := fmt.Sprintf("big%d", i%2)
+		items = append(items, map[string]types.AttributeValue{"pk": s(pk), "sk": n(fmt.Sprint(i)), "pad": s(pad)})
+		want[fmt.Sprintf("%s/%d", pk, i)] = true
+	}
+	for i := range 45 {
+		pk := fmt.Sprintf("small%d", i)
+		items = append(items, map[string]types.AttributeValue{"pk": s(pk), "sk": n("1")})
+		want[pk+"/1"] = true
+	}
+	put(t, e, "scanmix", items...)
+	for _, limit := range []int32{0, 1, 7, 50} {
+		for _, consistent := range []bool{false, true} {
+			in := dynamodb.ScanInput{TableName: aws.String("scanmix"), ConsistentRead: aws.Bool(consistent)}
+			if limit > 0 {
+				in.Limit = aws.Int32(limit)
+			}
+			got, pages := scanAll(t, e, in, 0, 0)
+			seen := map[string]int{}
+			for _, it := range got {
+				seen[str(t, it["pk"])+"/"+str(t, it["sk"])]++
+			}
+			for k, c := range seen {
+				if c != 1 || !want[k] {
+					t.Fatalf("Limit %d consistent %v: %s returned %d times (wanted %v)", limit, consistent, k, c, want[k])
+				}
+			}
+			if len(seen) != len(want) {
+				t.Fatalf("Limit %d consistent %v: %d of %d items in %d pages", limit, consistent, len(seen), len(want), pages)
+			}
+		}
 	}
 }
