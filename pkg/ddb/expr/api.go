@@ -13,6 +13,46 @@
 //
 //	Invalid UpdateExpression: Syntax error; token: "=", near: "SET = :v"
 //	Value provided in ExpressionAttributeValues unused in expressions: keys: {:x}
+//
+// # Grammar
+//
+// One lexer and one recursive-descent parser serve every expression kind
+// (parse.go), so paths, values, functions and messages agree everywhere:
+//
+//	condition  = or
+//	or         = and { "OR" and }
+//	and        = not { "AND" not }
+//	not        = "NOT" not | primary
+//	primary    = "(" condition ")" | function | operand comparison
+//	comparison = ("=" | "<>" | "<" | "<=" | ">" | ">=") operand
+//	           | "BETWEEN" operand "AND" operand
+//	           | "IN" "(" operand { "," operand } ")"      at most 100
+//	function   = attribute_exists(path) | attribute_not_exists(path)
+//	           | attribute_type(path, :t) | begins_with(op, op) | contains(op, op)
+//	operand    = path | ":value" | size(path) | "(" operand ")"
+//	path       = name { "." name | "[" digits "]" }          at most 32 levels
+//	name       = letter { letter | digit | "_" } | "#name"
+//	projection = path { "," path }
+//	update     = clause { clause }                          each clause once
+//	clause     = "SET" set { "," set } | "REMOVE" path { "," path }
+//	           | "ADD" path ":value" { "," ... } | "DELETE" path ":value" { "," ... }
+//	set        = path "=" value [ ("+" | "-") value ]
+//	value      = operand | if_not_exists(path, value) | list_append(value, value)
+//
+// Keywords are case-insensitive, function names are not. A name that is one
+// of DynamoDB's 573 reserved words must be written as an
+// ExpressionAttributeName. Parentheses around parentheses are refused
+// ("The expression has redundant parentheses;"), as are overlapping or
+// conflicting paths in one projection or update, a first operand repeated
+// (a = a), request values of the wrong type where the type is known when
+// parsing (ADD of a string, BETWEEN bounds out of order, < on a list), and
+// expressions over 4 KB. A key condition is a condition checked against the
+// table's key schema and returned as the partition key value and one sort
+// key range (KeyCondition).
+//
+// ParseLiteralCondition is the condition grammar with values written in
+// place ("x", 1.5E3) and names in `backquotes`, for the migrator's
+// --filter, which has no request parameters.
 package expr
 
 import (

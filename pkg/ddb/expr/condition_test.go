@@ -306,11 +306,11 @@ func TestLiteralCondition(t *testing.T) {
 	for _, c := range []struct{ expr, msg string }{
 		{`n = 1 OR OR m = 2`, `Invalid filter: Syntax error; token: "OR", near: "OR OR m"`},
 		{`and = 1`, `Invalid filter: Syntax error; token: "and", near: "and ="`},
-		{`n = 1e999`, `Invalid filter: bad number "1e999"`},
+		{`n = 1e999`, `Invalid filter: invalid number: "1e999": magnitude above`},
 		{`n = "unterminated`, `Invalid filter: Syntax error; token: "\"unterminated", near: "= \"unterminated"`},
 		{"`unterminated = 1", "Invalid filter: Syntax error; token: \"`\", near: \"`unterminated\""},
 		{`n = :v`, "Invalid filter: An expression attribute value used in expression is not defined; attribute value: :v"},
-		{`n = 1.2.3`, `Invalid filter: bad number "1.2.3"`},
+		{`n = 1.2.3`, `Invalid filter: invalid number: "1.2.3": unexpected '.'`},
 	} {
 		_, err := ParseLiteralCondition(c.expr)
 		if err == nil || !strings.HasPrefix(err.Error(), c.msg) {

@@ -228,7 +228,7 @@ func (ps *parser) value() (v *valueOperand, ok bool, err error) {
 	case tNumber:
 		n, err := ddb.ParseN(t.text)
 		if err != nil {
-			return nil, true, ps.errf("bad number %q: %v", t.text, strings.TrimPrefix(err.Error(), "ddb: "))
+			return nil, true, ps.errf("%s", strings.TrimPrefix(err.Error(), "ddb: "))
 		}
 		ps.i++
 		return &valueOperand{value: n}, true, nil

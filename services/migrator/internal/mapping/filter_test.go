@@ -82,7 +82,7 @@ func TestFilterErrors(t *testing.T) {
 		{`begins_with(pk, 1)`, "Invalid filter: Incorrect operand type for operator or function; operator or function: begins_with, operand type: N"},
 		{`foo(pk)`, "Invalid filter: Invalid function name; function: foo"},
 		{`pk = "unterminated`, `Invalid filter: Syntax error; token: "\"unterminated", near: "= \"unterminated"`},
-		{`pk = 1e999`, `Invalid filter: bad number "1e999"`},
+		{`pk = 1e999`, `Invalid filter: invalid number: "1e999": magnitude above`},
 		{"`unterminated = 1", "Invalid filter: Syntax error; token: \"`\", near: \"`unterminated\""},
 		{`pk = :v`, "Invalid filter: An expression attribute value used in expression is not defined; attribute value: :v"},
 	} {
