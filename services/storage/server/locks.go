@@ -28,12 +28,13 @@ const (
 )
 
 // newLockTable builds the node's lock table. Its grace period ends when
-// every lease an earlier process on this directory may have granted has
-// run out: at the stored horizon, and at most one maximum lease after
-// this process started. A directory without a horizon waits one maximum
-// lease, unless it is new and its node id was never claimed before (no
-// earlier process served as this node, so none granted a lock).
-func (s *Server) newLockTable(newNode bool) (*locks.Table, error) {
+// every lease an earlier process may have granted has run out: at the
+// horizon stored in the directory, and at most one maximum lease after
+// this process started. Every process stores a horizon before its first
+// grant, so a directory without one never granted a lock and needs no
+// grace, unless it is a new directory standing in for an earlier one of
+// the same node id (reincarnated), whose horizon is lost with it.
+func (s *Server) newLockTable(reincarnated bool) (*locks.Table, error) {
 	graceUntil := s.startTime.Add(locks.MaxLease)
 	b, found, err := s.eng.Meta(lockHorizonMeta)
 	if err != nil {
@@ -46,7 +47,7 @@ func (s *Server) newLockTable(newNode bool) (*locks.Table, error) {
 		}
 	case found:
 		s.logger.Warn("lock horizon record malformed; granting no lock for one maximum lease", "bytes", len(b))
-	case newNode:
+	case !reincarnated:
 		graceUntil = time.Time{}
 	}
 	if left := time.Until(graceUntil); left > 0 {

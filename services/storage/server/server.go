@@ -52,10 +52,10 @@ type Server struct {
 	// (unfilled.go).
 	unfilled unfilledState
 	stamp    stamp
-	// newNode is true when this process stamped a new directory for a node
-	// id no earlier directory had claimed: nothing served as this node
-	// before, so no lock it granted can still be held (locks.go).
-	newNode bool
+	// reincarnated is true when this process stamped a new directory for
+	// a node id that an earlier directory served: that one's locks are
+	// unknown here (locks.go).
+	reincarnated bool
 	// Registry holds the node's metrics (also served at MetricsAddr).
 	Registry *prometheus.Registry
 	// bgCancel stops, and bg waits for, the goroutines that persist the
@@ -184,7 +184,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.loadUnfilled(); err != nil {
 		return nil, err
 	}
-	if s.locks, err = s.newLockTable(s.newNode); err != nil {
+	if s.locks, err = s.newLockTable(s.reincarnated); err != nil {
 		return nil, err
 	}
 	s.bg.Add(1)
@@ -478,7 +478,7 @@ func (s *Server) checkIdentity(ctx context.Context, store *topology.Store, dir d
 			return stamp{}, fmt.Errorf("storage: %w", err)
 		}
 	}
-	s.newNode = create && !adopted && c.claimed == "" && c.live == nil
+	s.reincarnated = create && !adopted && (c.claimed != "" || c.live != nil)
 	if !create {
 		return st, nil
 	}

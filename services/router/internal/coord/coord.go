@@ -98,6 +98,10 @@ type Metrics struct {
 	// replica for one that missed them, failed, or no_holder (no replica
 	// acknowledged the record).
 	Hints *prometheus.CounterVec
+	// ItemLocks counts Acquire calls by result: held, contended,
+	// unavailable or error; LockSeconds is how long the held ones took.
+	ItemLocks   *prometheus.CounterVec
+	LockSeconds prometheus.Histogram
 }
 
 // NewMetrics creates (and registers, when reg is not nil) the metrics.
@@ -120,11 +124,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Records a replica missed, sent as hints to one that acknowledged them: stored, failed, or no_holder (no replica acknowledged).",
 		}, []string{"result"}),
 	}
+	m.ItemLocks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "veltrix_router_item_locks_total",
+		Help: "Item locks asked for by read-modify-writes, by result: held, contended (another owner held it to the end), unavailable (too few replicas) or error.",
+	}, []string{"result"})
+	m.LockSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "veltrix_router_item_lock_seconds",
+		Help:    "Time to take an item lock, waiting for other owners included.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	})
 	for _, r := range []string{"stored", "failed", "no_holder"} { // export before the first hint
 		m.Hints.WithLabelValues(r)
 	}
+	for _, r := range []string{"held", "contended", "unavailable", "error"} {
+		m.ItemLocks.WithLabelValues(r)
+	}
 	if reg != nil {
-		reg.MustRegister(m.ReplicaErrors, m.Hedges, m.ReadRepairs, m.Hints)
+		reg.MustRegister(m.ReplicaErrors, m.Hedges, m.ReadRepairs, m.Hints, m.ItemLocks, m.LockSeconds)
 	}
 	return m
 }

@@ -51,6 +51,7 @@ const (
 // of the item's route.
 type ItemLock struct {
 	deadline time.Time
+	view     *cluster.View // the routing the lock was taken by
 	once     sync.Once
 	release  func()
 }
@@ -67,6 +68,31 @@ func (l *ItemLock) Valid() bool { return time.Until(l.deadline) >= LockMinRemain
 // background (bounded by 2s; a node not reached lets the lease expire).
 // It is idempotent.
 func (l *ItemLock) Unlock() { l.once.Do(l.release) }
+
+// Epoch is the placement epoch the lock was taken by.
+func (l *ItemLock) Epoch() uint64 { return l.view.Epoch }
+
+// WriteLocked is Write for the holder of l: it writes by the routing the
+// lock was taken by and never again by a newer one. When a replica refuses
+// that routing as stale (the partition's replicas changed while the lock
+// was held), the lock may no longer exclude a locker of the new replica
+// set, so the write fails with ErrLockContended (retry from the start:
+// lock, read, write) instead of going on by the new routing as Write
+// would. It also fails with ErrLockContended when less than
+// LockMinRemaining of the lease is left.
+func (co *Coordinator) WriteLocked(ctx context.Context, l *ItemLock, recs []*storagev1.Record, level Level) ([]Outcome, error) {
+	if !l.Valid() {
+		return nil, fmt.Errorf("%w: the item lock's lease has %s left, less than the %s a write needs; nothing was written",
+			ErrLockContended, max(time.Until(l.deadline), 0).Round(time.Millisecond), LockMinRemaining)
+	}
+	out, err := co.write(ctx, l.view, recs, level)
+	var se *staleError
+	if errors.As(err, &se) {
+		return nil, fmt.Errorf("%w: the partition's routing changed (epoch %d) since the item lock was taken by epoch %d, so the write was not retried by the new routing: %w",
+			ErrLockContended, se.epoch, l.view.Epoch, err)
+	}
+	return out, err
+}
 
 // Lock takes key's lock for a read-modify-write (see Acquire) and returns
 // the function that releases it (idempotent, asynchronous).
@@ -100,6 +126,24 @@ func (co *Coordinator) Lock(ctx context.Context, key *storagev1.Key, owner strin
 // owner names the holder in the nodes' logs and errors; Acquire appends a
 // random suffix, so each attempt is its own owner.
 func (co *Coordinator) Acquire(ctx context.Context, key *storagev1.Key, owner string) (*ItemLock, error) {
+	start := time.Now()
+	l, err := co.acquire(ctx, key, owner)
+	m := co.o.Metrics
+	switch {
+	case err == nil:
+		m.ItemLocks.WithLabelValues("held").Inc()
+		m.LockSeconds.Observe(time.Since(start).Seconds())
+	case errors.Is(err, ErrLockContended):
+		m.ItemLocks.WithLabelValues("contended").Inc()
+	case errors.Is(err, ErrUnavailable):
+		m.ItemLocks.WithLabelValues("unavailable").Inc()
+	default:
+		m.ItemLocks.WithLabelValues("error").Inc()
+	}
+	return l, err
+}
+
+func (co *Coordinator) acquire(ctx context.Context, key *storagev1.Key, owner string) (*ItemLock, error) {
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > lockTimeout {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, lockTimeout)
@@ -121,10 +165,17 @@ func (co *Coordinator) Acquire(ctx context.Context, key *storagev1.Key, owner st
 		if err == nil {
 			return l, nil
 		}
-		if errors.Is(err, errLockNoTime) {
-			if last == nil {
-				last = fmt.Errorf("%w: lock of %s: %w", ErrLockContended, keyString(key), context.DeadlineExceeded)
-			}
+		// A pass cut short by the deadline knows less than the last whole
+		// one: report that one.
+		var cs *cutShortError
+		switch {
+		case errors.Is(err, errLockNoTime) && last == nil:
+			return nil, fmt.Errorf("%w: lock of %s: %w", ErrLockContended, keyString(key), context.DeadlineExceeded)
+		case errors.Is(err, errLockNoTime):
+			return nil, last
+		case errors.As(err, &cs) && last == nil:
+			return nil, cs.err
+		case errors.As(err, &cs):
 			return nil, last
 		}
 		last = err
@@ -157,6 +208,13 @@ func (co *Coordinator) Acquire(ctx context.Context, key *storagev1.Key, owner st
 
 // errLockNoTime ends a pass that had no time left to ask any node.
 var errLockNoTime = errors.New("coord: no time left to lock")
+
+// cutShortError is a pass's failure when the deadline stopped it before
+// it asked every node it could.
+type cutShortError struct{ err error }
+
+func (e *cutShortError) Error() string { return e.err.Error() }
+func (e *cutShortError) Unwrap() error { return e.err }
 
 // fatalLockError is a lock failure that trying again cannot cure.
 type fatalLockError struct{ err error }
@@ -213,6 +271,7 @@ func (co *Coordinator) tryLock(ctx context.Context, v *cluster.View, key *storag
 		contended bool
 		stale     uint64
 		deadline  time.Time
+		cut       bool // the pass ran out of time before asking every node
 	)
 	satisfied := func() bool {
 		for k := range rt.Sets {
@@ -243,12 +302,15 @@ func (co *Coordinator) tryLock(ctx context.Context, v *cluster.View, key *storag
 		}
 		wait := lockNodeWait
 		if dl, ok := ctx.Deadline(); ok {
-			wait = min(wait, time.Until(dl)-10*time.Millisecond)
+			// Leave the node time to answer "contended" before ctx ends.
+			left := time.Until(dl)
+			wait = min(wait, left-max(20*time.Millisecond, left/5))
 		}
 		if wait < 0 {
 			if len(held) == 0 && len(failed) == 0 {
 				return nil, errLockNoTime
 			}
+			cut = true
 			break
 		}
 		sent := time.Now()
@@ -292,16 +354,20 @@ func (co *Coordinator) tryLock(ctx context.Context, v *cluster.View, key *storag
 		case lockGraceReason:
 			failed = append(failed, tg.id+": in its lock grace period after a restart")
 		default:
-			if ctx.Err() != nil {
+			if cerr := ctx.Err(); cerr != nil {
 				co.unlockAll(key, held)
-				return nil, &fatalLockError{fmt.Errorf("lock of %s: %w", keyString(key), ctx.Err())}
+				if errors.Is(cerr, context.DeadlineExceeded) {
+					// Most likely queued behind another owner to the end.
+					return nil, &fatalLockError{fmt.Errorf("%w: lock of %s: gave up waiting at %s: %w", ErrLockContended, keyString(key), tg.id, cerr)}
+				}
+				return nil, &fatalLockError{fmt.Errorf("lock of %s: %w", keyString(key), cerr)}
 			}
 			failed = append(failed, co.replicaErr(tg.node, err))
 		}
 	}
 	if satisfied() {
 		co.o.Logger.Debug("item lock held", "key", keyString(key), "owner", owner, "nodes", len(held))
-		return &ItemLock{deadline: deadline, release: func() { co.unlockAll(key, held) }}, nil
+		return &ItemLock{deadline: deadline, view: v, release: func() { co.unlockAll(key, held) }}, nil
 	}
 	co.unlockAll(key, held)
 	k := 0
@@ -317,6 +383,9 @@ func (co *Coordinator) tryLock(ctx context.Context, v *cluster.View, key *storag
 	}
 	err := fmt.Errorf("%w: lock of %s reached %d of %d required replicas%s: %s",
 		what, keyString(key), got[k], need[k], setName(rt, k), strings.Join(failed, "; "))
+	if cut {
+		return nil, &cutShortError{err}
+	}
 	return nil, markStale(err, stale)
 }
 

@@ -225,6 +225,9 @@ func TestLockOrderAndRelease(t *testing.T) {
 	l.Unlock()
 	l.Unlock()
 	waitNoHolders(t, g)
+	if n := counterValue(g.m.ItemLocks.WithLabelValues("held")); n != 1 {
+		t.Errorf("item locks held counted %v, want 1", n)
+	}
 	waitCalls(t, g.nodes["n1"], "UnlockKey", 1)
 	time.Sleep(10 * time.Millisecond)
 	if c := g.calls("UnlockKey"); c != 2 {
@@ -299,8 +302,11 @@ func TestLockContended(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	_, err = g.co.Lock(ctx, k, "second")
-	if !errors.Is(err, ErrLockContended) || !strings.Contains(err.Error(), "held by another owner") {
+	if !errors.Is(err, ErrLockContended) || !strings.Contains(err.Error(), "held by another owner") && !strings.Contains(err.Error(), "gave up waiting at n") {
 		t.Fatalf("err = %v, want ErrLockContended", err)
+	}
+	if n := counterValue(g.m.ItemLocks.WithLabelValues("contended")); n != 1 {
+		t.Errorf("contended locks counted %v, want 1", n)
 	}
 	for id, n := range g.nodes {
 		for _, o := range locksOf(n).holders() {
@@ -421,5 +427,76 @@ func TestLockValid(t *testing.T) {
 	}
 	if !(&ItemLock{deadline: time.Now().Add(2 * LockMinRemaining)}).Valid() {
 		t.Fatal("a lease with time left is not valid")
+	}
+}
+
+// TestWriteLocked: a write under a lock goes by the routing the lock was
+// taken by. When the replicas refuse that routing as stale, it fails with
+// ErrLockContended and is not retried by the new routing (a locker of the
+// new replica set need not meet this lock); and it is not sent at all
+// once too little of the lease is left.
+func TestWriteLocked(t *testing.T) {
+	nodes := map[string]*moveNode{}
+	for _, id := range []string{"n1", "n2", "n3", "n4"} {
+		nodes[id] = &moveNode{fakeNode: &fakeNode{}}
+	}
+	co, c := moveCoord(moveDoc(6), nodes)
+	v, err := co.View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &ItemLock{deadline: time.Now().Add(LockLease), view: v, release: func() {}}
+	if l.Epoch() != 6 {
+		t.Fatalf("epoch %d", l.Epoch())
+	}
+	if out, err := co.WriteLocked(t.Context(), l, []*storagev1.Record{rec(10)}, Quorum); err != nil || !out[0].Applied {
+		t.Fatalf("write under the lock: %v, %v", out, err)
+	}
+	// Stragglers of that write end before the nodes change.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, id := range []string{"n1", "n2", "n3"} {
+		for nodes[id].calls.Load() != 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never got the write", id)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// The move to n4 completes; the router already knows it.
+	cn := map[string]*cluster.Node{}
+	for id, n := range nodes {
+		n.refuseBelow = 7
+		n.calls.Store(0)
+		cn[id] = &cluster.Node{ID: id, Client: n}
+	}
+	done := placement.Document{Epoch: 7, Partitions: 1, RF: 3, HashFunction: placement.HashFunction, Replicas: [][]string{{"n1", "n2", "n4"}}}
+	c.Publish(done, cn)
+	_, err = co.WriteLocked(t.Context(), l, []*storagev1.Record{rec(11)}, Quorum)
+	if !errors.Is(err, ErrLockContended) || !strings.Contains(err.Error(), "routing changed (epoch 7) since the item lock was taken by epoch 6") {
+		t.Fatalf("write under a lock of an old routing: %v", err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := nodes["n4"].calls.Load(); n != 0 {
+		t.Fatalf("n4 (new routing) got %d calls; a locked write must not go by a newer routing", n)
+	}
+	// Plain Write goes on by the new routing.
+	if _, err := co.Write(t.Context(), []*storagev1.Record{rec(12)}, Quorum); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]int32{"n1": 1, "n2": 1, "n3": 0, "n4": 1} { // stragglers of the plain write (stale refusals count no call)
+		for nodes[id].calls.Load() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d calls, want %d", id, nodes[id].calls.Load(), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	short := &ItemLock{deadline: time.Now().Add(LockMinRemaining / 2), view: v, release: func() {}}
+	before := nodes["n1"].calls.Load()
+	if _, err := co.WriteLocked(t.Context(), short, []*storagev1.Record{rec(13)}, Quorum); !errors.Is(err, ErrLockContended) || !strings.Contains(err.Error(), "nothing was written") {
+		t.Fatalf("write with the lease almost over: %v", err)
+	}
+	if nodes["n1"].calls.Load() != before {
+		t.Fatal("a write was sent with the lease almost over")
 	}
 }

@@ -222,12 +222,13 @@ func (t *Table) Lock(ctx context.Context, k Key, owner string, lease, wait time.
 		return 0, ErrClosed
 	}
 	e := t.entries[k]
+	if e != nil && e.token != 0 && !now.Before(e.expires) {
+		t.expireLocked(e, now) // its timer is late; do its work now
+		e = t.entries[k]       // gone unless it passed to a waiter
+	}
 	if e == nil {
 		e = &entry{key: k}
 		t.entries[k] = e
-	}
-	if e.token != 0 && !now.Before(e.expires) {
-		t.expireLocked(e, now) // its timer is late; do its work now
 	}
 	switch {
 	case e.token == 0: // a queue exists only behind a holder

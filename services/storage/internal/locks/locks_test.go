@@ -253,3 +253,26 @@ func TestInvalid(t *testing.T) {
 		}
 	}
 }
+
+// TestLateTimer: a lease that ran out before its timer fired is ended by
+// the next request, and the lock it then grants is held like any other.
+func TestLateTimer(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	tb := New(Options{Now: clock})
+	lockOK(t, tb, k1, "a", time.Second, 0)
+	mu.Lock()
+	now = now.Add(2 * time.Second) // the real timer is still a second away
+	mu.Unlock()
+	tok := lockOK(t, tb, k1, "b", 5*time.Second, 0)
+	if _, err := tb.Lock(t.Context(), k1, "c", time.Second, 0); !errors.Is(err, ErrContended) {
+		t.Fatalf("c: %v; b's lock, granted after a late expiry, is not held", err)
+	}
+	if !tb.Unlock(k1, tok) || tb.Len() != 0 {
+		t.Fatalf("b's unlock failed or left %d entries", tb.Len())
+	}
+	if st := tb.Stats(); st.Expired != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
