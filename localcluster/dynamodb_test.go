@@ -13,26 +13,34 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-// TestDynamoDBEndpoint drives the first router's DynamoDB endpoint through
-// the AWS SDK for Go v2 against a real cluster: embedded etcd, three
-// Pebble storage nodes (RF 3), the item lock on the storage nodes.
+// TestDynamoDBEndpoint drives the routers' DynamoDB endpoints through the
+// AWS SDK for Go v2 against a real cluster: embedded etcd, three Pebble
+// storage nodes (RF 3), two routers, the item lock on the storage nodes.
 func TestDynamoDBEndpoint(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster")
 	}
-	c, err := Start(t.Context(), Options{Dir: t.TempDir(), Nodes: 3, Partitions: 64, NoSync: true, DynamoDBAddr: "127.0.0.1:0"})
+	c, err := Start(t.Context(), Options{Dir: t.TempDir(), Nodes: 3, Routers: 2, Partitions: 64, NoSync: true,
+		DynamoDBAddr: "127.0.0.1:0", DynamoDBAllRouters: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	addr := c.DynamoDBAddr()
-	if addr == "" {
-		t.Fatal("no DynamoDB address")
+	var dbs []*dynamodb.Client
+	for i := range 2 {
+		addr := c.RouterDynamoDBAddr(i)
+		if addr == "" {
+			t.Fatalf("router %d: no DynamoDB address", i+1)
+		}
+		dbs = append(dbs, dynamodb.New(dynamodb.Options{
+			Region: "us-east-1", BaseEndpoint: aws.String("http://" + addr),
+			Credentials: credentials.NewStaticCredentialsProvider("veltrix", "veltrix", ""),
+		}))
 	}
-	db := dynamodb.New(dynamodb.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String("http://" + addr),
-		Credentials: credentials.NewStaticCredentialsProvider("veltrix", "veltrix", ""),
-	})
+	if c.DynamoDBAddr() != c.RouterDynamoDBAddr(0) {
+		t.Fatalf("DynamoDBAddr %s, router 1's %s", c.DynamoDBAddr(), c.RouterDynamoDBAddr(0))
+	}
+	db := dbs[0]
 	ctx := t.Context()
 	if _, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName:            aws.String("counters"),
@@ -47,11 +55,13 @@ func TestDynamoDBEndpoint(t *testing.T) {
 		t.Fatalf("ListTables: %v %v", lt, err)
 	}
 
-	// Concurrent increments under the default write isolation lose none.
+	// Concurrent increments through both routers under the default write
+	// isolation lose none.
 	const clients, each = 4, 25
 	var wg sync.WaitGroup
 	errs := make(chan error, clients*each)
-	for range clients {
+	for i := range clients {
+		db := dbs[i%2]
 		wg.Go(func() {
 			for range each {
 				if _, err := db.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String("counters"),

@@ -55,6 +55,10 @@ type Options struct {
 	// endpoint there ("127.0.0.1:0": a free port; see DynamoDBAddr).
 	// Default: off.
 	DynamoDBAddr string
+	// DynamoDBAllRouters also serves the endpoint on every other router,
+	// each on a free loopback port (see RouterDynamoDBAddr); DynamoDBAddr
+	// must be set. Default: router 1 only.
+	DynamoDBAllRouters bool
 	// RouterStateDir, when set, gives router i the state directory
 	// RouterStateDir/r<i>.
 	RouterStateDir string
@@ -153,8 +157,11 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		if i == 0 && o.RouterAddr != "" {
 			cfg.ListenAddr = o.RouterAddr
 		}
-		if i == 0 {
+		switch {
+		case i == 0:
 			cfg.DynamoDBAddr = o.DynamoDBAddr
+		case o.DynamoDBAllRouters && o.DynamoDBAddr != "":
+			cfg.DynamoDBAddr = "127.0.0.1:0"
 		}
 		if o.RouterStateDir != "" {
 			cfg.StateDir = filepath.Join(o.RouterStateDir, fmt.Sprintf("r%d", i+1))
@@ -259,11 +266,15 @@ func (c *Cluster) RouterAddrs() []string {
 
 // DynamoDBAddr is the address of the first router's DynamoDB endpoint, or
 // "" when it is off or the router is stopped.
-func (c *Cluster) DynamoDBAddr() string {
-	if len(c.Routers) == 0 || c.Routers[0] == nil {
+func (c *Cluster) DynamoDBAddr() string { return c.RouterDynamoDBAddr(0) }
+
+// RouterDynamoDBAddr is the address of router i's DynamoDB endpoint, or ""
+// when it is off or the router is stopped.
+func (c *Cluster) RouterDynamoDBAddr(i int) string {
+	if i >= len(c.Routers) || c.Routers[i] == nil {
 		return ""
 	}
-	return c.Routers[0].DynamoDBAddr()
+	return c.Routers[i].DynamoDBAddr()
 }
 
 // Close stops everything, in order: the migrator, the routers, the storage

@@ -183,8 +183,10 @@ func (s *Server) serveDynamoDB() error {
 	s.dynamo = &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+		// A body must arrive in time too: a slow client holds a goroutine.
+		ReadTimeout: time.Minute,
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
 	s.dynamoLn = ln
 	s.dynamoDone = make(chan struct{})

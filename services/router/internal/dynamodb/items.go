@@ -107,9 +107,28 @@ func keyError(err error, it ddb.Item, ks ddb.KeySchema) error {
 	}
 	msg := err.Error()
 	if strings.Contains(msg, "empty") {
-		return validationf("One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty string value. Key: %s", ks.PartitionKey.Name)
+		name := ks.PartitionKey.Name
+		if ks.HasSortKey() && isEmptyKey(it[ks.SortKey.Name]) && !isEmptyKey(it[name]) {
+			name = ks.SortKey.Name
+		}
+		kind := "string"
+		if it[name] != nil && it[name].Type() == ddb.TypeB {
+			kind = "binary"
+		}
+		return validationf("One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty %s value. Key: %s", kind, name)
 	}
 	return validationf("One or more parameter values were invalid: %s", msg)
+}
+
+// isEmptyKey reports whether a key attribute value is an empty S or B.
+func isEmptyKey(v ddb.Value) bool {
+	switch x := v.(type) {
+	case ddb.S:
+		return x == ""
+	case ddb.B:
+		return len(x) == 0
+	}
+	return false
 }
 
 // decodeRecord turns a stored record into an item; a tombstone, an

@@ -271,7 +271,8 @@ type rmw struct {
 	next    func(old ddb.Item) (ddb.Item, error)
 }
 
-// lockOwners makes the item-lock owner ids of this process unique.
+// ownerPrefix and ownerSeq make the item-lock owners of this process
+// unique.
 var (
 	ownerPrefix = func() string {
 		b := make([]byte, 6)
@@ -358,10 +359,14 @@ func (h *Handler) execute(ctx context.Context, w *rmw) (old, next ddb.Item, err 
 			rec.Value = ddb.EncodeItem(next)
 			rec.ExpireUnixNanos = w.t.expiry(next, now)
 		}
-		if lk != nil && !lk.Valid() {
-			return nil, nil, throttledf("the lock on the item in table %s ran out before the write could be made (the read was slow); retry", w.t.Name)
+		var outs []coord.Outcome
+		if lk != nil {
+			// By the routing the lock was taken by; a lease about to
+			// end or a routing change is ErrLockContended (Throttling).
+			outs, err = co.WriteLocked(ctx, lk, []*storagev1.Record{rec}, coord.Quorum)
+		} else {
+			outs, err = co.Write(ctx, []*storagev1.Record{rec}, coord.Quorum)
 		}
-		outs, err := co.Write(ctx, []*storagev1.Record{rec}, coord.Quorum)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -678,7 +683,7 @@ func batchWriteItem(ctx context.Context, h *Handler, body []byte) (any, error) {
 				}
 				bt.units += writeUnits(0)
 			}
-			id := string(key.GetPartitionKey()) + "\x00" + string(key.GetSortKey())
+			id := fmt.Sprintf("%d:%s%s", len(key.GetPartitionKey()), key.GetPartitionKey(), key.GetSortKey())
 			if seen[id] {
 				return nil, validationf("Provided list of item keys contains duplicates")
 			}
@@ -724,7 +729,8 @@ func batchWriteItem(ctx context.Context, h *Handler, body []byte) (any, error) {
 // UnprocessedItems: the replicas were unavailable, the write timed out, or
 // an item lock was contended.
 func retryable(err error) bool {
-	if errors.Is(err, coord.ErrUnavailable) || errors.Is(err, coord.ErrNotReady) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, coord.ErrUnavailable) || errors.Is(err, coord.ErrNotReady) || errors.Is(err, coord.ErrLockContended) ||
+		errors.Is(err, context.DeadlineExceeded) {
 		return true
 	}
 	var e *Error

@@ -164,7 +164,9 @@ func TestWriteValidation(t *testing.T) {
 		{"key type", func() error { return put(map[string]types.AttributeValue{"pk": n("1"), "sk": s("1")}, nil) },
 			"ValidationException", "Type mismatch for key pk expected: S actual: N"},
 		{"empty key", func() error { return put(map[string]types.AttributeValue{"pk": s(""), "sk": s("1")}, nil) },
-			"ValidationException", "cannot contain an empty string value"},
+			"ValidationException", "cannot contain an empty string value. Key: pk"},
+		{"empty sort key", func() error { return put(map[string]types.AttributeValue{"pk": s("a"), "sk": s("")}, nil) },
+			"ValidationException", "cannot contain an empty string value. Key: sk"},
 		{"oversize item", func() error {
 			return put(map[string]types.AttributeValue{"pk": s("a"), "sk": s("1"), "big": s(big)}, nil)
 		},
