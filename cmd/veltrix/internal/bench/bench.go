@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -312,8 +313,9 @@ func (o *Options) runPeer(ctx context.Context, rep *Report, p Peer, root string,
 	workloads := o.orderedWorkloads()
 	dynamoWorkloads := o.orderedDynamoDBWorkloads()
 	if p.DynamoDB {
-		// A DynamoDB peer runs only the DynamoDB workloads, as its own.
-		workloads, dynamoWorkloads = dynamoWorkloads, nil
+		// A DynamoDB peer runs only the DynamoDB workloads, as its own
+		// (not the Veltrix write isolation one).
+		workloads, dynamoWorkloads = slices.DeleteFunc(dynamoWorkloads, func(w Workload) bool { return w.Name == PutItemOnlyRMW }), nil
 	} else if p.RF == 0 {
 		dynamoWorkloads = nil
 	}
@@ -462,6 +464,11 @@ func (o *Options) runPeer(ctx context.Context, rep *Report, p Peer, root string,
 			return fmt.Errorf("bench: load %s through the DynamoDB endpoint: %w", p.Name, err)
 		}
 		for _, w := range dynamoWorkloads {
+			if w.Name == PutItemOnlyRMW {
+				if err := vd.onlyRMW(ctx); err != nil {
+					return err
+				}
+			}
 			m, err := runOne(dd, w)
 			if err != nil {
 				return err

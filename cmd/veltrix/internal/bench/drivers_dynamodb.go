@@ -19,17 +19,27 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/veltrixdb/veltrix/pkg/client"
 	"github.com/veltrixdb/veltrix/pkg/etcdembed"
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 )
 
 // The DynamoDB workloads: the single-key workloads C and PUT sent as
 // GetItem and PutItem through a DynamoDB endpoint with the AWS SDK for Go
 // v2. On a Veltrix peer they run on the same cluster as the gRPC
-// workloads, right after them; the dynalite peer runs only these.
+// workloads, right after them, on a table with the endpoint's default
+// write isolation (always_use_lwt: every write takes the item's lock);
+// PUTITEM_ONLYRMW then switches the table to only_rmw_uses_lwt, where a
+// blind PutItem takes no lock. The dynalite peer runs GETITEM and PUTITEM.
 var DynamoDBWorkloads = []Workload{
 	{Name: "GETITEM", Description: "GetItem (DynamoDB endpoint)", Read: 1},
 	{Name: "PUTITEM", Description: "PutItem (DynamoDB endpoint)", Update: 1},
+	{Name: PutItemOnlyRMW, Description: "PutItem, only_rmw_uses_lwt (DynamoDB endpoint)", Update: 1},
 }
+
+// PutItemOnlyRMW is the PutItem workload on a table whose write isolation
+// is only_rmw_uses_lwt (Veltrix peers only).
+const PutItemOnlyRMW = "PUTITEM_ONLYRMW"
 
 // dynamoDBWorkload finds a DynamoDB workload, case-insensitively.
 func dynamoDBWorkload(name string) (Workload, bool) {
@@ -44,6 +54,15 @@ func dynamoDBWorkload(name string) (Workload, bool) {
 func isDynamoDBWorkload(name string) bool {
 	_, ok := dynamoDBWorkload(name)
 	return ok
+}
+
+// onlyRMW sets the bench table's write isolation to only_rmw_uses_lwt.
+func (d *veltrixDriver) onlyRMW(ctx context.Context) error {
+	_, err := d.c.UpdateTable(ctx, dynamoTable, client.WithWriteIsolation(kvv1.WriteIsolation_WRITE_ISOLATION_ONLY_RMW_USES_LWT))
+	if err != nil {
+		return fmt.Errorf("bench: set %s's write isolation: %w", dynamoTable, err)
+	}
+	return nil
 }
 
 // dynamo connects a dynamoDriver to the cluster's DynamoDB endpoint.

@@ -20,7 +20,7 @@ func TestDynamoDBWorkloads(t *testing.T) {
 	}
 	var progress bytes.Buffer
 	rep, err := Run(context.Background(), Options{
-		Peers: []string{"veltrix-rf1", "dynalite"}, Workloads: []string{"C", "PUT", "GETITEM", "PUTITEM"},
+		Peers: []string{"veltrix-rf1", "dynalite"}, Workloads: []string{"C", "PUT", "GETITEM", "PUTITEM", PutItemOnlyRMW},
 		Keys: 200, ValueSize: 128, Concurrency: 4, Duration: 200 * time.Millisecond, Warmup: -1,
 		Dir: t.TempDir(), Progress: &progress, RequirePeers: inCI(), NoTargets: false, Command: "test",
 	})
@@ -43,11 +43,14 @@ func TestDynamoDBWorkloads(t *testing.T) {
 			t.Errorf("%s/%s: %d errors, first: %s", r.Peer, r.Workload, r.Errors, r.FirstError)
 		}
 	}
-	want := []string{"veltrix-rf1/C", "veltrix-rf1/PUT", "veltrix-rf1/GETITEM", "veltrix-rf1/PUTITEM"}
+	want := []string{"veltrix-rf1/C", "veltrix-rf1/PUT", "veltrix-rf1/GETITEM", "veltrix-rf1/PUTITEM", "veltrix-rf1/" + PutItemOnlyRMW}
 	if dynalite {
 		want = append(want, "dynalite/GETITEM", "dynalite/PUTITEM")
 		if _, ok := rows["dynalite/C"]; ok {
 			t.Error("dynalite ran the gRPC workload C")
+		}
+		if _, ok := rows["dynalite/"+PutItemOnlyRMW]; ok {
+			t.Error("dynalite ran " + PutItemOnlyRMW)
 		}
 	}
 	for _, k := range want {

@@ -446,6 +446,9 @@ func (r *Report) ComputeTargets() {
 		if a, b := r.find(v, "PUTITEM", "closed"), r.find(v, "PUT", "closed"); a != nil && b != nil {
 			ratio("PutItem ops/s through the DynamoDB endpoint vs gRPC Put, "+v+" (same cluster)", "ops/s", a.OpsPerSec, b.OpsPerSec, 0, NoTargetWant, "")
 		}
+		if a, b := r.find(v, PutItemOnlyRMW, "closed"), r.find(v, "PUT", "closed"); a != nil && b != nil {
+			ratio("PutItem (only_rmw_uses_lwt) ops/s through the DynamoDB endpoint vs gRPC Put, "+v+" (same cluster)", "ops/s", a.OpsPerSec, b.OpsPerSec, 0, NoTargetWant, "")
+		}
 		if a, b := r.find(v, "GETITEM", "closed"), r.find("dynalite", "GETITEM", "closed"); a != nil && b != nil {
 			ratio("GetItem ops/s, "+v+" endpoint vs dynalite", "ops/s", a.OpsPerSec, b.OpsPerSec, 10, "≥ 10.00×", "")
 		}
