@@ -43,9 +43,31 @@ func TestDynamoDBPythonDynalite(t *testing.T) {
 }
 
 // TestBinDynamoDBPython runs the boto3 script against a real cluster's
-// endpoint.
+// endpoint, then checks that the router's /metrics counted its requests
+// and errors per operation.
 func TestBinDynamoDBPython(t *testing.T) {
 	binTest(t)
-	_, eps := startDynamoCluster(t, framework.Options{Nodes: 3, RF: 3})
+	c, eps := startDynamoCluster(t, framework.Options{Nodes: 3, RF: 3})
 	runPythonSmoke(t, eps[0])
+	r := c.Routers[0]
+	for _, op := range []string{"CreateTable", "PutItem", "GetItem", "Query", "UpdateItem", "DeleteItem", "BatchGetItem", "BatchWriteItem", "DeleteTable"} {
+		if n := metricValue(t, r, `veltrix_dynamodb_requests_total{operation="`+op+`"}`); n < 1 {
+			t.Errorf("veltrix_dynamodb_requests_total for %s: %v; want at least 1", op, n)
+		}
+		if n := metricValue(t, r, `veltrix_dynamodb_request_duration_seconds_count{operation="`+op+`"}`); n < 1 {
+			t.Errorf("veltrix_dynamodb_request_duration_seconds_count for %s: %v; want at least 1", op, n)
+		}
+	}
+	// The script's failing condition and syntax error, and its read of a
+	// missing table.
+	for _, series := range []string{
+		`veltrix_dynamodb_errors_total{operation="UpdateItem",type="ConditionalCheckFailedException"}`,
+		`veltrix_dynamodb_errors_total{operation="UpdateItem",type="ValidationException"}`,
+		`veltrix_dynamodb_errors_total{operation="DeleteItem",type="ConditionalCheckFailedException"}`,
+		`veltrix_dynamodb_errors_total{operation="GetItem",type="ResourceNotFoundException"}`,
+	} {
+		if n := metricValue(t, r, series); n != 1 {
+			t.Errorf("%s = %v; want 1", series, n)
+		}
+	}
 }
