@@ -29,6 +29,8 @@ import (
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/veltrixdb/veltrix/e2e/framework"
 	"github.com/veltrixdb/veltrix/e2e/peers"
+	"github.com/veltrixdb/veltrix/pkg/client"
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 )
 
 // The suite's tables.
@@ -74,8 +76,10 @@ func TestBinDynamoDBConformance(t *testing.T) {
 		dyn = runConformance(t, &ddbTarget{name: "dynalite", endpoint: ep, cli: newDDBClient(ep, 2)})
 	})
 	t.Run("veltrix", func(t *testing.T) {
-		_, eps := startDynamoCluster(t, framework.Options{Nodes: 3, RF: 3})
-		vel = runConformance(t, &ddbTarget{name: "veltrix", endpoint: eps[0], cli: newDDBClient(eps[0], 2)})
+		c, eps := startDynamoCluster(t, framework.Options{Nodes: 3, RF: 3})
+		tg := &ddbTarget{name: "veltrix", endpoint: eps[0], cli: newDDBClient(eps[0], 2)}
+		vel = runConformance(t, tg)
+		t.Run("TableSettings", func(t *testing.T) { veltrixTableSettings(t, c, tg) })
 	})
 	compared := 0
 	for _, c := range conformanceCases() {
@@ -91,6 +95,45 @@ func TestBinDynamoDBConformance(t *testing.T) {
 	t.Logf("compared %d observations of Veltrix with dynalite's", compared)
 	if compared == 0 {
 		t.Error("no observation compared")
+	}
+}
+
+// veltrixTableSettings checks the per-table settings Veltrix adds to
+// DynamoDB's behaviour, set through the admin API: a larger item size
+// limit, and the write isolation forbid_rmw refusing read-modify-write.
+func veltrixTableSettings(t *testing.T, c *framework.Cluster, tg *ddbTarget) {
+	ctx := ctxT(t, time.Minute)
+	cl := c.Client(t)
+	const tbl = "conf_settings"
+	createDDBTable(t, tg.cli, tbl, hashKey("pk", dtypes.ScalarAttributeTypeS))
+	item := func(pk string, n int) map[string]dtypes.AttributeValue {
+		return map[string]dtypes.AttributeValue{"pk": avS(pk), "blob": avB(bytes.Repeat([]byte{3}, n))}
+	}
+	_, err := tg.cli.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(tbl), Item: item("big", 500<<10)})
+	wantErr(t, "PutItem of 500 KB with the default limit", err, "ValidationException", "size")
+	if _, err := cl.UpdateTable(ctx, tbl, client.WithMaxItemBytes(1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tg.cli.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(tbl), Item: item("big", 500<<10)}); err != nil {
+		t.Errorf("PutItem of 500 KB with a 1 MiB limit: %v", err)
+	}
+	_, err = tg.cli.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(tbl), Item: item("bigger", 1<<20)})
+	wantErr(t, "PutItem over the 1 MiB limit", err, "ValidationException", "size")
+
+	if _, err := cl.UpdateTable(ctx, tbl, client.WithWriteIsolation(kvv1.WriteIsolation_WRITE_ISOLATION_FORBID_RMW)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tg.cli.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(tbl), Item: pkKey("blind")}); err != nil {
+		t.Errorf("plain PutItem under forbid_rmw: %v", err)
+	}
+	_, err = tg.cli.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(tbl), Key: pkKey("blind"),
+		UpdateExpression: aws.String("ADD n :one"), ExpressionAttributeValues: map[string]dtypes.AttributeValue{":one": avN("1")}})
+	wantErr(t, "UpdateItem under forbid_rmw", err, "ValidationException", "forbid_rmw")
+	_, err = tg.cli.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(tbl), Item: pkKey("blind"), ConditionExpression: aws.String("attribute_exists(pk)")})
+	wantErr(t, "conditional PutItem under forbid_rmw", err, "ValidationException", "forbid_rmw")
+	out, err := tg.cli.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(tbl), Key: pkKey("blind"), ConsistentRead: aws.Bool(true)})
+	if err != nil || itemText(out.Item) != itemText(pkKey("blind")) {
+		t.Errorf("the item after the refused updates: %v %s", err, itemText(out.Item))
 	}
 }
 
