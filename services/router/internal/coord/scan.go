@@ -29,6 +29,25 @@ func ScanPosition(key *storagev1.Key) []byte {
 	return append(b, sk...)
 }
 
+// tableStart is a StreamPartition position just before table tableID's
+// first record in partition p: the largest key table tableID-1 can have
+// (partition key of 2048 0xFF bytes, sort key of 1024), so that a table's
+// scan skips the tables with smaller ids in the partition instead of
+// having the node read past them. nil for table 0.
+func tableStart(p uint32, tableID uint64) []byte {
+	if tableID == 0 {
+		return nil
+	}
+	return ScanPosition(&storagev1.Key{Partition: p, TableId: tableID - 1,
+		PartitionKey: bytes.Repeat([]byte{0xFF}, maxPartitionKey), SortKey: bytes.Repeat([]byte{0xFF}, maxSortKey)})
+}
+
+// The storage engine's key limits (a position must be a valid key).
+const (
+	maxPartitionKey = 2048
+	maxSortKey      = 1024
+)
+
 // ScanFunc receives one chunk of a partition scan: live records in key
 // order and the position after the last of them (pass it as after to
 // resume there). It returns false to stop the scan.
@@ -36,7 +55,7 @@ type ScanFunc func(recs []*storagev1.Record, resume []byte) (more bool, err erro
 
 // ScanPartition streams the records of table tableID in partition p in
 // key order, from after (a position from ScanPosition or a ScanFunc; nil:
-// the partition's start). At One it reads one live member of the
+// the table's first record). At One it reads one live member of the
 // partition's read set and moves to the next one, resuming where the
 // failed one stopped, when a replica fails mid-stream. At Quorum and All it
 // streams Need(level) members at once and merges them by key, the newest
@@ -45,6 +64,9 @@ type ScanFunc func(recs []*storagev1.Record, resume []byte) (more bool, err erro
 // replicas refused as routed by a stale placement epoch continues once by
 // the newer view, from the last position fn got.
 func (co *Coordinator) ScanPartition(ctx context.Context, v *cluster.View, p uint32, tableID uint64, after []byte, level Level, fn ScanFunc) error {
+	if len(after) == 0 {
+		after = tableStart(p, tableID)
+	}
 	track := func(recs []*storagev1.Record, resume []byte) (bool, error) {
 		after = resume
 		return fn(recs, resume)

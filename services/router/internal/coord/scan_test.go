@@ -117,8 +117,9 @@ func TestScanPartitionFailover(t *testing.T) {
 	// Other tables, other partitions, tombstones and expired records are
 	// not streamed.
 	other := &storagev1.Key{Partition: 0, TableId: 2, PartitionKey: []byte("k03x")}
+	before := &storagev1.Key{Partition: 0, TableId: 0, PartitionKey: []byte("k03y")}
 	for _, n := range g.nodes {
-		n.put(record(other, 1), record(key(1, "k05"), 1),
+		n.put(record(other, 1), record(before, 1), record(key(1, "k05"), 1),
 			&storagev1.Record{Key: key(0, "k04a"), Version: 2, Tombstone: true},
 			&storagev1.Record{Key: key(0, "k04b"), Version: 2, Value: []byte("x"), ExpireUnixNanos: time.Now().Add(-time.Second).UnixNano()})
 	}

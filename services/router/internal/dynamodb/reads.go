@@ -52,8 +52,12 @@ const (
 	readUnitBytes = 4 << 10
 	// maxTotalSegments is the most segments a parallel Scan may have.
 	maxTotalSegments = 1000000
-	// queryBatch is the most records one storage round of a Query asks for.
-	queryBatch = 500
+	// queryBatch is the most records one storage round of a Query asks
+	// for, queryFirstBatch what the first round asks for: later rounds ask
+	// for what the items seen so far say fills the page, so a page of
+	// large items does not read megabytes past its 1 MB.
+	queryBatch      = 1000
+	queryFirstBatch = 100
 )
 
 // readValue is one AttributeValue in DynamoDB JSON (in the legacy
@@ -722,9 +726,13 @@ func query(ctx context.Context, h *Handler, body []byte) (any, error) {
 		if q.Start != nil && q.End != nil && bytes.Compare(q.Start, q.End) >= 0 {
 			return pg.output(false)
 		}
-		q.Limit = queryBatch
+		q.Limit = queryFirstBatch
+		if pg.scanned > 0 {
+			avg := max(1, pg.size/pg.scanned)
+			q.Limit = min(queryBatch, (pageBytes-pg.size)/avg+1)
+		}
 		if pg.limit > 0 {
-			q.Limit = min(queryBatch, pg.limit-pg.scanned)
+			q.Limit = min(q.Limit, pg.limit-pg.scanned)
 		}
 		recs, next, err := co.Query(ctx, q, lvl)
 		if err != nil {

@@ -711,6 +711,13 @@ func TestScan(t *testing.T) {
 			t.Errorf("%d distinct items, want %d", len(seen), len(want))
 		}
 	}
+	t.Run("a table created later", func(t *testing.T) {
+		// Its scan starts past the other table's records in each partition.
+		got, _ := scanAll(t, e, dynamodb.ScanInput{TableName: aws.String("scan2")}, 0, 0)
+		if keys := sortKeys(t, got, "pk"); len(keys) != 2 || !slices.Contains(keys, "p1") || !slices.Contains(keys, "p2") {
+			t.Fatalf("scan2: %v, want p1 and p2", keys)
+		}
+	})
 	t.Run("whole table over 1 MB", func(t *testing.T) {
 		got, pages := scanAll(t, e, dynamodb.ScanInput{TableName: aws.String("scan1")}, 0, 0)
 		check(t, got, want)
@@ -1286,6 +1293,68 @@ func TestScanReadAhead(t *testing.T) {
 			if len(seen) != len(want) {
 				t.Fatalf("Limit %d consistent %v: %d of %d items in %d pages", limit, consistent, len(seen), len(want), pages)
 			}
+		}
+	}
+}
+
+// TestReadsWithANodeDown: with one storage node of three stopped (RF 3),
+// every read still answers completely, eventually and strongly
+// consistent: the scan of a partition moves to another replica, quorum
+// reads take the two left.
+func TestReadsWithANodeDown(t *testing.T) {
+	e := startEndpoint(t, 3, 3, 8)
+	ctx := t.Context()
+	createTable(t, e, "down", "pk", "S", "sk", "N")
+	var items, keys []map[string]types.AttributeValue
+	for i := range 60 {
+		it := map[string]types.AttributeValue{"pk": s(fmt.Sprintf("p%d", i%6)), "sk": n(fmt.Sprint(i))}
+		items = append(items, it)
+		keys = append(keys, it)
+	}
+	put(t, e, "down", items...)
+	// A paginated Scan during which the node stops: the pages after it
+	// read other replicas, and every item comes back once.
+	seen := map[string]int{}
+	pg := dynamodb.NewScanPaginator(e.db, &dynamodb.ScanInput{TableName: aws.String("down"), Limit: aws.Int32(5)})
+	for page := 0; pg.HasMorePages(); page++ {
+		if page == 3 {
+			if err := e.c.StopNode(1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := pg.NextPage(ctx)
+		if err != nil {
+			t.Fatalf("page %d: %v", page, err)
+		}
+		for _, it := range out.Items {
+			seen[str(t, it["pk"])+"/"+str(t, it["sk"])]++
+		}
+	}
+	for k, c := range seen {
+		if c != 1 {
+			t.Fatalf("%s returned %d times", k, c)
+		}
+	}
+	if len(seen) != 60 {
+		t.Fatalf("%d of 60 items across the node's stop", len(seen))
+	}
+	for _, consistent := range []bool{false, true} {
+		got, _ := scanAll(t, e, dynamodb.ScanInput{TableName: aws.String("down"), ConsistentRead: aws.Bool(consistent), Limit: aws.Int32(7)}, 0, 0)
+		if len(got) != 60 {
+			t.Fatalf("Scan consistent=%v: %d items, want 60", consistent, len(got))
+		}
+		q, _ := queryAll(t, e, &dynamodb.QueryInput{TableName: aws.String("down"), KeyConditionExpression: aws.String("pk = :p"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":p": s("p3")}, ConsistentRead: aws.Bool(consistent), Limit: aws.Int32(4)})
+		if len(q) != 10 {
+			t.Fatalf("Query consistent=%v: %d items, want 10", consistent, len(q))
+		}
+		b, err := e.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{"down": {Keys: keys, ConsistentRead: aws.Bool(consistent)}}})
+		if err != nil || len(b.Responses["down"]) != 60 || len(b.UnprocessedKeys) != 0 {
+			t.Fatalf("BatchGetItem consistent=%v: %v, %d items, unprocessed %v", consistent, err, len(b.Responses["down"]), b.UnprocessedKeys)
+		}
+		g, err := e.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("down"), Key: keys[17], ConsistentRead: aws.Bool(consistent)})
+		if err != nil || g.Item == nil {
+			t.Fatalf("GetItem consistent=%v: %v, %v", consistent, g, err)
 		}
 	}
 }
