@@ -141,6 +141,14 @@ func (svc *service) LockKey(ctx context.Context, req *storagev1.LockKeyRequest) 
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("lock of %s in partition %d for %q: %w", lockKey(k), k.Partition, req.GetOwner(), err))
 	}
+	if wait > 0 {
+		// The partition's routing may have changed while the request
+		// waited: a lock granted by the old routing would not count.
+		if _, err := svc.readKey(svc.s.watcher.Snapshot(), accessWrite, req.GetPlacementEpoch(), req.GetKey(), "key"); err != nil {
+			svc.s.locks.Unlock(lockKey(k), tok)
+			return nil, toStatus(err)
+		}
+	}
 	return &storagev1.LockKeyResponse{Token: tok}, nil
 }
 

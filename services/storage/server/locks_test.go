@@ -176,3 +176,66 @@ func TestLockGraceAfterRestart(t *testing.T) {
 		t.Fatalf("after the old lease ran out: %v", err)
 	}
 }
+
+// TestLockKeyFencing: LockKey is fenced by the placement epoch like Apply
+// (a lock taken by an old routing must not count once the partition's
+// replicas changed), and a node backfilling in place, a write target,
+// grants locks.
+func TestLockKeyFencing(t *testing.T) {
+	env := setup(t)
+	ctx := context.Background()
+	k := key(7, ownedPK(t, 7, "fence"), "")
+	p := k.Partition
+	doc, err := env.store.UpdatePlacement(ctx, func(d *placement.Document) error { d.MarkChanged(p, d.Epoch); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = env.c.LockKey(ctx, &storagev1.LockKeyRequest{Key: k, Owner: "old", LeaseMillis: 1000, PlacementEpoch: doc.Epoch - 1})
+	wantReason(t, err, codes.FailedPrecondition, "STALE_PLACEMENT_EPOCH")
+	resp, err := env.c.LockKey(ctx, &storagev1.LockKeyRequest{Key: k, Owner: "new", LeaseMillis: 1000, PlacementEpoch: doc.Epoch})
+	if err != nil {
+		t.Fatalf("lock at the current epoch: %v", err)
+	}
+	// A request queued behind it when the routing changes is refused when
+	// its turn comes, and the lock stays free.
+	queued := make(chan error, 1)
+	go func() {
+		_, err := env.c.LockKey(ctx, &storagev1.LockKeyRequest{Key: k, Owner: "queued", LeaseMillis: 1000, WaitMillis: 5000, PlacementEpoch: doc.Epoch})
+		queued <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for metric(t, env.srv, "veltrix_storage_lock_waiters") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the request never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	changed, err := env.store.UpdatePlacement(ctx, func(d *placement.Document) error { d.MarkChanged(p, d.Epoch); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); env.srv.WatcherEpoch() < changed.Epoch; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the node never saw the new epoch")
+		}
+	}
+	if _, err := env.c.UnlockKey(ctx, &storagev1.UnlockKeyRequest{Key: k, Token: resp.GetToken()}); err != nil {
+		t.Fatal(err)
+	}
+	wantReason(t, <-queued, codes.FailedPrecondition, "STALE_PLACEMENT_EPOCH")
+	if got := metric(t, env.srv, "veltrix_storage_locks_held"); got != 0 {
+		t.Fatalf("%v locks held after the stale grant was refused", got)
+	}
+	doc = changed
+	doc, err = env.store.UpdatePlacement(ctx, func(d *placement.Document) error {
+		d.Moves = append(d.Moves, placement.Move{Partition: p, Add: "n1", Remove: "n1", Stage: placement.StageStreaming, Since: d.Epoch})
+		d.MarkChanged(p, d.Epoch)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.c.LockKey(ctx, &storagev1.LockKeyRequest{Key: k, Owner: "backfill", LeaseMillis: 1000, PlacementEpoch: doc.Epoch}); err != nil {
+		t.Fatalf("lock on a node backfilling in place: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package coord
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -37,6 +38,10 @@ const (
 	lockNodeWait = 2 * time.Second
 	// lockTimeout bounds Lock when ctx has no earlier deadline.
 	lockTimeout = 3 * time.Second
+	// lockProbeMin and lockProbeMax clamp how long a node may take to
+	// answer a lock request that does not wait (its hedge delay).
+	lockProbeMin = 250 * time.Millisecond
+	lockProbeMax = time.Second
 	// unlockTimeout bounds the background UnlockKey calls.
 	unlockTimeout = 2 * time.Second
 )
@@ -51,6 +56,7 @@ const (
 // of the item's route.
 type ItemLock struct {
 	deadline time.Time
+	key      *storagev1.Key
 	view     *cluster.View // the routing the lock was taken by
 	once     sync.Once
 	release  func()
@@ -72,7 +78,8 @@ func (l *ItemLock) Unlock() { l.once.Do(l.release) }
 // Epoch is the placement epoch the lock was taken by.
 func (l *ItemLock) Epoch() uint64 { return l.view.Epoch }
 
-// WriteLocked is Write for the holder of l: it writes by the routing the
+// WriteLocked is Write for the holder of l, of records of the locked key
+// only (anything else is ErrInvalidArgument): it writes by the routing the
 // lock was taken by and never again by a newer one. When a replica refuses
 // that routing as stale (the partition's replicas changed while the lock
 // was held), the lock may no longer exclude a locker of the new replica
@@ -84,6 +91,12 @@ func (co *Coordinator) WriteLocked(ctx context.Context, l *ItemLock, recs []*sto
 	if !l.Valid() {
 		return nil, fmt.Errorf("%w: the item lock's lease has %s left, less than the %s a write needs; nothing was written",
 			ErrLockContended, max(time.Until(l.deadline), 0).Round(time.Millisecond), LockMinRemaining)
+	}
+	for i, r := range recs {
+		if k := r.GetKey(); l.key != nil && (k.GetPartition() != l.key.GetPartition() || k.GetTableId() != l.key.GetTableId() ||
+			!bytes.Equal(k.GetPartitionKey(), l.key.GetPartitionKey()) || !bytes.Equal(k.GetSortKey(), l.key.GetSortKey())) {
+			return nil, fmt.Errorf("%w: records[%d]: %s is not the locked %s", ErrInvalidArgument, i, keyString(k), keyString(l.key))
+		}
 	}
 	out, err := co.write(ctx, l.view, recs, level)
 	var se *staleError
@@ -113,8 +126,10 @@ func (co *Coordinator) Lock(ctx context.Context, key *storagev1.Key, owner strin
 //
 // Nodes are asked one at a time in node-id order, so two lockers meet at
 // the same first node and queue there (FIFO) instead of splitting the
-// sets between them. Each node queues the request for up to 2s while
-// another owner holds the lock. Nodes not registered are skipped; a node
+// sets between them. Each node is asked first without waiting, with a
+// timeout of its usual latency (250ms to 1s), so a node that hangs costs
+// little; when another owner holds the lock it is asked again to queue the
+// request for up to 2s. Nodes not registered are skipped; a node
 // that fails, is unreachable or is in its post-restart grace period is
 // skipped too. Acquire stops once every set has its majority. When a set
 // can no longer reach one it releases what it holds and tries again after
@@ -272,7 +287,9 @@ func (co *Coordinator) tryLock(ctx context.Context, v *cluster.View, key *storag
 		stale     uint64
 		deadline  time.Time
 		cut       bool // the pass ran out of time before asking every node
+		ambiguous []*cluster.Node
 	)
+	defer func() { co.releaseOwner(key, owner, v.Epoch, ambiguous) }()
 	satisfied := func() bool {
 		for k := range rt.Sets {
 			if got[k] < need[k] {
@@ -314,12 +331,23 @@ func (co *Coordinator) tryLock(ctx context.Context, v *cluster.View, key *storag
 			break
 		}
 		sent := time.Now()
-		cctx, cancel := context.WithTimeout(ctx, wait+time.Second)
-		resp, err := tg.node.Client.LockKey(cctx, &storagev1.LockKeyRequest{
-			Key: key, Owner: owner, LeaseMillis: uint32(LockLease / time.Millisecond),
-			WaitMillis: uint32(wait / time.Millisecond), PlacementEpoch: v.Epoch,
-		})
-		cancel()
+		ask := func(wait, timeout time.Duration) (*storagev1.LockKeyResponse, error) {
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			return tg.node.Client.LockKey(cctx, &storagev1.LockKeyRequest{
+				Key: key, Owner: owner, LeaseMillis: uint32(LockLease / time.Millisecond),
+				WaitMillis: uint32(wait / time.Millisecond), PlacementEpoch: v.Epoch,
+			})
+		}
+		// First without waiting, bounded by the node's usual latency: a
+		// node that hangs is skipped after that, not after the whole wait.
+		// Only when another owner holds the lock does it queue there.
+		resp, err := ask(0, tg.node.HedgeDelay(lockProbeMin, lockProbeMax))
+		queued := false
+		if lockReason(err) == lockContendedReason && wait > 0 {
+			queued = true
+			resp, err = ask(wait, wait+time.Second)
+		}
 		for k := range rt.Sets {
 			if tg.sets&(1<<k) != 0 {
 				left[k]--
@@ -354,8 +382,14 @@ func (co *Coordinator) tryLock(ctx context.Context, v *cluster.View, key *storag
 		case lockGraceReason:
 			failed = append(failed, tg.id+": in its lock grace period after a restart")
 		default:
+			if c := status.Code(err); c == codes.DeadlineExceeded || c == codes.Canceled {
+				ambiguous = append(ambiguous, tg.node) // it may have granted it
+			}
 			if cerr := ctx.Err(); cerr != nil {
 				co.unlockAll(key, held)
+				if errors.Is(cerr, context.DeadlineExceeded) && !queued {
+					return nil, &cutShortError{fmt.Errorf("%w: lock of %s: %w", ErrUnavailable, keyString(key), cerr)}
+				}
 				if errors.Is(cerr, context.DeadlineExceeded) {
 					// Most likely queued behind another owner to the end.
 					return nil, &fatalLockError{fmt.Errorf("%w: lock of %s: gave up waiting at %s: %w", ErrLockContended, keyString(key), tg.id, cerr)}
@@ -367,7 +401,7 @@ func (co *Coordinator) tryLock(ctx context.Context, v *cluster.View, key *storag
 	}
 	if satisfied() {
 		co.o.Logger.Debug("item lock held", "key", keyString(key), "owner", owner, "nodes", len(held))
-		return &ItemLock{deadline: deadline, view: v, release: func() { co.unlockAll(key, held) }}, nil
+		return &ItemLock{deadline: deadline, key: key, view: v, release: func() { co.unlockAll(key, held) }}, nil
 	}
 	co.unlockAll(key, held)
 	k := 0
@@ -401,6 +435,27 @@ func lockReason(err error) string {
 		}
 	}
 	return ""
+}
+
+// releaseOwner releases, in the background, a lock that nodes whose
+// LockKey call timed out may have granted to owner: the request again
+// from the same owner renews the grant, if there is one, to a 1ms lease
+// and returns its token, which is then released. A node that never
+// granted it grants a 1ms lock and releases it; one where another owner
+// holds it refuses at once. Otherwise such a grant would block the key
+// for a whole lease.
+func (co *Coordinator) releaseOwner(key *storagev1.Key, owner string, epoch uint64, nodes []*cluster.Node) {
+	for _, n := range nodes {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
+			defer cancel()
+			resp, err := n.Client.LockKey(ctx, &storagev1.LockKeyRequest{Key: key, Owner: owner, LeaseMillis: 1, PlacementEpoch: epoch})
+			if err != nil {
+				return
+			}
+			_, _ = n.Client.UnlockKey(ctx, &storagev1.UnlockKeyRequest{Key: key, Token: resp.GetToken()})
+		}()
+	}
 }
 
 // unlockAll releases key's grants in the background.

@@ -21,14 +21,17 @@ import (
 )
 
 // nodeLocks is a storeNode's lock table: what a storage node does for
-// LockKey and UnlockKey (leases, waiting, tokens, the grace period after
-// a restart), kept simple: waiters poll.
+// LockKey and UnlockKey (leases, waiting, tokens, renewal by the holder,
+// the grace period after a restart), kept simple: waiters poll.
 type nodeLocks struct {
 	mu     sync.Mutex
 	held   map[string]heldLock
 	token  uint64
 	grace  time.Time // no grant before
 	grants int
+	// slowOnce delays the answer to the next grant (the lock is held
+	// meanwhile).
+	slowOnce time.Duration
 }
 
 type heldLock struct {
@@ -86,12 +89,21 @@ func (n *storeNode) LockKey(ctx context.Context, req *storagev1.LockKeyRequest) 
 			return nil, lockErr(codes.Unavailable, lockGraceReason, "locks: lock grace period after restart")
 		}
 		h, ok := l.held[k]
+		if ok && now.Before(h.expires) && h.owner == req.GetOwner() { // a retry: renew
+			h.expires = now.Add(time.Duration(req.GetLeaseMillis()) * time.Millisecond)
+			l.held[k] = h
+			l.mu.Unlock()
+			return &storagev1.LockKeyResponse{Token: h.token}, nil
+		}
 		if !ok || !now.Before(h.expires) {
 			l.token++
 			l.grants++
 			l.held[k] = heldLock{owner: req.GetOwner(), token: l.token, expires: now.Add(time.Duration(req.GetLeaseMillis()) * time.Millisecond)}
 			tok := l.token
+			slow := l.slowOnce
+			l.slowOnce = 0
 			l.mu.Unlock()
+			time.Sleep(slow) // granted, but the answer is late
 			return &storagev1.LockKeyResponse{Token: tok}, nil
 		}
 		l.mu.Unlock()
@@ -491,6 +503,10 @@ func TestWriteLocked(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
+	other := &ItemLock{deadline: time.Now().Add(LockLease), key: key(0, "other"), view: v, release: func() {}}
+	if _, err := co.WriteLocked(t.Context(), other, []*storagev1.Record{rec(13)}, Quorum); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "is not the locked") {
+		t.Fatalf("write of another key under a lock: %v", err)
+	}
 	short := &ItemLock{deadline: time.Now().Add(LockMinRemaining / 2), view: v, release: func() {}}
 	before := nodes["n1"].calls.Load()
 	if _, err := co.WriteLocked(t.Context(), short, []*storagev1.Record{rec(13)}, Quorum); !errors.Is(err, ErrLockContended) || !strings.Contains(err.Error(), "nothing was written") {
@@ -499,4 +515,37 @@ func TestWriteLocked(t *testing.T) {
 	if nodes["n1"].calls.Load() != before {
 		t.Fatal("a write was sent with the lease almost over")
 	}
+}
+
+// TestLockHungNode: a node that does not answer within its usual latency
+// is skipped, so the lock is taken on the others at once; a grant it made
+// but answered too late is released, not left to block the key for a
+// whole lease.
+func TestLockHungNode(t *testing.T) {
+	g := newGrid(t, []string{"n1", "n2", "n3"}, rf3, Options{})
+	n1 := locksOf(g.nodes["n1"])
+	n1.mu.Lock()
+	n1.slowOnce = 2 * lockProbeMin
+	n1.mu.Unlock()
+	start := time.Now()
+	l, err := g.co.Acquire(t.Context(), key(0, "k"), "op")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > lockProbeMin+500*time.Millisecond {
+		t.Errorf("lock took %s with n1 answering late", d)
+	}
+	if got := holdersOn(g, "n2", "n3"); got["n2"] != 1 || got["n3"] != 1 {
+		t.Fatalf("holders %v, want n2 and n3", got)
+	}
+	// n1's late grant is released well before its 5s lease ends.
+	deadline := time.Now().Add(2 * time.Second)
+	for len(n1.holders()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("n1 still holds %v", n1.holders())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	l.Unlock()
+	waitNoHolders(t, g)
 }
