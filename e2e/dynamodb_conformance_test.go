@@ -1599,6 +1599,13 @@ func rawCallHeaders(t *testing.T, endpoint, op string, body []byte, hdr map[stri
 	req.Header.Set("X-Amz-Target", "DynamoDB_20120810."+op)
 	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=veltrix/20261207/us-east-1/dynamodb/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature="+strings.Repeat("0", 64))
 	req.Header.Set("X-Amz-Date", time.Now().UTC().Format("20060102T150405Z"))
+	if v, ok := hdr["Authorization"]; ok {
+		// The caller's, or none when it is empty.
+		req.Header.Del("Authorization")
+		if v != "" {
+			req.Header.Set("Authorization", v)
+		}
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -1640,6 +1647,19 @@ func caseRawProtocol(t *testing.T, s *confSuite) string {
 		obs = append(obs, fmt.Sprintf("%s=%d", tc.what, code))
 	}
 	s.wantItem(t, confHash, pkKey("raw"), nil)
+	// Signatures: DynamoDB checks the Authorization header's shape before
+	// anything else.
+	get := []byte(`{"TableName": "conf_hash", "Key": {"pk": {"S": "raw"}}}`)
+	for _, tc := range []struct{ what, auth, want string }{
+		{"no Authorization header", "", "MissingAuthenticationTokenException"},
+		{"an Authorization header without Credential", "AWS4-HMAC-SHA256 SignedHeaders=host, Signature=" + strings.Repeat("0", 64), "IncompleteSignatureException"},
+	} {
+		code, typ, body, _ := rawCallHeaders(t, s.endpoint, "GetItem", get, map[string]string{"Authorization": tc.auth})
+		if code != http.StatusBadRequest || typ != tc.want {
+			t.Errorf("GetItem with %s: HTTP %d %s (%s); want 400 %s", tc.what, code, typ, body, tc.want)
+		}
+		obs = append(obs, fmt.Sprintf("%s=%d %s", tc.what, code, typ))
+	}
 	// Every answer carries x-amz-crc32, the CRC32 of its body.
 	code, _, body, hdr := rawCallHeaders(t, s.endpoint, "GetItem", []byte(`{"TableName": "conf_hash", "Key": {"pk": {"S": "raw"}}}`), nil)
 	if code != http.StatusOK || hdr.Get("X-Amz-Crc32") != strconv.FormatUint(uint64(crc32.ChecksumIEEE([]byte(body))), 10) {
