@@ -48,7 +48,7 @@ type incResult struct {
 	ambiguous atomic.Int64
 	// gaveUp increments were refused as not applied incMaxRetries times.
 	gaveUp atomic.Int64
-	mu sync.Mutex
+	mu     sync.Mutex
 	// errs counts the errors the clients saw, by type (errKind).
 	errs map[string]int
 	// lastSeen is the highest UPDATED_NEW value any client saw.
