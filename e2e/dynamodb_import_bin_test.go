@@ -84,9 +84,10 @@ func numericItem(o exportgen.Options, i int, version string) ddb.Item {
 	return it
 }
 
-// TestBinDynamoDBImportedTable imports two generated DynamoDB exports with
-// the real migrator (S sort keys with exportgen's items holding every
-// type; N sort keys at the limits of DynamoDB's numbers), reads every item
+// TestBinDynamoDBImportedTable imports generated DynamoDB exports with the
+// real migrator (DYNAMODB_JSON and Amazon Ion, S sort keys with
+// exportgen's items holding every type; N sort keys at the limits of
+// DynamoDB's numbers), reads every item
 // back through the endpoint with GetItem and Query and compares it with
 // the source attribute by attribute, then imports a later export over the
 // second table and reads the updated items through the endpoint.
@@ -171,6 +172,24 @@ func TestBinDynamoDBImportedTable(t *testing.T) {
 		}
 		t.Logf("%s: %d items compared by GetItem (twice) and %d partitions by Query, %d mismatches", table, len(src), len(pks), mismatches)
 	}
+
+	t.Run("Amazon Ion export", func(t *testing.T) {
+		exp, err := exportgen.Generate(filepath.Join(t.TempDir(), "export"), exportgen.Options{Items: 40, Files: 1, Seed: 21, PadBytes: 20, Format: exportgen.Ion})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const table = "imported_ion"
+		importExport(t, exp.Dir, table, exportgen.PartitionKey+":S", exportgen.SortKey+":S", true)
+		var src []ddb.Item
+		for _, f := range exp.Files {
+			for _, i := range f.Items {
+				src = append(src, exp.Options.Item(i))
+			}
+		}
+		compare(t, table, exportgen.PartitionKey, exportgen.SortKey, src, func(a, b ddb.Value) int {
+			return strings.Compare(string(a.(ddb.S)), string(b.(ddb.S)))
+		})
+	})
 
 	t.Run("S sort keys, every type", func(t *testing.T) {
 		exp, err := exportgen.Generate(filepath.Join(t.TempDir(), "export"), exportgen.Options{Items: 68, Files: 2, Seed: 16, PadBytes: 20})
