@@ -610,6 +610,13 @@ func (h *Handler) newPage(in *pageInput, op string, keyExpr *string, legacy []st
 	if in.ProjectionExpression != nil {
 		projParam = "ProjectionExpression"
 	}
+	// DynamoDB's words, captured from it: Query wraps some of them in the
+	// "1 validation error detected" envelope where Scan does not, and says
+	// "Querying" for both.
+	envelope := ""
+	if op == "Query" {
+		envelope = "1 validation error detected: "
+	}
 	switch in.Select {
 	case "":
 	case "ALL_ATTRIBUTES":
@@ -618,15 +625,18 @@ func (h *Handler) newPage(in *pageInput, op string, keyExpr *string, legacy []st
 		}
 	case "COUNT":
 		if pg.proj != nil {
-			return nil, validationf("Cannot specify the %s when choosing to get only the COUNT", projParam)
+			return nil, validationf("%sCannot specify the %s when choosing to get only the Count", envelope, projParam)
 		}
 		pg.countOnly = true
 	case "SPECIFIC_ATTRIBUTES":
 		if pg.proj == nil {
-			return nil, validationf("Must specify the AttributesToGet or ProjectionExpression when choosing to get SPECIFIC_ATTRIBUTES")
+			return nil, validationf("%sMust specify the AttributesToGet or ProjectionExpression when choosing to get SPECIFIC_ATTRIBUTES", envelope)
 		}
 	case "ALL_PROJECTED_ATTRIBUTES":
-		return nil, validationf("ALL_PROJECTED_ATTRIBUTES can be used only when %s using an IndexName", op)
+		if pg.proj != nil {
+			return nil, validationf("Cannot specify the %s when choosing to get ALL_PROJECTED_ATTRIBUTES", projParam)
+		}
+		return nil, validationf("ALL_PROJECTED_ATTRIBUTES can be used only when Querying using an IndexName")
 	default:
 		return nil, validationf("1 validation error detected: Value '%s' at 'select' failed to satisfy constraint: Member must satisfy enum value set: [SPECIFIC_ATTRIBUTES, COUNT, ALL_ATTRIBUTES, ALL_PROJECTED_ATTRIBUTES]", in.Select)
 	}
@@ -652,7 +662,7 @@ func query(ctx context.Context, h *Handler, body []byte) (any, error) {
 	// KeyConditions goes with expression parameters (DynamoDB accepts
 	// KeyConditions with a FilterExpression), not with
 	// KeyConditionExpression.
-	pg, err := h.newPage(&in.pageInput, "Querying", in.KeyConditionExpression,
+	pg, err := h.newPage(&in.pageInput, "Query", in.KeyConditionExpression,
 		present("KeyConditions", in.KeyConditions != nil && in.KeyConditionExpression != nil), in.QueryFilter, "QueryFilter", p)
 	if err != nil {
 		return nil, err
@@ -854,7 +864,7 @@ func scan(ctx context.Context, h *Handler, body []byte) (any, error) {
 		return nil, err
 	}
 	p := expr.NewParams(in.ExpressionAttributeNames, in.ExpressionAttributeValues)
-	pg, err := h.newPage(&in.pageInput, "Scanning", nil, nil, in.ScanFilter, "ScanFilter", p)
+	pg, err := h.newPage(&in.pageInput, "Scan", nil, nil, in.ScanFilter, "ScanFilter", p)
 	if err != nil {
 		return nil, err
 	}
@@ -876,7 +886,7 @@ func scan(ctx context.Context, h *Handler, body []byte) (any, error) {
 			return nil, validationf("The provided starting key is invalid: %s", toError(err).Message)
 		}
 		if key.GetPartition() < first || key.GetPartition() >= end {
-			return nil, validationf("The provided Exclusive start key does not map to the provided segment: Segment: %d, TotalSegments: %d", seg, total)
+			return nil, validationf("The provided starting key is invalid: Invalid ExclusiveStartKey. Please use ExclusiveStartKey with correct Segment. TotalSegments: %d Segment: %d", total, seg)
 		}
 		first, after = key.GetPartition(), coord.ScanPosition(key)
 	}
