@@ -424,15 +424,20 @@ func (co *Coordinator) tryLock(ctx context.Context, v *cluster.View, key *storag
 }
 
 // lockReason is the ErrorInfo reason of a storage node's lock refusal.
+// ABORTED is contention whatever its details say: a node answers LockKey
+// with it for nothing else.
 func lockReason(err error) string {
 	st, ok := status.FromError(err)
 	if !ok || (st.Code() != codes.Aborted && st.Code() != codes.Unavailable) {
 		return ""
 	}
 	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() != "" {
 			return info.GetReason()
 		}
+	}
+	if st.Code() == codes.Aborted {
+		return lockContendedReason
 	}
 	return ""
 }
