@@ -58,12 +58,20 @@ e2e-deps: ## Install the npm packages the e2e tests use (Node gRPC client, kines
 		echo "npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error); \
 	done
 
+.PHONY: python-deps
+python-deps: ## Install python3 and boto3 (Debian python3-boto3) for the e2e tests' second-language DynamoDB client, if missing.
+	@if ! python3 -c 'import boto3' >/dev/null 2>&1; then \
+		echo "installing python3-boto3 (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-boto3 >/dev/null; \
+		python3 -c 'import boto3' || { echo "python3 on PATH ($$(command -v python3)) still cannot import boto3"; exit 1; }; \
+	fi
+
 .PHONY: test
-test: e2e-deps bench-deps tools ## Run every module's tests with the race detector (e2e included).
+test: e2e-deps python-deps bench-deps tools ## Run every module's tests with the race detector (e2e included).
 	VELTRIX_HELM=$(BIN)/helm go test $(GOTEST_FLAGS) $(PKGS)
 
 .PHONY: e2e
-e2e: e2e-deps tools ## Run only the end-to-end tests of the real binaries (also part of make test).
+e2e: e2e-deps python-deps tools ## Run only the end-to-end tests of the real binaries (also part of make test).
 	go test -race -count=1 -timeout 15m -run 'TestBin' ./e2e/
 
 .PHONY: bench-deps

@@ -40,11 +40,11 @@ func benchCmd(c *conn) *cobra.Command {
 	}
 	o := &f.o
 	fs := cmd.Flags()
-	f.workloads = []string{"A", "B", "C", "D", "PUT", "BATCHGET", "IMPORT"}
+	f.workloads = []string{"A", "B", "C", "D", "PUT", "BATCHGET", "GETITEM", "PUTITEM", "PUTITEM_ONLYRMW", "IMPORT"}
 	for _, p := range bench.Peers {
 		f.peers = append(f.peers, p.Name)
 	}
-	fs.Var((*listValue)(&f.workloads), "workloads", "comma-separated workloads: A (50/50 read/update), B (95/5), C (read only), D (read latest, 5% inserts), PUT (update only), BATCHGET (16 keys per call), IMPORT (bulk import)")
+	fs.Var((*listValue)(&f.workloads), "workloads", "comma-separated workloads: A (50/50 read/update), B (95/5), C (read only), D (read latest, 5% inserts), PUT (update only), BATCHGET (16 keys per call), GETITEM and PUTITEM (C and PUT as GetItem/PutItem through the DynamoDB endpoint with the AWS SDK for Go v2), PUTITEM_ONLYRMW (PutItem with write isolation only_rmw_uses_lwt), IMPORT (bulk import)")
 	fs.Var((*listValue)(&f.peers), "peers", "comma-separated peers: "+strings.Join(f.peers, ","))
 	fs.Uint64Var(&o.Keys, "keys", 100000, "keys loaded into every peer before the workloads")
 	fs.IntVar(&o.ValueSize, "value-size", 1024, "value size in bytes")

@@ -3,6 +3,7 @@ package framework
 import (
 	"context"
 	"fmt"
+	"net"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -51,6 +52,10 @@ type Options struct {
 	// through the proxy and Cluster.Partition can cut it off. Default
 	// false.
 	FaultProxies bool
+	// DynamoDB gives every router a DynamoDB endpoint (--dynamodb-addr) on
+	// a free loopback port; Cluster.DynamoDBEndpoints lists them. Default
+	// false.
+	DynamoDB bool
 }
 
 func (o *Options) ensureDefaults() {
@@ -153,8 +158,11 @@ func Start(t testing.TB, o Options) *Cluster {
 		if o.RouterStateDir {
 			args = append(args, "--state-dir", filepath.Join(c.Dir, "router-"+strconv.Itoa(i)+"-state"))
 		}
-		c.Routers = append(c.Routers, newProc("router-"+strconv.Itoa(i), bins.Router, append(args, o.RouterArgs...),
-			&portFlag{flag: "listen-addr", hostPort: true, grpc: true}, &portFlag{flag: "metrics-addr", hostPort: true}))
+		ports := []*portFlag{{flag: "listen-addr", hostPort: true, grpc: true}, {flag: "metrics-addr", hostPort: true}}
+		if o.DynamoDB {
+			ports = append(ports, &portFlag{flag: "dynamodb-addr", hostPort: true})
+		}
+		c.Routers = append(c.Routers, newProc("router-"+strconv.Itoa(i), bins.Router, append(args, o.RouterArgs...), ports...))
 	}
 	for i := 1; i <= o.Nodes; i++ {
 		c.Nodes = append(c.Nodes, c.newNode(t, i))
@@ -309,6 +317,18 @@ func (c *Cluster) RouterAddrs() []string {
 	var out []string
 	for _, r := range c.Routers {
 		out = append(out, r.Addr())
+	}
+	return out
+}
+
+// DynamoDBEndpoints are the routers' DynamoDB endpoint URLs
+// (http://127.0.0.1:PORT), empty unless Options.DynamoDB.
+func (c *Cluster) DynamoDBEndpoints() []string {
+	var out []string
+	for _, r := range c.Routers {
+		if p := r.Port("dynamodb-addr"); p != 0 {
+			out = append(out, "http://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		}
 	}
 	return out
 }

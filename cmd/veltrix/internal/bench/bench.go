@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,9 @@ func (o *Options) EnsureDefaults() {
 		for _, w := range Workloads {
 			o.Workloads = append(o.Workloads, w.Name)
 		}
+		for _, w := range DynamoDBWorkloads {
+			o.Workloads = append(o.Workloads, w.Name)
+		}
 		o.Workloads = append(o.Workloads, ImportWorkload)
 	}
 	if len(o.Peers) == 0 {
@@ -123,7 +127,7 @@ func (o *Options) EnsureDefaults() {
 func (o *Options) Validate() error {
 	var errs []error
 	for _, w := range o.Workloads {
-		if _, ok := WorkloadByName(w); !ok && !strings.EqualFold(w, ImportWorkload) {
+		if _, ok := WorkloadByName(w); !ok && !isDynamoDBWorkload(w) && !strings.EqualFold(w, ImportWorkload) {
 			errs = append(errs, fmt.Errorf("workload %q: want one of %s", w, strings.Join(workloadNames(), ", ")))
 		}
 	}
@@ -156,6 +160,9 @@ func (o *Options) Validate() error {
 func workloadNames() []string {
 	var n []string
 	for _, w := range Workloads {
+		n = append(n, w.Name)
+	}
+	for _, w := range DynamoDBWorkloads {
 		n = append(n, w.Name)
 	}
 	return append(n, ImportWorkload)
@@ -236,6 +243,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if !o.NoTargets {
 		rep.ComputeTargets()
 	}
+	for _, p := range rep.Peers {
+		if pp, _ := PeerByName(p.Name); pp.DynamoDB && p.Skipped == "" {
+			rep.Notes = append(rep.Notes, p.Name+" runs in its own Node.js process; the DynamoDB workloads send GetItem/PutItem over HTTP with the AWS SDK for Go v2 (no retries), on a table with a binary hash key")
+		}
+	}
 	rep.Notes = append(rep.Notes,
 		"every peer runs on this machine, one at a time; Veltrix, etcd and Pebble run inside the bench process (sharing its CPUs and Go runtime with the clients), redis-server in its own process",
 		"ops/s counts calls: a BATCHGET call reads "+fmt.Sprint(BatchKeys)+" keys (KEYS/S); redis-pipelined counts each pipelined command")
@@ -269,6 +281,22 @@ func (o *Options) orderedPeers() []Peer {
 	return out
 }
 
+// orderedDynamoDBWorkloads is the selected DynamoDB workloads in
+// DynamoDBWorkloads order.
+func (o *Options) orderedDynamoDBWorkloads() []Workload {
+	var out []Workload
+	for _, w := range DynamoDBWorkloads {
+		if o.wants(w.Name) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// wantsDynamoDB reports whether a DynamoDB workload is selected, so the
+// Veltrix peers start their router's DynamoDB endpoint.
+func (o *Options) wantsDynamoDB() bool { return len(o.orderedDynamoDBWorkloads()) > 0 }
+
 // orderedWorkloads is the selected workloads in Workloads order.
 func (o *Options) orderedWorkloads() []Workload {
 	var out []Workload
@@ -283,8 +311,16 @@ func (o *Options) orderedWorkloads() []Workload {
 func (o *Options) runPeer(ctx context.Context, rep *Report, p Peer, root string, values *ValueSource, export *Export) (err error) {
 	info := PeerInfo{Name: p.Name, Description: p.Description, Durability: p.Durability(o.Sync)}
 	workloads := o.orderedWorkloads()
+	dynamoWorkloads := o.orderedDynamoDBWorkloads()
+	if p.DynamoDB {
+		// A DynamoDB peer runs only the DynamoDB workloads, as its own
+		// (not the Veltrix write isolation one).
+		workloads, dynamoWorkloads = slices.DeleteFunc(dynamoWorkloads, func(w Workload) bool { return w.Name == PutItemOnlyRMW }), nil
+	} else if p.RF == 0 {
+		dynamoWorkloads = nil
+	}
 	doImport := export != nil && p.Import
-	if len(workloads) == 0 && !doImport {
+	if len(workloads) == 0 && len(dynamoWorkloads) == 0 && !doImport {
 		return nil
 	}
 	dir, err := mkdirTemp(root, p.Name)
@@ -332,7 +368,37 @@ func (o *Options) runPeer(ctx context.Context, rep *Report, p Peer, root string,
 	rep.Peers = append(rep.Peers, info)
 
 	var inserted atomic.Uint64
+	runOne := func(d Driver, w Workload) (*Measurement, error) {
+		ro := RunOptions{
+			Workload: w, Keys: o.Keys, ValueSize: o.ValueSize, Concurrency: o.Concurrency, Duration: o.Duration,
+			Rate: o.Rate, Distribution: o.Distribution, Seed: o.Seed, Inserted: &inserted,
+		}
+		if o.Warmup > 0 {
+			wo := ro
+			wo.Duration, wo.Seed = o.Warmup, o.Seed+1000
+			if _, err := RunWorkload(ctx, d, wo, values); err != nil {
+				return nil, err
+			}
+		}
+		o.progress("%s: workload %s", p.Name, w.Name)
+		if o.BeforeWorkload != nil {
+			o.BeforeWorkload(p.Name, w.Name)
+		}
+		m, err := RunWorkload(ctx, d, ro, values)
+		if o.AfterWorkload != nil {
+			o.AfterWorkload(p.Name, w.Name)
+		}
+		return m, err
+	}
 	for _, w := range workloads {
+		if _, dyn := dynamoDBWorkload(w.Name); dyn {
+			m, err := runOne(d, w)
+			if err != nil {
+				return err
+			}
+			rep.Results = append(rep.Results, ResultOf(p.Name, w.Name, m))
+			continue
+		}
 		ro := RunOptions{
 			Workload: w, Keys: o.Keys, ValueSize: o.ValueSize, Concurrency: o.Concurrency, Duration: o.Duration,
 			Rate: o.Rate, Distribution: o.Distribution, Seed: o.Seed, Inserted: &inserted,
@@ -378,6 +444,36 @@ func (o *Options) runPeer(ctx context.Context, rep *Report, p Peer, root string,
 					rep.Notes = append(rep.Notes, "redis-benchmark did not run: "+err.Error())
 				}
 			}
+		}
+	}
+
+	// The DynamoDB workloads on the same cluster, through its router's
+	// DynamoDB endpoint, on a table of their own loaded with the same keys.
+	if len(dynamoWorkloads) > 0 {
+		vd, ok := d.(*veltrixDriver)
+		if !ok {
+			return fmt.Errorf("bench: %s has no DynamoDB endpoint", p.Name)
+		}
+		dd, err := vd.dynamo(ctx, o.Concurrency)
+		if err != nil {
+			return err
+		}
+		defer dd.Close()
+		o.progress("%s: loading %d keys through the DynamoDB endpoint", p.Name, o.Keys)
+		if _, err := Load(ctx, dd, LoadOptions{Keys: o.Keys, Concurrency: min(o.Concurrency, 16), Seed: o.Seed}, values); err != nil {
+			return fmt.Errorf("bench: load %s through the DynamoDB endpoint: %w", p.Name, err)
+		}
+		for _, w := range dynamoWorkloads {
+			if w.Name == PutItemOnlyRMW {
+				if err := vd.onlyRMW(ctx); err != nil {
+					return err
+				}
+			}
+			m, err := runOne(dd, w)
+			if err != nil {
+				return err
+			}
+			rep.Results = append(rep.Results, ResultOf(p.Name, w.Name, m))
 		}
 	}
 

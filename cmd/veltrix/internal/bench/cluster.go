@@ -25,6 +25,9 @@ type ClusterOptions struct {
 	// CacheBytes is each node's LIRS cache. Default: the product default
 	// (storage.DefaultCacheBytes); negative turns it off.
 	CacheBytes int64
+	// DynamoDBAddr, when set, serves the router's DynamoDB endpoint there
+	// ("127.0.0.1:0": a free port). Default: off.
+	DynamoDBAddr string
 	// Logger receives the servers' logs. Default: discarded.
 	Logger *slog.Logger
 }
@@ -40,7 +43,7 @@ type Cluster struct {
 func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 	lc, err := localcluster.Start(ctx, localcluster.Options{
 		Dir: o.Dir, Cluster: "bench", Nodes: o.Nodes, RF: o.RF, Partitions: o.Partitions,
-		NoSync: !o.Sync, CacheBytes: o.CacheBytes, Logger: o.Logger,
+		NoSync: !o.Sync, CacheBytes: o.CacheBytes, DynamoDBAddr: o.DynamoDBAddr, Logger: o.Logger,
 	})
 	if err != nil {
 		return nil, err

@@ -18,7 +18,12 @@ type Peer struct {
 	// Import reports whether the bulk import runs against it.
 	Import bool
 	// RF is the replication factor of a Veltrix peer (0 for the others).
+	// The DynamoDB workloads run on Veltrix peers through their router's
+	// DynamoDB endpoint.
 	RF int
+	// DynamoDB marks a peer that speaks only the DynamoDB API: only the
+	// DynamoDB workloads run against it.
+	DynamoDB bool
 	// start starts it with its data in dir.
 	start func(ctx context.Context, dir string, o *Options) (Driver, error)
 	// durability states what an acknowledged write survives.
@@ -102,6 +107,13 @@ var Peers = []Peer{
 			return "no fsync (pebble.NoSync)"
 		},
 	},
+	{
+		Name: "dynalite", Description: "dynalite (npm DynamoDB emulator on Node.js, LevelDB); GetItem/PutItem with the AWS SDK for Go v2", DynamoDB: true,
+		start: func(ctx context.Context, dir string, o *Options) (Driver, error) {
+			return startDynalite(ctx, dir, o.Concurrency)
+		},
+		durability: func(bool) string { return "LevelDB, no fsync control" },
+	},
 }
 
 func etcdDurability(sync bool) string {
@@ -129,7 +141,11 @@ func PeerByName(name string) (Peer, bool) {
 }
 
 func (o *Options) clusterOptions(dir string, nodes, rf int) ClusterOptions {
-	return ClusterOptions{Dir: dir, Nodes: nodes, RF: rf, Sync: o.Sync, Logger: o.Logger}
+	co := ClusterOptions{Dir: dir, Nodes: nodes, RF: rf, Sync: o.Sync, Logger: o.Logger}
+	if o.wantsDynamoDB() {
+		co.DynamoDBAddr = "127.0.0.1:0"
+	}
+	return co
 }
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x5eed)) }

@@ -297,7 +297,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 			if res.Missed > 0 {
 				errs += fmt.Sprintf(" +%d missed", res.Missed)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.Workload, res.Peer, mode,
+			name := res.Workload
+			if w, ok := dynamoDBWorkload(name); ok {
+				name = w.Description
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, res.Peer, mode,
 				fmtRate(res.OpsPerSec), fmtRate(res.KeysPerSec), fmtLat(res.Latency.P50), fmtLat(res.Latency.P99),
 				fmtLat(res.Latency.P999), fmtLat(res.Latency.Max), fmtCPU(res.CPUPerOp), errs)
 		}
@@ -328,7 +332,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintln(tw, "TARGET\tMEASURED\tREFERENCE\tRATIO\tWANT\tMET")
 		for _, t := range r.Targets {
 			met := "no"
-			if t.Met {
+			switch {
+			case t.Want == NoTargetWant:
+				met = "-"
+			case t.Met:
 				met = "yes"
 			}
 			if t.Note != "" {
@@ -382,6 +389,9 @@ func (r *Report) findNote(peer, workload, note string) *Result {
 	return nil
 }
 
+// NoTargetWant is the Want of a ratio reported without a target.
+const NoTargetWant = "(no target)"
+
 // HalfPeakNote marks the open-loop run at half of the peak throughput.
 const HalfPeakNote = "50% of peak"
 
@@ -429,6 +439,23 @@ func (r *Report) ComputeTargets() {
 			r.Targets = append(r.Targets, t)
 		}
 	}
+	for _, v := range []string{"veltrix-rf3", "veltrix-rf1"} {
+		if a, b := r.find(v, "GETITEM", "closed"), r.find(v, "C", "closed"); a != nil && b != nil {
+			ratio("GetItem ops/s through the DynamoDB endpoint vs gRPC Get, "+v+" (same cluster)", "ops/s", a.OpsPerSec, b.OpsPerSec, 0.7, "≥ 0.70×", "")
+		}
+		if a, b := r.find(v, "PUTITEM", "closed"), r.find(v, "PUT", "closed"); a != nil && b != nil {
+			ratio("PutItem ops/s through the DynamoDB endpoint vs gRPC Put, "+v+" (same cluster)", "ops/s", a.OpsPerSec, b.OpsPerSec, 0, NoTargetWant, "")
+		}
+		if a, b := r.find(v, PutItemOnlyRMW, "closed"), r.find(v, "PUT", "closed"); a != nil && b != nil {
+			ratio("PutItem (only_rmw_uses_lwt) ops/s through the DynamoDB endpoint vs gRPC Put, "+v+" (same cluster)", "ops/s", a.OpsPerSec, b.OpsPerSec, 0, NoTargetWant, "")
+		}
+		if a, b := r.find(v, "GETITEM", "closed"), r.find("dynalite", "GETITEM", "closed"); a != nil && b != nil {
+			ratio("GetItem ops/s, "+v+" endpoint vs dynalite", "ops/s", a.OpsPerSec, b.OpsPerSec, 10, "≥ 10.00×", "")
+		}
+		if a, b := r.find(v, "PUTITEM", "closed"), r.find("dynalite", "PUTITEM", "closed"); a != nil && b != nil {
+			ratio("PutItem ops/s, "+v+" endpoint vs dynalite", "ops/s", a.OpsPerSec, b.OpsPerSec, 0, NoTargetWant, "")
+		}
+	}
 	for _, im := range r.Imports {
 		if im.Peer == "veltrix-rf1" {
 			ratio("bulk import items/s per core, RF 1", "items/s", im.ItemsPerSecCPU, ClaimItemsPerVCPU, 1, "≥ 1.00× (42,000)", "")
@@ -445,7 +472,12 @@ func (r *Report) sortedResults() []Result {
 				return i
 			}
 		}
-		return len(Workloads)
+		for i, w := range DynamoDBWorkloads {
+			if w.Name == name {
+				return len(Workloads) + i
+			}
+		}
+		return len(Workloads) + len(DynamoDBWorkloads)
 	}
 	out := slices.Clone(r.Results)
 	slices.SortStableFunc(out, func(a, b Result) int { return rank(a.Workload) - rank(b.Workload) })
