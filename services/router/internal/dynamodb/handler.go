@@ -97,6 +97,7 @@ type Handler struct {
 	b   Backend
 	o   Options
 	ops map[string]opFunc
+	est estimates
 }
 
 // opFunc runs one operation: it decodes body (the request JSON) and returns

@@ -98,8 +98,7 @@ type tableDescription struct {
 }
 
 // describe is t's TableDescription with status. ItemCount and
-// TableSizeBytes are 0: Veltrix keeps no per-table counts yet (DynamoDB's
-// own are estimates refreshed about every six hours).
+// TableSizeBytes are 0 here; DescribeTable fills in estimates (estimate.go).
 func (h *Handler) describe(t topology.Table, status string) tableDescription {
 	d := tableDescription{
 		TableName: t.Name, TableStatus: status, TableArn: h.arn(t.Name),
@@ -309,7 +308,9 @@ func describeTable(ctx context.Context, h *Handler, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"Table": h.describe(t.Table, "ACTIVE")}, nil
+	d := h.describe(t.Table, "ACTIVE")
+	d.ItemCount, d.TableSizeBytes = h.estimate(ctx, t)
+	return map[string]any{"Table": d}, nil
 }
 
 type listTablesInput struct {

@@ -1364,3 +1364,35 @@ func TestReadsWithANodeDown(t *testing.T) {
 		}
 	}
 }
+
+// TestDescribeTableEstimates: with 16 partitions the sample is every
+// partition, so the estimate is the exact count of live items; deleted and
+// other tables' items do not count, and the estimate is reused for a while
+// (SDK waiters poll DescribeTable).
+func TestDescribeTableEstimates(t *testing.T) {
+	e := shared
+	createTable(t, e, "estimates", "pk", "S", "", "")
+	createTable(t, e, "estimates_other", "pk", "S", "", "")
+	var items []map[string]types.AttributeValue
+	for i := range 300 {
+		items = append(items, map[string]types.AttributeValue{"pk": s(fmt.Sprintf("k%03d", i)), "v": s(strings.Repeat("x", 100))})
+	}
+	put(t, e, "estimates", items...)
+	put(t, e, "estimates_other", items[:50]...)
+	deleteDirect(t, e, "estimates", map[string]types.AttributeValue{"pk": s("k000")}, map[string]types.AttributeValue{"pk": s("k001")})
+	d, err := e.db.DescribeTable(t.Context(), &dynamodb.DescribeTableInput{TableName: aws.String("estimates")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := aws.ToInt64(d.Table.ItemCount); got != 298 {
+		t.Fatalf("ItemCount %d, want 298 (every partition sampled)", got)
+	}
+	if got := aws.ToInt64(d.Table.TableSizeBytes); got < 298*100 || got > 298*200 {
+		t.Fatalf("TableSizeBytes %d, want about 298 items of ~110 bytes", got)
+	}
+	put(t, e, "estimates", map[string]types.AttributeValue{"pk": s("late")})
+	d, err = e.db.DescribeTable(t.Context(), &dynamodb.DescribeTableInput{TableName: aws.String("estimates")})
+	if err != nil || aws.ToInt64(d.Table.ItemCount) != 298 {
+		t.Fatalf("second DescribeTable within the estimate's lifetime: %v, %v; want the cached 298", d, err)
+	}
+}
