@@ -132,7 +132,10 @@ func isEmptyKey(v ddb.Value) bool {
 }
 
 // decodeRecord turns a stored record into an item; a tombstone, an
-// expired record or nil is no item.
+// expired record or nil is no item. An item whose TTL attribute has passed
+// is expired too, even when it was written before the table's TTL
+// attribute was set (so carries no stored expiry): UpdateTimeToLive
+// applies to existing items at once, as in DynamoDB.
 func (t *table) decodeRecord(rec *storagev1.Record, now time.Time) (ddb.Item, error) {
 	if rec == nil || rec.GetTombstone() {
 		return nil, nil
@@ -145,6 +148,11 @@ func (t *table) decodeRecord(rec *storagev1.Record, now time.Time) (ddb.Item, er
 		k := rec.GetKey()
 		return nil, internalf("table %s: item at partition key %q, sort key %x is not in the canonical item encoding (was it written through the gRPC API or imported with another value encoding?): %v",
 			t.Name, k.GetPartitionKey(), k.GetSortKey(), err)
+	}
+	if t.TTLAttribute != "" {
+		if exp, ok := ddb.TTLExpiry(it[t.TTLAttribute], now); ok && !exp.After(now) {
+			return nil, nil
+		}
 	}
 	return it, nil
 }

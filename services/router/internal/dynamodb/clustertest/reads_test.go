@@ -1396,3 +1396,41 @@ func TestDescribeTableEstimates(t *testing.T) {
 		t.Fatalf("second DescribeTable within the estimate's lifetime: %v, %v; want the cached 298", d, err)
 	}
 }
+
+// TestTTLAppliesToExistingItems: items written before the table had a TTL
+// attribute carry no stored expiry, yet once UpdateTimeToLive names the
+// attribute, those whose time has passed read as absent, as in DynamoDB.
+func TestTTLAppliesToExistingItems(t *testing.T) {
+	e := shared
+	createTable(t, e, "ttl_later", "pk", "S", "sk", "N")
+	past := fmt.Sprint(time.Now().Add(-time.Hour).Unix())
+	future := fmt.Sprint(time.Now().Add(time.Hour).Unix())
+	put(t, e, "ttl_later",
+		map[string]types.AttributeValue{"pk": s("a"), "sk": n("1"), "exp": n(past)},
+		map[string]types.AttributeValue{"pk": s("a"), "sk": n("2"), "exp": n(future)},
+		map[string]types.AttributeValue{"pk": s("a"), "sk": n("3")})
+	count := func() int32 {
+		t.Helper()
+		out, err := e.db.Query(t.Context(), &dynamodb.QueryInput{TableName: aws.String("ttl_later"), KeyConditionExpression: aws.String("pk = :p"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":p": s("a")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Count
+	}
+	if c := count(); c != 3 {
+		t.Fatalf("before TTL: %d items, want 3", c)
+	}
+	if _, err := e.db.UpdateTimeToLive(t.Context(), &dynamodb.UpdateTimeToLiveInput{TableName: aws.String("ttl_later"),
+		TimeToLiveSpecification: &types.TimeToLiveSpecification{Enabled: aws.Bool(true), AttributeName: aws.String("exp")}}); err != nil {
+		t.Fatal(err)
+	}
+	if c := count(); c != 2 {
+		t.Fatalf("after TTL on exp: %d items, want 2 (the expired one gone)", c)
+	}
+	got, err := e.db.GetItem(t.Context(), &dynamodb.GetItemInput{TableName: aws.String("ttl_later"), ConsistentRead: aws.Bool(true),
+		Key: map[string]types.AttributeValue{"pk": s("a"), "sk": n("1")}})
+	if err != nil || got.Item != nil {
+		t.Fatalf("GetItem of the expired item: %v, %v", got.Item, err)
+	}
+}
