@@ -26,6 +26,8 @@ type benchFlags struct {
 	workloads, peers         []string
 	dist, output, cpuProfile string
 	noTargets, verbose       bool
+	// compare is the git revision to compare the working tree with.
+	compare string
 }
 
 func benchCmd(c *conn) *cobra.Command {
@@ -33,9 +35,32 @@ func benchCmd(c *conn) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "benchmark Veltrix side by side with etcd, Redis and raw Pebble (YCSB A-D, batch get, bulk import)",
-		Args:  nargs(0, 0),
+		Long: `Benchmark Veltrix side by side with etcd, Redis and raw Pebble.
+
+Every peer is started and loaded once and keeps its data; after waiting for
+the load's background work (compactions) to settle, each workload runs
+--rounds times on every peer, the peers interleaved round by round
+(A B C, A B C, …). The table gives per workload and peer the median of the
+rounds and their spread (± half the min–max range) for ops/s, CPU µs/op
+(every process of the system under test, clients included: the steadiest
+figure on a shared machine) and P99, and labels each row with its read
+consistency (Veltrix ONE or QUORUM, etcd linearizable or serializable).
+-o json gives the medians and every round.
+
+--compare REV builds veltrix at git revision REV (git archive + go build in a
+temporary directory) and the working tree, then runs one round of each
+build's 'veltrix bench' (with the other flags given) alternately,
+--rounds times, and prints per workload both builds' medians and the ratio
+working tree / REV.`,
+		Example: `  veltrix bench --peers veltrix-rf1,etcd-1-serializable --workloads C,PUT --duration 2s --keys 20000
+  veltrix bench --compare main --peers veltrix-rf1 --workloads C,PUT --duration 2s --keys 20000 --rounds 3`,
+		Args: nargs(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runBench(cmd.Context(), cmd.OutOrStdout(), "veltrix "+strings.Join(c.args, " "), &f)
+			command := "veltrix " + strings.Join(c.args, " ")
+			if f.compare != "" {
+				return runCompare(cmd.Context(), cmd.OutOrStdout(), command, &f, passThroughFlags(cmd.LocalNonPersistentFlags()))
+			}
+			return runBench(cmd.Context(), cmd.OutOrStdout(), command, &f)
 		},
 	}
 	o := &f.o
@@ -62,6 +87,9 @@ func benchCmd(c *conn) *cobra.Command {
 	fs.IntVar(&o.ImportItemBytes, "import-item-bytes", 1024, "size of one exported item (its stored encoding)")
 	fs.IntVar(&o.ImportWorkers, "import-workers", 8, "BatchWrite calls in flight during the import")
 	fs.IntVar(&o.ImportBatch, "import-batch", 500, "mutations per BatchWrite during the import")
+	fs.IntVar(&o.Rounds, "rounds", 3, "measured runs of each workload on each peer, the peers interleaved round by round; the report gives the median and the spread")
+	fs.DurationVar(&o.Settle, "settle", 60*time.Second, "longest wait after loading for the peers' background work (compactions) to finish; negative: no wait")
+	fs.StringVar(&f.compare, "compare", "", "git revision (e.g. main) whose build is compared with the working tree's, interleaved round by round; prints both medians and the ratios")
 	fs.BoolVar(&f.noTargets, "no-targets", false, "skip the extra runs for the issue #9 targets and the targets table")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of every measured run to PREFIX-<peer>-<workload>.pprof (clients and in-process servers)")
 	fs.BoolVarP(&f.verbose, "v", "v", false, "print progress and the servers' warnings to stderr")

@@ -52,6 +52,12 @@ type Options struct {
 	ImportItemBytes int
 	// ImportWorkers and ImportBatch shape the import (ImportOptions).
 	ImportWorkers, ImportBatch int
+	// Rounds is how many times each workload runs on each peer, the peers
+	// interleaved round by round; the report gives the median. Default 3.
+	Rounds int
+	// Settle bounds the wait after loading for the peers' background work
+	// (compactions) to finish. Default 60s; negative: no wait.
+	Settle time.Duration
 	// NoTargets skips the extra runs the targets need (the open-loop GET
 	// run at half the peak rate) and the targets table.
 	NoTargets bool
@@ -106,6 +112,12 @@ func (o *Options) EnsureDefaults() {
 	if o.Seed == 0 {
 		o.Seed = 1
 	}
+	if o.Rounds == 0 {
+		o.Rounds = 3
+	}
+	if o.Settle == 0 {
+		o.Settle = 60 * time.Second
+	}
 	if o.Dir == "" {
 		o.Dir = os.TempDir()
 	}
@@ -144,6 +156,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Duration < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("duration %s: want at least 100ms", o.Duration))
+	}
+	if o.Rounds < 1 || o.Rounds > 100 {
+		errs = append(errs, fmt.Errorf("rounds %d: want 1 to 100", o.Rounds))
 	}
 	if o.Rate < 0 {
 		errs = append(errs, fmt.Errorf("rate %g: want 0 (closed loop) or a positive rate", o.Rate))
@@ -189,10 +204,18 @@ func (o *Options) progress(format string, args ...any) {
 	fmt.Fprintf(o.Progress, "bench: "+format+"\n", args...)
 }
 
-// Run runs every selected workload against every selected peer, one peer
-// at a time (each started fresh, loaded, measured and stopped before the
-// next starts, so they never share the machine), and returns the report.
-func Run(ctx context.Context, o Options) (*Report, error) {
+// Run runs every selected workload against every selected peer and returns
+// the report.
+//
+// Every peer is started and loaded first and keeps its data for the whole
+// run; Run then waits for the background work loading left behind
+// (compactions) to finish. Each workload then runs Rounds times, the peers
+// interleaved within each round (round 1: A B C, round 2: A B C, …), so a
+// busy moment of a shared machine lands on one round of several peers
+// rather than on every round of one; the report gives each workload×peer
+// the median of its rounds and their spread. The bulk import runs last,
+// once per peer, on a fresh cluster after every other peer has stopped.
+func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	o.EnsureDefaults()
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -206,6 +229,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		Settings: Settings{
 			Keys: o.Keys, ValueSize: o.ValueSize, Concurrency: o.Concurrency, Duration: Seconds(o.Duration),
 			Warmup: Seconds(max(o.Warmup, 0)), Distribution: o.Distribution, Rate: o.Rate, Sync: o.Sync,
+			Rounds: o.Rounds,
 		},
 	}
 	root, err := mkdirTemp(o.Dir, "veltrix-bench")
@@ -230,11 +254,35 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	start := time.Now()
-	for _, pn := range o.orderedPeers() {
-		if err := ctx.Err(); err != nil {
+	insts := map[string]*instance{}
+	defer func() {
+		if cerr := o.closeInstances(insts); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	var runs []*peerRun
+	for _, p := range o.orderedPeers() {
+		pr, err := o.prepare(ctx, rep, p, root, values, export, insts)
+		if err != nil {
 			return nil, err
 		}
-		if err := o.runPeer(ctx, rep, pn, root, values, export); err != nil {
+		if pr != nil {
+			runs = append(runs, pr)
+		}
+	}
+	idle := o.settle(ctx, rep, insts)
+	if err := o.runRounds(ctx, rep, runs, values, idle); err != nil {
+		return nil, err
+	}
+	// The import's fresh clusters do not share the machine with the others.
+	if err := o.closeInstances(insts); err != nil {
+		return nil, err
+	}
+	for _, pr := range runs {
+		if export == nil || !pr.peer.Import || pr.peer.base != "" {
+			continue
+		}
+		if err := o.runImport(ctx, rep, pr.peer, root, export); err != nil {
 			return nil, err
 		}
 	}
@@ -249,9 +297,378 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	rep.Notes = append(rep.Notes,
-		"every peer runs on this machine, one at a time; Veltrix, etcd and Pebble run inside the bench process (sharing its CPUs and Go runtime with the clients), redis-server in its own process",
+		fmt.Sprintf("every peer runs on this machine and keeps its data across the %d rounds; one runs at a time while the others idle. Veltrix, etcd and Pebble run inside the bench process (sharing its CPUs and Go runtime with the clients), redis-server and dynalite in their own processes, whose CPU time is counted in CPU µs/op", o.Rounds),
+		"figures are the median of the rounds; ± is half the min–max range of the rounds as a share of the median",
 		"ops/s counts calls: a BATCHGET call reads "+fmt.Sprint(BatchKeys)+" keys (KEYS/S); redis-pipelined counts each pipelined command")
 	return rep, nil
+}
+
+// instance is one started peer (a base peer: variants share it) and its
+// loaded data.
+type instance struct {
+	peer Peer
+	dir  string
+	d    Driver
+	// dd is the router's DynamoDB endpoint, loaded, when a DynamoDB
+	// workload runs on this Veltrix peer.
+	dd                   *dynamoDriver
+	loadTook             time.Duration
+	skipped              error // ErrMissing: the peer is not installed
+	inserted, ddInserted atomic.Uint64
+	onlyRMW              bool // the DynamoDB table was switched to only_rmw_uses_lwt
+	closed               bool
+}
+
+// peerRun is one selected peer ready to run: its driver and its workloads.
+type peerRun struct {
+	peer Peer
+	inst *instance // nil: the peer runs only the import
+	d    Driver
+	// workloads run on d; dynamo run on the instance's DynamoDB endpoint.
+	workloads, dynamo []Workload
+}
+
+// runs reports whether the peer runs workload w, and on which driver.
+func (pr *peerRun) runs(w string) (Driver, *atomic.Uint64, bool) {
+	if pr.inst == nil {
+		return nil, nil, false
+	}
+	for _, x := range pr.workloads {
+		if x.Name == w {
+			return pr.d, &pr.inst.inserted, true
+		}
+	}
+	for _, x := range pr.dynamo {
+		if x.Name == w {
+			return pr.inst.dd, &pr.inst.ddInserted, true
+		}
+	}
+	return nil, nil, false
+}
+
+// peerWorkloads is what p runs: workloads on its own driver and, for a
+// Veltrix peer, dynamo through its router's DynamoDB endpoint.
+func (o *Options) peerWorkloads(p Peer) (workloads, dynamo []Workload) {
+	workloads, dynamo = o.orderedWorkloads(), o.orderedDynamoDBWorkloads()
+	switch {
+	case p.DynamoDB:
+		// A DynamoDB peer runs only the DynamoDB workloads, as its own
+		// (not the Veltrix write isolation one).
+		return slices.DeleteFunc(dynamo, func(w Workload) bool { return w.Name == PutItemOnlyRMW }), nil
+	case p.base != "":
+		// A variant reads differently: only the workloads that read.
+		return slices.DeleteFunc(workloads, func(w Workload) bool { return w.Read == 0 && w.Batch == 0 }), nil
+	case p.RF == 0:
+		return workloads, nil
+	}
+	return workloads, dynamo
+}
+
+// prepare starts (or finds) p's instance and loads it; nil when p runs
+// nothing or is skipped.
+func (o *Options) prepare(ctx context.Context, rep *Report, p Peer, root string, values *ValueSource, export *Export, insts map[string]*instance) (*peerRun, error) {
+	info := PeerInfo{Name: p.Name, Description: p.Description, Durability: p.Durability(o.Sync), Consistency: p.Consistency, Shares: p.base}
+	workloads, dynamo := o.peerWorkloads(p)
+	if len(workloads) == 0 && len(dynamo) == 0 {
+		if export != nil && p.Import {
+			rep.Peers = append(rep.Peers, info)
+			return &peerRun{peer: p}, nil
+		}
+		return nil, nil
+	}
+	baseName := p.Name
+	if p.base != "" {
+		baseName = p.base
+	}
+	inst, err := o.instance(ctx, baseName, root, values, insts)
+	if err != nil {
+		return nil, err
+	}
+	if inst.skipped != nil {
+		info.Skipped = inst.skipped.Error()
+		rep.Peers = append(rep.Peers, info)
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%s skipped: %v", p.Name, inst.skipped))
+		return nil, nil
+	}
+	if p.base == "" && inst.loadTook > 0 {
+		info.LoadSeconds, info.LoadKeysSec = Seconds(inst.loadTook), perSec(o.Keys, inst.loadTook)
+	}
+	pr := &peerRun{peer: p, inst: inst, d: inst.d, workloads: workloads, dynamo: dynamo}
+	if p.variant != nil {
+		pr.d = p.variant(inst.d)
+	}
+	if len(dynamo) > 0 && inst.dd == nil {
+		vd, ok := inst.d.(*veltrixDriver)
+		if !ok {
+			return nil, fmt.Errorf("bench: %s has no DynamoDB endpoint", p.Name)
+		}
+		if inst.dd, err = vd.dynamo(ctx, o.Concurrency); err != nil {
+			return nil, err
+		}
+		o.progress("%s: loading %d keys through the DynamoDB endpoint", p.Name, o.Keys)
+		if _, err := Load(ctx, inst.dd, LoadOptions{Keys: o.Keys, Concurrency: min(o.Concurrency, 16), Seed: o.Seed}, values); err != nil {
+			return nil, fmt.Errorf("bench: load %s through the DynamoDB endpoint: %w", p.Name, err)
+		}
+	}
+	rep.Peers = append(rep.Peers, info)
+	return pr, nil
+}
+
+// instance starts the base peer name and loads its keys, once.
+func (o *Options) instance(ctx context.Context, name, root string, values *ValueSource, insts map[string]*instance) (*instance, error) {
+	if inst := insts[name]; inst != nil {
+		return inst, nil
+	}
+	p, _ := PeerByName(name)
+	dir, err := mkdirTemp(root, p.Name)
+	if err != nil {
+		return nil, err
+	}
+	inst := &instance{peer: p, dir: dir}
+	o.progress("%s: starting", p.Name)
+	inst.d, err = p.start(ctx, dir, o)
+	if errors.Is(err, ErrMissing) && !o.RequirePeers {
+		inst.skipped, inst.closed = err, true
+		insts[name] = inst
+		return inst, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bench: start %s: %w", p.Name, err)
+	}
+	insts[name] = inst
+	workloads, _ := o.peerWorkloads(p)
+	if len(workloads) > 0 {
+		o.progress("%s: loading %d keys", p.Name, o.Keys)
+		took, err := Load(ctx, inst.d, LoadOptions{Keys: o.Keys, Concurrency: min(o.Concurrency, 16), Seed: o.Seed}, values)
+		if err != nil {
+			return nil, fmt.Errorf("bench: load %s: %w", p.Name, err)
+		}
+		inst.loadTook = took
+	}
+	return inst, nil
+}
+
+// closeInstances stops every started instance not yet stopped.
+func (o *Options) closeInstances(insts map[string]*instance) error {
+	var errs []error
+	for _, p := range Peers {
+		inst := insts[p.Name]
+		if inst == nil || inst.closed {
+			continue
+		}
+		inst.closed = true
+		o.progress("%s: stopping", p.Name)
+		if inst.dd != nil {
+			if err := inst.dd.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("bench: stop %s's DynamoDB client: %w", p.Name, err))
+			}
+		}
+		if err := inst.d.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("bench: stop %s: %w", p.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Settling after the load: the processes of the system under test must use
+// less than settleIdle of a core over a settleWindow, for at most
+// Options.Settle.
+const (
+	settleIdle   = 0.10
+	settleWindow = time.Second
+)
+
+// systemCPU is the CPU time used so far by this process and every
+// out-of-process server started.
+func systemCPU(insts map[string]*instance) time.Duration {
+	c := selfCPU()
+	for _, inst := range insts {
+		if inst.closed {
+			continue
+		}
+		if e, ok := inst.d.(ExternalCPU); ok {
+			c += e.ServerCPU()
+		}
+	}
+	return c
+}
+
+// settle waits for the background work loading left (Pebble's and etcd's
+// compactions, Redis's AOF) to finish, so it does not land in the first
+// workload, and returns the bench process's CPU use (cores) with every
+// peer idle, measured once settled: RunWorkload takes it off each run's CPU
+// time, so a peer is not charged for the others' heartbeats. It returns 0
+// when the system did not settle within Options.Settle.
+func (o *Options) settle(ctx context.Context, rep *Report, insts map[string]*instance) float64 {
+	if o.Settle < 0 || len(insts) == 0 {
+		return 0
+	}
+	o.progress("waiting for background work after loading (at most %s)", o.Settle)
+	start := time.Now()
+	for time.Since(start) < o.Settle && ctx.Err() == nil {
+		c0, s0, t0 := systemCPU(insts), selfCPU(), time.Now()
+		sleep(ctx, settleWindow)
+		el := time.Since(t0)
+		used := float64(systemCPU(insts)-c0) / float64(el)
+		if used < settleIdle {
+			idle := float64(selfCPU()-s0) / float64(el)
+			rep.SettledAfter = Seconds(time.Since(start))
+			rep.IdleCPU = idle
+			rep.Notes = append(rep.Notes, fmt.Sprintf("after loading, waited %.1fs until the system under test used under %.0f%% of a core (compactions done); with every peer idle the bench process then used %.1f%% of a core, taken off each run's CPU time",
+				time.Since(start).Seconds(), settleIdle*100, idle*100))
+			return idle
+		}
+	}
+	rep.SettledAfter = Seconds(time.Since(start))
+	rep.Notes = append(rep.Notes, fmt.Sprintf("after loading, the system under test still used over %.0f%% of a core after %s: background work may overlap the first rounds (the warm-up runs first)", settleIdle*100, o.Settle))
+	return 0
+}
+
+// step is one measured run: a workload on a peer in a round (1-based).
+type step struct {
+	Workload, Peer string
+	Round          int
+}
+
+// plan orders the measured runs: workload after workload; within a
+// workload, round after round; within a round, every peer that runs the
+// workload, in peers' order.
+func plan(workloads, peers []string, runs func(peer, workload string) bool, rounds int) []step {
+	var out []step
+	for _, w := range workloads {
+		for r := 1; r <= rounds; r++ {
+			for _, p := range peers {
+				if runs(p, w) {
+					out = append(out, step{Workload: w, Peer: p, Round: r})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// runRounds runs the plan and fills rep.Results with the median of each
+// workload×peer's rounds.
+func (o *Options) runRounds(ctx context.Context, rep *Report, runs []*peerRun, values *ValueSource, idle float64) error {
+	var workloads, peers []string
+	byName := map[string]*peerRun{}
+	for _, w := range o.orderedWorkloads() {
+		workloads = append(workloads, w.Name)
+	}
+	for _, w := range o.orderedDynamoDBWorkloads() {
+		workloads = append(workloads, w.Name)
+	}
+	for _, pr := range runs {
+		peers = append(peers, pr.peer.Name)
+		byName[pr.peer.Name] = pr
+	}
+	type key struct{ peer, workload, note string }
+	rounds := map[key][]Result{}
+	var order []key
+	add := func(res Result) {
+		k := key{res.Peer, res.Workload, res.Note}
+		if _, ok := rounds[k]; !ok {
+			order = append(order, k)
+		}
+		rounds[k] = append(rounds[k], res)
+	}
+	steps := plan(workloads, peers, func(p, w string) bool { _, _, ok := byName[p].runs(w); return ok }, o.Rounds)
+	for _, st := range steps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		pr := byName[st.Peer]
+		d, inserted, _ := pr.runs(st.Workload)
+		w, ok := WorkloadByName(st.Workload)
+		if !ok {
+			w, _ = dynamoDBWorkload(st.Workload)
+		}
+		if w.Name == PutItemOnlyRMW && !pr.inst.onlyRMW {
+			vd, ok := pr.inst.d.(*veltrixDriver)
+			if !ok {
+				return fmt.Errorf("bench: %s has no DynamoDB endpoint", pr.peer.Name)
+			}
+			if err := vd.onlyRMW(ctx); err != nil {
+				return err
+			}
+			pr.inst.onlyRMW = true
+		}
+		ro := RunOptions{
+			Workload: w, Keys: o.Keys, ValueSize: o.ValueSize, Concurrency: o.Concurrency, Duration: o.Duration,
+			Rate: o.Rate, Distribution: o.Distribution, Seed: o.Seed + uint64(st.Round-1)*7919, Inserted: inserted, IdleCPU: idle,
+		}
+		if o.Warmup > 0 {
+			wo := ro
+			wo.Duration, wo.Seed = o.Warmup, ro.Seed+1000
+			if _, err := RunWorkload(ctx, d, wo, values); err != nil {
+				return err
+			}
+		}
+		o.progress("%s: workload %s, round %d of %d", pr.peer.Name, w.Name, st.Round, o.Rounds)
+		if o.BeforeWorkload != nil {
+			o.BeforeWorkload(pr.peer.Name, w.Name)
+		}
+		m, err := RunWorkload(ctx, d, ro, values)
+		if o.AfterWorkload != nil {
+			o.AfterWorkload(pr.peer.Name, w.Name)
+		}
+		if err != nil {
+			return err
+		}
+		res := ResultOf(pr.peer.Name, w.Name, m)
+		res.Round, res.Consistency = st.Round, pr.peer.Consistency
+		add(res)
+
+		// The GET P99 target is measured at half of the peak just found.
+		if !o.NoTargets && w.Name == "C" && o.Rate == 0 && pr.peer.RF > 0 && pr.peer.base == "" && res.OpsPerSec > 0 {
+			half := ro
+			half.Rate = res.OpsPerSec / 2
+			o.progress("%s: workload C open loop at %s ops/s, round %d", pr.peer.Name, fmtRate(half.Rate), st.Round)
+			hm, err := RunWorkload(ctx, d, half, values)
+			if err != nil {
+				return err
+			}
+			hr := ResultOf(pr.peer.Name, w.Name, hm)
+			hr.Note, hr.Round, hr.Consistency = HalfPeakNote, st.Round, pr.peer.Consistency
+			add(hr)
+		}
+		if w.Batch > 0 && st.Round == 1 {
+			if rd := redisOf(d); rd != nil && rd.pipelined && rep.RedisBenchmark == nil {
+				if err := o.redisBenchmark(ctx, rep, rd, values); err != nil {
+					rep.Notes = append(rep.Notes, "redis-benchmark did not run: "+err.Error())
+				}
+			}
+		}
+	}
+	for _, k := range order {
+		rep.Results = append(rep.Results, Aggregate(rounds[k]))
+	}
+	return nil
+}
+
+// runImport imports the export into a fresh cluster of peer p and adds the
+// row.
+func (o *Options) runImport(ctx context.Context, rep *Report, p Peer, root string, export *Export) error {
+	dir, err := mkdirTemp(root, p.Name+"-import")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	res, err := o.importInto(ctx, p, func() error { return nil }, dir, export)
+	if err != nil {
+		return err
+	}
+	perCore := res.ItemsPerSec() / float64(runtime.NumCPU())
+	imo := o.importOptions()
+	imo.EnsureDefaults()
+	rep.Imports = append(rep.Imports, ImportRow{
+		Peer: p.Name, Items: res.Items, ItemBytes: export.ItemBytes, Seconds: Seconds(res.Elapsed),
+		ItemsPerSec: res.ItemsPerSec(), MBPerSec: res.MBPerSec(), ItemsPerSecCPU: perCore,
+		VsClaim: perCore / ClaimItemsPerVCPU,
+		Method: fmt.Sprintf("generated DYNAMODB_JSON export (gzip, %d files) decoded with pkg/ddb and written with pkg/client BatchWrite, "+
+			"%d items per call, %d writers, export-time versions, as the migrator does", len(export.Files), imo.Batch, imo.Workers),
+	})
+	return nil
 }
 
 func (o *Options) anyImportPeer() bool {
@@ -306,194 +723,6 @@ func (o *Options) orderedWorkloads() []Workload {
 		}
 	}
 	return out
-}
-
-func (o *Options) runPeer(ctx context.Context, rep *Report, p Peer, root string, values *ValueSource, export *Export) (err error) {
-	info := PeerInfo{Name: p.Name, Description: p.Description, Durability: p.Durability(o.Sync)}
-	workloads := o.orderedWorkloads()
-	dynamoWorkloads := o.orderedDynamoDBWorkloads()
-	if p.DynamoDB {
-		// A DynamoDB peer runs only the DynamoDB workloads, as its own
-		// (not the Veltrix write isolation one).
-		workloads, dynamoWorkloads = slices.DeleteFunc(dynamoWorkloads, func(w Workload) bool { return w.Name == PutItemOnlyRMW }), nil
-	} else if p.RF == 0 {
-		dynamoWorkloads = nil
-	}
-	doImport := export != nil && p.Import
-	if len(workloads) == 0 && len(dynamoWorkloads) == 0 && !doImport {
-		return nil
-	}
-	dir, err := mkdirTemp(root, p.Name)
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	o.progress("%s: starting", p.Name)
-	d, err := p.start(ctx, dir, o)
-	if errors.Is(err, ErrMissing) && !o.RequirePeers {
-		info.Skipped = err.Error()
-		rep.Peers = append(rep.Peers, info)
-		rep.Notes = append(rep.Notes, fmt.Sprintf("%s skipped: %v", p.Name, err))
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("bench: start %s: %w", p.Name, err)
-	}
-	closed := false
-	stop := func() error {
-		if closed {
-			return nil
-		}
-		closed = true
-		o.progress("%s: stopping", p.Name)
-		if err := d.Close(); err != nil {
-			return fmt.Errorf("bench: stop %s: %w", p.Name, err)
-		}
-		return nil
-	}
-	defer func() {
-		if cerr := stop(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
-
-	if len(workloads) > 0 {
-		o.progress("%s: loading %d keys", p.Name, o.Keys)
-		took, err := Load(ctx, d, LoadOptions{Keys: o.Keys, Concurrency: min(o.Concurrency, 16), Seed: o.Seed}, values)
-		if err != nil {
-			return fmt.Errorf("bench: load %s: %w", p.Name, err)
-		}
-		info.LoadSeconds, info.LoadKeysSec = Seconds(took), perSec(o.Keys, took)
-	}
-	rep.Peers = append(rep.Peers, info)
-
-	var inserted atomic.Uint64
-	runOne := func(d Driver, w Workload) (*Measurement, error) {
-		ro := RunOptions{
-			Workload: w, Keys: o.Keys, ValueSize: o.ValueSize, Concurrency: o.Concurrency, Duration: o.Duration,
-			Rate: o.Rate, Distribution: o.Distribution, Seed: o.Seed, Inserted: &inserted,
-		}
-		if o.Warmup > 0 {
-			wo := ro
-			wo.Duration, wo.Seed = o.Warmup, o.Seed+1000
-			if _, err := RunWorkload(ctx, d, wo, values); err != nil {
-				return nil, err
-			}
-		}
-		o.progress("%s: workload %s", p.Name, w.Name)
-		if o.BeforeWorkload != nil {
-			o.BeforeWorkload(p.Name, w.Name)
-		}
-		m, err := RunWorkload(ctx, d, ro, values)
-		if o.AfterWorkload != nil {
-			o.AfterWorkload(p.Name, w.Name)
-		}
-		return m, err
-	}
-	for _, w := range workloads {
-		if _, dyn := dynamoDBWorkload(w.Name); dyn {
-			m, err := runOne(d, w)
-			if err != nil {
-				return err
-			}
-			rep.Results = append(rep.Results, ResultOf(p.Name, w.Name, m))
-			continue
-		}
-		ro := RunOptions{
-			Workload: w, Keys: o.Keys, ValueSize: o.ValueSize, Concurrency: o.Concurrency, Duration: o.Duration,
-			Rate: o.Rate, Distribution: o.Distribution, Seed: o.Seed, Inserted: &inserted,
-		}
-		if o.Warmup > 0 {
-			wo := ro
-			wo.Duration, wo.Seed = o.Warmup, o.Seed+1000
-			if _, err := RunWorkload(ctx, d, wo, values); err != nil {
-				return err
-			}
-		}
-		o.progress("%s: workload %s", p.Name, w.Name)
-		if o.BeforeWorkload != nil {
-			o.BeforeWorkload(p.Name, w.Name)
-		}
-		m, err := RunWorkload(ctx, d, ro, values)
-		if o.AfterWorkload != nil {
-			o.AfterWorkload(p.Name, w.Name)
-		}
-		if err != nil {
-			return err
-		}
-		res := ResultOf(p.Name, w.Name, m)
-		rep.Results = append(rep.Results, res)
-
-		// The GET P99 target is measured at half of the peak just found.
-		if !o.NoTargets && w.Name == "C" && o.Rate == 0 && p.RF > 0 && res.OpsPerSec > 0 {
-			half := ro
-			half.Rate = res.OpsPerSec / 2
-			o.progress("%s: workload C open loop at %s ops/s", p.Name, fmtRate(half.Rate))
-			hm, err := RunWorkload(ctx, d, half, values)
-			if err != nil {
-				return err
-			}
-			hr := ResultOf(p.Name, w.Name, hm)
-			hr.Note = HalfPeakNote
-			rep.Results = append(rep.Results, hr)
-		}
-
-		if w.Batch > 0 {
-			if rd := redisOf(d); rd != nil && rd.pipelined && rep.RedisBenchmark == nil {
-				if err := o.redisBenchmark(ctx, rep, rd, values); err != nil {
-					rep.Notes = append(rep.Notes, "redis-benchmark did not run: "+err.Error())
-				}
-			}
-		}
-	}
-
-	// The DynamoDB workloads on the same cluster, through its router's
-	// DynamoDB endpoint, on a table of their own loaded with the same keys.
-	if len(dynamoWorkloads) > 0 {
-		vd, ok := d.(*veltrixDriver)
-		if !ok {
-			return fmt.Errorf("bench: %s has no DynamoDB endpoint", p.Name)
-		}
-		dd, err := vd.dynamo(ctx, o.Concurrency)
-		if err != nil {
-			return err
-		}
-		defer dd.Close()
-		o.progress("%s: loading %d keys through the DynamoDB endpoint", p.Name, o.Keys)
-		if _, err := Load(ctx, dd, LoadOptions{Keys: o.Keys, Concurrency: min(o.Concurrency, 16), Seed: o.Seed}, values); err != nil {
-			return fmt.Errorf("bench: load %s through the DynamoDB endpoint: %w", p.Name, err)
-		}
-		for _, w := range dynamoWorkloads {
-			if w.Name == PutItemOnlyRMW {
-				if err := vd.onlyRMW(ctx); err != nil {
-					return err
-				}
-			}
-			m, err := runOne(dd, w)
-			if err != nil {
-				return err
-			}
-			rep.Results = append(rep.Results, ResultOf(p.Name, w.Name, m))
-		}
-	}
-
-	if doImport {
-		res, err := o.importInto(ctx, p, stop, dir, export)
-		if err != nil {
-			return err
-		}
-		perCore := res.ItemsPerSec() / float64(runtime.NumCPU())
-		imo := o.importOptions()
-		imo.EnsureDefaults()
-		rep.Imports = append(rep.Imports, ImportRow{
-			Peer: p.Name, Items: res.Items, ItemBytes: export.ItemBytes, Seconds: Seconds(res.Elapsed),
-			ItemsPerSec: res.ItemsPerSec(), MBPerSec: res.MBPerSec(), ItemsPerSecCPU: perCore,
-			VsClaim: perCore / ClaimItemsPerVCPU,
-			Method: fmt.Sprintf("generated DYNAMODB_JSON export (gzip, %d files) decoded with pkg/ddb and written with pkg/client BatchWrite, "+
-				"%d items per call, %d writers, export-time versions, as the migrator does", len(export.Files), imo.Batch, imo.Workers),
-		})
-	}
-	return nil
 }
 
 // importInto imports the export into a fresh cluster of peer p, as a

@@ -12,6 +12,7 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	"github.com/veltrixdb/veltrix/pkg/hlc"
 	"github.com/veltrixdb/veltrix/pkg/placement"
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 )
 
@@ -24,6 +25,15 @@ type veltrixDriver struct {
 	cluster *Cluster
 	c       *client.Client
 	owned   bool // close the cluster on Close
+	// readOpts override the client's read consistency (ONE by default).
+	readOpts []client.CallOption
+	variant  bool // shares another driver's client: Close does nothing
+}
+
+// quorumReads is d (a *veltrixDriver) reading at QUORUM.
+func quorumReads(d Driver) Driver {
+	v := d.(*veltrixDriver)
+	return &veltrixDriver{cluster: v.cluster, c: v.c, readOpts: []client.CallOption{client.WithConsistency(kvv1.Consistency_CONSISTENCY_QUORUM)}, variant: true}
 }
 
 // startVeltrix starts a cluster and connects a client to its router.
@@ -61,7 +71,7 @@ func newVeltrixDriver(ctx context.Context, c *Cluster) (*veltrixDriver, error) {
 }
 
 func (d *veltrixDriver) Get(ctx context.Context, key []byte) (bool, error) {
-	_, found, err := d.c.Get(ctx, benchTable, key, nil)
+	_, found, err := d.c.Get(ctx, benchTable, key, nil, d.readOpts...)
 	return found, err
 }
 
@@ -75,7 +85,7 @@ func (d *veltrixDriver) BatchGet(ctx context.Context, keys [][]byte) (int, error
 	for i, k := range keys {
 		ks[i] = client.Key{Table: benchTable, PartitionKey: k}
 	}
-	res, err := d.c.BatchGet(ctx, ks)
+	res, err := d.c.BatchGet(ctx, ks, d.readOpts...)
 	found := 0
 	for _, r := range res {
 		if r.Found {
@@ -95,6 +105,9 @@ func (d *veltrixDriver) PutBatch(ctx context.Context, keys, values [][]byte) err
 }
 
 func (d *veltrixDriver) Close() error {
+	if d.variant {
+		return nil
+	}
 	err := d.c.Close()
 	if d.owned {
 		err = errors.Join(err, d.cluster.Close())

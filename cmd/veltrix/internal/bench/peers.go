@@ -24,6 +24,14 @@ type Peer struct {
 	// DynamoDB marks a peer that speaks only the DynamoDB API: only the
 	// DynamoDB workloads run against it.
 	DynamoDB bool
+	// Consistency labels its reads in the report: "ONE" or "QUORUM" for
+	// Veltrix, "linearizable" or "serializable" for etcd.
+	Consistency string
+	// base, when set, names the peer whose running instance (and loaded
+	// data) this one shares; variant wraps that instance's driver (another
+	// read consistency). A variant runs only the workloads that read.
+	base    string
+	variant func(Driver) Driver
 	// start starts it with its data in dir.
 	start func(ctx context.Context, dir string, o *Options) (Driver, error)
 	// durability states what an acknowledged write survives.
@@ -44,13 +52,19 @@ func veltrixDurability(sync bool) string {
 var Peers = []Peer{
 	{
 		Name: "veltrix-rf3", Description: "router + 3 storage nodes, RF 3 (writes QUORUM, reads ONE)", Import: true, RF: 3,
+		Consistency: "ONE",
 		start: func(ctx context.Context, dir string, o *Options) (Driver, error) {
 			return startVeltrix(ctx, o.clusterOptions(dir, 3, 3))
 		},
 		durability: veltrixDurability,
 	},
 	{
-		Name: "veltrix-rf1", Description: "router + 1 storage node, RF 1", Import: true, RF: 1,
+		Name: "veltrix-rf3-quorum", Description: "veltrix-rf3's cluster and data, reads at QUORUM", RF: 3, Consistency: "QUORUM",
+		base: "veltrix-rf3", variant: quorumReads, durability: veltrixDurability,
+	},
+	{
+		Name: "veltrix-rf1", Description: "router + 1 storage node, RF 1 (reads ONE: the only replica)", Import: true, RF: 1,
+		Consistency: "ONE",
 		start: func(ctx context.Context, dir string, o *Options) (Driver, error) {
 			return startVeltrix(ctx, o.clusterOptions(dir, 1, 1))
 		},
@@ -58,6 +72,7 @@ var Peers = []Peer{
 	},
 	{
 		Name: "storage-direct", Description: "the RF 1 storage node called directly (StorageService Read/Apply), no router",
+		Consistency: "local",
 		start: func(ctx context.Context, dir string, o *Options) (Driver, error) {
 			return startDirect(ctx, o.clusterOptions(dir, 1, 1))
 		},
@@ -65,20 +80,30 @@ var Peers = []Peer{
 	},
 	{
 		Name: "etcd-1", Description: "embedded etcd v3.7, 1 member; clientv3 Range/Put, Txn for batches",
+		Consistency: "linearizable",
 		start: func(ctx context.Context, dir string, o *Options) (Driver, error) {
 			return startEtcd(ctx, dir, 1, o.Sync)
 		},
 		durability: etcdDurability,
 	},
 	{
+		Name: "etcd-1-serializable", Description: "etcd-1's member and data, serializable Range (no ReadIndex round)",
+		Consistency: "serializable", base: "etcd-1", variant: serializableReads, durability: etcdDurability,
+	},
+	{
 		Name: "etcd-3", Description: "embedded etcd v3.7, 3 members in one process; client spread over all three",
+		Consistency: "linearizable",
 		start: func(ctx context.Context, dir string, o *Options) (Driver, error) {
 			return startEtcd(ctx, dir, 3, o.Sync)
 		},
 		durability: etcdDurability,
 	},
 	{
-		Name: "redis", Description: "redis-server (Debian); GET/SET, MGET for batches (go-redis)",
+		Name: "etcd-3-serializable", Description: "etcd-3's members and data, serializable Range (the member the client picked answers alone)",
+		Consistency: "serializable", base: "etcd-3", variant: serializableReads, durability: etcdDurability,
+	},
+	{
+		Name: "redis", Description: "redis-server (Debian); GET/SET, MGET for batches (go-redis)", Consistency: "single node",
 		start: func(ctx context.Context, dir string, o *Options) (Driver, error) {
 			return startRedisDriver(ctx, dir, o.Sync, false, o.Concurrency)
 		},
@@ -86,6 +111,7 @@ var Peers = []Peer{
 	},
 	{
 		Name: "redis-pipelined", Description: fmt.Sprintf("redis-server; each client sends %d commands per round trip (go-redis pipeline)", redisPipelineDepth),
+		Consistency: "single node",
 		start: func(ctx context.Context, dir string, o *Options) (Driver, error) {
 			d, err := startRedisDriver(ctx, dir, o.Sync, true, o.Concurrency)
 			if err != nil {
@@ -96,7 +122,7 @@ var Peers = []Peer{
 		durability: redisDurability,
 	},
 	{
-		Name: "pebble", Description: "raw Pebble in-process with the storage engine's options (the engine's ceiling)",
+		Name: "pebble", Description: "raw Pebble in-process with the storage engine's options (the engine's ceiling)", Consistency: "local",
 		start: func(ctx context.Context, dir string, o *Options) (Driver, error) {
 			return startPebble(dir, o.Sync)
 		},
@@ -109,6 +135,7 @@ var Peers = []Peer{
 	},
 	{
 		Name: "dynalite", Description: "dynalite (npm DynamoDB emulator on Node.js, LevelDB); GetItem/PutItem with the AWS SDK for Go v2", DynamoDB: true,
+		Consistency: "eventual (GetItem default)",
 		start: func(ctx context.Context, dir string, o *Options) (Driver, error) {
 			return startDynalite(ctx, dir, o.Concurrency)
 		},

@@ -30,6 +30,12 @@ type Report struct {
 	// Targets are the issue's targets, met or not.
 	Targets []Target `json:"targets,omitempty"`
 	Notes   []string `json:"notes,omitempty"`
+	// SettledAfter is how long the run waited after loading for the
+	// peers' background work to finish.
+	SettledAfter Seconds `json:"settled_after_s"`
+	// IdleCPU is the bench process's CPU use (cores) with every peer idle,
+	// taken off each run's CPU time.
+	IdleCPU float64 `json:"idle_cpu_cores"`
 }
 
 // Machine describes where the run happened.
@@ -54,6 +60,8 @@ type Settings struct {
 	Distribution Distribution `json:"distribution"`
 	Rate         float64      `json:"rate,omitempty"`
 	Sync         bool         `json:"sync"`
+	// Rounds is how many times each workload ran on each peer.
+	Rounds int `json:"rounds"`
 }
 
 // PeerInfo describes one peer of the run.
@@ -64,12 +72,23 @@ type PeerInfo struct {
 	LoadSeconds Seconds `json:"load_s,omitempty"`
 	LoadKeysSec float64 `json:"load_keys_per_s,omitempty"`
 	Skipped     string  `json:"skipped,omitempty"`
+	// Consistency labels the peer's reads (ONE, QUORUM, linearizable, …).
+	Consistency string `json:"consistency,omitempty"`
+	// Shares names the peer whose instance and data this one reads.
+	Shares string `json:"shares,omitempty"`
 }
 
-// Result is one workload run against one peer.
+// Result is one workload run against one peer. In Report.Results it sums
+// up the rounds: rates, latencies and CPU per operation are the medians of
+// the rounds (each figure on its own), counts are totals, Spread holds the
+// rounds' extremes and Rounds every round.
 type Result struct {
 	Peer     string `json:"peer"`
 	Workload string `json:"workload"`
+	// Consistency labels the reads (ONE, QUORUM, linearizable, …).
+	Consistency string `json:"consistency,omitempty"`
+	// Round is the round (from 1) of a single run; 0 in a median row.
+	Round int `json:"round,omitempty"`
 	// Mode is "closed" or "open".
 	Mode       string  `json:"mode"`
 	Note       string  `json:"note,omitempty"`
@@ -87,6 +106,125 @@ type Result struct {
 	CPUPerOp Micros `json:"cpu_per_op_us"`
 	// ByOp splits the latencies by operation kind (read, update, …).
 	ByOp map[string]Lat `json:"by_op,omitempty"`
+	// Spread is the range of the rounds (median rows only).
+	Spread *Spread `json:"spread,omitempty"`
+	// Rounds are the single runs the medians come from, in order.
+	Rounds []Result `json:"rounds,omitempty"`
+}
+
+// Spread is the lowest and highest figure over the rounds.
+type Spread struct {
+	OpsPerSecMin float64 `json:"ops_per_s_min"`
+	OpsPerSecMax float64 `json:"ops_per_s_max"`
+	P99Min       Micros  `json:"p99_us_min"`
+	P99Max       Micros  `json:"p99_us_max"`
+	CPUPerOpMin  Micros  `json:"cpu_per_op_us_min"`
+	CPUPerOpMax  Micros  `json:"cpu_per_op_us_max"`
+}
+
+// Median is the median of v (the mean of the middle two when len(v) is
+// even); 0 for none.
+func Median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// medianOf is the median of f over rs.
+func medianOf[T ~float64 | ~int64](rs []Result, f func(*Result) T) T {
+	v := make([]float64, len(rs))
+	for i := range rs {
+		v[i] = float64(f(&rs[i]))
+	}
+	return T(Median(v))
+}
+
+// extremes is the least and greatest of f over rs.
+func extremes[T ~float64 | ~int64](rs []Result, f func(*Result) T) (lo, hi T) {
+	for i := range rs {
+		x := f(&rs[i])
+		if i == 0 || x < lo {
+			lo = x
+		}
+		if i == 0 || x > hi {
+			hi = x
+		}
+	}
+	return lo, hi
+}
+
+// medianLat is the median of each figure of the latencies lat picks.
+func medianLat(rs []Result, lat func(*Result) Lat) Lat {
+	return Lat{
+		P50:  medianOf(rs, func(r *Result) Micros { return lat(r).P50 }),
+		P99:  medianOf(rs, func(r *Result) Micros { return lat(r).P99 }),
+		P999: medianOf(rs, func(r *Result) Micros { return lat(r).P999 }),
+		Max:  medianOf(rs, func(r *Result) Micros { return lat(r).Max }),
+		Mean: medianOf(rs, func(r *Result) Micros { return lat(r).Mean }),
+	}
+}
+
+// Aggregate sums up the rounds of one workload on one peer (see Result).
+func Aggregate(rounds []Result) Result {
+	if len(rounds) == 0 {
+		return Result{}
+	}
+	f := rounds[0]
+	r := Result{
+		Peer: f.Peer, Workload: f.Workload, Consistency: f.Consistency, Mode: f.Mode, Note: f.Note,
+		TargetRate: medianOf(rounds, func(r *Result) float64 { return r.TargetRate }),
+		OpsPerSec:  medianOf(rounds, func(r *Result) float64 { return r.OpsPerSec }),
+		KeysPerSec: medianOf(rounds, func(r *Result) float64 { return r.KeysPerSec }),
+		Latency:    medianLat(rounds, func(r *Result) Lat { return r.Latency }),
+		CPUPerOp:   medianOf(rounds, func(r *Result) Micros { return r.CPUPerOp }),
+		Spread:     &Spread{},
+		Rounds:     slices.Clone(rounds),
+	}
+	for _, x := range rounds {
+		r.Ops += x.Ops
+		r.Errors += x.Errors
+		r.NotFound += x.NotFound
+		r.Missed += x.Missed
+		if r.FirstError == "" {
+			r.FirstError = x.FirstError
+		}
+		for k := range x.ByOp {
+			if r.ByOp == nil {
+				r.ByOp = map[string]Lat{}
+			}
+			if _, done := r.ByOp[k]; done {
+				continue
+			}
+			var with []Result
+			for _, y := range rounds {
+				if _, ok := y.ByOp[k]; ok {
+					with = append(with, y)
+				}
+			}
+			r.ByOp[k] = medianLat(with, func(r *Result) Lat { return r.ByOp[k] })
+		}
+	}
+	s := r.Spread
+	s.OpsPerSecMin, s.OpsPerSecMax = extremes(rounds, func(r *Result) float64 { return r.OpsPerSec })
+	s.P99Min, s.P99Max = extremes(rounds, func(r *Result) Micros { return r.Latency.P99 })
+	s.CPUPerOpMin, s.CPUPerOpMax = extremes(rounds, func(r *Result) Micros { return r.CPUPerOp })
+	return r
+}
+
+// spreadPct is half the range lo–hi as a percentage of med: "±4%"; "" when
+// there is nothing to show.
+func spreadPct[T ~float64 | ~int64](med, lo, hi T) string {
+	if med <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("±%.0f%%", float64(hi-lo)/2/float64(med)*100)
 }
 
 // Lat summarizes a latency histogram.
@@ -176,6 +314,26 @@ func (s Seconds) MarshalJSON() ([]byte, error) {
 	return []byte(fmt.Sprintf("%.3f", time.Duration(s).Seconds())), nil
 }
 
+// UnmarshalJSON reads seconds.
+func (s *Seconds) UnmarshalJSON(b []byte) error {
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return err
+	}
+	*s = Seconds(f * float64(time.Second))
+	return nil
+}
+
+// UnmarshalJSON reads microseconds.
+func (m *Micros) UnmarshalJSON(b []byte) error {
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return err
+	}
+	*m = Micros(f * 1e3)
+	return nil
+}
+
 // Micros marshals a duration as microseconds.
 type Micros time.Duration
 
@@ -251,8 +409,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if s.Rate > 0 {
 		mode = fmt.Sprintf("open loop at %s ops/s", fmtRate(s.Rate))
 	}
-	p("veltrix bench: %d keys × %d B values, %d clients, %s keys, %s, %s per run (+%s warm-up), sync=%t\n",
-		s.Keys, s.ValueSize, s.Concurrency, s.Distribution, mode, time.Duration(s.Duration), time.Duration(s.Warmup), s.Sync)
+	p("veltrix bench: %d keys × %d B values, %d clients, %s keys, %s, %s per run (+%s warm-up) × %d rounds, sync=%t\n",
+		s.Keys, s.ValueSize, s.Concurrency, s.Distribution, mode, time.Duration(s.Duration), time.Duration(s.Warmup), max(s.Rounds, 1), s.Sync)
 	p("machine: %d CPUs (GOMAXPROCS %d), %s, %s; load average %s before, %s after; run took %s\n",
 		r.Machine.CPUs, r.Machine.GOMAXPROCS, r.Machine.OS, r.Machine.GoVersion,
 		orDash(r.Machine.LoadBefore), orDash(r.Machine.LoadAfter), time.Duration(r.Elapsed).Round(time.Second))
@@ -262,28 +420,30 @@ func (r *Report) WriteTable(w io.Writer) error {
 
 	p("\nPeers\n")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tDURABILITY\tLOAD\tWHAT RUNS")
+	fmt.Fprintln(tw, "PEER\tREADS\tDURABILITY\tLOAD\tWHAT RUNS")
 	for _, pi := range r.Peers {
 		load := "-"
 		if pi.Skipped != "" {
 			load = "skipped: " + pi.Skipped
 		} else if pi.LoadSeconds > 0 {
 			load = fmt.Sprintf("%.1fs (%s keys/s)", time.Duration(pi.LoadSeconds).Seconds(), fmtRate(pi.LoadKeysSec))
+		} else if pi.Shares != "" {
+			load = "shares " + pi.Shares + "'s"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pi.Name, pi.Durability, load, pi.Description)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", pi.Name, orDash(pi.Consistency), pi.Durability, load, pi.Description)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 
 	if len(r.Results) > 0 {
-		p("\nWorkloads (latencies in ms, measured from the intended start in open loop)\n")
+		p("\nWorkloads (medians of %d rounds, ± half their range; CPU µs/op: every process of the system under test, clients included; latencies in ms, from the intended start in open loop)\n", max(s.Rounds, 1))
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "WORKLOAD\tPEER\tMODE\tOPS/S\tKEYS/S\tP50\tP99\tP99.9\tMAX\tCPU µs/OP\tERRORS\t")
+		fmt.Fprintln(tw, "WORKLOAD\tPEER\tREADS\tMODE\tOPS/S\t±\tCPU µs/OP\t±\tKEYS/S\tP50\tP99\t±\tP99.9\tMAX\tERRORS\t")
 		last := ""
 		for _, res := range r.sortedResults() {
 			if last != "" && res.Workload != last {
-				fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t")
+				fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
 			}
 			last = res.Workload
 			mode := res.Mode
@@ -301,9 +461,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 			if w, ok := dynamoDBWorkload(name); ok {
 				name = w.Description
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, res.Peer, mode,
-				fmtRate(res.OpsPerSec), fmtRate(res.KeysPerSec), fmtLat(res.Latency.P50), fmtLat(res.Latency.P99),
-				fmtLat(res.Latency.P999), fmtLat(res.Latency.Max), fmtCPU(res.CPUPerOp), errs)
+			var opsSp, cpuSp, p99Sp string
+			if sp := res.Spread; sp != nil {
+				opsSp = spreadPct(res.OpsPerSec, sp.OpsPerSecMin, sp.OpsPerSecMax)
+				cpuSp = spreadPct(res.CPUPerOp, sp.CPUPerOpMin, sp.CPUPerOpMax)
+				p99Sp = spreadPct(res.Latency.P99, sp.P99Min, sp.P99Max)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, res.Peer, orDash(res.Consistency), mode,
+				fmtRate(res.OpsPerSec), opsSp, fmtCPU(res.CPUPerOp), cpuSp, fmtRate(res.KeysPerSec), fmtLat(res.Latency.P50), fmtLat(res.Latency.P99), p99Sp,
+				fmtLat(res.Latency.P999), fmtLat(res.Latency.Max), errs)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

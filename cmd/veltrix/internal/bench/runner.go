@@ -80,6 +80,10 @@ type RunOptions struct {
 	// Inserted counts keys inserted beyond Keys by earlier D runs; it is
 	// shared by the runs of one peer. Nil means none.
 	Inserted *atomic.Uint64
+	// IdleCPU is the bench process's CPU use (in cores) with every peer
+	// idle; that much is taken off the run's CPU time, so a peer is not
+	// charged for the idle peers' background work. Default 0.
+	IdleCPU float64
 	// Timeout bounds one operation. Default 10s.
 	Timeout time.Duration
 }
@@ -388,7 +392,8 @@ func RunWorkload(ctx context.Context, d Driver, o RunOptions, values *ValueSourc
 		})
 	}
 	wg.Wait()
-	cpu := cpuNow(d) - cpu0
+	cpu := cpuNow(d) - cpu0 - time.Duration(o.IdleCPU*float64(time.Since(start)))
+	cpu = max(cpu, 0)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

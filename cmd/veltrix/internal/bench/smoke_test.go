@@ -40,7 +40,7 @@ func TestRunSmoke(t *testing.T) {
 	rep, err := Run(context.Background(), Options{
 		Peers: peers, Keys: 300, ValueSize: 128, Concurrency: 4, Duration: 150 * time.Millisecond, Warmup: -1,
 		Sync: false, Dir: t.TempDir(), ImportItems: 500, ImportItemBytes: 256, Progress: &progress,
-		Command: "test",
+		Command: "test", Rounds: 1, Settle: 5 * time.Second,
 	})
 	if err != nil {
 		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
