@@ -79,11 +79,17 @@ bench-deps: ## Install redis-server and redis-benchmark (Debian) for make bench 
 	@if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; fi
 
-BENCH_FLAGS ?= --duration 4s --keys 50000 --import-items 100000
+BENCH_FLAGS ?= --duration 2s --rounds 3 --keys 50000 --import-items 100000
+# The revision bench-compare measures the working tree against.
+BENCH_COMPARE ?= main
 
 .PHONY: bench
-bench: bench-deps ## Veltrix vs etcd, Redis and raw Pebble side by side: YCSB A-D, PUT, BatchGet, bulk import (~5 min on 2 cores).
+bench: bench-deps ## Veltrix vs etcd, Redis and raw Pebble side by side, 3 interleaved rounds: YCSB A-D, PUT, BatchGet, bulk import (~12 min on 2 cores).
 	go run ./cmd/veltrix bench $(BENCH_FLAGS)
+
+.PHONY: bench-compare
+bench-compare: bench-deps ## The working tree's bench against $(BENCH_COMPARE)'s, interleaved round by round, with the ratios (narrow it: BENCH_FLAGS='--peers veltrix-rf1 --workloads C,PUT ...').
+	go run ./cmd/veltrix bench --compare $(BENCH_COMPARE) $(BENCH_FLAGS)
 
 # Extra flags for veltrix dev, e.g. make run ARGS='--data-dir /tmp/v2 --listen-addr 127.0.0.1:7401'.
 ARGS ?=

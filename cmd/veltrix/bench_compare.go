@@ -27,8 +27,11 @@ var compareOwnFlags = map[string]bool{"compare": true, "rounds": true, "output":
 // build's bench.
 func passThroughFlags(fs *pflag.FlagSet) []string {
 	var args []string
-	fs.Visit(func(f *pflag.Flag) {
-		if !compareOwnFlags[f.Name] {
+	// VisitAll, not Visit: a flag set copied from the command's
+	// (LocalNonPersistentFlags) keeps Changed but not the set of flags
+	// Visit walks.
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed && !compareOwnFlags[f.Name] {
 			args = append(args, "--"+f.Name+"="+f.Value.String())
 		}
 	})
