@@ -91,7 +91,7 @@ working tree / REV.`,
 	fs.DurationVar(&o.Settle, "settle", 60*time.Second, "longest wait after loading for the peers' background work (compactions) to finish; negative: no wait")
 	fs.StringVar(&f.compare, "compare", "", "git revision (e.g. main) whose build is compared with the working tree's, interleaved round by round; prints both medians and the ratios")
 	fs.BoolVar(&f.noTargets, "no-targets", false, "skip the extra runs for the issue #9 targets and the targets table")
-	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of every measured run to PREFIX-<peer>-<workload>.pprof (clients and in-process servers)")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of every measured run to PREFIX-<peer>-<workload>-r<round>.pprof (clients and in-process servers)")
 	fs.BoolVarP(&f.verbose, "v", "v", false, "print progress and the servers' warnings to stderr")
 	return cmd
 }
@@ -125,8 +125,11 @@ func runBench(ctx context.Context, w io.Writer, command string, bf *benchFlags) 
 	var profErr error
 	if bf.cpuProfile != "" {
 		var f *os.File
+		runs := map[string]int{}
 		o.BeforeWorkload = func(peer, workload string) {
-			name := fmt.Sprintf("%s-%s-%s.pprof", bf.cpuProfile, peer, workload)
+			// One profile per round: PREFIX-<peer>-<workload>-r<round>.pprof.
+			runs[peer+"/"+workload]++
+			name := fmt.Sprintf("%s-%s-%s-r%d.pprof", bf.cpuProfile, peer, workload, runs[peer+"/"+workload])
 			if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 				profErr = errors.Join(profErr, err)
 				return

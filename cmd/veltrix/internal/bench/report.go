@@ -578,6 +578,17 @@ func (r *Report) ComputeTargets() {
 			ratio("GET ops/s, "+v+" vs etcd-1 Range (workload C)", "ops/s", a.OpsPerSec, b.OpsPerSec, 0.8, "≥ 0.80×", "")
 		}
 	}
+	// Like with like: CPU per GET at the same consistency (lower is
+	// better: met when the ratio is at most 1).
+	for _, pair := range [][2]string{{"veltrix-rf1", "etcd-1-serializable"}, {"veltrix-rf3", "etcd-3-serializable"}, {"veltrix-rf3-quorum", "etcd-3"}} {
+		if a, b := r.find(pair[0], "C", "closed"), r.find(pair[1], "C", "closed"); a != nil && b != nil && b.CPUPerOp > 0 {
+			t := Target{Name: fmt.Sprintf("GET CPU µs/op, %s (%s) vs %s (%s) Range (workload C)", pair[0], a.Consistency, pair[1], b.Consistency),
+				Measured: float64(a.CPUPerOp) / 1e3, Reference: float64(b.CPUPerOp) / 1e3, Unit: "µs/op", Want: "≤ 1.00×"}
+			t.Ratio = t.Measured / t.Reference
+			t.Met = t.Ratio <= 1
+			r.Targets = append(r.Targets, t)
+		}
+	}
 	if a, b := r.find("veltrix-rf1", "PUT", "closed"), r.find("etcd-1", "PUT", "closed"); a != nil && b != nil {
 		ratio("PUT ops/s, veltrix-rf1 vs etcd-1 Put", "ops/s", a.OpsPerSec, b.OpsPerSec, 1.5, "≥ 1.50×", "")
 	}

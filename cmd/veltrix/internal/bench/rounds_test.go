@@ -310,3 +310,26 @@ func TestRoundsSmoke(t *testing.T) {
 	}
 	t.Logf("\n%s", table.String())
 }
+
+func TestCPUTargetsCompareLikeWithLike(t *testing.T) {
+	r := &Report{Results: []Result{
+		{Peer: "veltrix-rf1", Workload: "C", Mode: "closed", Consistency: "ONE", CPUPerOp: Micros(150 * time.Microsecond)},
+		{Peer: "etcd-1-serializable", Workload: "C", Mode: "closed", Consistency: "serializable", CPUPerOp: Micros(100 * time.Microsecond)},
+		{Peer: "veltrix-rf3-quorum", Workload: "C", Mode: "closed", Consistency: "QUORUM", CPUPerOp: Micros(80 * time.Microsecond)},
+		{Peer: "etcd-3", Workload: "C", Mode: "closed", Consistency: "linearizable", CPUPerOp: Micros(100 * time.Microsecond)},
+	}}
+	r.ComputeTargets()
+	got := map[string]Target{}
+	for _, tg := range r.Targets {
+		got[tg.Name] = tg
+	}
+	if tg, ok := got["GET CPU µs/op, veltrix-rf1 (ONE) vs etcd-1-serializable (serializable) Range (workload C)"]; !ok || tg.Ratio != 1.5 || tg.Met {
+		t.Errorf("RF1 ONE target: %+v (all: %+v)", tg, r.Targets)
+	}
+	if tg, ok := got["GET CPU µs/op, veltrix-rf3-quorum (QUORUM) vs etcd-3 (linearizable) Range (workload C)"]; !ok || tg.Ratio != 0.8 || !tg.Met {
+		t.Errorf("RF3 QUORUM target: %+v (all: %+v)", tg, r.Targets)
+	}
+	if len(r.Targets) != 2 {
+		t.Errorf("%d targets: %+v", len(r.Targets), r.Targets)
+	}
+}
