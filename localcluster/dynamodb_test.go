@@ -18,7 +18,7 @@ import (
 // storage nodes (RF 3), two routers, the item lock on the storage nodes.
 func TestDynamoDBEndpoint(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a cluster")
+		t.Skip("-short: starts a cluster (CI runs it: make test has no -short)")
 	}
 	c, err := Start(t.Context(), Options{Dir: t.TempDir(), Nodes: 3, Routers: 2, Partitions: 64, NoSync: true,
 		DynamoDBAddr: "127.0.0.1:0", DynamoDBAllRouters: true})

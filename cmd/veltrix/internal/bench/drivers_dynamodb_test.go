@@ -16,7 +16,7 @@ import (
 // the npm package is missing, except in CI.
 func TestDynamoDBWorkloads(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a cluster and dynalite")
+		t.Skip("-short: starts a cluster and dynalite (CI runs it: make test has no -short)")
 	}
 	var progress bytes.Buffer
 	rep, err := Run(context.Background(), Options{

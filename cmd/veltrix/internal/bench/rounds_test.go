@@ -269,7 +269,7 @@ func TestVariantsRunOnlyReadingWorkloads(t *testing.T) {
 // two rounds and its consistency.
 func TestRoundsSmoke(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts clusters")
+		t.Skip("-short: starts clusters (CI runs it: make test has no -short)")
 	}
 	var order []string
 	var progress bytes.Buffer

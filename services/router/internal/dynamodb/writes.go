@@ -171,6 +171,19 @@ func legacyExpected(in map[string]expectedWire) (map[string]expr.ExpectedValue, 
 	return out, nil
 }
 
+// oldOnlyReturnValues checks the ReturnValues of PutItem and DeleteItem,
+// which return at most the old item.
+func oldOnlyReturnValues(s string) error {
+	rv, err := expr.ParseReturnValues(s)
+	if err != nil {
+		return err
+	}
+	if rv != expr.ReturnNone && rv != expr.ReturnAllOld {
+		return validationf("ReturnValues can only be ALL_OLD or NONE")
+	}
+	return nil
+}
+
 // prepared is a validated write request's shared parts.
 type prepared struct {
 	t        *table
@@ -384,11 +397,8 @@ func putItem(ctx context.Context, h *Handler, body []byte) (any, error) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	if _, err := expr.ParseReturnValues(in.ReturnValues); err != nil {
+	if err := oldOnlyReturnValues(in.ReturnValues); err != nil {
 		return nil, err
-	}
-	if in.ReturnValues != "" && in.ReturnValues != "NONE" && in.ReturnValues != "ALL_OLD" {
-		return nil, validationf("ReturnValues can only be ALL_OLD or NONE")
 	}
 	pr, err := h.prepare(&in.writeParams, nil, nil, nil)
 	if err != nil {
@@ -429,11 +439,8 @@ func deleteItem(ctx context.Context, h *Handler, body []byte) (any, error) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	if _, err := expr.ParseReturnValues(in.ReturnValues); err != nil {
+	if err := oldOnlyReturnValues(in.ReturnValues); err != nil {
 		return nil, err
-	}
-	if in.ReturnValues != "" && in.ReturnValues != "NONE" && in.ReturnValues != "ALL_OLD" {
-		return nil, validationf("ReturnValues can only be ALL_OLD or NONE")
 	}
 	pr, err := h.prepare(&in.writeParams, nil, nil, nil)
 	if err != nil {
