@@ -193,6 +193,63 @@ func (KeyType) EnumDescriptor() ([]byte, []int) {
 	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{2}
 }
 
+// WritePath is how an import writes items (docs/design.md, "Bulk import").
+type WritePath int32
+
+const (
+	// WRITE_PATH_UNSPECIFIED means automatic: INGEST for an export source
+	// of at least 64 MiB (as the export's manifest sizes it), BATCH_WRITE
+	// otherwise and for table scans.
+	WritePath_WRITE_PATH_UNSPECIFIED WritePath = 0
+	// WRITE_PATH_BATCH_WRITE sends items through the router's BatchWrite at
+	// QUORUM, like live writes.
+	WritePath_WRITE_PATH_BATCH_WRITE WritePath = 1
+	// WRITE_PATH_INGEST sorts items per storage node and sends them to every
+	// replica with StorageService.Ingest, which builds and ingests SSTs.
+	WritePath_WRITE_PATH_INGEST WritePath = 2
+)
+
+// Enum value maps for WritePath.
+var (
+	WritePath_name = map[int32]string{
+		0: "WRITE_PATH_UNSPECIFIED",
+		1: "WRITE_PATH_BATCH_WRITE",
+		2: "WRITE_PATH_INGEST",
+	}
+	WritePath_value = map[string]int32{
+		"WRITE_PATH_UNSPECIFIED": 0,
+		"WRITE_PATH_BATCH_WRITE": 1,
+		"WRITE_PATH_INGEST":      2,
+	}
+)
+
+func (x WritePath) Enum() *WritePath {
+	p := new(WritePath)
+	*p = x
+	return p
+}
+
+func (x WritePath) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WritePath) Descriptor() protoreflect.EnumDescriptor {
+	return file_veltrix_migrator_v1_migrator_proto_enumTypes[3].Descriptor()
+}
+
+func (WritePath) Type() protoreflect.EnumType {
+	return &file_veltrix_migrator_v1_migrator_proto_enumTypes[3]
+}
+
+func (x WritePath) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WritePath.Descriptor instead.
+func (WritePath) EnumDescriptor() ([]byte, []int) {
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{3}
+}
+
 // StreamKind is the CDC source type.
 type StreamKind int32
 
@@ -231,11 +288,11 @@ func (x StreamKind) String() string {
 }
 
 func (StreamKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_veltrix_migrator_v1_migrator_proto_enumTypes[3].Descriptor()
+	return file_veltrix_migrator_v1_migrator_proto_enumTypes[4].Descriptor()
 }
 
 func (StreamKind) Type() protoreflect.EnumType {
-	return &file_veltrix_migrator_v1_migrator_proto_enumTypes[3]
+	return &file_veltrix_migrator_v1_migrator_proto_enumTypes[4]
 }
 
 func (x StreamKind) Number() protoreflect.EnumNumber {
@@ -244,7 +301,7 @@ func (x StreamKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StreamKind.Descriptor instead.
 func (StreamKind) EnumDescriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{3}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{4}
 }
 
 // StartPosition says where a new stream job starts reading.
@@ -292,11 +349,11 @@ func (x StartPosition) String() string {
 }
 
 func (StartPosition) Descriptor() protoreflect.EnumDescriptor {
-	return file_veltrix_migrator_v1_migrator_proto_enumTypes[4].Descriptor()
+	return file_veltrix_migrator_v1_migrator_proto_enumTypes[5].Descriptor()
 }
 
 func (StartPosition) Type() protoreflect.EnumType {
-	return &file_veltrix_migrator_v1_migrator_proto_enumTypes[4]
+	return &file_veltrix_migrator_v1_migrator_proto_enumTypes[5]
 }
 
 func (x StartPosition) Number() protoreflect.EnumNumber {
@@ -305,7 +362,7 @@ func (x StartPosition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StartPosition.Descriptor instead.
 func (StartPosition) EnumDescriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{4}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{5}
 }
 
 // JobKind is a job's type.
@@ -349,11 +406,11 @@ func (x JobKind) String() string {
 }
 
 func (JobKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_veltrix_migrator_v1_migrator_proto_enumTypes[5].Descriptor()
+	return file_veltrix_migrator_v1_migrator_proto_enumTypes[6].Descriptor()
 }
 
 func (JobKind) Type() protoreflect.EnumType {
-	return &file_veltrix_migrator_v1_migrator_proto_enumTypes[5]
+	return &file_veltrix_migrator_v1_migrator_proto_enumTypes[6]
 }
 
 func (x JobKind) Number() protoreflect.EnumNumber {
@@ -362,7 +419,7 @@ func (x JobKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use JobKind.Descriptor instead.
 func (JobKind) EnumDescriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{5}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{6}
 }
 
 // JobState is where a job is in its life.
@@ -422,11 +479,11 @@ func (x JobState) String() string {
 }
 
 func (JobState) Descriptor() protoreflect.EnumDescriptor {
-	return file_veltrix_migrator_v1_migrator_proto_enumTypes[6].Descriptor()
+	return file_veltrix_migrator_v1_migrator_proto_enumTypes[7].Descriptor()
 }
 
 func (JobState) Type() protoreflect.EnumType {
-	return &file_veltrix_migrator_v1_migrator_proto_enumTypes[6]
+	return &file_veltrix_migrator_v1_migrator_proto_enumTypes[7]
 }
 
 func (x JobState) Number() protoreflect.EnumNumber {
@@ -435,7 +492,7 @@ func (x JobState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use JobState.Descriptor instead.
 func (JobState) EnumDescriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{6}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{7}
 }
 
 // ProblemKind classifies why a job did not fully succeed.
@@ -502,11 +559,11 @@ func (x ProblemKind) String() string {
 }
 
 func (ProblemKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_veltrix_migrator_v1_migrator_proto_enumTypes[7].Descriptor()
+	return file_veltrix_migrator_v1_migrator_proto_enumTypes[8].Descriptor()
 }
 
 func (ProblemKind) Type() protoreflect.EnumType {
-	return &file_veltrix_migrator_v1_migrator_proto_enumTypes[7]
+	return &file_veltrix_migrator_v1_migrator_proto_enumTypes[8]
 }
 
 func (x ProblemKind) Number() protoreflect.EnumNumber {
@@ -515,7 +572,7 @@ func (x ProblemKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ProblemKind.Descriptor instead.
 func (ProblemKind) EnumDescriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{7}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{8}
 }
 
 // MismatchKind classifies a verify difference.
@@ -559,11 +616,11 @@ func (x MismatchKind) String() string {
 }
 
 func (MismatchKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_veltrix_migrator_v1_migrator_proto_enumTypes[8].Descriptor()
+	return file_veltrix_migrator_v1_migrator_proto_enumTypes[9].Descriptor()
 }
 
 func (MismatchKind) Type() protoreflect.EnumType {
-	return &file_veltrix_migrator_v1_migrator_proto_enumTypes[8]
+	return &file_veltrix_migrator_v1_migrator_proto_enumTypes[9]
 }
 
 func (x MismatchKind) Number() protoreflect.EnumNumber {
@@ -572,7 +629,7 @@ func (x MismatchKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MismatchKind.Descriptor instead.
 func (MismatchKind) EnumDescriptor() ([]byte, []int) {
-	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{8}
+	return file_veltrix_migrator_v1_migrator_proto_rawDescGZIP(), []int{9}
 }
 
 // AwsOptions says how to reach an AWS API (or a compatible local server).
@@ -994,7 +1051,10 @@ type ImportSpec struct {
 	// parallelism is the number of files or segments read at once. Default 4.
 	Parallelism uint32 `protobuf:"varint,6,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
 	// batch_size is the number of items per BatchWrite. Default 100.
-	BatchSize     uint32 `protobuf:"varint,7,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	BatchSize uint32 `protobuf:"varint,7,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	// write_path chooses how items reach the storage nodes. Default
+	// automatic (WRITE_PATH_UNSPECIFIED).
+	WritePath     WritePath `protobuf:"varint,8,opt,name=write_path,json=writePath,proto3,enum=veltrix.migrator.v1.WritePath" json:"write_path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1087,6 +1147,13 @@ func (x *ImportSpec) GetBatchSize() uint32 {
 		return x.BatchSize
 	}
 	return 0
+}
+
+func (x *ImportSpec) GetWritePath() WritePath {
+	if x != nil {
+		return x.WritePath
+	}
+	return WritePath_WRITE_PATH_UNSPECIFIED
 }
 
 type isImportSpec_Source interface {
@@ -3209,7 +3276,7 @@ const file_veltrix_migrator_v1_migrator_proto_rawDesc = "" +
 	"\bencoding\x18\x05 \x01(\x0e2\".veltrix.migrator.v1.ValueEncodingR\bencoding\x12'\n" +
 	"\x0fvalue_attribute\x18\x06 \x01(\tR\x0evalueAttribute\x12#\n" +
 	"\rttl_attribute\x18\a \x01(\tR\fttlAttribute\x12\x16\n" +
-	"\x06filter\x18\b \x01(\tR\x06filter\"\xde\x02\n" +
+	"\x06filter\x18\b \x01(\tR\x06filter\"\x9d\x03\n" +
 	"\n" +
 	"ImportSpec\x12;\n" +
 	"\x06export\x18\x01 \x01(\v2!.veltrix.migrator.v1.ExportSourceH\x00R\x06export\x12E\n" +
@@ -3221,7 +3288,9 @@ const file_veltrix_migrator_v1_migrator_proto_rawDesc = "" +
 	"\x10items_per_second\x18\x05 \x01(\x01R\x0eitemsPerSecond\x12 \n" +
 	"\vparallelism\x18\x06 \x01(\rR\vparallelism\x12\x1d\n" +
 	"\n" +
-	"batch_size\x18\a \x01(\rR\tbatchSizeB\b\n" +
+	"batch_size\x18\a \x01(\rR\tbatchSize\x12=\n" +
+	"\n" +
+	"write_path\x18\b \x01(\x0e2\x1e.veltrix.migrator.v1.WritePathR\twritePathB\b\n" +
 	"\x06source\"\x9b\x03\n" +
 	"\n" +
 	"StreamSpec\x123\n" +
@@ -3405,7 +3474,11 @@ const file_veltrix_migrator_v1_migrator_proto_rawDesc = "" +
 	"\n" +
 	"KEY_TYPE_N\x10\x02\x12\x0e\n" +
 	"\n" +
-	"KEY_TYPE_B\x10\x03*d\n" +
+	"KEY_TYPE_B\x10\x03*Z\n" +
+	"\tWritePath\x12\x1a\n" +
+	"\x16WRITE_PATH_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16WRITE_PATH_BATCH_WRITE\x10\x01\x12\x15\n" +
+	"\x11WRITE_PATH_INGEST\x10\x02*d\n" +
 	"\n" +
 	"StreamKind\x12\x1b\n" +
 	"\x17STREAM_KIND_UNSPECIFIED\x10\x00\x12 \n" +
@@ -3467,128 +3540,130 @@ func file_veltrix_migrator_v1_migrator_proto_rawDescGZIP() []byte {
 	return file_veltrix_migrator_v1_migrator_proto_rawDescData
 }
 
-var file_veltrix_migrator_v1_migrator_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_veltrix_migrator_v1_migrator_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
 var file_veltrix_migrator_v1_migrator_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_veltrix_migrator_v1_migrator_proto_goTypes = []any{
 	(ExportFormat)(0),             // 0: veltrix.migrator.v1.ExportFormat
 	(ValueEncoding)(0),            // 1: veltrix.migrator.v1.ValueEncoding
 	(KeyType)(0),                  // 2: veltrix.migrator.v1.KeyType
-	(StreamKind)(0),               // 3: veltrix.migrator.v1.StreamKind
-	(StartPosition)(0),            // 4: veltrix.migrator.v1.StartPosition
-	(JobKind)(0),                  // 5: veltrix.migrator.v1.JobKind
-	(JobState)(0),                 // 6: veltrix.migrator.v1.JobState
-	(ProblemKind)(0),              // 7: veltrix.migrator.v1.ProblemKind
-	(MismatchKind)(0),             // 8: veltrix.migrator.v1.MismatchKind
-	(*AwsOptions)(nil),            // 9: veltrix.migrator.v1.AwsOptions
-	(*ExportSource)(nil),          // 10: veltrix.migrator.v1.ExportSource
-	(*TableScanSource)(nil),       // 11: veltrix.migrator.v1.TableScanSource
-	(*KeyAttribute)(nil),          // 12: veltrix.migrator.v1.KeyAttribute
-	(*Mapping)(nil),               // 13: veltrix.migrator.v1.Mapping
-	(*ImportSpec)(nil),            // 14: veltrix.migrator.v1.ImportSpec
-	(*StreamSpec)(nil),            // 15: veltrix.migrator.v1.StreamSpec
-	(*VerifySpec)(nil),            // 16: veltrix.migrator.v1.VerifySpec
-	(*Progress)(nil),              // 17: veltrix.migrator.v1.Progress
-	(*Problem)(nil),               // 18: veltrix.migrator.v1.Problem
-	(*JobHealth)(nil),             // 19: veltrix.migrator.v1.JobHealth
-	(*Mismatch)(nil),              // 20: veltrix.migrator.v1.Mismatch
-	(*VerifyReport)(nil),          // 21: veltrix.migrator.v1.VerifyReport
-	(*Job)(nil),                   // 22: veltrix.migrator.v1.Job
-	(*StartImportRequest)(nil),    // 23: veltrix.migrator.v1.StartImportRequest
-	(*StartImportResponse)(nil),   // 24: veltrix.migrator.v1.StartImportResponse
-	(*StartStreamRequest)(nil),    // 25: veltrix.migrator.v1.StartStreamRequest
-	(*StartStreamResponse)(nil),   // 26: veltrix.migrator.v1.StartStreamResponse
-	(*StartVerifyRequest)(nil),    // 27: veltrix.migrator.v1.StartVerifyRequest
-	(*StartVerifyResponse)(nil),   // 28: veltrix.migrator.v1.StartVerifyResponse
-	(*GetJobRequest)(nil),         // 29: veltrix.migrator.v1.GetJobRequest
-	(*GetJobResponse)(nil),        // 30: veltrix.migrator.v1.GetJobResponse
-	(*ListJobsRequest)(nil),       // 31: veltrix.migrator.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 32: veltrix.migrator.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),       // 33: veltrix.migrator.v1.WatchJobRequest
-	(*WatchJobResponse)(nil),      // 34: veltrix.migrator.v1.WatchJobResponse
-	(*CancelJobRequest)(nil),      // 35: veltrix.migrator.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),     // 36: veltrix.migrator.v1.CancelJobResponse
-	(*Reject)(nil),                // 37: veltrix.migrator.v1.Reject
-	(*RetryJobRequest)(nil),       // 38: veltrix.migrator.v1.RetryJobRequest
-	(*RetryJobResponse)(nil),      // 39: veltrix.migrator.v1.RetryJobResponse
-	(*ListRejectsRequest)(nil),    // 40: veltrix.migrator.v1.ListRejectsRequest
-	(*ListRejectsResponse)(nil),   // 41: veltrix.migrator.v1.ListRejectsResponse
-	(*durationpb.Duration)(nil),   // 42: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 43: google.protobuf.Timestamp
+	(WritePath)(0),                // 3: veltrix.migrator.v1.WritePath
+	(StreamKind)(0),               // 4: veltrix.migrator.v1.StreamKind
+	(StartPosition)(0),            // 5: veltrix.migrator.v1.StartPosition
+	(JobKind)(0),                  // 6: veltrix.migrator.v1.JobKind
+	(JobState)(0),                 // 7: veltrix.migrator.v1.JobState
+	(ProblemKind)(0),              // 8: veltrix.migrator.v1.ProblemKind
+	(MismatchKind)(0),             // 9: veltrix.migrator.v1.MismatchKind
+	(*AwsOptions)(nil),            // 10: veltrix.migrator.v1.AwsOptions
+	(*ExportSource)(nil),          // 11: veltrix.migrator.v1.ExportSource
+	(*TableScanSource)(nil),       // 12: veltrix.migrator.v1.TableScanSource
+	(*KeyAttribute)(nil),          // 13: veltrix.migrator.v1.KeyAttribute
+	(*Mapping)(nil),               // 14: veltrix.migrator.v1.Mapping
+	(*ImportSpec)(nil),            // 15: veltrix.migrator.v1.ImportSpec
+	(*StreamSpec)(nil),            // 16: veltrix.migrator.v1.StreamSpec
+	(*VerifySpec)(nil),            // 17: veltrix.migrator.v1.VerifySpec
+	(*Progress)(nil),              // 18: veltrix.migrator.v1.Progress
+	(*Problem)(nil),               // 19: veltrix.migrator.v1.Problem
+	(*JobHealth)(nil),             // 20: veltrix.migrator.v1.JobHealth
+	(*Mismatch)(nil),              // 21: veltrix.migrator.v1.Mismatch
+	(*VerifyReport)(nil),          // 22: veltrix.migrator.v1.VerifyReport
+	(*Job)(nil),                   // 23: veltrix.migrator.v1.Job
+	(*StartImportRequest)(nil),    // 24: veltrix.migrator.v1.StartImportRequest
+	(*StartImportResponse)(nil),   // 25: veltrix.migrator.v1.StartImportResponse
+	(*StartStreamRequest)(nil),    // 26: veltrix.migrator.v1.StartStreamRequest
+	(*StartStreamResponse)(nil),   // 27: veltrix.migrator.v1.StartStreamResponse
+	(*StartVerifyRequest)(nil),    // 28: veltrix.migrator.v1.StartVerifyRequest
+	(*StartVerifyResponse)(nil),   // 29: veltrix.migrator.v1.StartVerifyResponse
+	(*GetJobRequest)(nil),         // 30: veltrix.migrator.v1.GetJobRequest
+	(*GetJobResponse)(nil),        // 31: veltrix.migrator.v1.GetJobResponse
+	(*ListJobsRequest)(nil),       // 32: veltrix.migrator.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 33: veltrix.migrator.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),       // 34: veltrix.migrator.v1.WatchJobRequest
+	(*WatchJobResponse)(nil),      // 35: veltrix.migrator.v1.WatchJobResponse
+	(*CancelJobRequest)(nil),      // 36: veltrix.migrator.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),     // 37: veltrix.migrator.v1.CancelJobResponse
+	(*Reject)(nil),                // 38: veltrix.migrator.v1.Reject
+	(*RetryJobRequest)(nil),       // 39: veltrix.migrator.v1.RetryJobRequest
+	(*RetryJobResponse)(nil),      // 40: veltrix.migrator.v1.RetryJobResponse
+	(*ListRejectsRequest)(nil),    // 41: veltrix.migrator.v1.ListRejectsRequest
+	(*ListRejectsResponse)(nil),   // 42: veltrix.migrator.v1.ListRejectsResponse
+	(*durationpb.Duration)(nil),   // 43: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 44: google.protobuf.Timestamp
 }
 var file_veltrix_migrator_v1_migrator_proto_depIdxs = []int32{
 	0,  // 0: veltrix.migrator.v1.ExportSource.format:type_name -> veltrix.migrator.v1.ExportFormat
-	9,  // 1: veltrix.migrator.v1.ExportSource.aws:type_name -> veltrix.migrator.v1.AwsOptions
-	9,  // 2: veltrix.migrator.v1.TableScanSource.aws:type_name -> veltrix.migrator.v1.AwsOptions
+	10, // 1: veltrix.migrator.v1.ExportSource.aws:type_name -> veltrix.migrator.v1.AwsOptions
+	10, // 2: veltrix.migrator.v1.TableScanSource.aws:type_name -> veltrix.migrator.v1.AwsOptions
 	2,  // 3: veltrix.migrator.v1.KeyAttribute.type:type_name -> veltrix.migrator.v1.KeyType
-	12, // 4: veltrix.migrator.v1.Mapping.partition_key:type_name -> veltrix.migrator.v1.KeyAttribute
-	12, // 5: veltrix.migrator.v1.Mapping.sort_key:type_name -> veltrix.migrator.v1.KeyAttribute
+	13, // 4: veltrix.migrator.v1.Mapping.partition_key:type_name -> veltrix.migrator.v1.KeyAttribute
+	13, // 5: veltrix.migrator.v1.Mapping.sort_key:type_name -> veltrix.migrator.v1.KeyAttribute
 	1,  // 6: veltrix.migrator.v1.Mapping.encoding:type_name -> veltrix.migrator.v1.ValueEncoding
-	10, // 7: veltrix.migrator.v1.ImportSpec.export:type_name -> veltrix.migrator.v1.ExportSource
-	11, // 8: veltrix.migrator.v1.ImportSpec.table_scan:type_name -> veltrix.migrator.v1.TableScanSource
-	13, // 9: veltrix.migrator.v1.ImportSpec.mapping:type_name -> veltrix.migrator.v1.Mapping
-	3,  // 10: veltrix.migrator.v1.StreamSpec.kind:type_name -> veltrix.migrator.v1.StreamKind
-	4,  // 11: veltrix.migrator.v1.StreamSpec.start:type_name -> veltrix.migrator.v1.StartPosition
-	13, // 12: veltrix.migrator.v1.StreamSpec.mapping:type_name -> veltrix.migrator.v1.Mapping
-	9,  // 13: veltrix.migrator.v1.StreamSpec.aws:type_name -> veltrix.migrator.v1.AwsOptions
-	42, // 14: veltrix.migrator.v1.StreamSpec.fail_after:type_name -> google.protobuf.Duration
-	10, // 15: veltrix.migrator.v1.VerifySpec.export:type_name -> veltrix.migrator.v1.ExportSource
-	11, // 16: veltrix.migrator.v1.VerifySpec.table_scan:type_name -> veltrix.migrator.v1.TableScanSource
-	13, // 17: veltrix.migrator.v1.VerifySpec.mapping:type_name -> veltrix.migrator.v1.Mapping
-	42, // 18: veltrix.migrator.v1.Progress.eta:type_name -> google.protobuf.Duration
-	42, // 19: veltrix.migrator.v1.Progress.lag:type_name -> google.protobuf.Duration
-	7,  // 20: veltrix.migrator.v1.Problem.kind:type_name -> veltrix.migrator.v1.ProblemKind
-	43, // 21: veltrix.migrator.v1.JobHealth.last_error_time:type_name -> google.protobuf.Timestamp
-	43, // 22: veltrix.migrator.v1.JobHealth.failing_since:type_name -> google.protobuf.Timestamp
-	8,  // 23: veltrix.migrator.v1.Mismatch.kind:type_name -> veltrix.migrator.v1.MismatchKind
-	20, // 24: veltrix.migrator.v1.VerifyReport.mismatches:type_name -> veltrix.migrator.v1.Mismatch
-	5,  // 25: veltrix.migrator.v1.Job.kind:type_name -> veltrix.migrator.v1.JobKind
-	6,  // 26: veltrix.migrator.v1.Job.state:type_name -> veltrix.migrator.v1.JobState
-	14, // 27: veltrix.migrator.v1.Job.import_spec:type_name -> veltrix.migrator.v1.ImportSpec
-	15, // 28: veltrix.migrator.v1.Job.stream_spec:type_name -> veltrix.migrator.v1.StreamSpec
-	16, // 29: veltrix.migrator.v1.Job.verify_spec:type_name -> veltrix.migrator.v1.VerifySpec
-	17, // 30: veltrix.migrator.v1.Job.progress:type_name -> veltrix.migrator.v1.Progress
-	43, // 31: veltrix.migrator.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	43, // 32: veltrix.migrator.v1.Job.start_time:type_name -> google.protobuf.Timestamp
-	43, // 33: veltrix.migrator.v1.Job.end_time:type_name -> google.protobuf.Timestamp
-	21, // 34: veltrix.migrator.v1.Job.verify_report:type_name -> veltrix.migrator.v1.VerifyReport
-	18, // 35: veltrix.migrator.v1.Job.problems:type_name -> veltrix.migrator.v1.Problem
-	19, // 36: veltrix.migrator.v1.Job.health:type_name -> veltrix.migrator.v1.JobHealth
-	14, // 37: veltrix.migrator.v1.StartImportRequest.spec:type_name -> veltrix.migrator.v1.ImportSpec
-	22, // 38: veltrix.migrator.v1.StartImportResponse.job:type_name -> veltrix.migrator.v1.Job
-	15, // 39: veltrix.migrator.v1.StartStreamRequest.spec:type_name -> veltrix.migrator.v1.StreamSpec
-	22, // 40: veltrix.migrator.v1.StartStreamResponse.job:type_name -> veltrix.migrator.v1.Job
-	16, // 41: veltrix.migrator.v1.StartVerifyRequest.spec:type_name -> veltrix.migrator.v1.VerifySpec
-	22, // 42: veltrix.migrator.v1.StartVerifyResponse.job:type_name -> veltrix.migrator.v1.Job
-	22, // 43: veltrix.migrator.v1.GetJobResponse.job:type_name -> veltrix.migrator.v1.Job
-	5,  // 44: veltrix.migrator.v1.ListJobsRequest.kind:type_name -> veltrix.migrator.v1.JobKind
-	22, // 45: veltrix.migrator.v1.ListJobsResponse.jobs:type_name -> veltrix.migrator.v1.Job
-	22, // 46: veltrix.migrator.v1.WatchJobResponse.job:type_name -> veltrix.migrator.v1.Job
-	22, // 47: veltrix.migrator.v1.CancelJobResponse.job:type_name -> veltrix.migrator.v1.Job
-	22, // 48: veltrix.migrator.v1.RetryJobResponse.job:type_name -> veltrix.migrator.v1.Job
-	37, // 49: veltrix.migrator.v1.ListRejectsResponse.rejects:type_name -> veltrix.migrator.v1.Reject
-	23, // 50: veltrix.migrator.v1.MigratorService.StartImport:input_type -> veltrix.migrator.v1.StartImportRequest
-	25, // 51: veltrix.migrator.v1.MigratorService.StartStream:input_type -> veltrix.migrator.v1.StartStreamRequest
-	27, // 52: veltrix.migrator.v1.MigratorService.StartVerify:input_type -> veltrix.migrator.v1.StartVerifyRequest
-	29, // 53: veltrix.migrator.v1.MigratorService.GetJob:input_type -> veltrix.migrator.v1.GetJobRequest
-	31, // 54: veltrix.migrator.v1.MigratorService.ListJobs:input_type -> veltrix.migrator.v1.ListJobsRequest
-	33, // 55: veltrix.migrator.v1.MigratorService.WatchJob:input_type -> veltrix.migrator.v1.WatchJobRequest
-	35, // 56: veltrix.migrator.v1.MigratorService.CancelJob:input_type -> veltrix.migrator.v1.CancelJobRequest
-	40, // 57: veltrix.migrator.v1.MigratorService.ListRejects:input_type -> veltrix.migrator.v1.ListRejectsRequest
-	38, // 58: veltrix.migrator.v1.MigratorService.RetryJob:input_type -> veltrix.migrator.v1.RetryJobRequest
-	24, // 59: veltrix.migrator.v1.MigratorService.StartImport:output_type -> veltrix.migrator.v1.StartImportResponse
-	26, // 60: veltrix.migrator.v1.MigratorService.StartStream:output_type -> veltrix.migrator.v1.StartStreamResponse
-	28, // 61: veltrix.migrator.v1.MigratorService.StartVerify:output_type -> veltrix.migrator.v1.StartVerifyResponse
-	30, // 62: veltrix.migrator.v1.MigratorService.GetJob:output_type -> veltrix.migrator.v1.GetJobResponse
-	32, // 63: veltrix.migrator.v1.MigratorService.ListJobs:output_type -> veltrix.migrator.v1.ListJobsResponse
-	34, // 64: veltrix.migrator.v1.MigratorService.WatchJob:output_type -> veltrix.migrator.v1.WatchJobResponse
-	36, // 65: veltrix.migrator.v1.MigratorService.CancelJob:output_type -> veltrix.migrator.v1.CancelJobResponse
-	41, // 66: veltrix.migrator.v1.MigratorService.ListRejects:output_type -> veltrix.migrator.v1.ListRejectsResponse
-	39, // 67: veltrix.migrator.v1.MigratorService.RetryJob:output_type -> veltrix.migrator.v1.RetryJobResponse
-	59, // [59:68] is the sub-list for method output_type
-	50, // [50:59] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	11, // 7: veltrix.migrator.v1.ImportSpec.export:type_name -> veltrix.migrator.v1.ExportSource
+	12, // 8: veltrix.migrator.v1.ImportSpec.table_scan:type_name -> veltrix.migrator.v1.TableScanSource
+	14, // 9: veltrix.migrator.v1.ImportSpec.mapping:type_name -> veltrix.migrator.v1.Mapping
+	3,  // 10: veltrix.migrator.v1.ImportSpec.write_path:type_name -> veltrix.migrator.v1.WritePath
+	4,  // 11: veltrix.migrator.v1.StreamSpec.kind:type_name -> veltrix.migrator.v1.StreamKind
+	5,  // 12: veltrix.migrator.v1.StreamSpec.start:type_name -> veltrix.migrator.v1.StartPosition
+	14, // 13: veltrix.migrator.v1.StreamSpec.mapping:type_name -> veltrix.migrator.v1.Mapping
+	10, // 14: veltrix.migrator.v1.StreamSpec.aws:type_name -> veltrix.migrator.v1.AwsOptions
+	43, // 15: veltrix.migrator.v1.StreamSpec.fail_after:type_name -> google.protobuf.Duration
+	11, // 16: veltrix.migrator.v1.VerifySpec.export:type_name -> veltrix.migrator.v1.ExportSource
+	12, // 17: veltrix.migrator.v1.VerifySpec.table_scan:type_name -> veltrix.migrator.v1.TableScanSource
+	14, // 18: veltrix.migrator.v1.VerifySpec.mapping:type_name -> veltrix.migrator.v1.Mapping
+	43, // 19: veltrix.migrator.v1.Progress.eta:type_name -> google.protobuf.Duration
+	43, // 20: veltrix.migrator.v1.Progress.lag:type_name -> google.protobuf.Duration
+	8,  // 21: veltrix.migrator.v1.Problem.kind:type_name -> veltrix.migrator.v1.ProblemKind
+	44, // 22: veltrix.migrator.v1.JobHealth.last_error_time:type_name -> google.protobuf.Timestamp
+	44, // 23: veltrix.migrator.v1.JobHealth.failing_since:type_name -> google.protobuf.Timestamp
+	9,  // 24: veltrix.migrator.v1.Mismatch.kind:type_name -> veltrix.migrator.v1.MismatchKind
+	21, // 25: veltrix.migrator.v1.VerifyReport.mismatches:type_name -> veltrix.migrator.v1.Mismatch
+	6,  // 26: veltrix.migrator.v1.Job.kind:type_name -> veltrix.migrator.v1.JobKind
+	7,  // 27: veltrix.migrator.v1.Job.state:type_name -> veltrix.migrator.v1.JobState
+	15, // 28: veltrix.migrator.v1.Job.import_spec:type_name -> veltrix.migrator.v1.ImportSpec
+	16, // 29: veltrix.migrator.v1.Job.stream_spec:type_name -> veltrix.migrator.v1.StreamSpec
+	17, // 30: veltrix.migrator.v1.Job.verify_spec:type_name -> veltrix.migrator.v1.VerifySpec
+	18, // 31: veltrix.migrator.v1.Job.progress:type_name -> veltrix.migrator.v1.Progress
+	44, // 32: veltrix.migrator.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	44, // 33: veltrix.migrator.v1.Job.start_time:type_name -> google.protobuf.Timestamp
+	44, // 34: veltrix.migrator.v1.Job.end_time:type_name -> google.protobuf.Timestamp
+	22, // 35: veltrix.migrator.v1.Job.verify_report:type_name -> veltrix.migrator.v1.VerifyReport
+	19, // 36: veltrix.migrator.v1.Job.problems:type_name -> veltrix.migrator.v1.Problem
+	20, // 37: veltrix.migrator.v1.Job.health:type_name -> veltrix.migrator.v1.JobHealth
+	15, // 38: veltrix.migrator.v1.StartImportRequest.spec:type_name -> veltrix.migrator.v1.ImportSpec
+	23, // 39: veltrix.migrator.v1.StartImportResponse.job:type_name -> veltrix.migrator.v1.Job
+	16, // 40: veltrix.migrator.v1.StartStreamRequest.spec:type_name -> veltrix.migrator.v1.StreamSpec
+	23, // 41: veltrix.migrator.v1.StartStreamResponse.job:type_name -> veltrix.migrator.v1.Job
+	17, // 42: veltrix.migrator.v1.StartVerifyRequest.spec:type_name -> veltrix.migrator.v1.VerifySpec
+	23, // 43: veltrix.migrator.v1.StartVerifyResponse.job:type_name -> veltrix.migrator.v1.Job
+	23, // 44: veltrix.migrator.v1.GetJobResponse.job:type_name -> veltrix.migrator.v1.Job
+	6,  // 45: veltrix.migrator.v1.ListJobsRequest.kind:type_name -> veltrix.migrator.v1.JobKind
+	23, // 46: veltrix.migrator.v1.ListJobsResponse.jobs:type_name -> veltrix.migrator.v1.Job
+	23, // 47: veltrix.migrator.v1.WatchJobResponse.job:type_name -> veltrix.migrator.v1.Job
+	23, // 48: veltrix.migrator.v1.CancelJobResponse.job:type_name -> veltrix.migrator.v1.Job
+	23, // 49: veltrix.migrator.v1.RetryJobResponse.job:type_name -> veltrix.migrator.v1.Job
+	38, // 50: veltrix.migrator.v1.ListRejectsResponse.rejects:type_name -> veltrix.migrator.v1.Reject
+	24, // 51: veltrix.migrator.v1.MigratorService.StartImport:input_type -> veltrix.migrator.v1.StartImportRequest
+	26, // 52: veltrix.migrator.v1.MigratorService.StartStream:input_type -> veltrix.migrator.v1.StartStreamRequest
+	28, // 53: veltrix.migrator.v1.MigratorService.StartVerify:input_type -> veltrix.migrator.v1.StartVerifyRequest
+	30, // 54: veltrix.migrator.v1.MigratorService.GetJob:input_type -> veltrix.migrator.v1.GetJobRequest
+	32, // 55: veltrix.migrator.v1.MigratorService.ListJobs:input_type -> veltrix.migrator.v1.ListJobsRequest
+	34, // 56: veltrix.migrator.v1.MigratorService.WatchJob:input_type -> veltrix.migrator.v1.WatchJobRequest
+	36, // 57: veltrix.migrator.v1.MigratorService.CancelJob:input_type -> veltrix.migrator.v1.CancelJobRequest
+	41, // 58: veltrix.migrator.v1.MigratorService.ListRejects:input_type -> veltrix.migrator.v1.ListRejectsRequest
+	39, // 59: veltrix.migrator.v1.MigratorService.RetryJob:input_type -> veltrix.migrator.v1.RetryJobRequest
+	25, // 60: veltrix.migrator.v1.MigratorService.StartImport:output_type -> veltrix.migrator.v1.StartImportResponse
+	27, // 61: veltrix.migrator.v1.MigratorService.StartStream:output_type -> veltrix.migrator.v1.StartStreamResponse
+	29, // 62: veltrix.migrator.v1.MigratorService.StartVerify:output_type -> veltrix.migrator.v1.StartVerifyResponse
+	31, // 63: veltrix.migrator.v1.MigratorService.GetJob:output_type -> veltrix.migrator.v1.GetJobResponse
+	33, // 64: veltrix.migrator.v1.MigratorService.ListJobs:output_type -> veltrix.migrator.v1.ListJobsResponse
+	35, // 65: veltrix.migrator.v1.MigratorService.WatchJob:output_type -> veltrix.migrator.v1.WatchJobResponse
+	37, // 66: veltrix.migrator.v1.MigratorService.CancelJob:output_type -> veltrix.migrator.v1.CancelJobResponse
+	42, // 67: veltrix.migrator.v1.MigratorService.ListRejects:output_type -> veltrix.migrator.v1.ListRejectsResponse
+	40, // 68: veltrix.migrator.v1.MigratorService.RetryJob:output_type -> veltrix.migrator.v1.RetryJobResponse
+	60, // [60:69] is the sub-list for method output_type
+	51, // [51:60] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_veltrix_migrator_v1_migrator_proto_init() }
@@ -3614,7 +3689,7 @@ func file_veltrix_migrator_v1_migrator_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_veltrix_migrator_v1_migrator_proto_rawDesc), len(file_veltrix_migrator_v1_migrator_proto_rawDesc)),
-			NumEnums:      9,
+			NumEnums:      10,
 			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -1705,6 +1705,183 @@ func (*UnlockKeyResponse) Descriptor() ([]byte, []int) {
 	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{26}
 }
 
+// IngestRequest is one chunk of an Ingest run.
+type IngestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// records of the run; a tombstone record is a delete.
+	Records []*Record `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// placement_epoch is the placement epoch the caller routed by, the same
+	// in every message of the run; fenced as ApplyRequest.placement_epoch.
+	PlacementEpoch uint64 `protobuf:"varint,2,opt,name=placement_epoch,json=placementEpoch,proto3" json:"placement_epoch,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *IngestRequest) Reset() {
+	*x = IngestRequest{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngestRequest) ProtoMessage() {}
+
+func (x *IngestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
+func (*IngestRequest) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *IngestRequest) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *IngestRequest) GetPlacementEpoch() uint64 {
+	if x != nil {
+		return x.PlacementEpoch
+	}
+	return 0
+}
+
+// IngestResponse reports what one Ingest run did.
+type IngestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// applied counts the records that are now the stored ones.
+	Applied uint64 `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
+	// superseded counts the records not applied because a newer or identical
+	// record was already stored (or came earlier in the run).
+	Superseded uint64 `protobuf:"varint,2,opt,name=superseded,proto3" json:"superseded,omitempty"`
+	// invalid names the records refused by validation (not applied), by
+	// their index in the run (counting across messages).
+	Invalid       []*IngestInvalid `protobuf:"bytes,3,rep,name=invalid,proto3" json:"invalid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngestResponse) Reset() {
+	*x = IngestResponse{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngestResponse) ProtoMessage() {}
+
+func (x *IngestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
+func (*IngestResponse) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *IngestResponse) GetApplied() uint64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+func (x *IngestResponse) GetSuperseded() uint64 {
+	if x != nil {
+		return x.Superseded
+	}
+	return 0
+}
+
+func (x *IngestResponse) GetInvalid() []*IngestInvalid {
+	if x != nil {
+		return x.Invalid
+	}
+	return nil
+}
+
+// IngestInvalid is one record an Ingest run refused.
+type IngestInvalid struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the record's position in the run, counting across messages.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// reason says what was wrong with it.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IngestInvalid) Reset() {
+	*x = IngestInvalid{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IngestInvalid) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IngestInvalid) ProtoMessage() {}
+
+func (x *IngestInvalid) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IngestInvalid.ProtoReflect.Descriptor instead.
+func (*IngestInvalid) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *IngestInvalid) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *IngestInvalid) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_veltrix_storage_v1_storage_proto protoreflect.FileDescriptor
 
 const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
@@ -1809,11 +1986,23 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"\x10UnlockKeyRequest\x12)\n" +
 	"\x03key\x18\x01 \x01(\v2\x17.veltrix.storage.v1.KeyR\x03key\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\"\x13\n" +
-	"\x11UnlockKeyResponse*O\n" +
+	"\x11UnlockKeyResponse\"n\n" +
+	"\rIngestRequest\x124\n" +
+	"\arecords\x18\x01 \x03(\v2\x1a.veltrix.storage.v1.RecordR\arecords\x12'\n" +
+	"\x0fplacement_epoch\x18\x02 \x01(\x04R\x0eplacementEpoch\"\x87\x01\n" +
+	"\x0eIngestResponse\x12\x18\n" +
+	"\aapplied\x18\x01 \x01(\x04R\aapplied\x12\x1e\n" +
+	"\n" +
+	"superseded\x18\x02 \x01(\x04R\n" +
+	"superseded\x12;\n" +
+	"\ainvalid\x18\x03 \x03(\v2!.veltrix.storage.v1.IngestInvalidR\ainvalid\"=\n" +
+	"\rIngestInvalid\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason*O\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_APPLIED\x10\x01\x12\x16\n" +
-	"\x12OUTCOME_SUPERSEDED\x10\x022\x82\b\n" +
+	"\x12OUTCOME_SUPERSEDED\x10\x022\xd5\b\n" +
 	"\x0eStorageService\x12I\n" +
 	"\x04Read\x12\x1f.veltrix.storage.v1.ReadRequest\x1a .veltrix.storage.v1.ReadResponse\x12X\n" +
 	"\tBatchRead\x12$.veltrix.storage.v1.BatchReadRequest\x1a%.veltrix.storage.v1.BatchReadResponse\x12L\n" +
@@ -1826,7 +2015,8 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"\n" +
 	"StoreHints\x12%.veltrix.storage.v1.StoreHintsRequest\x1a&.veltrix.storage.v1.StoreHintsResponse\x12R\n" +
 	"\aLockKey\x12\".veltrix.storage.v1.LockKeyRequest\x1a#.veltrix.storage.v1.LockKeyResponse\x12X\n" +
-	"\tUnlockKey\x12$.veltrix.storage.v1.UnlockKeyRequest\x1a%.veltrix.storage.v1.UnlockKeyResponseBEZCgithub.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1;storagev1b\x06proto3"
+	"\tUnlockKey\x12$.veltrix.storage.v1.UnlockKeyRequest\x1a%.veltrix.storage.v1.UnlockKeyResponse\x12Q\n" +
+	"\x06Ingest\x12!.veltrix.storage.v1.IngestRequest\x1a\".veltrix.storage.v1.IngestResponse(\x01BEZCgithub.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_veltrix_storage_v1_storage_proto_rawDescOnce sync.Once
@@ -1841,7 +2031,7 @@ func file_veltrix_storage_v1_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_veltrix_storage_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_veltrix_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_veltrix_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_veltrix_storage_v1_storage_proto_goTypes = []any{
 	(Outcome)(0),                     // 0: veltrix.storage.v1.Outcome
 	(*Key)(nil),                      // 1: veltrix.storage.v1.Key
@@ -1871,6 +2061,9 @@ var file_veltrix_storage_v1_storage_proto_goTypes = []any{
 	(*LockKeyResponse)(nil),          // 25: veltrix.storage.v1.LockKeyResponse
 	(*UnlockKeyRequest)(nil),         // 26: veltrix.storage.v1.UnlockKeyRequest
 	(*UnlockKeyResponse)(nil),        // 27: veltrix.storage.v1.UnlockKeyResponse
+	(*IngestRequest)(nil),            // 28: veltrix.storage.v1.IngestRequest
+	(*IngestResponse)(nil),           // 29: veltrix.storage.v1.IngestResponse
+	(*IngestInvalid)(nil),            // 30: veltrix.storage.v1.IngestInvalid
 }
 var file_veltrix_storage_v1_storage_proto_depIdxs = []int32{
 	1,  // 0: veltrix.storage.v1.Record.key:type_name -> veltrix.storage.v1.Key
@@ -1888,33 +2081,37 @@ var file_veltrix_storage_v1_storage_proto_depIdxs = []int32{
 	2,  // 12: veltrix.storage.v1.StoreHintsRequest.records:type_name -> veltrix.storage.v1.Record
 	1,  // 13: veltrix.storage.v1.LockKeyRequest.key:type_name -> veltrix.storage.v1.Key
 	1,  // 14: veltrix.storage.v1.UnlockKeyRequest.key:type_name -> veltrix.storage.v1.Key
-	3,  // 15: veltrix.storage.v1.StorageService.Read:input_type -> veltrix.storage.v1.ReadRequest
-	5,  // 16: veltrix.storage.v1.StorageService.BatchRead:input_type -> veltrix.storage.v1.BatchReadRequest
-	7,  // 17: veltrix.storage.v1.StorageService.Apply:input_type -> veltrix.storage.v1.ApplyRequest
-	9,  // 18: veltrix.storage.v1.StorageService.Scan:input_type -> veltrix.storage.v1.ScanRequest
-	11, // 19: veltrix.storage.v1.StorageService.StreamPartition:input_type -> veltrix.storage.v1.StreamPartitionRequest
-	13, // 20: veltrix.storage.v1.StorageService.PartitionDigests:input_type -> veltrix.storage.v1.PartitionDigestsRequest
-	16, // 21: veltrix.storage.v1.StorageService.BucketDigests:input_type -> veltrix.storage.v1.BucketDigestsRequest
-	20, // 22: veltrix.storage.v1.StorageService.SetSyncPoints:input_type -> veltrix.storage.v1.SetSyncPointsRequest
-	22, // 23: veltrix.storage.v1.StorageService.StoreHints:input_type -> veltrix.storage.v1.StoreHintsRequest
-	24, // 24: veltrix.storage.v1.StorageService.LockKey:input_type -> veltrix.storage.v1.LockKeyRequest
-	26, // 25: veltrix.storage.v1.StorageService.UnlockKey:input_type -> veltrix.storage.v1.UnlockKeyRequest
-	4,  // 26: veltrix.storage.v1.StorageService.Read:output_type -> veltrix.storage.v1.ReadResponse
-	6,  // 27: veltrix.storage.v1.StorageService.BatchRead:output_type -> veltrix.storage.v1.BatchReadResponse
-	8,  // 28: veltrix.storage.v1.StorageService.Apply:output_type -> veltrix.storage.v1.ApplyResponse
-	10, // 29: veltrix.storage.v1.StorageService.Scan:output_type -> veltrix.storage.v1.ScanResponse
-	12, // 30: veltrix.storage.v1.StorageService.StreamPartition:output_type -> veltrix.storage.v1.StreamPartitionResponse
-	15, // 31: veltrix.storage.v1.StorageService.PartitionDigests:output_type -> veltrix.storage.v1.PartitionDigestsResponse
-	18, // 32: veltrix.storage.v1.StorageService.BucketDigests:output_type -> veltrix.storage.v1.BucketDigestsResponse
-	21, // 33: veltrix.storage.v1.StorageService.SetSyncPoints:output_type -> veltrix.storage.v1.SetSyncPointsResponse
-	23, // 34: veltrix.storage.v1.StorageService.StoreHints:output_type -> veltrix.storage.v1.StoreHintsResponse
-	25, // 35: veltrix.storage.v1.StorageService.LockKey:output_type -> veltrix.storage.v1.LockKeyResponse
-	27, // 36: veltrix.storage.v1.StorageService.UnlockKey:output_type -> veltrix.storage.v1.UnlockKeyResponse
-	26, // [26:37] is the sub-list for method output_type
-	15, // [15:26] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	2,  // 15: veltrix.storage.v1.IngestRequest.records:type_name -> veltrix.storage.v1.Record
+	30, // 16: veltrix.storage.v1.IngestResponse.invalid:type_name -> veltrix.storage.v1.IngestInvalid
+	3,  // 17: veltrix.storage.v1.StorageService.Read:input_type -> veltrix.storage.v1.ReadRequest
+	5,  // 18: veltrix.storage.v1.StorageService.BatchRead:input_type -> veltrix.storage.v1.BatchReadRequest
+	7,  // 19: veltrix.storage.v1.StorageService.Apply:input_type -> veltrix.storage.v1.ApplyRequest
+	9,  // 20: veltrix.storage.v1.StorageService.Scan:input_type -> veltrix.storage.v1.ScanRequest
+	11, // 21: veltrix.storage.v1.StorageService.StreamPartition:input_type -> veltrix.storage.v1.StreamPartitionRequest
+	13, // 22: veltrix.storage.v1.StorageService.PartitionDigests:input_type -> veltrix.storage.v1.PartitionDigestsRequest
+	16, // 23: veltrix.storage.v1.StorageService.BucketDigests:input_type -> veltrix.storage.v1.BucketDigestsRequest
+	20, // 24: veltrix.storage.v1.StorageService.SetSyncPoints:input_type -> veltrix.storage.v1.SetSyncPointsRequest
+	22, // 25: veltrix.storage.v1.StorageService.StoreHints:input_type -> veltrix.storage.v1.StoreHintsRequest
+	24, // 26: veltrix.storage.v1.StorageService.LockKey:input_type -> veltrix.storage.v1.LockKeyRequest
+	26, // 27: veltrix.storage.v1.StorageService.UnlockKey:input_type -> veltrix.storage.v1.UnlockKeyRequest
+	28, // 28: veltrix.storage.v1.StorageService.Ingest:input_type -> veltrix.storage.v1.IngestRequest
+	4,  // 29: veltrix.storage.v1.StorageService.Read:output_type -> veltrix.storage.v1.ReadResponse
+	6,  // 30: veltrix.storage.v1.StorageService.BatchRead:output_type -> veltrix.storage.v1.BatchReadResponse
+	8,  // 31: veltrix.storage.v1.StorageService.Apply:output_type -> veltrix.storage.v1.ApplyResponse
+	10, // 32: veltrix.storage.v1.StorageService.Scan:output_type -> veltrix.storage.v1.ScanResponse
+	12, // 33: veltrix.storage.v1.StorageService.StreamPartition:output_type -> veltrix.storage.v1.StreamPartitionResponse
+	15, // 34: veltrix.storage.v1.StorageService.PartitionDigests:output_type -> veltrix.storage.v1.PartitionDigestsResponse
+	18, // 35: veltrix.storage.v1.StorageService.BucketDigests:output_type -> veltrix.storage.v1.BucketDigestsResponse
+	21, // 36: veltrix.storage.v1.StorageService.SetSyncPoints:output_type -> veltrix.storage.v1.SetSyncPointsResponse
+	23, // 37: veltrix.storage.v1.StorageService.StoreHints:output_type -> veltrix.storage.v1.StoreHintsResponse
+	25, // 38: veltrix.storage.v1.StorageService.LockKey:output_type -> veltrix.storage.v1.LockKeyResponse
+	27, // 39: veltrix.storage.v1.StorageService.UnlockKey:output_type -> veltrix.storage.v1.UnlockKeyResponse
+	29, // 40: veltrix.storage.v1.StorageService.Ingest:output_type -> veltrix.storage.v1.IngestResponse
+	29, // [29:41] is the sub-list for method output_type
+	17, // [17:29] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_veltrix_storage_v1_storage_proto_init() }
@@ -1928,7 +2125,7 @@ func file_veltrix_storage_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_veltrix_storage_v1_storage_proto_rawDesc), len(file_veltrix_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	StorageService_StoreHints_FullMethodName       = "/veltrix.storage.v1.StorageService/StoreHints"
 	StorageService_LockKey_FullMethodName          = "/veltrix.storage.v1.StorageService/LockKey"
 	StorageService_UnlockKey_FullMethodName        = "/veltrix.storage.v1.StorageService/UnlockKey"
+	StorageService_Ingest_FullMethodName           = "/veltrix.storage.v1.StorageService/Ingest"
 )
 
 // StorageServiceClient is the client API for StorageService service.
@@ -98,6 +99,21 @@ type StorageServiceClient interface {
 	// UnlockKey releases a lock taken by LockKey. Releasing a lock that has
 	// expired or was taken over is not an error.
 	UnlockKey(ctx context.Context, in *UnlockKeyRequest, opts ...grpc.CallOption) (*UnlockKeyResponse, error)
+	// Ingest is Apply for bulk import: the client streams a large run of
+	// versioned records for partitions this node holds as write targets (in
+	// any order; sorted by (partition, table_id, partition_key, sort_key) is
+	// cheapest), and when the stream ends the node compares every record with
+	// what it stores under the same last-writer-wins rule as Apply, writes the
+	// winners with their digest and purge-index changes into one SST and
+	// ingests it into Pebble atomically (docs/design.md, "Bulk import"). An
+	// ingested record never overwrites a newer one, digests are exactly what
+	// Apply would have left, and the ingestion is durable before the call
+	// returns. Records that fail validation are not applied and are named in
+	// the response; the others are. Nothing is applied if the stream breaks.
+	// Every message carries the same placement_epoch, fenced as for Apply.
+	// RESOURCE_EXHAUSTED when the run exceeds the node's ingest limit
+	// (--max-ingest-bytes); nothing is applied then.
+	Ingest(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[IngestRequest, IngestResponse], error)
 }
 
 type storageServiceClient struct {
@@ -227,6 +243,19 @@ func (c *storageServiceClient) UnlockKey(ctx context.Context, in *UnlockKeyReque
 	return out, nil
 }
 
+func (c *storageServiceClient) Ingest(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[IngestRequest, IngestResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &StorageService_ServiceDesc.Streams[1], StorageService_Ingest_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[IngestRequest, IngestResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StorageService_IngestClient = grpc.ClientStreamingClient[IngestRequest, IngestResponse]
+
 // StorageServiceServer is the server API for StorageService service.
 // All implementations must embed UnimplementedStorageServiceServer
 // for forward compatibility.
@@ -293,6 +322,21 @@ type StorageServiceServer interface {
 	// UnlockKey releases a lock taken by LockKey. Releasing a lock that has
 	// expired or was taken over is not an error.
 	UnlockKey(context.Context, *UnlockKeyRequest) (*UnlockKeyResponse, error)
+	// Ingest is Apply for bulk import: the client streams a large run of
+	// versioned records for partitions this node holds as write targets (in
+	// any order; sorted by (partition, table_id, partition_key, sort_key) is
+	// cheapest), and when the stream ends the node compares every record with
+	// what it stores under the same last-writer-wins rule as Apply, writes the
+	// winners with their digest and purge-index changes into one SST and
+	// ingests it into Pebble atomically (docs/design.md, "Bulk import"). An
+	// ingested record never overwrites a newer one, digests are exactly what
+	// Apply would have left, and the ingestion is durable before the call
+	// returns. Records that fail validation are not applied and are named in
+	// the response; the others are. Nothing is applied if the stream breaks.
+	// Every message carries the same placement_epoch, fenced as for Apply.
+	// RESOURCE_EXHAUSTED when the run exceeds the node's ingest limit
+	// (--max-ingest-bytes); nothing is applied then.
+	Ingest(grpc.ClientStreamingServer[IngestRequest, IngestResponse]) error
 	mustEmbedUnimplementedStorageServiceServer()
 }
 
@@ -335,6 +379,9 @@ func (UnimplementedStorageServiceServer) LockKey(context.Context, *LockKeyReques
 }
 func (UnimplementedStorageServiceServer) UnlockKey(context.Context, *UnlockKeyRequest) (*UnlockKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UnlockKey not implemented")
+}
+func (UnimplementedStorageServiceServer) Ingest(grpc.ClientStreamingServer[IngestRequest, IngestResponse]) error {
+	return status.Error(codes.Unimplemented, "method Ingest not implemented")
 }
 func (UnimplementedStorageServiceServer) mustEmbedUnimplementedStorageServiceServer() {}
 func (UnimplementedStorageServiceServer) testEmbeddedByValue()                        {}
@@ -548,6 +595,13 @@ func _StorageService_UnlockKey_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StorageService_Ingest_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(StorageServiceServer).Ingest(&grpc.GenericServerStream[IngestRequest, IngestResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StorageService_IngestServer = grpc.ClientStreamingServer[IngestRequest, IngestResponse]
+
 // StorageService_ServiceDesc is the grpc.ServiceDesc for StorageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -601,6 +655,11 @@ var StorageService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "StreamPartition",
 			Handler:       _StorageService_StreamPartition_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Ingest",
+			Handler:       _StorageService_Ingest_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "veltrix/storage/v1/storage.proto",
