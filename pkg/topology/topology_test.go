@@ -3,6 +3,7 @@ package topology_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -394,5 +395,59 @@ func TestSnapshotFileAndFallback(t *testing.T) {
 	}
 	if _, ok := fw.Snapshot().Tables["kept"]; !ok {
 		t.Fatal("fallback snapshot not served")
+	}
+}
+
+// Other subsystems keep frequently written state under the cluster prefix
+// (jobs' progress, migration figures and queues); writing it must not
+// publish a snapshot or wake the watcher's listeners.
+func TestForeignKeysDoNotWakeWatchers(t *testing.T) {
+	_, cli := startEtcd(t)
+	ctx := context.Background()
+	store := topology.NewStore(cli, "test")
+	w, err := store.Watch(ctx, topology.WatcherOptions{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	changes := w.Changes()
+	var mu sync.Mutex
+	var seen []int // nodes in the snapshot at each notification
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-changes:
+				mu.Lock()
+				seen = append(seen, len(w.Snapshot().Nodes))
+				mu.Unlock()
+			case <-time.After(3 * time.Second):
+				return
+			}
+		}
+	}()
+	for i := range 20 {
+		if _, err := cli.Put(ctx, store.Keys.Prefix()+fmt.Sprintf("migration/stats/t/r%d", i), "x"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r, err := store.Register(ctx, topology.Node{ID: "n1", Address: "127.0.0.1:1", State: topology.NodeUp}, 5*time.Second, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close(ctx) }()
+	waitFor(t, "n1 in the snapshot", func() bool { return len(w.Snapshot().Nodes) == 1 })
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) == 0 {
+		t.Fatal("no notification for the node's registration")
+	}
+	for _, n := range seen {
+		if n != 1 {
+			t.Fatalf("a notification came before the node registered (nodes at each: %v): foreign keys woke the watcher", seen)
+		}
 	}
 }

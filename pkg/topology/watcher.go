@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -156,6 +157,23 @@ func (w *Watcher) load(ctx context.Context) (*Snapshot, error) {
 	return snap, nil
 }
 
+// relevant reports whether a key under the cluster prefix is part of the
+// topology. Other subsystems keep their state under the same prefix (jobs'
+// progress, migration figures and queues), and their frequent writes must
+// not wake every watcher's listeners.
+func (w *Watcher) relevant(key string) bool {
+	k := w.store.Keys
+	if key == k.Config() || key == k.Placement() {
+		return true
+	}
+	for _, p := range []string{k.NodesPrefix(), k.RoutersPrefix(), k.MovesPrefix(), k.TablesPrefix()} {
+		if _, ok := child(key, p); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // apply folds one key change into snap (which the caller owns).
 func (w *Watcher) apply(snap *Snapshot, kv *mvccpb.KeyValue, deleted bool) {
 	k := w.store.Keys
@@ -276,7 +294,8 @@ func (w *Watcher) watchLoop(ctx context.Context, rev int64, reload bool) {
 				w.logger.Warn("topology watch interrupted", "err", err)
 				break
 			}
-			if len(resp.Events) == 0 {
+			if !slices.ContainsFunc(resp.Events, func(ev *clientv3.Event) bool { return w.relevant(string(ev.Kv.Key)) }) {
+				rev = resp.Header.Revision
 				continue
 			}
 			cur := w.snap.Load()
