@@ -144,6 +144,33 @@ func TestIngestFencing(t *testing.T) {
 	}
 }
 
+// TestIngestBrokenStream: a run whose stream breaks before it ends applies
+// nothing.
+func TestIngestBrokenStream(t *testing.T) {
+	env := setup(t)
+	rec := &storagev1.Record{Key: key(7, ownedPK(t, 7, "broken"), ""), Version: 1, Value: []byte("v")}
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := env.c.Ingest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&storagev1.IngestRequest{Records: []*storagev1.Record{rec}}); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := st.CloseAndRecv(); status.Code(err) != codes.Canceled {
+		t.Fatalf("broken stream: %v, want Canceled", err)
+	}
+	// A run after it is applied, so the broken one was seen and dropped.
+	other := &storagev1.Record{Key: key(7, ownedPK(t, 7, "after"), ""), Version: 1, Value: []byte("v")}
+	if _, err := ingest(context.Background(), env.c, &storagev1.IngestRequest{Records: []*storagev1.Record{other}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := env.c.Read(context.Background(), &storagev1.ReadRequest{Key: rec.Key}); err != nil || r.Found {
+		t.Fatalf("a broken run applied a record: %v, %v", r, err)
+	}
+}
+
 func reason(err error) string {
 	for _, d := range status.Convert(err).Details() {
 		if i, ok := d.(*errdetails.ErrorInfo); ok {
