@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/placement"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
@@ -169,6 +170,30 @@ func TestIngestBrokenStream(t *testing.T) {
 	if r, err := env.c.Read(context.Background(), &storagev1.ReadRequest{Key: rec.Key}); err != nil || r.Found {
 		t.Fatalf("a broken run applied a record: %v, %v", r, err)
 	}
+}
+
+// TestIngestRefusesEarly: a node that does not hold a record's partition
+// refuses the run at that message, without waiting for the stream's end.
+func TestIngestRefusesEarly(t *testing.T) {
+	env := setup(t)
+	var notHeld string
+	for i := 0; notHeld == ""; i++ {
+		if pk := fmt.Sprintf("early%d", i); placement.PartitionOf(7, []byte(pk), partitions) == partitions-1 {
+			notHeld = pk
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := env.c.Ingest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&storagev1.IngestRequest{Records: []*storagev1.Record{{Key: key(7, notHeld, ""), Version: 1, Value: []byte("v")}}}); err != nil {
+		t.Fatal(err)
+	}
+	// The stream stays open: only an early refusal answers.
+	err = st.RecvMsg(new(storagev1.IngestResponse))
+	wantCode(t, err, codes.FailedPrecondition, "does not hold partition")
 }
 
 func reason(err error) string {
