@@ -93,6 +93,10 @@ func TestIngestFencing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A request at the new epoch waits until the node has it.
+	if _, err := env.c.Read(ctx, &storagev1.ReadRequest{Key: k, PlacementEpoch: doc.Epoch}); err != nil {
+		t.Fatal(err)
+	}
 	fine := &storagev1.Record{Key: key(7, ownedPKNotIn(t, p), "fine"), Version: 1, Value: []byte("v")}
 	var notHeld string
 	for i := 0; notHeld == ""; i++ {
