@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -469,4 +470,43 @@ func TestIngestAfterUnsyncedWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestIngestLargeValues: values above ValueSeparationMinSize go into the
+// ingested SST inline, read back, and move to blob files on compaction;
+// an ingested value replaces a blob-separated one.
+func TestIngestLargeValues(t *testing.T) {
+	e := openTest(t, Options{ingestMinSSTBytes: 1})
+	val := func(v int) []byte { return bytes.Repeat([]byte{byte(v)}, 300<<10) }
+	k := func(i int) Key { return Key{Partition: 2, TableID: 1, PartitionKey: fmt.Appendf(nil, "big%d", i)} }
+	var recs []Record
+	for i := range 8 {
+		recs = append(recs, Record{Key: k(i), Version: 1, Value: val(1)})
+	}
+	if _, err := e.Apply(recs[:4]); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.Compact(context.Background(), []byte{spaceItem}, []byte{spaceItem + 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range recs {
+		recs[i].Version, recs[i].Value = 2, val(2)
+	}
+	if res, err := e.Ingest(recs); err != nil || res.Applied != 8 {
+		t.Fatalf("Ingest: %+v, %v", res, err)
+	}
+	check := func(stage string) {
+		t.Helper()
+		for i := range recs {
+			if r, found, err := e.Get(k(i)); err != nil || !found || r.Version != 2 || !bytes.Equal(r.Value, val(2)) {
+				t.Fatalf("%s: key %d: found %v, version %d, %v", stage, i, found, r.Version, err)
+			}
+		}
+		checkDigests(t, e)
+	}
+	check("ingested")
+	if err := e.db.Compact(context.Background(), []byte{spaceItem}, []byte{spaceItem + 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	check("compacted")
 }
