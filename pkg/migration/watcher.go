@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -19,9 +20,23 @@ import (
 type WatcherOptions struct {
 	// Logger reports lost watches and failed writes. Default slog.Default().
 	Logger *slog.Logger
-	// RetryInterval is the wait between attempts to reload after a lost
-	// watch. Default 1s.
+	// RetryInterval is the wait between attempts after a failed etcd call
+	// of a background loop (reload, publish, mismatch sample). Default 1s.
 	RetryInterval time.Duration
+	// RouterID, when set, is the id under which the watcher publishes this
+	// process's figures (a router). Empty: figures are kept but not
+	// published (the migrator only watches).
+	RouterID string
+	// PublishInterval is how often the figures are published. Default 1s.
+	PublishInterval time.Duration
+	// FiguresTTL is the TTL of the lease the published figures are bound
+	// to: a router that stops counts no more after it. Default 10s.
+	FiguresTTL time.Duration
+	// Registerer, when set, receives the Prometheus metrics
+	// (veltrix_migration_*).
+	Registerer prometheus.Registerer
+	// Now is the clock of the figures. Default time.Now.
+	Now func() time.Time
 }
 
 func (o *WatcherOptions) ensureDefaults() {
@@ -31,15 +46,30 @@ func (o *WatcherOptions) ensureDefaults() {
 	if o.RetryInterval <= 0 {
 		o.RetryInterval = time.Second
 	}
+	if o.PublishInterval <= 0 {
+		o.PublishInterval = time.Second
+	}
+	if o.FiguresTTL <= 0 {
+		o.FiguresTTL = 10 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 }
 
 // Watcher keeps every table's migration in memory, current from an etcd
-// watch, so request paths never read etcd for it. When etcd is unreachable
-// the last state stays in use.
+// watch, so request paths never read etcd for it; when etcd is unreachable
+// the last state stays in use. It is the etcd-backed Control: it also
+// queues re-syncs, writes the mismatch sample in the background and keeps
+// and publishes this process's figures.
 type Watcher struct {
+	*recorder
 	store  *Store
 	logger *slog.Logger
 	retry  time.Duration
+	opts   WatcherOptions
+	sample *mismatchWriter
+	pub    atomic.Pointer[figuresPublisher]
 
 	migs    atomic.Pointer[map[string]*migrationv1.Migration]
 	mu      sync.Mutex
@@ -52,16 +82,29 @@ type Watcher struct {
 // Watch loads every migration and keeps them current until Close.
 func (s *Store) Watch(ctx context.Context, o WatcherOptions) (*Watcher, error) {
 	o.ensureDefaults()
-	w := &Watcher{store: s, logger: o.Logger, retry: o.RetryInterval}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	w := &Watcher{
+		recorder: newRecorder(o.Now, m),
+		store:    s, logger: o.Logger, retry: o.RetryInterval, opts: o,
+	}
+	w.sample = newMismatchWriter(w)
 	migs, rev, err := w.load(ctx)
 	if err != nil {
 		return nil, err
 	}
-	w.migs.Store(&migs)
+	w.publish(migs)
 	bg, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
-	w.wg.Add(1)
+	w.wg.Add(2)
 	go w.watchLoop(bg, rev)
+	go w.sample.run(bg)
+	if o.RouterID != "" {
+		w.wg.Add(1)
+		go w.publishLoop(bg)
+	}
 	return w, nil
 }
 
@@ -85,10 +128,17 @@ func (w *Watcher) Changes() <-chan struct{} {
 	return ch
 }
 
-// Close stops watching.
+// Close stops watching, writes the mismatches not yet written and
+// withdraws the published figures.
 func (w *Watcher) Close() {
 	w.cancel()
 	w.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*w.retry)
+	defer cancel()
+	if err := w.sample.flush(ctx); err != nil {
+		w.logger.Warn("write the mismatch sample on close", "err", err)
+	}
+	w.revokeFigures(ctx)
 }
 
 func (w *Watcher) load(ctx context.Context) (map[string]*migrationv1.Migration, int64, error) {
@@ -119,6 +169,7 @@ func (w *Watcher) apply(migs map[string]*migrationv1.Migration, kv *mvccpb.KeyVa
 
 func (w *Watcher) publish(migs map[string]*migrationv1.Migration) {
 	w.migs.Store(&migs)
+	w.setMigrations(migs)
 	w.mu.Lock()
 	for _, ch := range w.changes {
 		select {
