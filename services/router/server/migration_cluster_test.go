@@ -284,8 +284,26 @@ func TestMigrationAdvance(t *testing.T) {
 		mc.unchanged(t, tc.name, m)
 	}
 
+	// An import exported before mirroring began does not count; one
+	// exported after it does, and the migration records it.
+	mirror := m.GetMirrorTime().AsTime()
+	if err := mc.store.RecordImport(ctx, "orders", "imp-old", mirror.Add(-time.Minute), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = adv(&migrationv1.AdvanceMigrationRequest{})
+	wantCode(t, "advance with an import exported before mirroring", err, codes.FailedPrecondition, "import job imp-old was exported at")
+	mc.unchanged(t, "advance with an import exported before mirroring", m)
+	if err := mc.store.RecordImport(ctx, "orders", "imp-new", mirror.Add(time.Second), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = adv(&migrationv1.AdvanceMigrationRequest{ImportJob: "imp-old"})
+	wantCode(t, "advance naming the old import", err, codes.FailedPrecondition, "import job imp-old was exported at")
+	if m, err = adv(&migrationv1.AdvanceMigrationRequest{To: migrationv1.Phase_PHASE_SHADOW, Reason: "snapshot loaded"}); err != nil ||
+		m.GetPhase() != migrationv1.Phase_PHASE_SHADOW || m.GetImportJob() != "imp-new" || m.GetHistory()[2].GetForced() {
+		t.Fatalf("advance from MIRROR after the import: %v, %v", m, err)
+	}
+
 	// In SHADOW no shadow read was compared yet: refused without force.
-	m = mc.moveTo(t, "orders", migrationv1.Phase_PHASE_SHADOW)
 	_, err = adv(&migrationv1.AdvanceMigrationRequest{})
 	wantCode(t, "advance with failing criteria", err, codes.FailedPrecondition, "mismatch_rate is", "cache_hit_ratio is", "override with force")
 	mc.unchanged(t, "advance with failing criteria", m)
