@@ -210,6 +210,9 @@ func migrateAdvanceCmd(c *conn) *cobra.Command {
 				return usageErr("--percent %d: want 0 to 100 (a cutover step: 5, 25, 50 or 100)", percent)
 			}
 			req.Percent = uint32(percent)
+			if req.To == migrationv1.Phase_PHASE_UNSPECIFIED && percent != 0 {
+				req.To = migrationv1.Phase_PHASE_CUTOVER
+			}
 		}
 		if force && strings.TrimSpace(reason) == "" {
 			return usageErr("--force needs --reason (it is recorded in the history)")
