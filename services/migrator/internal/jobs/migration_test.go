@@ -4,12 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/ddb"
+	"github.com/veltrixdb/veltrix/pkg/hlc"
 	"github.com/veltrixdb/veltrix/pkg/migration"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
@@ -278,5 +284,49 @@ func TestImportRecordedForMigration(t *testing.T) {
 	}
 	if recs, err := ms.Imports(ctx, "other"); err != nil || len(recs) != 0 {
 		t.Fatalf("import records of a table without migration = %+v, %v", recs, err)
+	}
+}
+
+// TestTableScanImportRecordedForMigration: a table-scan import that
+// succeeds into a migrating table is recorded with the scan's start as its
+// export time (the version its items carry).
+func TestTableScanImportRecordedForMigration(t *testing.T) {
+	ddbServer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := []byte(`{"__type":"com.amazonaws.dynamodb.v20120810#ValidationException","message":"only Scan here"}`)
+		status := http.StatusBadRequest
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".Scan") {
+			body, status = []byte(`{"Items":[{"pk":{"S":"a"},"sk":{"N":"1"},"v":{"S":"x"}}],"Count":1,"ScannedCount":1}`), http.StatusOK
+		}
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.Header().Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10))
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
+	}))
+	defer ddbServer.Close()
+	store := newStore(t)
+	ms, w := migrations(t)
+	setPhase(t, ms, w, "sessions", migrationv1.Phase_PHASE_MIRROR)
+	fake := newFake()
+	startMigratorEnv(t, store, fake, "a", func(e *Env) { e.Migrations = w })
+	before := time.Now().Truncate(time.Microsecond)
+	job := &migratorv1.Job{Kind: migratorv1.JobKind_JOB_KIND_IMPORT, Spec: &migratorv1.Job_ImportSpec{ImportSpec: &migratorv1.ImportSpec{
+		Source:  &migratorv1.ImportSpec_TableScan{TableScan: &migratorv1.TableScanSource{TableName: "up", Segments: 1, Aws: &migratorv1.AwsOptions{Endpoint: ddbServer.URL}}},
+		Mapping: testMapping(),
+	}}}
+	got := waitJob(t, store, createJob(t, store, job).GetId(), 30*time.Second)
+	if got.GetState() != migratorv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("table-scan import: %s %q", got.GetState(), got.GetError())
+	}
+	recs, err := ms.Imports(context.Background(), "sessions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var version uint64
+	for _, it := range fake.live("sessions") {
+		version = it.version
+	}
+	if len(recs) != 1 || recs[0].Job != got.GetId() || recs[0].ExportTime.Before(before) ||
+		!recs[0].ExportTime.Equal(hlc.Time(version)) {
+		t.Fatalf("import records = %+v, want job %s with the scan's start (the items' version %s)", recs, got.GetId(), hlc.Time(version))
 	}
 }
