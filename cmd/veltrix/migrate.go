@@ -31,7 +31,7 @@ func migrateCmd(c *conn) *cobra.Command {
 // that names the person (user@host) for the migration's history.
 func (c *conn) withMigration(cmd *cobra.Command, fn func(ctx context.Context, mc migrationv1.MigrationServiceClient) error) error {
 	return c.withRouter(cmd, func(ctx context.Context, cl *client.Client) error {
-		return fn(metadata.AppendToOutgoingContext(ctx, userMetadata, currentUser()), cl.Migration())
+		return fn(metadata.AppendToOutgoingContext(ctx, userMetadata, currentUser()), migrationv1.NewMigrationServiceClient(cl.Conn()))
 	})
 }
 
