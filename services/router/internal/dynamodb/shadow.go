@@ -140,7 +140,7 @@ func (m *migrator) shadowWorker() {
 // keyedPair is one item of a compared read: DynamoDB's and Veltrix's
 // versions (nil: absent).
 type keyedPair struct {
-	key            ddb.Item
+	key             ddb.Item
 	dynamo, veltrix ddb.Item
 }
 
