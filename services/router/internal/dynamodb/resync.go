@@ -39,11 +39,35 @@ const replayBatch = 100
 
 // SyncItems brings Veltrix's copy of each item of table in line with
 // DynamoDB (MigrationService.SyncItems; the endpoint's own mirrored writes
-// and queue replays do the same). keys are DynamoDB JSON objects of the
-// key attributes; errs[i] is nil when keys[i] was synced. Every error
-// wraps ErrNotMirroring when the table is not in PHASE_MIRROR to
-// PHASE_VELTRIX, else ErrSync or a key's validation error.
+// do the same). keys are DynamoDB JSON objects of the key attributes;
+// errs[i] is nil when keys[i] was synced. A key whose re-sync failed is
+// queued for replay (Control.EnqueueSync) before SyncItems returns; its
+// error says whether that worked. Every error wraps ErrNotMirroring when
+// the table is not in PHASE_MIRROR to PHASE_VELTRIX, else ErrSync.
 func (h *Handler) SyncItems(ctx context.Context, table string, keys []string) []error {
+	errs := h.syncJSON(ctx, table, keys)
+	for i, err := range errs {
+		if err == nil || errors.Is(err, ErrNotMirroring) || errors.Is(err, errBadKey) {
+			continue
+		}
+		if qerr := h.mig.ctl.EnqueueSync(ctx, table, keys[i]); qerr != nil {
+			h.o.Metrics.syncLost()
+			h.o.Logger.Error("dynamodb: migration: a re-sync failed and could not be queued: Veltrix misses the item's change until its next write or CDC record, or a verify and repair",
+				"table", table, "key", keys[i], "resync_err", err, "queue_err", qerr)
+			errs[i] = fmt.Errorf("%w (and queueing it for replay failed: %v)", err, qerr)
+			continue
+		}
+		errs[i] = fmt.Errorf("%w (queued for replay)", err)
+	}
+	return errs
+}
+
+// errBadKey marks a key that can never be synced (not a key of the
+// table): it is not queued.
+var errBadKey = errors.New("not a key of the table")
+
+// syncJSON re-syncs keys given as DynamoDB JSON, without queueing.
+func (h *Handler) syncJSON(ctx context.Context, table string, keys []string) []error {
 	errs := make([]error, len(keys))
 	fail := func(err error) []error {
 		for i := range errs {
@@ -62,7 +86,6 @@ func (h *Handler) SyncItems(ctx context.Context, table string, keys []string) []
 	if err != nil {
 		return fail(fmt.Errorf("%w: table %s: %w", ErrSync, table, err))
 	}
-	items := make([]ddb.Item, len(keys))
 	var valid []ddb.Item
 	var idx []int
 	for i, k := range keys {
@@ -71,10 +94,9 @@ func (h *Handler) SyncItems(ctx context.Context, table string, keys []string) []
 			_, err = t.storageKey(it, true)
 		}
 		if err != nil {
-			errs[i] = fmt.Errorf("%w: table %s: key %s: %w", ErrSync, table, k, err)
+			errs[i] = fmt.Errorf("%w: table %s: key %s: %w: %w", ErrSync, table, k, errBadKey, err)
 			continue
 		}
-		items[i] = it
 		valid = append(valid, it)
 		idx = append(idx, i)
 	}
@@ -234,7 +256,7 @@ func (m *migrator) replay(ctx context.Context) int {
 			defer func() { <-sem }()
 			mg, ok := m.ctl.Migration(p.Table)
 			if ok && migration.MirrorsWrites(mg) {
-				if err := m.h.SyncItems(rctx, p.Table, []string{p.Key})[0]; err != nil {
+				if err := m.h.syncJSON(rctx, p.Table, []string{p.Key})[0]; err != nil {
 					m.h.o.Logger.Warn("dynamodb: migration: replay of a queued re-sync failed; it stays queued", "table", p.Table, "key", p.Key, "err", err)
 					return
 				}
