@@ -21,6 +21,7 @@ import (
 	"github.com/veltrixdb/veltrix/localcluster"
 	"github.com/veltrixdb/veltrix/pkg/ddb"
 	"github.com/veltrixdb/veltrix/pkg/hlc"
+	"github.com/veltrixdb/veltrix/pkg/migration"
 	"github.com/veltrixdb/veltrix/pkg/placement"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
@@ -423,4 +424,260 @@ func TestMigrationSkewAllowance(t *testing.T) {
 			}
 		})
 	}
+}
+
+// putVeltrix writes an item straight into Veltrix (a divergence the
+// endpoint must notice or serve, by phase), at a version above the
+// re-syncs' (now + S).
+func (mc *migCluster) putVeltrix(t *testing.T, table string, it ddb.Item) {
+	t.Helper()
+	r := mc.c.Routers[0]
+	rec := &storagev1.Record{Key: storageKey(t, r, table, string(it["pk"].(ddb.S))), Version: hlc.FromTime(time.Now().Add(5*time.Second), 0), Value: ddb.EncodeItem(it)}
+	if _, err := r.Coordinator().Write(t.Context(), []*storagev1.Record{rec}, coord.Quorum); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cohortKey returns a key whose partition key is (in) or is not in the
+// cutover cohort of percent.
+func cohortKey(t *testing.T, percent uint32, in bool) string {
+	t.Helper()
+	ks := ddb.KeySchema{PartitionKey: ddb.KeyAttribute{Name: "pk", Type: ddb.TypeS}}
+	for i := range 1000 {
+		k := fmt.Sprintf("c%d", i)
+		pk, _, err := ks.Key(ddb.Item{"pk": ddb.S(k)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (migration.Cohort(pk) < percent) == in {
+			return k
+		}
+	}
+	t.Fatal("no key found")
+	return ""
+}
+
+func getV(t *testing.T, db *dynamodb.Client, table, pk string) string {
+	t.Helper()
+	out, err := db.GetItem(t.Context(), &dynamodb.GetItemInput{TableName: aws.String(table), Key: map[string]types.AttributeValue{"pk": s(pk)}})
+	if err != nil {
+		t.Fatalf("GetItem %s: %v", pk, err)
+	}
+	if out.Item == nil {
+		return "<absent>"
+	}
+	return out.Item["v"].(*types.AttributeValueMemberS).Value
+}
+
+// TestMigrationPhases walks one table through the phases and checks where
+// each kind of request goes, with an upstream table of another name.
+func TestMigrationPhases(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster and dynalite; CI runs it without -short")
+	}
+	mc := startMigCluster(t)
+	const table, upTable = "app", "up_app"
+	mc.createTables(t, table, upTable)
+	ctl := migrationtest.New()
+	ctl.Set(mc.migration(table, upTable, migrationv1.Phase_PHASE_PROXY))
+	var failSync sync.Map // key -> true: its re-sync fails
+	ep := mc.endpoint(t, 0, ddbep.MigrationOptions{Control: ctl, ReplayInterval: time.Hour,
+		SyncFault: func(_ string, k ddb.Item) error {
+			if _, ok := failSync.Load(string(k["pk"].(ddb.S))); ok {
+				return errors.New("injected")
+			}
+			return nil
+		}})
+	ctx := t.Context()
+	put := func(pk, v string) error {
+		_, err := ep.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: map[string]types.AttributeValue{"pk": s(pk), "v": s(v)}})
+		return err
+	}
+
+	t.Run("proxy", func(t *testing.T) {
+		if err := put("a", "1"); err != nil {
+			t.Fatal(err)
+		}
+		if got := mc.upstreamItem(t, upTable, "a"); got == nil {
+			t.Fatal("the write did not reach DynamoDB")
+		}
+		if got := mc.veltrixItem(t, table, "a"); got != nil {
+			t.Fatalf("PROXY wrote %v to Veltrix", got)
+		}
+		if v := getV(t, ep.db, table, "a"); v != "1" {
+			t.Fatalf("GetItem: %s", v)
+		}
+		// DynamoDB's errors come back unchanged.
+		_, err := ep.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: map[string]types.AttributeValue{"pk": s("a")},
+			ConditionExpression: aws.String("attribute_not_exists(pk)")})
+		var ccf *types.ConditionalCheckFailedException
+		if !errors.As(err, &ccf) {
+			t.Fatalf("conditional put: %v, want ConditionalCheckFailedException", err)
+		}
+		// Table names are rewritten both ways.
+		d, err := ep.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+		if err != nil || aws.ToString(d.Table.TableName) != table {
+			t.Fatalf("DescribeTable: %v, %v", d, err)
+		}
+		bg, err := ep.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{
+			table: {Keys: []map[string]types.AttributeValue{{"pk": s("a")}}}}, ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal})
+		if err != nil || len(bg.Responses[table]) != 1 {
+			t.Fatalf("BatchGetItem: %v, %v", bg, err)
+		}
+	})
+
+	ctl.SetPhase(table, migrationv1.Phase_PHASE_MIRROR, 0)
+	t.Run("mirror", func(t *testing.T) {
+		if err := put("a", "2"); err != nil {
+			t.Fatal(err)
+		}
+		if diffs := ddbep.CompareItems(mc.upstreamItem(t, upTable, "a"), mc.veltrixItem(t, table, "a")); diffs != nil {
+			t.Fatalf("after a mirrored put: %v", diffs)
+		}
+		// UpdateItem executes on DynamoDB; the client gets its answer.
+		up, err := ep.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(table), Key: map[string]types.AttributeValue{"pk": s("a")},
+			UpdateExpression: aws.String("ADD c :one"), ExpressionAttributeValues: map[string]types.AttributeValue{":one": n("1")},
+			ReturnValues: types.ReturnValueAllNew})
+		if err != nil || up.Attributes["c"] == nil {
+			t.Fatalf("UpdateItem: %v, %v", up, err)
+		}
+		if diffs := ddbep.CompareItems(mc.upstreamItem(t, upTable, "a"), mc.veltrixItem(t, table, "a")); diffs != nil {
+			t.Fatalf("after a mirrored update: %v", diffs)
+		}
+		// A write DynamoDB refuses writes nothing to Veltrix.
+		before := mc.veltrixItem(t, table, "a")
+		_, err = ep.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: map[string]types.AttributeValue{"pk": s("a"), "v": s("no")},
+			ConditionExpression: aws.String("attribute_not_exists(pk)")})
+		var ccf *types.ConditionalCheckFailedException
+		if !errors.As(err, &ccf) {
+			t.Fatalf("conditional put: %v", err)
+		}
+		if diffs := ddbep.CompareItems(before, mc.veltrixItem(t, table, "a")); diffs != nil {
+			t.Fatalf("a refused write changed Veltrix: %v", diffs)
+		}
+		// A failed re-sync is queued; the client still gets DynamoDB's answer.
+		failSync.Store("q", true)
+		if err := put("q", "1"); err != nil {
+			t.Fatalf("put with a failing re-sync: %v", err)
+		}
+		if ctl.Pending() != 1 || mc.veltrixItem(t, table, "q") != nil {
+			t.Fatalf("pending %d, Veltrix %v; want 1 queued and nothing written", ctl.Pending(), mc.veltrixItem(t, table, "q"))
+		}
+		failSync.Delete("q")
+		// The Veltrix copy differs now; reads still come from DynamoDB.
+		mc.putVeltrix(t, table, ddb.Item{"pk": ddb.S("a"), "v": ddb.S("veltrix")})
+		if v := getV(t, ep.db, table, "a"); v != "2" {
+			t.Fatalf("MIRROR GetItem: %s, want DynamoDB's 2", v)
+		}
+		// Transactions would write behind the mirror's back.
+		_, err = ep.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{Put: &types.Put{TableName: aws.String(table), Item: map[string]types.AttributeValue{"pk": s("t")}}}}})
+		if err == nil {
+			t.Fatal("TransactWriteItems was accepted in MIRROR")
+		}
+	})
+
+	ctl.SetPhase(table, migrationv1.Phase_PHASE_SHADOW, 0)
+	t.Run("shadow", func(t *testing.T) {
+		if v := getV(t, ep.db, table, "a"); v != "2" {
+			t.Fatalf("SHADOW GetItem: %s, want DynamoDB's 2", v)
+		}
+		var mm []*migrationv1.Mismatch
+		for range 200 {
+			if _, _, _, _, _, mm = ctl.Snapshot(); len(mm) > 0 {
+				break
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		if len(mm) != 1 || mm[0].GetOperation() != "GetItem" || len(mm[0].GetDifferences()) == 0 {
+			t.Fatalf("mismatches %v, want one for GetItem", mm)
+		}
+		t.Logf("recorded: %v", mm[0])
+		// Bring it back in line (as a CDC record would), and the next
+		// comparison is clean.
+		if errs := ep.h.SyncItems(ctx, table, []string{keyJSON("a")}); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+		compared, _, _, _, _, _ := ctl.Snapshot()
+		if v := getV(t, ep.db, table, "a"); v != "2" {
+			t.Fatal(v)
+		}
+		for range 200 {
+			if c, _, _, _, _, _ := ctl.Snapshot(); c > compared {
+				break
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		if c, mis, _, _, _, mm := ctl.Snapshot(); c <= compared || mis != 1 || len(mm) != 1 {
+			t.Fatalf("compared %d (before %d), mismatched %d; want one more clean comparison", c, compared, mis)
+		}
+	})
+
+	ctl.SetPhase(table, migrationv1.Phase_PHASE_CUTOVER, 50)
+	t.Run("cutover", func(t *testing.T) {
+		in, out := cohortKey(t, 50, true), cohortKey(t, 50, false)
+		for _, k := range []string{in, out} {
+			if err := put(k, "dynamodb"); err != nil {
+				t.Fatal(err)
+			}
+			mc.putVeltrix(t, table, ddb.Item{"pk": ddb.S(k), "v": ddb.S("veltrix")})
+		}
+		if v := getV(t, ep.db, table, in); v != "veltrix" {
+			t.Errorf("key %s in the cohort: served %q, want Veltrix's", in, v)
+		}
+		if v := getV(t, ep.db, table, out); v != "dynamodb" {
+			t.Errorf("key %s outside the cohort: served %q, want DynamoDB's", out, v)
+		}
+		for _, k := range []string{in, out} {
+			q, err := ep.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(table), KeyConditionExpression: aws.String("pk = :k"),
+				ExpressionAttributeValues: map[string]types.AttributeValue{":k": s(k)}})
+			if err != nil || len(q.Items) != 1 {
+				t.Fatalf("Query %s: %v %v", k, q, err)
+			}
+			want := map[bool]string{true: "veltrix", false: "dynamodb"}[k == in]
+			if got := q.Items[0]["v"].(*types.AttributeValueMemberS).Value; got != want {
+				t.Errorf("Query %s: %q, want %q", k, got, want)
+			}
+		}
+	})
+
+	ctl.SetPhase(table, migrationv1.Phase_PHASE_VELTRIX, 0)
+	t.Run("veltrix", func(t *testing.T) {
+		if v := getV(t, ep.db, table, cohortKey(t, 50, false)); v != "veltrix" {
+			t.Errorf("VELTRIX GetItem: %q, want Veltrix's", v)
+		}
+		sc, err := ep.db.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		veltrix := 0
+		for _, it := range sc.Items {
+			if v, ok := it["v"].(*types.AttributeValueMemberS); ok && v.Value == "veltrix" {
+				veltrix++
+			}
+		}
+		if veltrix != 2 {
+			t.Errorf("VELTRIX Scan saw %d of Veltrix's own items, want 2 (it is served by Veltrix)", veltrix)
+		}
+		// Writes are still mirrored.
+		if err := put("z", "1"); err != nil {
+			t.Fatal(err)
+		}
+		if mc.upstreamItem(t, upTable, "z") == nil || mc.veltrixItem(t, table, "z") == nil {
+			t.Fatal("VELTRIX write not mirrored")
+		}
+	})
+
+	ctl.SetPhase(table, migrationv1.Phase_PHASE_DONE, 0)
+	t.Run("done", func(t *testing.T) {
+		if err := put("d", "1"); err != nil {
+			t.Fatal(err)
+		}
+		if mc.upstreamItem(t, upTable, "d") != nil {
+			t.Fatal("DONE wrote to DynamoDB")
+		}
+		if mc.veltrixItem(t, table, "d") == nil {
+			t.Fatal("DONE write missing from Veltrix")
+		}
+	})
 }
