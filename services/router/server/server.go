@@ -18,6 +18,7 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	"github.com/veltrixdb/veltrix/services/router/internal/cluster"
 	"github.com/veltrixdb/veltrix/services/router/internal/controller"
 	"github.com/veltrixdb/veltrix/services/router/internal/coord"
@@ -58,6 +59,9 @@ type Server struct {
 	dynamo     *http.Server
 	dynamoLn   net.Listener
 	dynamoDone chan struct{}
+	// syncer re-syncs migrating items (MigrationService.SyncItems): the
+	// DynamoDB endpoint's handler, nil when the endpoint is off.
+	syncer ItemSyncer
 }
 
 // Start connects to etcd, loads the topology, joins the controller election
@@ -148,6 +152,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	kvv1.RegisterKVServiceServer(sk.GRPC.Server, &kvService{s: s})
 	kvv1.RegisterAdminServiceServer(sk.GRPC.Server, &adminService{s: s})
+	migrationv1.RegisterMigrationServiceServer(sk.GRPC.Server, newMigrationService(s))
 	s.Registry.MustRegister(newCollector(s))
 	if err := sk.Serve(cfg.MetricsAddr); err != nil {
 		return nil, err
@@ -180,6 +185,7 @@ func (s *Server) serveDynamoDB() error {
 		Region: s.cfg.DynamoDBRegion, RequestTimeout: s.cfg.RequestTimeout,
 		Logger: s.logger.With("endpoint", "dynamodb"), Metrics: dynamodb.NewMetrics(s.Registry),
 	})
+	s.syncer, _ = any(h).(ItemSyncer)
 	s.dynamo = &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
