@@ -114,6 +114,12 @@ var unmirrorableWrites = map[string]bool{
 	"ExecuteTransaction":    true,
 }
 
+// migrationLister is implemented by a Control that can list every
+// migration (migration.Watcher).
+type migrationLister interface {
+	Migrations() map[string]*migrationv1.Migration
+}
+
 // requestTables are the tables a request names.
 type requestTables struct {
 	TableName     string
@@ -155,6 +161,9 @@ func (m *migrator) active(table string) (*migrationv1.Migration, bool) {
 // route serves a request for a migrating table; handled is false when no
 // table of the request is migrating (the endpoint serves it as usual).
 func (m *migrator) route(ctx context.Context, op string, body []byte) (resp any, handled bool, err error) {
+	if l, ok := m.ctl.(migrationLister); ok && len(l.Migrations()) == 0 {
+		return nil, false, nil // no migration at all: skip decoding the body
+	}
 	var rt requestTables
 	if json.Unmarshal(body, &rt) != nil {
 		return nil, false, nil // the operation's own decoding words the error
