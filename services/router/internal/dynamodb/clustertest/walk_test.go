@@ -215,4 +215,3 @@ func TestMigrationWalk(t *testing.T) {
 	}
 	t.Fatal("writes still reach DynamoDB 5s after DONE")
 }
-
