@@ -101,6 +101,11 @@ type Config struct {
 	// Upstream is how the router reaches the DynamoDB tables being migrated
 	// from (migration mode).
 	Upstream UpstreamConfig
+	// MigrationSkew is S, the skew allowance of migration mode's re-syncs
+	// (docs/design.md, "Migration mode: convergence"): at least twice the
+	// largest clock error between a router and DynamoDB (flag
+	// --migration-skew). Default: 1s.
+	MigrationSkew time.Duration
 	// Logger receives the router's logs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -174,6 +179,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxMovesPerNode, "max-moves-per-node", d.MaxMovesPerNode, "most replica moves a storage node takes part in at once")
 	fs.StringVar(&c.DynamoDBAddr, "dynamodb-addr", "", "HTTP address of the DynamoDB-compatible endpoint, e.g. 127.0.0.1:8000 (empty: off)")
 	fs.StringVar(&c.DynamoDBRegion, "dynamodb-region", d.DynamoDBRegion, "region the DynamoDB endpoint reports in table ARNs")
+	fs.DurationVar(&c.MigrationSkew, "migration-skew", d.MigrationSkew, "skew allowance S added to migration re-sync versions: at least twice the largest clock error between routers and DynamoDB")
 	fs.StringVar(&c.Upstream.AccessKeyID, "upstream-access-key-id", "", "access key id for upstream DynamoDB in migration mode (empty: the AWS SDK's default credential chain)")
 	fs.StringVar(&c.Upstream.SecretAccessKey, "upstream-secret-access-key", "", "secret access key for upstream DynamoDB in migration mode (with --upstream-access-key-id)")
 	fs.StringVar(&c.Upstream.SessionToken, "upstream-session-token", "", "session token for temporary upstream credentials (optional)")
@@ -203,6 +209,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 1000
+	}
+	if c.MigrationSkew == 0 {
+		c.MigrationSkew = time.Second
 	}
 	if c.MaxVersionSkew == 0 {
 		c.MaxVersionSkew = time.Hour
@@ -267,6 +276,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.DynamoDBAddr); err != nil {
 			errs = append(errs, fmt.Errorf("--dynamodb-addr %q: want host:port: %v", c.DynamoDBAddr, err))
 		}
+	}
+	if c.MigrationSkew < 0 {
+		errs = append(errs, fmt.Errorf("--migration-skew %s: negative", c.MigrationSkew))
 	}
 	if (c.Upstream.AccessKeyID == "") != (c.Upstream.SecretAccessKey == "") {
 		errs = append(errs, errors.New("--upstream-access-key-id and --upstream-secret-access-key: give both or neither"))

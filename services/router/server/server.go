@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	"github.com/veltrixdb/veltrix/pkg/hlc"
+	"github.com/veltrixdb/veltrix/pkg/migration"
 	"github.com/veltrixdb/veltrix/pkg/placement"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	"github.com/veltrixdb/veltrix/pkg/topology"
@@ -62,6 +63,10 @@ type Server struct {
 	// syncer re-syncs migrating items (MigrationService.SyncItems): the
 	// DynamoDB endpoint's handler, nil when the endpoint is off.
 	syncer ItemSyncer
+	// dynamoHandler is the endpoint's handler and migWatcher the
+	// migration control it routes by (nil when the endpoint is off).
+	dynamoHandler *dynamodb.Handler
+	migWatcher    *migration.Watcher
 }
 
 // Start connects to etcd, loads the topology, joins the controller election
@@ -181,10 +186,17 @@ func (s *Server) serveDynamoDB() error {
 	if err != nil {
 		return fmt.Errorf("router: DynamoDB endpoint: listen on %s: %w", s.cfg.DynamoDBAddr, err)
 	}
+	mig, err := s.migrationOptions()
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 	h := dynamodb.NewHandler(s, dynamodb.Options{
 		Region: s.cfg.DynamoDBRegion, RequestTimeout: s.cfg.RequestTimeout,
 		Logger: s.logger.With("endpoint", "dynamodb"), Metrics: dynamodb.NewMetrics(s.Registry),
+		Migration: mig,
 	})
+	s.dynamoHandler = h
 	s.syncer, _ = any(h).(ItemSyncer)
 	s.dynamo = &http.Server{
 		Handler:           h,
@@ -216,6 +228,10 @@ func (s *Server) closeDynamoDB(ctx context.Context) {
 		_ = s.dynamo.Close()
 	}
 	<-s.dynamoDone
+	s.dynamoHandler.Close()
+	if s.migWatcher != nil {
+		s.migWatcher.Close()
+	}
 }
 
 // DynamoDBAddr is the address the DynamoDB endpoint listens on, or "" when
