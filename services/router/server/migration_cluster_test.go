@@ -39,6 +39,13 @@ type migrationCluster struct {
 
 func startMigrationCluster(t *testing.T) *migrationCluster {
 	t.Helper()
+	return startMigrationClusterOpts(t, "")
+}
+
+// startMigrationClusterOpts starts the cluster; dynamoAddr, when set,
+// serves router 1's DynamoDB endpoint there (router 2 has none).
+func startMigrationClusterOpts(t *testing.T, dynamoAddr string) *migrationCluster {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a cluster and dynalite; CI runs it without -short")
 	}
@@ -50,7 +57,7 @@ func startMigrationCluster(t *testing.T) *migrationCluster {
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	c, err := localcluster.Start(t.Context(), localcluster.Options{
 		Dir: t.TempDir(), Cluster: "mig", Nodes: 1, Routers: 2, RF: 1, Partitions: 8,
-		NoSync: true, CacheBytes: 1 << 20, ReadyTimeout: 30 * time.Second, Logger: logger,
+		NoSync: true, CacheBytes: 1 << 20, ReadyTimeout: 30 * time.Second, Logger: logger, DynamoDBAddr: dynamoAddr,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -339,8 +346,6 @@ func TestMigrationAdvance(t *testing.T) {
 	_, err = mc.mig[0].FinishMigration(ctx, &migrationv1.FinishMigrationRequest{Table: "orders"})
 	wantCode(t, "finish from SHADOW", err, codes.FailedPrecondition, "VELTRIX to DONE only")
 	m = mc.moveTo(t, "orders", migrationv1.Phase_PHASE_VELTRIX)
-	_, err = mc.mig[0].SyncItems(ctx, &migrationv1.SyncItemsRequest{Table: "orders", Keys: []string{`{"customer":{"S":"a"}}`}})
-	wantCode(t, "SyncItems without the DynamoDB endpoint", err, codes.FailedPrecondition, "serves no DynamoDB endpoint")
 	_, err = adv(&migrationv1.AdvanceMigrationRequest{Force: true, Reason: "x"})
 	wantCode(t, "advance from VELTRIX", err, codes.FailedPrecondition, "veltrix migrate finish")
 	_, err = mc.mig[0].FinishMigration(ctx, &migrationv1.FinishMigrationRequest{Table: "orders"})
@@ -367,4 +372,57 @@ func TestMigrationAdvance(t *testing.T) {
 	// SyncItems is refused outside MIRROR..VELTRIX.
 	_, err = mc.mig[0].SyncItems(ctx, &migrationv1.SyncItemsRequest{Table: "orders", Keys: []string{`{"customer":{"S":"a"}}`}})
 	wantCode(t, "SyncItems in DONE", err, codes.FailedPrecondition, "MIRROR to VELTRIX only")
+}
+
+// TestMigrationSyncItems: SyncItems on a router with the DynamoDB endpoint
+// copies DynamoDB's item into Veltrix; a router without the endpoint, a
+// table not mirroring and too many keys are refused.
+func TestMigrationSyncItems(t *testing.T) {
+	mc := startMigrationClusterOpts(t, "127.0.0.1:0")
+	ctx := as(t.Context(), "sync@test")
+	mc.upstreamTable(t, "carts", "id:S", "")
+	item := map[string]ddbtypes.AttributeValue{"id": &ddbtypes.AttributeValueMemberS{Value: "a"}, "n": &ddbtypes.AttributeValueMemberN{Value: "7"}}
+	if _, err := mc.up.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String("carts"), Item: item}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.mig[0].StartMigration(ctx, &migrationv1.StartMigrationRequest{Table: "carts",
+		Upstream: &migrationv1.Upstream{Endpoint: mc.upstream, Table: "carts", Region: "us-east-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	key := `{"id":{"S":"a"}}`
+	_, err := mc.mig[0].SyncItems(ctx, &migrationv1.SyncItemsRequest{Table: "carts", Keys: []string{key}})
+	wantCode(t, "SyncItems in PROXY", err, codes.FailedPrecondition, "MIRROR to VELTRIX only")
+	if _, err := mc.mig[0].AdvanceMigration(ctx, &migrationv1.AdvanceMigrationRequest{Table: "carts"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = mc.mig[1].SyncItems(ctx, &migrationv1.SyncItemsRequest{Table: "carts", Keys: []string{key}})
+	wantCode(t, "SyncItems on a router without the endpoint", err, codes.FailedPrecondition, "serves no DynamoDB endpoint")
+	_, err = mc.mig[0].SyncItems(ctx, &migrationv1.SyncItemsRequest{Table: "carts", Keys: make([]string, 101)})
+	wantCode(t, "SyncItems with 101 keys", err, codes.InvalidArgument, "at most 100")
+
+	resp, err := mc.mig[0].SyncItems(ctx, &migrationv1.SyncItemsRequest{Table: "carts", Keys: []string{key, `{"nope":{"S":"a"}}`}})
+	if err != nil || len(resp.GetErrors()) != 2 || resp.GetErrors()[0] != "" || resp.GetErrors()[1] == "" {
+		t.Fatalf("SyncItems: %v, %v; want the first synced and the second refused", resp, err)
+	}
+	// Only Veltrix has the item now: DynamoDB's copy is deleted behind the
+	// endpoint's back, and in VELTRIX reads come from Veltrix.
+	if _, err := mc.up.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String("carts"), Key: map[string]ddbtypes.AttributeValue{"id": item["id"]}}); err != nil {
+		t.Fatal(err)
+	}
+	mc.moveTo(t, "carts", migrationv1.Phase_PHASE_VELTRIX)
+	ep := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://" + mc.c.DynamoDBAddr()),
+		Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", "")})
+	for i := 0; ; i++ {
+		out, err := ep.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("carts"), Key: map[string]ddbtypes.AttributeValue{"id": item["id"]}})
+		if err == nil && out.Item != nil {
+			if n, ok := out.Item["n"].(*ddbtypes.AttributeValueMemberN); !ok || n.Value != "7" {
+				t.Fatalf("Veltrix's copy %v, want n 7", out.Item)
+			}
+			return
+		}
+		if i == 100 {
+			t.Fatalf("the endpoint never served the synced item from Veltrix: %v, %v", out, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
