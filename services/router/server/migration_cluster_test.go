@@ -14,15 +14,19 @@ import (
 	"github.com/veltrixdb/veltrix/e2e/peers"
 	"github.com/veltrixdb/veltrix/localcluster"
 	"github.com/veltrixdb/veltrix/pkg/migration"
+	"github.com/veltrixdb/veltrix/pkg/topology"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
+	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	"github.com/veltrixdb/veltrix/services/router/server"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // migrationCluster is an in-process cluster (embedded etcd, one storage
@@ -317,6 +321,35 @@ func TestMigrationAdvance(t *testing.T) {
 	st, err := mc.mig[1].GetMigration(ctx, &migrationv1.GetMigrationRequest{Table: "orders"})
 	if err != nil || st.GetNext() != migrationv1.Phase_PHASE_CUTOVER || st.GetNextPercent() != 5 || len(st.GetCriteria()) != 4 || st.GetCriteria()[0].GetMet() {
 		t.Fatalf("GetMigration in SHADOW: %v, %v", st, err)
+	}
+	// A running stream job into the table adds the CDC lag criterion,
+	// read from its job document in etcd.
+	for _, tc := range []struct {
+		lag  time.Duration
+		met  bool
+		want string
+	}{{3 * time.Second, true, "3s (job cdc-1)"}, {12 * time.Second, false, "12s (job cdc-1)"}} {
+		job := &migratorv1.Job{Id: "cdc-1", Kind: migratorv1.JobKind_JOB_KIND_STREAM, State: migratorv1.JobState_JOB_STATE_RUNNING,
+			Spec:     &migratorv1.Job_StreamSpec{StreamSpec: &migratorv1.StreamSpec{Mapping: &migratorv1.Mapping{TargetTable: "orders"}}},
+			Progress: &migratorv1.Progress{Lag: durationpb.New(tc.lag)}}
+		b, err := protojson.Marshal(job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mc.c.EtcdCli.Put(ctx, topology.NewKeys("mig").Job("cdc-1"), string(b)); err != nil {
+			t.Fatal(err)
+		}
+		st, err := mc.mig[0].GetMigration(ctx, &migrationv1.GetMigrationRequest{Table: "orders"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := st.GetCriteria()[len(st.GetCriteria())-1]
+		if c.GetName() != "cdc_lag" || c.GetMet() != tc.met || c.GetValue() != tc.want || st.GetStats().GetCdcLag().AsDuration() != tc.lag {
+			t.Errorf("CDC lag %s: criterion %v, stats lag %v", tc.lag, c, st.GetStats().GetCdcLag())
+		}
+	}
+	if _, err := mc.c.EtcdCli.Delete(ctx, topology.NewKeys("mig").Job("cdc-1")); err != nil {
+		t.Fatal(err)
 	}
 	for _, pct := range []uint32{5, 25, 50} {
 		if m, err = adv(&migrationv1.AdvanceMigrationRequest{Percent: pct, Force: true, Reason: "load test window"}); err != nil {
