@@ -203,9 +203,10 @@ func (m *migrationService) start(ctx context.Context, req *migrationv1.StartMigr
 		return err
 	})
 	if err != nil {
-		if created {
+		if created && !errors.Is(err, migration.ErrExists) {
 			// Nothing changes on an error: the table made for this
-			// migration goes with it.
+			// migration goes with it (unless a concurrent start won and
+			// its migration now uses the table).
 			if _, derr := m.s.DeleteTable(context.WithoutCancel(ctx), table); derr != nil {
 				m.s.logger.Warn("migration: could not delete the table created for a migration that failed to start", "table", table, "err", derr)
 			}
