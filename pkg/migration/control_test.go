@@ -93,6 +93,12 @@ func TestMismatchSample(t *testing.T) {
 	if byKey["k2"].GetRouter() != "other" {
 		t.Fatalf("k2's router overwritten: %v", byKey["k2"])
 	}
+	// Without a flush, the background writer writes it soon.
+	w.RecordMismatch(ctx, "users", &migrationv1.Mismatch{Key: "k3"})
+	waitFor(t, "the background write of a mismatch", func() bool {
+		got, total, err := s.Mismatches(ctx, "users", 1)
+		return err == nil && total == 3 && len(got) == 1 && got[0].GetKey() == "k3"
+	})
 }
 
 // shadow creates table's migration in SHADOW.
@@ -284,4 +290,39 @@ func TestImports(t *testing.T) {
 	if none, err := s.Imports(ctx, "users"); err != nil || len(none) != 0 {
 		t.Fatalf("Imports of another table = %v, %v", none, err)
 	}
+}
+
+// TestFiguresRepublishedAfterLeaseLoss: figures whose lease expired (etcd
+// unreachable longer than the TTL) are published again under a new lease.
+func TestFiguresRepublishedAfterLeaseLoss(t *testing.T) {
+	_, cli := startEtcd(t)
+	ctx := context.Background()
+	s := migration.NewStore(cli, "test")
+	shadow(t, s, "orders")
+	w, err := s.Watch(ctx, migration.WatcherOptions{Logger: testLogger(t), RouterID: "r1",
+		PublishInterval: 20 * time.Millisecond, FiguresTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.ShadowCompared("orders", false)
+	routers := func() uint32 {
+		st, err := s.Stats(ctx, "orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.GetRouters()
+	}
+	waitFor(t, "the figures", func() bool { return routers() == 1 })
+	leases, err := cli.Leases(ctx)
+	if err != nil || len(leases.Leases) != 1 {
+		t.Fatalf("leases = %v, %v", leases, err)
+	}
+	if _, err := cli.Revoke(ctx, leases.Leases[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if routers() != 0 {
+		t.Fatal("figures outlived their lease")
+	}
+	waitFor(t, "the figures under a new lease", func() bool { return routers() == 1 })
 }
