@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,9 +24,13 @@ func (w *Watcher) EnqueueSync(ctx context.Context, table, key string) error {
 	return w.store.EnqueueSync(ctx, table, key)
 }
 
-// PendingSyncs implements Control.
+// PendingSyncs implements Control, over the queues of the tables the watch
+// knows.
 func (w *Watcher) PendingSyncs(ctx context.Context, limit int) ([]PendingSync, error) {
-	return w.store.PendingSyncs(ctx, limit)
+	if limit <= 0 {
+		return nil, nil
+	}
+	return w.store.pendingSyncs(ctx, slices.Collect(maps.Keys(w.Migrations())), limit)
 }
 
 // DoneSync implements Control.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -289,6 +290,19 @@ func TestSyncQueue(t *testing.T) {
 		if p.Table+p.Key != want[i] || p.Queued.IsZero() || p.ID == "" {
 			t.Fatalf("entry %d = %+v, want %s", i, p, want[i])
 		}
+	}
+	// The Control (a watcher) lists the same, from the tables it watches.
+	w, err := s2.Watch(ctx, migration.WatcherOptions{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	viaControl, err := w.PendingSyncs(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(viaControl, all) {
+		t.Fatalf("Watcher.PendingSyncs = %v, Store.PendingSyncs = %v", viaControl, all)
 	}
 	first, err := s2.PendingSyncs(ctx, 3)
 	if err != nil {
