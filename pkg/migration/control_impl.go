@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -212,6 +213,17 @@ func (w *Watcher) publishOnce(ctx context.Context, p *figuresPublisher) error {
 	}
 	migs := w.Migrations()
 	var errs []error
+	for table := range p.published {
+		if _, ok := migs[table]; ok {
+			continue
+		}
+		// The migration ended: withdraw its figures.
+		if _, err := cli.Delete(ctx, w.store.Keys.Stats(table, w.opts.RouterID)); err != nil {
+			errs = append(errs, fmt.Errorf("migration: withdraw figures of %s: %w", table, err))
+			continue
+		}
+		delete(p.published, table)
+	}
 	for table, f := range w.figures() {
 		if _, ok := migs[table]; !ok {
 			continue

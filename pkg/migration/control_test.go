@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/veltrixdb/veltrix/pkg/migration"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -178,6 +179,23 @@ func TestFiguresMergedAcrossRouters(t *testing.T) {
 		}
 		return st.GetRouters() == 2 && st.GetReadsCompared() <= 1 && st.GetWritesMirrored() == 0
 	})
+
+	// A migration that ends has its figures withdrawn (while the router
+	// and its lease live on).
+	shadow(t, s, "users")
+	routers["r1"].ShadowCompared("users", false)
+	figures := func() int64 {
+		resp, err := cli.Get(ctx, s.Keys.StatsPrefix("users"), clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Count
+	}
+	waitFor(t, "figures of users", func() bool { return figures() == 2 })
+	if err := s.Delete(ctx, "users"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "figures of users to go", func() bool { return figures() == 0 })
 
 	// A router that stops withdraws its figures.
 	routers["r2"].Close()
