@@ -40,6 +40,9 @@ func (e *Env) syncsThroughRouter(table string) bool {
 // re-synced versions, which are above the routers' clocks).
 func (r *streamRun) syncChanges(ctx context.Context, changes []cdc.Change) error {
 	e := r.env
+	if e.Sync == nil {
+		return fail("table %s is in migration mode but this migrator has no MigrationService client to re-sync its items", r.m.Table)
+	}
 	var d delta
 	var rejects []StoredReject
 	reject := func(c cdc.Change, reason string) {
