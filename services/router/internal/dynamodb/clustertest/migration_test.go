@@ -218,6 +218,12 @@ func TestMigrationConvergence(t *testing.T) {
 	}
 	mc := startMigCluster(t)
 	const seeds = 6
+	queued := 0 // re-syncs that went through the queue, over all seeds
+	defer func() {
+		if queued == 0 && !t.Failed() {
+			t.Error("no re-sync went through the queue: the injected failures did not exercise it")
+		}
+	}()
 	for seed := range uint64(seeds) {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
 			table, upTable := fmt.Sprintf("conv%d", seed), fmt.Sprintf("up_conv%d", seed)
@@ -250,6 +256,7 @@ func TestMigrationConvergence(t *testing.T) {
 			waitDrained(t, ctl)
 			_, _, mirrored, failed, enqueued, _ := ctl.Snapshot()
 			t.Logf("mirrored %d item writes, %d re-syncs failed, %d queued", mirrored, failed, enqueued)
+			queued += enqueued
 			checkConverged(t, mc, table, upTable, keys)
 		})
 	}
