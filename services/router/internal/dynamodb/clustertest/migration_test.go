@@ -618,6 +618,22 @@ func TestMigrationPhases(t *testing.T) {
 		if c, mis, _, _, _, mm := ctl.Snapshot(); c <= compared || mis != 1 || len(mm) != 1 {
 			t.Fatalf("compared %d (before %d), mismatched %d; want one more clean comparison", c, compared, mis)
 		}
+		// A Query is compared item by item: an item only Veltrix has is
+		// a mismatch too.
+		mc.putVeltrix(t, table, ddb.Item{"pk": ddb.S("ghost"), "v": ddb.S("veltrix only")})
+		if _, err := ep.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(table), KeyConditionExpression: aws.String("pk = :k"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":k": s("ghost")}}); err != nil {
+			t.Fatal(err)
+		}
+		for range 200 {
+			if _, _, _, _, _, mm = ctl.Snapshot(); len(mm) > 1 {
+				break
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		if len(mm) != 2 || mm[1].GetOperation() != "Query" || mm[1].GetDynamodbItem() != "" || mm[1].GetVeltrixItem() == "" {
+			t.Fatalf("mismatches %v, want a second one for Query with only Veltrix's item", mm)
+		}
 	})
 
 	ctl.SetPhase(table, migrationv1.Phase_PHASE_CUTOVER, 50)
