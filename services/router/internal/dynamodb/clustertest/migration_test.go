@@ -218,6 +218,12 @@ func TestMigrationConvergence(t *testing.T) {
 	}
 	mc := startMigCluster(t)
 	const seeds = 6
+	queued := 0 // re-syncs that went through the queue, over all seeds
+	defer func() {
+		if queued == 0 && !t.Failed() {
+			t.Error("no re-sync went through the queue: the injected failures did not exercise it")
+		}
+	}()
 	for seed := range uint64(seeds) {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
 			table, upTable := fmt.Sprintf("conv%d", seed), fmt.Sprintf("up_conv%d", seed)
@@ -250,6 +256,7 @@ func TestMigrationConvergence(t *testing.T) {
 			waitDrained(t, ctl)
 			_, _, mirrored, failed, enqueued, _ := ctl.Snapshot()
 			t.Logf("mirrored %d item writes, %d re-syncs failed, %d queued", mirrored, failed, enqueued)
+			queued += enqueued
 			checkConverged(t, mc, table, upTable, keys)
 		})
 	}
@@ -610,6 +617,22 @@ func TestMigrationPhases(t *testing.T) {
 		}
 		if c, mis, _, _, _, mm := ctl.Snapshot(); c <= compared || mis != 1 || len(mm) != 1 {
 			t.Fatalf("compared %d (before %d), mismatched %d; want one more clean comparison", c, compared, mis)
+		}
+		// A Query is compared item by item: an item only Veltrix has is
+		// a mismatch too.
+		mc.putVeltrix(t, table, ddb.Item{"pk": ddb.S("ghost"), "v": ddb.S("veltrix only")})
+		if _, err := ep.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(table), KeyConditionExpression: aws.String("pk = :k"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":k": s("ghost")}}); err != nil {
+			t.Fatal(err)
+		}
+		for range 200 {
+			if _, _, _, _, _, mm = ctl.Snapshot(); len(mm) > 1 {
+				break
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		if len(mm) != 2 || mm[1].GetOperation() != "Query" || mm[1].GetDynamodbItem() != "" || mm[1].GetVeltrixItem() == "" {
+			t.Fatalf("mismatches %v, want a second one for Query with only Veltrix's item", mm)
 		}
 	})
 
