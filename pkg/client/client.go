@@ -225,6 +225,11 @@ func (c *Client) KV() kvv1.KVServiceClient { return c.kv }
 // default timeout.
 func (c *Client) Admin() kvv1.AdminServiceClient { return c.admin }
 
+// Conn is the connection to the routers, with the client's interceptors
+// (retries, default timeout), for the other services they serve, e.g.
+// migrationv1.NewMigrationServiceClient(c.Conn()).
+func (c *Client) Conn() grpc.ClientConnInterface { return c.cc }
+
 // The unary retry policy is go-grpc-middleware's retry interceptor, between
 // two small interceptors of ours:
 //

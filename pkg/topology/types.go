@@ -92,6 +92,11 @@ type Node struct {
 	// UsedBytes is the space the node's store takes on disk, as last
 	// reported (the node refreshes its registration every minute or so).
 	UsedBytes uint64 `json:"used_bytes,omitempty"`
+	// CacheHits and CacheMisses count the point reads the node's LIRS
+	// cache served and missed since it started, reported with UsedBytes
+	// (migration mode's cache hit ratio criterion sums them).
+	CacheHits   uint64 `json:"cache_hits,omitempty"`
+	CacheMisses uint64 `json:"cache_misses,omitempty"`
 }
 
 // NodeIdentity records which data directory is a node id: the

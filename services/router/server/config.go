@@ -6,6 +6,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,7 +15,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
+	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -92,8 +98,33 @@ type Config struct {
 	// DynamoDBRegion is the region the endpoint reports in table ARNs.
 	// Default: "veltrix".
 	DynamoDBRegion string
+	// Upstream is how the router reaches the DynamoDB tables being migrated
+	// from (migration mode).
+	Upstream UpstreamConfig
+	// MigrationSkew is S, the skew allowance of migration mode's re-syncs
+	// (docs/design.md, "Migration mode: convergence"): at least twice the
+	// largest clock error between a router and DynamoDB (flag
+	// --migration-skew). Default: 1s.
+	MigrationSkew time.Duration
 	// Logger receives the router's logs. Default: slog.Default().
 	Logger *slog.Logger
+}
+
+// UpstreamConfig holds the credentials the router uses for upstream
+// DynamoDB (migration mode: DescribeTable at start, proxying, mirroring,
+// re-syncs). The endpoint URL and region come with each migration
+// (Upstream in the migration's document); credentials are never stored
+// there. Empty fields leave the AWS SDK's default chain to find
+// credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, shared config,
+// SSO, instance role). AWSConfig turns them into an aws.Config.
+type UpstreamConfig struct {
+	// AccessKeyID and SecretAccessKey are static credentials (flags
+	// --upstream-access-key-id, --upstream-secret-access-key); both or
+	// neither. Default: the SDK's default chain.
+	AccessKeyID, SecretAccessKey string
+	// SessionToken goes with temporary static credentials (flag
+	// --upstream-session-token). Default: empty.
+	SessionToken string
 }
 
 // addrs are the router's default addresses.
@@ -148,6 +179,10 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxMovesPerNode, "max-moves-per-node", d.MaxMovesPerNode, "most replica moves a storage node takes part in at once")
 	fs.StringVar(&c.DynamoDBAddr, "dynamodb-addr", "", "HTTP address of the DynamoDB-compatible endpoint, e.g. 127.0.0.1:8000 (empty: off)")
 	fs.StringVar(&c.DynamoDBRegion, "dynamodb-region", d.DynamoDBRegion, "region the DynamoDB endpoint reports in table ARNs")
+	fs.DurationVar(&c.MigrationSkew, "migration-skew", d.MigrationSkew, "skew allowance S added to migration re-sync versions: at least twice the largest clock error between routers and DynamoDB")
+	fs.StringVar(&c.Upstream.AccessKeyID, "upstream-access-key-id", "", "access key id for upstream DynamoDB in migration mode (empty: the AWS SDK's default credential chain)")
+	fs.StringVar(&c.Upstream.SecretAccessKey, "upstream-secret-access-key", "", "secret access key for upstream DynamoDB in migration mode (with --upstream-access-key-id)")
+	fs.StringVar(&c.Upstream.SessionToken, "upstream-session-token", "", "session token for temporary upstream credentials (optional)")
 }
 
 // EnsureDefaults fills unset fields with their defaults: the one place
@@ -174,6 +209,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 1000
+	}
+	if c.MigrationSkew == 0 {
+		c.MigrationSkew = time.Second
 	}
 	if c.MaxVersionSkew == 0 {
 		c.MaxVersionSkew = time.Hour
@@ -239,10 +277,49 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--dynamodb-addr %q: want host:port: %v", c.DynamoDBAddr, err))
 		}
 	}
+	if c.MigrationSkew < 0 {
+		errs = append(errs, fmt.Errorf("--migration-skew %s: negative", c.MigrationSkew))
+	}
+	if (c.Upstream.AccessKeyID == "") != (c.Upstream.SecretAccessKey == "") {
+		errs = append(errs, errors.New("--upstream-access-key-id and --upstream-secret-access-key: give both or neither"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("router: invalid config: %w", err)
 	}
 	return nil
+}
+
+// upstreamAttempts is the AWS SDK retryer's attempts per upstream call
+// (its standard retryer: backoff with jitter, throttling and 5xx retried);
+// nothing else retries these calls.
+const upstreamAttempts = 3
+
+// UpstreamAWSConfig returns the AWS SDK configuration for calls to u: its
+// endpoint (empty: AWS's regional one) and region (empty: DynamoDBRegion),
+// with Upstream's static credentials when set, else the SDK's default
+// chain. Every upstream DynamoDB client of migration mode is built from it.
+func (c *Config) UpstreamAWSConfig(ctx context.Context, u *migrationv1.Upstream) (aws.Config, error) {
+	region := u.GetRegion()
+	if region == "" {
+		region = c.DynamoDBRegion
+	}
+	opts := []func(*awsconfig.LoadOptions) error{
+		awsconfig.WithRegion(region),
+		awsconfig.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = upstreamAttempts })
+		}),
+	}
+	if up := c.Upstream; up.AccessKeyID != "" {
+		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(up.AccessKeyID, up.SecretAccessKey, up.SessionToken)))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("router: AWS configuration for upstream %s: %w", u.GetEndpoint(), err)
+	}
+	if e := u.GetEndpoint(); e != "" {
+		cfg.BaseEndpoint = aws.String(e)
+	}
+	return cfg, nil
 }
 
 // invertedBool is a boolean flag that sets the negation of its field, so a

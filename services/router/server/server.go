@@ -14,10 +14,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	"github.com/veltrixdb/veltrix/pkg/hlc"
+	"github.com/veltrixdb/veltrix/pkg/migration"
 	"github.com/veltrixdb/veltrix/pkg/placement"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	"github.com/veltrixdb/veltrix/services/router/internal/cluster"
 	"github.com/veltrixdb/veltrix/services/router/internal/controller"
 	"github.com/veltrixdb/veltrix/services/router/internal/coord"
@@ -58,6 +60,13 @@ type Server struct {
 	dynamo     *http.Server
 	dynamoLn   net.Listener
 	dynamoDone chan struct{}
+	// syncer re-syncs migrating items (MigrationService.SyncItems): the
+	// DynamoDB endpoint's handler, nil when the endpoint is off.
+	syncer ItemSyncer
+	// dynamoHandler is the endpoint's handler and migWatcher the
+	// migration control it routes by (nil when the endpoint is off).
+	dynamoHandler *dynamodb.Handler
+	migWatcher    *migration.Watcher
 }
 
 // Start connects to etcd, loads the topology, joins the controller election
@@ -148,6 +157,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	kvv1.RegisterKVServiceServer(sk.GRPC.Server, &kvService{s: s})
 	kvv1.RegisterAdminServiceServer(sk.GRPC.Server, &adminService{s: s})
+	migrationv1.RegisterMigrationServiceServer(sk.GRPC.Server, newMigrationService(s))
 	s.Registry.MustRegister(newCollector(s))
 	if err := sk.Serve(cfg.MetricsAddr); err != nil {
 		return nil, err
@@ -176,10 +186,18 @@ func (s *Server) serveDynamoDB() error {
 	if err != nil {
 		return fmt.Errorf("router: DynamoDB endpoint: listen on %s: %w", s.cfg.DynamoDBAddr, err)
 	}
+	mig, err := s.migrationOptions()
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 	h := dynamodb.NewHandler(s, dynamodb.Options{
 		Region: s.cfg.DynamoDBRegion, RequestTimeout: s.cfg.RequestTimeout,
 		Logger: s.logger.With("endpoint", "dynamodb"), Metrics: dynamodb.NewMetrics(s.Registry),
+		Migration: mig,
 	})
+	s.dynamoHandler = h
+	s.syncer, _ = any(h).(ItemSyncer)
 	s.dynamo = &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -210,6 +228,10 @@ func (s *Server) closeDynamoDB(ctx context.Context) {
 		_ = s.dynamo.Close()
 	}
 	<-s.dynamoDone
+	s.dynamoHandler.Close()
+	if s.migWatcher != nil {
+		s.migWatcher.Close()
+	}
 }
 
 // DynamoDBAddr is the address the DynamoDB endpoint listens on, or "" when

@@ -140,6 +140,8 @@ func (s *Server) reportLoop(ctx context.Context) {
 		}
 		if usedDue {
 			n.UsedBytes = s.usedBytes()
+			st := s.eng.Stats()
+			n.CacheHits, n.CacheMisses = st.CacheHits, st.CacheMisses
 		}
 		uctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
 		err := reg.Update(uctx, n)

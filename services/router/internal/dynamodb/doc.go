@@ -9,5 +9,9 @@
 // Files: handler.go is the protocol (framing, errors, gzip, x-amz-crc32,
 // signature shape, dispatch); tables.go the table operations; reads.go
 // GetItem, BatchGetItem, Query and Scan; writes.go PutItem, DeleteItem,
-// UpdateItem and BatchWriteItem.
+// UpdateItem and BatchWriteItem. Migration mode (a table being migrated
+// from DynamoDB, routed by its phase): migration.go the routing,
+// upstream.go forwarding to DynamoDB, resync.go re-sync from source and
+// the replay of queued re-syncs, shadow.go shadow reads, compare.go item
+// comparison.
 package dynamodb

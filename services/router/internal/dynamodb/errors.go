@@ -89,7 +89,7 @@ func toError(err error) *Error {
 		return inUsef("Table already exists")
 	case errors.Is(err, coord.ErrLockContended):
 		return throttledf("the item is being written by other requests (its lock is contended); retry: %v", err)
-	case errors.Is(err, coord.ErrUnavailable), errors.Is(err, coord.ErrNotReady):
+	case errors.Is(err, coord.ErrUnavailable), errors.Is(err, coord.ErrNotReady), errors.Is(err, ErrUpstream):
 		return unavailablef("%v", err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return internalf("request timed out: %v", err)

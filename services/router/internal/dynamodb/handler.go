@@ -90,6 +90,9 @@ type Options struct {
 	Auth    Authenticator
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// Migration mode (migration.go). Control is nil when the router runs
+	// no migrations: every table is served by Veltrix alone.
+	Migration MigrationOptions
 }
 
 // Handler serves the DynamoDB API over HTTP.
@@ -98,6 +101,7 @@ type Handler struct {
 	o   Options
 	ops map[string]opFunc
 	est estimates
+	mig *migrator // nil without Options.Migration.Control
 }
 
 // opFunc runs one operation: it decodes body (the request JSON) and returns
@@ -128,7 +132,18 @@ func NewHandler(b Backend, o Options) *Handler {
 			h.ops[name] = fn
 		}
 	}
+	if o.Migration.Control != nil {
+		h.mig = newMigrator(h)
+	}
 	return h
+}
+
+// Close stops the handler's background work (migration mode's replay
+// loop and shadow comparisons). Requests in flight are not waited for.
+func (h *Handler) Close() {
+	if h.mig != nil {
+		h.mig.close()
+	}
 }
 
 // ServeHTTP implements http.Handler.
@@ -147,6 +162,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, op, err)
 		return
 	}
+	if up, ok := resp.(*upstreamResponse); ok {
+		writeUpstream(w, up)
+		return
+	}
 	h.write(w, http.StatusOK, resp)
 }
 
@@ -161,12 +180,8 @@ func (h *Handler) serve(r *http.Request, op string) (any, error) {
 			Message: fmt.Sprintf("X-Amz-Target %q is not a DynamoDB_20120810 operation", target)}
 	}
 	fn, ok := h.ops[op]
-	if !ok {
-		if why, ok := unsupported[op]; ok {
-			return nil, validationf("%s is not supported by Veltrix yet: %s", op, why)
-		}
-		return nil, &Error{Type: "UnknownOperationException", Status: http.StatusBadRequest,
-			Message: fmt.Sprintf("unknown operation %q", op)}
+	if !ok && h.mig == nil {
+		return nil, unknownOp(op)
 	}
 	// The signature's shape is checked before the body is read; the
 	// Authenticator needs both.
@@ -183,7 +198,26 @@ func (h *Handler) serve(r *http.Request, op string) (any, error) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.o.RequestTimeout)
 	defer cancel()
+	if h.mig != nil {
+		// A migrating table's requests are routed by its phase; an
+		// operation Veltrix lacks may still be forwarded to DynamoDB.
+		if resp, handled, err := h.mig.route(ctx, op, body); handled {
+			return resp, err
+		}
+		if !ok {
+			return nil, unknownOp(op)
+		}
+	}
 	return fn(ctx, h, body)
+}
+
+// unknownOp refuses an operation the endpoint does not serve.
+func unknownOp(op string) error {
+	if why, ok := unsupported[op]; ok {
+		return validationf("%s is not supported by Veltrix yet: %s", op, why)
+	}
+	return &Error{Type: "UnknownOperationException", Status: http.StatusBadRequest,
+		Message: fmt.Sprintf("unknown operation %q", op)}
 }
 
 // readBody reads the request body, gunzipping it when Content-Encoding

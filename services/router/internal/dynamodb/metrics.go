@@ -13,6 +13,9 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	errors   *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// Migration mode.
+	syncsLost      prometheus.Counter
+	shadowsDropped prometheus.Counter
 }
 
 // NewMetrics registers the endpoint's metrics.
@@ -29,8 +32,28 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}, []string{"operation"}),
 	}
-	reg.MustRegister(m.requests, m.errors, m.latency)
+	m.syncsLost = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "veltrix_dynamodb_migration_syncs_lost_total",
+		Help: "Mirrored writes whose re-sync failed and could not be queued either (logged with the key; repair with verify).",
+	})
+	m.shadowsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "veltrix_dynamodb_migration_shadow_dropped_total",
+		Help: "Shadow comparisons skipped because every comparison worker was busy.",
+	})
+	reg.MustRegister(m.requests, m.errors, m.latency, m.syncsLost, m.shadowsDropped)
 	return m
+}
+
+func (m *Metrics) syncLost() {
+	if m != nil {
+		m.syncsLost.Inc()
+	}
+}
+
+func (m *Metrics) shadowDropped() {
+	if m != nil {
+		m.shadowsDropped.Inc()
+	}
 }
 
 // observe records one request. op is the X-Amz-Target operation; unknown

@@ -682,24 +682,12 @@ func query(ctx context.Context, h *Handler, body []byte) (any, error) {
 			return nil, validationf("%s can only contain non-primary key attributes: Primary key attribute: %s", what, a)
 		}
 	}
-	var kc *expr.KeyCondition
-	switch {
-	case in.KeyConditionExpression != nil:
-		kc, err = expr.ParseKeyCondition(*in.KeyConditionExpression, p, t.Keys)
-	case in.KeyConditions != nil:
-		kc, err = expr.FromKeyConditions(readConditions(in.KeyConditions), t.Keys)
-	default:
-		err = validationf("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
-	}
+	kc, pk, err := in.keyCondition(t, p)
 	if err != nil {
 		return nil, err
 	}
 	if err := p.Check(); err != nil {
 		return nil, err
-	}
-	pk, err := ddb.KeyBytes(ddb.Item{t.Keys.PartitionKey.Name: kc.PartitionKey}, t.Keys.PartitionKey)
-	if err != nil {
-		return nil, validationf("Invalid KeyConditionExpression: partition key %s: %v", t.Keys.PartitionKey.Name, err)
 	}
 	r, err := sortRange(t, kc.Sort)
 	if err != nil {
@@ -766,6 +754,29 @@ func query(ctx context.Context, h *Handler, body []byte) (any, error) {
 			q.Start = append(bytes.Clone(next), 0)
 		}
 	}
+}
+
+// keyCondition parses the query's key condition and returns it with the
+// stored bytes of its partition key.
+func (in *queryInput) keyCondition(t *table, p *expr.Params) (*expr.KeyCondition, []byte, error) {
+	var kc *expr.KeyCondition
+	var err error
+	switch {
+	case in.KeyConditionExpression != nil:
+		kc, err = expr.ParseKeyCondition(*in.KeyConditionExpression, p, t.Keys)
+	case in.KeyConditions != nil:
+		kc, err = expr.FromKeyConditions(readConditions(in.KeyConditions), t.Keys)
+	default:
+		err = validationf("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	pk, err := ddb.KeyBytes(ddb.Item{t.Keys.PartitionKey.Name: kc.PartitionKey}, t.Keys.PartitionKey)
+	if err != nil {
+		return nil, nil, validationf("Invalid KeyConditionExpression: partition key %s: %v", t.Keys.PartitionKey.Name, err)
+	}
+	return kc, pk, nil
 }
 
 // sortBounds is a sort key condition as a range of stored sort keys:

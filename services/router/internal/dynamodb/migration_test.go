@@ -1,0 +1,123 @@
+package dynamodb
+
+import (
+	"encoding/json"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
+	"github.com/veltrixdb/veltrix/services/router/internal/dynamodb/migrationtest"
+)
+
+// fakeUpstream records the requests it gets and answers each with status
+// and body.
+type fakeUpstream struct {
+	mu     sync.Mutex
+	reqs   []*http.Request
+	bodies []string
+	status int
+	body   string
+}
+
+func (f *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	f.reqs = append(f.reqs, r)
+	f.bodies = append(f.bodies, string(b))
+	status, body := f.status, f.body
+	f.mu.Unlock()
+	w.Header().Set("x-amzn-RequestId", "REQ123")
+	w.Header().Set("x-amz-crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE([]byte(body))), 10))
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
+}
+
+// proxyEndpoint is an endpoint whose table "app" is in PROXY towards
+// upstream table "up" served by f.
+func proxyEndpoint(t *testing.T, upURL string) *endpoint {
+	t.Helper()
+	e := &endpoint{b: newTestBackend(t)}
+	ctl := migrationtest.New()
+	ctl.Set(&migrationv1.Migration{Table: "app", Phase: migrationv1.Phase_PHASE_PROXY,
+		Upstream: &migrationv1.Upstream{Endpoint: upURL, Table: "up", Region: "us-east-1"}})
+	e.h = NewHandler(e.b, Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), Migration: MigrationOptions{
+		Control: ctl, Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", "")}})
+	e.srv = httptest.NewServer(e.h)
+	t.Cleanup(func() { e.srv.Close(); e.h.Close() })
+	return e
+}
+
+// TestUpstreamForwarding: a PROXY table's request reaches DynamoDB signed
+// and renamed, and DynamoDB's answer comes back with its status, request
+// id and a checksum of the body as sent.
+func TestUpstreamForwarding(t *testing.T) {
+	f := &fakeUpstream{status: http.StatusOK, body: `{"ConsumedCapacity":{"TableName":"up","CapacityUnits":1}}`}
+	up := httptest.NewServer(f)
+	defer up.Close()
+	e := proxyEndpoint(t, up.URL)
+
+	status, hdr, body := rawCall(t, e, http.MethodPost, targetPrefix+"PutItem", []byte(`{"TableName":"app","Item":{"pk":{"S":"a"}},"ReturnConsumedCapacity":"TOTAL"}`), nil)
+	if status != http.StatusOK {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	var out struct{ ConsumedCapacity struct{ TableName string } }
+	if err := json.Unmarshal(body, &out); err != nil || out.ConsumedCapacity.TableName != "app" {
+		t.Fatalf("answer %s: the table name is not the client's", body)
+	}
+	if hdr.Get("x-amzn-RequestId") != "REQ123" {
+		t.Errorf("x-amzn-RequestId %q", hdr.Get("x-amzn-RequestId"))
+	}
+	if c := hdr.Get("x-amz-crc32"); c != strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10) {
+		t.Errorf("x-amz-crc32 %s does not match the body sent", c)
+	}
+	f.mu.Lock()
+	r, sent := f.reqs[0], f.bodies[0]
+	f.mu.Unlock()
+	if !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 Credential=AKID/") ||
+		!strings.Contains(r.Header.Get("Authorization"), "/us-east-1/dynamodb/aws4_request") {
+		t.Errorf("not re-signed for the upstream: Authorization %q", r.Header.Get("Authorization"))
+	}
+	if r.Header.Get("X-Amz-Target") != targetPrefix+"PutItem" || !strings.Contains(sent, `"TableName":"up"`) {
+		t.Errorf("forwarded %s %s", r.Header.Get("X-Amz-Target"), sent)
+	}
+
+	// DynamoDB's errors come back as they are.
+	f.mu.Lock()
+	f.status, f.body = http.StatusBadRequest, `{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed"}`
+	f.mu.Unlock()
+	status, _, body = rawCall(t, e, http.MethodPost, targetPrefix+"PutItem", []byte(`{"TableName":"app","Item":{"pk":{"S":"a"}}}`), nil)
+	if status != http.StatusBadRequest || !strings.Contains(string(body), "ConditionalCheckFailedException") {
+		t.Fatalf("status %d: %s", status, body)
+	}
+
+	// An operation Veltrix lacks is forwarded too.
+	status, _, _ = rawCall(t, e, http.MethodPost, targetPrefix+"TransactGetItems", []byte(`{"TransactItems":[{"Get":{"TableName":"app","Key":{"pk":{"S":"a"}}}}]}`), nil)
+	f.mu.Lock()
+	n, last := len(f.bodies), f.bodies[len(f.bodies)-1]
+	f.mu.Unlock()
+	if status != http.StatusBadRequest || n != 3 || !strings.Contains(last, `"TableName":"up"`) {
+		t.Fatalf("TransactGetItems: status %d, forwarded %d, last %s", status, n, last)
+	}
+
+	// A batch naming the migrating table and another is refused.
+	status, _, body = rawCall(t, e, http.MethodPost, targetPrefix+"BatchGetItem",
+		[]byte(`{"RequestItems":{"app":{"Keys":[{"pk":{"S":"a"}}]},"other":{"Keys":[{"pk":{"S":"a"}}]}}}`), nil)
+	if status != http.StatusBadRequest || !strings.Contains(string(body), "ValidationException") {
+		t.Fatalf("mixed batch: %d %s", status, body)
+	}
+
+	// An upstream that cannot be reached is ServiceUnavailable.
+	up.Close()
+	status, _, body = rawCall(t, e, http.MethodPost, targetPrefix+"GetItem", []byte(`{"TableName":"app","Key":{"pk":{"S":"a"}}}`), nil)
+	if status != http.StatusServiceUnavailable {
+		t.Fatalf("upstream down: %d %s", status, body)
+	}
+}

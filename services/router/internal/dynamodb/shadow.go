@@ -1,0 +1,305 @@
+package dynamodb
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/veltrixdb/veltrix/pkg/ddb"
+	"github.com/veltrixdb/veltrix/pkg/ddb/expr"
+	"github.com/veltrixdb/veltrix/pkg/migration"
+	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
+	"github.com/veltrixdb/veltrix/services/router/internal/coord"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// read serves a read of a migrating table past PROXY: from Veltrix when
+// every partition key it reads is in the cutover cohort (or the phase is
+// VELTRIX), else from DynamoDB, and then, in SHADOW and for the keys
+// outside the cohort in CUTOVER, compared with Veltrix's answer in the
+// background. Scan reads every cohort, so it is served by DynamoDB until
+// VELTRIX and not compared.
+func (m *migrator) read(ctx context.Context, mg *migrationv1.Migration, op string, body []byte) (any, error) {
+	t, err := m.h.table(mg.GetTable())
+	if err != nil {
+		return nil, err
+	}
+	var fromVeltrix, compare bool
+	if op == "Scan" {
+		fromVeltrix = mg.GetPhase() == migrationv1.Phase_PHASE_VELTRIX
+	} else if pks, err := readPartitionKeys(t, op, body); err == nil && len(pks) > 0 {
+		fromVeltrix = true
+		for _, pk := range pks {
+			fromVeltrix = fromVeltrix && migration.ReadsFromVeltrix(mg, pk)
+			compare = compare || migration.ComparesReads(mg, pk)
+		}
+	}
+	// (A request Veltrix cannot parse goes to DynamoDB, which words the
+	// error.)
+	start := time.Now()
+	if fromVeltrix {
+		resp, err := m.h.ops[op](ctx, m.h, body)
+		m.ctl.ReadLatency(t.Name, migration.SideVeltrix, time.Since(start))
+		if err != nil && toError(err).Status >= 500 {
+			m.ctl.VeltrixServerError(t.Name)
+		}
+		return resp, err
+	}
+	resp, err := m.up.forward(ctx, mg, op, body)
+	if err != nil {
+		return nil, err
+	}
+	m.ctl.ReadLatency(t.Name, migration.SideDynamoDB, time.Since(start))
+	if compare && resp.ok() {
+		select {
+		case m.shadow <- shadowJob{mg: mg, t: t, op: op, body: body, dynamo: resp.body, at: time.Now()}:
+		default:
+			// The client's latency is DynamoDB's: never wait for a
+			// comparison.
+			m.h.o.Metrics.shadowDropped()
+		}
+	}
+	return resp, nil
+}
+
+// readPartitionKeys are the stored partition keys a GetItem, BatchGetItem
+// or Query of t reads.
+func readPartitionKeys(t *table, op string, body []byte) ([][]byte, error) {
+	switch op {
+	case "GetItem":
+		var in getItemInput
+		if err := decode(body, &in); err != nil {
+			return nil, err
+		}
+		k, err := t.storageKey(in.Key, true)
+		if err != nil {
+			return nil, err
+		}
+		return [][]byte{k.GetPartitionKey()}, nil
+	case "BatchGetItem":
+		var in batchGetItemInput
+		if err := decode(body, &in); err != nil {
+			return nil, err
+		}
+		var out [][]byte
+		for _, it := range in.RequestItems[t.Name].GetKeys() {
+			k, err := t.storageKey(it, true)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, k.GetPartitionKey())
+		}
+		return out, nil
+	case "Query":
+		var in queryInput
+		if err := decode(body, &in); err != nil {
+			return nil, err
+		}
+		_, pk, err := in.keyCondition(t, expr.NewParams(in.ExpressionAttributeNames, in.ExpressionAttributeValues))
+		if err != nil {
+			return nil, err
+		}
+		return [][]byte{pk}, nil
+	}
+	return nil, nil
+}
+
+// GetKeys returns the keys, nil-safe.
+func (k *keysAndAttributes) GetKeys() []ddb.Item {
+	if k == nil {
+		return nil
+	}
+	return k.Keys
+}
+
+// shadowJob is one read to compare: the request and DynamoDB's answer
+// (in the Veltrix table's names).
+type shadowJob struct {
+	mg     *migrationv1.Migration
+	t      *table
+	op     string
+	body   []byte
+	dynamo []byte
+	at     time.Time
+}
+
+func (m *migrator) shadowWorker() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case j := <-m.shadow:
+			m.compare(ctx, j)
+		}
+	}
+}
+
+// keyedPair is one item of a compared read: DynamoDB's and Veltrix's
+// versions (nil: absent).
+type keyedPair struct {
+	key             ddb.Item
+	dynamo, veltrix ddb.Item
+}
+
+// compare serves the job's read from Veltrix and compares the answers
+// item by item. An item that differs is read again from both sides
+// (DynamoDB with ConsistentRead, Veltrix at QUORUM) to rule out a write
+// that raced the comparison; only if it still differs is it a mismatch.
+func (m *migrator) compare(ctx context.Context, j shadowJob) {
+	ctx, cancel := context.WithTimeout(ctx, m.h.o.RequestTimeout)
+	defer cancel()
+	table := j.t.Name
+	start := time.Now()
+	out, err := m.h.ops[j.op](ctx, m.h, j.body)
+	m.ctl.ReadLatency(table, migration.SideVeltrix, time.Since(start))
+	if err != nil {
+		if toError(err).Status >= 500 {
+			m.ctl.VeltrixServerError(table)
+		}
+		m.h.o.Logger.Debug("dynamodb: migration: shadow read failed on Veltrix; not compared", "table", table, "op", j.op, "err", err)
+		return
+	}
+	vb, err := json.Marshal(out)
+	if err != nil {
+		return
+	}
+	pairs, ok := shadowPairs(j.t, j.op, j.body, j.dynamo, vb)
+	if !ok {
+		return
+	}
+	mismatch := false
+	for _, p := range pairs {
+		if CompareItems(p.dynamo, p.veltrix) == nil {
+			continue
+		}
+		d, v, err := m.recheck(ctx, j.mg, j.t, p.key)
+		if err != nil {
+			m.h.o.Logger.Warn("dynamodb: migration: a shadow mismatch could not be re-checked; not recorded", "table", table, "key", p.key.String(), "err", err)
+			continue
+		}
+		diffs := CompareItems(d, v)
+		if diffs == nil {
+			continue
+		}
+		mismatch = true
+		mm := &migrationv1.Mismatch{Key: p.key.String(), Differences: diffs, Time: timestamppb.New(j.at),
+			Router: m.o.RouterID, Operation: j.op}
+		if d != nil {
+			mm.DynamodbItem = d.String()
+		}
+		if v != nil {
+			mm.VeltrixItem = v.String()
+		}
+		m.ctl.RecordMismatch(ctx, table, mm)
+	}
+	m.ctl.ShadowCompared(table, mismatch)
+}
+
+// recheck reads an item again from both sides, strongly consistent.
+func (m *migrator) recheck(ctx context.Context, mg *migrationv1.Migration, t *table, keyItem ddb.Item) (dynamo, veltrix ddb.Item, err error) {
+	if dynamo, err = m.upstreamItem(ctx, mg, keyItem, true); err != nil {
+		return nil, nil, err
+	}
+	key, err := t.storageKey(keyItem, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err := m.h.b.Coordinator().Read(ctx, key, coord.Quorum)
+	if err != nil {
+		return nil, nil, err
+	}
+	veltrix, err = t.decodeRecord(rec, time.Now())
+	return dynamo, veltrix, err
+}
+
+// shadowPairs pairs the items of two answers to one read by key. ok is
+// false when they cannot be paired (an item without its key attributes,
+// projected away): such a read is not compared.
+func shadowPairs(t *table, op string, req, dynamo, veltrix []byte) (pairs []keyedPair, ok bool) {
+	switch op {
+	case "GetItem":
+		var in getItemInput
+		var d, v getItemOutput
+		if decode(req, &in) != nil || json.Unmarshal(dynamo, &d) != nil || json.Unmarshal(veltrix, &v) != nil {
+			return nil, false
+		}
+		return []keyedPair{{key: in.Key, dynamo: d.Item, veltrix: v.Item}}, true
+	case "BatchGetItem":
+		var in batchGetItemInput
+		var d, v batchGetItemOutput
+		if decode(req, &in) != nil || json.Unmarshal(dynamo, &d) != nil || json.Unmarshal(veltrix, &v) != nil {
+			return nil, false
+		}
+		di, ok1 := byKey(t, d.Responses[t.Name])
+		vi, ok2 := byKey(t, v.Responses[t.Name])
+		du, _ := byKey(t, d.UnprocessedKeys[t.Name].GetKeys())
+		vu, _ := byKey(t, v.UnprocessedKeys[t.Name].GetKeys())
+		if !ok1 || !ok2 {
+			return nil, false
+		}
+		for _, k := range in.RequestItems[t.Name].GetKeys() {
+			id, ok := keyID(t, k)
+			if !ok || du[id] != nil || vu[id] != nil {
+				continue
+			}
+			pairs = append(pairs, keyedPair{key: k, dynamo: di[id], veltrix: vi[id]})
+		}
+		return pairs, true
+	case "Query":
+		var d, v pageOutput
+		if json.Unmarshal(dynamo, &d) != nil || json.Unmarshal(veltrix, &v) != nil {
+			return nil, false
+		}
+		di, ok1 := byKey(t, d.Items)
+		vi, ok2 := byKey(t, v.Items)
+		if !ok1 || !ok2 {
+			return nil, false
+		}
+		for _, id := range sortedNames(unionKeys(di, vi)) {
+			it := di[id]
+			if it == nil {
+				it = vi[id]
+			}
+			k, _ := t.keyItem(it)
+			pairs = append(pairs, keyedPair{key: k, dynamo: di[id], veltrix: vi[id]})
+		}
+		return pairs, true
+	}
+	return nil, false
+}
+
+func unionKeys(a, b map[string]ddb.Item) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
+}
+
+// keyID identifies an item by its stored key.
+func keyID(t *table, it ddb.Item) (string, bool) {
+	pk, sk, err := t.Keys.Key(it)
+	if err != nil {
+		return "", false
+	}
+	return fmt.Sprintf("%d:%s%s", len(pk), pk, sk), true
+}
+
+// byKey indexes items by keyID; false when one lacks its key.
+func byKey(t *table, items []ddb.Item) (map[string]ddb.Item, bool) {
+	out := make(map[string]ddb.Item, len(items))
+	for _, it := range items {
+		id, ok := keyID(t, it)
+		if !ok {
+			return nil, false
+		}
+		out[id] = it
+	}
+	return out, true
+}
