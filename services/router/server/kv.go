@@ -87,7 +87,10 @@ type kvService struct {
 // withTimeout applies the default deadline to requests that carry none.
 func (kv *kvService) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
+		// grpc cancels ctx when the call ends: no context of our own (a
+		// child context costs an allocation and a map entry in its
+		// parent).
+		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, kv.s.cfg.RequestTimeout)
 }

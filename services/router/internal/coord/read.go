@@ -28,13 +28,10 @@ type reply[T any] struct {
 //
 // A failure that a stale-epoch refusal contributed to is marked (markStale)
 // so the caller retries once by a newer view.
-func gather[T any](ctx context.Context, co *Coordinator, what string, epoch uint64, cands []*cluster.Node, need int, call func(context.Context, *cluster.Node) (T, error)) ([]reply[T], error) {
+func gather[T any](ctx context.Context, co *Coordinator, what func() string, epoch uint64, cands []*cluster.Node, need int, call func(context.Context, *cluster.Node) (T, error)) ([]reply[T], error) {
 	if len(cands) < need {
-		return nil, unavailable(what, len(cands), need, []string{"not enough live replicas"})
+		return nil, unavailable(what(), len(cands), need, []string{"not enough live replicas"})
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ch := make(chan reply[T], len(cands))
 	do := func(ctx context.Context, n *cluster.Node) reply[T] {
 		start := time.Now()
 		resp, err := call(ctx, n)
@@ -43,19 +40,12 @@ func gather[T any](ctx context.Context, co *Coordinator, what string, epoch uint
 		}
 		return reply[T]{node: n, resp: resp, err: err}
 	}
-	next, inflight := 0, 0
-	launch := func() {
-		n := cands[next]
-		next++
-		inflight++
-		go func() { ch <- do(ctx, n) }()
-	}
 	var ok []reply[T]
 	var errs []string
 	var stale uint64
-	// failed records a failed reply and launches the next replica; it
-	// returns an error when gather must give up.
-	failed := func(r reply[T]) error {
+	// replicaFailed records a failed reply; it returns an error when the
+	// failure ends the operation whatever the other replicas say.
+	replicaFailed := func(ctx context.Context, r reply[T]) error {
 		if err := inputErr(r.err); err != nil {
 			return err
 		}
@@ -66,10 +56,40 @@ func gather[T any](ctx context.Context, co *Coordinator, what string, epoch uint
 			stale = max(stale, e)
 		}
 		errs = append(errs, co.replicaErr(r.node, r.err))
+		return nil
+	}
+	if need == 1 && len(cands) == 1 {
+		// One replica to ask (RF 1): no hedge and nothing to cancel, so
+		// no context of its own either.
+		r := do(ctx, cands[0])
+		if r.err == nil {
+			return []reply[T]{r}, nil
+		}
+		if err := replicaFailed(ctx, r); err != nil {
+			return nil, err
+		}
+		return nil, markStale(unavailable(what(), 0, need, errs), stale)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := make(chan reply[T], len(cands))
+	next, inflight := 0, 0
+	launch := func() {
+		n := cands[next]
+		next++
+		inflight++
+		go func() { ch <- do(ctx, n) }()
+	}
+	// failed records a failed reply and launches the next replica; it
+	// returns an error when gather must give up.
+	failed := func(r reply[T]) error {
+		if err := replicaFailed(ctx, r); err != nil {
+			return err
+		}
 		if next < len(cands) {
 			launch()
 		} else if len(ok)+inflight < need {
-			return markStale(unavailable(what, len(ok), need, errs), stale)
+			return markStale(unavailable(what(), len(ok), need, errs), stale)
 		}
 		return nil
 	}
@@ -172,16 +192,16 @@ func (co *Coordinator) Read(ctx context.Context, key *storagev1.Key, level Level
 }
 
 func (co *Coordinator) read(ctx context.Context, v *cluster.View, key *storagev1.Key, level Level) (*storagev1.Record, error) {
-	p := key.GetPartition()
-	what := "read of " + keyString(key) + " at " + level.String()
-	rt := v.Route(p)
+	// Formatted only for an error: a read that succeeds formats nothing.
+	what := func() string { return "read of " + keyString(key) + " at " + level.String() }
+	rt := v.Route(key.GetPartition())
 	if rt == nil {
-		return nil, unavailable(what, 0, 1, []string{"partition out of range"})
+		return nil, unavailable(what(), 0, 1, []string{"partition out of range"})
 	}
 	need := Need(level, rt.ReadSize)
 	cands := candidates(rt)
 	if len(cands) < need {
-		return nil, unavailable(what, len(cands), need, downReplicas(rt.ReadIDs, rt.ReadNodes))
+		return nil, unavailable(what(), len(cands), need, downReplicas(rt.ReadIDs, rt.ReadNodes))
 	}
 	req := &storagev1.ReadRequest{Key: key, PlacementEpoch: v.Epoch}
 	replies, err := gather(ctx, co, what, v.Epoch, cands, need, func(ctx context.Context, n *cluster.Node) (*storagev1.ReadResponse, error) {
@@ -388,15 +408,17 @@ func (co *Coordinator) Query(ctx context.Context, q QueryOptions, level Level) (
 }
 
 func (co *Coordinator) query(ctx context.Context, v *cluster.View, q QueryOptions, level Level) (recs []*storagev1.Record, next []byte, err error) {
-	what := "query of partition key " + `"` + trunc(q.PartitionKey) + `"` + " at " + level.String()
+	what := func() string {
+		return "query of partition key " + `"` + trunc(q.PartitionKey) + `"` + " at " + level.String()
+	}
 	rt := v.Route(q.Partition)
 	if rt == nil {
-		return nil, nil, unavailable(what, 0, 1, []string{"partition out of range"})
+		return nil, nil, unavailable(what(), 0, 1, []string{"partition out of range"})
 	}
 	need := Need(level, rt.ReadSize)
 	cands := candidates(rt)
 	if len(cands) < need {
-		return nil, nil, unavailable(what, len(cands), need, downReplicas(rt.ReadIDs, rt.ReadNodes))
+		return nil, nil, unavailable(what(), len(cands), need, downReplicas(rt.ReadIDs, rt.ReadNodes))
 	}
 	req := &storagev1.ScanRequest{
 		Partition: q.Partition, TableId: q.TableID, PartitionKey: q.PartitionKey,
