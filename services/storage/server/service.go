@@ -219,7 +219,15 @@ func keyToProto(k engine.Key) *storagev1.Key {
 }
 
 func recordToProto(r engine.Record) *storagev1.Record {
-	return &storagev1.Record{Key: keyToProto(r.Key), Version: r.Version, Tombstone: r.Tombstone, ExpireUnixNanos: r.ExpireAt, Value: r.Value, DeletedUnixNanos: r.DeletedAt}
+	rec := readRecord(r)
+	rec.Key = keyToProto(r.Key)
+	return rec
+}
+
+// readRecord is r without its key, for the answers of Read and BatchRead:
+// the caller sent the key, and echoing it cost a key message per record.
+func readRecord(r engine.Record) *storagev1.Record {
+	return &storagev1.Record{Version: r.Version, Tombstone: r.Tombstone, ExpireUnixNanos: r.ExpireAt, Value: r.Value, DeletedUnixNanos: r.DeletedAt}
 }
 
 // readKey validates one key of a request and returns it for the engine.
@@ -253,7 +261,7 @@ func (svc *service) Read(ctx context.Context, req *storagev1.ReadRequest) (*stor
 	if !found {
 		return &storagev1.ReadResponse{}, nil
 	}
-	return &storagev1.ReadResponse{Found: true, Record: recordToProto(rec)}, nil
+	return &storagev1.ReadResponse{Found: true, Record: readRecord(rec)}, nil
 }
 
 func (svc *service) BatchRead(ctx context.Context, req *storagev1.BatchReadRequest) (*storagev1.BatchReadResponse, error) {
@@ -274,7 +282,7 @@ func (svc *service) BatchRead(ctx context.Context, req *storagev1.BatchReadReque
 	resp := &storagev1.BatchReadResponse{Results: make([]*storagev1.ReadResponse, len(keys))}
 	for i := range keys {
 		if found[i] {
-			resp.Results[i] = &storagev1.ReadResponse{Found: true, Record: recordToProto(recs[i])}
+			resp.Results[i] = &storagev1.ReadResponse{Found: true, Record: readRecord(recs[i])}
 		} else {
 			resp.Results[i] = &storagev1.ReadResponse{}
 		}

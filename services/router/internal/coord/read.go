@@ -216,7 +216,13 @@ func (co *Coordinator) read(ctx context.Context, v *cluster.View, key *storagev1
 			winner = rec
 		}
 	}
-	if winner != nil && len(replies) > 1 {
+	if winner == nil {
+		return nil, nil
+	}
+	// Storage nodes do not echo the key: the record takes the one asked for
+	// (repairs send it on).
+	winner.Key = key
+	if len(replies) > 1 {
 		repairs := map[*cluster.Node][]*storagev1.Record{}
 		for _, r := range replies {
 			if !r.resp.GetFound() || r.resp.GetRecord().GetVersion() < winner.GetVersion() {
@@ -364,7 +370,12 @@ func (co *Coordinator) batchRead(ctx context.Context, v *cluster.View, keys []*s
 			}
 		}
 		out[i] = winner
-		if winner == nil || len(st.ok) < 2 {
+		if winner == nil {
+			continue
+		}
+		// Results match keys by position: nodes do not echo the keys.
+		winner.Key = keys[i]
+		if len(st.ok) < 2 {
 			continue
 		}
 		for j, node := range st.ok {
