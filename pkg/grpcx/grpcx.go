@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -46,6 +45,13 @@ type ServerOptions struct {
 	// MaxMessageSize bounds received and sent messages. Default:
 	// MaxMessageSize.
 	MaxMessageSize int
+	// StreamWorkers is the number of goroutines kept to serve calls
+	// (grpc.NumStreamWorkers): a call finding none free gets a goroutine of
+	// its own, whose stack grows again on every call. Handlers wait on
+	// other services (a router on its replicas), so it is sized for the
+	// calls in flight, not the cores; an idle worker costs only its stack.
+	// Default: 256.
+	StreamWorkers int
 }
 
 // Server is a gRPC server with health and reflection registered.
@@ -66,6 +72,9 @@ func NewServer(o ServerOptions, extra ...grpc.ServerOption) *Server {
 	if o.MaxMessageSize == 0 {
 		o.MaxMessageSize = MaxMessageSize
 	}
+	if o.StreamWorkers == 0 {
+		o.StreamWorkers = 256
+	}
 	metrics := newServerMetrics([]float64{
 		.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10,
 	})
@@ -81,9 +90,7 @@ func NewServer(o ServerOptions, extra ...grpc.ServerOption) *Server {
 		grpc.MaxRecvMsgSize(o.MaxMessageSize),
 		grpc.MaxSendMsgSize(o.MaxMessageSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		// A fixed pool of stream workers serves calls instead of a new
-		// goroutine per call, whose stack grows (copystack) on every call.
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.NumStreamWorkers(uint32(o.StreamWorkers)),
 		grpc.ChainUnaryInterceptor(
 			metrics.unaryInterceptor(logger),
 			recovery.UnaryServerInterceptor(recover),
