@@ -231,18 +231,28 @@ func readRecord(r engine.Record) *storagev1.Record {
 }
 
 // readKey validates one key of a request and returns it for the engine.
-func (svc *service) readKey(snap *topology.Snapshot, a access, epoch uint64, k *storagev1.Key, where string) (engine.Key, error) {
+// field names the key in an error, with [index] when index >= 0; it is
+// formatted only for an error.
+func (svc *service) readKey(snap *topology.Snapshot, a access, epoch uint64, k *storagev1.Key, field string, index int) (engine.Key, error) {
 	if k == nil {
-		return engine.Key{}, fmt.Errorf("%w: %s: key is missing", engine.ErrInvalidArgument, where)
+		return engine.Key{}, fmt.Errorf("%w: %s: key is missing", engine.ErrInvalidArgument, fieldName(field, index))
 	}
 	ek := keyFromProto(k)
 	if err := engine.ValidateKey(ek); err != nil {
-		return engine.Key{}, fmt.Errorf("%s: %w", where, err)
+		return engine.Key{}, fmt.Errorf("%s: %w", fieldName(field, index), err)
 	}
 	if err := svc.checkOwner(snap, a, epoch, ek.Partition, ek.TableID, ek.PartitionKey); err != nil {
-		return engine.Key{}, fmt.Errorf("%s: %w", where, err)
+		return engine.Key{}, fmt.Errorf("%s: %w", fieldName(field, index), err)
 	}
 	return ek, nil
+}
+
+// fieldName is field, or field[index] when index >= 0.
+func fieldName(field string, index int) string {
+	if index < 0 {
+		return field
+	}
+	return field + "[" + strconv.Itoa(index) + "]"
 }
 
 func (svc *service) Read(ctx context.Context, req *storagev1.ReadRequest) (*storagev1.ReadResponse, error) {
@@ -250,7 +260,7 @@ func (svc *service) Read(ctx context.Context, req *storagev1.ReadRequest) (*stor
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	k, err := svc.readKey(snap, accessRead, req.GetPlacementEpoch(), req.GetKey(), "key")
+	k, err := svc.readKey(snap, accessRead, req.GetPlacementEpoch(), req.GetKey(), "key", -1)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -271,7 +281,7 @@ func (svc *service) BatchRead(ctx context.Context, req *storagev1.BatchReadReque
 	}
 	keys := make([]engine.Key, len(req.GetKeys()))
 	for i, k := range req.GetKeys() {
-		if keys[i], err = svc.readKey(snap, accessRead, req.GetPlacementEpoch(), k, fmt.Sprintf("keys[%d]", i)); err != nil {
+		if keys[i], err = svc.readKey(snap, accessRead, req.GetPlacementEpoch(), k, "keys", i); err != nil {
 			return nil, toStatus(err)
 		}
 	}
@@ -305,12 +315,11 @@ func (svc *service) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*st
 	}
 	recs := make([]engine.Record, len(req.GetRecords()))
 	for i, r := range req.GetRecords() {
-		where := fmt.Sprintf("records[%d]", i)
-		k, err := svc.readKey(snap, accessWrite, req.GetPlacementEpoch(), r.GetKey(), where)
+		k, err := svc.readKey(snap, accessWrite, req.GetPlacementEpoch(), r.GetKey(), "records", i)
 		if err != nil {
 			return nil, toStatus(err)
 		}
-		if err := checkRecord(r, where); err != nil {
+		if err := checkRecord(r, "records", i); err != nil {
 			return nil, err
 		}
 		recs[i] = recordFromProto(r)
@@ -335,21 +344,22 @@ func (svc *service) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*st
 }
 
 // checkRecord validates a mutation's fields other than its key's ownership.
-func checkRecord(r *storagev1.Record, where string) error {
+// The record is named field[index] in an error (see fieldName).
+func checkRecord(r *storagev1.Record, field string, index int) error {
 	if r.GetKey() == nil {
-		return invalid("%s: key is missing", where)
+		return invalid("%s: key is missing", fieldName(field, index))
 	}
 	if err := engine.ValidateKey(keyFromProto(r.GetKey())); err != nil {
-		return invalid("%s: %v", where, err)
+		return invalid("%s: %v", fieldName(field, index), err)
 	}
 	if r.GetVersion() == 0 {
-		return invalid("%s: version is 0; every mutation needs a version", where)
+		return invalid("%s: version is 0; every mutation needs a version", fieldName(field, index))
 	}
 	if r.GetTombstone() && (len(r.GetValue()) > 0 || r.GetExpireUnixNanos() != 0) {
-		return invalid("%s: a tombstone carries no value or expiry", where)
+		return invalid("%s: a tombstone carries no value or expiry", fieldName(field, index))
 	}
 	if r.GetExpireUnixNanos() < 0 {
-		return invalid("%s: negative expiry %d", where, r.GetExpireUnixNanos())
+		return invalid("%s: negative expiry %d", fieldName(field, index), r.GetExpireUnixNanos())
 	}
 	return nil
 }
