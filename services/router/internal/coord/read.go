@@ -276,17 +276,25 @@ func (co *Coordinator) BatchRead(ctx context.Context, keys []*storagev1.Key, lev
 }
 
 func (co *Coordinator) batchRead(ctx context.Context, v *cluster.View, keys []*storagev1.Key, level Level) ([]*storagev1.Record, error) {
-	states := make([]*batchState, len(keys))
+	states := make([]batchState, len(keys))
+	// Keys of one partition share its candidates (in one order, so they
+	// go to the same replicas and the batch stays in few groups).
+	cands := map[*cluster.Route][]*cluster.Node{}
 	for i, k := range keys {
 		rt := v.Route(k.GetPartition())
 		if rt == nil {
 			return nil, unavailable("read of "+keyString(k)+" at "+level.String(), 0, 1, []string{"partition out of range"})
 		}
-		st := &batchState{cands: candidates(rt), need: Need(level, rt.ReadSize)}
+		cs, ok := cands[rt]
+		if !ok {
+			cs = candidates(rt)
+			cands[rt] = cs
+		}
+		st := &states[i]
+		st.cands, st.need = cs, Need(level, rt.ReadSize)
 		if len(st.cands) < st.need {
 			return nil, unavailable("read of "+keyString(k)+" at "+level.String(), len(st.cands), st.need, downReplicas(rt.ReadIDs, rt.ReadNodes))
 		}
-		states[i] = st
 	}
 	var stale uint64
 	type result struct {
@@ -297,7 +305,8 @@ func (co *Coordinator) batchRead(ctx context.Context, v *cluster.View, keys []*s
 	}
 	for {
 		groups := map[*cluster.Node][]int{}
-		for i, st := range states {
+		for i := range states {
+			st := &states[i]
 			for want := st.need - len(st.ok); want > 0 && st.next < len(st.cands); want-- {
 				n := st.cands[st.next]
 				st.next++
@@ -308,19 +317,28 @@ func (co *Coordinator) batchRead(ctx context.Context, v *cluster.View, keys []*s
 			break
 		}
 		ch := make(chan result, len(groups))
-		for node, idxs := range groups {
+		call := func(node *cluster.Node, idxs []int) result {
 			req := &storagev1.BatchReadRequest{Keys: make([]*storagev1.Key, len(idxs)), PlacementEpoch: v.Epoch}
 			for j, i := range idxs {
 				req.Keys[j] = keys[i]
 			}
-			go func() {
-				start := time.Now()
-				resp, err := node.Client.BatchRead(ctx, req)
-				if err == nil {
-					node.ObserveLatency(time.Since(start))
-				}
-				ch <- result{node: node, idxs: idxs, resp: resp, err: err}
-			}()
+			start := time.Now()
+			resp, err := node.Client.BatchRead(ctx, req)
+			if err == nil {
+				node.ObserveLatency(time.Since(start))
+			}
+			return result{node: node, idxs: idxs, resp: resp, err: err}
+		}
+		if len(groups) == 1 {
+			// One node to ask (RF 1, or every key on one replica): in the
+			// caller's goroutine.
+			for node, idxs := range groups {
+				ch <- call(node, idxs)
+			}
+		} else {
+			for node, idxs := range groups {
+				go func() { ch <- call(node, idxs) }()
+			}
 		}
 		var inErr error
 		for range groups {
@@ -339,7 +357,7 @@ func (co *Coordinator) batchRead(ctx context.Context, v *cluster.View, keys []*s
 				continue
 			}
 			for j, i := range r.idxs {
-				st := states[i]
+				st := &states[i]
 				st.ok = append(st.ok, r.node)
 				if res := r.resp.GetResults()[j]; res.GetFound() {
 					st.recs = append(st.recs, res.GetRecord())
@@ -354,15 +372,16 @@ func (co *Coordinator) batchRead(ctx context.Context, v *cluster.View, keys []*s
 		if err := ctxErr(ctx); err != nil {
 			return nil, err
 		}
-		for i, st := range states {
-			if len(st.ok)+len(st.cands)-st.next < st.need {
+		for i := range states {
+			if st := &states[i]; len(st.ok)+len(st.cands)-st.next < st.need {
 				return nil, markStale(unavailable("read of "+keyString(keys[i])+" at "+level.String(), len(st.ok), st.need, st.errs), stale)
 			}
 		}
 	}
 	out := make([]*storagev1.Record, len(keys))
 	repairs := map[*cluster.Node][]*storagev1.Record{}
-	for i, st := range states {
+	for i := range states {
+		st := &states[i]
 		var winner *storagev1.Record
 		for _, rec := range st.recs {
 			if newer(rec, winner) {
