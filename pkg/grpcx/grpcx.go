@@ -14,8 +14,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -47,6 +45,13 @@ type ServerOptions struct {
 	// MaxMessageSize bounds received and sent messages. Default:
 	// MaxMessageSize.
 	MaxMessageSize int
+	// StreamWorkers is the number of goroutines kept to serve calls
+	// (grpc.NumStreamWorkers): a call finding none free gets a goroutine of
+	// its own, whose stack grows again on every call. Handlers wait on
+	// other services (a router on its replicas), so it is sized for the
+	// calls in flight, not the cores; an idle worker costs only its stack.
+	// Default: 256.
+	StreamWorkers int
 }
 
 // Server is a gRPC server with health and reflection registered.
@@ -54,7 +59,7 @@ type Server struct {
 	*grpc.Server
 	// Health is the standard health service; services set their status on it.
 	Health  *health.Server
-	metrics *grpcprom.ServerMetrics
+	metrics *serverMetrics
 }
 
 // NewServer returns a gRPC server with the shared interceptor chain, health
@@ -67,46 +72,31 @@ func NewServer(o ServerOptions, extra ...grpc.ServerOption) *Server {
 	if o.MaxMessageSize == 0 {
 		o.MaxMessageSize = MaxMessageSize
 	}
-	metrics := grpcprom.NewServerMetrics(
-		grpcprom.WithServerHandlingTimeHistogram(
-			grpcprom.WithHistogramBuckets([]float64{
-				.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10,
-			}),
-		),
-	)
+	if o.StreamWorkers == 0 {
+		o.StreamWorkers = 256
+	}
+	metrics := newServerMetrics([]float64{
+		.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10,
+	})
 	if o.Registerer != nil {
-		o.Registerer.MustRegister(metrics)
+		o.Registerer.MustRegister(metrics.collectors()...)
 	}
 	logger := o.Logger
 	recover := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		logger.ErrorContext(ctx, "panic in gRPC handler", "panic", p, "stack", string(debug.Stack()))
 		return status.Errorf(codes.Internal, "internal error: %v", p)
 	})
-	logOpts := []logging.Option{
-		logging.WithLogOnEvents(logging.FinishCall),
-		logging.WithLevels(func(c codes.Code) logging.Level {
-			switch c {
-			case codes.OK, codes.NotFound, codes.Canceled, codes.AlreadyExists, codes.InvalidArgument, codes.FailedPrecondition:
-				return logging.LevelDebug
-			case codes.Internal, codes.Unknown, codes.DataLoss:
-				return logging.LevelError
-			default:
-				return logging.LevelWarn
-			}
-		}),
-	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(o.MaxMessageSize),
 		grpc.MaxSendMsgSize(o.MaxMessageSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.NumStreamWorkers(uint32(o.StreamWorkers)),
 		grpc.ChainUnaryInterceptor(
-			metrics.UnaryServerInterceptor(),
-			logging.UnaryServerInterceptor(slogAdapter(logger), logOpts...),
+			metrics.unaryInterceptor(logger),
 			recovery.UnaryServerInterceptor(recover),
 		),
 		grpc.ChainStreamInterceptor(
-			metrics.StreamServerInterceptor(),
-			logging.StreamServerInterceptor(slogAdapter(logger), logOpts...),
+			metrics.streamInterceptor(logger),
 			recovery.StreamServerInterceptor(recover),
 		),
 	}
@@ -121,7 +111,7 @@ func NewServer(o ServerOptions, extra ...grpc.ServerOption) *Server {
 }
 
 // InitMetrics pre-creates the metric series of every registered method.
-func (s *Server) InitMetrics() { s.metrics.InitializeMetrics(s.Server) }
+func (s *Server) InitMetrics() { s.metrics.init(s.Server) }
 
 // Shutdown marks every service NOT_SERVING, then stops gracefully, forcing
 // the stop once ctx is done.
@@ -138,12 +128,6 @@ func (s *Server) Shutdown(ctx context.Context) {
 		s.Stop()
 		<-done
 	}
-}
-
-func slogAdapter(l *slog.Logger) logging.Logger {
-	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		l.Log(ctx, slog.Level(lvl), msg, fields...)
-	})
 }
 
 // Dial opens a client connection to a Veltrix service with the settings

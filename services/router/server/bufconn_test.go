@@ -294,6 +294,17 @@ func TestKVErrorMapping(t *testing.T) {
 			_, err := kv.BatchGet(ctx, &kvv1.BatchGetRequest{Keys: make([]*kvv1.Key, 1001)})
 			return err
 		}, codes.InvalidArgument, []string{"1001 keys, at most 1000 per BatchGet"}},
+		{"batch get key without a partition key", nil, func(ctx context.Context, kv kvv1.KVServiceClient) error {
+			_, err := kv.BatchGet(ctx, &kvv1.BatchGetRequest{Keys: []*kvv1.Key{k, {Table: "t1"}}})
+			return err
+		}, codes.InvalidArgument, []string{"keys[1].partition_key: empty"}},
+		{"batch write key of an unknown table", nil, func(ctx context.Context, kv kvv1.KVServiceClient) error {
+			_, err := kv.BatchWrite(ctx, &kvv1.BatchWriteRequest{Mutations: []*kvv1.Mutation{
+				{Type: kvv1.Mutation_MUTATION_TYPE_PUT, Key: k},
+				{Type: kvv1.Mutation_MUTATION_TYPE_PUT, Key: &kvv1.Key{Table: "nope", PartitionKey: []byte("p")}},
+			}})
+			return err
+		}, codes.NotFound, []string{`"nope" (mutations[1].key)`}},
 		{"delete with a value", nil, func(ctx context.Context, kv kvv1.KVServiceClient) error {
 			_, err := kv.BatchWrite(ctx, &kvv1.BatchWriteRequest{Mutations: []*kvv1.Mutation{{Type: kvv1.Mutation_MUTATION_TYPE_DELETE, Key: k, Value: []byte("x")}}})
 			return err

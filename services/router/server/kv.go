@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -87,7 +88,10 @@ type kvService struct {
 // withTimeout applies the default deadline to requests that carry none.
 func (kv *kvService) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
+		// grpc cancels ctx when the call ends: no context of our own (a
+		// child context costs an allocation and a map entry in its
+		// parent).
+		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, kv.s.cfg.RequestTimeout)
 }
@@ -116,7 +120,7 @@ func (kv *kvService) begin(ctx context.Context, c kvv1.Consistency, def coord.Le
 
 // writeOne applies a single put or delete and returns its version and
 // outcome.
-func (kv *kvService) writeOne(ctx context.Context, c kvv1.Consistency, k *kvv1.Key, del bool, value []byte, exp *timestamppb.Timestamp, version uint64, where string) (uint64, *kvv1.WriteOutcome, error) {
+func (kv *kvService) writeOne(ctx context.Context, c kvv1.Consistency, k *kvv1.Key, del bool, value []byte, exp *timestamppb.Timestamp, version uint64, where field) (uint64, *kvv1.WriteOutcome, error) {
 	req, err := kv.begin(ctx, c, coord.Quorum)
 	if err != nil {
 		return 0, nil, err
@@ -140,7 +144,7 @@ func writeOutcome(o coord.Outcome) *kvv1.WriteOutcome {
 // checkVersion refuses a caller-supplied version so far ahead of the
 // router's clock that no router-versioned write could replace it for longer
 // than MaxVersionSkew.
-func (kv *kvService) checkVersion(v uint64, where string) error {
+func (kv *kvService) checkVersion(v uint64, where field) error {
 	if v == 0 {
 		return nil
 	}
@@ -151,6 +155,38 @@ func (kv *kvService) checkVersion(v uint64, where string) error {
 			where, v, hlc.Time(v).Format(time.RFC3339Nano), ahead.Round(time.Second), hlc.Time(now).Format(time.RFC3339), skew)
 	}
 	return nil
+}
+
+// field names a request field in an error message: name, name[index]
+// when index >= 0, then .sub. It is a value formatted (through %s) only
+// when an error is reported: the success path formats nothing.
+type field struct {
+	name  string
+	index int
+	sub   string
+}
+
+// named is the field called name.
+func named(name string) field { return field{name: name, index: -1} }
+
+// dot is f's subfield sub.
+func (f field) dot(sub string) field {
+	if f.sub != "" {
+		sub = f.sub + "." + sub
+	}
+	f.sub = sub
+	return f
+}
+
+func (f field) String() string {
+	s := f.name
+	if f.index >= 0 {
+		s += "[" + strconv.Itoa(f.index) + "]"
+	}
+	if f.sub != "" {
+		s += "." + f.sub
+	}
+	return s
 }
 
 // resolver resolves table names and partitions against one view.
@@ -166,7 +202,7 @@ func (kv *kvService) resolver() (resolver, error) {
 	return resolver{view: v}, nil
 }
 
-func (r resolver) table(name, where string) (topology.Table, error) {
+func (r resolver) table(name string, where field) (topology.Table, error) {
 	if name == "" {
 		return topology.Table{}, invalidf("%s: table is empty", where)
 	}
@@ -183,7 +219,7 @@ func (r resolver) table(name, where string) (topology.Table, error) {
 	return t, nil
 }
 
-func checkKeyParts(pk, sk []byte, where string) error {
+func checkKeyParts(pk, sk []byte, where field) error {
 	switch {
 	case len(pk) == 0:
 		return invalidf("%s.partition_key: empty; every item needs a partition key", where)
@@ -196,7 +232,7 @@ func checkKeyParts(pk, sk []byte, where string) error {
 }
 
 // key validates a public key and returns its storage key and table.
-func (r resolver) key(k *kvv1.Key, where string) (*storagev1.Key, topology.Table, error) {
+func (r resolver) key(k *kvv1.Key, where field) (*storagev1.Key, topology.Table, error) {
 	if k == nil {
 		return nil, topology.Table{}, invalidf("%s: missing", where)
 	}
@@ -223,7 +259,7 @@ var maxExpiry = time.Unix(0, math.MaxInt64).UTC()
 // Unix nanoseconds: before 1970 (0 means "never") or after 2262-04-11. It
 // checks the seconds before converting, because AsTime().UnixNano()
 // silently wraps for those (1600 would read back as 2184).
-func checkExpireTime(ts *timestamppb.Timestamp, where string) (int64, error) {
+func checkExpireTime(ts *timestamppb.Timestamp, where field) (int64, error) {
 	if err := ts.CheckValid(); err != nil {
 		return 0, invalidf("%s.expire_time: %v", where, err)
 	}
@@ -236,7 +272,7 @@ func checkExpireTime(ts *timestamppb.Timestamp, where string) (int64, error) {
 	return ts.AsTime().UnixNano(), nil
 }
 
-func expiryNanos(ts *timestamppb.Timestamp, t topology.Table, now time.Time, where string) (int64, error) {
+func expiryNanos(ts *timestamppb.Timestamp, t topology.Table, now time.Time, where field) (int64, error) {
 	if ts == nil {
 		if t.DefaultTTL > 0 {
 			return now.Add(t.DefaultTTL).UnixNano(), nil
@@ -254,8 +290,8 @@ func expireTime(n int64) *timestamppb.Timestamp {
 }
 
 // record builds the storage record of one put or delete.
-func (kv *kvService) record(r resolver, k *kvv1.Key, del bool, value []byte, exp *timestamppb.Timestamp, version uint64, where string) (*storagev1.Record, error) {
-	sk, t, err := r.key(k, where+".key")
+func (kv *kvService) record(r resolver, k *kvv1.Key, del bool, value []byte, exp *timestamppb.Timestamp, version uint64, where field) (*storagev1.Record, error) {
+	sk, t, err := r.key(k, where.dot("key"))
 	if err != nil {
 		return nil, err
 	}
@@ -284,7 +320,7 @@ func (kv *kvService) Get(ctx context.Context, req *kvv1.GetRequest) (*kvv1.GetRe
 		return nil, err
 	}
 	defer rq.cancel()
-	sk, _, err := rq.r.key(req.GetKey(), "key")
+	sk, _, err := rq.r.key(req.GetKey(), named("key"))
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -303,7 +339,7 @@ func getResponse(rec *storagev1.Record) *kvv1.GetResponse {
 }
 
 func (kv *kvService) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutResponse, error) {
-	v, out, err := kv.writeOne(ctx, req.GetConsistency(), req.GetKey(), false, req.GetValue(), req.GetExpireTime(), req.GetVersion(), "put")
+	v, out, err := kv.writeOne(ctx, req.GetConsistency(), req.GetKey(), false, req.GetValue(), req.GetExpireTime(), req.GetVersion(), named("put"))
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +347,7 @@ func (kv *kvService) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutRe
 }
 
 func (kv *kvService) Delete(ctx context.Context, req *kvv1.DeleteRequest) (*kvv1.DeleteResponse, error) {
-	v, out, err := kv.writeOne(ctx, req.GetConsistency(), req.GetKey(), true, nil, nil, req.GetVersion(), "delete")
+	v, out, err := kv.writeOne(ctx, req.GetConsistency(), req.GetKey(), true, nil, nil, req.GetVersion(), named("delete"))
 	if err != nil {
 		return nil, err
 	}
@@ -329,7 +365,7 @@ func (kv *kvService) BatchGet(ctx context.Context, req *kvv1.BatchGetRequest) (*
 	defer rq.cancel()
 	keys := make([]*storagev1.Key, len(req.GetKeys()))
 	for i, k := range req.GetKeys() {
-		if keys[i], _, err = rq.r.key(k, fmt.Sprintf("keys[%d]", i)); err != nil {
+		if keys[i], _, err = rq.r.key(k, field{name: "keys", index: i}); err != nil {
 			return nil, toStatus(err)
 		}
 	}
@@ -357,7 +393,7 @@ func (kv *kvService) BatchWrite(ctx context.Context, req *kvv1.BatchWriteRequest
 	recs := make([]*storagev1.Record, len(req.GetMutations()))
 	resp := &kvv1.BatchWriteResponse{Versions: make([]uint64, len(recs))}
 	for i, m := range req.GetMutations() {
-		where := fmt.Sprintf("mutations[%d]", i)
+		where := field{name: "mutations", index: i}
 		var del bool
 		switch m.GetType() {
 		case kvv1.Mutation_MUTATION_TYPE_PUT:
@@ -396,11 +432,11 @@ func (kv *kvService) Query(ctx context.Context, req *kvv1.QueryRequest) (*kvv1.Q
 	}
 	defer rq.cancel()
 	r := rq.r
-	t, err := r.table(req.GetTable(), "table")
+	t, err := r.table(req.GetTable(), named("table"))
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if err := checkKeyParts(req.GetPartitionKey(), nil, "query"); err != nil {
+	if err := checkKeyParts(req.GetPartitionKey(), nil, named("query")); err != nil {
 		return nil, toStatus(err)
 	}
 	limit := int(req.GetLimit())

@@ -36,7 +36,7 @@ func (kv *kvService) Scan(req *kvv1.ScanRequest, stream kvv1.KVService_ScanServe
 	if err != nil {
 		return toStatus(err)
 	}
-	t, err := r.table(req.GetTable(), "table")
+	t, err := r.table(req.GetTable(), named("table"))
 	if err != nil {
 		return toStatus(err)
 	}

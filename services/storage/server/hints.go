@@ -290,7 +290,7 @@ func (svc *service) StoreHints(ctx context.Context, req *storagev1.StoreHintsReq
 	}
 	recs := make([]engine.Record, len(req.GetRecords()))
 	for i, r := range req.GetRecords() {
-		if err := checkRecord(r, fmt.Sprintf("records[%d]", i)); err != nil {
+		if err := checkRecord(r, "records", i); err != nil {
 			return nil, toStatus(err)
 		}
 		recs[i] = recordFromProto(r)

@@ -93,7 +93,7 @@ func (svc *service) ingestRecords(snap *topology.Snapshot, epoch uint64, records
 	recs = make([]engine.Record, 0, len(records))
 	index = make([]int, 0, len(records))
 	for i, r := range records {
-		rec, err := svc.writeRecord(snap, epoch, r, fmt.Sprintf("records[%d]", base+i))
+		rec, err := svc.writeRecord(snap, epoch, r, "records", base+i)
 		if errors.Is(err, engine.ErrInvalidArgument) {
 			invalid = append(invalid, &storagev1.IngestInvalid{Index: uint64(base + i), Reason: err.Error()})
 			continue

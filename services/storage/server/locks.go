@@ -132,7 +132,7 @@ func (svc *service) LockKey(ctx context.Context, req *storagev1.LockKeyRequest) 
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	k, err := svc.readKey(snap, accessWrite, req.GetPlacementEpoch(), req.GetKey(), "key")
+	k, err := svc.readKey(snap, accessWrite, req.GetPlacementEpoch(), req.GetKey(), "key", -1)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -144,7 +144,7 @@ func (svc *service) LockKey(ctx context.Context, req *storagev1.LockKeyRequest) 
 	if wait > 0 {
 		// The partition's routing may have changed while the request
 		// waited: a lock granted by the old routing would not count.
-		if _, err := svc.readKey(svc.s.watcher.Snapshot(), accessWrite, req.GetPlacementEpoch(), req.GetKey(), "key"); err != nil {
+		if _, err := svc.readKey(svc.s.watcher.Snapshot(), accessWrite, req.GetPlacementEpoch(), req.GetKey(), "key", -1); err != nil {
 			svc.s.locks.Unlock(lockKey(k), tok)
 			return nil, toStatus(err)
 		}

@@ -154,9 +154,15 @@ func TestApplyReadScanStream(t *testing.T) {
 	if b := metric(t, env.srv, "veltrix_storage_cache_bytes"); b <= 0 {
 		t.Fatalf("cache bytes = %v", b)
 	}
-	br, err := env.c.BatchRead(ctx, &storagev1.BatchReadRequest{Keys: []*storagev1.Key{key(7, pk, "c"), key(7, pk, "zz")}})
-	if err != nil || !br.Results[0].Found || br.Results[1].Found {
-		t.Fatalf("batch read = %v, %v", br, err)
+	br, err := env.c.BatchRead(ctx, &storagev1.BatchReadRequest{Keys: []*storagev1.Key{key(7, pk, "d"), key(7, pk, "zz"), key(7, pk, "c")}})
+	if err != nil || len(br.Results) != 3 || !br.Results[0].Found || br.Results[1].Found || !br.Results[2].Found ||
+		string(br.Results[0].Record.Value) != "v-d" || string(br.Results[2].Record.Value) != "v-c" {
+		t.Fatalf("batch read = %v, %v; want v-d, not found, v-c in key order", br, err)
+	}
+	// Reads answer without echoing the keys: the caller matches results by
+	// position.
+	if r.Record.Key != nil || br.Results[0].Record.Key != nil || br.Results[2].Record.Key != nil {
+		t.Fatalf("reads echoed keys: read %v, batch read %v", r.Record.Key, br.Results)
 	}
 
 	sc, err := env.c.Scan(ctx, &storagev1.ScanRequest{Partition: key(7, pk, "").Partition, TableId: 7, PartitionKey: []byte(pk), Reverse: true, Limit: 2})

@@ -219,22 +219,40 @@ func keyToProto(k engine.Key) *storagev1.Key {
 }
 
 func recordToProto(r engine.Record) *storagev1.Record {
-	return &storagev1.Record{Key: keyToProto(r.Key), Version: r.Version, Tombstone: r.Tombstone, ExpireUnixNanos: r.ExpireAt, Value: r.Value, DeletedUnixNanos: r.DeletedAt}
+	rec := readRecord(r)
+	rec.Key = keyToProto(r.Key)
+	return rec
+}
+
+// readRecord is r without its key, for the answers of Read and BatchRead:
+// the caller sent the key, and echoing it cost a key message per record.
+func readRecord(r engine.Record) *storagev1.Record {
+	return &storagev1.Record{Version: r.Version, Tombstone: r.Tombstone, ExpireUnixNanos: r.ExpireAt, Value: r.Value, DeletedUnixNanos: r.DeletedAt}
 }
 
 // readKey validates one key of a request and returns it for the engine.
-func (svc *service) readKey(snap *topology.Snapshot, a access, epoch uint64, k *storagev1.Key, where string) (engine.Key, error) {
+// field names the key in an error, with [index] when index >= 0; it is
+// formatted only for an error.
+func (svc *service) readKey(snap *topology.Snapshot, a access, epoch uint64, k *storagev1.Key, field string, index int) (engine.Key, error) {
 	if k == nil {
-		return engine.Key{}, fmt.Errorf("%w: %s: key is missing", engine.ErrInvalidArgument, where)
+		return engine.Key{}, fmt.Errorf("%w: %s: key is missing", engine.ErrInvalidArgument, fieldName(field, index))
 	}
 	ek := keyFromProto(k)
 	if err := engine.ValidateKey(ek); err != nil {
-		return engine.Key{}, fmt.Errorf("%s: %w", where, err)
+		return engine.Key{}, fmt.Errorf("%s: %w", fieldName(field, index), err)
 	}
 	if err := svc.checkOwner(snap, a, epoch, ek.Partition, ek.TableID, ek.PartitionKey); err != nil {
-		return engine.Key{}, fmt.Errorf("%s: %w", where, err)
+		return engine.Key{}, fmt.Errorf("%s: %w", fieldName(field, index), err)
 	}
 	return ek, nil
+}
+
+// fieldName is field, or field[index] when index >= 0.
+func fieldName(field string, index int) string {
+	if index < 0 {
+		return field
+	}
+	return field + "[" + strconv.Itoa(index) + "]"
 }
 
 func (svc *service) Read(ctx context.Context, req *storagev1.ReadRequest) (*storagev1.ReadResponse, error) {
@@ -242,7 +260,7 @@ func (svc *service) Read(ctx context.Context, req *storagev1.ReadRequest) (*stor
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	k, err := svc.readKey(snap, accessRead, req.GetPlacementEpoch(), req.GetKey(), "key")
+	k, err := svc.readKey(snap, accessRead, req.GetPlacementEpoch(), req.GetKey(), "key", -1)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -253,7 +271,7 @@ func (svc *service) Read(ctx context.Context, req *storagev1.ReadRequest) (*stor
 	if !found {
 		return &storagev1.ReadResponse{}, nil
 	}
-	return &storagev1.ReadResponse{Found: true, Record: recordToProto(rec)}, nil
+	return &storagev1.ReadResponse{Found: true, Record: readRecord(rec)}, nil
 }
 
 func (svc *service) BatchRead(ctx context.Context, req *storagev1.BatchReadRequest) (*storagev1.BatchReadResponse, error) {
@@ -263,7 +281,7 @@ func (svc *service) BatchRead(ctx context.Context, req *storagev1.BatchReadReque
 	}
 	keys := make([]engine.Key, len(req.GetKeys()))
 	for i, k := range req.GetKeys() {
-		if keys[i], err = svc.readKey(snap, accessRead, req.GetPlacementEpoch(), k, fmt.Sprintf("keys[%d]", i)); err != nil {
+		if keys[i], err = svc.readKey(snap, accessRead, req.GetPlacementEpoch(), k, "keys", i); err != nil {
 			return nil, toStatus(err)
 		}
 	}
@@ -274,7 +292,7 @@ func (svc *service) BatchRead(ctx context.Context, req *storagev1.BatchReadReque
 	resp := &storagev1.BatchReadResponse{Results: make([]*storagev1.ReadResponse, len(keys))}
 	for i := range keys {
 		if found[i] {
-			resp.Results[i] = &storagev1.ReadResponse{Found: true, Record: recordToProto(recs[i])}
+			resp.Results[i] = &storagev1.ReadResponse{Found: true, Record: readRecord(recs[i])}
 		} else {
 			resp.Results[i] = &storagev1.ReadResponse{}
 		}
@@ -297,7 +315,7 @@ func (svc *service) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*st
 	}
 	recs := make([]engine.Record, len(req.GetRecords()))
 	for i, r := range req.GetRecords() {
-		if recs[i], err = svc.writeRecord(snap, req.GetPlacementEpoch(), r, fmt.Sprintf("records[%d]", i)); err != nil {
+		if recs[i], err = svc.writeRecord(snap, req.GetPlacementEpoch(), r, "records", i); err != nil {
 			return nil, toStatus(err)
 		}
 	}
@@ -322,13 +340,13 @@ func (svc *service) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*st
 // writeRecord checks a mutation for a write (Apply, Ingest): that this node
 // takes writes of its partition under epoch, which fences it, and that it
 // is well formed. It returns the record for the engine. Errors wrap
-// engine.ErrInvalidArgument for a malformed record.
-func (svc *service) writeRecord(snap *topology.Snapshot, epoch uint64, r *storagev1.Record, where string) (engine.Record, error) {
-	k, err := svc.readKey(snap, accessWrite, epoch, r.GetKey(), where)
+// engine.ErrInvalidArgument for a malformed record, named field[index].
+func (svc *service) writeRecord(snap *topology.Snapshot, epoch uint64, r *storagev1.Record, field string, index int) (engine.Record, error) {
+	k, err := svc.readKey(snap, accessWrite, epoch, r.GetKey(), field, index)
 	if err != nil {
 		return engine.Record{}, err
 	}
-	if err := checkRecord(r, where); err != nil {
+	if err := checkRecord(r, field, index); err != nil {
 		return engine.Record{}, err
 	}
 	rec := recordFromProto(r)
@@ -337,10 +355,11 @@ func (svc *service) writeRecord(snap *topology.Snapshot, epoch uint64, r *storag
 }
 
 // checkRecord validates a mutation's fields other than its key's
-// ownership. Errors wrap engine.ErrInvalidArgument.
-func checkRecord(r *storagev1.Record, where string) error {
+// ownership. The record is named field[index] in an error (see fieldName).
+// Errors wrap engine.ErrInvalidArgument.
+func checkRecord(r *storagev1.Record, field string, index int) error {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s: %s", engine.ErrInvalidArgument, where, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s: %s", engine.ErrInvalidArgument, fieldName(field, index), fmt.Sprintf(format, args...))
 	}
 	if r.GetKey() == nil {
 		return bad("key is missing")

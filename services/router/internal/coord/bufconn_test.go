@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/proto"
 )
 
 // action decides how one storage call goes before the node does its work:
@@ -159,9 +160,16 @@ func (n *storeNode) Read(ctx context.Context, req *storagev1.ReadRequest) (*stor
 		return nil, err
 	}
 	if r := n.get(req.GetKey()); r != nil {
-		return &storagev1.ReadResponse{Found: true, Record: r}, nil
+		return &storagev1.ReadResponse{Found: true, Record: keyless(r)}, nil
 	}
 	return &storagev1.ReadResponse{}, nil
+}
+
+// keyless is r as storage nodes answer reads: without its key.
+func keyless(r *storagev1.Record) *storagev1.Record {
+	c := proto.CloneOf(r)
+	c.Key = nil
+	return c
 }
 
 func (n *storeNode) BatchRead(ctx context.Context, req *storagev1.BatchReadRequest) (*storagev1.BatchReadResponse, error) {
@@ -172,7 +180,7 @@ func (n *storeNode) BatchRead(ctx context.Context, req *storagev1.BatchReadReque
 	for _, k := range req.GetKeys() {
 		res := &storagev1.ReadResponse{}
 		if r := n.get(k); r != nil {
-			res.Found, res.Record = true, r
+			res.Found, res.Record = true, keyless(r)
 		}
 		resp.Results = append(resp.Results, res)
 	}

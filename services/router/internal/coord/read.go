@@ -28,13 +28,10 @@ type reply[T any] struct {
 //
 // A failure that a stale-epoch refusal contributed to is marked (markStale)
 // so the caller retries once by a newer view.
-func gather[T any](ctx context.Context, co *Coordinator, what string, epoch uint64, cands []*cluster.Node, need int, call func(context.Context, *cluster.Node) (T, error)) ([]reply[T], error) {
+func gather[T any](ctx context.Context, co *Coordinator, what func() string, epoch uint64, cands []*cluster.Node, need int, call func(context.Context, *cluster.Node) (T, error)) ([]reply[T], error) {
 	if len(cands) < need {
-		return nil, unavailable(what, len(cands), need, []string{"not enough live replicas"})
+		return nil, unavailable(what(), len(cands), need, []string{"not enough live replicas"})
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ch := make(chan reply[T], len(cands))
 	do := func(ctx context.Context, n *cluster.Node) reply[T] {
 		start := time.Now()
 		resp, err := call(ctx, n)
@@ -43,19 +40,12 @@ func gather[T any](ctx context.Context, co *Coordinator, what string, epoch uint
 		}
 		return reply[T]{node: n, resp: resp, err: err}
 	}
-	next, inflight := 0, 0
-	launch := func() {
-		n := cands[next]
-		next++
-		inflight++
-		go func() { ch <- do(ctx, n) }()
-	}
 	var ok []reply[T]
 	var errs []string
 	var stale uint64
-	// failed records a failed reply and launches the next replica; it
-	// returns an error when gather must give up.
-	failed := func(r reply[T]) error {
+	// replicaFailed records a failed reply; it returns an error when the
+	// failure ends the operation whatever the other replicas say.
+	replicaFailed := func(ctx context.Context, r reply[T]) error {
 		if err := inputErr(r.err); err != nil {
 			return err
 		}
@@ -66,10 +56,40 @@ func gather[T any](ctx context.Context, co *Coordinator, what string, epoch uint
 			stale = max(stale, e)
 		}
 		errs = append(errs, co.replicaErr(r.node, r.err))
+		return nil
+	}
+	if need == 1 && len(cands) == 1 {
+		// One replica to ask (RF 1): no hedge and nothing to cancel, so
+		// no context of its own either.
+		r := do(ctx, cands[0])
+		if r.err == nil {
+			return []reply[T]{r}, nil
+		}
+		if err := replicaFailed(ctx, r); err != nil {
+			return nil, err
+		}
+		return nil, markStale(unavailable(what(), 0, need, errs), stale)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := make(chan reply[T], len(cands))
+	next, inflight := 0, 0
+	launch := func() {
+		n := cands[next]
+		next++
+		inflight++
+		go func() { ch <- do(ctx, n) }()
+	}
+	// failed records a failed reply and launches the next replica; it
+	// returns an error when gather must give up.
+	failed := func(r reply[T]) error {
+		if err := replicaFailed(ctx, r); err != nil {
+			return err
+		}
 		if next < len(cands) {
 			launch()
 		} else if len(ok)+inflight < need {
-			return markStale(unavailable(what, len(ok), need, errs), stale)
+			return markStale(unavailable(what(), len(ok), need, errs), stale)
 		}
 		return nil
 	}
@@ -172,16 +192,16 @@ func (co *Coordinator) Read(ctx context.Context, key *storagev1.Key, level Level
 }
 
 func (co *Coordinator) read(ctx context.Context, v *cluster.View, key *storagev1.Key, level Level) (*storagev1.Record, error) {
-	p := key.GetPartition()
-	what := "read of " + keyString(key) + " at " + level.String()
-	rt := v.Route(p)
+	// Formatted only for an error: a read that succeeds formats nothing.
+	what := func() string { return "read of " + keyString(key) + " at " + level.String() }
+	rt := v.Route(key.GetPartition())
 	if rt == nil {
-		return nil, unavailable(what, 0, 1, []string{"partition out of range"})
+		return nil, unavailable(what(), 0, 1, []string{"partition out of range"})
 	}
 	need := Need(level, rt.ReadSize)
 	cands := candidates(rt)
 	if len(cands) < need {
-		return nil, unavailable(what, len(cands), need, downReplicas(rt.ReadIDs, rt.ReadNodes))
+		return nil, unavailable(what(), len(cands), need, downReplicas(rt.ReadIDs, rt.ReadNodes))
 	}
 	req := &storagev1.ReadRequest{Key: key, PlacementEpoch: v.Epoch}
 	replies, err := gather(ctx, co, what, v.Epoch, cands, need, func(ctx context.Context, n *cluster.Node) (*storagev1.ReadResponse, error) {
@@ -196,7 +216,13 @@ func (co *Coordinator) read(ctx context.Context, v *cluster.View, key *storagev1
 			winner = rec
 		}
 	}
-	if winner != nil && len(replies) > 1 {
+	if winner == nil {
+		return nil, nil
+	}
+	// Storage nodes do not echo the key: the record takes the one asked for
+	// (repairs send it on).
+	winner.Key = key
+	if len(replies) > 1 {
 		repairs := map[*cluster.Node][]*storagev1.Record{}
 		for _, r := range replies {
 			if !r.resp.GetFound() || r.resp.GetRecord().GetVersion() < winner.GetVersion() {
@@ -250,17 +276,25 @@ func (co *Coordinator) BatchRead(ctx context.Context, keys []*storagev1.Key, lev
 }
 
 func (co *Coordinator) batchRead(ctx context.Context, v *cluster.View, keys []*storagev1.Key, level Level) ([]*storagev1.Record, error) {
-	states := make([]*batchState, len(keys))
+	states := make([]batchState, len(keys))
+	// Keys of one partition share its candidates (in one order, so they
+	// go to the same replicas and the batch stays in few groups).
+	cands := map[*cluster.Route][]*cluster.Node{}
 	for i, k := range keys {
 		rt := v.Route(k.GetPartition())
 		if rt == nil {
 			return nil, unavailable("read of "+keyString(k)+" at "+level.String(), 0, 1, []string{"partition out of range"})
 		}
-		st := &batchState{cands: candidates(rt), need: Need(level, rt.ReadSize)}
+		cs, ok := cands[rt]
+		if !ok {
+			cs = candidates(rt)
+			cands[rt] = cs
+		}
+		st := &states[i]
+		st.cands, st.need = cs, Need(level, rt.ReadSize)
 		if len(st.cands) < st.need {
 			return nil, unavailable("read of "+keyString(k)+" at "+level.String(), len(st.cands), st.need, downReplicas(rt.ReadIDs, rt.ReadNodes))
 		}
-		states[i] = st
 	}
 	var stale uint64
 	type result struct {
@@ -271,7 +305,8 @@ func (co *Coordinator) batchRead(ctx context.Context, v *cluster.View, keys []*s
 	}
 	for {
 		groups := map[*cluster.Node][]int{}
-		for i, st := range states {
+		for i := range states {
+			st := &states[i]
 			for want := st.need - len(st.ok); want > 0 && st.next < len(st.cands); want-- {
 				n := st.cands[st.next]
 				st.next++
@@ -282,19 +317,28 @@ func (co *Coordinator) batchRead(ctx context.Context, v *cluster.View, keys []*s
 			break
 		}
 		ch := make(chan result, len(groups))
-		for node, idxs := range groups {
+		call := func(node *cluster.Node, idxs []int) result {
 			req := &storagev1.BatchReadRequest{Keys: make([]*storagev1.Key, len(idxs)), PlacementEpoch: v.Epoch}
 			for j, i := range idxs {
 				req.Keys[j] = keys[i]
 			}
-			go func() {
-				start := time.Now()
-				resp, err := node.Client.BatchRead(ctx, req)
-				if err == nil {
-					node.ObserveLatency(time.Since(start))
-				}
-				ch <- result{node: node, idxs: idxs, resp: resp, err: err}
-			}()
+			start := time.Now()
+			resp, err := node.Client.BatchRead(ctx, req)
+			if err == nil {
+				node.ObserveLatency(time.Since(start))
+			}
+			return result{node: node, idxs: idxs, resp: resp, err: err}
+		}
+		if len(groups) == 1 {
+			// One node to ask (RF 1, or every key on one replica): in the
+			// caller's goroutine.
+			for node, idxs := range groups {
+				ch <- call(node, idxs)
+			}
+		} else {
+			for node, idxs := range groups {
+				go func() { ch <- call(node, idxs) }()
+			}
 		}
 		var inErr error
 		for range groups {
@@ -313,7 +357,7 @@ func (co *Coordinator) batchRead(ctx context.Context, v *cluster.View, keys []*s
 				continue
 			}
 			for j, i := range r.idxs {
-				st := states[i]
+				st := &states[i]
 				st.ok = append(st.ok, r.node)
 				if res := r.resp.GetResults()[j]; res.GetFound() {
 					st.recs = append(st.recs, res.GetRecord())
@@ -328,15 +372,16 @@ func (co *Coordinator) batchRead(ctx context.Context, v *cluster.View, keys []*s
 		if err := ctxErr(ctx); err != nil {
 			return nil, err
 		}
-		for i, st := range states {
-			if len(st.ok)+len(st.cands)-st.next < st.need {
+		for i := range states {
+			if st := &states[i]; len(st.ok)+len(st.cands)-st.next < st.need {
 				return nil, markStale(unavailable("read of "+keyString(keys[i])+" at "+level.String(), len(st.ok), st.need, st.errs), stale)
 			}
 		}
 	}
 	out := make([]*storagev1.Record, len(keys))
 	repairs := map[*cluster.Node][]*storagev1.Record{}
-	for i, st := range states {
+	for i := range states {
+		st := &states[i]
 		var winner *storagev1.Record
 		for _, rec := range st.recs {
 			if newer(rec, winner) {
@@ -344,7 +389,12 @@ func (co *Coordinator) batchRead(ctx context.Context, v *cluster.View, keys []*s
 			}
 		}
 		out[i] = winner
-		if winner == nil || len(st.ok) < 2 {
+		if winner == nil {
+			continue
+		}
+		// Results match keys by position: nodes do not echo the keys.
+		winner.Key = keys[i]
+		if len(st.ok) < 2 {
 			continue
 		}
 		for j, node := range st.ok {
@@ -388,15 +438,17 @@ func (co *Coordinator) Query(ctx context.Context, q QueryOptions, level Level) (
 }
 
 func (co *Coordinator) query(ctx context.Context, v *cluster.View, q QueryOptions, level Level) (recs []*storagev1.Record, next []byte, err error) {
-	what := "query of partition key " + `"` + trunc(q.PartitionKey) + `"` + " at " + level.String()
+	what := func() string {
+		return "query of partition key " + `"` + trunc(q.PartitionKey) + `"` + " at " + level.String()
+	}
 	rt := v.Route(q.Partition)
 	if rt == nil {
-		return nil, nil, unavailable(what, 0, 1, []string{"partition out of range"})
+		return nil, nil, unavailable(what(), 0, 1, []string{"partition out of range"})
 	}
 	need := Need(level, rt.ReadSize)
 	cands := candidates(rt)
 	if len(cands) < need {
-		return nil, nil, unavailable(what, len(cands), need, downReplicas(rt.ReadIDs, rt.ReadNodes))
+		return nil, nil, unavailable(what(), len(cands), need, downReplicas(rt.ReadIDs, rt.ReadNodes))
 	}
 	req := &storagev1.ScanRequest{
 		Partition: q.Partition, TableId: q.TableID, PartitionKey: q.PartitionKey,

@@ -114,12 +114,16 @@ func TestBatchRead(t *testing.T) {
 	if len(got) != 3 || got[0].GetVersion() != 7 || got[1] != nil || got[2].GetVersion() != 1 {
 		t.Fatalf("batch read = %v, want [v7 nil v1]", got)
 	}
+	// Nodes answer without keys: the results take theirs by position.
+	if !proto.Equal(got[0].GetKey(), k1) || !proto.Equal(got[2].GetKey(), k0) {
+		t.Fatalf("batch read keys = %v, %v; want %v, %v", got[0].GetKey(), got[2].GetKey(), k1, k0)
+	}
 	if r := counterValue(g.m.ReadRepairs); r != 1 {
 		t.Fatalf("read repairs = %v, want 1", r)
 	}
 	req := recv(t, g.nodes["n3"].applied, "the repair of n3")
-	if len(req.GetRecords()) != 1 || req.GetRecords()[0].GetVersion() != 7 {
-		t.Fatalf("n3 repaired with %v", req)
+	if len(req.GetRecords()) != 1 || req.GetRecords()[0].GetVersion() != 7 || !proto.Equal(req.GetRecords()[0].GetKey(), k1) {
+		t.Fatalf("n3 repaired with %v, want %v at version 7", req, k1)
 	}
 	if v := counterValue(g.m.ReplicaErrors.WithLabelValues("n4", "Unavailable")); v != float64(g.nodes["n4"].count("BatchRead")) {
 		t.Errorf("n4's failure not counted")

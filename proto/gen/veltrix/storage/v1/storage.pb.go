@@ -306,7 +306,8 @@ type ReadResponse struct {
 	// found is false when nothing (not even a tombstone) is stored or the item
 	// expired.
 	Found bool `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
-	// record is the stored record when found.
+	// record is the stored record when found, without its key (the caller
+	// sent it; Read and BatchRead leave record.key unset).
 	Record        *Record `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
