@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/veltrixdb/veltrix/pkg/kvrecord"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -176,7 +177,7 @@ func (c *Config) EnsureDefaults() {
 		c.MaxBatch = 1000
 	}
 	if c.MaxVersionSkew == 0 {
-		c.MaxVersionSkew = time.Hour
+		c.MaxVersionSkew = kvrecord.DefaultMaxVersionSkew
 	}
 	if c.EtcdStartTimeout == 0 {
 		c.EtcdStartTimeout = 30 * time.Second
