@@ -46,6 +46,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/veltrixdb/veltrix/pkg/client"
+	"github.com/veltrixdb/veltrix/pkg/topology"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc"
@@ -98,6 +99,9 @@ type Observer interface {
 	StreamFailed(job, reason string)
 	// JobDone says this migrator stopped working on job.
 	JobDone(job string)
+	// IngestFallback says an INGEST import wrote a batch of items through
+	// BatchWrite because a write target could not ingest it.
+	IngestFallback(job string, items int)
 }
 
 type nopObserver struct{}
@@ -110,6 +114,7 @@ func (nopObserver) StreamLag(string, time.Duration, bool)      {}
 func (nopObserver) StreamHealth(string, uint32, time.Duration) {}
 func (nopObserver) StreamFailed(string, string)                {}
 func (nopObserver) JobDone(string)                             {}
+func (nopObserver) IngestFallback(string, int)                 {}
 
 // Env is what runners need.
 type Env struct {
@@ -148,6 +153,10 @@ type Env struct {
 	// reach AWS with. Default: LoadAWSConfig (the default credential
 	// chain).
 	AWSConfig func(ctx context.Context, o *migratorv1.AwsOptions) (aws.Config, error)
+	// Topology is the cluster's topology in etcd: INGEST imports watch it
+	// for the placement and the storage nodes' addresses. nil: INGEST
+	// imports fail.
+	Topology *topology.Store
 	// StreamOptions are the base options of stream consumers and
 	// table-scan sources (tests shorten their waits). Default: their own
 	// defaults.
