@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
+	"github.com/veltrixdb/veltrix/services/storage/internal/engine"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -99,6 +100,10 @@ type Config struct {
 	// backfills apply, all together, in MiB/s; negative is unlimited (the
 	// flag's 0). Default: 64.
 	StreamRateMBps float64
+	// MaxIngestBytes bounds the keys and values of one Ingest run (bulk
+	// import), which the node holds in memory while it builds the run's
+	// SST; a larger run is refused (RESOURCE_EXHAUSTED). Default: 256 MiB.
+	MaxIngestBytes int64
 	// Logger receives the node's logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Now is the node's clock (tombstone grace, expiry, sync points); for
@@ -118,6 +123,11 @@ const (
 	DefaultMaxBackfills = 2
 	// DefaultStreamRateMBps is the default backfill rate per node.
 	DefaultStreamRateMBps = 64
+	// DefaultMaxIngestBytes is the default bound of one Ingest run.
+	DefaultMaxIngestBytes = 256 << 20
+	// minMaxIngestBytes is the smallest run limit: one record with a
+	// maximal value and keys.
+	minMaxIngestBytes = engine.MaxValueLen + 4<<10
 )
 
 // addrs are the storage node's default addresses: an embedded node takes
@@ -157,6 +167,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.HintMaxBytes, "hint-max-bytes", d.HintMaxBytes, "bytes of hints held for other nodes at most (hinted handoff)")
 	fs.DurationVar(&c.HintMaxAge, "hint-max-age", d.HintMaxAge, "how long a hint is kept for a node that does not come back")
 	fs.IntVar(&c.MaxBackfills, "max-backfills", d.MaxBackfills, "partitions the node backfills at once as the destination of a move")
+	fs.Int64Var(&c.MaxIngestBytes, "max-ingest-bytes", d.MaxIngestBytes, "bytes of keys and values one Ingest run (bulk import) may hold; larger runs are refused")
 	c.StreamRateMBps = d.StreamRateMBps
 	fs.Var((*streamRate)(&c.StreamRateMBps), "stream-rate", "MiB/s of streamed records the node's backfills apply, all together (0: unlimited)")
 }
@@ -229,6 +240,9 @@ func (c *Config) EnsureDefaults() {
 	if c.StreamRateMBps == 0 {
 		c.StreamRateMBps = DefaultStreamRateMBps
 	}
+	if c.MaxIngestBytes == 0 {
+		c.MaxIngestBytes = DefaultMaxIngestBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -266,6 +280,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBackfills < 1 {
 		errs = append(errs, fmt.Errorf("--max-backfills %d: want at least 1", c.MaxBackfills))
+	}
+	if c.MaxIngestBytes < minMaxIngestBytes {
+		errs = append(errs, fmt.Errorf("--max-ingest-bytes %d: want at least %d (one record with a 64 MiB value)", c.MaxIngestBytes, minMaxIngestBytes))
 	}
 	if c.LeaseTTL < time.Second {
 		errs = append(errs, fmt.Errorf("--lease-ttl %s: want at least 1s", c.LeaseTTL))

@@ -291,7 +291,7 @@ func (svc *service) StoreHints(ctx context.Context, req *storagev1.StoreHintsReq
 	recs := make([]engine.Record, len(req.GetRecords()))
 	for i, r := range req.GetRecords() {
 		if err := checkRecord(r, fmt.Sprintf("records[%d]", i)); err != nil {
-			return nil, err
+			return nil, toStatus(err)
 		}
 		recs[i] = recordFromProto(r)
 	}

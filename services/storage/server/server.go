@@ -125,6 +125,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		PurgeInterval:  cfg.PurgeInterval,
 		SyncSkew:       cfg.AntiEntropyClockSkew,
 		MaxHintBytes:   cfg.HintMaxBytes,
+		MaxIngestBytes: int(cfg.MaxIngestBytes),
 		Now:            cfg.Now,
 		Cache:          cache,
 		Logger:         s.logger,

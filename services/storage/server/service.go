@@ -297,16 +297,9 @@ func (svc *service) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*st
 	}
 	recs := make([]engine.Record, len(req.GetRecords()))
 	for i, r := range req.GetRecords() {
-		where := fmt.Sprintf("records[%d]", i)
-		k, err := svc.readKey(snap, accessWrite, req.GetPlacementEpoch(), r.GetKey(), where)
-		if err != nil {
+		if recs[i], err = svc.writeRecord(snap, req.GetPlacementEpoch(), r, fmt.Sprintf("records[%d]", i)); err != nil {
 			return nil, toStatus(err)
 		}
-		if err := checkRecord(r, where); err != nil {
-			return nil, err
-		}
-		recs[i] = recordFromProto(r)
-		recs[i].Key = k
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, toStatus(err)
@@ -326,22 +319,43 @@ func (svc *service) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*st
 	return resp, nil
 }
 
-// checkRecord validates a mutation's fields other than its key's ownership.
+// writeRecord checks a mutation for a write (Apply, Ingest): that this node
+// takes writes of its partition under epoch, which fences it, and that it
+// is well formed. It returns the record for the engine. Errors wrap
+// engine.ErrInvalidArgument for a malformed record.
+func (svc *service) writeRecord(snap *topology.Snapshot, epoch uint64, r *storagev1.Record, where string) (engine.Record, error) {
+	k, err := svc.readKey(snap, accessWrite, epoch, r.GetKey(), where)
+	if err != nil {
+		return engine.Record{}, err
+	}
+	if err := checkRecord(r, where); err != nil {
+		return engine.Record{}, err
+	}
+	rec := recordFromProto(r)
+	rec.Key = k
+	return rec, nil
+}
+
+// checkRecord validates a mutation's fields other than its key's
+// ownership. Errors wrap engine.ErrInvalidArgument.
 func checkRecord(r *storagev1.Record, where string) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", engine.ErrInvalidArgument, where, fmt.Sprintf(format, args...))
+	}
 	if r.GetKey() == nil {
-		return invalid("%s: key is missing", where)
+		return bad("key is missing")
 	}
 	if err := engine.ValidateKey(keyFromProto(r.GetKey())); err != nil {
-		return invalid("%s: %v", where, err)
+		return bad("%v", err)
 	}
 	if r.GetVersion() == 0 {
-		return invalid("%s: version is 0; every mutation needs a version", where)
+		return bad("version is 0; every mutation needs a version")
 	}
 	if r.GetTombstone() && (len(r.GetValue()) > 0 || r.GetExpireUnixNanos() != 0) {
-		return invalid("%s: a tombstone carries no value or expiry", where)
+		return bad("a tombstone carries no value or expiry")
 	}
 	if r.GetExpireUnixNanos() < 0 {
-		return invalid("%s: negative expiry %d", where, r.GetExpireUnixNanos())
+		return bad("negative expiry %d", r.GetExpireUnixNanos())
 	}
 	return nil
 }

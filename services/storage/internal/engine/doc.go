@@ -109,10 +109,22 @@
 //   - sort key: 0 to 1024 bytes (MaxSortKeyLen)
 //   - value: up to 64 MiB (MaxValueLen)
 //   - one Apply: up to Options.MaxBatchBytes of keys and values (default 256 MiB)
+//   - one Ingest: up to Options.MaxIngestBytes of keys and values (default 256 MiB)
 //
 // Validation errors wrap ErrInvalidArgument (ErrTooLarge for an oversized
 // batch) and name the record's index in the batch; nothing in a batch is
-// applied if any record is invalid.
+// applied if any record is invalid. Ingest instead reports invalid records
+// by index and applies the others.
+//
+// # Bulk import
+//
+// Ingest applies a large run of records with Apply's rules (the same LWW
+// comparison, purge-index and digest changes, through the same emitReplace)
+// but writes the winners, with the new digests, as one SST that Pebble
+// ingests atomically, instead of through the WAL and memtable. The committer
+// runs it alone, after one WAL sync, so the state it reads cannot change
+// before the SST lands and no earlier write its digests count can be lost
+// while the SST survives.
 //
 // # Cache
 //

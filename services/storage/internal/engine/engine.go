@@ -10,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -52,6 +53,10 @@ type Options struct {
 	CacheMaxItemBytes int
 	// MaxBatchBytes bounds the keys and values of one Apply. Default: 256 MiB.
 	MaxBatchBytes int
+	// MaxIngestBytes bounds the keys and values of one Ingest run, which
+	// the engine holds in memory while it builds the run's SST. Default:
+	// 256 MiB.
+	MaxIngestBytes int
 	// MemTableSize is Pebble's memtable size. Default: 64 MiB, so a value of
 	// a few MiB does not force a flush.
 	MemTableSize uint64
@@ -77,6 +82,9 @@ type Options struct {
 	// instead of building it while the previous one syncs.
 	noPipeline    bool
 	streamRefresh int // records between iterator refreshes in StreamPartition
+	// ingestHook, when set, is called at each step of an ingestion
+	// (crash tests take a crash clone of the filesystem there).
+	ingestHook func(step string)
 }
 
 // EnsureDefaults fills in the defaults of unset fields.
@@ -98,6 +106,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.MaxBatchBytes == 0 {
 		o.MaxBatchBytes = 256 << 20
+	}
+	if o.MaxIngestBytes == 0 {
+		o.MaxIngestBytes = 256 << 20
 	}
 	if o.MemTableSize == 0 {
 		o.MemTableSize = 64 << 20
@@ -149,6 +160,9 @@ func (o *Options) Validate() error {
 	if o.MaxBatchBytes > 1<<30 {
 		bad("MaxBatchBytes %d is over 1 GiB", o.MaxBatchBytes)
 	}
+	if o.MaxIngestBytes < MaxValueLen+itemKeyOverhead+MaxPartitionKeyLen+MaxSortKeyLen {
+		bad("MaxIngestBytes %d cannot hold one maximal record", o.MaxIngestBytes)
+	}
 	if o.MemTableSize < 1<<20 || o.MemTableSize > 1<<30 {
 		bad("MemTableSize %d is outside [1 MiB, 1 GiB]", o.MemTableSize)
 	}
@@ -194,6 +208,9 @@ type Engine struct {
 
 	st counters
 
+	sstOpts   sstable.WriterOptions // how Ingest writes its SSTs
+	ingestSeq uint64                // names Ingest's SSTs; owned by the committer
+
 	hints hintState
 }
 
@@ -221,6 +238,10 @@ func Open(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("engine: open pebble in %s: %w", opts.Dir, err)
 	}
 	e.db = db
+	e.sstOpts = po.MakeWriterOptions(0, db.TableFormat())
+	if err := e.removeIngestTemp(); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
 	if err := e.checkLayout(); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
@@ -356,23 +377,27 @@ func (e *Engine) nowNanos() int64 { return e.opts.Now().UnixNano() }
 
 // Stats are counters since Open, for the service to export.
 type Stats struct {
-	Gets           uint64 // keys read by Get and GetBatch
-	GetsFound      uint64 // of which found (including tombstones)
-	CacheHits      uint64
-	CacheMisses    uint64
-	BytesRead      uint64 // value bytes returned by Get, GetBatch, Scan, StreamPartition
-	Applies        uint64 // Apply calls that succeeded
-	Applied        uint64 // records applied
-	Superseded     uint64 // records superseded
-	BytesWritten   uint64 // value bytes of applied records
-	CommitGroups   uint64 // Pebble batches committed by the committer
-	CommitRequests uint64 // requests in those batches; CommitRequests/CommitGroups is the group size
-	Scans          uint64
-	ScanRecords    uint64
-	StreamRecords  uint64
-	PurgePasses    uint64
-	PurgedTombs    uint64 // tombstones purged
-	PurgedExpired  uint64 // expired items purged
+	Gets             uint64 // keys read by Get and GetBatch
+	GetsFound        uint64 // of which found (including tombstones)
+	CacheHits        uint64
+	CacheMisses      uint64
+	BytesRead        uint64 // value bytes returned by Get, GetBatch, Scan, StreamPartition
+	Applies          uint64 // Apply calls that succeeded
+	Applied          uint64 // records applied
+	Superseded       uint64 // records superseded
+	BytesWritten     uint64 // value bytes of applied records
+	Ingests          uint64 // Ingest runs that succeeded
+	Ingested         uint64 // records Ingest applied
+	IngestSuperseded uint64 // records Ingest did not apply: an equal or newer one was stored or in the run
+	IngestedBytes    uint64 // value bytes of the records Ingest applied
+	CommitGroups     uint64 // Pebble batches committed by the committer
+	CommitRequests   uint64 // requests in those batches; CommitRequests/CommitGroups is the group size
+	Scans            uint64
+	ScanRecords      uint64
+	StreamRecords    uint64
+	PurgePasses      uint64
+	PurgedTombs      uint64 // tombstones purged
+	PurgedExpired    uint64 // expired items purged
 	// Pebble is Pebble's own metrics; nil once the engine is closed.
 	Pebble *pebble.Metrics
 }
@@ -380,6 +405,7 @@ type Stats struct {
 type counters struct {
 	gets, getsFound, cacheHits, cacheMisses, bytesRead       atomic.Uint64
 	applies, applied, superseded, bytesWritten               atomic.Uint64
+	ingests, ingested, ingestSuperseded, ingestedBytes       atomic.Uint64
 	groups, groupRequests, scans, scanRecords, streamRecords atomic.Uint64
 	purgePasses, purgedTombs, purgedExpired                  atomic.Uint64
 }
@@ -392,6 +418,8 @@ func (e *Engine) Stats() Stats {
 		BytesRead: e.st.bytesRead.Load(),
 		Applies:   e.st.applies.Load(), Applied: e.st.applied.Load(), Superseded: e.st.superseded.Load(),
 		BytesWritten: e.st.bytesWritten.Load(),
+		Ingests:      e.st.ingests.Load(), Ingested: e.st.ingested.Load(),
+		IngestSuperseded: e.st.ingestSuperseded.Load(), IngestedBytes: e.st.ingestedBytes.Load(),
 		CommitGroups: e.st.groups.Load(), CommitRequests: e.st.groupRequests.Load(),
 		Scans: e.st.scans.Load(), ScanRecords: e.st.scanRecords.Load(), StreamRecords: e.st.streamRecords.Load(),
 		PurgePasses: e.st.purgePasses.Load(), PurgedTombs: e.st.purgedTombs.Load(), PurgedExpired: e.st.purgedExpired.Load(),

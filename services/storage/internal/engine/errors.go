@@ -8,7 +8,8 @@ var (
 	// malformed input (a key, a resume token). Nothing was written.
 	ErrInvalidArgument = errors.New("engine: invalid argument")
 	// ErrTooLarge reports an Apply whose records add up to more than
-	// Options.MaxBatchBytes. Nothing was written.
+	// Options.MaxBatchBytes, or an Ingest run over Options.MaxIngestBytes.
+	// Nothing was written.
 	ErrTooLarge = errors.New("engine: batch too large")
 	// ErrHintsFull reports hints refused because the hints already stored
 	// fill Options.MaxHintBytes. Nothing was written.

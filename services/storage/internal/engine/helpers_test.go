@@ -145,6 +145,24 @@ func streamAll(t testing.TB, e *Engine, p uint32) [][]byte {
 	return out
 }
 
+// sameGets fails unless a and b answer Get alike for the keys of recs.
+func sameGets(t testing.TB, a, b *Engine, recs []Record) {
+	t.Helper()
+	for i := range recs {
+		ra, fa, err := a.Get(recs[i].Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, fb, err := b.Get(recs[i].Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fa != fb || (fa && !bytes.Equal(canonical(ra), canonical(rb))) {
+			t.Fatalf("Get(%q) differs: %v %s / %v %s", recs[i].Key.PartitionKey, fa, formatRecord(ra), fb, formatRecord(rb))
+		}
+	}
+}
+
 func canonical(r Record) []byte {
 	var b bytes.Buffer
 	b.Write(EncodeKey(r.Key))

@@ -143,19 +143,7 @@ func TestConvergence(t *testing.T) {
 			checkDigests(t, a)
 			checkDigests(t, b)
 			// Point reads agree too, through b's cache.
-			for i := range muts {
-				ra, fa, err := a.Get(muts[i].Key)
-				if err != nil {
-					t.Fatal(err)
-				}
-				rb, fb, err := b.Get(muts[i].Key)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if fa != fb || (fa && !bytes.Equal(canonical(ra), canonical(rb))) {
-					t.Fatalf("Get(%q) differs: %v %s / %v %s", muts[i].Key.PartitionKey, fa, formatRecord(ra), fb, formatRecord(rb))
-				}
-			}
+			sameGets(t, a, b, muts)
 		})
 	}
 }

@@ -49,6 +49,12 @@ func (o Outcome) String() string {
 	return fmt.Sprintf("Outcome(%d)", uint8(o))
 }
 
+// size is what r counts toward Options.MaxBatchBytes and
+// Options.MaxIngestBytes: its key, largest header and value.
+func (r *Record) size() int {
+	return itemKeyOverhead + len(r.Key.PartitionKey) + len(r.Key.SortKey) + maxHeaderLen + len(r.Value)
+}
+
 // PartitionDigest summarizes the records of one partition, independent of the
 // order they were written in. See the package documentation.
 type PartitionDigest struct {

@@ -22,6 +22,7 @@ const (
 	reqApply reqKind = iota
 	reqPurge
 	reqDrop
+	reqIngest
 )
 
 // request is one call handed to the committer goroutine.
@@ -32,6 +33,7 @@ type request struct {
 	size      int
 	purge     []purgeCandidate // reqPurge
 	partition uint32           // reqDrop
+	ingest    *ingestRun       // reqIngest
 
 	// Results, valid once done is closed.
 	outcomes []Outcome
@@ -118,7 +120,7 @@ func (e *Engine) prepare(recs []Record) ([][]byte, int, error) {
 				msgs = append(msgs, fmt.Sprintf("record %d: %s", i, msg))
 			}
 		}
-		size += itemKeyOverhead + len(r.Key.PartitionKey) + len(r.Key.SortKey) + maxHeaderLen + len(r.Value)
+		size += r.size()
 	}
 	if bad > maxListedErrors {
 		msgs = append(msgs, fmt.Sprintf("and %d more invalid records", bad-maxListedErrors))
@@ -191,6 +193,12 @@ func (e *Engine) commitLoop() {
 				return
 			}
 		}
+		if r.kind == reqIngest {
+			// An ingestion runs alone: no group is built while it reads the
+			// stored records and lands its SST.
+			e.commitIngest(r)
+			continue
+		}
 		reqs := []*request{r}
 		size := r.size
 		if r.kind != reqDrop {
@@ -201,9 +209,10 @@ func (e *Engine) commitLoop() {
 					if !ok {
 						break drain
 					}
-					if r2.kind == reqDrop {
+					if r2.kind == reqDrop || r2.kind == reqIngest {
 						// A drop commits alone, so no write in its group
-						// reads the partition it removes.
+						// reads the partition it removes; an ingestion
+						// runs alone.
 						carry = r2
 						break drain
 					}
@@ -230,23 +239,16 @@ func (e *Engine) commitGroup(reqs []*request) {
 	for _, r := range reqs {
 		switch r.kind {
 		case reqApply:
-			r.err = e.stageApply(r, b, gs, g, now)
+			r.err = e.stageApply(r, batchSink{b}, gs, g, now)
 		case reqPurge:
-			r.err = e.stagePurge(r, b, gs, g, now)
+			r.err = e.stagePurge(r, batchSink{b}, gs, g, now)
 		case reqDrop:
 			e.stageDrop(r, b, gs)
 			g.drop = true
 		}
 	}
-	for p, d := range gs.digests {
-		if d.Count == 0 && d.Sum == 0 {
-			_ = b.Delete(digestKey(p), nil)
-			delete(e.digests, p)
-		} else {
-			_ = b.Set(digestKey(p), encodeDigest(d), nil)
-			e.digests[p] = d
-		}
-	}
+	gs.emitDigests(batchSink{b})
+	e.adoptDigests(gs)
 	if b.Empty() {
 		_ = b.Close()
 		e.reply(g, nil)
@@ -375,28 +377,57 @@ func (gs *groupState) digest(e *Engine, partition uint32) PartitionDigest {
 	return e.digests[partition]
 }
 
-// replace records in the batch and the group state that the item ik goes
+// sink takes the key changes of a write, in any order: a Pebble batch for
+// Apply and purges, a buffer that becomes an SST for Ingest. Later changes
+// of a key replace earlier ones.
+type sink interface {
+	// setItem sets item key ik to s, encoded with its header.
+	setItem(ik []byte, s *stored)
+	set(k, v []byte)
+	delete(k []byte)
+}
+
+// batchSink adds changes to a Pebble batch.
+type batchSink struct{ b *pebble.Batch }
+
+func (bs batchSink) setItem(ik []byte, s *stored) {
+	hl := s.headerLen()
+	op := bs.b.SetDeferred(len(ik), hl+len(s.value))
+	copy(op.Key, ik)
+	s.putHeader(op.Value[:hl])
+	copy(op.Value[hl:], s.value)
+	_ = op.Finish()
+}
+
+func (bs batchSink) set(k, v []byte) { _ = bs.b.Set(k, v, nil) }
+func (bs batchSink) delete(k []byte) { _ = bs.b.Delete(k, nil) }
+
+// replace records in the sink and the group state that the item ik goes
 // from old to new.
-func (e *Engine) replace(b *pebble.Batch, gs *groupState, g *group, ik []byte, old, new *slot) {
+func (e *Engine) replace(sk sink, gs *groupState, g *group, ik []byte, old, new *slot) {
+	e.emitReplace(sk, gs, ik, old, new)
+	gs.overlay[string(ik)] = new
+	g.written = append(g.written, ik)
+}
+
+// emitReplace sends to sk the changes that take item ik from old to new
+// (its value and purge-index entry) and adjusts its partition's digest in
+// gs; emitDigests writes the digests.
+func (e *Engine) emitReplace(sk sink, gs *groupState, ik []byte, old, new *slot) {
 	// Remove the old purge-index entry before adding the new one: they are
 	// equal when the purge base did not change.
 	if old.exists {
 		if base, ok := old.s.purgeBase(); ok {
-			_ = b.Delete(purgeKey(ik, base), nil)
+			sk.delete(purgeKey(ik, base))
 		}
 	}
 	if new.exists {
-		hl := new.s.headerLen()
-		op := b.SetDeferred(len(ik), hl+len(new.s.value))
-		copy(op.Key, ik)
-		new.s.putHeader(op.Value[:hl])
-		copy(op.Value[hl:], new.s.value)
-		_ = op.Finish()
+		sk.setItem(ik, &new.s)
 		if base, ok := new.s.purgeBase(); ok {
-			_ = b.Set(purgeKey(ik, base), nil, nil)
+			sk.set(purgeKey(ik, base), nil)
 		}
 	} else {
-		_ = b.Delete(ik, nil)
+		sk.delete(ik)
 	}
 	p := binary.BigEndian.Uint32(ik[1:5])
 	d := gs.digest(e, p)
@@ -407,13 +438,34 @@ func (e *Engine) replace(b *pebble.Batch, gs *groupState, g *group, ik []byte, o
 		d.add(new.hash)
 	}
 	gs.digests[p] = d
-	gs.overlay[string(ik)] = new
-	g.written = append(g.written, ik)
+}
+
+// emitDigests sends to sk the digests of the partitions gs changed.
+func (gs *groupState) emitDigests(sk sink) {
+	for p, d := range gs.digests {
+		if d.Count == 0 && d.Sum == 0 {
+			sk.delete(digestKey(p))
+		} else {
+			sk.set(digestKey(p), encodeDigest(d))
+		}
+	}
+}
+
+// adoptDigests makes the digests gs changed the engine's, once they are
+// written.
+func (e *Engine) adoptDigests(gs *groupState) {
+	for p, d := range gs.digests {
+		if d.Count == 0 && d.Sum == 0 {
+			delete(e.digests, p)
+		} else {
+			e.digests[p] = d
+		}
+	}
 }
 
 // stageApply runs read-compare-write for one Apply and adds its winning
 // records to the batch. It adds nothing if it fails.
-func (e *Engine) stageApply(r *request, b *pebble.Batch, gs *groupState, g *group, now int64) error {
+func (e *Engine) stageApply(r *request, b sink, gs *groupState, g *group, now int64) error {
 	type op struct {
 		ik       []byte
 		old, new *slot
@@ -453,7 +505,7 @@ func (e *Engine) stageApply(r *request, b *pebble.Batch, gs *groupState, g *grou
 }
 
 // stagePurge deletes the candidates that are still due for purging.
-func (e *Engine) stagePurge(r *request, b *pebble.Batch, gs *groupState, g *group, now int64) error {
+func (e *Engine) stagePurge(r *request, b sink, gs *groupState, g *group, now int64) error {
 	type op struct {
 		c   purgeCandidate
 		old *slot
@@ -486,7 +538,7 @@ func (e *Engine) stagePurge(r *request, b *pebble.Batch, gs *groupState, g *grou
 		e.replace(b, gs, g, o.c.itemKey, o.old, &slot{})
 	}
 	for _, k := range stale {
-		_ = b.Delete(k, nil)
+		b.delete(k)
 	}
 	r.purged = st
 	return nil

@@ -1,0 +1,321 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// ingestTempDir is the directory, inside Options.Dir, where Ingest builds
+// its SSTs. Open empties it: what is left there is from a crash mid-build.
+const ingestTempDir = "ingest-tmp"
+
+// IngestResult reports what one Ingest did.
+type IngestResult struct {
+	// Applied counts the records that are now the stored ones.
+	Applied int
+	// Superseded counts the records not applied because an equal or newer
+	// record was stored, or came in the same run.
+	Superseded int
+	// Invalid lists the records refused by validation, in index order.
+	Invalid []InvalidRecord
+}
+
+// InvalidRecord is a record Ingest refused.
+type InvalidRecord struct {
+	Index  int    // position in the run
+	Reason string // what is wrong with it
+}
+
+// ingestRun is an Ingest call's work for the committer: one candidate per
+// key, sorted by key.
+type ingestRun struct {
+	recs  []Record
+	cands []ingestCand
+	res   IngestResult
+}
+
+type ingestCand struct {
+	ik  []byte // encoded item key
+	idx int    // index in recs
+}
+
+// Ingest is Apply for bulk import. It writes the records that win under the
+// LWW rule, exactly as Apply would (same rule and ties, same purge index and
+// digests), but as one SST ingested into Pebble instead of through the WAL
+// and memtable. Invalid records are reported by index and not applied; the
+// others are. A record equal to or older than the stored one, or than
+// another record of the run for its key, is superseded. The ingestion is
+// atomic: after a crash all or none of the run's winners are there, with
+// their digests. Unless Options.NoSync it is durable when Ingest returns.
+// A run whose records add up to more than Options.MaxIngestBytes fails with
+// ErrTooLarge and applies nothing. The committer runs an ingestion alone:
+// writes queued behind it wait for it. Ingest does not keep recs.
+func (e *Engine) Ingest(recs []Record) (IngestResult, error) {
+	size := 0
+	for i := range recs {
+		size += recs[i].size()
+	}
+	if size > e.opts.MaxIngestBytes {
+		return IngestResult{}, fmt.Errorf("%w: ingest run of %d records and %d bytes, limit %d bytes (Options.MaxIngestBytes)",
+			ErrTooLarge, len(recs), size, e.opts.MaxIngestBytes)
+	}
+	run := &ingestRun{recs: recs, cands: make([]ingestCand, 0, len(recs))}
+	for i := range recs {
+		if msg := checkRecord(&recs[i]); msg != "" {
+			run.res.Invalid = append(run.res.Invalid, InvalidRecord{Index: i, Reason: msg})
+			continue
+		}
+		run.cands = append(run.cands, ingestCand{ik: EncodeKey(recs[i].Key), idx: i})
+	}
+	run.collapse()
+	if err := e.enter(); err != nil {
+		return IngestResult{}, err
+	}
+	defer e.closeMu.RUnlock()
+	if p := e.writeErr.Load(); p != nil {
+		return IngestResult{}, fmt.Errorf("%w: %w", ErrWriteFailed, *p)
+	}
+	if len(run.cands) == 0 {
+		return run.res, nil
+	}
+	r := &request{kind: reqIngest, ingest: run, size: size, done: make(chan struct{})}
+	e.reqs <- r
+	<-r.done
+	if r.err != nil {
+		return IngestResult{}, r.err
+	}
+	return run.res, nil
+}
+
+// collapse sorts the candidates by key (unless they already are) and keeps
+// one per key: the winner under the LWW rule, the earliest of equal ones,
+// as Apply keeps the first of equal records in one call.
+func (run *ingestRun) collapse() {
+	byKey := func(a, b ingestCand) int { return bytes.Compare(a.ik, b.ik) }
+	if !slices.IsSortedFunc(run.cands, byKey) {
+		slices.SortStableFunc(run.cands, byKey)
+	}
+	out := run.cands[:0]
+	for _, c := range run.cands {
+		if n := len(out); n > 0 && bytes.Equal(out[n-1].ik, c.ik) {
+			run.res.Superseded++
+			a, b := recordState(&run.recs[c.idx], 0), recordState(&run.recs[out[n-1].idx], 0)
+			if compareLWW(&a, &b) > 0 {
+				out[n-1] = c
+			}
+			continue
+		}
+		out = append(out, c)
+	}
+	run.cands = out
+}
+
+// commitIngest is the committer's part of an Ingest: read-compare-write of
+// every candidate against the stored records, then one SST with the
+// winners, their purge-index changes and the new digests, ingested into
+// Pebble. It runs with no group in flight, so nothing it reads changes
+// before the SST lands.
+func (e *Engine) commitIngest(r *request) {
+	defer close(r.done)
+	if p := e.writeErr.Load(); p != nil {
+		r.err = fmt.Errorf("%w: %w", ErrWriteFailed, *p)
+		return
+	}
+	// The SST's digests build on every earlier write, so those must be on
+	// disk before it is: a crash must not keep the SST and lose a write
+	// its digests count (the WAL is synced in order, so one sync covers
+	// all of them; with NoSync too).
+	if err := e.db.LogData(nil, pebble.Sync); err != nil {
+		e.setWriteErr(err)
+		r.err = fmt.Errorf("%w: sync before ingestion: %w", ErrWriteFailed, err)
+		return
+	}
+	run := r.ingest
+	buf := &sstBuffer{}
+	gs := &groupState{digests: make(map[uint32]PartitionDigest)}
+	g := &group{}
+	var applied, bytesApplied uint64
+	now := e.nowNanos()
+	err := e.mergeStored(run.cands, func(c ingestCand, old *slot) {
+		rec := &run.recs[c.idx]
+		ns := recordState(rec, now)
+		if old.exists && compareLWW(&ns, &old.s) <= 0 {
+			run.res.Superseded++
+			return
+		}
+		e.emitReplace(buf, gs, c.ik, old, &slot{exists: true, s: ns, hash: recordHash(c.ik, &ns)})
+		g.written = append(g.written, c.ik)
+		applied++
+		bytesApplied += uint64(len(rec.Value))
+	})
+	if err != nil {
+		r.err = fmt.Errorf("engine: ingest: read stored records: %w", err)
+		return
+	}
+	run.res.Applied = int(applied)
+	if applied > 0 {
+		gs.emitDigests(buf)
+		if r.err = e.ingestSST(buf); r.err != nil {
+			return
+		}
+		e.adoptDigests(gs)
+		e.afterCommit(g, nil)
+	}
+	e.st.ingests.Add(1)
+	e.st.ingested.Add(applied)
+	e.st.ingestSuperseded.Add(uint64(run.res.Superseded))
+	e.st.ingestedBytes.Add(bytesApplied)
+}
+
+// mergeStored calls fn with each candidate, in order, and the record stored
+// under its key: one forward pass of an iterator, which Pebble turns into
+// a merge join when the keys are close. old aliases the iterator's memory
+// and is only valid during the call.
+func (e *Engine) mergeStored(cands []ingestCand, fn func(c ingestCand, old *slot)) error {
+	it, err := e.db.NewIter(&pebble.IterOptions{
+		LowerBound: cands[0].ik,
+		UpperBound: immediateSuccessor(cands[len(cands)-1].ik),
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range cands {
+		old := &slot{}
+		if it.SeekGE(c.ik) && bytes.Equal(it.Key(), c.ik) {
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return errors.Join(fmt.Errorf("%x: %w", c.ik, err), it.Close())
+			}
+			s, err := decodeStored(v)
+			if err != nil {
+				return errors.Join(fmt.Errorf("%x: %w", c.ik, err), it.Close())
+			}
+			old = &slot{exists: true, s: s, hash: recordHash(c.ik, &s)}
+		}
+		fn(c, old)
+	}
+	return it.Close()
+}
+
+// ingestSST writes buf's changes into an SST in the temporary directory and
+// ingests it. A failure to build the SST applies nothing; a failed
+// ingestion stops the write path (ErrWriteFailed), since Pebble's state is
+// then unknown.
+func (e *Engine) ingestSST(buf *sstBuffer) error {
+	fs := e.opts.FS
+	dir := fs.PathJoin(e.opts.Dir, ingestTempDir)
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("engine: ingest: create %s: %w", dir, err)
+	}
+	e.ingestSeq++
+	path := fs.PathJoin(dir, fmt.Sprintf("%06d.sst", e.ingestSeq))
+	if err := e.writeSST(path, buf); err != nil {
+		return errors.Join(fmt.Errorf("engine: ingest: write %s: %w", path, err), removeIfExists(fs, path))
+	}
+	e.hook("sst-written")
+	if err := e.db.Ingest(context.Background(), []string{path}); err != nil {
+		e.setWriteErr(err)
+		return errors.Join(fmt.Errorf("%w: ingest %s: %w", ErrWriteFailed, path, err), removeIfExists(fs, path))
+	}
+	e.hook("ingested")
+	return nil
+}
+
+func (e *Engine) hook(step string) {
+	if e.opts.ingestHook != nil {
+		e.opts.ingestHook(step)
+	}
+}
+
+// writeSST writes buf, sorted, into a new SST at path and syncs it.
+func (e *Engine) writeSST(path string, buf *sstBuffer) error {
+	f, err := e.opts.FS.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), e.sstOpts)
+	var val []byte
+	for _, c := range buf.sorted() {
+		switch {
+		case c.del:
+			err = w.Delete(c.key)
+		case c.item:
+			n := c.s.encodedLen()
+			if cap(val) < n {
+				val = make([]byte, n)
+			}
+			val = val[:n]
+			c.s.putHeader(val)
+			copy(val[c.s.headerLen():], c.s.value)
+			err = w.Set(c.key, val)
+		default:
+			err = w.Set(c.key, c.val)
+		}
+		if err != nil {
+			return errors.Join(err, w.Close())
+		}
+	}
+	return w.Close() // flushes, syncs and closes the file
+}
+
+func removeIfExists(fs vfs.FS, path string) error {
+	if err := fs.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// removeIngestTemp removes SSTs left by an ingestion a crash interrupted
+// before Pebble took them.
+func (e *Engine) removeIngestTemp() error {
+	dir := e.opts.FS.PathJoin(e.opts.Dir, ingestTempDir)
+	if err := e.opts.FS.RemoveAll(dir); err != nil {
+		return fmt.Errorf("engine: remove leftover ingestion files in %s: %w", dir, err)
+	}
+	return nil
+}
+
+// sstBuffer is the sink of an ingestion: it collects changes, in any order,
+// for an SST, which needs them sorted with one per key.
+type sstBuffer struct{ changes []sstChange }
+
+type sstChange struct {
+	key  []byte
+	val  []byte // set
+	s    stored // item
+	item bool
+	del  bool
+}
+
+func (b *sstBuffer) setItem(ik []byte, s *stored) {
+	b.changes = append(b.changes, sstChange{key: ik, s: *s, item: true})
+}
+
+func (b *sstBuffer) set(k, v []byte) { b.changes = append(b.changes, sstChange{key: k, val: v}) }
+
+func (b *sstBuffer) delete(k []byte) { b.changes = append(b.changes, sstChange{key: k, del: true}) }
+
+// sorted returns the changes in key order, the last one of each key only
+// (as in a batch, a later change of a key replaces an earlier one).
+func (b *sstBuffer) sorted() []sstChange {
+	cs := b.changes
+	slices.SortStableFunc(cs, func(a, b sstChange) int { return bytes.Compare(a.key, b.key) })
+	out := cs[:0]
+	for _, c := range cs {
+		if n := len(out); n > 0 && bytes.Equal(out[n-1].key, c.key) {
+			out[n-1] = c
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
