@@ -291,16 +291,7 @@ func TestImportKillResume(t *testing.T) {
 	a := migStart(t, c, "a")
 	src := &migratorv1.ExportSource{Uri: dir}
 	id := migImport(t, a, src, "sessions", func(s *migratorv1.ImportSpec) { s.ItemsPerSecond = 4000; s.Parallelism = 2; s.BatchSize = 100 })
-	waitFor(t, "a third of the import", func() bool {
-		r, err := a.api.GetJob(context.Background(), &migratorv1.GetJobRequest{Id: id})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if jobsTerminal(r.GetJob()) {
-			t.Fatalf("import ended before it could be interrupted: %v", r.GetJob())
-		}
-		return r.GetJob().GetProgress().GetItemsWritten() > uint64(e.Live)/3
-	})
+	waitWritten(t, a.api, id, uint64(e.Live)/3)
 	a.close()
 	b := migStart(t, c, "b")
 	j, _ := migWatch(t, b, id, 2*time.Minute)

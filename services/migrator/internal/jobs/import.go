@@ -16,7 +16,6 @@ import (
 	"github.com/veltrixdb/veltrix/services/migrator/internal/mapping"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/time/rate"
-	"google.golang.org/grpc/status"
 )
 
 // Import defaults (ImportSpec fields left 0).
@@ -792,5 +791,5 @@ func (r *importRun) rejectWrite(b *batch, i int, err error) {
 	default:
 		b.delta.Items--
 	}
-	b.reject(b.file.f.Index, b.file.f.Name, b.lines[i], fmt.Sprintf("write%d", i), "Veltrix refused the write: "+status.Convert(err).Message(), nil)
+	b.reject(b.file.f.Index, b.file.f.Name, b.lines[i], fmt.Sprintf("write%d", i), refusedReason(err), nil)
 }
