@@ -16,6 +16,7 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/hlc"
 	"github.com/veltrixdb/veltrix/pkg/kvrecord"
 	"github.com/veltrixdb/veltrix/pkg/topology"
+	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/export"
@@ -167,6 +168,9 @@ func (g *ingester) ingest(ctx context.Context, muts []client.Mutation) (ingestRe
 	slices.SortFunc(order, func(a, b int) int { return compareKeys(recs[a].GetKey(), recs[b].GetKey()) })
 	for refresh := 0; ; refresh++ {
 		err := g.send(ctx, recs, order, &res)
+		if err == nil && res.superseded > 0 {
+			res.superseded = g.supersededByNewer(ctx, muts, res.refused, res.superseded)
+		}
 		if !errors.Is(err, errStalePlacement) {
 			return res, err
 		}
@@ -182,6 +186,36 @@ func (g *ingester) ingest(ctx context.Context, muts []client.Mutation) (ingestRe
 			}
 		}
 	}
+}
+
+// supersededByNewer counts the puts of a batch that Veltrix holds at a
+// newer version (or as a newer delete), as BatchWrite counts superseded
+// writes. A node's count also has the records it already stored at the
+// same version — a run re-sent after a crash — which BatchWrite counts as
+// written; so when a node reported any, the batch's puts are read back at
+// QUORUM. If that read fails, the node's count (fallback) stands.
+func (g *ingester) supersededByNewer(ctx context.Context, muts []client.Mutation, refused map[int]error, fallback int64) int64 {
+	var keys []client.Key
+	var idx []int
+	for i, m := range muts {
+		if _, bad := refused[i]; !bad && !m.Delete {
+			keys = append(keys, m.Key)
+			idx = append(idx, i)
+		}
+	}
+	got, err := g.e.Target.BatchGet(ctx, keys, client.WithConsistency(kvv1.Consistency_CONSISTENCY_QUORUM))
+	if err != nil {
+		g.e.Logger.Warn("cannot read back superseded items; counting the nodes' figure, which includes items re-sent at their stored version",
+			"job", g.job, "err", err)
+		return fallback
+	}
+	var n int64
+	for j, r := range got {
+		if !r.Found || r.Item.Version > muts[idx[j]].Version {
+			n++
+		}
+	}
+	return n
 }
 
 func compareKeys(a, b *storagev1.Key) int {

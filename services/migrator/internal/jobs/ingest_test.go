@@ -155,7 +155,7 @@ func newIngestCluster(t *testing.T, nodes, rf int) *ingestCluster {
 // ingester returns an ingester of table "tbl" on c.
 func (c *ingestCluster) ingester(t *testing.T) *ingester {
 	t.Helper()
-	e := &Env{Topology: c.topo, Logger: testLogger(t)}
+	e := &Env{Topology: c.topo, Logger: testLogger(t), Target: &storedVersions{}}
 	e.defaults()
 	g, err := e.newIngester(context.Background(), "job", "tbl")
 	if err != nil {
@@ -224,11 +224,38 @@ func TestIngesterRoutesSortsAndChunks(t *testing.T) {
 		}
 	}
 	// Sent again: every record is held, and the first replicas count each
-	// once as superseded.
-	res, err = g.ingest(context.Background(), muts[:3000])
-	if err != nil || res.superseded != 3000 || len(res.refused) != 0 {
-		t.Fatalf("again: %+v, %v; want 3000 superseded", res, err)
+	// once as superseded; read back, they are this very version (a re-sent
+	// run: written, as BatchWrite counts it), then newer ones.
+	stored := &storedVersions{}
+	g.e.Target = stored
+	for _, tc := range []struct {
+		name    string
+		version uint64
+		want    int64
+	}{{"same version", muts[0].Version, 0}, {"newer version", muts[0].Version + 1, 3000}} {
+		stored.version = tc.version
+		res, err = g.ingest(context.Background(), muts[:3000])
+		if err != nil || res.superseded != tc.want || len(res.refused) != 0 || stored.reads != 3000 {
+			t.Fatalf("again, stored at the %s: %+v, %v, %d reads; want %d superseded after reading 3000", tc.name, res, err, stored.reads, tc.want)
+		}
+		stored.reads = 0
 	}
+}
+
+// storedVersions is a Target whose every item is stored at version.
+type storedVersions struct {
+	Target
+	version uint64
+	reads   int
+}
+
+func (s *storedVersions) BatchGet(_ context.Context, keys []client.Key, _ ...client.CallOption) ([]client.Result, error) {
+	s.reads += len(keys)
+	out := make([]client.Result, len(keys))
+	for i := range out {
+		out[i] = client.Result{Found: true, Item: client.Item{Version: s.version}}
+	}
+	return out, nil
 }
 
 func TestIngesterStaleInvalidAndFallback(t *testing.T) {
