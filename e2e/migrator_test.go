@@ -333,16 +333,7 @@ func TestMigrator(t *testing.T) {
 			15: `{"Item":{"user_id":{"S":"u"},"session_id":{"S":"s"},"blob":{"B":"` + strings.Repeat("QUFB", 140_000) + `"}}}`, // oversize (420 KB)
 			20: `{"Item":{"user_id":{"S":"` + strings.Repeat("x", 1<<20) + `"}}}`,                                              // over 1 MiB
 		}
-		e, err := exportgen.Generate(dir, exportgen.Options{Items: 400, Files: 4, Seed: 3, WithTTL: true,
-			Lines: func(file, line, item int, data []byte) [][]byte {
-				if b, ok := bad[line]; ok && file == 0 {
-					return [][]byte{[]byte(b), data}
-				}
-				return [][]byte{data}
-			}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := withBadLines(t, dir, exportgen.Options{Items: 400, Files: 4, Seed: 3, WithTTL: true}, bad)
 		if err := e.Truncate(1, 0.5); err != nil {
 			t.Fatal(err)
 		}
