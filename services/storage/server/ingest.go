@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 
+	"github.com/veltrixdb/veltrix/pkg/topology"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"github.com/veltrixdb/veltrix/services/storage/internal/engine"
 )
@@ -39,6 +40,16 @@ func (svc *service) Ingest(stream storagev1.StorageService_IngestServer) error {
 		for _, r := range req.GetRecords() {
 			size += int64(len(r.GetValue()) + len(r.GetKey().GetPartitionKey()) + len(r.GetKey().GetSortKey()))
 		}
+		// Fence as the run comes in, so a node that does not take it
+		// says so before the client has sent it all; the run is fenced
+		// again once complete, under the placement it is applied by.
+		snap, err := svc.snapshotFor(ctx, epoch)
+		if err != nil {
+			return toStatus(err)
+		}
+		if _, _, _, err := svc.ingestRecords(snap, epoch, req.GetRecords(), len(run)); err != nil {
+			return toStatus(err)
+		}
 		if size > svc.s.cfg.MaxIngestBytes {
 			return toStatus(fmt.Errorf("%w: ingest run of more than %d records and %d bytes, limit %d bytes (--max-ingest-bytes)",
 				engine.ErrTooLarge, len(run), size, svc.s.cfg.MaxIngestBytes))
@@ -55,21 +66,11 @@ func (svc *service) Ingest(stream storagev1.StorageService_IngestServer) error {
 	if err != nil {
 		return toStatus(err)
 	}
-	resp := &storagev1.IngestResponse{}
-	recs := make([]engine.Record, 0, len(run))
-	index := make([]int, 0, len(run)) // recs[i] is run[index[i]]
-	for i, r := range run {
-		rec, err := svc.writeRecord(snap, epoch, r, fmt.Sprintf("records[%d]", i))
-		if errors.Is(err, engine.ErrInvalidArgument) {
-			resp.Invalid = append(resp.Invalid, &storagev1.IngestInvalid{Index: uint64(i), Reason: err.Error()})
-			continue
-		}
-		if err != nil {
-			return toStatus(err)
-		}
-		recs = append(recs, rec)
-		index = append(index, i)
+	recs, index, bad, err := svc.ingestRecords(snap, epoch, run, 0)
+	if err != nil {
+		return toStatus(err)
 	}
+	resp := &storagev1.IngestResponse{Invalid: bad}
 	if err := ctx.Err(); err != nil {
 		return toStatus(err)
 	}
@@ -83,4 +84,25 @@ func (svc *service) Ingest(stream storagev1.StorageService_IngestServer) error {
 	slices.SortFunc(resp.Invalid, func(a, b *storagev1.IngestInvalid) int { return int(a.Index) - int(b.Index) })
 	resp.Applied, resp.Superseded = uint64(res.Applied), uint64(res.Superseded)
 	return stream.SendAndClose(resp)
+}
+
+// ingestRecords fences and checks records (run[base:] of an Ingest) as
+// Apply does. It returns the valid ones for the engine with their indexes
+// in the run, and the invalid ones; an error refuses the whole run.
+func (svc *service) ingestRecords(snap *topology.Snapshot, epoch uint64, records []*storagev1.Record, base int) (recs []engine.Record, index []int, invalid []*storagev1.IngestInvalid, err error) {
+	recs = make([]engine.Record, 0, len(records))
+	index = make([]int, 0, len(records))
+	for i, r := range records {
+		rec, err := svc.writeRecord(snap, epoch, r, fmt.Sprintf("records[%d]", base+i))
+		if errors.Is(err, engine.ErrInvalidArgument) {
+			invalid = append(invalid, &storagev1.IngestInvalid{Index: uint64(base + i), Reason: err.Error()})
+			continue
+		}
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		recs = append(recs, rec)
+		index = append(index, base+i)
+	}
+	return recs, index, invalid, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/placement"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
@@ -92,6 +93,10 @@ func TestIngestFencing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A request at the new epoch waits until the node has it.
+	if _, err := env.c.Read(ctx, &storagev1.ReadRequest{Key: k, PlacementEpoch: doc.Epoch}); err != nil {
+		t.Fatal(err)
+	}
 	fine := &storagev1.Record{Key: key(7, ownedPKNotIn(t, p), "fine"), Version: 1, Value: []byte("v")}
 	var notHeld string
 	for i := 0; notHeld == ""; i++ {
@@ -142,6 +147,59 @@ func TestIngestFencing(t *testing.T) {
 	if err != nil || resp.Applied != 2 {
 		t.Fatalf("run at the current epoch: %v, %v", resp, err)
 	}
+}
+
+// TestIngestBrokenStream: a run whose stream breaks before it ends applies
+// nothing.
+func TestIngestBrokenStream(t *testing.T) {
+	env := setup(t)
+	rec := &storagev1.Record{Key: key(7, ownedPK(t, 7, "broken"), ""), Version: 1, Value: []byte("v")}
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := env.c.Ingest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&storagev1.IngestRequest{Records: []*storagev1.Record{rec}}); err != nil {
+		t.Fatal(err)
+	}
+	// Cancel without closing the send side (CloseSend would end the
+	// stream cleanly, racing the cancellation): a client that goes away.
+	cancel()
+	if err := st.RecvMsg(new(storagev1.IngestResponse)); status.Code(err) != codes.Canceled {
+		t.Fatalf("broken stream: %v, want Canceled", err)
+	}
+	// A run after it is applied, so the broken one was seen and dropped.
+	other := &storagev1.Record{Key: key(7, ownedPK(t, 7, "after"), ""), Version: 1, Value: []byte("v")}
+	if _, err := ingest(context.Background(), env.c, &storagev1.IngestRequest{Records: []*storagev1.Record{other}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := env.c.Read(context.Background(), &storagev1.ReadRequest{Key: rec.Key}); err != nil || r.Found {
+		t.Fatalf("a broken run applied a record: %v, %v", r, err)
+	}
+}
+
+// TestIngestRefusesEarly: a node that does not hold a record's partition
+// refuses the run at that message, without waiting for the stream's end.
+func TestIngestRefusesEarly(t *testing.T) {
+	env := setup(t)
+	var notHeld string
+	for i := 0; notHeld == ""; i++ {
+		if pk := fmt.Sprintf("early%d", i); placement.PartitionOf(7, []byte(pk), partitions) == partitions-1 {
+			notHeld = pk
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := env.c.Ingest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&storagev1.IngestRequest{Records: []*storagev1.Record{{Key: key(7, notHeld, ""), Version: 1, Value: []byte("v")}}}); err != nil {
+		t.Fatal(err)
+	}
+	// The stream stays open: only an early refusal answers.
+	err = st.RecvMsg(new(storagev1.IngestResponse))
+	wantCode(t, err, codes.FailedPrecondition, "does not hold partition")
 }
 
 func reason(err error) string {

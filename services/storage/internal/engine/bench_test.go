@@ -8,8 +8,10 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -542,4 +544,105 @@ func runWriters(b *testing.B, writers int, write func(rng *rand.Rand, version ui
 		})
 	}
 	reportOps(b)
+}
+
+// BenchmarkIngest compares importing 100k records of 1 KiB with Ingest (in
+// sorted runs, as the migrator sends them: runs of 20k are written as
+// SSTs, runs of 500 are under ingestMinSSTBytes and committed as batches)
+// and with Apply (batches of 256 from 4 writers, what BatchWrite's storage
+// side amounts to), on a real directory, into an empty store and into one
+// already holding half the keys at older versions. One op imports all 100k
+// records into a fresh engine; cpu-µs/item is the process's user+system
+// time (Pebble's background work included) per record:
+//
+//	go test -run x -bench Ingest -benchtime 2x ./internal/engine/
+func BenchmarkIngest(b *testing.B) {
+	const (
+		n       = 100_000
+		batch   = 256
+		writers = 4
+	)
+	val := bytes.Repeat([]byte("v"), 1024)
+	recs := make([]Record, n)
+	for i := range recs {
+		recs[i] = Record{Key: benchKey(i), Version: 2, Value: val}
+	}
+	slices.SortFunc(recs, func(a, b Record) int { return bytes.Compare(EncodeKey(a.Key), EncodeKey(b.Key)) })
+	ingest := func(b *testing.B, e *Engine, recs []Record, run int) {
+		for i := 0; i < len(recs); i += run {
+			if _, err := e.Ingest(recs[i:min(i+run, len(recs))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	apply := func(b *testing.B, e *Engine) {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(batch)) - batch
+					if i >= n {
+						return
+					}
+					if _, err := e.Apply(recs[i:min(i+batch, n)]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	imports := []struct {
+		name string
+		run  func(b *testing.B, e *Engine)
+	}{
+		{"apply", apply},
+		{"ingest-run=20000", func(b *testing.B, e *Engine) { ingest(b, e, recs, 20_000) }},
+		{"ingest-run=500", func(b *testing.B, e *Engine) { ingest(b, e, recs, 500) }},
+	}
+	for _, existing := range []string{"empty", "half"} {
+		for _, imp := range imports {
+			b.Run(fmt.Sprintf("store=%s/%s", existing, imp.name), func(b *testing.B) {
+				var cpu time.Duration
+				for b.Loop() {
+					b.StopTimer()
+					e := benchOpen(b, benchOptions(b.TempDir()))
+					if existing == "half" {
+						var old []Record
+						for i := 0; i < n; i += 2 {
+							r := recs[i]
+							r.Version = 1
+							old = append(old, r)
+						}
+						ingest(b, e, old, 20_000)
+					}
+					c0 := cpuTime(b)
+					b.StartTimer()
+					imp.run(b, e)
+					b.StopTimer()
+					cpu += cpuTime(b) - c0
+					if err := e.Close(); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+				items := float64(b.N) * n
+				b.ReportMetric(items/b.Elapsed().Seconds(), "items/s")
+				b.ReportMetric(float64(cpu.Microseconds())/items, "cpu-µs/item")
+			})
+		}
+	}
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -120,11 +120,12 @@
 //
 // Ingest applies a large run of records with Apply's rules (the same LWW
 // comparison, purge-index and digest changes, through the same emitReplace)
-// but writes the winners, with the new digests, as one SST that Pebble
-// ingests atomically, instead of through the WAL and memtable. The committer
-// runs it alone, after one WAL sync, so the state it reads cannot change
-// before the SST lands and no earlier write its digests count can be lost
-// while the SST survives.
+// but writes the winners, with the new digests, as SSTs (one per key space)
+// that Pebble ingests atomically, instead of through the WAL and memtable;
+// a run with less than 4 MiB of changes is committed as one batch. The
+// committer runs it alone, after one WAL sync, so the state it reads cannot
+// change before the SSTs land and no earlier write their digests count can
+// be lost while they survive.
 //
 // # Cache
 //

@@ -82,6 +82,9 @@ type Options struct {
 	// instead of building it while the previous one syncs.
 	noPipeline    bool
 	streamRefresh int // records between iterator refreshes in StreamPartition
+	// ingestMinSSTBytes is the smallest change set an Ingest writes as an
+	// SST; a smaller one is committed as a batch. Default: 4 MiB.
+	ingestMinSSTBytes int
 	// ingestHook, when set, is called at each step of an ingestion
 	// (crash tests take a crash clone of the filesystem there).
 	ingestHook func(step string)
@@ -133,6 +136,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.maxGroupBytes == 0 {
 		o.maxGroupBytes = 16 << 20
+	}
+	if o.ingestMinSSTBytes == 0 {
+		o.ingestMinSSTBytes = 4 << 20
 	}
 	if o.streamRefresh == 0 {
 		o.streamRefresh = 4096

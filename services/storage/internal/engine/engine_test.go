@@ -137,10 +137,10 @@ func TestApplyValidation(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	o := Options{TombstoneGrace: -time.Second, MemTableSize: 1}
+	o := Options{TombstoneGrace: -time.Second, MemTableSize: 1, MaxIngestBytes: 1 << 20}
 	o.EnsureDefaults()
 	err := o.Validate()
-	for _, want := range []string{"Dir is empty", "TombstoneGrace is negative", "MemTableSize 1"} {
+	for _, want := range []string{"Dir is empty", "TombstoneGrace is negative", "MemTableSize 1", "MaxIngestBytes 1048576"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to say %q", err, want)
 		}

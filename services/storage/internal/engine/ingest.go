@@ -50,8 +50,8 @@ type ingestCand struct {
 
 // Ingest is Apply for bulk import. It writes the records that win under the
 // LWW rule, exactly as Apply would (same rule and ties, same purge index and
-// digests), but as one SST ingested into Pebble instead of through the WAL
-// and memtable. Invalid records are reported by index and not applied; the
+// digests), but as SSTs ingested into Pebble instead of through the WAL
+// and memtable (a run with under 4 MiB of changes as one batch). Invalid records are reported by index and not applied; the
 // others are. A record equal to or older than the stored one, or than
 // another record of the run for its key, is superseded. The ingestion is
 // atomic: after a crash all or none of the run's winners are there, with
@@ -120,23 +120,14 @@ func (run *ingestRun) collapse() {
 }
 
 // commitIngest is the committer's part of an Ingest: read-compare-write of
-// every candidate against the stored records, then one SST with the
-// winners, their purge-index changes and the new digests, ingested into
-// Pebble. It runs with no group in flight, so nothing it reads changes
-// before the SST lands.
+// every candidate against the stored records, then SSTs with the winners,
+// their purge-index changes and the new digests, ingested into Pebble in
+// one step. It runs with no group in flight, so nothing it reads changes
+// before the SSTs land.
 func (e *Engine) commitIngest(r *request) {
 	defer close(r.done)
 	if p := e.writeErr.Load(); p != nil {
 		r.err = fmt.Errorf("%w: %w", ErrWriteFailed, *p)
-		return
-	}
-	// The SST's digests build on every earlier write, so those must be on
-	// disk before it is: a crash must not keep the SST and lose a write
-	// its digests count (the WAL is synced in order, so one sync covers
-	// all of them; with NoSync too).
-	if err := e.db.LogData(nil, pebble.Sync); err != nil {
-		e.setWriteErr(err)
-		r.err = fmt.Errorf("%w: sync before ingestion: %w", ErrWriteFailed, err)
 		return
 	}
 	run := r.ingest
@@ -164,7 +155,11 @@ func (e *Engine) commitIngest(r *request) {
 	run.res.Applied = int(applied)
 	if applied > 0 {
 		gs.emitDigests(buf)
-		if r.err = e.ingestSST(buf); r.err != nil {
+		write := e.ingestSST
+		if buf.bytes < e.opts.ingestMinSSTBytes {
+			write = e.commitBuffer
+		}
+		if r.err = write(buf); r.err != nil {
 			return
 		}
 		e.adoptDigests(gs)
@@ -211,22 +206,84 @@ func (e *Engine) mergeStored(cands []ingestCand, fn func(c ingestCand, old *slot
 // ingestion stops the write path (ErrWriteFailed), since Pebble's state is
 // then unknown.
 func (e *Engine) ingestSST(buf *sstBuffer) error {
+	// The SST's digests build on every earlier write, so those must be on
+	// disk before it is: a crash must not keep the SST and lose a write
+	// its digests count (the WAL is synced in order, so one sync covers
+	// all of them; with NoSync too). Pebble's Ingest does this itself
+	// today when the SST overlaps the memtable (it flushes it, or rotates
+	// and syncs the WAL), which an SST carrying digest keys always does;
+	// one sync per run keeps it from depending on that.
+	if err := e.db.LogData(nil, pebble.Sync); err != nil {
+		e.setWriteErr(err)
+		return fmt.Errorf("%w: sync before ingestion: %w", ErrWriteFailed, err)
+	}
 	fs := e.opts.FS
 	dir := fs.PathJoin(e.opts.Dir, ingestTempDir)
 	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("engine: ingest: create %s: %w", dir, err)
 	}
 	e.ingestSeq++
-	path := fs.PathJoin(dir, fmt.Sprintf("%06d.sst", e.ingestSeq))
-	if err := e.writeSST(path, buf); err != nil {
-		return errors.Join(fmt.Errorf("engine: ingest: write %s: %w", path, err), removeIfExists(fs, path))
+	// One SST per key space (items, digests, purge index), ingested
+	// together: Pebble ingests several files atomically, and an items file
+	// that spans only the run's keys can go to the lowest level its range
+	// is free in, where one spanning the digests and the purge index too
+	// would overlap every partition in between and land in L0.
+	var paths []string
+	remove := func() error {
+		var errs []error
+		for _, p := range paths {
+			errs = append(errs, removeIfExists(fs, p))
+		}
+		return errors.Join(errs...)
+	}
+	changes := buf.sorted()
+	for len(changes) > 0 {
+		space := changes[0].key[0]
+		n := 1
+		for n < len(changes) && changes[n].key[0] == space {
+			n++
+		}
+		path := fs.PathJoin(dir, fmt.Sprintf("%06d-%c.sst", e.ingestSeq, space))
+		paths = append(paths, path)
+		if err := e.writeSST(path, changes[:n]); err != nil {
+			return errors.Join(fmt.Errorf("engine: ingest: write %s: %w", path, err), remove())
+		}
+		changes = changes[n:]
 	}
 	e.hook("sst-written")
-	if err := e.db.Ingest(context.Background(), []string{path}); err != nil {
+	if err := e.db.Ingest(context.Background(), paths); err != nil {
 		e.setWriteErr(err)
-		return errors.Join(fmt.Errorf("%w: ingest %s: %w", ErrWriteFailed, path, err), removeIfExists(fs, path))
+		return errors.Join(fmt.Errorf("%w: ingest %v: %w", ErrWriteFailed, paths, err), remove())
 	}
 	e.hook("ingested")
+	return nil
+}
+
+// commitBuffer commits the changes of a run too small to be worth an SST
+// (each ingested SST rotates the memtable and adds a file to L0) as one
+// batch: the same changes, as atomic, synced unless NoSync.
+func (e *Engine) commitBuffer(buf *sstBuffer) error {
+	b := e.db.NewBatch()
+	defer b.Close()
+	bs := batchSink{b}
+	for i := range buf.changes {
+		switch c := &buf.changes[i]; {
+		case c.del:
+			bs.delete(c.key)
+		case c.item:
+			bs.setItem(c.key, &c.s)
+		default:
+			bs.set(c.key, c.val)
+		}
+	}
+	opts := pebble.Sync
+	if e.opts.NoSync {
+		opts = pebble.NoSync
+	}
+	if err := b.Commit(opts); err != nil {
+		e.setWriteErr(err)
+		return fmt.Errorf("%w: commit a small ingestion: %w", ErrWriteFailed, err)
+	}
 	return nil
 }
 
@@ -236,15 +293,16 @@ func (e *Engine) hook(step string) {
 	}
 }
 
-// writeSST writes buf, sorted, into a new SST at path and syncs it.
-func (e *Engine) writeSST(path string, buf *sstBuffer) error {
+// writeSST writes changes, sorted with one per key, into a new SST at path
+// and syncs it.
+func (e *Engine) writeSST(path string, changes []sstChange) error {
 	f, err := e.opts.FS.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return err
 	}
 	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), e.sstOpts)
 	var val []byte
-	for _, c := range buf.sorted() {
+	for _, c := range changes {
 		switch {
 		case c.del:
 			err = w.Delete(c.key)
@@ -286,7 +344,10 @@ func (e *Engine) removeIngestTemp() error {
 
 // sstBuffer is the sink of an ingestion: it collects changes, in any order,
 // for an SST, which needs them sorted with one per key.
-type sstBuffer struct{ changes []sstChange }
+type sstBuffer struct {
+	changes []sstChange
+	bytes   int // of the keys and values
+}
 
 type sstChange struct {
 	key  []byte
@@ -298,11 +359,18 @@ type sstChange struct {
 
 func (b *sstBuffer) setItem(ik []byte, s *stored) {
 	b.changes = append(b.changes, sstChange{key: ik, s: *s, item: true})
+	b.bytes += len(ik) + s.encodedLen()
 }
 
-func (b *sstBuffer) set(k, v []byte) { b.changes = append(b.changes, sstChange{key: k, val: v}) }
+func (b *sstBuffer) set(k, v []byte) {
+	b.changes = append(b.changes, sstChange{key: k, val: v})
+	b.bytes += len(k) + len(v)
+}
 
-func (b *sstBuffer) delete(k []byte) { b.changes = append(b.changes, sstChange{key: k, del: true}) }
+func (b *sstBuffer) delete(k []byte) {
+	b.changes = append(b.changes, sstChange{key: k, del: true})
+	b.bytes += len(k)
+}
 
 // sorted returns the changes in key order, the last one of each key only
 // (as in a batch, a later change of a key replaces an earlier one).

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -81,7 +82,7 @@ func chunks(rng *rand.Rand, recs []Record, max int) [][]Record {
 // Ingest in other chunkings, on top of records both already hold, leave
 // byte-identical items, purge indexes and digests, and purge the same.
 func TestIngestMatchesApply(t *testing.T) {
-	seeds := 30
+	seeds := 15
 	if testing.Short() {
 		seeds = 5
 	}
@@ -97,7 +98,9 @@ func TestIngestMatchesApply(t *testing.T) {
 			clock := newTestClock()
 			clock.Advance(90 * time.Minute)
 			a := openTest(t, Options{Now: clock.Now, TombstoneGrace: time.Hour})
-			b := openTest(t, Options{Now: clock.Now, TombstoneGrace: time.Hour, Cache: newMapCache()})
+			// Even seeds write every run as an SST, odd ones commit these
+			// small runs as batches.
+			b := openTest(t, Options{Now: clock.Now, TombstoneGrace: time.Hour, Cache: newMapCache(), ingestMinSSTBytes: []int{1, 0}[seed%2]})
 			pre, rest := muts[:len(muts)/3], muts[len(muts)/3:]
 			for _, c := range chunks(rng, pre, 8) {
 				for _, e := range []*Engine{a, b} {
@@ -131,6 +134,12 @@ func TestIngestMatchesApply(t *testing.T) {
 				}
 				res.Applied += r.Applied
 				res.Superseded += r.Superseded
+				// Fill b's cache, which the next chunk must invalidate.
+				for i := range muts {
+					if _, _, err := b.Get(muts[i].Key); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 			if res.Applied+res.Superseded != len(rest) || res.Applied > applied {
 				t.Fatalf("ingest applied %d and superseded %d of %d; Apply applied %d", res.Applied, res.Superseded, len(rest), applied)
@@ -158,7 +167,7 @@ func TestIngestMatchesApply(t *testing.T) {
 // TestIngestInvalidAndTooLarge: invalid records are named by index and the
 // others applied; a run over MaxIngestBytes applies nothing.
 func TestIngestInvalidAndTooLarge(t *testing.T) {
-	e := openTest(t, Options{MaxIngestBytes: MaxValueLen + itemKeyOverhead + MaxPartitionKeyLen + MaxSortKeyLen})
+	e := openTest(t, Options{MaxIngestBytes: MaxValueLen + itemKeyOverhead + MaxPartitionKeyLen + MaxSortKeyLen, ingestMinSSTBytes: 1})
 	k := func(i int) Key { return Key{Partition: 1, TableID: 1, PartitionKey: fmt.Appendf(nil, "pk%d", i)} }
 	recs := []Record{
 		{Key: k(0), Version: 1, Value: []byte("a")},
@@ -188,9 +197,13 @@ func TestIngestInvalidAndTooLarge(t *testing.T) {
 			t.Fatalf("key %d: found %v, %v; want %v", i, found, err, want)
 		}
 	}
-	// Ingesting the same records again changes nothing.
+	// Ingesting the same records again changes nothing, and ingests no SST.
+	ingests := e.db.Metrics().Ingest.Count
 	if res, err := e.Ingest(recs); err != nil || res.Applied != 0 || res.Superseded != 3 {
 		t.Fatalf("second ingest: %+v, %v; want all 3 valid records superseded", res, err)
+	}
+	if n := e.db.Metrics().Ingest.Count; n != ingests {
+		t.Fatalf("a run with no winner ingested %d SSTs", n-ingests)
 	}
 	checkDigests(t, e)
 	before, err := e.Digests()
@@ -219,7 +232,7 @@ func TestIngestInvalidAndTooLarge(t *testing.T) {
 // newer and older versions of the same keys; every key ends at the
 // highest version anyone wrote, and the digests are exact.
 func TestIngestNeverOverwritesNewer(t *testing.T) {
-	e := openTest(t, Options{Cache: newMapCache()})
+	e := openTest(t, Options{Cache: newMapCache(), ingestMinSSTBytes: 1})
 	const keys = 300
 	k := func(i int) Key {
 		return Key{Partition: uint32(i % 5), TableID: 3, PartitionKey: fmt.Appendf(nil, "k%04d", i)}
@@ -338,7 +351,7 @@ func TestIngestCrash(t *testing.T) {
 		clones = append(clones, clone{fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(60), RNG: rng}), lo, hi})
 	}
 	clock := newTestClock() // no item of a run has expired
-	e := openTest(t, Options{FS: fs, Now: clock.Now, ingestHook: func(step string) {
+	e := openTest(t, Options{FS: fs, Now: clock.Now, ingestMinSSTBytes: 1, ingestHook: func(step string) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch step {
@@ -356,7 +369,7 @@ func TestIngestCrash(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		jitter := rand.New(rand.NewPCG(5, 6))
-		for range 40 {
+		for range 25 {
 			select {
 			case <-stop:
 				return
@@ -417,4 +430,83 @@ func TestIngestCrash(t *testing.T) {
 		}
 	}
 	t.Logf("%d crash clones, each with all or none of every run", len(clones))
+}
+
+// TestIngestAfterUnsyncedWrites: with NoSync, writes acknowledged before an
+// ingestion are not synced yet, but the ingestion's digests count them; a
+// power loss right after Ingest returns must keep them with the run, so the
+// digests match the records.
+func TestIngestAfterUnsyncedWrites(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	e := openTest(t, Options{FS: fs, NoSync: true, ingestMinSSTBytes: 1})
+	k := func(i int) Key { return Key{Partition: 4, TableID: 1, PartitionKey: fmt.Appendf(nil, "k%03d", i)} }
+	for round := range 5 {
+		var live, bulk []Record
+		for i := range 50 {
+			live = append(live, Record{Key: k(i), Version: uint64(2*round + 2), Value: []byte("live")})
+			bulk = append(bulk, Record{Key: k(25 + i), Version: uint64(2*round + 1), Value: []byte("bulk")})
+		}
+		if _, err := e.Apply(live); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Ingest(bulk); err != nil {
+			t.Fatal(err)
+		}
+		e2, err := Open(Options{FS: fs.CrashClone(vfs.CrashCloneCfg{}), Dir: "db", PurgeInterval: -1, MemTableSize: 4 << 20, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkDigests(t, e2)
+		for i := range 75 {
+			want := uint64(2*round + 1)
+			if i < 50 {
+				want++
+			}
+			if r, found, err := e2.Get(k(i)); err != nil || !found || r.Version != want {
+				t.Fatalf("round %d key %d: version %d (found %v, %v), want %d", round, i, r.Version, found, err, want)
+			}
+		}
+		if err := e2.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestIngestLargeValues: values above ValueSeparationMinSize go into the
+// ingested SST inline, read back, and move to blob files on compaction;
+// an ingested value replaces a blob-separated one.
+func TestIngestLargeValues(t *testing.T) {
+	e := openTest(t, Options{ingestMinSSTBytes: 1})
+	val := func(v int) []byte { return bytes.Repeat([]byte{byte(v)}, 300<<10) }
+	k := func(i int) Key { return Key{Partition: 2, TableID: 1, PartitionKey: fmt.Appendf(nil, "big%d", i)} }
+	var recs []Record
+	for i := range 8 {
+		recs = append(recs, Record{Key: k(i), Version: 1, Value: val(1)})
+	}
+	if _, err := e.Apply(recs[:4]); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.Compact(context.Background(), []byte{spaceItem}, []byte{spaceItem + 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range recs {
+		recs[i].Version, recs[i].Value = 2, val(2)
+	}
+	if res, err := e.Ingest(recs); err != nil || res.Applied != 8 {
+		t.Fatalf("Ingest: %+v, %v", res, err)
+	}
+	check := func(stage string) {
+		t.Helper()
+		for i := range recs {
+			if r, found, err := e.Get(k(i)); err != nil || !found || r.Version != 2 || !bytes.Equal(r.Value, val(2)) {
+				t.Fatalf("%s: key %d: found %v, version %d, %v", stage, i, found, r.Version, err)
+			}
+		}
+		checkDigests(t, e)
+	}
+	check("ingested")
+	if err := e.db.Compact(context.Background(), []byte{spaceItem}, []byte{spaceItem + 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	check("compacted")
 }

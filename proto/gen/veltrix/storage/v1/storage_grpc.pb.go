@@ -104,8 +104,9 @@ type StorageServiceClient interface {
 	// any order; sorted by (partition, table_id, partition_key, sort_key) is
 	// cheapest), and when the stream ends the node compares every record with
 	// what it stores under the same last-writer-wins rule as Apply, writes the
-	// winners with their digest and purge-index changes into one SST and
-	// ingests it into Pebble atomically (docs/design.md, "Bulk import"). An
+	// winners with their digest and purge-index changes into SSTs and
+	// ingests them into Pebble atomically (a run of under 4 MiB of changes as
+	// one batch; docs/design.md, "Bulk import"). An
 	// ingested record never overwrites a newer one, digests are exactly what
 	// Apply would have left, and the ingestion is durable before the call
 	// returns. Records that fail validation are not applied and are named in
@@ -327,8 +328,9 @@ type StorageServiceServer interface {
 	// any order; sorted by (partition, table_id, partition_key, sort_key) is
 	// cheapest), and when the stream ends the node compares every record with
 	// what it stores under the same last-writer-wins rule as Apply, writes the
-	// winners with their digest and purge-index changes into one SST and
-	// ingests it into Pebble atomically (docs/design.md, "Bulk import"). An
+	// winners with their digest and purge-index changes into SSTs and
+	// ingests them into Pebble atomically (a run of under 4 MiB of changes as
+	// one batch; docs/design.md, "Bulk import"). An
 	// ingested record never overwrites a newer one, digests are exactly what
 	// Apply would have left, and the ingestion is durable before the call
 	// returns. Records that fail validation are not applied and are named in
