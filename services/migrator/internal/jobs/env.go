@@ -7,11 +7,13 @@
 // A job's data files are its unit of sharing: a migrator claims a file
 // (an etcd key under its session lease), reads it, and checkpoints it after
 // every committed batch. A reader goroutine per file decodes and maps lines
-// into batches that a pool of writers sends to the routers' BatchWrite; a
+// into batches that a pool of writers sends to the routers' BatchWrite (or,
+// for the INGEST write path, to every replica's Ingest: ingest.go); a
 // per-file committer applies finished batches in line order, so a
 // checkpoint's line number only ever covers lines whose writes succeeded
 // and its counters count exactly those lines. Memory is bounded by the
-// batch channel (two batches per writer) and the longest line.
+// batch channel (two batches per writer; for INGEST, whose batches are
+// 16 MiB runs, one) and the longest line.
 //
 // A migrator that stops (or whose lease expires) leaves its files'
 // checkpoints behind; whoever claims such a file next re-reads it from the
