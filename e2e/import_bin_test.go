@@ -55,12 +55,7 @@ func TestBinImportVerifyCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	const table = "imported_sessions"
-	common := []string{
-		"--source", exp.Dir, "--table", table,
-		"--pk", exportgen.PartitionKey + ":S", "--sk", exportgen.SortKey + ":S",
-		"--endpoints", strings.Join(c.RouterAddrs(), ","), "--migrator", c.MigratorAddr(),
-		"--output", "json",
-	}
+	common := cliJobArgs(c, exp.Dir, table)
 	cli := func(args ...string) cmdResult {
 		t.Helper()
 		return runBin(t, 2*time.Minute, "", veltrix, args...)

@@ -291,16 +291,7 @@ func TestImportKillResume(t *testing.T) {
 	a := migStart(t, c, "a")
 	src := &migratorv1.ExportSource{Uri: dir}
 	id := migImport(t, a, src, "sessions", func(s *migratorv1.ImportSpec) { s.ItemsPerSecond = 4000; s.Parallelism = 2; s.BatchSize = 100 })
-	waitFor(t, "a third of the import", func() bool {
-		r, err := a.api.GetJob(context.Background(), &migratorv1.GetJobRequest{Id: id})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if jobsTerminal(r.GetJob()) {
-			t.Fatalf("import ended before it could be interrupted: %v", r.GetJob())
-		}
-		return r.GetJob().GetProgress().GetItemsWritten() > uint64(e.Live)/3
-	})
+	waitWritten(t, a.api, id, uint64(e.Live)/3)
 	a.close()
 	b := migStart(t, c, "b")
 	j, _ := migWatch(t, b, id, 2*time.Minute)
@@ -342,16 +333,7 @@ func TestMigrator(t *testing.T) {
 			15: `{"Item":{"user_id":{"S":"u"},"session_id":{"S":"s"},"blob":{"B":"` + strings.Repeat("QUFB", 140_000) + `"}}}`, // oversize (420 KB)
 			20: `{"Item":{"user_id":{"S":"` + strings.Repeat("x", 1<<20) + `"}}}`,                                              // over 1 MiB
 		}
-		e, err := exportgen.Generate(dir, exportgen.Options{Items: 400, Files: 4, Seed: 3, WithTTL: true,
-			Lines: func(file, line, item int, data []byte) [][]byte {
-				if b, ok := bad[line]; ok && file == 0 {
-					return [][]byte{[]byte(b), data}
-				}
-				return [][]byte{data}
-			}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := withBadLines(t, dir, exportgen.Options{Items: 400, Files: 4, Seed: 3, WithTTL: true}, bad)
 		if err := e.Truncate(1, 0.5); err != nil {
 			t.Fatal(err)
 		}

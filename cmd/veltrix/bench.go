@@ -65,11 +65,11 @@ working tree / REV.`,
 	}
 	o := &f.o
 	fs := cmd.Flags()
-	f.workloads = []string{"A", "B", "C", "D", "PUT", "BATCHGET", "GETITEM", "PUTITEM", "PUTITEM_ONLYRMW", "IMPORT"}
+	f.workloads = []string{"A", "B", "C", "D", "PUT", "BATCHGET", "GETITEM", "PUTITEM", "PUTITEM_ONLYRMW", "IMPORT", "IMPORT-MIGRATOR"}
 	for _, p := range bench.Peers {
 		f.peers = append(f.peers, p.Name)
 	}
-	fs.Var((*listValue)(&f.workloads), "workloads", "comma-separated workloads: A (50/50 read/update), B (95/5), C (read only), D (read latest, 5% inserts), PUT (update only), BATCHGET (16 keys per call), GETITEM and PUTITEM (C and PUT as GetItem/PutItem through the DynamoDB endpoint with the AWS SDK for Go v2), PUTITEM_ONLYRMW (PutItem with write isolation only_rmw_uses_lwt), IMPORT (bulk import)")
+	fs.Var((*listValue)(&f.workloads), "workloads", "comma-separated workloads: A (50/50 read/update), B (95/5), C (read only), D (read latest, 5% inserts), PUT (update only), BATCHGET (16 keys per call), GETITEM and PUTITEM (C and PUT as GetItem/PutItem through the DynamoDB endpoint with the AWS SDK for Go v2), PUTITEM_ONLYRMW (PutItem with write isolation only_rmw_uses_lwt), IMPORT (bulk import through pkg/client), IMPORT-MIGRATOR (import jobs through the migrator by BATCH_WRITE and INGEST, on --import-nodes clusters)")
 	fs.Var((*listValue)(&f.peers), "peers", "comma-separated peers: "+strings.Join(f.peers, ","))
 	fs.Uint64Var(&o.Keys, "keys", 100000, "keys loaded into every peer before the workloads")
 	fs.IntVar(&o.ValueSize, "value-size", 1024, "value size in bytes")
@@ -87,6 +87,7 @@ working tree / REV.`,
 	fs.IntVar(&o.ImportItemBytes, "import-item-bytes", 1024, "size of one exported item (its stored encoding)")
 	fs.IntVar(&o.ImportWorkers, "import-workers", 8, "BatchWrite calls in flight during the import")
 	fs.IntVar(&o.ImportBatch, "import-batch", 500, "mutations per BatchWrite during the import")
+	fs.IntSliceVar(&o.ImportNodes, "import-nodes", []int{1, 2, 3}, "storage node counts of the migrator import (IMPORT-MIGRATOR), RF min(n, 3), by BATCH_WRITE and INGEST each")
 	fs.IntVar(&o.Rounds, "rounds", 3, "measured runs of each workload on each peer, the peers interleaved round by round; the report gives the median and the spread")
 	fs.DurationVar(&o.Settle, "settle", 60*time.Second, "longest wait after loading for the peers' background work (compactions) to finish; negative: no wait")
 	fs.StringVar(&f.compare, "compare", "", "git revision (e.g. main) whose build is compared with the working tree's, interleaved round by round; prints both medians and the ratios")

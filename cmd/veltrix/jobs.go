@@ -120,6 +120,7 @@ func importCmd(c *conn) *cobra.Command {
 		maxRejects     uint64
 		rate           float64
 		par            uint
+		writePath      string
 	)
 	cmd := leaf("import --source s3://bucket/prefix|DIR --table T --pk NAME:TYPE", "import a DynamoDB export (S3 or a local folder) and watch its progress", 0, 0, func(cmd *cobra.Command, _ []string) error {
 		if source == "" {
@@ -147,6 +148,15 @@ func importCmd(c *conn) *cobra.Command {
 			Source:  &migratorv1.ImportSpec_Export{Export: exp},
 			Mapping: mp, MaxRejects: maxRejects, ItemsPerSecond: rate, Parallelism: uint32(par),
 		}
+		switch strings.ToLower(writePath) {
+		case "auto":
+		case "batch-write":
+			spec.WritePath = migratorv1.WritePath_WRITE_PATH_BATCH_WRITE
+		case "ingest":
+			spec.WritePath = migratorv1.WritePath_WRITE_PATH_INGEST
+		default:
+			return usageErr("--write-path %q: want auto, batch-write or ingest", writePath)
+		}
 		return startJob(cmd, c, "import", m.detach, func(ctx context.Context, mc migratorv1.MigratorServiceClient) (*migratorv1.Job, error) {
 			resp, err := mc.StartImport(ctx, &migratorv1.StartImportRequest{Spec: spec, JobId: m.jobID})
 			return resp.GetJob(), err
@@ -159,6 +169,7 @@ func importCmd(c *conn) *cobra.Command {
 	fs.Uint64Var(&maxRejects, "max-rejects", 0, "fail the job after this many rejected lines (0: never)")
 	fs.Float64Var(&rate, "rate", 0, "items per second at most (0: unlimited)")
 	fs.UintVar(&par, "parallelism", 0, "files read at once (default 4)")
+	fs.StringVar(&writePath, "write-path", "auto", "how items reach the storage nodes: ingest (sorted runs ingested as SSTs on every replica), batch-write (the router's BatchWrite, as live writes), or auto (ingest for exports of 64 MiB or more)")
 	return cmd
 }
 
@@ -398,6 +409,19 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
+// writePathName names an import's write path as --write-path does; the
+// migrator records the path it chose, so "auto" shows only before it
+// started.
+func writePathName(p migratorv1.WritePath) string {
+	switch p {
+	case migratorv1.WritePath_WRITE_PATH_BATCH_WRITE:
+		return "batch-write"
+	case migratorv1.WritePath_WRITE_PATH_INGEST:
+		return "ingest"
+	}
+	return "auto"
+}
+
 // report prints a job's final state: counts, duration, verify results and
 // the first rejects.
 func report(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorServiceClient, j *migratorv1.Job) error {
@@ -411,6 +435,9 @@ func report(ctx context.Context, w io.Writer, c *conn, mc migratorv1.MigratorSer
 	fmt.Fprintf(w, "job %s (%s): %s\n", j.Id, shortKind(j.Kind), strings.TrimPrefix(j.State.String(), "JOB_STATE_"))
 	if j.Error != "" && j.State != migratorv1.JobState_JOB_STATE_COMPLETED_WITH_ERRORS {
 		fmt.Fprintf(w, "  error:            %s\n", j.Error)
+	}
+	if p := j.GetImportSpec().GetWritePath(); j.Kind == migratorv1.JobKind_JOB_KIND_IMPORT && j.GetImportSpec().GetExport() != nil {
+		fmt.Fprintf(w, "  %-18s %s\n", "write path:", writePathName(p))
 	}
 	if j.Kind == migratorv1.JobKind_JOB_KIND_STREAM {
 		fmt.Fprintf(w, "  %-18s %s\n", "health:", healthSummary(j))

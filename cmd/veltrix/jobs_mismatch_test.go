@@ -31,3 +31,22 @@ func TestMismatchKeyDisplay(t *testing.T) {
 		}
 	}
 }
+
+// TestReportWritePath: an import's report names the write path the job
+// uses, as --write-path spells it.
+func TestReportWritePath(t *testing.T) {
+	for p, want := range map[migratorv1.WritePath]string{
+		migratorv1.WritePath_WRITE_PATH_INGEST:      "write path:        ingest",
+		migratorv1.WritePath_WRITE_PATH_BATCH_WRITE: "write path:        batch-write",
+		migratorv1.WritePath_WRITE_PATH_UNSPECIFIED: "write path:        auto",
+	} {
+		j := &migratorv1.Job{Id: "i1", Kind: migratorv1.JobKind_JOB_KIND_IMPORT, State: migratorv1.JobState_JOB_STATE_RUNNING,
+			Spec: &migratorv1.Job_ImportSpec{ImportSpec: &migratorv1.ImportSpec{WritePath: p,
+				Source: &migratorv1.ImportSpec_Export{Export: &migratorv1.ExportSource{Uri: "/x"}}}}}
+		var out bytes.Buffer
+		_ = report(context.Background(), &out, &conn{output: "table"}, nil, j)
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("%s: output lacks %q:\n%s", p, want, out.String())
+		}
+	}
+}

@@ -46,6 +46,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"import", "--source", "/x", "--pk", "id:S"}, 2, "--table is required"},
 		{[]string{"import", "--source", "/x", "--table", "t", "--pk", "id:Q"}, 2, `--pk "id:Q"`},
 		{[]string{"import", "--source", "/x", "--table", "t", "--pk", "id:S", "--encoding", "xml"}, 2, `--encoding "xml"`},
+		{[]string{"import", "--source", "/x", "--table", "t", "--pk", "id:S", "--write-path", "fast"}, 2, `--write-path "fast": want auto, batch-write or ingest`},
 		{[]string{"verify", "--source", "/x", "--table", "t", "--pk", "id:S", "--sample", "2"}, 2, "--sample 2"},
 		{[]string{"stream", "--kind", "kafka", "--stream", "s", "--table", "t", "--pk", "id:S"}, 2, `--kind "kafka"`},
 		{[]string{"stream", "--kind", "kinesis", "--stream", "s", "--table", "t", "--pk", "id:S", "--start", "yesterday"}, 2, `--start "yesterday"`},

@@ -60,6 +60,23 @@ type Mutation struct {
 	Version uint64
 }
 
+// Proto is m as BatchWrite sends it (a delete carries no value or expiry).
+func (m Mutation) Proto() *kvv1.Mutation {
+	pm := &kvv1.Mutation{
+		Type:    kvv1.Mutation_MUTATION_TYPE_PUT,
+		Key:     protoKey(m.Key.Table, m.Key.PartitionKey, m.Key.SortKey),
+		Value:   m.Value,
+		Version: m.Version,
+	}
+	if m.Delete {
+		pm.Type = kvv1.Mutation_MUTATION_TYPE_DELETE
+		pm.Value = nil
+	} else {
+		pm.ExpireTime = toTimestamp(m.ExpireTime)
+	}
+	return pm
+}
+
 // CallOption adjusts one call of Get, Put, Delete, BatchGet or BatchWrite.
 // An option that does not apply to the call is reported as InvalidArgument.
 type CallOption func(*callOptions)
@@ -315,19 +332,7 @@ func (c *Client) BatchWriteResults(ctx context.Context, muts []Mutation, opts ..
 		hi := min(lo+maxBatch, len(muts))
 		req := &kvv1.BatchWriteRequest{Mutations: make([]*kvv1.Mutation, 0, hi-lo), Consistency: o.consistency}
 		for _, m := range muts[lo:hi] {
-			pm := &kvv1.Mutation{
-				Type:    kvv1.Mutation_MUTATION_TYPE_PUT,
-				Key:     protoKey(m.Key.Table, m.Key.PartitionKey, m.Key.SortKey),
-				Value:   m.Value,
-				Version: m.Version,
-			}
-			if m.Delete {
-				pm.Type = kvv1.Mutation_MUTATION_TYPE_DELETE
-				pm.Value = nil
-			} else {
-				pm.ExpireTime = toTimestamp(m.ExpireTime)
-			}
-			req.Mutations = append(req.Mutations, pm)
+			req.Mutations = append(req.Mutations, m.Proto())
 		}
 		resp, err := c.kv.BatchWrite(ctx, req)
 		if err != nil {

@@ -23,6 +23,7 @@ type metrics struct {
 	failures *prometheus.GaugeVec
 	failing  *prometheus.GaugeVec
 	failed   *prometheus.CounterVec
+	fallback *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -59,15 +60,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "veltrix_migrator_stream_jobs_failed_total",
 			Help: "Stream jobs this migrator moved to FAILED, by reason: source_unavailable (nothing succeeded for fail_after) or error.",
 		}, []string{"reason"}),
+		fallback: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "veltrix_migrator_ingest_fallback_items_total",
+			Help: "Items of INGEST imports written through BatchWrite instead, because a write target could not ingest their batch, by job.",
+		}, []string{jobLabel}),
 	}
 	// Both reasons exist from the start, so rate() and increase() see the
 	// first failure.
 	m.failed.WithLabelValues("source_unavailable")
 	m.failed.WithLabelValues("error")
-	reg.MustRegister(m.items, m.bytes, m.rejects, m.progress, m.lag, m.failures, m.failing, m.failed)
+	reg.MustRegister(m.items, m.bytes, m.rejects, m.progress, m.lag, m.failures, m.failing, m.failed, m.fallback)
 	return m
 }
 
+func (m *metrics) IngestFallback(job string, n int) {
+	m.fallback.WithLabelValues(job).Add(float64(n))
+}
 func (m *metrics) ItemsWritten(job string, n int)     { m.items.WithLabelValues(job).Add(float64(n)) }
 func (m *metrics) BytesRead(job string, n int64)      { m.bytes.WithLabelValues(job).Add(float64(n)) }
 func (m *metrics) Rejects(job string, n int)          { m.rejects.WithLabelValues(job).Add(float64(n)) }

@@ -9,6 +9,7 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/client"
 	"github.com/veltrixdb/veltrix/pkg/migration"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
+	"github.com/veltrixdb/veltrix/pkg/topology"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/jobs"
@@ -71,6 +72,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Store: s.store, Target: s.client, Direct: s.direct, ID: cfg.ID, Logger: s.logger, Observer: metrics, Rates: s.rates,
 		MaxStoredRejects: int64(cfg.MaxStoredRejects), WriteRetry: cfg.WriteRetry,
 		Migrations: s.migs, Sync: migrationv1.NewMigrationServiceClient(s.direct.Conn()),
+		Topology: topology.NewStore(s.sk.Etcd, cfg.Cluster),
 	}
 	if s.mgr, err = jobs.StartManager(env, jobs.ManagerOptions{MaxConcurrentJobs: cfg.MaxConcurrentJobs, SessionTTL: cfg.SessionTTL}); err != nil {
 		return nil, fmt.Errorf("migrator: cannot start an etcd session at %v: %w", cfg.EtcdEndpoints, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/veltrixdb/veltrix/pkg/kvrecord"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -214,7 +215,7 @@ func (c *Config) EnsureDefaults() {
 		c.MigrationSkew = time.Second
 	}
 	if c.MaxVersionSkew == 0 {
-		c.MaxVersionSkew = time.Hour
+		c.MaxVersionSkew = kvrecord.DefaultMaxVersionSkew
 	}
 	if c.EtcdStartTimeout == 0 {
 		c.EtcdStartTimeout = 30 * time.Second

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"github.com/veltrixdb/veltrix/pkg/kvrecord"
 	"math"
 	"testing"
 	"time"
@@ -87,7 +88,7 @@ func FuzzKVRequests(f *testing.F) {
 		checkOutcome(t, "Get", get, err, table)
 		put, err := kv.Put(ctx, &kvv1.PutRequest{Key: k, Value: value, ExpireTime: exp, Version: version, Consistency: c})
 		checkOutcome(t, "Put", put, err, table)
-		if err == nil && exp != nil && (expSec < 0 || expSec > maxExpiry.Unix()) {
+		if err == nil && exp != nil && (expSec < 0 || expSec > kvrecord.MaxExpiry.Unix()) {
 			t.Fatalf("Put accepted expire_time %v", exp)
 		}
 		del, err := kv.Delete(ctx, &kvv1.DeleteRequest{Key: k, Version: version, Consistency: c})

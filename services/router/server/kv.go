@@ -5,13 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"strconv"
 	"time"
 	"unicode/utf8"
 
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
-	"github.com/veltrixdb/veltrix/pkg/hlc"
+	"github.com/veltrixdb/veltrix/pkg/kvrecord"
 	"github.com/veltrixdb/veltrix/pkg/placement"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
@@ -23,22 +21,17 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// Limits on keys and values (DynamoDB's key limits; 64 MiB values).
+// Limits of Query and Scan (keys' and values' are kvrecord's).
 const (
-	MaxPartitionKey = 2048
-	MaxSortKey      = 1024
-	MaxValue        = 64 << 20
-	defaultLimit    = 1000
-	maxLimit        = 10000
-	scanChunk       = 1000
+	defaultLimit = 1000
+	maxLimit     = 10000
+	scanChunk    = 1000
 )
 
 // errInvalid marks bad input found by the router itself.
-var errInvalid = errors.New("invalid argument")
+var errInvalid = kvrecord.ErrInvalid
 
-func invalidf(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{errInvalid}, args...)...)
-}
+func invalidf(format string, args ...any) error { return kvrecord.Invalidf(format, args...) }
 
 // toStatus is the one place router errors become gRPC status codes.
 func toStatus(err error) error {
@@ -120,13 +113,17 @@ func (kv *kvService) begin(ctx context.Context, c kvv1.Consistency, def coord.Le
 
 // writeOne applies a single put or delete and returns its version and
 // outcome.
-func (kv *kvService) writeOne(ctx context.Context, c kvv1.Consistency, k *kvv1.Key, del bool, value []byte, exp *timestamppb.Timestamp, version uint64, where field) (uint64, *kvv1.WriteOutcome, error) {
+func (kv *kvService) writeOne(ctx context.Context, c kvv1.Consistency, k *kvv1.Key, del bool, value []byte, exp *timestamppb.Timestamp, version uint64, where kvrecord.Field) (uint64, *kvv1.WriteOutcome, error) {
 	req, err := kv.begin(ctx, c, coord.Quorum)
 	if err != nil {
 		return 0, nil, err
 	}
 	defer req.cancel()
-	rec, err := kv.record(req.r, k, del, value, exp, version, where)
+	m := &kvv1.Mutation{Type: kvv1.Mutation_MUTATION_TYPE_PUT, Key: k, Value: value, ExpireTime: exp, Version: version}
+	if del {
+		m.Type = kvv1.Mutation_MUTATION_TYPE_DELETE
+	}
+	rec, err := kv.record(req.r, m, where)
 	if err != nil {
 		return 0, nil, toStatus(err)
 	}
@@ -139,54 +136,6 @@ func (kv *kvService) writeOne(ctx context.Context, c kvv1.Consistency, k *kvv1.K
 
 func writeOutcome(o coord.Outcome) *kvv1.WriteOutcome {
 	return &kvv1.WriteOutcome{Applied: o.Applied, CurrentVersion: o.Current}
-}
-
-// checkVersion refuses a caller-supplied version so far ahead of the
-// router's clock that no router-versioned write could replace it for longer
-// than MaxVersionSkew.
-func (kv *kvService) checkVersion(v uint64, where field) error {
-	if v == 0 {
-		return nil
-	}
-	now := kv.s.clock.Now()
-	ahead := time.Duration(hlc.Micros(v)-hlc.Micros(now)) * time.Microsecond
-	if skew := kv.s.cfg.MaxVersionSkew; ahead > skew {
-		return invalidf("%s.version: %d (%s) is %s ahead of the router's clock (%s); at most %s (--max-version-skew) is allowed, or no later write could replace the item",
-			where, v, hlc.Time(v).Format(time.RFC3339Nano), ahead.Round(time.Second), hlc.Time(now).Format(time.RFC3339), skew)
-	}
-	return nil
-}
-
-// field names a request field in an error message: name, name[index]
-// when index >= 0, then .sub. It is a value formatted (through %s) only
-// when an error is reported: the success path formats nothing.
-type field struct {
-	name  string
-	index int
-	sub   string
-}
-
-// named is the field called name.
-func named(name string) field { return field{name: name, index: -1} }
-
-// dot is f's subfield sub.
-func (f field) dot(sub string) field {
-	if f.sub != "" {
-		sub = f.sub + "." + sub
-	}
-	f.sub = sub
-	return f
-}
-
-func (f field) String() string {
-	s := f.name
-	if f.index >= 0 {
-		s += "[" + strconv.Itoa(f.index) + "]"
-	}
-	if f.sub != "" {
-		s += "." + f.sub
-	}
-	return s
 }
 
 // resolver resolves table names and partitions against one view.
@@ -202,7 +151,7 @@ func (kv *kvService) resolver() (resolver, error) {
 	return resolver{view: v}, nil
 }
 
-func (r resolver) table(name string, where field) (topology.Table, error) {
+func (r resolver) table(name string, where kvrecord.Field) (topology.Table, error) {
 	if name == "" {
 		return topology.Table{}, invalidf("%s: table is empty", where)
 	}
@@ -219,20 +168,8 @@ func (r resolver) table(name string, where field) (topology.Table, error) {
 	return t, nil
 }
 
-func checkKeyParts(pk, sk []byte, where field) error {
-	switch {
-	case len(pk) == 0:
-		return invalidf("%s.partition_key: empty; every item needs a partition key", where)
-	case len(pk) > MaxPartitionKey:
-		return invalidf("%s.partition_key: %d bytes, at most %d", where, len(pk), MaxPartitionKey)
-	case len(sk) > MaxSortKey:
-		return invalidf("%s.sort_key: %d bytes, at most %d", where, len(sk), MaxSortKey)
-	}
-	return nil
-}
-
 // key validates a public key and returns its storage key and table.
-func (r resolver) key(k *kvv1.Key, where field) (*storagev1.Key, topology.Table, error) {
+func (r resolver) key(k *kvv1.Key, where kvrecord.Field) (*storagev1.Key, topology.Table, error) {
 	if k == nil {
 		return nil, topology.Table{}, invalidf("%s: missing", where)
 	}
@@ -240,46 +177,8 @@ func (r resolver) key(k *kvv1.Key, where field) (*storagev1.Key, topology.Table,
 	if err != nil {
 		return nil, t, err
 	}
-	if err := checkKeyParts(k.GetPartitionKey(), k.GetSortKey(), where); err != nil {
-		return nil, t, err
-	}
-	return &storagev1.Key{
-		Partition:    placement.PartitionOf(t.ID, k.GetPartitionKey(), r.view.Partitions),
-		TableId:      t.ID,
-		PartitionKey: k.GetPartitionKey(),
-		SortKey:      k.GetSortKey(),
-	}, t, nil
-}
-
-// maxExpiry is the latest storable expiry: expiries are int64 Unix
-// nanoseconds.
-var maxExpiry = time.Unix(0, math.MaxInt64).UTC()
-
-// checkExpireTime refuses expiries that cannot be stored as positive int64
-// Unix nanoseconds: before 1970 (0 means "never") or after 2262-04-11. It
-// checks the seconds before converting, because AsTime().UnixNano()
-// silently wraps for those (1600 would read back as 2184).
-func checkExpireTime(ts *timestamppb.Timestamp, where field) (int64, error) {
-	if err := ts.CheckValid(); err != nil {
-		return 0, invalidf("%s.expire_time: %v", where, err)
-	}
-	switch sec := ts.GetSeconds(); {
-	case sec < 0 || (sec == 0 && ts.GetNanos() == 0):
-		return 0, invalidf("%s.expire_time: %s is not after 1970-01-01T00:00:00Z", where, ts.AsTime().Format(time.RFC3339Nano))
-	case ts.AsTime().After(maxExpiry):
-		return 0, invalidf("%s.expire_time: %s is after %s, the latest expiry that can be stored", where, ts.AsTime().Format(time.RFC3339Nano), maxExpiry.Format(time.RFC3339Nano))
-	}
-	return ts.AsTime().UnixNano(), nil
-}
-
-func expiryNanos(ts *timestamppb.Timestamp, t topology.Table, now time.Time, where field) (int64, error) {
-	if ts == nil {
-		if t.DefaultTTL > 0 {
-			return now.Add(t.DefaultTTL).UnixNano(), nil
-		}
-		return 0, nil
-	}
-	return checkExpireTime(ts, where)
+	sk, err := kvrecord.Key(t, r.view.Partitions, k, where)
+	return sk, t, err
 }
 
 func expireTime(n int64) *timestamppb.Timestamp {
@@ -289,29 +188,18 @@ func expireTime(n int64) *timestamppb.Timestamp {
 	return timestamppb.New(time.Unix(0, n))
 }
 
-// record builds the storage record of one put or delete.
-func (kv *kvService) record(r resolver, k *kvv1.Key, del bool, value []byte, exp *timestamppb.Timestamp, version uint64, where field) (*storagev1.Record, error) {
-	sk, t, err := r.key(k, where.dot("key"))
+// record builds the storage record of one put or delete (kvrecord, the
+// conversion the migrator's bulk import shares); the table is resolved
+// first.
+func (kv *kvService) record(r resolver, m *kvv1.Mutation, where kvrecord.Field) (*storagev1.Record, error) {
+	if m.GetKey() == nil {
+		return nil, invalidf("%s.key: missing", where)
+	}
+	t, err := r.table(m.GetKey().GetTable(), where.Dot("key"))
 	if err != nil {
 		return nil, err
 	}
-	if err := kv.checkVersion(version, where); err != nil {
-		return nil, err
-	}
-	rec := &storagev1.Record{Key: sk, Version: version, Tombstone: del}
-	if !del {
-		if len(value) > MaxValue {
-			return nil, invalidf("%s.value: %d bytes, at most %d", where, len(value), MaxValue)
-		}
-		rec.Value = value
-		if rec.ExpireUnixNanos, err = expiryNanos(exp, t, time.Now(), where); err != nil {
-			return nil, err
-		}
-	}
-	if rec.Version == 0 {
-		rec.Version = kv.s.clock.Now()
-	}
-	return rec, nil
+	return kv.s.records().Record(t, r.view.Partitions, m, where)
 }
 
 func (kv *kvService) Get(ctx context.Context, req *kvv1.GetRequest) (*kvv1.GetResponse, error) {
@@ -320,7 +208,7 @@ func (kv *kvService) Get(ctx context.Context, req *kvv1.GetRequest) (*kvv1.GetRe
 		return nil, err
 	}
 	defer rq.cancel()
-	sk, _, err := rq.r.key(req.GetKey(), named("key"))
+	sk, _, err := rq.r.key(req.GetKey(), kvrecord.Named("key"))
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -339,7 +227,7 @@ func getResponse(rec *storagev1.Record) *kvv1.GetResponse {
 }
 
 func (kv *kvService) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutResponse, error) {
-	v, out, err := kv.writeOne(ctx, req.GetConsistency(), req.GetKey(), false, req.GetValue(), req.GetExpireTime(), req.GetVersion(), named("put"))
+	v, out, err := kv.writeOne(ctx, req.GetConsistency(), req.GetKey(), false, req.GetValue(), req.GetExpireTime(), req.GetVersion(), kvrecord.Named("put"))
 	if err != nil {
 		return nil, err
 	}
@@ -347,7 +235,7 @@ func (kv *kvService) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutRe
 }
 
 func (kv *kvService) Delete(ctx context.Context, req *kvv1.DeleteRequest) (*kvv1.DeleteResponse, error) {
-	v, out, err := kv.writeOne(ctx, req.GetConsistency(), req.GetKey(), true, nil, nil, req.GetVersion(), named("delete"))
+	v, out, err := kv.writeOne(ctx, req.GetConsistency(), req.GetKey(), true, nil, nil, req.GetVersion(), kvrecord.Named("delete"))
 	if err != nil {
 		return nil, err
 	}
@@ -365,7 +253,7 @@ func (kv *kvService) BatchGet(ctx context.Context, req *kvv1.BatchGetRequest) (*
 	defer rq.cancel()
 	keys := make([]*storagev1.Key, len(req.GetKeys()))
 	for i, k := range req.GetKeys() {
-		if keys[i], _, err = rq.r.key(k, field{name: "keys", index: i}); err != nil {
+		if keys[i], _, err = rq.r.key(k, kvrecord.Index("keys", i)); err != nil {
 			return nil, toStatus(err)
 		}
 	}
@@ -393,19 +281,7 @@ func (kv *kvService) BatchWrite(ctx context.Context, req *kvv1.BatchWriteRequest
 	recs := make([]*storagev1.Record, len(req.GetMutations()))
 	resp := &kvv1.BatchWriteResponse{Versions: make([]uint64, len(recs))}
 	for i, m := range req.GetMutations() {
-		where := field{name: "mutations", index: i}
-		var del bool
-		switch m.GetType() {
-		case kvv1.Mutation_MUTATION_TYPE_PUT:
-		case kvv1.Mutation_MUTATION_TYPE_DELETE:
-			if len(m.GetValue()) > 0 || m.GetExpireTime() != nil {
-				return nil, toStatus(invalidf("%s: a DELETE carries no value or expire_time", where))
-			}
-			del = true
-		default:
-			return nil, toStatus(invalidf("%s.type: must be PUT or DELETE", where))
-		}
-		if recs[i], err = kv.record(r, m.GetKey(), del, m.GetValue(), m.GetExpireTime(), m.GetVersion(), where); err != nil {
+		if recs[i], err = kv.record(r, m, kvrecord.Index("mutations", i)); err != nil {
 			return nil, toStatus(err)
 		}
 		resp.Versions[i] = recs[i].Version
@@ -432,11 +308,11 @@ func (kv *kvService) Query(ctx context.Context, req *kvv1.QueryRequest) (*kvv1.Q
 	}
 	defer rq.cancel()
 	r := rq.r
-	t, err := r.table(req.GetTable(), named("table"))
+	t, err := r.table(req.GetTable(), kvrecord.Named("table"))
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if err := checkKeyParts(req.GetPartitionKey(), nil, named("query")); err != nil {
+	if err := kvrecord.CheckKeyParts(req.GetPartitionKey(), nil, kvrecord.Named("query")); err != nil {
 		return nil, toStatus(err)
 	}
 	limit := int(req.GetLimit())

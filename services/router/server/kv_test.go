@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"github.com/veltrixdb/veltrix/pkg/kvrecord"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	"math"
 	"strings"
@@ -43,7 +44,7 @@ func TestExpireTimeRange(t *testing.T) {
 		{"bad nanos", &timestamppb.Timestamp{Seconds: 10, Nanos: -1}, "put.expire_time:"},
 		{"1970 plus 1ns", &timestamppb.Timestamp{Nanos: 1}, ""},
 		{"2030", timestamppb.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)), ""},
-		{"last", timestamppb.New(maxExpiry), ""},
+		{"last", timestamppb.New(kvrecord.MaxExpiry), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := kv.Put(t.Context(), &kvv1.PutRequest{Key: key("t1", "k"), ExpireTime: tc.ts})

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"time"
 
+	"github.com/veltrixdb/veltrix/pkg/kvrecord"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"github.com/veltrixdb/veltrix/services/router/internal/coord"
@@ -36,7 +37,7 @@ func (kv *kvService) Scan(req *kvv1.ScanRequest, stream kvv1.KVService_ScanServe
 	if err != nil {
 		return toStatus(err)
 	}
-	t, err := r.table(req.GetTable(), named("table"))
+	t, err := r.table(req.GetTable(), kvrecord.Named("table"))
 	if err != nil {
 		return toStatus(err)
 	}

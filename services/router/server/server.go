@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	"github.com/veltrixdb/veltrix/pkg/hlc"
+	"github.com/veltrixdb/veltrix/pkg/kvrecord"
 	"github.com/veltrixdb/veltrix/pkg/migration"
 	"github.com/veltrixdb/veltrix/pkg/placement"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
@@ -251,6 +252,12 @@ func (s *Server) Coordinator() *coord.Coordinator { return s.coord }
 
 // Clock versions the router's writes (dynamodb.Backend).
 func (s *Server) Clock() *hlc.Clock { return s.clock }
+
+// records is the conversion of KV mutations into storage records, by the
+// router's clock.
+func (s *Server) records() kvrecord.Builder {
+	return kvrecord.Builder{Clock: s.clock, MaxVersionSkew: s.cfg.MaxVersionSkew}
+}
 
 func (s *Server) snapshotPath() string { return filepath.Join(s.cfg.StateDir, "topology.json") }
 

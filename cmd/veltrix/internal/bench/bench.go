@@ -52,6 +52,9 @@ type Options struct {
 	ImportItemBytes int
 	// ImportWorkers and ImportBatch shape the import (ImportOptions).
 	ImportWorkers, ImportBatch int
+	// ImportNodes are the storage node counts MigratorImportWorkload runs
+	// on (RF min(n, 3)). Default 1, 2, 3.
+	ImportNodes []int
 	// Rounds is how many times each workload runs on each peer, the peers
 	// interleaved round by round; the report gives the median. Default 3.
 	Rounds int
@@ -84,7 +87,10 @@ func (o *Options) EnsureDefaults() {
 		for _, w := range DynamoDBWorkloads {
 			o.Workloads = append(o.Workloads, w.Name)
 		}
-		o.Workloads = append(o.Workloads, ImportWorkload)
+		o.Workloads = append(o.Workloads, ImportWorkload, MigratorImportWorkload)
+	}
+	if len(o.ImportNodes) == 0 {
+		o.ImportNodes = []int{1, 2, 3}
 	}
 	if len(o.Peers) == 0 {
 		for _, p := range Peers {
@@ -139,7 +145,7 @@ func (o *Options) EnsureDefaults() {
 func (o *Options) Validate() error {
 	var errs []error
 	for _, w := range o.Workloads {
-		if _, ok := WorkloadByName(w); !ok && !isDynamoDBWorkload(w) && !strings.EqualFold(w, ImportWorkload) {
+		if _, ok := WorkloadByName(w); !ok && !isDynamoDBWorkload(w) && !strings.EqualFold(w, ImportWorkload) && !strings.EqualFold(w, MigratorImportWorkload) {
 			errs = append(errs, fmt.Errorf("workload %q: want one of %s", w, strings.Join(workloadNames(), ", ")))
 		}
 	}
@@ -169,6 +175,11 @@ func (o *Options) Validate() error {
 	if o.ImportItems < 1 || o.ImportItemBytes < 64 {
 		errs = append(errs, fmt.Errorf("import: %d items of %d B: want at least 1 item of 64 B", o.ImportItems, o.ImportItemBytes))
 	}
+	for _, n := range o.ImportNodes {
+		if n < 1 || n > 16 {
+			errs = append(errs, fmt.Errorf("import nodes %d: want 1 to 16", n))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -180,7 +191,7 @@ func workloadNames() []string {
 	for _, w := range DynamoDBWorkloads {
 		n = append(n, w.Name)
 	}
-	return append(n, ImportWorkload)
+	return append(n, ImportWorkload, MigratorImportWorkload)
 }
 
 func peerNames() []string {
@@ -240,7 +251,7 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	values := NewValueSource(o.ValueSize, o.Seed)
 
 	var export *Export
-	if o.wants(ImportWorkload) && o.anyImportPeer() {
+	if o.wants(ImportWorkload) && o.anyImportPeer() || o.wants(MigratorImportWorkload) {
 		o.progress("generating an export of %d items of %d B", o.ImportItems, o.ImportItemBytes)
 		if export, err = GenerateExport(root+"/export", o.ImportItems, o.ImportItemBytes, 2*runtime.NumCPU(), o.Seed); err != nil {
 			return nil, fmt.Errorf("bench: generate export: %w", err)
@@ -279,10 +290,15 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 		return nil, err
 	}
 	for _, pr := range runs {
-		if export == nil || !pr.peer.Import || pr.peer.base != "" {
+		if export == nil || !o.wants(ImportWorkload) || !pr.peer.Import || pr.peer.base != "" {
 			continue
 		}
 		if err := o.runImport(ctx, rep, pr.peer, root, export); err != nil {
+			return nil, err
+		}
+	}
+	if export != nil && o.wants(MigratorImportWorkload) {
+		if err := o.runMigratorImports(ctx, rep, root, export); err != nil {
 			return nil, err
 		}
 	}

@@ -94,7 +94,7 @@ func GenerateExport(dir string, items, itemBytes, files int, seed uint64) (*Expo
 	for _, s := range sizes {
 		e.CompressedBytes += s
 	}
-	return e, nil
+	return e, e.writeManifests()
 }
 
 // writeExportFile writes items f, f+files, f+2·files, … to path.

@@ -27,6 +27,9 @@ type Report struct {
 	RedisBenchmark *RedisBenchmarkRow `json:"redis_benchmark,omitempty"`
 	// Imports are the bulk imports.
 	Imports []ImportRow `json:"imports,omitempty"`
+	// MigratorImports are the imports through the migrator, by write path
+	// and node count.
+	MigratorImports []MigratorImportRow `json:"migrator_imports,omitempty"`
 	// Targets are the issue's targets, met or not.
 	Targets []Target `json:"targets,omitempty"`
 	Notes   []string `json:"notes,omitempty"`
@@ -492,6 +495,19 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 	}
 
+	if len(r.MigratorImports) > 0 {
+		p("\nBulk import through the migrator (import job of the generated export, %d B items; CPU: the bench process, which runs the migrator, router, storage nodes and etcd)\n", r.MigratorImports[0].ItemBytes)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "WRITE PATH\tNODES\tRF\tITEMS\tSECONDS\tITEMS/S\tCPU-S\tITEMS PER CPU-S\tVS 42,000\t\n")
+		for _, im := range r.MigratorImports {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.2f\t%s\t%.2f\t%s\t%s\t\n", im.WritePath, im.Nodes, im.RF, im.Items,
+				time.Duration(im.Seconds).Seconds(), fmtRate(im.ItemsPerSec), im.CPUSeconds, fmtRate(im.ItemsPerCPUSec), fmtRatio(im.VsClaim))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
 	if len(r.Targets) > 0 {
 		p("\nTargets\n")
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -631,6 +647,11 @@ func (r *Report) ComputeTargets() {
 		}
 		if a, b := r.find(v, "PUTITEM", "closed"), r.find("dynalite", "PUTITEM", "closed"); a != nil && b != nil {
 			ratio("PutItem ops/s, "+v+" endpoint vs dynalite", "ops/s", a.OpsPerSec, b.OpsPerSec, 0, NoTargetWant, "")
+		}
+	}
+	for _, im := range r.MigratorImports {
+		if im.RF == 3 && im.WritePath == "ingest" {
+			ratio("bulk import items per CPU-second, migrator INGEST, RF 3", "items/CPU-s", im.ItemsPerCPUSec, ClaimItemsPerVCPU, 1, "≥ 1.00× (42,000)", "")
 		}
 	}
 	for _, im := range r.Imports {

@@ -125,3 +125,26 @@ func TestGenerateAndDecodeExport(t *testing.T) {
 		t.Errorf("decoded %d items, %d bytes", res.Items, res.Bytes)
 	}
 }
+
+// TestMigratorImportWorkload runs IMPORT-MIGRATOR small: one import job by
+// each write path through the real migrator on a one-node cluster.
+func TestMigratorImportWorkload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two clusters with a migrator")
+	}
+	rep, err := Run(context.Background(), Options{
+		Peers: []string{"veltrix-rf1"}, Workloads: []string{MigratorImportWorkload}, Keys: 10, Duration: 100 * time.Millisecond,
+		Dir: t.TempDir(), ImportItems: 500, ImportNodes: []int{1}, NoTargets: true, Settle: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Imports) != 0 || len(rep.MigratorImports) != 2 {
+		t.Fatalf("imports %+v, migrator imports %+v; want only the 2 migrator imports", rep.Imports, rep.MigratorImports)
+	}
+	for i, want := range []string{"batch_write", "ingest"} {
+		if r := rep.MigratorImports[i]; r.WritePath != want || r.Items != 500 || r.Nodes != 1 || r.RF != 1 || r.ItemsPerSec <= 0 {
+			t.Errorf("row %d: %+v; want %s, 500 items on 1 node", i, r, want)
+		}
+	}
+}

@@ -2,11 +2,12 @@ package export
 
 import (
 	"bufio"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // More sentinel errors of data files; use errors.Is.

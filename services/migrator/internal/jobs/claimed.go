@@ -145,6 +145,18 @@ func (e *Env) writeRefusing(ctx context.Context, table, what string, muts []clie
 	return e.writeObserved(ctx, table, what, muts, batchSize, refused, writePolicy{retryFor: e.WriteRetry})
 }
 
+// refusedReason is the reject reason of a write Veltrix refused: the
+// status' own message (what the router or a storage node said, without
+// the client's wrapping), so both write paths word a reject alike.
+func refusedReason(err error) string {
+	msg := err.Error()
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		msg = se.GRPCStatus().Message()
+	}
+	return "Veltrix refused the write: " + msg
+}
+
 // writePolicy says how long a failing write is retried and who hears of
 // each attempt.
 type writePolicy struct {

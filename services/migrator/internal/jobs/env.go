@@ -7,11 +7,13 @@
 // A job's data files are its unit of sharing: a migrator claims a file
 // (an etcd key under its session lease), reads it, and checkpoints it after
 // every committed batch. A reader goroutine per file decodes and maps lines
-// into batches that a pool of writers sends to the routers' BatchWrite; a
+// into batches that a pool of writers sends to the routers' BatchWrite (or,
+// for the INGEST write path, to every replica's Ingest: ingest.go); a
 // per-file committer applies finished batches in line order, so a
 // checkpoint's line number only ever covers lines whose writes succeeded
 // and its counters count exactly those lines. Memory is bounded by the
-// batch channel (two batches per writer) and the longest line.
+// batch channel (two batches per writer; for INGEST, whose batches are
+// 16 MiB runs, one) and the longest line.
 //
 // A migrator that stops (or whose lease expires) leaves its files'
 // checkpoints behind; whoever claims such a file next re-reads it from the
@@ -47,6 +49,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/veltrixdb/veltrix/pkg/client"
 	"github.com/veltrixdb/veltrix/pkg/migration"
+	"github.com/veltrixdb/veltrix/pkg/topology"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
@@ -100,6 +103,9 @@ type Observer interface {
 	StreamFailed(job, reason string)
 	// JobDone says this migrator stopped working on job.
 	JobDone(job string)
+	// IngestFallback says an INGEST import wrote a batch of items through
+	// BatchWrite because a write target could not ingest it.
+	IngestFallback(job string, items int)
 }
 
 type nopObserver struct{}
@@ -112,6 +118,7 @@ func (nopObserver) StreamLag(string, time.Duration, bool)      {}
 func (nopObserver) StreamHealth(string, uint32, time.Duration) {}
 func (nopObserver) StreamFailed(string, string)                {}
 func (nopObserver) JobDone(string)                             {}
+func (nopObserver) IngestFallback(string, int)                 {}
 
 // Env is what runners need.
 type Env struct {
@@ -158,6 +165,10 @@ type Env struct {
 	// Sync is the routers' MigrationService through a connection that does
 	// not retry (the stream retries). Required with Migrations.
 	Sync migrationv1.MigrationServiceClient
+	// Topology is the cluster's topology in etcd: INGEST imports watch it
+	// for the placement and the storage nodes' addresses. nil: INGEST
+	// imports fail.
+	Topology *topology.Store
 	// StreamOptions are the base options of stream consumers and
 	// table-scan sources (tests shorten their waits). Default: their own
 	// defaults.

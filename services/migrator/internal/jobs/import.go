@@ -16,7 +16,6 @@ import (
 	"github.com/veltrixdb/veltrix/services/migrator/internal/mapping"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/time/rate"
-	"google.golang.org/grpc/status"
 )
 
 // Import defaults (ImportSpec fields left 0).
@@ -49,6 +48,9 @@ type importRun struct {
 	bytesTotal uint64
 	batches    chan *batch
 	sink       *rejectSink
+	// path is the write path the run uses; ing is set for INGEST.
+	path migratorv1.WritePath
+	ing  *ingester
 }
 
 // batch is a run of consecutive lines of one file and the writes they
@@ -64,6 +66,7 @@ type batch struct {
 	expired  []bool  // mutation is a delete standing for an expired item
 	delta    Checkpoint
 	rejects  []StoredReject
+	bytes    int // value bytes of muts
 }
 
 // reject records a line (or its write) that was not imported.
@@ -140,22 +143,36 @@ func (r *importRun) run(ctx context.Context) error {
 	if err := ensureTable(ctx, e.Target, r.m); err != nil {
 		return err
 	}
+	r.path = writePath(r.spec, r.exp, r.bytesTotal)
+	if r.spec.GetWritePath() == migratorv1.WritePath_WRITE_PATH_UNSPECIFIED && e.Topology == nil {
+		r.path = migratorv1.WritePath_WRITE_PATH_BATCH_WRITE // cannot ingest: only an explicit INGEST fails
+	}
 	if err := r.start(ctx); err != nil {
 		return err
 	}
 	r.sink = &rejectSink{env: e, id: r.id}
 	r.sink.init(ctx)
 
-	wctx, stopWriters := context.WithCancel(ctx)
-	r.batches = make(chan *batch, 2*r.parallel)
-	var writers sync.WaitGroup
-	for range 2 * r.parallel {
-		writers.Go(func() { r.writer(wctx) })
+	// BatchWrite keeps two small batches per writer in flight; INGEST's
+	// batches are large, so one each.
+	writers := 2 * r.parallel
+	if r.path == migratorv1.WritePath_WRITE_PATH_INGEST {
+		if r.ing, err = e.newIngester(ctx, r.id, r.m.Table); err != nil {
+			return err
+		}
+		defer r.ing.Close()
+		writers = r.parallel
 	}
+	wctx, stopWriters := context.WithCancel(ctx)
+	r.batches = make(chan *batch, writers)
+	var wg sync.WaitGroup
 	defer func() {
 		stopWriters()
-		writers.Wait()
+		wg.Wait()
 	}()
+	for range writers {
+		wg.Go(func() { r.writer(wctx) })
+	}
 	return r.schedule(ctx)
 }
 
@@ -176,6 +193,9 @@ func (r *importRun) start(ctx context.Context) error {
 		if j.Progress == nil {
 			j.Progress = &migratorv1.Progress{}
 		}
+		if is := j.GetImportSpec(); is != nil && is.GetWritePath() == migratorv1.WritePath_WRITE_PATH_UNSPECIFIED {
+			is.WritePath = r.path // the path chosen, shown by GetJob and kept by restarts
+		}
 		j.Progress.ItemsTotal = uint64(r.exp.ItemCount())
 		if r.bytesTotal > 0 {
 			j.Progress.BytesTotal = r.bytesTotal
@@ -188,7 +208,8 @@ func (r *importRun) start(ctx context.Context) error {
 	}
 	_ = j
 	e.Logger.Info("import running", "job", r.id, "source", r.exp.Store.String(), "files", len(r.exp.Files),
-		"items", r.exp.ItemCount(), "format", r.exp.Format, "incremental", r.exp.Incremental, "checksums", r.exp.Checksums)
+		"items", r.exp.ItemCount(), "format", r.exp.Format, "incremental", r.exp.Incremental, "checksums", r.exp.Checksums,
+		"write_path", r.path)
 	if sum := r.exp.Summary.ItemCount; sum != r.exp.ItemCount() {
 		rej := StoredReject{Key: ManifestRejectKey("itemcount"), Reject: &migratorv1.Reject{
 			Source: export.SummaryName,
@@ -567,13 +588,22 @@ func (r *importRun) read(ctx context.Context, fr *fileRun, lines *export.Lines, 
 			b.delta.Records++
 			r.mapLine(b, fr, n, raw)
 		}
-		if len(b.muts) >= r.batchSize || b.delta.Records >= int64(4*r.batchSize) {
+		if r.full(b) {
 			if err := send(false); err != nil {
 				return err
 			}
 		}
 	}
 	return send(true)
+}
+
+// full reports whether b is ready to be sent: batchSize mutations for
+// BatchWrite, ingestRunBytes for INGEST (or many lines that wrote nothing).
+func (r *importRun) full(b *batch) bool {
+	if r.ing != nil {
+		return b.bytes >= ingestRunBytes || b.delta.Records >= ingestRunLines
+	}
+	return len(b.muts) >= r.batchSize || b.delta.Records >= int64(4*r.batchSize)
 }
 
 // mapLine decodes and maps one data line into b.
@@ -588,6 +618,7 @@ func (r *importRun) mapLine(b *batch, fr *fileRun, n int64, raw []byte) {
 	switch res.Kind {
 	case mapping.Put:
 		b.muts = append(b.muts, client.Mutation{Key: key, Value: res.Value, ExpireTime: res.Expire, Version: res.Version})
+		b.bytes += len(res.Value) + len(res.PK) + len(res.SK)
 		b.lines = append(b.lines, n)
 		b.expired = append(b.expired, false)
 		b.delta.Items++
@@ -719,9 +750,26 @@ func (r *importRun) writer(ctx context.Context) {
 // Veltrix already held at a newer version are counted as superseded.
 func (r *importRun) write(ctx context.Context, b *batch) error {
 	if r.limiter != nil {
-		if err := r.limiter.WaitN(ctx, len(b.muts)); err != nil {
+		for lo := 0; lo < len(b.muts); lo += r.batchSize {
+			if err := r.limiter.WaitN(ctx, min(r.batchSize, len(b.muts)-lo)); err != nil {
+				return err
+			}
+		}
+	}
+	if r.ing != nil {
+		res, err := r.ing.ingest(ctx, b.muts)
+		if err == nil {
+			for i, rerr := range res.refused {
+				r.rejectWrite(b, i, rerr)
+			}
+			b.delta.Superseded += res.superseded
+			return nil
+		}
+		if !errors.Is(err, errIngestFallback) {
 			return err
 		}
+		r.env.Logger.Warn("cannot ingest a batch; writing it through BatchWrite", "job", r.id, "file", b.file.f.Name, "items", len(b.muts), "err", err)
+		r.env.Observer.IngestFallback(r.id, len(b.muts))
 	}
 	superseded, err := r.env.writeRefusing(ctx, r.m.Table, "import "+r.id+" "+b.file.f.Name, b.muts, len(b.muts), func(i int, err error) {
 		r.rejectWrite(b, i, err)
@@ -743,5 +791,5 @@ func (r *importRun) rejectWrite(b *batch, i int, err error) {
 	default:
 		b.delta.Items--
 	}
-	b.reject(b.file.f.Index, b.file.f.Name, b.lines[i], fmt.Sprintf("write%d", i), "Veltrix refused the write: "+status.Convert(err).Message(), nil)
+	b.reject(b.file.f.Index, b.file.f.Name, b.lines[i], fmt.Sprintf("write%d", i), refusedReason(err), nil)
 }

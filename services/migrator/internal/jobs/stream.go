@@ -432,7 +432,7 @@ func (r *streamRun) apply(ctx context.Context, changes []cdc.Change) error {
 		default:
 			d.filtered--
 		}
-		reject(c, "Veltrix refused the write: "+status.Convert(err).Message())
+		reject(c, refusedReason(err))
 	}, writePolicy{observe: r.health.observe})
 	if err != nil {
 		return err

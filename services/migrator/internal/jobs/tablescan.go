@@ -18,7 +18,6 @@ import (
 	"github.com/veltrixdb/veltrix/services/migrator/internal/scan"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/time/rate"
-	"google.golang.org/grpc/status"
 )
 
 // scanImportRun is the run of a table-scan import by the migrator holding
@@ -199,7 +198,7 @@ func (r *scanImportRun) apply(ctx context.Context, p scan.Page) error {
 		superseded, err := r.env.writeRefusing(ctx, r.m.Table, "import "+r.id, muts[lo:hi], r.batchSize, func(i int, err error) {
 			d.items--
 			d.rejects++
-			rejects = append(rejects, itemReject(p.Segment, p.Items[from[lo+i]], "Veltrix refused the write: "+status.Convert(err).Message()))
+			rejects = append(rejects, itemReject(p.Segment, p.Items[from[lo+i]], refusedReason(err)))
 		})
 		if err != nil {
 			return err
