@@ -31,7 +31,7 @@ func migrateCmd(c *conn) *cobra.Command {
 // that names the person (user@host) for the migration's history.
 func (c *conn) withMigration(cmd *cobra.Command, fn func(ctx context.Context, mc migrationv1.MigrationServiceClient) error) error {
 	return c.withRouter(cmd, func(ctx context.Context, cl *client.Client) error {
-		return fn(metadata.AppendToOutgoingContext(ctx, userMetadata, currentUser()), cl.Migration())
+		return fn(metadata.AppendToOutgoingContext(ctx, userMetadata, currentUser()), migrationv1.NewMigrationServiceClient(cl.Conn()))
 	})
 }
 
@@ -210,6 +210,9 @@ func migrateAdvanceCmd(c *conn) *cobra.Command {
 				return usageErr("--percent %d: want 0 to 100 (a cutover step: 5, 25, 50 or 100)", percent)
 			}
 			req.Percent = uint32(percent)
+			if req.To == migrationv1.Phase_PHASE_UNSPECIFIED && percent != 0 {
+				req.To = migrationv1.Phase_PHASE_CUTOVER
+			}
 		}
 		if force && strings.TrimSpace(reason) == "" {
 			return usageErr("--force needs --reason (it is recorded in the history)")

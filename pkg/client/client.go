@@ -19,7 +19,6 @@ import (
 
 	"github.com/veltrixdb/veltrix/pkg/client/dialopts"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
-	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 )
 
 // resolverScheme names the per-client static resolver that lists the
@@ -52,7 +51,6 @@ type Client struct {
 	cc        *grpc.ClientConn
 	kv        kvv1.KVServiceClient
 	admin     kvv1.AdminServiceClient
-	migration migrationv1.MigrationServiceClient
 	opts      options
 	endpoints []string
 }
@@ -186,7 +184,6 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Client, erro
 	c.cc = cc
 	c.kv = kvv1.NewKVServiceClient(cc)
 	c.admin = kvv1.NewAdminServiceClient(cc)
-	c.migration = migrationv1.NewMigrationServiceClient(cc)
 	if err := c.waitReady(ctx); err != nil {
 		_ = cc.Close()
 		return nil, err
@@ -228,9 +225,10 @@ func (c *Client) KV() kvv1.KVServiceClient { return c.kv }
 // default timeout.
 func (c *Client) Admin() kvv1.AdminServiceClient { return c.admin }
 
-// Migration returns the raw MigrationService client (migration mode), with
-// the client's retries and default timeout.
-func (c *Client) Migration() migrationv1.MigrationServiceClient { return c.migration }
+// Conn is the connection to the routers, with the client's interceptors
+// (retries, default timeout), for the other services they serve, e.g.
+// migrationv1.NewMigrationServiceClient(c.Conn()).
+func (c *Client) Conn() grpc.ClientConnInterface { return c.cc }
 
 // The unary retry policy is go-grpc-middleware's retry interceptor, between
 // two small interceptors of ours:

@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,9 +25,13 @@ func (w *Watcher) EnqueueSync(ctx context.Context, table, key string) error {
 	return w.store.EnqueueSync(ctx, table, key)
 }
 
-// PendingSyncs implements Control.
+// PendingSyncs implements Control, over the queues of the tables the watch
+// knows.
 func (w *Watcher) PendingSyncs(ctx context.Context, limit int) ([]PendingSync, error) {
-	return w.store.PendingSyncs(ctx, limit)
+	if limit <= 0 {
+		return nil, nil
+	}
+	return w.store.pendingSyncs(ctx, slices.Collect(maps.Keys(w.Migrations())), limit)
 }
 
 // DoneSync implements Control.
@@ -206,6 +213,17 @@ func (w *Watcher) publishOnce(ctx context.Context, p *figuresPublisher) error {
 	}
 	migs := w.Migrations()
 	var errs []error
+	for table := range p.published {
+		if _, ok := migs[table]; ok {
+			continue
+		}
+		// The migration ended: withdraw its figures.
+		if _, err := cli.Delete(ctx, w.store.Keys.Stats(table, w.opts.RouterID)); err != nil {
+			errs = append(errs, fmt.Errorf("migration: withdraw figures of %s: %w", table, err))
+			continue
+		}
+		delete(p.published, table)
+	}
 	for table, f := range w.figures() {
 		if _, ok := migs[table]; !ok {
 			continue

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/veltrixdb/veltrix/pkg/migration"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -93,6 +94,12 @@ func TestMismatchSample(t *testing.T) {
 	if byKey["k2"].GetRouter() != "other" {
 		t.Fatalf("k2's router overwritten: %v", byKey["k2"])
 	}
+	// Without a flush, the background writer writes it soon.
+	w.RecordMismatch(ctx, "users", &migrationv1.Mismatch{Key: "k3"})
+	waitFor(t, "the background write of a mismatch", func() bool {
+		got, total, err := s.Mismatches(ctx, "users", 1)
+		return err == nil && total == 3 && len(got) == 1 && got[0].GetKey() == "k3"
+	})
 }
 
 // shadow creates table's migration in SHADOW.
@@ -172,6 +179,23 @@ func TestFiguresMergedAcrossRouters(t *testing.T) {
 		}
 		return st.GetRouters() == 2 && st.GetReadsCompared() <= 1 && st.GetWritesMirrored() == 0
 	})
+
+	// A migration that ends has its figures withdrawn (while the router
+	// and its lease live on).
+	shadow(t, s, "users")
+	routers["r1"].ShadowCompared("users", false)
+	figures := func() int64 {
+		resp, err := cli.Get(ctx, s.Keys.StatsPrefix("users"), clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Count
+	}
+	waitFor(t, "figures of users", func() bool { return figures() == 2 })
+	if err := s.Delete(ctx, "users"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "figures of users to go", func() bool { return figures() == 0 })
 
 	// A router that stops withdraws its figures.
 	routers["r2"].Close()
@@ -284,4 +308,39 @@ func TestImports(t *testing.T) {
 	if none, err := s.Imports(ctx, "users"); err != nil || len(none) != 0 {
 		t.Fatalf("Imports of another table = %v, %v", none, err)
 	}
+}
+
+// TestFiguresRepublishedAfterLeaseLoss: figures whose lease expired (etcd
+// unreachable longer than the TTL) are published again under a new lease.
+func TestFiguresRepublishedAfterLeaseLoss(t *testing.T) {
+	_, cli := startEtcd(t)
+	ctx := context.Background()
+	s := migration.NewStore(cli, "test")
+	shadow(t, s, "orders")
+	w, err := s.Watch(ctx, migration.WatcherOptions{Logger: testLogger(t), RouterID: "r1",
+		PublishInterval: 20 * time.Millisecond, FiguresTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.ShadowCompared("orders", false)
+	routers := func() uint32 {
+		st, err := s.Stats(ctx, "orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.GetRouters()
+	}
+	waitFor(t, "the figures", func() bool { return routers() == 1 })
+	leases, err := cli.Leases(ctx)
+	if err != nil || len(leases.Leases) != 1 {
+		t.Fatalf("leases = %v, %v", leases, err)
+	}
+	if _, err := cli.Revoke(ctx, leases.Leases[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if routers() != 0 {
+		t.Fatal("figures outlived their lease")
+	}
+	waitFor(t, "the figures under a new lease", func() bool { return routers() == 1 })
 }

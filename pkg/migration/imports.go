@@ -57,3 +57,11 @@ func (s *Store) Imports(ctx context.Context, table string) ([]ImportRecord, erro
 	slices.SortFunc(out, func(a, b ImportRecord) int { return b.FinishTime.Compare(a.FinishTime) })
 	return out, nil
 }
+
+// DeleteImport removes the record of import job into table, if any.
+func (s *Store) DeleteImport(ctx context.Context, table, job string) error {
+	if _, err := s.Client.Delete(ctx, s.Keys.Import(table, job)); err != nil {
+		return fmt.Errorf("migration: remove the record of import %s into %s: %w", job, table, err)
+	}
+	return nil
+}

@@ -58,25 +58,30 @@ func (s *Store) PendingSyncs(ctx context.Context, limit int) ([]PendingSync, err
 	if err != nil {
 		return nil, err
 	}
+	tables := make([]string, len(migs))
+	for i, m := range migs {
+		tables[i] = m.GetTable()
+	}
+	return s.pendingSyncs(ctx, tables, limit)
+}
+
+// pendingSyncs is PendingSyncs over the queues of tables.
+func (s *Store) pendingSyncs(ctx context.Context, tables []string, limit int) ([]PendingSync, error) {
 	var out []PendingSync
-	for _, m := range migs {
+	for _, table := range tables {
 		// Ids sort in time order, so each table's first entries by key are
 		// its oldest; merging those gives the oldest overall.
-		resp, err := s.Client.Get(ctx, s.Keys.SyncTablePrefix(m.GetTable()), clientv3.WithPrefix(), clientv3.WithLimit(int64(limit)))
+		prefix := s.Keys.SyncTablePrefix(table)
+		resp, err := s.Client.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithLimit(int64(limit)))
 		if err != nil {
-			return nil, fmt.Errorf("migration: list queued re-syncs of %s: %w", m.GetTable(), err)
+			return nil, fmt.Errorf("migration: list queued re-syncs of %s: %w", table, err)
 		}
 		for _, kv := range resp.Kvs {
 			var e syncEntry
 			if err := json.Unmarshal(kv.Value, &e); err != nil {
 				return nil, fmt.Errorf("migration: decode %s: %w", kv.Key, err)
 			}
-			out = append(out, PendingSync{
-				Table:  m.GetTable(),
-				Key:    e.Key,
-				ID:     strings.TrimPrefix(string(kv.Key), s.Keys.SyncTablePrefix(m.GetTable())),
-				Queued: e.Queued,
-			})
+			out = append(out, PendingSync{Table: table, Key: e.Key, ID: strings.TrimPrefix(string(kv.Key), prefix), Queued: e.Queued})
 		}
 	}
 	slices.SortFunc(out, func(a, b PendingSync) int { return strings.Compare(a.ID, b.ID) })

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/veltrixdb/veltrix/pkg/etcdembed"
 	"github.com/veltrixdb/veltrix/pkg/migration"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 )
@@ -289,6 +291,19 @@ func TestSyncQueue(t *testing.T) {
 			t.Fatalf("entry %d = %+v, want %s", i, p, want[i])
 		}
 	}
+	// The Control (a watcher) lists the same, from the tables it watches.
+	w, err := s2.Watch(ctx, migration.WatcherOptions{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	viaControl, err := w.PendingSyncs(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(viaControl, all) {
+		t.Fatalf("Watcher.PendingSyncs = %v, Store.PendingSyncs = %v", viaControl, all)
+	}
 	first, err := s2.PendingSyncs(ctx, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -317,5 +332,45 @@ func TestSyncQueue(t *testing.T) {
 	}
 	if none, err := s.PendingSyncs(ctx, 0); err != nil || len(none) != 0 {
 		t.Fatalf("PendingSyncs(0) = %v, %v", none, err)
+	}
+}
+
+// TestSyncQueueSurvivesRestart: queued re-syncs are in etcd's data, so an
+// etcd restarted on the same directory still has them.
+func TestSyncQueueSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	start := func() (*etcdembed.Etcd, *migration.Store) {
+		e, err := etcdembed.Start(etcdembed.Config{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cli, err := e.Client()
+		if err != nil {
+			e.Close()
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cli.Close()
+			e.Close()
+		})
+		return e, migration.NewStore(cli, "test")
+	}
+	e, s := start()
+	if _, err := s.Create(ctx, newMigration("orders")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnqueueSync(ctx, "orders", `{"pk":{"S":"a"}}`); err != nil {
+		t.Fatal(err)
+	}
+	s.Client.Close()
+	e.Close()
+	_, s = start()
+	got, err := s.PendingSyncs(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Key != `{"pk":{"S":"a"}}` {
+		t.Fatalf("after a restart: %v", got)
 	}
 }

@@ -219,3 +219,6 @@ func (w *Watcher) watchLoop(ctx context.Context, rev int64) {
 		}
 	}
 }
+
+// Store is the store the watcher reads.
+func (w *Watcher) Store() *Store { return w.store }

@@ -7,7 +7,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/veltrixdb/veltrix/pkg/client"
+	"github.com/veltrixdb/veltrix/pkg/migration"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
+	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/jobs"
 )
@@ -20,6 +22,7 @@ type Server struct {
 	client *client.Client // retries Unavailable (pkg/client)
 	direct *client.Client // one attempt per call: jobs.Env.Direct
 	store  *jobs.Store
+	migs   *migration.Watcher // tables in migration mode
 	rates  *jobs.Rates
 	mgr    *jobs.Manager
 	// Registry holds the migrator's metrics (also served at MetricsAddr).
@@ -57,10 +60,17 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("migrator: %w", err)
 	}
 	s.store = jobs.NewStore(s.sk.Etcd, cfg.Cluster)
+	cctx, cancel = context.WithTimeout(ctx, cfg.StartTimeout)
+	s.migs, err = migration.NewStore(s.sk.Etcd, cfg.Cluster).Watch(cctx, migration.WatcherOptions{Logger: s.logger})
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("migrator: %w", err)
+	}
 	metrics := newMetrics(s.Registry)
 	env := &jobs.Env{
 		Store: s.store, Target: s.client, Direct: s.direct, ID: cfg.ID, Logger: s.logger, Observer: metrics, Rates: s.rates,
 		MaxStoredRejects: int64(cfg.MaxStoredRejects), WriteRetry: cfg.WriteRetry,
+		Migrations: s.migs, Sync: migrationv1.NewMigrationServiceClient(s.direct.Conn()),
 	}
 	if s.mgr, err = jobs.StartManager(env, jobs.ManagerOptions{MaxConcurrentJobs: cfg.MaxConcurrentJobs, SessionTTL: cfg.SessionTTL}); err != nil {
 		return nil, fmt.Errorf("migrator: cannot start an etcd session at %v: %w", cfg.EtcdEndpoints, err)
@@ -111,6 +121,9 @@ func (s *Server) Close() error {
 			}
 		},
 		Subsystems: func() error {
+			if s.migs != nil {
+				s.migs.Close()
+			}
 			for _, c := range []*client.Client{s.client, s.direct} {
 				if c != nil {
 					_ = c.Close()

@@ -53,14 +53,12 @@ type ItemSyncer interface {
 // a refused request changes nothing.
 type migrationService struct {
 	migrationv1.UnimplementedMigrationServiceServer
-	s       *Server
-	store   *migration.Store
-	figures figureStore
+	s     *Server
+	store *migration.Store
 }
 
 func newMigrationService(s *Server) *migrationService {
-	st := migration.NewStore(s.etcd, s.cfg.Cluster)
-	return &migrationService{s: s, store: st, figures: storeFigures{st}}
+	return &migrationService{s: s, store: migration.NewStore(s.etcd, s.cfg.Cluster)}
 }
 
 // migrationStatus converts the service's errors to gRPC status codes.
@@ -205,9 +203,10 @@ func (m *migrationService) start(ctx context.Context, req *migrationv1.StartMigr
 		return err
 	})
 	if err != nil {
-		if created {
+		if created && !errors.Is(err, migration.ErrExists) {
 			// Nothing changes on an error: the table made for this
-			// migration goes with it.
+			// migration goes with it (unless a concurrent start won and
+			// its migration now uses the table).
 			if _, derr := m.s.DeleteTable(context.WithoutCancel(ctx), table); derr != nil {
 				m.s.logger.Warn("migration: could not delete the table created for a migration that failed to start", "table", table, "err", derr)
 			}
@@ -533,7 +532,7 @@ func (m *migrationService) ListMismatches(ctx context.Context, req *migrationv1.
 		total uint64
 	)
 	err := m.etcd(ctx, func(ctx context.Context) (err error) {
-		list, total, err = m.figures.ListMismatches(ctx, req.GetTable(), limit)
+		list, total, err = m.store.Mismatches(ctx, req.GetTable(), limit)
 		return err
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,15 +15,19 @@ import (
 	"github.com/veltrixdb/veltrix/e2e/peers"
 	"github.com/veltrixdb/veltrix/localcluster"
 	"github.com/veltrixdb/veltrix/pkg/migration"
+	"github.com/veltrixdb/veltrix/pkg/topology"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
+	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	"github.com/veltrixdb/veltrix/services/router/server"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // migrationCluster is an in-process cluster (embedded etcd, one storage
@@ -39,6 +44,13 @@ type migrationCluster struct {
 
 func startMigrationCluster(t *testing.T) *migrationCluster {
 	t.Helper()
+	return startMigrationClusterOpts(t, "")
+}
+
+// startMigrationClusterOpts starts the cluster; dynamoAddr, when set,
+// serves router 1's DynamoDB endpoint there (router 2 has none).
+func startMigrationClusterOpts(t *testing.T, dynamoAddr string) *migrationCluster {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a cluster and dynalite; CI runs it without -short")
 	}
@@ -50,7 +62,7 @@ func startMigrationCluster(t *testing.T) *migrationCluster {
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	c, err := localcluster.Start(t.Context(), localcluster.Options{
 		Dir: t.TempDir(), Cluster: "mig", Nodes: 1, Routers: 2, RF: 1, Partitions: 8,
-		NoSync: true, CacheBytes: 1 << 20, ReadyTimeout: 30 * time.Second, Logger: logger,
+		NoSync: true, CacheBytes: 1 << 20, ReadyTimeout: 30 * time.Second, Logger: logger, DynamoDBAddr: dynamoAddr,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -284,8 +296,26 @@ func TestMigrationAdvance(t *testing.T) {
 		mc.unchanged(t, tc.name, m)
 	}
 
+	// An import exported before mirroring began does not count; one
+	// exported after it does, and the migration records it.
+	mirror := m.GetMirrorTime().AsTime()
+	if err := mc.store.RecordImport(ctx, "orders", "imp-old", mirror.Add(-time.Minute), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = adv(&migrationv1.AdvanceMigrationRequest{})
+	wantCode(t, "advance with an import exported before mirroring", err, codes.FailedPrecondition, "import job imp-old was exported at")
+	mc.unchanged(t, "advance with an import exported before mirroring", m)
+	if err := mc.store.RecordImport(ctx, "orders", "imp-new", mirror.Add(time.Second), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = adv(&migrationv1.AdvanceMigrationRequest{ImportJob: "imp-old"})
+	wantCode(t, "advance naming the old import", err, codes.FailedPrecondition, "import job imp-old was exported at")
+	if m, err = adv(&migrationv1.AdvanceMigrationRequest{To: migrationv1.Phase_PHASE_SHADOW, Reason: "snapshot loaded"}); err != nil ||
+		m.GetPhase() != migrationv1.Phase_PHASE_SHADOW || m.GetImportJob() != "imp-new" || m.GetHistory()[2].GetForced() {
+		t.Fatalf("advance from MIRROR after the import: %v, %v", m, err)
+	}
+
 	// In SHADOW no shadow read was compared yet: refused without force.
-	m = mc.moveTo(t, "orders", migrationv1.Phase_PHASE_SHADOW)
 	_, err = adv(&migrationv1.AdvanceMigrationRequest{})
 	wantCode(t, "advance with failing criteria", err, codes.FailedPrecondition, "mismatch_rate is", "cache_hit_ratio is", "override with force")
 	mc.unchanged(t, "advance with failing criteria", m)
@@ -293,7 +323,36 @@ func TestMigrationAdvance(t *testing.T) {
 	if err != nil || st.GetNext() != migrationv1.Phase_PHASE_CUTOVER || st.GetNextPercent() != 5 || len(st.GetCriteria()) != 4 || st.GetCriteria()[0].GetMet() {
 		t.Fatalf("GetMigration in SHADOW: %v, %v", st, err)
 	}
-	for _, pct := range []uint32{5, 25, 50} {
+	// A running stream job into the table adds the CDC lag criterion,
+	// read from its job document in etcd.
+	for _, tc := range []struct {
+		lag  time.Duration
+		met  bool
+		want string
+	}{{3 * time.Second, true, "3s (job cdc-1)"}, {12 * time.Second, false, "12s (job cdc-1)"}} {
+		job := &migratorv1.Job{Id: "cdc-1", Kind: migratorv1.JobKind_JOB_KIND_STREAM, State: migratorv1.JobState_JOB_STATE_RUNNING,
+			Spec:     &migratorv1.Job_StreamSpec{StreamSpec: &migratorv1.StreamSpec{Mapping: &migratorv1.Mapping{TargetTable: "orders"}}},
+			Progress: &migratorv1.Progress{Lag: durationpb.New(tc.lag)}}
+		b, err := protojson.Marshal(job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mc.c.EtcdCli.Put(ctx, topology.NewKeys("mig").Job("cdc-1"), string(b)); err != nil {
+			t.Fatal(err)
+		}
+		st, err := mc.mig[0].GetMigration(ctx, &migrationv1.GetMigrationRequest{Table: "orders"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := st.GetCriteria()[len(st.GetCriteria())-1]
+		if c.GetName() != "cdc_lag" || c.GetMet() != tc.met || c.GetValue() != tc.want || st.GetStats().GetCdcLag().AsDuration() != tc.lag {
+			t.Errorf("CDC lag %s: criterion %v, stats lag %v", tc.lag, c, st.GetStats().GetCdcLag())
+		}
+	}
+	if _, err := mc.c.EtcdCli.Delete(ctx, topology.NewKeys("mig").Job("cdc-1")); err != nil {
+		t.Fatal(err)
+	}
+	for _, pct := range []uint32{5} {
 		if m, err = adv(&migrationv1.AdvanceMigrationRequest{Percent: pct, Force: true, Reason: "load test window"}); err != nil {
 			t.Fatalf("forced advance to %d%%: %v", pct, err)
 		}
@@ -304,6 +363,35 @@ func TestMigrationAdvance(t *testing.T) {
 		}
 	}
 	seen(m)
+	// Two routers asked for the same step at once: exactly one takes it.
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Go(func() {
+			_, errs[i] = mc.mig[i].AdvanceMigration(ctx, &migrationv1.AdvanceMigrationRequest{Table: "orders", Percent: 25, Force: true, Reason: "race"})
+		})
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch status.Code(err) {
+		case codes.OK:
+			won++
+		case codes.Aborted, codes.FailedPrecondition:
+		default:
+			t.Errorf("concurrent advance: %v", err)
+		}
+	}
+	after, err := mc.store.Get(ctx, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if won != 1 || after.GetCutoverPercent() != 25 || len(after.GetHistory()) != len(m.GetHistory())+1 {
+		t.Fatalf("concurrent advances: %d won (%v); history %d entries after %d", won, errs, len(after.GetHistory()), len(m.GetHistory()))
+	}
+	if m, err = adv(&migrationv1.AdvanceMigrationRequest{Percent: 50, Force: true, Reason: "load test window"}); err != nil || m.GetCutoverPercent() != 50 {
+		t.Fatalf("forced advance to 50%%: %v, %v", m, err)
+	}
 	_, err = adv(&migrationv1.AdvanceMigrationRequest{Percent: 25, Force: true, Reason: "back"})
 	wantCode(t, "advance backwards", err, codes.FailedPrecondition, "the next step is CUTOVER 100%, not CUTOVER 25%")
 
@@ -321,8 +409,6 @@ func TestMigrationAdvance(t *testing.T) {
 	_, err = mc.mig[0].FinishMigration(ctx, &migrationv1.FinishMigrationRequest{Table: "orders"})
 	wantCode(t, "finish from SHADOW", err, codes.FailedPrecondition, "VELTRIX to DONE only")
 	m = mc.moveTo(t, "orders", migrationv1.Phase_PHASE_VELTRIX)
-	_, err = mc.mig[0].SyncItems(ctx, &migrationv1.SyncItemsRequest{Table: "orders", Keys: []string{`{"customer":{"S":"a"}}`}})
-	wantCode(t, "SyncItems without the DynamoDB endpoint", err, codes.FailedPrecondition, "serves no DynamoDB endpoint")
 	_, err = adv(&migrationv1.AdvanceMigrationRequest{Force: true, Reason: "x"})
 	wantCode(t, "advance from VELTRIX", err, codes.FailedPrecondition, "veltrix migrate finish")
 	_, err = mc.mig[0].FinishMigration(ctx, &migrationv1.FinishMigrationRequest{Table: "orders"})
@@ -349,4 +435,57 @@ func TestMigrationAdvance(t *testing.T) {
 	// SyncItems is refused outside MIRROR..VELTRIX.
 	_, err = mc.mig[0].SyncItems(ctx, &migrationv1.SyncItemsRequest{Table: "orders", Keys: []string{`{"customer":{"S":"a"}}`}})
 	wantCode(t, "SyncItems in DONE", err, codes.FailedPrecondition, "MIRROR to VELTRIX only")
+}
+
+// TestMigrationSyncItems: SyncItems on a router with the DynamoDB endpoint
+// copies DynamoDB's item into Veltrix; a router without the endpoint, a
+// table not mirroring and too many keys are refused.
+func TestMigrationSyncItems(t *testing.T) {
+	mc := startMigrationClusterOpts(t, "127.0.0.1:0")
+	ctx := as(t.Context(), "sync@test")
+	mc.upstreamTable(t, "carts", "id:S", "")
+	item := map[string]ddbtypes.AttributeValue{"id": &ddbtypes.AttributeValueMemberS{Value: "a"}, "n": &ddbtypes.AttributeValueMemberN{Value: "7"}}
+	if _, err := mc.up.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String("carts"), Item: item}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.mig[0].StartMigration(ctx, &migrationv1.StartMigrationRequest{Table: "carts",
+		Upstream: &migrationv1.Upstream{Endpoint: mc.upstream, Table: "carts", Region: "us-east-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	key := `{"id":{"S":"a"}}`
+	_, err := mc.mig[0].SyncItems(ctx, &migrationv1.SyncItemsRequest{Table: "carts", Keys: []string{key}})
+	wantCode(t, "SyncItems in PROXY", err, codes.FailedPrecondition, "MIRROR to VELTRIX only")
+	if _, err := mc.mig[0].AdvanceMigration(ctx, &migrationv1.AdvanceMigrationRequest{Table: "carts"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = mc.mig[1].SyncItems(ctx, &migrationv1.SyncItemsRequest{Table: "carts", Keys: []string{key}})
+	wantCode(t, "SyncItems on a router without the endpoint", err, codes.FailedPrecondition, "serves no DynamoDB endpoint")
+	_, err = mc.mig[0].SyncItems(ctx, &migrationv1.SyncItemsRequest{Table: "carts", Keys: make([]string, 101)})
+	wantCode(t, "SyncItems with 101 keys", err, codes.InvalidArgument, "at most 100")
+
+	resp, err := mc.mig[0].SyncItems(ctx, &migrationv1.SyncItemsRequest{Table: "carts", Keys: []string{key, `{"nope":{"S":"a"}}`}})
+	if err != nil || len(resp.GetErrors()) != 2 || resp.GetErrors()[0] != "" || resp.GetErrors()[1] == "" {
+		t.Fatalf("SyncItems: %v, %v; want the first synced and the second refused", resp, err)
+	}
+	// Only Veltrix has the item now: DynamoDB's copy is deleted behind the
+	// endpoint's back, and in VELTRIX reads come from Veltrix.
+	if _, err := mc.up.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String("carts"), Key: map[string]ddbtypes.AttributeValue{"id": item["id"]}}); err != nil {
+		t.Fatal(err)
+	}
+	mc.moveTo(t, "carts", migrationv1.Phase_PHASE_VELTRIX)
+	ep := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://" + mc.c.DynamoDBAddr()),
+		Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", "")})
+	for i := 0; ; i++ {
+		out, err := ep.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("carts"), Key: map[string]ddbtypes.AttributeValue{"id": item["id"]}})
+		if err == nil && out.Item != nil {
+			if n, ok := out.Item["n"].(*ddbtypes.AttributeValueMemberN); !ok || n.Value != "7" {
+				t.Fatalf("Veltrix's copy %v, want n 7", out.Item)
+			}
+			return
+		}
+		if i == 100 {
+			t.Fatalf("the endpoint never served the synced item from Veltrix: %v, %v", out, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

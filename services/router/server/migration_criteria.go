@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/veltrixdb/veltrix/pkg/migration"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
@@ -143,7 +144,7 @@ func describeFailed(cs []*migrationv1.Criterion) string {
 func (m *migrationService) evidence(ctx context.Context, mg *migrationv1.Migration, importJob string) (evidence, error) {
 	var ev evidence
 	err := m.etcd(ctx, func(ctx context.Context) error {
-		st, err := m.figures.Stats(ctx, mg.GetTable())
+		st, err := m.store.Stats(ctx, mg.GetTable())
 		if err != nil {
 			return err
 		}
@@ -151,7 +152,7 @@ func (m *migrationService) evidence(ctx context.Context, mg *migrationv1.Migrati
 		if ev.streamJob, ev.stats.CdcLag, err = m.streamLag(ctx, mg.GetTable()); err != nil {
 			return err
 		}
-		imports, err := m.figures.Imports(ctx, mg.GetTable())
+		imports, err := m.store.Imports(ctx, mg.GetTable())
 		if err != nil {
 			return err
 		}
@@ -174,10 +175,10 @@ func (m *migrationService) evidence(ctx context.Context, mg *migrationv1.Migrati
 
 // pickImport returns the import leaving MIRROR relies on (named, or the
 // newest), if it was exported after mirroring began, else "" and why not.
-func pickImport(imports []importRecord, named string, mg *migrationv1.Migration) (string, string) {
+func pickImport(imports []migration.ImportRecord, named string, mg *migrationv1.Migration) (string, string) {
 	mirror := mg.GetMirrorTime().AsTime()
 	since := "after mirroring began at " + mirror.UTC().Format(time.RFC3339)
-	var best *importRecord
+	var best *migration.ImportRecord
 	for i := range imports {
 		im := &imports[i]
 		if named != "" && im.Job != named {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veltrixdb/veltrix/pkg/migration"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -129,9 +130,9 @@ func TestAdvanceTarget(t *testing.T) {
 func TestPickImport(t *testing.T) {
 	mirror := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	m := &migrationv1.Migration{Table: "t", MirrorTime: timestamppb.New(mirror)}
-	imports := []importRecord{{Job: "old", ExportTime: mirror.Add(-time.Hour)}, {Job: "new", ExportTime: mirror.Add(time.Minute)}}
+	imports := []migration.ImportRecord{{Job: "old", ExportTime: mirror.Add(-time.Hour)}, {Job: "new", ExportTime: mirror.Add(time.Minute)}}
 	for _, tc := range []struct {
-		imports []importRecord
+		imports []migration.ImportRecord
 		named   string
 		job     string
 		note    string
@@ -141,7 +142,7 @@ func TestPickImport(t *testing.T) {
 		{imports, "old", "", "import job old was exported at 2026-12-07T09:00:00Z"},
 		{imports, "nope", "", "no completed import job nope"},
 		{imports[:1], "", "", "import job old was exported at"},
-		{[]importRecord{{Job: "same", ExportTime: mirror}}, "", "", "import job same"},
+		{[]migration.ImportRecord{{Job: "same", ExportTime: mirror}}, "", "", "import job same"},
 	} {
 		job, note := pickImport(tc.imports, tc.named, m)
 		if job != tc.job || !strings.Contains(note, tc.note) || (tc.job == "") == (note == "") {

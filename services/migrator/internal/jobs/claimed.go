@@ -192,39 +192,59 @@ func (e *Env) writeObserved(ctx context.Context, table, what string, muts []clie
 }
 
 // sendRetry is one BatchWrite, retried for p.retryFor while Veltrix is
-// unavailable (writeBackoff between attempts). It is the write path's one
-// retry policy: the calls go through Env.Direct, which does not retry, so
-// a failure is one call and the number of calls follows writeBackoff.
+// unavailable (retryWrite).
 func (e *Env) sendRetry(ctx context.Context, table, what string, muts []client.Mutation, p writePolicy) ([]client.WriteResult, error) {
+	var res []client.WriteResult
+	err := e.retryWrite(ctx, table, what, p, func() error {
+		var err error
+		res, err = e.Direct.BatchWriteResults(ctx, muts)
+		return err
+	})
+	return res, err
+}
+
+// errStopRetry, returned by a retryWrite call, ends the retries at once.
+var errStopRetry = errors.New("jobs: retry abandoned")
+
+// retryWrite makes one write call (a BatchWrite, a SyncItems), retried for
+// p.retryFor while Veltrix is unavailable (writeBackoff between attempts).
+// It is the write path's one retry policy: the calls go through Env.Direct,
+// which does not retry, so a failure is one call and the number of calls
+// follows writeBackoff. InvalidArgument and errStopRetry are returned at
+// once; NotFound fails the job.
+func (e *Env) retryWrite(ctx context.Context, table, what string, p writePolicy, call func() error) error {
 	deadline := time.Now().Add(p.retryFor)
 	for attempt := 1; ; attempt++ {
-		res, err := e.Direct.BatchWriteResults(ctx, muts)
+		err := call()
 		if err == nil {
 			if p.observe != nil {
 				p.observe(nil)
 			}
-			return res, nil
+			return nil
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
+		}
+		if errors.Is(err, errStopRetry) {
+			return err
 		}
 		switch status.Code(err) {
 		case codes.InvalidArgument:
-			return nil, err
+			return err
 		case codes.NotFound:
-			return nil, fail("target table %q not found while writing (deleted during the job?): %v", table, err)
+			return fail("target table %q not found while writing (deleted during the job?): %v", table, err)
 		}
 		if p.retryFor > 0 && time.Now().After(deadline) {
-			return nil, fail("writes to Veltrix failed for %s: %v", p.retryFor, err)
+			return fail("writes to Veltrix failed for %s: %v", p.retryFor, err)
 		}
 		if p.observe != nil {
 			p.observe(fmt.Errorf("write to Veltrix table %s: %w", table, err))
 		}
-		e.Logger.Warn("batch write failed; retrying", "source", what, "attempt", attempt, "err", err)
+		e.Logger.Warn("write to Veltrix failed; retrying", "source", what, "attempt", attempt, "err", err)
 		select {
 		case <-time.After(writeBackoff(attempt)):
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 	}
 }

@@ -46,7 +46,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/veltrixdb/veltrix/pkg/client"
+	"github.com/veltrixdb/veltrix/pkg/migration"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -148,6 +150,14 @@ type Env struct {
 	// reach AWS with. Default: LoadAWSConfig (the default credential
 	// chain).
 	AWSConfig func(ctx context.Context, o *migratorv1.AwsOptions) (aws.Config, error)
+	// Migrations, when set, is the watch of migration mode (pkg/migration):
+	// a stream into a table whose migration mirrors writes has the routers
+	// re-sync each changed item (Sync) instead of applying its image, and an
+	// import that succeeds into a table with a migration is recorded.
+	Migrations *migration.Watcher
+	// Sync is the routers' MigrationService through a connection that does
+	// not retry (the stream retries). Required with Migrations.
+	Sync migrationv1.MigrationServiceClient
 	// StreamOptions are the base options of stream consumers and
 	// table-scan sources (tests shorten their waits). Default: their own
 	// defaults.

@@ -282,10 +282,19 @@ type migrator struct {
 
 func startMigrator(t *testing.T, store *Store, target Target, id string) *migrator {
 	t.Helper()
+	return startMigratorEnv(t, store, target, id, nil)
+}
+
+// startMigratorEnv is startMigrator with configure's changes to the Env.
+func startMigratorEnv(t *testing.T, store *Store, target Target, id string, configure func(*Env)) *migrator {
+	t.Helper()
 	env := &Env{Store: store, Target: target, ID: id, Logger: testLogger(t).With("migrator", id), PollInterval: 50 * time.Millisecond,
 		WriteRetry: 5 * time.Second, AWSConfig: staticAWS,
 		StreamOptions: cdc.Options{PollInterval: 10 * time.Millisecond, DiscoveryInterval: 50 * time.Millisecond,
 			MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond}}
+	if configure != nil {
+		configure(env)
+	}
 	mgr, err := StartManager(env, ManagerOptions{SessionTTL: 2 * time.Second, RescanInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

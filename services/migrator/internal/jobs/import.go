@@ -376,7 +376,7 @@ func (r *importRun) finish(ctx context.Context, job *migratorv1.Job) error {
 		problems = append(problems, fileProblems(f, fileTally{Unread: cp.Unread, Records: cp.Records, LineRejects: cp.LineRejects}, "imported")...)
 	}
 	state := outcome(problems)
-	_, err = e.Store.FinishAttempt(ctx, r.id, r.attempt, state, problemsText(problems), e.Now(), func(j *migratorv1.Job) {
+	err = e.finishImport(ctx, r.id, r.attempt, r.m.Table, r.exp.ExportTime, state, problemsText(problems), func(j *migratorv1.Job) {
 		j.Problems = problems
 	})
 	if err == nil {

@@ -343,6 +343,12 @@ func (r *streamRun) newConsumer(ctx context.Context) (consumer, error) {
 	return nil, fail("spec.kind: %s is not a stream kind", r.spec.GetKind())
 }
 
+// changeReject is the dead-letter entry of a change that was not applied.
+func changeReject(c cdc.Change, reason string) StoredReject {
+	return StoredReject{Key: StreamRejectKey(c.Shard, c.Seq), Reject: &migratorv1.Reject{
+		Source: "shard " + c.Shard + " record " + c.Seq, Reason: reason}}
+}
+
 // rejectRecord takes a record the consumer cannot decode into the job's
 // dead-letter report; the job goes on.
 func (r *streamRun) rejectRecord(ctx context.Context, rj cdc.Reject) error {
@@ -352,8 +358,15 @@ func (r *streamRun) rejectRecord(ctx context.Context, rj cdc.Reject) error {
 		Source: "shard " + rj.Shard + " record " + rj.Seq, Reason: rj.Reason, Excerpt: excerpt(rj.Data)}}})
 }
 
-// apply writes one page of changes of one shard.
+// apply writes one page of changes of one shard, or has the routers
+// re-sync its items while the target table's migration mirrors writes.
 func (r *streamRun) apply(ctx context.Context, changes []cdc.Change) error {
+	if r.env.syncsThroughRouter(r.m.Table) {
+		if err := r.syncChanges(ctx, changes); !errors.Is(err, errStopRetry) {
+			return err
+		}
+		r.env.Logger.Info("the table's migration stopped mirroring writes; applying the stream's images", "job", r.id, "table", r.m.Table)
+	}
 	now := r.env.Now()
 	muts := make([]client.Mutation, 0, len(changes))
 	from := make([]int, 0, len(changes)) // the change of each mutation
@@ -361,8 +374,7 @@ func (r *streamRun) apply(ctx context.Context, changes []cdc.Change) error {
 	var rejects []StoredReject
 	reject := func(c cdc.Change, reason string) {
 		d.rejects++
-		rejects = append(rejects, StoredReject{Key: StreamRejectKey(c.Shard, c.Seq), Reject: &migratorv1.Reject{
-			Source: "shard " + c.Shard + " record " + c.Seq, Reason: reason}})
+		rejects = append(rejects, changeReject(c, reason))
 	}
 	del := func(i int, c cdc.Change) bool {
 		pk, sk, err := r.m.Keys.Key(c.Keys)

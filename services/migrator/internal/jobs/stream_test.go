@@ -73,12 +73,7 @@ func liveValues(f *fakeTarget) map[string]string {
 func TestStreamJob(t *testing.T) {
 	store := newStore(t)
 	fake := newFake()
-	sf := streamsfake.New(streamsfake.Options{})
-	endpoint := streamsfake.Serve(t, sf)
-	arn := sf.CreateStream("sessions", "NEW_AND_OLD_IMAGES")
-	if err := sf.CreateShard(arn, "shardId-1", ""); err != nil {
-		t.Fatal(err)
-	}
+	sf, endpoint, arn := sessionsStream(t)
 	at := time.Now().Add(-time.Minute)
 	put := func(recs ...json.RawMessage) {
 		t.Helper()
@@ -147,6 +142,19 @@ func TestStreamJob(t *testing.T) {
 	waitFor(t, 10*time.Second, "the run to stop", func() bool { return len(b.mgr.Running()) == 0 })
 }
 
+// sessionsStream serves a DynamoDB stream of table sessions with one shard,
+// shardId-1.
+func sessionsStream(t *testing.T) (sf *streamsfake.Fake, endpoint, arn string) {
+	t.Helper()
+	sf = streamsfake.New(streamsfake.Options{})
+	endpoint = streamsfake.Serve(t, sf)
+	arn = sf.CreateStream("sessions", "NEW_AND_OLD_IMAGES")
+	if err := sf.CreateShard(arn, "shardId-1", ""); err != nil {
+		t.Fatal(err)
+	}
+	return sf, endpoint, arn
+}
+
 // closedEndpoint is a loopback address nothing listens on.
 func closedEndpoint(t *testing.T) string {
 	t.Helper()
@@ -166,12 +174,7 @@ func closedEndpoint(t *testing.T) string {
 // however hot the retries, and ends FAILED with a SOURCE_UNAVAILABLE
 // problem once fail_after has passed without a success.
 func TestStreamJobHealth(t *testing.T) {
-	sf := streamsfake.New(streamsfake.Options{})
-	endpoint := streamsfake.Serve(t, sf)
-	arn := sf.CreateStream("sessions", "NEW_AND_OLD_IMAGES")
-	if err := sf.CreateShard(arn, "shardId-1", ""); err != nil {
-		t.Fatal(err)
-	}
+	sf, endpoint, arn := sessionsStream(t)
 	if _, err := sf.Put(arn, "shardId-1", streamsfake.NewRecord("INSERT", skey("a", 1), sitem("a", 1, "a1"), time.Now(), false)); err != nil {
 		t.Fatal(err)
 	}
@@ -266,12 +269,7 @@ func (downTarget) DescribeTable(context.Context, string) (*kvv1.Table, error) {
 func TestStreamJobRecovers(t *testing.T) {
 	store := newStore(t)
 	fake := newFake()
-	sf := streamsfake.New(streamsfake.Options{})
-	endpoint := streamsfake.Serve(t, sf)
-	arn := sf.CreateStream("sessions", "NEW_AND_OLD_IMAGES")
-	if err := sf.CreateShard(arn, "shardId-1", ""); err != nil {
-		t.Fatal(err)
-	}
+	sf, endpoint, arn := sessionsStream(t)
 	if _, err := sf.Put(arn, "shardId-1", streamsfake.NewRecord("INSERT", skey("a", 1), sitem("a", 1, "a1"), time.Now(), false)); err != nil {
 		t.Fatal(err)
 	}

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/veltrixdb/veltrix/pkg/client"
 	"github.com/veltrixdb/veltrix/pkg/ddb"
+	"github.com/veltrixdb/veltrix/pkg/hlc"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc/checkpoint"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/mapping"
@@ -35,6 +38,8 @@ type scanImportRun struct {
 	sink      *rejectSink
 	counts    counters
 	base      *migratorv1.Progress
+	// version is the scan's version (from its pages), 0 before a page.
+	version atomic.Uint64
 }
 
 func (e *Env) runTableScanImport(ctx context.Context, job *migratorv1.Job, lease clientv3.LeaseID) error {
@@ -132,7 +137,13 @@ func (r *scanImportRun) run(ctx context.Context) error {
 			Detail: fmt.Sprintf("%d items rejected and not imported (see the job's rejects)", n)})
 	}
 	state := outcome(problems)
-	if _, err := e.Store.FinishAttempt(ctx, r.id, r.attempt, state, problemsText(problems), e.Now(), func(j *migratorv1.Job) {
+	// The items carry the scan's first start as their version: that is the
+	// snapshot time a migration compares with its mirror time.
+	var snapshot time.Time
+	if v := r.version.Load(); v != 0 {
+		snapshot = hlc.Time(v)
+	}
+	if err := e.finishImport(ctx, r.id, r.attempt, r.m.Table, snapshot, state, problemsText(problems), func(j *migratorv1.Job) {
 		j.Progress = p
 		j.Problems = problems
 	}); err != nil {
@@ -155,6 +166,7 @@ func itemReject(segment int, it ddb.Item, reason string) StoredReject {
 
 // apply writes one Scan page.
 func (r *scanImportRun) apply(ctx context.Context, p scan.Page) error {
+	r.version.Store(p.Version)
 	now := r.env.Now()
 	var d delta
 	var rejects []StoredReject
