@@ -634,6 +634,24 @@ func TestMigrationPhases(t *testing.T) {
 		if len(mm) != 2 || mm[1].GetOperation() != "Query" || mm[1].GetDynamodbItem() != "" || mm[1].GetVeltrixItem() == "" {
 			t.Fatalf("mismatches %v, want a second one for Query with only Veltrix's item", mm)
 		}
+		// BatchGetItem: each key asked for is compared.
+		if err := put("bg", "dynamodb"); err != nil {
+			t.Fatal(err)
+		}
+		mc.putVeltrix(t, table, ddb.Item{"pk": ddb.S("bg"), "v": ddb.S("veltrix-bg")})
+		if _, err := ep.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{
+			table: {Keys: []map[string]types.AttributeValue{{"pk": s("bg")}, {"pk": s("a")}}}}}); err != nil {
+			t.Fatal(err)
+		}
+		for range 200 {
+			if _, _, _, _, _, mm = ctl.Snapshot(); len(mm) > 2 {
+				break
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		if len(mm) != 3 || mm[2].GetOperation() != "BatchGetItem" || mm[2].GetKey() != keyJSON("bg") {
+			t.Fatalf("mismatches %v, want a third one for BatchGetItem of bg", mm)
+		}
 	})
 
 	ctl.SetPhase(table, migrationv1.Phase_PHASE_CUTOVER, 50)
