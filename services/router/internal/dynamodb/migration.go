@@ -207,39 +207,46 @@ func (m *migrator) route(ctx context.Context, op string, body []byte) (resp any,
 // mirrorWrite forwards a write to DynamoDB and, once DynamoDB accepted
 // it, re-syncs every item it wrote; DynamoDB's answer is the client's in
 // every case. A failed re-sync is queued (Control.EnqueueSync) before the
-// answer is returned.
+// answer is returned. A write whose outcome is unknown (a 5xx answer, or
+// no answer) is re-synced too: a re-sync copies whatever DynamoDB holds.
 func (m *migrator) mirrorWrite(ctx context.Context, mg *migrationv1.Migration, op string, body []byte) (any, error) {
 	resp, err := m.up.forward(ctx, mg, op, body)
-	if err != nil || !resp.ok() {
-		return resp, err
+	if err == nil && !resp.ok() && resp.status < 500 {
+		return resp, nil // refused by DynamoDB: nothing was written
 	}
-	// DynamoDB has the write: the client's cancelling must not stop the
-	// re-sync or the queueing.
+	// The client's cancelling must not stop the re-sync or the queueing.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.h.o.RequestTimeout)
 	defer cancel()
+	m.mirror(sctx, mg, op, body)
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// mirror re-syncs the items a write wrote, queueing the ones that fail.
+func (m *migrator) mirror(ctx context.Context, mg *migrationv1.Migration, op string, body []byte) {
 	table := mg.GetTable()
 	t, err := m.h.table(table)
 	if err != nil {
 		m.h.o.Logger.Error("dynamodb: migration: a write DynamoDB accepted cannot be mirrored: the Veltrix table is unusable; run verify and repair",
 			"table", table, "op", op, "err", err)
 		m.ctl.MirrorWrite(table, true)
-		return resp, nil
+		return
 	}
 	keys, err := writtenKeys(t, op, body)
 	if err != nil {
 		m.h.o.Logger.Error("dynamodb: migration: a write DynamoDB accepted names keys Veltrix cannot parse; run verify and repair",
 			"table", table, "op", op, "err", err)
 		m.ctl.MirrorWrite(table, true)
-		return resp, nil
+		return
 	}
-	errs := m.syncKeys(sctx, mg, t, keys)
-	for i, err := range errs {
+	for i, err := range m.syncKeys(ctx, mg, t, keys) {
 		if err != nil {
-			m.queue(sctx, table, keys[i], err)
+			m.queue(ctx, table, keys[i], err)
 		}
 		m.ctl.MirrorWrite(table, err != nil)
 	}
-	return resp, nil
 }
 
 // queue queues a failed re-sync of key for replay; when even that fails

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/veltrixdb/veltrix/pkg/topology"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	"github.com/veltrixdb/veltrix/services/router/internal/dynamodb/migrationtest"
 )
@@ -42,9 +43,10 @@ func (f *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // proxyEndpoint is an endpoint whose table "app" is in PROXY towards
 // upstream table "up" served by f.
-func proxyEndpoint(t *testing.T, upURL string) *endpoint {
+func proxyEndpoint(t *testing.T, upURL string) (*endpoint, *migrationtest.Control) {
 	t.Helper()
 	e := &endpoint{b: newTestBackend(t)}
+	e.b.addTable(topology.Table{Name: "app", KeySchema: &topology.KeySchema{PartitionKey: topology.KeyAttribute{Name: "pk", Type: "S"}}})
 	ctl := migrationtest.New()
 	ctl.Set(&migrationv1.Migration{Table: "app", Phase: migrationv1.Phase_PHASE_PROXY,
 		Upstream: &migrationv1.Upstream{Endpoint: upURL, Table: "up", Region: "us-east-1"}})
@@ -52,7 +54,7 @@ func proxyEndpoint(t *testing.T, upURL string) *endpoint {
 		Control: ctl, Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", "")}})
 	e.srv = httptest.NewServer(e.h)
 	t.Cleanup(func() { e.srv.Close(); e.h.Close() })
-	return e
+	return e, ctl
 }
 
 // TestUpstreamForwarding: a PROXY table's request reaches DynamoDB signed
@@ -62,7 +64,7 @@ func TestUpstreamForwarding(t *testing.T) {
 	f := &fakeUpstream{status: http.StatusOK, body: `{"ConsumedCapacity":{"TableName":"up","CapacityUnits":1}}`}
 	up := httptest.NewServer(f)
 	defer up.Close()
-	e := proxyEndpoint(t, up.URL)
+	e, ctl := proxyEndpoint(t, up.URL)
 
 	status, hdr, body := rawCall(t, e, http.MethodPost, targetPrefix+"PutItem", []byte(`{"TableName":"app","Item":{"pk":{"S":"a"}},"ReturnConsumedCapacity":"TOTAL"}`), nil)
 	if status != http.StatusOK {
@@ -113,6 +115,26 @@ func TestUpstreamForwarding(t *testing.T) {
 	if status != http.StatusBadRequest || !strings.Contains(string(body), "ValidationException") {
 		t.Fatalf("mixed batch: %d %s", status, body)
 	}
+
+	// In MIRROR, a write DynamoDB answered with a 5xx may have been
+	// applied: it is re-synced (here that fails too, so it is queued) and
+	// the client gets DynamoDB's answer.
+	ctl.SetPhase("app", migrationv1.Phase_PHASE_MIRROR, 0)
+	f.mu.Lock()
+	f.status, f.body = http.StatusInternalServerError, `{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"boom"}`
+	f.mu.Unlock()
+	status, _, body = rawCall(t, e, http.MethodPost, targetPrefix+"PutItem", []byte(`{"TableName":"app","Item":{"pk":{"S":"a"}}}`), nil)
+	if status != http.StatusInternalServerError || !strings.Contains(string(body), "boom") || ctl.Pending() != 1 {
+		t.Fatalf("5xx write: status %d %s, %d queued; want DynamoDB's answer and one queued re-sync", status, body, ctl.Pending())
+	}
+	// A refused write (4xx) is not re-synced.
+	f.mu.Lock()
+	f.status, f.body = http.StatusBadRequest, `{"__type":"com.amazonaws.dynamodb.v20120810#ValidationException","message":"no"}`
+	f.mu.Unlock()
+	if status, _, _ = rawCall(t, e, http.MethodPost, targetPrefix+"PutItem", []byte(`{"TableName":"app","Item":{"pk":{"S":"b"}}}`), nil); status != http.StatusBadRequest || ctl.Pending() != 1 {
+		t.Fatalf("refused write: status %d, %d queued", status, ctl.Pending())
+	}
+	ctl.SetPhase("app", migrationv1.Phase_PHASE_PROXY, 0)
 
 	// An upstream that cannot be reached is ServiceUnavailable.
 	up.Close()

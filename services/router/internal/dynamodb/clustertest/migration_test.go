@@ -571,6 +571,26 @@ func TestMigrationPhases(t *testing.T) {
 			t.Fatalf("pending %d, Veltrix %v; want 1 queued and nothing written", ctl.Pending(), mc.veltrixItem(t, table, "q"))
 		}
 		failSync.Delete("q")
+		// When queueing fails too (the router's etcd unreachable, or the
+		// router dying before it queued), the client still has DynamoDB's
+		// answer and the item waits for its next trigger: here its CDC
+		// record, through SyncItems.
+		failSync.Store("lost", true)
+		ctl.FailQueue(true)
+		if err := put("lost", "1"); err != nil {
+			t.Fatalf("put with a failing re-sync and queue: %v", err)
+		}
+		if ctl.Pending() != 1 || mc.veltrixItem(t, table, "lost") != nil {
+			t.Fatalf("pending %d, Veltrix %v; want nothing more queued or written", ctl.Pending(), mc.veltrixItem(t, table, "lost"))
+		}
+		failSync.Delete("lost")
+		ctl.FailQueue(false)
+		if errs := ep.h.SyncItems(ctx, table, []string{keyJSON("lost")}); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+		if diffs := ddbep.CompareItems(mc.upstreamItem(t, upTable, "lost"), mc.veltrixItem(t, table, "lost")); diffs != nil {
+			t.Fatalf("after the CDC re-sync: %v", diffs)
+		}
 		// The Veltrix copy differs now; reads still come from DynamoDB.
 		mc.putVeltrix(t, table, ddb.Item{"pk": ddb.S("a"), "v": ddb.S("veltrix")})
 		if v := getV(t, ep.db, table, "a"); v != "2" {
@@ -633,6 +653,24 @@ func TestMigrationPhases(t *testing.T) {
 		}
 		if len(mm) != 2 || mm[1].GetOperation() != "Query" || mm[1].GetDynamodbItem() != "" || mm[1].GetVeltrixItem() == "" {
 			t.Fatalf("mismatches %v, want a second one for Query with only Veltrix's item", mm)
+		}
+		// BatchGetItem: each key asked for is compared.
+		if err := put("bg", "dynamodb"); err != nil {
+			t.Fatal(err)
+		}
+		mc.putVeltrix(t, table, ddb.Item{"pk": ddb.S("bg"), "v": ddb.S("veltrix-bg")})
+		if _, err := ep.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{
+			table: {Keys: []map[string]types.AttributeValue{{"pk": s("bg")}, {"pk": s("a")}}}}}); err != nil {
+			t.Fatal(err)
+		}
+		for range 200 {
+			if _, _, _, _, _, mm = ctl.Snapshot(); len(mm) > 2 {
+				break
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		if len(mm) != 3 || mm[2].GetOperation() != "BatchGetItem" || mm[2].GetKey() != keyJSON("bg") {
+			t.Fatalf("mismatches %v, want a third one for BatchGetItem of bg", mm)
 		}
 	})
 
