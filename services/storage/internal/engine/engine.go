@@ -186,6 +186,7 @@ type Engine struct {
 	cache      Cache
 	cacheEpoch atomic.Uint32
 	stripes    [cacheStripes]stripe
+	gens       writeGens
 
 	purgeMu   sync.Mutex // one purge pass at a time
 	syncMu    sync.Mutex // serialises SetSyncPoint's read-compare-write
@@ -367,6 +368,7 @@ type Stats struct {
 	BytesWritten   uint64 // value bytes of applied records
 	CommitGroups   uint64 // Pebble batches committed by the committer
 	CommitRequests uint64 // requests in those batches; CommitRequests/CommitGroups is the group size
+	CommitRereads  uint64 // keys the committer read again: a write became visible after Apply read them
 	Scans          uint64
 	ScanRecords    uint64
 	StreamRecords  uint64
@@ -381,7 +383,7 @@ type counters struct {
 	gets, getsFound, cacheHits, cacheMisses, bytesRead       atomic.Uint64
 	applies, applied, superseded, bytesWritten               atomic.Uint64
 	groups, groupRequests, scans, scanRecords, streamRecords atomic.Uint64
-	purgePasses, purgedTombs, purgedExpired                  atomic.Uint64
+	rereads, purgePasses, purgedTombs, purgedExpired         atomic.Uint64
 }
 
 // Stats returns the engine's counters and Pebble's metrics.
@@ -392,7 +394,7 @@ func (e *Engine) Stats() Stats {
 		BytesRead: e.st.bytesRead.Load(),
 		Applies:   e.st.applies.Load(), Applied: e.st.applied.Load(), Superseded: e.st.superseded.Load(),
 		BytesWritten: e.st.bytesWritten.Load(),
-		CommitGroups: e.st.groups.Load(), CommitRequests: e.st.groupRequests.Load(),
+		CommitGroups: e.st.groups.Load(), CommitRequests: e.st.groupRequests.Load(), CommitRereads: e.st.rereads.Load(),
 		Scans: e.st.scans.Load(), ScanRecords: e.st.scanRecords.Load(), StreamRecords: e.st.streamRecords.Load(),
 		PurgePasses: e.st.purgePasses.Load(), PurgedTombs: e.st.purgedTombs.Load(), PurgedExpired: e.st.purgedExpired.Load(),
 	}

@@ -27,8 +27,9 @@ const (
 // request is one call handed to the committer goroutine.
 type request struct {
 	kind      reqKind
-	recs      []Record // reqApply
-	keys      [][]byte // reqApply: encoded item keys of recs
+	recs      []Record     // reqApply
+	keys      [][]byte     // reqApply: encoded item keys of recs
+	pre       []prefetched // reqApply: state of keys read by the caller
 	size      int
 	purge     []purgeCandidate // reqPurge
 	partition uint32           // reqDrop
@@ -42,6 +43,17 @@ type request struct {
 }
 
 type purgeCandidate struct{ itemKey, indexKey []byte }
+
+// prefetched is an item's state that Apply read in its own goroutine before
+// queueing, so that concurrent Applies read Pebble in parallel rather than
+// one after another in the committer. gen is the key's write generation
+// loaded before the read: if it has moved when the committer stages the
+// request, a write became visible since and the committer reads again.
+type prefetched struct {
+	sl   *slot // nil if the read failed
+	hash uint64
+	gen  uint64
+}
 
 // group is the requests committed in one Pebble batch.
 type group struct {
@@ -98,7 +110,7 @@ func (e *Engine) ApplyCurrent(recs []Record) ([]Outcome, []uint64, error) {
 	if p := e.writeErr.Load(); p != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrWriteFailed, *p)
 	}
-	r := &request{kind: reqApply, recs: recs, keys: keys, size: size, done: make(chan struct{})}
+	r := &request{kind: reqApply, recs: recs, keys: keys, pre: e.prefetch(keys), size: size, done: make(chan struct{})}
 	e.reqs <- r
 	<-r.done
 	if r.err != nil {
@@ -134,6 +146,18 @@ func (e *Engine) prepare(recs []Record) ([][]byte, int, error) {
 		keys[i] = EncodeKey(recs[i].Key)
 	}
 	return keys, size, nil
+}
+
+// prefetch reads the current state of keys for the committer.
+func (e *Engine) prefetch(keys [][]byte) []prefetched {
+	pre := make([]prefetched, len(keys))
+	for i, ik := range keys {
+		h := keyHash(ik)
+		pre[i] = prefetched{hash: h, gen: e.gens.of(h).Load()}
+		// On an error the committer reads again and reports it.
+		pre[i].sl, _ = e.readSlot(ik)
+	}
+	return pre
 }
 
 func checkRecord(r *Record) string {
@@ -279,13 +303,17 @@ func (e *Engine) commitGroup(reqs []*request) {
 }
 
 // syncLoop waits for each pipelined group's WAL sync, in commit order, then
-// acknowledges its requests.
+// acknowledges its requests. Once a commit or sync has failed it
+// acknowledges no later group: a later group may have been built on the
+// failed one's writes (LWW compared with them, digests added to them).
 func (e *Engine) syncLoop() {
 	defer close(e.syncerDone)
 	for g := range e.syncq {
 		err := g.batch.SyncWait()
 		if err != nil {
 			e.setWriteErr(err)
+		} else if p := e.writeErr.Load(); p != nil {
+			err = *p
 		}
 		e.reply(g, err)
 		_ = g.batch.Close()
@@ -298,13 +326,11 @@ func (e *Engine) afterCommit(g *group, err error) {
 	if err != nil {
 		e.setWriteErr(err)
 	}
-	if e.cache != nil {
-		if g.drop {
-			e.invalidateAll()
-		}
-		for _, ik := range g.written {
-			e.invalidate(ik)
-		}
+	if g.drop {
+		e.invalidateAll()
+	}
+	for _, ik := range g.written {
+		e.invalidate(ik)
 	}
 }
 
@@ -344,14 +370,26 @@ func (e *Engine) reply(g *group, err error) {
 }
 
 // lookup returns the current state of an item: from the calling request's
-// own earlier writes, the group's, or Pebble.
-func (e *Engine) lookup(gs *groupState, local map[string]*slot, ik []byte) (*slot, error) {
+// own earlier writes, the group's, the caller's read if no write became
+// visible since (pre may be nil), or Pebble.
+func (e *Engine) lookup(gs *groupState, local map[string]*slot, ik []byte, pre *prefetched) (*slot, error) {
 	if sl, ok := local[string(ik)]; ok {
 		return sl, nil
 	}
 	if sl, ok := gs.overlay[string(ik)]; ok {
 		return sl, nil
 	}
+	if pre != nil {
+		if pre.sl != nil && e.gens.of(pre.hash).Load() == pre.gen {
+			return pre.sl, nil
+		}
+		e.st.rereads.Add(1)
+	}
+	return e.readSlot(ik)
+}
+
+// readSlot reads an item's state from Pebble.
+func (e *Engine) readSlot(ik []byte) (*slot, error) {
 	v, closer, err := e.db.Get(ik)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return &slot{}, nil
@@ -427,7 +465,7 @@ func (e *Engine) stageApply(r *request, b *pebble.Batch, gs *groupState, g *grou
 	current := make([]uint64, len(r.recs))
 	for i := range r.recs {
 		ik := r.keys[i]
-		cur, err := e.lookup(gs, local, ik)
+		cur, err := e.lookup(gs, local, ik, &r.pre[i])
 		if err != nil {
 			return fmt.Errorf("engine: record %d: read %x: %w", i, ik, err)
 		}
@@ -462,7 +500,7 @@ func (e *Engine) stagePurge(r *request, b *pebble.Batch, gs *groupState, g *grou
 	var stale [][]byte
 	cutoff := now - int64(e.opts.TombstoneGrace)
 	for _, c := range r.purge {
-		cur, err := e.lookup(gs, nil, c.itemKey)
+		cur, err := e.lookup(gs, nil, c.itemKey, nil)
 		if err != nil {
 			return fmt.Errorf("engine: purge: read %x: %w", c.itemKey, err)
 		}
