@@ -58,27 +58,32 @@
 // # Group commit
 //
 // One committer goroutine owns the write path. Apply validates and encodes in
-// the caller's goroutine and reads the current state of its keys there too,
-// so concurrent Applies read Pebble in parallel; then it queues the batch.
-// The committer takes every queued batch (up to a size bound), runs
+// the caller's goroutine and, when fewer than GOMAXPROCS-1 other callers are
+// doing so, reads the current state of its keys there too, so concurrent
+// Applies read Pebble in parallel (more would keep the committer and
+// Pebble's WAL flusher waiting for a CPU); then it queues the batch. The
+// committer takes every queued batch (up to a size bound), runs
 // read-compare-write for all of them against the writes earlier in the same
-// group and the caller's reads, and commits one Pebble batch with one WAL
-// sync. A caller's read of a key is used only if the key's write generation
-// (a counter per hash slot of keys, moved by the committer once a write is
-// visible, and for every slot by a partition drop) has not moved since it
-// was loaded before the read; otherwise the committer reads the key again.
-// It builds the next group while the previous one syncs; a syncer goroutine
-// acknowledges each group, in order, once its sync is done, and none after
-// a failed commit or sync. Each Apply call still succeeds or fails as a
-// whole. Because every write, purge and partition drop passes through the
-// committer, read-compare-write needs no per-key locks, the digests need no
-// atomic merges, and the cache is invalidated in commit order.
+// group and the caller's reads (or Pebble, for keys the caller did not
+// read), and commits one Pebble batch. A caller's read of a key is used only
+// if the key's write generation (a counter per hash slot of keys, moved by
+// the committer once a write is visible, and for every slot by a partition
+// drop) has not moved since it was loaded before the read; otherwise the
+// committer reads the key again. The committer applies each group without
+// waiting for its WAL sync (Pebble's ApplyNoSyncWait) and builds the next
+// one meanwhile; a syncer goroutine acknowledges each group, in order, once
+// its sync is done, and none after a failed commit or sync. The queue to the
+// syncer is as deep as the request queue, so the committer never stalls and
+// every Apply reaches the WAL in time for the next sync, as a raw Pebble
+// commit does. Each Apply call still succeeds or fails as a whole. Because
+// every write, purge and partition drop passes through the committer,
+// read-compare-write needs no per-key locks, the digests need no atomic
+// merges, and the cache is invalidated in commit order.
 // BenchmarkGroupCommit compares this with one Pebble batch per Apply, with
 // committing and syncing each group before building the next, with striped
 // per-key locks over Pebble's own commit pipeline, and with raw Pebble
 // synced Sets (no read-compare-write, digest or purge index), at 1 to 64
-// writers; the reads in the callers took the committer from 0.74-0.89x of
-// raw Pebble to 0.84-0.96x on this project's 2-core machine.
+// writers, and reports CPU time and (on a simulated disk) WAL syncs per op.
 //
 // With Options.NoSync false (the default) Apply returns after the WAL sync:
 // an acknowledged write survives a crash. As in Pebble itself, a committed

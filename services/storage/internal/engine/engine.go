@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -175,6 +176,7 @@ type Engine struct {
 	closeErr  error
 
 	reqs          chan *request
+	prefetchers   chan struct{} // a slot per Apply reading its keys
 	committerDone chan struct{}
 	syncq         chan *group
 	syncerDone    chan struct{}
@@ -209,11 +211,14 @@ func Open(opts Options) (*Engine, error) {
 		log:           opts.Logger,
 		cache:         opts.Cache,
 		reqs:          make(chan *request, 1024),
+		prefetchers:   make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
 		committerDone: make(chan struct{}),
-		syncq:         make(chan *group, 8),
-		syncerDone:    make(chan struct{}),
-		stopPurge:     make(chan struct{}),
-		purgeDone:     make(chan struct{}),
+		// As deep as reqs: a committer blocked on a full sync queue would
+		// leave the requests behind it for the sync after the next one.
+		syncq:      make(chan *group, 1024),
+		syncerDone: make(chan struct{}),
+		stopPurge:  make(chan struct{}),
+		purgeDone:  make(chan struct{}),
 	}
 	po := e.pebbleOptions()
 	db, err := pebble.Open(opts.Dir, po)

@@ -148,8 +148,17 @@ func (e *Engine) prepare(recs []Record) ([][]byte, int, error) {
 	return keys, size, nil
 }
 
-// prefetch reads the current state of keys for the committer.
+// prefetch reads the current state of keys for the committer, unless
+// GOMAXPROCS-1 callers are prefetching already: more would keep the
+// committer, the syncer and Pebble's WAL flusher waiting for a CPU. Then it
+// returns nil and the committer reads.
 func (e *Engine) prefetch(keys [][]byte) []prefetched {
+	select {
+	case e.prefetchers <- struct{}{}:
+		defer func() { <-e.prefetchers }()
+	default:
+		return nil
+	}
 	pre := make([]prefetched, len(keys))
 	for i, ik := range keys {
 		h := keyHash(ik)
@@ -465,7 +474,11 @@ func (e *Engine) stageApply(r *request, b *pebble.Batch, gs *groupState, g *grou
 	current := make([]uint64, len(r.recs))
 	for i := range r.recs {
 		ik := r.keys[i]
-		cur, err := e.lookup(gs, local, ik, &r.pre[i])
+		var pre *prefetched
+		if r.pre != nil {
+			pre = &r.pre[i]
+		}
+		cur, err := e.lookup(gs, local, ik, pre)
 		if err != nil {
 			return fmt.Errorf("engine: record %d: read %x: %w", i, ik, err)
 		}
