@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -17,17 +18,29 @@ type Cache interface {
 	Delete(key []byte)
 }
 
-const cacheStripes = 256
+const (
+	cacheStripes = 256
+	// genSlots is the number of write generations; keys share one by hash.
+	genSlots = 4096
+)
 
 // stripe orders cache fills after Pebble reads against invalidations by the
-// committer: gen counts writes to the stripe's keys.
+// committer.
 type stripe struct {
-	mu  sync.Mutex
-	gen uint64
-	_   [48]byte // keep stripes on separate cache lines
+	mu sync.Mutex
+	_  [56]byte // keep stripes on separate cache lines
 }
 
-func stripeOf(itemKey []byte) int { return int(xxhash.Sum64(itemKey) % cacheStripes) }
+// writeGens counts, per slot of item-key hashes, the writes the committer
+// has made visible in Pebble. A reader that loads a key's generation before
+// it reads Pebble knows its read may be older than a visible write exactly
+// when the generation has moved since: cache fills and the LWW reads Apply
+// makes before it queues (prefetched) both rely on it.
+type writeGens [genSlots]atomic.Uint64
+
+func (w *writeGens) of(h uint64) *atomic.Uint64 { return &w[h%genSlots] }
+
+func keyHash(itemKey []byte) uint64 { return xxhash.Sum64(itemKey) }
 
 // cacheKey prefixes the item key with the cache epoch, which DropPartition
 // bumps to invalidate every entry at once.
@@ -36,25 +49,32 @@ func cacheKey(epoch uint32, itemKey []byte) []byte {
 	return append(b, itemKey...)
 }
 
-// invalidate removes a written key from the cache. The committer calls it
-// after the write is visible in Pebble.
+// invalidate moves a written key's generation and removes it from the
+// cache. The committer calls it after the write is visible in Pebble.
 func (e *Engine) invalidate(itemKey []byte) {
-	s := &e.stripes[stripeOf(itemKey)]
+	h := keyHash(itemKey)
+	if e.cache == nil {
+		e.gens.of(h).Add(1)
+		return
+	}
+	s := &e.stripes[h%cacheStripes]
 	s.mu.Lock()
-	s.gen++
+	e.gens.of(h).Add(1)
 	e.cache.Delete(cacheKey(e.cacheEpoch.Load(), itemKey))
 	s.mu.Unlock()
 }
 
-// invalidateAll makes every cached entry unreachable. Called after a
-// partition drop is visible.
+// invalidateAll moves every generation and makes every cached entry
+// unreachable. Called after a partition drop is visible.
 func (e *Engine) invalidateAll() {
 	for i := range e.stripes {
 		e.stripes[i].mu.Lock()
 	}
 	e.cacheEpoch.Add(1)
+	for i := range e.gens {
+		e.gens[i].Add(1)
+	}
 	for i := range e.stripes {
-		e.stripes[i].gen++
 		e.stripes[i].mu.Unlock()
 	}
 }

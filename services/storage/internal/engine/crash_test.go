@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
 
 const (
@@ -279,4 +281,75 @@ func TestPowerLoss(t *testing.T) {
 		}
 		t.Logf("crash %d: %d acknowledged steps survived", crash, n)
 	}
+}
+
+var errInjectedSync = errors.New("injected WAL sync failure")
+
+// TestWALSyncFailure fails every WAL sync after writers have run: the
+// Apply whose sync fails is not acknowledged (ErrWriteFailed), nor is any
+// later one, and after a power loss every acknowledged Apply is there and
+// the failed one is there whole or not at all. The failing Apply runs alone:
+// Pebble panics on any WAL write after a failed sync, so a commit racing
+// the failure would crash the process (which acknowledges nothing either).
+func TestWALSyncFailure(t *testing.T) {
+	mem := vfs.NewCrashableMem()
+	var failing atomic.Bool
+	fs := errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		switch op.Kind {
+		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+			if failing.Load() && strings.HasSuffix(op.Path, ".log") {
+				return errInjectedSync
+			}
+		}
+		return nil
+	}))
+	e := openTest(t, Options{FS: fs})
+	const steps = 50
+	var wg sync.WaitGroup
+	for w := range crashWriters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range steps {
+				if _, err := e.Apply(crashRecords(1, w, i)); err != nil {
+					t.Errorf("writer %d step %d: %v", w, i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	failing.Store(true)
+	failed := crashRecords(1, 0, steps)
+	if _, err := e.Apply(failed); !errors.Is(err, ErrWriteFailed) || !errors.Is(err, errInjectedSync) {
+		t.Fatalf("Apply whose WAL sync fails: %v, want ErrWriteFailed wrapping the sync error", err)
+	}
+	if _, err := e.Apply(crashRecords(1, 1, steps)); !errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("Apply after a failed sync: %v, want ErrWriteFailed", err)
+	}
+	clone := mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 50, RNG: rand.New(rand.NewPCG(3, 4))})
+	t.Logf("close after the failure: %v", e.Close())
+	e2, err := Open(Options{FS: clone, Dir: "db", PurgeInterval: -1, MemTableSize: 4 << 20, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer e2.Close()
+	for w := range crashWriters {
+		for i := range steps {
+			checkCrashItem(t, e2, 1, w, i, steps-1)
+		}
+	}
+	_, itemFound, err1 := e2.Get(failed[0].Key)
+	hot, _, err2 := e2.Get(failed[1].Key)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if itemFound != (hot.Version == failed[1].Version) {
+		t.Fatalf("half of the failed Apply survived: item found %v, hot key at version %d, the Apply's %d",
+			itemFound, hot.Version, failed[1].Version)
+	}
+	checkDigests(t, e2)
 }

@@ -58,25 +58,46 @@
 // # Group commit
 //
 // One committer goroutine owns the write path. Apply validates and encodes in
-// the caller's goroutine, then queues the batch; the committer takes every
-// queued batch (up to a size bound), runs read-compare-write for all of them
-// against Pebble and against the writes earlier in the same group, and
-// commits one Pebble batch with one WAL sync. It builds the next group while
-// the previous one syncs; a syncer goroutine acknowledges each group, in
-// order, once its sync is done. Each Apply call still succeeds or fails as a
-// whole. Because every write, purge and partition drop passes through the
-// committer, read-compare-write needs no per-key locks, the digests need no
-// atomic merges, and the cache is invalidated in commit order.
-// BenchmarkGroupCommit compares this with one Pebble batch per Apply (3-5x
-// slower with 16-64 writers), with committing and syncing each group before
-// building the next (up to ~30% slower on a fast disk), and with striped
-// per-key locks over Pebble's own commit pipeline (equal on a disk with 1ms
-// syncs; faster with many writers on a fast disk, where the committer's
-// serial read-compare-write is the bottleneck).
+// the caller's goroutine and, when fewer than GOMAXPROCS-1 other callers are
+// doing so, reads the current state of its keys there too, so concurrent
+// Applies read Pebble in parallel (more would keep the committer and
+// Pebble's WAL flusher waiting for a CPU); then it queues the batch. The
+// committer takes every queued batch (up to a size bound), runs
+// read-compare-write for all of them against the writes earlier in the same
+// group and the caller's reads (or Pebble, for keys the caller did not
+// read), and commits one Pebble batch. A caller's read of a key is used only
+// if the key's write generation (a counter per hash slot of keys, moved by
+// the committer once a write is visible, and for every slot by a partition
+// drop) has not moved since it was loaded before the read; otherwise the
+// committer reads the key again. The committer applies each group without
+// waiting for its WAL sync (Pebble's ApplyNoSyncWait) and builds the next
+// one meanwhile; a syncer goroutine acknowledges each group, in order, once
+// its sync is done, and none after a failed commit or sync. The queue to the
+// syncer is as deep as the request queue, so the committer never stalls and
+// every Apply reaches the WAL in time for the next sync, as a raw Pebble
+// commit does. Each Apply call still succeeds or fails as a whole. Because
+// every write, purge and partition drop passes through the committer,
+// read-compare-write needs no per-key locks, the digests need no atomic
+// merges, and the cache is invalidated in commit order.
+// BenchmarkGroupCommit compares this with one Pebble batch per Apply, with
+// committing and syncing each group before building the next, with striped
+// per-key locks over Pebble's own commit pipeline, and with raw Pebble
+// synced Sets (no read-compare-write, digest or purge index), at 1 to 64
+// writers, and reports CPU time and (on a simulated disk) WAL syncs per op.
 //
 // With Options.NoSync false (the default) Apply returns after the WAL sync:
 // an acknowledged write survives a crash. As in Pebble itself, a committed
-// write can become visible to readers shortly before its sync completes.
+// write becomes visible to readers (Get, and the reads of later Applies)
+// shortly before its sync completes. Such a write is not acknowledged yet,
+// and a crash can lose it, like any write whose Apply has not returned; no
+// guarantee rests on reading only synced data (the router's W counts
+// acknowledgements, and an in-flight write can be seen by one quorum read
+// and not the next anyway). A later group that read it is acknowledged only
+// after a later WAL position is synced, which covers it. If a WAL sync
+// fails, the Apply waiting for it and every later one fail with
+// ErrWriteFailed; Pebble panics on a WAL write after a failed sync, so a
+// commit racing the failure crashes the process instead, which acknowledges
+// nothing either.
 //
 // # Tombstones and expiry
 //
@@ -131,7 +152,7 @@
 //
 // Point reads go through Options.Cache when it is set. The committer
 // invalidates each written key after the write is visible and before Apply
-// returns; a reader fills the cache only if no write to the key's stripe
-// happened while it read Pebble, so a value older than an acknowledged write
+// returns; a reader fills the cache only if the key's write generation did
+// not move while it read Pebble, so a value older than an acknowledged write
 // is never served. DropPartition invalidates the whole cache.
 package engine

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -195,6 +196,7 @@ type Engine struct {
 	closeErr  error
 
 	reqs          chan *request
+	prefetchers   chan struct{} // a slot per Apply reading its keys
 	committerDone chan struct{}
 	syncq         chan *group
 	syncerDone    chan struct{}
@@ -206,6 +208,7 @@ type Engine struct {
 	cache      Cache
 	cacheEpoch atomic.Uint32
 	stripes    [cacheStripes]stripe
+	gens       writeGens
 
 	purgeMu   sync.Mutex // one purge pass at a time
 	syncMu    sync.Mutex // serialises SetSyncPoint's read-compare-write
@@ -231,11 +234,14 @@ func Open(opts Options) (*Engine, error) {
 		log:           opts.Logger,
 		cache:         opts.Cache,
 		reqs:          make(chan *request, 1024),
+		prefetchers:   make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
 		committerDone: make(chan struct{}),
-		syncq:         make(chan *group, 8),
-		syncerDone:    make(chan struct{}),
-		stopPurge:     make(chan struct{}),
-		purgeDone:     make(chan struct{}),
+		// As deep as reqs: a committer blocked on a full sync queue would
+		// leave the requests behind it for the sync after the next one.
+		syncq:      make(chan *group, 1024),
+		syncerDone: make(chan struct{}),
+		stopPurge:  make(chan struct{}),
+		purgeDone:  make(chan struct{}),
 	}
 	po := e.pebbleOptions()
 	db, err := pebble.Open(opts.Dir, po)
@@ -398,6 +404,7 @@ type Stats struct {
 	IngestedBytes    uint64 // value bytes of the records Ingest applied
 	CommitGroups     uint64 // Pebble batches committed by the committer
 	CommitRequests   uint64 // requests in those batches; CommitRequests/CommitGroups is the group size
+	CommitRereads    uint64 // keys the committer read again: a write became visible after Apply read them
 	Scans            uint64
 	ScanRecords      uint64
 	StreamRecords    uint64
@@ -413,7 +420,7 @@ type counters struct {
 	applies, applied, superseded, bytesWritten               atomic.Uint64
 	ingests, ingested, ingestSuperseded, ingestedBytes       atomic.Uint64
 	groups, groupRequests, scans, scanRecords, streamRecords atomic.Uint64
-	purgePasses, purgedTombs, purgedExpired                  atomic.Uint64
+	rereads, purgePasses, purgedTombs, purgedExpired         atomic.Uint64
 }
 
 // Stats returns the engine's counters and Pebble's metrics.
@@ -426,7 +433,7 @@ func (e *Engine) Stats() Stats {
 		BytesWritten: e.st.bytesWritten.Load(),
 		Ingests:      e.st.ingests.Load(), Ingested: e.st.ingested.Load(),
 		IngestSuperseded: e.st.ingestSuperseded.Load(), IngestedBytes: e.st.ingestedBytes.Load(),
-		CommitGroups: e.st.groups.Load(), CommitRequests: e.st.groupRequests.Load(),
+		CommitGroups: e.st.groups.Load(), CommitRequests: e.st.groupRequests.Load(), CommitRereads: e.st.rereads.Load(),
 		Scans: e.st.scans.Load(), ScanRecords: e.st.scanRecords.Load(), StreamRecords: e.st.streamRecords.Load(),
 		PurgePasses: e.st.purgePasses.Load(), PurgedTombs: e.st.purgedTombs.Load(), PurgedExpired: e.st.purgedExpired.Load(),
 	}

@@ -644,3 +644,88 @@ func TestDropPartitionRemovesEverything(t *testing.T) {
 	}
 	checkDigests(t, e)
 }
+
+// TestApplyStalePrefetch: Apply reads its keys before it queues; a write
+// that becomes visible between that read and the commit (another Apply, a
+// purge, a partition drop) must be what LWW compares with and what the
+// digest replaces, with or without a cache.
+func TestApplyStalePrefetch(t *testing.T) {
+	k := Key{Partition: 5, TableID: 1, PartitionKey: []byte("k")}
+	for _, tc := range []struct {
+		name    string
+		initial Record
+		between func(t *testing.T, e *Engine, clk *testClock)
+		rec     Record
+		out     Outcome
+		cur     uint64
+	}{
+		{"newer write", Record{Key: k, Version: 1, Value: []byte("a")},
+			func(t *testing.T, e *Engine, _ *testClock) {
+				if _, err := e.Apply([]Record{{Key: k, Version: 3, Value: []byte("c")}}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			Record{Key: k, Version: 2, Value: []byte("b")}, OutcomeSuperseded, 3},
+		{"older write", Record{Key: k, Version: 1, Value: []byte("a")},
+			func(t *testing.T, e *Engine, _ *testClock) {
+				if _, err := e.Apply([]Record{{Key: k, Version: 2, Value: []byte("b")}}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			Record{Key: k, Version: 3, Value: []byte("c")}, OutcomeApplied, 3},
+		{"purge", Record{Key: k, Version: 5, Tombstone: true},
+			func(t *testing.T, e *Engine, clk *testClock) {
+				clk.Advance(2 * time.Hour)
+				if st, err := e.Purge(); err != nil || st.Tombstones != 1 {
+					t.Fatalf("purge: %+v, %v", st, err)
+				}
+			},
+			Record{Key: k, Version: 4, Value: []byte("d")}, OutcomeApplied, 4},
+		{"drop", Record{Key: k, Version: 5, Value: []byte("a")},
+			func(t *testing.T, e *Engine, _ *testClock) {
+				if err := e.DropPartition(k.Partition); err != nil {
+					t.Fatal(err)
+				}
+			},
+			Record{Key: k, Version: 4, Value: []byte("d")}, OutcomeApplied, 4},
+	} {
+		for _, cache := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/cache=%v", tc.name, cache), func(t *testing.T) {
+				clk := newTestClock()
+				o := Options{Now: clk.Now, TombstoneGrace: time.Hour}
+				if cache {
+					o.Cache = newMapCache()
+				}
+				e := openTest(t, o)
+				if _, err := e.Apply([]Record{tc.initial}); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := e.Get(k); err != nil { // fills the cache
+					t.Fatal(err)
+				}
+				recs := []Record{tc.rec}
+				keys, size, err := e.prepare(recs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := &request{kind: reqApply, recs: recs, keys: keys, pre: e.prefetch(keys), size: size, done: make(chan struct{})}
+				tc.between(t, e, clk)
+				e.reqs <- r
+				<-r.done
+				if r.err != nil {
+					t.Fatal(r.err)
+				}
+				if r.outcomes[0] != tc.out || r.current[0] != tc.cur {
+					t.Fatalf("outcome %v, current %d; want %v, %d", r.outcomes[0], r.current[0], tc.out, tc.cur)
+				}
+				if got, found, err := e.Get(k); err != nil || !found || got.Version != tc.cur {
+					t.Fatalf("stored %s (found %v, %v), want version %d", formatRecord(got), found, err, tc.cur)
+				}
+				checkDigests(t, e)
+				if e.Stats().CommitRereads != 1 {
+					t.Fatalf("the committer read the key %d times again, want 1", e.Stats().CommitRereads)
+				}
+			})
+		}
+	}
+}

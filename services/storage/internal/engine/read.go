@@ -105,10 +105,9 @@ func (e *Engine) readItem(itemKey []byte, fn func(*stored)) error {
 		return nil
 	}
 	e.st.cacheMisses.Add(1)
-	st := &e.stripes[stripeOf(itemKey)]
-	st.mu.Lock()
-	gen := st.gen
-	st.mu.Unlock()
+	h := keyHash(itemKey)
+	st := &e.stripes[h%cacheStripes]
+	gen := e.gens.of(h).Load()
 	v, closer, err := e.db.Get(itemKey)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil
@@ -126,7 +125,7 @@ func (e *Engine) readItem(itemKey []byte, fn func(*stored)) error {
 		// Fill only if no write to this stripe became visible while we read:
 		// otherwise v may be older than an acknowledged write.
 		st.mu.Lock()
-		if st.gen == gen && e.cacheEpoch.Load() == epoch {
+		if e.gens.of(h).Load() == gen && e.cacheEpoch.Load() == epoch {
 			e.cache.Set(ck, owned)
 		}
 		st.mu.Unlock()

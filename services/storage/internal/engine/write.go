@@ -28,8 +28,9 @@ const (
 // request is one call handed to the committer goroutine.
 type request struct {
 	kind      reqKind
-	recs      []Record // reqApply
-	keys      [][]byte // reqApply: encoded item keys of recs
+	recs      []Record     // reqApply
+	keys      [][]byte     // reqApply: encoded item keys of recs
+	pre       []prefetched // reqApply: state of keys read by the caller
 	size      int
 	purge     []purgeCandidate // reqPurge
 	partition uint32           // reqDrop
@@ -44,6 +45,17 @@ type request struct {
 }
 
 type purgeCandidate struct{ itemKey, indexKey []byte }
+
+// prefetched is an item's state that Apply read in its own goroutine before
+// queueing, so that concurrent Applies read Pebble in parallel rather than
+// one after another in the committer. gen is the key's write generation
+// loaded before the read: if it has moved when the committer stages the
+// request, a write became visible since and the committer reads again.
+type prefetched struct {
+	sl   *slot // nil if the read failed
+	hash uint64
+	gen  uint64
+}
 
 // group is the requests committed in one Pebble batch.
 type group struct {
@@ -100,7 +112,7 @@ func (e *Engine) ApplyCurrent(recs []Record) ([]Outcome, []uint64, error) {
 	if p := e.writeErr.Load(); p != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrWriteFailed, *p)
 	}
-	r := &request{kind: reqApply, recs: recs, keys: keys, size: size, done: make(chan struct{})}
+	r := &request{kind: reqApply, recs: recs, keys: keys, pre: e.prefetch(keys), size: size, done: make(chan struct{})}
 	e.reqs <- r
 	<-r.done
 	if r.err != nil {
@@ -136,6 +148,27 @@ func (e *Engine) prepare(recs []Record) ([][]byte, int, error) {
 		keys[i] = EncodeKey(recs[i].Key)
 	}
 	return keys, size, nil
+}
+
+// prefetch reads the current state of keys for the committer, unless
+// GOMAXPROCS-1 callers are prefetching already: more would keep the
+// committer, the syncer and Pebble's WAL flusher waiting for a CPU. Then it
+// returns nil and the committer reads.
+func (e *Engine) prefetch(keys [][]byte) []prefetched {
+	select {
+	case e.prefetchers <- struct{}{}:
+		defer func() { <-e.prefetchers }()
+	default:
+		return nil
+	}
+	pre := make([]prefetched, len(keys))
+	for i, ik := range keys {
+		h := keyHash(ik)
+		pre[i] = prefetched{hash: h, gen: e.gens.of(h).Load()}
+		// On an error the committer reads again and reports it.
+		pre[i].sl, _ = e.readSlot(ik)
+	}
+	return pre
 }
 
 func checkRecord(r *Record) string {
@@ -281,13 +314,17 @@ func (e *Engine) commitGroup(reqs []*request) {
 }
 
 // syncLoop waits for each pipelined group's WAL sync, in commit order, then
-// acknowledges its requests.
+// acknowledges its requests. Once a commit or sync has failed it
+// acknowledges no later group: a later group may have been built on the
+// failed one's writes (LWW compared with them, digests added to them).
 func (e *Engine) syncLoop() {
 	defer close(e.syncerDone)
 	for g := range e.syncq {
 		err := g.batch.SyncWait()
 		if err != nil {
 			e.setWriteErr(err)
+		} else if p := e.writeErr.Load(); p != nil {
+			err = *p
 		}
 		e.reply(g, err)
 		_ = g.batch.Close()
@@ -300,13 +337,11 @@ func (e *Engine) afterCommit(g *group, err error) {
 	if err != nil {
 		e.setWriteErr(err)
 	}
-	if e.cache != nil {
-		if g.drop {
-			e.invalidateAll()
-		}
-		for _, ik := range g.written {
-			e.invalidate(ik)
-		}
+	if g.drop {
+		e.invalidateAll()
+	}
+	for _, ik := range g.written {
+		e.invalidate(ik)
 	}
 }
 
@@ -346,14 +381,26 @@ func (e *Engine) reply(g *group, err error) {
 }
 
 // lookup returns the current state of an item: from the calling request's
-// own earlier writes, the group's, or Pebble.
-func (e *Engine) lookup(gs *groupState, local map[string]*slot, ik []byte) (*slot, error) {
+// own earlier writes, the group's, the caller's read if no write became
+// visible since (pre may be nil), or Pebble.
+func (e *Engine) lookup(gs *groupState, local map[string]*slot, ik []byte, pre *prefetched) (*slot, error) {
 	if sl, ok := local[string(ik)]; ok {
 		return sl, nil
 	}
 	if sl, ok := gs.overlay[string(ik)]; ok {
 		return sl, nil
 	}
+	if pre != nil {
+		if pre.sl != nil && e.gens.of(pre.hash).Load() == pre.gen {
+			return pre.sl, nil
+		}
+		e.st.rereads.Add(1)
+	}
+	return e.readSlot(ik)
+}
+
+// readSlot reads an item's state from Pebble.
+func (e *Engine) readSlot(ik []byte) (*slot, error) {
 	v, closer, err := e.db.Get(ik)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return &slot{}, nil
@@ -479,7 +526,11 @@ func (e *Engine) stageApply(r *request, b sink, gs *groupState, g *group, now in
 	current := make([]uint64, len(r.recs))
 	for i := range r.recs {
 		ik := r.keys[i]
-		cur, err := e.lookup(gs, local, ik)
+		var pre *prefetched
+		if r.pre != nil {
+			pre = &r.pre[i]
+		}
+		cur, err := e.lookup(gs, local, ik, pre)
 		if err != nil {
 			return fmt.Errorf("engine: record %d: read %x: %w", i, ik, err)
 		}
@@ -514,7 +565,7 @@ func (e *Engine) stagePurge(r *request, b sink, gs *groupState, g *group, now in
 	var stale [][]byte
 	cutoff := now - int64(e.opts.TombstoneGrace)
 	for _, c := range r.purge {
-		cur, err := e.lookup(gs, nil, c.itemKey)
+		cur, err := e.lookup(gs, nil, c.itemKey, nil)
 		if err != nil {
 			return fmt.Errorf("engine: purge: read %x: %w", c.itemKey, err)
 		}
