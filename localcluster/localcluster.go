@@ -62,6 +62,9 @@ type Options struct {
 	// RouterStateDir, when set, gives router i the state directory
 	// RouterStateDir/r<i>.
 	RouterStateDir string
+	// Upstream is every router's credentials for upstream DynamoDB in
+	// migration mode. Default: the AWS SDK's default chain.
+	Upstream router.UpstreamConfig
 	// Migrator also starts a migrator once the routers can route, on
 	// MigratorAddr (default a free loopback port).
 	Migrator     bool
@@ -152,7 +155,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		cfg := router.Config{
 			ID: fmt.Sprintf("r%d", i+1), ListenAddr: "127.0.0.1:0", MetricsAddr: metricsAddr, Cluster: o.Cluster,
 			EtcdClient: c.EtcdCli, Partitions: o.Partitions, ReplicationFactor: o.RF, MinNodes: o.Nodes,
-			Logger: o.Logger.With("router", i+1),
+			Logger: o.Logger.With("router", i+1), Upstream: o.Upstream,
 		}
 		if i == 0 && o.RouterAddr != "" {
 			cfg.ListenAddr = o.RouterAddr

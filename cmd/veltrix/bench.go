@@ -69,7 +69,7 @@ working tree / REV.`,
 	for _, p := range bench.Peers {
 		f.peers = append(f.peers, p.Name)
 	}
-	fs.Var((*listValue)(&f.workloads), "workloads", "comma-separated workloads: A (50/50 read/update), B (95/5), C (read only), D (read latest, 5% inserts), PUT (update only), BATCHGET (16 keys per call), GETITEM and PUTITEM (C and PUT as GetItem/PutItem through the DynamoDB endpoint with the AWS SDK for Go v2), PUTITEM_ONLYRMW (PutItem with write isolation only_rmw_uses_lwt), IMPORT (bulk import through pkg/client), IMPORT-MIGRATOR (import jobs through the migrator by BATCH_WRITE and INGEST, on --import-nodes clusters)")
+	fs.Var((*listValue)(&f.workloads), "workloads", "comma-separated workloads: A (50/50 read/update), B (95/5), C (read only), D (read latest, 5% inserts), PUT (update only), BATCHGET (16 keys per call), GETITEM and PUTITEM (C and PUT as GetItem/PutItem through the DynamoDB endpoint with the AWS SDK for Go v2), PUTITEM_ONLYRMW (PutItem with write isolation only_rmw_uses_lwt), IMPORT (bulk import through pkg/client), IMPORT-MIGRATOR (import jobs through the migrator by BATCH_WRITE and INGEST, on --import-nodes clusters), MIGRATION-PHASES (GetItem/PutItem latency in each migration phase vs dynalite, open loop at --rate or 200 ops/s; not in the default list)")
 	fs.Var((*listValue)(&f.peers), "peers", "comma-separated peers: "+strings.Join(f.peers, ","))
 	fs.Uint64Var(&o.Keys, "keys", 100000, "keys loaded into every peer before the workloads")
 	fs.IntVar(&o.ValueSize, "value-size", 1024, "value size in bytes")

@@ -16,8 +16,9 @@ import (
 
 // Options configure a bench run. Zero values take the defaults.
 type Options struct {
-	// Workloads are the workload names to run (Workloads, plus
-	// ImportWorkload). Default: all.
+	// Workloads are the workload names to run (Workloads,
+	// DynamoDBWorkloads, ImportWorkload, MigratorImportWorkload,
+	// MigrationPhasesWorkload). Default: all but MigrationPhasesWorkload.
 	Workloads []string
 	// Peers are the peer names to run. Default: all.
 	Peers []string
@@ -145,7 +146,8 @@ func (o *Options) EnsureDefaults() {
 func (o *Options) Validate() error {
 	var errs []error
 	for _, w := range o.Workloads {
-		if _, ok := WorkloadByName(w); !ok && !isDynamoDBWorkload(w) && !strings.EqualFold(w, ImportWorkload) && !strings.EqualFold(w, MigratorImportWorkload) {
+		if _, ok := WorkloadByName(w); !ok && !isDynamoDBWorkload(w) && !strings.EqualFold(w, ImportWorkload) && !strings.EqualFold(w, MigratorImportWorkload) &&
+			!strings.EqualFold(w, MigrationPhasesWorkload) {
 			errs = append(errs, fmt.Errorf("workload %q: want one of %s", w, strings.Join(workloadNames(), ", ")))
 		}
 	}
@@ -191,7 +193,7 @@ func workloadNames() []string {
 	for _, w := range DynamoDBWorkloads {
 		n = append(n, w.Name)
 	}
-	return append(n, ImportWorkload, MigratorImportWorkload)
+	return append(n, ImportWorkload, MigratorImportWorkload, MigrationPhasesWorkload)
 }
 
 func peerNames() []string {
@@ -294,6 +296,11 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 			continue
 		}
 		if err := o.runImport(ctx, rep, pr.peer, root, export); err != nil {
+			return nil, err
+		}
+	}
+	if o.wants(MigrationPhasesWorkload) {
+		if err := o.runMigrationPhases(ctx, rep, root, values); err != nil {
 			return nil, err
 		}
 	}

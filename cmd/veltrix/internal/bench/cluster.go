@@ -28,6 +28,9 @@ type ClusterOptions struct {
 	// DynamoDBAddr, when set, serves the router's DynamoDB endpoint there
 	// ("127.0.0.1:0": a free port). Default: off.
 	DynamoDBAddr string
+	// Upstream is the router's credentials for upstream DynamoDB in
+	// migration mode. Default: the AWS SDK's default chain.
+	Upstream router.UpstreamConfig
 	// Logger receives the servers' logs. Default: discarded.
 	Logger *slog.Logger
 }
@@ -43,7 +46,7 @@ type Cluster struct {
 func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 	lc, err := localcluster.Start(ctx, localcluster.Options{
 		Dir: o.Dir, Cluster: "bench", Nodes: o.Nodes, RF: o.RF, Partitions: o.Partitions,
-		NoSync: !o.Sync, CacheBytes: o.CacheBytes, DynamoDBAddr: o.DynamoDBAddr, Logger: o.Logger,
+		NoSync: !o.Sync, CacheBytes: o.CacheBytes, DynamoDBAddr: o.DynamoDBAddr, Upstream: o.Upstream, Logger: o.Logger,
 	})
 	if err != nil {
 		return nil, err

@@ -30,6 +30,8 @@ type Report struct {
 	// MigratorImports are the imports through the migrator, by write path
 	// and node count.
 	MigratorImports []MigratorImportRow `json:"migrator_imports,omitempty"`
+	// MigrationPhases are MIGRATION-PHASES' rows, phase by phase.
+	MigrationPhases []MigrationPhaseRow `json:"migration_phases,omitempty"`
 	// Targets are the issue's targets, met or not.
 	Targets []Target `json:"targets,omitempty"`
 	Notes   []string `json:"notes,omitempty"`
@@ -368,6 +370,17 @@ func fmtLat(m Micros) string {
 	return fmt.Sprintf("%.0f", ms)
 }
 
+// fmtAdded prints a signed latency difference and its range, in ms.
+func fmtAdded(med, lo, hi Micros) string {
+	f := func(m Micros) string {
+		if m < 0 {
+			return "−" + fmtLat(-m)
+		}
+		return "+" + fmtLat(m)
+	}
+	return fmt.Sprintf("%s [%s, %s]", f(med), f(lo), f(hi))
+}
+
 // fmtRate prints a rate with thousands separators.
 func fmtRate(v float64) string {
 	if v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
@@ -502,6 +515,20 @@ func (r *Report) WriteTable(w io.Writer) error {
 		for _, im := range r.MigratorImports {
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.2f\t%s\t%.2f\t%s\t%s\t\n", im.WritePath, im.Nodes, im.RF, im.Items,
 				time.Duration(im.Seconds).Seconds(), fmtRate(im.ItemsPerSec), im.CPUSeconds, fmtRate(im.ItemsPerCPUSec), fmtRatio(im.VsClaim))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
+	if len(r.MigrationPhases) > 0 {
+		p("\nMigration mode: latency through the DynamoDB endpoint by phase vs straight to dynalite (ms; added = endpoint − direct per round: median [lowest, highest] of the rounds)\n")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "PHASE\tOP\tP50\tP99\tDIRECT P50\tDIRECT P99\tADDED P50\tADDED P99\tERRORS\t\n")
+		for _, m := range r.MigrationPhases {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", m.Phase, m.Operation, fmtLat(m.Endpoint.P50), fmtLat(m.Endpoint.P99),
+				fmtLat(m.Direct.P50), fmtLat(m.Direct.P99), fmtAdded(m.AddedP50, m.AddedP50Min, m.AddedP50Max),
+				fmtAdded(m.AddedP99, m.AddedP99Min, m.AddedP99Max), m.Errors)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
