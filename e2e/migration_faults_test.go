@@ -48,6 +48,8 @@ const rollbackBound = 3 * time.Second
 type migEnv struct {
 	c   *framework.Cluster
 	eps []string
+	// dyn is dynalite's endpoint.
+	dyn string
 	// up is a client of dynalite itself.
 	up *dynamodb.Client
 	// ddb[i] is a client of router i's endpoint, without retries.
@@ -64,14 +66,31 @@ type migEnv struct {
 // and starts the migration and advances it to MIRROR.
 func startMigEnv(t *testing.T, routers int, upstream func(string) string) *migEnv {
 	t.Helper()
+	e := newMigEnv(t, framework.Options{Nodes: 1, RF: 1, Routers: routers, Partitions: 16})
+	ctx := ctxT(t, 30*time.Second)
+	ep := e.dyn
+	if upstream != nil {
+		ep = upstream(e.dyn)
+	}
+	if _, err := e.mig[0].StartMigration(ctx, &migrationv1.StartMigrationRequest{Table: migTable,
+		Upstream: &migrationv1.Upstream{Endpoint: ep, Table: migTable, Region: "us-east-1"}, Reason: "e2e"}); err != nil {
+		t.Fatalf("start migration: %v", err)
+	}
+	e.advance(t, &migrationv1.AdvanceMigrationRequest{To: migrationv1.Phase_PHASE_MIRROR, Reason: "e2e"})
+	return e
+}
+
+// newMigEnv starts dynalite, creates migTable there and starts the
+// cluster o (with the DynamoDB endpoint and upstream credentials); the
+// migration is not started.
+func newMigEnv(t *testing.T, o framework.Options) *migEnv {
+	t.Helper()
 	dyn := peers.StartDynalite(t)
-	e := &migEnv{up: newDDBClient(dyn, 3)}
+	e := &migEnv{dyn: dyn, up: newDDBClient(dyn, 3)}
 	createDDBTable(t, e.up, migTable, hashKey("pk", dtypes.ScalarAttributeTypeS))
 	waitTableActive(t, e.up, migTable)
-	e.c, e.eps = startDynamoCluster(t, framework.Options{
-		Nodes: 1, RF: 1, Routers: routers, Partitions: 16,
-		RouterArgs: []string{"--upstream-access-key-id", "veltrix", "--upstream-secret-access-key", "veltrix"},
-	})
+	o.RouterArgs = append(o.RouterArgs, "--upstream-access-key-id", "veltrix", "--upstream-secret-access-key", "veltrix")
+	e.c, e.eps = startDynamoCluster(t, o)
 	for i, r := range e.c.Routers {
 		conn, err := grpc.NewClient(r.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -87,17 +106,6 @@ func startMigEnv(t *testing.T, routers int, upstream func(string) string) *migEn
 	}
 	t.Cleanup(func() { _ = etcd.Close() })
 	e.store = migration.NewStore(etcd, e.c.Opts.Cluster)
-
-	ctx := ctxT(t, 30*time.Second)
-	ep := dyn
-	if upstream != nil {
-		ep = upstream(dyn)
-	}
-	if _, err := e.mig[0].StartMigration(ctx, &migrationv1.StartMigrationRequest{Table: migTable,
-		Upstream: &migrationv1.Upstream{Endpoint: ep, Table: migTable, Region: "us-east-1"}, Reason: "e2e"}); err != nil {
-		t.Fatalf("start migration: %v", err)
-	}
-	e.advance(t, &migrationv1.AdvanceMigrationRequest{To: migrationv1.Phase_PHASE_MIRROR, Reason: "e2e"})
 	return e
 }
 
