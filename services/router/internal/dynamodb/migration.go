@@ -43,6 +43,11 @@ type MigrationOptions struct {
 	// (counted as dropped). Default: 4 workers, queue 256.
 	ShadowWorkers int
 	ShadowQueue   int
+	// ShadowSettle is how long a re-check of a shadow mismatch waits
+	// between reading DynamoDB and reading Veltrix: longer than a mirrored
+	// write's re-sync takes, so Veltrix then holds what DynamoDB held.
+	// Default: 1s.
+	ShadowSettle time.Duration
 	// ReplayInterval is how often the queued re-syncs are replayed.
 	// Default: 500ms.
 	ReplayInterval time.Duration
@@ -57,6 +62,9 @@ func (o *MigrationOptions) ensureDefaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.ShadowSettle <= 0 {
+		o.ShadowSettle = time.Second
 	}
 	if o.ShadowWorkers <= 0 {
 		o.ShadowWorkers = 4

@@ -3,6 +3,7 @@ package dynamodb
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -145,11 +146,11 @@ type keyedPair struct {
 }
 
 // compare serves the job's read from Veltrix and compares the answers
-// item by item. An item that differs is read again from both sides
-// (DynamoDB with ConsistentRead, Veltrix at QUORUM) to rule out a write
-// that raced the comparison; only if it still differs is it a mismatch.
-func (m *migrator) compare(ctx context.Context, j shadowJob) {
-	ctx, cancel := context.WithTimeout(ctx, m.h.o.RequestTimeout)
+// item by item. An item that differs is re-checked (recheck) to rule out a
+// write that raced the comparison; only if it still differs is it a
+// mismatch.
+func (m *migrator) compare(base context.Context, j shadowJob) {
+	ctx, cancel := context.WithTimeout(base, m.h.o.RequestTimeout)
 	defer cancel()
 	table := j.t.Name
 	start := time.Now()
@@ -175,12 +176,15 @@ func (m *migrator) compare(ctx context.Context, j shadowJob) {
 		if CompareItems(p.dynamo, p.veltrix) == nil {
 			continue
 		}
-		d, v, err := m.recheck(ctx, j.mg, j.t, p.key)
+		// Each re-check has its own deadline: it waits ShadowSettle per
+		// attempt, and a read may return many items.
+		rctx, rcancel := context.WithTimeout(base, m.h.o.RequestTimeout+recheckAttempts*m.o.ShadowSettle)
+		d, v, diffs, err := m.recheck(rctx, j.mg, j.t, p.key)
+		rcancel()
 		if err != nil {
 			m.h.o.Logger.Warn("dynamodb: migration: a shadow mismatch could not be re-checked; not recorded", "table", table, "key", p.key.String(), "err", err)
 			continue
 		}
-		diffs := CompareItems(d, v)
 		if diffs == nil {
 			continue
 		}
@@ -193,26 +197,61 @@ func (m *migrator) compare(ctx context.Context, j shadowJob) {
 		if v != nil {
 			mm.VeltrixItem = v.String()
 		}
-		m.ctl.RecordMismatch(ctx, table, mm)
+		m.ctl.RecordMismatch(base, table, mm)
 	}
 	m.ctl.ShadowCompared(table, mismatch)
 }
 
-// recheck reads an item again from both sides, strongly consistent.
-func (m *migrator) recheck(ctx context.Context, mg *migrationv1.Migration, t *table, keyItem ddb.Item) (dynamo, veltrix ddb.Item, err error) {
-	if dynamo, err = m.upstreamItem(ctx, mg, keyItem, true); err != nil {
-		return nil, nil, err
-	}
+// recheckAttempts bounds the re-checks of one shadow mismatch.
+const recheckAttempts = 5
+
+// recheck decides whether a difference a shadow read saw is real. A
+// mirrored write reaches Veltrix only after DynamoDB acknowledged it (its
+// re-sync follows), so under writes a read can see DynamoDB a write or
+// more ahead of Veltrix, and so can an immediate second read. One attempt
+// reads DynamoDB (ConsistentRead), waits ShadowSettle — longer than a
+// re-sync takes — and reads Veltrix at QUORUM, which by then holds that
+// state or a later one; then, if they differ, DynamoDB once more: Veltrix
+// agrees if it equals either read. A real divergence (an item changed
+// behind Veltrix's back, a lost or mis-encoded write) persists; a lagging
+// re-sync passes unless the item is written again within every attempt,
+// so the item is a mismatch (diffs non-nil) only if recheckAttempts
+// attempts all disagree. dynamo is DynamoDB's last read.
+func (m *migrator) recheck(ctx context.Context, mg *migrationv1.Migration, t *table, keyItem ddb.Item) (dynamo, veltrix ddb.Item, diffs []string, err error) {
 	key, err := t.storageKey(keyItem, true)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	rec, err := m.h.b.Coordinator().Read(ctx, key, coord.Quorum)
-	if err != nil {
-		return nil, nil, err
+	for range recheckAttempts {
+		before, err := m.upstreamItem(ctx, mg, keyItem, true)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		select {
+		case <-time.After(m.o.ShadowSettle):
+		case <-m.stop:
+			return nil, nil, nil, errors.New("the endpoint is closing")
+		case <-ctx.Done():
+			return nil, nil, nil, context.Cause(ctx)
+		}
+		rec, err := m.h.b.Coordinator().Read(ctx, key, coord.Quorum)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if veltrix, err = t.decodeRecord(rec, time.Now()); err != nil {
+			return nil, nil, nil, err
+		}
+		if CompareItems(before, veltrix) == nil {
+			return before, veltrix, nil, nil
+		}
+		if dynamo, err = m.upstreamItem(ctx, mg, keyItem, true); err != nil {
+			return nil, nil, nil, err
+		}
+		if diffs = CompareItems(dynamo, veltrix); diffs == nil {
+			return dynamo, veltrix, nil, nil
+		}
 	}
-	veltrix, err = t.decodeRecord(rec, time.Now())
-	return dynamo, veltrix, err
+	return dynamo, veltrix, diffs, nil
 }
 
 // shadowPairs pairs the items of two answers to one read by key. ok is
