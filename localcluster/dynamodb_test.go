@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -49,6 +50,15 @@ func TestDynamoDBEndpoint(t *testing.T) {
 		BillingMode:          types.BillingModePayPerRequest,
 	}); err != nil {
 		t.Fatal(err)
+	}
+	// CreateTable answers once the router that served it routes the table;
+	// the other router sees it through its etcd watch. Wait as a DynamoDB
+	// client waits for a new table.
+	for _, d := range dbs {
+		if err := dynamodb.NewTableExistsWaiter(d, func(o *dynamodb.TableExistsWaiterOptions) { o.MinDelay = 50 * time.Millisecond }).
+			Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("counters")}, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
 	lt, err := db.ListTables(ctx, &dynamodb.ListTablesInput{})
 	if err != nil || len(lt.TableNames) != 1 || lt.TableNames[0] != "counters" {
