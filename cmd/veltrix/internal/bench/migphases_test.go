@@ -26,7 +26,7 @@ func TestMigrationPhases(t *testing.T) {
 		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
 	}
 	if len(rep.MigrationPhases) == 0 {
-		t.Skipf("dynalite missing: %v", rep.Notes)
+		t.Skipf("dynalite (Node.js, installed in e2e/peers by make e2e-deps, which make test runs; in CI a missing peer fails Run) is missing: %v", rep.Notes)
 	}
 	want := []string{"proxy", "mirror", "shadow", "cutover 50%", "veltrix", "done"}
 	if len(rep.MigrationPhases) != 2*len(want) {

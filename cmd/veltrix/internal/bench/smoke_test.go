@@ -130,7 +130,7 @@ func TestGenerateAndDecodeExport(t *testing.T) {
 // each write path through the real migrator on a one-node cluster.
 func TestMigratorImportWorkload(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts two clusters with a migrator")
+		t.Skip("-short: starts two clusters with a migrator (CI runs it: make test has no -short)")
 	}
 	rep, err := Run(context.Background(), Options{
 		Peers: []string{"veltrix-rf1"}, Workloads: []string{MigratorImportWorkload}, Keys: 10, Duration: 100 * time.Millisecond,
