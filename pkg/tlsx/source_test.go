@@ -459,4 +459,3 @@ func readAll(t *testing.T, dir string) map[string][]byte {
 	}
 	return m
 }
-
