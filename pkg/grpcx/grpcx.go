@@ -6,6 +6,7 @@ package grpcx
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -156,8 +157,9 @@ type MetricsServer struct {
 	ln  net.Listener
 }
 
-// ServeMetrics listens on addr and serves the registry at /metrics.
-func ServeMetrics(addr string, g prometheus.Gatherer, logger *slog.Logger) (*MetricsServer, error) {
+// ServeMetrics listens on addr and serves the registry at /metrics, over
+// HTTPS when tlsConfig is set (over HTTP when nil).
+func ServeMetrics(addr string, g prometheus.Gatherer, logger *slog.Logger, tlsConfig *tls.Config) (*MetricsServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("grpcx: metrics listener on %s: %w", addr, err)
@@ -165,9 +167,13 @@ func ServeMetrics(addr string, g prometheus.Gatherer, logger *slog.Logger) (*Met
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	m := &MetricsServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}
+	m := &MetricsServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: tlsConfig}, ln: ln}
 	go func() {
-		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := m.srv.Serve
+		if tlsConfig != nil {
+			serve = func(ln net.Listener) error { return m.srv.ServeTLS(ln, "", "") }
+		}
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("metrics server stopped", "err", err)
 		}
 	}()

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/flagenv"
+	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 )
 
@@ -39,6 +41,15 @@ type Common struct {
 	ShutdownTimeout *time.Duration
 	// AdvertiseAddr is nil for a service that registers no address.
 	AdvertiseAddr *string
+	// TLS are the service's certificate, key and CA files
+	// (--tls-cert-file, --tls-key-file, --tls-ca-file); nil for none.
+	TLS *tlsx.Files
+	// EtcdTLS are the etcd client's TLS files (--etcd-cert, --etcd-key,
+	// --etcd-cacert); nil for none.
+	EtcdTLS *tlsx.Files
+	// MetricsTLS serves /metrics over HTTPS with the TLS certificate
+	// (--metrics-tls); nil for none.
+	MetricsTLS *bool
 }
 
 // Addrs are a service's default addresses.
@@ -54,8 +65,10 @@ type Addrs struct {
 }
 
 // AddFlags registers --cluster, --etcd-endpoints, --listen-addr,
-// --metrics-addr, --shutdown-timeout and (when the service has one)
-// --advertise-addr, with the defaults of EnsureDefaults and a.
+// --metrics-addr, --shutdown-timeout and (when the service has them)
+// --advertise-addr, the TLS flags (--tls-cert-file, --tls-key-file,
+// --tls-ca-file), the etcd client's (--etcd-cacert, --etcd-cert,
+// --etcd-key) and --metrics-tls, with the defaults of EnsureDefaults and a.
 func (c Common) AddFlags(fs *flag.FlagSet, a Addrs) {
 	listen := a.FlagListen
 	if listen == "" {
@@ -70,6 +83,19 @@ func (c Common) AddFlags(fs *flag.FlagSet, a Addrs) {
 	*c.EtcdEndpoints = []string{DefaultEtcdEndpoint}
 	fs.Var((*flagenv.StringList)(c.EtcdEndpoints), "etcd-endpoints", "comma-separated etcd client URLs")
 	fs.DurationVar(c.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "graceful shutdown deadline")
+	if c.TLS != nil {
+		fs.StringVar(&c.TLS.CertFile, "tls-cert-file", "", "PEM certificate served on the gRPC (and HTTP) listeners and presented on the service's own gRPC dials (empty: plaintext)")
+		fs.StringVar(&c.TLS.KeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
+		fs.StringVar(&c.TLS.CAFile, "tls-ca-file", "", "PEM CA certificates that verify clients and the services dialed (required with --tls-cert-file)")
+	}
+	if c.EtcdTLS != nil {
+		fs.StringVar(&c.EtcdTLS.CAFile, "etcd-cacert", "", "PEM CA certificates that verify etcd (https:// endpoints; empty: the system roots)")
+		fs.StringVar(&c.EtcdTLS.CertFile, "etcd-cert", "", "PEM client certificate presented to etcd")
+		fs.StringVar(&c.EtcdTLS.KeyFile, "etcd-key", "", "PEM private key of --etcd-cert")
+	}
+	if c.MetricsTLS != nil {
+		fs.BoolVar(c.MetricsTLS, "metrics-tls", false, "serve /metrics over HTTPS with --tls-cert-file")
+	}
 }
 
 // EnsureDefaults fills the unset common fields.
@@ -99,6 +125,47 @@ func (c Common) Validate() []error {
 	}
 	if *c.ShutdownTimeout < 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must not be negative"))
+	}
+	return append(errs, c.validateTLS()...)
+}
+
+// validateTLS checks that the TLS flags come in working sets; the files
+// themselves are read by the Skeleton's LoadTLS.
+func (c Common) validateTLS() []error {
+	var errs []error
+	var tlsOn bool
+	if f := c.TLS; f != nil {
+		tlsOn = f.Enabled()
+		switch {
+		case f.CertFile != "" && f.KeyFile == "":
+			errs = append(errs, fmt.Errorf("--tls-cert-file %s: --tls-key-file is required with it", f.CertFile))
+		case f.KeyFile != "" && f.CertFile == "":
+			errs = append(errs, fmt.Errorf("--tls-key-file %s: --tls-cert-file is required with it", f.KeyFile))
+		}
+		switch {
+		case f.CertFile != "" && f.CAFile == "":
+			errs = append(errs, fmt.Errorf("--tls-cert-file %s: --tls-ca-file is required with it (the CA verifies the other services and client certificates)", f.CertFile))
+		case f.CAFile != "" && f.CertFile == "":
+			errs = append(errs, fmt.Errorf("--tls-ca-file %s: --tls-cert-file and --tls-key-file are required with it (a listener serves TLS with a certificate)", f.CAFile))
+		}
+	}
+	if c.MetricsTLS != nil && *c.MetricsTLS && !tlsOn {
+		errs = append(errs, errors.New("--metrics-tls: --tls-cert-file is required with it (the metrics endpoint serves that certificate)"))
+	}
+	if f := c.EtcdTLS; f != nil && f.Any() {
+		switch {
+		case f.CertFile != "" && f.KeyFile == "":
+			errs = append(errs, fmt.Errorf("--etcd-cert %s: --etcd-key is required with it", f.CertFile))
+		case f.KeyFile != "" && f.CertFile == "":
+			errs = append(errs, fmt.Errorf("--etcd-key %s: --etcd-cert is required with it", f.KeyFile))
+		}
+		if c.EtcdEndpoints != nil && !c.EtcdClientSet {
+			for _, e := range *c.EtcdEndpoints {
+				if strings.HasPrefix(e, "http://") {
+					errs = append(errs, fmt.Errorf("--etcd-endpoints %s: want https:// with --etcd-cacert/--etcd-cert (etcd's client speaks TLS only to https endpoints)", e))
+				}
+			}
+		}
 	}
 	return errs
 }

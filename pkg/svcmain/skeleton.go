@@ -2,6 +2,7 @@ package svcmain
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
@@ -22,10 +24,12 @@ import (
 const EtcdLogLevel = slog.LevelWarn
 
 // NewEtcdClient dials etcd with topology.ClientConfig, its client's logs
-// going to logger at EtcdLogLevel and above.
-func NewEtcdClient(endpoints []string, logger *slog.Logger) (*clientv3.Client, error) {
+// going to logger at EtcdLogLevel and above, over TLS when tlsConfig is set
+// (https:// endpoints).
+func NewEtcdClient(endpoints []string, logger *slog.Logger, tlsConfig *tls.Config) (*clientv3.Client, error) {
 	cfg := topology.ClientConfig(endpoints)
 	cfg.Logger = ZapLogger(logger.With("component", "etcd-client").Handler(), EtcdLogLevel)
+	cfg.TLS = tlsConfig
 	return clientv3.New(cfg)
 }
 
@@ -47,13 +51,26 @@ type Options struct {
 	// framework) wait for each process's overall SERVING in that order.
 	// Otherwise "" follows readiness too.
 	LiveBeforeReady bool
+	// TLS are the service's certificate files; when Enabled, LoadTLS
+	// loads them, the gRPC listener serves TLS asking ClientAuth of
+	// clients, and DialOptions present the certificate.
+	TLS tlsx.Files
+	// ClientAuth is what the gRPC listener asks of client certificates
+	// when TLS is on; AllowedRoles are the service roles RequireService
+	// lets in.
+	ClientAuth   tlsx.ClientAuth
+	AllowedRoles []tlsx.Role
+	// EtcdTLS are the etcd client's TLS files (any set: TLS to etcd).
+	EtcdTLS tlsx.Files
+	// MetricsTLS serves /metrics over HTTPS with the TLS certificate.
+	MetricsTLS bool
 }
 
-// Skeleton is what every service's Server is built on: the etcd client,
-// the gRPC listener and server (pkg/grpcx), the metrics endpoint, the
-// readiness signal and the ordered shutdown. A service's Start calls
-// ConnectEtcd, Listen, Serve and SetReady in that order, and its Close (and
-// a failed Start) calls Close.
+// Skeleton is what every service's Server is built on: the TLS
+// certificates, the etcd client, the gRPC listener and server (pkg/grpcx),
+// the metrics endpoint, the readiness signal and the ordered shutdown. A
+// service's Start calls LoadTLS, ConnectEtcd, Listen, Serve and SetReady in
+// that order, and its Close (and a failed Start) calls Close.
 type Skeleton struct {
 	opts Options
 	// Registry holds the service's metrics (served at the metrics address).
@@ -65,6 +82,9 @@ type Skeleton struct {
 	GRPC    *grpcx.Server
 	ln      net.Listener
 	metrics *grpcx.MetricsServer
+	// tls and etcdTLS are nil without TLS (after LoadTLS).
+	tls     *tlsx.Source
+	etcdTLS *tlsx.Source
 
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -81,14 +101,53 @@ func New(o Options) *Skeleton {
 	return &Skeleton{opts: o, Registry: grpcx.NewRegistry(), ready: make(chan struct{}), serveErr: make(chan error, 1)}
 }
 
+// LoadTLS loads the TLS and etcd TLS files of the options (when set) and
+// starts reloading them as they change. A file that does not load is an
+// error naming its flag and path: the service refuses to start.
+func (s *Skeleton) LoadTLS() error {
+	if s.opts.TLS.Enabled() {
+		src, err := tlsx.Load(s.opts.TLS, "tls", s.opts.Logger)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.opts.Name, err)
+		}
+		s.tls = src
+	}
+	if s.opts.EtcdTLS.Any() {
+		src, err := tlsx.Load(s.opts.EtcdTLS, "etcd", s.opts.Logger)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.opts.Name, err)
+		}
+		s.etcdTLS = src
+	}
+	return nil
+}
+
+// TLS is the service's certificate source; nil when TLS is off.
+func (s *Skeleton) TLS() *tlsx.Source { return s.tls }
+
+// DialOptions are the options of the service's own gRPC dials to other
+// Veltrix services: TLS presenting the service's certificate and verifying
+// the other end against the CA when TLS is on, nothing otherwise.
+func (s *Skeleton) DialOptions() []grpc.DialOption {
+	if s.tls == nil {
+		return nil
+	}
+	return []grpc.DialOption{grpc.WithTransportCredentials(s.tls.ClientCredentials())}
+}
+
 // ConnectEtcd uses client when set (and leaves closing it to its owner),
-// or dials endpoints with NewEtcdClient.
+// or dials endpoints with NewEtcdClient (with TLS when the options have
+// EtcdTLS).
 func (s *Skeleton) ConnectEtcd(client *clientv3.Client, endpoints []string) error {
 	if client != nil {
 		s.Etcd = client
 		return nil
 	}
-	c, err := NewEtcdClient(endpoints, s.opts.Logger)
+	var tc *tls.Config
+	if s.etcdTLS != nil {
+		tc = s.etcdTLS.ClientTLSConfig()
+	}
+	c, err := NewEtcdClient(endpoints, s.opts.Logger, tc)
 	if err != nil {
 		return fmt.Errorf("%s: etcd client for %v: %w", s.opts.Name, endpoints, err)
 	}
@@ -97,21 +156,26 @@ func (s *Skeleton) ConnectEtcd(client *clientv3.Client, endpoints []string) erro
 }
 
 // Listen listens on addr and builds the gRPC server (extra options after
-// grpcx's), every health status NOT_SERVING. Register services on GRPC,
-// then call Serve.
+// grpcx's; with TLS, the server credentials of the options' ClientAuth),
+// every health status NOT_SERVING. Register services on GRPC, then call
+// Serve.
 func (s *Skeleton) Listen(addr string, extra ...grpc.ServerOption) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("%s: listen on %s: %w", s.opts.Name, addr, err)
 	}
 	s.ln = ln
+	if s.tls != nil {
+		extra = append(extra, grpc.Creds(s.tls.ServerCredentials(s.opts.ClientAuth, s.opts.AllowedRoles...)))
+	}
 	s.GRPC = grpcx.NewServer(grpcx.ServerOptions{Logger: s.opts.Logger, Registerer: s.Registry}, extra...)
 	s.setStatus(healthpb.HealthCheckResponse_NOT_SERVING, true)
 	return nil
 }
 
 // Serve starts serving gRPC on the listener and, when metricsAddr is set,
-// /metrics over HTTP.
+// /metrics over HTTP (HTTPS with the options' MetricsTLS; no client
+// certificate is asked for).
 func (s *Skeleton) Serve(metricsAddr string) error {
 	s.GRPC.InitMetrics()
 	go func() {
@@ -125,7 +189,11 @@ func (s *Skeleton) Serve(metricsAddr string) error {
 		s.GRPC.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	}
 	if metricsAddr != "" {
-		m, err := grpcx.ServeMetrics(metricsAddr, s.Registry, s.opts.Logger)
+		var tc *tls.Config
+		if s.opts.MetricsTLS && s.tls != nil {
+			tc = s.tls.ServerTLSConfig(tlsx.NoClientCert)
+		}
+		m, err := grpcx.ServeMetrics(metricsAddr, s.Registry, s.opts.Logger, tc)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.opts.Name, err)
 		}
@@ -194,7 +262,8 @@ type Stages struct {
 // Close shuts the server down in order: every health status NOT_SERVING;
 // st.BeforeDrain; stop accepting and drain in-flight calls within the
 // shutdown timeout (then cancel them); the metrics endpoint;
-// st.Subsystems; the etcd client (when the skeleton dialed it). A failed
+// st.Subsystems; the etcd client (when the skeleton dialed it); the TLS
+// files' reloading. A failed
 // Start calls it too: each step skips what was not started. Only the first
 // call does anything.
 func (s *Skeleton) Close(st Stages) error {
@@ -233,5 +302,7 @@ func (s *Skeleton) close(st Stages) error {
 		// connections it closes: not a failed shutdown.
 		_ = s.Etcd.Close()
 	}
+	s.tls.Close()
+	s.etcdTLS.Close()
 	return errors.Join(errs...)
 }

@@ -67,7 +67,7 @@ func TestEtcdClientLogsReachSlog(t *testing.T) {
 	ln.Close() // nothing listens there now
 	var buf syncBuffer
 	logger := slog.New(slog.NewJSONHandler(&buf, nil))
-	c, err := NewEtcdClient([]string{"http://" + addr}, logger)
+	c, err := NewEtcdClient([]string{"http://" + addr}, logger, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
