@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
@@ -66,6 +68,11 @@ type options struct {
 	readConsistency  kvv1.Consistency
 	writeConsistency kvv1.Consistency
 	dialOptions      []grpc.DialOption
+	tlsConfig        *tls.Config
+	// token is the bearer token; tokenSet tells an empty one apart from
+	// none.
+	token    string
+	tokenSet bool
 }
 
 // WithMaxRetries sets how many times a call failing with Unavailable is
@@ -101,12 +108,38 @@ func WithWriteConsistency(c kvv1.Consistency) Option {
 
 // WithDialOptions adds gRPC dial options after the client's own
 // (dialopts.Options: plaintext, 65 MiB message limits, keepalives, reconnect
-// backoff; then round robin and the retry interceptor), so they can override
-// them: pass grpc.WithTransportCredentials for TLS.
+// backoff; then round robin and the retry interceptor; then WithTLS's and
+// WithBearerToken's credentials), so they can override them.
 // Interceptors added here run once per attempt, inside the retries.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) { o.dialOptions = append(o.dialOptions, opts...) }
 }
+
+// WithTLS connects to the routers over TLS with cfg: its RootCAs verify
+// the routers (nil: the system roots) and its Certificates or
+// GetClientCertificate give the client certificate, if any. The server
+// name of each router is its endpoint's host unless cfg.ServerName is set.
+// Default: plaintext.
+func WithTLS(cfg *tls.Config) Option {
+	return func(o *options) { o.tlsConfig = cfg }
+}
+
+// WithBearerToken sends token (an API key, "<id>.<secret>") with every
+// call as the metadata "authorization: Bearer <token>". It needs a
+// connection with transport security (WithTLS): the client refuses to
+// send a token in plaintext. Default: none.
+func WithBearerToken(token string) Option {
+	return func(o *options) { o.token, o.tokenSet = token, true }
+}
+
+// bearerToken is the per-RPC credentials of WithBearerToken.
+type bearerToken string
+
+func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearerToken) RequireTransportSecurity() bool { return true }
 
 func (o *options) validate(endpoints []string) error {
 	var errs []error
@@ -136,6 +169,9 @@ func (o *options) validate(endpoints []string) error {
 		if _, ok := kvv1.Consistency_name[int32(c)]; !ok {
 			errs = append(errs, fmt.Errorf("unknown consistency %d", c))
 		}
+	}
+	if o.tokenSet && (o.token == "" || strings.ContainsAny(o.token, " \t\r\n")) {
+		errs = append(errs, errors.New("bearer token: want a non-empty token without spaces"))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("client: invalid options: %w", errors.Join(errs...))
@@ -176,6 +212,12 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Client, erro
 		grpc.WithDefaultServiceConfig(serviceConfig),
 		grpc.WithChainUnaryInterceptor(c.callInterceptor, retry.UnaryClientInterceptor(c.retryOptions()...), attemptInterceptor),
 	)
+	if o.tlsConfig != nil {
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(o.tlsConfig)))
+	}
+	if o.tokenSet {
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearerToken(o.token)))
+	}
 	target := resolverScheme + ":///" + strings.Join(endpoints, ",")
 	cc, err := grpc.NewClient(target, append(dialOpts, o.dialOptions...)...)
 	if err != nil {

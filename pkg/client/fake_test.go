@@ -135,13 +135,13 @@ type fakeRouter struct {
 	requests []proto.Message
 }
 
-func startFake(st *store) (*fakeRouter, error) {
+func startFake(st *store, opts ...grpc.ServerOption) (*fakeRouter, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	f := &fakeRouter{st: st, addr: ln.Addr().String()}
-	f.srv = grpc.NewServer(
+	f.srv = grpc.NewServer(append([]grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			f.calls.Add(1)
@@ -155,7 +155,7 @@ func startFake(st *store) (*fakeRouter, error) {
 			f.mu.Unlock()
 			return h(ctx, req)
 		}),
-	)
+	}, opts...)...)
 	kvv1.RegisterKVServiceServer(f.srv, f)
 	kvv1.RegisterAdminServiceServer(f.srv, f)
 	go func() { _ = f.srv.Serve(ln) }()

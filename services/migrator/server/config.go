@@ -15,6 +15,7 @@ import (
 
 	"github.com/veltrixdb/veltrix/pkg/flagenv"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
+	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -56,6 +57,18 @@ type Config struct {
 	StartTimeout time.Duration
 	// ShutdownTimeout bounds the graceful drain on Close. Default: 10s.
 	ShutdownTimeout time.Duration
+	// TLS are the migrator's certificate, key and CA files. With a
+	// certificate the gRPC listener serves TLS, verifying a client
+	// certificate against the CA when one is presented, and the migrator
+	// presents its certificate to the routers and storage nodes it dials.
+	// Default: none (plaintext).
+	TLS tlsx.Files
+	// EtcdTLS are the etcd client's TLS files (https:// endpoints).
+	// Default: none.
+	EtcdTLS tlsx.Files
+	// MetricsTLS serves /metrics over HTTPS with the TLS certificate.
+	// Default: false.
+	MetricsTLS bool
 	// Logger receives the migrator's logs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -68,6 +81,7 @@ func (c *Config) common() svcmain.Common {
 	return svcmain.Common{
 		Cluster: &c.Cluster, EtcdEndpoints: &c.EtcdEndpoints, EtcdClientSet: c.EtcdClient != nil,
 		ListenAddr: &c.ListenAddr, MetricsAddr: &c.MetricsAddr, ShutdownTimeout: &c.ShutdownTimeout,
+		TLS: &c.TLS, EtcdTLS: &c.EtcdTLS, MetricsTLS: &c.MetricsTLS,
 	}
 }
 

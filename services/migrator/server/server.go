@@ -9,6 +9,7 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/client"
 	"github.com/veltrixdb/veltrix/pkg/migration"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
+	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
@@ -43,6 +44,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	sk := svcmain.New(svcmain.Options{
 		Name: "migrator", Logger: logger, ShutdownTimeout: cfg.ShutdownTimeout,
 		Services: []string{migratorv1.MigratorService_ServiceDesc.ServiceName},
+		TLS:      cfg.TLS, EtcdTLS: cfg.EtcdTLS, MetricsTLS: cfg.MetricsTLS,
+		// Operators come with a principal certificate or a token.
+		ClientAuth: tlsx.VerifyIfGiven,
 	})
 	s := &Server{sk: sk, cfg: cfg, logger: logger, Registry: sk.Registry,
 		rates: jobs.NewRates(0), stopping: make(chan struct{})}
@@ -51,11 +55,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			_ = s.Close()
 		}
 	}()
+	if err := s.sk.LoadTLS(); err != nil {
+		return nil, err
+	}
 	if err := s.sk.ConnectEtcd(cfg.EtcdClient, cfg.EtcdEndpoints); err != nil {
 		return nil, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
-	s.client, s.direct, err = jobs.DialRouters(cctx, cfg.RouterEndpoints)
+	s.client, s.direct, err = jobs.DialRouters(cctx, cfg.RouterEndpoints, client.WithDialOptions(s.sk.DialOptions()...))
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("migrator: %w", err)
@@ -72,7 +79,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Store: s.store, Target: s.client, Direct: s.direct, ID: cfg.ID, Logger: s.logger, Observer: metrics, Rates: s.rates,
 		MaxStoredRejects: int64(cfg.MaxStoredRejects), WriteRetry: cfg.WriteRetry,
 		Migrations: s.migs, Sync: migrationv1.NewMigrationServiceClient(s.direct.Conn()),
-		Topology: topology.NewStore(s.sk.Etcd, cfg.Cluster),
+		Topology: topology.NewStore(s.sk.Etcd, cfg.Cluster), DialOptions: s.sk.DialOptions(),
 	}
 	if s.mgr, err = jobs.StartManager(env, jobs.ManagerOptions{MaxConcurrentJobs: cfg.MaxConcurrentJobs, SessionTTL: cfg.SessionTTL}); err != nil {
 		return nil, fmt.Errorf("migrator: cannot start an etcd session at %v: %w", cfg.EtcdEndpoints, err)

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/veltrixdb/veltrix/pkg/kvrecord"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
+	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -107,6 +108,18 @@ type Config struct {
 	// largest clock error between a router and DynamoDB (flag
 	// --migration-skew). Default: 1s.
 	MigrationSkew time.Duration
+	// TLS are the router's certificate, key and CA files. With a
+	// certificate the gRPC listener and the DynamoDB endpoint serve TLS
+	// (HTTPS), verifying a client certificate against the CA when one is
+	// presented, and the router presents its certificate to the storage
+	// nodes it dials. Default: none (plaintext).
+	TLS tlsx.Files
+	// EtcdTLS are the etcd client's TLS files (https:// endpoints).
+	// Default: none.
+	EtcdTLS tlsx.Files
+	// MetricsTLS serves /metrics over HTTPS with the TLS certificate.
+	// Default: false.
+	MetricsTLS bool
 	// Logger receives the router's logs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -136,6 +149,7 @@ func (c *Config) common() svcmain.Common {
 	return svcmain.Common{
 		Cluster: &c.Cluster, EtcdEndpoints: &c.EtcdEndpoints, EtcdClientSet: c.EtcdClient != nil,
 		ListenAddr: &c.ListenAddr, MetricsAddr: &c.MetricsAddr, ShutdownTimeout: &c.ShutdownTimeout,
+		TLS: &c.TLS, EtcdTLS: &c.EtcdTLS, MetricsTLS: &c.MetricsTLS,
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/migration"
 	"github.com/veltrixdb/veltrix/pkg/placement"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
+	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
@@ -86,6 +87,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Name: "router", Logger: logger, ShutdownTimeout: cfg.ShutdownTimeout,
 		Services:        []string{kvv1.KVService_ServiceDesc.ServiceName, kvv1.AdminService_ServiceDesc.ServiceName},
 		LiveBeforeReady: true,
+		TLS:             cfg.TLS, EtcdTLS: cfg.EtcdTLS, MetricsTLS: cfg.MetricsTLS,
+		// Clients may come with a certificate (a principal, the migrator)
+		// or without (a bearer token, or no authentication).
+		ClientAuth: tlsx.VerifyIfGiven,
 	})
 	s := &Server{
 		sk: sk, cfg: cfg, logger: logger, Registry: sk.Registry,
@@ -97,6 +102,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			_ = s.Close()
 		}
 	}()
+	if err := sk.LoadTLS(); err != nil {
+		return nil, err
+	}
 	if err := sk.ConnectEtcd(cfg.EtcdClient, cfg.EtcdEndpoints); err != nil {
 		return nil, err
 	}
@@ -132,7 +140,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if c := s.watcher.Snapshot().Config; c != nil && c.HashFunction != placement.HashFunction {
 		return nil, fmt.Errorf("router: cluster %q uses partition hash %q, this build uses %q", cfg.Cluster, c.HashFunction, placement.HashFunction)
 	}
-	s.cluster = cluster.New(s.watcher, s.logger, cfg.TopologyGrace)
+	s.cluster = cluster.New(s.watcher, s.logger, cfg.TopologyGrace, sk.DialOptions()...)
 	s.coord = coord.New(s.cluster, coord.Options{
 		HedgeMin: cfg.HedgeMin, HedgeMax: cfg.HedgeMax, Timeout: cfg.RequestTimeout,
 		HintedHandoff: !cfg.NoHintedHandoff,
@@ -207,11 +215,18 @@ func (s *Server) serveDynamoDB() error {
 		IdleTimeout: 2 * time.Minute,
 		ErrorLog:    slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
+	serve := s.dynamo.Serve
+	if src := s.sk.TLS(); src != nil {
+		// HTTPS with the router's certificate; a client certificate is
+		// verified if given (SigV4 authenticates the requests).
+		s.dynamo.TLSConfig = src.ServerTLSConfig(tlsx.VerifyIfGiven)
+		serve = func(ln net.Listener) error { return s.dynamo.ServeTLS(ln, "", "") }
+	}
 	s.dynamoLn = ln
 	s.dynamoDone = make(chan struct{})
 	go func() {
 		defer close(s.dynamoDone)
-		if err := s.dynamo.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.logger.Error("DynamoDB endpoint stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
+	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	"github.com/veltrixdb/veltrix/services/storage/internal/engine"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -104,6 +105,18 @@ type Config struct {
 	// import), which the node holds in memory while it builds the run's
 	// SST; a larger run is refused (RESOURCE_EXHAUSTED). Default: 256 MiB.
 	MaxIngestBytes int64
+	// TLS are the node's certificate, key and CA files. With a certificate
+	// the gRPC listener serves TLS and requires a client certificate of a
+	// Veltrix service (router, migrator or storage) verified by the CA, and
+	// the node presents its certificate to its peers. Default: none
+	// (plaintext).
+	TLS tlsx.Files
+	// EtcdTLS are the etcd client's TLS files (https:// endpoints).
+	// Default: none.
+	EtcdTLS tlsx.Files
+	// MetricsTLS serves /metrics over HTTPS with the TLS certificate.
+	// Default: false.
+	MetricsTLS bool
 	// Logger receives the node's logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Now is the node's clock (tombstone grace, expiry, sync points); for
@@ -139,7 +152,7 @@ func (c *Config) common() svcmain.Common {
 	return svcmain.Common{
 		Cluster: &c.Cluster, EtcdEndpoints: &c.EtcdEndpoints, EtcdClientSet: c.EtcdClient != nil,
 		ListenAddr: &c.ListenAddr, AdvertiseAddr: &c.AdvertiseAddr, MetricsAddr: &c.MetricsAddr,
-		ShutdownTimeout: &c.ShutdownTimeout,
+		ShutdownTimeout: &c.ShutdownTimeout, TLS: &c.TLS, EtcdTLS: &c.EtcdTLS, MetricsTLS: &c.MetricsTLS,
 	}
 }
 

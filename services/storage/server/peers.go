@@ -16,6 +16,8 @@ import (
 type peerPool struct {
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn // by address; nil once closed
+	// dialOpts are the node's own (TLS) dial options, set at start.
+	dialOpts []grpc.DialOption
 }
 
 func newPeerPool() *peerPool { return &peerPool{conns: map[string]*grpc.ClientConn{}} }
@@ -34,7 +36,7 @@ func (pp *peerPool) client(snap *topology.Snapshot, n string) (storagev1.Storage
 	cc, ok := pp.conns[node.Address]
 	if !ok {
 		var err error
-		if cc, err = grpcx.Dial(node.Address); err != nil {
+		if cc, err = grpcx.Dial(node.Address, pp.dialOpts...); err != nil {
 			return nil, fmt.Errorf("dial %s at %s: %w", n, node.Address, err)
 		}
 		pp.conns[node.Address] = cc

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/veltrixdb/veltrix/pkg/placement"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
+	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"github.com/veltrixdb/veltrix/services/storage/internal/engine"
@@ -104,7 +105,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.sk = svcmain.New(svcmain.Options{
 		Name: "storage", Logger: s.logger, ShutdownTimeout: cfg.ShutdownTimeout,
 		Services: []string{storagev1.StorageService_ServiceDesc.ServiceName},
+		TLS:      cfg.TLS, EtcdTLS: cfg.EtcdTLS, MetricsTLS: cfg.MetricsTLS,
+		// Only Veltrix services call a storage node.
+		ClientAuth: tlsx.RequireService, AllowedRoles: []tlsx.Role{tlsx.RoleRouter, tlsx.RoleMigrator, tlsx.RoleStorage},
 	})
+	// Before anything else starts: a bad certificate file refuses the node.
+	if err := s.sk.LoadTLS(); err != nil {
+		return nil, err
+	}
+	s.peers.dialOpts = s.sk.DialOptions()
 	s.Registry = s.sk.Registry
 	s.moveMetrics = newMoveMetrics(s.Registry)
 	bg, bgCancel := context.WithCancel(context.Background())

@@ -55,6 +55,7 @@ import (
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/cdc"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 )
 
 // Target is the Veltrix cluster a job writes to and reads from;
@@ -71,13 +72,14 @@ type Target interface {
 // DialRouters returns the two clients of the routers an Env uses: Target,
 // with pkg/client's retries, for calls nothing else retries, and Direct,
 // without them, for the calls the jobs retry themselves, so that no call
-// is retried by both. Close both.
-func DialRouters(ctx context.Context, endpoints []string) (target, direct *client.Client, err error) {
-	target, err = client.New(ctx, endpoints)
+// is retried by both. opts go to both (the migrator's TLS credentials).
+// Close both.
+func DialRouters(ctx context.Context, endpoints []string, opts ...client.Option) (target, direct *client.Client, err error) {
+	target, err = client.New(ctx, endpoints, opts...)
 	if err != nil {
 		return nil, nil, err
 	}
-	direct, err = client.New(ctx, endpoints, client.WithMaxRetries(0))
+	direct, err = client.New(ctx, endpoints, append(opts, client.WithMaxRetries(0))...)
 	if err != nil {
 		_ = target.Close()
 		return nil, nil, err
@@ -169,6 +171,9 @@ type Env struct {
 	// for the placement and the storage nodes' addresses. nil: INGEST
 	// imports fail.
 	Topology *topology.Store
+	// DialOptions go to the dials of storage nodes (INGEST imports): the
+	// migrator's TLS credentials. Default: none (plaintext).
+	DialOptions []grpc.DialOption
 	// StreamOptions are the base options of stream consumers and
 	// table-scan sources (tests shorten their waits). Default: their own
 	// defaults.

@@ -119,7 +119,7 @@ func (g *ingester) conn(addr string) (storagev1.StorageServiceClient, error) {
 	cc, ok := g.conns[addr]
 	if !ok {
 		var err error
-		if cc, err = grpcx.Dial(addr); err != nil {
+		if cc, err = grpcx.Dial(addr, g.e.DialOptions...); err != nil {
 			return nil, err
 		}
 		g.conns[addr] = cc

@@ -237,6 +237,8 @@ type Cluster struct {
 	watcher *topology.Watcher
 	logger  *slog.Logger
 	grace   time.Duration
+	// dialOpts are the router's options for dialing storage nodes (TLS).
+	dialOpts []grpc.DialOption
 
 	mu    sync.Mutex
 	nodes map[string]*Node
@@ -258,13 +260,14 @@ type Cluster struct {
 
 // New builds the view from the watcher's snapshot and follows its changes
 // until Close. grace is how long after an etcd outage a vanished
-// registration is still counted (0: DefaultGrace).
-func New(w *topology.Watcher, logger *slog.Logger, grace time.Duration) *Cluster {
+// registration is still counted (0: DefaultGrace). dialOpts go to every
+// dial of a storage node (the router's TLS credentials).
+func New(w *topology.Watcher, logger *slog.Logger, grace time.Duration, dialOpts ...grpc.DialOption) *Cluster {
 	if grace <= 0 {
 		grace = DefaultGrace
 	}
 	c := &Cluster{
-		watcher: w, logger: logger, grace: grace,
+		watcher: w, logger: logger, grace: grace, dialOpts: dialOpts,
 		nodes: map[string]*Node{}, known: map[string]topology.Node{}, retained: map[string]bool{},
 		changed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -388,7 +391,7 @@ func (c *Cluster) rebuild(snap *topology.Snapshot) {
 		if _, ok := c.nodes[id]; ok {
 			continue
 		}
-		conn, err := grpcx.Dial(reg.Address)
+		conn, err := grpcx.Dial(reg.Address, c.dialOpts...)
 		if err != nil {
 			c.logger.Error("dial storage node", "node", id, "addr", reg.Address, "err", err)
 			continue
