@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/etcdembed"
+	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	migrator "github.com/veltrixdb/veltrix/services/migrator/server"
 	router "github.com/veltrixdb/veltrix/services/router/server"
 	storage "github.com/veltrixdb/veltrix/services/storage/server"
@@ -71,6 +72,11 @@ type Options struct {
 	MigratorAddr string
 	// Metrics gives every server a /metrics listener on a free port.
 	Metrics bool
+	// TLS, when set, runs every server with TLS and mutual TLS between
+	// them: routers with TLS.Router, storage nodes with TLS.Storage, the
+	// migrator with TLS.Migrator (tlsx.WriteDevPKI writes such a set).
+	// Default: plaintext.
+	TLS *tlsx.DevPKI
 	// ReadyTimeout bounds the wait for the routers to route. Default 60s.
 	ReadyTimeout time.Duration
 	// Logger receives every server's logs. Default: discarded.
@@ -157,6 +163,9 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 			EtcdClient: c.EtcdCli, Partitions: o.Partitions, ReplicationFactor: o.RF, MinNodes: o.Nodes,
 			Logger: o.Logger.With("router", i+1), Upstream: o.Upstream,
 		}
+		if o.TLS != nil {
+			cfg.TLS = o.TLS.Router
+		}
 		if i == 0 && o.RouterAddr != "" {
 			cfg.ListenAddr = o.RouterAddr
 		}
@@ -181,6 +190,9 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 			DataDir: filepath.Join(o.Dir, fmt.Sprintf("n%d", i+1)), Cluster: o.Cluster, EtcdClient: c.EtcdCli,
 			NoSync: o.NoSync, CacheBytes: o.CacheBytes, Logger: o.Logger.With("node", i+1),
 		}
+		if o.TLS != nil {
+			cfg.TLS = o.TLS.Storage
+		}
 		if len(o.Zones) > 0 {
 			cfg.Zone = o.Zones[i%len(o.Zones)]
 		}
@@ -202,10 +214,14 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		if addr == "" {
 			addr = "127.0.0.1:0"
 		}
-		if c.Migrator, err = migrator.Start(ctx, migrator.Config{
+		mcfg := migrator.Config{
 			ID: "m1", ListenAddr: addr, MetricsAddr: metricsAddr, Cluster: o.Cluster, EtcdClient: c.EtcdCli,
 			RouterEndpoints: c.RouterAddrs(), Logger: o.Logger.With("migrator", 1),
-		}); err != nil {
+		}
+		if o.TLS != nil {
+			mcfg.TLS = o.TLS.Migrator
+		}
+		if c.Migrator, err = migrator.Start(ctx, mcfg); err != nil {
 			return nil, fmt.Errorf("localcluster: start migrator on %s: %w", addr, err)
 		}
 	}
