@@ -74,8 +74,8 @@ type Options struct {
 	Metrics bool
 	// TLS, when set, runs every server with TLS and mutual TLS between
 	// them: routers with TLS.Router, storage nodes with TLS.Storage, the
-	// migrator with TLS.Migrator (tlsx.WriteDevPKI writes such a set).
-	// Default: plaintext.
+	// migrator with TLS.Migrator (tlsx.WriteDevPKI writes such a set);
+	// /metrics is served over HTTPS. Default: plaintext.
 	TLS *tlsx.DevPKI
 	// ReadyTimeout bounds the wait for the routers to route. Default 60s.
 	ReadyTimeout time.Duration
@@ -164,7 +164,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 			Logger: o.Logger.With("router", i+1), Upstream: o.Upstream,
 		}
 		if o.TLS != nil {
-			cfg.TLS = o.TLS.Router
+			cfg.TLS, cfg.MetricsTLS = o.TLS.Router, true
 		}
 		if i == 0 && o.RouterAddr != "" {
 			cfg.ListenAddr = o.RouterAddr
@@ -191,7 +191,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 			NoSync: o.NoSync, CacheBytes: o.CacheBytes, Logger: o.Logger.With("node", i+1),
 		}
 		if o.TLS != nil {
-			cfg.TLS = o.TLS.Storage
+			cfg.TLS, cfg.MetricsTLS = o.TLS.Storage, true
 		}
 		if len(o.Zones) > 0 {
 			cfg.Zone = o.Zones[i%len(o.Zones)]
@@ -219,7 +219,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 			RouterEndpoints: c.RouterAddrs(), Logger: o.Logger.With("migrator", 1),
 		}
 		if o.TLS != nil {
-			mcfg.TLS = o.TLS.Migrator
+			mcfg.TLS, mcfg.MetricsTLS = o.TLS.Migrator, true
 		}
 		if c.Migrator, err = migrator.Start(ctx, mcfg); err != nil {
 			return nil, fmt.Errorf("localcluster: start migrator on %s: %w", addr, err)

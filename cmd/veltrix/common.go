@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,9 +18,12 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/client"
 	"github.com/veltrixdb/veltrix/pkg/flagenv"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -32,6 +37,13 @@ type conn struct {
 	migrator  string
 	output    string
 	timeout   time.Duration
+	// cacert, cert and key are the PEM files of TLS to the routers and
+	// the migrator (--cacert, --cert, --key); useTLS (--tls) turns TLS on
+	// with the system roots when no --cacert is given.
+	cacert, cert, key string
+	useTLS            bool
+	// token is sent as "authorization: Bearer <token>" (--token).
+	token string
 	// args is the command line as given (bench records it).
 	args []string
 }
@@ -42,6 +54,11 @@ func (c *conn) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.migrator, "migrator", defaultMigratorAddr, "migrator address (import, verify, stream, jobs)")
 	fs.StringVarP(&c.output, "output", "o", "table", "output format: table, json or yaml")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "deadline for each request")
+	fs.StringVar(&c.cacert, "cacert", "", "PEM CA certificates that verify the routers and the migrator; turns TLS on")
+	fs.StringVar(&c.cert, "cert", "", "PEM client certificate (mutual TLS; needs --cacert or --tls)")
+	fs.StringVar(&c.key, "key", "", "PEM private key of --cert")
+	fs.BoolVar(&c.useTLS, "tls", false, "use TLS verifying the servers with the system roots (implied by --cacert)")
+	fs.StringVar(&c.token, "token", "", "API key sent as a bearer token (needs TLS)")
 }
 
 func (c *conn) validate() error {
@@ -53,7 +70,72 @@ func (c *conn) validate() error {
 	if len(c.endpoints) == 0 {
 		return usageErr("--endpoints is empty")
 	}
+	tlsOn := c.useTLS || c.cacert != ""
+	switch {
+	case c.cert != "" && c.key == "":
+		return usageErr("--cert %s: --key is required with it", c.cert)
+	case c.key != "" && c.cert == "":
+		return usageErr("--key %s: --cert is required with it", c.key)
+	case c.cert != "" && !tlsOn:
+		return usageErr("--cert %s: TLS is off; pass --cacert (or --tls for the system roots)", c.cert)
+	case c.token != "" && !tlsOn:
+		return usageErr("--token: a token is never sent in plaintext; pass --cacert (or --tls for the system roots)")
+	}
 	return nil
+}
+
+// tlsConfig is the TLS config of --cacert, --cert, --key and --tls; nil
+// when TLS is off. A file that does not load is an error naming its flag
+// and path.
+func (c *conn) tlsConfig() (*tls.Config, error) {
+	f := tlsx.Files{CertFile: c.cert, KeyFile: c.key, CAFile: c.cacert}
+	switch {
+	case !f.Any() && !c.useTLS:
+		return nil, nil
+	case !f.Any():
+		return &tls.Config{MinVersion: tls.VersionTLS12}, nil
+	}
+	// A command is short-lived: no reloading. The config keeps what was
+	// loaded.
+	src, err := tlsx.Load(f, "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	src.Close()
+	return src.ClientTLSConfig(), nil
+}
+
+// clientOptions are the TLS and token options of a client of the routers.
+func (c *conn) clientOptions() ([]client.Option, error) {
+	cfg, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	var opts []client.Option
+	if cfg != nil {
+		opts = append(opts, client.WithTLS(cfg))
+	}
+	if c.token != "" {
+		opts = append(opts, client.WithBearerToken(c.token))
+	}
+	return opts, nil
+}
+
+// dialOptions are the TLS and token options of a connection to the
+// migrator.
+func (c *conn) dialOptions() ([]grpc.DialOption, error) {
+	cfg, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	var opts []grpc.DialOption
+	if cfg != nil {
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	}
+	if c.token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(client.BearerToken(c.token)))
+	}
+	return opts, nil
 }
 
 // listValue is flagenv.StringList as a pflag.Value: a comma-separated list
@@ -86,7 +168,11 @@ func applyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
 func (c *conn) client(ctx context.Context) (*client.Client, error) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	cl, err := client.New(cctx, c.endpoints, client.WithDefaultTimeout(c.timeout))
+	opts, err := c.clientOptions()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := client.New(cctx, c.endpoints, append(opts, client.WithDefaultTimeout(c.timeout))...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach a router at %s: %w\n(is a stack running? start one with 'make run', or pass --endpoints / VELTRIX_ENDPOINTS)", strings.Join(c.endpoints, ","), err)
 	}
@@ -94,7 +180,11 @@ func (c *conn) client(ctx context.Context) (*client.Client, error) {
 }
 
 func (c *conn) migratorClient() (migratorv1.MigratorServiceClient, func(), error) {
-	cc, err := grpcx.Dial(c.migrator)
+	opts, err := c.dialOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	cc, err := grpcx.Dial(c.migrator, opts...)
 	if err != nil {
 		return nil, nil, err
 	}

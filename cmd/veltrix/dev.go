@@ -16,7 +16,9 @@ import (
 	"github.com/veltrixdb/veltrix/cmd/veltrix/internal/sample"
 	"github.com/veltrixdb/veltrix/localcluster"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
+	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
+	"google.golang.org/grpc"
 )
 
 func init() {
@@ -27,6 +29,8 @@ func init() {
 type devOptions struct {
 	dataDir, listen, migAddr, dynamoAddr, logLevel string
 	noSample, exitAfterReady                       bool
+	// insecure runs every listener in plaintext (no dev PKI).
+	insecure bool
 }
 
 func devCmd(*conn) *cobra.Command {
@@ -45,6 +49,7 @@ func devCmd(*conn) *cobra.Command {
 	flags.BoolVar(&o.noSample, "no-sample", false, "do not import the bundled sample export")
 	flags.StringVar(&o.logLevel, "log-level", "warn", "log level of the services")
 	flags.BoolVar(&o.exitAfterReady, "exit-after-ready", false, "stop once the stack is ready and the sample imported (for tests)")
+	flags.BoolVar(&o.insecure, "insecure", false, "run every listener in plaintext (default: TLS and mutual TLS with a local CA in DATA-DIR/pki)")
 	return cmd
 }
 
@@ -55,6 +60,21 @@ const sampleJobID = "dev-sample-import"
 // migrator.
 type devStack struct {
 	*localcluster.Cluster
+	// pki is the dev PKI; nil with --insecure.
+	pki *tlsx.DevPKI
+}
+
+// dialOptions are the options of the stack's own calls to its migrator:
+// TLS with the admin certificate unless --insecure.
+func (s *devStack) dialOptions(logger *slog.Logger) ([]grpc.DialOption, func(), error) {
+	if s.pki == nil {
+		return nil, func() {}, nil
+	}
+	src, err := tlsx.Load(s.pki.Admin, "", logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	return []grpc.DialOption{grpc.WithTransportCredentials(src.ClientCredentials())}, src.Close, nil
 }
 
 func (s *devStack) close(w io.Writer) {
@@ -84,12 +104,25 @@ func dev(ctx context.Context, w io.Writer, o devOptions) error {
 	st := &devStack{}
 	defer st.close(w)
 
+	// Secure by default: a local CA and a certificate per service (kept
+	// between runs), TLS on every listener, mutual TLS between services,
+	// and an "admin" client certificate for the user.
+	// Authentication (API keys, --auth) is the next layer: it is wired
+	// here, after the PKI, once the routers and migrator have it.
+	if !o.insecure {
+		pki, err := tlsx.WriteDevPKI(filepath.Join(abs, "pki"), nil)
+		if err != nil {
+			return fmt.Errorf("dev PKI: %w", err)
+		}
+		st.pki = &pki
+	}
 	// The dev stack keeps its data between runs: its etcd syncs, and the
 	// cluster name, node ids and router state directory stay as they were.
 	st.Cluster, err = localcluster.Start(ctx, localcluster.Options{
 		Dir: abs, Cluster: "default", Nodes: 3, RF: 3, Partitions: 256, Zones: []string{"z1", "z2", "z3"},
 		CacheBytes: 64 << 20, EtcdSync: true, RouterAddr: o.listen, RouterStateDir: abs,
 		Migrator: true, MigratorAddr: o.migAddr, DynamoDBAddr: o.dynamoAddr, Metrics: true, Logger: logger,
+		TLS: st.pki,
 	})
 	if err != nil {
 		return fmt.Errorf("start the stack: %w (is something else listening on %s, %s or %s? pass --listen-addr, --migrator-addr or --dynamodb-addr)",
@@ -97,22 +130,32 @@ func dev(ctx context.Context, w io.Writer, o devOptions) error {
 	}
 	router, migrator := st.Routers[0], st.Migrator
 
+	scheme := "https"
+	if st.pki == nil {
+		scheme = "http"
+	}
 	fmt.Fprintf(w, "\n  etcd      %s\n", st.Etcd.Endpoint())
 	for _, n := range st.Nodes {
-		fmt.Fprintf(w, "  storage   %s  %s  (metrics http://%s/metrics)\n", n.ID(), n.Addr(), n.MetricsAddr())
+		fmt.Fprintf(w, "  storage   %s  %s  (metrics %s://%s/metrics)\n", n.ID(), n.Addr(), scheme, n.MetricsAddr())
 	}
-	fmt.Fprintf(w, "  router    %s  (metrics http://%s/metrics)\n", router.Addr(), router.MetricsAddr())
+	fmt.Fprintf(w, "  router    %s  (metrics %s://%s/metrics)\n", router.Addr(), scheme, router.MetricsAddr())
 	if a := router.DynamoDBAddr(); a != "" {
-		fmt.Fprintf(w, "  dynamodb  http://%s  (DynamoDB API)\n", a)
+		fmt.Fprintf(w, "  dynamodb  %s://%s  (DynamoDB API)\n", scheme, a)
 	}
-	fmt.Fprintf(w, "  migrator  %s  (metrics http://%s/metrics)\n\n", migrator.Addr(), migrator.MetricsAddr())
+	fmt.Fprintf(w, "  migrator  %s  (metrics %s://%s/metrics)\n", migrator.Addr(), scheme, migrator.MetricsAddr())
+	if st.pki != nil {
+		fmt.Fprintf(w, "  TLS       CA %s; client certificate %s (principal %q), key %s\n", st.pki.CA, st.pki.Admin.CertFile, tlsx.DevAdmin, st.pki.Admin.KeyFile)
+	} else {
+		fmt.Fprintln(w, "  TLS       off (--insecure): every listener is plaintext")
+	}
+	fmt.Fprintln(w)
 
 	if !o.noSample {
-		if err := importSample(ctx, w, abs, st); err != nil {
+		if err := importSample(ctx, w, abs, st, logger); err != nil {
 			return err
 		}
 	}
-	printTry(w, tryInfo{cli: selfCommand(), router: router.Addr(), migrator: migrator.Addr(), dynamodb: router.DynamoDBAddr()})
+	printTry(w, tryInfo{cli: selfCommand(), router: router.Addr(), migrator: migrator.Addr(), dynamodb: router.DynamoDBAddr(), pki: st.pki})
 	if o.exitAfterReady {
 		return nil
 	}
@@ -128,8 +171,13 @@ func dev(ctx context.Context, w io.Writer, o devOptions) error {
 
 // importSample writes the bundled export to the data dir and imports it,
 // unless a previous run already did.
-func importSample(ctx context.Context, w io.Writer, dir string, st *devStack) error {
-	cc, err := grpcx.Dial(st.Migrator.Addr())
+func importSample(ctx context.Context, w io.Writer, dir string, st *devStack, logger *slog.Logger) error {
+	opts, closeTLS, err := st.dialOptions(logger)
+	if err != nil {
+		return err
+	}
+	defer closeTLS()
+	cc, err := grpcx.Dial(st.Migrator.Addr(), opts...)
 	if err != nil {
 		return err
 	}
@@ -230,6 +278,8 @@ type tryInfo struct {
 	cli, router, migrator string
 	// dynamodb is the DynamoDB endpoint's address, "" when off.
 	dynamodb string
+	// pki is the dev PKI, nil when the stack runs in plaintext.
+	pki *tlsx.DevPKI
 }
 
 // Defaults of the CLI's --endpoints and --migrator flags.
@@ -242,13 +292,22 @@ func printTry(w io.Writer, t tryInfo) {
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 	g := grpcurlCommand()
 	addr := t.router
+	// grpcurl's and the CLI's security flags.
+	gsec, flags := "-plaintext", ""
+	if t.pki != nil {
+		gsec = fmt.Sprintf("-cacert %s -cert %s -key %s", t.pki.CA, t.pki.Admin.CertFile, t.pki.Admin.KeyFile)
+		flags = fmt.Sprintf(" --cacert %s --cert %s --key %s", t.pki.CA, t.pki.Admin.CertFile, t.pki.Admin.KeyFile)
+	}
 	fmt.Fprintln(w, "Try it (bytes fields are base64 in grpcurl's JSON):")
-	fmt.Fprintf(w, "  %s -plaintext %s list\n", g, addr)
-	fmt.Fprintf(w, "  %s -plaintext -d '{\"key\":{\"table\":\"%s\",\"partition_key\":\"%s\",\"sort_key\":\"%s\"}}' %s veltrix.kv.v1.KVService/Get\n",
-		g, sample.Table, b64(sample.ExampleUser), b64(sample.ExampleSession), addr)
-	fmt.Fprintf(w, "  %s -plaintext -d '{\"table\":\"%s\",\"partition_key\":\"%s\",\"limit\":5}' %s veltrix.kv.v1.KVService/Query\n",
-		g, sample.Table, b64(sample.ExampleUser), addr)
-	flags := ""
+	fmt.Fprintf(w, "  %s %s %s list\n", g, gsec, addr)
+	fmt.Fprintf(w, "  %s %s -d '{\"key\":{\"table\":\"%s\",\"partition_key\":\"%s\",\"sort_key\":\"%s\"}}' %s veltrix.kv.v1.KVService/Get\n",
+		g, gsec, sample.Table, b64(sample.ExampleUser), b64(sample.ExampleSession), addr)
+	fmt.Fprintf(w, "  %s %s -d '{\"table\":\"%s\",\"partition_key\":\"%s\",\"limit\":5}' %s veltrix.kv.v1.KVService/Query\n",
+		g, gsec, sample.Table, b64(sample.ExampleUser), addr)
+	if t.pki != nil {
+		// The CLI reads these from the environment too.
+		fmt.Fprintf(w, "  (or export VELTRIX_CACERT=%s VELTRIX_CERT=%s VELTRIX_KEY=%s for the CLI)\n", t.pki.CA, t.pki.Admin.CertFile, t.pki.Admin.KeyFile)
+	}
 	if t.router != defaultRouterAddr {
 		flags += " --endpoints " + t.router
 	}
@@ -261,21 +320,38 @@ func printTry(w io.Writer, t tryInfo) {
 	fmt.Fprintf(w, "  %s kv query %s %s%s\n", t.cli, sample.Table, sample.ExampleUser, flags)
 	fmt.Fprintf(w, "  %s jobs list%s\n\n", t.cli, jobFlags)
 	if t.dynamodb != "" {
-		printDynamoDBTry(w, t.dynamodb)
+		ca := ""
+		if t.pki != nil {
+			ca = t.pki.CA
+		}
+		printDynamoDBTry(w, t.dynamodb, ca)
 	}
 }
 
 // printDynamoDBTry shows the DynamoDB endpoint with the AWS CLI when it is
 // installed (it needs credentials and a region set, any values; AWS CLI
-// v1 reads the region from AWS_DEFAULT_REGION only).
-func printDynamoDBTry(w io.Writer, addr string) {
+// v1 reads the region from AWS_DEFAULT_REGION only). With ca set the
+// endpoint serves HTTPS and the AWS CLI trusts ca through AWS_CA_BUNDLE.
+func printDynamoDBTry(w io.Writer, addr, ca string) {
+	url := "http://" + addr
+	if ca != "" {
+		url = "https://" + addr
+	}
 	if _, err := exec.LookPath("aws"); err != nil {
-		fmt.Fprintf(w, "DynamoDB API at http://%s: point an AWS SDK's endpoint at it (see the README, \"DynamoDB endpoint\").\n\n", addr)
+		fmt.Fprintf(w, "DynamoDB API at %s: point an AWS SDK's endpoint at it (see the README, \"DynamoDB endpoint\").\n", url)
+		if ca != "" {
+			fmt.Fprintf(w, "It serves HTTPS with a certificate of the dev CA %s (AWS_CA_BUNDLE=%s).\n", ca, ca)
+		}
+		fmt.Fprintln(w)
 		return
 	}
 	fmt.Fprintln(w, "Or through the DynamoDB API with the AWS CLI (any credentials and region):")
-	fmt.Fprintln(w, "  export AWS_ACCESS_KEY_ID=veltrix AWS_SECRET_ACCESS_KEY=veltrix AWS_DEFAULT_REGION=us-east-1")
-	fmt.Fprintf(w, "  aws dynamodb --endpoint-url http://%s list-tables\n", addr)
-	fmt.Fprintf(w, "  aws dynamodb --endpoint-url http://%s query --table-name %s --key-condition-expression 'user_id = :u' --expression-attribute-values '{\":u\":{\"S\":\"%s\"}}'\n\n",
-		addr, sample.Table, sample.ExampleUser)
+	fmt.Fprint(w, "  export AWS_ACCESS_KEY_ID=veltrix AWS_SECRET_ACCESS_KEY=veltrix AWS_DEFAULT_REGION=us-east-1")
+	if ca != "" {
+		fmt.Fprintf(w, " AWS_CA_BUNDLE=%s", ca)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  aws dynamodb --endpoint-url %s list-tables\n", url)
+	fmt.Fprintf(w, "  aws dynamodb --endpoint-url %s query --table-name %s --key-condition-expression 'user_id = :u' --expression-attribute-values '{\":u\":{\"S\":\"%s\"}}'\n\n",
+		url, sample.Table, sample.ExampleUser)
 }

@@ -3,12 +3,15 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -182,5 +185,128 @@ func TestMakeRunPassesArgs(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "/veltrix dev --data-dir /tmp/v2 --listen-addr 127.0.0.1:7401\n") {
 		t.Fatalf("make run does not pass ARGS to veltrix dev:\n%s", out)
+	}
+}
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// lockedBuffer is a bytes.Buffer the dev goroutine writes while the test
+// reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestDevSecureByDefault runs `veltrix dev` as it starts by default: with
+// the dev PKI, TLS on every listener. The CLI with the dev CA and the
+// admin certificate reaches the router and the migrator; a plaintext client
+// is refused; the printed commands name the CA and the certificate.
+func TestDevSecureByDefault(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts a dev stack (CI runs it: make test has no -short)")
+	}
+	dir := t.TempDir()
+	router, mig := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	var out lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- dev(ctx, &out, devOptions{dataDir: dir, listen: router, migAddr: mig, dynamoAddr: "127.0.0.1:0", logLevel: "error", noSample: true})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dev: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(out.String(), "ready; press Ctrl-C") {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("dev stopped: %v\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dev not ready:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pki := filepath.Join(dir, "pki")
+	ca, cert, key := filepath.Join(pki, "ca.pem"), filepath.Join(pki, "admin.pem"), filepath.Join(pki, "admin-key.pem")
+	printed := out.String()
+	for _, want := range []string{"-cacert " + ca + " -cert " + cert + " -key " + key, "--cacert " + ca + " --cert " + cert + " --key " + key, "https://"} {
+		if !strings.Contains(printed, want) {
+			t.Errorf("dev output lacks %q:\n%s", want, printed)
+		}
+	}
+
+	secure := []string{"--endpoints", router, "--migrator", mig, "--cacert", ca, "--cert", cert, "--key", key, "--timeout", "5s"}
+	if code, stdout, stderr := runCLI(t, nil, append([]string{"status"}, secure...)...); code != 0 {
+		t.Fatalf("status over TLS: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if code, stdout, stderr := runCLI(t, nil, append([]string{"jobs", "list"}, secure...)...); code != 0 {
+		t.Fatalf("jobs list over TLS: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	// The same through the environment, with the CA alone (no client
+	// certificate: the router verifies one only if given).
+	env := map[string]string{"VELTRIX_CACERT": ca}
+	if code, stdout, stderr := runCLI(t, env, "status", "--endpoints", router, "--timeout", "5s"); code != 0 {
+		t.Fatalf("status with VELTRIX_CACERT: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if code, _, _ := runCLI(t, nil, "status", "--endpoints", router, "--timeout", "2s"); code == 0 {
+		t.Fatal("a plaintext client reached the router")
+	}
+	if code, _, _ := runCLI(t, nil, "jobs", "list", "--migrator", mig, "--timeout", "2s"); code == 0 {
+		t.Fatal("a plaintext client reached the migrator")
+	}
+	// A bad file is named.
+	bad := filepath.Join(dir, "bad.pem")
+	if err := os.WriteFile(bad, []byte("nope"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, nil, "status", "--endpoints", router, "--cacert", bad)
+	if code == 0 || !strings.Contains(stderr, "--cacert "+bad) {
+		t.Fatalf("bad --cacert: exit %d, %s", code, stderr)
+	}
+}
+
+// TestDevInsecure: --insecure runs in plaintext and writes no PKI.
+func TestDevInsecure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts a dev stack (CI runs it: make test has no -short)")
+	}
+	dir := t.TempDir()
+	code, stdout, stderr := runCLI(t, nil, "dev", "--insecure", "--data-dir", dir, "--no-sample", "--exit-after-ready", "--log-level", "error",
+		"--listen-addr", freeAddr(t), "--migrator-addr", freeAddr(t), "--dynamodb-addr", "127.0.0.1:0")
+	if code != 0 {
+		t.Fatalf("dev --insecure: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "-plaintext") || !strings.Contains(stdout, "TLS       off") {
+		t.Errorf("dev --insecure output:\n%s", stdout)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pki")); err == nil {
+		t.Error("dev --insecure wrote a PKI")
 	}
 }

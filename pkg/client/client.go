@@ -132,6 +132,11 @@ func WithBearerToken(token string) Option {
 	return func(o *options) { o.token, o.tokenSet = token, true }
 }
 
+// BearerToken returns the per-RPC credentials of WithBearerToken, for
+// connections to other Veltrix services (the migrator) dialed with
+// grpc.WithPerRPCCredentials.
+func BearerToken(token string) credentials.PerRPCCredentials { return bearerToken(token) }
+
 // bearerToken is the per-RPC credentials of WithBearerToken.
 type bearerToken string
 
