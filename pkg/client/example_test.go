@@ -2,8 +2,11 @@ package client_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log"
+	"os"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -198,4 +201,31 @@ func ExampleNew() {
 	if _, err := c.Put(ctx, "profiles", []byte("user-1"), nil, []byte(`{"name":"Ada"}`), client.WithVersion(version)); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// ExampleWithTLS connects over TLS, verifying the routers with a CA file
+// and presenting a client certificate (the dev stack writes these to
+// .veltrix/pki), and authenticates with an API key. It is not run: it needs
+// a secured cluster.
+func ExampleWithTLS() {
+	caPEM, err := os.ReadFile(".veltrix/pki/ca.pem")
+	if err != nil {
+		log.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	cert, err := tls.LoadX509KeyPair(".veltrix/pki/admin.pem", ".veltrix/pki/admin-key.pem")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := client.New(ctx, []string{"127.0.0.1:7400"},
+		client.WithTLS(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}),
+		client.WithBearerToken(os.Getenv("VELTRIX_TOKEN")), // an API key, "<id>.<secret>"
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
 }

@@ -2,11 +2,12 @@
 // migrator) share, so each concern has one mechanism:
 //
 //   - Common: the config fields every service has (cluster, etcd
-//     endpoints, listen/advertise/metrics addresses, shutdown timeout), their
-//     flags, defaults and checks, written once;
+//     endpoints, listen/advertise/metrics addresses, shutdown timeout, TLS
+//     and etcd TLS files), their flags, defaults and checks, written once;
 //   - NewEtcdClient: the etcd client, its own logs bridged to slog
 //     (ZapLogger) at warn and above;
-//   - Skeleton: listener, gRPC server (pkg/grpcx), metrics endpoint, a
+//   - Skeleton: TLS certificates (pkg/tlsx, reloaded as they change),
+//     listener, gRPC server (pkg/grpcx), metrics endpoint, a
 //     readiness signal (health NOT_SERVING until SetReady, and Ready) and the
 //     ordered shutdown (Close);
 //   - ToStatus: the edge's error to gRPC code conversion, unknown errors
