@@ -293,6 +293,7 @@ func (s *Source) reload() {
 	raw, err := s.read()
 	cur := s.cur.Load()
 	if err == nil && sameContent(raw, cur.raw) {
+		s.failed = [3][]byte{} // back to what loaded: a later bad file is news
 		return
 	}
 	if err == nil && sameContent(raw, s.failed) {
