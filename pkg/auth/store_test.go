@@ -277,4 +277,3 @@ func TestLoadSealKey(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
-
