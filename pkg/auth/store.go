@@ -146,21 +146,40 @@ type Store struct {
 	rev      int64
 	prins    map[string]Principal
 	keys     map[string]keyDoc
-	restartW chan int64 // tests: re-watch from an old revision
+	restartW chan int64    // tests: re-watch from an old revision
+	loaded   chan struct{} // closed after the first load
 }
 
-// NewStore loads the cluster's principals and keys and follows their
-// changes until Close. sealKey (LoadSealKey) may be nil: then CreateKey and
-// SigningSecret fail with ErrNoSealKey. admins are the principals that are
-// superusers (--auth-admins).
+// NewStore loads the cluster's principals and keys, waiting for etcd until
+// ctx ends, and follows their changes until Close. sealKey (LoadSealKey)
+// may be nil: then CreateKey and SigningSecret fail with ErrNoSealKey.
+// admins are the principals that are superusers (--auth-admins).
 func NewStore(ctx context.Context, etcd *clientv3.Client, cluster string, sealKey []byte, admins []string, logger *slog.Logger) (*Store, error) {
+	s, err := OpenStore(etcd, cluster, sealKey, admins, logger)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-s.loaded:
+		return s, nil
+	case <-ctx.Done():
+		s.Close()
+		return nil, fmt.Errorf("auth: load principals and keys from etcd: %w", ctx.Err())
+	}
+}
+
+// OpenStore is NewStore without the wait: the store starts empty (every
+// token refused as unknown) and loads once etcd answers; Loaded is
+// closed then. A service that may start while etcd is down uses it.
+func OpenStore(etcd *clientv3.Client, cluster string, sealKey []byte, admins []string, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
 	s := &Store{
 		etcd: etcd, prefix: topology.NewKeys(cluster).Prefix() + "auth/",
 		admins: map[string]bool{}, logger: logger, done: make(chan struct{}),
-		restartW: make(chan int64, 1),
+		loaded: make(chan struct{}), restartW: make(chan int64, 1),
+		prins: map[string]Principal{}, keys: map[string]keyDoc{},
 	}
 	s.cond = sync.NewCond(&s.mu)
 	for _, a := range admins {
@@ -181,14 +200,14 @@ func NewStore(ctx context.Context, etcd *clientv3.Client, cluster string, sealKe
 		}
 		s.sealFP = sealFingerprint(sealKey)
 	}
-	if err := s.load(ctx); err != nil {
-		return nil, err
-	}
 	wctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go s.follow(wctx)
 	return s, nil
 }
+
+// Loaded is closed once the store has loaded the principals and keys.
+func (s *Store) Loaded() <-chan struct{} { return s.loaded }
 
 // sealFingerprint names a seal key without revealing it.
 func sealFingerprint(k []byte) string {
@@ -266,6 +285,10 @@ func (s *Store) applyTo(prins map[string]Principal, keys map[string]keyDoc, k st
 // continuing where the last ended, and re-lists after a compaction.
 func (s *Store) follow(ctx context.Context) {
 	defer close(s.done)
+	if !s.relist(ctx) {
+		return
+	}
+	close(s.loaded)
 	s.mu.RLock()
 	rev := s.rev
 	s.mu.RUnlock()
@@ -303,22 +326,11 @@ func (s *Store) follow(ctx context.Context) {
 			}
 		}
 		cancel()
-		for relist && ctx.Err() == nil {
-			lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
-			err := s.load(lctx)
-			lcancel()
-			if err == nil {
-				s.mu.RLock()
-				rev = s.rev
-				s.mu.RUnlock()
-				s.logger.Info("auth: re-listed principals and keys after a compaction", "revision", rev)
-				break
-			}
-			s.logger.Warn("auth: re-list principals and keys", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
+		if relist && s.relist(ctx) {
+			s.mu.RLock()
+			rev = s.rev
+			s.mu.RUnlock()
+			s.logger.Info("auth: re-listed principals and keys after a compaction", "revision", rev)
 		}
 		if !relist {
 			// A watch lost without a compaction (no leader, network):
@@ -329,6 +341,24 @@ func (s *Store) follow(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// relist loads everything until it succeeds; false when ctx ended first.
+func (s *Store) relist(ctx context.Context) bool {
+	for ctx.Err() == nil {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.load(lctx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		s.logger.Warn("auth: load principals and keys", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	return false
 }
 
 // waitRev waits (briefly) until the watch has applied revision rev, so
