@@ -86,7 +86,7 @@ func applyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
 func (c *conn) client(ctx context.Context) (*client.Client, error) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	cl, err := client.New(cctx, c.endpoints, client.WithDefaultTimeout(c.timeout))
+	cl, err := client.New(cctx, c.endpoints, client.WithDefaultTimeout(c.timeout), client.WithDialOptions(tokenDialOptions()...))
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach a router at %s: %w\n(is a stack running? start one with 'make run', or pass --endpoints / VELTRIX_ENDPOINTS)", strings.Join(c.endpoints, ","), err)
 	}
@@ -94,7 +94,7 @@ func (c *conn) client(ctx context.Context) (*client.Client, error) {
 }
 
 func (c *conn) migratorClient() (migratorv1.MigratorServiceClient, func(), error) {
-	cc, err := grpcx.Dial(c.migrator)
+	cc, err := grpcx.Dial(c.migrator, tokenDialOptions()...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -165,6 +165,10 @@ func explain(err error, what string) error {
 		return fmt.Errorf("%s: invalid argument: %s", what, st.Message())
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%s: timed out (raise --timeout): %s", what, st.Message())
+	case codes.Unauthenticated:
+		return fmt.Errorf("%s: not authenticated: %s (set VELTRIX_TOKEN to an API key's token, from 'veltrix auth key create')", what, st.Message())
+	case codes.PermissionDenied:
+		return fmt.Errorf("%s: permission denied: %s (an admin grants it with 'veltrix auth principal set')", what, st.Message())
 	}
 	return fmt.Errorf("%s: %s: %s", what, st.Code(), st.Message())
 }
