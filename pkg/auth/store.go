@@ -689,3 +689,8 @@ func (s *Store) RevokeKey(ctx context.Context, id string) error {
 	s.waitRev(resp.Header.Revision)
 	return nil
 }
+
+var (
+	_ Credentials   = (*Store)(nil)
+	_ Authenticator = (*Store)(nil)
+)
