@@ -277,3 +277,35 @@ func TestLoadSealKey(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// TestStoreServesWhileEtcdIsDown: the last state keeps verifying tokens
+// when etcd cannot be reached (here: the store's client is closed; an
+// embedded etcd takes seconds to stop under an open watch).
+func TestStoreServesWhileEtcdIsDown(t *testing.T) {
+	e, err := etcdembed.Start(etcdembed.Config{Dir: t.TempDir(), UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	c, err := e.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(t, c, sealKey(1))
+	if _, err := s.SetGrants(t.Context(), "dave", []Grant{{Table: "orders", Level: Write}}); err != nil {
+		t.Fatal(err)
+	}
+	k, err := s.CreateKey(t.Context(), "dave", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	time.Sleep(200 * time.Millisecond)
+	sub, err := s.VerifyToken(k.Token())
+	if err != nil || !sub.Allows("orders", Write) {
+		t.Fatalf("with etcd unreachable: %+v %v", sub, err)
+	}
+	if secret, _, err := s.SigningSecret(k.ID); err != nil || secret != k.Secret {
+		t.Fatalf("SigningSecret with etcd unreachable: %v", err)
+	}
+}
