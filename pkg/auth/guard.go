@@ -252,6 +252,15 @@ type guardedStream struct {
 
 func (s *guardedStream) Context() context.Context { return s.ctx }
 
+// SendMsg refuses to send before a request was received and checked, so a
+// handler that sends first cannot skip the rule.
+func (s *guardedStream) SendMsg(m any) error {
+	if !s.checked {
+		return status.Errorf(codes.PermissionDenied, "%s: nothing sent before the request is received and its permissions checked", s.method)
+	}
+	return s.ServerStream.SendMsg(m)
+}
+
 func (s *guardedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err

@@ -233,6 +233,13 @@ func TestGuardStream(t *testing.T) {
 	if _, err := scan(context.Background(), "orders"); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("scan without credentials: %v", err)
 	}
+	// A handler that sends before receiving cannot skip the check.
+	err := g.Stream(nil, &fakeStream{ctx: withToken(reader + ".secret"), req: &getReq{table: "users"}}, &grpc.StreamServerInfo{FullMethod: "/t.S/Scan", IsServerStream: true}, func(srv any, ss grpc.ServerStream) error {
+		return ss.SendMsg(&getReq{})
+	})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("send before receive: %v", err)
+	}
 }
 
 func TestGuardMissing(t *testing.T) {

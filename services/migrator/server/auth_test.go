@@ -164,6 +164,15 @@ func TestAuth(t *testing.T) {
 		_, err = w.Recv()
 	}
 	check("reader WatchJob", err, codes.PermissionDenied)
+	w, err = m.WatchJob(as(writer), &migratorv1.WatchJobRequest{Id: id})
+	if err == nil {
+		var resp *migratorv1.WatchJobResponse
+		resp, err = w.Recv()
+		if err == nil && resp.GetJob().GetId() != id {
+			t.Fatalf("writer WatchJob: %v", resp)
+		}
+	}
+	check("writer WatchJob", err, codes.OK)
 	_, err = m.ListJobs(as(writer), &migratorv1.ListJobsRequest{})
 	check("writer ListJobs", err, codes.PermissionDenied, `"*"`)
 	_, err = m.CancelJob(as(reader), &migratorv1.CancelJobRequest{Id: id})

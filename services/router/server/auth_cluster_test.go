@@ -194,6 +194,29 @@ func TestAuthCluster(t *testing.T) {
 		t.Fatalf("after the refused Put: %v %v", g, err)
 	}
 
+	// An allowed Scan streams through the guard.
+	if _, err := cl[0].kv.Put(bearer(ctx, root), &kvv1.PutRequest{Key: &kvv1.Key{Table: "aaa", PartitionKey: []byte("k2")}, Value: []byte("v2")}); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := cl[0].kv.Scan(bearer(ctx, reader), &kvv1.ScanRequest{Table: "aaa"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items int
+	for {
+		m, err := sc.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reader Scan aaa: %v", err)
+		}
+		items += len(m.GetItems())
+	}
+	if items != 1 {
+		t.Fatalf("reader Scan aaa: %d items, want 1", items)
+	}
+
 	// Revoked on router 1: refused by router 2 within a second.
 	if _, err := cl[0].auth.RevokeKey(bearer(ctx, root), &authv1.RevokeKeyRequest{Id: ck.GetKey().GetId()}); err != nil {
 		t.Fatal(err)
