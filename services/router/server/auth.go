@@ -123,8 +123,11 @@ func (s *Server) startAuth(ctx context.Context) (*auth.Guard, error) {
 			return nil, fmt.Errorf("router: cannot load principals and keys from etcd within %s: %w", s.cfg.EtcdStartTimeout, wctx.Err())
 		}
 	}
-	if !a.Enabled {
+	switch {
+	case !a.Enabled:
 		s.logger.Warn("authentication is off (--auth=false): every gRPC call is anonymous and may do everything")
+	case seal == nil:
+		s.logger.Warn("no --auth-key-file: this router verifies bearer tokens but cannot create keys or unseal secrets for SigV4")
 	}
 	return auth.NewGuard(auth.GuardOptions{
 		Enabled: a.Enabled, Authenticator: st, Rules: authRules(),
