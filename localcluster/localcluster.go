@@ -66,6 +66,9 @@ type Options struct {
 	// Upstream is every router's credentials for upstream DynamoDB in
 	// migration mode. Default: the AWS SDK's default chain.
 	Upstream router.UpstreamConfig
+	// RouterAuth is every router's authentication config (--auth,
+	// --auth-key-file, --auth-admins). Default: off.
+	RouterAuth router.AuthConfig
 	// Migrator also starts a migrator once the routers can route, on
 	// MigratorAddr (default a free loopback port).
 	Migrator     bool
@@ -161,7 +164,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		cfg := router.Config{
 			ID: fmt.Sprintf("r%d", i+1), ListenAddr: "127.0.0.1:0", MetricsAddr: metricsAddr, Cluster: o.Cluster,
 			EtcdClient: c.EtcdCli, Partitions: o.Partitions, ReplicationFactor: o.RF, MinNodes: o.Nodes,
-			Logger: o.Logger.With("router", i+1), Upstream: o.Upstream,
+			Logger: o.Logger.With("router", i+1), Upstream: o.Upstream, Auth: o.RouterAuth,
 		}
 		if o.TLS != nil {
 			cfg.TLS, cfg.MetricsTLS = o.TLS.Router, true

@@ -255,6 +255,10 @@ func explain(err error, what string) error {
 		return fmt.Errorf("%s: invalid argument: %s", what, st.Message())
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%s: timed out (raise --timeout): %s", what, st.Message())
+	case codes.Unauthenticated:
+		return fmt.Errorf("%s: not authenticated: %s (set VELTRIX_TOKEN to an API key's token, from 'veltrix auth key create')", what, st.Message())
+	case codes.PermissionDenied:
+		return fmt.Errorf("%s: permission denied: %s (an admin grants it with 'veltrix auth principal set')", what, st.Message())
 	}
 	return fmt.Errorf("%s: %s: %s", what, st.Code(), st.Message())
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/veltrixdb/veltrix/pkg/auth"
 	"github.com/veltrixdb/veltrix/pkg/flagenv"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	"github.com/veltrixdb/veltrix/pkg/tlsx"
@@ -69,6 +70,9 @@ type Config struct {
 	// MetricsTLS serves /metrics over HTTPS with the TLS certificate.
 	// Default: false.
 	MetricsTLS bool
+	// Auth configures authentication and per-table permissions (flags
+	// --auth, --auth-admins). Default: off.
+	Auth AuthConfig
 	// Logger receives the migrator's logs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -99,6 +103,8 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxStoredRejects, "max-stored-rejects", d.MaxStoredRejects, "dead-letter records stored per job (all are counted)")
 	fs.DurationVar(&c.WriteRetry, "write-retry", d.WriteRetry, "how long failing writes to Veltrix are retried before a job fails")
 	fs.DurationVar(&c.StartTimeout, "start-timeout", d.StartTimeout, "how long to wait for a router at startup")
+	fs.BoolVar(&c.Auth.Enabled, "auth", false, "authenticate every gRPC call (client certificate or bearer token) and check per-table permissions; off, every call may do everything")
+	fs.Var((*flagenv.StringList)(&c.Auth.Admins), "auth-admins", "comma-separated principals that may do everything (bootstrap, e.g. the principal of an admin client certificate)")
 }
 
 // EnsureDefaults fills unset fields with their defaults: the one place
@@ -150,6 +156,11 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxStoredRejects < 1 {
 		errs = append(errs, fmt.Errorf("--max-stored-rejects %d: at least 1", c.MaxStoredRejects))
+	}
+	for _, a := range c.Auth.Admins {
+		if err := auth.ValidatePrincipalName(a); err != nil {
+			errs = append(errs, fmt.Errorf("--auth-admins: %v", err))
+		}
 	}
 	if c.WriteRetry < 0 || c.StartTimeout < 0 {
 		errs = append(errs, errors.New("--write-retry and --start-timeout must not be negative"))

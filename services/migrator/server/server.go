@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/veltrixdb/veltrix/pkg/auth"
 	"github.com/veltrixdb/veltrix/pkg/client"
 	"github.com/veltrixdb/veltrix/pkg/migration"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
@@ -30,6 +31,7 @@ type Server struct {
 	// Registry holds the migrator's metrics (also served at MetricsAddr).
 	Registry *prometheus.Registry
 	stopping chan struct{} // closed by Close: ends WatchJob streams
+	auth     *auth.Store   // principals and keys (verifies tokens)
 }
 
 // Start connects to etcd and the routers, starts working on the jobs in
@@ -85,10 +87,18 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("migrator: cannot start an etcd session at %v: %w", cfg.EtcdEndpoints, err)
 	}
 
-	if err := s.sk.Listen(cfg.ListenAddr); err != nil {
+	sv := &service{s: s}
+	guard, err := s.startAuth(ctx, sv)
+	if err != nil {
 		return nil, err
 	}
-	migratorv1.RegisterMigratorServiceServer(s.sk.GRPC.Server, &service{s: s})
+	if err := s.sk.Listen(cfg.ListenAddr, guard.ServerOptions()...); err != nil {
+		return nil, err
+	}
+	migratorv1.RegisterMigratorServiceServer(s.sk.GRPC.Server, sv)
+	if missing := guard.Missing(s.sk.GRPC.GetServiceInfo()); len(missing) > 0 {
+		return nil, fmt.Errorf("migrator: methods without a permission rule: %v", missing)
+	}
 	if err := s.sk.Serve(cfg.MetricsAddr); err != nil {
 		return nil, err
 	}
@@ -130,6 +140,9 @@ func (s *Server) Close() error {
 			}
 		},
 		Subsystems: func() error {
+			if s.auth != nil {
+				s.auth.Close()
+			}
 			if s.migs != nil {
 				s.migs.Close()
 			}

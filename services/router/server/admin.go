@@ -371,7 +371,9 @@ func (a *adminService) ListTables(ctx context.Context, req *kvv1.ListTablesReque
 	snap := a.s.watcher.Snapshot()
 	resp := &kvv1.ListTablesResponse{}
 	for _, t := range snap.Tables {
-		resp.Tables = append(resp.Tables, tableProto(t))
+		if canRead(ctx, t.Name) {
+			resp.Tables = append(resp.Tables, tableProto(t))
+		}
 	}
 	sort.Slice(resp.Tables, func(i, j int) bool { return resp.Tables[i].Name < resp.Tables[j].Name })
 	return resp, nil

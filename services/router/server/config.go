@@ -19,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/veltrixdb/veltrix/pkg/auth"
+	"github.com/veltrixdb/veltrix/pkg/flagenv"
 	"github.com/veltrixdb/veltrix/pkg/kvrecord"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	"github.com/veltrixdb/veltrix/pkg/tlsx"
@@ -120,6 +122,9 @@ type Config struct {
 	// MetricsTLS serves /metrics over HTTPS with the TLS certificate.
 	// Default: false.
 	MetricsTLS bool
+	// Auth configures authentication and per-table permissions (flags
+	// --auth, --auth-key-file, --auth-admins). Default: off.
+	Auth AuthConfig
 	// Logger receives the router's logs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -198,6 +203,9 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Upstream.AccessKeyID, "upstream-access-key-id", "", "access key id for upstream DynamoDB in migration mode (empty: the AWS SDK's default credential chain)")
 	fs.StringVar(&c.Upstream.SecretAccessKey, "upstream-secret-access-key", "", "secret access key for upstream DynamoDB in migration mode (with --upstream-access-key-id)")
 	fs.StringVar(&c.Upstream.SessionToken, "upstream-session-token", "", "session token for temporary upstream credentials (optional)")
+	fs.BoolVar(&c.Auth.Enabled, "auth", false, "authenticate every gRPC call (client certificate or bearer token) and check per-table permissions; off, every call may do everything")
+	fs.StringVar(&c.Auth.KeyFile, "auth-key-file", "", "file of 64 hex characters: the AES-256 key sealing API key secrets in etcd (needed to create keys and for SigV4; the same on every router)")
+	fs.Var((*flagenv.StringList)(&c.Auth.Admins), "auth-admins", "comma-separated principals that may do everything (bootstrap, e.g. the principal of an admin client certificate)")
 }
 
 // EnsureDefaults fills unset fields with their defaults: the one place
@@ -294,6 +302,11 @@ func (c *Config) Validate() error {
 	}
 	if c.MigrationSkew < 0 {
 		errs = append(errs, fmt.Errorf("--migration-skew %s: negative", c.MigrationSkew))
+	}
+	for _, a := range c.Auth.Admins {
+		if err := auth.ValidatePrincipalName(a); err != nil {
+			errs = append(errs, fmt.Errorf("--auth-admins: %v", err))
+		}
 	}
 	if (c.Upstream.AccessKeyID == "") != (c.Upstream.SecretAccessKey == "") {
 		errs = append(errs, errors.New("--upstream-access-key-id and --upstream-secret-access-key: give both or neither"))

@@ -102,3 +102,31 @@ func TestRebalanceFlags(t *testing.T) {
 		t.Errorf("Validate: %v", err)
 	}
 }
+
+func TestAuthFlags(t *testing.T) {
+	var c Config
+	fs := flag.NewFlagSet("veltrix-router", flag.ContinueOnError)
+	c.AddFlags(fs)
+	if err := fs.Parse([]string{"--auth", "--auth-key-file", "/etc/veltrix/auth.key"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := flagenv.Apply(fs, func(k string) (string, bool) {
+		if k == "VELTRIX_AUTH_ADMINS" {
+			return "admin,ops@example.com", true
+		}
+		return "", false
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Auth.Enabled || c.Auth.KeyFile != "/etc/veltrix/auth.key" || strings.Join(c.Auth.Admins, ";") != "admin;ops@example.com" {
+		t.Fatalf("Auth %+v", c.Auth)
+	}
+	c.EnsureDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c.Auth.Admins = []string{"bad name"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--auth-admins") {
+		t.Fatalf("Validate: %v", err)
+	}
+}

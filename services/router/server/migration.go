@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/veltrixdb/veltrix/pkg/auth"
 	"net/url"
 	"strings"
 	"time"
@@ -88,14 +89,19 @@ func migrationStatus(err error) error {
 }
 
 // caller names who makes a change: the x-veltrix-user metadata, else the
-// peer's address.
+// peer's address; with authentication on, the authenticated subject comes
+// first ("alice (bob@host)"), since the metadata is only the caller's word.
 func caller(ctx context.Context) string {
+	name := who(ctx)
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get(UserMetadata); len(v) > 0 && strings.TrimSpace(v[0]) != "" {
-			return strings.TrimSpace(v[0])
+			name = strings.TrimSpace(v[0])
 		}
 	}
-	return who(ctx)
+	if sub, ok := auth.SubjectFrom(ctx); ok && sub.Via != auth.ViaNone && sub.Name != name {
+		return sub.Name + " (" + name + ")"
+	}
+	return name
 }
 
 func checkReason(reason string, force bool) error {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/veltrixdb/veltrix/pkg/auth"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	"github.com/veltrixdb/veltrix/pkg/hlc"
 	"github.com/veltrixdb/veltrix/pkg/kvrecord"
@@ -20,6 +21,7 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	"github.com/veltrixdb/veltrix/pkg/topology"
+	authv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/auth/v1"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	"github.com/veltrixdb/veltrix/services/router/internal/cluster"
@@ -69,6 +71,9 @@ type Server struct {
 	// migration control it routes by (nil when the endpoint is off).
 	dynamoHandler *dynamodb.Handler
 	migWatcher    *migration.Watcher
+	// auth holds the principals and API keys (always loaded, so keys can
+	// be managed before --auth is turned on).
+	auth *auth.Store
 }
 
 // Start connects to etcd, loads the topology, joins the controller election
@@ -159,14 +164,23 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Logger:          s.logger,
 	})
 
+	guard, err := s.startAuth(ctx)
+	if err != nil {
+		return nil, err
+	}
 	// UTF8Options: invalid UTF-8 in a string field is InvalidArgument naming
-	// the field, not grpc's Internal decode failure.
-	if err := sk.Listen(cfg.ListenAddr, grpcx.UTF8Options()...); err != nil {
+	// the field, not grpc's Internal decode failure. The guard follows: a
+	// request is decoded before its permissions are checked.
+	if err := sk.Listen(cfg.ListenAddr, append(grpcx.UTF8Options(), guard.ServerOptions()...)...); err != nil {
 		return nil, err
 	}
 	kvv1.RegisterKVServiceServer(sk.GRPC.Server, &kvService{s: s})
 	kvv1.RegisterAdminServiceServer(sk.GRPC.Server, &adminService{s: s})
 	migrationv1.RegisterMigrationServiceServer(sk.GRPC.Server, newMigrationService(s))
+	authv1.RegisterAuthServiceServer(sk.GRPC.Server, &authService{s: s})
+	if missing := guard.Missing(sk.GRPC.GetServiceInfo()); len(missing) > 0 {
+		return nil, fmt.Errorf("router: methods without a permission rule: %v", missing)
+	}
 	s.Registry.MustRegister(newCollector(s))
 	if err := sk.Serve(cfg.MetricsAddr); err != nil {
 		return nil, err
@@ -390,6 +404,9 @@ func (s *Server) Close() error {
 		}
 		if s.watcher != nil {
 			s.watcher.Close()
+		}
+		if s.auth != nil {
+			s.auth.Close()
 		}
 		return nil
 	}})
