@@ -188,10 +188,10 @@ func (h *Handler) serve(r *http.Request, op string) (any, error) {
 		return nil, &Error{Type: "UnknownOperationException", Status: http.StatusBadRequest,
 			Message: fmt.Sprintf("X-Amz-Target %q is not a DynamoDB_20120810 operation", target)}
 	}
+	// An operation Veltrix lacks is refused after authentication and the
+	// permission check, as DynamoDB answers an unauthenticated request
+	// the same whatever its operation.
 	fn, ok := h.ops[op]
-	if !ok && h.mig == nil {
-		return nil, unknownOp(op)
-	}
 	// The signature's shape is checked before the body is read; the
 	// Authenticator needs both.
 	sig, err := parseSigV4(r.Header.Get("Authorization"))
@@ -233,9 +233,9 @@ func (h *Handler) run(ctx context.Context, op string, fn opFunc, ok bool, body [
 		if resp, handled, err := h.mig.route(ctx, op, body, rt); handled {
 			return resp, err
 		}
-		if !ok {
-			return nil, unknownOp(op)
-		}
+	}
+	if !ok {
+		return nil, unknownOp(op)
 	}
 	return fn(ctx, h, body)
 }
