@@ -218,8 +218,8 @@ func TestSigV4SDK(t *testing.T) {
 		code string
 		msg  string
 	}{
-		{14 * time.Minute, "", ""},   // signed 14 minutes ago
-		{-14 * time.Minute, "", ""},  // signed 14 minutes ahead
+		{14 * time.Minute, "", ""},  // signed 14 minutes ago
+		{-14 * time.Minute, "", ""}, // signed 14 minutes ahead
 		{16 * time.Minute, "InvalidSignatureException", "Signature expired: "},
 		{-16 * time.Minute, "InvalidSignatureException", "Signature not yet current: "},
 	} {
@@ -492,9 +492,9 @@ func TestSigV4Verifier(t *testing.T) {
 
 type failingCreds struct{}
 
-func (failingCreds) VerifyToken(string) (auth.Subject, error) { return auth.Subject{}, errors.New("down") }
+func (failingCreds) VerifyToken(string) (auth.Subject, error) {
+	return auth.Subject{}, errors.New("down")
+}
 func (failingCreds) SigningSecret(string) (string, auth.Subject, error) {
 	return "", auth.Subject{}, errors.New("store not loaded")
 }
-
-
