@@ -157,7 +157,7 @@ func signingTime(r *http.Request, signed []string) (string, time.Time, error) {
 	}
 	if d := r.Header.Get("X-Amz-Date"); d != "" {
 		t, err := time.Parse(amzDateFormat, d)
-		if err != nil {
+		if err != nil || len(d) != len(amzDateFormat) {
 			return "", time.Time{}, incompleteSignature("Date must be in ISO-8601 'basic format'. Got '%s'. See http://en.wikipedia.org/wiki/ISO_8601", d)
 		}
 		if !has("x-amz-date") {
