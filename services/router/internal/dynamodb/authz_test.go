@@ -1,6 +1,7 @@
 package dynamodb
 
 import (
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -212,4 +213,49 @@ func TestPermissionsBeforeMigrationRouting(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("the allowed GetItem reached DynamoDB %d times", n)
 	}
+}
+
+// FuzzRequestTables: the permission check's decoding never panics, and
+// when it accepts a body, the tables the operations would use (decoded by
+// encoding/json, as they decode) are among the tables it checks.
+func FuzzRequestTables(f *testing.F) {
+	for _, s := range []string{
+		`{"TableName":"a"}`, `{"tablename":"a"}`, `{"TableName":"a","TABLENAME":"b"}`,
+		`{"RequestItems":{"a":[],"b":{}}}`, `{"TransactItems":[{"Put":{"TableName":"a"}},{"Get":{"tableName":"b"}}]}`,
+		`{"ResourceArn":"arn:aws:dynamodb:r:1:table/t/stream/x"}`, `null`, ``, `{"TableName":"\u0061"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rt, err := parseRequestTables(body)
+		if err != nil {
+			return
+		}
+		checked := map[string]bool{}
+		for _, n := range rt.all() {
+			checked[n] = true
+		}
+		var ops struct {
+			TableName     string
+			RequestItems  map[string]json.RawMessage
+			TransactItems []map[string]struct{ TableName string }
+		}
+		if json.Unmarshal(body, &ops) != nil {
+			return
+		}
+		used := []string{ops.TableName}
+		for n := range ops.RequestItems {
+			used = append(used, n)
+		}
+		for _, ti := range ops.TransactItems {
+			for _, a := range ti {
+				used = append(used, a.TableName)
+			}
+		}
+		for _, n := range used {
+			if n != "" && !checked[n] {
+				t.Fatalf("%q: an operation would use table %q, the check saw %v", body, n, rt.all())
+			}
+		}
+	})
 }
