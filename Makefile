@@ -100,5 +100,17 @@ run: ## Start a local stack (veltrix dev): etcd, 3 storage nodes, router :7400 (
 	go build -o $(BIN)/veltrix ./cmd/veltrix
 	$(BIN)/veltrix dev $(ARGS)
 
+# Each fuzz target runs this long in make fuzz.
+FUZZTIME ?= 15s
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target (func Fuzz* in a _test.go) for FUZZTIME each (default 15s). Not part of ci: go test runs the committed seeds.
+	@grep -rHo --include='*_test.go' --exclude-dir=node_modules --exclude-dir=.git '^func Fuzz[A-Za-z0-9_]*' . | sort | \
+	while IFS=: read -r file fn; do \
+		fn=$${fn#func }; pkg=./$$(dirname "$${file#./}"); \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		go test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) "$$pkg" </dev/null || exit 1; \
+	done
+
 .PHONY: ci
 ci: check-generated lint test ## What CI runs: check-generated, lint, test.

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/veltrixdb/veltrix/pkg/auth"
 	"github.com/veltrixdb/veltrix/pkg/hlc"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	"github.com/veltrixdb/veltrix/services/router/internal/cluster"
@@ -65,18 +66,23 @@ type Backend interface {
 // Authenticator checks a request's credentials. The endpoint checks the
 // shape of the SigV4 Authorization header itself (parseSigV4) and hands
 // the parsed header to the Authenticator, which verifies the signature
-// against issued credentials (the security work) or accepts any
-// well-formed signature (AcceptAnySignature, the default until then).
+// against issued API keys (NewSigV4Verifier) or accepts any well-formed
+// signature (AcceptAnySignature, when authentication is off).
 type Authenticator interface {
-	Authenticate(r *http.Request, body []byte, sig *SigV4) error
+	// Authenticate returns who signed the request. rawBody is the body as
+	// received on the wire (before gzip decoding): what the client hashed.
+	// Its errors are the endpoint's answer (*Error).
+	Authenticate(r *http.Request, rawBody []byte, sig *SigV4) (auth.Subject, error)
 }
 
 // AcceptAnySignature accepts every request whose Authorization header is a
-// well-formed SigV4 header.
+// well-formed SigV4 header, as auth.Anonymous (who may do everything).
 type AcceptAnySignature struct{}
 
 // Authenticate implements Authenticator.
-func (AcceptAnySignature) Authenticate(*http.Request, []byte, *SigV4) error { return nil }
+func (AcceptAnySignature) Authenticate(*http.Request, []byte, *SigV4) (auth.Subject, error) {
+	return auth.Anonymous, nil
+}
 
 // Options configure a Handler.
 type Options struct {
@@ -87,7 +93,10 @@ type Options struct {
 	// RequestTimeout bounds one operation; default 10 s.
 	RequestTimeout time.Duration
 	// Auth verifies signatures; default AcceptAnySignature.
-	Auth    Authenticator
+	Auth Authenticator
+	// Audit records refused requests (failed authentication, missing
+	// permission) and admin operations. Default: no audit log.
+	Audit   auth.Audit
 	Logger  *slog.Logger
 	Metrics *Metrics
 	// Migration mode (migration.go). Control is nil when the router runs
@@ -179,34 +188,54 @@ func (h *Handler) serve(r *http.Request, op string) (any, error) {
 		return nil, &Error{Type: "UnknownOperationException", Status: http.StatusBadRequest,
 			Message: fmt.Sprintf("X-Amz-Target %q is not a DynamoDB_20120810 operation", target)}
 	}
+	// An operation Veltrix lacks is refused after authentication and the
+	// permission check, as DynamoDB answers an unauthenticated request
+	// the same whatever its operation.
 	fn, ok := h.ops[op]
-	if !ok && h.mig == nil {
-		return nil, unknownOp(op)
-	}
 	// The signature's shape is checked before the body is read; the
 	// Authenticator needs both.
 	sig, err := parseSigV4(r.Header.Get("Authorization"))
 	if err != nil {
+		h.o.Audit.Denied(r.Context(), auth.Subject{}, op, "", auth.None, toError(err).Message)
 		return nil, err
 	}
-	body, err := readBody(r, h.maxBody())
+	raw, body, err := readBody(r, h.maxBody())
 	if err != nil {
 		return nil, err
 	}
-	if err := h.o.Auth.Authenticate(r, body, sig); err != nil {
+	subj, err := h.o.Auth.Authenticate(r, raw, sig)
+	if err != nil {
+		h.o.Audit.Denied(r.Context(), auth.Subject{Via: auth.ViaSigV4, KeyID: sig.AccessKeyID}, op, "", auth.None,
+			toError(err).Type+": "+toError(err).Message)
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.o.RequestTimeout)
+	ctx, cancel := context.WithTimeout(auth.WithSubject(r.Context(), subj), h.o.RequestTimeout)
 	defer cancel()
+	// Permissions are checked before anything is routed, migration mode's
+	// forwarding to DynamoDB included.
+	need, rt, err := h.authorize(ctx, subj, op, body)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := h.run(ctx, op, fn, ok, body, rt)
+	if need.level == auth.Admin && (ok || h.mig != nil) { // an operation that does not exist changed nothing
+		h.o.Audit.Admin(ctx, subj, op, need.table, err)
+	}
+	return resp, err
+}
+
+// run serves an authorised request: by its table's migration phase in
+// migration mode, else by the operation's function.
+func (h *Handler) run(ctx context.Context, op string, fn opFunc, ok bool, body []byte, rt *requestTables) (any, error) {
 	if h.mig != nil {
 		// A migrating table's requests are routed by its phase; an
 		// operation Veltrix lacks may still be forwarded to DynamoDB.
-		if resp, handled, err := h.mig.route(ctx, op, body); handled {
+		if resp, handled, err := h.mig.route(ctx, op, body, rt); handled {
 			return resp, err
 		}
-		if !ok {
-			return nil, unknownOp(op)
-		}
+	}
+	if !ok {
+		return nil, unknownOp(op)
 	}
 	return fn(ctx, h, body)
 }
@@ -220,31 +249,45 @@ func unknownOp(op string) error {
 		Message: fmt.Sprintf("unknown operation %q", op)}
 }
 
-// readBody reads the request body, gunzipping it when Content-Encoding
-// says gzip, up to limit bytes.
-func readBody(r *http.Request, limit int) ([]byte, error) {
-	var src io.Reader = r.Body
-	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+// readBody reads the request body up to limit bytes: raw as received (the
+// bytes the signature covers) and body, raw gunzipped when
+// Content-Encoding says gzip (else the same slice).
+func readBody(r *http.Request, limit int) (raw, body []byte, err error) {
+	tooLarge := &Error{Type: "RequestEntityTooLarge", Status: http.StatusRequestEntityTooLarge,
+		Message: fmt.Sprintf("request body over %d bytes", limit)}
+	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
+	rawLimit := limit
+	switch enc {
 	case "", "identity":
 	case "gzip":
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			return nil, serializationf("Content-Encoding is gzip but the body is not gzip data: %v", err)
-		}
-		defer zr.Close()
-		src = zr
+		// Incompressible data grows a little in gzip.
+		rawLimit = limit + limit/64 + 1<<10
 	default:
-		return nil, serializationf("unsupported Content-Encoding %q (gzip or none)", enc)
+		return nil, nil, serializationf("unsupported Content-Encoding %q (gzip or none)", enc)
 	}
-	body, err := io.ReadAll(io.LimitReader(src, int64(limit)+1))
+	raw, err = io.ReadAll(io.LimitReader(r.Body, int64(rawLimit)+1))
 	if err != nil {
-		return nil, serializationf("cannot read the request body: %v", err)
+		return nil, nil, serializationf("cannot read the request body: %v", err)
+	}
+	if len(raw) > rawLimit {
+		return nil, nil, tooLarge
+	}
+	if enc != "gzip" {
+		return raw, raw, nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return nil, nil, serializationf("Content-Encoding is gzip but the body is not gzip data: %v", err)
+	}
+	defer zr.Close()
+	body, err = io.ReadAll(io.LimitReader(zr, int64(limit)+1))
+	if err != nil {
+		return nil, nil, serializationf("cannot read the request body: %v", err)
 	}
 	if len(body) > limit {
-		return nil, &Error{Type: "RequestEntityTooLarge", Status: http.StatusRequestEntityTooLarge,
-			Message: fmt.Sprintf("request body over %d bytes", limit)}
+		return nil, nil, tooLarge
 	}
-	return body, nil
+	return raw, body, nil
 }
 
 // decode unmarshals a request body into req. Malformed JSON and values of

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/veltrixdb/veltrix/pkg/auth"
 	"github.com/veltrixdb/veltrix/services/router/internal/coord"
 )
 
@@ -218,14 +219,14 @@ func TestErrorMapping(t *testing.T) {
 // refuseKey is an Authenticator that knows one access key.
 type refuseKey struct{ allowed string }
 
-func (a refuseKey) Authenticate(r *http.Request, body []byte, sig *SigV4) error {
+func (a refuseKey) Authenticate(r *http.Request, body []byte, sig *SigV4) (auth.Subject, error) {
 	if sig.AccessKeyID != a.allowed {
-		return &Error{Type: "UnrecognizedClientException", Status: http.StatusBadRequest, Message: "The security token included in the request is invalid."}
+		return auth.Subject{}, &Error{Type: "UnrecognizedClientException", Status: http.StatusBadRequest, Message: "The security token included in the request is invalid."}
 	}
 	if len(body) == 0 {
-		return errors.New("no body")
+		return auth.Subject{}, errors.New("no body")
 	}
-	return nil
+	return auth.Anonymous, nil
 }
 
 // TestAuthenticatorSeam: the Authenticator sees the parsed signature and

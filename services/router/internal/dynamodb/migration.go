@@ -2,7 +2,6 @@ package dynamodb
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"sync"
 	"time"
@@ -128,34 +127,6 @@ type migrationLister interface {
 	Migrations() map[string]*migrationv1.Migration
 }
 
-// requestTables are the tables a request names.
-type requestTables struct {
-	TableName     string
-	RequestItems  map[string]json.RawMessage
-	TransactItems []map[string]struct{ TableName string }
-}
-
-func (rt *requestTables) names() []string {
-	var out []string
-	seen := map[string]bool{}
-	add := func(n string) {
-		if n != "" && !seen[n] {
-			seen[n] = true
-			out = append(out, n)
-		}
-	}
-	add(rt.TableName)
-	for _, n := range sortedNames(rt.RequestItems) {
-		add(n)
-	}
-	for _, ti := range rt.TransactItems {
-		for _, n := range sortedNames(ti) {
-			add(ti[n].TableName)
-		}
-	}
-	return out
-}
-
 // active returns the table's migration when it is in PROXY..VELTRIX (in
 // DONE, and without one, the table is Veltrix's alone).
 func (m *migrator) active(table string) (*migrationv1.Migration, bool) {
@@ -167,14 +138,19 @@ func (m *migrator) active(table string) (*migrationv1.Migration, bool) {
 }
 
 // route serves a request for a migrating table; handled is false when no
-// table of the request is migrating (the endpoint serves it as usual).
-func (m *migrator) route(ctx context.Context, op string, body []byte) (resp any, handled bool, err error) {
+// table of the request is migrating (the endpoint serves it as usual). rt
+// are the request's tables when the permission check decoded them (else
+// nil: route decodes them).
+func (m *migrator) route(ctx context.Context, op string, body []byte, rt *requestTables) (resp any, handled bool, err error) {
 	if l, ok := m.ctl.(migrationLister); ok && len(l.Migrations()) == 0 {
 		return nil, false, nil // no migration at all: skip decoding the body
 	}
-	var rt requestTables
-	if json.Unmarshal(body, &rt) != nil {
-		return nil, false, nil // the operation's own decoding words the error
+	if rt == nil {
+		if rt, err = parseRequestTables(body); err != nil {
+			// Refused rather than served by Veltrix: a body that cannot be
+			// told which table it is for must not bypass DynamoDB.
+			return nil, true, err
+		}
 	}
 	names := rt.names()
 	var mg *migrationv1.Migration

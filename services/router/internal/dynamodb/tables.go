@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/veltrixdb/veltrix/pkg/auth"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 )
 
@@ -325,7 +326,8 @@ type listTablesOutput struct {
 
 // listTables lists the tables with a DynamoDB key schema in name order:
 // plain key-value tables made through the gRPC API cannot be used through
-// this endpoint, so they are not listed.
+// this endpoint, so they are not listed; nor are the tables the caller may
+// not read (pages are counted over the tables it may read).
 func listTables(ctx context.Context, h *Handler, body []byte) (any, error) {
 	var in listTablesInput
 	if err := decode(body, &in); err != nil {
@@ -347,9 +349,11 @@ func listTables(ctx context.Context, h *Handler, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	subj, _ := auth.SubjectFrom(ctx) // none: nothing is readable
 	var names []string
 	for name, t := range v.Snapshot.Tables {
-		if t.KeySchema == nil || t.KeySchema.PartitionKey.Name == "" || name <= in.ExclusiveStartTableName {
+		if t.KeySchema == nil || t.KeySchema.PartitionKey.Name == "" || name <= in.ExclusiveStartTableName ||
+			!subj.Allows(name, auth.Read) {
 			continue
 		}
 		names = append(names, name)
