@@ -3,6 +3,7 @@ package framework
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -57,6 +59,9 @@ type Process struct {
 	// ctx kills the process when cancelled (exec.CommandContext): the last
 	// resort of the cleanup.
 	ctx context.Context
+	// dialTLS is the client TLS of the framework's own dials (health,
+	// readiness) to a secured process; nil: plaintext.
+	dialTLS *tls.Config
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -263,7 +268,7 @@ func (p *Process) waitServing() error {
 	p.mu.Lock()
 	addr, done := p.addrLocked(), p.done
 	p.mu.Unlock()
-	cc, err := dialFast(addr)
+	cc, err := dialFast(addr, p.dialTLS)
 	if err != nil {
 		return fmt.Errorf("%s: dial %s: %w", p.Name, addr, err)
 	}
@@ -304,10 +309,15 @@ func (p *Process) exitedOnItsOwn() bool {
 }
 
 // dialFast dials a process that may not listen yet: gRPC's default
-// reconnect backoff (1s, growing) would delay noticing it is up.
-func dialFast(addr string) (*grpc.ClientConn, error) {
+// reconnect backoff (1s, growing) would delay noticing it is up. A nil
+// tlsConf dials in plaintext.
+func dialFast(addr string, tlsConf *tls.Config) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if tlsConf != nil {
+		creds = credentials.NewTLS(tlsConf)
+	}
 	return grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 200 * time.Millisecond},
 			MinConnectTimeout: 2 * time.Second,
