@@ -654,6 +654,17 @@ func checkCompose(t *testing.T, c *composeFile, df *dockerfile, comps map[string
 		if comp == nil {
 			continue
 		}
+		// The arguments (the images' ENTRYPOINT is the binary): every
+		// --flag is the binary's, and a file it names is on a mount.
+		for _, arg := range s.Command {
+			n, v, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+			if !strings.HasPrefix(arg, "--") || !comp.env[flagenv.Name(n)] {
+				t.Errorf("service %s: argument %s is not a flag of veltrix-%s", name, arg, comp.name)
+			}
+			if strings.HasPrefix(v, "/") && !slices.ContainsFunc(s.mounts(t), func(m composeMount) bool { return strings.HasPrefix(v, m.target+"/") }) {
+				t.Errorf("service %s: %s names a file on no mount", name, arg)
+			}
+		}
 		for k, v := range s.env {
 			if strings.HasPrefix(k, flagenv.Prefix) && !comp.env[k] {
 				t.Errorf("service %s: %s is not a flag of veltrix-%s", name, k, comp.name)
