@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -340,9 +341,11 @@ func TestBinSecurity(t *testing.T) {
 				t.Fatal(err)
 			}
 			cmd := exec.CommandContext(ctx, awsBin, "dynamodb", "list-tables", "--endpoint-url", endpoint, "--ca-bundle", caFile, "--output", "json")
-			cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+owner.GetKey().GetId(), "AWS_SECRET_ACCESS_KEY="+owner.GetSecret(),
-				"AWS_DEFAULT_REGION="+secRegion, "AWS_REGION="+secRegion, "AWS_PROFILE=", "AWS_CONFIG_FILE=/dev/null",
-				"AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_PAGER=")
+			// Only the issued key: no profile, config or other AWS_* of the
+			// environment running the tests.
+			env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "AWS_") })
+			cmd.Env = append(env, "AWS_ACCESS_KEY_ID="+owner.GetKey().GetId(), "AWS_SECRET_ACCESS_KEY="+owner.GetSecret(),
+				"AWS_DEFAULT_REGION="+secRegion, "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_PAGER=")
 			out, err := cmd.CombinedOutput()
 			if err != nil || !strings.Contains(string(out), "sec_ddb") {
 				t.Errorf("aws dynamodb list-tables over HTTPS with an issued key: %v\n%s", err, out)

@@ -280,12 +280,16 @@ func Pool(cas ...*CA) *x509.CertPool {
 }
 
 // ClientTLS is a client TLS configuration that trusts roots and presents
-// cert (none when cert is the zero CertFiles).
+// cert (none when cert is the zero CertFiles) whatever CAs the server asks
+// for: with Certificates alone, crypto/tls would quietly send no
+// certificate when the server's acceptable CAs do not include its issuer,
+// and a test of another CA's certificate would test no certificate.
 func ClientTLS(t testing.TB, roots *x509.CertPool, cert CertFiles) *tls.Config {
 	t.Helper()
 	c := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	if cert.CertFile != "" {
-		c.Certificates = []tls.Certificate{cert.KeyPair(t)}
+		kp := cert.KeyPair(t)
+		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &kp, nil }
 	}
 	return c
 }
