@@ -544,3 +544,39 @@ func TestBinSecurityBadCertFile(t *testing.T) {
 		})
 	}
 }
+
+// TestBinNodeClientSecured drives a secured router from Node.js
+// (e2e/node/client.js with @grpc/grpc-js): TLS trusting the cluster's CA
+// and an issued key's bearer token, no client certificate. The key may
+// write its one table; the item the Go client wrote is read back.
+func TestBinNodeClientSecured(t *testing.T) {
+	binTest(t)
+	nodeBin, nodeDir := nodeClient(t)
+	c := framework.Start(t, framework.Options{Nodes: 2, RF: 2, Auth: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	admin := c.Client(t)
+	if _, err := admin.CreateTable(ctx, "node_sec"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Put(ctx, "node_sec", []byte("from-go"), []byte("sk-1"), []byte("go-value")); err != nil {
+		t.Fatal(err)
+	}
+	key := issueKey(t, adminAuth(t, c), "node-app", grant("node_sec", authv1.Permission_PERMISSION_WRITE))
+	args := []string{"client.js", "--addr", c.RouterAddrs()[0], "--proto-dir", filepath.Join(framework.RepoRoot(t), "proto"),
+		"--table", "node_sec", "--pk", "from-node", "--go-pk", "from-go", "--go-sk", "sk-1", "--cacert", c.PKI.CA.File}
+	res := runBin(t, 60*time.Second, nodeDir, nodeBin, append(args, "--token", key.GetToken())...)
+	if res.code != 0 {
+		t.Fatalf("node client.js over TLS with a token: exit %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	for _, want := range []string{`"sk":"a"`, `"sk":"b"`, `"sk":"c"`, `"go_item":{"found":true,"value_b64":"` + b64("go-value") + `"`} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("node client.js output lacks %s:\n%s", want, res.stdout)
+		}
+	}
+	// Without the token the same client is refused.
+	res = runBin(t, 60*time.Second, nodeDir, nodeBin, args...)
+	if res.code == 0 || !strings.Contains(res.stderr, "UNAUTHENTICATED") && !strings.Contains(res.stderr, "16 ") {
+		t.Errorf("node client.js without a token: exit %d, stderr %s; want UNAUTHENTICATED", res.code, res.stderr)
+	}
+}
