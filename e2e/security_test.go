@@ -334,7 +334,10 @@ func TestBinSecurity(t *testing.T) {
 		t.Run("AWSCLI", func(t *testing.T) {
 			awsBin, err := exec.LookPath("aws")
 			if err != nil {
-				t.Skip("no aws CLI on PATH (pip install awscli, or Debian's awscli)")
+				if ciRun() {
+					t.Fatalf("CI=%s and no aws CLI on PATH: `make python-deps` installs it (Debian awscli)", os.Getenv("CI"))
+				}
+				t.Skip("no aws CLI on PATH: `make python-deps` installs it (Debian awscli); in CI this is a failure")
 			}
 			caFile := filepath.Join(t.TempDir(), "ca.pem")
 			if err := os.WriteFile(caFile, pki.CA.PEM, 0o600); err != nil {
