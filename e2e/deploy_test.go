@@ -1632,20 +1632,24 @@ func checkHelmTemplate(t *testing.T, comps map[string]*deployComponent) {
 			"--set", "tls.etcd.enabled=true", "--set", "tls.etcd.secret=etcd-client", "--set", "auth.keySecret=my-auth-key",
 			"--set", "auth.createKeySecret=false", "--set", "auth.admins={admin,ops}", "--set", "storage.zones={a,b}"},
 	}
-	// Combinations the chart must refuse, with the reason it gives.
-	refused := map[string][]string{
-		"auth needs TLS":                 {"--set", "tls.enabled=false"},
-		"cert-manager needs a CA Secret": {"--set", "tls.certManager.enabled=true"},
-		"etcd TLS needs a Secret":        {"--set", "tls.etcd.enabled=true"},
+	// Combinations the chart must refuse, with the value its message names.
+	refused := map[string]struct {
+		args []string
+		want string
+	}{
+		"auth needs TLS":                  {[]string{"--set", "tls.enabled=false"}, "auth.enabled needs tls.enabled"},
+		"cert-manager needs a CA Secret":  {[]string{"--set", "tls.certManager.enabled=true"}, "tls.certManager.caSecret"},
+		"etcd TLS needs a Secret":         {[]string{"--set", "tls.etcd.enabled=true", "--set", "etcd.enabled=false", "--set", "etcd.endpoints={https://etcd:2379}"}, "tls.etcd.secret"},
+		"etcd TLS needs an external etcd": {[]string{"--set", "tls.etcd.enabled=true", "--set", "tls.etcd.secret=etcd-client"}, "bundled etcd"},
 	}
 	for _, name := range sortedKeys(refused) {
 		t.Run("refuses "+name, func(t *testing.T) {
-			args := append([]string{"template", "vx", chart, "--namespace", "db", "--kube-version", kube}, refused[name]...)
+			args := append([]string{"template", "vx", chart, "--namespace", "db", "--kube-version", kube}, refused[name].args...)
 			out, err := exec.Command(helm, args...).CombinedOutput()
 			if err == nil {
 				t.Errorf("helm %s rendered; want it refused (%s)", strings.Join(args, " "), name)
-			} else if !strings.Contains(string(out), "tls.") {
-				t.Errorf("helm %s: %s; want a message naming the tls value to set", strings.Join(args, " "), out)
+			} else if !strings.Contains(string(out), refused[name].want) {
+				t.Errorf("helm %s: %s; want a message naming %q", strings.Join(args, " "), out, refused[name].want)
 			}
 		})
 	}

@@ -149,6 +149,9 @@ them, so a renewed certificate needs no restart and no checksum annotation.
 {{- if and .Values.auth.enabled (not .Values.tls.enabled) -}}
 {{- fail "auth.enabled needs tls.enabled: client certificates and bearer tokens travel over TLS only (set auth.enabled=false as well to run without security)" -}}
 {{- end -}}
+{{- if and .Values.tls.etcd.enabled .Values.etcd.enabled -}}
+{{- fail "tls.etcd.enabled is for an external etcd with TLS (etcd.endpoints): the bundled etcd (etcd.enabled) serves plain HTTP" -}}
+{{- end -}}
 {{- if and .Values.tls.etcd.enabled (not .Values.tls.etcd.secret) -}}
 {{- fail "tls.etcd.enabled needs tls.etcd.secret: a Secret with ca.crt (and tls.crt, tls.key for client certificate authentication)" -}}
 {{- end -}}
