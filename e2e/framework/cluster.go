@@ -2,6 +2,7 @@ package framework
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -171,7 +172,7 @@ func Start(t testing.TB, o Options) *Cluster {
 				role = tlsx.RoleMigrator
 			}
 			p.args = append(c.PKI.TLSArgs(role), p.args...)
-			p.dialTLS = ClientTLS(t, Pool(c.PKI.CA), cert)
+			p.dialTLS = func() (*tls.Config, error) { return FileClientTLS(c.PKI.CAFile, cert.CertFile, cert.KeyFile) }
 		}
 		return p
 	}
@@ -430,7 +431,7 @@ func (c *Cluster) WaitReady(t testing.TB) {
 }
 
 func waitPlaced(r *Process, want []string, deadline time.Time) error {
-	cc, err := dialFast(r.Addr(), r.dialTLS)
+	cc, err := r.dial(r.Addr())
 	if err != nil {
 		return err
 	}

@@ -294,6 +294,28 @@ func ClientTLS(t testing.TB, roots *x509.CertPool, cert CertFiles) *tls.Config {
 	return c
 }
 
+// FileClientTLS is a client TLS configuration read from PEM files now:
+// trusting the CAs in caFile (a bundle may hold several) and presenting the
+// certificate in certFile and keyFile.
+func FileClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s: no CA certificate", caFile)
+	}
+	kp, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		RootCAs: pool, MinVersion: tls.VersionTLS12,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &kp, nil },
+	}, nil
+}
+
 // WriteFileAtomic writes data to path through a temporary file and a
 // rename, as cert-manager's kubelet projection does, so a reader never sees
 // half a file.

@@ -59,9 +59,10 @@ type Process struct {
 	// ctx kills the process when cancelled (exec.CommandContext): the last
 	// resort of the cleanup.
 	ctx context.Context
-	// dialTLS is the client TLS of the framework's own dials (health,
-	// readiness) to a secured process; nil: plaintext.
-	dialTLS *tls.Config
+	// dialTLS makes the client TLS of the framework's own dials (health,
+	// readiness) to a secured process, from the files as they are now (a
+	// test may have rotated them); nil: plaintext.
+	dialTLS func() (*tls.Config, error)
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -268,7 +269,7 @@ func (p *Process) waitServing() error {
 	p.mu.Lock()
 	addr, done := p.addrLocked(), p.done
 	p.mu.Unlock()
-	cc, err := dialFast(addr, p.dialTLS)
+	cc, err := p.dial(addr)
 	if err != nil {
 		return fmt.Errorf("%s: dial %s: %w", p.Name, addr, err)
 	}
@@ -306,6 +307,19 @@ func (p *Process) exitedOnItsOwn() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.done != nil && !p.signalled && !p.exitExpected
+}
+
+// dial dials the process's gRPC address with dialFast, over TLS when the
+// process is secured.
+func (p *Process) dial(addr string) (*grpc.ClientConn, error) {
+	var conf *tls.Config
+	if p.dialTLS != nil {
+		var err error
+		if conf, err = p.dialTLS(); err != nil {
+			return nil, fmt.Errorf("%s: client TLS: %w", p.Name, err)
+		}
+	}
+	return dialFast(addr, conf)
 }
 
 // dialFast dials a process that may not listen yet: gRPC's default
