@@ -553,6 +553,7 @@ func TestBinSecurityBadCertFile(t *testing.T) {
 		{"router bad DER", bins.Router, append(common(tlsx.RoleRouter, bad.BadDER), "--router-id", "r1"), bad.BadDER},
 		{"router missing file", bins.Router, append(common(tlsx.RoleRouter, bad.Missing), "--router-id", "r1"), bad.Missing},
 		{"storage empty file", bins.Storage, append(common(tlsx.RoleStorage, bad.Empty), "--node-id", "n1", "--data-dir", filepath.Join(dir, "data")), bad.Empty},
+		{"migrator not PEM", bins.Path(t, framework.Migrator), append(common(tlsx.RoleMigrator, bad.NotPEM), "--migrator-id", "m1", "--router-endpoints", "127.0.0.1:1"), bad.NotPEM},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
