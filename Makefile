@@ -59,11 +59,16 @@ e2e-deps: ## Install the npm packages the e2e tests use (Node gRPC client, kines
 	done
 
 .PHONY: python-deps
-python-deps: ## Install python3 and boto3 (Debian python3-boto3) for the e2e tests' second-language DynamoDB client, if missing.
+python-deps: ## Install python3 and boto3 (Debian python3-boto3) for the e2e tests' second-language DynamoDB client, and the AWS CLI (Debian awscli) for the secured endpoint's test, if missing.
 	@if ! python3 -c 'import boto3' >/dev/null 2>&1; then \
 		echo "installing python3-boto3 (apt-get)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-boto3 >/dev/null; \
 		python3 -c 'import boto3' || { echo "python3 on PATH ($$(command -v python3)) still cannot import boto3"; exit 1; }; \
+	fi
+	@if ! command -v aws >/dev/null; then \
+		echo "installing awscli (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq awscli >/dev/null; \
+		command -v aws >/dev/null || { echo "awscli installed but aws is not on PATH"; exit 1; }; \
 	fi
 
 .PHONY: test

@@ -229,20 +229,11 @@ func TestBinGrpcurl(t *testing.T) {
 	}
 }
 
-// ciRun reports whether the tests run in CI (CI=true, as CI systems set
-// it), where a missing test dependency is a failure, not a skip.
-func ciRun() bool {
-	v := strings.ToLower(os.Getenv("CI"))
-	return v != "" && v != "false" && v != "0"
-}
-
-// TestBinNodeClient drives the router from Node.js: e2e/node/client.js
-// loads proto/ with @grpc/proto-loader and puts, gets and queries; this test
-// checks what it prints and reads its writes back with the Go client.
-func TestBinNodeClient(t *testing.T) {
-	binTest(t)
-	root := framework.RepoRoot(t)
-	nodeDir := filepath.Join(root, "e2e", "node")
+// nodeClient returns node and the directory of e2e/node/client.js, or
+// skips the test (fails it in CI) when node or its packages are missing.
+func nodeClient(t *testing.T) (nodeBin, nodeDir string) {
+	t.Helper()
+	nodeDir = filepath.Join(framework.RepoRoot(t), "e2e", "node")
 	install := "npm ci --prefix e2e/node --no-audit --no-fund --ignore-scripts"
 	missing := func(what string) {
 		t.Helper()
@@ -260,6 +251,23 @@ func TestBinNodeClient(t *testing.T) {
 			missing("e2e/node/node_modules lacks " + dep)
 		}
 	}
+	return nodeBin, nodeDir
+}
+
+// ciRun reports whether the tests run in CI (CI=true, as CI systems set
+// it), where a missing test dependency is a failure, not a skip.
+func ciRun() bool {
+	v := strings.ToLower(os.Getenv("CI"))
+	return v != "" && v != "false" && v != "0"
+}
+
+// TestBinNodeClient drives the router from Node.js: e2e/node/client.js
+// loads proto/ with @grpc/proto-loader and puts, gets and queries; this test
+// checks what it prints and reads its writes back with the Go client.
+func TestBinNodeClient(t *testing.T) {
+	binTest(t)
+	root := framework.RepoRoot(t)
+	nodeBin, nodeDir := nodeClient(t)
 
 	c := framework.Start(t, framework.Options{Nodes: 2, RF: 2})
 	cl := c.Client(t)

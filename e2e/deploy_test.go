@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -652,6 +653,17 @@ func checkCompose(t *testing.T, c *composeFile, df *dockerfile, comps map[string
 		}
 		if comp == nil {
 			continue
+		}
+		// The arguments (the images' ENTRYPOINT is the binary): every
+		// --flag is the binary's, and a file it names is on a mount.
+		for _, arg := range s.Command {
+			n, v, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+			if !strings.HasPrefix(arg, "--") || !comp.env[flagenv.Name(n)] {
+				t.Errorf("service %s: argument %s is not a flag of veltrix-%s", name, arg, comp.name)
+			}
+			if strings.HasPrefix(v, "/") && !slices.ContainsFunc(s.mounts(t), func(m composeMount) bool { return strings.HasPrefix(v, m.target+"/") }) {
+				t.Errorf("service %s: %s names a file on no mount", name, arg)
+			}
 		}
 		for k, v := range s.env {
 			if strings.HasPrefix(k, flagenv.Prefix) && !comp.env[k] {
@@ -1613,18 +1625,46 @@ func checkHelmTemplate(t *testing.T, comps map[string]*deployComponent) {
 		"single-node": {"--set", "migrator.enabled=false", "--set", "etcd.replicas=1", "--set", "router.replicas=1",
 			"--set", "storage.replicas=1", "--set", "cluster.replicationFactor=1", "--set", "storage.zoneFromPodLabel=false",
 			"--set", "storage.zone=dc1", "--set", "storage.antiAffinity=", "--set", "tests.enabled=false"},
+		"insecure": {"--set", "tls.enabled=false", "--set", "auth.enabled=false"},
+		"cert-manager": {"--set", "tls.certManager.enabled=true", "--set", "tls.certManager.caSecret=veltrix-ca",
+			"--set", "tls.certManager.clientPrincipals={admin}", "--set", "tls.metrics=true", "--set", "serviceMonitor.enabled=true",
+			"--set", "etcd.enabled=false", "--set", "etcd.endpoints={https://etcd-0.example:2379}",
+			"--set", "tls.etcd.enabled=true", "--set", "tls.etcd.secret=etcd-client", "--set", "auth.keySecret=my-auth-key",
+			"--set", "auth.createKeySecret=false", "--set", "auth.admins={admin,ops}", "--set", "storage.zones={a,b}"},
+	}
+	// Combinations the chart must refuse, with the value its message names.
+	refused := map[string]struct {
+		args []string
+		want string
+	}{
+		"auth needs TLS":                  {[]string{"--set", "tls.enabled=false"}, "auth.enabled needs tls.enabled"},
+		"cert-manager needs a CA Secret":  {[]string{"--set", "tls.certManager.enabled=true"}, "tls.certManager.caSecret"},
+		"etcd TLS needs a Secret":         {[]string{"--set", "tls.etcd.enabled=true", "--set", "etcd.enabled=false", "--set", "etcd.endpoints={https://etcd:2379}"}, "tls.etcd.secret"},
+		"etcd TLS needs an external etcd": {[]string{"--set", "tls.etcd.enabled=true", "--set", "tls.etcd.secret=etcd-client"}, "bundled etcd"},
+	}
+	for _, name := range sortedKeys(refused) {
+		t.Run("refuses "+name, func(t *testing.T) {
+			args := append([]string{"template", "vx", chart, "--namespace", "db", "--kube-version", kube}, refused[name].args...)
+			out, err := exec.Command(helm, args...).CombinedOutput()
+			if err == nil {
+				t.Errorf("helm %s rendered; want it refused (%s)", strings.Join(args, " "), name)
+			} else if !strings.Contains(string(out), refused[name].want) {
+				t.Errorf("helm %s: %s; want a message naming %q", strings.Join(args, " "), out, refused[name].want)
+			}
+		})
 	}
 	for _, name := range sortedKeys(cases) {
 		t.Run(name, func(t *testing.T) {
 			out := run(append([]string{"template", "vx", chart, "--namespace", "db", "--kube-version", kube}, cases[name]...)...)
-			checkRendered(t, out, comps, name == "defaults")
+			objs := checkRendered(t, out, comps, name == "defaults")
+			checkRenderedSecurity(t, objs, comps, name)
 		})
 	}
 }
 
 type k8sObject = map[string]any
 
-func checkRendered(t *testing.T, out []byte, comps map[string]*deployComponent, defaults bool) {
+func checkRendered(t *testing.T, out []byte, comps map[string]*deployComponent, defaults bool) []k8sObject {
 	t.Helper()
 	var objs []k8sObject
 	dec := yaml.NewDecoder(bytes.NewReader(out))
@@ -1735,8 +1775,18 @@ func checkRendered(t *testing.T, out []byte, comps map[string]*deployComponent, 
 					continue
 				}
 				g, _ := pr["grpc"].(map[string]any)
+				if argv := asList(dig(pr, "exec", "command")); g == nil && len(argv) > 0 {
+					// Over TLS: grpc_health_probe in the container (the
+					// kubelet's gRPC probe speaks no TLS).
+					var cmd []string
+					for _, a := range argv {
+						cmd = append(cmd, fmt.Sprint(a))
+					}
+					checkProbeArgv(t, id+" "+probe, cmd, comp, ports["grpc"])
+					continue
+				}
 				if g == nil {
-					t.Errorf("%s: %s is not a native gRPC probe", id, probe)
+					t.Errorf("%s: %s is neither a native gRPC probe nor grpc_health_probe", id, probe)
 					continue
 				}
 				if toInt(g["port"]) != ports["grpc"] {
@@ -1775,6 +1825,7 @@ func checkRendered(t *testing.T, out []byte, comps map[string]*deployComponent, 
 			}
 		}
 	}
+	return objs
 }
 
 func checkRenderedStorage(t *testing.T, sts k8sObject, ctr map[string]any, env map[string]string, services map[string]k8sObject) {
@@ -1888,4 +1939,237 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// ---------------------------------------------------------------------------
+// Helm chart, security (issue #19)
+
+// checkRenderedSecurity checks TLS and auth in a rendered chart: every flag
+// the chart passes is a flag of the binary; with tls.enabled every Veltrix
+// container gets --tls-cert-file/--tls-key-file/--tls-ca-file in a Secret
+// mounted read-only (whole, so the kubelet updates it in place), and its
+// probes speak TLS; with auth.enabled routers and the migrator get --auth;
+// cert-manager's Certificates name the roles in URI SANs and the DNS names
+// they are dialled by, and write the Secrets the pods mount.
+func checkRenderedSecurity(t *testing.T, objs []k8sObject, comps map[string]*deployComponent, name string) {
+	t.Helper()
+	tlsOn, authOn := name != "insecure", name != "insecure"
+	mountedSecret := map[string]string{} // component → Secret mounted for TLS
+	serviceNames := map[string][]string{}
+	var certs, issuers []k8sObject
+	secrets := map[string]k8sObject{}
+	for _, o := range objs {
+		kind := fmt.Sprint(o["kind"])
+		oname := fmt.Sprint(dig(o, "metadata", "name"))
+		switch kind {
+		case "Certificate":
+			certs = append(certs, o)
+		case "Issuer":
+			issuers = append(issuers, o)
+		case "Secret":
+			secrets[oname] = o
+		case "Service":
+			comp := fmt.Sprint(dig(o, "metadata", "labels", "app.kubernetes.io/component"))
+			serviceNames[comp] = append(serviceNames[comp], oname)
+		case "ServiceMonitor":
+			if name == "cert-manager" {
+				for _, ep := range asList(dig(o, "spec", "endpoints")) {
+					if dig(ep, "scheme") != "https" {
+						t.Errorf("ServiceMonitor/%s: scheme %v with tls.metrics; want https", oname, dig(ep, "scheme"))
+					}
+				}
+			}
+		}
+	}
+	for _, o := range objs {
+		kind := fmt.Sprint(o["kind"])
+		if kind != "Deployment" && kind != "StatefulSet" {
+			continue
+		}
+		id := kind + "/" + fmt.Sprint(dig(o, "metadata", "name"))
+		pod, _ := dig(o, "spec", "template", "spec").(map[string]any)
+		volumes := map[string]map[string]any{}
+		for _, v := range asList(pod["volumes"]) {
+			vm := v.(map[string]any)
+			volumes[fmt.Sprint(vm["name"])] = vm
+		}
+		for _, ci := range asList(pod["containers"]) {
+			ctr := ci.(map[string]any)
+			cname := fmt.Sprint(ctr["name"])
+			comp := comps[cname]
+			if comp == nil {
+				continue
+			}
+			flags := map[string]string{}
+			for _, a := range asList(ctr["args"]) {
+				arg := fmt.Sprint(a)
+				n, v, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(arg, "-"), "-"), "=")
+				flags[n] = v
+				if !comp.env[flagenv.Name(n)] {
+					t.Errorf("%s: argument %s: veltrix-%s has no flag --%s", id, arg, cname, n)
+				}
+			}
+			// secretOf returns the Secret a file path is read from, failing
+			// unless it is a read-only mount of a whole Secret.
+			secretOf := func(flag, path string) string {
+				t.Helper()
+				for _, mi := range asList(ctr["volumeMounts"]) {
+					m := mi.(map[string]any)
+					mp := fmt.Sprint(m["mountPath"])
+					if filepath.Dir(path) != filepath.Clean(mp) {
+						continue
+					}
+					if m["readOnly"] != true {
+						t.Errorf("%s: %s mount %s is not readOnly", id, flag, mp)
+					}
+					if m["subPath"] != nil {
+						t.Errorf("%s: %s mount %s uses subPath: the kubelet would never update it", id, flag, mp)
+					}
+					sec, _ := dig(volumes[fmt.Sprint(m["name"])], "secret", "secretName").(string)
+					if sec == "" {
+						t.Errorf("%s: %s: volume %v is not a Secret", id, flag, m["name"])
+					}
+					return sec
+				}
+				t.Errorf("%s: --%s=%s: nothing is mounted at %s", id, flag, path, filepath.Dir(path))
+				return ""
+			}
+			var tlsSecret string
+			for _, f := range []string{"tls-cert-file", "tls-key-file", "tls-ca-file"} {
+				path, ok := flags[f]
+				if ok != tlsOn {
+					t.Errorf("%s: --%s set=%v; want %v (tls.enabled)", id, f, ok, tlsOn)
+				}
+				if ok {
+					sec := secretOf(f, path)
+					if tlsSecret != "" && sec != tlsSecret {
+						t.Errorf("%s: TLS files from Secrets %s and %s; want one Secret (cert-manager's layout)", id, tlsSecret, sec)
+					}
+					tlsSecret = sec
+				}
+			}
+			if tlsOn {
+				want := "vx-veltrix-" + cname + "-tls"
+				if tlsSecret != want {
+					t.Errorf("%s: TLS Secret %q; want %q (one per role)", id, tlsSecret, want)
+				}
+				if prev, ok := mountedSecret[cname]; ok && prev != tlsSecret {
+					t.Errorf("%s: TLS Secret %s, another %s workload mounts %s", id, tlsSecret, cname, prev)
+				}
+				mountedSecret[cname] = tlsSecret
+				for _, probe := range []string{"livenessProbe", "readinessProbe"} {
+					argv := fmt.Sprint(dig(ctr, probe, "exec", "command"))
+					for _, want := range []string{"-tls ", "-tls-ca-cert=", "-tls-client-cert=", "-tls-server-name="} {
+						if !strings.Contains(argv, want) {
+							t.Errorf("%s: %s %s lacks %s (the services serve TLS only)", id, probe, argv, want)
+						}
+					}
+				}
+			}
+			_, auth := flags["auth"]
+			if want := authOn && cname != "storage"; auth != want {
+				t.Errorf("%s: --auth set=%v; want %v", id, auth, want)
+			}
+			if auth {
+				if _, ok := flags["auth-admins"]; !ok {
+					t.Errorf("%s: --auth without --auth-admins: nobody could bootstrap", id)
+				}
+			}
+			keyFile, hasKey := flags["auth-key-file"]
+			if want := auth && cname == "router"; hasKey != want {
+				t.Errorf("%s: --auth-key-file set=%v; want %v", id, hasKey, want)
+			}
+			if hasKey {
+				sec := secretOf("auth-key-file", keyFile)
+				wantSec := "vx-veltrix-auth-key"
+				if name == "cert-manager" {
+					wantSec = "my-auth-key"
+				}
+				if sec != wantSec {
+					t.Errorf("%s: --auth-key-file from Secret %q; want %q", id, sec, wantSec)
+				}
+				if s, ok := secrets[sec]; ok {
+					b64 := fmt.Sprint(dig(s, "data", filepath.Base(keyFile)))
+					if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(decodeB64(b64)) {
+						t.Errorf("Secret/%s: %s is not 64 hex characters", sec, filepath.Base(keyFile))
+					}
+				} else if name != "cert-manager" {
+					t.Errorf("Secret/%s of --auth-key-file is not rendered (auth.createKeySecret)", sec)
+				}
+			}
+			if name == "cert-manager" {
+				for _, f := range []string{"etcd-cacert", "etcd-cert", "etcd-key"} {
+					if p, ok := flags[f]; !ok {
+						t.Errorf("%s: no --%s with tls.etcd.enabled", id, f)
+					} else if sec := secretOf(f, p); sec != "etcd-client" {
+						t.Errorf("%s: --%s from Secret %q; want etcd-client", id, f, sec)
+					}
+				}
+				if _, ok := flags["metrics-tls"]; !ok {
+					t.Errorf("%s: no --metrics-tls with tls.metrics", id)
+				}
+			}
+		}
+	}
+	if name != "cert-manager" {
+		if len(certs)+len(issuers) > 0 {
+			t.Errorf("%d Certificates and %d Issuers rendered without tls.certManager.enabled", len(certs), len(issuers))
+		}
+		return
+	}
+	if len(issuers) != 1 || dig(issuers[0], "spec", "ca", "secretName") != "veltrix-ca" {
+		t.Errorf("Issuers %v; want one CA Issuer of Secret veltrix-ca", issuers)
+	}
+	byURI := map[string]k8sObject{}
+	for _, c := range certs {
+		for _, u := range asList(dig(c, "spec", "uris")) {
+			byURI[fmt.Sprint(u)] = c
+		}
+		if len(issuers) == 1 && dig(c, "spec", "issuerRef", "name") != dig(issuers[0], "metadata", "name") {
+			t.Errorf("Certificate/%v: issuerRef %v; want the chart's Issuer", dig(c, "metadata", "name"), dig(c, "spec", "issuerRef"))
+		}
+	}
+	for _, role := range []string{"router", "storage", "migrator"} {
+		c := byURI["veltrix://service/"+role]
+		if c == nil {
+			t.Errorf("no Certificate with URI SAN veltrix://service/%s", role)
+			continue
+		}
+		cid := "Certificate/" + fmt.Sprint(dig(c, "metadata", "name"))
+		if sec := dig(c, "spec", "secretName"); sec != mountedSecret[role] {
+			t.Errorf("%s: secretName %v; the %s pods mount %q", cid, sec, role, mountedSecret[role])
+		}
+		var dns []string
+		for _, d := range asList(dig(c, "spec", "dnsNames")) {
+			dns = append(dns, fmt.Sprint(d))
+		}
+		for _, svc := range serviceNames[role] {
+			for _, want := range []string{svc, svc + ".db.svc", svc + ".db.svc.cluster.local"} {
+				if !slices.Contains(dns, want) {
+					t.Errorf("%s: dnsNames %v lack %s (Service %s)", cid, dns, want, svc)
+				}
+			}
+		}
+		if role == "storage" && !slices.Contains(dns, "*.vx-veltrix-storage.db.svc.cluster.local") {
+			t.Errorf("%s: dnsNames %v lack the pods' advertised names *.vx-veltrix-storage.db.svc.cluster.local", cid, dns)
+		}
+		if !slices.Contains(asList(dig(c, "spec", "ipAddresses")), any("127.0.0.1")) {
+			t.Errorf("%s: ipAddresses %v lack 127.0.0.1 (the in-pod probes)", cid, dig(c, "spec", "ipAddresses"))
+		}
+		usages := fmt.Sprint(dig(c, "spec", "usages"))
+		if !strings.Contains(usages, "server auth") || !strings.Contains(usages, "client auth") {
+			t.Errorf("%s: usages %s; want server auth and client auth (services dial each other)", cid, usages)
+		}
+	}
+	if byURI["veltrix://principal/admin"] == nil {
+		t.Error("no client Certificate with URI SAN veltrix://principal/admin (tls.certManager.clientPrincipals)")
+	}
+}
+
+func decodeB64(s string) string {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }

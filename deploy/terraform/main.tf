@@ -3,7 +3,12 @@
 #   cd deploy/terraform
 #   terraform init
 #   terraform apply -var 'storage_zones=["us-east-1a","us-east-1b","us-east-1c"]' \
-#                   -var 'etcd_endpoints=["https://etcd.example.internal:2379"]'
+#                   -var 'etcd_endpoints=["https://etcd.example.internal:2379"]' \
+#                   -var cert_manager_enabled=true -var cert_manager_ca_secret=veltrix-ca \
+#                   -var 'cert_manager_client_principals=["admin"]'
+#
+# TLS and auth are on by default: each role needs a certificate Secret
+# (cert_manager_enabled makes them; see deploy/README.md, "Running secured").
 #
 # The storage nodes' volumes use the "local-storage" class by default: create
 # the class and the local PersistentVolumes (one per storage node, on the
@@ -75,6 +80,28 @@ locals {
       enabled  = var.migrator_enabled
       replicas = var.migrator_replicas
       extraEnv = [for k, v in var.migrator_extra_env : { name = k, value = v }]
+    }
+    tls = {
+      enabled = var.tls_enabled
+      secrets = var.tls_secrets
+      metrics = var.metrics_tls
+      certManager = {
+        enabled          = var.cert_manager_enabled
+        caSecret         = var.cert_manager_ca_secret
+        createIssuer     = var.cert_manager_issuer_ref == null
+        issuerRef        = var.cert_manager_issuer_ref
+        clientPrincipals = var.cert_manager_client_principals
+      }
+      etcd = {
+        enabled = var.etcd_tls_secret != ""
+        secret  = var.etcd_tls_secret
+      }
+    }
+    auth = {
+      enabled         = var.auth_enabled
+      admins          = var.auth_admins
+      keySecret       = var.auth_key_secret
+      createKeySecret = var.auth_key_secret == ""
     }
     serviceAccount = {
       annotations = var.service_account_annotations

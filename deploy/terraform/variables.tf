@@ -234,6 +234,82 @@ variable "service_account_annotations" {
   default     = {}
 }
 
+# --- Security (tls.*, auth.*) -------------------------------------------------------
+
+variable "tls_enabled" {
+  description = "TLS on every Veltrix listener and dial (tls.enabled). Each role reads a Secret with tls.crt, tls.key and ca.crt."
+  type        = bool
+  default     = true
+}
+
+variable "tls_secrets" {
+  description = "Secret of each role's certificate (tls.secrets); \"\": <fullname>-<role>-tls, what cert-manager creates."
+  type = object({
+    router   = optional(string, "")
+    storage  = optional(string, "")
+    migrator = optional(string, "")
+  })
+  default = {}
+}
+
+variable "cert_manager_enabled" {
+  description = "Render cert-manager Issuer and Certificates (tls.certManager.enabled); needs cert-manager's CRDs."
+  type        = bool
+  default     = false
+}
+
+variable "cert_manager_ca_secret" {
+  description = "Secret (tls.crt, tls.key) of the CA the chart's CA Issuer signs with (tls.certManager.caSecret)."
+  type        = string
+  default     = ""
+}
+
+variable "cert_manager_issuer_ref" {
+  description = "Use this issuer instead of creating a CA Issuer, e.g. { name = \"corp-ca\", kind = \"ClusterIssuer\" } (tls.certManager.issuerRef)."
+  type = object({
+    name  = string
+    kind  = optional(string, "Issuer")
+    group = optional(string, "cert-manager.io")
+  })
+  default = null
+}
+
+variable "cert_manager_client_principals" {
+  description = "Principals to issue client certificates for, e.g. [\"admin\"] (tls.certManager.clientPrincipals)."
+  type        = list(string)
+  default     = []
+}
+
+variable "metrics_tls" {
+  description = "Serve /metrics over HTTPS (tls.metrics)."
+  type        = bool
+  default     = false
+}
+
+variable "etcd_tls_secret" {
+  description = "Secret with the etcd CA (ca.crt) and client certificate (tls.crt, tls.key) for an external etcd with TLS (tls.etcd.*); \"\": plain."
+  type        = string
+  default     = ""
+}
+
+variable "auth_enabled" {
+  description = "Authenticate and authorise every call to the routers and the migrator (auth.enabled). Needs tls_enabled."
+  type        = bool
+  default     = true
+}
+
+variable "auth_admins" {
+  description = "Bootstrap superuser principals, e.g. the principal of an admin client certificate (auth.admins)."
+  type        = list(string)
+  default     = ["admin"]
+}
+
+variable "auth_key_secret" {
+  description = "Secret with the routers' auth key (auth.key: 64 hex characters). \"\": the chart creates <fullname>-auth-key once and keeps it."
+  type        = string
+  default     = ""
+}
+
 # --- Monitoring ----------------------------------------------------------------
 
 variable "service_monitor_enabled" {

@@ -2,6 +2,7 @@ package framework
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -13,7 +14,10 @@ import (
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/client"
+	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	kvv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 // Options shape a cluster. Zero values take the defaults.
@@ -56,6 +60,18 @@ type Options struct {
 	// a free loopback port; Cluster.DynamoDBEndpoints lists them. Default
 	// false.
 	DynamoDB bool
+	// TLS secures every storage node, router and migrator with the
+	// certificates of a PKI made in Cluster.Dir (Cluster.PKI): each gets
+	// --tls-cert-file, --tls-key-file and --tls-ca-file of its role. The
+	// framework's own health and readiness dials and Client then use TLS
+	// too, presenting the admin principal's certificate (a storage node's
+	// health dial presents the storage certificate: storage nodes accept
+	// services only). DynamoDBEndpoints are https. Default false.
+	TLS bool
+	// Auth turns authentication on (implies TLS): routers get --auth
+	// --auth-key-file <PKI.AuthKeyFile> --auth-admins admin, the migrator
+	// --auth --auth-admins admin. Default false.
+	Auth bool
 }
 
 func (o *Options) ensureDefaults() {
@@ -83,6 +99,9 @@ func (o *Options) ensureDefaults() {
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 60 * time.Second
 	}
+	if o.Auth {
+		o.TLS = true
+	}
 }
 
 // Cluster is a running cluster of real processes.
@@ -104,6 +123,9 @@ type Cluster struct {
 	// Proxies[i] is the FaultProxy in front of Nodes[i], nil unless
 	// Options.FaultProxies.
 	Proxies []*FaultProxy
+	// PKI holds the certificates of a secured cluster, nil unless
+	// Options.TLS.
+	PKI *PKI
 
 	// newProc builds a process of the cluster (see Start).
 	newProc func(name, bin string, args []string, ports ...*portFlag) *Process
@@ -132,12 +154,27 @@ func Start(t testing.TB, o Options) *Cluster {
 		c.shutdown(t)
 		cancel()
 	})
+	if o.TLS {
+		c.PKI = NewPKI(t, filepath.Join(c.Dir, "pki"))
+	}
 	newProc := func(name, bin string, args []string, ports ...*portFlag) *Process {
-		return &Process{
+		p := &Process{
 			Name: name, LogPath: filepath.Join(c.Dir, name+".log"),
 			bin: bin, args: args, ports: ports,
 			startTimeout: o.StartTimeout, stopTimeout: o.StopTimeout, ctx: ctx,
 		}
+		if c.PKI != nil && name != "etcd" {
+			role, cert := tlsx.RoleRouter, c.PKI.Admin
+			switch {
+			case strings.HasPrefix(name, "storage"):
+				role, cert = tlsx.RoleStorage, c.PKI.Services[tlsx.RoleStorage]
+			case strings.HasPrefix(name, "migrator"):
+				role = tlsx.RoleMigrator
+			}
+			p.args = append(c.PKI.TLSArgs(role), p.args...)
+			p.dialTLS = func() (*tls.Config, error) { return FileClientTLS(c.PKI.CAFile, cert.CertFile, cert.KeyFile) }
+		}
+		return p
 	}
 	c.newProc = newProc
 
@@ -154,6 +191,9 @@ func Start(t testing.TB, o Options) *Cluster {
 			"--router-id", "r" + strconv.Itoa(i), "--cluster", o.Cluster, "--etcd-endpoints", etcdURL,
 			"--partitions", strconv.Itoa(int(o.Partitions)), "--replication-factor", strconv.Itoa(o.RF),
 			"--min-nodes", strconv.Itoa(o.Nodes), "--shutdown-timeout", "5s",
+		}
+		if o.Auth {
+			args = append(args, "--auth", "--auth-key-file", c.PKI.AuthKeyFile, "--auth-admins", AdminPrincipal)
 		}
 		if o.RouterStateDir {
 			args = append(args, "--state-dir", filepath.Join(c.Dir, "router-"+strconv.Itoa(i)+"-state"))
@@ -174,6 +214,9 @@ func Start(t testing.TB, o Options) *Cluster {
 		args := []string{
 			"--migrator-id", "m1", "--cluster", o.Cluster, "--etcd-endpoints", etcdURL,
 			"--router-endpoints", strings.Join(c.RouterAddrs(), ","), "--shutdown-timeout", "5s",
+		}
+		if o.Auth {
+			args = append(args, "--auth", "--auth-admins", AdminPrincipal)
 		}
 		c.Migrator = newProc("migrator", migratorBin, append(args, o.MigratorArgs...),
 			&portFlag{flag: "listen-addr", hostPort: true, grpc: true}, &portFlag{flag: "metrics-addr", hostPort: true})
@@ -322,12 +365,17 @@ func (c *Cluster) RouterAddrs() []string {
 }
 
 // DynamoDBEndpoints are the routers' DynamoDB endpoint URLs
-// (http://127.0.0.1:PORT), empty unless Options.DynamoDB.
+// (http://127.0.0.1:PORT, https with Options.TLS), empty unless
+// Options.DynamoDB.
 func (c *Cluster) DynamoDBEndpoints() []string {
+	scheme := "http://"
+	if c.PKI != nil {
+		scheme = "https://"
+	}
 	var out []string
 	for _, r := range c.Routers {
 		if p := r.Port("dynamodb-addr"); p != 0 {
-			out = append(out, "http://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+			out = append(out, scheme+net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		}
 	}
 	return out
@@ -342,9 +390,15 @@ func (c *Cluster) MigratorAddr() string {
 }
 
 // Client returns a pkg/client Client of every router, closed when the test
-// ends.
+// ends. With Options.TLS it trusts the cluster's CA and presents the admin
+// principal's certificate; opts come after, so a test can override both
+// (client.WithDialOptions(grpc.WithTransportCredentials(...))).
 func (c *Cluster) Client(t testing.TB, opts ...client.Option) *client.Client {
 	t.Helper()
+	if c.PKI != nil {
+		opts = append([]client.Option{client.WithDialOptions(grpc.WithTransportCredentials(
+			credentials.NewTLS(ClientTLS(t, Pool(c.PKI.CA), c.PKI.Admin))))}, opts...)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cl, err := client.New(ctx, c.RouterAddrs(), opts...)
@@ -377,7 +431,7 @@ func (c *Cluster) WaitReady(t testing.TB) {
 }
 
 func waitPlaced(r *Process, want []string, deadline time.Time) error {
-	cc, err := dialFast(r.Addr())
+	cc, err := r.dial(r.Addr())
 	if err != nil {
 		return err
 	}

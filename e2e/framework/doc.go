@@ -28,6 +28,16 @@
 //	c.Partition(t, 2) // routers and peers reach storage-3 no more, nor it them
 //	c.Heal(t)
 //
+// With Options.TLS every storage node, router and migrator runs with the
+// certificates of a PKI the framework makes in the test's directory
+// (Cluster.PKI: a CA, a service certificate per role, the "admin"
+// principal's client certificate), and Options.Auth adds --auth; the
+// framework's own dials and Cluster.Client then use TLS as the admin:
+//
+//	c := framework.Start(t, framework.Options{Auth: true, DynamoDB: true})
+//	cl := c.Client(t) // TLS, admin client certificate
+//	other := framework.NewCA(t, t.TempDir(), "other") // for refusals
+//
 // The package's TestMain should call Main, which removes the built
 // binaries and reports orphans.
 //

@@ -3,6 +3,7 @@ package framework
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -57,6 +59,10 @@ type Process struct {
 	// ctx kills the process when cancelled (exec.CommandContext): the last
 	// resort of the cleanup.
 	ctx context.Context
+	// dialTLS makes the client TLS of the framework's own dials (health,
+	// readiness) to a secured process, from the files as they are now (a
+	// test may have rotated them); nil: plaintext.
+	dialTLS func() (*tls.Config, error)
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -263,7 +269,7 @@ func (p *Process) waitServing() error {
 	p.mu.Lock()
 	addr, done := p.addrLocked(), p.done
 	p.mu.Unlock()
-	cc, err := dialFast(addr)
+	cc, err := p.dial(addr)
 	if err != nil {
 		return fmt.Errorf("%s: dial %s: %w", p.Name, addr, err)
 	}
@@ -303,11 +309,29 @@ func (p *Process) exitedOnItsOwn() bool {
 	return p.done != nil && !p.signalled && !p.exitExpected
 }
 
+// dial dials the process's gRPC address with dialFast, over TLS when the
+// process is secured.
+func (p *Process) dial(addr string) (*grpc.ClientConn, error) {
+	var conf *tls.Config
+	if p.dialTLS != nil {
+		var err error
+		if conf, err = p.dialTLS(); err != nil {
+			return nil, fmt.Errorf("%s: client TLS: %w", p.Name, err)
+		}
+	}
+	return dialFast(addr, conf)
+}
+
 // dialFast dials a process that may not listen yet: gRPC's default
-// reconnect backoff (1s, growing) would delay noticing it is up.
-func dialFast(addr string) (*grpc.ClientConn, error) {
+// reconnect backoff (1s, growing) would delay noticing it is up. A nil
+// tlsConf dials in plaintext.
+func dialFast(addr string, tlsConf *tls.Config) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if tlsConf != nil {
+		creds = credentials.NewTLS(tlsConf)
+	}
 	return grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 200 * time.Millisecond},
 			MinConnectTimeout: 2 * time.Second,

@@ -7,6 +7,7 @@
 // Usage:
 //   node client.js --addr HOST:PORT --proto-dir DIR --table T --pk PK
 //                  [--go-pk PK --go-sk SK]
+//                  [--cacert CA.pem [--cert C.pem --key K.pem] [--token ID.SECRET]]
 //
 // It writes three items under partition key PK (sort keys a, b, c; the value
 // of b is binary), reads one back, reads a missing one, queries PK forwards,
@@ -15,6 +16,7 @@
 // base64. Any failure exits 1 with the error on stderr.
 'use strict';
 
+const fs = require('node:fs');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 const grpc = require('@grpc/grpc-js');
@@ -72,6 +74,27 @@ const item = (it) => ({
   version: it.version,
 });
 
+// credentials are plaintext, or TLS trusting --cacert (with the client
+// certificate --cert/--key if given), plus --token as the bearer token of
+// every call ("authorization: Bearer <id>.<secret>").
+function credentials(values) {
+  if (!values.cacert) {
+    if (values.token || values.cert) fail('--token and --cert need --cacert (TLS)');
+    return grpc.credentials.createInsecure();
+  }
+  const read = (f) => (f ? fs.readFileSync(f) : null);
+  let creds = grpc.credentials.createSsl(read(values.cacert), read(values.key), read(values.cert));
+  if (values.token) {
+    const bearer = grpc.credentials.createFromMetadataGenerator((_params, callback) => {
+      const md = new grpc.Metadata();
+      md.set('authorization', `Bearer ${values.token}`);
+      callback(null, md);
+    });
+    creds = grpc.credentials.combineChannelCredentials(creds, bearer);
+  }
+  return creds;
+}
+
 async function main() {
   const { values } = parseArgs({
     options: {
@@ -81,13 +104,17 @@ async function main() {
       pk: { type: 'string' },
       'go-pk': { type: 'string' },
       'go-sk': { type: 'string', default: '' },
+      cacert: { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+      token: { type: 'string' },
     },
   });
   for (const f of ['addr', 'proto-dir', 'table', 'pk']) {
     if (!values[f]) fail(`--${f} is required`);
   }
   const kvPkg = loadKV(path.resolve(values['proto-dir']));
-  const kv = new kvPkg.KVService(values.addr, grpc.credentials.createInsecure());
+  const kv = new kvPkg.KVService(values.addr, credentials(values));
   await waitReady(kv);
 
   const table = values.table;
