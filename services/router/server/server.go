@@ -214,11 +214,19 @@ func (s *Server) serveDynamoDB() error {
 		_ = ln.Close()
 		return err
 	}
-	h := dynamodb.NewHandler(s, dynamodb.Options{
+	o := dynamodb.Options{
 		Region: s.cfg.DynamoDBRegion, RequestTimeout: s.cfg.RequestTimeout,
 		Logger: s.logger.With("endpoint", "dynamodb"), Metrics: dynamodb.NewMetrics(s.Registry),
 		Migration: mig,
-	})
+	}
+	if s.cfg.Auth.Enabled {
+		// Every request's SigV4 signature is verified against the keys
+		// in the store, and its tables checked against the principal's
+		// grants; without --auth any well-formed signature is anonymous.
+		o.Auth = dynamodb.NewSigV4Verifier(s.auth, time.Now)
+		o.Audit = auth.Audit{Logger: s.logger}
+	}
+	h := dynamodb.NewHandler(s, o)
 	s.dynamoHandler = h
 	s.syncer, _ = any(h).(ItemSyncer)
 	s.dynamo = &http.Server{
