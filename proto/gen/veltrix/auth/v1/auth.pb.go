@@ -26,6 +26,7 @@ const (
 type Permission int32
 
 const (
+	// PERMISSION_UNSPECIFIED is refused.
 	Permission_PERMISSION_UNSPECIFIED Permission = 0
 	// READ: GetItem, Query, Scan, DescribeTable, verify jobs.
 	Permission_PERMISSION_READ Permission = 1
@@ -79,10 +80,12 @@ func (Permission) EnumDescriptor() ([]byte, []int) {
 	return file_veltrix_auth_v1_auth_proto_rawDescGZIP(), []int{0}
 }
 
+// Grant is a permission on one table or on every table.
 type Grant struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// table is a table name, or "*" for every table.
-	Table         string     `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	Table string `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	// permission is the level granted on it.
 	Permission    Permission `protobuf:"varint,2,opt,name=permission,proto3,enum=veltrix.auth.v1.Permission" json:"permission,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -132,10 +135,14 @@ func (x *Grant) GetPermission() Permission {
 	return Permission_PERMISSION_UNSPECIFIED
 }
 
+// Principal is a named client: API keys and client certificates
+// (veltrix://principal/<name>) authenticate as one.
 type Principal struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Grants        []*Grant               `protobuf:"bytes,2,rep,name=grants,proto3" json:"grants,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is 1 to 128 characters of [A-Za-z0-9_.@-].
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// grants are its permissions.
+	Grants        []*Grant `protobuf:"bytes,2,rep,name=grants,proto3" json:"grants,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -184,12 +191,15 @@ func (x *Principal) GetGrants() []*Grant {
 	return nil
 }
 
+// Key is an API key, without its secret.
 type Key struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id is the access key id (also the bearer token's first part).
-	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Principal string                 `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`
-	Created   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created,proto3" json:"created,omitempty"`
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// principal is who the key authenticates as.
+	Principal string `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`
+	// created is when it was issued.
+	Created *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created,proto3" json:"created,omitempty"`
 	// created_by is the principal that created it.
 	CreatedBy     string `protobuf:"bytes,4,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -254,10 +264,13 @@ func (x *Key) GetCreatedBy() string {
 	return ""
 }
 
+// SetGrantsRequest names the principal and its new permissions.
 type SetGrantsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Principal     string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
-	Grants        []*Grant               `protobuf:"bytes,2,rep,name=grants,proto3" json:"grants,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// principal is created when it does not exist.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// grants replace the principal's permissions.
+	Grants        []*Grant `protobuf:"bytes,2,rep,name=grants,proto3" json:"grants,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -306,9 +319,11 @@ func (x *SetGrantsRequest) GetGrants() []*Grant {
 	return nil
 }
 
+// SetGrantsResponse returns the principal as stored.
 type SetGrantsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Principal     *Principal             `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// principal is the principal after the change.
+	Principal     *Principal `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -350,6 +365,7 @@ func (x *SetGrantsResponse) GetPrincipal() *Principal {
 	return nil
 }
 
+// ListPrincipalsRequest has no fields.
 type ListPrincipalsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -386,9 +402,11 @@ func (*ListPrincipalsRequest) Descriptor() ([]byte, []int) {
 	return file_veltrix_auth_v1_auth_proto_rawDescGZIP(), []int{5}
 }
 
+// ListPrincipalsResponse lists every principal.
 type ListPrincipalsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Principals    []*Principal           `protobuf:"bytes,1,rep,name=principals,proto3" json:"principals,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// principals, by name.
+	Principals    []*Principal `protobuf:"bytes,1,rep,name=principals,proto3" json:"principals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -430,9 +448,11 @@ func (x *ListPrincipalsResponse) GetPrincipals() []*Principal {
 	return nil
 }
 
+// DeletePrincipalRequest names the principal to delete.
 type DeletePrincipalRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Principal     string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// principal is the name to delete.
+	Principal     string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -474,6 +494,7 @@ func (x *DeletePrincipalRequest) GetPrincipal() string {
 	return ""
 }
 
+// DeletePrincipalResponse says which keys went with it.
 type DeletePrincipalResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// revoked_keys are the ids of the keys revoked with it.
@@ -519,9 +540,11 @@ func (x *DeletePrincipalResponse) GetRevokedKeys() []string {
 	return nil
 }
 
+// CreateKeyRequest names the principal the key authenticates as.
 type CreateKeyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Principal     string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// principal must exist (SetGrants creates it).
+	Principal     string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -563,9 +586,11 @@ func (x *CreateKeyRequest) GetPrincipal() string {
 	return ""
 }
 
+// CreateKeyResponse carries the key and, this once, its secret.
 type CreateKeyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Key   *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// key is the new key.
+	Key *Key `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// secret is shown once; store it now.
 	Secret string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
 	// token is "<id>.<secret>", the gRPC bearer token.
@@ -625,6 +650,7 @@ func (x *CreateKeyResponse) GetToken() string {
 	return ""
 }
 
+// ListKeysRequest filters the keys listed.
 type ListKeysRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// principal filters; empty lists every key.
@@ -670,9 +696,11 @@ func (x *ListKeysRequest) GetPrincipal() string {
 	return ""
 }
 
+// ListKeysResponse lists keys, never their secrets.
 type ListKeysResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Keys          []*Key                 `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// keys, oldest first.
+	Keys          []*Key `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -714,9 +742,11 @@ func (x *ListKeysResponse) GetKeys() []*Key {
 	return nil
 }
 
+// RevokeKeyRequest names the key to revoke.
 type RevokeKeyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the access key id.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -758,6 +788,7 @@ func (x *RevokeKeyRequest) GetId() string {
 	return ""
 }
 
+// RevokeKeyResponse has no fields.
 type RevokeKeyResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
