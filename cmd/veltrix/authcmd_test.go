@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	authv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/auth/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -75,8 +77,19 @@ func (f *fakeAuth) RevokeKey(ctx context.Context, r *authv1.RevokeKeyRequest) (*
 
 func TestAuthCommands(t *testing.T) {
 	fa := &fakeAuth{}
-	addr := serve(t, func(s *grpc.Server) { authv1.RegisterAuthServiceServer(s, fa) })
-	env := map[string]string{"VELTRIX_ENDPOINTS": addr, "VELTRIX_TOKEN": "VXROOT.tok"}
+	// A token is sent only over TLS: the fake serves with a dev PKI's
+	// router certificate, and the CLI trusts its CA.
+	pki, err := tlsx.WriteDevPKI(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := tlsx.Load(pki.Service(tlsx.RoleRouter), "tls", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(src.Close)
+	addr := serve(t, func(s *grpc.Server) { authv1.RegisterAuthServiceServer(s, fa) }, grpc.Creds(src.ServerCredentials(tlsx.VerifyIfGiven)))
+	env := map[string]string{"VELTRIX_ENDPOINTS": addr, "VELTRIX_TOKEN": "VXROOT.tok", "VELTRIX_CACERT": pki.CA}
 
 	code, out, errOut := runCLI(t, env, "auth", "key", "create", "--principal", "alice", "--grant", "orders=write", "--grant", "*=read")
 	if code != 0 {
@@ -117,7 +130,7 @@ func TestAuthCommands(t *testing.T) {
 	}
 
 	// Without a token the router's refusal says what to do.
-	code, _, errOut = runCLI(t, map[string]string{"VELTRIX_ENDPOINTS": addr}, "auth", "principal", "list")
+	code, _, errOut = runCLI(t, map[string]string{"VELTRIX_ENDPOINTS": addr, "VELTRIX_CACERT": pki.CA}, "auth", "principal", "list")
 	if code != 1 || !strings.Contains(errOut, "not authenticated") || !strings.Contains(errOut, "VELTRIX_TOKEN") {
 		t.Fatalf("without a token: exit %d %s", code, errOut)
 	}

@@ -272,13 +272,13 @@ func (j runningJob) WatchJob(_ *migratorv1.WatchJobRequest, s grpc.ServerStreami
 	return s.Context().Err()
 }
 
-func serve(t *testing.T, register func(*grpc.Server)) string {
+func serve(t *testing.T, register func(*grpc.Server), opts ...grpc.ServerOption) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(opts...)
 	register(srv)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
