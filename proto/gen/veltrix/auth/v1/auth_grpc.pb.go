@@ -32,9 +32,10 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // AuthService manages principals, their per-table permissions and their
-// API keys (docs/design.md, "Security"). Served by every router started
-// with --auth. Every call needs ADMIN on "*" (a cluster admin); every
-// call is written to the audit log.
+// API keys (docs/design.md, "Security"). Served by every router, with
+// --auth or without (so keys exist before authentication is turned on).
+// With --auth every call needs ADMIN on "*" (a cluster admin); every call
+// is written to the audit log.
 //
 // A key is an access key id and a secret, shown once by CreateKey. It is
 // a gRPC bearer token ("authorization: Bearer <id>.<secret>") and, as the
@@ -134,9 +135,10 @@ func (c *authServiceClient) RevokeKey(ctx context.Context, in *RevokeKeyRequest,
 // for forward compatibility.
 //
 // AuthService manages principals, their per-table permissions and their
-// API keys (docs/design.md, "Security"). Served by every router started
-// with --auth. Every call needs ADMIN on "*" (a cluster admin); every
-// call is written to the audit log.
+// API keys (docs/design.md, "Security"). Served by every router, with
+// --auth or without (so keys exist before authentication is turned on).
+// With --auth every call needs ADMIN on "*" (a cluster admin); every call
+// is written to the audit log.
 //
 // A key is an access key id and a secret, shown once by CreateKey. It is
 // a gRPC bearer token ("authorization: Bearer <id>.<secret>") and, as the
