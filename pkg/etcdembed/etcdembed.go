@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -31,12 +32,22 @@ type Config struct {
 	UnsafeNoFsync bool
 	// StartTimeout bounds the wait for the member to be ready. Default 30s.
 	StartTimeout time.Duration
+	// ClientTLS, when set, serves clients over TLS (https://) and requires
+	// a client certificate from its CA.
+	ClientTLS *ClientTLS
+}
+
+// ClientTLS names the PEM files of the member's client listener: its
+// certificate and key, and the CA that client certificates must chain to.
+type ClientTLS struct {
+	CertFile, KeyFile, CAFile string
 }
 
 // Etcd is a running embedded etcd member.
 type Etcd struct {
 	e         *embed.Etcd
 	endpoint  string
+	tls       *transport.TLSInfo
 	closeOnce sync.Once
 }
 
@@ -83,7 +94,14 @@ func start(cfg Config) (*Etcd, error) {
 	ec := embed.NewConfig()
 	ec.Name = "veltrix"
 	ec.Dir = cfg.Dir
-	cu := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(clientPort))}
+	scheme := "http"
+	var tlsInfo *transport.TLSInfo
+	if t := cfg.ClientTLS; t != nil {
+		scheme = "https"
+		tlsInfo = &transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.CAFile, ClientCertAuth: true}
+		ec.ClientTLSInfo = *tlsInfo
+	}
+	cu := url.URL{Scheme: scheme, Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(clientPort))}
 	pu := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(peerPort))}
 	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
@@ -106,19 +124,30 @@ func start(cfg Config) (*Etcd, error) {
 		e.Close()
 		return nil, fmt.Errorf("etcdembed: member in %s not ready after %s", cfg.Dir, cfg.StartTimeout)
 	}
-	return &Etcd{e: e, endpoint: cu.String()}, nil
+	return &Etcd{e: e, endpoint: cu.String(), tls: tlsInfo}, nil
 }
 
-// Endpoint is the client URL, e.g. http://127.0.0.1:23790.
+// Endpoint is the client URL, e.g. http://127.0.0.1:23790 (https:// with
+// ClientTLS).
 func (e *Etcd) Endpoint() string { return e.endpoint }
 
-// Client opens a new client to the member; the caller closes it.
+// Client opens a new client to the member; the caller closes it. With
+// ClientTLS it presents the member's own certificate as its client
+// certificate.
 func (e *Etcd) Client() (*clientv3.Client, error) {
-	return clientv3.New(clientv3.Config{
+	cfg := clientv3.Config{
 		Endpoints:   []string{e.endpoint},
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
-	})
+	}
+	if e.tls != nil {
+		tc, err := e.tls.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("etcdembed: client TLS: %w", err)
+		}
+		cfg.TLS = tc
+	}
+	return clientv3.New(cfg)
 }
 
 // Close stops the member and waits for it to exit. It may be called more

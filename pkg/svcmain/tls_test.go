@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veltrixdb/veltrix/pkg/etcdembed"
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -171,5 +173,69 @@ func TestSkeletonTLS(t *testing.T) {
 		if resp.StatusCode == 200 || strings.Contains(string(body), "go_goroutines") {
 			t.Fatalf("plain HTTP got metrics: %d", resp.StatusCode)
 		}
+	}
+}
+
+// TestSkeletonEtcdTLS connects a skeleton to an etcd member that serves
+// clients over TLS and requires client certificates: with --etcd-cacert,
+// --etcd-cert and --etcd-key it reads and writes; without a client
+// certificate, or trusting another CA, it gets nothing.
+func TestSkeletonEtcdTLS(t *testing.T) {
+	pki, err := tlsx.WriteDevPKI(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := tlsx.WriteDevPKI(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The member serves with the dev storage certificate (serverAuth,
+	// 127.0.0.1) and trusts the dev CA for client certificates.
+	e, err := etcdembed.Start(etcdembed.Config{Dir: t.TempDir(), UnsafeNoFsync: true,
+		ClientTLS: &etcdembed.ClientTLS{CertFile: pki.Storage.CertFile, KeyFile: pki.Storage.KeyFile, CAFile: pki.CA}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if !strings.HasPrefix(e.Endpoint(), "https://") {
+		t.Fatalf("endpoint %s is not https", e.Endpoint())
+	}
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError}))
+
+	connect := func(f tlsx.Files) (string, error) {
+		sk := New(Options{Name: "router", Logger: logger, EtcdTLS: f, ShutdownTimeout: time.Second})
+		defer sk.Close(Stages{})
+		if err := sk.LoadTLS(); err != nil {
+			return "", err
+		}
+		if err := sk.ConnectEtcd(nil, []string{e.Endpoint()}); err != nil {
+			return "", err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if _, err := sk.Etcd.Put(ctx, "/veltrix/tls-test", f.CertFile); err != nil {
+			return "", err
+		}
+		resp, err := sk.Etcd.Get(ctx, "/veltrix/tls-test")
+		if err != nil {
+			return "", err
+		}
+		if len(resp.Kvs) != 1 {
+			return "", fmt.Errorf("got %d keys", len(resp.Kvs))
+		}
+		return string(resp.Kvs[0].Value), nil
+	}
+	router := pki.Router
+	if got, err := connect(router); err != nil || got != router.CertFile {
+		t.Fatalf("with the router's certificate: %q, %v", got, err)
+	}
+	// Only the CA: TLS without a client certificate, refused by etcd.
+	if _, err := connect(tlsx.Files{CAFile: pki.CA}); err == nil {
+		t.Fatal("a client without a certificate wrote to etcd")
+	}
+	// Another CA's certificate and trust: etcd's certificate does not
+	// verify, and etcd does not accept the client's.
+	if _, err := connect(other.Router); err == nil {
+		t.Fatal("a client of another CA wrote to etcd")
 	}
 }
