@@ -31,7 +31,8 @@ func init() {
 type devOptions struct {
 	dataDir, listen, migAddr, dynamoAddr, logLevel string
 	noSample, exitAfterReady                       bool
-	// insecure runs every listener in plaintext (no dev PKI).
+	// insecure runs every listener in plaintext (no dev PKI) and without
+	// authentication.
 	insecure bool
 }
 
@@ -51,7 +52,7 @@ func devCmd(*conn) *cobra.Command {
 	flags.BoolVar(&o.noSample, "no-sample", false, "do not import the bundled sample export")
 	flags.StringVar(&o.logLevel, "log-level", "warn", "log level of the services")
 	flags.BoolVar(&o.exitAfterReady, "exit-after-ready", false, "stop once the stack is ready and the sample imported (for tests)")
-	flags.BoolVar(&o.insecure, "insecure", false, "run every listener in plaintext (default: TLS and mutual TLS with a local CA in DATA-DIR/pki)")
+	flags.BoolVar(&o.insecure, "insecure", false, "run every listener in plaintext and without authentication (default: TLS and mutual TLS with a local CA in DATA-DIR/pki, --auth with the seal key DATA-DIR/auth.key and an API key in DATA-DIR/credentials)")
 	return cmd
 }
 
