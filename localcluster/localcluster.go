@@ -73,6 +73,10 @@ type Options struct {
 	// MigratorAddr (default a free loopback port).
 	Migrator     bool
 	MigratorAddr string
+	// MigratorAuth is the migrator's authentication config (--auth,
+	// --auth-admins); it reaches the routers with its service certificate
+	// (TLS), which they let do everything. Default: off.
+	MigratorAuth migrator.AuthConfig
 	// Metrics gives every server a /metrics listener on a free port.
 	Metrics bool
 	// TLS, when set, runs every server with TLS and mutual TLS between
@@ -219,7 +223,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		}
 		mcfg := migrator.Config{
 			ID: "m1", ListenAddr: addr, MetricsAddr: metricsAddr, Cluster: o.Cluster, EtcdClient: c.EtcdCli,
-			RouterEndpoints: c.RouterAddrs(), Logger: o.Logger.With("migrator", 1),
+			RouterEndpoints: c.RouterAddrs(), Logger: o.Logger.With("migrator", 1), Auth: o.MigratorAuth,
 		}
 		if o.TLS != nil {
 			mcfg.TLS, mcfg.MetricsTLS = o.TLS.Migrator, true

@@ -18,6 +18,8 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
+	migratorsrv "github.com/veltrixdb/veltrix/services/migrator/server"
+	routersrv "github.com/veltrixdb/veltrix/services/router/server"
 	"google.golang.org/grpc"
 )
 
@@ -29,7 +31,8 @@ func init() {
 type devOptions struct {
 	dataDir, listen, migAddr, dynamoAddr, logLevel string
 	noSample, exitAfterReady                       bool
-	// insecure runs every listener in plaintext (no dev PKI).
+	// insecure runs every listener in plaintext (no dev PKI) and without
+	// authentication.
 	insecure bool
 }
 
@@ -49,7 +52,7 @@ func devCmd(*conn) *cobra.Command {
 	flags.BoolVar(&o.noSample, "no-sample", false, "do not import the bundled sample export")
 	flags.StringVar(&o.logLevel, "log-level", "warn", "log level of the services")
 	flags.BoolVar(&o.exitAfterReady, "exit-after-ready", false, "stop once the stack is ready and the sample imported (for tests)")
-	flags.BoolVar(&o.insecure, "insecure", false, "run every listener in plaintext (default: TLS and mutual TLS with a local CA in DATA-DIR/pki)")
+	flags.BoolVar(&o.insecure, "insecure", false, "run every listener in plaintext and without authentication (default: TLS and mutual TLS with a local CA in DATA-DIR/pki, --auth with the seal key DATA-DIR/auth.key and an API key in DATA-DIR/credentials)")
 	return cmd
 }
 
@@ -106,15 +109,25 @@ func dev(ctx context.Context, w io.Writer, o devOptions) error {
 
 	// Secure by default: a local CA and a certificate per service (kept
 	// between runs), TLS on every listener, mutual TLS between services,
-	// and an "admin" client certificate for the user.
-	// Authentication (API keys, --auth) is the next layer: it is wired
-	// here, after the PKI, once the routers and migrator have it.
+	// and an "admin" client certificate for the user; authentication on
+	// the routers and the migrator, with that certificate's principal a
+	// cluster admin and the seal key of API keys in the data directory.
+	var routerAuth routersrv.AuthConfig
+	var migAuth migratorsrv.AuthConfig
+	sealCreated := false
 	if !o.insecure {
 		pki, err := tlsx.WriteDevPKI(filepath.Join(abs, "pki"), nil)
 		if err != nil {
 			return fmt.Errorf("dev PKI: %w", err)
 		}
 		st.pki = &pki
+		keyFile := filepath.Join(abs, devSealKeyName)
+		if sealCreated, err = ensureSealKey(keyFile); err != nil {
+			return err
+		}
+		admins := []string{tlsx.DevAdmin}
+		routerAuth = routersrv.AuthConfig{Enabled: true, KeyFile: keyFile, Admins: admins}
+		migAuth = migratorsrv.AuthConfig{Enabled: true, Admins: admins}
 	}
 	// The dev stack keeps its data between runs: its etcd syncs, and the
 	// cluster name, node ids and router state directory stay as they were.
@@ -122,7 +135,7 @@ func dev(ctx context.Context, w io.Writer, o devOptions) error {
 		Dir: abs, Cluster: "default", Nodes: 3, RF: 3, Partitions: 256, Zones: []string{"z1", "z2", "z3"},
 		CacheBytes: 64 << 20, EtcdSync: true, RouterAddr: o.listen, RouterStateDir: abs,
 		Migrator: true, MigratorAddr: o.migAddr, DynamoDBAddr: o.dynamoAddr, Metrics: true, Logger: logger,
-		TLS: st.pki,
+		TLS: st.pki, RouterAuth: routerAuth, MigratorAuth: migAuth,
 	})
 	if err != nil {
 		return fmt.Errorf("start the stack: %w (is something else listening on %s, %s or %s? pass --listen-addr, --migrator-addr or --dynamodb-addr)",
@@ -148,6 +161,22 @@ func dev(ctx context.Context, w io.Writer, o devOptions) error {
 	} else {
 		fmt.Fprintln(w, "  TLS       off (--insecure): every listener is plaintext")
 	}
+	var creds *devCredentials
+	if st.pki != nil {
+		c, reused, err := ensureCredentials(ctx, abs, st, sealCreated, logger)
+		if err != nil {
+			return err
+		}
+		creds = &c
+		how := "new"
+		if reused {
+			how = "kept from the last run"
+		}
+		fmt.Fprintf(w, "  auth      on: principal %q (client certificate) is a cluster admin; API key %s of principal %q (admin on \"*\", %s) in %s\n",
+			tlsx.DevAdmin, c.ID, devPrincipal, how, filepath.Join(abs, devCredentialsName))
+	} else {
+		fmt.Fprintln(w, "  auth      off (--insecure): every call is anonymous and may do everything")
+	}
 	fmt.Fprintln(w)
 
 	if !o.noSample {
@@ -155,7 +184,8 @@ func dev(ctx context.Context, w io.Writer, o devOptions) error {
 			return err
 		}
 	}
-	printTry(w, tryInfo{cli: selfCommand(), router: router.Addr(), migrator: migrator.Addr(), dynamodb: router.DynamoDBAddr(), pki: st.pki})
+	printTry(w, tryInfo{cli: selfCommand(), router: router.Addr(), migrator: migrator.Addr(), dynamodb: router.DynamoDBAddr(), pki: st.pki,
+		creds: creds, credsFile: filepath.Join(abs, devCredentialsName)})
 	if o.exitAfterReady {
 		return nil
 	}
@@ -280,6 +310,10 @@ type tryInfo struct {
 	dynamodb string
 	// pki is the dev PKI, nil when the stack runs in plaintext.
 	pki *tlsx.DevPKI
+	// creds is the dev API key and credsFile its file; nil when
+	// authentication is off.
+	creds     *devCredentials
+	credsFile string
 }
 
 // Defaults of the CLI's --endpoints and --migrator flags.
@@ -292,11 +326,15 @@ func printTry(w io.Writer, t tryInfo) {
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 	g := grpcurlCommand()
 	addr := t.router
-	// grpcurl's and the CLI's security flags.
+	// grpcurl's and the CLI's security flags: the admin certificate for
+	// grpcurl, the dev key for the CLI.
 	gsec, flags := "-plaintext", ""
 	if t.pki != nil {
 		gsec = fmt.Sprintf("-cacert %s -cert %s -key %s", t.pki.CA, t.pki.Admin.CertFile, t.pki.Admin.KeyFile)
 		flags = fmt.Sprintf(" --cacert %s --cert %s --key %s", t.pki.CA, t.pki.Admin.CertFile, t.pki.Admin.KeyFile)
+		if t.creds != nil {
+			flags = fmt.Sprintf(" --cacert %s --token %s", t.pki.CA, t.creds.Token)
+		}
 	}
 	fmt.Fprintln(w, "Try it (bytes fields are base64 in grpcurl's JSON):")
 	fmt.Fprintf(w, "  %s %s %s list\n", g, gsec, addr)
@@ -304,9 +342,18 @@ func printTry(w io.Writer, t tryInfo) {
 		g, gsec, sample.Table, b64(sample.ExampleUser), b64(sample.ExampleSession), addr)
 	fmt.Fprintf(w, "  %s %s -d '{\"table\":\"%s\",\"partition_key\":\"%s\",\"limit\":5}' %s veltrix.kv.v1.KVService/Query\n",
 		g, gsec, sample.Table, b64(sample.ExampleUser), addr)
+	if t.pki != nil && t.creds != nil {
+		fmt.Fprintf(w, "  (or with the API key instead of the certificate: %s -cacert %s -H 'authorization: Bearer %s' %s veltrix.kv.v1.AdminService/ListTables)\n",
+			g, t.pki.CA, t.creds.Token, addr)
+	}
 	if t.pki != nil {
 		// The CLI reads these from the environment too.
-		fmt.Fprintf(w, "  (or export VELTRIX_CACERT=%s VELTRIX_CERT=%s VELTRIX_KEY=%s for the CLI)\n", t.pki.CA, t.pki.Admin.CertFile, t.pki.Admin.KeyFile)
+		if t.creds != nil {
+			fmt.Fprintf(w, "  (or export VELTRIX_CACERT=%s VELTRIX_TOKEN=%s for the CLI; or authenticate with the admin certificate: --cert %s --key %s)\n",
+				t.pki.CA, t.creds.Token, t.pki.Admin.CertFile, t.pki.Admin.KeyFile)
+		} else {
+			fmt.Fprintf(w, "  (or export VELTRIX_CACERT=%s VELTRIX_CERT=%s VELTRIX_KEY=%s for the CLI)\n", t.pki.CA, t.pki.Admin.CertFile, t.pki.Admin.KeyFile)
+		}
 	}
 	if t.router != defaultRouterAddr {
 		flags += " --endpoints " + t.router
@@ -318,35 +365,50 @@ func printTry(w io.Writer, t tryInfo) {
 	fmt.Fprintln(w, "Or with the CLI:")
 	fmt.Fprintf(w, "  %s status%s\n", t.cli, flags)
 	fmt.Fprintf(w, "  %s kv query %s %s%s\n", t.cli, sample.Table, sample.ExampleUser, flags)
-	fmt.Fprintf(w, "  %s jobs list%s\n\n", t.cli, jobFlags)
+	fmt.Fprintf(w, "  %s jobs list%s\n", t.cli, jobFlags)
+	if t.creds != nil {
+		fmt.Fprintf(w, "  %s auth key create --principal NAME --grant TABLE=LEVEL%s   # more keys (read, write or admin; TABLE may be '*')\n", t.cli, flags)
+	}
+	fmt.Fprintln(w)
 	if t.dynamodb != "" {
 		ca := ""
 		if t.pki != nil {
 			ca = t.pki.CA
 		}
-		printDynamoDBTry(w, t.dynamodb, ca)
+		printDynamoDBTry(w, t.dynamodb, ca, t.creds, t.credsFile)
 	}
 }
 
 // printDynamoDBTry shows the DynamoDB endpoint with the AWS CLI when it is
-// installed (it needs credentials and a region set, any values; AWS CLI
-// v1 reads the region from AWS_DEFAULT_REGION only). With ca set the
-// endpoint serves HTTPS and the AWS CLI trusts ca through AWS_CA_BUNDLE.
-func printDynamoDBTry(w io.Writer, addr, ca string) {
+// installed (it needs credentials and a region set; AWS CLI v1 reads the
+// region from AWS_DEFAULT_REGION only). With ca set the endpoint serves
+// HTTPS and the AWS CLI trusts ca through AWS_CA_BUNDLE. With creds set it
+// verifies SigV4 against the dev key (its id and secret, from credsFile);
+// without, any credentials will do.
+func printDynamoDBTry(w io.Writer, addr, ca string, creds *devCredentials, credsFile string) {
 	url := "http://" + addr
 	if ca != "" {
 		url = "https://" + addr
+	}
+	keyID, secret, which := "veltrix", "veltrix", "any credentials and region"
+	if creds != nil {
+		keyID, secret, which = creds.ID, creds.Secret, "the dev key from "+credsFile+", any region"
 	}
 	if _, err := exec.LookPath("aws"); err != nil {
 		fmt.Fprintf(w, "DynamoDB API at %s: point an AWS SDK's endpoint at it (see the README, \"DynamoDB endpoint\").\n", url)
 		if ca != "" {
 			fmt.Fprintf(w, "It serves HTTPS with a certificate of the dev CA %s (AWS_CA_BUNDLE=%s).\n", ca, ca)
 		}
+		if creds != nil {
+			fmt.Fprintf(w, "It verifies SigV4: AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s (in %s).\n", keyID, secret, credsFile)
+		} else {
+			fmt.Fprintln(w, "It accepts any credentials and region (authentication is off).")
+		}
 		fmt.Fprintln(w)
 		return
 	}
-	fmt.Fprintln(w, "Or through the DynamoDB API with the AWS CLI (any credentials and region):")
-	fmt.Fprint(w, "  export AWS_ACCESS_KEY_ID=veltrix AWS_SECRET_ACCESS_KEY=veltrix AWS_DEFAULT_REGION=us-east-1")
+	fmt.Fprintf(w, "Or through the DynamoDB API with the AWS CLI (%s):\n", which)
+	fmt.Fprintf(w, "  export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_DEFAULT_REGION=us-east-1", keyID, secret)
 	if ca != "" {
 		fmt.Fprintf(w, " AWS_CA_BUNDLE=%s", ca)
 	}

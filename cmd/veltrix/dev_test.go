@@ -4,16 +4,29 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/veltrixdb/veltrix/cmd/veltrix/internal/sample"
+	"github.com/veltrixdb/veltrix/pkg/auth"
 )
 
 // TestMain lets the test binary play a second process holding a dev
@@ -218,30 +231,25 @@ func (b *lockedBuffer) String() string {
 	return b.b.String()
 }
 
-// TestDevSecureByDefault runs `veltrix dev` as it starts by default: with
-// the dev PKI, TLS on every listener. The sample import goes through the
-// migrator (INGEST: the migrator writes to the storage nodes over mutual
-// TLS); the CLI with the dev CA and the admin certificate reaches the router
-// and the migrator; a plaintext client is refused; the printed commands
-// name the CA and the certificate.
-func TestDevSecureByDefault(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: starts a dev stack (CI runs it: make test has no -short)")
-	}
-	dir := t.TempDir()
-	router, mig := freeAddr(t), freeAddr(t)
+// startDev runs `veltrix dev` on dir until the test ends (or stop is
+// called) and returns once it is ready.
+func startDev(t *testing.T, o devOptions) (out *lockedBuffer, stop func()) {
+	t.Helper()
+	o.logLevel = "error"
 	ctx, cancel := context.WithCancel(t.Context())
-	var out lockedBuffer
+	out = &lockedBuffer{}
 	done := make(chan error, 1)
-	go func() {
-		done <- dev(ctx, &out, devOptions{dataDir: dir, listen: router, migAddr: mig, dynamoAddr: "127.0.0.1:0", logLevel: "error"})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("dev: %v", err)
-		}
-	}()
+	go func() { done <- dev(ctx, out, o) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("dev: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(out.String(), "ready; press Ctrl-C") {
 		select {
@@ -255,15 +263,55 @@ func TestDevSecureByDefault(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return out, stop
+}
+
+// TestDevSecureByDefault runs `veltrix dev` as it starts by default: with
+// the dev PKI, TLS on every listener, and authentication on. The sample
+// import goes through the migrator with the admin certificate (INGEST: the
+// migrator writes to the storage nodes over mutual TLS); the CLI with the
+// dev CA and either the admin certificate or the dev key's token reaches
+// the router and the migrator; a client without credentials is
+// Unauthenticated and a plaintext one refused; the AWS SDK lists tables
+// with the dev key over HTTPS; the printed commands name the CA, the
+// certificate and the key. A second run keeps the key.
+func TestDevSecureByDefault(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts a dev stack (CI runs it: make test has no -short)")
+	}
+	dir := t.TempDir()
+	router, mig := freeAddr(t), freeAddr(t)
+	o := devOptions{dataDir: dir, listen: router, migAddr: mig, dynamoAddr: "127.0.0.1:0"}
+	out, stop := startDev(t, o)
+
 	pki := filepath.Join(dir, "pki")
 	ca, cert, key := filepath.Join(pki, "ca.pem"), filepath.Join(pki, "admin.pem"), filepath.Join(pki, "admin-key.pem")
+	credsFile := filepath.Join(dir, devCredentialsName)
+	creds, err := readCredentials(credsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{credsFile, filepath.Join(dir, devSealKeyName)} {
+		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v; want 0600", f, err, fi.Mode().Perm())
+		}
+	}
 	printed := out.String()
-	for _, want := range []string{"-cacert " + ca + " -cert " + cert + " -key " + key, "--cacert " + ca + " --cert " + cert + " --key " + key, "https://"} {
+	for _, want := range []string{
+		"-cacert " + ca + " -cert " + cert + " -key " + key,
+		"-cacert " + ca + " -H 'authorization: Bearer " + creds.Token + "'",
+		"--cacert " + ca + " --token " + creds.Token,
+		"VELTRIX_CACERT=" + ca + " VELTRIX_TOKEN=" + creds.Token,
+		"AWS_ACCESS_KEY_ID=" + creds.ID, "AWS_SECRET_ACCESS_KEY=" + creds.Secret, "AWS_CA_BUNDLE=" + ca,
+		"https://", "auth key create", `principal "dev" (admin on "*", new)`,
+	} {
 		if !strings.Contains(printed, want) {
 			t.Errorf("dev output lacks %q:\n%s", want, printed)
 		}
 	}
 
+	// The admin certificate is a cluster admin on the router and the
+	// migrator.
 	secure := []string{"--endpoints", router, "--migrator", mig, "--cacert", ca, "--cert", cert, "--key", key, "--timeout", "5s"}
 	if code, stdout, stderr := runCLI(t, nil, append([]string{"status"}, secure...)...); code != 0 {
 		t.Fatalf("status over TLS: exit %d\n%s\n%s", code, stdout, stderr)
@@ -271,12 +319,86 @@ func TestDevSecureByDefault(t *testing.T) {
 	if code, stdout, stderr := runCLI(t, nil, append([]string{"jobs", "get", sampleJobID}, secure...)...); code != 0 || !strings.Contains(stdout, "SUCCEEDED") {
 		t.Fatalf("jobs get over TLS: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	// The same through the environment, with the CA alone (no client
-	// certificate: the router verifies one only if given).
+	// TLS without a client certificate or a token: Unauthenticated.
 	env := map[string]string{"VELTRIX_CACERT": ca}
-	if code, stdout, stderr := runCLI(t, env, "status", "--endpoints", router, "--timeout", "5s"); code != 0 {
-		t.Fatalf("status with VELTRIX_CACERT: exit %d\n%s\n%s", code, stdout, stderr)
+	if code, stdout, stderr := runCLI(t, env, "status", "--endpoints", router, "--timeout", "5s"); code == 0 || !strings.Contains(stderr, "not authenticated") {
+		t.Fatalf("status with the CA alone: exit %d, want not authenticated\n%s\n%s", code, stdout, stderr)
 	}
+	if code, stdout, stderr := runCLI(t, env, "jobs", "list", "--migrator", mig, "--timeout", "5s"); code == 0 || !strings.Contains(stderr, "not authenticated") {
+		t.Fatalf("jobs list with the CA alone: exit %d, want not authenticated\n%s\n%s", code, stdout, stderr)
+	}
+	// The dev key's token, through the environment.
+	checkToken := func(token string) {
+		t.Helper()
+		env := map[string]string{"VELTRIX_CACERT": ca, "VELTRIX_TOKEN": token}
+		if code, stdout, stderr := runCLI(t, env, "table", "list", "--endpoints", router, "--timeout", "5s"); code != 0 || !strings.Contains(stdout, sample.Table) {
+			t.Fatalf("table list with the dev token: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		if code, stdout, stderr := runCLI(t, env, "jobs", "list", "--migrator", mig, "--timeout", "5s"); code != 0 || !strings.Contains(stdout, sampleJobID) {
+			t.Fatalf("jobs list with the dev token: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+	}
+	checkToken(creds.Token)
+	// The DynamoDB endpoint verifies SigV4 against the dev key, given
+	// directly or through the credentials file (an AWS shared
+	// credentials file).
+	dynamo := regexp.MustCompile(`https://(127\.0\.0\.1:\d+)  \(DynamoDB API\)`).FindStringSubmatch(printed)
+	if dynamo == nil {
+		t.Fatalf("no DynamoDB address printed:\n%s", printed)
+	}
+	caPEM, err := os.ReadFile(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	ddbClient := func(cp aws.CredentialsProvider) *dynamodb.Client {
+		return dynamodb.New(dynamodb.Options{
+			Region: "us-east-1", BaseEndpoint: aws.String("https://" + dynamo[1]), Credentials: cp,
+			HTTPClient:       &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}},
+			RetryMaxAttempts: 1,
+		})
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	// The sample table is a JSON-encoded key-value table, which the
+	// endpoint does not list: make one it does.
+	const ddbTable = "dev_key_probe"
+	static := ddbClient(credentials.NewStaticCredentialsProvider(creds.ID, creds.Secret, ""))
+	if _, err := static.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            aws.String(ddbTable),
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("id"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("id"), KeyType: types.KeyTypeHash}},
+		BillingMode:          types.BillingModePayPerRequest,
+	}); err != nil {
+		t.Fatalf("CreateTable with the dev key: %v", err)
+	}
+	listTables := func(db *dynamodb.Client) ([]string, error) {
+		resp, err := db.ListTables(ctx, &dynamodb.ListTablesInput{})
+		if err != nil {
+			return nil, err
+		}
+		return resp.TableNames, nil
+	}
+	if names, err := listTables(static); err != nil || !slices.Contains(names, ddbTable) {
+		t.Fatalf("ListTables with the dev key: %v, %v", names, err)
+	}
+	// The environment's credentials would come first.
+	for _, v := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"} {
+		t.Setenv(v, "")
+	}
+	shared, err := config.LoadDefaultConfig(ctx, config.WithSharedCredentialsFiles([]string{credsFile}),
+		config.WithSharedConfigFiles([]string{}), config.WithSharedConfigProfile("default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names, err := listTables(ddbClient(shared.Credentials)); err != nil || !slices.Contains(names, ddbTable) {
+		t.Fatalf("ListTables with AWS_SHARED_CREDENTIALS_FILE=%s: %v, %v", credsFile, names, err)
+	}
+	if _, err := listTables(ddbClient(credentials.NewStaticCredentialsProvider(creds.ID, creds.Secret+"x", ""))); err == nil {
+		t.Fatal("the DynamoDB endpoint accepted a wrong secret")
+	}
+
 	if code, _, _ := runCLI(t, nil, "status", "--endpoints", router, "--timeout", "2s"); code == 0 {
 		t.Fatal("a plaintext client reached the router")
 	}
@@ -292,23 +414,99 @@ func TestDevSecureByDefault(t *testing.T) {
 	if code == 0 || !strings.Contains(stderr, "--cacert "+bad) {
 		t.Fatalf("bad --cacert: exit %d, %s", code, stderr)
 	}
+
+	// A second run on the same data directory keeps the key.
+	before, err := os.ReadFile(credsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	out, _ = startDev(t, o)
+	if !strings.Contains(out.String(), "kept from the last run") {
+		t.Errorf("second run did not keep the key:\n%s", out.String())
+	}
+	after, err := os.ReadFile(credsFile)
+	if err != nil || !bytes.Equal(before, after) {
+		t.Fatalf("second run changed %s (%v):\n%s\nto\n%s", credsFile, err, before, after)
+	}
+	checkToken(creds.Token)
 }
 
-// TestDevInsecure: --insecure runs in plaintext and writes no PKI.
+// TestDevInsecure: --insecure runs in plaintext without authentication
+// and writes no PKI, seal key or credentials.
 func TestDevInsecure(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts a dev stack (CI runs it: make test has no -short)")
 	}
 	dir := t.TempDir()
-	code, stdout, stderr := runCLI(t, nil, "dev", "--insecure", "--data-dir", dir, "--no-sample", "--exit-after-ready", "--log-level", "error",
-		"--listen-addr", freeAddr(t), "--migrator-addr", freeAddr(t), "--dynamodb-addr", "127.0.0.1:0")
-	if code != 0 {
-		t.Fatalf("dev --insecure: exit %d\n%s\n%s", code, stdout, stderr)
+	router := freeAddr(t)
+	out, _ := startDev(t, devOptions{insecure: true, dataDir: dir, noSample: true, listen: router, migAddr: freeAddr(t), dynamoAddr: "127.0.0.1:0"})
+	stdout := out.String()
+	for _, want := range []string{"-plaintext", "TLS       off", "auth      off", "any credentials"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("dev --insecure output lacks %q:\n%s", want, stdout)
+		}
 	}
-	if !strings.Contains(stdout, "-plaintext") || !strings.Contains(stdout, "TLS       off") {
-		t.Errorf("dev --insecure output:\n%s", stdout)
+	if code, stdout, stderr := runCLI(t, nil, "status", "--endpoints", router, "--timeout", "5s"); code != 0 {
+		t.Fatalf("status in plaintext without credentials: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "pki")); err == nil {
-		t.Error("dev --insecure wrote a PKI")
+	for _, f := range []string{"pki", devSealKeyName, devCredentialsName} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("dev --insecure wrote %s", f)
+		}
+	}
+}
+
+// TestDevAuthFiles: the seal key is written once (0600) and never
+// replaced, a bad one is an error naming the file; credentials round-trip.
+func TestDevAuthFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, devSealKeyName)
+	created, err := ensureSealKey(path)
+	if err != nil || !created {
+		t.Fatalf("first ensureSealKey: %v, %v", created, err)
+	}
+	first, _ := os.ReadFile(path)
+	if _, err := auth.LoadSealKey(path); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("seal key mode %v, want 0600", fi.Mode().Perm())
+	}
+	if created, err := ensureSealKey(path); err != nil || created {
+		t.Fatalf("second ensureSealKey: %v, %v", created, err)
+	}
+	if again, _ := os.ReadFile(path); !bytes.Equal(first, again) {
+		t.Fatal("the seal key changed")
+	}
+	if err := os.WriteFile(path, []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ensureSealKey(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("bad seal key: %v, want an error naming %s", err, path)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "short\n" {
+		t.Fatal("a bad seal key was replaced")
+	}
+
+	cpath := filepath.Join(dir, devCredentialsName)
+	if _, err := readCredentials(cpath); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing credentials: %v", err)
+	}
+	c := devCredentials{ID: "VXABCDEFGHIJKLMNOPQR", Secret: "s3cr-et_", Token: "VXABCDEFGHIJKLMNOPQR.s3cr-et_"}
+	if err := writeCredentials(cpath, c); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readCredentials(cpath); err != nil || got != c {
+		t.Fatalf("readCredentials = %+v, %v; want %+v", got, err, c)
+	}
+	if fi, _ := os.Stat(cpath); fi.Mode().Perm() != 0o600 {
+		t.Errorf("credentials mode %v, want 0600", fi.Mode().Perm())
+	}
+	if err := os.WriteFile(cpath, []byte("[default]\naws_access_key_id = nope\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readCredentials(cpath); err == nil {
+		t.Fatal("a malformed credentials file was accepted")
 	}
 }
