@@ -413,7 +413,10 @@ func printDynamoDBTry(w io.Writer, addr, ca string, creds *devCredentials, creds
 		fmt.Fprintf(w, " AWS_CA_BUNDLE=%s", ca)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "  aws dynamodb --endpoint-url %s list-tables\n", url)
-	fmt.Fprintf(w, "  aws dynamodb --endpoint-url %s query --table-name %s --key-condition-expression 'user_id = :u' --expression-attribute-values '{\":u\":{\"S\":\"%s\"}}'\n\n",
-		url, sample.Table, sample.ExampleUser)
+	// The sample table is JSON-encoded (veltrix kv shows it as JSON), not
+	// a DynamoDB table: the example makes one of its own.
+	fmt.Fprintf(w, "  aws dynamodb --endpoint-url %s create-table --table-name greetings --attribute-definitions AttributeName=id,AttributeType=S --key-schema AttributeName=id,KeyType=HASH --billing-mode PAY_PER_REQUEST\n", url)
+	fmt.Fprintf(w, "  aws dynamodb --endpoint-url %s put-item --table-name greetings --item '{\"id\":{\"S\":\"hello\"},\"text\":{\"S\":\"world\"}}'\n", url)
+	fmt.Fprintf(w, "  aws dynamodb --endpoint-url %s get-item --table-name greetings --key '{\"id\":{\"S\":\"hello\"}}'\n", url)
+	fmt.Fprintf(w, "  aws dynamodb --endpoint-url %s list-tables\n\n", url)
 }

@@ -310,6 +310,8 @@ func TestDevSecureByDefault(t *testing.T) {
 		}
 	}
 
+	runPrintedAWSCLI(t, printed)
+
 	// The admin certificate is a cluster admin on the router and the
 	// migrator.
 	secure := []string{"--endpoints", router, "--migrator", mig, "--cacert", ca, "--cert", cert, "--key", key, "--timeout", "5s"}
@@ -450,6 +452,7 @@ func TestDevInsecure(t *testing.T) {
 	if code, stdout, stderr := runCLI(t, nil, "status", "--endpoints", router, "--timeout", "5s"); code != 0 {
 		t.Fatalf("status in plaintext without credentials: exit %d\n%s\n%s", code, stdout, stderr)
 	}
+	runPrintedAWSCLI(t, stdout)
 	for _, f := range []string{"pki", devSealKeyName, devCredentialsName} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 			t.Errorf("dev --insecure wrote %s", f)
@@ -508,5 +511,47 @@ func TestDevAuthFiles(t *testing.T) {
 	}
 	if _, err := readCredentials(cpath); err == nil {
 		t.Fatal("a malformed credentials file was accepted")
+	}
+}
+
+// runPrintedAWSCLI runs the AWS CLI lines veltrix dev printed, with the
+// environment its export line sets: the instructions we print must work.
+// CI installs the AWS CLI (make python-deps); elsewhere the check is
+// skipped when it is missing.
+func runPrintedAWSCLI(t *testing.T, printed string) {
+	t.Helper()
+	if _, err := exec.LookPath("aws"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the AWS CLI is missing (make python-deps installs it): %v", err)
+		}
+		t.Log("skipping the printed AWS CLI commands: aws is not installed (make python-deps installs it)")
+		return
+	}
+	var env []string
+	var cmds []string
+	for _, line := range strings.Split(printed, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "export AWS_"):
+			env = strings.Fields(strings.TrimPrefix(line, "export "))
+		case strings.HasPrefix(line, "aws dynamodb "):
+			cmds = append(cmds, line)
+		}
+	}
+	if len(env) == 0 || len(cmds) < 3 {
+		t.Fatalf("dev printed no AWS CLI example (export line %v, %d commands):\n%s", env, len(cmds), printed)
+	}
+	var last string
+	for _, c := range cmds {
+		cmd := exec.Command("sh", "-c", c)
+		cmd.Env = append(append(os.Environ(), "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_PAGER="), env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("printed command %q: %v\n%s", c, err, out)
+		}
+		last += string(out)
+	}
+	if !strings.Contains(last, `"world"`) || !strings.Contains(last, "greetings") {
+		t.Fatalf("the printed AWS CLI commands did not write and read the item back:\n%s", last)
 	}
 }
