@@ -130,6 +130,10 @@ func newDynamoDriver(ctx context.Context, ep dynamoEndpoint, conns int) (*dynamo
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = conns*2, conns*2
 	tr.TLSClientConfig = ep.TLS
+	// HTTP/1.1 over TLS too (no ALPN h2): the same protocol as over
+	// plaintext, so a secure peer's cost is TLS and SigV4, not HTTP/2's.
+	tr.ForceAttemptHTTP2 = false
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	opts := dynamodb.Options{
 		Region: "us-east-1", BaseEndpoint: aws.String(endpoint), HTTPClient: &http.Client{Transport: tr},
 		Credentials: ep.Creds,
