@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -58,7 +59,7 @@ func isDynamoDBWorkload(name string) bool {
 
 // onlyRMW sets the bench table's write isolation to only_rmw_uses_lwt.
 func (d *veltrixDriver) onlyRMW(ctx context.Context) error {
-	_, err := d.c.UpdateTable(ctx, dynamoTable, client.WithWriteIsolation(kvv1.WriteIsolation_WRITE_ISOLATION_ONLY_RMW_USES_LWT))
+	_, err := d.admin.UpdateTable(ctx, dynamoTable, client.WithWriteIsolation(kvv1.WriteIsolation_WRITE_ISOLATION_ONLY_RMW_USES_LWT))
 	if err != nil {
 		return fmt.Errorf("bench: set %s's write isolation: %w", dynamoTable, err)
 	}
@@ -71,7 +72,29 @@ func (d *veltrixDriver) dynamo(ctx context.Context, conns int) (*dynamoDriver, e
 	if addr == "" {
 		return nil, errors.New("bench: the cluster's router serves no DynamoDB endpoint")
 	}
-	return newDynamoDriver(ctx, "http://"+addr, conns)
+	if d.sec == nil {
+		return newDynamoDriver(ctx, dynamoEndpoint{URL: "http://" + addr}, conns)
+	}
+	// Over HTTPS, signed with the bench key (SigV4 verified); bench-admin's
+	// key creates the table.
+	return newDynamoDriver(ctx, dynamoEndpoint{
+		URL: "https://" + addr, TLS: d.sec.caOnly,
+		Creds: credentials.NewStaticCredentialsProvider(d.sec.keyID, d.sec.secret, ""),
+		Setup: credentials.NewStaticCredentialsProvider(d.sec.adminKeyID, d.sec.adminSecret, ""),
+	}, conns)
+}
+
+// dynamoEndpoint is where and how a dynamoDriver connects.
+type dynamoEndpoint struct {
+	// URL is http://host:port or https://host:port.
+	URL string
+	// TLS verifies an https endpoint. Default: the system roots.
+	TLS *tls.Config
+	// Creds sign the workloads' requests. Default: a made-up key (an
+	// endpoint that checks no signature).
+	Creds aws.CredentialsProvider
+	// Setup signs CreateTable and DescribeTable. Default: Creds.
+	Setup aws.CredentialsProvider
 }
 
 // dynamoTable is the table the DynamoDB workloads use: a binary hash key
@@ -94,18 +117,33 @@ type dynamoDriver struct {
 	proc  *exec.Cmd    // the dynalite process, for ServerCPU
 }
 
-// newDynamoDriver connects to endpoint (http://host:port), with up to conns
-// connections, and creates the bench table if it does not exist.
-func newDynamoDriver(ctx context.Context, endpoint string, conns int) (*dynamoDriver, error) {
+// newDynamoDriver connects to ep, with up to conns connections, and
+// creates the bench table if it does not exist.
+func newDynamoDriver(ctx context.Context, ep dynamoEndpoint, conns int) (*dynamoDriver, error) {
+	endpoint := ep.URL
+	if ep.Creds == nil {
+		ep.Creds = credentials.NewStaticCredentialsProvider("bench", "bench", "")
+	}
+	if ep.Setup == nil {
+		ep.Setup = ep.Creds
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = conns*2, conns*2
-	d := &dynamoDriver{tr: tr, cli: dynamodb.New(dynamodb.Options{
+	tr.TLSClientConfig = ep.TLS
+	// HTTP/1.1 over TLS too (no ALPN h2): the same protocol as over
+	// plaintext, so a secure peer's cost is TLS and SigV4, not HTTP/2's.
+	tr.ForceAttemptHTTP2 = false
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	opts := dynamodb.Options{
 		Region: "us-east-1", BaseEndpoint: aws.String(endpoint), HTTPClient: &http.Client{Transport: tr},
-		Credentials: credentials.NewStaticCredentialsProvider("bench", "bench", ""),
+		Credentials: ep.Creds,
 		// Every error is counted by the runner, not hidden by a retry.
 		RetryMaxAttempts: 1,
-	})}
-	_, err := d.cli.CreateTable(ctx, &dynamodb.CreateTableInput{
+	}
+	d := &dynamoDriver{tr: tr, cli: dynamodb.New(opts)}
+	opts.Credentials = ep.Setup
+	setup := dynamodb.New(opts)
+	_, err := setup.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName:            aws.String(dynamoTable),
 		KeySchema:            []dtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: dtypes.KeyTypeHash}},
 		AttributeDefinitions: []dtypes.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: dtypes.ScalarAttributeTypeB}},
@@ -117,7 +155,7 @@ func newDynamoDriver(ctx context.Context, endpoint string, conns int) (*dynamoDr
 	}
 	// Wait until the table is ACTIVE and takes writes.
 	if err := waitUntil(ctx, 30*time.Second, func() error {
-		out, err := d.cli.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(dynamoTable)})
+		out, err := setup.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(dynamoTable)})
 		if err != nil {
 			return err
 		}
@@ -308,7 +346,7 @@ func startDynalite(ctx context.Context, dir string, conns int) (*dynamoDriver, e
 	}); err != nil {
 		return nil, errors.Join(fmt.Errorf("bench: dynalite not accepting connections on %s: %w", addr, err), stop())
 	}
-	d, err := newDynamoDriver(ctx, "http://"+addr, conns)
+	d, err := newDynamoDriver(ctx, dynamoEndpoint{URL: "http://" + addr}, conns)
 	if err != nil {
 		return nil, errors.Join(err, stop())
 	}

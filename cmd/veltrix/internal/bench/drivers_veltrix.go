@@ -24,7 +24,12 @@ const benchTable = "bench"
 type veltrixDriver struct {
 	cluster *Cluster
 	c       *client.Client
-	owned   bool // close the cluster on Close
+	// admin changes tables; c itself except on a secure cluster, where c
+	// holds only write on the bench tables.
+	admin *client.Client
+	// sec is a secure cluster's TLS and keys; nil otherwise.
+	sec   *secureAccess
+	owned bool // close the cluster on Close
 	// readOpts override the client's read consistency (ONE by default).
 	readOpts []client.CallOption
 	variant  bool // shares another driver's client: Close does nothing
@@ -33,7 +38,7 @@ type veltrixDriver struct {
 // quorumReads is d (a *veltrixDriver) reading at QUORUM.
 func quorumReads(d Driver) Driver {
 	v := d.(*veltrixDriver)
-	return &veltrixDriver{cluster: v.cluster, c: v.c, readOpts: []client.CallOption{client.WithConsistency(kvv1.Consistency_CONSISTENCY_QUORUM)}, variant: true}
+	return &veltrixDriver{cluster: v.cluster, c: v.c, admin: v.admin, sec: v.sec, readOpts: []client.CallOption{client.WithConsistency(kvv1.Consistency_CONSISTENCY_QUORUM)}, variant: true}
 }
 
 // startVeltrix starts a cluster and connects a client to its router.
@@ -55,19 +60,27 @@ func newVeltrixDriver(ctx context.Context, c *Cluster) (*veltrixDriver, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &veltrixDriver{cluster: c, c: cl}
+	d := &veltrixDriver{cluster: c, c: cl, admin: cl}
 	if _, err := cl.CreateTable(ctx, benchTable); err != nil {
 		return nil, errors.Join(err, cl.Close())
 	}
-	// The nodes learn the placement from etcd a moment after the router:
-	// wait until a write goes through.
-	if err := waitUntil(ctx, 30*time.Second, func() error {
-		_, err := cl.Put(ctx, benchTable, []byte("bench-probe"), nil, []byte("x"))
-		return err
-	}); err != nil {
-		return nil, errors.Join(fmt.Errorf("bench: cluster does not take writes: %w", err), cl.Close())
+	if err := d.waitWrites(ctx); err != nil {
+		return nil, errors.Join(err, cl.Close())
 	}
 	return d, nil
+}
+
+// waitWrites waits until a write goes through: the nodes learn the
+// placement from etcd a moment after the router (and the routers learn a
+// new API key from etcd a moment after it is issued).
+func (d *veltrixDriver) waitWrites(ctx context.Context) error {
+	if err := waitUntil(ctx, 30*time.Second, func() error {
+		_, err := d.c.Put(ctx, benchTable, []byte("bench-probe"), nil, []byte("x"))
+		return err
+	}); err != nil {
+		return fmt.Errorf("bench: cluster does not take writes: %w", err)
+	}
+	return nil
 }
 
 func (d *veltrixDriver) Get(ctx context.Context, key []byte) (bool, error) {
@@ -109,6 +122,12 @@ func (d *veltrixDriver) Close() error {
 		return nil
 	}
 	err := d.c.Close()
+	if d.admin != nil && d.admin != d.c {
+		err = errors.Join(err, d.admin.Close())
+	}
+	if d.sec != nil {
+		d.sec.adminTLS.Close()
+	}
 	if d.owned {
 		err = errors.Join(err, d.cluster.Close())
 	}

@@ -71,6 +71,14 @@ var Peers = []Peer{
 		durability: veltrixDurability,
 	},
 	{
+		Name: "veltrix-rf1-secure", Description: "veltrix-rf1 with TLS on every listener, mutual TLS router→storage and --auth: every call carries an issued API key (bearer token; SigV4 on the DynamoDB endpoint) with write on the bench tables",
+		RF: 1, Consistency: "ONE",
+		start: func(ctx context.Context, dir string, o *Options) (Driver, error) {
+			return startSecureVeltrix(ctx, o.clusterOptions(dir, 1, 1))
+		},
+		durability: veltrixDurability,
+	},
+	{
 		Name: "storage-direct", Description: "the RF 1 storage node called directly (StorageService Read/Apply), no router",
 		Consistency: "local",
 		start: func(ctx context.Context, dir string, o *Options) (Driver, error) {

@@ -305,10 +305,15 @@ type Target struct {
 	// Ratio is Measured / Reference; Want is the ratio (or, for latency
 	// targets, the bound) to reach.
 	Ratio float64 `json:"ratio"`
-	Want  string  `json:"want"`
-	Met   bool    `json:"met"`
-	Unit  string  `json:"unit"`
-	Note  string  `json:"note,omitempty"`
+	// RatioMin and RatioMax are the lowest and highest ratio of one
+	// round's pair (targets comparing two peers of the same interleaved
+	// rounds, when reported).
+	RatioMin float64 `json:"ratio_min,omitempty"`
+	RatioMax float64 `json:"ratio_max,omitempty"`
+	Want     string  `json:"want"`
+	Met      bool    `json:"met"`
+	Unit     string  `json:"unit"`
+	Note     string  `json:"note,omitempty"`
 }
 
 // Seconds marshals a duration as seconds.
@@ -632,6 +637,7 @@ func (r *Report) ComputeTargets() {
 			r.Targets = append(r.Targets, t)
 		}
 	}
+	r.tlsAuthCost()
 	if a, b := r.find("veltrix-rf1", "PUT", "closed"), r.find("etcd-1", "PUT", "closed"); a != nil && b != nil {
 		ratio("PUT ops/s, veltrix-rf1 vs etcd-1 Put", "ops/s", a.OpsPerSec, b.OpsPerSec, 1.5, "≥ 1.50×", "")
 	}
@@ -691,6 +697,64 @@ func (r *Report) ComputeTargets() {
 			ratio("bulk import items/s per core, RF 1", "items/s", im.ItemsPerSecCPU, ClaimItemsPerVCPU, 1, "≥ 1.00× (42,000)", "")
 		}
 	}
+}
+
+// SecurePeer is veltrix-rf1 with TLS and auth on; TLSAuthCostWant bounds
+// its CPU per operation over veltrix-rf1's (issue #19: at most 15 % more).
+const (
+	SecurePeer      = "veltrix-rf1-secure"
+	TLSAuthCostWant = 1.15
+)
+
+// tlsAuthCost adds the "TLS + auth cost" targets: CPU µs/op of SecurePeer
+// over veltrix-rf1's, medians of the same interleaved rounds, with the
+// range of the per-round ratios (round i of one against round i of the
+// other, which ran back to back). The bound is on gRPC GET and PUT; the
+// DynamoDB endpoint's rows (HTTPS and SigV4) are reported without one.
+func (r *Report) tlsAuthCost() {
+	for _, w := range []struct{ workload, what string }{
+		{"C", "GET (workload C)"}, {"PUT", "PUT"},
+		{"GETITEM", "GetItem (DynamoDB endpoint, SigV4)"}, {"PUTITEM", "PutItem (DynamoDB endpoint, SigV4)"},
+	} {
+		a, b := r.find(SecurePeer, w.workload, "closed"), r.find("veltrix-rf1", w.workload, "closed")
+		if a == nil || b == nil || b.CPUPerOp <= 0 {
+			continue
+		}
+		t := Target{Name: "TLS + auth cost, " + w.what + " CPU µs/op, " + SecurePeer + " vs veltrix-rf1",
+			Measured: float64(a.CPUPerOp) / 1e3, Reference: float64(b.CPUPerOp) / 1e3, Unit: "µs/op",
+			Want: fmt.Sprintf("≤ %.2f×", TLSAuthCostWant)}
+		t.Ratio = t.Measured / t.Reference
+		t.Met = t.Ratio <= TLSAuthCostWant
+		if isDynamoDBWorkload(w.workload) {
+			t.Want, t.Met = NoTargetWant, true
+		}
+		if lo, hi, ok := roundRatios(a.Rounds, b.Rounds, func(r *Result) float64 { return float64(r.CPUPerOp) }); ok {
+			t.RatioMin, t.RatioMax = lo, hi
+			t.Note = fmt.Sprintf("rounds %.2f–%.2f×", lo, hi)
+		}
+		r.Targets = append(r.Targets, t)
+	}
+}
+
+// roundRatios is the range of f(a)/f(b) over the rounds both ran (paired
+// by round number); ok is false when no round pairs up.
+func roundRatios(a, b []Result, f func(*Result) float64) (lo, hi float64, ok bool) {
+	for i := range a {
+		for j := range b {
+			if a[i].Round == 0 || a[i].Round != b[j].Round || f(&b[j]) <= 0 {
+				continue
+			}
+			x := f(&a[i]) / f(&b[j])
+			if !ok || x < lo {
+				lo = x
+			}
+			if !ok || x > hi {
+				hi = x
+			}
+			ok = true
+		}
+	}
+	return lo, hi, ok
 }
 
 // sortedResults groups the results by workload, in Workloads order, keeping

@@ -209,3 +209,55 @@ func TestOptionsValidate(t *testing.T) {
 		t.Errorf("defaults do not select everything: %v %v", o.Workloads, o.Peers)
 	}
 }
+
+// TestTLSAuthCostTarget: the "TLS + auth cost" rows divide the secure
+// peer's median CPU µs/op by veltrix-rf1's, give the range of the ratios of
+// rounds run back to back, and hold gRPC GET and PUT (not the DynamoDB
+// endpoint) to 1.15×.
+func TestTLSAuthCostTarget(t *testing.T) {
+	rounds := func(peer, w string, cpu ...time.Duration) Result {
+		var rs []Result
+		for i, c := range cpu {
+			rs = append(rs, Result{Peer: peer, Workload: w, Mode: "closed", Round: i + 1, CPUPerOp: Micros(c)})
+		}
+		return Aggregate(rs)
+	}
+	us := time.Microsecond
+	r := &Report{Results: []Result{
+		rounds("veltrix-rf1", "C", 100*us, 80*us, 120*us),
+		rounds(SecurePeer, "C", 110*us, 90*us, 120*us), // rounds 1.10, 1.125, 1.00; medians 110/100
+		rounds("veltrix-rf1", "PUT", 100*us, 100*us, 100*us),
+		rounds(SecurePeer, "PUT", 120*us, 118*us, 130*us), // median 120/100
+		rounds("veltrix-rf1", "GETITEM", 100*us),
+		rounds(SecurePeer, "GETITEM", 150*us),
+		rounds(SecurePeer, "BATCHGET", 150*us), // no reference: no row
+	}}
+	r.ComputeTargets()
+	var got []Target
+	for _, tg := range r.Targets {
+		if strings.HasPrefix(tg.Name, "TLS + auth cost") {
+			got = append(got, tg)
+		}
+	}
+	want := []struct {
+		name           string
+		ratio, lo, hi  float64
+		met            bool
+		wantText, note string
+	}{
+		{"TLS + auth cost, GET (workload C) CPU µs/op, veltrix-rf1-secure vs veltrix-rf1", 1.10, 1.00, 1.125, true, "≤ 1.15×", "rounds 1.00–1.12×"},
+		{"TLS + auth cost, PUT CPU µs/op, veltrix-rf1-secure vs veltrix-rf1", 1.20, 1.18, 1.30, false, "≤ 1.15×", "rounds 1.18–1.30×"},
+		{"TLS + auth cost, GetItem (DynamoDB endpoint, SigV4) CPU µs/op, veltrix-rf1-secure vs veltrix-rf1", 1.50, 1.50, 1.50, true, NoTargetWant, "rounds 1.50–1.50×"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d cost targets, want %d: %+v", len(got), len(want), r.Targets)
+	}
+	near := func(a, b float64) bool { return a > b-1e-9 && a < b+1e-9 }
+	for i, w := range want {
+		tg := got[i]
+		if tg.Name != w.name || !near(tg.Ratio, w.ratio) || !near(tg.RatioMin, w.lo) || !near(tg.RatioMax, w.hi) ||
+			tg.Met != w.met || tg.Want != w.wantText || tg.Note != w.note {
+			t.Errorf("target %d: %+v\nwant %+v", i, tg, w)
+		}
+	}
+}
