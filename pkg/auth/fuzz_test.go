@@ -15,7 +15,7 @@ func FuzzVerifyToken(f *testing.F) {
 	s := &Store{
 		logger: slog.New(slog.DiscardHandler), admins: map[string]bool{},
 		prins: map[string]Principal{"p": {Name: "p"}},
-		keys:  map[string]keyDoc{id: {ID: id, Principal: "p", SecretSHA256: hex.EncodeToString(sum[:])}},
+		keys:  map[string]keyDoc{id: {ID: id, Principal: "p", SecretSHA256: hex.EncodeToString(sum[:]), hash: sum[:]}},
 	}
 	for _, seed := range []string{id + "." + secret, id + ".", "." + secret, "", "VX.x", id + "." + secret + ".", "Bearer x"} {
 		f.Add(seed)

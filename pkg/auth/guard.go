@@ -131,8 +131,8 @@ func (g *Guard) authenticate(ctx context.Context, method string) (Subject, error
 			return s, nil
 		}
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
+	// ValueFromIncomingContext copies one header, not the whole metadata.
+	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
 	if len(vals) == 0 {
 		g.o.Audit.Denied(ctx, Subject{}, method, "", None, "missing credentials")
 		return Subject{}, status.Error(codes.Unauthenticated, missingCredentials)

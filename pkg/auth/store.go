@@ -122,6 +122,13 @@ type keyDoc struct {
 	SealedSecret string `json:"sealed_secret"`
 	// SealKey is the fingerprint of the seal key that sealed it.
 	SealKey string `json:"seal_key"`
+
+	// hash is SecretSHA256 decoded, and secret the unsealed secret (or
+	// unsealErr), both made once when the document is loaded: every
+	// call checks them.
+	hash      []byte
+	secret    string
+	unsealErr error
 }
 
 func (d keyDoc) key() Key {
@@ -277,6 +284,13 @@ func (s *Store) applyTo(prins map[string]Principal, keys map[string]keyDoc, k st
 			s.logger.Error("auth: ignoring undecodable key", "key", k, "err", err)
 			return
 		}
+		h, err := hex.DecodeString(d.SecretSHA256)
+		if err != nil || len(h) != sha256.Size {
+			s.logger.Error("auth: ignoring key with a bad secret_sha256", "key", k)
+			return
+		}
+		d.hash = h
+		d.secret, d.unsealErr = s.unseal(d)
 		keys[id] = d
 	}
 }
@@ -435,12 +449,8 @@ func (s *Store) VerifyToken(token string) (Subject, error) {
 	if err != nil {
 		return Subject{}, err
 	}
-	want, err := hex.DecodeString(d.SecretSHA256)
-	if err != nil {
-		return Subject{}, fmt.Errorf("auth: key %s: bad secret_sha256 in etcd", id)
-	}
 	got := sha256.Sum256([]byte(secret))
-	if subtle.ConstantTimeCompare(got[:], want) != 1 {
+	if subtle.ConstantTimeCompare(got[:], d.hash) != 1 {
 		return Subject{}, ErrBadSecret
 	}
 	sub := s.PrincipalSubject(d.Principal, ViaToken)
@@ -454,10 +464,10 @@ func (s *Store) SigningSecret(id string) (string, Subject, error) {
 	if err != nil {
 		return "", Subject{}, err
 	}
-	secret, err := s.unseal(d)
-	if err != nil {
-		return "", Subject{}, err
+	if d.unsealErr != nil {
+		return "", Subject{}, d.unsealErr
 	}
+	secret := d.secret
 	sub := s.PrincipalSubject(d.Principal, ViaSigV4)
 	sub.KeyID = id
 	return secret, sub, nil

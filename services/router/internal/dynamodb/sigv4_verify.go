@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/auth"
@@ -54,6 +55,42 @@ func incompleteSignature(format string, args ...any) *Error {
 type sigV4Verifier struct {
 	creds auth.Credentials
 	now   func() time.Time
+
+	// keys caches derived signing keys, as AWS's own clients do: the
+	// four-HMAC derivation depends only on the secret and the scope,
+	// which change once a day per key. Bounded: cleared when full.
+	mu   sync.Mutex
+	keys map[signingScope]signingEntry
+}
+
+// signingScope is what a derived signing key depends on besides the secret.
+type signingScope struct{ keyID, date, region string }
+
+type signingEntry struct {
+	secret string // the secret it was derived from (a re-issued id must not hit)
+	key    []byte
+}
+
+// maxSigningKeys bounds the signing key cache.
+const maxSigningKeys = 4096
+
+// signingKey returns the signing key of secret in scope, derived once.
+func (v *sigV4Verifier) signingKey(keyID, secret, date, region, service string) []byte {
+	sc := signingScope{keyID, date, region}
+	v.mu.Lock()
+	e, ok := v.keys[sc]
+	v.mu.Unlock()
+	if ok && e.secret == secret {
+		return e.key
+	}
+	k := signingKey(secret, date, region, service)
+	v.mu.Lock()
+	if len(v.keys) >= maxSigningKeys {
+		clear(v.keys)
+	}
+	v.keys[sc] = signingEntry{secret: secret, key: k}
+	v.mu.Unlock()
+	return k
 }
 
 // NewSigV4Verifier returns an Authenticator that verifies each request's
@@ -64,7 +101,7 @@ func NewSigV4Verifier(creds auth.Credentials, now func() time.Time) Authenticato
 	if now == nil {
 		now = time.Now
 	}
-	return &sigV4Verifier{creds: creds, now: now}
+	return &sigV4Verifier{creds: creds, now: now, keys: map[signingScope]signingEntry{}}
 }
 
 // Authenticate implements Authenticator.
@@ -112,7 +149,8 @@ func (v *sigV4Verifier) Authenticate(r *http.Request, rawBody []byte, sig *SigV4
 	creq := canonicalRequest(r, sig.SignedHeaders, payloadHash)
 	crSum := sha256.Sum256([]byte(creq))
 	toSign := "AWS4-HMAC-SHA256\n" + amzDate + "\n" + scope + "\n" + hex.EncodeToString(crSum[:])
-	key := signingKey(secret, sig.Date, sig.Region, sig.Service)
+	// The service is always "dynamodb" here (checked above).
+	key := v.signingKey(sig.AccessKeyID, secret, sig.Date, sig.Region, sig.Service)
 	want := hmacSHA256(key, []byte(toSign))
 	got, err := hex.DecodeString(sig.Signature)
 	if err != nil || !hmac.Equal(got, want) {
