@@ -2,7 +2,6 @@ package tlsx
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -10,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,45 +21,34 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // testCA is a CA for tests.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	file string
-}
+type testCA struct{ *CA }
 
 func newTestCA(t *testing.T, dir, name string) testCA {
 	t.Helper()
-	f := Files{CertFile: filepath.Join(dir, name+".pem"), KeyFile: filepath.Join(dir, name+"-key.pem")}
-	ca, key, err := writeCA(f.CertFile, f.KeyFile, time.Now())
+	ca, err := NewCA(pkix.Name{CommonName: name}, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testCA{cert: ca, key: key.(*ecdsa.PrivateKey), file: f.CertFile}
-}
-
-// issue writes a leaf signed by ca to dir/name.pem and dir/name-key.pem.
-func (ca testCA) issue(t *testing.T, dir, name string, uri *url.URL, life time.Duration) Files {
-	t.Helper()
-	f := Files{CertFile: filepath.Join(dir, name+".pem"), KeyFile: filepath.Join(dir, name+"-key.pem"), CAFile: ca.file}
-	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: name},
-		DNSNames:    []string{"localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	if uri != nil {
-		tmpl.URIs = []*url.URL{uri}
-	}
-	now := time.Now()
-	if life < 0 {
-		now = now.Add(2 * life)
-		life = -life
-	}
-	if err := writeCert(f, tmpl, ca.cert, ca.key, now, life); err != nil {
+	if err := ca.Write(filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")); err != nil {
 		t.Fatal(err)
 	}
-	return f
+	return testCA{ca}
+}
+
+// issue writes a certificate of id (the zero Identity: no veltrix URI)
+// signed by ca to dir/name.pem and dir/name-key.pem, valid for localhost
+// and 127.0.0.1 for life (expired for -life when life is negative).
+func (ca testCA) issue(t *testing.T, dir, name string, id Identity, life time.Duration) Files {
+	t.Helper()
+	l := Leaf{Name: name, Role: id.Role, Principal: id.Principal, Hosts: []string{"localhost", "127.0.0.1"}, Server: true, Client: true, NotAfter: time.Now().Add(life)}
+	if life < 0 {
+		l.NotBefore = time.Now().Add(3 * life)
+	}
+	out, err := ca.Issue(filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem"), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Files
 }
 
 func loadT(t *testing.T, f Files, prefix string) *Source {
@@ -77,8 +64,8 @@ func loadT(t *testing.T, f Files, prefix string) *Source {
 func TestLoadErrors(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir, "ca")
-	good := ca.issue(t, dir, "good", ServiceURI(RoleRouter), time.Hour)
-	other := ca.issue(t, dir, "other", ServiceURI(RoleRouter), time.Hour)
+	good := ca.issue(t, dir, "good", Identity{Role: RoleRouter}, time.Hour)
+	other := ca.issue(t, dir, "other", Identity{Role: RoleRouter}, time.Hour)
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -95,18 +82,18 @@ func TestLoadErrors(t *testing.T) {
 		f    Files
 		want []string
 	}{
-		{"missing cert", Files{missing, good.KeyFile, ca.file}, []string{"--tls-cert-file " + missing, "no such file"}},
-		{"missing key", Files{good.CertFile, missing, ca.file}, []string{"--tls-key-file " + missing}},
+		{"missing cert", Files{missing, good.KeyFile, ca.CertFile}, []string{"--tls-cert-file " + missing, "no such file"}},
+		{"missing key", Files{good.CertFile, missing, ca.CertFile}, []string{"--tls-key-file " + missing}},
 		{"missing ca", Files{good.CertFile, good.KeyFile, missing}, []string{"--tls-ca-file " + missing}},
-		{"cert no PEM", Files{junk, good.KeyFile, ca.file}, []string{"--tls-cert-file " + junk + ": no PEM CERTIFICATE block"}},
-		{"bad cert", Files{badCert, good.KeyFile, ca.file}, []string{"--tls-cert-file " + badCert + ": bad certificate"}},
-		{"key no PEM", Files{good.CertFile, junk, ca.file}, []string{"--tls-key-file " + junk + ": no PEM PRIVATE KEY block"}},
-		{"bad key", Files{good.CertFile, badKey, ca.file}, []string{"--tls-key-file " + badKey + ": bad key"}},
-		{"key mismatch", Files{good.CertFile, other.KeyFile, ca.file}, []string{"--tls-key-file " + other.KeyFile + ": key does not match", good.CertFile}},
+		{"cert no PEM", Files{junk, good.KeyFile, ca.CertFile}, []string{"--tls-cert-file " + junk + ": no PEM CERTIFICATE block"}},
+		{"bad cert", Files{badCert, good.KeyFile, ca.CertFile}, []string{"--tls-cert-file " + badCert + ": bad certificate"}},
+		{"key no PEM", Files{good.CertFile, junk, ca.CertFile}, []string{"--tls-key-file " + junk + ": no PEM PRIVATE KEY block"}},
+		{"bad key", Files{good.CertFile, badKey, ca.CertFile}, []string{"--tls-key-file " + badKey + ": bad key"}},
+		{"key mismatch", Files{good.CertFile, other.KeyFile, ca.CertFile}, []string{"--tls-key-file " + other.KeyFile + ": key does not match", good.CertFile}},
 		{"ca no certs", Files{good.CertFile, good.KeyFile, junk}, []string{"--tls-ca-file " + junk + ": no PEM CERTIFICATE block"}},
 		{"ca is a key", Files{good.CertFile, good.KeyFile, good.KeyFile}, []string{"--tls-ca-file " + good.KeyFile}},
-		{"key without cert", Files{"", good.KeyFile, ca.file}, []string{"--tls-key-file " + good.KeyFile + ": --tls-cert-file is required"}},
-		{"cert without key", Files{good.CertFile, "", ca.file}, []string{"--tls-cert-file " + good.CertFile + ": --tls-key-file is required"}},
+		{"key without cert", Files{"", good.KeyFile, ca.CertFile}, []string{"--tls-key-file " + good.KeyFile + ": --tls-cert-file is required"}},
+		{"cert without key", Files{good.CertFile, "", ca.CertFile}, []string{"--tls-cert-file " + good.CertFile + ": --tls-key-file is required"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := Load(tc.f, "tls", testLogger(t))
@@ -122,7 +109,7 @@ func TestLoadErrors(t *testing.T) {
 		})
 	}
 	t.Run("etcd flag names", func(t *testing.T) {
-		_, err := Load(Files{junk, good.KeyFile, ca.file}, "etcd", testLogger(t))
+		_, err := Load(Files{junk, good.KeyFile, ca.CertFile}, "etcd", testLogger(t))
 		if err == nil || !strings.Contains(err.Error(), "--etcd-cert "+junk) {
 			t.Fatalf("err = %v", err)
 		}
@@ -132,7 +119,7 @@ func TestLoadErrors(t *testing.T) {
 		}
 	})
 	t.Run("expired is a warning", func(t *testing.T) {
-		old := ca.issue(t, dir, "old", ServiceURI(RoleRouter), -time.Hour)
+		old := ca.issue(t, dir, "old", Identity{Role: RoleRouter}, -time.Hour)
 		s, err := Load(old, "tls", testLogger(t))
 		if err != nil {
 			t.Fatal(err)
@@ -200,11 +187,11 @@ func TestRequireService(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir, "ca")
 	otherCA := newTestCA(t, dir, "ca2")
-	srv := loadT(t, ca.issue(t, dir, "storage", ServiceURI(RoleStorage), time.Hour), "tls")
+	srv := loadT(t, ca.issue(t, dir, "storage", Identity{Role: RoleStorage}, time.Hour), "tls")
 	addr, errs := serve(t, srv.ServerTLSConfig(RequireService, RoleRouter, RoleMigrator))
 
 	client := func(f Files) *tls.Config { return loadT(t, f, "tls").ClientTLSConfig() }
-	router := ca.issue(t, dir, "router", ServiceURI(RoleRouter), time.Hour)
+	router := ca.issue(t, dir, "router", Identity{Role: RoleRouter}, time.Hour)
 	c, err := ping(addr, client(router))
 	if err != nil {
 		t.Fatalf("router refused: %v", err)
@@ -216,14 +203,14 @@ func TestRequireService(t *testing.T) {
 		f    Files
 		want string
 	}{
-		{"principal", ca.issue(t, dir, "alice", PrincipalURI("alice"), time.Hour), "presented principal:alice"},
-		{"storage role not allowed", ca.issue(t, dir, "st2", ServiceURI(RoleStorage), time.Hour), "presented service:storage"},
+		{"principal", ca.issue(t, dir, "alice", Identity{Principal: "alice"}, time.Hour), "presented principal:alice"},
+		{"storage role not allowed", ca.issue(t, dir, "st2", Identity{Role: RoleStorage}, time.Hour), "presented service:storage"},
 		{"other CA", func() Files {
-			f := otherCA.issue(t, dir, "evil", ServiceURI(RoleRouter), time.Hour)
-			f.CAFile = ca.file // trusts the server
+			f := otherCA.issue(t, dir, "evil", Identity{Role: RoleRouter}, time.Hour)
+			f.CAFile = ca.CertFile // trusts the server
 			return f
 		}(), "unknown authority"},
-		{"no client cert", Files{CAFile: ca.file}, "certificate"},
+		{"no client cert", Files{CAFile: ca.CertFile}, "certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if c, err := ping(addr, client(tc.f)); err == nil {
@@ -249,7 +236,7 @@ func TestPlaintextAndWrongCA(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir, "ca")
 	otherCA := newTestCA(t, dir, "ca2")
-	srv := loadT(t, ca.issue(t, dir, "router", ServiceURI(RoleRouter), time.Hour), "tls")
+	srv := loadT(t, ca.issue(t, dir, "router", Identity{Role: RoleRouter}, time.Hour), "tls")
 	addr, _ := serve(t, srv.ServerTLSConfig(VerifyIfGiven))
 
 	// A plaintext client gets no answer it can read.
@@ -266,7 +253,7 @@ func TestPlaintextAndWrongCA(t *testing.T) {
 	}
 
 	// VerifyIfGiven lets a client without a certificate in.
-	anon := loadT(t, Files{CAFile: ca.file}, "")
+	anon := loadT(t, Files{CAFile: ca.CertFile}, "")
 	if c, err := ping(addr, anon.ClientTLSConfig()); err != nil {
 		t.Fatalf("client without cert: %v", err)
 	} else {
@@ -274,7 +261,7 @@ func TestPlaintextAndWrongCA(t *testing.T) {
 	}
 
 	// A client trusting another CA refuses the server.
-	wrong := loadT(t, Files{CAFile: otherCA.file}, "")
+	wrong := loadT(t, Files{CAFile: otherCA.CertFile}, "")
 	if c, err := ping(addr, wrong.ClientTLSConfig()); err == nil {
 		_ = c.Close()
 		t.Fatal("client accepted a server of another CA")
@@ -294,8 +281,8 @@ func TestPlaintextAndWrongCA(t *testing.T) {
 func TestRotation(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir, "ca")
-	srvFiles := ca.issue(t, dir, "storage", ServiceURI(RoleStorage), time.Hour)
-	cliFiles := ca.issue(t, dir, "router", ServiceURI(RoleRouter), time.Hour)
+	srvFiles := ca.issue(t, dir, "storage", Identity{Role: RoleStorage}, time.Hour)
+	cliFiles := ca.issue(t, dir, "router", Identity{Role: RoleRouter}, time.Hour)
 	srv := loadT(t, srvFiles, "tls")
 	cli := loadT(t, cliFiles, "tls")
 	addr, _ := serve(t, srv.ServerTLSConfig(RequireService, RoleRouter))
@@ -310,7 +297,7 @@ func TestRotation(t *testing.T) {
 	// A half-written rotation (new cert, old key) keeps the old material.
 	ca2dir := t.TempDir()
 	ca2 := newTestCA(t, ca2dir, "ca")
-	next := ca2.issue(t, ca2dir, "storage", ServiceURI(RoleStorage), time.Hour)
+	next := ca2.issue(t, ca2dir, "storage", Identity{Role: RoleStorage}, time.Hour)
 	copyFile(t, next.CertFile, srvFiles.CertFile)
 	time.Sleep(100 * time.Millisecond)
 	if srv.Certificate().SerialNumber.Cmp(oldSerial) != 0 {
@@ -324,12 +311,12 @@ func TestRotation(t *testing.T) {
 
 	// Rotate everything to the new CA: both sides' certs and CA files.
 	copyFile(t, next.KeyFile, srvFiles.KeyFile)
-	copyFile(t, ca2.file, srvFiles.CAFile)
-	nextCli := ca2.issue(t, ca2dir, "router", ServiceURI(RoleRouter), time.Hour)
+	copyFile(t, ca2.CertFile, srvFiles.CAFile)
+	nextCli := ca2.issue(t, ca2dir, "router", Identity{Role: RoleRouter}, time.Hour)
 	copyFile(t, nextCli.KeyFile, cliFiles.KeyFile)
 	copyFile(t, nextCli.CertFile, cliFiles.CertFile)
 	waitFor(t, func() bool {
-		return srv.Certificate().Issuer.String() == ca2.cert.Subject.String() && cli.Certificate().Equal(mustLeaf(t, nextCli))
+		return srv.Certificate().Issuer.String() == ca2.Cert.Subject.String() && cli.Certificate().Equal(mustLeaf(t, nextCli))
 	})
 	c, err := ping(addr, cli.ClientTLSConfig())
 	if err != nil {
@@ -344,7 +331,7 @@ func TestRotation(t *testing.T) {
 		t.Fatalf("old connection: %v", err)
 	}
 	// A client of the old CA is refused now.
-	stale := loadT(t, ca.issue(t, t.TempDir(), "router", ServiceURI(RoleRouter), time.Hour), "tls")
+	stale := loadT(t, ca.issue(t, t.TempDir(), "router", Identity{Role: RoleRouter}, time.Hour), "tls")
 	if c, err := ping(addr, stale.ClientTLSConfig()); err == nil {
 		_ = c.Close()
 		t.Fatal("old CA's client accepted after rotation")
@@ -357,7 +344,7 @@ func copyFile(t *testing.T, from, to string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAtomic(to, b, 0o600); err != nil {
+	if err := WriteFileAtomic(to, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
