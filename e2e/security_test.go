@@ -79,7 +79,7 @@ func tokenClient(t *testing.T, c *framework.Cluster, token string) *client.Clien
 	t.Helper()
 	dial := []grpc.DialOption{grpc.WithTransportCredentials(grpccreds.NewTLS(framework.ClientTLS(t, framework.Pool(c.PKI.CA), framework.CertFiles{})))}
 	if token != "" {
-		dial = append(dial, grpc.WithPerRPCCredentials(framework.BearerToken(token)))
+		dial = append(dial, grpc.WithPerRPCCredentials(client.BearerToken(token)))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -340,7 +340,7 @@ func TestBinSecurity(t *testing.T) {
 				t.Skip("no aws CLI on PATH: `make python-deps` installs it (Debian awscli); in CI this is a failure")
 			}
 			caFile := filepath.Join(t.TempDir(), "ca.pem")
-			if err := os.WriteFile(caFile, pki.CA.PEM, 0o600); err != nil {
+			if err := os.WriteFile(caFile, pki.CA.CertPEM, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			cmd := exec.CommandContext(ctx, awsBin, "dynamodb", "list-tables", "--endpoint-url", endpoint, "--ca-bundle", caFile, "--output", "json")
@@ -363,8 +363,8 @@ func TestBinSecurity(t *testing.T) {
 			name string
 			args []string
 		}{
-			{"admin client certificate", []string{"-cacert", pki.CA.File, "-cert", pki.Admin.CertFile, "-key", pki.Admin.KeyFile}},
-			{"bearer token", []string{"-cacert", pki.CA.File, "-H", "authorization: Bearer " + ops.GetToken()}},
+			{"admin client certificate", []string{"-cacert", pki.CA.CertFile, "-cert", pki.Admin.CertFile, "-key", pki.Admin.KeyFile}},
+			{"bearer token", []string{"-cacert", pki.CA.CertFile, "-H", "authorization: Bearer " + ops.GetToken()}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				args := append(append([]string{"-max-time", "20"}, tc.args...), router, "veltrix.kv.v1.AdminService/ListTables")
@@ -374,7 +374,7 @@ func TestBinSecurity(t *testing.T) {
 				}
 			})
 		}
-		res := runBin(t, 30*time.Second, "", grpcurl, "-max-time", "20", "-cacert", pki.CA.File, router, "veltrix.kv.v1.AdminService/ListTables")
+		res := runBin(t, 30*time.Second, "", grpcurl, "-max-time", "20", "-cacert", pki.CA.CertFile, router, "veltrix.kv.v1.AdminService/ListTables")
 		if res.code == 0 || !strings.Contains(res.stdout+res.stderr, "Unauthenticated") {
 			t.Errorf("grpcurl ListTables without credentials: exit %d\n%s%s; want Unauthenticated", res.code, res.stdout, res.stderr)
 		}
@@ -446,7 +446,7 @@ func TestBinSecurityRotation(t *testing.T) {
 	}()
 
 	// Trust first, everywhere; then the new certificates.
-	bundle := append(append([]byte(nil), pki.CA.PEM...), newCA.PEM...)
+	bundle := append(append([]byte(nil), pki.CA.CertPEM...), newCA.CertPEM...)
 	framework.WriteFileAtomic(t, pki.CAFile, bundle)
 	time.Sleep(2500 * time.Millisecond) // the services poll their files about every second
 	fresh := map[tlsx.Role]framework.CertFiles{}
@@ -588,7 +588,7 @@ func TestBinNodeClientSecured(t *testing.T) {
 	}
 	key := issueKey(t, adminAuth(t, c), "node-app", grant("node_sec", authv1.Permission_PERMISSION_WRITE))
 	args := []string{"client.js", "--addr", c.RouterAddrs()[0], "--proto-dir", filepath.Join(framework.RepoRoot(t), "proto"),
-		"--table", "node_sec", "--pk", "from-node", "--go-pk", "from-go", "--go-sk", "sk-1", "--cacert", c.PKI.CA.File}
+		"--table", "node_sec", "--pk", "from-node", "--go-pk", "from-go", "--go-sk", "sk-1", "--cacert", c.PKI.CA.CertFile}
 	res := runBin(t, 60*time.Second, nodeDir, nodeBin, append(args, "--token", key.GetToken())...)
 	if res.code != 0 {
 		t.Fatalf("node client.js over TLS with a token: exit %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)

@@ -172,7 +172,9 @@ func Start(t testing.TB, o Options) *Cluster {
 				role = tlsx.RoleMigrator
 			}
 			p.args = append(c.PKI.TLSArgs(role), p.args...)
-			p.dialTLS = func() (*tls.Config, error) { return FileClientTLS(c.PKI.CAFile, cert.CertFile, cert.KeyFile) }
+			p.dialTLS = func() (*tls.Config, error) {
+				return fileClientTLS(tlsx.Files{CertFile: cert.CertFile, KeyFile: cert.KeyFile, CAFile: c.PKI.CAFile})
+			}
 		}
 		return p
 	}

@@ -1,154 +1,58 @@
 package framework
 
 import (
-	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"fmt"
-	"math/big"
-	"net"
-	"net/url"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/tlsx"
-	"google.golang.org/grpc/credentials"
 )
 
-// A test PKI made with crypto/x509 in the test's temporary directory: a CA,
+// A test PKI made with pkg/tlsx's CA in the test's temporary directory: a CA,
 // service certificates (URI SAN veltrix://service/<role>, IP SAN 127.0.0.1)
 // and principal client certificates (veltrix://principal/<name>), as the
 // security contract (issue #19) names identities. It also makes what a
 // secured cluster must refuse: a certificate of another CA, a certificate
 // that names no service, and files that are not certificates.
 
-// CA is a certificate authority of a test.
-type CA struct {
-	Cert *x509.Certificate
-	Key  *ecdsa.PrivateKey
-	// PEM is the CA certificate, PEM-encoded.
-	PEM []byte
-	// File holds PEM.
-	File string
-}
+// CA is a certificate authority of a test: a tlsx.CA (the one issuing
+// mechanism, which `veltrix dev` uses too) and helpers that issue what the
+// e2e tests need.
+type CA struct{ *tlsx.CA }
 
-// CertFiles is a certificate and its key, written as PEM files.
-type CertFiles struct {
-	// CertFile and KeyFile are the PEM files.
-	CertFile, KeyFile string
-	// Cert is the parsed certificate.
-	Cert *x509.Certificate
-	// CertPEM and KeyPEM are the files' contents.
-	CertPEM, KeyPEM []byte
-}
-
-// KeyPair is the certificate as a tls.Certificate.
-func (f CertFiles) KeyPair(t testing.TB) tls.Certificate {
-	t.Helper()
-	kp, err := tls.X509KeyPair(f.CertPEM, f.KeyPEM)
-	if err != nil {
-		t.Fatalf("framework: key pair %s: %v", f.CertFile, err)
-	}
-	return kp
-}
-
-// CertOptions say what a certificate names and may be used for.
-type CertOptions struct {
-	// CommonName is the subject CN.
-	CommonName string
-	// URIs are the URI SANs.
-	URIs []*url.URL
-	// IPs and DNSNames are further SANs.
-	IPs      []net.IP
-	DNSNames []string
-	// Server and Client set the extended key usages.
-	Server, Client bool
-	// NotBefore and NotAfter default to an hour ago and a day from now.
-	NotBefore, NotAfter time.Time
-}
+// CertFiles is a certificate the CA issued: its files, the parsed
+// certificate and the files' PEM content. The zero CertFiles is no
+// certificate.
+type CertFiles = tlsx.Issued
 
 // NewCA makes a CA named name and writes its certificate to dir/name.pem.
 func NewCA(t testing.TB, dir, name string) *CA {
 	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: name, Organization: []string{"veltrix e2e"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	ca, err := tlsx.NewCA(pkix.Name{CommonName: name, Organization: []string{"veltrix e2e"}}, 24*time.Hour)
 	if err != nil {
-		t.Fatalf("framework: CA %s: %v", name, err)
+		t.Fatalf("framework: %v", err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &CA{Cert: cert, Key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-	ca.File = filepath.Join(dir, name+".pem")
-	WriteFileAtomic(t, ca.File, ca.PEM)
-	return ca
+	ca.CertFile = filepath.Join(dir, name+".pem")
+	WriteFileAtomic(t, ca.CertFile, ca.CertPEM)
+	return &CA{ca}
 }
 
-// Issue signs a certificate and writes it to dir/name.crt and dir/name.key.
-func (ca *CA) Issue(t testing.TB, dir, name string, o CertOptions) CertFiles {
+// issue signs the certificate l and writes it to dir/name.crt and
+// dir/name.key.
+func (ca *CA) issue(t testing.TB, dir, name string, l tlsx.Leaf) CertFiles {
 	t.Helper()
-	key := newKey(t)
-	if o.NotBefore.IsZero() {
-		o.NotBefore = time.Now().Add(-time.Hour)
-	}
-	if o.NotAfter.IsZero() {
-		o.NotAfter = time.Now().Add(24 * time.Hour)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(t),
-		Subject:      pkix.Name{CommonName: o.CommonName, Organization: []string{"veltrix e2e"}},
-		NotBefore:    o.NotBefore,
-		NotAfter:     o.NotAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		URIs:         o.URIs,
-		IPAddresses:  o.IPs,
-		DNSNames:     o.DNSNames,
-	}
-	if o.Server {
-		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
-	}
-	if o.Client {
-		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	f, err := ca.Issue(filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key"), l)
 	if err != nil {
-		t.Fatalf("framework: certificate %s: %v", name, err)
+		t.Fatalf("framework: %v", err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := CertFiles{
-		CertFile: filepath.Join(dir, name+".crt"),
-		KeyFile:  filepath.Join(dir, name+".key"),
-		Cert:     cert,
-		CertPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		KeyPEM:   pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-	}
-	WriteFileAtomic(t, f.KeyFile, f.KeyPEM)
-	WriteFileAtomic(t, f.CertFile, f.CertPEM)
 	return f
 }
 
@@ -158,12 +62,10 @@ func (ca *CA) Issue(t testing.TB, dir, name string, o CertOptions) CertFiles {
 // listeners and on its own dials).
 func (ca *CA) ServiceCert(t testing.TB, dir string, r tlsx.Role) CertFiles {
 	t.Helper()
-	return ca.Issue(t, dir, string(r), CertOptions{
-		CommonName: "veltrix-" + string(r),
-		URIs:       []*url.URL{tlsx.ServiceURI(r)},
-		IPs:        []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:   []string{"localhost"},
-		Server:     true, Client: true,
+	return ca.issue(t, dir, string(r), tlsx.Leaf{
+		Name: "veltrix-" + string(r), Role: r,
+		Hosts:  []string{"127.0.0.1", "localhost"},
+		Server: true, Client: true,
 	})
 }
 
@@ -171,11 +73,7 @@ func (ca *CA) ServiceCert(t testing.TB, dir string, r tlsx.Role) CertFiles {
 // veltrix://principal/<name>).
 func (ca *CA) PrincipalCert(t testing.TB, dir, name string) CertFiles {
 	t.Helper()
-	return ca.Issue(t, dir, "principal-"+name, CertOptions{
-		CommonName: name,
-		URIs:       []*url.URL{tlsx.PrincipalURI(name)},
-		Client:     true,
-	})
+	return ca.issue(t, dir, "principal-"+name, tlsx.Leaf{Name: name, Principal: name, Client: true})
 }
 
 // NonServiceCert issues a certificate of this CA valid for 127.0.0.1 as
@@ -183,10 +81,10 @@ func (ca *CA) PrincipalCert(t testing.TB, dir, name string) CertFiles {
 // "veltrix-router" (a Common Name must not make a service).
 func (ca *CA) NonServiceCert(t testing.TB, dir string) CertFiles {
 	t.Helper()
-	return ca.Issue(t, dir, "non-service", CertOptions{
-		CommonName: "veltrix-router",
-		IPs:        []net.IP{net.IPv4(127, 0, 0, 1)},
-		Server:     true, Client: true,
+	return ca.issue(t, dir, "non-service", tlsx.Leaf{
+		Name:   "veltrix-router",
+		Hosts:  []string{"127.0.0.1"},
+		Server: true, Client: true,
 	})
 }
 
@@ -246,7 +144,7 @@ func NewPKI(t testing.TB, dir string) *PKI {
 		t.Fatal(err)
 	}
 	p := &PKI{Dir: dir, CA: NewCA(t, dir, "ca"), CAFile: filepath.Join(dir, "ca-bundle.pem"), Services: map[tlsx.Role]CertFiles{}}
-	WriteFileAtomic(t, p.CAFile, p.CA.PEM)
+	WriteFileAtomic(t, p.CAFile, p.CA.CertPEM)
 	for _, r := range []tlsx.Role{tlsx.RoleRouter, tlsx.RoleStorage, tlsx.RoleMigrator} {
 		sub := filepath.Join(dir, string(r))
 		if err := os.MkdirAll(sub, 0o755); err != nil {
@@ -288,74 +186,34 @@ func ClientTLS(t testing.TB, roots *x509.CertPool, cert CertFiles) *tls.Config {
 	t.Helper()
 	c := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	if cert.CertFile != "" {
-		kp := cert.KeyPair(t)
+		kp, err := tls.X509KeyPair(cert.CertPEM, cert.KeyPEM)
+		if err != nil {
+			t.Fatalf("framework: key pair %s: %v", cert.CertFile, err)
+		}
 		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &kp, nil }
 	}
 	return c
 }
 
-// FileClientTLS is a client TLS configuration read from PEM files now:
-// trusting the CAs in caFile (a bundle may hold several) and presenting the
-// certificate in certFile and keyFile.
-func FileClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
-	b, err := os.ReadFile(caFile)
+// fileClientTLS is the client TLS of f as the files are now (a CA bundle
+// may hold several CAs), presenting f's certificate whatever CAs the
+// server asks for.
+func fileClientTLS(f tlsx.Files) (*tls.Config, error) {
+	src, err := tlsx.Load(f, "", slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%s: no CA certificate", caFile)
-	}
-	kp, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		RootCAs: pool, MinVersion: tls.VersionTLS12,
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &kp, nil },
-	}, nil
+	// Closed, the source keeps the material it loaded.
+	src.Close()
+	return src.ClientTLSConfig(), nil
 }
 
-// WriteFileAtomic writes data to path through a temporary file and a
-// rename, as cert-manager's kubelet projection does, so a reader never sees
-// half a file.
+// WriteFileAtomic writes data to path (mode 0600) through a temporary
+// file and a rename (tlsx.WriteFileAtomic), so a reader never sees half a
+// file.
 func WriteFileAtomic(t testing.TB, path string, data []byte) {
 	t.Helper()
-	tmp := fmt.Sprintf("%s.tmp-%d", path, time.Now().UnixNano())
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := tlsx.WriteFileAtomic(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-func serial(t testing.TB) *big.Int {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n.Add(n, big.NewInt(1))
-}
-
-// BearerToken is the per-RPC credentials of an API key's token ("<id>.<secret>"):
-// gRPC metadata "authorization: Bearer <token>", over TLS only.
-func BearerToken(token string) credentials.PerRPCCredentials { return bearer(token) }
-
-type bearer string
-
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
-}
-
-func (bearer) RequireTransportSecurity() bool { return true }
