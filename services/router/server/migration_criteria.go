@@ -45,8 +45,9 @@ type evidence struct {
 	// cdc_lag filled in here.
 	stats *migrationv1.MigrationStats
 	// cacheReads is the point reads the cache figure rests on (0: no
-	// figure).
+	// figure), those served since cacheSince.
 	cacheReads uint64
+	cacheSince time.Time
 	// streamJob names a running stream job into the table ("" none); its
 	// lag is stats.cdc_lag, nil while unknown.
 	streamJob string
@@ -98,9 +99,12 @@ func criteria(m *migrationv1.Migration, ev evidence) []*migrationv1.Criterion {
 		{Name: critVeltrix5xx, Goal: "0", Met: st.GetVeltrix_5Xx() == 0, Value: fmt.Sprint(st.GetVeltrix_5Xx())},
 	}
 	cache := &migrationv1.Criterion{Name: critCacheHits, Goal: fmt.Sprintf("> %g %%", minCacheHitPercent),
-		Met: ev.cacheReads > 0 && st.GetCacheHitRatioPercent() > minCacheHitPercent, Value: "unknown (no point reads yet)"}
+		Met: ev.cacheReads > 0 && st.GetCacheHitRatioPercent() > minCacheHitPercent}
+	window := "since " + ev.cacheSince.UTC().Format(time.RFC3339) + ": storage nodes' hit and miss counters now minus then"
 	if ev.cacheReads > 0 {
-		cache.Value = fmt.Sprintf("%.2f %% (%d point reads)", st.GetCacheHitRatioPercent(), ev.cacheReads)
+		cache.Value = fmt.Sprintf("%.2f %% (%d point reads %s)", st.GetCacheHitRatioPercent(), ev.cacheReads, window)
+	} else {
+		cache.Value = "unknown (no point reads " + window + ")"
 	}
 	out = append(out, cache)
 	if ev.streamJob != "" {
@@ -162,11 +166,17 @@ func (m *migrationService) evidence(ctx context.Context, mg *migrationv1.Migrati
 	if err != nil {
 		return evidence{}, err
 	}
-	var hits, misses uint64
-	for _, n := range m.s.routingSnapshot().Nodes {
-		hits += n.CacheHits
-		misses += n.CacheMisses
+	// The cache figure covers the window of the routers' figures: the last
+	// hour or the time in phase, whichever is shorter.
+	now := time.Now()
+	from := mg.GetPhaseTime().AsTime()
+	if h := now.Add(-cacheWindow); from.Before(h) {
+		from = h
 	}
+	snap := m.s.routingSnapshot()
+	m.s.cacheSamples.observe(now, snap)
+	hits, misses, since := m.s.cacheSamples.windowed(from, snap)
+	ev.cacheSince = since
 	if ev.cacheReads = hits + misses; ev.cacheReads > 0 {
 		ev.stats.CacheHitRatioPercent = 100 * float64(hits) / float64(ev.cacheReads)
 	}

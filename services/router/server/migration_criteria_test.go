@@ -51,7 +51,7 @@ func TestCriteria(t *testing.T) {
 		{"cutover cache at 90 %", migrationv1.Phase_PHASE_CUTOVER, with(func(e *evidence) { e.stats.CacheHitRatioPercent = 90 }),
 			"mismatch_rate,mirror_failure_rate,veltrix_5xx,cache_hit_ratio", "cache_hit_ratio", "90.00 %"},
 		{"cutover cache unknown", migrationv1.Phase_PHASE_CUTOVER, with(func(e *evidence) { e.cacheReads, e.stats.CacheHitRatioPercent = 0, 0 }),
-			"mismatch_rate,mirror_failure_rate,veltrix_5xx,cache_hit_ratio", "cache_hit_ratio", "unknown (no point reads yet)"},
+			"mismatch_rate,mirror_failure_rate,veltrix_5xx,cache_hit_ratio", "cache_hit_ratio", "unknown (no point reads since "},
 		{"veltrix with a stream caught up", migrationv1.Phase_PHASE_VELTRIX, with(func(e *evidence) { e.streamJob, e.stats.CdcLag = "s1", durationpb.New(2*time.Second) }),
 			"mismatch_rate,mirror_failure_rate,veltrix_5xx,cache_hit_ratio,cdc_lag", "", "2s (job s1)"},
 		{"veltrix with a stream 10 s behind", migrationv1.Phase_PHASE_VELTRIX, with(func(e *evidence) { e.streamJob, e.stats.CdcLag = "s1", durationpb.New(10*time.Second) }),

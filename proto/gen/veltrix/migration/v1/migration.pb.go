@@ -493,7 +493,8 @@ type MigrationStats struct {
 	VeltrixReadP99 *durationpb.Duration `protobuf:"bytes,5,opt,name=veltrix_read_p99,json=veltrixReadP99,proto3" json:"veltrix_read_p99,omitempty"`
 	// dynamodb_read_p99 is the P99 of DynamoDB reads.
 	DynamodbReadP99 *durationpb.Duration `protobuf:"bytes,6,opt,name=dynamodb_read_p99,json=dynamodbReadP99,proto3" json:"dynamodb_read_p99,omitempty"`
-	// cache_hit_ratio_percent is the storage nodes' cache hit ratio.
+	// cache_hit_ratio_percent is the storage nodes' cache hit ratio over the
+	// window: their hit and miss counters now minus at the window's start.
 	CacheHitRatioPercent float64 `protobuf:"fixed64,7,opt,name=cache_hit_ratio_percent,json=cacheHitRatioPercent,proto3" json:"cache_hit_ratio_percent,omitempty"`
 	// veltrix_5xx counts server errors of Veltrix-served requests.
 	Veltrix_5Xx uint64 `protobuf:"varint,8,opt,name=veltrix_5xx,json=veltrix5xx,proto3" json:"veltrix_5xx,omitempty"`
