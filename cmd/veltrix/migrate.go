@@ -275,11 +275,20 @@ func migrateFinishCmd(c *conn) *cobra.Command {
 			if err != nil {
 				return explain(err, "migrate finish")
 			}
-			return printMigration(cmd.OutOrStdout(), c, resp.GetMigration(), "finished")
+			w := cmd.OutOrStdout()
+			return c.print(w, resp, func() error {
+				m := resp.GetMigration()
+				fmt.Fprintf(w, "table %s: finished; phase %s since %s\n", m.GetTable(),
+					strings.ToUpper(phaseShort(m.GetPhase(), m.GetCutoverPercent())), fmtTime(m.GetPhaseTime().AsTime()))
+				if n := resp.GetPendingSyncs(); n > 0 {
+					fmt.Fprintf(w, "%d queued re-syncs were pending: DONE does not re-sync, so they are dropped and those items may differ from DynamoDB; run veltrix verify against the upstream table and repair them\n", n)
+				}
+				return nil
+			})
 		})
 	})
 	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded in the migration's history")
-	cmd.Flags().BoolVar(&force, "force", false, "finish although exit criteria fail (needs --reason)")
+	cmd.Flags().BoolVar(&force, "force", false, "finish although exit criteria fail, queued re-syncs included, which are then dropped (needs --reason)")
 	return cmd
 }
 

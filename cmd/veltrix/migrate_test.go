@@ -94,7 +94,11 @@ func (f *fakeMigration) RollbackMigration(ctx context.Context, r *migrationv1.Ro
 
 func (f *fakeMigration) FinishMigration(ctx context.Context, r *migrationv1.FinishMigrationRequest) (*migrationv1.FinishMigrationResponse, error) {
 	m := &migrationv1.Migration{Table: r.GetTable(), Phase: migrationv1.Phase_PHASE_DONE, PhaseTime: timestamppb.New(fakeTime)}
-	return &migrationv1.FinishMigrationResponse{Migration: m}, nil
+	resp := &migrationv1.FinishMigrationResponse{Migration: m}
+	if r.GetForce() {
+		resp.PendingSyncs = 3
+	}
+	return resp, nil
 }
 
 func (f *fakeMigration) ListMigrations(context.Context, *migrationv1.ListMigrationsRequest) (*migrationv1.ListMigrationsResponse, error) {
@@ -152,6 +156,8 @@ func TestMigrateCommands(t *testing.T) {
 		{[]string{"migrate", "start", "users"}, exitUsage, nil, []string{"--upstream-table is required"}},
 		{[]string{"migrate", "rollback", "orders"}, exitFailure, nil, []string{"from CUTOVER or VELTRIX only"}},
 		{[]string{"migrate", "finish", "orders"}, exitOK, []string{"table orders: finished; phase DONE"}, nil},
+		{[]string{"migrate", "finish", "orders", "--force", "--reason", "r"}, exitOK, []string{"table orders: finished; phase DONE",
+			"3 queued re-syncs were pending: DONE does not re-sync, so they are dropped"}, nil},
 		{[]string{"migrate", "list"}, exitOK, []string{"TABLE", "orders", "shadow", "orders-prod"}, nil},
 		{[]string{"migrate", "mismatches", "orders"}, exitOK, []string{"7 mismatches recorded, 1 shown", "GetItem  key {\"id\":{\"S\":\"a\"}}",
 			"differs: n: N 1 vs absent", "veltrix:  (absent)"}, nil},

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -415,10 +416,22 @@ func TestMigrationAdvance(t *testing.T) {
 	wantCode(t, "finish with failing criteria", err, codes.FailedPrecondition, "stays in VELTRIX")
 	_, err = mc.mig[0].FinishMigration(ctx, &migrationv1.FinishMigrationRequest{Table: "orders", Force: true})
 	wantCode(t, "finish forced without reason", err, codes.InvalidArgument, "reason")
+	// Re-syncs still queued: DONE would drop them, so finish names them
+	// and refuses; forced, it reports how many were pending.
+	for _, k := range []string{"a", "b"} {
+		if err := mc.store.EnqueueSync(ctx, "orders", `{"customer":{"S":"`+k+`"}}`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = mc.mig[0].FinishMigration(ctx, &migrationv1.FinishMigrationRequest{Table: "orders"})
+	wantCode(t, "finish with re-syncs queued", err, codes.FailedPrecondition, "mirror_queue_empty is 2 pending")
 	mc.unchanged(t, "refused finishes", m)
 	fin, err := mc.mig[1].FinishMigration(ctx, &migrationv1.FinishMigrationRequest{Table: "orders", Force: true, Reason: "cut the cord"})
-	if err != nil || fin.GetMigration().GetPhase() != migrationv1.Phase_PHASE_DONE {
-		t.Fatalf("finish: %v, %v", fin, err)
+	if err != nil || fin.GetMigration().GetPhase() != migrationv1.Phase_PHASE_DONE || fin.GetPendingSyncs() != 2 {
+		t.Fatalf("finish: %v, %v; want DONE with 2 pending re-syncs reported", fin, err)
+	}
+	if last := fin.GetMigration().GetHistory()[len(fin.GetMigration().GetHistory())-1]; !slices.Contains(last.GetFailedCriteria(), "mirror_queue_empty") {
+		t.Errorf("forced finish recorded failed criteria %v, want mirror_queue_empty among them", last.GetFailedCriteria())
 	}
 	seen(fin.GetMigration())
 	_, err = mc.mig[0].RollbackMigration(ctx, &migrationv1.RollbackMigrationRequest{Table: "orders"})

@@ -63,6 +63,7 @@ type evidence struct {
 //   - SHADOW, CUTOVER, VELTRIX: mismatch rate < 0.001 % over at least one
 //     comparison, mirror failure rate ≤ 0.1 %, no Veltrix 5xx, cache hit
 //     ratio > 90 %, and CDC lag < 10 s when a stream job feeds the table;
+//     VELTRIX also no queued re-sync (finish drops them);
 //   - PROXY and DONE have none.
 func criteria(m *migrationv1.Migration, ev evidence) []*migrationv1.Criterion {
 	st := ev.stats
@@ -71,6 +72,7 @@ func criteria(m *migrationv1.Migration, ev evidence) []*migrationv1.Criterion {
 		Met:   st.GetMirrorFailureRatePercent() <= maxMirrorFailurePercent,
 		Value: fmt.Sprintf("%.4g %% (%d of %d writes)", st.GetMirrorFailureRatePercent(), st.GetMirrorFailures(), st.GetWritesMirrored()),
 	}
+	mirrorQueue := &migrationv1.Criterion{Name: critMirrorQueue, Goal: "0 pending", Met: st.GetMirrorPending() == 0, Value: fmt.Sprintf("%d pending", st.GetMirrorPending())}
 	switch m.GetPhase() {
 	case migrationv1.Phase_PHASE_MIRROR:
 		imp := &migrationv1.Criterion{Name: critImport, Met: ev.importJob != "",
@@ -80,11 +82,7 @@ func criteria(m *migrationv1.Migration, ev evidence) []*migrationv1.Criterion {
 		} else {
 			imp.Value = "none (" + ev.importNote + ")"
 		}
-		return []*migrationv1.Criterion{
-			mirrorFailures,
-			{Name: critMirrorQueue, Goal: "0 pending", Met: st.GetMirrorPending() == 0, Value: fmt.Sprintf("%d pending", st.GetMirrorPending())},
-			imp,
-		}
+		return []*migrationv1.Criterion{mirrorFailures, mirrorQueue, imp}
 	case migrationv1.Phase_PHASE_SHADOW, migrationv1.Phase_PHASE_CUTOVER, migrationv1.Phase_PHASE_VELTRIX:
 	default:
 		return nil
@@ -107,6 +105,11 @@ func criteria(m *migrationv1.Migration, ev evidence) []*migrationv1.Criterion {
 		cache.Value = "unknown (no point reads " + window + ")"
 	}
 	out = append(out, cache)
+	if m.GetPhase() == migrationv1.Phase_PHASE_VELTRIX {
+		// Leaving VELTRIX is finish: DONE never re-syncs, so a queued
+		// re-sync would be dropped with its item possibly stale.
+		out = append(out, mirrorQueue)
+	}
 	if ev.streamJob != "" {
 		lag := &migrationv1.Criterion{Name: critCDCLag, Goal: fmt.Sprintf("< %s", maxCDCLag), Value: "unknown (job " + ev.streamJob + " has not read yet)"}
 		if d := st.GetCdcLag(); d != nil {

@@ -53,9 +53,11 @@ func TestCriteria(t *testing.T) {
 		{"cutover cache unknown", migrationv1.Phase_PHASE_CUTOVER, with(func(e *evidence) { e.cacheReads, e.stats.CacheHitRatioPercent = 0, 0 }),
 			"mismatch_rate,mirror_failure_rate,veltrix_5xx,cache_hit_ratio", "cache_hit_ratio", "unknown (no point reads since "},
 		{"veltrix with a stream caught up", migrationv1.Phase_PHASE_VELTRIX, with(func(e *evidence) { e.streamJob, e.stats.CdcLag = "s1", durationpb.New(2*time.Second) }),
-			"mismatch_rate,mirror_failure_rate,veltrix_5xx,cache_hit_ratio,cdc_lag", "", "2s (job s1)"},
+			"mismatch_rate,mirror_failure_rate,veltrix_5xx,cache_hit_ratio,mirror_queue_empty,cdc_lag", "", "2s (job s1)"},
 		{"veltrix with a stream 10 s behind", migrationv1.Phase_PHASE_VELTRIX, with(func(e *evidence) { e.streamJob, e.stats.CdcLag = "s1", durationpb.New(10*time.Second) }),
-			"mismatch_rate,mirror_failure_rate,veltrix_5xx,cache_hit_ratio,cdc_lag", "cdc_lag", "10s (job s1)"},
+			"mismatch_rate,mirror_failure_rate,veltrix_5xx,cache_hit_ratio,mirror_queue_empty,cdc_lag", "cdc_lag", "10s (job s1)"},
+		{"veltrix with re-syncs queued (finish would drop them)", migrationv1.Phase_PHASE_VELTRIX, with(func(e *evidence) { e.stats.MirrorPending = 2 }),
+			"mismatch_rate,mirror_failure_rate,veltrix_5xx,cache_hit_ratio,mirror_queue_empty", "mirror_queue_empty", "2 pending"},
 		{"shadow with a stream of unknown lag", migrationv1.Phase_PHASE_SHADOW, with(func(e *evidence) { e.streamJob = "s1" }),
 			"mismatch_rate,mirror_failure_rate,veltrix_5xx,cache_hit_ratio,cdc_lag", "cdc_lag", "unknown (job s1 has not read yet)"},
 	} {

@@ -2,6 +2,7 @@ package dynamodb
 
 import (
 	"encoding/json"
+	"errors"
 	"hash/crc32"
 	"io"
 	"log/slog"
@@ -11,8 +12,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/veltrixdb/veltrix/pkg/ddb"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	"github.com/veltrixdb/veltrix/services/router/internal/dynamodb/migrationtest"
@@ -141,5 +146,45 @@ func TestUpstreamForwarding(t *testing.T) {
 	status, _, body = rawCall(t, e, http.MethodPost, targetPrefix+"GetItem", []byte(`{"TableName":"app","Key":{"pk":{"S":"a"}}}`), nil)
 	if status != http.StatusServiceUnavailable {
 		t.Fatalf("upstream down: %d %s", status, body)
+	}
+}
+
+// TestReplayDropsStaleSyncs: queued re-syncs of a table whose migration was
+// deleted, or is DONE, are removed by the replay loop and counted; those of
+// a table still mirroring stay until they are replayed.
+func TestReplayDropsStaleSyncs(t *testing.T) {
+	ctl := migrationtest.New()
+	up := &migrationv1.Upstream{Endpoint: "http://127.0.0.1:1", Table: "up", Region: "us-east-1"}
+	for table, p := range map[string]migrationv1.Phase{"app": migrationv1.Phase_PHASE_MIRROR, "gone": migrationv1.Phase_PHASE_MIRROR, "fin": migrationv1.Phase_PHASE_VELTRIX} {
+		ctl.Set(&migrationv1.Migration{Table: table, Phase: p, Upstream: up})
+	}
+	ctx := t.Context()
+	for _, q := range []struct{ table, key string }{{"app", "a"}, {"gone", "b"}, {"gone", "c"}, {"fin", "d"}} {
+		if err := ctl.EnqueueSync(ctx, q.table, `{"pk":{"S":"`+q.key+`"}}`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctl.Delete("gone")
+	ctl.SetPhase("fin", migrationv1.Phase_PHASE_DONE, 0)
+	metrics := NewMetrics(prometheus.NewRegistry())
+	b := newTestBackend(t)
+	b.addTable(topology.Table{Name: "app", KeySchema: &topology.KeySchema{PartitionKey: topology.KeyAttribute{Name: "pk", Type: "S"}}})
+	h := NewHandler(b, Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), Metrics: metrics, Migration: MigrationOptions{
+		Control: ctl, ReplayInterval: 5 * time.Millisecond,
+		// app's re-syncs keep failing, so its entry stays queued.
+		SyncFault: func(string, ddb.Item) error { return errors.New("veltrix down") }}})
+	defer h.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for ctl.Pending() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d re-syncs queued after 5s, want only app's", ctl.Pending())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if left, _ := ctl.PendingSyncs(ctx, 10); len(left) != 1 || left[0].Table != "app" {
+		t.Fatalf("queued: %v, want app's entry", left)
+	}
+	if n := testutil.ToFloat64(metrics.syncsDropped); n != 3 {
+		t.Fatalf("veltrix_dynamodb_migration_syncs_dropped_total = %g, want 3", n)
 	}
 }
