@@ -176,7 +176,11 @@ func (m *migrationService) start(ctx context.Context, req *migrationv1.StartMigr
 	} else if !errors.Is(err, migration.ErrNotFound) {
 		return nil, err
 	}
-	up, err := m.upstreamTable(ctx, req.GetUpstream())
+	upstream, err := m.s.cfg.resolveUpstreamRegion(ctx, req.GetUpstream())
+	if err != nil {
+		return nil, err
+	}
+	up, err := m.upstreamTable(ctx, upstream)
 	if err != nil {
 		return nil, err
 	}
@@ -200,9 +204,9 @@ func (m *migrationService) start(ctx context.Context, req *migrationv1.StartMigr
 	}
 	if !created && !sameKeySchema(t.KeySchema, up.KeySchema) {
 		return nil, fmt.Errorf("%w: Veltrix table %s has key schema %s, upstream table %s has %s; migrate into a new table or one with the same key schema",
-			errPrecondition, table, keySchemaString(t.KeySchema), req.GetUpstream().GetTable(), keySchemaString(up.KeySchema))
+			errPrecondition, table, keySchemaString(t.KeySchema), upstream.GetTable(), keySchemaString(up.KeySchema))
 	}
-	mg := &migrationv1.Migration{Table: table, Upstream: req.GetUpstream()}
+	mg := &migrationv1.Migration{Table: table, Upstream: upstream}
 	migration.Apply(mg, migration.Change{To: migrationv1.Phase_PHASE_PROXY, Who: caller(ctx), Reason: req.GetReason()})
 	err = m.etcd(ctx, func(ctx context.Context) (err error) {
 		mg, err = m.store.Create(ctx, mg)
@@ -219,8 +223,8 @@ func (m *migrationService) start(ctx context.Context, req *migrationv1.StartMigr
 		}
 		return nil, err
 	}
-	m.s.logger.Info("migration started", "table", table, "upstream", req.GetUpstream().GetTable(),
-		"endpoint", req.GetUpstream().GetEndpoint(), "who", caller(ctx), "created_table", created)
+	m.s.logger.Info("migration started", "table", table, "upstream", upstream.GetTable(),
+		"endpoint", upstream.GetEndpoint(), "region", upstream.GetRegion(), "who", caller(ctx), "created_table", created)
 	return &migrationv1.StartMigrationResponse{Migration: mg, CreatedTable: created}, nil
 }
 
