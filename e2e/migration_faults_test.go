@@ -327,8 +327,14 @@ func TestBinMigrationStorageDownInMirror(t *testing.T) {
 	if failed, err := migLoad(ctx, e.ddb[0], keys, 0); err != nil {
 		t.Fatalf("%d writes failed with storage up: %v", len(failed), err)
 	}
-	if s := e.stats(t, 0); s.GetMirrorFailures() != 0 || s.GetWritesMirrored() == 0 {
-		t.Fatalf("storage up: mirrored %d, failed %d; want some and none failed", s.GetWritesMirrored(), s.GetMirrorFailures())
+	// Figures are published every second.
+	var up *migrationv1.MigrationStats
+	waitUntil(t, 10*time.Second, "the mirrored writes counted", func() bool {
+		up = e.stats(t, 0)
+		return up.GetWritesMirrored() > 0
+	})
+	if up.GetMirrorFailures() != 0 {
+		t.Fatalf("storage up: mirrored %d, failed %d; want none failed", up.GetWritesMirrored(), up.GetMirrorFailures())
 	}
 
 	e.c.Nodes[0].Kill(t)
