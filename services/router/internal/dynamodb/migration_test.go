@@ -188,3 +188,30 @@ func TestReplayDropsStaleSyncs(t *testing.T) {
 		t.Fatalf("veltrix_dynamodb_migration_syncs_dropped_total = %g, want 3", n)
 	}
 }
+
+// TestUpstreamDefaultRegion: an upstream whose migration names no region
+// (a document from before StartMigration stored one) is signed for
+// MigrationOptions.Region, the router's AWS SDK default, not the
+// endpoint's own region name.
+func TestUpstreamDefaultRegion(t *testing.T) {
+	f := &fakeUpstream{status: http.StatusOK, body: `{}`}
+	up := httptest.NewServer(f)
+	defer up.Close()
+	e := &endpoint{b: newTestBackend(t)}
+	e.b.addTable(topology.Table{Name: "app", KeySchema: &topology.KeySchema{PartitionKey: topology.KeyAttribute{Name: "pk", Type: "S"}}})
+	ctl := migrationtest.New()
+	ctl.Set(&migrationv1.Migration{Table: "app", Phase: migrationv1.Phase_PHASE_PROXY, Upstream: &migrationv1.Upstream{Endpoint: up.URL, Table: "up"}})
+	e.h = NewHandler(e.b, Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), Region: "veltrix", Migration: MigrationOptions{
+		Control: ctl, Region: "eu-west-2", Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", "")}})
+	e.srv = httptest.NewServer(e.h)
+	defer func() { e.srv.Close(); e.h.Close() }()
+	if status, _, body := rawCall(t, e, http.MethodPost, targetPrefix+"GetItem", []byte(`{"TableName":"app","Key":{"pk":{"S":"a"}}}`), nil); status != http.StatusOK {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	f.mu.Lock()
+	auth := f.reqs[0].Header.Get("Authorization")
+	f.mu.Unlock()
+	if !strings.Contains(auth, "/eu-west-2/dynamodb/aws4_request") {
+		t.Fatalf("signed for another region: Authorization %q", auth)
+	}
+}
