@@ -2,8 +2,8 @@ package e2e
 
 // Migration mode under faults, with real binaries (issue #18's acceptance):
 // a table migrating from dynalite behind the routers' DynamoDB endpoint,
-// driven by the AWS SDK for Go v2 while storage nodes, a router or the
-// upstream go away. Each test ends by comparing every key: dynalite read
+// driven by the AWS SDK for Go v2 while storage nodes, a router or
+// dynalite (SIGKILLed, then restarted on its port and data) go away. Each test ends by comparing every key: dynalite read
 // with ConsistentRead, Veltrix read through the endpoint once the table is
 // in PHASE_VELTRIX (every read served by Veltrix).
 
@@ -11,8 +11,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/veltrixdb/veltrix/e2e/framework"
@@ -60,20 +61,21 @@ type migEnv struct {
 	store *migration.Store
 }
 
-// startMigEnv starts dynalite (reached at upstream(dynaliteEndpoint) by
-// the routers), creates migTable there, starts a cluster of one storage
-// node (RF 1: stopping it fails every Veltrix write) and routers routers,
-// and starts the migration and advances it to MIRROR.
-func startMigEnv(t *testing.T, routers int, upstream func(string) string) *migEnv {
+// startMigEnv starts dynalite, creates migTable there, starts a cluster of
+// one storage node (RF 1: stopping it fails every Veltrix write) and
+// routers routers, and starts the migration and advances it to MIRROR.
+func startMigEnv(t *testing.T, routers int) *migEnv {
 	t.Helper()
-	e := newMigEnv(t, framework.Options{Nodes: 1, RF: 1, Routers: routers, Partitions: 16})
+	return startMigEnvOn(t, routers, peers.StartDynalite(t))
+}
+
+// startMigEnvOn is startMigEnv with the dynalite at dyn.
+func startMigEnvOn(t *testing.T, routers int, dyn string) *migEnv {
+	t.Helper()
+	e := newMigEnvOn(t, framework.Options{Nodes: 1, RF: 1, Routers: routers, Partitions: 16}, dyn)
 	ctx := ctxT(t, 30*time.Second)
-	ep := e.dyn
-	if upstream != nil {
-		ep = upstream(e.dyn)
-	}
 	if _, err := e.mig[0].StartMigration(ctx, &migrationv1.StartMigrationRequest{Table: migTable,
-		Upstream: &migrationv1.Upstream{Endpoint: ep, Table: migTable, Region: "us-east-1"}, Reason: "e2e"}); err != nil {
+		Upstream: &migrationv1.Upstream{Endpoint: dyn, Table: migTable, Region: "us-east-1"}, Reason: "e2e"}); err != nil {
 		t.Fatalf("start migration: %v", err)
 	}
 	e.advance(t, &migrationv1.AdvanceMigrationRequest{To: migrationv1.Phase_PHASE_MIRROR, Reason: "e2e"})
@@ -85,7 +87,12 @@ func startMigEnv(t *testing.T, routers int, upstream func(string) string) *migEn
 // migration is not started.
 func newMigEnv(t *testing.T, o framework.Options) *migEnv {
 	t.Helper()
-	dyn := peers.StartDynalite(t)
+	return newMigEnvOn(t, o, peers.StartDynalite(t))
+}
+
+// newMigEnvOn is newMigEnv with the dynalite at dyn.
+func newMigEnvOn(t *testing.T, o framework.Options, dyn string) *migEnv {
+	t.Helper()
 	e := &migEnv{dyn: dyn, up: newDDBClient(dyn, 3)}
 	createDDBTable(t, e.up, migTable, hashKey("pk", dtypes.ScalarAttributeTypeS))
 	waitTableActive(t, e.up, migTable)
@@ -314,14 +321,20 @@ func migLoad(ctx context.Context, cli *dynamodb.Client, keys []string, j int) (f
 // the node is back the queue drains and every item equals DynamoDB's.
 func TestBinMigrationStorageDownInMirror(t *testing.T) {
 	binTest(t)
-	e := startMigEnv(t, 1, nil)
+	e := startMigEnv(t, 1)
 	ctx := ctxT(t, 2*time.Minute)
 	keys := migKeys("k", 200)
 	if failed, err := migLoad(ctx, e.ddb[0], keys, 0); err != nil {
 		t.Fatalf("%d writes failed with storage up: %v", len(failed), err)
 	}
-	if s := e.stats(t, 0); s.GetMirrorFailures() != 0 || s.GetWritesMirrored() == 0 {
-		t.Fatalf("storage up: mirrored %d, failed %d; want some and none failed", s.GetWritesMirrored(), s.GetMirrorFailures())
+	// Figures are published every second.
+	var up *migrationv1.MigrationStats
+	waitUntil(t, 10*time.Second, "the mirrored writes counted", func() bool {
+		up = e.stats(t, 0)
+		return up.GetWritesMirrored() > 0
+	})
+	if up.GetMirrorFailures() != 0 {
+		t.Fatalf("storage up: mirrored %d, failed %d; want none failed", up.GetWritesMirrored(), up.GetMirrorFailures())
 	}
 
 	e.c.Nodes[0].Kill(t)
@@ -352,7 +365,7 @@ func TestBinMigrationStorageDownInMirror(t *testing.T) {
 // guarantee").
 func TestBinMigrationRouterKilledKeepsQueue(t *testing.T) {
 	binTest(t)
-	e := startMigEnv(t, 2, nil)
+	e := startMigEnv(t, 2)
 	ctx := ctxT(t, 2*time.Minute)
 	keys := migKeys("k", 200)
 	if failed, err := migLoad(ctx, e.ddb[0], keys, 0); err != nil {
@@ -395,58 +408,129 @@ func TestBinMigrationRouterKilledKeepsQueue(t *testing.T) {
 	e.storageBack(t, 1, keys)
 }
 
-// TestBinMigrationUpstreamDownInMirror: with dynalite unreachable (its
-// connections refused, through a FaultProxy in front of it) in MIRROR,
-// writes through the endpoint fail with a 503 ServiceUnavailable and
-// leave nothing in Veltrix; once it is reachable again writes succeed and
-// every item equals DynamoDB's. dynalite itself keeps running (the peers
-// package cannot restart it on the same data), so its data survives.
+// TestBinMigrationUpstreamDownInMirror: dynalite, started by the test, is
+// SIGKILLed by its PID in MIRROR while an SDK load of puts runs through the
+// endpoint. Every write from then on fails with ServiceUnavailable (503,
+// which the SDK retries as it would a DynamoDB it cannot reach); no write
+// was acknowledged that dynalite does not hold once restarted on the same
+// port and LevelDB directory (--path); writes of new keys refused while it
+// was down exist on neither side; and after the queue drains every item
+// equals DynamoDB's.
 func TestBinMigrationUpstreamDownInMirror(t *testing.T) {
 	binTest(t)
-	var target atomic.Value
-	var px *framework.FaultProxy
-	e := startMigEnv(t, 1, func(dyn string) string {
-		target.Store(strings.TrimPrefix(dyn, "http://"))
-		var err error
-		px, err = framework.NewFaultProxy(func() string { return target.Load().(string) })
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = px.Close() })
-		return "http://" + px.Addr()
-	})
+	dyn := peers.StartDynaliteProcess(t)
+	e := startMigEnvOn(t, 1, dyn.Endpoint())
 	ctx := ctxT(t, 2*time.Minute)
 	before := migKeys("a", 50)
 	if failed, err := migLoad(ctx, e.ddb[0], before, 0); err != nil {
 		t.Fatalf("%d writes failed with dynalite up: %v", len(failed), err)
 	}
 
-	// "Stop" dynalite: new connections go to a closed port (refused) and
-	// the pooled ones are closed.
-	up := target.Load().(string)
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Load: 4 workers, each putting its own keys in turn, so a key's puts
+	// are sequential. v is the write's sequence number; per key, the last
+	// acknowledged v and any v attempted after it (failed: its outcome is
+	// unknown) are kept.
+	type keyState struct {
+		acked   int   // last acknowledged v, -1 none
+		unknown []int // failed puts after it
 	}
-	target.Store(dead.Addr().String())
-	dead.Close()
-	px.Cut()
-	px.Heal()
+	keys := migKeys("k", 40)
+	states := make([]keyState, len(keys))
+	for i := range states {
+		states[i].acked = -1
+	}
+	var (
+		mu       sync.Mutex
+		acks     atomic.Int64
+		seq      atomic.Int64
+		down     atomic.Bool // dynalite has been killed and not restarted
+		badErrs  []string
+		downErrs atomic.Int64
+	)
+	retryable := retry.IsErrorRetryables(retry.DefaultRetryables)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				i := w + 4*(n%(len(keys)/4))
+				v := int(seq.Add(1))
+				_, err := e.ddb[0].PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(migTable), Item: map[string]dtypes.AttributeValue{
+					"pk": avS(keys[i]), "v": avN(strconv.Itoa(v))}})
+				wasDown := down.Load()
+				mu.Lock()
+				if err == nil {
+					states[i] = keyState{acked: v}
+					acks.Add(1)
+				} else {
+					states[i].unknown = append(states[i].unknown, v)
+					switch {
+					case errCode(err) != "ServiceUnavailable" || retryable.IsErrorRetryable(err) != aws.TrueTernary:
+						badErrs = append(badErrs, fmt.Sprintf("put %s: %s (%v), want a retryable ServiceUnavailable", keys[i], errCode(err), err))
+					case wasDown:
+						downErrs.Add(1)
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	waitFor(t, "100 puts acknowledged with dynalite up", func() bool { return acks.Load() >= 100 })
+	pid := dyn.PID()
+	dyn.Kill(t)
+	down.Store(true)
+	killedAt := acks.Load()
+	waitFor(t, "puts failing with dynalite down", func() bool { return downErrs.Load() >= 20 })
+	// A write of a new key while dynalite is down, and a read.
+	during := migKeys("b", 10)
+	for j, k := range during {
+		wantErr(t, "write "+k+" with dynalite down", migWrite(ctx, e.ddb[0], k, j*5), "ServiceUnavailable")
+	}
+	_, err := e.ddb[0].GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(migTable), Key: map[string]dtypes.AttributeValue{"pk": avS(before[0])}})
+	wantErr(t, "read with dynalite down", err, "ServiceUnavailable")
+	if n := acks.Load(); n > killedAt+4 {
+		t.Errorf("%d puts acknowledged after dynalite (pid %d) was killed (at most the 4 in flight may have been answered first)", n-killedAt, pid)
+	}
 
-	during := migKeys("b", 20)
-	for j, k := range append(during, before[:20]...) {
-		err := migWrite(ctx, e.ddb[0], k, j*5) // puts
-		wantErr(t, "write "+k+" with dynalite down", err, "ServiceUnavailable")
+	dyn.Restart(t)
+	down.Store(false)
+	restarted := acks.Load()
+	waitFor(t, "puts acknowledged again with dynalite back", func() bool { return acks.Load() >= restarted+50 })
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	for _, b := range badErrs[:min(len(badErrs), 5)] {
+		t.Error(b)
+	}
+	mu.Unlock()
+	t.Logf("dynalite pid %d killed after %d acknowledged puts, restarted as pid %d; %d puts failed while it was down; %d acknowledged in all",
+		pid, killedAt, dyn.PID(), downErrs.Load(), acks.Load())
+
+	// Every acknowledged put is in dynalite: each key holds its last
+	// acknowledged v, or one of the failed puts after it.
+	for i, k := range keys {
+		out, err := e.up.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(migTable), Key: map[string]dtypes.AttributeValue{"pk": avS(k)}, ConsistentRead: aws.Bool(true)})
+		if err != nil {
+			t.Fatalf("dynalite get %s: %v", k, err)
+		}
+		got := -1
+		if n, ok := out.Item["v"].(*dtypes.AttributeValueMemberN); ok {
+			got, _ = strconv.Atoi(n.Value)
+		}
+		st := states[i]
+		if got != st.acked && !slices.Contains(st.unknown, got) {
+			t.Errorf("key %s: dynalite holds v=%d; the last acknowledged put was v=%d (then failed: %v): an acknowledged write was lost", k, got, st.acked, st.unknown)
+		}
 	}
 
-	target.Store(up)
-	after := migKeys("c", 50)
-	if failed, err := migLoad(ctx, e.ddb[0], after, 0); err != nil {
-		t.Fatalf("%d writes failed with dynalite back: %v", len(failed), err)
-	}
 	e.waitDrained(t, 0)
 	e.toVeltrix(t, 0)
-	all := append(append(append([]string{}, before...), during...), after...)
+	all := append(append(append([]string{}, before...), during...), keys...)
 	e.compareAll(t, 0, all)
 	// Nothing of the failed writes of new keys reached either side.
 	for _, k := range during {
@@ -465,7 +549,7 @@ func TestBinMigrationUpstreamDownInMirror(t *testing.T) {
 // trigger) and a walk to VELTRIX, every item equals DynamoDB's.
 func TestBinMigrationRollbackUnderLoad(t *testing.T) {
 	binTest(t)
-	e := startMigEnv(t, 2, nil)
+	e := startMigEnv(t, 2)
 	ctx := ctxT(t, 2*time.Minute)
 	probes := migKeys("p", 40)
 	loadKeys := migKeys("k", 100)

@@ -418,10 +418,11 @@ func TestBinMigrationWalk(t *testing.T) {
 	if len(unmet) > 0 {
 		fargs = append(fargs, "--force", "--reason", "e2e: a short test cannot meet "+strings.Join(unmet, ", "))
 	}
-	var m migrationv1.Migration
-	migCLI(t, veltrix, e, 1, &m, fargs...)
-	if m.GetPhase() != migrationv1.Phase_PHASE_DONE {
-		t.Fatalf("finish: phase %v", m.GetPhase())
+	var fin migrationv1.FinishMigrationResponse
+	migCLI(t, veltrix, e, 1, &fin, fargs...)
+	m := fin.GetMigration()
+	if m.GetPhase() != migrationv1.Phase_PHASE_DONE || fin.GetPendingSyncs() != 0 {
+		t.Fatalf("finish: phase %v, %d re-syncs pending", m.GetPhase(), fin.GetPendingSyncs())
 	}
 	forced := 0
 	for _, h := range m.GetHistory() {

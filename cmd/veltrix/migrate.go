@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spf13/cobra"
 	"github.com/veltrixdb/veltrix/pkg/client"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
@@ -74,11 +75,31 @@ func printMigration(w io.Writer, c *conn, m *migrationv1.Migration, verb string)
 	})
 }
 
+// sdkDefaultRegion is the AWS SDK's default region where the CLI runs
+// (AWS_REGION, AWS_DEFAULT_REGION, else the region of the shared config's
+// profile), "" when none is configured.
+func sdkDefaultRegion(ctx context.Context) (string, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return "", usageErr("--region not given, and the AWS SDK's configuration here cannot be read (%v); pass --region with the upstream table's region", err)
+	}
+	return cfg.Region, nil
+}
+
 func migrateStartCmd(c *conn) *cobra.Command {
 	var endpoint, upTable, region, reason string
 	cmd := leaf("start TABLE --upstream-endpoint URL --upstream-table NAME", "start migrating a DynamoDB table into TABLE (phase proxy; creates TABLE with upstream's key schema if missing)", 1, 1, func(cmd *cobra.Command, pos []string) error {
 		if upTable == "" {
 			return usageErr("--upstream-table is required")
+		}
+		if region == "" {
+			// The SDK's default here; with none the router resolves its own,
+			// or refuses naming --region.
+			r, err := sdkDefaultRegion(cmd.Context())
+			if err != nil {
+				return err
+			}
+			region = r
 		}
 		return c.withMigration(cmd, func(ctx context.Context, mc migrationv1.MigrationServiceClient) error {
 			resp, err := mc.StartMigration(ctx, &migrationv1.StartMigrationRequest{Table: pos[0], Reason: reason,
@@ -95,8 +116,8 @@ func migrateStartCmd(c *conn) *cobra.Command {
 				if err := printMigration(w, c, resp.GetMigration(), verb); err != nil {
 					return err
 				}
-				_, err := fmt.Fprintf(w, "every request to %s through the DynamoDB endpoint now goes to upstream table %s; next: veltrix migrate advance %s (to mirror)\n",
-					pos[0], upTable, pos[0])
+				_, err := fmt.Fprintf(w, "every request to %s through the DynamoDB endpoint now goes to upstream table %s (region %s); next: veltrix migrate advance %s (to mirror)\n",
+					pos[0], upTable, resp.GetMigration().GetUpstream().GetRegion(), pos[0])
 				return err
 			})
 		})
@@ -104,7 +125,7 @@ func migrateStartCmd(c *conn) *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&endpoint, "upstream-endpoint", "", "upstream DynamoDB endpoint URL (empty: AWS's regional endpoint)")
 	fs.StringVar(&upTable, "upstream-table", "", "upstream DynamoDB table (required)")
-	fs.StringVar(&region, "region", "", "upstream AWS region (default: the router's --dynamodb-region)")
+	fs.StringVar(&region, "region", "", "upstream AWS region (default: the AWS SDK's here: AWS_REGION, AWS_DEFAULT_REGION or the shared config's profile; else the router's; refused when neither has one)")
 	fs.StringVar(&reason, "reason", "", "why, recorded in the migration's history")
 	return cmd
 }
@@ -275,11 +296,20 @@ func migrateFinishCmd(c *conn) *cobra.Command {
 			if err != nil {
 				return explain(err, "migrate finish")
 			}
-			return printMigration(cmd.OutOrStdout(), c, resp.GetMigration(), "finished")
+			w := cmd.OutOrStdout()
+			return c.print(w, resp, func() error {
+				m := resp.GetMigration()
+				fmt.Fprintf(w, "table %s: finished; phase %s since %s\n", m.GetTable(),
+					strings.ToUpper(phaseShort(m.GetPhase(), m.GetCutoverPercent())), fmtTime(m.GetPhaseTime().AsTime()))
+				if n := resp.GetPendingSyncs(); n > 0 {
+					fmt.Fprintf(w, "%d queued re-syncs were pending: DONE does not re-sync, so they are dropped and those items may differ from DynamoDB; run veltrix verify against the upstream table and repair them\n", n)
+				}
+				return nil
+			})
 		})
 	})
 	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded in the migration's history")
-	cmd.Flags().BoolVar(&force, "force", false, "finish although exit criteria fail (needs --reason)")
+	cmd.Flags().BoolVar(&force, "force", false, "finish although exit criteria fail, queued re-syncs included, which are then dropped (needs --reason)")
 	return cmd
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +28,7 @@ type fakeMigration struct {
 	mu       sync.Mutex
 	m        *migrationv1.Migration
 	advances []*migrationv1.AdvanceMigrationRequest
+	starts   []*migrationv1.StartMigrationRequest
 	users    []string
 }
 
@@ -81,6 +84,9 @@ func (f *fakeMigration) AdvanceMigration(ctx context.Context, r *migrationv1.Adv
 
 func (f *fakeMigration) StartMigration(ctx context.Context, r *migrationv1.StartMigrationRequest) (*migrationv1.StartMigrationResponse, error) {
 	f.user(ctx)
+	f.mu.Lock()
+	f.starts = append(f.starts, r)
+	f.mu.Unlock()
 	if r.GetUpstream().GetTable() != "orders-prod" {
 		return nil, status.Errorf(codes.FailedPrecondition, "failed precondition: Veltrix table %s has key schema HASH id:N, upstream table %s has HASH id:S", r.GetTable(), r.GetUpstream().GetTable())
 	}
@@ -94,7 +100,11 @@ func (f *fakeMigration) RollbackMigration(ctx context.Context, r *migrationv1.Ro
 
 func (f *fakeMigration) FinishMigration(ctx context.Context, r *migrationv1.FinishMigrationRequest) (*migrationv1.FinishMigrationResponse, error) {
 	m := &migrationv1.Migration{Table: r.GetTable(), Phase: migrationv1.Phase_PHASE_DONE, PhaseTime: timestamppb.New(fakeTime)}
-	return &migrationv1.FinishMigrationResponse{Migration: m}, nil
+	resp := &migrationv1.FinishMigrationResponse{Migration: m}
+	if r.GetForce() {
+		resp.PendingSyncs = 3
+	}
+	return resp, nil
 }
 
 func (f *fakeMigration) ListMigrations(context.Context, *migrationv1.ListMigrationsRequest) (*migrationv1.ListMigrationsResponse, error) {
@@ -152,6 +162,8 @@ func TestMigrateCommands(t *testing.T) {
 		{[]string{"migrate", "start", "users"}, exitUsage, nil, []string{"--upstream-table is required"}},
 		{[]string{"migrate", "rollback", "orders"}, exitFailure, nil, []string{"from CUTOVER or VELTRIX only"}},
 		{[]string{"migrate", "finish", "orders"}, exitOK, []string{"table orders: finished; phase DONE"}, nil},
+		{[]string{"migrate", "finish", "orders", "--force", "--reason", "r"}, exitOK, []string{"table orders: finished; phase DONE",
+			"3 queued re-syncs were pending: DONE does not re-sync, so they are dropped"}, nil},
 		{[]string{"migrate", "list"}, exitOK, []string{"TABLE", "orders", "shadow", "orders-prod"}, nil},
 		{[]string{"migrate", "mismatches", "orders"}, exitOK, []string{"7 mismatches recorded, 1 shown", "GetItem  key {\"id\":{\"S\":\"a\"}}",
 			"differs: n: N 1 vs absent", "veltrix:  (absent)"}, nil},
@@ -207,5 +219,50 @@ func TestMigrateJSON(t *testing.T) {
 	}
 	if got.Migration.Table != "orders" || got.Migration.Phase != "PHASE_SHADOW" || len(got.Criteria) != 2 || got.Criteria[1].Name != "cache_hit_ratio" || !got.Criteria[1].Met || got.NextPercent != 5 {
 		t.Errorf("json %+v from %s", got, out)
+	}
+}
+
+// TestMigrateStartRegion: without --region, start sends the AWS SDK's
+// default region where the CLI runs (AWS_REGION, AWS_DEFAULT_REGION, the
+// shared config's profile), and none when none is configured (the router
+// then resolves its own or refuses naming --region), never a made-up one.
+func TestMigrateStartRegion(t *testing.T) {
+	f, addr := startFakeMigration(t)
+	env := map[string]string{"VELTRIX_ENDPOINTS": addr}
+	dir := t.TempDir()
+	withProfile := filepath.Join(dir, "config")
+	if err := os.WriteFile(withProfile, []byte("[default]\nregion = ap-south-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	none := filepath.Join(dir, "none")
+	for _, tc := range []struct {
+		name              string
+		region, defRegion string
+		configFile        string
+		args              []string
+		want              string
+	}{
+		{"--region", "eu-north-1", "", withProfile, []string{"--region", "us-east-1"}, "us-east-1"},
+		{"AWS_REGION", "eu-north-1", "", withProfile, nil, "eu-north-1"},
+		{"AWS_DEFAULT_REGION", "", "eu-central-1", withProfile, nil, "eu-central-1"},
+		{"shared config", "", "", withProfile, nil, "ap-south-1"},
+		{"none configured", "", "", none, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range map[string]string{"AWS_REGION": tc.region, "AWS_DEFAULT_REGION": tc.defRegion, "AWS_PROFILE": "",
+				"AWS_CONFIG_FILE": tc.configFile, "AWS_SHARED_CREDENTIALS_FILE": none} {
+				t.Setenv(k, v)
+			}
+			args := append([]string{"migrate", "start", "orders", "--upstream-table", "orders-prod"}, tc.args...)
+			if code, out, stderr := runCLI(t, env, args...); code != exitOK {
+				t.Fatalf("exit %d: %s %s", code, out, stderr)
+			}
+			f.mu.Lock()
+			got := f.starts[len(f.starts)-1].GetUpstream().GetRegion()
+			f.mu.Unlock()
+			if got != tc.want {
+				t.Fatalf("region sent %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

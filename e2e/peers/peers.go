@@ -79,12 +79,91 @@ func StartKinesalite(t testing.TB) string {
 // signature is accepted. It has no Streams, transactions or exports.
 func StartDynalite(t testing.TB) string {
 	t.Helper()
-	return start(t, "dynalite", func(root, data string, port int) []string {
-		return []string{"--require", filepath.Join(root, "abort-guard.js"),
-			filepath.Join(root, "node_modules", "dynalite", "cli.js"),
-			"--host", "127.0.0.1", "--port", strconv.Itoa(port), "--path", data,
-			"--createTableMs", "50", "--deleteTableMs", "50", "--updateTableMs", "50"}
+	return start(t, "dynalite", dynaliteArgs)
+}
+
+func dynaliteArgs(root, data string, port int) []string {
+	return []string{"--require", filepath.Join(root, "abort-guard.js"),
+		filepath.Join(root, "node_modules", "dynalite", "cli.js"),
+		"--host", "127.0.0.1", "--port", strconv.Itoa(port), "--path", data,
+		"--createTableMs", "50", "--deleteTableMs", "50", "--updateTableMs", "50"}
+}
+
+// Dynalite is a dynalite process a fault test stops and starts again: its
+// data is a LevelDB store in the test's temporary directory (--path), so a
+// restart on the same port and directory serves every write it
+// acknowledged before it was killed (LevelDB's log is written before the
+// answer; a SIGKILL loses the process, not the kernel's page cache).
+type Dynalite struct {
+	node, root, data string
+	port             int
+	mu               sync.Mutex
+	p                *process
+}
+
+// StartDynaliteProcess starts dynalite as StartDynalite does and returns
+// its handle; it is stopped when the test ends.
+func StartDynaliteProcess(t testing.TB) *Dynalite {
+	t.Helper()
+	p := startProcess(t, "dynalite", dynaliteArgs)
+	d := &Dynalite{p: p, node: p.node, root: p.root, data: p.data, port: p.port}
+	t.Cleanup(func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if err := d.p.stop(); err != nil {
+			t.Errorf("peers: %v", err)
+		}
 	})
+	return d
+}
+
+// Endpoint is dynalite's URL, the same across restarts.
+func (d *Dynalite) Endpoint() string {
+	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(d.port))
+}
+
+// PID is the running process's id.
+func (d *Dynalite) PID() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.p.cmd.Process.Pid
+}
+
+// Kill sends SIGKILL to the process by its PID and waits until it is
+// reaped: its port refuses connections from then on.
+func (d *Dynalite) Kill(t testing.TB) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.p.cmd.Process.Kill(); err != nil { // SIGKILL to its PID
+		t.Fatalf("peers: kill dynalite (pid %d): %v", d.p.cmd.Process.Pid, err)
+	}
+	select {
+	case <-d.p.done:
+	case <-time.After(stopTimeout):
+		t.Fatalf("peers: dynalite (pid %d) not reaped %s after SIGKILL", d.p.cmd.Process.Pid, stopTimeout)
+	}
+}
+
+// Restart starts dynalite again on the same port and data directory and
+// waits until it accepts connections. The port is retried while another
+// process holds it, up to StartTimeout.
+func (d *Dynalite) Restart(t testing.TB) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	deadline := time.Now().Add(StartTimeout)
+	for {
+		p, err := launchAt(d.node, d.root, "dynalite", dynaliteArgs, d.data, d.port)
+		if err == nil {
+			d.p = p
+			return
+		}
+		if !errors.Is(err, errExited) || time.Now().After(deadline) {
+			t.Fatalf("peers: restart dynalite on port %d: %v", d.port, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // Dir returns the folder holding package.json and node_modules.
@@ -116,9 +195,16 @@ func missing(t testing.TB, format string, args ...any) {
 	t.Skip(msg)
 }
 
-// start runs one peer. args gets the folder holding node_modules, a fresh
-// data directory and a port, and returns node's arguments.
+// start runs one peer and returns its endpoint. args gets the folder
+// holding node_modules, a fresh data directory and a port, and returns
+// node's arguments.
 func start(t testing.TB, name string, args func(root, data string, port int) []string) string {
+	t.Helper()
+	return "http://" + startProcess(t, name, args).addr
+}
+
+// startProcess is start, returning the process.
+func startProcess(t testing.TB, name string, args func(root, data string, port int) []string) *process {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -141,7 +227,7 @@ func start(t testing.TB, name string, args func(root, data string, port int) []s
 					t.Logf("peers: %s output (last %d bytes):\n%s", name, logTailBytes, p.tail())
 				}
 			})
-			return "http://" + p.addr
+			return p
 		}
 		lastErr = err
 		if !errors.Is(err, errExited) {
@@ -149,7 +235,7 @@ func start(t testing.TB, name string, args func(root, data string, port int) []s
 		}
 	}
 	t.Fatalf("peers: start %s: %v", name, lastErr)
-	return ""
+	return nil
 }
 
 // errExited reports a peer that exited before it accepted connections,
@@ -165,6 +251,9 @@ type process struct {
 	done chan struct{} // closed when the process has been reaped
 	err  error         // its exit, valid once done is closed
 	once sync.Once
+	// How it was started, to start it again (Dynalite.Restart).
+	node, root, data string
+	port             int
 }
 
 func launch(t testing.TB, node, root, name string, args func(string, string, int) []string) (*process, error) {
@@ -176,6 +265,12 @@ func launch(t testing.TB, node, root, name string, args func(string, string, int
 	if err != nil {
 		return nil, err
 	}
+	return launchAt(node, root, name, args, data, port)
+}
+
+// launchAt runs a peer on port with its data in data and waits until it
+// accepts connections.
+func launchAt(node, root, name string, args func(string, string, int) []string, data string, port int) (*process, error) {
 	cmd := exec.Command(node, args(root, data, port)...)
 	// `node -e` resolves require() from its working directory, so it runs
 	// where node_modules is; the data lives in the test's temporary folder.
@@ -186,7 +281,8 @@ func launch(t testing.TB, node, root, name string, args func(string, string, int
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("run %s: %w", node, err)
 	}
-	p := &process{name: name, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, out: out, done: make(chan struct{})}
+	p := &process{name: name, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, out: out, done: make(chan struct{}),
+		node: node, root: root, data: data, port: port}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)

@@ -2,9 +2,11 @@ package peers_test
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/veltrixdb/veltrix/e2e/peers"
 )
@@ -50,5 +52,36 @@ func TestStartDynalite(t *testing.T) {
 	got := post(t, ep, "DynamoDB_20120810.ListTables", "application/x-amz-json-1.0", "{}")
 	if !strings.Contains(got, `"TableNames"`) {
 		t.Fatalf("ListTables = %s", got)
+	}
+}
+
+// TestDynaliteKillRestart: a dynalite SIGKILLed by its PID refuses
+// connections; restarted on the same port and data directory it serves the
+// table created and the item written before the kill.
+func TestDynaliteKillRestart(t *testing.T) {
+	d := peers.StartDynaliteProcess(t)
+	ep := d.Endpoint()
+	post(t, ep, "DynamoDB_20120810.CreateTable", "application/x-amz-json-1.0",
+		`{"TableName":"kill-restart","AttributeDefinitions":[{"AttributeName":"pk","AttributeType":"S"}],"KeySchema":[{"AttributeName":"pk","KeyType":"HASH"}],"BillingMode":"PAY_PER_REQUEST"}`)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(post(t, ep, "DynamoDB_20120810.DescribeTable", "application/x-amz-json-1.0", `{"TableName":"kill-restart"}`), `"ACTIVE"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("table kill-restart not ACTIVE")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	post(t, ep, "DynamoDB_20120810.PutItem", "application/x-amz-json-1.0", `{"TableName":"kill-restart","Item":{"pk":{"S":"a"},"v":{"N":"1"}}}`)
+	pid := d.PID()
+	d.Kill(t)
+	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(ep, "http://"), time.Second); err == nil {
+		c.Close()
+		t.Fatalf("dynalite (pid %d) killed, but %s still accepts connections", pid, ep)
+	}
+	d.Restart(t)
+	if d.Endpoint() != ep || d.PID() == pid {
+		t.Fatalf("restarted at %s pid %d, want %s and a new process (was %d)", d.Endpoint(), d.PID(), ep, pid)
+	}
+	if got := post(t, ep, "DynamoDB_20120810.GetItem", "application/x-amz-json-1.0", `{"TableName":"kill-restart","Key":{"pk":{"S":"a"}},"ConsistentRead":true}`); !strings.Contains(got, `"v":{"N":"1"}`) {
+		t.Fatalf("after the restart GetItem = %s, want the item written before the kill", got)
 	}
 }

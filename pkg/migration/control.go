@@ -44,6 +44,9 @@ type Control interface {
 	PendingSyncs(ctx context.Context, limit int) ([]PendingSync, error)
 	// DoneSync removes a replayed entry.
 	DoneSync(ctx context.Context, p PendingSync) error
+	// DropStaleSyncs removes the queued re-syncs of tables that have no
+	// migration or whose migration is DONE, and says how many it removed.
+	DropStaleSyncs(ctx context.Context) ([]StaleSyncs, error)
 	// RecordMismatch counts a shadow-read mismatch and keeps it in the
 	// bounded sample.
 	RecordMismatch(ctx context.Context, table string, m *migrationv1.Mismatch)

@@ -39,6 +39,11 @@ func (w *Watcher) DoneSync(ctx context.Context, p PendingSync) error {
 	return w.store.DoneSync(ctx, p)
 }
 
+// DropStaleSyncs implements Control.
+func (w *Watcher) DropStaleSyncs(ctx context.Context) ([]StaleSyncs, error) {
+	return w.store.DropStaleSyncs(ctx)
+}
+
 // RecordMismatch implements Control. The mismatch is written to etcd in
 // the background (batched, at most maxMismatchBatch per table and write);
 // FlushMismatches waits for it.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -49,7 +50,7 @@ func (s *Store) EnqueueSync(ctx context.Context, table, key string) error {
 
 // PendingSyncs returns up to limit queued re-syncs, oldest first, of the
 // tables that have a migration (entries of a table whose migration was
-// deleted stay where they are).
+// deleted are DropStaleSyncs').
 func (s *Store) PendingSyncs(ctx context.Context, limit int) ([]PendingSync, error) {
 	if limit <= 0 {
 		return nil, nil
@@ -113,4 +114,75 @@ func (s *Store) PendingSyncCount(ctx context.Context, table string) (uint64, err
 		return 0, fmt.Errorf("migration: count queued re-syncs of %s: %w", table, err)
 	}
 	return uint64(resp.Count), nil
+}
+
+// StaleSyncs is the queued re-syncs of one table that DropStaleSyncs
+// removed.
+type StaleSyncs struct {
+	Table string
+	// Count is how many entries were removed.
+	Count int64
+	// Why: "no migration" (it was deleted) or "done" (it finished).
+	Why string
+}
+
+// DropStaleSyncs removes the queues of tables whose entries no replay will
+// ever apply: tables without a migration (deleted) and tables whose
+// migration is DONE (Veltrix may hold newer writes than DynamoDB). Each
+// queue goes in one transaction that holds only if the migration document
+// is still as read (absent, or DONE at the revision read), so a migration
+// started meanwhile keeps its entries. It returns what it removed.
+func (s *Store) DropStaleSyncs(ctx context.Context) ([]StaleSyncs, error) {
+	prefix := s.Keys.SyncPrefix()
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	var out []StaleSyncs
+	// Skip from one table's queue to the next: one read per table.
+	for from := prefix; ; {
+		resp, err := s.Client.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(1), clientv3.WithKeysOnly())
+		if err != nil {
+			return out, fmt.Errorf("migration: list queued re-syncs: %w", err)
+		}
+		if len(resp.Kvs) == 0 {
+			return out, nil
+		}
+		table, _, ok := strings.Cut(strings.TrimPrefix(string(resp.Kvs[0].Key), prefix), "/")
+		if !ok {
+			from = string(resp.Kvs[0].Key) + "\x00"
+			continue
+		}
+		tablePrefix := s.Keys.SyncTablePrefix(table)
+		from = clientv3.GetPrefixRangeEnd(tablePrefix)
+		mkey := s.Keys.Migration(table)
+		doc, err := s.Client.Get(ctx, mkey)
+		if err != nil {
+			return out, fmt.Errorf("migration: get %s: %w", table, err)
+		}
+		var (
+			cond clientv3.Cmp
+			why  string
+		)
+		switch {
+		case len(doc.Kvs) == 0:
+			cond, why = clientv3.Compare(clientv3.CreateRevision(mkey), "=", 0), "no migration"
+		default:
+			m, err := decodeMigration(doc.Kvs[0])
+			if err != nil {
+				return out, err
+			}
+			if m.GetPhase() != migrationv1.Phase_PHASE_DONE {
+				continue
+			}
+			cond, why = clientv3.Compare(clientv3.ModRevision(mkey), "=", doc.Kvs[0].ModRevision), "done"
+		}
+		txn, err := s.Client.Txn(ctx).If(cond).Then(clientv3.OpDelete(tablePrefix, clientv3.WithPrefix())).Commit()
+		if err != nil {
+			return out, fmt.Errorf("migration: drop queued re-syncs of %s (%s): %w", table, why, err)
+		}
+		if !txn.Succeeded {
+			continue // the migration changed meanwhile: the next round judges again
+		}
+		if n := txn.Responses[0].GetResponseDeleteRange().GetDeleted(); n > 0 {
+			out = append(out, StaleSyncs{Table: table, Count: n, Why: why})
+		}
+	}
 }

@@ -374,3 +374,54 @@ func TestSyncQueueSurvivesRestart(t *testing.T) {
 		t.Fatalf("after a restart: %v", got)
 	}
 }
+
+// TestDropStaleSyncs: the queues of a deleted migration and of a finished
+// one are removed, each counted; those of migrations still running, and of
+// a table whose migration was started again, stay.
+func TestDropStaleSyncs(t *testing.T) {
+	_, cli := startEtcd(t)
+	ctx := context.Background()
+	s := migration.NewStore(cli, "test")
+	phases := map[string]migrationv1.Phase{
+		"mirror": migrationv1.Phase_PHASE_MIRROR, "done": migrationv1.Phase_PHASE_DONE,
+		"deleted": migrationv1.Phase_PHASE_MIRROR, "veltrix": migrationv1.Phase_PHASE_VELTRIX,
+	}
+	for table, p := range phases {
+		if _, err := s.Create(ctx, newMigration(table)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Transition(ctx, table, func(m *migrationv1.Migration) error {
+			migration.Apply(m, migration.Change{To: p, Who: "test"})
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	queued := map[string]int{"mirror": 2, "done": 3, "deleted": 2, "veltrix": 1, "a-b": 1}
+	for table, n := range queued {
+		for i := range n {
+			if err := s.EnqueueSync(ctx, table, fmt.Sprintf(`{"pk":{"S":"%d"}}`, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Delete(ctx, "deleted"); err != nil {
+		t.Fatal(err)
+	}
+	dropped, err := s.DropStaleSyncs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []migration.StaleSyncs{{Table: "a-b", Count: 1, Why: "no migration"}, {Table: "deleted", Count: 2, Why: "no migration"}, {Table: "done", Count: 3, Why: "done"}}
+	if !slices.Equal(dropped, want) {
+		t.Fatalf("DropStaleSyncs = %+v, want %+v", dropped, want)
+	}
+	for table, n := range map[string]uint64{"mirror": 2, "veltrix": 1, "done": 0, "deleted": 0, "a-b": 0} {
+		if got, err := s.PendingSyncCount(ctx, table); err != nil || got != n {
+			t.Errorf("%s: %d queued (%v), want %d", table, got, err, n)
+		}
+	}
+	if again, err := s.DropStaleSyncs(ctx); err != nil || len(again) != 0 {
+		t.Fatalf("second DropStaleSyncs = %v, %v; want nothing", again, err)
+	}
+}

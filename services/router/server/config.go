@@ -26,6 +26,7 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/tlsx"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
 )
 
 // Config configures a router.
@@ -322,17 +323,37 @@ func (c *Config) Validate() error {
 // nothing else retries these calls.
 const upstreamAttempts = 3
 
-// UpstreamAWSConfig returns the AWS SDK configuration for calls to u: its
-// endpoint (empty: AWS's regional one) and region (empty: DynamoDBRegion),
-// with Upstream's static credentials when set, else the SDK's default
-// chain. Every upstream DynamoDB client of migration mode is built from it.
-func (c *Config) UpstreamAWSConfig(ctx context.Context, u *migrationv1.Upstream) (aws.Config, error) {
-	region := u.GetRegion()
-	if region == "" {
-		region = c.DynamoDBRegion
+// resolveUpstreamRegion returns u with its region, or when it names none
+// the AWS SDK's default region as this router resolves it (AWS_REGION, else
+// the region of the shared config's profile: AWS_PROFILE,
+// AWS_CONFIG_FILE). With neither it refuses (InvalidArgument naming
+// --region): AWS's endpoints need the table's region, and a guess signs
+// for the wrong one. StartMigration stores the result, so every router
+// uses the same region whatever its environment.
+func (c *Config) resolveUpstreamRegion(ctx context.Context, u *migrationv1.Upstream) (*migrationv1.Upstream, error) {
+	if u.GetRegion() != "" {
+		return u, nil
 	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, invalidf("upstream.region: none given, and the AWS SDK's configuration on router %s cannot be read (%v); pass --region with the upstream table's region", c.ID, err)
+	}
+	if cfg.Region == "" {
+		return nil, invalidf("upstream.region: none given, and the AWS SDK resolves none on router %s (AWS_REGION, or region in the shared config's profile); pass --region with the upstream table's region (for dynalite or DynamoDB Local any name, e.g. --region us-east-1)", c.ID)
+	}
+	out := proto.Clone(u).(*migrationv1.Upstream)
+	out.Region = cfg.Region
+	return out, nil
+}
+
+// UpstreamAWSConfig returns the AWS SDK configuration for calls to u: its
+// endpoint (empty: AWS's regional one) and region (empty, in documents from
+// before StartMigration resolved one: the SDK's default, else
+// DynamoDBRegion), with Upstream's static credentials when set, else the
+// SDK's default chain. Every upstream DynamoDB client of migration mode is
+// built from it.
+func (c *Config) UpstreamAWSConfig(ctx context.Context, u *migrationv1.Upstream) (aws.Config, error) {
 	opts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithRegion(region),
 		awsconfig.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = upstreamAttempts })
 		}),
@@ -340,9 +361,15 @@ func (c *Config) UpstreamAWSConfig(ctx context.Context, u *migrationv1.Upstream)
 	if up := c.Upstream; up.AccessKeyID != "" {
 		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(up.AccessKeyID, up.SecretAccessKey, up.SessionToken)))
 	}
+	if r := u.GetRegion(); r != "" {
+		opts = append(opts, awsconfig.WithRegion(r))
+	}
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("router: AWS configuration for upstream %s: %w", u.GetEndpoint(), err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = c.DynamoDBRegion
 	}
 	if e := u.GetEndpoint(); e != "" {
 		cfg.BaseEndpoint = aws.String(e)

@@ -28,5 +28,6 @@ func (s *Server) migrationOptions() (dynamodb.MigrationOptions, error) {
 		return dynamodb.MigrationOptions{}, err
 	}
 	s.migWatcher = w
-	return dynamodb.MigrationOptions{Control: w, Skew: s.cfg.MigrationSkew, Credentials: aws.Credentials, RouterID: s.cfg.ID}, nil
+	// aws.Region: the SDK's default region, else --dynamodb-region.
+	return dynamodb.MigrationOptions{Control: w, Skew: s.cfg.MigrationSkew, Credentials: aws.Credentials, Region: aws.Region, RouterID: s.cfg.ID}, nil
 }

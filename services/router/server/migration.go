@@ -176,7 +176,11 @@ func (m *migrationService) start(ctx context.Context, req *migrationv1.StartMigr
 	} else if !errors.Is(err, migration.ErrNotFound) {
 		return nil, err
 	}
-	up, err := m.upstreamTable(ctx, req.GetUpstream())
+	upstream, err := m.s.cfg.resolveUpstreamRegion(ctx, req.GetUpstream())
+	if err != nil {
+		return nil, err
+	}
+	up, err := m.upstreamTable(ctx, upstream)
 	if err != nil {
 		return nil, err
 	}
@@ -200,9 +204,9 @@ func (m *migrationService) start(ctx context.Context, req *migrationv1.StartMigr
 	}
 	if !created && !sameKeySchema(t.KeySchema, up.KeySchema) {
 		return nil, fmt.Errorf("%w: Veltrix table %s has key schema %s, upstream table %s has %s; migrate into a new table or one with the same key schema",
-			errPrecondition, table, keySchemaString(t.KeySchema), req.GetUpstream().GetTable(), keySchemaString(up.KeySchema))
+			errPrecondition, table, keySchemaString(t.KeySchema), upstream.GetTable(), keySchemaString(up.KeySchema))
 	}
-	mg := &migrationv1.Migration{Table: table, Upstream: req.GetUpstream()}
+	mg := &migrationv1.Migration{Table: table, Upstream: upstream}
 	migration.Apply(mg, migration.Change{To: migrationv1.Phase_PHASE_PROXY, Who: caller(ctx), Reason: req.GetReason()})
 	err = m.etcd(ctx, func(ctx context.Context) (err error) {
 		mg, err = m.store.Create(ctx, mg)
@@ -219,8 +223,8 @@ func (m *migrationService) start(ctx context.Context, req *migrationv1.StartMigr
 		}
 		return nil, err
 	}
-	m.s.logger.Info("migration started", "table", table, "upstream", req.GetUpstream().GetTable(),
-		"endpoint", req.GetUpstream().GetEndpoint(), "who", caller(ctx), "created_table", created)
+	m.s.logger.Info("migration started", "table", table, "upstream", upstream.GetTable(),
+		"endpoint", upstream.GetEndpoint(), "region", upstream.GetRegion(), "who", caller(ctx), "created_table", created)
 	return &migrationv1.StartMigrationResponse{Migration: mg, CreatedTable: created}, nil
 }
 
@@ -375,7 +379,7 @@ func (m *migrationService) advance(ctx context.Context, req *migrationv1.Advance
 	if err != nil {
 		return nil, err
 	}
-	return m.change(ctx, req.GetTable(), req.GetReason(), req.GetForce(), req.GetImportJob(), func(cur *migrationv1.Migration) (migrationv1.Phase, uint32, error) {
+	mg, _, err := m.change(ctx, req.GetTable(), req.GetReason(), req.GetForce(), req.GetImportJob(), func(cur *migrationv1.Migration) (migrationv1.Phase, uint32, error) {
 		next, nextPct := nextStep(cur.GetPhase(), cur.GetCutoverPercent())
 		here := phaseName(cur.GetPhase(), cur.GetCutoverPercent())
 		switch {
@@ -389,10 +393,11 @@ func (m *migrationService) advance(ctx context.Context, req *migrationv1.Advance
 		}
 		return next, nextPct, nil
 	})
+	return mg, err
 }
 
 func (m *migrationService) RollbackMigration(ctx context.Context, req *migrationv1.RollbackMigrationRequest) (*migrationv1.RollbackMigrationResponse, error) {
-	mg, err := m.change(ctx, req.GetTable(), req.GetReason(), false, "", func(cur *migrationv1.Migration) (migrationv1.Phase, uint32, error) {
+	mg, _, err := m.change(ctx, req.GetTable(), req.GetReason(), false, "", func(cur *migrationv1.Migration) (migrationv1.Phase, uint32, error) {
 		switch cur.GetPhase() {
 		case migrationv1.Phase_PHASE_CUTOVER, migrationv1.Phase_PHASE_VELTRIX:
 			return migrationv1.Phase_PHASE_SHADOW, 0, nil
@@ -404,14 +409,20 @@ func (m *migrationService) RollbackMigration(ctx context.Context, req *migration
 }
 
 func (m *migrationService) FinishMigration(ctx context.Context, req *migrationv1.FinishMigrationRequest) (*migrationv1.FinishMigrationResponse, error) {
-	mg, err := m.change(ctx, req.GetTable(), req.GetReason(), req.GetForce(), "", func(cur *migrationv1.Migration) (migrationv1.Phase, uint32, error) {
+	mg, ev, err := m.change(ctx, req.GetTable(), req.GetReason(), req.GetForce(), "", func(cur *migrationv1.Migration) (migrationv1.Phase, uint32, error) {
 		if cur.GetPhase() != migrationv1.Phase_PHASE_VELTRIX {
 			return 0, 0, fmt.Errorf("%w: table %s is in phase %s: finish moves VELTRIX to DONE only", errPrecondition,
 				cur.GetTable(), phaseName(cur.GetPhase(), cur.GetCutoverPercent()))
 		}
 		return migrationv1.Phase_PHASE_DONE, 0, nil
 	})
-	return &migrationv1.FinishMigrationResponse{Migration: mg}, migrationStatus(err)
+	if err != nil {
+		return nil, migrationStatus(err)
+	}
+	if n := ev.stats.GetMirrorPending(); n > 0 {
+		m.s.logger.Warn("migration finished with re-syncs queued: they are dropped; verify and repair the table", "table", req.GetTable(), "pending_syncs", n)
+	}
+	return &migrationv1.FinishMigrationResponse{Migration: mg, PendingSyncs: ev.stats.GetMirrorPending()}, nil
 }
 
 // change makes one phase change of table's migration: plan picks the
@@ -421,39 +432,40 @@ func (m *migrationService) FinishMigration(ctx context.Context, req *migrationv1
 // the change then records the failed criteria); leaving MIRROR needs a
 // completed import (importJob, or the newest) exported after mirroring
 // began, which force does not override. The change is written with one
-// compare-and-swap on the state the criteria were judged on.
+// compare-and-swap on the state the criteria were judged on, which it
+// returns with the new state.
 func (m *migrationService) change(ctx context.Context, table, reason string, force bool, importJob string,
-	plan func(cur *migrationv1.Migration) (migrationv1.Phase, uint32, error)) (*migrationv1.Migration, error) {
+	plan func(cur *migrationv1.Migration) (migrationv1.Phase, uint32, error)) (*migrationv1.Migration, evidence, error) {
 	if err := checkTableName(table, "table"); err != nil {
-		return nil, err
+		return nil, evidence{}, err
 	}
 	if err := checkReason(reason, force); err != nil {
-		return nil, err
+		return nil, evidence{}, err
 	}
 	cur, err := m.get(ctx, table)
 	if err != nil {
-		return nil, err
+		return nil, evidence{}, err
 	}
 	to, pct, err := plan(cur)
 	if err != nil {
-		return nil, err
+		return nil, evidence{}, err
 	}
 	c := migration.Change{To: to, Percent: pct, Who: caller(ctx), Reason: reason}
 	leavingMirror := cur.GetPhase() == migrationv1.Phase_PHASE_MIRROR
 	var ev evidence
 	if to != migrationv1.Phase_PHASE_SHADOW || leavingMirror {
 		if ev, err = m.evidence(ctx, cur, importJob); err != nil {
-			return nil, err
+			return nil, evidence{}, err
 		}
 		if leavingMirror && ev.importJob == "" {
 			// Not a criterion force overrides: without the snapshot, items
 			// not written since mirroring began are missing from Veltrix.
-			return nil, fmt.Errorf("%w: table %s: %s", errPrecondition, table, ev.importNote)
+			return nil, evidence{}, fmt.Errorf("%w: table %s: %s", errPrecondition, table, ev.importNote)
 		}
 		crit := criteria(cur, ev)
 		if failed := failedCriteria(crit); len(failed) > 0 {
 			if !force {
-				return nil, fmt.Errorf("%w: table %s stays in %s: exit criteria not met: %s (override with force and a reason)",
+				return nil, evidence{}, fmt.Errorf("%w: table %s stays in %s: exit criteria not met: %s (override with force and a reason)",
 					errPrecondition, table, phaseName(cur.GetPhase(), cur.GetCutoverPercent()), describeFailed(crit))
 			}
 			c.Forced, c.FailedCriteria = true, failed
@@ -475,12 +487,12 @@ func (m *migrationService) change(ctx context.Context, table, reason string, for
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, evidence{}, err
 	}
 	m.s.logger.Info("migration phase changed", "table", table,
 		"from", phaseName(cur.GetPhase(), cur.GetCutoverPercent()), "to", phaseName(to, pct),
 		"who", c.Who, "reason", reason, "forced", c.Forced, "failed_criteria", c.FailedCriteria)
-	return out, nil
+	return out, ev, nil
 }
 
 func (m *migrationService) GetMigration(ctx context.Context, req *migrationv1.GetMigrationRequest) (*migrationv1.GetMigrationResponse, error) {

@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -58,6 +60,9 @@ func startMigrationClusterOpts(t *testing.T, dynamoAddr string) *migrationCluste
 	// chain (dynalite accepts any signature).
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDMIGRATION")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	// No default region: requests name theirs (tests of the default set
+	// AWS_REGION themselves).
+	hermeticAWSRegion(t)
 	endpoint := peers.StartDynalite(t)
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	c, err := localcluster.Start(t.Context(), localcluster.Options{
@@ -206,15 +211,16 @@ func TestMigrationStart(t *testing.T) {
 		name string
 		req  *migrationv1.StartMigrationRequest
 		code codes.Code
-		want string
+		want []string
 	}{
-		{"bad table name", &migrationv1.StartMigrationRequest{Table: "x", Upstream: &migrationv1.Upstream{Endpoint: mc.upstream, Table: "users"}}, codes.InvalidArgument, "table"},
-		{"no upstream table", &migrationv1.StartMigrationRequest{Table: "fresh", Upstream: &migrationv1.Upstream{Endpoint: mc.upstream}}, codes.InvalidArgument, "upstream.table: required"},
-		{"bad endpoint", &migrationv1.StartMigrationRequest{Table: "fresh", Upstream: &migrationv1.Upstream{Endpoint: "ftp://x", Table: "users"}}, codes.InvalidArgument, `upstream.endpoint "ftp://x"`},
-		{"missing upstream table", &migrationv1.StartMigrationRequest{Table: "fresh", Upstream: &migrationv1.Upstream{Endpoint: mc.upstream, Table: "nosuch"}}, codes.FailedPrecondition, "upstream table nosuch not found"},
+		{"bad table name", &migrationv1.StartMigrationRequest{Table: "x", Upstream: &migrationv1.Upstream{Endpoint: mc.upstream, Table: "users"}}, codes.InvalidArgument, []string{"table"}},
+		{"no upstream table", &migrationv1.StartMigrationRequest{Table: "fresh", Upstream: &migrationv1.Upstream{Endpoint: mc.upstream}}, codes.InvalidArgument, []string{"upstream.table: required"}},
+		{"bad endpoint", &migrationv1.StartMigrationRequest{Table: "fresh", Upstream: &migrationv1.Upstream{Endpoint: "ftp://x", Table: "users"}}, codes.InvalidArgument, []string{`upstream.endpoint "ftp://x"`}},
+		{"missing upstream table", &migrationv1.StartMigrationRequest{Table: "fresh", Upstream: &migrationv1.Upstream{Endpoint: mc.upstream, Table: "nosuch", Region: "us-east-1"}}, codes.FailedPrecondition, []string{"upstream table nosuch not found"}},
+		{"no region given or configured", &migrationv1.StartMigrationRequest{Table: "fresh", Upstream: &migrationv1.Upstream{Endpoint: mc.upstream, Table: "users"}}, codes.InvalidArgument, []string{"upstream.region: none given", "pass --region"}},
 	} {
 		_, err := mc.mig[0].StartMigration(ctx, tc.req)
-		wantCode(t, tc.name, err, tc.code, tc.want)
+		wantCode(t, tc.name, err, tc.code, tc.want...)
 	}
 	list, err := mc.mig[1].ListMigrations(ctx, &migrationv1.ListMigrationsRequest{})
 	if err != nil || len(list.GetMigrations()) != 1 || list.GetMigrations()[0].GetTable() != "orders" {
@@ -228,6 +234,30 @@ func TestMigrationStart(t *testing.T) {
 	}
 	_, err = mc.mig[0].GetMigration(ctx, &migrationv1.GetMigrationRequest{Table: "users"})
 	wantCode(t, "GetMigration of a table without one", err, codes.NotFound)
+
+	// Without a region, the router's AWS SDK default (AWS_REGION here) is
+	// resolved once and stored: every router then signs for it.
+	t.Setenv("AWS_REGION", "eu-west-3")
+	mc.upstreamTable(t, "carts", "id:S", "")
+	sr, err := mc.mig[1].StartMigration(ctx, &migrationv1.StartMigrationRequest{Table: "carts",
+		Upstream: &migrationv1.Upstream{Endpoint: mc.upstream, Table: "carts"}})
+	if err != nil || sr.GetMigration().GetUpstream().GetRegion() != "eu-west-3" {
+		t.Fatalf("start without a region, AWS_REGION=eu-west-3: %v, %v", sr, err)
+	}
+	if got, err := mc.store.Get(ctx, "carts"); err != nil || got.GetUpstream().GetRegion() != "eu-west-3" {
+		t.Fatalf("stored migration: %v, %v; want region eu-west-3", got, err)
+	}
+}
+
+// hermeticAWSRegion leaves the AWS SDK no default region: no region
+// variables and no shared config.
+func hermeticAWSRegion(t *testing.T) {
+	t.Helper()
+	none := filepath.Join(t.TempDir(), "no-aws-config")
+	for k, v := range map[string]string{"AWS_REGION": "", "AWS_DEFAULT_REGION": "", "AWS_PROFILE": "",
+		"AWS_CONFIG_FILE": none, "AWS_SHARED_CREDENTIALS_FILE": none} {
+		t.Setenv(k, v)
+	}
 }
 
 // TestMigrationAdvance walks a migration through its phases: refusals
@@ -415,10 +445,22 @@ func TestMigrationAdvance(t *testing.T) {
 	wantCode(t, "finish with failing criteria", err, codes.FailedPrecondition, "stays in VELTRIX")
 	_, err = mc.mig[0].FinishMigration(ctx, &migrationv1.FinishMigrationRequest{Table: "orders", Force: true})
 	wantCode(t, "finish forced without reason", err, codes.InvalidArgument, "reason")
+	// Re-syncs still queued: DONE would drop them, so finish names them
+	// and refuses; forced, it reports how many were pending.
+	for _, k := range []string{"a", "b"} {
+		if err := mc.store.EnqueueSync(ctx, "orders", `{"customer":{"S":"`+k+`"}}`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = mc.mig[0].FinishMigration(ctx, &migrationv1.FinishMigrationRequest{Table: "orders"})
+	wantCode(t, "finish with re-syncs queued", err, codes.FailedPrecondition, "mirror_queue_empty is 2 pending")
 	mc.unchanged(t, "refused finishes", m)
 	fin, err := mc.mig[1].FinishMigration(ctx, &migrationv1.FinishMigrationRequest{Table: "orders", Force: true, Reason: "cut the cord"})
-	if err != nil || fin.GetMigration().GetPhase() != migrationv1.Phase_PHASE_DONE {
-		t.Fatalf("finish: %v, %v", fin, err)
+	if err != nil || fin.GetMigration().GetPhase() != migrationv1.Phase_PHASE_DONE || fin.GetPendingSyncs() != 2 {
+		t.Fatalf("finish: %v, %v; want DONE with 2 pending re-syncs reported", fin, err)
+	}
+	if last := fin.GetMigration().GetHistory()[len(fin.GetMigration().GetHistory())-1]; !slices.Contains(last.GetFailedCriteria(), "mirror_queue_empty") {
+		t.Errorf("forced finish recorded failed criteria %v, want mirror_queue_empty among them", last.GetFailedCriteria())
 	}
 	seen(fin.GetMigration())
 	_, err = mc.mig[0].RollbackMigration(ctx, &migrationv1.RollbackMigrationRequest{Table: "orders"})

@@ -45,8 +45,9 @@ type evidence struct {
 	// cdc_lag filled in here.
 	stats *migrationv1.MigrationStats
 	// cacheReads is the point reads the cache figure rests on (0: no
-	// figure).
+	// figure), those served since cacheSince.
 	cacheReads uint64
+	cacheSince time.Time
 	// streamJob names a running stream job into the table ("" none); its
 	// lag is stats.cdc_lag, nil while unknown.
 	streamJob string
@@ -62,6 +63,7 @@ type evidence struct {
 //   - SHADOW, CUTOVER, VELTRIX: mismatch rate < 0.001 % over at least one
 //     comparison, mirror failure rate ≤ 0.1 %, no Veltrix 5xx, cache hit
 //     ratio > 90 %, and CDC lag < 10 s when a stream job feeds the table;
+//     VELTRIX also no queued re-sync (finish drops them);
 //   - PROXY and DONE have none.
 func criteria(m *migrationv1.Migration, ev evidence) []*migrationv1.Criterion {
 	st := ev.stats
@@ -70,6 +72,7 @@ func criteria(m *migrationv1.Migration, ev evidence) []*migrationv1.Criterion {
 		Met:   st.GetMirrorFailureRatePercent() <= maxMirrorFailurePercent,
 		Value: fmt.Sprintf("%.4g %% (%d of %d writes)", st.GetMirrorFailureRatePercent(), st.GetMirrorFailures(), st.GetWritesMirrored()),
 	}
+	mirrorQueue := &migrationv1.Criterion{Name: critMirrorQueue, Goal: "0 pending", Met: st.GetMirrorPending() == 0, Value: fmt.Sprintf("%d pending", st.GetMirrorPending())}
 	switch m.GetPhase() {
 	case migrationv1.Phase_PHASE_MIRROR:
 		imp := &migrationv1.Criterion{Name: critImport, Met: ev.importJob != "",
@@ -79,11 +82,7 @@ func criteria(m *migrationv1.Migration, ev evidence) []*migrationv1.Criterion {
 		} else {
 			imp.Value = "none (" + ev.importNote + ")"
 		}
-		return []*migrationv1.Criterion{
-			mirrorFailures,
-			{Name: critMirrorQueue, Goal: "0 pending", Met: st.GetMirrorPending() == 0, Value: fmt.Sprintf("%d pending", st.GetMirrorPending())},
-			imp,
-		}
+		return []*migrationv1.Criterion{mirrorFailures, mirrorQueue, imp}
 	case migrationv1.Phase_PHASE_SHADOW, migrationv1.Phase_PHASE_CUTOVER, migrationv1.Phase_PHASE_VELTRIX:
 	default:
 		return nil
@@ -98,11 +97,19 @@ func criteria(m *migrationv1.Migration, ev evidence) []*migrationv1.Criterion {
 		{Name: critVeltrix5xx, Goal: "0", Met: st.GetVeltrix_5Xx() == 0, Value: fmt.Sprint(st.GetVeltrix_5Xx())},
 	}
 	cache := &migrationv1.Criterion{Name: critCacheHits, Goal: fmt.Sprintf("> %g %%", minCacheHitPercent),
-		Met: ev.cacheReads > 0 && st.GetCacheHitRatioPercent() > minCacheHitPercent, Value: "unknown (no point reads yet)"}
+		Met: ev.cacheReads > 0 && st.GetCacheHitRatioPercent() > minCacheHitPercent}
+	window := "since " + ev.cacheSince.UTC().Format(time.RFC3339) + ": storage nodes' hit and miss counters now minus then"
 	if ev.cacheReads > 0 {
-		cache.Value = fmt.Sprintf("%.2f %% (%d point reads)", st.GetCacheHitRatioPercent(), ev.cacheReads)
+		cache.Value = fmt.Sprintf("%.2f %% (%d point reads %s)", st.GetCacheHitRatioPercent(), ev.cacheReads, window)
+	} else {
+		cache.Value = "unknown (no point reads " + window + ")"
 	}
 	out = append(out, cache)
+	if m.GetPhase() == migrationv1.Phase_PHASE_VELTRIX {
+		// Leaving VELTRIX is finish: DONE never re-syncs, so a queued
+		// re-sync would be dropped with its item possibly stale.
+		out = append(out, mirrorQueue)
+	}
 	if ev.streamJob != "" {
 		lag := &migrationv1.Criterion{Name: critCDCLag, Goal: fmt.Sprintf("< %s", maxCDCLag), Value: "unknown (job " + ev.streamJob + " has not read yet)"}
 		if d := st.GetCdcLag(); d != nil {
@@ -162,11 +169,17 @@ func (m *migrationService) evidence(ctx context.Context, mg *migrationv1.Migrati
 	if err != nil {
 		return evidence{}, err
 	}
-	var hits, misses uint64
-	for _, n := range m.s.routingSnapshot().Nodes {
-		hits += n.CacheHits
-		misses += n.CacheMisses
+	// The cache figure covers the window of the routers' figures: the last
+	// hour or the time in phase, whichever is shorter.
+	now := time.Now()
+	from := mg.GetPhaseTime().AsTime()
+	if h := now.Add(-cacheWindow); from.Before(h) {
+		from = h
 	}
+	snap := m.s.routingSnapshot()
+	m.s.cacheSamples.observe(now, snap)
+	hits, misses, since := m.s.cacheSamples.windowed(from, snap)
+	ev.cacheSince = since
 	if ev.cacheReads = hits + misses; ev.cacheReads > 0 {
 		ev.stats.CacheHitRatioPercent = 100 * float64(hits) / float64(ev.cacheReads)
 	}

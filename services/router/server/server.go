@@ -40,15 +40,18 @@ const TopologyHealthService = "veltrix.router.topology"
 
 // Server is a running router.
 type Server struct {
-	sk      *svcmain.Skeleton
-	cfg     Config
-	logger  *slog.Logger
-	etcd    *clientv3.Client
-	store   *topology.Store
-	watcher *topology.Watcher
-	cluster *cluster.Cluster
-	coord   *coord.Coordinator
-	ctrl    *controller.Controller
+	sk     *svcmain.Skeleton
+	cfg    Config
+	logger *slog.Logger
+	etcd   *clientv3.Client
+	store  *topology.Store
+	// cacheSamples keeps the storage nodes' cache counters over the last
+	// hour for migration mode's windowed cache_hit_ratio criterion.
+	cacheSamples cacheSampler
+	watcher      *topology.Watcher
+	cluster      *cluster.Cluster
+	coord        *coord.Coordinator
+	ctrl         *controller.Controller
 	// presence reports the placement epoch the router routes by.
 	presence *topology.Presence
 	clock    *hlc.Clock
@@ -341,6 +344,9 @@ func (s *Server) watchHealth() {
 			st = healthpb.HealthCheckResponse_NOT_SERVING
 		}
 		s.sk.GRPC.Health.SetServingStatus(TopologyHealthService, st)
+		if ready {
+			s.cacheSamples.observe(time.Now(), s.routingSnapshot())
+		}
 		wait := 250 * time.Millisecond
 		if !ready {
 			wait = 20 * time.Millisecond

@@ -15,6 +15,7 @@ type Metrics struct {
 	latency  *prometheus.HistogramVec
 	// Migration mode.
 	syncsLost      prometheus.Counter
+	syncsDropped   prometheus.Counter
 	shadowsDropped prometheus.Counter
 }
 
@@ -36,17 +37,27 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "veltrix_dynamodb_migration_syncs_lost_total",
 		Help: "Mirrored writes whose re-sync failed and could not be queued either (logged with the key; repair with verify).",
 	})
+	m.syncsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "veltrix_dynamodb_migration_syncs_dropped_total",
+		Help: "Queued re-syncs dropped unapplied because their table's migration was deleted or is DONE (logged with the table; repair with verify).",
+	})
 	m.shadowsDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "veltrix_dynamodb_migration_shadow_dropped_total",
 		Help: "Shadow comparisons skipped because every comparison worker was busy.",
 	})
-	reg.MustRegister(m.requests, m.errors, m.latency, m.syncsLost, m.shadowsDropped)
+	reg.MustRegister(m.requests, m.errors, m.latency, m.syncsLost, m.syncsDropped, m.shadowsDropped)
 	return m
 }
 
 func (m *Metrics) syncLost() {
 	if m != nil {
 		m.syncsLost.Inc()
+	}
+}
+
+func (m *Metrics) syncDropped(n int64) {
+	if m != nil {
+		m.syncsDropped.Add(float64(n))
 	}
 }
 

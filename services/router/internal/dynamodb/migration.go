@@ -33,6 +33,10 @@ type MigrationOptions struct {
 	// Credentials sign upstream requests. Default: anonymous (unsigned;
 	// dynalite accepts it, AWS does not).
 	Credentials aws.CredentialsProvider
+	// Region is the region of an upstream whose migration names none
+	// (StartMigration stores one; older documents may lack it): the
+	// router passes the AWS SDK's default region. Default: Options.Region.
+	Region string
 	// HTTPClient sends upstream requests. Default: a pooled client.
 	HTTPClient *http.Client
 	// RouterID names this router in recorded mismatches.
@@ -92,7 +96,11 @@ type migrator struct {
 func newMigrator(h *Handler) *migrator {
 	o := h.o.Migration
 	o.ensureDefaults()
-	up := newUpstream(o.Credentials, o.HTTPClient, h.o.Region, h.o.RequestTimeout)
+	region := o.Region
+	if region == "" {
+		region = h.o.Region
+	}
+	up := newUpstream(o.Credentials, o.HTTPClient, region, h.o.RequestTimeout)
 	m := &migrator{h: h, o: o, ctl: o.Control, up: up,
 		shadow: make(chan shadowJob, o.ShadowQueue), stop: make(chan struct{})}
 	for range o.ShadowWorkers {

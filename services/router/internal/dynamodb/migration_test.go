@@ -2,6 +2,7 @@ package dynamodb
 
 import (
 	"encoding/json"
+	"errors"
 	"hash/crc32"
 	"io"
 	"log/slog"
@@ -11,8 +12,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/veltrixdb/veltrix/pkg/ddb"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	"github.com/veltrixdb/veltrix/services/router/internal/dynamodb/migrationtest"
@@ -141,5 +146,72 @@ func TestUpstreamForwarding(t *testing.T) {
 	status, _, body = rawCall(t, e, http.MethodPost, targetPrefix+"GetItem", []byte(`{"TableName":"app","Key":{"pk":{"S":"a"}}}`), nil)
 	if status != http.StatusServiceUnavailable {
 		t.Fatalf("upstream down: %d %s", status, body)
+	}
+}
+
+// TestReplayDropsStaleSyncs: queued re-syncs of a table whose migration was
+// deleted, or is DONE, are removed by the replay loop and counted; those of
+// a table still mirroring stay until they are replayed.
+func TestReplayDropsStaleSyncs(t *testing.T) {
+	ctl := migrationtest.New()
+	up := &migrationv1.Upstream{Endpoint: "http://127.0.0.1:1", Table: "up", Region: "us-east-1"}
+	for table, p := range map[string]migrationv1.Phase{"app": migrationv1.Phase_PHASE_MIRROR, "gone": migrationv1.Phase_PHASE_MIRROR, "fin": migrationv1.Phase_PHASE_VELTRIX} {
+		ctl.Set(&migrationv1.Migration{Table: table, Phase: p, Upstream: up})
+	}
+	ctx := t.Context()
+	for _, q := range []struct{ table, key string }{{"app", "a"}, {"gone", "b"}, {"gone", "c"}, {"fin", "d"}} {
+		if err := ctl.EnqueueSync(ctx, q.table, `{"pk":{"S":"`+q.key+`"}}`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctl.Delete("gone")
+	ctl.SetPhase("fin", migrationv1.Phase_PHASE_DONE, 0)
+	metrics := NewMetrics(prometheus.NewRegistry())
+	b := newTestBackend(t)
+	b.addTable(topology.Table{Name: "app", KeySchema: &topology.KeySchema{PartitionKey: topology.KeyAttribute{Name: "pk", Type: "S"}}})
+	h := NewHandler(b, Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), Metrics: metrics, Migration: MigrationOptions{
+		Control: ctl, ReplayInterval: 5 * time.Millisecond,
+		// app's re-syncs keep failing, so its entry stays queued.
+		SyncFault: func(string, ddb.Item) error { return errors.New("veltrix down") }}})
+	defer h.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for ctl.Pending() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d re-syncs queued after 5s, want only app's", ctl.Pending())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if left, _ := ctl.PendingSyncs(ctx, 10); len(left) != 1 || left[0].Table != "app" {
+		t.Fatalf("queued: %v, want app's entry", left)
+	}
+	if n := testutil.ToFloat64(metrics.syncsDropped); n != 3 {
+		t.Fatalf("veltrix_dynamodb_migration_syncs_dropped_total = %g, want 3", n)
+	}
+}
+
+// TestUpstreamDefaultRegion: an upstream whose migration names no region
+// (a document from before StartMigration stored one) is signed for
+// MigrationOptions.Region, the router's AWS SDK default, not the
+// endpoint's own region name.
+func TestUpstreamDefaultRegion(t *testing.T) {
+	f := &fakeUpstream{status: http.StatusOK, body: `{}`}
+	up := httptest.NewServer(f)
+	defer up.Close()
+	e := &endpoint{b: newTestBackend(t)}
+	e.b.addTable(topology.Table{Name: "app", KeySchema: &topology.KeySchema{PartitionKey: topology.KeyAttribute{Name: "pk", Type: "S"}}})
+	ctl := migrationtest.New()
+	ctl.Set(&migrationv1.Migration{Table: "app", Phase: migrationv1.Phase_PHASE_PROXY, Upstream: &migrationv1.Upstream{Endpoint: up.URL, Table: "up"}})
+	e.h = NewHandler(e.b, Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), Region: "veltrix", Migration: MigrationOptions{
+		Control: ctl, Region: "eu-west-2", Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", "")}})
+	e.srv = httptest.NewServer(e.h)
+	defer func() { e.srv.Close(); e.h.Close() }()
+	if status, _, body := rawCall(t, e, http.MethodPost, targetPrefix+"GetItem", []byte(`{"TableName":"app","Key":{"pk":{"S":"a"}}}`), nil); status != http.StatusOK {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	f.mu.Lock()
+	auth := f.reqs[0].Header.Get("Authorization")
+	f.mu.Unlock()
+	if !strings.Contains(auth, "/eu-west-2/dynamodb/aws4_request") {
+		t.Fatalf("signed for another region: Authorization %q", auth)
 	}
 }

@@ -224,13 +224,38 @@ func (m *migrator) replayLoop() {
 		<-m.stop
 		cancel()
 	}()
-	for {
+	for round := 0; ; round++ {
 		select {
 		case <-m.stop:
 			return
 		case <-tick.C:
 		}
+		if round%staleSyncsEvery == 0 {
+			m.dropStale(ctx)
+		}
 		m.replay(ctx)
+	}
+}
+
+// staleSyncsEvery is how many replay rounds go between two removals of the
+// queues of deleted and finished migrations (10 s by default).
+const staleSyncsEvery = 20
+
+// dropStale removes the queued re-syncs of tables that have no migration or
+// whose migration is DONE: no replay will ever apply them (in DONE Veltrix
+// may hold newer writes than DynamoDB). Each removal is logged at error
+// level, since those items may differ from DynamoDB, and counted.
+func (m *migrator) dropStale(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, m.h.o.RequestTimeout)
+	defer cancel()
+	dropped, err := m.ctl.DropStaleSyncs(rctx)
+	for _, d := range dropped {
+		m.h.o.Logger.Error("dynamodb: migration: dropped the queued re-syncs of a table no longer migrating; verify and repair its items",
+			"table", d.Table, "entries", d.Count, "why", d.Why)
+		m.h.o.Metrics.syncDropped(d.Count)
+	}
+	if err != nil && ctx.Err() == nil {
+		m.h.o.Logger.Warn("dynamodb: migration: cannot drop the queued re-syncs of deleted or finished migrations", "err", err)
 	}
 }
 
@@ -266,6 +291,7 @@ func (m *migrator) replay(ctx context.Context) int {
 				// writes): drop it loudly rather than block the queue.
 				m.h.o.Logger.Error("dynamodb: migration: dropping a queued re-sync of a table no longer mirroring; verify and repair the item",
 					"table", p.Table, "key", p.Key, "phase", mg.GetPhase().String())
+				m.h.o.Metrics.syncDropped(1)
 			}
 			if err := m.ctl.DoneSync(rctx, p); err != nil {
 				m.h.o.Logger.Warn("dynamodb: migration: cannot remove a replayed re-sync; it will be replayed again", "table", p.Table, "key", p.Key, "err", err)

@@ -493,7 +493,8 @@ type MigrationStats struct {
 	VeltrixReadP99 *durationpb.Duration `protobuf:"bytes,5,opt,name=veltrix_read_p99,json=veltrixReadP99,proto3" json:"veltrix_read_p99,omitempty"`
 	// dynamodb_read_p99 is the P99 of DynamoDB reads.
 	DynamodbReadP99 *durationpb.Duration `protobuf:"bytes,6,opt,name=dynamodb_read_p99,json=dynamodbReadP99,proto3" json:"dynamodb_read_p99,omitempty"`
-	// cache_hit_ratio_percent is the storage nodes' cache hit ratio.
+	// cache_hit_ratio_percent is the storage nodes' cache hit ratio over the
+	// window: their hit and miss counters now minus at the window's start.
 	CacheHitRatioPercent float64 `protobuf:"fixed64,7,opt,name=cache_hit_ratio_percent,json=cacheHitRatioPercent,proto3" json:"cache_hit_ratio_percent,omitempty"`
 	// veltrix_5xx counts server errors of Veltrix-served requests.
 	Veltrix_5Xx uint64 `protobuf:"varint,8,opt,name=veltrix_5xx,json=veltrix5xx,proto3" json:"veltrix_5xx,omitempty"`
@@ -1289,7 +1290,12 @@ func (x *FinishMigrationRequest) GetForce() bool {
 type FinishMigrationResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// migration is the migration's state.
-	Migration     *Migration `protobuf:"bytes,1,opt,name=migration,proto3" json:"migration,omitempty"`
+	Migration *Migration `protobuf:"bytes,1,opt,name=migration,proto3" json:"migration,omitempty"`
+	// pending_syncs is the table's queued re-syncs when it finished (only
+	// with force: finish refuses while any is queued). DONE never re-syncs,
+	// so the routers drop them; those items may differ from DynamoDB until
+	// verified and repaired.
+	PendingSyncs  uint64 `protobuf:"varint,2,opt,name=pending_syncs,json=pendingSyncs,proto3" json:"pending_syncs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1329,6 +1335,13 @@ func (x *FinishMigrationResponse) GetMigration() *Migration {
 		return x.Migration
 	}
 	return nil
+}
+
+func (x *FinishMigrationResponse) GetPendingSyncs() uint64 {
+	if x != nil {
+		return x.PendingSyncs
+	}
+	return 0
 }
 
 // ListMismatchesRequest reads the mismatch sample.
@@ -1742,9 +1755,10 @@ const file_veltrix_migration_v1_migration_proto_rawDesc = "" +
 	"\x16FinishMigrationRequest\x12\x14\n" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x14\n" +
-	"\x05force\x18\x03 \x01(\bR\x05force\"X\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\"}\n" +
 	"\x17FinishMigrationResponse\x12=\n" +
-	"\tmigration\x18\x01 \x01(\v2\x1f.veltrix.migration.v1.MigrationR\tmigration\"C\n" +
+	"\tmigration\x18\x01 \x01(\v2\x1f.veltrix.migration.v1.MigrationR\tmigration\x12#\n" +
+	"\rpending_syncs\x18\x02 \x01(\x04R\fpendingSyncs\"C\n" +
 	"\x15ListMismatchesRequest\x12\x14\n" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xec\x01\n" +

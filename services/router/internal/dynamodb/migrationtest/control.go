@@ -54,6 +54,13 @@ func (c *Control) Set(m *migrationv1.Migration) {
 	c.migrations[m.GetTable()] = proto.Clone(m).(*migrationv1.Migration)
 }
 
+// Delete removes a table's migration (not its queued re-syncs, as in etcd).
+func (c *Control) Delete(table string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.migrations, table)
+}
+
 // SetPhase changes a table's phase and cutover percentage.
 func (c *Control) SetPhase(table string, p migrationv1.Phase, percent uint32) {
 	c.mu.Lock()
@@ -112,7 +119,9 @@ func (c *Control) PendingSyncs(_ context.Context, limit int) ([]migration.Pendin
 	defer c.mu.Unlock()
 	out := make([]migration.PendingSync, 0, len(c.queue))
 	for _, p := range c.queue {
-		out = append(out, p)
+		if _, ok := c.migrations[p.Table]; ok { // as the etcd queue: tables with a migration
+			out = append(out, p)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	if len(out) > limit {
@@ -127,6 +136,33 @@ func (c *Control) DoneSync(_ context.Context, p migration.PendingSync) error {
 	defer c.mu.Unlock()
 	delete(c.queue, p.ID)
 	return nil
+}
+
+// DropStaleSyncs implements migration.Control.
+func (c *Control) DropStaleSyncs(context.Context) ([]migration.StaleSyncs, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := map[string]*migration.StaleSyncs{}
+	for id, p := range c.queue {
+		why := "no migration"
+		if m, ok := c.migrations[p.Table]; ok {
+			if m.GetPhase() != migrationv1.Phase_PHASE_DONE {
+				continue
+			}
+			why = "done"
+		}
+		if n[p.Table] == nil {
+			n[p.Table] = &migration.StaleSyncs{Table: p.Table, Why: why}
+		}
+		n[p.Table].Count++
+		delete(c.queue, id)
+	}
+	out := make([]migration.StaleSyncs, 0, len(n))
+	for _, s := range n {
+		out = append(out, *s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Table < out[j].Table })
+	return out, nil
 }
 
 // RecordMismatch implements migration.Control.
