@@ -72,7 +72,7 @@ type migEndpoint struct {
 
 // endpoint serves router i's endpoint with opts (Control set by the
 // caller) until the test ends.
-func (mc *migCluster) endpoint(t *testing.T, i int, opts ddbep.MigrationOptions) *migEndpoint {
+func (mc *migCluster) endpoint(t testing.TB, i int, opts ddbep.MigrationOptions) *migEndpoint {
 	t.Helper()
 	opts.Credentials = testCreds
 	opts.RouterID = fmt.Sprintf("r%d", i+1)
@@ -87,7 +87,7 @@ func (mc *migCluster) endpoint(t *testing.T, i int, opts ddbep.MigrationOptions)
 
 // createTables creates the Veltrix table (through the router's admin
 // path) and the upstream table in dynalite, both keyed by pk (S).
-func (mc *migCluster) createTables(t *testing.T, table, upTable string) {
+func (mc *migCluster) createTables(t testing.TB, table, upTable string) {
 	t.Helper()
 	in := &dynamodb.CreateTableInput{
 		TableName:            aws.String(upTable),
