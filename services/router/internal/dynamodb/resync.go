@@ -125,8 +125,8 @@ func (m *migrator) syncKeys(ctx context.Context, mg *migrationv1.Migration, t *t
 }
 
 // syncItem re-syncs one item. Under the item's lock it reads the stored
-// version and DynamoDB's item (after taking the lock: the last re-sync to
-// take it reads last), and writes that item at max(now+S, stored+1). A
+// version and DynamoDB's item, concurrently (both after taking the lock:
+// the last re-sync to take it reads last), and writes that item at max(now+S, stored+1). A
 // write from outside the lock that lands meanwhile with a newer version
 // makes the write come back superseded; it is redone above that version.
 func (m *migrator) syncItem(ctx context.Context, mg *migrationv1.Migration, t *table, keyItem ddb.Item) error {
@@ -146,17 +146,25 @@ func (m *migrator) syncItem(ctx context.Context, mg *migrationv1.Migration, t *t
 		return fmt.Errorf("lock the item: %w", err)
 	}
 	defer lk.Unlock()
-	stored, err := co.Read(ctx, key, coord.Quorum)
+	// Both reads only need to start after the lock is held, so they run
+	// at once: the lock is held for the slower of them, not their sum.
+	var (
+		stored  *storagev1.Record
+		readErr error
+		wg      sync.WaitGroup
+	)
+	wg.Go(func() { stored, readErr = co.Read(ctx, key, coord.Quorum) })
+	item, err := m.upstreamItem(ctx, mg, keyItem, true)
+	wg.Wait()
+	if readErr != nil {
+		return fmt.Errorf("read Veltrix's copy: %w", readErr)
+	}
 	if err != nil {
-		return fmt.Errorf("read Veltrix's copy: %w", err)
+		return err
 	}
 	var floor uint64
 	if stored != nil {
 		floor = stored.GetVersion() + 1
-	}
-	item, err := m.upstreamItem(ctx, mg, keyItem, true)
-	if err != nil {
-		return err
 	}
 	for range maxWriteAttempts {
 		now := m.o.Now()
