@@ -15,6 +15,7 @@ type Metrics struct {
 	latency  *prometheus.HistogramVec
 	// Migration mode.
 	syncsLost      prometheus.Counter
+	syncsJoined    prometheus.Counter
 	shadowsDropped prometheus.Counter
 }
 
@@ -36,17 +37,27 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "veltrix_dynamodb_migration_syncs_lost_total",
 		Help: "Mirrored writes whose re-sync failed and could not be queued either (logged with the key; repair with verify).",
 	})
+	m.syncsJoined = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "veltrix_dynamodb_migration_syncs_joined_total",
+		Help: "Re-syncs served by a round of the same item that started after them on this router, instead of a lock round of their own.",
+	})
 	m.shadowsDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "veltrix_dynamodb_migration_shadow_dropped_total",
 		Help: "Shadow comparisons skipped because every comparison worker was busy.",
 	})
-	reg.MustRegister(m.requests, m.errors, m.latency, m.syncsLost, m.shadowsDropped)
+	reg.MustRegister(m.requests, m.errors, m.latency, m.syncsLost, m.syncsJoined, m.shadowsDropped)
 	return m
 }
 
 func (m *Metrics) syncLost() {
 	if m != nil {
 		m.syncsLost.Inc()
+	}
+}
+
+func (m *Metrics) syncJoined() {
+	if m != nil {
+		m.syncsJoined.Inc()
 	}
 }
 

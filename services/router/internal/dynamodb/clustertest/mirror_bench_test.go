@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/veltrixdb/veltrix/e2e/peers"
 	"github.com/veltrixdb/veltrix/localcluster"
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
@@ -24,8 +25,9 @@ import (
 // through the endpoint against dynalite, as the bench's MIGRATION-PHASES
 // runs it: open loop at 200 ops/s, 1 KB items, Zipfian keys over 2000
 // (s = 1.01, so hot keys are written concurrently), 3 nodes RF 3 with WAL
-// fsync. It reports the P50 and P99 from each call's intended start, and
-// dynalite's own P50 for the same writes sent straight to it afterwards.
+// fsync. It reports the P50 and P99 from each call's intended start,
+// dynalite's own for the same writes sent straight to it afterwards, and
+// the share of writes whose re-sync joined another's (joined/op).
 //
 //	go test -run '^$' -bench BenchmarkMirroredPutItem -benchtime 600x ./internal/dynamodb/clustertest/
 func BenchmarkMirroredPutItem(b *testing.B) {
@@ -44,7 +46,8 @@ func BenchmarkMirroredPutItem(b *testing.B) {
 	mc.createTables(b, table, upTable)
 	ctl := migrationtest.New()
 	ctl.Set(mc.migration(table, upTable, migrationv1.Phase_PHASE_MIRROR))
-	ep := mc.endpoint(b, 0, ddbep.MigrationOptions{Control: ctl})
+	reg := prometheus.NewRegistry()
+	ep := mc.endpoint(b, 0, ddbep.MigrationOptions{Control: ctl}, ddbep.NewMetrics(reg))
 	ctx := b.Context()
 	pad := strings.Repeat("x", 1000)
 	zipf := rand.NewZipf(rand.New(rand.NewPCG(1, 2)), 1.01, 1, 1999)
@@ -82,4 +85,22 @@ func BenchmarkMirroredPutItem(b *testing.B) {
 	b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
 	b.ReportMetric(ms(direct[len(direct)/2]), "direct-p50-ms")
 	b.ReportMetric(ms(direct[len(direct)*99/100]), "direct-p99-ms")
+	// The share of mirrored writes served by another write's re-sync of
+	// the same item instead of a lock round of their own.
+	b.ReportMetric(counter(b, reg, "veltrix_dynamodb_migration_syncs_joined_total")/float64(b.N), "joined/op")
+}
+
+// counter is the value of the counter name in reg.
+func counter(b *testing.B, reg *prometheus.Registry, name string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	b.Fatalf("no metric %s", name)
+	return 0
 }
