@@ -16,6 +16,7 @@ type Metrics struct {
 	// Migration mode.
 	syncsLost      prometheus.Counter
 	syncsDropped   prometheus.Counter
+	syncsJoined    prometheus.Counter
 	shadowsDropped prometheus.Counter
 }
 
@@ -41,11 +42,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "veltrix_dynamodb_migration_syncs_dropped_total",
 		Help: "Queued re-syncs dropped unapplied because their table's migration was deleted or is DONE (logged with the table; repair with verify).",
 	})
+	m.syncsJoined = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "veltrix_dynamodb_migration_syncs_joined_total",
+		Help: "Re-syncs served by a round of the same item that started after them on this router, instead of a lock round of their own.",
+	})
 	m.shadowsDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "veltrix_dynamodb_migration_shadow_dropped_total",
 		Help: "Shadow comparisons skipped because every comparison worker was busy.",
 	})
-	reg.MustRegister(m.requests, m.errors, m.latency, m.syncsLost, m.syncsDropped, m.shadowsDropped)
+	reg.MustRegister(m.requests, m.errors, m.latency, m.syncsLost, m.syncsDropped, m.syncsJoined, m.shadowsDropped)
 	return m
 }
 
@@ -58,6 +63,12 @@ func (m *Metrics) syncLost() {
 func (m *Metrics) syncDropped(n int64) {
 	if m != nil {
 		m.syncsDropped.Add(float64(n))
+	}
+}
+
+func (m *Metrics) syncJoined() {
+	if m != nil {
+		m.syncsJoined.Inc()
 	}
 }
 

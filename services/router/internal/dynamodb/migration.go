@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -87,6 +88,12 @@ type migrator struct {
 	ctl migration.Control
 	up  *upstream
 
+	// syncing holds, by item, the re-syncs running on this router
+	// (coalesce in resync.go).
+	syncMu  sync.Mutex
+	syncing map[string]*itemSyncs
+	joined  atomic.Uint64 // re-syncs served by another's round
+
 	shadow chan shadowJob
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -101,7 +108,7 @@ func newMigrator(h *Handler) *migrator {
 		region = h.o.Region
 	}
 	up := newUpstream(o.Credentials, o.HTTPClient, region, h.o.RequestTimeout)
-	m := &migrator{h: h, o: o, ctl: o.Control, up: up,
+	m := &migrator{h: h, o: o, ctl: o.Control, up: up, syncing: map[string]*itemSyncs{},
 		shadow: make(chan shadowJob, o.ShadowQueue), stop: make(chan struct{})}
 	for range o.ShadowWorkers {
 		m.wg.Go(m.shadowWorker)

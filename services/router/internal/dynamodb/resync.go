@@ -115,7 +115,7 @@ func (m *migrator) syncKeys(ctx context.Context, mg *migrationv1.Migration, t *t
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := m.syncItem(ctx, mg, t, k); err != nil {
+			if err := m.coalesce(ctx, mg, t, k); err != nil {
 				errs[i] = fmt.Errorf("%w: table %s, key %s: %w", ErrSync, t.Name, k, err)
 			}
 		})
@@ -124,9 +124,85 @@ func (m *migrator) syncKeys(ctx context.Context, mg *migrationv1.Migration, t *t
 	return errs
 }
 
+// A round is one re-sync of an item (syncItem) and everyone it serves.
+type syncRound struct {
+	done chan struct{} // closed when the round ended; err is set then
+	err  error
+}
+
+// itemSyncs are an item's rounds on this router: the one running and the
+// one that starts when it ends (nil: none asked for yet).
+type itemSyncs struct {
+	running, next *syncRound
+}
+
+// coalesce re-syncs one item, sharing the work with the other re-syncs of
+// the item on this router. Taken one by one, N concurrent re-syncs of a
+// hot item queue for its lock and the last waits for N lock rounds (each
+// a DynamoDB read and a Veltrix write). But a re-sync only has to take
+// the lock after the write it follows was acknowledged: its consistent
+// read then sees that write or a later state. So a re-sync that finds one
+// of its item running joins the next round, which starts (takes the lock)
+// only after the running one ended, hence after every joiner's write was
+// acknowledged; the first to join runs it and every joiner gets its
+// result. N concurrent re-syncs take two rounds, and the convergence
+// argument (docs/design.md, "Migration mode: convergence") is unchanged:
+// each acknowledged write is followed by a re-sync that took the lock
+// after the acknowledgement. A joiner whose round failed fails too, and
+// its caller queues the key as before.
+func (m *migrator) coalesce(ctx context.Context, mg *migrationv1.Migration, t *table, keyItem ddb.Item) error {
+	key, err := t.storageKey(keyItem, true)
+	if err != nil {
+		return err
+	}
+	id := fmt.Sprintf("%d/%d:%s%s", key.GetTableId(), len(key.GetPartitionKey()), key.GetPartitionKey(), key.GetSortKey())
+	m.syncMu.Lock()
+	is := m.syncing[id]
+	if is == nil {
+		r := &syncRound{done: make(chan struct{})}
+		m.syncing[id] = &itemSyncs{running: r}
+		m.syncMu.Unlock()
+		return m.runRound(ctx, id, r, mg, t, keyItem)
+	}
+	if r := is.next; r != nil {
+		m.syncMu.Unlock()
+		m.joined.Add(1)
+		m.h.o.Metrics.syncJoined()
+		select {
+		case <-r.done:
+			return r.err
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for a re-sync of the item that started after this one: %w", context.Cause(ctx))
+		}
+	}
+	r := &syncRound{done: make(chan struct{})}
+	is.next = r
+	prev := is.running
+	m.syncMu.Unlock()
+	// Not abandoned on ctx: r's joiners wait for this goroutine to run it
+	// (prev is bounded by its own deadline).
+	<-prev.done
+	m.syncMu.Lock()
+	is.running, is.next = r, nil
+	m.syncMu.Unlock()
+	return m.runRound(ctx, id, r, mg, t, keyItem)
+}
+
+// runRound runs round r of item id and ends it.
+func (m *migrator) runRound(ctx context.Context, id string, r *syncRound, mg *migrationv1.Migration, t *table, keyItem ddb.Item) error {
+	r.err = m.syncItem(ctx, mg, t, keyItem)
+	m.syncMu.Lock()
+	if is := m.syncing[id]; is != nil && is.running == r && is.next == nil {
+		delete(m.syncing, id)
+	}
+	m.syncMu.Unlock()
+	close(r.done)
+	return r.err
+}
+
 // syncItem re-syncs one item. Under the item's lock it reads the stored
-// version and DynamoDB's item (after taking the lock: the last re-sync to
-// take it reads last), and writes that item at max(now+S, stored+1). A
+// version and DynamoDB's item, concurrently (both after taking the lock:
+// the last re-sync to take it reads last), and writes that item at max(now+S, stored+1). A
 // write from outside the lock that lands meanwhile with a newer version
 // makes the write come back superseded; it is redone above that version.
 func (m *migrator) syncItem(ctx context.Context, mg *migrationv1.Migration, t *table, keyItem ddb.Item) error {
@@ -146,17 +222,25 @@ func (m *migrator) syncItem(ctx context.Context, mg *migrationv1.Migration, t *t
 		return fmt.Errorf("lock the item: %w", err)
 	}
 	defer lk.Unlock()
-	stored, err := co.Read(ctx, key, coord.Quorum)
+	// Both reads only need to start after the lock is held, so they run
+	// at once: the lock is held for the slower of them, not their sum.
+	var (
+		stored  *storagev1.Record
+		readErr error
+		wg      sync.WaitGroup
+	)
+	wg.Go(func() { stored, readErr = co.Read(ctx, key, coord.Quorum) })
+	item, err := m.upstreamItem(ctx, mg, keyItem, true)
+	wg.Wait()
+	if readErr != nil {
+		return fmt.Errorf("read Veltrix's copy: %w", readErr)
+	}
 	if err != nil {
-		return fmt.Errorf("read Veltrix's copy: %w", err)
+		return err
 	}
 	var floor uint64
 	if stored != nil {
 		floor = stored.GetVersion() + 1
-	}
-	item, err := m.upstreamItem(ctx, mg, keyItem, true)
-	if err != nil {
-		return err
 	}
 	for range maxWriteAttempts {
 		now := m.o.Now()

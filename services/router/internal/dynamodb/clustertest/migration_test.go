@@ -72,14 +72,18 @@ type migEndpoint struct {
 
 // endpoint serves router i's endpoint with opts (Control set by the
 // caller) until the test ends.
-func (mc *migCluster) endpoint(t *testing.T, i int, opts ddbep.MigrationOptions) *migEndpoint {
+func (mc *migCluster) endpoint(t testing.TB, i int, opts ddbep.MigrationOptions, metrics ...*ddbep.Metrics) *migEndpoint {
 	t.Helper()
 	opts.Credentials = testCreds
 	opts.RouterID = fmt.Sprintf("r%d", i+1)
 	if opts.ReplayInterval == 0 {
 		opts.ReplayInterval = 50 * time.Millisecond
 	}
-	h := ddbep.NewHandler(mc.c.Routers[i], ddbep.Options{Logger: mc.logger, Region: "us-east-1", Migration: opts})
+	o := ddbep.Options{Logger: mc.logger, Region: "us-east-1", Migration: opts}
+	if len(metrics) > 0 {
+		o.Metrics = metrics[0]
+	}
+	h := ddbep.NewHandler(mc.c.Routers[i], o)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() { srv.Close(); h.Close() })
 	return &migEndpoint{h: h, db: sdkClient(srv.URL)}
@@ -87,7 +91,7 @@ func (mc *migCluster) endpoint(t *testing.T, i int, opts ddbep.MigrationOptions)
 
 // createTables creates the Veltrix table (through the router's admin
 // path) and the upstream table in dynalite, both keyed by pk (S).
-func (mc *migCluster) createTables(t *testing.T, table, upTable string) {
+func (mc *migCluster) createTables(t testing.TB, table, upTable string) {
 	t.Helper()
 	in := &dynamodb.CreateTableInput{
 		TableName:            aws.String(upTable),
