@@ -63,6 +63,9 @@ type Server struct {
 	// topology and (after a start without etcd) register the node.
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
+	// exchangeDrain is closed when the node starts shutting down: Exchange
+	// streams take no more calls (exchange.go).
+	exchangeDrain chan struct{}
 }
 
 // Start opens the engine, starts serving and registers the node. On error
@@ -79,7 +82,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger, startTime: time.Now(), peers: newPeerPool()}
+	s := &Server{cfg: cfg, logger: cfg.Logger, startTime: time.Now(), peers: newPeerPool(), exchangeDrain: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			_ = s.Close()
@@ -209,7 +212,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.hints = newHinter(s)
-	storagev1.RegisterStorageServiceServer(s.sk.GRPC.Server, &service{s: s})
+	storagev1.RegisterStorageServiceServer(s.sk.GRPC.Server, &service{s: s, exchange: newExchangeCalls(s.sk.GRPC)})
 	s.Registry.MustRegister(newCollector(s))
 	if err := s.sk.Serve(cfg.MetricsAddr); err != nil {
 		return nil, err
@@ -283,6 +286,7 @@ func (s *Server) Close() error {
 	}
 	return s.sk.Close(svcmain.Stages{
 		BeforeDrain: func(ctx context.Context) {
+			close(s.exchangeDrain)
 			s.stopBackground()
 			s.regMu.Lock()
 			reg := s.reg
