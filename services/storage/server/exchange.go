@@ -22,13 +22,21 @@ import (
 // are busy the stream is not read, and HTTP/2 flow control holds the
 // caller back). A worker runs the call through the same method as the
 // unary RPC, so answers and errors are those of the unary path, and
-// records it under the unary method's gRPC metrics (grpcx.InnerCalls). One
-// sender goroutine writes the answers, all that are ready in one message.
+// records it under the unary method's gRPC metrics (grpcx.InnerCalls).
+// Then, unless another worker is sending, it sends every answer ready in
+// one message.
 const (
 	exchangeWorkers = 256
 	// exchangeBatchBytes bounds the (estimated) size of one answer
-	// message; a larger answer goes alone.
-	exchangeBatchBytes = 4 << 20
+	// message; a larger answer goes alone. The router decodes a message
+	// whole before handing out any of its answers.
+	exchangeBatchBytes = 512 << 10
+	// exchangeStreamWindow and exchangeConnWindow are the HTTP/2
+	// flow-control windows the node grants for what it receives: one
+	// Exchange stream carries the calls that had a stream, and a 64 KiB
+	// window, each (routers use the same: storagemux.StreamWindow).
+	exchangeStreamWindow = 4 << 20
+	exchangeConnWindow   = 8 << 20
 )
 
 // exchangeCalls records the calls Exchange carries as the unary RPCs'.
@@ -71,8 +79,12 @@ type exchange struct {
 	draining bool
 	out      []*storagev1.ExchangeResult // answers to send
 	goaway   bool                        // send the draining message next
-	wake     chan struct{}
-	sendErr  error
+
+	// sendMu is held by the one goroutine sending; batch is its buffer
+	// and sendErr the first send's error.
+	sendMu  sync.Mutex
+	batch   []*storagev1.ExchangeResult
+	sendErr error
 }
 
 func (svc *service) Exchange(stream storagev1.StorageService_ExchangeServer) error {
@@ -81,17 +93,13 @@ func (svc *service) Exchange(stream storagev1.StorageService_ExchangeServer) err
 	x := &exchange{
 		svc: svc, stream: stream, ctx: ctx,
 		work: make(chan exchangeTask), quit: make(chan struct{}),
-		calls: map[uint64]context.CancelFunc{}, wake: make(chan struct{}, 1),
+		calls: map[uint64]context.CancelFunc{},
 	}
-	sent := make(chan struct{})
-	go func() {
-		defer close(sent)
-		x.send()
-	}()
 	// A node shutting down takes no more calls; the caller closes its
 	// side once the others are answered, which ends recv.
-	recvDone := make(chan struct{})
+	recvDone, drained := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(drained)
 		select {
 		case <-svc.s.exchangeDrain:
 			x.drain()
@@ -106,7 +114,8 @@ func (svc *service) Exchange(stream storagev1.StorageService_ExchangeServer) err
 	}
 	x.running.Wait()
 	close(x.quit)
-	<-sent
+	<-drained
+	x.flush()
 	if err != nil {
 		return err
 	}
@@ -179,7 +188,7 @@ func (x *exchange) worker(t exchangeTask) {
 		delete(x.calls, t.call.GetId())
 		x.out = append(x.out, res)
 		x.mu.Unlock()
-		x.wakeSender()
+		x.flush()
 		x.running.Done()
 		select {
 		case t = <-x.work:
@@ -195,14 +204,7 @@ func (x *exchange) drain() {
 	x.draining = true
 	x.goaway = true
 	x.mu.Unlock()
-	x.wakeSender()
-}
-
-func (x *exchange) wakeSender() {
-	select {
-	case x.wake <- struct{}{}:
-	default:
-	}
+	x.flush()
 }
 
 // run runs one call as its unary RPC would.
@@ -301,45 +303,50 @@ func answerBytes(m proto.Message) int {
 	return 0
 }
 
-// send writes the answers, all that are ready in one message (up to
-// exchangeBatchBytes), until quit and nothing is left.
-func (x *exchange) send() {
-	var out []*storagev1.ExchangeResult
-	for {
+// flush sends the ready answers unless another goroutine is sending:
+// that one sends them. Whoever sends looks again after letting go of
+// sendMu, so no answer is left behind, and a worker finding nobody
+// sending sends its own answer (with any others ready) without waking
+// another goroutine.
+func (x *exchange) flush() {
+	for x.sendMu.TryLock() {
+		x.sendLocked()
+		x.sendMu.Unlock()
 		x.mu.Lock()
-		out, x.out = x.out, out[:0]
-		goaway, last := x.goaway, x.lastID
-		x.goaway = false
+		more := len(x.out) > 0 || x.goaway
 		x.mu.Unlock()
-		if goaway {
-			if err := x.stream.Send(&storagev1.ExchangeResponse{Draining: true, LastId: last}); err != nil {
-				x.failSend(err)
-			}
-		}
-		for len(out) > 0 && x.sendErr == nil {
-			n, size := 0, 0
-			for n < len(out) && (n == 0 || size < exchangeBatchBytes) {
-				size += answerBytes(out[n])
-				n++
-			}
-			if err := x.stream.Send(&storagev1.ExchangeResponse{Results: out[:n]}); err != nil {
-				x.failSend(err)
-			}
-			out = out[n:]
-		}
-		clear(out[:cap(out)])
-		out = out[:0]
-		select {
-		case <-x.wake:
-		case <-x.quit:
-			x.mu.Lock()
-			left := len(x.out) > 0 || x.goaway
-			x.mu.Unlock()
-			if !left {
-				return
-			}
+		if !more {
+			return
 		}
 	}
+}
+
+// sendLocked sends the ready answers, up to exchangeBatchBytes a message.
+// The caller holds sendMu.
+func (x *exchange) sendLocked() {
+	x.mu.Lock()
+	x.batch, x.out = x.out, x.batch[:0]
+	goaway, last := x.goaway, x.lastID
+	x.goaway = false
+	x.mu.Unlock()
+	if goaway && x.sendErr == nil {
+		if err := x.stream.Send(&storagev1.ExchangeResponse{Draining: true, LastId: last}); err != nil {
+			x.failSend(err)
+		}
+	}
+	for out := x.batch; len(out) > 0 && x.sendErr == nil; {
+		n, size := 0, 0
+		for n < len(out) && (n == 0 || size < exchangeBatchBytes) {
+			size += answerBytes(out[n])
+			n++
+		}
+		if err := x.stream.Send(&storagev1.ExchangeResponse{Results: out[:n]}); err != nil {
+			x.failSend(err)
+		}
+		out = out[n:]
+	}
+	clear(x.batch)
+	x.batch = x.batch[:0]
 }
 
 func (x *exchange) failSend(err error) {

@@ -20,6 +20,7 @@ import (
 	"github.com/veltrixdb/veltrix/services/storage/internal/engine"
 	"github.com/veltrixdb/veltrix/services/storage/internal/locks"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 )
 
 // Server is a running storage node.
@@ -208,7 +209,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// serves unregistered (routers retain it at its last address through
 	// the outage, and without it QUORUM loses a replica); it registers,
 	// or stops, when etcd answers.
-	if err := s.sk.Listen(cfg.ListenAddr); err != nil {
+	if err := s.sk.Listen(cfg.ListenAddr, grpc.InitialWindowSize(exchangeStreamWindow), grpc.InitialConnWindowSize(exchangeConnWindow)); err != nil {
 		return nil, err
 	}
 	s.hints = newHinter(s)

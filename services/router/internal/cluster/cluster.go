@@ -404,7 +404,7 @@ func (c *Cluster) rebuild(snap *topology.Snapshot) {
 		if _, ok := c.nodes[id]; ok {
 			continue
 		}
-		conn, err := grpcx.Dial(reg.Address, c.dialOpts...)
+		conn, err := grpcx.Dial(reg.Address, append(c.dialOpts[:len(c.dialOpts):len(c.dialOpts)], storagemux.DialOptions()...)...)
 		if err != nil {
 			c.logger.Error("dial storage node", "node", id, "addr", reg.Address, "err", err)
 			continue

@@ -5,9 +5,10 @@
 //
 // A Client is a storagev1.StorageServiceClient: those three methods go over
 // the stream, every other one is the unary RPC. Calls are numbered and
-// multiplexed; a sender goroutine writes every call waiting when it wakes
-// in one message (natural batching: nothing waits to fill a batch), and
-// the node answers the same way. The answer of a call is exactly the
+// multiplexed. Whichever caller finds nobody sending writes every call
+// waiting in one message, its own included (natural batching: nothing
+// waits to fill a batch, and no goroutine is woken to send); the node
+// answers the same way. The answer of a call is exactly the
 // unary RPC's (the status code, message and details of an error
 // included), so the router's retry, hedging and fencing logic cannot tell
 // the two apart.
@@ -61,6 +62,23 @@ const (
 	// risks a message over the size limit.
 	unaryBytes = 256 << 10
 )
+
+// HTTP/2 flow-control windows of a connection carrying an Exchange stream.
+// One stream carries what a unary call per request carried on many, each
+// with its own window: with gRPC's 64 KiB default (grown only by its BDP
+// estimate, which a low-latency link keeps small) the node's answers would
+// wait for window updates. Storage nodes use the same for what they
+// receive.
+const (
+	StreamWindow = 4 << 20
+	ConnWindow   = 8 << 20
+)
+
+// DialOptions are the options a connection to a storage node whose calls
+// go through a Client needs (after the common ones): its windows.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithInitialWindowSize(StreamWindow), grpc.WithInitialConnWindowSize(ConnWindow)}
+}
 
 // Options configures a Client. Zero values take the defaults.
 type Options struct {
@@ -254,11 +272,9 @@ func (c *Client) stream(ctx context.Context) (*stream, error) {
 		c: c, cs: cs, cancel: cancel,
 		slots:   make(chan struct{}, c.o.MaxInFlight),
 		pending: map[uint64]chan outcome{},
-		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
 	c.cur = s
-	go s.send()
 	go s.recv()
 	return s, nil
 }
@@ -301,8 +317,10 @@ type stream struct {
 	cs     storagev1.StorageService_ExchangeClient
 	cancel context.CancelFunc
 	slots  chan struct{}
-	wake   chan struct{}
 	done   chan struct{} // closed when the stream ended
+	// sendMu is held by the one goroutine sending; batch is its buffer.
+	sendMu sync.Mutex
+	batch  []*storagev1.ExchangeCall
 
 	mu      sync.Mutex
 	nextID  uint64
@@ -314,6 +332,7 @@ type stream struct {
 	draining bool
 	lastID   uint64
 	closing  bool // CloseSend is due
+	closed   bool // CloseSend was called
 }
 
 // call sends call and waits for its outcome.
@@ -341,7 +360,7 @@ func (s *stream) call(ctx context.Context, call *storagev1.ExchangeCall) (*stora
 	s.pending[id] = ch
 	s.queue = append(s.queue, call)
 	s.mu.Unlock()
-	s.wakeSender()
+	s.flush()
 
 	select {
 	case o := <-ch:
@@ -356,48 +375,55 @@ func (s *stream) call(ctx context.Context, call *storagev1.ExchangeCall) (*stora
 			s.closeIfDrainedLocked()
 		}
 		s.mu.Unlock()
-		s.wakeSender()
+		s.flush()
 		return nil, grpcstatus.FromContextError(ctx.Err()).Err()
 	}
 }
 
-func (s *stream) wakeSender() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
+// flush sends the queued calls, as many as fit in one message each time,
+// unless another goroutine is sending: that one sends them. Whoever
+// sends looks at the queue again after letting go of sendMu, so no call is
+// left behind, and a caller whose queue was empty sends its own call
+// without waking another goroutine.
+func (s *stream) flush() {
+	for s.sendMu.TryLock() {
+		s.sendLocked()
+		s.sendMu.Unlock()
+		s.mu.Lock()
+		more := s.err == nil && (len(s.queue) > 0 || s.closing && !s.closed)
+		s.mu.Unlock()
+		if !more {
+			return
+		}
 	}
 }
 
-// send writes the waiting calls, as many as fit in one message each time.
-func (s *stream) send() {
-	var batch []*storagev1.ExchangeCall
+// sendLocked sends until the queue is empty. The caller holds sendMu.
+func (s *stream) sendLocked() {
 	for {
-		select {
-		case <-s.wake:
-		case <-s.done:
+		s.mu.Lock()
+		n := min(len(s.queue), maxBatchCalls)
+		s.batch = append(s.batch[:0], s.queue[:n]...)
+		rest := copy(s.queue, s.queue[n:])
+		clear(s.queue[rest:])
+		s.queue = s.queue[:rest]
+		closeSend := n == 0 && s.closing && !s.closed && s.err == nil
+		if closeSend {
+			s.closed = true
+		}
+		s.mu.Unlock()
+		if closeSend {
+			_ = s.cs.CloseSend()
 			return
 		}
-		for {
-			s.mu.Lock()
-			n := min(len(s.queue), maxBatchCalls)
-			batch = append(batch[:0], s.queue[:n]...)
-			rest := copy(s.queue, s.queue[n:])
-			clear(s.queue[rest:])
-			s.queue = s.queue[:rest]
-			closing := s.closing && len(batch) == 0
-			s.mu.Unlock()
-			if closing {
-				_ = s.cs.CloseSend()
-				return
-			}
-			if len(batch) == 0 {
-				break
-			}
-			if err := s.cs.Send(&storagev1.ExchangeRequest{Calls: batch}); err != nil {
-				// io.EOF: the stream ended; recv gets its status.
-				return
-			}
-			clear(batch)
+		if n == 0 {
+			return
+		}
+		err := s.cs.Send(&storagev1.ExchangeRequest{Calls: s.batch})
+		clear(s.batch)
+		if err != nil {
+			// io.EOF: the stream ended; recv gets its status.
+			return
 		}
 	}
 }
@@ -431,19 +457,20 @@ func (s *stream) recv() {
 			s.c.mu.Unlock()
 		}
 		s.closeIfDrainedLocked()
+		closing := s.closing && !s.closed
 		s.mu.Unlock()
+		if closing {
+			s.flush()
+		}
 	}
 }
 
-// closeIfDrainedLocked closes the sending side of a draining stream once
-// no call awaits an answer. The caller holds s.mu.
+// closeIfDrainedLocked marks the sending side of a draining stream to be
+// closed (by the next flush) once no call awaits an answer. The caller
+// holds s.mu.
 func (s *stream) closeIfDrainedLocked() {
 	if s.draining && len(s.pending) == 0 && !s.closing {
 		s.closing = true
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
 	}
 }
 
