@@ -33,8 +33,12 @@ type node struct {
 	storagev1.UnimplementedStorageServiceServer
 	read       func(ctx context.Context, req *storagev1.ReadRequest) (*storagev1.ReadResponse, error)
 	noExchange bool
+	// drain: the stream answers its first message by draining, taking
+	// none of its calls (as a node shutting down).
+	drain bool
 
 	unary, streams, cancels atomic.Int64
+	ended                   atomic.Int64 // Exchange handlers returned
 	maxCalls                atomic.Int64 // most calls seen in one message
 	breakStreams            chan struct{}
 }
@@ -80,6 +84,7 @@ func (n *node) Exchange(stream storagev1.StorageService_ExchangeServer) error {
 		return status.Error(codes.Unimplemented, "unknown method Exchange")
 	}
 	n.streams.Add(1)
+	defer n.ended.Add(1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(stream.Context())
@@ -95,6 +100,12 @@ func (n *node) Exchange(stream storagev1.StorageService_ExchangeServer) error {
 				return
 			}
 			n.maxCalls.Store(max(n.maxCalls.Load(), int64(len(req.GetCalls()))))
+			if n.drain {
+				mu.Lock()
+				_ = stream.Send(&storagev1.ExchangeResponse{Draining: true, LastId: 0})
+				mu.Unlock()
+				continue
+			}
 			for _, c := range req.GetCalls() {
 				mu.Lock()
 				if c.GetCancel() {
@@ -372,6 +383,29 @@ func TestUnimplemented(t *testing.T) {
 	if u := n.unary.Load(); u != 6 {
 		t.Fatalf("%d unary calls, want 6", u)
 	}
+}
+
+// TestDrain: the calls a draining node did not take go by the unary RPC,
+// and the stream is closed (its node's shutdown does not wait for it).
+func TestDrain(t *testing.T) {
+	n := &node{read: echo, drain: true}
+	c, _ := serve(t, n, storagemux.Options{})
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Go(func() {
+			pk := fmt.Sprint("k", i)
+			r, err := c.Read(t.Context(), &storagev1.ReadRequest{Key: key(pk)})
+			if err != nil || string(r.GetRecord().GetValue()) != pk {
+				t.Errorf("read %s: %v, %v", pk, r, err)
+			}
+		})
+	}
+	wg.Wait()
+	if u := n.unary.Load(); u != 10 {
+		t.Fatalf("%d unary calls, want 10", u)
+	}
+	// The router closed its side: the node's handler returned.
+	waitFor(t, func() bool { return n.ended.Load() == n.streams.Load() })
 }
 
 // TestErrorParity: every error kind reaches the caller over the stream
