@@ -61,6 +61,7 @@ type Server struct {
 	// Health is the standard health service; services set their status on it.
 	Health  *health.Server
 	metrics *serverMetrics
+	logger  *slog.Logger
 }
 
 // NewServer returns a gRPC server with the shared interceptor chain, health
@@ -105,6 +106,7 @@ func NewServer(o ServerOptions, extra ...grpc.ServerOption) *Server {
 		Server:  grpc.NewServer(append(opts, extra...)...),
 		Health:  health.NewServer(),
 		metrics: metrics,
+		logger:  logger,
 	}
 	healthpb.RegisterHealthServer(s.Server, s.Health)
 	reflection.Register(s.Server)

@@ -228,3 +228,43 @@ func (s *countingStream) RecvMsg(m any) error {
 	}
 	return err
 }
+
+// InnerCalls records the calls of one unary method that a service receives
+// inside a stream (StorageService.Exchange carries Read, BatchRead and
+// Apply) as the unary interceptor records that method's calls: the same
+// grpc_server_* series with grpc_type "unary", and the same log line, so
+// metrics and logs do not depend on how a call arrived.
+type InnerCalls struct {
+	mm         *methodMetrics
+	logger     *slog.Logger
+	fullMethod string
+}
+
+// InnerCalls returns the recorder of fullMethod ("/pkg.Service/Method").
+func (s *Server) InnerCalls(fullMethod string) *InnerCalls {
+	return &InnerCalls{mm: s.metrics.method(fullMethod, false, false), logger: s.logger, fullMethod: fullMethod}
+}
+
+// Start counts a call received and returns its start time for Done. A
+// nil *InnerCalls records nothing.
+func (c *InnerCalls) Start() time.Time {
+	if c == nil {
+		return time.Time{}
+	}
+	c.mm.started.Inc()
+	c.mm.received.Inc()
+	return time.Now()
+}
+
+// Done counts, times and logs a call that ended with err (a status error
+// or nil).
+func (c *InnerCalls) Done(ctx context.Context, start time.Time, err error) {
+	if c == nil {
+		return
+	}
+	if err == nil {
+		c.mm.sent.Inc()
+	}
+	code := c.mm.done(err, start)
+	logCall(ctx, c.logger, c.fullMethod, "unary", start, code, err)
+}

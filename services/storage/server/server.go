@@ -20,6 +20,7 @@ import (
 	"github.com/veltrixdb/veltrix/services/storage/internal/engine"
 	"github.com/veltrixdb/veltrix/services/storage/internal/locks"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 )
 
 // Server is a running storage node.
@@ -63,6 +64,9 @@ type Server struct {
 	// topology and (after a start without etcd) register the node.
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
+	// exchangeDrain is closed when the node starts shutting down: Exchange
+	// streams take no more calls (exchange.go).
+	exchangeDrain chan struct{}
 }
 
 // Start opens the engine, starts serving and registers the node. On error
@@ -79,7 +83,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger, startTime: time.Now(), peers: newPeerPool()}
+	s := &Server{cfg: cfg, logger: cfg.Logger, startTime: time.Now(), peers: newPeerPool(), exchangeDrain: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			_ = s.Close()
@@ -205,11 +209,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// serves unregistered (routers retain it at its last address through
 	// the outage, and without it QUORUM loses a replica); it registers,
 	// or stops, when etcd answers.
-	if err := s.sk.Listen(cfg.ListenAddr); err != nil {
+	if err := s.sk.Listen(cfg.ListenAddr, grpc.InitialWindowSize(exchangeStreamWindow), grpc.InitialConnWindowSize(exchangeConnWindow)); err != nil {
 		return nil, err
 	}
 	s.hints = newHinter(s)
-	storagev1.RegisterStorageServiceServer(s.sk.GRPC.Server, &service{s: s})
+	storagev1.RegisterStorageServiceServer(s.sk.GRPC.Server, &service{s: s, exchange: newExchangeCalls(s.sk.GRPC)})
 	s.Registry.MustRegister(newCollector(s))
 	if err := s.sk.Serve(cfg.MetricsAddr); err != nil {
 		return nil, err
@@ -283,6 +287,7 @@ func (s *Server) Close() error {
 	}
 	return s.sk.Close(svcmain.Stages{
 		BeforeDrain: func(ctx context.Context) {
+			close(s.exchangeDrain)
 			s.stopBackground()
 			s.regMu.Lock()
 			reg := s.reg

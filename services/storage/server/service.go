@@ -45,6 +45,9 @@ const (
 type service struct {
 	storagev1.UnimplementedStorageServiceServer
 	s *Server
+	// exchange records the calls Exchange carries under the unary
+	// methods' gRPC metrics.
+	exchange *exchangeCalls
 }
 
 // toStatus is the one place engine and service errors become gRPC codes.

@@ -1,8 +1,9 @@
 // Package cluster is the router's view of the storage nodes: an immutable
 // routing table (partition → read set, write sets and write targets, as
 // placement.Document.Routing defines them while replicas move) rebuilt
-// from every topology snapshot, one reused gRPC connection per node, and per-node latency
-// estimates for choosing and hedging replicas. Nothing here reads etcd on
+// from every topology snapshot, one reused gRPC connection per node (its
+// Read, BatchRead and Apply calls multiplexed on one stream: storagemux),
+// and per-node latency estimates for choosing and hedging replicas. Nothing here reads etcd on
 // the request path.
 //
 // # Riding out an etcd outage
@@ -39,16 +40,28 @@ import (
 	"github.com/veltrixdb/veltrix/pkg/placement"
 	"github.com/veltrixdb/veltrix/pkg/topology"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
+	"github.com/veltrixdb/veltrix/services/router/internal/storagemux"
 	"google.golang.org/grpc"
 )
 
 // Node is a storage node the router talks to.
 type Node struct {
-	ID     string
-	Addr   string
+	ID   string
+	Addr string
+	// Client calls the node: Read, BatchRead and Apply over one Exchange
+	// stream (storagemux), the rest by unary RPCs.
 	Client storagev1.StorageServiceClient
 	conn   *grpc.ClientConn
+	mux    *storagemux.Client
 	lat    latency
+}
+
+// close closes the node's stream and connection.
+func (n *Node) close() {
+	if n.mux != nil {
+		n.mux.Close()
+	}
+	_ = n.conn.Close()
 }
 
 // ObserveLatency records the duration of a successful call to the node.
@@ -382,7 +395,7 @@ func (c *Cluster) rebuild(snap *topology.Snapshot) {
 	for id, n := range c.nodes {
 		reg, ok := members[id]
 		if !ok || reg.Address != n.Addr {
-			_ = n.conn.Close()
+			n.close()
 			delete(c.nodes, id)
 			c.nodesGen++
 		}
@@ -391,12 +404,13 @@ func (c *Cluster) rebuild(snap *topology.Snapshot) {
 		if _, ok := c.nodes[id]; ok {
 			continue
 		}
-		conn, err := grpcx.Dial(reg.Address, c.dialOpts...)
+		conn, err := grpcx.Dial(reg.Address, append(c.dialOpts[:len(c.dialOpts):len(c.dialOpts)], storagemux.DialOptions()...)...)
 		if err != nil {
 			c.logger.Error("dial storage node", "node", id, "addr", reg.Address, "err", err)
 			continue
 		}
-		c.nodes[id] = &Node{ID: id, Addr: reg.Address, conn: conn, Client: storagev1.NewStorageServiceClient(conn)}
+		mux := storagemux.New(conn, storagemux.Options{})
+		c.nodes[id] = &Node{ID: id, Addr: reg.Address, conn: conn, mux: mux, Client: mux}
 		c.nodesGen++
 	}
 	v := &View{Snapshot: snap, nodesGen: c.nodesGen}
@@ -514,7 +528,7 @@ func (c *Cluster) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for id, n := range c.nodes {
-		_ = n.conn.Close()
+		n.close()
 		delete(c.nodes, id)
 	}
 }

@@ -9,6 +9,7 @@ package storagev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	anypb "google.golang.org/protobuf/types/known/anypb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -1883,11 +1884,402 @@ func (x *IngestInvalid) GetReason() string {
 	return ""
 }
 
+// ExchangeRequest is one message of an Exchange stream from the caller: the
+// calls that were waiting to be sent when it was written.
+type ExchangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// calls to start or cancel.
+	Calls         []*ExchangeCall `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeRequest) Reset() {
+	*x = ExchangeRequest{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeRequest) ProtoMessage() {}
+
+func (x *ExchangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeRequest.ProtoReflect.Descriptor instead.
+func (*ExchangeRequest) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ExchangeRequest) GetCalls() []*ExchangeCall {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+// ExchangeCall is one call on an Exchange stream, or the cancellation of
+// one.
+type ExchangeCall struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the call in its answer; unique among the stream's calls in
+	// flight (the caller numbers them).
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// timeout_micros is the time left to the caller's deadline, in
+	// microseconds, when the call was sent; 0 means no deadline.
+	TimeoutMicros int64 `protobuf:"varint,2,opt,name=timeout_micros,json=timeoutMicros,proto3" json:"timeout_micros,omitempty"`
+	// cancel, when set, cancels the call in flight with this id (carrying no
+	// request); the caller has stopped waiting for it and drops its answer.
+	Cancel bool `protobuf:"varint,3,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	// request is the call; unset only in a cancellation.
+	//
+	// Types that are valid to be assigned to Request:
+	//
+	//	*ExchangeCall_Read
+	//	*ExchangeCall_BatchRead
+	//	*ExchangeCall_Apply
+	Request       isExchangeCall_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeCall) Reset() {
+	*x = ExchangeCall{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeCall) ProtoMessage() {}
+
+func (x *ExchangeCall) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeCall.ProtoReflect.Descriptor instead.
+func (*ExchangeCall) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ExchangeCall) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ExchangeCall) GetTimeoutMicros() int64 {
+	if x != nil {
+		return x.TimeoutMicros
+	}
+	return 0
+}
+
+func (x *ExchangeCall) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
+func (x *ExchangeCall) GetRequest() isExchangeCall_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *ExchangeCall) GetRead() *ReadRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ExchangeCall_Read); ok {
+			return x.Read
+		}
+	}
+	return nil
+}
+
+func (x *ExchangeCall) GetBatchRead() *BatchReadRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ExchangeCall_BatchRead); ok {
+			return x.BatchRead
+		}
+	}
+	return nil
+}
+
+func (x *ExchangeCall) GetApply() *ApplyRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ExchangeCall_Apply); ok {
+			return x.Apply
+		}
+	}
+	return nil
+}
+
+type isExchangeCall_Request interface {
+	isExchangeCall_Request()
+}
+
+type ExchangeCall_Read struct {
+	// read is a Read call.
+	Read *ReadRequest `protobuf:"bytes,4,opt,name=read,proto3,oneof"`
+}
+
+type ExchangeCall_BatchRead struct {
+	// batch_read is a BatchRead call.
+	BatchRead *BatchReadRequest `protobuf:"bytes,5,opt,name=batch_read,json=batchRead,proto3,oneof"`
+}
+
+type ExchangeCall_Apply struct {
+	// apply is an Apply call.
+	Apply *ApplyRequest `protobuf:"bytes,6,opt,name=apply,proto3,oneof"`
+}
+
+func (*ExchangeCall_Read) isExchangeCall_Request() {}
+
+func (*ExchangeCall_BatchRead) isExchangeCall_Request() {}
+
+func (*ExchangeCall_Apply) isExchangeCall_Request() {}
+
+// ExchangeResponse is one message of an Exchange stream from the node: the
+// answers that were ready when it was written.
+type ExchangeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results answer calls, in the order they finished.
+	Results []*ExchangeResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// draining is set once, when the node starts shutting down: it runs no
+	// call with an id above last_id on this stream (the caller may send those
+	// elsewhere, or again by the unary RPC), answers the others, then ends
+	// the stream.
+	Draining bool `protobuf:"varint,2,opt,name=draining,proto3" json:"draining,omitempty"`
+	// last_id is, when draining, the id of the last call the node took.
+	LastId        uint64 `protobuf:"varint,3,opt,name=last_id,json=lastId,proto3" json:"last_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeResponse) Reset() {
+	*x = ExchangeResponse{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeResponse) ProtoMessage() {}
+
+func (x *ExchangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeResponse.ProtoReflect.Descriptor instead.
+func (*ExchangeResponse) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ExchangeResponse) GetResults() []*ExchangeResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *ExchangeResponse) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *ExchangeResponse) GetLastId() uint64 {
+	if x != nil {
+		return x.LastId
+	}
+	return 0
+}
+
+// ExchangeResult answers one ExchangeCall.
+type ExchangeResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the answered call's id.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// code is the call's gRPC status code (0: OK, the response is set).
+	Code int32 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	// message is the status message of a failed call.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// details are the status details of a failed call (google.rpc.Status
+	// details, e.g. the ErrorInfo of a stale placement epoch).
+	Details []*anypb.Any `protobuf:"bytes,4,rep,name=details,proto3" json:"details,omitempty"`
+	// response is a successful call's answer, of the call's kind.
+	//
+	// Types that are valid to be assigned to Response:
+	//
+	//	*ExchangeResult_Read
+	//	*ExchangeResult_BatchRead
+	//	*ExchangeResult_Apply
+	Response      isExchangeResult_Response `protobuf_oneof:"response"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeResult) Reset() {
+	*x = ExchangeResult{}
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeResult) ProtoMessage() {}
+
+func (x *ExchangeResult) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_storage_v1_storage_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeResult.ProtoReflect.Descriptor instead.
+func (*ExchangeResult) Descriptor() ([]byte, []int) {
+	return file_veltrix_storage_v1_storage_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ExchangeResult) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ExchangeResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ExchangeResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ExchangeResult) GetDetails() []*anypb.Any {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+func (x *ExchangeResult) GetResponse() isExchangeResult_Response {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *ExchangeResult) GetRead() *ReadResponse {
+	if x != nil {
+		if x, ok := x.Response.(*ExchangeResult_Read); ok {
+			return x.Read
+		}
+	}
+	return nil
+}
+
+func (x *ExchangeResult) GetBatchRead() *BatchReadResponse {
+	if x != nil {
+		if x, ok := x.Response.(*ExchangeResult_BatchRead); ok {
+			return x.BatchRead
+		}
+	}
+	return nil
+}
+
+func (x *ExchangeResult) GetApply() *ApplyResponse {
+	if x != nil {
+		if x, ok := x.Response.(*ExchangeResult_Apply); ok {
+			return x.Apply
+		}
+	}
+	return nil
+}
+
+type isExchangeResult_Response interface {
+	isExchangeResult_Response()
+}
+
+type ExchangeResult_Read struct {
+	// read answers a Read call.
+	Read *ReadResponse `protobuf:"bytes,5,opt,name=read,proto3,oneof"`
+}
+
+type ExchangeResult_BatchRead struct {
+	// batch_read answers a BatchRead call.
+	BatchRead *BatchReadResponse `protobuf:"bytes,6,opt,name=batch_read,json=batchRead,proto3,oneof"`
+}
+
+type ExchangeResult_Apply struct {
+	// apply answers an Apply call.
+	Apply *ApplyResponse `protobuf:"bytes,7,opt,name=apply,proto3,oneof"`
+}
+
+func (*ExchangeResult_Read) isExchangeResult_Response() {}
+
+func (*ExchangeResult_BatchRead) isExchangeResult_Response() {}
+
+func (*ExchangeResult_Apply) isExchangeResult_Response() {}
+
 var File_veltrix_storage_v1_storage_proto protoreflect.FileDescriptor
 
 const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"\n" +
-	" veltrix/storage/v1/storage.proto\x12\x12veltrix.storage.v1\"~\n" +
+	" veltrix/storage/v1/storage.proto\x12\x12veltrix.storage.v1\x1a\x19google/protobuf/any.proto\"~\n" +
 	"\x03Key\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x19\n" +
 	"\btable_id\x18\x02 \x01(\x04R\atableId\x12#\n" +
@@ -1999,11 +2391,37 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"\ainvalid\x18\x03 \x03(\v2!.veltrix.storage.v1.IngestInvalidR\ainvalid\"=\n" +
 	"\rIngestInvalid\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason*O\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"I\n" +
+	"\x0fExchangeRequest\x126\n" +
+	"\x05calls\x18\x01 \x03(\v2 .veltrix.storage.v1.ExchangeCallR\x05calls\"\xa0\x02\n" +
+	"\fExchangeCall\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12%\n" +
+	"\x0etimeout_micros\x18\x02 \x01(\x03R\rtimeoutMicros\x12\x16\n" +
+	"\x06cancel\x18\x03 \x01(\bR\x06cancel\x125\n" +
+	"\x04read\x18\x04 \x01(\v2\x1f.veltrix.storage.v1.ReadRequestH\x00R\x04read\x12E\n" +
+	"\n" +
+	"batch_read\x18\x05 \x01(\v2$.veltrix.storage.v1.BatchReadRequestH\x00R\tbatchRead\x128\n" +
+	"\x05apply\x18\x06 \x01(\v2 .veltrix.storage.v1.ApplyRequestH\x00R\x05applyB\t\n" +
+	"\arequest\"\x85\x01\n" +
+	"\x10ExchangeResponse\x12<\n" +
+	"\aresults\x18\x01 \x03(\v2\".veltrix.storage.v1.ExchangeResultR\aresults\x12\x1a\n" +
+	"\bdraining\x18\x02 \x01(\bR\bdraining\x12\x17\n" +
+	"\alast_id\x18\x03 \x01(\x04R\x06lastId\"\xc5\x02\n" +
+	"\x0eExchangeResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12.\n" +
+	"\adetails\x18\x04 \x03(\v2\x14.google.protobuf.AnyR\adetails\x126\n" +
+	"\x04read\x18\x05 \x01(\v2 .veltrix.storage.v1.ReadResponseH\x00R\x04read\x12F\n" +
+	"\n" +
+	"batch_read\x18\x06 \x01(\v2%.veltrix.storage.v1.BatchReadResponseH\x00R\tbatchRead\x129\n" +
+	"\x05apply\x18\a \x01(\v2!.veltrix.storage.v1.ApplyResponseH\x00R\x05applyB\n" +
+	"\n" +
+	"\bresponse*O\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_APPLIED\x10\x01\x12\x16\n" +
-	"\x12OUTCOME_SUPERSEDED\x10\x022\xd5\b\n" +
+	"\x12OUTCOME_SUPERSEDED\x10\x022\xb0\t\n" +
 	"\x0eStorageService\x12I\n" +
 	"\x04Read\x12\x1f.veltrix.storage.v1.ReadRequest\x1a .veltrix.storage.v1.ReadResponse\x12X\n" +
 	"\tBatchRead\x12$.veltrix.storage.v1.BatchReadRequest\x1a%.veltrix.storage.v1.BatchReadResponse\x12L\n" +
@@ -2017,7 +2435,8 @@ const file_veltrix_storage_v1_storage_proto_rawDesc = "" +
 	"StoreHints\x12%.veltrix.storage.v1.StoreHintsRequest\x1a&.veltrix.storage.v1.StoreHintsResponse\x12R\n" +
 	"\aLockKey\x12\".veltrix.storage.v1.LockKeyRequest\x1a#.veltrix.storage.v1.LockKeyResponse\x12X\n" +
 	"\tUnlockKey\x12$.veltrix.storage.v1.UnlockKeyRequest\x1a%.veltrix.storage.v1.UnlockKeyResponse\x12Q\n" +
-	"\x06Ingest\x12!.veltrix.storage.v1.IngestRequest\x1a\".veltrix.storage.v1.IngestResponse(\x01BEZCgithub.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1;storagev1b\x06proto3"
+	"\x06Ingest\x12!.veltrix.storage.v1.IngestRequest\x1a\".veltrix.storage.v1.IngestResponse(\x01\x12Y\n" +
+	"\bExchange\x12#.veltrix.storage.v1.ExchangeRequest\x1a$.veltrix.storage.v1.ExchangeResponse(\x010\x01BEZCgithub.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_veltrix_storage_v1_storage_proto_rawDescOnce sync.Once
@@ -2032,7 +2451,7 @@ func file_veltrix_storage_v1_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_veltrix_storage_v1_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_veltrix_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_veltrix_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_veltrix_storage_v1_storage_proto_goTypes = []any{
 	(Outcome)(0),                     // 0: veltrix.storage.v1.Outcome
 	(*Key)(nil),                      // 1: veltrix.storage.v1.Key
@@ -2065,6 +2484,11 @@ var file_veltrix_storage_v1_storage_proto_goTypes = []any{
 	(*IngestRequest)(nil),            // 28: veltrix.storage.v1.IngestRequest
 	(*IngestResponse)(nil),           // 29: veltrix.storage.v1.IngestResponse
 	(*IngestInvalid)(nil),            // 30: veltrix.storage.v1.IngestInvalid
+	(*ExchangeRequest)(nil),          // 31: veltrix.storage.v1.ExchangeRequest
+	(*ExchangeCall)(nil),             // 32: veltrix.storage.v1.ExchangeCall
+	(*ExchangeResponse)(nil),         // 33: veltrix.storage.v1.ExchangeResponse
+	(*ExchangeResult)(nil),           // 34: veltrix.storage.v1.ExchangeResult
+	(*anypb.Any)(nil),                // 35: google.protobuf.Any
 }
 var file_veltrix_storage_v1_storage_proto_depIdxs = []int32{
 	1,  // 0: veltrix.storage.v1.Record.key:type_name -> veltrix.storage.v1.Key
@@ -2084,35 +2508,46 @@ var file_veltrix_storage_v1_storage_proto_depIdxs = []int32{
 	1,  // 14: veltrix.storage.v1.UnlockKeyRequest.key:type_name -> veltrix.storage.v1.Key
 	2,  // 15: veltrix.storage.v1.IngestRequest.records:type_name -> veltrix.storage.v1.Record
 	30, // 16: veltrix.storage.v1.IngestResponse.invalid:type_name -> veltrix.storage.v1.IngestInvalid
-	3,  // 17: veltrix.storage.v1.StorageService.Read:input_type -> veltrix.storage.v1.ReadRequest
-	5,  // 18: veltrix.storage.v1.StorageService.BatchRead:input_type -> veltrix.storage.v1.BatchReadRequest
-	7,  // 19: veltrix.storage.v1.StorageService.Apply:input_type -> veltrix.storage.v1.ApplyRequest
-	9,  // 20: veltrix.storage.v1.StorageService.Scan:input_type -> veltrix.storage.v1.ScanRequest
-	11, // 21: veltrix.storage.v1.StorageService.StreamPartition:input_type -> veltrix.storage.v1.StreamPartitionRequest
-	13, // 22: veltrix.storage.v1.StorageService.PartitionDigests:input_type -> veltrix.storage.v1.PartitionDigestsRequest
-	16, // 23: veltrix.storage.v1.StorageService.BucketDigests:input_type -> veltrix.storage.v1.BucketDigestsRequest
-	20, // 24: veltrix.storage.v1.StorageService.SetSyncPoints:input_type -> veltrix.storage.v1.SetSyncPointsRequest
-	22, // 25: veltrix.storage.v1.StorageService.StoreHints:input_type -> veltrix.storage.v1.StoreHintsRequest
-	24, // 26: veltrix.storage.v1.StorageService.LockKey:input_type -> veltrix.storage.v1.LockKeyRequest
-	26, // 27: veltrix.storage.v1.StorageService.UnlockKey:input_type -> veltrix.storage.v1.UnlockKeyRequest
-	28, // 28: veltrix.storage.v1.StorageService.Ingest:input_type -> veltrix.storage.v1.IngestRequest
-	4,  // 29: veltrix.storage.v1.StorageService.Read:output_type -> veltrix.storage.v1.ReadResponse
-	6,  // 30: veltrix.storage.v1.StorageService.BatchRead:output_type -> veltrix.storage.v1.BatchReadResponse
-	8,  // 31: veltrix.storage.v1.StorageService.Apply:output_type -> veltrix.storage.v1.ApplyResponse
-	10, // 32: veltrix.storage.v1.StorageService.Scan:output_type -> veltrix.storage.v1.ScanResponse
-	12, // 33: veltrix.storage.v1.StorageService.StreamPartition:output_type -> veltrix.storage.v1.StreamPartitionResponse
-	15, // 34: veltrix.storage.v1.StorageService.PartitionDigests:output_type -> veltrix.storage.v1.PartitionDigestsResponse
-	18, // 35: veltrix.storage.v1.StorageService.BucketDigests:output_type -> veltrix.storage.v1.BucketDigestsResponse
-	21, // 36: veltrix.storage.v1.StorageService.SetSyncPoints:output_type -> veltrix.storage.v1.SetSyncPointsResponse
-	23, // 37: veltrix.storage.v1.StorageService.StoreHints:output_type -> veltrix.storage.v1.StoreHintsResponse
-	25, // 38: veltrix.storage.v1.StorageService.LockKey:output_type -> veltrix.storage.v1.LockKeyResponse
-	27, // 39: veltrix.storage.v1.StorageService.UnlockKey:output_type -> veltrix.storage.v1.UnlockKeyResponse
-	29, // 40: veltrix.storage.v1.StorageService.Ingest:output_type -> veltrix.storage.v1.IngestResponse
-	29, // [29:41] is the sub-list for method output_type
-	17, // [17:29] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	32, // 17: veltrix.storage.v1.ExchangeRequest.calls:type_name -> veltrix.storage.v1.ExchangeCall
+	3,  // 18: veltrix.storage.v1.ExchangeCall.read:type_name -> veltrix.storage.v1.ReadRequest
+	5,  // 19: veltrix.storage.v1.ExchangeCall.batch_read:type_name -> veltrix.storage.v1.BatchReadRequest
+	7,  // 20: veltrix.storage.v1.ExchangeCall.apply:type_name -> veltrix.storage.v1.ApplyRequest
+	34, // 21: veltrix.storage.v1.ExchangeResponse.results:type_name -> veltrix.storage.v1.ExchangeResult
+	35, // 22: veltrix.storage.v1.ExchangeResult.details:type_name -> google.protobuf.Any
+	4,  // 23: veltrix.storage.v1.ExchangeResult.read:type_name -> veltrix.storage.v1.ReadResponse
+	6,  // 24: veltrix.storage.v1.ExchangeResult.batch_read:type_name -> veltrix.storage.v1.BatchReadResponse
+	8,  // 25: veltrix.storage.v1.ExchangeResult.apply:type_name -> veltrix.storage.v1.ApplyResponse
+	3,  // 26: veltrix.storage.v1.StorageService.Read:input_type -> veltrix.storage.v1.ReadRequest
+	5,  // 27: veltrix.storage.v1.StorageService.BatchRead:input_type -> veltrix.storage.v1.BatchReadRequest
+	7,  // 28: veltrix.storage.v1.StorageService.Apply:input_type -> veltrix.storage.v1.ApplyRequest
+	9,  // 29: veltrix.storage.v1.StorageService.Scan:input_type -> veltrix.storage.v1.ScanRequest
+	11, // 30: veltrix.storage.v1.StorageService.StreamPartition:input_type -> veltrix.storage.v1.StreamPartitionRequest
+	13, // 31: veltrix.storage.v1.StorageService.PartitionDigests:input_type -> veltrix.storage.v1.PartitionDigestsRequest
+	16, // 32: veltrix.storage.v1.StorageService.BucketDigests:input_type -> veltrix.storage.v1.BucketDigestsRequest
+	20, // 33: veltrix.storage.v1.StorageService.SetSyncPoints:input_type -> veltrix.storage.v1.SetSyncPointsRequest
+	22, // 34: veltrix.storage.v1.StorageService.StoreHints:input_type -> veltrix.storage.v1.StoreHintsRequest
+	24, // 35: veltrix.storage.v1.StorageService.LockKey:input_type -> veltrix.storage.v1.LockKeyRequest
+	26, // 36: veltrix.storage.v1.StorageService.UnlockKey:input_type -> veltrix.storage.v1.UnlockKeyRequest
+	28, // 37: veltrix.storage.v1.StorageService.Ingest:input_type -> veltrix.storage.v1.IngestRequest
+	31, // 38: veltrix.storage.v1.StorageService.Exchange:input_type -> veltrix.storage.v1.ExchangeRequest
+	4,  // 39: veltrix.storage.v1.StorageService.Read:output_type -> veltrix.storage.v1.ReadResponse
+	6,  // 40: veltrix.storage.v1.StorageService.BatchRead:output_type -> veltrix.storage.v1.BatchReadResponse
+	8,  // 41: veltrix.storage.v1.StorageService.Apply:output_type -> veltrix.storage.v1.ApplyResponse
+	10, // 42: veltrix.storage.v1.StorageService.Scan:output_type -> veltrix.storage.v1.ScanResponse
+	12, // 43: veltrix.storage.v1.StorageService.StreamPartition:output_type -> veltrix.storage.v1.StreamPartitionResponse
+	15, // 44: veltrix.storage.v1.StorageService.PartitionDigests:output_type -> veltrix.storage.v1.PartitionDigestsResponse
+	18, // 45: veltrix.storage.v1.StorageService.BucketDigests:output_type -> veltrix.storage.v1.BucketDigestsResponse
+	21, // 46: veltrix.storage.v1.StorageService.SetSyncPoints:output_type -> veltrix.storage.v1.SetSyncPointsResponse
+	23, // 47: veltrix.storage.v1.StorageService.StoreHints:output_type -> veltrix.storage.v1.StoreHintsResponse
+	25, // 48: veltrix.storage.v1.StorageService.LockKey:output_type -> veltrix.storage.v1.LockKeyResponse
+	27, // 49: veltrix.storage.v1.StorageService.UnlockKey:output_type -> veltrix.storage.v1.UnlockKeyResponse
+	29, // 50: veltrix.storage.v1.StorageService.Ingest:output_type -> veltrix.storage.v1.IngestResponse
+	33, // 51: veltrix.storage.v1.StorageService.Exchange:output_type -> veltrix.storage.v1.ExchangeResponse
+	39, // [39:52] is the sub-list for method output_type
+	26, // [26:39] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_veltrix_storage_v1_storage_proto_init() }
@@ -2120,13 +2555,23 @@ func file_veltrix_storage_v1_storage_proto_init() {
 	if File_veltrix_storage_v1_storage_proto != nil {
 		return
 	}
+	file_veltrix_storage_v1_storage_proto_msgTypes[31].OneofWrappers = []any{
+		(*ExchangeCall_Read)(nil),
+		(*ExchangeCall_BatchRead)(nil),
+		(*ExchangeCall_Apply)(nil),
+	}
+	file_veltrix_storage_v1_storage_proto_msgTypes[33].OneofWrappers = []any{
+		(*ExchangeResult_Read)(nil),
+		(*ExchangeResult_BatchRead)(nil),
+		(*ExchangeResult_Apply)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_veltrix_storage_v1_storage_proto_rawDesc), len(file_veltrix_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	StorageService_LockKey_FullMethodName          = "/veltrix.storage.v1.StorageService/LockKey"
 	StorageService_UnlockKey_FullMethodName        = "/veltrix.storage.v1.StorageService/UnlockKey"
 	StorageService_Ingest_FullMethodName           = "/veltrix.storage.v1.StorageService/Ingest"
+	StorageService_Exchange_FullMethodName         = "/veltrix.storage.v1.StorageService/Exchange"
 )
 
 // StorageServiceClient is the client API for StorageService service.
@@ -115,6 +116,23 @@ type StorageServiceClient interface {
 	// RESOURCE_EXHAUSTED when the run exceeds the node's ingest limit
 	// (--max-ingest-bytes); nothing is applied then.
 	Ingest(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[IngestRequest, IngestResponse], error)
+	// Exchange carries Read, BatchRead and Apply calls on one long-lived
+	// stream per connection, so a router pays no new HTTP/2 stream (headers,
+	// trailers, hpack) per call. Each message holds one or more calls, each
+	// with an id; the node runs them concurrently (a bounded number per
+	// stream: the stream stops being read while that many run) and answers
+	// each with its id as it finishes, several answers to a message when
+	// several are ready. A call's answer is exactly what the unary RPC of the
+	// same request returns, its error included (the same code, message and
+	// details). A call whose timeout passes ends with DEADLINE_EXCEEDED; a
+	// cancelled one is answered with CANCELED if it had not finished. Calls
+	// in flight when the stream breaks have no answer: the caller cannot know
+	// whether an Apply took effect (as for a unary call whose connection
+	// broke). A node that shuts down says which calls it did not take
+	// (ExchangeResponse.draining) and ends the stream once the others are
+	// answered. A node that predates Exchange answers UNIMPLEMENTED; callers
+	// then use the unary RPCs.
+	Exchange(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExchangeRequest, ExchangeResponse], error)
 }
 
 type storageServiceClient struct {
@@ -257,6 +275,19 @@ func (c *storageServiceClient) Ingest(ctx context.Context, opts ...grpc.CallOpti
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type StorageService_IngestClient = grpc.ClientStreamingClient[IngestRequest, IngestResponse]
 
+func (c *storageServiceClient) Exchange(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExchangeRequest, ExchangeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &StorageService_ServiceDesc.Streams[2], StorageService_Exchange_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExchangeRequest, ExchangeResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StorageService_ExchangeClient = grpc.BidiStreamingClient[ExchangeRequest, ExchangeResponse]
+
 // StorageServiceServer is the server API for StorageService service.
 // All implementations must embed UnimplementedStorageServiceServer
 // for forward compatibility.
@@ -339,6 +370,23 @@ type StorageServiceServer interface {
 	// RESOURCE_EXHAUSTED when the run exceeds the node's ingest limit
 	// (--max-ingest-bytes); nothing is applied then.
 	Ingest(grpc.ClientStreamingServer[IngestRequest, IngestResponse]) error
+	// Exchange carries Read, BatchRead and Apply calls on one long-lived
+	// stream per connection, so a router pays no new HTTP/2 stream (headers,
+	// trailers, hpack) per call. Each message holds one or more calls, each
+	// with an id; the node runs them concurrently (a bounded number per
+	// stream: the stream stops being read while that many run) and answers
+	// each with its id as it finishes, several answers to a message when
+	// several are ready. A call's answer is exactly what the unary RPC of the
+	// same request returns, its error included (the same code, message and
+	// details). A call whose timeout passes ends with DEADLINE_EXCEEDED; a
+	// cancelled one is answered with CANCELED if it had not finished. Calls
+	// in flight when the stream breaks have no answer: the caller cannot know
+	// whether an Apply took effect (as for a unary call whose connection
+	// broke). A node that shuts down says which calls it did not take
+	// (ExchangeResponse.draining) and ends the stream once the others are
+	// answered. A node that predates Exchange answers UNIMPLEMENTED; callers
+	// then use the unary RPCs.
+	Exchange(grpc.BidiStreamingServer[ExchangeRequest, ExchangeResponse]) error
 	mustEmbedUnimplementedStorageServiceServer()
 }
 
@@ -384,6 +432,9 @@ func (UnimplementedStorageServiceServer) UnlockKey(context.Context, *UnlockKeyRe
 }
 func (UnimplementedStorageServiceServer) Ingest(grpc.ClientStreamingServer[IngestRequest, IngestResponse]) error {
 	return status.Error(codes.Unimplemented, "method Ingest not implemented")
+}
+func (UnimplementedStorageServiceServer) Exchange(grpc.BidiStreamingServer[ExchangeRequest, ExchangeResponse]) error {
+	return status.Error(codes.Unimplemented, "method Exchange not implemented")
 }
 func (UnimplementedStorageServiceServer) mustEmbedUnimplementedStorageServiceServer() {}
 func (UnimplementedStorageServiceServer) testEmbeddedByValue()                        {}
@@ -604,6 +655,13 @@ func _StorageService_Ingest_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type StorageService_IngestServer = grpc.ClientStreamingServer[IngestRequest, IngestResponse]
 
+func _StorageService_Exchange_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(StorageServiceServer).Exchange(&grpc.GenericServerStream[ExchangeRequest, ExchangeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StorageService_ExchangeServer = grpc.BidiStreamingServer[ExchangeRequest, ExchangeResponse]
+
 // StorageService_ServiceDesc is the grpc.ServiceDesc for StorageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -661,6 +719,12 @@ var StorageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Ingest",
 			Handler:       _StorageService_Ingest_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Exchange",
+			Handler:       _StorageService_Exchange_Handler,
+			ServerStreams: true,
 			ClientStreams: true,
 		},
 	},
