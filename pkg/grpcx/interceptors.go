@@ -139,10 +139,14 @@ func (mm *methodMetrics) done(err error, start time.Time) codes.Code {
 
 // levelOf is the log level of a finished call with code c: debug for
 // outcomes that are the caller's business, error for server faults, warn
-// otherwise.
+// otherwise. Aborted is a lost race the caller retries (a contended
+// LockKey, a concurrent migration change): at warn, contention filled the
+// logs and cost CPU. Refused credentials and permissions have their own
+// audit line (pkg/auth).
 func levelOf(c codes.Code) slog.Level {
 	switch c {
-	case codes.OK, codes.NotFound, codes.Canceled, codes.AlreadyExists, codes.InvalidArgument, codes.FailedPrecondition:
+	case codes.OK, codes.NotFound, codes.Canceled, codes.AlreadyExists, codes.InvalidArgument, codes.FailedPrecondition,
+		codes.Aborted, codes.Unauthenticated, codes.PermissionDenied:
 		return slog.LevelDebug
 	case codes.Internal, codes.Unknown, codes.DataLoss:
 		return slog.LevelError

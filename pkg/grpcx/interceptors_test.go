@@ -236,3 +236,18 @@ func TestServerMetricsAndLogs(t *testing.T) {
 		t.Fatalf("logged %v %q %v, want a WARN finished call of Fail with code Unavailable and its error", recs[0].Level, recs[0].Message, a)
 	}
 }
+
+// TestLevelOf: expected outcomes (a lost lock race, a refused credential,
+// already audited) log at debug, server faults at error, the rest at warn.
+func TestLevelOf(t *testing.T) {
+	for c, want := range map[codes.Code]slog.Level{
+		codes.OK: slog.LevelDebug, codes.Aborted: slog.LevelDebug, codes.Unauthenticated: slog.LevelDebug,
+		codes.PermissionDenied: slog.LevelDebug, codes.NotFound: slog.LevelDebug,
+		codes.Unavailable: slog.LevelWarn, codes.DeadlineExceeded: slog.LevelWarn, codes.ResourceExhausted: slog.LevelWarn,
+		codes.Internal: slog.LevelError, codes.DataLoss: slog.LevelError,
+	} {
+		if got := levelOf(c); got != want {
+			t.Errorf("levelOf(%s) = %s, want %s", c, got, want)
+		}
+	}
+}
