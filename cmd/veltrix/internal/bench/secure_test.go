@@ -15,7 +15,7 @@ import (
 // a table is refused); a client with a bad token is refused.
 func TestSecurePeer(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a cluster")
+		t.Skip("-short: starts a secured cluster (CI runs it: make test has no -short)")
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()

@@ -47,7 +47,9 @@ func FuzzVerify(f *testing.F) {
 		sum := sha256.Sum256(body)
 		if err := v4.NewSigner().SignHTTP(t.Context(), aws.Credentials{AccessKeyID: "AKFUZZ", SecretAccessKey: "fuzz-secret"}, req,
 			hex.EncodeToString(sum[:]), "dynamodb", "us-east-1", signedAt); err != nil {
-			t.Skip(err)
+			// Not a skipped test: an input the AWS SDK itself refuses
+			// to sign has no signature to verify.
+			t.Skipf("input the AWS SDK's signer refuses: %v", err)
 		}
 		orig, err := parseSigV4(req.Header.Get("Authorization"))
 		if err != nil {
