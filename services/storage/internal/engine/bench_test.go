@@ -592,6 +592,15 @@ func BenchmarkIngest(b *testing.B) {
 		recs[i] = Record{Key: benchKey(i), Version: 2, Value: val}
 	}
 	slices.SortFunc(recs, func(a, b Record) int { return bytes.Compare(EncodeKey(a.Key), EncodeKey(b.Key)) })
+	// spread is recs in 6 sorted runs, each taking one in every 6 of the
+	// sorted records.
+	const spreadRuns = 6
+	var spread []Record
+	for start := range spreadRuns {
+		for i := start; i < n; i += spreadRuns {
+			spread = append(spread, recs[i])
+		}
+	}
 	ingest := func(b *testing.B, e *Engine, recs []Record, run int) {
 		for i := 0; i < len(recs); i += run {
 			if _, err := e.Ingest(recs[i:min(i+run, len(recs))]); err != nil {
@@ -627,6 +636,9 @@ func BenchmarkIngest(b *testing.B) {
 		{"apply", apply},
 		{"ingest-run=20000", func(b *testing.B, e *Engine) { ingest(b, e, recs, 20_000) }},
 		{"ingest-run=500", func(b *testing.B, e *Engine) { ingest(b, e, recs, 500) }},
+		// What the migrator sends: an export is in random key order, so
+		// every run spans the whole key space and overlaps every other.
+		{"ingest-spread-runs=6", func(b *testing.B, e *Engine) { ingest(b, e, spread, (n+spreadRuns-1)/spreadRuns) }},
 	}
 	for _, existing := range []string{"empty", "half"} {
 		for _, imp := range imports {

@@ -172,9 +172,15 @@ func (e *Engine) commitIngest(r *request) {
 }
 
 // mergeStored calls fn with each candidate, in order, and the record stored
-// under its key: one forward pass of an iterator, which Pebble turns into
-// a merge join when the keys are close. old aliases the iterator's memory
-// and is only valid during the call.
+// under its key. old aliases the iterator's memory and is only valid during
+// the call.
+//
+// Each key is looked up with SeekPrefixGE (the whole key is the prefix),
+// which consults the SSTs' bloom filters: an imported key is mostly new,
+// and a plain SeekGE would load (and, past the block cache, read and
+// decompress) a data block of every SST whose range spans the key, in
+// every level, only to find the next key. Runs of a random-order export
+// span every partition, so nearly every SST does.
 func (e *Engine) mergeStored(cands []ingestCand, fn func(c ingestCand, old *slot)) error {
 	it, err := e.db.NewIter(&pebble.IterOptions{
 		LowerBound: cands[0].ik,
@@ -183,9 +189,10 @@ func (e *Engine) mergeStored(cands []ingestCand, fn func(c ingestCand, old *slot
 	if err != nil {
 		return err
 	}
+	var old slot
 	for _, c := range cands {
-		old := &slot{}
-		if it.SeekGE(c.ik) && bytes.Equal(it.Key(), c.ik) {
+		old = slot{}
+		if it.SeekPrefixGE(c.ik) && bytes.Equal(it.Key(), c.ik) {
 			v, err := it.ValueAndErr()
 			if err != nil {
 				return errors.Join(fmt.Errorf("%x: %w", c.ik, err), it.Close())
@@ -194,9 +201,9 @@ func (e *Engine) mergeStored(cands []ingestCand, fn func(c ingestCand, old *slot
 			if err != nil {
 				return errors.Join(fmt.Errorf("%x: %w", c.ik, err), it.Close())
 			}
-			old = &slot{exists: true, s: s, hash: recordHash(c.ik, &s)}
+			old = slot{exists: true, s: s, hash: recordHash(c.ik, &s)}
 		}
-		fn(c, old)
+		fn(c, &old)
 	}
 	return it.Close()
 }
