@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,7 +10,7 @@ import (
 	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/objstorage"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -310,7 +311,13 @@ func (e *Engine) writeSST(path string, changes []sstChange) error {
 	if err != nil {
 		return err
 	}
-	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), e.sstOpts)
+	// Uncompressed: nearly every ingested SST overlaps the runs before it
+	// and is rewritten, compressed, by a compaction soon after, so
+	// compressing it here costs CPU for nothing (and for incompressible
+	// values, all of it: Pebble then stores the block as it was).
+	opts := e.sstOpts
+	opts.Compression = sstable.NoCompression
+	w := sstable.NewWriter(&sstFile{f: f, bw: bufio.NewWriterSize(f, sstWriteBuffer)}, opts)
 	var val []byte
 	for _, c := range changes {
 		switch {
@@ -334,6 +341,35 @@ func (e *Engine) writeSST(path string, changes []sstChange) error {
 	}
 	return w.Close() // flushes, syncs and closes the file
 }
+
+// sstWriteBuffer is how much of an SST Ingest buffers per write call.
+// Pebble's own file writer buffers 4 KiB, so every data block of 1 KiB
+// items is a write system call of its own.
+const sstWriteBuffer = 1 << 20
+
+// sstFile is the objstorage.Writable Ingest writes SSTs to: a file behind
+// a large buffer, synced and closed by Finish.
+type sstFile struct {
+	f  vfs.File
+	bw *bufio.Writer
+}
+
+func (w *sstFile) Write(p []byte) error {
+	_, err := w.bw.Write(p)
+	return err
+}
+
+func (w *sstFile) Finish() error {
+	err := w.bw.Flush()
+	if err == nil {
+		err = w.f.Sync()
+	}
+	return errors.Join(err, w.f.Close())
+}
+
+func (w *sstFile) Abort() { _ = w.f.Close() }
+
+var _ objstorage.Writable = (*sstFile)(nil)
 
 func removeIfExists(fs vfs.FS, path string) error {
 	if err := fs.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
