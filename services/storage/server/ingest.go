@@ -23,6 +23,14 @@ func (svc *service) Ingest(stream storagev1.StorageService_IngestServer) error {
 		run   []*storagev1.Record
 		epoch uint64
 		size  int64
+		// What fencing each message gave, kept while every message was
+		// fenced under one snapshot (fenced, same): checking the whole run
+		// again under that snapshot would give the same.
+		fenced *topology.Snapshot
+		same   = true
+		recs   []engine.Record
+		index  []int
+		bad    []*storagev1.IngestInvalid
 	)
 	for n := 0; ; n++ {
 		req, err := stream.Recv()
@@ -42,13 +50,23 @@ func (svc *service) Ingest(stream storagev1.StorageService_IngestServer) error {
 		}
 		// Fence as the run comes in, so a node that does not take it
 		// says so before the client has sent it all; the run is fenced
-		// again once complete, under the placement it is applied by.
+		// again once complete, under the placement it is applied by, if
+		// that is not the one every message was fenced under.
 		snap, err := svc.snapshotFor(ctx, epoch)
 		if err != nil {
 			return toStatus(err)
 		}
-		if _, _, _, err := svc.ingestRecords(snap, epoch, req.GetRecords(), len(run)); err != nil {
+		mrecs, mindex, mbad, err := svc.ingestRecords(snap, epoch, req.GetRecords(), len(run))
+		if err != nil {
 			return toStatus(err)
+		}
+		if n == 0 {
+			fenced = snap
+		}
+		if same = same && snap == fenced; same {
+			recs, index, bad = append(recs, mrecs...), append(index, mindex...), append(bad, mbad...)
+		} else {
+			recs, index, bad = nil, nil, nil
 		}
 		if size > svc.s.cfg.MaxIngestBytes {
 			return toStatus(fmt.Errorf("%w: ingest run of more than %d records and %d bytes, limit %d bytes (--max-ingest-bytes)",
@@ -66,9 +84,10 @@ func (svc *service) Ingest(stream storagev1.StorageService_IngestServer) error {
 	if err != nil {
 		return toStatus(err)
 	}
-	recs, index, bad, err := svc.ingestRecords(snap, epoch, run, 0)
-	if err != nil {
-		return toStatus(err)
+	if !same || snap != fenced {
+		if recs, index, bad, err = svc.ingestRecords(snap, epoch, run, 0); err != nil {
+			return toStatus(err)
+		}
 	}
 	resp := &storagev1.IngestResponse{Invalid: bad}
 	if err := ctx.Err(); err != nil {

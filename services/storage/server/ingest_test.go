@@ -210,3 +210,39 @@ func reason(err error) string {
 	}
 	return ""
 }
+
+// TestIngestPlacementChangesMidRun: a run whose partition's routing
+// changes after its first messages were fenced is fenced again under the
+// new placement once complete, and refused as stale: nothing is applied.
+func TestIngestPlacementChangesMidRun(t *testing.T) {
+	env := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	moved := key(7, ownedPK(t, 7, "moved"), "")
+	other := &storagev1.Record{Key: key(7, ownedPKNotIn(t, moved.Partition), "other"), Version: 1, Value: []byte("v")}
+	epoch := env.srv.WatcherEpoch()
+	st, err := env.c.Ingest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&storagev1.IngestRequest{Records: []*storagev1.Record{{Key: moved, Version: 1, Value: []byte("v")}}, PlacementEpoch: epoch}); err != nil {
+		_, err = st.CloseAndRecv()
+		t.Fatalf("first message: %v", err)
+	}
+	doc, err := env.store.UpdatePlacement(ctx, func(d *placement.Document) error { d.MarkChanged(moved.Partition, d.Epoch); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The node has the new placement once a read at its epoch answers.
+	if _, err := env.c.Read(ctx, &storagev1.ReadRequest{Key: other.Key, PlacementEpoch: doc.Epoch}); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.Send(&storagev1.IngestRequest{Records: []*storagev1.Record{other}, PlacementEpoch: epoch}) // CloseAndRecv has the status
+	_, err = st.CloseAndRecv()
+	wantCode(t, err, codes.FailedPrecondition, "stale placement epoch")
+	for _, k := range []*storagev1.Key{moved, other.Key} {
+		if r, err := env.c.Read(ctx, &storagev1.ReadRequest{Key: k}); err != nil || r.Found {
+			t.Fatalf("a refused run applied a record: %v, %v", r, err)
+		}
+	}
+}

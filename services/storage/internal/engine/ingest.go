@@ -132,9 +132,12 @@ func (e *Engine) commitIngest(r *request) {
 		return
 	}
 	run := r.ingest
-	buf := &sstBuffer{}
+	// Room for every candidate's item and some digests and purge-index
+	// changes: grown from empty, the buffer of a 16 MiB run was copied
+	// over and over.
+	buf := &sstBuffer{changes: make([]sstChange, 0, len(run.cands)+len(run.cands)/16+64)}
 	gs := &groupState{digests: make(map[uint32]PartitionDigest)}
-	g := &group{}
+	g := &group{written: make([][]byte, 0, len(run.cands))}
 	var applied, bytesApplied uint64
 	now := e.nowNanos()
 	err := e.mergeStored(run.cands, func(c ingestCand, old *slot) {
