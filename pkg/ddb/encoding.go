@@ -30,7 +30,10 @@ const tagInvalid byte = 0x00
 // DecodeItem rejects the result, so an invalid item can never be read back
 // as a different one.
 func EncodeItem(it Item) []byte {
-	return AppendItem(nil, it)
+	// DynamoDB's size of the item (names and values) plus a few bytes of
+	// types and lengths per attribute: grown from nil, the encoding of a
+	// 1 KiB item was copied several times.
+	return AppendItem(make([]byte, 0, it.Size()+4*len(it)+8), it)
 }
 
 // AppendItem appends the canonical encoding of it (see EncodeItem) to dst.
@@ -64,7 +67,8 @@ func appendValue(dst []byte, v Value) []byte {
 		return appendString(dst, x.String())
 	case B:
 		dst = append(dst, byte(TypeB))
-		return appendString(dst, string(x))
+		dst = binary.AppendUvarint(dst, uint64(len(x)))
+		return append(dst, x...)
 	case Bool:
 		dst = append(dst, byte(TypeBOOL))
 		if x {

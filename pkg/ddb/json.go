@@ -1,6 +1,7 @@
 package ddb
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"strconv"
@@ -706,6 +707,20 @@ func (p *jsonParser) binary() (B, error) {
 	off := p.pos
 	if p.peek() != '"' {
 		return nil, p.invalid(off, "B must be a base64 string")
+	}
+	// Fast path: a string of nothing but base64 is decoded where it lies,
+	// without first copying it into a string. Anything else (escapes, a raw
+	// CR or LF, which the decoder would skip but JSON forbids, or bytes the
+	// decoder refuses) takes the general path, for its exact errors.
+	if n := bytes.IndexByte(p.data[p.pos+1:], '"'); n >= 0 {
+		raw := p.data[p.pos+1 : p.pos+1+n]
+		if bytes.IndexByte(raw, '\\') < 0 && bytes.IndexByte(raw, '\n') < 0 && bytes.IndexByte(raw, '\r') < 0 {
+			b := make([]byte, base64.StdEncoding.DecodedLen(len(raw)))
+			if m, err := base64.StdEncoding.Decode(b, raw); err == nil {
+				p.pos += n + 2
+				return B(b[:m]), nil
+			}
+		}
 	}
 	s, err := p.str()
 	if err != nil {

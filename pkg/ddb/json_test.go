@@ -1,6 +1,7 @@
 package ddb
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -411,5 +412,50 @@ func TestItemToJSON(t *testing.T) {
 	}
 	if decoded["n"] != json.Number("12345678901234567890123456789012345678") {
 		t.Fatalf("number lost precision: %v", decoded["n"])
+	}
+}
+
+// TestDecodeJSONBinary: B values decode to the bytes their JSON string
+// holds in base64, whether written plainly (decoded in place) or with
+// escapes (decoded as a string first); what is not base64 is refused.
+func TestDecodeJSONBinary(t *testing.T) {
+	for _, tc := range []struct {
+		name, str string // str: the JSON string literal, quotes included
+		want      []byte
+		err       string
+	}{
+		{"plain", `"aGVsbG8="`, []byte("hello"), ""},
+		{"empty", `""`, []byte{}, ""},
+		{"no padding needed", `"AAEC"`, []byte{0, 1, 2}, ""},
+		{"unicode escape", `"aGVsbG8\u003d"`, []byte("hello"), ""},
+		{"escaped slash", `"a\/8="`, []byte{0x6b, 0xff}, ""},
+		{"escaped newline, skipped as in DecodeString", `"aGVs\nbG8="`, []byte("hello"), ""},
+		{"raw newline", "\"aGVs\nbG8=\"", nil, "control character"},
+		{"raw CR", "\"aGVs\rbG8=\"", nil, "control character"},
+		{"not base64", `"aGVsbG8"`, nil, "invalid base64"},
+		{"not base64 characters", `"a*b="`, nil, "invalid base64"},
+		{"non-ASCII", `"aGVsbG8é"`, nil, "invalid base64"},
+		{"unterminated", `"aGVsbG8=`, nil, "unterminated string"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := DecodeJSONExportLine([]byte(`{"Item":{"pk":{"S":"a"},"b":{"B":` + tc.str + `}}}`))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %v, %v; want an error with %q", got.Item, err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, ok := got.Item["b"].(B); !ok || !bytes.Equal(b, tc.want) || b == nil {
+				t.Fatalf("got %#v, want B(%q)", got.Item["b"], tc.want)
+			}
+		})
+	}
+	// A B set decodes the same way.
+	got, err := DecodeJSONExportLine([]byte(`{"Item":{"pk":{"S":"a"},"bs":{"BS":["AQ==","A\u0067=="]}}}`))
+	if err != nil || !reflect.DeepEqual(got.Item["bs"], BS{{1}, {2}}) {
+		t.Fatalf("got %v, %v", got.Item, err)
 	}
 }
