@@ -166,8 +166,13 @@ func (g *ingester) ingest(ctx context.Context, muts []client.Mutation) (ingestRe
 		order = append(order, i)
 	}
 	slices.SortFunc(order, func(a, b int) int { return compareKeys(recs[a].GetKey(), recs[b].GetKey()) })
+	// Each record's encoded size, computed once for every node's messages.
+	sizes := make([]int, len(recs))
+	for _, i := range order {
+		sizes[i] = proto.Size(recs[i])
+	}
 	for refresh := 0; ; refresh++ {
-		err := g.send(ctx, recs, order, &res)
+		err := g.send(ctx, recs, sizes, order, &res)
 		if err == nil && res.superseded > 0 {
 			res.superseded = g.supersededByNewer(ctx, muts, res.refused, res.superseded)
 		}
@@ -251,9 +256,10 @@ type nodeRun struct {
 	primary, other []int
 }
 
-// send ingests the batch's records (order: batch indexes, sorted) by the
-// watcher's current placement, on every write target in parallel.
-func (g *ingester) send(ctx context.Context, recs []*storagev1.Record, order []int, res *ingestResult) error {
+// send ingests the batch's records (order: batch indexes, sorted; sizes:
+// their encoded sizes) by the watcher's current placement, on every write
+// target in parallel.
+func (g *ingester) send(ctx context.Context, recs []*storagev1.Record, sizes, order []int, res *ingestResult) error {
 	snap := g.watcher.Snapshot()
 	doc := snap.Placement
 	runs := map[string]*nodeRun{}
@@ -285,7 +291,7 @@ func (g *ingester) send(ctx context.Context, recs []*storagev1.Record, order []i
 				if len(idxs) == 0 {
 					continue
 				}
-				resp, err := g.sendNode(ctx, nr, recs, idxs, doc.Epoch)
+				resp, err := g.sendNode(ctx, nr, recs, sizes, idxs, doc.Epoch)
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err)
@@ -321,13 +327,13 @@ func (g *ingester) send(ctx context.Context, recs []*storagev1.Record, order []i
 
 // sendNode is one Ingest of records idxs on node nr, tried ingestAttempts
 // times while the node is unavailable.
-func (g *ingester) sendNode(ctx context.Context, nr *nodeRun, recs []*storagev1.Record, idxs []int, epoch uint64) (*storagev1.IngestResponse, error) {
+func (g *ingester) sendNode(ctx context.Context, nr *nodeRun, recs []*storagev1.Record, sizes, idxs []int, epoch uint64) (*storagev1.IngestResponse, error) {
 	cli, err := g.conn(nr.addr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: node %s: %v", errIngestFallback, nr.id, err)
 	}
 	for attempt := 1; ; attempt++ {
-		resp, err := ingestOnce(ctx, cli, recs, idxs, epoch)
+		resp, err := ingestOnce(ctx, cli, recs, sizes, idxs, epoch)
 		if err == nil {
 			return resp, nil
 		}
@@ -364,8 +370,8 @@ func isStale(st *status.Status) bool {
 }
 
 // ingestOnce streams records idxs to one node in messages of at most
-// ingestMessageBytes.
-func ingestOnce(ctx context.Context, cli storagev1.StorageServiceClient, recs []*storagev1.Record, idxs []int, epoch uint64) (*storagev1.IngestResponse, error) {
+// ingestMessageBytes (sizes: the records' encoded sizes).
+func ingestOnce(ctx context.Context, cli storagev1.StorageServiceClient, recs []*storagev1.Record, sizes, idxs []int, epoch uint64) (*storagev1.IngestResponse, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // a failed Send leaves the stream to be cancelled
 	stream, err := cli.Ingest(ctx)
@@ -384,7 +390,7 @@ func ingestOnce(ctx context.Context, cli storagev1.StorageServiceClient, recs []
 		return err
 	}
 	for _, i := range idxs {
-		n := proto.Size(recs[i]) + 8
+		n := sizes[i] + 8
 		if size+n > ingestMessageBytes {
 			if err := flush(); err != nil {
 				_, rerr := stream.CloseAndRecv() // the real error, if the node ended the stream
