@@ -28,9 +28,7 @@ func (svc *service) Ingest(stream storagev1.StorageService_IngestServer) error {
 		// again under that snapshot would give the same.
 		fenced *topology.Snapshot
 		same   = true
-		recs   []engine.Record
-		index  []int
-		bad    []*storagev1.IngestInvalid
+		msgs   []fencedMessage
 	)
 	for n := 0; ; n++ {
 		req, err := stream.Recv()
@@ -56,17 +54,17 @@ func (svc *service) Ingest(stream storagev1.StorageService_IngestServer) error {
 		if err != nil {
 			return toStatus(err)
 		}
-		mrecs, mindex, mbad, err := svc.ingestRecords(snap, epoch, req.GetRecords(), len(run))
-		if err != nil {
+		var m fencedMessage
+		if m.recs, m.index, m.bad, err = svc.ingestRecords(snap, epoch, req.GetRecords(), len(run)); err != nil {
 			return toStatus(err)
 		}
 		if n == 0 {
 			fenced = snap
 		}
 		if same = same && snap == fenced; same {
-			recs, index, bad = append(recs, mrecs...), append(index, mindex...), append(bad, mbad...)
+			msgs = append(msgs, m)
 		} else {
-			recs, index, bad = nil, nil, nil
+			msgs = nil
 		}
 		if size > svc.s.cfg.MaxIngestBytes {
 			return toStatus(fmt.Errorf("%w: ingest run of more than %d records and %d bytes, limit %d bytes (--max-ingest-bytes)",
@@ -84,10 +82,15 @@ func (svc *service) Ingest(stream storagev1.StorageService_IngestServer) error {
 	if err != nil {
 		return toStatus(err)
 	}
-	if !same || snap != fenced {
-		if recs, index, bad, err = svc.ingestRecords(snap, epoch, run, 0); err != nil {
-			return toStatus(err)
-		}
+	var (
+		recs  []engine.Record
+		index []int
+		bad   []*storagev1.IngestInvalid
+	)
+	if same && snap == fenced {
+		recs, index, bad = joinFenced(msgs)
+	} else if recs, index, bad, err = svc.ingestRecords(snap, epoch, run, 0); err != nil {
+		return toStatus(err)
 	}
 	resp := &storagev1.IngestResponse{Invalid: bad}
 	if err := ctx.Err(); err != nil {
@@ -103,6 +106,27 @@ func (svc *service) Ingest(stream storagev1.StorageService_IngestServer) error {
 	slices.SortFunc(resp.Invalid, func(a, b *storagev1.IngestInvalid) int { return int(a.Index) - int(b.Index) })
 	resp.Applied, resp.Superseded = uint64(res.Applied), uint64(res.Superseded)
 	return stream.SendAndClose(resp)
+}
+
+// fencedMessage is what ingestRecords gave for one message of a run.
+type fencedMessage struct {
+	recs  []engine.Record
+	index []int
+	bad   []*storagev1.IngestInvalid
+}
+
+// joinFenced concatenates the messages' results, as ingestRecords of the
+// whole run gives them.
+func joinFenced(msgs []fencedMessage) (recs []engine.Record, index []int, bad []*storagev1.IngestInvalid) {
+	n := 0
+	for _, m := range msgs {
+		n += len(m.recs)
+	}
+	recs, index = make([]engine.Record, 0, n), make([]int, 0, n)
+	for _, m := range msgs {
+		recs, index, bad = append(recs, m.recs...), append(index, m.index...), append(bad, m.bad...)
+	}
+	return recs, index, bad
 }
 
 // ingestRecords fences and checks records (run[base:] of an Ingest) as

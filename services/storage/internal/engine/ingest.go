@@ -277,7 +277,9 @@ func (e *Engine) ingestSST(buf *sstBuffer) error {
 // (each ingested SST rotates the memtable and adds a file to L0) as one
 // batch: the same changes, as atomic, synced unless NoSync.
 func (e *Engine) commitBuffer(buf *sstBuffer) error {
-	b := e.db.NewBatch()
+	// Sized for the changes and their record headers: a batch grown from
+	// empty copies itself at every doubling.
+	b := e.db.NewBatchWithSize(buf.bytes + 16*len(buf.changes) + 64)
 	defer b.Close()
 	bs := batchSink{b}
 	for i := range buf.changes {
