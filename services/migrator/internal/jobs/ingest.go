@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -129,8 +130,11 @@ func (g *ingester) conn(addr string) (storagev1.StorageServiceClient, error) {
 
 // ingestResult is what ingesting a batch did.
 type ingestResult struct {
-	// superseded counts the records the first write target of their
-	// partition did not apply (it held them or newer).
+	// superseded is how many records the nodes did not apply (they held
+	// them or newer): each node's count, weighted by its records' share of
+	// their partitions' write targets, so a record every replica held
+	// counts once (exact when the replicas agree), and at least 1 if any
+	// node reported one.
 	superseded int64
 	// refused are the records that cannot be stored, by batch index, with
 	// the reason (worded as the router words it).
@@ -248,12 +252,16 @@ func (g *ingester) waitNewer(ctx context.Context, epoch uint64) {
 	}
 }
 
-// nodeRun is what one node gets of a batch: the records of partitions it
-// is the first write target of (whose superseded count is the batch's),
-// and the others. Both keep the batch's sorted order.
+// nodeRun is what one node gets of a batch: the records of the
+// partitions it is a write target of, in the batch's sorted order, as one
+// run (one SST, one ingestion: runs that overlap each other in key order
+// cost compactions, so fewer and larger ones are cheaper for the node).
+// share is the sum over its records of 1/(write targets of the record's
+// partition).
 type nodeRun struct {
-	id, addr       string
-	primary, other []int
+	id, addr string
+	idxs     []int
+	share    float64
 }
 
 // send ingests the batch's records (order: batch indexes, sorted; sizes:
@@ -265,7 +273,7 @@ func (g *ingester) send(ctx context.Context, recs []*storagev1.Record, sizes, or
 	runs := map[string]*nodeRun{}
 	for _, i := range order {
 		rt := doc.Routing(recs[i].GetKey().GetPartition())
-		for j, id := range rt.Write {
+		for _, id := range rt.Write {
 			nr := runs[id]
 			if nr == nil {
 				n, ok := snap.Nodes[id]
@@ -275,47 +283,42 @@ func (g *ingester) send(ctx context.Context, recs []*storagev1.Record, sizes, or
 				nr = &nodeRun{id: id, addr: n.Address}
 				runs[id] = nr
 			}
-			if j == 0 {
-				nr.primary = append(nr.primary, i)
-			} else {
-				nr.other = append(nr.other, i)
-			}
+			nr.idxs = append(nr.idxs, i)
+			nr.share += 1 / float64(len(rt.Write))
 		}
 	}
 	var mu sync.Mutex
 	var errs []error
+	var superseded float64
+	var anySuperseded bool
 	var wg sync.WaitGroup
 	for _, nr := range runs {
 		wg.Go(func() {
-			for k, idxs := range [][]int{nr.primary, nr.other} {
-				if len(idxs) == 0 {
-					continue
-				}
-				resp, err := g.sendNode(ctx, nr, recs, sizes, idxs, doc.Epoch)
-				mu.Lock()
-				if err != nil {
-					errs = append(errs, err)
-				} else {
-					if k == 0 {
-						res.superseded += int64(resp.GetSuperseded())
+			resp, err := g.sendNode(ctx, nr, recs, sizes, nr.idxs, doc.Epoch)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			if n := resp.GetSuperseded(); n > 0 {
+				anySuperseded = true
+				superseded += float64(n) * nr.share / float64(len(nr.idxs))
+			}
+			for _, inv := range resp.GetInvalid() {
+				if inv.GetIndex() < uint64(len(nr.idxs)) {
+					i := nr.idxs[inv.GetIndex()]
+					if _, seen := res.refused[i]; !seen {
+						res.refused[i] = fmt.Errorf("%w: %s", kvrecord.ErrInvalid, inv.GetReason())
 					}
-					for _, inv := range resp.GetInvalid() {
-						if inv.GetIndex() < uint64(len(idxs)) {
-							i := idxs[inv.GetIndex()]
-							if _, seen := res.refused[i]; !seen {
-								res.refused[i] = fmt.Errorf("%w: %s", kvrecord.ErrInvalid, inv.GetReason())
-							}
-						}
-					}
-				}
-				mu.Unlock()
-				if err != nil {
-					return
 				}
 			}
 		})
 	}
 	wg.Wait()
+	if anySuperseded {
+		res.superseded += max(1, int64(math.Round(superseded)))
+	}
 	// A stale placement wins: the run is sent again by a newer one.
 	for _, err := range errs {
 		if errors.Is(err, errStalePlacement) {

@@ -345,3 +345,64 @@ func TestWritePathChoice(t *testing.T) {
 		})
 	}
 }
+
+// failingReads is a Target whose reads fail.
+type failingReads struct{ Target }
+
+func (failingReads) BatchGet(context.Context, []client.Key, ...client.CallOption) ([]client.Result, error) {
+	return nil, status.Error(codes.Unavailable, "no quorum")
+}
+
+// TestIngesterOneRunPerNodeAndSuperseded: a batch is one run per node;
+// when the superseded records cannot be read back, the nodes' counts are
+// taken with each record counted once across its replicas.
+func TestIngesterOneRunPerNodeAndSuperseded(t *testing.T) {
+	c := newIngestCluster(t, 3, 2)
+	g := c.ingester(t)
+	ctx := context.Background()
+	muts := ingestMuts(300, 10)
+	if _, err := g.ingest(ctx, muts); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		if len(n.runs) != 1 {
+			t.Errorf("node %s got %d runs of one batch; want 1", n.id, len(n.runs))
+		}
+		for _, run := range n.runs {
+			total += len(run)
+		}
+		n.mu.Unlock()
+	}
+	if total != 600 {
+		t.Fatalf("the nodes got %d records; want 600 (300 × RF 2)", total)
+	}
+	g.e.Target = failingReads{}
+	res, err := g.ingest(ctx, muts)
+	if err != nil || res.superseded != 300 {
+		t.Fatalf("sent again, read-back failing: %+v, %v; want 300 superseded", res, err)
+	}
+	// One replica of one record holds a newer version: at least that one.
+	k := muts[0].Key
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		n.held = map[string]uint64{}
+		n.mu.Unlock()
+	}
+	var replica *fakeIngestNode
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		if slices.ContainsFunc(n.runs[0], func(r *storagev1.Record) bool { return string(r.GetKey().GetPartitionKey()) == string(k.PartitionKey) }) {
+			replica = n
+		}
+		n.mu.Unlock()
+	}
+	replica.mu.Lock()
+	replica.held[string(k.PartitionKey)+"/"] = muts[0].Version + 1
+	replica.mu.Unlock()
+	res, err = g.ingest(ctx, muts)
+	if err != nil || res.superseded != 1 {
+		t.Fatalf("one replica newer, read-back failing: %+v, %v; want 1 superseded", res, err)
+	}
+}
