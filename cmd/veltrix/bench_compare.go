@@ -32,7 +32,11 @@ func passThroughFlags(fs *pflag.FlagSet) []string {
 	// Visit walks.
 	fs.VisitAll(func(f *pflag.Flag) {
 		if f.Changed && !compareOwnFlags[f.Name] {
-			args = append(args, "--"+f.Name+"="+f.Value.String())
+			v := f.Value.String()
+			if sv, ok := f.Value.(pflag.SliceValue); ok {
+				v = strings.Join(sv.GetSlice(), ",") // String() is "[1,2]", which the flag does not parse
+			}
+			args = append(args, "--"+f.Name+"="+v)
 		}
 	})
 	return args

@@ -11,11 +11,11 @@ import (
 
 func TestComparePassesOnlyTheBenchsOwnFlags(t *testing.T) {
 	cmd := benchCmd(&conn{})
-	if err := cmd.ParseFlags([]string{"--compare", "main", "--rounds", "5", "--peers", "veltrix-rf1,etcd-1", "--duration", "1s", "-o", "json", "--sync=false", "-v"}); err != nil {
+	if err := cmd.ParseFlags([]string{"--compare", "main", "--rounds", "5", "--peers", "veltrix-rf1,etcd-1", "--duration", "1s", "-o", "json", "--sync=false", "-v", "--import-nodes", "1,3"}); err != nil {
 		t.Fatal(err)
 	}
 	got := passThroughFlags(cmd.LocalNonPersistentFlags())
-	want := []string{"--duration=1s", "--peers=veltrix-rf1,etcd-1", "--sync=false"}
+	want := []string{"--duration=1s", "--import-nodes=1,3", "--peers=veltrix-rf1,etcd-1", "--sync=false"}
 	if !slices.Equal(got, want) {
 		t.Errorf("passed %v, want %v", got, want)
 	}
