@@ -140,7 +140,7 @@ func (e *Engine) commitIngest(r *request) {
 	g := &group{written: make([][]byte, 0, len(run.cands))}
 	var applied, bytesApplied uint64
 	now := e.nowNanos()
-	err := e.mergeStored(run.cands, func(c ingestCand, old *slot) {
+	err := e.lookupStored(run.cands, func(c ingestCand, old *slot) {
 		rec := &run.recs[c.idx]
 		ns := recordState(rec, now)
 		if old.exists && compareLWW(&ns, &old.s) <= 0 {
@@ -175,7 +175,7 @@ func (e *Engine) commitIngest(r *request) {
 	e.st.ingestedBytes.Add(bytesApplied)
 }
 
-// mergeStored calls fn with each candidate, in order, and the record stored
+// lookupStored calls fn with each candidate, in order, and the record stored
 // under its key. old aliases the iterator's memory and is only valid during
 // the call.
 //
@@ -187,7 +187,7 @@ func (e *Engine) commitIngest(r *request) {
 // span every partition, so nearly every SST does. Pebble skips the filters
 // of L6 unless asked (most point reads there find their key), but that is
 // where an import's earlier runs end up.
-func (e *Engine) mergeStored(cands []ingestCand, fn func(c ingestCand, old *slot)) error {
+func (e *Engine) lookupStored(cands []ingestCand, fn func(c ingestCand, old *slot)) error {
 	it, err := e.db.NewIter(&pebble.IterOptions{
 		LowerBound:   cands[0].ik,
 		UpperBound:   immediateSuccessor(cands[len(cands)-1].ik),
