@@ -122,7 +122,7 @@ type muxTest struct {
 // startMuxServer serves the test service, whose Exchange stream carries
 // Echo, Hold and Barrier (not Other), with CheckUTF8 and a unary
 // interceptor refusing calls without "authorization: ok" metadata.
-func startMuxServer(t *testing.T) *muxTest {
+func startMuxServer(t testing.TB) *muxTest {
 	t.Helper()
 	mt := &muxTest{reg: prometheus.NewRegistry(), impl: &muxImpl{release: make(chan struct{}), all: make(chan struct{})}}
 	var mux *Mux
@@ -424,7 +424,9 @@ func TestMuxDeadlineCancelConcurrency(t *testing.T) {
 // Shutdown returns; a stream that never received a message just ends.
 func TestMuxDrain(t *testing.T) {
 	mt := startMuxServer(t)
-	ctx := authorized(t.Context())
+	// Bounded: a stream that does not drain fails the test, not hangs it.
+	ctx, cancel := context.WithTimeout(authorized(t.Context()), time.Minute)
+	defer cancel()
 	x := mt.open(t, ctx)
 	idle := mt.open(t, ctx)
 	x.send(call(7, muxSvc+"Hold", wrapperspb.String("")), call(8, muxSvc+"Echo", wrapperspb.String("a")))

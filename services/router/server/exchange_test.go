@@ -176,7 +176,11 @@ func TestExchange(t *testing.T) {
 	}
 	reg := c.Routers[0].Registry
 	getsBefore := counter(t, reg, "grpc_server_handled_total", handled("Get", "OK"))
-	x := openExchange(t, ctx, kv)
+	// Bounded: a stream that does not drain on shutdown fails the test,
+	// not hangs it.
+	xctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	x := openExchange(t, xctx, kv)
 	id := uint64(0)
 	next := func() uint64 { id++; return id }
 	key := func(pk string) *kvv1.Key {
