@@ -35,6 +35,8 @@ type muxImpl struct {
 	arrived int
 	all     chan struct{}
 	barrier int
+	// holding is the number of Hold calls running, maxHolding its peak.
+	holding, maxHolding int
 }
 
 func (m *muxImpl) echo(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
@@ -58,6 +60,15 @@ func (m *muxImpl) echo(ctx context.Context, in *wrapperspb.StringValue) (*wrappe
 }
 
 func (m *muxImpl) hold(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	m.mu.Lock()
+	m.holding++
+	m.maxHolding = max(m.maxHolding, m.holding)
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.holding--
+		m.mu.Unlock()
+	}()
 	select {
 	case <-m.release:
 		return wrapperspb.String("released"), nil
@@ -461,5 +472,44 @@ func TestMuxDrain(t *testing.T) {
 	case <-shut:
 	case <-time.After(30 * time.Second):
 		t.Fatal("Shutdown did not return with drained streams")
+	}
+}
+
+// TestMuxWorkersBounded: a stream runs at most MuxWorkers calls at once;
+// the others wait (unread) and run as workers free up.
+func TestMuxWorkersBounded(t *testing.T) {
+	mt := startMuxServer(t)
+	ctx, cancel := context.WithTimeout(authorized(t.Context()), time.Minute)
+	defer cancel()
+	x := mt.open(t, ctx)
+	const n = MuxWorkers + 40
+	var calls []*muxv1.Call
+	for i := range n {
+		calls = append(calls, call(uint64(i+1), muxSvc+"Hold", wrapperspb.String("")))
+	}
+	x.send(calls[:n/2]...)
+	x.send(calls[n/2:]...)
+	holding := func() int {
+		mt.impl.mu.Lock()
+		defer mt.impl.mu.Unlock()
+		return mt.impl.holding
+	}
+	for deadline := time.Now().Add(30 * time.Second); holding() < MuxWorkers; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls running, want %d", holding(), MuxWorkers)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(mt.impl.release)
+	got := x.results(n)
+	for id, r := range got {
+		if r.GetCode() != 0 {
+			t.Fatalf("call %d: %v", id, r)
+		}
+	}
+	mt.impl.mu.Lock()
+	defer mt.impl.mu.Unlock()
+	if mt.impl.maxHolding != MuxWorkers {
+		t.Fatalf("at most %d calls ran at once, want %d (MuxWorkers)", mt.impl.maxHolding, MuxWorkers)
 	}
 }
