@@ -68,9 +68,11 @@
 // (retried as above; a write may or may not have taken effect, as with a
 // broken unary call), and calls go by unary RPCs until a new stream opens
 // (after 100 ms, doubling to 1 s). A router that does not serve Exchange (an
-// older version) is called by the unary RPCs and asked again after a minute;
-// a router shutting down hands back the calls it did not take, which are
-// sent again by the unary RPC. Requests over 256 KiB, calls with call
+// older version) is called by the unary RPCs and asked again after a
+// minute; the calls of a stream refused for its credentials go by the unary
+// RPCs too, whose answer is the caller's error. A router shutting down
+// hands back the calls it did not take, which are sent again by the unary
+// RPC. Requests over 256 KiB, calls with call
 // options other than the connection's message size limits, Scan and the
 // AdminService calls always use their own RPCs. WithStreams(false) turns
 // the streams off.

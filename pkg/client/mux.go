@@ -343,6 +343,8 @@ type muxStream struct {
 	pending map[uint64]chan muxOutcome // calls awaiting their answer
 	queue   []*muxv1.Call
 	err     error // why the stream ended; set once
+	// answered: the router sent something (so it accepted the stream).
+	answered bool
 	// draining: the router takes no call above lastID; the stream takes no
 	// new call and is closed once pending is empty.
 	draining bool
@@ -455,6 +457,7 @@ func (s *muxStream) recv() {
 		}
 		s.l.answered()
 		s.mu.Lock()
+		s.answered = true
 		for _, r := range resp.GetResults() {
 			if ch, ok := s.pending[r.GetId()]; ok {
 				delete(s.pending, r.GetId())
@@ -507,20 +510,24 @@ func (s *muxStream) closeIfDrainedLocked() {
 
 // fail ends the stream after err: its calls in flight fail with
 // UNAVAILABLE (Canceled if the client was closed), or go by the unary RPC
-// if the router does not serve Exchange (it ran none of them).
+// if the router refused the stream (it ran none of them).
 func (s *muxStream) fail(err error) {
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
 		return
 	}
-	unimplemented := status.Code(err) == codes.Unimplemented
+	code := status.Code(err)
+	// A router refusing the stream itself (one that predates Exchange, or
+	// credentials its auth guard rejects) ran none of its calls: the unary
+	// RPC gets them, and its answer (the same refusal, for credentials).
+	refused := code == codes.Unimplemented || !s.answered && (code == codes.Unauthenticated || code == codes.PermissionDenied)
 	closed := s.l.m.closed.Load()
 	s.err = err
 	for id, ch := range s.pending {
 		delete(s.pending, id)
 		switch {
-		case unimplemented:
+		case refused:
 			ch <- muxOutcome{err: errUnary}
 		case closed:
 			ch <- muxOutcome{err: status.Error(codes.Canceled, "client: closed with the call in flight")}

@@ -515,3 +515,43 @@ func TestStreamClose(t *testing.T) {
 		t.Fatalf("call in flight at Close: %v, want Canceled", err)
 	}
 }
+
+// TestStreamRefused: a router refusing the stream's credentials ran none
+// of its calls: they go by the unary RPC, and the caller gets the unary
+// RPC's error, not Unavailable (nor a retry).
+func TestStreamRefused(t *testing.T) {
+	st := newStore()
+	st.tables[table] = &kvv1.Table{Name: table, Id: 1}
+	var refusedStreams atomic.Int64
+	f, err := startFake(st, grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		if info.FullMethod == kvv1.KVService_Exchange_FullMethodName {
+			refusedStreams.Add(1)
+			return status.Error(codes.Unauthenticated, "auth: unknown API key")
+		}
+		return h(srv, ss)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.srv.Stop)
+	serveExchange(f)
+	f.setFail(func(context.Context, string) error {
+		return status.Error(codes.Unauthenticated, "auth: unknown API key")
+	})
+	unary := newClient(t, []string{f.addr}, client.WithStreams(false))
+	_, want := unary.KV().Get(t.Context(), &kvv1.GetRequest{Key: pk("k")})
+	for _, retries := range []int{0, client.DefaultMaxRetries} {
+		c := newClient(t, []string{f.addr}, client.WithMaxRetries(retries))
+		f.unary.Store(0)
+		_, got := c.KV().Get(t.Context(), &kvv1.GetRequest{Key: pk("k")})
+		if !sameStatus(got, want) {
+			t.Fatalf("retries=%d: %v, want the unary RPC's %v", retries, got, want)
+		}
+		if u := f.unary.Load(); u != 1 {
+			t.Fatalf("retries=%d: %d unary calls, want 1", retries, u)
+		}
+	}
+	if r := refusedStreams.Load(); r != 2 {
+		t.Fatalf("%d streams refused, want one per client", r)
+	}
+}
