@@ -143,7 +143,13 @@ type fakeRouter struct {
 }
 
 func startFake(st *store, opts ...grpc.ServerOption) (*fakeRouter, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return startFakeAt("127.0.0.1:0", st, opts...)
+}
+
+// startFakeAt starts a fake router listening on addr (a restart: the
+// address of one stopped).
+func startFakeAt(addr string, st *store, opts ...grpc.ServerOption) (*fakeRouter, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}

@@ -555,3 +555,38 @@ func TestStreamRefused(t *testing.T) {
 		t.Fatalf("%d streams refused, want one per client", r)
 	}
 }
+
+// TestStreamsSpreadAfterRestart: when a router restarts, its lane's stream
+// moves to another router meanwhile, and back to it once it is up again.
+func TestStreamsSpreadAfterRestart(t *testing.T) {
+	st := newStore()
+	st.tables[table] = &kvv1.Table{Name: table, Id: 1}
+	fs := startFakes(t, st, 2)
+	exs := []*exchanger{serveExchange(fs[0]), serveExchange(fs[1])}
+	c := newClient(t, addrs(fs))
+	get := func() {
+		t.Helper()
+		if _, _, err := c.Get(t.Context(), table, []byte("k"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "calls on both routers' streams", func() bool {
+		get()
+		return exs[0].streamed.Load() > 0 && exs[1].streamed.Load() > 0
+	})
+	fs[1].srv.Stop()
+	waitFor(t, "both lanes on the router left", func() bool {
+		get()
+		return exs[0].opens.Load()-exs[0].ended.Load() == 2 // streams open
+	})
+	f, err := startFakeAt(fs[1].addr, st)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", fs[1].addr, err)
+	}
+	t.Cleanup(f.srv.Stop)
+	ex := serveExchange(f)
+	waitFor(t, "calls on the restarted router's stream", func() bool {
+		get()
+		return ex.streamed.Load() > 0
+	})
+}
