@@ -590,3 +590,22 @@ func TestStreamsSpreadAfterRestart(t *testing.T) {
 		return ex.streamed.Load() > 0
 	})
 }
+
+// TestStreamDialOptionInterceptors: interceptors of WithDialOptions still
+// see every attempt of a call carried on the stream.
+func TestStreamDialOptionInterceptors(t *testing.T) {
+	var seen atomic.Int64
+	count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		seen.Add(1)
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	c, f, ex := exFake(t, client.WithDialOptions(grpc.WithChainUnaryInterceptor(count)))
+	f.setFail(failWith(codes.Unavailable))
+	if _, _, err := c.Get(t.Context(), table, []byte("k"), nil); status.Code(err) != codes.Unavailable {
+		t.Fatalf("%v, want Unavailable after retries", err)
+	}
+	n := int64(client.DefaultMaxRetries + 1)
+	if s, i := ex.streamed.Load(), seen.Load(); s != n || i != n {
+		t.Fatalf("%d attempts on the stream, %d seen by the interceptor; want %d and %d", s, i, n, n)
+	}
+}
