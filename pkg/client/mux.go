@@ -235,29 +235,32 @@ func (l *lane) stream(ctx context.Context) (*muxStream, error) {
 			l.mu.Unlock()
 			return s, nil
 		}
-		break
+		// Opened in the background: this call waits for it as the others
+		// do, or for its context (opening may wait for a connection).
+		opened := make(chan struct{})
+		l.opened = opened
+		l.mu.Unlock()
+		go l.opening(opened)
 	}
-	opened := make(chan struct{})
-	l.opened = opened
-	l.mu.Unlock()
+}
 
+// opening opens a stream for the lane and closes opened when done.
+func (l *lane) opening(opened chan struct{}) {
 	s, err := l.open()
-
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.opened = nil
 	close(opened)
-	if err != nil || l.closed {
-		if err != nil {
-			l.brokeLocked(nil, err)
-		} else {
-			s.cancel()
-		}
-		return nil, nil
+	if err != nil {
+		l.brokeLocked(nil, err)
+		return
+	}
+	if l.closed {
+		s.cancel()
+		return
 	}
 	l.cur = s
 	go s.recv()
-	return s, nil
 }
 
 // open opens a stream, on a router no other lane's stream uses if one is
