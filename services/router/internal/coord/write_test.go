@@ -191,3 +191,33 @@ func TestWriteFailureWaitIsBounded(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestWriteOneNode covers a write whose records all go to one node (RF 1),
+// which Write calls in the caller's goroutine: outcomes, a replica error,
+// and the caller's deadline ending first.
+func TestWriteOneNode(t *testing.T) {
+	t.Run("applied", func(t *testing.T) {
+		co := newTestCoord(t, &fakeNode{})
+		out, err := co.Write(t.Context(), []*storagev1.Record{rec(10), rec(11)}, One)
+		if err != nil || len(out) != 2 || out[1] != (Outcome{Applied: true, Current: 11}) {
+			t.Fatalf("outcomes %+v, err %v", out, err)
+		}
+	})
+	t.Run("failed", func(t *testing.T) {
+		co := newTestCoord(t, &fakeNode{err: down})
+		co.o.FailureWait = time.Millisecond
+		_, err := co.Write(t.Context(), []*storagev1.Record{rec(10)}, One)
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "reached 0 of 1 required replicas") || !strings.Contains(err.Error(), "n1: Unavailable") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		co := newTestCoord(t, &fakeNode{delay: time.Second})
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancel()
+		_, err := co.Write(ctx, []*storagev1.Record{rec(10)}, One)
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "may still take effect") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
