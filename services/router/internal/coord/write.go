@@ -159,6 +159,18 @@ func (co *Coordinator) write(ctx context.Context, v *cluster.View, recs []*stora
 		var rpcCtx context.Context
 		rpcCtx, cancel = co.detached(ctx)
 		for node, idxs := range groups {
+			if a, ok := node.Client.(asyncApplier); ok {
+				// Sent from this goroutine; the answer arrives on results.
+				batch := batchOf(recs, idxs)
+				start := time.Now()
+				a.ApplyAsync(rpcCtx, &storagev1.ApplyRequest{Records: batch, PlacementEpoch: v.Epoch}, func(resp *storagev1.ApplyResponse, err error) {
+					if err == nil {
+						node.ObserveLatency(time.Since(start))
+					}
+					results <- applyResult{node: node, idxs: idxs, resp: resp, err: err}
+				})
+				continue
+			}
 			go func() { results <- co.apply(rpcCtx, v, node, idxs, recs) }()
 		}
 	}
@@ -296,16 +308,28 @@ func (co *Coordinator) write(ctx context.Context, v *cluster.View, recs []*stora
 
 // apply sends node the records recs[idxs] and returns its answer.
 func (co *Coordinator) apply(ctx context.Context, v *cluster.View, node *cluster.Node, idxs []int, recs []*storagev1.Record) applyResult {
-	batch := make([]*storagev1.Record, len(idxs))
-	for j, i := range idxs {
-		batch[j] = recs[i]
-	}
+	batch := batchOf(recs, idxs)
 	start := time.Now()
 	resp, err := node.Client.Apply(ctx, &storagev1.ApplyRequest{Records: batch, PlacementEpoch: v.Epoch})
 	if err == nil {
 		node.ObserveLatency(time.Since(start))
 	}
 	return applyResult{node: node, idxs: idxs, resp: resp, err: err}
+}
+
+func batchOf(recs []*storagev1.Record, idxs []int) []*storagev1.Record {
+	batch := make([]*storagev1.Record, len(idxs))
+	for j, i := range idxs {
+		batch[j] = recs[i]
+	}
+	return batch
+}
+
+// asyncApplier is a node client that sends an Apply without blocking
+// (storagemux.Client): done gets the answer, must not block, and is called
+// exactly once.
+type asyncApplier interface {
+	ApplyAsync(ctx context.Context, req *storagev1.ApplyRequest, done func(*storagev1.ApplyResponse, error))
 }
 
 // missedAny reports whether a write target of some record has not
