@@ -13,7 +13,9 @@
 // included), so the router's retry, hedging and fencing logic cannot tell
 // the two apart.
 //
-// A call waits for its answer, its context, or the stream's end. A
+// A call waits for its answer, its context, or the stream's end
+// (ApplyAsync does not wait: a callback gets the answer, so a write sent to
+// several replicas needs no goroutine per call). A
 // cancelled or timed-out call frees its slot at once, tells the node
 // (which cancels it), and its late answer is dropped. A stream that breaks
 // fails only its calls in flight, with UNAVAILABLE (an Apply may or may
