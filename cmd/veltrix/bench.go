@@ -25,6 +25,7 @@ type benchFlags struct {
 	o                        bench.Options
 	workloads, peers         []string
 	dist, output, cpuProfile string
+	memProfile               string
 	noTargets, verbose       bool
 	// compare is the git revision to compare the working tree with.
 	compare string
@@ -92,6 +93,7 @@ working tree / REV.`,
 	fs.DurationVar(&o.Settle, "settle", 60*time.Second, "longest wait after loading for the peers' background work (compactions) to finish; negative: no wait")
 	fs.StringVar(&f.compare, "compare", "", "git revision (e.g. main) whose build is compared with the working tree's, interleaved round by round; prints both medians and the ratios")
 	fs.BoolVar(&f.noTargets, "no-targets", false, "skip the extra runs for the issue #9 targets and the targets table")
+	fs.StringVar(&f.memProfile, "memprofile", "", "write the allocations of every measured run to PREFIX-<peer>-<workload>-r<round>.pprof and the allocations before it to ….base.pprof (go tool pprof -sample_index=alloc_space -base BASE RUN)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of every measured run to PREFIX-<peer>-<workload>-r<round>.pprof (clients and in-process servers)")
 	fs.BoolVarP(&f.verbose, "v", "v", false, "print progress and the servers' warnings to stderr")
 	return cmd
@@ -152,6 +154,37 @@ func runBench(ctx context.Context, w io.Writer, command string, bf *benchFlags) 
 			pprof.StopCPUProfile()
 			profErr = errors.Join(profErr, f.Close())
 			f = nil
+		}
+	}
+
+	if bf.memProfile != "" {
+		runs := map[string]int{}
+		var name string
+		write := func(path string) {
+			f, err := os.Create(path)
+			if err != nil {
+				profErr = errors.Join(profErr, err)
+				return
+			}
+			profErr = errors.Join(profErr, pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
+		}
+		before, after := o.BeforeWorkload, o.AfterWorkload
+		o.BeforeWorkload = func(peer, workload string) {
+			runs[peer+"/"+workload]++
+			name = fmt.Sprintf("%s-%s-%s-r%d", bf.memProfile, peer, workload, runs[peer+"/"+workload])
+			if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+				profErr = errors.Join(profErr, err)
+			}
+			write(name + ".base.pprof")
+			if before != nil {
+				before(peer, workload)
+			}
+		}
+		o.AfterWorkload = func(peer, workload string) {
+			if after != nil {
+				after(peer, workload)
+			}
+			write(name + ".pprof")
 		}
 	}
 

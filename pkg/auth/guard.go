@@ -81,7 +81,8 @@ type GuardOptions struct {
 
 // Guard is the gRPC server interceptors that authenticate every call of a
 // service, check its method's rule and put the Subject in the handler's
-// context (SubjectFrom).
+// context (SubjectFrom). Install Unary and Stream as a server's own
+// interceptors (grpcx.ServerOptions), after its recovery and metrics ones.
 type Guard struct {
 	o GuardOptions
 }
@@ -92,12 +93,6 @@ func NewGuard(o GuardOptions) (*Guard, error) {
 		return nil, errors.New("auth: guard enabled without an authenticator")
 	}
 	return &Guard{o: o}, nil
-}
-
-// ServerOptions are the guard's interceptors, to add to a gRPC server
-// after its recovery and metrics interceptors.
-func (g *Guard) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(g.Unary), grpc.ChainStreamInterceptor(g.Stream)}
 }
 
 // open reports whether method needs no credentials: health checks and

@@ -51,6 +51,32 @@
 // retry budget and backoff. Query follows page tokens, one retried call per
 // page.
 //
+// # Streams
+//
+// The unary KV calls (Get, Put, Delete, BatchGet, BatchWrite, Query, from
+// the typed helpers or KV()) are carried as framed calls on one long-lived
+// KVService.Exchange stream per router, instead of one unary RPC (a new
+// HTTP/2 stream, headers and trailers) each: it costs the client and the
+// routers less CPU per call. Calls waiting together go in one message.
+// Each call is answered, authorised (the stream carries WithBearerToken's
+// token, over WithTLS's connection) and recorded exactly as the unary RPC,
+// with the same status code, message and details on error; its deadline
+// travels with it and a cancelled call is cancelled on the router. The
+// stream is the innermost layer, under the default deadline, the retries
+// and the interceptors of WithDialOptions, which see each call as before.
+// A stream that breaks fails only its calls in flight, with Unavailable
+// (retried as above; a write may or may not have taken effect, as with a
+// broken unary call), and calls go by unary RPCs until a new stream opens
+// (after 100 ms, doubling to 1 s). A router that does not serve Exchange (an
+// older version) is called by the unary RPCs and asked again after a
+// minute; the calls of a stream refused for its credentials go by the unary
+// RPCs too, whose answer is the caller's error. A router shutting down
+// hands back the calls it did not take, which are sent again by the unary
+// RPC. Requests over 256 KiB, calls with call
+// options other than the connection's message size limits, Scan and the
+// AdminService calls always use their own RPCs. WithStreams(false) turns
+// the streams off.
+//
 // # Consistency
 //
 // Reads (Get, BatchGet, Query) and writes (Put, Delete, BatchWrite) send

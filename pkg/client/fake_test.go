@@ -127,6 +127,13 @@ type fakeRouter struct {
 
 	calls atomic.Int64
 	fail  atomic.Pointer[func(ctx context.Context, method string) error]
+	// unary counts the unary calls (calls minus those made on Exchange).
+	unary atomic.Int64
+	// ex, when set, serves Exchange (fake_exchange_test.go); otherwise
+	// Exchange answers UNIMPLEMENTED, as a router that predates it.
+	ex atomic.Pointer[exchanger]
+	// exchangeCalls counts Exchange RPCs, served or not.
+	exchangeCalls atomic.Int64
 	// scanFailAfter makes the next Scan stream fail with Unavailable after
 	// sending this many batches (once); 0 never.
 	scanFailAfter atomic.Int32
@@ -136,7 +143,13 @@ type fakeRouter struct {
 }
 
 func startFake(st *store, opts ...grpc.ServerOption) (*fakeRouter, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return startFakeAt("127.0.0.1:0", st, opts...)
+}
+
+// startFakeAt starts a fake router listening on addr (a restart: the
+// address of one stopped).
+func startFakeAt(addr string, st *store, opts ...grpc.ServerOption) (*fakeRouter, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -144,16 +157,8 @@ func startFake(st *store, opts ...grpc.ServerOption) (*fakeRouter, error) {
 	f.srv = grpc.NewServer(append([]grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			f.calls.Add(1)
-			if fn := f.fail.Load(); fn != nil {
-				if err := (*fn)(ctx, info.FullMethod); err != nil {
-					return nil, err
-				}
-			}
-			f.mu.Lock()
-			f.requests = append(f.requests, proto.Clone(req.(proto.Message)))
-			f.mu.Unlock()
-			return h(ctx, req)
+			f.unary.Add(1)
+			return f.intercept(ctx, req, info, h)
 		}),
 	}, opts...)...)
 	kvv1.RegisterKVServiceServer(f.srv, f)
@@ -184,6 +189,20 @@ func addrs(fs []*fakeRouter) []string {
 		out = append(out, f.addr)
 	}
 	return out
+}
+
+// intercept runs before every call, unary or on Exchange.
+func (f *fakeRouter) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	f.calls.Add(1)
+	if fn := f.fail.Load(); fn != nil {
+		if err := (*fn)(ctx, info.FullMethod); err != nil {
+			return nil, err
+		}
+	}
+	f.mu.Lock()
+	f.requests = append(f.requests, proto.Clone(req.(proto.Message)))
+	f.mu.Unlock()
+	return h(ctx, req)
 }
 
 func (f *fakeRouter) setFail(fn func(ctx context.Context, method string) error) {

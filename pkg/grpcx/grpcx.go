@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -53,6 +55,17 @@ type ServerOptions struct {
 	// calls in flight, not the cores; an idle worker costs only its stack.
 	// Default: 256.
 	StreamWorkers int
+	// Unary and Stream are the service's own interceptors (an auth guard),
+	// run after grpcx's metrics and recovery interceptors (and the UTF-8
+	// check). Pass them here, not as grpc.ChainUnaryInterceptor options:
+	// calls multiplexed on a stream (Mux) run through the same unary chain.
+	// Default: none.
+	Unary  []grpc.UnaryServerInterceptor
+	Stream []grpc.StreamServerInterceptor
+	// CheckUTF8 refuses requests whose string fields hold invalid UTF-8
+	// with InvalidArgument naming the fields (utf8.go), for RPCs and Mux
+	// calls alike. Default: false (grpc's codec fails them with Internal).
+	CheckUTF8 bool
 }
 
 // Server is a gRPC server with health and reflection registered.
@@ -62,6 +75,27 @@ type Server struct {
 	Health  *health.Server
 	metrics *serverMetrics
 	logger  *slog.Logger
+	// unary is the whole unary interceptor chain, the one grpc runs, for
+	// Mux calls; checkUTF8 is ServerOptions.CheckUTF8.
+	unary     grpc.UnaryServerInterceptor
+	checkUTF8 bool
+	maxMsg    int
+	// methods are the unary methods of the services registered through
+	// RegisterService, by full name (written before Serve, read after).
+	methods map[string]*unaryMethod
+	// drain is closed by Drain: Mux streams take no more calls.
+	drain     chan struct{}
+	drainOnce sync.Once
+}
+
+// unaryMethod is a registered unary method: its generated handler and the
+// service implementation it runs on.
+type unaryMethod struct {
+	fullMethod string
+	handler    grpc.MethodHandler
+	impl       any
+	// ts is the transport stream Mux calls of the method see (grpc.Method).
+	ts *muxTransportStream
 }
 
 // NewServer returns a gRPC server with the shared interceptor chain, health
@@ -88,38 +122,107 @@ func NewServer(o ServerOptions, extra ...grpc.ServerOption) *Server {
 		logger.ErrorContext(ctx, "panic in gRPC handler", "panic", p, "stack", string(debug.Stack()))
 		return status.Errorf(codes.Internal, "internal error: %v", p)
 	})
+	unary := []grpc.UnaryServerInterceptor{metrics.unaryInterceptor(logger), recovery.UnaryServerInterceptor(recover)}
+	stream := []grpc.StreamServerInterceptor{metrics.streamInterceptor(logger), recovery.StreamServerInterceptor(recover)}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(o.MaxMessageSize),
 		grpc.MaxSendMsgSize(o.MaxMessageSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.NumStreamWorkers(uint32(o.StreamWorkers)),
-		grpc.ChainUnaryInterceptor(
-			metrics.unaryInterceptor(logger),
-			recovery.UnaryServerInterceptor(recover),
-		),
-		grpc.ChainStreamInterceptor(
-			metrics.streamInterceptor(logger),
-			recovery.StreamServerInterceptor(recover),
-		),
 	}
+	if o.CheckUTF8 {
+		opts = append(opts, grpc.ForceServerCodecV2(utf8Codec{base: encoding.GetCodecV2("proto")}))
+		unary = append(unary, utf8Unary)
+		stream = append(stream, utf8StreamInterceptor)
+	}
+	unary = append(unary, o.Unary...)
+	stream = append(stream, o.Stream...)
+	chain := chainUnary(unary)
+	opts = append(opts, grpc.ChainUnaryInterceptor(chain), grpc.ChainStreamInterceptor(chainStream(stream)))
 	s := &Server{
-		Server:  grpc.NewServer(append(opts, extra...)...),
-		Health:  health.NewServer(),
-		metrics: metrics,
-		logger:  logger,
+		Server:    grpc.NewServer(append(opts, extra...)...),
+		Health:    health.NewServer(),
+		metrics:   metrics,
+		logger:    logger,
+		unary:     chain,
+		checkUTF8: o.CheckUTF8,
+		maxMsg:    o.MaxMessageSize,
+		methods:   map[string]*unaryMethod{},
+		drain:     make(chan struct{}),
 	}
-	healthpb.RegisterHealthServer(s.Server, s.Health)
+	healthpb.RegisterHealthServer(s, s.Health)
 	reflection.Register(s.Server)
 	return s
+}
+
+// RegisterService registers a service (grpc.ServiceRegistrar: pass the
+// Server, not its embedded grpc.Server, to the generated Register
+// functions) and records its unary methods for Mux.
+func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	s.Server.RegisterService(desc, impl)
+	for _, md := range desc.Methods {
+		name := "/" + desc.ServiceName + "/" + md.MethodName
+		s.methods[name] = &unaryMethod{fullMethod: name, handler: md.Handler, impl: impl, ts: &muxTransportStream{method: name}}
+	}
+}
+
+// UnaryMethods are the full names of desc's unary methods
+// ("/pkg.Service/Method"), for a Mux's allowlist.
+func UnaryMethods(desc *grpc.ServiceDesc) []string {
+	out := make([]string, 0, len(desc.Methods))
+	for _, md := range desc.Methods {
+		out = append(out, "/"+desc.ServiceName+"/"+md.MethodName)
+	}
+	return out
+}
+
+// chainUnary runs interceptors in order around the handler, as
+// grpc.ChainUnaryInterceptor does.
+func chainUnary(icpts []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		return icpts[0](ctx, req, info, unaryNext(icpts, 0, info, handler))
+	}
+}
+
+func unaryNext(icpts []grpc.UnaryServerInterceptor, cur int, info *grpc.UnaryServerInfo, final grpc.UnaryHandler) grpc.UnaryHandler {
+	if cur == len(icpts)-1 {
+		return final
+	}
+	return func(ctx context.Context, req any) (any, error) {
+		return icpts[cur+1](ctx, req, info, unaryNext(icpts, cur+1, info, final))
+	}
+}
+
+// chainStream runs interceptors in order around the handler, as
+// grpc.ChainStreamInterceptor does.
+func chainStream(icpts []grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return icpts[0](srv, ss, info, streamNext(icpts, 0, info, handler))
+	}
+}
+
+func streamNext(icpts []grpc.StreamServerInterceptor, cur int, info *grpc.StreamServerInfo, final grpc.StreamHandler) grpc.StreamHandler {
+	if cur == len(icpts)-1 {
+		return final
+	}
+	return func(srv any, ss grpc.ServerStream) error {
+		return icpts[cur+1](srv, ss, info, streamNext(icpts, cur+1, info, final))
+	}
 }
 
 // InitMetrics pre-creates the metric series of every registered method.
 func (s *Server) InitMetrics() { s.metrics.init(s.Server) }
 
-// Shutdown marks every service NOT_SERVING, then stops gracefully, forcing
-// the stop once ctx is done.
+// Drain makes every Mux stream take no more calls: each answers the calls
+// it took, then ends (GracefulStop waits for streams to end). Shutdown
+// calls it.
+func (s *Server) Drain() { s.drainOnce.Do(func() { close(s.drain) }) }
+
+// Shutdown marks every service NOT_SERVING, drains the Mux streams, then
+// stops gracefully, forcing the stop once ctx is done.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.Health.Shutdown()
+	s.Drain()
 	done := make(chan struct{})
 	go func() {
 		s.GracefulStop()

@@ -17,28 +17,26 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// UTF8Options make a server refuse requests whose string fields hold invalid
-// UTF-8 with InvalidArgument naming the fields. Without them grpc's codec
-// fails such a request with Internal before any handler can look at it: proto3
-// requires valid UTF-8 in strings and the Go decoder enforces it.
+// ServerOptions.CheckUTF8 makes a server refuse requests whose string
+// fields hold invalid UTF-8 with InvalidArgument naming the fields. Without
+// it grpc's codec fails such a request with Internal before any handler can
+// look at it: proto3 requires valid UTF-8 in strings and the Go decoder
+// enforces it.
 //
 // It takes a codec and two interceptors: the codec decodes such a request
 // with the bad bytes replaced by U+FFFD and remembers the fields; the
-// interceptors, which run after decoding, turn that into the error. Pass the
-// options to NewServer as extra options.
-func UTF8Options() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.ForceServerCodecV2(utf8Codec{base: encoding.GetCodecV2("proto")}),
-		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-			if err := badUTF8(req); err != nil {
-				return nil, err
-			}
-			return handler(ctx, req)
-		}),
-		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-			return handler(srv, utf8Stream{ss})
-		}),
+// interceptors, which run after decoding, turn that into the error. Mux
+// calls decode their requests with unmarshalUTF8, the codec's logic.
+
+func utf8Unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := badUTF8(req); err != nil {
+		return nil, err
 	}
+	return handler(ctx, req)
+}
+
+func utf8StreamInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, utf8Stream{ss})
 }
 
 // invalidUTF8 holds, for each message decoded with invalid UTF-8, the paths
@@ -80,7 +78,25 @@ func (c utf8Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return err
 	}
-	fixed, paths, ok := SanitizeUTF8(data.Materialize(), m.ProtoReflect().Descriptor())
+	return sanitizeInto(data.Materialize(), m, err)
+}
+
+// unmarshalUTF8 decodes b into m like the codec: a message whose only
+// fault is invalid UTF-8 is decoded sanitized, its fields remembered for
+// the interceptor.
+func unmarshalUTF8(b []byte, m proto.Message) error {
+	err := proto.Unmarshal(b, m)
+	if err == nil {
+		return nil
+	}
+	return sanitizeInto(b, m, err)
+}
+
+// sanitizeInto decodes the sanitized b into m after its decoding failed
+// with err, and remembers the bad fields; it returns err when b has other
+// faults.
+func sanitizeInto(b []byte, m proto.Message, err error) error {
+	fixed, paths, ok := SanitizeUTF8(b, m.ProtoReflect().Descriptor())
 	if !ok || len(paths) == 0 {
 		return err
 	}

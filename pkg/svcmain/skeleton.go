@@ -155,11 +155,11 @@ func (s *Skeleton) ConnectEtcd(client *clientv3.Client, endpoints []string) erro
 	return nil
 }
 
-// Listen listens on addr and builds the gRPC server (extra options after
-// grpcx's; with TLS, the server credentials of the options' ClientAuth),
-// every health status NOT_SERVING. Register services on GRPC, then call
-// Serve.
-func (s *Skeleton) Listen(addr string, extra ...grpc.ServerOption) error {
+// Listen listens on addr and builds the gRPC server with so (its Logger
+// and Registerer are the skeleton's) and extra options after grpcx's (with
+// TLS, the server credentials of the options' ClientAuth), every health
+// status NOT_SERVING. Register services on GRPC, then call Serve.
+func (s *Skeleton) Listen(addr string, so grpcx.ServerOptions, extra ...grpc.ServerOption) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("%s: listen on %s: %w", s.opts.Name, addr, err)
@@ -168,7 +168,8 @@ func (s *Skeleton) Listen(addr string, extra ...grpc.ServerOption) error {
 	if s.tls != nil {
 		extra = append(extra, grpc.Creds(s.tls.ServerCredentials(s.opts.ClientAuth, s.opts.AllowedRoles...)))
 	}
-	s.GRPC = grpcx.NewServer(grpcx.ServerOptions{Logger: s.opts.Logger, Registerer: s.Registry}, extra...)
+	so.Logger, so.Registerer = s.opts.Logger, s.Registry
+	s.GRPC = grpcx.NewServer(so, extra...)
 	s.setStatus(healthpb.HealthCheckResponse_NOT_SERVING, true)
 	return nil
 }

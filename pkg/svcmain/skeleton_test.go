@@ -133,7 +133,7 @@ func TestSkeletonReadinessAndShutdownOrder(t *testing.T) {
 		t.Run(fmt.Sprintf("LiveBeforeReady=%v", live), func(t *testing.T) {
 			sk := New(Options{Name: "test", Logger: slog.New(slog.DiscardHandler), ShutdownTimeout: time.Second,
 				Services: []string{svc}, LiveBeforeReady: live})
-			if err := sk.Listen("127.0.0.1:0"); err != nil {
+			if err := sk.Listen("127.0.0.1:0", grpcx.ServerOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			if err := sk.Serve(""); err != nil {

@@ -109,7 +109,7 @@ func TestSkeletonTLS(t *testing.T) {
 	if err := sk.LoadTLS(); err != nil {
 		t.Fatal(err)
 	}
-	if err := sk.Listen("127.0.0.1:0"); err != nil {
+	if err := sk.Listen("127.0.0.1:0", grpcx.ServerOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := sk.Serve("127.0.0.1:0"); err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/veltrixdb/veltrix/pkg/auth"
 	"github.com/veltrixdb/veltrix/pkg/client"
+	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	"github.com/veltrixdb/veltrix/pkg/migration"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	"github.com/veltrixdb/veltrix/pkg/tlsx"
@@ -15,6 +16,7 @@ import (
 	migrationv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migration/v1"
 	migratorv1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/migrator/v1"
 	"github.com/veltrixdb/veltrix/services/migrator/internal/jobs"
+	"google.golang.org/grpc"
 )
 
 // Server is a running migrator.
@@ -92,7 +94,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.sk.Listen(cfg.ListenAddr, guard.ServerOptions()...); err != nil {
+	if err := s.sk.Listen(cfg.ListenAddr, grpcx.ServerOptions{Unary: []grpc.UnaryServerInterceptor{guard.Unary}, Stream: []grpc.StreamServerInterceptor{guard.Stream}}); err != nil {
 		return nil, err
 	}
 	migratorv1.RegisterMigratorServiceServer(s.sk.GRPC.Server, sv)

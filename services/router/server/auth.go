@@ -68,6 +68,9 @@ func authRules() map[string]auth.Rule {
 		}),
 		kv + "Query": byTable(auth.Read),
 		kv + "Scan":  byTable(auth.Read),
+		// Exchange carries the unary calls above, each checked by its own
+		// rule as it runs; opening the stream only needs credentials.
+		kv + "Exchange": auth.Authenticated(),
 
 		admin + "CreateTable":      byName(auth.Admin),
 		admin + "UpdateTable":      byName(auth.Admin),

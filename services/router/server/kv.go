@@ -156,7 +156,7 @@ func (r resolver) table(name string, where kvrecord.Field) (topology.Table, erro
 		return topology.Table{}, invalidf("%s: table is empty", where)
 	}
 	if !utf8.ValidString(name) {
-		// gRPC's decoder refuses these first (see grpcx.UTF8Options); this
+		// gRPC's decoder refuses these first (see grpcx.ServerOptions.CheckUTF8); this
 		// covers in-process callers, and a response echoing the name could
 		// not be encoded.
 		return topology.Table{}, invalidf("%s: table is not valid UTF-8", where)

@@ -29,6 +29,7 @@ import (
 	"github.com/veltrixdb/veltrix/services/router/internal/coord"
 	"github.com/veltrixdb/veltrix/services/router/internal/dynamodb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
@@ -77,6 +78,9 @@ type Server struct {
 	// auth holds the principals and API keys (always loaded, so keys can
 	// be managed before --auth is turned on).
 	auth *auth.Store
+	// kvMux serves KVService.Exchange: KVService's unary methods framed on
+	// one stream.
+	kvMux *grpcx.Mux
 }
 
 // Start connects to etcd, loads the topology, joins the controller election
@@ -171,16 +175,26 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// UTF8Options: invalid UTF-8 in a string field is InvalidArgument naming
+	// CheckUTF8: invalid UTF-8 in a string field is InvalidArgument naming
 	// the field, not grpc's Internal decode failure. The guard follows: a
 	// request is decoded before its permissions are checked.
-	if err := sk.Listen(cfg.ListenAddr, append(grpcx.UTF8Options(), guard.ServerOptions()...)...); err != nil {
+	so := grpcx.ServerOptions{
+		CheckUTF8: true,
+		Unary:     []grpc.UnaryServerInterceptor{guard.Unary},
+		Stream:    []grpc.StreamServerInterceptor{guard.Stream},
+	}
+	if err := sk.Listen(cfg.ListenAddr, so); err != nil {
 		return nil, err
 	}
-	kvv1.RegisterKVServiceServer(sk.GRPC.Server, &kvService{s: s})
-	kvv1.RegisterAdminServiceServer(sk.GRPC.Server, &adminService{s: s})
-	migrationv1.RegisterMigrationServiceServer(sk.GRPC.Server, newMigrationService(s))
-	authv1.RegisterAuthServiceServer(sk.GRPC.Server, &authService{s: s})
+	// Registered on sk.GRPC (not its grpc.Server), which records the
+	// unary methods that KVService.Exchange carries.
+	kvv1.RegisterKVServiceServer(sk.GRPC, &kvService{s: s})
+	kvv1.RegisterAdminServiceServer(sk.GRPC, &adminService{s: s})
+	migrationv1.RegisterMigrationServiceServer(sk.GRPC, newMigrationService(s))
+	authv1.RegisterAuthServiceServer(sk.GRPC, &authService{s: s})
+	if s.kvMux, err = sk.GRPC.NewMux(grpcx.UnaryMethods(&kvv1.KVService_ServiceDesc)); err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
 	if missing := guard.Missing(sk.GRPC.GetServiceInfo()); len(missing) > 0 {
 		return nil, fmt.Errorf("router: methods without a permission rule: %v", missing)
 	}
@@ -395,7 +409,9 @@ func (s *Server) WaitReady(ctx context.Context) error {
 }
 
 // Close stops accepting requests (the DynamoDB endpoint's first, then
-// gRPC's), drains in-flight ones within ShutdownTimeout, resigns the controller role and disconnects.
+// gRPC's), drains in-flight ones within ShutdownTimeout (an Exchange
+// stream is told it drains, answers the calls it took and ends), resigns
+// the controller role and disconnects.
 func (s *Server) Close() error {
 	return s.sk.Close(svcmain.Stages{BeforeDrain: s.closeDynamoDB, Subsystems: func() error {
 		close(s.stop)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	"github.com/veltrixdb/veltrix/pkg/placement"
 	"github.com/veltrixdb/veltrix/pkg/svcmain"
 	"github.com/veltrixdb/veltrix/pkg/tlsx"
@@ -209,7 +210,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// serves unregistered (routers retain it at its last address through
 	// the outage, and without it QUORUM loses a replica); it registers,
 	// or stops, when etcd answers.
-	if err := s.sk.Listen(cfg.ListenAddr, grpc.InitialWindowSize(exchangeStreamWindow), grpc.InitialConnWindowSize(exchangeConnWindow)); err != nil {
+	if err := s.sk.Listen(cfg.ListenAddr, grpcx.ServerOptions{}, grpc.InitialWindowSize(exchangeStreamWindow), grpc.InitialConnWindowSize(exchangeConnWindow)); err != nil {
 		return nil, err
 	}
 	s.hints = newHinter(s)

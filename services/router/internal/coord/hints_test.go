@@ -186,3 +186,18 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestWriteHintsOneNode: a write that only one registered replica takes
+// (called in the caller's goroutine) still leaves hints there for the
+// unregistered ones.
+func TestWriteHintsOneNode(t *testing.T) {
+	n1 := &hintNode{fakeNode: &fakeNode{}}
+	co, m := hintCoord(n1, nil, nil)
+	if _, err := co.Write(context.Background(), []*storagev1.Record{rec(9)}, One); err != nil {
+		t.Fatal(err)
+	}
+	waitHints(t, m, "stored", 2)
+	if got := n1.got(); len(got["n2"]) != 1 || len(got["n3"]) != 1 {
+		t.Fatalf("hints on n1: %v", got)
+	}
+}

@@ -132,21 +132,47 @@ func (co *Coordinator) write(ctx context.Context, v *cluster.View, recs []*stora
 		}
 	}
 
-	rpcCtx, cancel := co.detached(ctx)
 	results := make(chan applyResult, len(groups))
-	for node, idxs := range groups {
-		batch := make([]*storagev1.Record, len(idxs))
-		for j, i := range idxs {
-			batch[j] = recs[i]
+	cancel := func() {}
+	if len(groups) == 1 {
+		// One node takes every record (RF 1, or its other replicas are
+		// unregistered): call it in this goroutine. No straggler can
+		// outlive the write, so it needs no goroutine and no detached
+		// context.
+		cctx := ctx
+		if _, ok := ctx.Deadline(); !ok {
+			var c context.CancelFunc
+			cctx, c = context.WithTimeout(ctx, co.o.Timeout)
+			defer c()
 		}
-		go func() {
-			start := time.Now()
-			resp, err := node.Client.Apply(rpcCtx, &storagev1.ApplyRequest{Records: batch, PlacementEpoch: v.Epoch})
-			if err == nil {
-				node.ObserveLatency(time.Since(start))
+		for node, idxs := range groups {
+			r := co.apply(cctx, v, node, idxs, recs)
+			if r.err != nil && ctx.Err() != nil {
+				// As when the caller stops waiting for a replica: the
+				// node may still apply it (it only drops a call it has
+				// not started).
+				return nil, fmt.Errorf("write at %s: %w (%s); it may still take effect", level, ctx.Err(), progress(recs, st))
 			}
-			results <- applyResult{node: node, idxs: idxs, resp: resp, err: err}
-		}()
+			results <- r
+		}
+	} else {
+		var rpcCtx context.Context
+		rpcCtx, cancel = co.detached(ctx)
+		for node, idxs := range groups {
+			if a, ok := node.Client.(asyncApplier); ok {
+				// Sent from this goroutine; the answer arrives on results.
+				batch := batchOf(recs, idxs)
+				start := time.Now()
+				a.ApplyAsync(rpcCtx, &storagev1.ApplyRequest{Records: batch, PlacementEpoch: v.Epoch}, func(resp *storagev1.ApplyResponse, err error) {
+					if err == nil {
+						node.ObserveLatency(time.Since(start))
+					}
+					results <- applyResult{node: node, idxs: idxs, resp: resp, err: err}
+				})
+				continue
+			}
+			go func() { results <- co.apply(rpcCtx, v, node, idxs, recs) }()
+		}
 	}
 	// The last result cancels the detached context; until then stragglers
 	// keep their calls alive after Write returns. Then the records a replica
@@ -156,6 +182,16 @@ func (co *Coordinator) write(ctx context.Context, v *cluster.View, recs []*stora
 	var seen []applyResult
 	finish := func(hint bool) {
 		got := seen
+		if remaining == 0 {
+			// Every replica answered: nothing to wait for in the
+			// background, and nothing to hand off unless one missed a
+			// record.
+			cancel()
+			if hint && missedAny(st) {
+				go co.handoff(recs, st, got)
+			}
+			return
+		}
 		go func() {
 			for ; remaining > 0; remaining-- {
 				r := <-results
@@ -268,6 +304,44 @@ func (co *Coordinator) write(ctx context.Context, v *cluster.View, recs []*stora
 	}
 	// Every record either reached its level or is doomed.
 	panic("coord: write finished without a verdict")
+}
+
+// apply sends node the records recs[idxs] and returns its answer.
+func (co *Coordinator) apply(ctx context.Context, v *cluster.View, node *cluster.Node, idxs []int, recs []*storagev1.Record) applyResult {
+	batch := batchOf(recs, idxs)
+	start := time.Now()
+	resp, err := node.Client.Apply(ctx, &storagev1.ApplyRequest{Records: batch, PlacementEpoch: v.Epoch})
+	if err == nil {
+		node.ObserveLatency(time.Since(start))
+	}
+	return applyResult{node: node, idxs: idxs, resp: resp, err: err}
+}
+
+func batchOf(recs []*storagev1.Record, idxs []int) []*storagev1.Record {
+	batch := make([]*storagev1.Record, len(idxs))
+	for j, i := range idxs {
+		batch[j] = recs[i]
+	}
+	return batch
+}
+
+// asyncApplier is a node client that sends an Apply without blocking
+// (storagemux.Client): done gets the answer, must not block, and is called
+// exactly once.
+type asyncApplier interface {
+	ApplyAsync(ctx context.Context, req *storagev1.ApplyRequest, done func(*storagev1.ApplyResponse, error))
+}
+
+// missedAny reports whether a write target of some record has not
+// acknowledged it (failed, not answered or unregistered): hinted handoff
+// has something to do.
+func missedAny(st []writeState) bool {
+	for i := range st {
+		if st[i].acks < len(st[i].rt.WriteIDs) {
+			return true
+		}
+	}
+	return false
 }
 
 // setName names replica set k of a route in messages: nothing when the

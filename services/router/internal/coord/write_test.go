@@ -191,3 +191,72 @@ func TestWriteFailureWaitIsBounded(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestWriteOneNode covers a write whose records all go to one node (RF 1),
+// which Write calls in the caller's goroutine: outcomes, a replica error,
+// and the caller's deadline ending first.
+func TestWriteOneNode(t *testing.T) {
+	t.Run("applied", func(t *testing.T) {
+		co := newTestCoord(t, &fakeNode{})
+		out, err := co.Write(t.Context(), []*storagev1.Record{rec(10), rec(11)}, One)
+		if err != nil || len(out) != 2 || out[1] != (Outcome{Applied: true, Current: 11}) {
+			t.Fatalf("outcomes %+v, err %v", out, err)
+		}
+	})
+	t.Run("failed", func(t *testing.T) {
+		co := newTestCoord(t, &fakeNode{err: down})
+		co.o.FailureWait = time.Millisecond
+		_, err := co.Write(t.Context(), []*storagev1.Record{rec(10)}, One)
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "reached 0 of 1 required replicas") || !strings.Contains(err.Error(), "n1: Unavailable") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		co := newTestCoord(t, &fakeNode{delay: time.Second})
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancel()
+		_, err := co.Write(ctx, []*storagev1.Record{rec(10)}, One)
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "may still take effect") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+// asyncNode is a fakeNode that also sends without blocking, as
+// storagemux.Client does.
+type asyncNode struct {
+	*fakeNode
+	sent *atomic.Int32
+}
+
+func (a asyncNode) ApplyAsync(ctx context.Context, req *storagev1.ApplyRequest, done func(*storagev1.ApplyResponse, error)) {
+	a.sent.Add(1)
+	go func() { done(a.Apply(ctx, req)) }()
+}
+
+// TestWriteAsync: replicas called without a goroutine per call give the
+// same outcomes and errors.
+func TestWriteAsync(t *testing.T) {
+	var sent atomic.Int32
+	newCoord := func(fakes ...*fakeNode) *Coordinator {
+		co := newTestCoord(t, fakes...)
+		for _, n := range co.c.View().Route(0).WriteNodes {
+			n.Client = asyncNode{n.Client.(*fakeNode), &sent}
+		}
+		return co
+	}
+	co := newCoord(&fakeNode{}, &fakeNode{outcome: storagev1.Outcome_OUTCOME_SUPERSEDED, cur: 99}, &fakeNode{delay: time.Second})
+	out, err := co.Write(t.Context(), []*storagev1.Record{rec(10)}, Quorum)
+	if err != nil || len(out) != 1 || out[0] != (Outcome{Applied: true, Current: 10}) {
+		t.Fatalf("outcomes %+v, err %v", out, err)
+	}
+	co = newCoord(&fakeNode{}, &fakeNode{err: down}, &fakeNode{err: down})
+	co.o.FailureWait = time.Millisecond
+	_, err = co.Write(t.Context(), []*storagev1.Record{rec(10)}, Quorum)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "reached 1 of 2 required replicas (applied on 1") {
+		t.Fatalf("err = %v", err)
+	}
+	if n := sent.Load(); n != 6 {
+		t.Fatalf("%d calls sent by ApplyAsync, want 6", n)
+	}
+}

@@ -13,7 +13,9 @@
 // included), so the router's retry, hedging and fencing logic cannot tell
 // the two apart.
 //
-// A call waits for its answer, its context, or the stream's end. A
+// A call waits for its answer, its context, or the stream's end
+// (ApplyAsync does not wait: a callback gets the answer, so a write sent to
+// several replicas needs no goroutine per call). A
 // cancelled or timed-out call frees its slot at once, tells the node
 // (which cancels it), and its late answer is dropped. A stream that breaks
 // fails only its calls in flight, with UNAVAILABLE (an Apply may or may
@@ -178,22 +180,95 @@ func (c *Client) BatchRead(ctx context.Context, req *storagev1.BatchReadRequest,
 // Apply is StorageService.Apply over the stream.
 func (c *Client) Apply(ctx context.Context, req *storagev1.ApplyRequest, opts ...grpc.CallOption) (*storagev1.ApplyResponse, error) {
 	if len(opts) == 0 {
-		size := 0
-		for _, r := range req.GetRecords() {
-			size += 32 + len(r.GetKey().GetPartitionKey()) + len(r.GetKey().GetSortKey()) + len(r.GetValue())
-		}
-		res, err := c.do(ctx, &storagev1.ExchangeCall{Request: &storagev1.ExchangeCall_Apply{Apply: req}}, size)
+		res, err := c.do(ctx, &storagev1.ExchangeCall{Request: &storagev1.ExchangeCall_Apply{Apply: req}}, applyBytes(req))
 		if err != errUnary {
 			if err != nil {
 				return nil, err
 			}
-			if r, ok := res.GetResponse().(*storagev1.ExchangeResult_Apply); ok {
-				return r.Apply, nil
-			}
-			return nil, mismatched(res)
+			return applyAnswer(res, nil)
 		}
 	}
 	return c.StorageServiceClient.Apply(ctx, req, opts...)
+}
+
+// ApplyAsync is Apply that returns at once and calls done with its answer
+// (exactly once, from another goroutine or, if it fails before sending,
+// this one). done must not block. A coordinator sending one write to
+// several replicas calls each without a goroutine of its own, so the calls
+// are encoded and sent from the caller's goroutine, whose stack has grown
+// already.
+func (c *Client) ApplyAsync(ctx context.Context, req *storagev1.ApplyRequest, done func(*storagev1.ApplyResponse, error)) {
+	call := &storagev1.ExchangeCall{Request: &storagev1.ExchangeCall_Apply{Apply: req}}
+	var s *stream
+	if size := applyBytes(req); size <= unaryBytes && ctx.Err() == nil {
+		s = c.current()
+	}
+	if s == nil || !s.tryAcquire() {
+		// No stream open yet (or it is full): the blocking path opens
+		// one, waits for a slot or uses the unary RPC.
+		go func() { done(c.Apply(ctx, req)) }()
+		return
+	}
+	var stop func() bool
+	deliver := func(o outcome) {
+		<-s.slots
+		if stop != nil {
+			stop()
+		}
+		if o.err == errUnary {
+			go func() { done(c.StorageServiceClient.Apply(ctx, req)) }()
+			return
+		}
+		done(applyAnswer(o.res, o.err))
+	}
+	// deliver runs under s.mu (from recv or fail): stop, set below under
+	// s.mu too, is seen by it.
+	s.mu.Lock()
+	id, ok := s.enqueueLocked(ctx, call, deliver)
+	if ok {
+		stop = context.AfterFunc(ctx, func() {
+			if s.abandon(id) {
+				<-s.slots
+				done(nil, grpcstatus.FromContextError(ctx.Err()).Err())
+			}
+		})
+	}
+	s.mu.Unlock()
+	if !ok {
+		<-s.slots
+		go func() { done(c.StorageServiceClient.Apply(ctx, req)) }()
+		return
+	}
+	s.flush()
+}
+
+// applyAnswer is the Apply answer (or error) in an Exchange outcome.
+func applyAnswer(res *storagev1.ExchangeResult, err error) (*storagev1.ApplyResponse, error) {
+	if err != nil {
+		return nil, err
+	}
+	if res.GetCode() != int32(codes.OK) {
+		return nil, grpcstatus.FromProto(&status.Status{Code: res.GetCode(), Message: res.GetMessage(), Details: res.GetDetails()}).Err()
+	}
+	if r, ok := res.GetResponse().(*storagev1.ExchangeResult_Apply); ok {
+		return r.Apply, nil
+	}
+	return nil, mismatched(res)
+}
+
+func applyBytes(req *storagev1.ApplyRequest) int {
+	size := 0
+	for _, r := range req.GetRecords() {
+		size += 32 + len(r.GetKey().GetPartitionKey()) + len(r.GetKey().GetSortKey()) + len(r.GetValue())
+	}
+	return size
+}
+
+// current returns the open stream, or nil.
+func (c *Client) current() *stream {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur
 }
 
 func mismatched(res *storagev1.ExchangeResult) error {
@@ -271,7 +346,7 @@ func (c *Client) stream(ctx context.Context) (*stream, error) {
 	s := &stream{
 		c: c, cs: cs, cancel: cancel,
 		slots:   make(chan struct{}, c.o.MaxInFlight),
-		pending: map[uint64]chan outcome{},
+		pending: map[uint64]func(outcome){},
 		done:    make(chan struct{}),
 	}
 	c.cur = s
@@ -324,7 +399,7 @@ type stream struct {
 
 	mu      sync.Mutex
 	nextID  uint64
-	pending map[uint64]chan outcome // calls awaiting their answer
+	pending map[uint64]func(outcome) // calls awaiting their answer: called once, under mu, must not block
 	queue   []*storagev1.ExchangeCall
 	err     error // why the stream ended; set once
 	// draining: the node takes no call above lastID; the stream takes no
@@ -346,10 +421,36 @@ func (s *stream) call(ctx context.Context, call *storagev1.ExchangeCall) (*stora
 	}
 	defer func() { <-s.slots }()
 	ch := make(chan outcome, 1)
-	s.mu.Lock()
-	if s.err != nil || s.draining {
-		s.mu.Unlock()
+	id, ok := s.enqueue(ctx, call, func(o outcome) { ch <- o })
+	if !ok {
 		return nil, errUnary // not sent: the unary RPC is as good
+	}
+	select {
+	case o := <-ch:
+		return o.res, o.err
+	case <-ctx.Done():
+		s.abandon(id)
+		return nil, grpcstatus.FromContextError(ctx.Err()).Err()
+	}
+}
+
+// enqueue numbers call, registers done for its outcome, and sends it
+// (or leaves it to the goroutine sending). It returns false, having sent
+// nothing, when the stream takes no new call.
+func (s *stream) enqueue(ctx context.Context, call *storagev1.ExchangeCall, done func(outcome)) (uint64, bool) {
+	s.mu.Lock()
+	id, ok := s.enqueueLocked(ctx, call, done)
+	s.mu.Unlock()
+	if ok {
+		s.flush()
+	}
+	return id, ok
+}
+
+// enqueueLocked is enqueue without the send. The caller holds s.mu.
+func (s *stream) enqueueLocked(ctx context.Context, call *storagev1.ExchangeCall, done func(outcome)) (uint64, bool) {
+	if s.err != nil || s.draining {
+		return 0, false
 	}
 	s.nextID++
 	id := s.nextID
@@ -357,27 +458,37 @@ func (s *stream) call(ctx context.Context, call *storagev1.ExchangeCall) (*stora
 	if d, ok := ctx.Deadline(); ok {
 		call.TimeoutMicros = max(time.Until(d).Microseconds(), 1)
 	}
-	s.pending[id] = ch
+	s.pending[id] = done
 	s.queue = append(s.queue, call)
+	return id, true
+}
+
+// tryAcquire takes a slot for a call if one is free.
+func (s *stream) tryAcquire() bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// abandon stops waiting for call id: the node is told to cancel it and
+// its answer will be dropped. It reports whether the call was still
+// pending (its outcome not delivered).
+func (s *stream) abandon(id uint64) bool {
+	s.mu.Lock()
+	_, ok := s.pending[id]
+	if ok {
+		delete(s.pending, id)
+		if s.err == nil {
+			s.queue = append(s.queue, &storagev1.ExchangeCall{Id: id, Cancel: true})
+		}
+		s.closeIfDrainedLocked()
+	}
 	s.mu.Unlock()
 	s.flush()
-
-	select {
-	case o := <-ch:
-		return o.res, o.err
-	case <-ctx.Done():
-		s.mu.Lock()
-		if _, ok := s.pending[id]; ok {
-			delete(s.pending, id)
-			if s.err == nil {
-				s.queue = append(s.queue, &storagev1.ExchangeCall{Id: id, Cancel: true})
-			}
-			s.closeIfDrainedLocked()
-		}
-		s.mu.Unlock()
-		s.flush()
-		return nil, grpcstatus.FromContextError(ctx.Err()).Err()
-	}
+	return ok
 }
 
 // flush sends the queued calls, as many as fit in one message each time,
@@ -439,17 +550,17 @@ func (s *stream) recv() {
 		s.c.answered()
 		s.mu.Lock()
 		for _, r := range resp.GetResults() {
-			if ch, ok := s.pending[r.GetId()]; ok {
+			if done, ok := s.pending[r.GetId()]; ok {
 				delete(s.pending, r.GetId())
-				ch <- outcome{res: r}
+				done(outcome{res: r})
 			}
 		}
 		if resp.GetDraining() && !s.draining {
 			s.draining, s.lastID = true, resp.GetLastId()
-			for id, ch := range s.pending {
+			for id, done := range s.pending {
 				if id > s.lastID {
 					delete(s.pending, id)
-					ch <- outcome{err: errUnary}
+					done(outcome{err: errUnary})
 				}
 			}
 			s.c.mu.Lock()
@@ -485,12 +596,12 @@ func (s *stream) fail(err error) {
 	}
 	unimplemented := grpcstatus.Code(err) == codes.Unimplemented
 	s.err = err
-	for id, ch := range s.pending {
+	for id, done := range s.pending {
 		delete(s.pending, id)
 		if unimplemented {
-			ch <- outcome{err: errUnary}
+			done(outcome{err: errUnary})
 		} else {
-			ch <- outcome{err: brokenErr(err)}
+			done(outcome{err: brokenErr(err)})
 		}
 	}
 	s.queue = nil

@@ -31,7 +31,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // noExchange.
 type node struct {
 	storagev1.UnimplementedStorageServiceServer
-	read       func(ctx context.Context, req *storagev1.ReadRequest) (*storagev1.ReadResponse, error)
+	read func(ctx context.Context, req *storagev1.ReadRequest) (*storagev1.ReadResponse, error)
+	// applyFn, if set, answers Apply (otherwise every record is applied).
+	applyFn    func(ctx context.Context, req *storagev1.ApplyRequest) (*storagev1.ApplyResponse, error)
 	noExchange bool
 	// drain: the stream answers its first message by draining, taking
 	// none of its calls (as a node shutting down).
@@ -67,6 +69,13 @@ func (n *node) batchRead(ctx context.Context, req *storagev1.BatchReadRequest) (
 
 func (n *node) Apply(ctx context.Context, req *storagev1.ApplyRequest) (*storagev1.ApplyResponse, error) {
 	n.unary.Add(1)
+	return n.apply(ctx, req)
+}
+
+func (n *node) apply(ctx context.Context, req *storagev1.ApplyRequest) (*storagev1.ApplyResponse, error) {
+	if n.applyFn != nil {
+		return n.applyFn(ctx, req)
+	}
 	return apply(req), nil
 }
 
@@ -140,7 +149,10 @@ func (n *node) Exchange(stream storagev1.StorageService_ExchangeServer) error {
 							res.Response = &storagev1.ExchangeResult_BatchRead{BatchRead: resp}
 						}
 					case *storagev1.ExchangeCall_Apply:
-						res.Response = &storagev1.ExchangeResult_Apply{Apply: apply(r.Apply)}
+						var resp *storagev1.ApplyResponse
+						if resp, err = n.apply(cctx, r.Apply); err == nil {
+							res.Response = &storagev1.ExchangeResult_Apply{Apply: resp}
+						}
 					}
 					if err != nil {
 						st := status.Convert(err)
@@ -493,5 +505,102 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached in 5s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+type applyAnswer struct {
+	resp *storagev1.ApplyResponse
+	err  error
+}
+
+// applyAsync calls c.ApplyAsync and returns the channel its answer comes
+// on; a second answer fails the test.
+func applyAsync(t *testing.T, c *storagemux.Client, ctx context.Context, req *storagev1.ApplyRequest) <-chan applyAnswer {
+	ch := make(chan applyAnswer, 2)
+	c.ApplyAsync(ctx, req, func(resp *storagev1.ApplyResponse, err error) { ch <- applyAnswer{resp, err} })
+	return ch
+}
+
+func answerOnce(t *testing.T, ch <-chan applyAnswer) applyAnswer {
+	t.Helper()
+	a := <-ch
+	select {
+	case b := <-ch:
+		t.Fatalf("a second answer: %v, %v", b.resp, b.err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	return a
+}
+
+// TestApplyAsync: calls sent without waiting share one stream (the first
+// opens it) and each gets its own answer, once.
+func TestApplyAsync(t *testing.T) {
+	n := &node{read: echo}
+	c, _ := serve(t, n, storagemux.Options{})
+	if _, err := c.Apply(t.Context(), &storagev1.ApplyRequest{Records: []*storagev1.Record{{Key: key("open"), Version: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	var chans []<-chan applyAnswer
+	for i := range 50 {
+		chans = append(chans, applyAsync(t, c, t.Context(), &storagev1.ApplyRequest{Records: []*storagev1.Record{{Key: key(fmt.Sprint("k", i)), Version: uint64(i + 1)}}}))
+	}
+	for i, ch := range chans {
+		a := answerOnce(t, ch)
+		if a.err != nil || a.resp.GetCurrentVersions()[0] != uint64(i+1) {
+			t.Fatalf("apply %d: %v, %v", i, a.resp, a.err)
+		}
+	}
+	if s, u := n.streams.Load(), n.unary.Load(); s != 1 || u != 0 {
+		t.Errorf("%d streams and %d unary calls, want 1 and 0", s, u)
+	}
+	// Before any stream, and once closed, it still answers (by the
+	// blocking path).
+	c2, _ := serve(t, &node{read: echo}, storagemux.Options{})
+	if a := answerOnce(t, applyAsync(t, c2, t.Context(), &storagev1.ApplyRequest{Records: []*storagev1.Record{{Key: key("a"), Version: 3}}})); a.err != nil {
+		t.Fatal(a.err)
+	}
+	c2.Close()
+	if a := answerOnce(t, applyAsync(t, c2, t.Context(), &storagev1.ApplyRequest{Records: []*storagev1.Record{{Key: key("a"), Version: 3}}})); a.err != nil {
+		t.Fatal(a.err)
+	}
+}
+
+// TestApplyAsyncDeadline: a call past its deadline answers as the unary
+// RPC does, once, is cancelled on the node and frees its slot; an error
+// answer keeps its status.
+func TestApplyAsyncDeadline(t *testing.T) {
+	stale := status.Error(codes.FailedPrecondition, "storage: stale placement epoch")
+	n := &node{read: echo, applyFn: func(ctx context.Context, req *storagev1.ApplyRequest) (*storagev1.ApplyResponse, error) {
+		switch string(req.GetRecords()[0].GetKey().GetPartitionKey()) {
+		case "hang":
+			<-ctx.Done()
+			return nil, status.FromContextError(ctx.Err()).Err()
+		case "stale":
+			return nil, stale
+		}
+		return apply(req), nil
+	}}
+	c, _ := serve(t, n, storagemux.Options{MaxInFlight: 1})
+	rec := func(pk string) *storagev1.ApplyRequest {
+		return &storagev1.ApplyRequest{Records: []*storagev1.Record{{Key: key(pk), Version: 1}}}
+	}
+	if _, err := c.Apply(t.Context(), rec("open")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	a := answerOnce(t, applyAsync(t, c, ctx, rec("hang")))
+	if want := status.FromContextError(context.DeadlineExceeded).Err(); !sameStatus(a.err, want) {
+		t.Fatalf("call past its deadline: %v, want %v", a.err, want)
+	}
+	// The only slot is free again.
+	if a := answerOnce(t, applyAsync(t, c, t.Context(), rec("next"))); a.err != nil {
+		t.Fatalf("call after the deadline: %v", a.err)
+	}
+	if a := answerOnce(t, applyAsync(t, c, t.Context(), rec("stale"))); !sameStatus(a.err, stale) {
+		t.Fatalf("error answer: %v, want %v", a.err, stale)
+	}
+	if u := n.unary.Load(); u != 0 {
+		t.Fatalf("%d unary calls", u)
 	}
 }

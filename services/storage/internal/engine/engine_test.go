@@ -708,7 +708,7 @@ func TestApplyStalePrefetch(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				r := &request{kind: reqApply, recs: recs, keys: keys, pre: e.prefetch(keys), size: size, done: make(chan struct{})}
+				r := &request{kind: reqApply, recs: recs, keys: keys, pre: e.prefetch(recs, keys), size: size, done: make(chan struct{})}
 				tc.between(t, e, clk)
 				e.reqs <- r
 				<-r.done

@@ -112,7 +112,7 @@ func (e *Engine) ApplyCurrent(recs []Record) ([]Outcome, []uint64, error) {
 	if p := e.writeErr.Load(); p != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrWriteFailed, *p)
 	}
-	r := &request{kind: reqApply, recs: recs, keys: keys, pre: e.prefetch(keys), size: size, done: make(chan struct{})}
+	r := &request{kind: reqApply, recs: recs, keys: keys, pre: e.prefetch(recs, keys), size: size, done: make(chan struct{})}
 	e.reqs <- r
 	<-r.done
 	if r.err != nil {
@@ -154,7 +154,7 @@ func (e *Engine) prepare(recs []Record) ([][]byte, int, error) {
 // GOMAXPROCS-1 callers are prefetching already: more would keep the
 // committer, the syncer and Pebble's WAL flusher waiting for a CPU. Then it
 // returns nil and the committer reads.
-func (e *Engine) prefetch(keys [][]byte) []prefetched {
+func (e *Engine) prefetch(recs []Record, keys [][]byte) []prefetched {
 	select {
 	case e.prefetchers <- struct{}{}:
 		defer func() { <-e.prefetchers }()
@@ -166,7 +166,7 @@ func (e *Engine) prefetch(keys [][]byte) []prefetched {
 		h := keyHash(ik)
 		pre[i] = prefetched{hash: h, gen: e.gens.of(h).Load()}
 		// On an error the committer reads again and reports it.
-		pre[i].sl, _ = e.readSlot(ik)
+		pre[i].sl, _ = e.readSlot(ik, recs[i].Version)
 	}
 	return pre
 }
@@ -383,7 +383,7 @@ func (e *Engine) reply(g *group, err error) {
 // lookup returns the current state of an item: from the calling request's
 // own earlier writes, the group's, the caller's read if no write became
 // visible since (pre may be nil), or Pebble.
-func (e *Engine) lookup(gs *groupState, local map[string]*slot, ik []byte, pre *prefetched) (*slot, error) {
+func (e *Engine) lookup(gs *groupState, local map[string]*slot, ik []byte, version uint64, pre *prefetched) (*slot, error) {
 	if sl, ok := local[string(ik)]; ok {
 		return sl, nil
 	}
@@ -396,11 +396,14 @@ func (e *Engine) lookup(gs *groupState, local map[string]*slot, ik []byte, pre *
 		}
 		e.st.rereads.Add(1)
 	}
-	return e.readSlot(ik)
+	return e.readSlot(ik, version)
 }
 
-// readSlot reads an item's state from Pebble.
-func (e *Engine) readSlot(ik []byte) (*slot, error) {
+// readSlot reads an item's state from Pebble. It keeps the stored value
+// only if the stored version is version: LWW compares values only between
+// equal versions, and copying every value it reads cost a write an
+// allocation of the value's size.
+func (e *Engine) readSlot(ik []byte, version uint64) (*slot, error) {
 	v, closer, err := e.db.Get(ik)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return &slot{}, nil
@@ -412,8 +415,12 @@ func (e *Engine) readSlot(ik []byte) (*slot, error) {
 	if err != nil {
 		return nil, errors.Join(err, closer.Close())
 	}
-	s.value = bytes.Clone(s.value)
 	sl := &slot{exists: true, s: s, hash: recordHash(ik, &s)}
+	if s.version == version {
+		sl.s.value = bytes.Clone(s.value)
+	} else {
+		sl.s.value = nil
+	}
 	return sl, closer.Close()
 }
 
@@ -530,7 +537,7 @@ func (e *Engine) stageApply(r *request, b sink, gs *groupState, g *group, now in
 		if r.pre != nil {
 			pre = &r.pre[i]
 		}
-		cur, err := e.lookup(gs, local, ik, pre)
+		cur, err := e.lookup(gs, local, ik, r.recs[i].Version, pre)
 		if err != nil {
 			return fmt.Errorf("engine: record %d: read %x: %w", i, ik, err)
 		}
@@ -565,7 +572,8 @@ func (e *Engine) stagePurge(r *request, b sink, gs *groupState, g *group, now in
 	var stale [][]byte
 	cutoff := now - int64(e.opts.TombstoneGrace)
 	for _, c := range r.purge {
-		cur, err := e.lookup(gs, nil, c.itemKey, nil)
+		// A purge compares no values (only a stored version 0 keeps one).
+		cur, err := e.lookup(gs, nil, c.itemKey, 0, nil)
 		if err != nil {
 			return fmt.Errorf("engine: purge: read %x: %w", c.itemKey, err)
 		}

@@ -7,6 +7,7 @@
 package kvv1
 
 import (
+	v1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/mux/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -131,7 +132,121 @@ func (x Mutation_MutationType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Mutation_MutationType.Descriptor instead.
 func (Mutation_MutationType) EnumDescriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{11, 0}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{13, 0}
+}
+
+// ExchangeRequest is one message of an Exchange stream from the client: the
+// calls to start or cancel.
+type ExchangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// calls to start or cancel.
+	Calls         []*v1.Call `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeRequest) Reset() {
+	*x = ExchangeRequest{}
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeRequest) ProtoMessage() {}
+
+func (x *ExchangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeRequest.ProtoReflect.Descriptor instead.
+func (*ExchangeRequest) Descriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ExchangeRequest) GetCalls() []*v1.Call {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+// ExchangeResponse is one message of an Exchange stream from the router: the
+// results that were ready when it was written.
+type ExchangeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results answer calls, in the order they finished.
+	Results []*v1.Result `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// draining is set once, when the router starts shutting down: it runs no
+	// call with an id above last_id on this stream, answers the others, then
+	// ends the stream.
+	Draining bool `protobuf:"varint,2,opt,name=draining,proto3" json:"draining,omitempty"`
+	// last_id is, when draining, the id of the last call the router took.
+	LastId        uint64 `protobuf:"varint,3,opt,name=last_id,json=lastId,proto3" json:"last_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeResponse) Reset() {
+	*x = ExchangeResponse{}
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeResponse) ProtoMessage() {}
+
+func (x *ExchangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeResponse.ProtoReflect.Descriptor instead.
+func (*ExchangeResponse) Descriptor() ([]byte, []int) {
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ExchangeResponse) GetResults() []*v1.Result {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *ExchangeResponse) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *ExchangeResponse) GetLastId() uint64 {
+	if x != nil {
+		return x.LastId
+	}
+	return 0
 }
 
 // Key addresses one item.
@@ -151,7 +266,7 @@ type Key struct {
 
 func (x *Key) Reset() {
 	*x = Key{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[0]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -163,7 +278,7 @@ func (x *Key) String() string {
 func (*Key) ProtoMessage() {}
 
 func (x *Key) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[0]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -176,7 +291,7 @@ func (x *Key) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Key.ProtoReflect.Descriptor instead.
 func (*Key) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{0}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Key) GetTable() string {
@@ -217,7 +332,7 @@ type Item struct {
 
 func (x *Item) Reset() {
 	*x = Item{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[1]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -229,7 +344,7 @@ func (x *Item) String() string {
 func (*Item) ProtoMessage() {}
 
 func (x *Item) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[1]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -242,7 +357,7 @@ func (x *Item) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Item.ProtoReflect.Descriptor instead.
 func (*Item) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{1}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Item) GetKey() *Key {
@@ -286,7 +401,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[2]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -298,7 +413,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[2]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -311,7 +426,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{2}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetRequest) GetKey() *Key {
@@ -345,7 +460,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[3]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +472,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[3]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +485,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{3}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetResponse) GetFound() bool {
@@ -426,7 +541,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[4]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +553,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[4]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +566,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{4}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PutRequest) GetKey() *Key {
@@ -502,7 +617,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[5]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -514,7 +629,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[5]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -527,7 +642,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{5}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PutResponse) GetVersion() uint64 {
@@ -560,7 +675,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[6]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +687,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[6]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +700,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{6}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteRequest) GetKey() *Key {
@@ -622,7 +737,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[7]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +749,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[7]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +762,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{7}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteResponse) GetVersion() uint64 {
@@ -687,7 +802,7 @@ type WriteOutcome struct {
 
 func (x *WriteOutcome) Reset() {
 	*x = WriteOutcome{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[8]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +814,7 @@ func (x *WriteOutcome) String() string {
 func (*WriteOutcome) ProtoMessage() {}
 
 func (x *WriteOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[8]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +827,7 @@ func (x *WriteOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteOutcome.ProtoReflect.Descriptor instead.
 func (*WriteOutcome) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{8}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WriteOutcome) GetApplied() bool {
@@ -742,7 +857,7 @@ type BatchGetRequest struct {
 
 func (x *BatchGetRequest) Reset() {
 	*x = BatchGetRequest{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[9]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +869,7 @@ func (x *BatchGetRequest) String() string {
 func (*BatchGetRequest) ProtoMessage() {}
 
 func (x *BatchGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[9]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +882,7 @@ func (x *BatchGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchGetRequest.ProtoReflect.Descriptor instead.
 func (*BatchGetRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{9}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BatchGetRequest) GetKeys() []*Key {
@@ -795,7 +910,7 @@ type BatchGetResponse struct {
 
 func (x *BatchGetResponse) Reset() {
 	*x = BatchGetResponse{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[10]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +922,7 @@ func (x *BatchGetResponse) String() string {
 func (*BatchGetResponse) ProtoMessage() {}
 
 func (x *BatchGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[10]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +935,7 @@ func (x *BatchGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchGetResponse.ProtoReflect.Descriptor instead.
 func (*BatchGetResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{10}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BatchGetResponse) GetResults() []*GetResponse {
@@ -851,7 +966,7 @@ type Mutation struct {
 
 func (x *Mutation) Reset() {
 	*x = Mutation{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[11]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +978,7 @@ func (x *Mutation) String() string {
 func (*Mutation) ProtoMessage() {}
 
 func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[11]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +991,7 @@ func (x *Mutation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
 func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{11}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Mutation) GetType() Mutation_MutationType {
@@ -928,7 +1043,7 @@ type BatchWriteRequest struct {
 
 func (x *BatchWriteRequest) Reset() {
 	*x = BatchWriteRequest{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[12]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -940,7 +1055,7 @@ func (x *BatchWriteRequest) String() string {
 func (*BatchWriteRequest) ProtoMessage() {}
 
 func (x *BatchWriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[12]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -953,7 +1068,7 @@ func (x *BatchWriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchWriteRequest.ProtoReflect.Descriptor instead.
 func (*BatchWriteRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{12}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BatchWriteRequest) GetMutations() []*Mutation {
@@ -983,7 +1098,7 @@ type BatchWriteResponse struct {
 
 func (x *BatchWriteResponse) Reset() {
 	*x = BatchWriteResponse{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[13]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1110,7 @@ func (x *BatchWriteResponse) String() string {
 func (*BatchWriteResponse) ProtoMessage() {}
 
 func (x *BatchWriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[13]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1123,7 @@ func (x *BatchWriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchWriteResponse.ProtoReflect.Descriptor instead.
 func (*BatchWriteResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{13}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *BatchWriteResponse) GetVersions() []uint64 {
@@ -1039,7 +1154,7 @@ type SortKeyRange struct {
 
 func (x *SortKeyRange) Reset() {
 	*x = SortKeyRange{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[14]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1051,7 +1166,7 @@ func (x *SortKeyRange) String() string {
 func (*SortKeyRange) ProtoMessage() {}
 
 func (x *SortKeyRange) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[14]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1064,7 +1179,7 @@ func (x *SortKeyRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SortKeyRange.ProtoReflect.Descriptor instead.
 func (*SortKeyRange) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{14}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SortKeyRange) GetStart() []byte {
@@ -1110,7 +1225,7 @@ type QueryRequest struct {
 
 func (x *QueryRequest) Reset() {
 	*x = QueryRequest{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[15]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1122,7 +1237,7 @@ func (x *QueryRequest) String() string {
 func (*QueryRequest) ProtoMessage() {}
 
 func (x *QueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[15]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1135,7 +1250,7 @@ func (x *QueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRequest.ProtoReflect.Descriptor instead.
 func (*QueryRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{15}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *QueryRequest) GetTable() string {
@@ -1236,7 +1351,7 @@ type QueryResponse struct {
 
 func (x *QueryResponse) Reset() {
 	*x = QueryResponse{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[16]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1363,7 @@ func (x *QueryResponse) String() string {
 func (*QueryResponse) ProtoMessage() {}
 
 func (x *QueryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[16]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1376,7 @@ func (x *QueryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryResponse.ProtoReflect.Descriptor instead.
 func (*QueryResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{16}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QueryResponse) GetItems() []*Item {
@@ -1297,7 +1412,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[17]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1424,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[17]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1437,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{17}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ScanRequest) GetTable() string {
@@ -1375,7 +1490,7 @@ type ScanResponse struct {
 
 func (x *ScanResponse) Reset() {
 	*x = ScanResponse{}
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[18]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1387,7 +1502,7 @@ func (x *ScanResponse) String() string {
 func (*ScanResponse) ProtoMessage() {}
 
 func (x *ScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[18]
+	mi := &file_veltrix_kv_v1_kv_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +1515,7 @@ func (x *ScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanResponse.ProtoReflect.Descriptor instead.
 func (*ScanResponse) Descriptor() ([]byte, []int) {
-	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{18}
+	return file_veltrix_kv_v1_kv_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ScanResponse) GetItems() []*Item {
@@ -1429,7 +1544,13 @@ var File_veltrix_kv_v1_kv_proto protoreflect.FileDescriptor
 
 const file_veltrix_kv_v1_kv_proto_rawDesc = "" +
 	"\n" +
-	"\x16veltrix/kv/v1/kv.proto\x12\rveltrix.kv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n" +
+	"\x16veltrix/kv/v1/kv.proto\x12\rveltrix.kv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18veltrix/mux/v1/mux.proto\"=\n" +
+	"\x0fExchangeRequest\x12*\n" +
+	"\x05calls\x18\x01 \x03(\v2\x14.veltrix.mux.v1.CallR\x05calls\"y\n" +
+	"\x10ExchangeResponse\x120\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.veltrix.mux.v1.ResultR\aresults\x12\x1a\n" +
+	"\bdraining\x18\x02 \x01(\bR\bdraining\x12\x17\n" +
+	"\alast_id\x18\x03 \x01(\x04R\x06lastId\"[\n" +
 	"\x03Key\x12\x14\n" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12#\n" +
 	"\rpartition_key\x18\x02 \x01(\fR\fpartitionKey\x12\x19\n" +
@@ -1525,7 +1646,7 @@ const file_veltrix_kv_v1_kv_proto_rawDesc = "" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fCONSISTENCY_ONE\x10\x01\x12\x16\n" +
 	"\x12CONSISTENCY_QUORUM\x10\x02\x12\x13\n" +
-	"\x0fCONSISTENCY_ALL\x10\x032\xf5\x03\n" +
+	"\x0fCONSISTENCY_ALL\x10\x032\xc6\x04\n" +
 	"\tKVService\x12<\n" +
 	"\x03Get\x12\x19.veltrix.kv.v1.GetRequest\x1a\x1a.veltrix.kv.v1.GetResponse\x12<\n" +
 	"\x03Put\x12\x19.veltrix.kv.v1.PutRequest\x1a\x1a.veltrix.kv.v1.PutResponse\x12E\n" +
@@ -1534,7 +1655,8 @@ const file_veltrix_kv_v1_kv_proto_rawDesc = "" +
 	"\n" +
 	"BatchWrite\x12 .veltrix.kv.v1.BatchWriteRequest\x1a!.veltrix.kv.v1.BatchWriteResponse\x12B\n" +
 	"\x05Query\x12\x1b.veltrix.kv.v1.QueryRequest\x1a\x1c.veltrix.kv.v1.QueryResponse\x12A\n" +
-	"\x04Scan\x12\x1a.veltrix.kv.v1.ScanRequest\x1a\x1b.veltrix.kv.v1.ScanResponse0\x01B;Z9github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1;kvv1b\x06proto3"
+	"\x04Scan\x12\x1a.veltrix.kv.v1.ScanRequest\x1a\x1b.veltrix.kv.v1.ScanResponse0\x01\x12O\n" +
+	"\bExchange\x12\x1e.veltrix.kv.v1.ExchangeRequest\x1a\x1f.veltrix.kv.v1.ExchangeResponse(\x010\x01B;Z9github.com/veltrixdb/veltrix/proto/gen/veltrix/kv/v1;kvv1b\x06proto3"
 
 var (
 	file_veltrix_kv_v1_kv_proto_rawDescOnce sync.Once
@@ -1549,76 +1671,84 @@ func file_veltrix_kv_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_veltrix_kv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_veltrix_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_veltrix_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_veltrix_kv_v1_kv_proto_goTypes = []any{
 	(Consistency)(0),              // 0: veltrix.kv.v1.Consistency
 	(Mutation_MutationType)(0),    // 1: veltrix.kv.v1.Mutation.MutationType
-	(*Key)(nil),                   // 2: veltrix.kv.v1.Key
-	(*Item)(nil),                  // 3: veltrix.kv.v1.Item
-	(*GetRequest)(nil),            // 4: veltrix.kv.v1.GetRequest
-	(*GetResponse)(nil),           // 5: veltrix.kv.v1.GetResponse
-	(*PutRequest)(nil),            // 6: veltrix.kv.v1.PutRequest
-	(*PutResponse)(nil),           // 7: veltrix.kv.v1.PutResponse
-	(*DeleteRequest)(nil),         // 8: veltrix.kv.v1.DeleteRequest
-	(*DeleteResponse)(nil),        // 9: veltrix.kv.v1.DeleteResponse
-	(*WriteOutcome)(nil),          // 10: veltrix.kv.v1.WriteOutcome
-	(*BatchGetRequest)(nil),       // 11: veltrix.kv.v1.BatchGetRequest
-	(*BatchGetResponse)(nil),      // 12: veltrix.kv.v1.BatchGetResponse
-	(*Mutation)(nil),              // 13: veltrix.kv.v1.Mutation
-	(*BatchWriteRequest)(nil),     // 14: veltrix.kv.v1.BatchWriteRequest
-	(*BatchWriteResponse)(nil),    // 15: veltrix.kv.v1.BatchWriteResponse
-	(*SortKeyRange)(nil),          // 16: veltrix.kv.v1.SortKeyRange
-	(*QueryRequest)(nil),          // 17: veltrix.kv.v1.QueryRequest
-	(*QueryResponse)(nil),         // 18: veltrix.kv.v1.QueryResponse
-	(*ScanRequest)(nil),           // 19: veltrix.kv.v1.ScanRequest
-	(*ScanResponse)(nil),          // 20: veltrix.kv.v1.ScanResponse
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*ExchangeRequest)(nil),       // 2: veltrix.kv.v1.ExchangeRequest
+	(*ExchangeResponse)(nil),      // 3: veltrix.kv.v1.ExchangeResponse
+	(*Key)(nil),                   // 4: veltrix.kv.v1.Key
+	(*Item)(nil),                  // 5: veltrix.kv.v1.Item
+	(*GetRequest)(nil),            // 6: veltrix.kv.v1.GetRequest
+	(*GetResponse)(nil),           // 7: veltrix.kv.v1.GetResponse
+	(*PutRequest)(nil),            // 8: veltrix.kv.v1.PutRequest
+	(*PutResponse)(nil),           // 9: veltrix.kv.v1.PutResponse
+	(*DeleteRequest)(nil),         // 10: veltrix.kv.v1.DeleteRequest
+	(*DeleteResponse)(nil),        // 11: veltrix.kv.v1.DeleteResponse
+	(*WriteOutcome)(nil),          // 12: veltrix.kv.v1.WriteOutcome
+	(*BatchGetRequest)(nil),       // 13: veltrix.kv.v1.BatchGetRequest
+	(*BatchGetResponse)(nil),      // 14: veltrix.kv.v1.BatchGetResponse
+	(*Mutation)(nil),              // 15: veltrix.kv.v1.Mutation
+	(*BatchWriteRequest)(nil),     // 16: veltrix.kv.v1.BatchWriteRequest
+	(*BatchWriteResponse)(nil),    // 17: veltrix.kv.v1.BatchWriteResponse
+	(*SortKeyRange)(nil),          // 18: veltrix.kv.v1.SortKeyRange
+	(*QueryRequest)(nil),          // 19: veltrix.kv.v1.QueryRequest
+	(*QueryResponse)(nil),         // 20: veltrix.kv.v1.QueryResponse
+	(*ScanRequest)(nil),           // 21: veltrix.kv.v1.ScanRequest
+	(*ScanResponse)(nil),          // 22: veltrix.kv.v1.ScanResponse
+	(*v1.Call)(nil),               // 23: veltrix.mux.v1.Call
+	(*v1.Result)(nil),             // 24: veltrix.mux.v1.Result
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_veltrix_kv_v1_kv_proto_depIdxs = []int32{
-	2,  // 0: veltrix.kv.v1.Item.key:type_name -> veltrix.kv.v1.Key
-	21, // 1: veltrix.kv.v1.Item.expire_time:type_name -> google.protobuf.Timestamp
-	2,  // 2: veltrix.kv.v1.GetRequest.key:type_name -> veltrix.kv.v1.Key
-	0,  // 3: veltrix.kv.v1.GetRequest.consistency:type_name -> veltrix.kv.v1.Consistency
-	21, // 4: veltrix.kv.v1.GetResponse.expire_time:type_name -> google.protobuf.Timestamp
-	2,  // 5: veltrix.kv.v1.PutRequest.key:type_name -> veltrix.kv.v1.Key
-	21, // 6: veltrix.kv.v1.PutRequest.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 7: veltrix.kv.v1.PutRequest.consistency:type_name -> veltrix.kv.v1.Consistency
-	10, // 8: veltrix.kv.v1.PutResponse.outcome:type_name -> veltrix.kv.v1.WriteOutcome
-	2,  // 9: veltrix.kv.v1.DeleteRequest.key:type_name -> veltrix.kv.v1.Key
-	0,  // 10: veltrix.kv.v1.DeleteRequest.consistency:type_name -> veltrix.kv.v1.Consistency
-	10, // 11: veltrix.kv.v1.DeleteResponse.outcome:type_name -> veltrix.kv.v1.WriteOutcome
-	2,  // 12: veltrix.kv.v1.BatchGetRequest.keys:type_name -> veltrix.kv.v1.Key
-	0,  // 13: veltrix.kv.v1.BatchGetRequest.consistency:type_name -> veltrix.kv.v1.Consistency
-	5,  // 14: veltrix.kv.v1.BatchGetResponse.results:type_name -> veltrix.kv.v1.GetResponse
-	1,  // 15: veltrix.kv.v1.Mutation.type:type_name -> veltrix.kv.v1.Mutation.MutationType
-	2,  // 16: veltrix.kv.v1.Mutation.key:type_name -> veltrix.kv.v1.Key
-	21, // 17: veltrix.kv.v1.Mutation.expire_time:type_name -> google.protobuf.Timestamp
-	13, // 18: veltrix.kv.v1.BatchWriteRequest.mutations:type_name -> veltrix.kv.v1.Mutation
-	0,  // 19: veltrix.kv.v1.BatchWriteRequest.consistency:type_name -> veltrix.kv.v1.Consistency
-	10, // 20: veltrix.kv.v1.BatchWriteResponse.outcomes:type_name -> veltrix.kv.v1.WriteOutcome
-	16, // 21: veltrix.kv.v1.QueryRequest.range:type_name -> veltrix.kv.v1.SortKeyRange
-	0,  // 22: veltrix.kv.v1.QueryRequest.consistency:type_name -> veltrix.kv.v1.Consistency
-	3,  // 23: veltrix.kv.v1.QueryResponse.items:type_name -> veltrix.kv.v1.Item
-	3,  // 24: veltrix.kv.v1.ScanResponse.items:type_name -> veltrix.kv.v1.Item
-	4,  // 25: veltrix.kv.v1.KVService.Get:input_type -> veltrix.kv.v1.GetRequest
-	6,  // 26: veltrix.kv.v1.KVService.Put:input_type -> veltrix.kv.v1.PutRequest
-	8,  // 27: veltrix.kv.v1.KVService.Delete:input_type -> veltrix.kv.v1.DeleteRequest
-	11, // 28: veltrix.kv.v1.KVService.BatchGet:input_type -> veltrix.kv.v1.BatchGetRequest
-	14, // 29: veltrix.kv.v1.KVService.BatchWrite:input_type -> veltrix.kv.v1.BatchWriteRequest
-	17, // 30: veltrix.kv.v1.KVService.Query:input_type -> veltrix.kv.v1.QueryRequest
-	19, // 31: veltrix.kv.v1.KVService.Scan:input_type -> veltrix.kv.v1.ScanRequest
-	5,  // 32: veltrix.kv.v1.KVService.Get:output_type -> veltrix.kv.v1.GetResponse
-	7,  // 33: veltrix.kv.v1.KVService.Put:output_type -> veltrix.kv.v1.PutResponse
-	9,  // 34: veltrix.kv.v1.KVService.Delete:output_type -> veltrix.kv.v1.DeleteResponse
-	12, // 35: veltrix.kv.v1.KVService.BatchGet:output_type -> veltrix.kv.v1.BatchGetResponse
-	15, // 36: veltrix.kv.v1.KVService.BatchWrite:output_type -> veltrix.kv.v1.BatchWriteResponse
-	18, // 37: veltrix.kv.v1.KVService.Query:output_type -> veltrix.kv.v1.QueryResponse
-	20, // 38: veltrix.kv.v1.KVService.Scan:output_type -> veltrix.kv.v1.ScanResponse
-	32, // [32:39] is the sub-list for method output_type
-	25, // [25:32] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	23, // 0: veltrix.kv.v1.ExchangeRequest.calls:type_name -> veltrix.mux.v1.Call
+	24, // 1: veltrix.kv.v1.ExchangeResponse.results:type_name -> veltrix.mux.v1.Result
+	4,  // 2: veltrix.kv.v1.Item.key:type_name -> veltrix.kv.v1.Key
+	25, // 3: veltrix.kv.v1.Item.expire_time:type_name -> google.protobuf.Timestamp
+	4,  // 4: veltrix.kv.v1.GetRequest.key:type_name -> veltrix.kv.v1.Key
+	0,  // 5: veltrix.kv.v1.GetRequest.consistency:type_name -> veltrix.kv.v1.Consistency
+	25, // 6: veltrix.kv.v1.GetResponse.expire_time:type_name -> google.protobuf.Timestamp
+	4,  // 7: veltrix.kv.v1.PutRequest.key:type_name -> veltrix.kv.v1.Key
+	25, // 8: veltrix.kv.v1.PutRequest.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 9: veltrix.kv.v1.PutRequest.consistency:type_name -> veltrix.kv.v1.Consistency
+	12, // 10: veltrix.kv.v1.PutResponse.outcome:type_name -> veltrix.kv.v1.WriteOutcome
+	4,  // 11: veltrix.kv.v1.DeleteRequest.key:type_name -> veltrix.kv.v1.Key
+	0,  // 12: veltrix.kv.v1.DeleteRequest.consistency:type_name -> veltrix.kv.v1.Consistency
+	12, // 13: veltrix.kv.v1.DeleteResponse.outcome:type_name -> veltrix.kv.v1.WriteOutcome
+	4,  // 14: veltrix.kv.v1.BatchGetRequest.keys:type_name -> veltrix.kv.v1.Key
+	0,  // 15: veltrix.kv.v1.BatchGetRequest.consistency:type_name -> veltrix.kv.v1.Consistency
+	7,  // 16: veltrix.kv.v1.BatchGetResponse.results:type_name -> veltrix.kv.v1.GetResponse
+	1,  // 17: veltrix.kv.v1.Mutation.type:type_name -> veltrix.kv.v1.Mutation.MutationType
+	4,  // 18: veltrix.kv.v1.Mutation.key:type_name -> veltrix.kv.v1.Key
+	25, // 19: veltrix.kv.v1.Mutation.expire_time:type_name -> google.protobuf.Timestamp
+	15, // 20: veltrix.kv.v1.BatchWriteRequest.mutations:type_name -> veltrix.kv.v1.Mutation
+	0,  // 21: veltrix.kv.v1.BatchWriteRequest.consistency:type_name -> veltrix.kv.v1.Consistency
+	12, // 22: veltrix.kv.v1.BatchWriteResponse.outcomes:type_name -> veltrix.kv.v1.WriteOutcome
+	18, // 23: veltrix.kv.v1.QueryRequest.range:type_name -> veltrix.kv.v1.SortKeyRange
+	0,  // 24: veltrix.kv.v1.QueryRequest.consistency:type_name -> veltrix.kv.v1.Consistency
+	5,  // 25: veltrix.kv.v1.QueryResponse.items:type_name -> veltrix.kv.v1.Item
+	5,  // 26: veltrix.kv.v1.ScanResponse.items:type_name -> veltrix.kv.v1.Item
+	6,  // 27: veltrix.kv.v1.KVService.Get:input_type -> veltrix.kv.v1.GetRequest
+	8,  // 28: veltrix.kv.v1.KVService.Put:input_type -> veltrix.kv.v1.PutRequest
+	10, // 29: veltrix.kv.v1.KVService.Delete:input_type -> veltrix.kv.v1.DeleteRequest
+	13, // 30: veltrix.kv.v1.KVService.BatchGet:input_type -> veltrix.kv.v1.BatchGetRequest
+	16, // 31: veltrix.kv.v1.KVService.BatchWrite:input_type -> veltrix.kv.v1.BatchWriteRequest
+	19, // 32: veltrix.kv.v1.KVService.Query:input_type -> veltrix.kv.v1.QueryRequest
+	21, // 33: veltrix.kv.v1.KVService.Scan:input_type -> veltrix.kv.v1.ScanRequest
+	2,  // 34: veltrix.kv.v1.KVService.Exchange:input_type -> veltrix.kv.v1.ExchangeRequest
+	7,  // 35: veltrix.kv.v1.KVService.Get:output_type -> veltrix.kv.v1.GetResponse
+	9,  // 36: veltrix.kv.v1.KVService.Put:output_type -> veltrix.kv.v1.PutResponse
+	11, // 37: veltrix.kv.v1.KVService.Delete:output_type -> veltrix.kv.v1.DeleteResponse
+	14, // 38: veltrix.kv.v1.KVService.BatchGet:output_type -> veltrix.kv.v1.BatchGetResponse
+	17, // 39: veltrix.kv.v1.KVService.BatchWrite:output_type -> veltrix.kv.v1.BatchWriteResponse
+	20, // 40: veltrix.kv.v1.KVService.Query:output_type -> veltrix.kv.v1.QueryResponse
+	22, // 41: veltrix.kv.v1.KVService.Scan:output_type -> veltrix.kv.v1.ScanResponse
+	3,  // 42: veltrix.kv.v1.KVService.Exchange:output_type -> veltrix.kv.v1.ExchangeResponse
+	35, // [35:43] is the sub-list for method output_type
+	27, // [27:35] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_veltrix_kv_v1_kv_proto_init() }
@@ -1626,7 +1756,7 @@ func file_veltrix_kv_v1_kv_proto_init() {
 	if File_veltrix_kv_v1_kv_proto != nil {
 		return
 	}
-	file_veltrix_kv_v1_kv_proto_msgTypes[15].OneofWrappers = []any{
+	file_veltrix_kv_v1_kv_proto_msgTypes[17].OneofWrappers = []any{
 		(*QueryRequest_Range)(nil),
 		(*QueryRequest_Prefix)(nil),
 	}
@@ -1636,7 +1766,7 @@ func file_veltrix_kv_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_veltrix_kv_v1_kv_proto_rawDesc), len(file_veltrix_kv_v1_kv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	KVService_BatchWrite_FullMethodName = "/veltrix.kv.v1.KVService/BatchWrite"
 	KVService_Query_FullMethodName      = "/veltrix.kv.v1.KVService/Query"
 	KVService_Scan_FullMethodName       = "/veltrix.kv.v1.KVService/Scan"
+	KVService_Exchange_FullMethodName   = "/veltrix.kv.v1.KVService/Exchange"
 )
 
 // KVServiceClient is the client API for KVService service.
@@ -80,6 +81,22 @@ type KVServiceClient interface {
 	// space at a time, like DynamoDB's parallel Scan. Items are unordered across
 	// partitions. Verification and exports use it.
 	Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ScanResponse], error)
+	// Exchange carries the unary calls above (Get, Put, Delete, BatchGet,
+	// BatchWrite, Query) as framed calls on one long-lived stream, so a
+	// client pays for one HTTP/2 stream instead of one per call. Each call
+	// (veltrix.mux.v1.Call: an id, the method's full name, the serialized
+	// request, the time left to its deadline) is authorised with the
+	// stream's credentials, recorded in the method's metrics and answered
+	// exactly as the unary RPC would answer it (veltrix.mux.v1.Result: the
+	// same status code, message and details, or the serialized response).
+	// Calls run concurrently and are answered in the order they finish,
+	// several per message when they are ready together. A call can be
+	// cancelled by its id. A router shutting down sets
+	// ExchangeResponse.draining, runs no call with an id above last_id
+	// (send those again, by the unary RPC or to another router), answers the
+	// others, then ends the stream. A router that predates Exchange answers
+	// UNIMPLEMENTED: use the unary RPCs.
+	Exchange(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExchangeRequest, ExchangeResponse], error)
 }
 
 type kVServiceClient struct {
@@ -169,6 +186,19 @@ func (c *kVServiceClient) Scan(ctx context.Context, in *ScanRequest, opts ...grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type KVService_ScanClient = grpc.ServerStreamingClient[ScanResponse]
 
+func (c *kVServiceClient) Exchange(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExchangeRequest, ExchangeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &KVService_ServiceDesc.Streams[1], KVService_Exchange_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExchangeRequest, ExchangeResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KVService_ExchangeClient = grpc.BidiStreamingClient[ExchangeRequest, ExchangeResponse]
+
 // KVServiceServer is the server API for KVService service.
 // All implementations must embed UnimplementedKVServiceServer
 // for forward compatibility.
@@ -221,6 +251,22 @@ type KVServiceServer interface {
 	// space at a time, like DynamoDB's parallel Scan. Items are unordered across
 	// partitions. Verification and exports use it.
 	Scan(*ScanRequest, grpc.ServerStreamingServer[ScanResponse]) error
+	// Exchange carries the unary calls above (Get, Put, Delete, BatchGet,
+	// BatchWrite, Query) as framed calls on one long-lived stream, so a
+	// client pays for one HTTP/2 stream instead of one per call. Each call
+	// (veltrix.mux.v1.Call: an id, the method's full name, the serialized
+	// request, the time left to its deadline) is authorised with the
+	// stream's credentials, recorded in the method's metrics and answered
+	// exactly as the unary RPC would answer it (veltrix.mux.v1.Result: the
+	// same status code, message and details, or the serialized response).
+	// Calls run concurrently and are answered in the order they finish,
+	// several per message when they are ready together. A call can be
+	// cancelled by its id. A router shutting down sets
+	// ExchangeResponse.draining, runs no call with an id above last_id
+	// (send those again, by the unary RPC or to another router), answers the
+	// others, then ends the stream. A router that predates Exchange answers
+	// UNIMPLEMENTED: use the unary RPCs.
+	Exchange(grpc.BidiStreamingServer[ExchangeRequest, ExchangeResponse]) error
 	mustEmbedUnimplementedKVServiceServer()
 }
 
@@ -251,6 +297,9 @@ func (UnimplementedKVServiceServer) Query(context.Context, *QueryRequest) (*Quer
 }
 func (UnimplementedKVServiceServer) Scan(*ScanRequest, grpc.ServerStreamingServer[ScanResponse]) error {
 	return status.Error(codes.Unimplemented, "method Scan not implemented")
+}
+func (UnimplementedKVServiceServer) Exchange(grpc.BidiStreamingServer[ExchangeRequest, ExchangeResponse]) error {
+	return status.Error(codes.Unimplemented, "method Exchange not implemented")
 }
 func (UnimplementedKVServiceServer) mustEmbedUnimplementedKVServiceServer() {}
 func (UnimplementedKVServiceServer) testEmbeddedByValue()                   {}
@@ -392,6 +441,13 @@ func _KVService_Scan_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type KVService_ScanServer = grpc.ServerStreamingServer[ScanResponse]
 
+func _KVService_Exchange_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(KVServiceServer).Exchange(&grpc.GenericServerStream[ExchangeRequest, ExchangeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KVService_ExchangeServer = grpc.BidiStreamingServer[ExchangeRequest, ExchangeResponse]
+
 // KVService_ServiceDesc is the grpc.ServiceDesc for KVService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -429,6 +485,12 @@ var KVService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Scan",
 			Handler:       _KVService_Scan_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Exchange",
+			Handler:       _KVService_Exchange_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "veltrix/kv/v1/kv.proto",
