@@ -21,7 +21,7 @@ import (
 
 // compareOwnFlags are bench's flags that --compare sets itself for each
 // build's run, or that make no sense there; the others pass through.
-var compareOwnFlags = map[string]bool{"compare": true, "rounds": true, "output": true, "cpuprofile": true, "v": true, "help": true}
+var compareOwnFlags = map[string]bool{"compare": true, "rounds": true, "output": true, "cpuprofile": true, "memprofile": true, "v": true, "help": true}
 
 // passThroughFlags is the flags given to this bench, as arguments for each
 // build's bench.
@@ -56,6 +56,11 @@ type compareBuild struct {
 func runCompare(ctx context.Context, w io.Writer, command string, bf *benchFlags, args []string) error {
 	if bf.output != "table" && bf.output != "json" {
 		return usageErr("--output %q: want table or json", bf.output)
+	}
+	if bf.cpuProfile != "" || bf.memProfile != "" {
+		// Each build's bench runs in its own process: a profile of this
+		// one would hold neither.
+		return usageErr("--cpuprofile and --memprofile do not work with --compare: profile each build's bench on its own")
 	}
 	if bf.o.Rounds < 1 {
 		return usageErr("--rounds %d: want at least 1", bf.o.Rounds)

@@ -32,7 +32,71 @@ type Comparison struct {
 	Rounds  int          `json:"rounds"`
 	Command string       `json:"command,omitempty"`
 	Rows    []CompareRow `json:"rows"`
-	Notes   []string     `json:"notes,omitempty"`
+	// Imports compare the import jobs (IMPORT-MIGRATOR and IMPORT).
+	Imports []CompareImportRow `json:"imports,omitempty"`
+	Notes   []string           `json:"notes,omitempty"`
+}
+
+// CompareImportRow is one import (write path and cluster size) of a
+// comparison: each build's medians over its rounds and the ratios new /
+// base (above 1 is faster).
+type CompareImportRow struct {
+	// Import names it: "INGEST", "BATCH_WRITE" (IMPORT-MIGRATOR) or the
+	// IMPORT workload's method.
+	Import string `json:"import"`
+	Nodes  int    `json:"nodes,omitempty"`
+	Peer   string `json:"peer,omitempty"`
+	// Base and New are each build's medians.
+	Base       ImportMedians `json:"base"`
+	New        ImportMedians `json:"new"`
+	ItemsRatio float64       `json:"items_per_s_ratio"`
+	CPURatio   float64       `json:"items_per_cpu_s_ratio"`
+}
+
+// ImportMedians are one build's medians of an import's rounds.
+type ImportMedians struct {
+	ItemsPerSec    float64 `json:"items_per_s"`
+	ItemsPerCPUSec float64 `json:"items_per_cpu_s"`
+	Rounds         int     `json:"rounds"`
+}
+
+// importKey names one import of a report.
+type importKey struct {
+	name, peer string
+	nodes      int
+}
+
+// collectImports gathers each import's rounds (items/s, items/CPU-s) from
+// one build's reports, in first-seen order.
+func collectImports(reps []*Report) (map[importKey][][2]float64, []importKey) {
+	m := map[importKey][][2]float64{}
+	var order []importKey
+	add := func(k importKey, perSec, perCPU float64) {
+		if _, ok := m[k]; !ok {
+			order = append(order, k)
+		}
+		m[k] = append(m[k], [2]float64{perSec, perCPU})
+	}
+	for _, r := range reps {
+		for _, im := range r.MigratorImports {
+			add(importKey{name: im.WritePath, nodes: im.Nodes}, im.ItemsPerSec, im.ItemsPerCPUSec)
+		}
+		for _, im := range r.Imports {
+			add(importKey{name: im.Method, peer: im.Peer}, im.ItemsPerSec, im.ItemsPerSecCPU)
+		}
+	}
+	return m, order
+}
+
+func importMedians(runs [][2]float64) ImportMedians {
+	col := func(i int) float64 {
+		v := make([]float64, len(runs))
+		for j, r := range runs {
+			v[j] = r[i]
+		}
+		return Median(v)
+	}
+	return ImportMedians{ItemsPerSec: col(0), ItemsPerCPUSec: col(1), Rounds: len(runs)}
 }
 
 // Compare pairs up the results of two builds' one-round reports (base[i]
@@ -87,6 +151,26 @@ func Compare(baseRev, newName string, base, new []*Report) *Comparison {
 			c.Notes = append(c.Notes, fmt.Sprintf("%s on %s ran only in %s", k.workload, k.peer, newName))
 		}
 	}
+	bi, biorder := collectImports(base)
+	ni, niorder := collectImports(new)
+	for _, k := range biorder {
+		n, ok := ni[k]
+		if !ok {
+			c.Notes = append(c.Notes, fmt.Sprintf("import %s ran only in %s", k.name, baseRev))
+			continue
+		}
+		b, nw := importMedians(bi[k]), importMedians(n)
+		c.Imports = append(c.Imports, CompareImportRow{
+			Import: k.name, Nodes: k.nodes, Peer: k.peer, Base: b, New: nw,
+			ItemsRatio: ratioOf(nw.ItemsPerSec, b.ItemsPerSec),
+			CPURatio:   ratioOf(nw.ItemsPerCPUSec, b.ItemsPerCPUSec),
+		})
+	}
+	for _, k := range niorder {
+		if _, ok := bi[k]; !ok {
+			c.Notes = append(c.Notes, fmt.Sprintf("import %s ran only in %s", k.name, newName))
+		}
+	}
 	return c
 }
 
@@ -132,6 +216,23 @@ func (c *Comparison) WriteTable(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(c.Imports) > 0 {
+		fmt.Fprintf(w, "\nImports: medians of the rounds; ratios NEW/BASE (higher is faster)\n")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "IMPORT\tNODES\tPEER\tBASE ITEMS/S\tNEW ITEMS/S\tRATIO\tBASE ITEMS/CPU-S\tNEW ITEMS/CPU-S\tRATIO\t")
+		for _, r := range c.Imports {
+			nodes := "-"
+			if r.Nodes > 0 {
+				nodes = fmt.Sprint(r.Nodes)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Import, nodes, orDash(r.Peer),
+				fmtRate(r.Base.ItemsPerSec), fmtRate(r.New.ItemsPerSec), fmtRatio(r.ItemsRatio),
+				fmtRate(r.Base.ItemsPerCPUSec), fmtRate(r.New.ItemsPerCPUSec), fmtRatio(r.CPURatio))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	for _, n := range c.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)

@@ -228,6 +228,48 @@ func TestCompare(t *testing.T) {
 	}
 }
 
+func TestCompareImports(t *testing.T) {
+	rep := func(perSec, perCPU float64) *Report {
+		return &Report{
+			MigratorImports: []MigratorImportRow{
+				{WritePath: "INGEST", Nodes: 3, ItemsPerSec: perSec, ItemsPerCPUSec: perCPU},
+				{WritePath: "BATCH_WRITE", Nodes: 3, ItemsPerSec: perSec / 2, ItemsPerCPUSec: perCPU / 2},
+			},
+			Imports: []ImportRow{{Peer: "veltrix-rf3", Method: "BatchWrite", ItemsPerSec: perSec, ItemsPerSecCPU: perCPU}},
+		}
+	}
+	base := []*Report{rep(1000, 8000), rep(3000, 9000), rep(2000, 10000)}
+	nw := []*Report{rep(4000, 16000), rep(4000, 18000), rep(4000, 20000)}
+	nw[1].MigratorImports = append(nw[1].MigratorImports, MigratorImportRow{WritePath: "INGEST", Nodes: 1})
+	c := Compare("main", "working tree", base, nw)
+	if len(c.Imports) != 3 {
+		t.Fatalf("imports %+v", c.Imports)
+	}
+	in := c.Imports[0]
+	if in.Import != "INGEST" || in.Nodes != 3 || in.Base.ItemsPerSec != 2000 || in.New.ItemsPerCPUSec != 18000 ||
+		in.ItemsRatio != 2 || in.CPURatio != 2 || in.Base.Rounds != 3 {
+		t.Errorf("INGEST row: %+v", in)
+	}
+	if bw := c.Imports[1]; bw.Import != "BATCH_WRITE" || bw.Base.ItemsPerCPUSec != 4500 {
+		t.Errorf("BATCH_WRITE row: %+v", bw)
+	}
+	if im := c.Imports[2]; im.Import != "BatchWrite" || im.Peer != "veltrix-rf3" || im.CPURatio != 2 {
+		t.Errorf("IMPORT row: %+v", im)
+	}
+	var b bytes.Buffer
+	if err := c.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Notes) != 1 || !strings.Contains(c.Notes[0], "import INGEST ran only in working tree") {
+		t.Errorf("notes %v", c.Notes)
+	}
+	for _, want := range []string{"ITEMS/CPU-S", "INGEST", "18,000", "2.00×"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
 func TestVariantsRunOnlyReadingWorkloads(t *testing.T) {
 	o := Options{Workloads: []string{"C", "PUT", "A", "BATCHGET", "GETITEM", "IMPORT"}}
 	o.EnsureDefaults()
