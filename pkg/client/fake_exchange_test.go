@@ -28,6 +28,11 @@ type exchanger struct {
 	// call only (last_id is its id), answers it and ends the stream once
 	// the client closed its side.
 	drain bool
+	// endAtFirst: the router takes no call: it reads the stream's first
+	// message and ends the stream (status OK), as grpcx.Mux does with a
+	// stream whose first message arrives once the router drains (no
+	// draining notice: nothing may be sent before a message is received).
+	endAtFirst bool
 	// hold, when set, runs before each call made on a stream.
 	hold func(ctx context.Context, method string, req proto.Message) error
 	// breakStreams: a value ends every open stream with an error.
@@ -64,6 +69,10 @@ func (f *fakeRouter) Exchange(stream kvv1.KVService_ExchangeServer) error {
 	ex.mu.Lock()
 	ex.auth = append(ex.auth, md.Get("authorization")...)
 	ex.mu.Unlock()
+	if ex.endAtFirst {
+		_, _ = stream.Recv()
+		return nil
+	}
 
 	ctx, cancel := context.WithCancel(stream.Context())
 	var wg sync.WaitGroup

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -524,7 +525,11 @@ func (s *muxStream) fail(err error) {
 	// A router refusing the stream itself (one that predates Exchange, or
 	// credentials its auth guard rejects) ran none of its calls: the unary
 	// RPC gets them, and its answer (the same refusal, for credentials).
-	refused := code == codes.Unimplemented || !s.answered && (code == codes.Unauthenticated || code == codes.PermissionDenied)
+	// So did a router ending the stream cleanly (io.EOF: status OK): it
+	// does so only draining, once it answered every call it took (the
+	// calls still waiting are above its last_id, or came after the drain
+	// began on a stream it had told nothing yet, or on a retired stream).
+	refused := err == io.EOF || code == codes.Unimplemented || !s.answered && (code == codes.Unauthenticated || code == codes.PermissionDenied)
 	closed := s.l.m.closed.Load()
 	s.err = err
 	for id, ch := range s.pending {

@@ -393,6 +393,21 @@ func TestStreamDrain(t *testing.T) {
 	waitFor(t, "the drained stream ends", func() bool { return ex.ended.Load() == ex.opens.Load() })
 }
 
+// TestStreamEndedUntaken: a stream the router ends cleanly without taking
+// its calls (a draining router's stream whose first message came after the
+// drain began) ran none of them: they go by the unary RPC, once, not fail
+// with UNAVAILABLE.
+func TestStreamEndedUntaken(t *testing.T) {
+	c, f, ex := exFake(t, client.WithMaxRetries(0))
+	ex.endAtFirst = true
+	if _, err := c.Put(t.Context(), table, []byte("k"), nil, []byte("v")); err != nil {
+		t.Fatalf("put on a stream ended untaken: %v", err)
+	}
+	if o, s, u := ex.opens.Load(), ex.streamed.Load(), f.unary.Load(); o != 1 || s != 0 || u != 1 {
+		t.Fatalf("%d streams, %d calls on them, %d unary; want 1, 0, 1", o, s, u)
+	}
+}
+
 // TestStreamLargeRequest: a request over 256 KiB goes by the unary RPC.
 func TestStreamLargeRequest(t *testing.T) {
 	c, f, ex := exFake(t)
