@@ -28,6 +28,15 @@ type exchanger struct {
 	// call only (last_id is its id), answers it and ends the stream once
 	// the client closed its side.
 	drain bool
+	// endAtFirst: the router takes no call: it reads the stream's first
+	// message and ends the stream (status OK), as grpcx.Mux does with a
+	// stream whose first message arrives once the router drains (no
+	// draining notice: nothing may be sent before a message is received).
+	endAtFirst bool
+	// workers, when set, bounds the calls a stream runs at once, as
+	// grpcx.Mux does: with that many running the stream is not read, and
+	// HTTP/2 flow control holds the client's sends back.
+	workers int
 	// hold, when set, runs before each call made on a stream.
 	hold func(ctx context.Context, method string, req proto.Message) error
 	// breakStreams: a value ends every open stream with an error.
@@ -64,6 +73,10 @@ func (f *fakeRouter) Exchange(stream kvv1.KVService_ExchangeServer) error {
 	ex.mu.Lock()
 	ex.auth = append(ex.auth, md.Get("authorization")...)
 	ex.mu.Unlock()
+	if ex.endAtFirst {
+		_, _ = stream.Recv()
+		return nil
+	}
 
 	ctx, cancel := context.WithCancel(stream.Context())
 	var wg sync.WaitGroup
@@ -78,6 +91,10 @@ func (f *fakeRouter) Exchange(stream kvv1.KVService_ExchangeServer) error {
 		wg.Wait()
 	}()
 	recvErr := make(chan error, 1)
+	var workers chan struct{}
+	if ex.workers > 0 {
+		workers = make(chan struct{}, ex.workers)
+	}
 	go func() {
 		for {
 			req, err := stream.Recv()
@@ -97,6 +114,19 @@ func (f *fakeRouter) Exchange(stream kvv1.KVService_ExchangeServer) error {
 					}
 				case draining:
 				default:
+					if workers != nil {
+						mu.Unlock()
+						select {
+						case workers <- struct{}{}:
+						case <-ctx.Done():
+							return
+						}
+						mu.Lock()
+						if stopped {
+							mu.Unlock()
+							return
+						}
+					}
 					if ex.drain {
 						draining = true
 						_ = stream.Send(&kvv1.ExchangeResponse{Draining: true, LastId: c.GetId()})
@@ -110,6 +140,9 @@ func (f *fakeRouter) Exchange(stream kvv1.KVService_ExchangeServer) error {
 					go func() {
 						defer wg.Done()
 						defer ccancel()
+						if workers != nil {
+							defer func() { <-workers }()
+						}
 						res := f.run(cctx, ex, c)
 						mu.Lock()
 						defer mu.Unlock()

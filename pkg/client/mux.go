@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,9 @@ const (
 	// muxUnaryBytes: a larger request goes by the unary RPC, so it neither
 	// delays the stream's other calls nor risks a message over the limit.
 	muxUnaryBytes = 256 << 10
+	// muxRouterWorkers is how many of a stream's calls a router runs at
+	// once (grpcx.MuxWorkers): with more unanswered it may read nothing.
+	muxRouterWorkers = 256
 )
 
 // HTTP/2 flow-control windows of the connections to the routers: one
@@ -345,7 +349,10 @@ type muxStream struct {
 	nextID  uint64
 	pending map[uint64]chan muxOutcome // calls awaiting their answer
 	queue   []*muxv1.Call
-	err     error // why the stream ended; set once
+	// unanswered counts the calls sent whose result has not come (those
+	// whose caller stopped waiting included: the router still runs them).
+	unanswered int
+	err        error // why the stream ended; set once
 	// answered: the router sent something (so it accepted the stream).
 	answered bool
 	// draining: the router takes no call above lastID; the stream takes no
@@ -407,28 +414,64 @@ func (s *muxStream) call(ctx context.Context, call *muxv1.Call) (*muxv1.Result, 
 // looks at the queue again after letting go of sendMu, so no call is left
 // behind, and a caller whose queue was empty sends its own call without
 // waking another goroutine.
+//
+// Unless the send may block: a router running muxRouterWorkers of the
+// stream's calls reads nothing more (HTTP/2 flow control holds the send)
+// until one ends, and a caller sending would stay there past its context
+// (whoever's calls it was sending). Beyond that many calls unanswered, the
+// sending goes to a goroutine of its own.
 func (s *muxStream) flush() {
 	for s.sendMu.TryLock() {
-		s.sendLocked()
+		if !s.sendLocked(true) {
+			go s.sendRest()
+			return
+		}
 		s.sendMu.Unlock()
-		s.mu.Lock()
-		more := s.err == nil && (len(s.queue) > 0 || s.closing && !s.closed)
-		s.mu.Unlock()
-		if !more {
+		if !s.more() {
 			return
 		}
 	}
 }
 
-// sendLocked sends until the queue is empty. The caller holds sendMu.
-func (s *muxStream) sendLocked() {
+// sendRest sends until nothing is queued, on a goroutine of its own; it is
+// called with sendMu held.
+func (s *muxStream) sendRest() {
+	s.sendLocked(false)
+	s.sendMu.Unlock()
+	for s.more() && s.sendMu.TryLock() {
+		s.sendLocked(false)
+		s.sendMu.Unlock()
+	}
+}
+
+// more reports whether something is left to send.
+func (s *muxStream) more() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err == nil && (len(s.queue) > 0 || s.closing && !s.closed)
+}
+
+// sendLocked sends until the queue is empty, or, inline (a caller
+// sending), until the next message would take the calls unanswered beyond
+// muxRouterWorkers: then it returns false, the rest left queued. The
+// caller holds sendMu.
+func (s *muxStream) sendLocked(inline bool) bool {
 	for {
 		s.mu.Lock()
 		n := min(len(s.queue), muxMaxBatchCalls)
+		if inline && n > 0 && s.unanswered+n > muxRouterWorkers {
+			s.mu.Unlock()
+			return false
+		}
 		s.batch = append(s.batch[:0], s.queue[:n]...)
 		rest := copy(s.queue, s.queue[n:])
 		clear(s.queue[rest:])
 		s.queue = s.queue[:rest]
+		for _, c := range s.batch {
+			if !c.GetCancel() {
+				s.unanswered++
+			}
+		}
 		closeSend := n == 0 && s.closing && !s.closed && s.err == nil
 		if closeSend {
 			s.closed = true
@@ -436,16 +479,16 @@ func (s *muxStream) sendLocked() {
 		s.mu.Unlock()
 		if closeSend {
 			_ = s.cs.CloseSend()
-			return
+			return true
 		}
 		if n == 0 {
-			return
+			return true
 		}
 		err := s.cs.Send(&kvv1.ExchangeRequest{Calls: s.batch})
 		clear(s.batch)
 		if err != nil {
 			// io.EOF: the stream ended; recv gets its status.
-			return
+			return true
 		}
 	}
 }
@@ -461,6 +504,7 @@ func (s *muxStream) recv() {
 		s.l.answered()
 		s.mu.Lock()
 		s.answered = true
+		s.unanswered -= len(resp.GetResults())
 		for _, r := range resp.GetResults() {
 			if ch, ok := s.pending[r.GetId()]; ok {
 				delete(s.pending, r.GetId())
@@ -524,7 +568,11 @@ func (s *muxStream) fail(err error) {
 	// A router refusing the stream itself (one that predates Exchange, or
 	// credentials its auth guard rejects) ran none of its calls: the unary
 	// RPC gets them, and its answer (the same refusal, for credentials).
-	refused := code == codes.Unimplemented || !s.answered && (code == codes.Unauthenticated || code == codes.PermissionDenied)
+	// So did a router ending the stream cleanly (io.EOF: status OK): it
+	// does so only draining, once it answered every call it took (the
+	// calls still waiting are above its last_id, or came after the drain
+	// began on a stream it had told nothing yet, or on a retired stream).
+	refused := err == io.EOF || code == codes.Unimplemented || !s.answered && (code == codes.Unauthenticated || code == codes.PermissionDenied)
 	closed := s.l.m.closed.Load()
 	s.err = err
 	for id, ch := range s.pending {

@@ -1,9 +1,11 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -391,6 +393,80 @@ func TestStreamDrain(t *testing.T) {
 		t.Fatalf("%d calls on %d streams and %d unary; want one per stream, 20 in all", s, o, u)
 	}
 	waitFor(t, "the drained stream ends", func() bool { return ex.ended.Load() == ex.opens.Load() })
+}
+
+// TestStreamEndedUntaken: a stream the router ends cleanly without taking
+// its calls (a draining router's stream whose first message came after the
+// drain began) ran none of them: they go by the unary RPC, once, not fail
+// with UNAVAILABLE.
+func TestStreamEndedUntaken(t *testing.T) {
+	c, f, ex := exFake(t, client.WithMaxRetries(0))
+	ex.endAtFirst = true
+	if _, err := c.Put(t.Context(), table, []byte("k"), nil, []byte("v")); err != nil {
+		t.Fatalf("put on a stream ended untaken: %v", err)
+	}
+	if o, s, u := ex.opens.Load(), ex.streamed.Load(), f.unary.Load(); o != 1 || s != 0 || u != 1 {
+		t.Fatalf("%d streams, %d calls on them, %d unary; want 1, 0, 1", o, s, u)
+	}
+}
+
+// TestStreamSendBlocked: a caller whose call is held in the stream's send
+// (the router runs as many of the stream's calls as it may and reads no
+// more: flow control) still returns when its context ends.
+func TestStreamSendBlocked(t *testing.T) {
+	const workers = 256 // grpcx.MuxWorkers
+	st := newStore()
+	st.tables[table] = &kvv1.Table{Name: table, Id: 1}
+	// Static windows (no BDP growth): 64 KiB unread blocks the sender.
+	f, err := startFake(st, grpc.InitialWindowSize(64<<10), grpc.InitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.srv.Stop)
+	ex := serveExchange(f)
+	ex.workers = workers
+	var held atomic.Int64
+	ex.hold = func(ctx context.Context, _ string, _ proto.Message) error {
+		held.Add(1)
+		<-ctx.Done() // until the stream ends
+		return ctx.Err()
+	}
+	// The held calls' deadlines (the default) do not end them meanwhile:
+	// with the default 10 s a held send would wait up to that long.
+	c := newClient(t, []string{f.addr}, client.WithMaxRetries(0), client.WithDefaultTimeout(time.Hour))
+	ctx, cancel := context.WithCancel(t.Context())
+	const n = 8 // 8 × 200 KiB: far more than the windows and write quota
+	errs := make(chan error, workers+n)
+	for i := range workers {
+		go func() {
+			_, _, err := c.Get(ctx, table, fmt.Appendf(nil, "k%d", i), nil)
+			errs <- err
+		}()
+	}
+	waitFor(t, "the router's workers all busy", func() bool { return held.Load() == workers })
+	for i := range n {
+		go func() {
+			_, err := c.Put(ctx, table, fmt.Appendf(nil, "p%d", i), nil, make([]byte, 200<<10))
+			errs <- err
+		}()
+	}
+	// A send held by flow control waits in grpc's write quota.
+	waitFor(t, "a send held by flow control", func() bool {
+		buf := make([]byte, 16<<20)
+		return bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("(*writeQuota).get"))
+	})
+	cancel()
+	for i := range workers + n {
+		select {
+		case err := <-errs:
+			if status.Code(err) != codes.Canceled {
+				t.Errorf("call cancelled while a send was held: %v, want Canceled", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d calls still running 10s after their context ended", workers+n-i, workers+n)
+		}
+	}
+	ex.breakStreams <- struct{}{}
 }
 
 // TestStreamLargeRequest: a request over 256 KiB goes by the unary RPC.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"time"
 
@@ -182,7 +183,13 @@ func (x *muxStream) recv() error {
 			}
 			t := muxTask{call: c}
 			if us := c.GetTimeoutMicros(); us > 0 {
-				t.ctx, t.cancel = context.WithTimeout(x.ctx, time.Duration(us)*time.Microsecond)
+				// Clamped as grpc clamps a grpc-timeout too long for a
+				// Duration: not wrapped around to one already past.
+				d := time.Duration(math.MaxInt64)
+				if us <= math.MaxInt64/int64(time.Microsecond) {
+					d = time.Duration(us) * time.Microsecond
+				}
+				t.ctx, t.cancel = context.WithTimeout(x.ctx, d)
 			} else {
 				t.ctx, t.cancel = context.WithCancel(x.ctx)
 			}

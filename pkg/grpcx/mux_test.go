@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"testing"
@@ -426,6 +427,28 @@ func TestMuxDeadlineCancelConcurrency(t *testing.T) {
 		r := got[uint64(1000+i)]
 		if err := proto.Unmarshal(r.GetResponse(), &v); err != nil || r.GetCode() != 0 || v.GetValue() != fmt.Sprint(i) {
 			t.Fatalf("call %d: %v %v", 1000+i, r, err)
+		}
+	}
+}
+
+// TestMuxLongTimeout: a timeout longer than a time.Duration holds (in
+// nanoseconds, ~292 years) is as long as one can be, as grpc clamps a
+// unary call's grpc-timeout, not one already past by overflow.
+func TestMuxLongTimeout(t *testing.T) {
+	mt := startMuxServer(t)
+	x := mt.open(t, authorized(t.Context()))
+	timeouts := []int64{math.MaxInt64, math.MaxInt64/1000 + 1}
+	for i, us := range timeouts {
+		c := call(uint64(i+1), muxSvc+"Hold", wrapperspb.String(""))
+		c.TimeoutMicros = us
+		x.send(c)
+	}
+	for i := range timeouts {
+		x.send(&muxv1.Call{Id: uint64(i + 1), Cancel: true})
+	}
+	for id, r := range x.results(len(timeouts)) {
+		if codes.Code(r.GetCode()) != codes.Canceled {
+			t.Errorf("call %d (timeout %d µs): %v, want Canceled (held until its cancel)", id, timeouts[id-1], r)
 		}
 	}
 }
