@@ -183,13 +183,7 @@ func (x *muxStream) recv() error {
 			}
 			t := muxTask{call: c}
 			if us := c.GetTimeoutMicros(); us > 0 {
-				// Clamped as grpc clamps a grpc-timeout too long for a
-				// Duration: not wrapped around to one already past.
-				d := time.Duration(math.MaxInt64)
-				if us <= math.MaxInt64/int64(time.Microsecond) {
-					d = time.Duration(us) * time.Microsecond
-				}
-				t.ctx, t.cancel = context.WithTimeout(x.ctx, d)
+				t.ctx, t.cancel = context.WithTimeout(x.ctx, MicrosTimeout(us))
 			} else {
 				t.ctx, t.cancel = context.WithCancel(x.ctx)
 			}
@@ -396,3 +390,13 @@ func (t *muxTransportStream) Method() string               { return t.method }
 func (t *muxTransportStream) SetHeader(metadata.MD) error  { return errNoHeaders }
 func (t *muxTransportStream) SendHeader(metadata.MD) error { return errNoHeaders }
 func (t *muxTransportStream) SetTrailer(metadata.MD) error { return errNoHeaders }
+
+// MicrosTimeout is a framed call's timeout_micros (> 0) as a Duration,
+// clamped as grpc clamps a grpc-timeout too long for one: a huge value (a
+// client's "no deadline") must not wrap around to a deadline already past.
+func MicrosTimeout(us int64) time.Duration {
+	if us > math.MaxInt64/int64(time.Microsecond) {
+		return time.Duration(math.MaxInt64)
+	}
+	return time.Duration(us) * time.Microsecond
+}

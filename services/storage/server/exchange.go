@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
@@ -145,7 +144,7 @@ func (x *exchange) recv() error {
 			var t exchangeTask
 			t.call = c
 			if us := c.GetTimeoutMicros(); us > 0 {
-				t.ctx, t.cancel = context.WithTimeout(x.ctx, time.Duration(us)*time.Microsecond)
+				t.ctx, t.cancel = context.WithTimeout(x.ctx, grpcx.MicrosTimeout(us))
 			} else {
 				t.ctx, t.cancel = context.WithCancel(x.ctx)
 			}
