@@ -55,9 +55,11 @@ func sameStatus(x, y error) bool {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+	// A liveness bound, generous: CI runs packages in parallel under the
+	// race detector on two cores.
+	for deadline := time.Now().Add(30 * time.Second); !cond(); {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached in 5s", what)
+			t.Fatalf("%s: not reached in 30s", what)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -462,8 +464,8 @@ func TestStreamSendBlocked(t *testing.T) {
 			if status.Code(err) != codes.Canceled {
 				t.Errorf("call cancelled while a send was held: %v, want Canceled", err)
 			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%d of %d calls still running 10s after their context ended", workers+n-i, workers+n)
+		case <-time.After(30 * time.Second): // the held calls' deadline is an hour away
+			t.Fatalf("%d of %d calls still running 30s after their context ended", workers+n-i, workers+n)
 		}
 	}
 	ex.breakStreams <- struct{}{}
