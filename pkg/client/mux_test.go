@@ -437,7 +437,11 @@ func TestStreamSendBlocked(t *testing.T) {
 	// with the default 10 s a held send would wait up to that long.
 	c := newClient(t, []string{f.addr}, client.WithMaxRetries(0), client.WithDefaultTimeout(time.Hour))
 	ctx, cancel := context.WithCancel(t.Context())
-	const n = 8 // 8 × 200 KiB: far more than the windows and write quota
+	// The router's pending read may take one whole message of calls (grpc
+	// widens the window for a message being read), and one message holds
+	// up to 128 calls: 200 × 8 KiB leaves at least 72 calls, 576 KiB, for
+	// later messages, far more than the 64 KiB window and write quota.
+	const n = 200
 	errs := make(chan error, workers+n)
 	for i := range workers {
 		go func() {
@@ -448,7 +452,7 @@ func TestStreamSendBlocked(t *testing.T) {
 	waitFor(t, "the router's workers all busy", func() bool { return held.Load() == workers })
 	for i := range n {
 		go func() {
-			_, err := c.Put(ctx, table, fmt.Appendf(nil, "p%d", i), nil, make([]byte, 200<<10))
+			_, err := c.Put(ctx, table, fmt.Appendf(nil, "p%d", i), nil, make([]byte, 8<<10))
 			errs <- err
 		}()
 	}
