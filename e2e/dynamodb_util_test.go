@@ -39,13 +39,13 @@ func (tg *ddbTarget) dynalite() bool { return tg.name == "dynalite" }
 // newDDBClient is an AWS SDK for Go v2 DynamoDB client of endpoint with
 // static fake credentials. maxAttempts is the retryer's attempts per call
 // (1: no retry).
-func newDDBClient(endpoint string, maxAttempts int) *dynamodb.Client {
+func newDDBClient(endpoint string, maxAttempts int, optFns ...func(*dynamodb.Options)) *dynamodb.Client {
 	return dynamodb.New(dynamodb.Options{
 		Region:           "us-east-1",
 		BaseEndpoint:     aws.String(endpoint),
 		Credentials:      credentials.NewStaticCredentialsProvider("veltrix", "veltrix", ""),
 		RetryMaxAttempts: maxAttempts,
-	})
+	}, optFns...)
 }
 
 // startDynamoCluster starts a cluster of real binaries (3 storage nodes,
