@@ -661,10 +661,14 @@ func TestStreamsSpreadAfterRestart(t *testing.T) {
 		get()
 		return exs[0].opens.Load()-exs[0].ended.Load() == 2 // streams open
 	})
-	f, err := startFakeAt(fs[1].addr, st)
-	if err != nil {
-		t.Skipf("cannot listen on %s again: %v", fs[1].addr, err)
-	}
+	// The stopped router's port is ours until another process takes it;
+	// a listener closing can hold it briefly, so retry (bounded).
+	var f *fakeRouter
+	var err error
+	waitFor(t, "listening on the stopped router's address again", func() bool {
+		f, err = startFakeAt(fs[1].addr, st)
+		return err == nil
+	})
 	t.Cleanup(f.srv.Stop)
 	ex := serveExchange(f)
 	waitFor(t, "calls on the restarted router's stream", func() bool {
