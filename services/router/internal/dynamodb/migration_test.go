@@ -218,3 +218,40 @@ func TestUpstreamDefaultRegion(t *testing.T) {
 		t.Fatalf("signed for another region: Authorization %q", auth)
 	}
 }
+
+// TestShadowConsistentRead: a shadow comparison reads Veltrix at QUORUM
+// whatever the client asked for, and the rest of the request is kept.
+func TestShadowConsistentRead(t *testing.T) {
+	body, err := consistentRead("GetItem", []byte(`{"TableName":"t","Key":{"pk":{"S":"a<b"}},"consistentRead":false,"ProjectionExpression":"v"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g getItemInput
+	if err := decode(body, &g); err != nil || !g.ConsistentRead || g.TableName != "t" || *g.ProjectionExpression != "v" || g.Key["pk"] != ddb.S("a<b") {
+		t.Fatalf("GetItem: %s → %+v, %v", body, g, err)
+	}
+	body, err = consistentRead("Query", []byte(`{"TableName":"t","KeyConditionExpression":"pk = :k","ExpressionAttributeValues":{":k":{"S":"a"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q queryInput
+	if err := decode(body, &q); err != nil || !q.ConsistentRead || *q.KeyConditionExpression != "pk = :k" {
+		t.Fatalf("Query: %s → %+v, %v", body, q, err)
+	}
+	body, err = consistentRead("BatchGetItem", []byte(`{"requestItems":{"t":{"Keys":[{"pk":{"S":"a"}}],"ConsistentRead":false},"u":{"Keys":[{"pk":{"S":"b"}}]}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b batchGetItemInput
+	if err := decode(body, &b); err != nil || len(b.RequestItems) != 2 {
+		t.Fatalf("BatchGetItem: %s → %+v, %v", body, b, err)
+	}
+	for name, ka := range b.RequestItems {
+		if ka.ConsistentRead == nil || !*ka.ConsistentRead || len(ka.Keys) != 1 {
+			t.Fatalf("BatchGetItem table %s: %s", name, body)
+		}
+	}
+	if _, err := consistentRead("GetItem", []byte(`{"TableName":`)); err == nil {
+		t.Fatal("a malformed request was accepted")
+	}
+}

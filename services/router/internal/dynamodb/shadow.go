@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/veltrixdb/veltrix/pkg/ddb"
@@ -153,8 +154,12 @@ func (m *migrator) compare(base context.Context, j shadowJob) {
 	ctx, cancel := context.WithTimeout(base, m.h.o.RequestTimeout)
 	defer cancel()
 	table := j.t.Name
+	body, err := consistentRead(j.op, j.body)
+	if err != nil {
+		return // DynamoDB answered it, so this cannot happen; not compared
+	}
 	start := time.Now()
-	out, err := m.h.ops[j.op](ctx, m.h, j.body)
+	out, err := m.h.ops[j.op](ctx, m.h, body)
 	m.ctl.ReadLatency(table, migration.SideVeltrix, time.Since(start))
 	if err != nil {
 		if toError(err).Status >= 500 {
@@ -200,6 +205,63 @@ func (m *migrator) compare(base context.Context, j shadowJob) {
 		m.ctl.RecordMismatch(base, table, mm)
 	}
 	m.ctl.ShadowCompared(table, mismatch)
+}
+
+// consistentRead returns a GetItem, BatchGetItem or Query request with
+// ConsistentRead set on every table it reads. A shadow comparison reads
+// Veltrix at QUORUM whatever the client asked for: it checks that Veltrix
+// holds what DynamoDB holds, and a replica still applying a write could
+// match DynamoDB's older state and hide a divergence the quorum holds (a
+// stale read that differs would only be re-checked). Its latency is then
+// QUORUM's, which errs on the safe side for the exit criteria.
+func consistentRead(op string, body []byte) ([]byte, error) {
+	var req map[string]json.RawMessage
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, err
+	}
+	if op != "BatchGetItem" {
+		setConsistent(req)
+		return json.Marshal(req)
+	}
+	var tables map[string]map[string]json.RawMessage
+	if err := json.Unmarshal(requestItems(req), &tables); err != nil {
+		return nil, err
+	}
+	for _, t := range tables {
+		setConsistent(t)
+	}
+	items, err := json.Marshal(tables)
+	if err != nil {
+		return nil, err
+	}
+	for k := range req {
+		if strings.EqualFold(k, "RequestItems") {
+			delete(req, k)
+		}
+	}
+	req["RequestItems"] = items
+	return json.Marshal(req)
+}
+
+// setConsistent sets ConsistentRead in a request object, replacing every
+// spelling of it (JSON field names match case-insensitively).
+func setConsistent(obj map[string]json.RawMessage) {
+	for k := range obj {
+		if strings.EqualFold(k, "ConsistentRead") {
+			delete(obj, k)
+		}
+	}
+	obj["ConsistentRead"] = json.RawMessage("true")
+}
+
+// requestItems is a BatchGetItem's RequestItems, however spelled.
+func requestItems(req map[string]json.RawMessage) json.RawMessage {
+	for k, v := range req {
+		if strings.EqualFold(k, "RequestItems") {
+			return v
+		}
+	}
+	return nil
 }
 
 // recheckAttempts bounds the re-checks of one shadow mismatch.
