@@ -690,3 +690,78 @@ func cpuTime(b *testing.B) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkApplyDuringIngest measures what an import does to live writes:
+// the latency of single-record Applies from 4 writers while 16 MiB Ingest
+// runs (random keys, as an export's) land one after another on the real
+// disk. An ingestion reads, decides and writes its SSTs before it reaches
+// the committer, so writes wait only for the landing.
+func BenchmarkApplyDuringIngest(b *testing.B) {
+	const (
+		runItems = 16 << 10 // 1 KiB values: a 16 MiB run, the migrator's
+		runs     = 4
+		writers  = 4
+	)
+	val := make([]byte, 1024)
+	for b.Loop() {
+		b.StopTimer()
+		e := benchOpen(b, benchOptions(b.TempDir()))
+		rng := rand.New(rand.NewPCG(1, 2))
+		var runRecs [][]Record
+		for range runs {
+			recs := make([]Record, runItems)
+			for i := range recs {
+				recs[i] = Record{Key: benchKey(rng.IntN(1 << 24)), Version: 1, Value: val}
+			}
+			runRecs = append(runRecs, recs)
+		}
+		b.StartTimer()
+		stop := make(chan struct{})
+		var (
+			mu   sync.Mutex
+			lats []time.Duration
+			wg   sync.WaitGroup
+		)
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var mine []time.Duration
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						mu.Lock()
+						lats = append(lats, mine...)
+						mu.Unlock()
+						return
+					default:
+					}
+					start := time.Now()
+					if _, err := e.Apply([]Record{{Key: benchKey(1<<25 + w<<20 + i), Version: 1, Value: val}}); err != nil {
+						b.Error(err)
+						return
+					}
+					mine = append(mine, time.Since(start))
+				}
+			}()
+		}
+		start := time.Now()
+		for _, recs := range runRecs {
+			if _, err := e.Ingest(recs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		el := time.Since(start)
+		close(stop)
+		wg.Wait()
+		b.StopTimer()
+		slices.Sort(lats)
+		q := func(f float64) float64 { return float64(lats[int(f*float64(len(lats)-1))].Microseconds()) / 1000 }
+		b.ReportMetric(q(0.5), "apply-p50-ms")
+		b.ReportMetric(q(0.99), "apply-p99-ms")
+		b.ReportMetric(q(1), "apply-max-ms")
+		b.ReportMetric(float64(len(lats))/el.Seconds(), "applies/s")
+		b.ReportMetric(float64(runs*runItems)/el.Seconds(), "ingested/s")
+		b.StartTimer()
+	}
+}

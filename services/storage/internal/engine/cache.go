@@ -50,18 +50,20 @@ func cacheKey(epoch uint32, itemKey []byte) []byte {
 }
 
 // invalidate moves a written key's generation and removes it from the
-// cache. The committer calls it after the write is visible in Pebble.
-func (e *Engine) invalidate(itemKey []byte) {
-	h := keyHash(itemKey)
+// cache, and returns the key's hash. The committer calls it after the write
+// is visible in Pebble.
+func (e *Engine) invalidate(itemKey []byte) (h uint64) {
+	h = keyHash(itemKey)
 	if e.cache == nil {
 		e.gens.of(h).Add(1)
-		return
+		return h
 	}
 	s := &e.stripes[h%cacheStripes]
 	s.mu.Lock()
 	e.gens.of(h).Add(1)
 	e.cache.Delete(cacheKey(e.cacheEpoch.Load(), itemKey))
 	s.mu.Unlock()
+	return h
 }
 
 // invalidateAll moves every generation and makes every cached entry

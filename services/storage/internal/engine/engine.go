@@ -218,7 +218,16 @@ type Engine struct {
 	st counters
 
 	sstOpts   sstable.WriterOptions // how Ingest writes its SSTs
-	ingestSeq uint64                // names Ingest's SSTs; owned by the committer
+	ingestSeq atomic.Uint64         // names Ingest's SSTs
+
+	// written logs, for ingestions prepared outside the committer
+	// (prepareIngest), the hashes of the item keys the committer made
+	// visible: the i-th is writtenLog[i%writtenLogLen], and writtenN counts
+	// them, moved after they are visible and logged. drops counts partition
+	// drops the same way. writtenLog is the committer's alone.
+	writtenLog *[writtenLogLen]uint64
+	writtenN   atomic.Uint64
+	drops      atomic.Uint64
 
 	hints hintState
 }
@@ -242,6 +251,7 @@ func Open(opts Options) (*Engine, error) {
 		syncerDone: make(chan struct{}),
 		stopPurge:  make(chan struct{}),
 		purgeDone:  make(chan struct{}),
+		writtenLog: new([writtenLogLen]uint64),
 	}
 	po := e.pebbleOptions()
 	db, err := pebble.Open(opts.Dir, po)
@@ -402,6 +412,7 @@ type Stats struct {
 	Ingested         uint64 // records Ingest applied
 	IngestSuperseded uint64 // records Ingest did not apply: an equal or newer one was stored or in the run
 	IngestedBytes    uint64 // value bytes of the records Ingest applied
+	IngestRedone     uint64 // Ingest runs prepared outside the committer and redone in it: a write to one of their keys landed meanwhile
 	CommitGroups     uint64 // Pebble batches committed by the committer
 	CommitRequests   uint64 // requests in those batches; CommitRequests/CommitGroups is the group size
 	CommitRereads    uint64 // keys the committer read again: a write became visible after Apply read them
@@ -419,6 +430,7 @@ type counters struct {
 	gets, getsFound, cacheHits, cacheMisses, bytesRead       atomic.Uint64
 	applies, applied, superseded, bytesWritten               atomic.Uint64
 	ingests, ingested, ingestSuperseded, ingestedBytes       atomic.Uint64
+	ingestRedone                                             atomic.Uint64
 	groups, groupRequests, scans, scanRecords, streamRecords atomic.Uint64
 	rereads, purgePasses, purgedTombs, purgedExpired         atomic.Uint64
 }
@@ -432,7 +444,7 @@ func (e *Engine) Stats() Stats {
 		Applies:   e.st.applies.Load(), Applied: e.st.applied.Load(), Superseded: e.st.superseded.Load(),
 		BytesWritten: e.st.bytesWritten.Load(),
 		Ingests:      e.st.ingests.Load(), Ingested: e.st.ingested.Load(),
-		IngestSuperseded: e.st.ingestSuperseded.Load(), IngestedBytes: e.st.ingestedBytes.Load(),
+		IngestSuperseded: e.st.ingestSuperseded.Load(), IngestedBytes: e.st.ingestedBytes.Load(), IngestRedone: e.st.ingestRedone.Load(),
 		CommitGroups: e.st.groups.Load(), CommitRequests: e.st.groupRequests.Load(), CommitRereads: e.st.rereads.Load(),
 		Scans: e.st.scans.Load(), ScanRecords: e.st.scanRecords.Load(), StreamRecords: e.st.streamRecords.Load(),
 		PurgePasses: e.st.purgePasses.Load(), PurgedTombs: e.st.purgedTombs.Load(), PurgedExpired: e.st.purgedExpired.Load(),

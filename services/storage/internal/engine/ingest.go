@@ -37,11 +37,36 @@ type InvalidRecord struct {
 }
 
 // ingestRun is an Ingest call's work for the committer: one candidate per
-// key, sorted by key.
+// key, sorted by key, and what was prepared outside the committer.
 type ingestRun struct {
 	recs  []Record
 	cands []ingestCand
 	res   IngestResult
+	prep  *preparedIngest // nil: the committer does all of it
+}
+
+// writtenLogLen bounds Engine.writtenLog: an ingestion prepared while more
+// keys than this were written is redone in the committer.
+const writtenLogLen = 1 << 15
+
+// preparedIngest is an ingestion's read-compare-write done outside the
+// committer against the stored records as of from: its winners' changes,
+// their SSTs when large enough, and the digest changes. The committer uses
+// it only if no key of the run was written since (unchangedSince).
+type preparedIngest struct {
+	from, drops uint64   // Engine.writtenN and drops before the reads
+	hashes      []uint64 // the candidates' key hashes, sorted
+	decision    ingestDecision
+	paths       []string // the item and purge-index SSTs, if written
+}
+
+// ingestDecision is the outcome of an ingestion's read-compare-write.
+type ingestDecision struct {
+	buf                 *sstBuffer // item and purge-index changes
+	gs                  *groupState
+	written             [][]byte
+	applied, superseded int
+	bytes               uint64
 }
 
 type ingestCand struct {
@@ -58,8 +83,14 @@ type ingestCand struct {
 // atomic: after a crash all or none of the run's winners are there, with
 // their digests. Unless Options.NoSync it is durable when Ingest returns.
 // A run whose records add up to more than Options.MaxIngestBytes fails with
-// ErrTooLarge and applies nothing. The committer runs an ingestion alone:
-// writes queued behind it wait for it. Ingest does not keep recs.
+// ErrTooLarge and applies nothing. Ingest does not keep recs.
+//
+// A large run reads the stored records, decides and writes its SSTs in the
+// caller's goroutine, so writes are not held up while it does; the
+// committer then only checks that no key of the run was written since (the
+// written-key log), adds the digests and lands the SSTs, alone. A run one
+// of whose keys was written meanwhile is redone in the committer, as is a
+// small one, which writes queued behind it wait for.
 func (e *Engine) Ingest(recs []Record) (IngestResult, error) {
 	size := 0
 	for i := range recs {
@@ -88,6 +119,14 @@ func (e *Engine) Ingest(recs []Record) (IngestResult, error) {
 	if len(run.cands) == 0 {
 		return run.res, nil
 	}
+	if size >= e.opts.ingestMinSSTBytes {
+		prep, err := e.prepareIngest(run)
+		if err != nil {
+			return IngestResult{}, err
+		}
+		run.prep = prep
+		e.hook("prepared")
+	}
 	r := &request{kind: reqIngest, ingest: run, size: size, done: make(chan struct{})}
 	e.reqs <- r
 	<-r.done
@@ -95,6 +134,45 @@ func (e *Engine) Ingest(recs []Record) (IngestResult, error) {
 		return IngestResult{}, r.err
 	}
 	return run.res, nil
+}
+
+// prepareIngest does an ingestion's read-compare-write outside the
+// committer and writes its item and purge-index SSTs. The written-key log's
+// position is loaded before the reads start, so a write visible before it
+// is seen by the reads, and one after it is in the log.
+func (e *Engine) prepareIngest(run *ingestRun) (*preparedIngest, error) {
+	p := &preparedIngest{from: e.writtenN.Load(), drops: e.drops.Load(), hashes: make([]uint64, len(run.cands))}
+	for i, c := range run.cands {
+		p.hashes[i] = keyHash(c.ik)
+	}
+	slices.Sort(p.hashes)
+	d, err := e.decideIngest(run, &groupState{digests: make(map[uint32]PartitionDigest), deltas: true})
+	if err != nil {
+		return nil, err
+	}
+	p.decision = d
+	if d.applied > 0 && d.buf.bytes >= e.opts.ingestMinSSTBytes {
+		if p.paths, err = e.writeSSTs(d.buf.sorted()); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// unchangedSince reports whether no key of a prepared ingestion was written,
+// and no partition dropped, since it read the stored records. The
+// committer calls it.
+func (e *Engine) unchangedSince(p *preparedIngest) bool {
+	n := e.writtenN.Load()
+	if e.drops.Load() != p.drops || n-p.from > writtenLogLen {
+		return false
+	}
+	for i := p.from; i < n; i++ {
+		if _, found := slices.BinarySearch(p.hashes, e.writtenLog[i%writtenLogLen]); found {
+			return false
+		}
+	}
+	return true
 }
 
 // collapse sorts the candidates by key (unless they already are) and keeps
@@ -120,59 +198,112 @@ func (run *ingestRun) collapse() {
 	run.cands = out
 }
 
-// commitIngest is the committer's part of an Ingest: read-compare-write of
-// every candidate against the stored records, then SSTs with the winners,
-// their purge-index changes and the new digests, ingested into Pebble in
+// commitIngest is the committer's part of an Ingest. A prepared run whose
+// keys nobody wrote since gets its digests and lands; any other run is
+// decided here — read-compare-write of every candidate against the stored
+// records — and its SSTs (items, purge-index changes, digests) ingested in
 // one step. It runs with no group in flight, so nothing it reads changes
 // before the SSTs land.
 func (e *Engine) commitIngest(r *request) {
 	defer close(r.done)
+	run, prep := r.ingest, r.ingest.prep
+	var paths []string // SSTs written and not ingested: removed on return
+	defer func() { e.removeFiles(paths) }()
+	if prep != nil {
+		paths = prep.paths
+	}
 	if p := e.writeErr.Load(); p != nil {
 		r.err = fmt.Errorf("%w: %w", ErrWriteFailed, *p)
 		return
 	}
-	run := r.ingest
-	// Room for every candidate's item and some digests and purge-index
-	// changes: grown from empty, the buffer of a 16 MiB run was copied
-	// over and over.
-	buf := &sstBuffer{changes: make([]sstChange, 0, len(run.cands)+len(run.cands)/16+64)}
-	gs := &groupState{digests: make(map[uint32]PartitionDigest)}
-	g := &group{written: make([][]byte, 0, len(run.cands))}
-	var applied, bytesApplied uint64
+	var d ingestDecision
+	if prep != nil && e.unchangedSince(prep) {
+		d = prep.decision
+		d.gs.addBase(e.digests)
+	} else {
+		if prep != nil {
+			e.st.ingestRedone.Add(1)
+			e.removeFiles(paths)
+			paths = nil
+		}
+		var err error
+		if d, err = e.decideIngest(run, &groupState{digests: make(map[uint32]PartitionDigest)}); err != nil {
+			r.err = err
+			return
+		}
+	}
+	run.res.Applied = d.applied
+	run.res.Superseded += d.superseded
+	if d.applied > 0 {
+		var err error
+		if paths == nil && d.buf.bytes < e.opts.ingestMinSSTBytes {
+			d.gs.emitDigests(d.buf)
+			err = e.commitBuffer(d.buf)
+		} else {
+			// The digests go in an SST of their own when the items and
+			// purge index are in SSTs already.
+			digests := d.buf
+			if paths != nil {
+				digests = &sstBuffer{}
+			}
+			d.gs.emitDigests(digests)
+			var more []string
+			if more, err = e.writeSSTs(digests.sorted()); err == nil {
+				paths = append(paths, more...)
+				err = e.ingestSSTs(paths)
+			}
+		}
+		if err != nil {
+			r.err = err
+			return
+		}
+		paths = nil // Pebble took them
+		e.adoptDigests(d.gs)
+		e.afterCommit(&group{written: d.written}, nil)
+	}
+	e.st.ingests.Add(1)
+	e.st.ingested.Add(uint64(d.applied))
+	e.st.ingestSuperseded.Add(uint64(run.res.Superseded))
+	e.st.ingestedBytes.Add(d.bytes)
+}
+
+// removeFiles removes SSTs an ingestion wrote and did not land.
+func (e *Engine) removeFiles(paths []string) {
+	for _, p := range paths {
+		if err := removeIfExists(e.opts.FS, p); err != nil {
+			e.log.Warn("storage engine: remove an SST that was not ingested; it goes when the engine reopens", "path", p, "err", err)
+		}
+	}
+}
+
+// decideIngest runs an ingestion's read-compare-write: each candidate
+// against the record stored under its key. gs collects the digest changes
+// (from zero when gs.deltas, outside the committer).
+func (e *Engine) decideIngest(run *ingestRun, gs *groupState) (ingestDecision, error) {
+	// Room for every candidate's item and some purge-index changes: grown
+	// from empty, the buffer of a 16 MiB run was copied over and over.
+	d := ingestDecision{
+		buf:     &sstBuffer{changes: make([]sstChange, 0, len(run.cands)+len(run.cands)/16+64)},
+		gs:      gs,
+		written: make([][]byte, 0, len(run.cands)),
+	}
 	now := e.nowNanos()
 	err := e.lookupStored(run.cands, func(c ingestCand, old *slot) {
 		rec := &run.recs[c.idx]
 		ns := recordState(rec, now)
 		if old.exists && compareLWW(&ns, &old.s) <= 0 {
-			run.res.Superseded++
+			d.superseded++
 			return
 		}
-		e.emitReplace(buf, gs, c.ik, old, &slot{exists: true, s: ns, hash: recordHash(c.ik, &ns)})
-		g.written = append(g.written, c.ik)
-		applied++
-		bytesApplied += uint64(len(rec.Value))
+		e.emitReplace(d.buf, gs, c.ik, old, &slot{exists: true, s: ns, hash: recordHash(c.ik, &ns)})
+		d.written = append(d.written, c.ik)
+		d.applied++
+		d.bytes += uint64(len(rec.Value))
 	})
 	if err != nil {
-		r.err = fmt.Errorf("engine: ingest: read stored records: %w", err)
-		return
+		return ingestDecision{}, fmt.Errorf("engine: ingest: read stored records: %w", err)
 	}
-	run.res.Applied = int(applied)
-	if applied > 0 {
-		gs.emitDigests(buf)
-		write := e.ingestSST
-		if buf.bytes < e.opts.ingestMinSSTBytes {
-			write = e.commitBuffer
-		}
-		if r.err = write(buf); r.err != nil {
-			return
-		}
-		e.adoptDigests(gs)
-		e.afterCommit(g, nil)
-	}
-	e.st.ingests.Add(1)
-	e.st.ingested.Add(applied)
-	e.st.ingestSuperseded.Add(uint64(run.res.Superseded))
-	e.st.ingestedBytes.Add(bytesApplied)
+	return d, nil
 }
 
 // lookupStored calls fn with each candidate, in order, and the record stored
@@ -215,59 +346,58 @@ func (e *Engine) lookupStored(cands []ingestCand, fn func(c ingestCand, old *slo
 	return it.Close()
 }
 
-// ingestSST writes buf's changes into an SST in the temporary directory and
-// ingests it. A failure to build the SST applies nothing; a failed
-// ingestion stops the write path (ErrWriteFailed), since Pebble's state is
-// then unknown.
-func (e *Engine) ingestSST(buf *sstBuffer) error {
-	// The SST's digests build on every earlier write, so those must be on
-	// disk before it is: a crash must not keep the SST and lose a write
-	// its digests count (the WAL is synced in order, so one sync covers
-	// all of them; with NoSync too). Pebble's Ingest does this itself
-	// today when the SST overlaps the memtable (it flushes it, or rotates
-	// and syncs the WAL), which an SST carrying digest keys always does;
-	// one sync per run keeps it from depending on that.
-	if err := e.db.LogData(nil, pebble.Sync); err != nil {
-		e.setWriteErr(err)
-		return fmt.Errorf("%w: sync before ingestion: %w", ErrWriteFailed, err)
-	}
+// writeSSTs writes sorted changes into SSTs in the temporary directory, one
+// per key space (items, digests, purge index), to be ingested together:
+// Pebble ingests several files atomically, and an items file that spans
+// only the run's keys can go to the lowest level its range is free in,
+// where one spanning the digests and the purge index too would overlap
+// every partition in between and land in L0. On error nothing is left.
+func (e *Engine) writeSSTs(changes []sstChange) ([]string, error) {
 	fs := e.opts.FS
 	dir := fs.PathJoin(e.opts.Dir, ingestTempDir)
 	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("engine: ingest: create %s: %w", dir, err)
+		return nil, fmt.Errorf("engine: ingest: create %s: %w", dir, err)
 	}
-	e.ingestSeq++
-	// One SST per key space (items, digests, purge index), ingested
-	// together: Pebble ingests several files atomically, and an items file
-	// that spans only the run's keys can go to the lowest level its range
-	// is free in, where one spanning the digests and the purge index too
-	// would overlap every partition in between and land in L0.
+	seq := e.ingestSeq.Add(1)
 	var paths []string
-	remove := func() error {
-		var errs []error
-		for _, p := range paths {
-			errs = append(errs, removeIfExists(fs, p))
-		}
-		return errors.Join(errs...)
-	}
-	changes := buf.sorted()
 	for len(changes) > 0 {
 		space := changes[0].key[0]
 		n := 1
 		for n < len(changes) && changes[n].key[0] == space {
 			n++
 		}
-		path := fs.PathJoin(dir, fmt.Sprintf("%06d-%c.sst", e.ingestSeq, space))
+		path := fs.PathJoin(dir, fmt.Sprintf("%06d-%c.sst", seq, space))
 		paths = append(paths, path)
 		if err := e.writeSST(path, changes[:n]); err != nil {
-			return errors.Join(fmt.Errorf("engine: ingest: write %s: %w", path, err), remove())
+			for _, p := range paths {
+				err = errors.Join(err, removeIfExists(fs, p))
+			}
+			return nil, fmt.Errorf("engine: ingest: write %s: %w", path, err)
 		}
 		changes = changes[n:]
+	}
+	return paths, nil
+}
+
+// ingestSSTs lands written SSTs in Pebble, atomically. A failed ingestion
+// stops the write path (ErrWriteFailed), since Pebble's state is then
+// unknown. The committer calls it.
+func (e *Engine) ingestSSTs(paths []string) error {
+	// The SSTs' digests build on every earlier write, so those must be on
+	// disk before they are: a crash must not keep the SSTs and lose a write
+	// their digests count (the WAL is synced in order, so one sync covers
+	// all of them; with NoSync too). Pebble's Ingest does this itself
+	// today when an SST overlaps the memtable (it flushes it, or rotates
+	// and syncs the WAL), which an SST of digest keys always does; one
+	// sync per run keeps it from depending on that.
+	if err := e.db.LogData(nil, pebble.Sync); err != nil {
+		e.setWriteErr(err)
+		return fmt.Errorf("%w: sync before ingestion: %w", ErrWriteFailed, err)
 	}
 	e.hook("sst-written")
 	if err := e.db.Ingest(context.Background(), paths); err != nil {
 		e.setWriteErr(err)
-		return errors.Join(fmt.Errorf("%w: ingest %v: %w", ErrWriteFailed, paths, err), remove())
+		return fmt.Errorf("%w: ingest %v: %w", ErrWriteFailed, paths, err)
 	}
 	e.hook("ingested")
 	return nil

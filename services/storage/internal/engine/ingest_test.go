@@ -566,3 +566,93 @@ func TestIngestFindsStoredRecordsEverywhere(t *testing.T) {
 	}
 	checkDigests(t, e)
 }
+
+// TestIngestPreparedRace: a large run reads and decides outside the
+// committer; a write to one of its keys, or a partition drop, that lands
+// between those reads and the committer makes the committer redo the run,
+// so the LWW rule and the digests hold as if the run had been decided
+// there. A write to other keys does not.
+func TestIngestPreparedRace(t *testing.T) {
+	k := func(i int) Key {
+		return Key{Partition: uint32(i % 3), TableID: 4, PartitionKey: fmt.Appendf(nil, "k%03d", i)}
+	}
+	run := func(version uint64) []Record {
+		recs := make([]Record, 0, 60)
+		for i := range 60 {
+			recs = append(recs, Record{Key: k(i), Version: version, Value: fmt.Appendf(nil, "ingest %d", version)})
+		}
+		return recs
+	}
+	var during func(e *Engine) // what lands between the reads and the committer
+	var e *Engine
+	e = openTest(t, Options{Cache: newMapCache(), ingestMinSSTBytes: 1, ingestHook: func(step string) {
+		if step == "prepared" && during != nil {
+			during(e)
+		}
+	}})
+	apply := func(e *Engine, r Record) {
+		if _, err := e.Apply([]Record{r}); err != nil {
+			t.Error(err)
+		}
+	}
+	version := func(i int) uint64 {
+		t.Helper()
+		r, found, err := e.Get(k(i))
+		if err != nil || !found {
+			t.Fatalf("key %d: found %v, %v", i, found, err)
+		}
+		return r.Version
+	}
+	for _, tc := range []struct {
+		name    string
+		version uint64 // of the run
+		during  func(e *Engine)
+		redone  bool
+		check   func()
+	}{
+		{"newer write to a key of the run", 10, func(e *Engine) { apply(e, Record{Key: k(7), Version: 100, Value: []byte("live")}) }, true, func() {
+			if v := version(7); v != 100 {
+				t.Fatalf("key 7 at version %d: the run overwrote a newer write", v)
+			}
+			if v := version(8); v != 10 {
+				t.Fatalf("key 8 at version %d, want the run's 10", v)
+			}
+		}},
+		{"older write to a key of the run", 20, func(e *Engine) { apply(e, Record{Key: k(9), Version: 11, Value: []byte("live")}) }, true, func() {
+			if v := version(9); v != 20 {
+				t.Fatalf("key 9 at version %d, want the run's 20", v)
+			}
+		}},
+		{"tombstone of a key of the run", 30, func(e *Engine) { apply(e, Record{Key: k(10), Version: 500, Tombstone: true}) }, true, func() {
+			if r, _, err := e.Get(k(10)); err != nil || !r.Tombstone || r.Version != 500 {
+				t.Fatalf("key 10: %+v %v: the run brought back a deleted item", r, err)
+			}
+		}},
+		{"write to another key", 40, func(e *Engine) { apply(e, Record{Key: k(1000), Version: 1, Value: []byte("other")}) }, false, func() {
+			if v := version(11); v != 40 {
+				t.Fatalf("key 11 at version %d, want the run's 40", v)
+			}
+		}},
+		{"partition dropped", 50, func(e *Engine) {
+			if err := e.DropPartition(1); err != nil {
+				t.Error(err)
+			}
+		}, true, func() {
+			if v := version(7); v != 50 {
+				t.Fatalf("key 7 at version %d after its partition was dropped, want the run's 50", v)
+			}
+		}},
+	} {
+		before := e.Stats().IngestRedone
+		during = tc.during
+		if _, err := e.Ingest(run(tc.version)); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		during = nil
+		if redone := e.Stats().IngestRedone > before; redone != tc.redone {
+			t.Fatalf("%s: redone %v, want %v", tc.name, redone, tc.redone)
+		}
+		tc.check()
+		checkDigests(t, e)
+	}
+}

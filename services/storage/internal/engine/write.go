@@ -77,6 +77,9 @@ type slot struct {
 type groupState struct {
 	overlay map[string]*slot
 	digests map[uint32]PartitionDigest // partitions touched
+	// deltas: digests holds changes counted from zero, not the engine's
+	// (an ingestion prepared outside the committer; see addBase).
+	deltas bool
 }
 
 // Apply writes the records that win under the LWW rule and reports, per
@@ -332,17 +335,22 @@ func (e *Engine) syncLoop() {
 }
 
 // afterCommit runs once a group's batch is visible (or failed): it updates
-// the cache before any of the group's calls return.
+// the cache before any of the group's calls return, and logs the written
+// keys for the ingestions prepared meanwhile (Engine.writtenLog).
 func (e *Engine) afterCommit(g *group, err error) {
 	if err != nil {
 		e.setWriteErr(err)
 	}
 	if g.drop {
 		e.invalidateAll()
+		e.drops.Add(1)
 	}
+	n := e.writtenN.Load()
 	for _, ik := range g.written {
-		e.invalidate(ik)
+		e.writtenLog[n%writtenLogLen] = e.invalidate(ik)
+		n++
 	}
+	e.writtenN.Store(n)
 }
 
 func (e *Engine) setWriteErr(err error) {
@@ -425,10 +433,20 @@ func (e *Engine) readSlot(ik []byte, version uint64) (*slot, error) {
 }
 
 func (gs *groupState) digest(e *Engine, partition uint32) PartitionDigest {
-	if d, ok := gs.digests[partition]; ok {
+	if d, ok := gs.digests[partition]; ok || gs.deltas {
 		return d
 	}
 	return e.digests[partition]
+}
+
+// addBase turns digest changes counted from zero (deltas) into digests, by
+// adding the ones in base. The committer calls it with its own.
+func (gs *groupState) addBase(base map[uint32]PartitionDigest) {
+	for p, d := range gs.digests {
+		b := base[p]
+		gs.digests[p] = PartitionDigest{Count: b.Count + d.Count, Sum: b.Sum + d.Sum}
+	}
+	gs.deltas = false
 }
 
 // sink takes the key changes of a write, in any order: a Pebble batch for
