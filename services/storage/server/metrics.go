@@ -32,7 +32,7 @@ var storageMetrics = []statMetric{
 	{"veltrix_storage_ingested_records_total", "Records Ingest applied (newer than the stored version).", true},
 	{"veltrix_storage_ingest_superseded_records_total", "Records Ingest did not apply because a newer or equal version was stored or in the run.", true},
 	{"veltrix_storage_ingested_bytes_total", "Value bytes of the records Ingest applied.", true},
-	{"veltrix_storage_ingests_redone_total", "Ingest runs decided outside the committer and redone in it because a write to one of their keys landed meanwhile.", true},
+	{"veltrix_storage_ingests_redone_total", "Ingest runs decided again because a key of theirs was written, or a partition dropped, while they were decided outside the write path's committer.", true},
 	{"veltrix_storage_commit_groups_total", "Group commits (Pebble batches) written.", true},
 	{"veltrix_storage_commit_requests_total", "Apply requests in those group commits.", true},
 	{"veltrix_storage_scans_total", "Scan requests served.", true},

@@ -143,10 +143,15 @@
 // comparison, purge-index and digest changes, through the same emitReplace)
 // but writes the winners, with the new digests, as SSTs (one per key space)
 // that Pebble ingests atomically, instead of through the WAL and memtable;
-// a run with less than 4 MiB of changes is committed as one batch. The
-// committer runs it alone, after one WAL sync, so the state it reads cannot
-// change before the SSTs land and no earlier write their digests count can
-// be lost while they survive.
+// a run with less than 4 MiB of changes is committed as one batch. A large
+// run is decided (stored records read, LWW, SSTs written) outside the
+// committer, so writes are not held up meanwhile, and decided again if a
+// write to one of its keys, or a partition drop, becomes visible in the
+// meantime (Engine.deciding); after two such attempts, and for a small
+// run, the committer decides it itself. The committer lands each run alone,
+// after one WAL sync, so the state it was decided on cannot change before
+// the SSTs land and no earlier write their digests count can be lost while
+// they survive.
 //
 // # Cache
 //

@@ -220,14 +220,10 @@ type Engine struct {
 	sstOpts   sstable.WriterOptions // how Ingest writes its SSTs
 	ingestSeq atomic.Uint64         // names Ingest's SSTs
 
-	// written logs, for ingestions prepared outside the committer
-	// (prepareIngest), the hashes of the item keys the committer made
-	// visible: the i-th is writtenLog[i%writtenLogLen], and writtenN counts
-	// them, moved after they are visible and logged. drops counts partition
-	// drops the same way. writtenLog is the committer's alone.
-	writtenLog *[writtenLogLen]uint64
-	writtenN   atomic.Uint64
-	drops      atomic.Uint64
+	// deciding is the ingestions being decided outside the committer
+	// (prepareIngest), which afterCommit marks when it makes one of their
+	// keys visible.
+	deciding deciding
 
 	hints hintState
 }
@@ -251,7 +247,6 @@ func Open(opts Options) (*Engine, error) {
 		syncerDone: make(chan struct{}),
 		stopPurge:  make(chan struct{}),
 		purgeDone:  make(chan struct{}),
-		writtenLog: new([writtenLogLen]uint64),
 	}
 	po := e.pebbleOptions()
 	db, err := pebble.Open(opts.Dir, po)
@@ -412,7 +407,7 @@ type Stats struct {
 	Ingested         uint64 // records Ingest applied
 	IngestSuperseded uint64 // records Ingest did not apply: an equal or newer one was stored or in the run
 	IngestedBytes    uint64 // value bytes of the records Ingest applied
-	IngestRedone     uint64 // Ingest runs prepared outside the committer and redone in it: a write to one of their keys landed meanwhile
+	IngestRedone     uint64 // Ingest runs decided again: a key of theirs was written, or a partition dropped, while they were decided outside the committer
 	CommitGroups     uint64 // Pebble batches committed by the committer
 	CommitRequests   uint64 // requests in those batches; CommitRequests/CommitGroups is the group size
 	CommitRereads    uint64 // keys the committer read again: a write became visible after Apply read them

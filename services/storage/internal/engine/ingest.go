@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/objstorage"
@@ -45,20 +47,78 @@ type ingestRun struct {
 	prep  *preparedIngest // nil: the committer does all of it
 }
 
-// writtenLogLen bounds Engine.writtenLog: an ingestion prepared while more
-// keys than this were written is redone in the committer.
-const writtenLogLen = 1 << 15
-
 // preparedIngest is an ingestion's read-compare-write done outside the
-// committer against the stored records as of from: its winners' changes,
-// their SSTs when large enough, and the digest changes. The committer uses
-// it only if no key of the run was written since (unchangedSince).
+// committer: its winners' changes, their SSTs when large enough, and the
+// digest changes. The committer uses it only if no key of the run was made
+// visible since its reads began (see deciding).
 type preparedIngest struct {
-	from, drops uint64   // Engine.writtenN and drops before the reads
-	hashes      []uint64 // the candidates' key hashes, sorted
-	decision    ingestDecision
-	paths       []string // the item and purge-index SSTs, if written
+	hashes   []uint64 // the candidates' key hashes, sorted
+	stale    bool     // a key of the run was written meanwhile; under deciding.mu
+	decision ingestDecision
+	paths    []string // the item and purge-index SSTs, if written
 }
+
+// deciding is the set of ingestions being decided outside the committer.
+// One joins before it reads the stored records, and the committer's
+// afterCommit marks stale every member one of whose keys it made visible
+// (or every member, after a partition drop): a write visible before a run
+// joined is seen by its reads, and one made visible after is marked.
+type deciding struct {
+	n    atomic.Int32 // members; afterCommit skips the lock when 0
+	mu   sync.Mutex
+	runs map[*preparedIngest]struct{}
+}
+
+func (d *deciding) any() bool { return d.n.Load() > 0 }
+
+func (d *deciding) join(p *preparedIngest) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.runs == nil {
+		d.runs = make(map[*preparedIngest]struct{})
+	}
+	d.runs[p] = struct{}{}
+	d.n.Add(1)
+}
+
+// leave removes p and reports whether it is still current: none of its keys
+// was made visible since it joined.
+func (d *deciding) leave(p *preparedIngest) (current bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.runs[p]; ok {
+		delete(d.runs, p)
+		d.n.Add(-1)
+	}
+	return !p.stale
+}
+
+// wrote marks stale the members holding any of hashes (sorted or not), or
+// every member if a partition was dropped.
+func (d *deciding) wrote(hashes []uint64, drop bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for p := range d.runs {
+		if p.stale {
+			continue
+		}
+		if drop {
+			p.stale = true
+			continue
+		}
+		for _, h := range hashes {
+			if _, found := slices.BinarySearch(p.hashes, h); found {
+				p.stale = true
+				break
+			}
+		}
+	}
+}
+
+// maxIngestRedecides bounds how often a run one of whose keys was written
+// while it was being decided is decided again outside the committer; after
+// that the committer decides it.
+const maxIngestRedecides = 2
 
 // ingestDecision is the outcome of an ingestion's read-compare-write.
 type ingestDecision struct {
@@ -87,10 +147,10 @@ type ingestCand struct {
 //
 // A large run reads the stored records, decides and writes its SSTs in the
 // caller's goroutine, so writes are not held up while it does; the
-// committer then only checks that no key of the run was written since (the
-// written-key log), adds the digests and lands the SSTs, alone. A run one
-// of whose keys was written meanwhile is redone in the committer, as is a
-// small one, which writes queued behind it wait for.
+// committer then adds the digests and lands the SSTs, alone. A run one of
+// whose keys was written meanwhile (see deciding) is decided again, and
+// after maxIngestRedecides such attempts by the committer, as a small run
+// is, which writes queued behind it wait for.
 func (e *Engine) Ingest(recs []Record) (IngestResult, error) {
 	size := 0
 	for i := range recs {
@@ -119,60 +179,55 @@ func (e *Engine) Ingest(recs []Record) (IngestResult, error) {
 	if len(run.cands) == 0 {
 		return run.res, nil
 	}
-	if size >= e.opts.ingestMinSSTBytes {
-		prep, err := e.prepareIngest(run)
-		if err != nil {
-			return IngestResult{}, err
+	superseded := run.res.Superseded // by the run's own records
+	for attempt := 0; ; attempt++ {
+		run.prep, run.res.Superseded = nil, superseded
+		if size >= e.opts.ingestMinSSTBytes && attempt <= maxIngestRedecides {
+			prep, err := e.prepareIngest(run)
+			if err != nil {
+				return IngestResult{}, err
+			}
+			run.prep = prep
+			e.hook("prepared")
 		}
-		run.prep = prep
-		e.hook("prepared")
+		r := &request{kind: reqIngest, ingest: run, size: size, done: make(chan struct{})}
+		e.reqs <- r
+		<-r.done
+		if r.err == errIngestStale {
+			continue
+		}
+		if r.err != nil {
+			return IngestResult{}, r.err
+		}
+		return run.res, nil
 	}
-	r := &request{kind: reqIngest, ingest: run, size: size, done: make(chan struct{})}
-	e.reqs <- r
-	<-r.done
-	if r.err != nil {
-		return IngestResult{}, r.err
-	}
-	return run.res, nil
 }
 
+// errIngestStale is the committer's answer to a run decided outside it
+// one of whose keys was written meanwhile: decide it again.
+var errIngestStale = errors.New("engine: ingest: a key of the run was written while it was decided")
+
 // prepareIngest does an ingestion's read-compare-write outside the
-// committer and writes its item and purge-index SSTs. The written-key log's
-// position is loaded before the reads start, so a write visible before it
-// is seen by the reads, and one after it is in the log.
+// committer and writes its item and purge-index SSTs. The run joins
+// Engine.deciding before the reads start, so a write is either seen by them
+// or marks the run stale.
 func (e *Engine) prepareIngest(run *ingestRun) (*preparedIngest, error) {
-	p := &preparedIngest{from: e.writtenN.Load(), drops: e.drops.Load(), hashes: make([]uint64, len(run.cands))}
+	p := &preparedIngest{hashes: make([]uint64, len(run.cands))}
 	for i, c := range run.cands {
 		p.hashes[i] = keyHash(c.ik)
 	}
 	slices.Sort(p.hashes)
+	e.deciding.join(p)
 	d, err := e.decideIngest(run, &groupState{digests: make(map[uint32]PartitionDigest), deltas: true})
+	if err == nil && d.applied > 0 && d.buf.bytes >= e.opts.ingestMinSSTBytes {
+		p.paths, err = e.writeSSTs(d.buf.sorted())
+	}
 	if err != nil {
+		e.deciding.leave(p)
 		return nil, err
 	}
 	p.decision = d
-	if d.applied > 0 && d.buf.bytes >= e.opts.ingestMinSSTBytes {
-		if p.paths, err = e.writeSSTs(d.buf.sorted()); err != nil {
-			return nil, err
-		}
-	}
 	return p, nil
-}
-
-// unchangedSince reports whether no key of a prepared ingestion was written,
-// and no partition dropped, since it read the stored records. The
-// committer calls it.
-func (e *Engine) unchangedSince(p *preparedIngest) bool {
-	n := e.writtenN.Load()
-	if e.drops.Load() != p.drops || n-p.from > writtenLogLen {
-		return false
-	}
-	for i := p.from; i < n; i++ {
-		if _, found := slices.BinarySearch(p.hashes, e.writtenLog[i%writtenLogLen]); found {
-			return false
-		}
-	}
-	return true
 }
 
 // collapse sorts the candidates by key (unless they already are) and keeps
@@ -209,23 +264,27 @@ func (e *Engine) commitIngest(r *request) {
 	run, prep := r.ingest, r.ingest.prep
 	var paths []string // SSTs written and not ingested: removed on return
 	defer func() { e.removeFiles(paths) }()
+	current := false
 	if prep != nil {
 		paths = prep.paths
+		current = e.deciding.leave(prep)
 	}
 	if p := e.writeErr.Load(); p != nil {
 		r.err = fmt.Errorf("%w: %w", ErrWriteFailed, *p)
 		return
 	}
 	var d ingestDecision
-	if prep != nil && e.unchangedSince(prep) {
+	switch {
+	case current:
 		d = prep.decision
 		d.gs.addBase(e.digests)
-	} else {
-		if prep != nil {
-			e.st.ingestRedone.Add(1)
-			e.removeFiles(paths)
-			paths = nil
-		}
+	case prep != nil:
+		// Decided again outside the committer (Ingest retries), so
+		// writes are not held up by it; the last attempt is decided here.
+		e.st.ingestRedone.Add(1)
+		r.err = errIngestStale
+		return
+	default:
 		var err error
 		if d, err = e.decideIngest(run, &groupState{digests: make(map[uint32]PartitionDigest)}); err != nil {
 			r.err = err

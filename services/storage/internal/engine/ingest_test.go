@@ -587,7 +587,9 @@ func TestIngestPreparedRace(t *testing.T) {
 	var e *Engine
 	e = openTest(t, Options{Cache: newMapCache(), ingestMinSSTBytes: 1, ingestHook: func(step string) {
 		if step == "prepared" && during != nil {
-			during(e)
+			f := during
+			during = nil // once: the run's next decision is left alone
+			f(e)
 		}
 	}})
 	apply := func(e *Engine, r Record) {

@@ -336,21 +336,25 @@ func (e *Engine) syncLoop() {
 
 // afterCommit runs once a group's batch is visible (or failed): it updates
 // the cache before any of the group's calls return, and logs the written
-// keys for the ingestions prepared meanwhile (Engine.writtenLog).
+// keys for the ingestions being decided meanwhile (Engine.deciding).
 func (e *Engine) afterCommit(g *group, err error) {
 	if err != nil {
 		e.setWriteErr(err)
 	}
 	if g.drop {
 		e.invalidateAll()
-		e.drops.Add(1)
 	}
-	n := e.writtenN.Load()
-	for _, ik := range g.written {
-		e.writtenLog[n%writtenLogLen] = e.invalidate(ik)
-		n++
+	if !e.deciding.any() {
+		for _, ik := range g.written {
+			e.invalidate(ik)
+		}
+		return
 	}
-	e.writtenN.Store(n)
+	hashes := make([]uint64, len(g.written))
+	for i, ik := range g.written {
+		hashes[i] = e.invalidate(ik)
+	}
+	e.deciding.wrote(hashes, g.drop)
 }
 
 func (e *Engine) setWriteErr(err error) {
