@@ -85,10 +85,10 @@ type serverStream[C Call, R any] struct {
 	running sync.WaitGroup // calls taken and not answered
 
 	mu       sync.Mutex
-	workers  int       // started
-	idle     int       // waiting on work, each owed one task or quit
-	backlog  []task[C] // taken, waiting for a worker
-	freed    sync.Cond // on mu: the backlog shrank
+	workers  int                           // started
+	idle     int                           // waiting on work, each owed one task or quit
+	backlog  []task[C]                     // taken, waiting for a worker
+	freed    sync.Cond                     // on mu: the backlog shrank
 	calls    map[uint64]context.CancelFunc // in flight, to cancel
 	lastID   uint64                        // highest id taken
 	received bool                          // a message was received

@@ -3,8 +3,8 @@ package server
 import (
 	"context"
 
-	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	"github.com/veltrixdb/veltrix/pkg/client/streammux"
+	"github.com/veltrixdb/veltrix/pkg/grpcx"
 	storagev1 "github.com/veltrixdb/veltrix/proto/gen/veltrix/storage/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -177,4 +177,3 @@ func answerBytes(m proto.Message) int {
 	}
 	return 0
 }
-
