@@ -19,6 +19,7 @@ require (
 	github.com/veltrixdb/veltrix/e2e/peers v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/localcluster v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/pkg v0.0.0-00010101000000-000000000000
+	github.com/veltrixdb/veltrix/pkg/client v0.0.0-00010101000000-000000000000
 	github.com/veltrixdb/veltrix/proto v0.0.0-00010101000000-000000000000
 	go.etcd.io/etcd/client/v3 v3.7.3
 	go.uber.org/goleak v1.3.0
@@ -90,7 +91,6 @@ require (
 	github.com/soheilhy/cmux v0.1.5 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/tmc/grpc-websocket-proxy v0.0.0-20220101234140-673ab2c3ae75 // indirect
-	github.com/veltrixdb/veltrix/pkg/client v0.0.0-00010101000000-000000000000 // indirect
 	github.com/veltrixdb/veltrix/services/migrator v0.0.0-00010101000000-000000000000 // indirect
 	github.com/veltrixdb/veltrix/services/storage v0.0.0-00010101000000-000000000000 // indirect
 	github.com/xiang90/probing v0.0.0-20221125231312-a49e3df8f510 // indirect

@@ -263,8 +263,8 @@ func TestExchangeCancel(t *testing.T) {
 }
 
 // TestExchangeDrain: a node shutting down tells its Exchange streams the
-// last call it took, answers it, and its shutdown ends as soon as the
-// caller closes its side (it does not wait out the shutdown timeout).
+// last call it took, answers it, and ends the stream, so its shutdown does
+// not wait out the shutdown timeout.
 func TestExchangeDrain(t *testing.T) {
 	env := setup(t)
 	k := key(7, ownedPK(t, 7, "k"), "")

@@ -182,7 +182,7 @@ func (n *node) Exchange(stream storagev1.StorageService_ExchangeServer) error {
 }
 
 // serve serves n over bufconn and returns a Client of it.
-func serve(t *testing.T, n *node, o storagemux.Options) (*storagemux.Client, storagev1.StorageServiceClient) {
+func serve(t testing.TB, n *node, o storagemux.Options) (*storagemux.Client, storagev1.StorageServiceClient) {
 	t.Helper()
 	if n.breakStreams == nil {
 		n.breakStreams = make(chan struct{})
