@@ -288,7 +288,9 @@ func (svc *service) BatchRead(ctx context.Context, req *storagev1.BatchReadReque
 			return nil, toStatus(err)
 		}
 	}
-	recs, found, err := svc.s.eng.GetBatch(keys)
+	// The values are only encoded into the answer: they may be the
+	// cache's, uncopied.
+	recs, found, err := svc.s.eng.GetBatchShared(keys)
 	if err != nil {
 		return nil, toStatus(err)
 	}
