@@ -61,7 +61,9 @@ type MuxStream interface {
 	// caller closed its side.
 	RecvCalls() ([]*muxv1.Call, error)
 	// SendResults sends one message: results and, once, the draining
-	// notice with the last call id taken.
+	// notice with the last call id taken. It must be done with results
+	// when it returns (as grpc's SendMsg is): their response buffers are
+	// reused.
 	SendResults(results []*muxv1.Result, draining bool, lastID uint64) error
 }
 
@@ -302,7 +304,7 @@ func (m *Mux) call(ctx context.Context, c *muxv1.Call) (out []byte, err error) {
 	if !ok {
 		return nil, status.Errorf(codes.Internal, "grpc: error while marshaling: %T is not a proto.Message", resp)
 	}
-	if out, err = proto.Marshal(pm); err != nil {
+	if out, err = marshalResponse(pm); err != nil {
 		return nil, status.Errorf(codes.Internal, "grpc: error while marshaling: %v", err)
 	}
 	// As the unary RPC's send would: an answer larger than a message may
@@ -356,6 +358,7 @@ func (x *muxStream) sendLocked() {
 		if err := x.stream.SendResults(out[:n], false, 0); err != nil {
 			x.failSend(err)
 		}
+		releaseResponses(out[:n])
 		out = out[n:]
 	}
 	clear(x.batch)
