@@ -203,6 +203,7 @@ func (l *lane) do(ctx context.Context, method string, in, out proto.Message) err
 	if err != nil {
 		return err
 	}
+	defer res.release()
 	if res.GetCode() != int32(codes.OK) {
 		return status.FromProto(&spb.Status{Code: res.GetCode(), Message: res.GetMessage(), Details: res.GetDetails()}).Err()
 	}
@@ -272,7 +273,7 @@ func (l *lane) opening(opened chan struct{}) {
 func (l *lane) open() (*muxStream, error) {
 	for try := 1; ; try++ {
 		sctx, cancel := context.WithCancel(context.Background())
-		cs, err := l.m.kv.Exchange(sctx)
+		cs, err := l.m.kv.Exchange(sctx, muxCodec())
 		if err != nil {
 			cancel()
 			return nil, err
@@ -328,7 +329,7 @@ func (l *lane) answered() {
 
 // muxOutcome is a call's end: its result, an error, or errUnary.
 type muxOutcome struct {
-	res *muxv1.Result
+	res *frameResult
 	err error
 }
 
@@ -365,7 +366,7 @@ type muxStream struct {
 }
 
 // call sends call and waits for its outcome.
-func (s *muxStream) call(ctx context.Context, call *muxv1.Call) (*muxv1.Result, error) {
+func (s *muxStream) call(ctx context.Context, call *muxv1.Call) (*frameResult, error) {
 	select {
 	case s.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -496,7 +497,8 @@ func (s *muxStream) sendLocked(inline bool) bool {
 // recv delivers answers until the stream ends.
 func (s *muxStream) recv() {
 	for {
-		resp, err := s.cs.Recv()
+		var resp resultFrame
+		err := s.cs.RecvMsg(&resp) // decoded by frameCodec
 		if err != nil {
 			s.fail(err)
 			return
@@ -509,6 +511,8 @@ func (s *muxStream) recv() {
 			if ch, ok := s.pending[r.GetId()]; ok {
 				delete(s.pending, r.GetId())
 				ch <- muxOutcome{res: r}
+			} else {
+				r.release()
 			}
 		}
 		if resp.GetDraining() && !s.draining {
