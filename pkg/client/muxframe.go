@@ -137,35 +137,68 @@ var (
 	errFieldNumber = errors.New("client: Exchange answer: invalid field number")
 )
 
-// consumeTag is protowire.ConsumeTag refusing, as proto.Unmarshal does,
-// the field numbers above protowire.MaxValidNumber it lets through.
-func consumeTag(b []byte) (protowire.Number, protowire.Type, int, error) {
-	num, typ, l := protowire.ConsumeTag(b)
-	if l < 0 {
-		return 0, 0, 0, parseError(l)
-	}
-	if num > protowire.MaxValidNumber {
-		return 0, 0, 0, errFieldNumber
-	}
-	return num, typ, l, nil
-}
-
 // parseError describes a protowire parse failure (l < 0).
 func parseError(l int) error {
 	return fmt.Errorf("client: Exchange answer: %w", protowire.ParseError(l))
 }
 
-// decode parses b as proto.Unmarshal parses an ExchangeResponse (the
-// last of a repeated scalar wins, unknown fields and fields of an
-// unexpected wire type are skipped, strings must be UTF-8), except that
-// responses alias b.
+// walkFields walks the fields of the message b as proto.Unmarshal does:
+// field gets each field's number, wire type and the bytes from its value
+// on, and returns the length of the value it read, or -1 for a field it
+// does not know (or of another wire type), which is skipped. Field
+// numbers protowire accepts above protowire.MaxValidNumber are refused,
+// as proto.Unmarshal refuses them.
+func walkFields(b []byte, field func(num protowire.Number, typ protowire.Type, b []byte) (int, error)) error {
+	for len(b) > 0 {
+		num, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return parseError(l)
+		}
+		if num > protowire.MaxValidNumber {
+			return errFieldNumber
+		}
+		b = b[l:]
+		n, err := field(num, typ, b)
+		if err != nil {
+			return err
+		}
+		if n < 0 {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return parseError(n)
+			}
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+func consumeVarint(b []byte) (uint64, int, error) {
+	v, n := protowire.ConsumeVarint(b)
+	if n < 0 {
+		return 0, 0, parseError(n)
+	}
+	return v, n, nil
+}
+
+func consumeBytes(b []byte) ([]byte, int, error) {
+	v, n := protowire.ConsumeBytes(b)
+	if n < 0 {
+		return nil, 0, parseError(n)
+	}
+	return v, n, nil
+}
+
+// decode parses b as proto.Unmarshal parses an ExchangeResponse (the last
+// of a repeated scalar wins, unknown fields and fields of an unexpected
+// wire type are skipped, strings must be UTF-8), except that responses
+// alias b.
 func (f *resultFrame) decode(b []byte) error {
 	*f = resultFrame{}
 	n := 0 // results, to allocate them at once
 	for rest := b; len(rest) > 0; {
 		num, typ, l := protowire.ConsumeField(rest)
 		if l < 0 {
-			break // the decoding below reports it
+			break // walkFields reports it
 		}
 		if num == exchangeResponseResults && typ == protowire.BytesType {
 			n++
@@ -173,109 +206,61 @@ func (f *resultFrame) decode(b []byte) error {
 		rest = rest[l:]
 	}
 	f.results = make([]frameResult, 0, n)
-	for len(b) > 0 {
-		num, typ, l, err := consumeTag(b)
-		if err != nil {
-			return err
-		}
-		b = b[l:]
+	return walkFields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch {
 		case num == exchangeResponseResults && typ == protowire.BytesType:
-			v, l := protowire.ConsumeBytes(b)
-			if l < 0 {
-				return parseError(l)
+			v, n, err := consumeBytes(b)
+			if err != nil {
+				return 0, err
 			}
 			f.results = append(f.results, frameResult{})
-			if err := f.results[len(f.results)-1].decode(v); err != nil {
-				return err
-			}
-			b = b[l:]
-			continue
+			return n, f.results[len(f.results)-1].decode(v)
 		case num == exchangeResponseDraining && typ == protowire.VarintType:
-			v, l := protowire.ConsumeVarint(b)
-			if l < 0 {
-				return parseError(l)
-			}
+			v, n, err := consumeVarint(b)
 			f.draining = protowire.DecodeBool(v)
-			b = b[l:]
-			continue
+			return n, err
 		case num == exchangeResponseLastID && typ == protowire.VarintType:
-			v, l := protowire.ConsumeVarint(b)
-			if l < 0 {
-				return parseError(l)
-			}
+			v, n, err := consumeVarint(b)
 			f.lastID = v
-			b = b[l:]
-			continue
+			return n, err
 		}
-		l = protowire.ConsumeFieldValue(num, typ, b)
-		if l < 0 {
-			return parseError(l)
-		}
-		b = b[l:]
-	}
-	return nil
+		return -1, nil
+	})
 }
 
 // decode parses b as proto.Unmarshal parses a Result; the response aliases
 // b.
 func (r *frameResult) decode(b []byte) error {
-	for len(b) > 0 {
-		num, typ, l, err := consumeTag(b)
-		if err != nil {
-			return err
-		}
-		b = b[l:]
+	return walkFields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch {
-		case (num == resultID || num == resultCode) && typ == protowire.VarintType:
-			v, l := protowire.ConsumeVarint(b)
-			if l < 0 {
-				return parseError(l)
-			}
-			if num == resultID {
-				r.id = v
-			} else {
-				r.code = int32(v)
-			}
-			b = b[l:]
-			continue
+		case num == resultID && typ == protowire.VarintType:
+			v, n, err := consumeVarint(b)
+			r.id = v
+			return n, err
+		case num == resultCode && typ == protowire.VarintType:
+			v, n, err := consumeVarint(b)
+			r.code = int32(v)
+			return n, err
 		case num == resultMessage && typ == protowire.BytesType:
-			v, l := protowire.ConsumeBytes(b)
-			if l < 0 {
-				return parseError(l)
-			}
-			if !utf8.Valid(v) {
-				return errInvalidUTF8
+			v, n, err := consumeBytes(b)
+			if err == nil && !utf8.Valid(v) {
+				err = errInvalidUTF8
 			}
 			r.message = string(v)
-			b = b[l:]
-			continue
+			return n, err
 		case num == resultDetails && typ == protowire.BytesType:
-			v, l := protowire.ConsumeBytes(b)
-			if l < 0 {
-				return parseError(l)
+			v, n, err := consumeBytes(b)
+			if err != nil {
+				return 0, err
 			}
 			d := new(anypb.Any)
-			if err := proto.Unmarshal(v, d); err != nil {
-				return err
-			}
 			r.details = append(r.details, d)
-			b = b[l:]
-			continue
+			return n, proto.Unmarshal(v, d)
 		case num == resultResponse && typ == protowire.BytesType:
-			v, l := protowire.ConsumeBytes(b)
-			if l < 0 {
-				return parseError(l)
-			}
+			v, n, err := consumeBytes(b)
 			r.response = v
-			b = b[l:]
-			continue
+			return n, err
 		}
-		l = protowire.ConsumeFieldValue(num, typ, b)
-		if l < 0 {
-			return parseError(l)
-		}
-		b = b[l:]
-	}
-	return nil
+		return -1, nil
+	})
 }
