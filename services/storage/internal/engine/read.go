@@ -86,7 +86,7 @@ func (e *Engine) get(k Key, now int64, shared bool) (Record, bool, error) {
 	ik := appendItemKey(make([]byte, 0, itemKeyOverhead+len(k.PartitionKey)+len(k.SortKey)), k)
 	var rec Record
 	found := false
-	err := e.readItem(ik, func(s *stored, stable bool) {
+	err := e.readItem(ik, func(s stored, stable bool) {
 		if s.expired(now) {
 			return
 		}
@@ -110,7 +110,7 @@ func (e *Engine) get(k Key, now int64, shared bool) (Record, bool, error) {
 // through the cache. stable says that the record's value is a slice nobody
 // modifies (the cache's copy, or one made for it): fn may keep it to read.
 // Otherwise it is valid only during fn, which must copy what it keeps.
-func (e *Engine) readItem(itemKey []byte, fn func(s *stored, stable bool)) error {
+func (e *Engine) readItem(itemKey []byte, fn func(s stored, stable bool)) error {
 	if e.cache == nil {
 		return e.readPebble(itemKey, fn)
 	}
@@ -122,7 +122,7 @@ func (e *Engine) readItem(itemKey []byte, fn func(s *stored, stable bool)) error
 		if err != nil {
 			return err
 		}
-		fn(&s, true)
+		fn(s, true)
 		return nil
 	}
 	e.st.cacheMisses.Add(1)
@@ -139,7 +139,7 @@ func (e *Engine) readItem(itemKey []byte, fn func(s *stored, stable bool)) error
 	if len(v) > e.opts.CacheMaxItemBytes {
 		s, err := decodeStored(v)
 		if err == nil {
-			fn(&s, false)
+			fn(s, false)
 		}
 		return errors.Join(err, closer.Close())
 	}
@@ -160,11 +160,11 @@ func (e *Engine) readItem(itemKey []byte, fn func(s *stored, stable bool)) error
 		e.cache.Set(ck, owned)
 	}
 	st.mu.Unlock()
-	fn(&s, true)
+	fn(s, true)
 	return nil
 }
 
-func (e *Engine) readPebble(itemKey []byte, fn func(s *stored, stable bool)) error {
+func (e *Engine) readPebble(itemKey []byte, fn func(s stored, stable bool)) error {
 	v, closer, err := e.db.Get(itemKey)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil
@@ -174,7 +174,7 @@ func (e *Engine) readPebble(itemKey []byte, fn func(s *stored, stable bool)) err
 	}
 	s, err := decodeStored(v)
 	if err == nil {
-		fn(&s, false)
+		fn(s, false)
 	}
 	return errors.Join(err, closer.Close())
 }
