@@ -269,9 +269,11 @@ func (c *Client) BatchGet(ctx context.Context, keys []Key, opts ...CallOption) (
 	results := make([]Result, 0, len(keys))
 	for lo := 0; lo < len(keys); lo += maxBatch {
 		hi := min(lo+maxBatch, len(keys))
-		req := &kvv1.BatchGetRequest{Keys: make([]*kvv1.Key, 0, hi-lo), Consistency: o.consistency}
-		for _, k := range keys[lo:hi] {
-			req.Keys = append(req.Keys, protoKey(k.Table, k.PartitionKey, k.SortKey))
+		req := &kvv1.BatchGetRequest{Keys: make([]*kvv1.Key, hi-lo), Consistency: o.consistency}
+		pks := make([]kvv1.Key, hi-lo) // one allocation, not one per key
+		for i, k := range keys[lo:hi] {
+			pks[i].Table, pks[i].PartitionKey, pks[i].SortKey = k.Table, k.PartitionKey, k.SortKey
+			req.Keys[i] = &pks[i]
 		}
 		resp, err := c.kv.BatchGet(ctx, req)
 		if err != nil {

@@ -64,14 +64,14 @@ const (
 // ready.
 type mux struct {
 	kv kvv1.KVServiceClient // set before the first call
-	c  *streammux.Client[*muxv1.Call, *muxv1.Result]
+	c  *streammux.Client[*muxv1.Call, *frameResult]
 }
 
 func newMux(routers int) *mux {
 	m := &mux{}
-	m.c = streammux.NewClient(streammux.ClientOptions[*muxv1.Call, *muxv1.Result]{
-		Open: func(ctx context.Context) (streammux.ClientStream[*muxv1.Call, *muxv1.Result], error) {
-			cs, err := m.kv.Exchange(ctx)
+	m.c = streammux.NewClient(streammux.ClientOptions[*muxv1.Call, *frameResult]{
+		Open: func(ctx context.Context) (streammux.ClientStream[*muxv1.Call, *frameResult], error) {
+			cs, err := m.kv.Exchange(ctx, muxCodec())
 			if err != nil {
 				return nil, err
 			}
@@ -93,9 +93,13 @@ func (s exchangeStream) SendCalls(calls []*muxv1.Call) error {
 	return s.Send(&kvv1.ExchangeRequest{Calls: calls})
 }
 
-func (s exchangeStream) RecvResults() ([]*muxv1.Result, bool, uint64, error) {
-	resp, err := s.Recv()
-	if err != nil {
+// RecvResults decodes the next message with frameCodec: each result's
+// response aliases the received buffer until it is released (a result
+// nobody releases, such as a cancelled call's, leaves the buffer to the
+// garbage collector instead of gRPC's pool).
+func (s exchangeStream) RecvResults() ([]*frameResult, bool, uint64, error) {
+	var resp resultFrame
+	if err := s.RecvMsg(&resp); err != nil {
 		return nil, false, 0, err
 	}
 	return resp.GetResults(), resp.GetDraining(), resp.GetLastId(), nil
@@ -135,6 +139,7 @@ func (m *mux) do(ctx context.Context, method string, in, out proto.Message) erro
 	if err != nil {
 		return err
 	}
+	defer res.release()
 	if err := proto.Unmarshal(res.GetResponse(), out); err != nil {
 		return status.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
 	}

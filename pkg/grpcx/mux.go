@@ -91,6 +91,10 @@ func (h muxHandler) Run(ctx context.Context, c *muxv1.Call) *muxv1.Result {
 }
 
 // Size estimates a result's encoded size.
+// Sent gives the results' response buffers back to the pool: gRPC has
+// encoded them within SendMsg.
+func (muxHandler) Sent(results []*muxv1.Result) { releaseResponses(results) }
+
 func (muxHandler) Size(r *muxv1.Result) int {
 	n := muxResultOverhead + len(r.GetResponse()) + len(r.GetMessage())
 	for _, d := range r.GetDetails() {
@@ -139,7 +143,7 @@ func (m *Mux) call(ctx context.Context, c *muxv1.Call) (out []byte, err error) {
 	if !ok {
 		return nil, status.Errorf(codes.Internal, "grpc: error while marshaling: %T is not a proto.Message", resp)
 	}
-	if out, err = proto.Marshal(pm); err != nil {
+	if out, err = marshalResponse(pm); err != nil {
 		return nil, status.Errorf(codes.Internal, "grpc: error while marshaling: %v", err)
 	}
 	// As the unary RPC's send would: an answer larger than a message may

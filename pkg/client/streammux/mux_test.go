@@ -144,6 +144,7 @@ func (h *holdHandler) Run(ctx context.Context, c *muxv1.Call) *muxv1.Result {
 }
 
 func (h *holdHandler) Size(*muxv1.Result) int { return 1 }
+func (h *holdHandler) Sent([]*muxv1.Result)   {}
 
 // TestServerCancelsWhileWorkersBusy: with every worker running a call, the
 // stream is still read: a call beyond waits for a worker, and the cancel

@@ -34,7 +34,8 @@ type ServerStream[C Call, R any] interface {
 	// caller closed its side.
 	RecvCalls() ([]C, error)
 	// SendResults sends one message: results and, once, the draining
-	// notice with the last call id taken.
+	// notice with the last call id taken. It must be done with results
+	// when it returns (as gRPC's SendMsg is): Handler.Sent may reuse them.
 	SendResults(results []R, draining bool, lastID uint64) error
 }
 
@@ -46,6 +47,9 @@ type Handler[C Call, R any] interface {
 	Run(ctx context.Context, call C) R
 	// Size estimates a result frame's encoded size.
 	Size(res R) int
+	// Sent is called with results once a SendResults of them returned
+	// (sent or failed): the handler may reuse what they hold.
+	Sent(results []R)
 }
 
 // Server serves calls multiplexed on streams of one protocol: the
@@ -299,6 +303,7 @@ func (x *serverStream[C, R]) sendLocked() {
 		if err := x.stream.SendResults(out[:n], false, 0); err != nil {
 			x.failSend(err)
 		}
+		x.srv.Handler.Sent(out[:n])
 		out = out[n:]
 	}
 	clear(x.batch)

@@ -220,10 +220,18 @@ func (kv *kvService) Get(ctx context.Context, req *kvv1.GetRequest) (*kvv1.GetRe
 }
 
 func getResponse(rec *storagev1.Record) *kvv1.GetResponse {
+	resp := new(kvv1.GetResponse)
+	setGetResponse(resp, rec)
+	return resp
+}
+
+// setGetResponse sets resp, a zero GetResponse, to the answer for rec (nil:
+// not found).
+func setGetResponse(resp *kvv1.GetResponse, rec *storagev1.Record) {
 	if rec == nil || rec.GetTombstone() {
-		return &kvv1.GetResponse{}
+		return
 	}
-	return &kvv1.GetResponse{Found: true, Value: rec.GetValue(), Version: rec.GetVersion(), ExpireTime: expireTime(rec.GetExpireUnixNanos())}
+	resp.Found, resp.Value, resp.Version, resp.ExpireTime = true, rec.GetValue(), rec.GetVersion(), expireTime(rec.GetExpireUnixNanos())
 }
 
 func (kv *kvService) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutResponse, error) {
@@ -261,9 +269,12 @@ func (kv *kvService) BatchGet(ctx context.Context, req *kvv1.BatchGetRequest) (*
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	// The answers in one allocation, not one per key.
 	resp := &kvv1.BatchGetResponse{Results: make([]*kvv1.GetResponse, len(recs))}
+	answers := make([]kvv1.GetResponse, len(recs))
 	for i, rec := range recs {
-		resp.Results[i] = getResponse(rec)
+		setGetResponse(&answers[i], rec)
+		resp.Results[i] = &answers[i]
 	}
 	return resp, nil
 }

@@ -81,6 +81,9 @@ func (s exchangeStream) SendResults(results []*storagev1.ExchangeResult, drainin
 // Size estimates a result's encoded size.
 func (exchangeHandler) Size(r *storagev1.ExchangeResult) int { return answerBytes(r) }
 
+// Sent keeps nothing to reuse: the answers are the engine's.
+func (exchangeHandler) Sent([]*storagev1.ExchangeResult) {}
+
 // Run runs one call as its unary RPC would.
 func (h exchangeHandler) Run(ctx context.Context, call *storagev1.ExchangeCall) (res *storagev1.ExchangeResult) {
 	res = &storagev1.ExchangeResult{Id: call.GetId()}

@@ -230,7 +230,14 @@ func recordToProto(r engine.Record) *storagev1.Record {
 // readRecord is r without its key, for the answers of Read and BatchRead:
 // the caller sent the key, and echoing it cost a key message per record.
 func readRecord(r engine.Record) *storagev1.Record {
-	return &storagev1.Record{Version: r.Version, Tombstone: r.Tombstone, ExpireUnixNanos: r.ExpireAt, Value: r.Value, DeletedUnixNanos: r.DeletedAt}
+	rec := new(storagev1.Record)
+	setReadRecord(rec, r)
+	return rec
+}
+
+// setReadRecord sets the fields readRecord sets in rec, a zero Record.
+func setReadRecord(rec *storagev1.Record, r engine.Record) {
+	rec.Version, rec.Tombstone, rec.ExpireUnixNanos, rec.Value, rec.DeletedUnixNanos = r.Version, r.Tombstone, r.ExpireAt, r.Value, r.DeletedAt
 }
 
 // readKey validates one key of a request and returns it for the engine.
@@ -288,16 +295,22 @@ func (svc *service) BatchRead(ctx context.Context, req *storagev1.BatchReadReque
 			return nil, toStatus(err)
 		}
 	}
-	recs, found, err := svc.s.eng.GetBatch(keys)
+	// The values are only encoded into the answer: they may be the
+	// cache's, uncopied.
+	recs, found, err := svc.s.eng.GetBatchShared(keys)
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	// The answers and records in two allocations, not two per key.
 	resp := &storagev1.BatchReadResponse{Results: make([]*storagev1.ReadResponse, len(keys))}
+	answers := make([]storagev1.ReadResponse, len(keys))
+	records := make([]storagev1.Record, len(keys))
 	for i := range keys {
+		resp.Results[i] = &answers[i]
 		if found[i] {
-			resp.Results[i] = &storagev1.ReadResponse{Found: true, Record: readRecord(recs[i])}
-		} else {
-			resp.Results[i] = &storagev1.ReadResponse{}
+			r := &records[i]
+			setReadRecord(r, recs[i])
+			answers[i].Found, answers[i].Record = true, r
 		}
 	}
 	return resp, nil

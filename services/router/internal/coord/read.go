@@ -296,6 +296,18 @@ func (co *Coordinator) batchRead(ctx context.Context, v *cluster.View, keys []*s
 			return nil, unavailable("read of "+keyString(k)+" at "+level.String(), len(st.cands), st.need, downReplicas(rt.ReadIDs, rt.ReadNodes))
 		}
 	}
+	// A key gets at most need answers: its ok and recs are slices of one
+	// backing array each, not two allocations per key.
+	total := 0
+	for i := range states {
+		total += states[i].need
+	}
+	oks, recs := make([]*cluster.Node, total), make([]*storagev1.Record, total)
+	for i, off := 0, 0; i < len(states); i++ {
+		st := &states[i]
+		st.ok, st.recs = oks[off:off:off+st.need], recs[off:off:off+st.need]
+		off += st.need
+	}
 	var stale uint64
 	type result struct {
 		node *cluster.Node

@@ -337,6 +337,58 @@ func TestCacheLimits(t *testing.T) {
 	}
 }
 
+// TestGetBatchShared: a shared read of a cacheable value returns the
+// cache's slice itself (no copy), GetBatch still returns copies, and a
+// newer write is seen by the next shared read.
+func TestGetBatchShared(t *testing.T) {
+	cache := newMapCache()
+	e := openTest(t, Options{Cache: cache, CacheMaxItemBytes: 100})
+	small := Record{Key: Key{PartitionKey: []byte("s")}, Version: 1, Value: []byte("x")}
+	large := Record{Key: Key{PartitionKey: []byte("l")}, Version: 1, Value: bytes.Repeat([]byte("y"), 200)}
+	missing := Key{PartitionKey: []byte("m")}
+	if _, err := e.Apply([]Record{small, large}); err != nil {
+		t.Fatal(err)
+	}
+	keys := []Key{small.Key, large.Key, missing}
+	check := func(name string, recs []Record, found []bool, want ...Record) {
+		t.Helper()
+		if found[2] || len(recs) != 3 {
+			t.Fatalf("%s: found %v", name, found)
+		}
+		for i, w := range want {
+			if !found[i] || recs[i].Version != w.Version || !bytes.Equal(recs[i].Value, w.Value) {
+				t.Fatalf("%s: key %q: found %v version %d value %q, want version %d value %q", name, w.Key.PartitionKey, found[i], recs[i].Version, recs[i].Value, w.Version, w.Value)
+			}
+		}
+	}
+	for round := range 2 { // a miss that fills the cache, then a hit
+		recs, found, err := e.GetBatchShared(keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("GetBatchShared", recs, found, small, large)
+		cached, ok := cache.Get(cacheKey(e.cacheEpoch.Load(), appendItemKey(nil, small.Key)))
+		if !ok || &recs[0].Value[0] != &cached[len(cached)-1] {
+			t.Fatalf("round %d: the shared value of %q is not the cached slice", round, small.Key.PartitionKey)
+		}
+		copied, found, err := e.GetBatch(keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("GetBatch", copied, found, small, large)
+		copied[0].Value[0] = 'z' // a copy: must not reach the cache
+	}
+	small.Version, small.Value = 2, []byte("w")
+	if _, err := e.Apply([]Record{small}); err != nil {
+		t.Fatal(err)
+	}
+	recs, found, err := e.GetBatchShared(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("GetBatchShared after a write", recs, found, small, large)
+}
+
 func TestStreamPartitionResume(t *testing.T) {
 	e := openTest(t, Options{streamRefresh: 3})
 	var recs []Record

@@ -22,12 +22,25 @@ func (e *Engine) Get(k Key) (Record, bool, error) {
 		return Record{}, false, err
 	}
 	defer e.closeMu.RUnlock()
-	return e.get(k, e.nowNanos())
+	return e.get(k, e.nowNanos(), false)
 }
 
 // GetBatch is Get for many keys; recs[i] and found[i] answer keys[i]. An
 // invalid key fails the whole call, naming its index.
 func (e *Engine) GetBatch(keys []Key) ([]Record, []bool, error) {
+	return e.getBatch(keys, false)
+}
+
+// GetBatchShared is GetBatch for a caller that only reads the values (to
+// encode them in an answer): a value small enough for the cache is the
+// cached slice itself, shared with the cache and every other reader, so
+// the caller must never modify it nor hand it to code that might. It saves
+// a copy of every such value (BatchGet's hot path).
+func (e *Engine) GetBatchShared(keys []Key) ([]Record, []bool, error) {
+	return e.getBatch(keys, true)
+}
+
+func (e *Engine) getBatch(keys []Key, shared bool) ([]Record, []bool, error) {
 	if err := checkKeys(keys); err != nil {
 		return nil, nil, err
 	}
@@ -40,7 +53,7 @@ func (e *Engine) GetBatch(keys []Key) ([]Record, []bool, error) {
 	found := make([]bool, len(keys))
 	for i, k := range keys {
 		var err error
-		if recs[i], found[i], err = e.get(k, now); err != nil {
+		if recs[i], found[i], err = e.get(k, now, shared); err != nil {
 			return nil, nil, fmt.Errorf("key %d: %w", i, err)
 		}
 	}
@@ -66,16 +79,22 @@ func checkKeys(keys []Key) error {
 	return nil
 }
 
-func (e *Engine) get(k Key, now int64) (Record, bool, error) {
+// get reads k. shared: the record's value may be a cached slice (see
+// GetBatchShared); otherwise it is the caller's copy.
+func (e *Engine) get(k Key, now int64, shared bool) (Record, bool, error) {
 	e.st.gets.Add(1)
 	ik := appendItemKey(make([]byte, 0, itemKeyOverhead+len(k.PartitionKey)+len(k.SortKey)), k)
 	var rec Record
 	found := false
-	err := e.readItem(ik, func(s *stored) {
+	err := e.readItem(ik, func(s stored, stable bool) {
 		if s.expired(now) {
 			return
 		}
-		rec, found = s.record(k), true
+		if shared && stable {
+			rec, found = s.sharedRecord(k), true
+		} else {
+			rec, found = s.record(k), true
+		}
 	})
 	if err != nil {
 		return Record{}, false, fmt.Errorf("engine: get %x: %w", ik, err)
@@ -88,8 +107,10 @@ func (e *Engine) get(k Key, now int64) (Record, bool, error) {
 }
 
 // readItem calls fn with the stored record under itemKey, if there is one,
-// through the cache. fn must copy what it keeps.
-func (e *Engine) readItem(itemKey []byte, fn func(*stored)) error {
+// through the cache. stable says that the record's value is a slice nobody
+// modifies (the cache's copy, or one made for it): fn may keep it to read.
+// Otherwise it is valid only during fn, which must copy what it keeps.
+func (e *Engine) readItem(itemKey []byte, fn func(s stored, stable bool)) error {
 	if e.cache == nil {
 		return e.readPebble(itemKey, fn)
 	}
@@ -101,7 +122,7 @@ func (e *Engine) readItem(itemKey []byte, fn func(*stored)) error {
 		if err != nil {
 			return err
 		}
-		fn(&s)
+		fn(s, true)
 		return nil
 	}
 	e.st.cacheMisses.Add(1)
@@ -115,25 +136,35 @@ func (e *Engine) readItem(itemKey []byte, fn func(*stored)) error {
 	if err != nil {
 		return err
 	}
-	s, err := decodeStored(v)
-	if err != nil {
+	if len(v) > e.opts.CacheMaxItemBytes {
+		s, err := decodeStored(v)
+		if err == nil {
+			fn(s, false)
+		}
 		return errors.Join(err, closer.Close())
 	}
-	fn(&s)
-	if len(v) <= e.opts.CacheMaxItemBytes {
-		owned := bytes.Clone(v)
-		// Fill only if no write to this stripe became visible while we read:
-		// otherwise v may be older than an acknowledged write.
-		st.mu.Lock()
-		if e.gens.of(h).Load() == gen && e.cacheEpoch.Load() == epoch {
-			e.cache.Set(ck, owned)
-		}
-		st.mu.Unlock()
+	// The copy the cache keeps is the one fn reads (and a shared read
+	// keeps): decoded from it, not from Pebble's buffer.
+	owned := bytes.Clone(v)
+	if err := closer.Close(); err != nil {
+		return err
 	}
-	return closer.Close()
+	s, err := decodeStored(owned)
+	if err != nil {
+		return err
+	}
+	// Fill only if no write to this stripe became visible while we read:
+	// otherwise v may be older than an acknowledged write.
+	st.mu.Lock()
+	if e.gens.of(h).Load() == gen && e.cacheEpoch.Load() == epoch {
+		e.cache.Set(ck, owned)
+	}
+	st.mu.Unlock()
+	fn(s, true)
+	return nil
 }
 
-func (e *Engine) readPebble(itemKey []byte, fn func(*stored)) error {
+func (e *Engine) readPebble(itemKey []byte, fn func(s stored, stable bool)) error {
 	v, closer, err := e.db.Get(itemKey)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil
@@ -143,7 +174,7 @@ func (e *Engine) readPebble(itemKey []byte, fn func(*stored)) error {
 	}
 	s, err := decodeStored(v)
 	if err == nil {
-		fn(&s)
+		fn(s, false)
 	}
 	return errors.Join(err, closer.Close())
 }

@@ -197,6 +197,19 @@ func (s *stored) record(k Key) Record {
 	return r
 }
 
+// sharedRecord is record without the copy: the value is s's (see
+// GetBatchShared).
+func (s *stored) sharedRecord(k Key) Record {
+	r := Record{Key: k, Version: s.version, Tombstone: s.tombstone, ExpireAt: s.expireAt, DeletedAt: s.deletedAt}
+	if !s.tombstone {
+		r.Value = s.value
+		if r.Value == nil {
+			r.Value = []byte{}
+		}
+	}
+	return r
+}
+
 // compareLWW orders two records under the LWW rule: positive if a wins over
 // b, 0 if they are the same mutation. It reads version, tombstone, value and
 // expiry, never deletedAt.
