@@ -95,6 +95,10 @@ type ClientOptions[C Call, R Result] struct {
 	Lanes int
 	// MaxInFlight bounds the calls in flight on one stream; a call beyond
 	// it waits for a slot (or its context). Default: DefaultMaxInFlight.
+	// Keep it at most the server's Workers + Backlog (1,280 by default):
+	// beyond that the server stops reading the stream while it is full, so
+	// a cancel frame waits for a running call to end, and calls without a
+	// deadline that never end would hold the stream.
 	MaxInFlight int
 	// MinBackoff, MaxBackoff: see DefaultMinBackoff.
 	MinBackoff, MaxBackoff time.Duration

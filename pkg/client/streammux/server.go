@@ -31,7 +31,9 @@ type ServerStream[C Call, R any] interface {
 	// Context is the stream's context.
 	Context() context.Context
 	// RecvCalls returns the calls of the next message; io.EOF once the
-	// caller closed its side.
+	// caller closed its side. It must return (with an error) once the
+	// stream's context ends, as a gRPC stream's Recv does: the server's
+	// reading goroutine relies on it to end.
 	RecvCalls() ([]C, error)
 	// SendResults sends one message: results and, once, the draining
 	// notice with the last call id taken. It must be done with results
