@@ -383,9 +383,12 @@ func (c *Client[C, R]) shared(l *lane[C, R], addr string) bool {
 // brokeLocked forgets s (nil: a stream that failed to open) after err, and
 // sets when the next may open. The caller holds l.mu.
 func (l *lane[C, R]) brokeLocked(s *stream[C, R], err error) {
-	if l.cur == s || s == nil {
-		l.cur = nil
+	if s != nil && l.cur != s {
+		// Forgotten already (its drain notice, or retired for another):
+		// one stream is one break, not one per notice.
+		return
 	}
+	l.cur = nil
 	if status.Code(err) == codes.Unimplemented {
 		l.next = time.Now().Add(l.c.o.UnimplementedRetry)
 		return

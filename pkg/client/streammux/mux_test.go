@@ -176,3 +176,53 @@ func TestServerCancelsWhileWorkersBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// drainStream announces its drain with the first answer it is asked for
+// (taking no call) and then ends cleanly, as a server shutting down does.
+type drainStream struct {
+	ctx   context.Context
+	recvs atomic.Int32
+	ended chan struct{}
+}
+
+func (s *drainStream) Context() context.Context      { return s.ctx }
+func (s *drainStream) CloseSend() error              { return nil }
+func (s *drainStream) SendCalls([]*muxv1.Call) error { return nil }
+func (s *drainStream) RecvResults() ([]*muxv1.Result, bool, uint64, error) {
+	if s.recvs.Add(1) == 1 {
+		return nil, true, 0, nil
+	}
+	close(s.ended)
+	return nil, false, 0, io.EOF
+}
+
+// TestClientDrainCountsOnce: a stream that announces its drain and then
+// ends is one break of its lane, not two, so the next stream is tried
+// after the first step of the backoff (a restarted server is used again
+// that much sooner).
+func TestClientDrainCountsOnce(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	ds := &drainStream{ended: make(chan struct{})}
+	c := NewClient(ClientOptions[*muxv1.Call, *muxv1.Result]{
+		Open: func(ctx context.Context) (ClientStream[*muxv1.Call, *muxv1.Result], error) {
+			ds.ctx = ctx
+			return ds, nil
+		},
+		Frames: testFrames{},
+	})
+	defer c.Close()
+	if _, err := c.Do(t.Context(), &muxv1.Call{}); err != ErrUnary {
+		t.Fatalf("a call the draining server did not take: %v, want ErrUnary", err)
+	}
+	<-ds.ended
+	// The stream's goroutine handles its end, then exits.
+	if err := goleak.Find(before); err != nil {
+		t.Fatal(err)
+	}
+	l := c.lanes[0]
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failures != 1 {
+		t.Fatalf("a drained stream counted %d breaks, want 1", l.failures)
+	}
+}
